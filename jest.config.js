@@ -1,0 +1,53 @@
+// Two projects: fast unit specs beside the code, and e2e tests under test/ that share one real
+// PostgreSQL started by globalSetup (embedded unless DATABASE_URL is set).
+//
+// NestJS 12, jose and a few others ship ESM only. Node 22 loads them from our CommonJS build via
+// require(esm), but Jest's module registry cannot (before Node 24.9), so Jest transpiles those
+// packages to CommonJS with ts-jest. The list is computed from package.json "type", so it follows
+// upgrades without a hand-kept allowlist.
+const fs = require('node:fs');
+const path = require('node:path');
+
+function esmPackages(dir = path.join(__dirname, 'node_modules'), prefix = '') {
+  const names = [];
+  for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
+    if (name.startsWith('.')) continue;
+    if (name.startsWith('@')) {
+      names.push(...esmPackages(path.join(dir, name), `${name}/`));
+      continue;
+    }
+    try {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, name, 'package.json'), 'utf8'));
+      if (pkg.type === 'module') names.push(prefix + name);
+    } catch {
+      /* not a package */
+    }
+  }
+  return names;
+}
+
+const escaped = esmPackages().map((n) => n.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&'));
+const base = {
+  moduleFileExtensions: ['js', 'mjs', 'cjs', 'json', 'ts'],
+  transform: {
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json' }],
+    '^.+/node_modules/.+\\.m?js$': '<rootDir>/test/support/esm-dependency.transformer.js',
+  },
+  transformIgnorePatterns: [`/node_modules/(?!(${escaped.join('|')})/)`],
+  testEnvironment: 'node',
+};
+
+module.exports = {
+  reporters: ['default', '<rootDir>/test/support/ci-summary.reporter.js'],
+  projects: [
+    { ...base, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
+    {
+      ...base,
+      displayName: 'e2e',
+      rootDir: '.',
+      testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'],
+      globalSetup: '<rootDir>/test/global-setup.mjs',
+      globalTeardown: '<rootDir>/test/global-teardown.mjs',
+    },
+  ],
+};

@@ -1,0 +1,18 @@
+import type { INestApplication } from '@nestjs/common';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import helmet from 'helmet';
+import { Logger } from 'nestjs-pino';
+
+/**
+ * HTTP-level set-up shared by main.ts and the e2e tests, so tests run the real stack. Guards,
+ * filters and pipes are APP_* providers in the modules, not added here.
+ */
+export function configureApp(app: INestApplication): void {
+  const express = app as NestExpressApplication;
+  express.useLogger(app.get(Logger));
+  express.use(helmet());
+  express.disable('x-powered-by');
+  // Query strings stay flat (`a=1&a=2` -> array), as FHIR search expects; no nested objects.
+  express.set('query parser', 'simple');
+  express.set('etag', false);
+}

@@ -1,0 +1,95 @@
+import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
+import express, { NextFunction, Request, Response } from 'express';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { FhirError } from '../fhir-error';
+import { RequestContext } from '../request-context';
+import { requestIdOf } from './request-id';
+
+const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', 'application/json-patch+json'];
+const FORM_TYPE = 'application/x-www-form-urlencoded';
+const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
+const XML_RE = /xml/i;
+
+/**
+ * HTTP concerns in front of the FHIR API: request id and context, content negotiation (JSON only),
+ * and body parsing with a size limit. Errors are thrown (not passed to next) so the global
+ * OperationOutcome filter answers them.
+ */
+@Injectable()
+export class FhirHttpMiddleware implements NestMiddleware {
+  private readonly json: express.RequestHandler;
+  private readonly form: express.RequestHandler;
+
+  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.json = express.json({ limit: config.bodyLimit, type: JSON_TYPES, strict: false });
+    this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
+  }
+
+  async use(req: Request, res: Response, next: NextFunction): Promise<void> {
+    const requestId = requestIdOf(req);
+    res.setHeader('X-Request-Id', requestId);
+    await RequestContext.run({ requestId }, async () => {
+      this.negotiate(req);
+      await this.parseBody(req, res);
+      next();
+    });
+  }
+
+  private negotiate(req: Request): void {
+    const format = req.query._format;
+    if (format !== undefined) {
+      const f = String(Array.isArray(format) ? format[0] : format).toLowerCase();
+      if (!JSON_FORMATS.has(f)) {
+        throw new FhirError(406, 'not-supported', `_format '${f}' is not supported: this server speaks JSON only (application/fhir+json)`, ['_format']);
+      }
+      return;
+    }
+    const accept = req.headers.accept;
+    if (accept && !/(\*\/\*|application\/\*|json)/i.test(accept)) {
+      throw new FhirError(
+        406,
+        'not-supported',
+        XML_RE.test(accept)
+          ? 'XML is not supported: this server speaks JSON only (application/fhir+json)'
+          : `None of the accepted media types (${accept.slice(0, 100)}) is supported; use application/fhir+json`,
+      );
+    }
+  }
+
+  private async parseBody(req: Request, res: Response): Promise<void> {
+    if (!['POST', 'PUT', 'PATCH'].includes(req.method)) return;
+    const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
+    if (!hasBody) return;
+    const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const isJson = JSON_TYPES.includes(type);
+    if (!isJson && type !== FORM_TYPE) {
+      throw new FhirError(
+        415,
+        'not-supported',
+        XML_RE.test(type)
+          ? 'XML request bodies are not supported: send application/fhir+json'
+          : `Content-Type '${type || '(none)'}' is not supported: send application/fhir+json`,
+        ['Content-Type'],
+      );
+    }
+    await new Promise<void>((resolve, reject) => {
+      (isJson ? this.json : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
+    });
+  }
+}
+
+function bodyError(err: unknown): FhirError {
+  const e = err as { type?: string; status?: number; limit?: number; message?: string };
+  if (e.type === 'entity.too.large' || e.status === 413) {
+    return new FhirError(413, 'too-long', `The request body exceeds the limit of ${e.limit ?? '?'} bytes`);
+  }
+  if (e.type === 'entity.parse.failed') {
+    // The parser's message quotes part of the body; say where, not what.
+    const pos = /position (\d+)/.exec(e.message ?? '')?.[1];
+    return FhirError.badRequest(`The request body is not valid JSON${pos ? ` (error at character ${pos})` : ''}`, undefined, 'structure');
+  }
+  if (e.type === 'charset.unsupported' || e.type === 'encoding.unsupported') {
+    return new FhirError(415, 'not-supported', 'Unsupported body charset or encoding');
+  }
+  return new FhirError(e.status && e.status < 500 ? e.status : 400, 'invalid', 'The request body could not be read');
+}

@@ -1,0 +1,72 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { FhirError, IssueCode } from '../fhir-error';
+import { requestIdOf } from './request-id';
+
+const HTTP_ISSUE: Record<number, IssueCode> = {
+  400: 'invalid',
+  401: 'login',
+  403: 'forbidden',
+  404: 'not-found',
+  405: 'not-supported',
+  406: 'not-supported',
+  409: 'conflict',
+  410: 'deleted',
+  412: 'conflict',
+  413: 'too-long',
+  415: 'not-supported',
+  422: 'processing',
+  429: 'throttled',
+};
+
+/**
+ * Every failure leaves as an OperationOutcome. Unexpected errors become 500 with the request id
+ * only: no stack, SQL or resource content reaches the client or the log message.
+ */
+@Catch()
+export class OperationOutcomeFilter implements ExceptionFilter {
+  private readonly logger = new Logger('Errors');
+
+  catch(exception: unknown, host: ArgumentsHost): void {
+    const http = host.switchToHttp();
+    const req = http.getRequest<Request>();
+    const res = http.getResponse<Response>();
+    const requestId = requestIdOf(req);
+    const error = this.toFhirError(exception, requestId, req);
+    if (res.headersSent) return;
+    for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
+    res.setHeader('X-Request-Id', requestId);
+    res.status(error.status).type('application/fhir+json; charset=utf-8').send(JSON.stringify(error.toOperationOutcome()));
+  }
+
+  private toFhirError(exception: unknown, requestId: string, req: Request): FhirError {
+    if (exception instanceof FhirError) return exception;
+    if (exception instanceof HttpException) {
+      const status = exception.getStatus();
+      const headers: Record<string, string> = {};
+      const retryAfter = (exception.getResponse() as { retryAfter?: number })?.retryAfter;
+      if (retryAfter) headers['Retry-After'] = String(retryAfter);
+      const message =
+        status === 404 ? `No route for ${req.method} ${req.path.slice(0, 200)}` : httpMessage(exception);
+      return new FhirError(status, HTTP_ISSUE[status] ?? (status >= 500 ? 'exception' : 'invalid'), message, undefined, headers);
+    }
+    const e = exception as { status?: number; type?: string };
+    if (e?.type === 'entity.too.large') return new FhirError(413, 'too-long', 'The request body is too large');
+    // Log only the error class and code; messages of driver errors can quote values.
+    this.logger.error({
+      msg: 'unexpected error',
+      requestId,
+      error: (exception as Error)?.constructor?.name,
+      code: (exception as { code?: string })?.code,
+      frames: (exception as Error)?.stack?.split('\n').slice(1, 6).join('\n'),
+    });
+    return new FhirError(500, 'exception', `Internal server error (request id ${requestId})`);
+  }
+}
+
+function httpMessage(e: HttpException): string {
+  const r = e.getResponse();
+  if (typeof r === 'string') return r;
+  const m = (r as { message?: unknown }).message;
+  return Array.isArray(m) ? m.join('; ') : typeof m === 'string' ? m : e.message;
+}

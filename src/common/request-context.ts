@@ -1,0 +1,20 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+
+/** Per-request values that every stage may need (request id for errors and audit). Never PHI. */
+export interface RequestContextValues {
+  requestId: string;
+}
+
+const storage = new AsyncLocalStorage<RequestContextValues>();
+
+export const RequestContext = {
+  run<T>(values: RequestContextValues, fn: () => T): T {
+    return storage.run(values, fn);
+  },
+  current(): RequestContextValues | undefined {
+    return storage.getStore();
+  },
+  requestId(): string | undefined {
+    return storage.getStore()?.requestId;
+  },
+};

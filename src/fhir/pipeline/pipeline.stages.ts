@@ -1,0 +1,41 @@
+import type { Interaction, InteractionResult } from './interaction';
+import type { Principal } from './principal';
+
+/**
+ * The pluggable stages of the pipeline (GUIDE §1). Each is an abstract class so Nest can inject
+ * the implementation a module provides; the FHIR module binds defaults, capability modules
+ * (auth, consent, audit) override them.
+ */
+export abstract class AuthorizationStage {
+  /** Throws a 401/403 FhirError when the principal may not perform the interaction. */
+  abstract authorize(principal: Principal, interaction: Interaction): void;
+}
+
+export interface ConsentDecision {
+  /** SQL predicate over the resource row alias `r`, `$1..$n` placeholders. */
+  predicate: string;
+  params: unknown[];
+  /** Short description for the audit record (e.g. which Consent applied). */
+  basis: string;
+}
+
+export abstract class ConsentStage {
+  abstract decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision>;
+}
+
+export interface AuditRecord {
+  principal: Principal;
+  interaction: Interaction;
+  outcome: 'success' | 'failure';
+  status: number;
+  /** Resources the interaction touched, as `Type/id` (never their content). */
+  entities: string[];
+  durationMs: number;
+  requestId?: string;
+  consentBasis?: string;
+}
+
+export abstract class AuditStage {
+  /** Must complete (durably, for real audit) before the response body is sent; failure fails the request. */
+  abstract record(record: AuditRecord, result?: InteractionResult): Promise<void>;
+}

@@ -1,0 +1,18 @@
+/** HIE roles (registration of a client); see docs/architecture.md. */
+export type HieRole = 'hospital' | 'public-health' | 'auditor' | 'admin';
+
+/**
+ * Who is asking. Built by the authentication stage from a verified token; `anonymous` exists only
+ * for the public endpoints (metadata) and is denied everything else.
+ */
+export interface Principal {
+  kind: 'anonymous' | 'client';
+  clientId?: string;
+  organization?: string;
+  role?: HieRole;
+  scopes: readonly string[];
+  purposeOfUse?: string;
+  breakGlassReason?: string;
+}
+
+export const ANONYMOUS: Principal = Object.freeze({ kind: 'anonymous', scopes: [] });

@@ -1,0 +1,51 @@
+import { Injectable } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import type { Resource } from '@medplum/fhirtypes';
+import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import { firstValue } from '../pipeline/query-params';
+import { parseElements, parseSummary, subsetResource } from '../response/resource-subsetting';
+
+export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
+
+/** Turns an InteractionResult into the HTTP response: headers, Prefer, _summary/_elements, _pretty. */
+@Injectable()
+export class FhirResponseWriter {
+  /** Parses response-shaping parameters up front so a bad value fails before any data access. */
+  validateShaping(interaction: Interaction): void {
+    if (interaction.kind === 'read' || interaction.kind === 'vread') {
+      parseSummary(firstValue(interaction.query, '_summary'), false);
+      parseElements(firstValue(interaction.query, '_elements'));
+    }
+  }
+
+  send(req: Request, res: Response, interaction: Interaction, result: InteractionResult): void {
+    res.status(result.status);
+    for (const [k, v] of Object.entries(result.headers ?? {})) res.setHeader(k, v);
+    if (result.versionId) res.setHeader('ETag', `W/"${result.versionId}"`);
+    if (result.lastUpdated) res.setHeader('Last-Modified', new Date(result.lastUpdated).toUTCString());
+    if (result.location && result.status === 201) res.setHeader('Location', result.location);
+
+    let body: Resource | undefined = result.resource;
+    const isWrite = interaction.kind === 'create' || interaction.kind === 'update' || interaction.kind === 'patch';
+    if (isWrite && interaction.preferReturn === 'minimal') body = undefined;
+    if (isWrite && interaction.preferReturn === 'OperationOutcome') {
+      body = {
+        resourceType: 'OperationOutcome',
+        issue: [{ severity: 'information', code: 'informational', diagnostics: `${interaction.kind} succeeded` }],
+      };
+    }
+    if (body && (interaction.kind === 'read' || interaction.kind === 'vread')) {
+      body = subsetResource(
+        body,
+        parseSummary(firstValue(interaction.query, '_summary'), false),
+        parseElements(firstValue(interaction.query, '_elements')),
+      );
+    }
+    if (!body) {
+      res.end();
+      return;
+    }
+    const pretty = firstValue(interaction.query, '_pretty') === 'true';
+    res.type(FHIR_JSON).send(pretty ? JSON.stringify(body, null, 2) : JSON.stringify(body));
+  }
+}

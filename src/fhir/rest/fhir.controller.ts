@@ -1,0 +1,102 @@
+import { All, Controller, Delete, Get, Param, Patch, Post, Put, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { FhirError } from '../../common/fhir-error';
+import type { InteractionKind } from '../pipeline/interaction';
+import { FhirPipeline } from '../pipeline/fhir-pipeline.service';
+import { ANONYMOUS, Principal } from '../pipeline/principal';
+import { FhirResponseWriter } from './fhir-response.writer';
+import { parseInteraction } from './interaction.parser';
+
+/**
+ * FHIR RESTful API (http.html). Thin: each route names the interaction, the pipeline does the rest.
+ * Mounted under the configured base path (default /fhir) by FhirModule.
+ */
+@Controller()
+export class FhirController {
+  constructor(
+    private readonly pipeline: FhirPipeline,
+    private readonly writer: FhirResponseWriter,
+  ) {}
+
+  @Get('metadata')
+  metadata(@Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.run(req, res, 'capabilities');
+  }
+
+  @Get('_history')
+  historySystem(@Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.run(req, res, 'history-system');
+  }
+
+  @Get(':type/_history')
+  historyType(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
+    return this.run(req, res, 'history-type', { resourceType });
+  }
+
+  @Get(':type/:id/_history')
+  historyInstance(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string, @Param('id') id: string): Promise<void> {
+    return this.run(req, res, 'history-instance', { resourceType, id });
+  }
+
+  @Get(':type/:id/_history/:vid')
+  vread(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('type') resourceType: string,
+    @Param('id') id: string,
+    @Param('vid') versionId: string,
+  ): Promise<void> {
+    return this.run(req, res, 'vread', { resourceType, id, versionId });
+  }
+
+  @Get(':type')
+  searchType(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
+    return this.run(req, res, 'search-type', { resourceType });
+  }
+
+  @Post(':type')
+  create(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
+    return this.run(req, res, 'create', { resourceType });
+  }
+
+  @Get(':type/:id')
+  read(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string, @Param('id') id: string): Promise<void> {
+    return this.run(req, res, 'read', { resourceType, id });
+  }
+
+  @Put(':type/:id')
+  update(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string, @Param('id') id: string): Promise<void> {
+    return this.run(req, res, 'update', { resourceType, id });
+  }
+
+  @Patch(':type/:id')
+  patch(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string, @Param('id') id: string): Promise<void> {
+    return this.run(req, res, 'patch', { resourceType, id });
+  }
+
+  @Delete(':type/:id')
+  delete(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string, @Param('id') id: string): Promise<void> {
+    return this.run(req, res, 'delete', { resourceType, id });
+  }
+
+  /** Anything else under the FHIR base is a method the API does not define for that path. */
+  @All('{*rest}')
+  unsupported(@Req() req: Request): never {
+    throw new FhirError(405, 'not-supported', `${req.method} is not supported on ${req.path.slice(0, 200)}`, undefined, {
+      Allow: 'GET, POST, PUT, PATCH, DELETE',
+    });
+  }
+
+  private async run(
+    req: Request,
+    res: Response,
+    kind: InteractionKind,
+    parts?: { resourceType?: string; id?: string; versionId?: string },
+  ): Promise<void> {
+    const interaction = parseInteraction(req, kind, parts);
+    this.writer.validateShaping(interaction);
+    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
+    const result = await this.pipeline.handle(principal, interaction);
+    this.writer.send(req, res, interaction, result);
+  }
+}

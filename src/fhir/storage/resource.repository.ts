@@ -1,0 +1,246 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { Resource } from '@medplum/fhirtypes';
+import { DataSource, EntityManager } from 'typeorm';
+import { FhirError } from '../../common/fhir-error';
+import type { AccessContext } from '../pipeline/access-context';
+
+export interface StoredVersion {
+  resourceType: string;
+  id: string;
+  versionId: number;
+  lastUpdated: string;
+  deleted: boolean;
+  resource?: Resource;
+}
+
+export interface HistoryEntry extends StoredVersion {
+  seq: string;
+  method: string;
+}
+
+export type WriteMode = 'create' | 'update' | 'delete';
+
+export interface WriteRequest {
+  mode: WriteMode;
+  resourceType: string;
+  id: string;
+  /** Body to store (create/update); its meta.versionId and meta.lastUpdated are set here. */
+  resource?: Resource;
+  /** Expected current version (If-Match); mismatch gives 412. */
+  ifMatch?: number;
+  authorOrg?: string;
+  compartments?: string[];
+  securityLabels?: string[];
+  method: 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+}
+
+export interface WriteResult {
+  /** True when this write created the resource (a first version or a re-create after delete). */
+  created: boolean;
+  /** False when nothing changed (delete of something already gone). */
+  changed: boolean;
+  version?: StoredVersion;
+}
+
+export interface HistoryQuery {
+  resourceType?: string;
+  id?: string;
+  since?: string;
+  /** [start, end) of the `_at` value's precision. */
+  at?: { start: string; end: string };
+  count: number;
+  /** Keyset cursor: only entries with seq below this. */
+  beforeSeq?: string;
+}
+
+const UNIQUE_VIOLATION = '23505';
+
+/**
+ * The only place that reads and writes the resource tables. Every method takes the caller's
+ * AccessContext: reads AND its predicate into the SQL, so consent applies inside the query.
+ */
+@Injectable()
+export class ResourceRepository {
+  constructor(@InjectDataSource() private readonly db: DataSource) {}
+
+  async transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T> {
+    return this.db.transaction(work);
+  }
+
+  async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx?: EntityManager): Promise<StoredVersion | undefined> {
+    const params = [resourceType, id, ...ctx.readPredicateParams];
+    const rows: RawRow[] = await (tx ?? this.db).query(
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content
+         FROM resource r
+        WHERE r.resource_type = $1 AND r.id = $2 AND (${shift(ctx.readPredicate, 2)})`,
+      params,
+    );
+    return rows[0] ? toStored(rows[0]) : undefined;
+  }
+
+  async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
+    const rows: RawRow[] = await this.db.query(
+      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.content
+         FROM resource_history h JOIN resource r ON r.resource_type = h.resource_type AND r.id = h.id
+        WHERE h.resource_type = $1 AND h.id = $2 AND h.version_id = $3 AND (${shift(ctx.readPredicate, 3)})`,
+      [resourceType, id, versionId, ...ctx.readPredicateParams],
+    );
+    return rows[0] ? toStored(rows[0]) : undefined;
+  }
+
+  /**
+   * One write, one transaction (or the caller's). The current row is locked, so concurrent writers
+   * to one resource serialize and every version number is used exactly once.
+   */
+  async write(ctx: AccessContext, req: WriteRequest, tx?: EntityManager): Promise<WriteResult> {
+    if (tx) return this.writeIn(tx, req);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.db.transaction((t) => this.writeIn(t, req));
+      } catch (err) {
+        // Two first writes of one id raced on the insert; the retry sees the winner's row and locks it.
+        if ((err as { code?: string }).code === UNIQUE_VIOLATION && attempt < 3) continue;
+        throw err;
+      }
+    }
+  }
+
+  private async writeIn(tx: EntityManager, req: WriteRequest): Promise<WriteResult> {
+    const current: { version_id: number; deleted: boolean }[] = await tx.query(
+      `SELECT version_id, deleted FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE`,
+      [req.resourceType, req.id],
+    );
+    const cur = current[0];
+    if (req.ifMatch !== undefined && (!cur || cur.deleted || cur.version_id !== req.ifMatch)) {
+      throw FhirError.preconditionFailed(
+        `If-Match version ${req.ifMatch} does not match the current version of ${req.resourceType}/${req.id}`,
+      );
+    }
+    if (req.mode === 'create' && cur && !cur.deleted) {
+      throw new FhirError(409, 'duplicate', `${req.resourceType}/${req.id} already exists`);
+    }
+    if (req.mode === 'delete' && (!cur || cur.deleted)) {
+      return { created: false, changed: false };
+    }
+    const versionId = (cur?.version_id ?? 0) + 1;
+    const lastUpdated = new Date().toISOString();
+    let content: Resource | null = null;
+    if (req.mode !== 'delete' && req.resource) {
+      content = {
+        ...req.resource,
+        id: req.id,
+        meta: { ...req.resource.meta, versionId: String(versionId), lastUpdated },
+      } as Resource;
+    }
+    const deleted = req.mode === 'delete';
+    const json = content ? JSON.stringify(content) : null;
+    await tx.query(
+      `INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       ON CONFLICT (resource_type, id) DO UPDATE SET
+         version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,
+         author_org = COALESCE(EXCLUDED.author_org, resource.author_org),
+         compartments = CASE WHEN EXCLUDED.deleted THEN resource.compartments ELSE EXCLUDED.compartments END,
+         security_labels = CASE WHEN EXCLUDED.deleted THEN resource.security_labels ELSE EXCLUDED.security_labels END,
+         content = EXCLUDED.content`,
+      [
+        req.resourceType,
+        req.id,
+        versionId,
+        lastUpdated,
+        deleted,
+        req.authorOrg ?? null,
+        req.compartments ?? [],
+        req.securityLabels ?? [],
+        json,
+      ],
+    );
+    await tx.query(
+      `INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, content)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [req.resourceType, req.id, versionId, lastUpdated, deleted, req.method, req.authorOrg ?? null, json],
+    );
+    return {
+      created: !cur || cur.deleted,
+      changed: true,
+      version: {
+        resourceType: req.resourceType,
+        id: req.id,
+        versionId,
+        lastUpdated,
+        deleted,
+        resource: content ?? undefined,
+      },
+    };
+  }
+
+  /** Newest first, keyset-paged by the history sequence; one extra row tells whether a next page exists. */
+  async history(ctx: AccessContext, q: HistoryQuery): Promise<HistoryEntry[]> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    const bind = (v: unknown): string => {
+      params.push(v);
+      return `$${params.length}`;
+    };
+    if (q.resourceType) where.push(`h.resource_type = ${bind(q.resourceType)}`);
+    if (q.id) where.push(`h.id = ${bind(q.id)}`);
+    if (q.since) where.push(`h.last_updated >= ${bind(q.since)}`);
+    if (q.beforeSeq) where.push(`h.seq < ${bind(q.beforeSeq)}`);
+    if (q.at) {
+      // Versions current at some instant of [start, end): written before the end and not replaced before the start.
+      const end = bind(q.at.end);
+      const start = bind(q.at.start);
+      where.push(`h.last_updated < ${end}`);
+      where.push(`NOT EXISTS (SELECT 1 FROM resource_history n
+                   WHERE n.resource_type = h.resource_type AND n.id = h.id
+                     AND n.version_id > h.version_id AND n.last_updated <= ${start})`);
+    }
+    const offset = params.length;
+    params.push(...ctx.readPredicateParams);
+    where.push(`(${shift(ctx.readPredicate, offset)})`);
+    params.push(q.count + 1);
+    const rows: (RawRow & { seq: string; method: string })[] = await this.db.query(
+      `SELECT h.seq, h.method, h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.content
+         FROM resource_history h JOIN resource r ON r.resource_type = h.resource_type AND r.id = h.id
+        WHERE ${where.join(' AND ')}
+        ORDER BY h.seq DESC
+        LIMIT $${params.length}`,
+      params,
+    );
+    return rows.map((row) => ({ ...toStored(row), seq: String(row.seq), method: row.method }));
+  }
+
+  async countVersions(resourceType: string, id: string): Promise<number> {
+    const rows: { n: string }[] = await this.db.query(
+      `SELECT count(*) AS n FROM resource_history WHERE resource_type = $1 AND id = $2`,
+      [resourceType, id],
+    );
+    return Number(rows[0].n);
+  }
+}
+
+interface RawRow {
+  resource_type: string;
+  id: string;
+  version_id: number;
+  last_updated: Date;
+  deleted: boolean;
+  content: Resource | null;
+}
+
+function toStored(row: RawRow): StoredVersion {
+  return {
+    resourceType: row.resource_type,
+    id: row.id,
+    versionId: row.version_id,
+    lastUpdated: new Date(row.last_updated).toISOString(),
+    deleted: row.deleted,
+    resource: row.content ?? undefined,
+  };
+}
+
+/** Renumbers `$n` placeholders of a predicate that assumes numbering from 1. */
+export function shift(predicate: string, offset: number): string {
+  return offset === 0 ? predicate : predicate.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`);
+}

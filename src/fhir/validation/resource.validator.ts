@@ -1,0 +1,81 @@
+import { Injectable } from '@nestjs/common';
+import { OperationOutcomeError, validateResource } from '@medplum/core';
+import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
+import { FhirError } from '../../common/fhir-error';
+import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { ProfileRegistry } from './profile.registry';
+class TerminologyBindingValidator { validate(_r: unknown): OperationOutcomeIssue[] { return []; } }
+
+const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * Validation on write: R4 structure, cardinality and formats (@medplum/core), required terminology
+ * bindings (ours: @medplum/core does not check them), then the HIE's profiles. Base failures are
+ * 400; profile failures are 422 (the resource is valid FHIR but not acceptable to this exchange).
+ */
+@Injectable()
+export class ResourceValidator {
+  private readonly definitions = FhirDefinitions.get();
+  private readonly profiles = new ProfileRegistry();
+  private readonly terminology = new TerminologyBindingValidator();
+
+  /** Checks that a request body is a resource of the expected type before anything else. */
+  assertResourceBody(body: unknown, expectedType: string | undefined): Resource {
+    if (body === undefined || body === null || typeof body !== 'object' || Array.isArray(body)) {
+      throw FhirError.badRequest('The request body must be a FHIR resource as a JSON object', undefined, 'structure');
+    }
+    const resourceType = (body as { resourceType?: unknown }).resourceType;
+    if (typeof resourceType !== 'string') {
+      throw FhirError.badRequest('The resource has no resourceType', ['resourceType'], 'required');
+    }
+    if (expectedType && resourceType !== expectedType) {
+      throw FhirError.badRequest(
+        `resourceType '${resourceType}' does not match the type in the URL (${expectedType})`,
+        ['resourceType'],
+      );
+    }
+    if (!this.definitions.isStorable(resourceType)) {
+      throw FhirError.badRequest(`'${resourceType}' is not a storable FHIR R4 resource type`, ['resourceType'], 'not-supported');
+    }
+    const id = (body as { id?: unknown }).id;
+    if (id !== undefined && (typeof id !== 'string' || !ID_PATTERN.test(id))) {
+      throw FhirError.badRequest('id must match [A-Za-z0-9\\-\\.]{1,64}', [`${resourceType}.id`]);
+    }
+    return body as Resource;
+  }
+
+  validate(resource: Resource): void {
+    const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
+    const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    if (errors.length) throw new FhirError(400, errors);
+
+    const profileUrls = new Set([
+      ...this.profiles.requiredFor(resource.resourceType),
+      ...(resource.meta?.profile ?? []).filter((url) => this.profiles.get(url)),
+    ]);
+    const profileIssues: OperationOutcomeIssue[] = [];
+    for (const url of profileUrls) {
+      const profile = this.profiles.get(url)!;
+      for (const issue of collect(() => validateResource(resource, { profile }))) {
+        if (issue.severity !== 'error' && issue.severity !== 'fatal') continue;
+        profileIssues.push({ ...issue, diagnostics: `${issue.diagnostics ?? issue.details?.text ?? 'invalid'} (profile ${url})` });
+      }
+    }
+    if (profileIssues.length) throw new FhirError(422, profileIssues);
+  }
+
+  profileRegistry(): ProfileRegistry {
+    return this.profiles;
+  }
+}
+
+function collect(run: () => OperationOutcomeIssue[]): OperationOutcomeIssue[] {
+  try {
+    return run();
+  } catch (err) {
+    if (err instanceof OperationOutcomeError) {
+      return err.outcome.issue.map((i) => ({ ...i, diagnostics: i.diagnostics ?? i.details?.text }));
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,44 @@
+import 'reflect-metadata';
+import { NestFactory } from '@nestjs/core';
+import { AppModule } from './app.module';
+import { configureApp } from './app.setup';
+import { APP_CONFIG, AppConfig, ConfigurationError, loadAppConfig } from './config/app.config';
+import { stopEmbeddedDatabase } from './database/database.module';
+
+async function bootstrap(): Promise<void> {
+  try {
+    loadAppConfig();
+  } catch (err) {
+    if (err instanceof ConfigurationError) {
+      process.stderr.write(`${err.message}\n`);
+      process.exit(78); // EX_CONFIG
+    }
+    throw err;
+  }
+  // Bodies are parsed per route by FhirHttpMiddleware (JSON only, size-limited, errors as OperationOutcome).
+  const app = await NestFactory.create(AppModule, { bodyParser: false, bufferLogs: true });
+  configureApp(app);
+  const config = app.get<AppConfig>(APP_CONFIG);
+
+  let stopping = false;
+  const shutdown = async (signal: string): Promise<void> => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`received ${signal}, shutting down\n`);
+    // Stop accepting requests, finish in-flight ones, close the pool, then stop embedded Postgres.
+    await app.close();
+    await stopEmbeddedDatabase();
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => void shutdown('SIGTERM'));
+  process.once('SIGINT', () => void shutdown('SIGINT'));
+
+  await app.listen(config.port);
+  process.stderr.write(`FHIR server listening on ${config.publicBaseUrl}${config.fhirBasePath}\n`);
+}
+
+void bootstrap().catch(async (err: unknown) => {
+  process.stderr.write(`startup failed: ${err instanceof Error ? err.message : String(err)}\n`);
+  await stopEmbeddedDatabase().catch(() => undefined);
+  process.exit(1);
+});

@@ -1,0 +1,27 @@
+import type { INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { getDataSourceToken } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
+import { AppModule } from '../../src/app.module';
+import { configureApp } from '../../src/app.setup';
+
+export interface TestApp {
+  app: INestApplication;
+  http: ReturnType<INestApplication['getHttpServer']>;
+  db: DataSource;
+  close(): Promise<void>;
+}
+
+/** The real application (all modules, guards, filters) on the test database, as main.ts builds it. */
+export async function createTestApp(): Promise<TestApp> {
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+  const app = moduleRef.createNestApplication({ bodyParser: false, bufferLogs: true });
+  configureApp(app);
+  await app.init();
+  return {
+    app,
+    http: app.getHttpServer(),
+    db: app.get<DataSource>(getDataSourceToken()),
+    close: () => app.close(),
+  };
+}

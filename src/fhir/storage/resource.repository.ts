@@ -1,4 +1,4 @@
-import { Injectable } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { Resource } from '@medplum/fhirtypes';
 import { DataSource, EntityManager } from 'typeorm';
@@ -57,12 +57,23 @@ export interface HistoryQuery {
 const UNIQUE_VIOLATION = '23505';
 
 /**
+ * Writes the search index rows of one resource version inside the write's transaction
+ * (implemented by the search module; `resource` undefined means deleted: remove its rows).
+ */
+export abstract class ResourceIndexer {
+  abstract index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined): Promise<void>;
+}
+
+/**
  * The only place that reads and writes the resource tables. Every method takes the caller's
  * AccessContext: reads AND its predicate into the SQL, so consent applies inside the query.
  */
 @Injectable()
 export class ResourceRepository {
-  constructor(@InjectDataSource() private readonly db: DataSource) {}
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    @Optional() private readonly indexer?: ResourceIndexer,
+  ) {}
 
   async transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T> {
     return this.db.transaction(work);
@@ -161,6 +172,7 @@ export class ResourceRepository {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [req.resourceType, req.id, versionId, lastUpdated, deleted, req.method, req.authorOrg ?? null, json],
     );
+    if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined);
     return {
       created: !cur || cur.deleted,
       changed: true,

@@ -1,0 +1,13 @@
+/** A Patient that satisfies the regional HIE Patient profile (identifier with system+value, name, gender). */
+export function hiePatient(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    resourceType: 'Patient',
+    identifier: [{ system: 'http://hospital-a.example.org/mrn', value: 'MRN-1' }],
+    name: [{ family: 'Müller', given: ['Anna', 'Lena'] }],
+    gender: 'female',
+    birthDate: '1980-04-01',
+    ...extra,
+  };
+}
+
+export const FHIR_JSON = 'application/fhir+json';

@@ -1,18 +1,6 @@
 import request from 'supertest';
+import { FHIR_JSON, hiePatient as patient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
-
-const FHIR_JSON = 'application/fhir+json';
-
-function patient(extra: Record<string, unknown> = {}) {
-  return {
-    resourceType: 'Patient',
-    identifier: [{ system: 'http://hospital-a.example.org/mrn', value: 'MRN-1' }],
-    name: [{ family: 'Müller', given: ['Anna', 'Lena'] }],
-    gender: 'female',
-    birthDate: '1980-04-01',
-    ...extra,
-  };
-}
 
 describe('FHIR REST core', () => {
   let t: TestApp;
@@ -78,5 +66,101 @@ describe('FHIR REST core', () => {
     expect(res.body.resourceType).toBe('CapabilityStatement');
     expect(res.body.fhirVersion).toBe('4.0.1');
     expect(res.body.rest[0].resource).toHaveLength(144);
+  });
+
+  it('honours Prefer: return=minimal and return=OperationOutcome', async () => {
+    const minimal = await request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).set('Prefer', 'return=minimal').send(patient());
+    expect(minimal.status).toBe(201);
+    expect(minimal.text).toBe('');
+    expect(minimal.headers.location).toMatch(/\/fhir\/Patient\/[0-9a-f-]{36}\/_history\/1$/);
+    const outcome = await request(t.http)
+      .post('/fhir/Patient')
+      .set('Content-Type', FHIR_JSON)
+      .set('Prefer', 'return=OperationOutcome')
+      .send(patient());
+    expect(outcome.status).toBe(201);
+    expect(outcome.body.resourceType).toBe('OperationOutcome');
+    expect(outcome.body.issue[0].severity).toBe('information');
+  });
+
+  it('supports _summary, _elements and _pretty on read', async () => {
+    const created = await request(t.http)
+      .post('/fhir/Patient')
+      .set('Content-Type', FHIR_JSON)
+      .send(patient({ text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Anna</div>' }, maritalStatus: { text: 'married' } }));
+    const id = created.body.id;
+    const summary = await request(t.http).get(`/fhir/Patient/${id}?_summary=true`);
+    expect(summary.status).toBe(200);
+    expect(Object.keys(summary.body).sort()).toEqual(['birthDate', 'gender', 'id', 'identifier', 'meta', 'name', 'resourceType']);
+    expect(summary.body.meta.tag).toContainEqual(expect.objectContaining({ code: 'SUBSETTED' }));
+    const data = await request(t.http).get(`/fhir/Patient/${id}?_summary=data`);
+    expect(data.body.text).toBeUndefined();
+    expect(data.body.maritalStatus).toEqual({ text: 'married' });
+    const text = await request(t.http).get(`/fhir/Patient/${id}?_summary=text`);
+    expect(Object.keys(text.body).sort()).toEqual(['id', 'meta', 'resourceType', 'text']);
+    const elements = await request(t.http).get(`/fhir/Patient/${id}?_elements=gender,birthDate`);
+    expect(Object.keys(elements.body).sort()).toEqual(['birthDate', 'gender', 'id', 'meta', 'resourceType']);
+    const pretty = await request(t.http).get(`/fhir/Patient/${id}?_pretty=true`);
+    expect(pretty.text).toContain('\n  "resourceType": "Patient"');
+  });
+
+  it('update-as-create with a client id answers 201, and a deleted resource can be re-created', async () => {
+    const id = `client-chosen-${Date.now()}`;
+    const created = await request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(patient({ id }));
+    expect(created.status).toBe(201);
+    expect(created.headers.location).toBe(`http://localhost:8080/fhir/Patient/${id}/_history/1`);
+    expect((await request(t.http).delete(`/fhir/Patient/${id}`)).status).toBe(200);
+    const again = await request(t.http).delete(`/fhir/Patient/${id}`);
+    expect(again.status).toBe(200);
+    expect(again.body.issue[0].diagnostics).toBe(`Patient/${id} was not present`);
+    const gone = await request(t.http).get(`/fhir/Patient/${id}`);
+    expect(gone.status).toBe(410);
+    expect(gone.headers.etag).toBe('W/"2"');
+    const recreated = await request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(patient({ id }));
+    expect(recreated.status).toBe(201);
+    expect(recreated.headers.etag).toBe('W/"3"');
+    const history = await request(t.http).get(`/fhir/Patient/${id}/_history`);
+    expect(history.body.entry.map((e: { request: { method: string } }) => e.request.method)).toEqual(['PUT', 'DELETE', 'PUT']);
+    expect(history.body.entry[1].resource).toBeUndefined();
+    expect((await request(t.http).get(`/fhir/Patient/${id}/_history/2`)).status).toBe(410);
+    expect((await request(t.http).get(`/fhir/Patient/${id}/_history/9`)).status).toBe(404);
+  });
+
+  it('answers 404 for an unknown id', async () => {
+    const res = await request(t.http).get('/fhir/Patient/does-not-exist');
+    expect(res.status).toBe(404);
+    expect(res.body.issue[0].code).toBe('not-found');
+  });
+
+  it('pages type and system history with _count, _since and _at', async () => {
+    const marker = `hist-${Date.now()}`;
+    const ids: string[] = [];
+    for (let n = 0; n < 5; n++) {
+      const r = await request(t.http).post('/fhir/Practitioner').set('Content-Type', FHIR_JSON).send({ resourceType: 'Practitioner', name: [{ family: marker }] });
+      ids.push(r.body.id);
+    }
+    const since = (await request(t.http).get(`/fhir/Practitioner/${ids[0]}`)).body.meta.lastUpdated;
+    const first = await request(t.http).get(`/fhir/Practitioner/_history?_count=2&_since=${encodeURIComponent(since)}`);
+    expect(first.status).toBe(200);
+    expect(first.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([ids[4], ids[3]]);
+    const next = first.body.link.find((l: { relation: string }) => l.relation === 'next').url as string;
+    expect(next).toMatch(/^http:\/\/localhost:8080\/fhir\/Practitioner\/_history\?/);
+    const second = await request(t.http).get(next.replace('http://localhost:8080', ''));
+    expect(second.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([ids[2], ids[1]]);
+    const third = await request(t.http).get(second.body.link.find((l: { relation: string }) => l.relation === 'next').url.replace('http://localhost:8080', ''));
+    expect(third.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([ids[0]]);
+    expect(third.body.link.find((l: { relation: string }) => l.relation === 'next')).toBeUndefined();
+
+    const system = await request(t.http).get(`/fhir/_history?_count=3`);
+    expect(system.status).toBe(200);
+    expect(system.body.type).toBe('history');
+    expect(system.body.entry).toHaveLength(3);
+
+    // _at: the version current at that instant; the update made after it is not listed.
+    const at = new Date().toISOString();
+    await new Promise((r) => setTimeout(r, 5));
+    await request(t.http).put(`/fhir/Practitioner/${ids[0]}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Practitioner', id: ids[0], name: [{ family: `${marker}-changed` }] });
+    const atRes = await request(t.http).get(`/fhir/Practitioner/${ids[0]}/_history?_at=${encodeURIComponent(at)}`);
+    expect(atRes.body.entry.map((e: { response: { etag: string } }) => e.response.etag)).toEqual(['W/"1"']);
   });
 });

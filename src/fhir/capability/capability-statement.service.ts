@@ -40,7 +40,7 @@ export class CapabilityStatementService {
         type: type as ResourceType,
         profile: `http://hl7.org/fhir/StructureDefinition/${type}`,
         ...(supportedProfile.length ? { supportedProfile } : {}),
-        interaction: ['read', 'vread', 'update', 'delete', 'history-instance', 'history-type', 'create'].map((code) => ({
+        interaction: ['read', 'vread', 'update', 'patch', 'delete', 'history-instance', 'history-type', 'create'].map((code) => ({
           code: code as 'read',
         })),
         versioning: 'versioned-update',

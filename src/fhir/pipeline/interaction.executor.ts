@@ -11,6 +11,7 @@ import { ResourceValidator } from '../validation/resource.validator';
 import type { AccessContext } from './access-context';
 import type { Interaction, InteractionResult } from './interaction';
 import { firstValue } from './query-params';
+import { applyResourcePatch } from './resource-patch';
 
 const DEFAULT_HISTORY_COUNT = 50;
 const MAX_HISTORY_COUNT = 1000;
@@ -40,6 +41,8 @@ export class InteractionExecutor {
         return this.vread(ctx, interaction);
       case 'update':
         return this.update(ctx, interaction);
+      case 'patch':
+        return this.patch(ctx, interaction);
       case 'delete':
         return this.delete(ctx, interaction);
       case 'history-instance':
@@ -110,6 +113,37 @@ export class InteractionExecutor {
       securityLabels: securityLabelsOf(resource),
     });
     return this.written(result.created ? 201 : 200, result.version!);
+  }
+
+  /**
+   * Patch = read, apply, validate, write with the read version as precondition (or the client's
+   * If-Match). A concurrent writer in between makes the write fail with 412 rather than be lost.
+   */
+  private async patch(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!);
+    if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
+    if (current.deleted) throw this.goneError(current);
+    const expected = parseIfMatch(i.ifMatch) ?? current.versionId;
+    if (expected !== current.versionId) {
+      throw FhirError.preconditionFailed(`If-Match version ${expected} does not match the current version of ${i.resourceType}/${i.id}`);
+    }
+    const resource = applyResourcePatch(current.resource!, i.body);
+    if (resource.resourceType !== current.resourceType || resource.id !== current.id) {
+      throw FhirError.badRequest('A patch may not change resourceType or id', [`${current.resourceType}.id`]);
+    }
+    this.validator.validate(resource);
+    const result = await this.repository.write(ctx, {
+      mode: 'update',
+      method: 'PATCH',
+      resourceType: resource.resourceType,
+      id: resource.id!,
+      resource,
+      ifMatch: expected,
+      authorOrg: ctx.principal.organization,
+      compartments: patientCompartmentsOf(resource),
+      securityLabels: securityLabelsOf(resource),
+    });
+    return this.written(200, result.version!);
   }
 
   private async delete(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {

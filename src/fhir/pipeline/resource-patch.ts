@@ -1,0 +1,49 @@
+import { applyPatch, deepClone, fhirpathPatchTypedValue, parseFhirPathPatchParameters, toTypedValue } from '@medplum/core';
+import type { Parameters as FhirParameters, Resource } from '@medplum/fhirtypes';
+import { FhirError } from '../../common/fhir-error';
+
+const JSON_PATCH_OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
+const FHIRPATH_PATCH_TYPES = new Set(['add', 'insert', 'delete', 'replace', 'move']);
+
+/**
+ * Applies a JSON Patch (RFC 6902) document or a FHIRPath Patch `Parameters` resource to a copy of
+ * the current resource. A malformed patch is 400; a patch that cannot be applied (failed `test`,
+ * missing path) is 422; the result is validated by the caller like any update.
+ */
+export function applyResourcePatch(current: Resource, patch: unknown): Resource {
+  const target = deepClone(current);
+  if (Array.isArray(patch)) {
+    patch.forEach((op, n) => {
+      const o = op as { op?: unknown; path?: unknown };
+      if (!o || typeof o !== 'object' || typeof o.op !== 'string' || !JSON_PATCH_OPS.has(o.op) || typeof o.path !== 'string') {
+        throw FhirError.badRequest(`JSON Patch operation ${n} is malformed: it needs an op (${[...JSON_PATCH_OPS].join(', ')}) and a path`, [`[${n}]`]);
+      }
+    });
+    const results = applyPatch(target, patch as Parameters<typeof applyPatch>[1]);
+    const failed = results.findIndex((r) => r !== null);
+    if (failed >= 0) {
+      throw new FhirError(422, 'processing', `JSON Patch operation ${failed} could not be applied: ${results[failed]!.message}`, [`[${failed}]`]);
+    }
+  } else if (patch && typeof patch === 'object' && (patch as { resourceType?: unknown }).resourceType === 'Parameters') {
+    const params = patch as FhirParameters;
+    (params.parameter ?? []).forEach((p, n) => {
+      const type = p.part?.find((part) => part.name === 'type')?.valueCode;
+      if (p.name !== 'operation' || !type || !FHIRPATH_PATCH_TYPES.has(type)) {
+        throw FhirError.badRequest(
+          `FHIRPath Patch parameter ${n} must be an 'operation' with a type of ${[...FHIRPATH_PATCH_TYPES].join(', ')}`,
+          [`Parameters.parameter[${n}]`],
+        );
+      }
+    });
+    try {
+      const typed = toTypedValue(target);
+      fhirpathPatchTypedValue(typed, parseFhirPathPatchParameters(params));
+      return typed.value as Resource;
+    } catch (err) {
+      throw new FhirError(422, 'processing', `FHIRPath Patch could not be applied: ${(err as Error).message}`);
+    }
+  } else {
+    throw FhirError.badRequest('PATCH needs a JSON Patch array (application/json-patch+json) or a FHIRPath Patch Parameters resource');
+  }
+  return target;
+}

@@ -1,0 +1,107 @@
+import request from 'supertest';
+import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { createTestApp, TestApp } from '../support/test-app';
+
+const JSON_PATCH = 'application/json-patch+json';
+
+describe('PATCH', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+  });
+  afterAll(() => t.close());
+
+  async function create(): Promise<string> {
+    const res = await request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
+    expect(res.status).toBe(201);
+    return res.body.id;
+  }
+  async function version(id: string): Promise<number> {
+    const [{ version_id }] = await t.db.query(`SELECT version_id FROM resource WHERE resource_type = 'Patient' AND id = $1`, [id]);
+    return version_id;
+  }
+
+  it('applies a JSON Patch and stores a new version', async () => {
+    const id = await create();
+    const res = await request(t.http)
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', JSON_PATCH)
+      .send([
+        { op: 'test', path: '/gender', value: 'female' },
+        { op: 'replace', path: '/birthDate', value: '1981-05-06' },
+        { op: 'add', path: '/name/0/given/-', value: 'Marie' },
+      ]);
+    expect(res.status).toBe(200);
+    expect(res.headers.etag).toBe('W/"2"');
+    expect(res.body.birthDate).toBe('1981-05-06');
+    expect(res.body.name[0].given).toEqual(['Anna', 'Lena', 'Marie']);
+    const history = await request(t.http).get(`/fhir/Patient/${id}/_history`);
+    expect(history.body.entry[0].request.method).toBe('PATCH');
+  });
+
+  it('applies a FHIRPath Patch', async () => {
+    const id = await create();
+    const res = await request(t.http)
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: 'operation', part: [{ name: 'type', valueCode: 'replace' }, { name: 'path', valueString: 'Patient.gender' }, { name: 'value', valueCode: 'other' }] },
+          { name: 'operation', part: [{ name: 'type', valueCode: 'add' }, { name: 'path', valueString: 'Patient' }, { name: 'name', valueString: 'active' }, { name: 'value', valueBoolean: true }] },
+        ],
+      });
+    expect(res.status).toBe(200);
+    expect(res.body.gender).toBe('other');
+    expect(res.body.active).toBe(true);
+    expect(await version(id)).toBe(2);
+  });
+
+  it.each([
+    ['a result outside a required binding', [{ op: 'replace', path: '/gender', value: 'robot' }], 400, 'code-invalid'],
+    ['a result that breaks the regional profile', [{ op: 'remove', path: '/identifier' }], 422, 'structure'],
+    ['a failed test operation', [{ op: 'test', path: '/gender', value: 'male' }], 422, 'processing'],
+    ['a path that does not exist', [{ op: 'remove', path: '/telecom' }], 422, 'processing'],
+    ['a malformed operation', [{ op: 'explode', path: '/gender' }], 400, 'invalid'],
+    ['a change of id', [{ op: 'replace', path: '/id', value: 'other' }], 400, 'invalid'],
+  ])('rejects %s and stores nothing', async (_name, patch, status, code) => {
+    const id = await create();
+    const res = await request(t.http).patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH).send(patch);
+    expect(res.status).toBe(status);
+    expect(res.body.issue.map((i: { code: string }) => i.code)).toContain(code);
+    expect(await version(id)).toBe(1);
+  });
+
+  it('rejects an invalid FHIRPath Patch operation type with 400', async () => {
+    const id = await create();
+    const res = await request(t.http)
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', FHIR_JSON)
+      .send({ resourceType: 'Parameters', parameter: [{ name: 'operation', part: [{ name: 'type', valueCode: 'explode' }] }] });
+    expect(res.status).toBe(400);
+    expect(res.body.issue[0].expression).toEqual(['Parameters.parameter[0]']);
+    expect(await version(id)).toBe(1);
+  });
+
+  it('honours If-Match', async () => {
+    const id = await create();
+    const stale = await request(t.http)
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', JSON_PATCH)
+      .set('If-Match', 'W/"7"')
+      .send([{ op: 'replace', path: '/gender', value: 'male' }]);
+    expect(stale.status).toBe(412);
+    const ok = await request(t.http)
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', JSON_PATCH)
+      .set('If-Match', 'W/"1"')
+      .send([{ op: 'replace', path: '/gender', value: 'male' }]);
+    expect(ok.status).toBe(200);
+    expect(await version(id)).toBe(2);
+  });
+
+  it('answers 404 for an unknown resource', async () => {
+    const res = await request(t.http).patch('/fhir/Patient/nope-404').set('Content-Type', JSON_PATCH).send([{ op: 'remove', path: '/gender' }]);
+    expect(res.status).toBe(404);
+  });
+});

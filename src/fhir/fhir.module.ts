@@ -8,6 +8,8 @@ import { LogAuditStage, OpenAuthorization, UnrestrictedConsent } from './pipelin
 import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceRepository } from './storage/resource.repository';
+import { IdentifierResourceMatcher, ResourceMatcher } from './storage/resource-matcher';
+import { BundleProcessor } from './transaction/bundle.processor';
 import { ResourceValidator } from './validation/resource.validator';
 
 @Module({
@@ -19,6 +21,8 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceValidator,
     CapabilityStatementService,
     FhirResponseWriter,
+    BundleProcessor,
+    { provide: ResourceMatcher, useClass: IdentifierResourceMatcher },
     { provide: AuthorizationStage, useClass: OpenAuthorization },
     { provide: ConsentStage, useClass: UnrestrictedConsent },
     { provide: AuditStage, useClass: LogAuditStage },

@@ -1,4 +1,6 @@
 import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import { BundleProcessor } from '../transaction/bundle.processor';
 import { RequestContext } from '../../common/request-context';
 import { FhirError } from '../../common/fhir-error';
 import { AccessContext } from './access-context';
@@ -21,19 +23,30 @@ export class FhirPipeline {
     private readonly consent: ConsentStage,
     private readonly executor: InteractionExecutor,
     private readonly audit: AuditStage,
+    private readonly bundles: BundleProcessor,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction): Promise<InteractionResult> {
     const started = performance.now();
     let result: InteractionResult | undefined;
     let failure: unknown;
-    let consentBasis: string | undefined;
+    const bases = new Set<string>();
+    const accessFor = async (i: Interaction): Promise<AccessContext> => {
+      this.authorization.authorize(principal, i);
+      const decision = await this.consent.decide(principal, i);
+      bases.add(decision.basis);
+      return issueAccessContext(principal, decision.predicate, decision.params);
+    };
+    const run = async (i: Interaction, tx?: EntityManager): Promise<InteractionResult> =>
+      this.executor.execute(await accessFor(i), i, tx);
     try {
-      this.authorization.authorize(principal, interaction);
-      const decision = await this.consent.decide(principal, interaction);
-      consentBasis = decision.basis;
-      const ctx = issueAccessContext(principal, decision.predicate, decision.params);
-      result = await this.executor.execute(ctx, interaction);
+      if (interaction.kind === 'batch' || interaction.kind === 'transaction') {
+        // The Bundle as a whole is authorized; then every entry passes authorization and consent itself.
+        this.authorization.authorize(principal, interaction);
+        result = await this.bundles.process(interaction, { run, accessFor });
+      } else {
+        result = await run(interaction);
+      }
     } catch (err) {
       failure = err;
     }
@@ -48,7 +61,7 @@ export class FhirPipeline {
         entities: entitiesOf(interaction, result),
         durationMs: Math.round(performance.now() - started),
         requestId: RequestContext.requestId(),
-        consentBasis,
+        consentBasis: bases.size ? [...bases].join(',') : undefined,
       },
       result,
     );
@@ -63,7 +76,11 @@ function entitiesOf(interaction: Interaction, result?: InteractionResult): strin
     return [`${r.resourceType}/${r.id}`];
   }
   if (r?.resourceType === 'Bundle') {
-    return (r.entry ?? []).flatMap((e) => (e.resource?.id ? [`${e.resource.resourceType}/${e.resource.id}`] : []));
+    return (r.entry ?? []).flatMap((e) => {
+      if (e.resource?.id && e.resource.resourceType !== 'OperationOutcome') return [`${e.resource.resourceType}/${e.resource.id}`];
+      const m = e.response?.location ? /([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]+)\/_history\/[^/]+$/.exec(e.response.location) : null;
+      return m ? [m[1]] : [];
+    });
   }
   return interaction.resourceType && interaction.id ? [`${interaction.resourceType}/${interaction.id}`] : [];
 }

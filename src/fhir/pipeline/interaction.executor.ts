@@ -5,7 +5,9 @@ import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
+import type { EntityManager } from 'typeorm';
 import { HistoryEntry, ResourceRepository, StoredVersion } from '../storage/resource.repository';
+import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 import { ResourceValidator } from '../validation/resource.validator';
 import type { AccessContext } from './access-context';
@@ -26,25 +28,33 @@ export class InteractionExecutor {
     private readonly repository: ResourceRepository,
     private readonly validator: ResourceValidator,
     private readonly capabilities: CapabilityStatementService,
+    private readonly matcher: ResourceMatcher,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async execute(ctx: AccessContext, interaction: Interaction): Promise<InteractionResult> {
+  /** `tx`: the enclosing transaction when the interaction is an entry of a transaction Bundle. */
+  async execute(ctx: AccessContext, interaction: Interaction, tx?: EntityManager): Promise<InteractionResult> {
     switch (interaction.kind) {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };
       case 'create':
-        return this.create(ctx, interaction);
+        return interaction.ifNoneExist
+          ? this.inTransaction(tx, (t) => this.conditionalCreate(ctx, interaction, t))
+          : this.create(ctx, interaction, tx);
       case 'read':
-        return this.read(ctx, interaction);
+        return this.read(ctx, interaction, tx);
       case 'vread':
         return this.vread(ctx, interaction);
       case 'update':
-        return this.update(ctx, interaction);
+        return interaction.conditional !== undefined
+          ? this.inTransaction(tx, (t) => this.conditionalUpdate(ctx, interaction, t))
+          : this.update(ctx, interaction, tx);
       case 'patch':
-        return this.patch(ctx, interaction);
+        return this.patch(ctx, interaction, tx);
       case 'delete':
-        return this.delete(ctx, interaction);
+        return interaction.conditional !== undefined
+          ? this.inTransaction(tx, (t) => this.conditionalDelete(ctx, interaction, t))
+          : this.delete(ctx, interaction, tx);
       case 'history-instance':
       case 'history-type':
       case 'history-system':
@@ -54,10 +64,11 @@ export class InteractionExecutor {
     }
   }
 
-  private async create(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  private async create(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
     const body = this.validator.assertResourceBody(i.body, i.resourceType);
-    // R4 http.html#create: a client-supplied id is ignored; the server assigns one.
-    const resource = { ...body, id: randomUUID() } as Resource;
+    // R4 http.html#create: a client-supplied id is ignored; the server assigns one (a transaction
+    // assigns it up front so references to the entry's urn:uuid can be rewritten).
+    const resource = { ...body, id: i.assignedId ?? randomUUID() } as Resource;
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, {
       mode: 'create',
@@ -68,14 +79,67 @@ export class InteractionExecutor {
       authorOrg: ctx.principal.organization,
       compartments: patientCompartmentsOf(resource),
       securityLabels: securityLabelsOf(resource),
-    });
+    }, tx);
     return this.written(201, result.version!);
   }
 
-  private async read(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
-    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!);
+  /**
+   * If-None-Exist (http.html#ccreate): 0 matches create, 1 match answers it with 200, more is 412.
+   * The criteria's advisory lock makes concurrent identical conditional creates serialize.
+   */
+  private async conditionalCreate(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    this.validator.assertResourceBody(i.body, i.resourceType);
+    const ids = await this.lockAndMatch(ctx, i.resourceType!, i.ifNoneExist!, tx);
+    if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `If-None-Exist criteria match ${ids.length} resources`);
+    if (ids.length === 1) {
+      const existing = (await this.repository.readCurrent(ctx, i.resourceType!, ids[0], tx))!;
+      return { ...this.written(200, existing), location: undefined };
+    }
+    return this.create(ctx, i, tx);
+  }
+
+  /** Conditional update (http.html#cond-update): 0 matches create, 1 updates it, more is 412. */
+  private async conditionalUpdate(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    const body = this.validator.assertResourceBody(i.body, i.resourceType);
+    const ids = await this.lockAndMatch(ctx, i.resourceType!, i.conditional!, tx);
+    if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `Conditional update criteria match ${ids.length} resources`);
+    const id = ids[0] ?? body.id ?? i.assignedId ?? randomUUID();
+    if (body.id !== undefined && body.id !== id) {
+      throw FhirError.badRequest(`The id in the body (${body.id}) is not the id of the matched resource`, [`${body.resourceType}.id`]);
+    }
+    return this.update(ctx, { ...i, id, body: { ...body, id } }, tx);
+  }
+
+  /** Conditional delete, `multiple` mode: every match is deleted (at most 1000). */
+  private async conditionalDelete(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    const ids = await this.lockAndMatch(ctx, i.resourceType!, i.conditional!, tx);
+    if (ids.length > 1000) throw new FhirError(412, 'too-costly', 'Conditional delete criteria match more than 1000 resources');
+    for (const id of ids) await this.delete(ctx, { ...i, id }, tx);
+    return {
+      status: 200,
+      resource: {
+        resourceType: 'OperationOutcome',
+        issue: [{ severity: 'information', code: 'informational', diagnostics: `Deleted ${ids.length} ${i.resourceType} resource(s)` }],
+      },
+    };
+  }
+
+  private async lockAndMatch(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
+    await lockCriteria(tx, resourceType, criteria);
+    return this.matcher.matchIds(ctx, resourceType, criteria, tx);
+  }
+
+  private inTransaction<T>(tx: EntityManager | undefined, work: (tx: EntityManager) => Promise<T>): Promise<T> {
+    return tx ? work(tx) : this.repository.transaction(work);
+  }
+
+  private async read(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
     if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
     if (current.deleted) throw this.goneError(current);
+    if (i.ifNoneMatch !== undefined && parseIfMatch(i.ifNoneMatch) === current.versionId) {
+      return { status: 304, versionId: String(current.versionId), lastUpdated: current.lastUpdated };
+    }
     return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated };
   }
 
@@ -90,7 +154,7 @@ export class InteractionExecutor {
     return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated };
   }
 
-  private async update(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  private async update(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
     const resource = this.validator.assertResourceBody(i.body, i.resourceType);
     if (resource.id === undefined) {
       throw FhirError.badRequest('An update must carry the resource id in the body', [`${resource.resourceType}.id`], 'required');
@@ -111,7 +175,7 @@ export class InteractionExecutor {
       authorOrg: ctx.principal.organization,
       compartments: patientCompartmentsOf(resource),
       securityLabels: securityLabelsOf(resource),
-    });
+    }, tx);
     return this.written(result.created ? 201 : 200, result.version!);
   }
 
@@ -119,8 +183,8 @@ export class InteractionExecutor {
    * Patch = read, apply, validate, write with the read version as precondition (or the client's
    * If-Match). A concurrent writer in between makes the write fail with 412 rather than be lost.
    */
-  private async patch(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
-    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!);
+  private async patch(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
     if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
     if (current.deleted) throw this.goneError(current);
     const expected = parseIfMatch(i.ifMatch) ?? current.versionId;
@@ -142,11 +206,11 @@ export class InteractionExecutor {
       authorOrg: ctx.principal.organization,
       compartments: patientCompartmentsOf(resource),
       securityLabels: securityLabelsOf(resource),
-    });
+    }, tx);
     return this.written(200, result.version!);
   }
 
-  private async delete(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  private async delete(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
     const result = await this.repository.write(ctx, {
       mode: 'delete',
       method: 'DELETE',
@@ -154,7 +218,7 @@ export class InteractionExecutor {
       id: i.id!,
       ifMatch: parseIfMatch(i.ifMatch),
       authorOrg: ctx.principal.organization,
-    });
+    }, tx);
     const headers: Record<string, string> = {};
     if (result.version) headers.ETag = `W/"${result.version.versionId}"`;
     return {

@@ -37,6 +37,11 @@ export interface Interaction {
   query: QueryParams;
   ifMatch?: string;
   ifNoneExist?: string;
+  ifNoneMatch?: string;
+  /** Search criteria of a conditional update or delete (`PUT /Patient?identifier=…`). */
+  conditional?: string;
+  /** Id a transaction assigned up front to a create, so references to its fullUrl can be rewritten. */
+  assignedId?: string;
   preferReturn?: PreferReturn;
   /** Route path of the HTTP request relative to the FHIR base, for links and audit. */
   path: string;

@@ -49,6 +49,12 @@ export class FhirController {
     return this.run(req, res, 'vread', { resourceType, id, versionId });
   }
 
+  /** batch / transaction Bundle (http.html#transaction). */
+  @Post()
+  bundle(@Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.run(req, res, 'batch');
+  }
+
   @Get(':type')
   searchType(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
     return this.run(req, res, 'search-type', { resourceType });
@@ -57,6 +63,18 @@ export class FhirController {
   @Post(':type')
   create(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
     return this.run(req, res, 'create', { resourceType });
+  }
+
+  /** Conditional update: `PUT /Patient?identifier=sys|val`. */
+  @Put(':type')
+  conditionalUpdate(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
+    return this.run(req, res, 'update', { resourceType, conditional: true });
+  }
+
+  /** Conditional delete: `DELETE /Patient?identifier=sys|val`. */
+  @Delete(':type')
+  conditionalDelete(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
+    return this.run(req, res, 'delete', { resourceType, conditional: true });
   }
 
   @Get(':type/:id')
@@ -91,7 +109,7 @@ export class FhirController {
     req: Request,
     res: Response,
     kind: InteractionKind,
-    parts?: { resourceType?: string; id?: string; versionId?: string },
+    parts?: { resourceType?: string; id?: string; versionId?: string; conditional?: boolean },
   ): Promise<void> {
     const interaction = parseInteraction(req, kind, parts);
     this.writer.validateShaping(interaction);

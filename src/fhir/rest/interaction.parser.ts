@@ -12,7 +12,7 @@ const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 export function parseInteraction(
   req: Request,
   kind: InteractionKind,
-  parts: { resourceType?: string; id?: string; versionId?: string; operation?: string } = {},
+  parts: { resourceType?: string; id?: string; versionId?: string; operation?: string; conditional?: boolean } = {},
 ): Interaction {
   const defs = FhirDefinitions.get();
   if (parts.resourceType !== undefined && !defs.isStorable(parts.resourceType)) {
@@ -22,13 +22,33 @@ export function parseInteraction(
     throw FhirError.badRequest(`'${parts.id.slice(0, 64)}' is not a valid resource id`);
   }
   const prefer = parsePrefer(req.header('prefer'));
+  const { conditional, ...ids } = parts;
+  let criteria: string | undefined;
+  if (conditional) {
+    criteria = req.originalUrl.includes('?') ? req.originalUrl.slice(req.originalUrl.indexOf('?') + 1) : '';
+    if (!criteria) {
+      throw new FhirError(405, 'not-supported', `${req.method} on a resource type needs search criteria (conditional ${kind}) or an id`);
+    }
+  }
+  if (kind === 'batch') {
+    const type = (req.body as { resourceType?: unknown; type?: unknown } | undefined)?.type;
+    if ((req.body as { resourceType?: unknown } | undefined)?.resourceType !== 'Bundle') {
+      throw FhirError.badRequest('POST to the base needs a Bundle of type batch or transaction', ['resourceType']);
+    }
+    if (type !== 'batch' && type !== 'transaction') {
+      throw FhirError.badRequest(`Bundle.type must be batch or transaction, not '${String(type)}'`, ['Bundle.type']);
+    }
+    kind = type;
+  }
   return {
     kind,
-    ...parts,
+    ...ids,
+    conditional: criteria,
     body: req.body,
     query: req.query as QueryParams,
     ifMatch: req.header('if-match') ?? undefined,
     ifNoneExist: req.header('if-none-exist') ?? undefined,
+    ifNoneMatch: req.header('if-none-match') ?? undefined,
     preferReturn: prefer.return,
     path: pathBelowBase(req),
   };

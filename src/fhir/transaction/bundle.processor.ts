@@ -1,0 +1,329 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { matchesSearchRequest, parseSearchRequest } from '@medplum/core';
+import type { Bundle, BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { EntityManager } from 'typeorm';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { FhirError } from '../../common/fhir-error';
+import { FhirDefinitions } from '../definitions/fhir-definitions';
+import type { AccessContext } from '../pipeline/access-context';
+import type { Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
+import { ResourceRepository } from '../storage/resource.repository';
+import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
+
+/** What the pipeline lends the processor: run one entry (authorize, consent, execute) and get a context for look-ups. */
+export interface EntryRunner {
+  run(entry: Interaction, tx?: EntityManager): Promise<InteractionResult>;
+  accessFor(lookup: Interaction): Promise<AccessContext>;
+}
+
+type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** Processing order of a transaction (http.html#trules): deletes, creates, updates, reads. */
+const ORDER: Record<Method, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
+const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+const STATUS_TEXT: Record<number, string> = {
+  200: '200 OK',
+  201: '201 Created',
+  204: '204 No Content',
+  304: '304 Not Modified',
+};
+
+interface PlannedEntry {
+  index: number;
+  method: Method;
+  interaction: Interaction;
+  fullUrl?: string;
+}
+
+/**
+ * batch and transaction Bundles (http.html#transaction). A transaction runs every entry through
+ * the pipeline inside ONE database transaction: any failure rolls everything back and the answer
+ * names the failing entry. A batch runs entries independently, each with its own outcome.
+ */
+@Injectable()
+export class BundleProcessor {
+  constructor(
+    private readonly repository: ResourceRepository,
+    private readonly matcher: ResourceMatcher,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async process(bundleInteraction: Interaction, runner: EntryRunner): Promise<InteractionResult> {
+    const bundle = bundleInteraction.body as Bundle;
+    const entries = bundle.entry ?? [];
+    const isTransaction = bundleInteraction.kind === 'transaction';
+    const planned = entries.map((entry, index) => this.plan(entry, index, bundleInteraction));
+    return isTransaction ? this.transaction(planned, runner) : this.batch(planned, runner);
+  }
+
+  private async transaction(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
+    this.rejectDuplicates(planned);
+    const responses: BundleEntry[] = new Array(planned.length);
+    await this.repository.transaction(async (tx) => {
+      const references = await this.assignIdentities(planned, runner, tx);
+      await this.resolveConditionalReferences(planned, references, runner, tx);
+      for (const p of planned) rewriteReferences(p.interaction.body, references);
+      const ordered = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
+      for (const p of ordered) {
+        try {
+          responses[p.index] = this.entryResponse(await runner.run(p.interaction, tx), p);
+        } catch (err) {
+          throw atEntry(err, p.index);
+        }
+      }
+    });
+    return { status: 200, resource: { resourceType: 'Bundle', type: 'transaction-response', entry: responses } };
+  }
+
+  private async batch(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
+    const responses: BundleEntry[] = [];
+    for (const p of planned) {
+      try {
+        if (p.interaction.body && containsUrnReference(p.interaction.body)) {
+          throw FhirError.badRequest('Entries of a batch are independent: urn: references are only resolved in a transaction');
+        }
+        responses.push(this.entryResponse(await runner.run(p.interaction), p));
+      } catch (err) {
+        responses.push({ response: failureResponse(err) });
+      }
+    }
+    return { status: 200, resource: { resourceType: 'Bundle', type: 'batch-response', entry: responses } };
+  }
+
+  /** Entry -> Interaction, checking request.method and request.url. */
+  private plan(entry: BundleEntry, index: number, parent: Interaction): PlannedEntry {
+    const where = `Bundle.entry[${index}]`;
+    const method = entry.request?.method as Method | undefined;
+    const url = entry.request?.url;
+    if (!method || !(method in ORDER)) throw atEntry(FhirError.badRequest('request.method is missing or not supported', [`${where}.request.method`]), index);
+    if (!url) throw atEntry(FhirError.badRequest('request.url is missing', [`${where}.request.url`]), index);
+    const [path, query = ''] = url.replace(/^\//, '').split('?', 2);
+    const segments = path.split('/');
+    const resourceType = segments[0];
+    const defs = FhirDefinitions.get();
+    if (!defs.isStorable(resourceType)) {
+      throw atEntry(new FhirError(404, 'not-supported', `Unknown resource type '${resourceType.slice(0, 64)}' in request.url`, [`${where}.request.url`]), index);
+    }
+    const id = segments[1];
+    if (id !== undefined && !ID_RE.test(id)) {
+      throw atEntry(FhirError.badRequest(`Invalid id in request.url '${url.slice(0, 100)}'`, [`${where}.request.url`]), index);
+    }
+    let kind: InteractionKind;
+    let body: unknown = entry.resource;
+    switch (method) {
+      case 'POST':
+        kind = 'create';
+        break;
+      case 'PUT':
+        kind = 'update';
+        break;
+      case 'PATCH':
+        kind = 'patch';
+        body = patchBody(entry.resource, where, index);
+        break;
+      case 'DELETE':
+        kind = 'delete';
+        break;
+      default:
+        kind = segments[2] === '_history' && segments[3] ? 'vread' : id ? 'read' : 'search-type';
+    }
+    if ((method === 'PUT' || method === 'POST') && !entry.resource) {
+      throw atEntry(FhirError.badRequest(`${method} needs a resource`, [`${where}.resource`]), index);
+    }
+    if ((method === 'PUT' || method === 'PATCH' || method === 'DELETE') && !id && !query) {
+      throw atEntry(FhirError.badRequest(`${method} needs an id or search criteria in request.url`, [`${where}.request.url`]), index);
+    }
+    const interaction: Interaction = {
+      kind,
+      resourceType,
+      id: method === 'POST' ? undefined : id,
+      versionId: kind === 'vread' ? segments[3] : undefined,
+      body,
+      query: queryParams(query),
+      conditional: (method === 'PUT' || method === 'DELETE') && !id ? query : undefined,
+      ifMatch: entry.request?.ifMatch,
+      ifNoneExist: method === 'POST' ? entry.request?.ifNoneExist : undefined,
+      ifNoneMatch: entry.request?.ifNoneMatch,
+      preferReturn: parent.preferReturn,
+      path: `/${path}`,
+    };
+    return { index, method, interaction, fullUrl: entry.fullUrl };
+  }
+
+  /** Duplicate fullUrls, or two writes to one resource, make a transaction ambiguous: reject it. */
+  private rejectDuplicates(planned: PlannedEntry[]): void {
+    const fullUrls = new Map<string, number>();
+    const targets = new Map<string, number>();
+    for (const p of planned) {
+      if (p.fullUrl) {
+        if (fullUrls.has(p.fullUrl)) {
+          throw atEntry(FhirError.badRequest(`Duplicate fullUrl '${p.fullUrl.slice(0, 100)}' (also entry ${fullUrls.get(p.fullUrl)})`, [`Bundle.entry[${p.index}].fullUrl`], 'duplicate'), p.index);
+        }
+        fullUrls.set(p.fullUrl, p.index);
+      }
+      if (p.method !== 'GET' && p.method !== 'HEAD' && p.method !== 'POST' && p.interaction.id) {
+        const key = `${p.interaction.resourceType}/${p.interaction.id}`;
+        if (targets.has(key)) {
+          throw atEntry(FhirError.badRequest(`Entries ${targets.get(key)} and ${p.index} both write ${key}`, [`Bundle.entry[${p.index}].request.url`], 'duplicate'), p.index);
+        }
+        targets.set(key, p.index);
+      }
+    }
+  }
+
+  /**
+   * Every fullUrl gets its final identity before anything is written: creates get a new id (or,
+   * with ifNoneExist, the existing match), updates keep theirs. Returns fullUrl -> `Type/id`.
+   */
+  private async assignIdentities(planned: PlannedEntry[], runner: EntryRunner, tx: EntityManager): Promise<Map<string, string>> {
+    const references = new Map<string, string>();
+    for (const p of planned) {
+      const i = p.interaction;
+      if (p.method === 'POST') {
+        let id: string = randomUUID();
+        if (i.ifNoneExist) {
+          const ctx = await runner.accessFor({ ...i, kind: 'search-type', query: queryParams(i.ifNoneExist) });
+          // Held until commit, so the entry's own conditional create sees the same answer.
+          await lockCriteria(tx, i.resourceType!, i.ifNoneExist);
+          const ids = await this.matcher.matchIds(ctx, i.resourceType!, i.ifNoneExist, tx);
+          if (ids.length > 1) {
+            throw atEntry(new FhirError(412, 'multiple-matches', `ifNoneExist criteria match ${ids.length} resources`), p.index);
+          }
+          if (ids.length === 1) id = ids[0];
+        }
+        i.assignedId = id;
+        if (p.fullUrl) references.set(p.fullUrl, `${i.resourceType}/${id}`);
+      } else if (p.method === 'PUT' && i.id && p.fullUrl) {
+        references.set(p.fullUrl, `${i.resourceType}/${i.id}`);
+      }
+    }
+    return references;
+  }
+
+  /**
+   * `Patient?identifier=sys|val` references must resolve to exactly one resource, counting both
+   * this Bundle's resources and stored ones (0 or several: 412 naming the entry).
+   */
+  private async resolveConditionalReferences(
+    planned: PlannedEntry[],
+    references: Map<string, string>,
+    runner: EntryRunner,
+    tx: EntityManager,
+  ): Promise<void> {
+    for (const p of planned) {
+      for (const reference of collectReferences(p.interaction.body)) {
+        if (!/^[A-Z][A-Za-z]+\?/.test(reference) || references.has(reference)) continue;
+        const [type, criteria] = reference.split('?', 2);
+        if (!FhirDefinitions.get().isStorable(type)) {
+          throw atEntry(FhirError.badRequest(`Conditional reference to unknown type '${type}'`, [`Bundle.entry[${p.index}].resource`]), p.index);
+        }
+        const request = parseSearchRequest(reference);
+        const inBundle = planned.filter(
+          (o) => o.interaction.resourceType === type && o.interaction.body && (o.method === 'POST' || o.method === 'PUT') &&
+            matchesSearchRequest(o.interaction.body as Resource, request),
+        );
+        const ctx = await runner.accessFor({ ...p.interaction, kind: 'search-type', resourceType: type, query: queryParams(criteria) });
+        const stored = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
+        const targets = new Set([...inBundle.map((o) => `${type}/${o.interaction.assignedId ?? o.interaction.id}`), ...stored]);
+        if (targets.size !== 1) {
+          throw atEntry(
+            new FhirError(412, targets.size ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.size} resources; it must match exactly one`, [`Bundle.entry[${p.index}].resource`]),
+            p.index,
+          );
+        }
+        references.set(reference, [...targets][0]);
+      }
+    }
+  }
+
+  private entryResponse(result: InteractionResult, p: PlannedEntry): BundleEntry {
+    const response: BundleEntryResponse = { status: STATUS_TEXT[result.status] ?? String(result.status) };
+    if (result.location) response.location = result.location;
+    if (result.versionId) response.etag = `W/"${result.versionId}"`;
+    if (result.lastUpdated) response.lastModified = result.lastUpdated;
+    const isRead = p.method === 'GET' || p.method === 'HEAD';
+    const withResource = isRead || p.interaction.preferReturn === 'representation';
+    const resource = result.resource;
+    return {
+      ...(resource?.id && resource.resourceType !== 'OperationOutcome'
+        ? { fullUrl: `${this.config.fhirBaseUrl}/${resource.resourceType}/${resource.id}` }
+        : {}),
+      ...(withResource && resource ? { resource } : {}),
+      response,
+    };
+  }
+}
+
+function queryParams(query: string): QueryParams {
+  const out: QueryParams = {};
+  for (const [k, v] of new URLSearchParams(query)) {
+    const prev = out[k];
+    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return out;
+}
+
+/** PATCH entries carry a Parameters (FHIRPath Patch) or a Binary holding a JSON Patch. */
+function patchBody(resource: Resource | undefined, where: string, index: number): unknown {
+  if (resource?.resourceType === 'Parameters') return resource;
+  if (resource?.resourceType === 'Binary' && resource.data) {
+    try {
+      return JSON.parse(Buffer.from(resource.data, 'base64').toString('utf8'));
+    } catch {
+      throw atEntry(FhirError.badRequest('The Binary of a PATCH entry does not hold a JSON Patch document', [`${where}.resource.data`]), index);
+    }
+  }
+  throw atEntry(FhirError.badRequest('A PATCH entry needs a Parameters (FHIRPath Patch) or Binary (JSON Patch) resource', [`${where}.resource`]), index);
+}
+
+function* walkReferences(node: unknown): Generator<{ holder: { reference: string } }> {
+  if (Array.isArray(node)) {
+    for (const item of node) yield* walkReferences(item);
+  } else if (node && typeof node === 'object') {
+    const obj = node as Record<string, unknown>;
+    if (typeof obj.reference === 'string') yield { holder: obj as { reference: string } };
+    for (const [key, value] of Object.entries(obj)) {
+      if (key !== 'reference' && value && typeof value === 'object') yield* walkReferences(value);
+    }
+  }
+}
+
+function collectReferences(body: unknown): string[] {
+  return [...walkReferences(body)].map((r) => r.holder.reference);
+}
+
+/** Rewrites every Reference.reference in the resource (nested elements, extensions, contained). */
+function rewriteReferences(body: unknown, references: Map<string, string>): void {
+  if (references.size === 0) return;
+  for (const { holder } of walkReferences(body)) {
+    const target = references.get(holder.reference);
+    if (target) holder.reference = target;
+  }
+}
+
+function containsUrnReference(body: unknown): boolean {
+  return collectReferences(body).some((r) => r.startsWith('urn:uuid:') || r.startsWith('urn:oid:'));
+}
+
+/** Prefixes the failure with the entry index so the client knows which entry failed and why. */
+function atEntry(err: unknown, index: number): unknown {
+  if (!(err instanceof FhirError)) return err;
+  const prefix = `Bundle.entry[${index}]`;
+  const issues = err.issues.map((i) => {
+    const text = i.diagnostics ?? i.details?.text ?? 'failed';
+    const expression = (i.expression ?? []).map((e) => (e.startsWith(prefix) ? e : `${prefix}.resource.${e.replace(/^[A-Z][A-Za-z]+\./, '')}`));
+    return {
+      ...i,
+      diagnostics: text.startsWith(`${prefix}: `) ? text : `${prefix}: ${text}`,
+      expression: expression.includes(prefix) ? expression : [...expression, prefix],
+    };
+  });
+  return new FhirError(err.status, issues, undefined, undefined, err.headers);
+}
+
+function failureResponse(err: unknown): BundleEntryResponse {
+  const fhir = err instanceof FhirError ? err : new FhirError(500, 'exception', 'Internal server error');
+  const outcome: OperationOutcome = fhir.toOperationOutcome();
+  return { status: String(fhir.status), outcome };
+}

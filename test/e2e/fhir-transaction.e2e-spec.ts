@@ -11,7 +11,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
   });
   afterAll(() => t.close());
 
-  const post = (body: unknown) => request(t.http).post('/fhir').set('Content-Type', FHIR_JSON).send(body);
+  const post = (body: object) => request(t.http).post('/fhir').set('Content-Type', FHIR_JSON).send(body);
   async function counts(): Promise<{ resources: number; versions: number }> {
     const [row] = await t.db.query(
       `SELECT (SELECT count(*)::int FROM resource) AS resources, (SELECT count(*)::int FROM resource_history) AS versions`,

@@ -4,7 +4,7 @@ import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { ProfileRegistry } from './profile.registry';
-class TerminologyBindingValidator { validate(_r: unknown): OperationOutcomeIssue[] { return []; } }
+import { TerminologyBindingValidator } from './terminology-binding.validator';
 
 const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 

@@ -46,6 +46,18 @@ export class TerminologyBindingValidator {
     this.index = TerminologyBindingValidator.shared;
   }
 
+  /** A code from a value set, when it can be expanded offline (used to build example instances). */
+  exampleCode(valueSetUrl: string): { system?: string; code: string } | undefined {
+    const expansion = this.index.expansion(valueSetUrl.split('|')[0]);
+    const qualified = expansion?.qualified.values().next().value;
+    if (qualified) {
+      const bar = qualified.lastIndexOf('|');
+      return { system: qualified.slice(0, bar), code: qualified.slice(bar + 1) };
+    }
+    const bare = expansion?.bare.values().next().value;
+    return bare ? { code: bare } : undefined;
+  }
+
   validate(resource: Resource): OperationOutcomeIssue[] {
     const issues: OperationOutcomeIssue[] = [];
     this.walkResource(resource, resource.resourceType, issues);

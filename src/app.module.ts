@@ -7,6 +7,8 @@ import { RouteTemplateInterceptor } from './common/http/route-template.intercept
 import { loadAppConfig } from './config/app.config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
+import { AuditModule } from './audit/audit.module';
+import { AuthModule } from './auth/auth.module';
 import { FhirModule } from './fhir/fhir.module';
 import { HealthModule } from './health/health.module';
 
@@ -19,6 +21,8 @@ const config = loadAppConfig();
     LoggerModule.forRoot({ pinoHttp: pinoHttpOptions(config) }),
     DatabaseModule,
     HealthModule,
+    AuditModule,
+    AuthModule,
     FhirModule,
     RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
   ],

@@ -2,6 +2,7 @@ import type { INestApplication } from '@nestjs/common';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
+import { APP_CONFIG, AppConfig } from './config/app.config';
 
 /**
  * HTTP-level set-up shared by main.ts and the e2e tests, so tests run the real stack. Guards,
@@ -15,4 +16,9 @@ export function configureApp(app: INestApplication): void {
   // Query strings stay flat (`a=1&a=2` -> array), as FHIR search expects; no nested objects.
   express.set('query parser', 'simple');
   express.set('etag', false);
+  // CORS is off unless CORS_ORIGINS lists the browser origins allowed to call the API.
+  const { corsOrigins } = app.get<AppConfig>(APP_CONFIG);
+  if (corsOrigins.length) {
+    express.enableCors({ origin: corsOrigins, allowedHeaders: ['Authorization', 'Content-Type', 'Prefer', 'If-Match', 'If-None-Exist', 'X-Break-Glass-Reason'] });
+  }
 }

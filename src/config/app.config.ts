@@ -23,6 +23,12 @@ const envSchema = z.object({
     .default('16mb'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(20),
+  ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+  CORS_ORIGINS: z.string().optional(),
+  HIE_SIGNING_KEY: z.string().optional(),
+  HIE_BOOTSTRAP_ADMIN_CLIENT_ID: z.string().regex(/^[A-Za-z0-9\-_.]{3,64}$/, 'must be 3-64 of [A-Za-z0-9-_.]').optional(),
+  HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -40,6 +46,15 @@ export interface AppConfig {
   bodyLimit: string;
   logLevel: Env['LOG_LEVEL'];
   dbPoolSize: number;
+  accessTokenTtlSeconds: number;
+  rateLimitPerMinute: number;
+  /** Allowed CORS origins; empty means CORS is off. */
+  corsOrigins: string[];
+  /** A private JWK (JSON) to sign access tokens with, instead of a generated key kept in the database. */
+  signingKey?: string;
+  bootstrapAdmin?: { clientId: string; secret: string };
+  /** Token endpoint URL (the `aud` of client assertions). */
+  tokenUrl: string;
 }
 
 export class ConfigurationError extends Error {}
@@ -64,6 +79,15 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     bodyLimit: e.BODY_LIMIT,
     logLevel: e.LOG_LEVEL,
     dbPoolSize: e.DB_POOL_SIZE,
+    accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
+    rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+    signingKey: e.HIE_SIGNING_KEY,
+    bootstrapAdmin:
+      e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID && e.HIE_BOOTSTRAP_ADMIN_SECRET
+        ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }
+        : undefined,
+    tokenUrl: `${publicBaseUrl}/oauth2/token`,
   };
 }
 

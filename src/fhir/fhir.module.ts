@@ -3,8 +3,8 @@ import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { CapabilityStatementService } from './capability/capability-statement.service';
 import { FhirPipeline } from './pipeline/fhir-pipeline.service';
 import { InteractionExecutor } from './pipeline/interaction.executor';
-import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline/pipeline.stages';
-import { LogAuditStage, OpenAuthorization, UnrestrictedConsent } from './pipeline/default.stages';
+import { ConsentStage } from './pipeline/pipeline.stages';
+import { UnrestrictedConsent } from './pipeline/default.stages';
 import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceRepository } from './storage/resource.repository';
@@ -23,9 +23,7 @@ import { ResourceValidator } from './validation/resource.validator';
     FhirResponseWriter,
     BundleProcessor,
     { provide: ResourceMatcher, useClass: IdentifierResourceMatcher },
-    { provide: AuthorizationStage, useClass: OpenAuthorization },
     { provide: ConsentStage, useClass: UnrestrictedConsent },
-    { provide: AuditStage, useClass: LogAuditStage },
   ],
   exports: [FhirPipeline, CapabilityStatementService, ResourceValidator],
 })

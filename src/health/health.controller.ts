@@ -2,9 +2,11 @@ import { Controller, Get } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, HealthIndicatorService, TypeOrmHealthIndicator } from '@nestjs/terminus';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { DataSource } from 'typeorm';
+import { Public } from '../auth/public.decorator';
 
 /** Public by design: load balancers probe these without credentials; they reveal no data. */
 @Controller()
+@Public('Health probes for load balancers; reveal no data')
 export class HealthController {
   constructor(
     private readonly health: HealthCheckService,

@@ -1,4 +1,3 @@
-import request from 'supertest';
 import type { Resource } from '@medplum/fhirtypes';
 import { buildMinimalInstance, STORABLE_RESOURCE_TYPES } from '../../src/synthetic/minimal-instance.builder';
 import { FHIR_JSON } from '../support/fixtures';
@@ -26,22 +25,22 @@ describe('REST core for every storable R4 resource type', () => {
 
   it('covers exactly 144 types, the same the CapabilityStatement lists', async () => {
     expect(STORABLE_RESOURCE_TYPES).toHaveLength(144);
-    const cs = await request(t.http).get('/fhir/metadata');
+    const cs = await t.api.get('/fhir/metadata');
     expect(cs.body.rest[0].resource.map((r: { type: string }) => r.type)).toEqual([...STORABLE_RESOURCE_TYPES]);
   });
 
   it.each([...STORABLE_RESOURCE_TYPES])('%s: create, read, vread, update, history, delete, 410', async (type) => {
-    const created = await request(t.http).post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(instance(type, 0));
+    const created = await t.api.post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(instance(type, 0));
     expect({ status: created.status, issues: created.body.issue }).toEqual({ status: 201, issues: undefined });
     const id = created.body.id as string;
     expect(created.headers.location).toBe(`http://localhost:8080/fhir/${type}/${id}/_history/1`);
 
-    const read = await request(t.http).get(`/fhir/${type}/${id}`);
+    const read = await t.api.get(`/fhir/${type}/${id}`);
     expect(read.status).toBe(200);
     expect(read.body.resourceType).toBe(type);
     expect(read.body.id).toBe(id);
 
-    const updated = await request(t.http)
+    const updated = await t.api
       .put(`/fhir/${type}/${id}`)
       .set('Content-Type', FHIR_JSON)
       .set('If-Match', 'W/"1"')
@@ -49,18 +48,18 @@ describe('REST core for every storable R4 resource type', () => {
     expect({ status: updated.status, issues: updated.body.issue }).toEqual({ status: 200, issues: undefined });
     expect(updated.headers.etag).toBe('W/"2"');
 
-    const v1 = await request(t.http).get(`/fhir/${type}/${id}/_history/1`);
+    const v1 = await t.api.get(`/fhir/${type}/${id}/_history/1`);
     expect(v1.status).toBe(200);
     expect(v1.body.meta.versionId).toBe('1');
     expect(v1.body).not.toEqual(updated.body);
 
-    const history = await request(t.http).get(`/fhir/${type}/${id}/_history`);
+    const history = await t.api.get(`/fhir/${type}/${id}/_history`);
     expect(history.status).toBe(200);
     expect(history.body.total).toBe(2);
     expect(history.body.entry.map((e: { response: { etag: string } }) => e.response.etag)).toEqual(['W/"2"', 'W/"1"']);
 
-    expect((await request(t.http).delete(`/fhir/${type}/${id}`)).status).toBe(200);
-    const gone = await request(t.http).get(`/fhir/${type}/${id}`);
+    expect((await t.api.delete(`/fhir/${type}/${id}`)).status).toBe(200);
+    const gone = await t.api.get(`/fhir/${type}/${id}`);
     expect(gone.status).toBe(410);
     expect(gone.body.issue[0].code).toBe('deleted');
   });

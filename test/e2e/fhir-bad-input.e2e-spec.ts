@@ -1,10 +1,9 @@
-import request from 'supertest';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 interface BadInputCase {
   name: string;
-  send: (t: TestApp, id: string) => request.Test;
+  send: (t: TestApp, id: string) => ReturnType<TestApp['api']['get']>;
   status: number;
   code: string;
   /** Part of the diagnostics or an expression that says what and where. */
@@ -14,82 +13,82 @@ interface BadInputCase {
 const cases: BadInputCase[] = [
   {
     name: 'malformed JSON',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send('{"resourceType": "Patient", '),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send('{"resourceType": "Patient", '),
     status: 400,
     code: 'structure',
     says: /not valid JSON/,
   },
   {
     name: 'resourceType does not match the URL',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation' }),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation' }),
     status: 400,
     code: 'invalid',
     says: /does not match the type in the URL/,
   },
   {
     name: 'id in body differs from the URL',
-    send: (t, id) => request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id: 'other-id' })),
+    send: (t, id) => t.api.put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id: 'other-id' })),
     status: 400,
     code: 'invalid',
     says: /does not match the URL/,
   },
   {
     name: 'update without id in the body',
-    send: (t, id) => request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient()),
+    send: (t, id) => t.api.put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient()),
     status: 400,
     code: 'required',
   },
   {
     name: 'unknown resource type',
-    send: (t) => request(t.http).post('/fhir/Spaceship').set('Content-Type', FHIR_JSON).send({ resourceType: 'Spaceship' }),
+    send: (t) => t.api.post('/fhir/Spaceship').set('Content-Type', FHIR_JSON).send({ resourceType: 'Spaceship' }),
     status: 404,
     code: 'not-supported',
     says: /Unknown resource type 'Spaceship'/,
   },
   {
     name: 'non-storable resource type (Parameters)',
-    send: (t) => request(t.http).post('/fhir/Parameters').set('Content-Type', FHIR_JSON).send({ resourceType: 'Parameters' }),
+    send: (t) => t.api.post('/fhir/Parameters').set('Content-Type', FHIR_JSON).send({ resourceType: 'Parameters' }),
     status: 404,
     code: 'not-supported',
   },
   {
     name: 'unknown element',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ favouriteColour: 'blue' })),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ favouriteColour: 'blue' })),
     status: 400,
     code: 'structure',
     says: /favouriteColour/,
   },
   {
     name: 'wrong cardinality: a single-valued element sent as an array',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ birthDate: ['1980-04-01'] })),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ birthDate: ['1980-04-01'] })),
     status: 400,
     code: 'structure',
     says: /Patient\.birthDate/,
   },
   {
     name: 'wrong cardinality: required element missing (Observation.code)',
-    send: (t) => request(t.http).post('/fhir/Observation').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation', status: 'final' }),
+    send: (t) => t.api.post('/fhir/Observation').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation', status: 'final' }),
     status: 400,
     code: 'structure',
     says: /Observation\.code/,
   },
   {
     name: 'bad date format',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ birthDate: '1980-13-45' })),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ birthDate: '1980-13-45' })),
     status: 400,
     code: 'structure',
     says: /Patient\.birthDate/,
   },
   {
     name: 'wrong JSON type for a primitive',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: 42 }] })),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: 42 }] })),
     status: 400,
     code: 'structure',
     says: /Patient\.name\[0\]\.family/,
   },
   {
     name: 'code outside a required binding (Patient.gender)',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ gender: 'x' })),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ gender: 'x' })),
     status: 400,
     code: 'code-invalid',
     says: /Patient\.gender/,
@@ -97,7 +96,7 @@ const cases: BadInputCase[] = [
   {
     name: 'code outside a required binding (Observation.status)',
     send: (t) =>
-      request(t.http)
+      t.api
         .post('/fhir/Observation')
         .set('Content-Type', FHIR_JSON)
         .send({ resourceType: 'Observation', status: 'bogus', code: { text: 'weight' } }),
@@ -107,7 +106,7 @@ const cases: BadInputCase[] = [
   },
   {
     name: 'regional profile: Patient without identifier',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: undefined })),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: undefined })),
     status: 422,
     code: 'structure',
     says: /hie-patient.*Patient\.identifier/,
@@ -115,7 +114,7 @@ const cases: BadInputCase[] = [
   {
     name: 'oversize body',
     send: (t) =>
-      request(t.http)
+      t.api
         .post('/fhir/Patient')
         .set('Content-Type', FHIR_JSON)
         .send(JSON.stringify(hiePatient({ text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${'a'.repeat(17 * 1024 * 1024)}</div>` } }))),
@@ -125,91 +124,91 @@ const cases: BadInputCase[] = [
   {
     name: 'XML body',
     send: (t) =>
-      request(t.http).post('/fhir/Patient').set('Content-Type', 'application/fhir+xml').send('<Patient xmlns="http://hl7.org/fhir"/>'),
+      t.api.post('/fhir/Patient').set('Content-Type', 'application/fhir+xml').send('<Patient xmlns="http://hl7.org/fhir"/>'),
     status: 415,
     code: 'not-supported',
     says: /XML/,
   },
   {
     name: 'XML requested by Accept',
-    send: (t, id) => request(t.http).get(`/fhir/Patient/${id}`).set('Accept', 'application/fhir+xml'),
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}`).set('Accept', 'application/fhir+xml'),
     status: 406,
     code: 'not-supported',
     says: /XML is not supported/,
   },
   {
     name: 'XML requested by _format',
-    send: (t, id) => request(t.http).get(`/fhir/Patient/${id}?_format=xml`),
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}?_format=xml`),
     status: 406,
     code: 'not-supported',
   },
   {
     name: 'body without Content-Type',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', 'text/plain').send('hello'),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', 'text/plain').send('hello'),
     status: 415,
     code: 'not-supported',
   },
   {
     name: 'unsupported method: PUT on the type',
-    send: (t) => request(t.http).put('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient()),
+    send: (t) => t.api.put('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient()),
     status: 405,
     code: 'not-supported',
   },
   {
     name: 'unsupported method: POST on an instance',
-    send: (t, id) => request(t.http).post(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id })),
+    send: (t, id) => t.api.post(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id })),
     status: 405,
     code: 'not-supported',
   },
   {
     name: 'body is an array, not a resource',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send([hiePatient()]),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send([hiePatient()]),
     status: 400,
     code: 'structure',
   },
   {
     name: 'body without resourceType',
-    send: (t) => request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send({ gender: 'female' }),
+    send: (t) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send({ gender: 'female' }),
     status: 400,
     code: 'required',
   },
   {
     name: 'invalid id in the URL',
-    send: (t) => request(t.http).get('/fhir/Patient/not_a*valid id'),
+    send: (t) => t.api.get('/fhir/Patient/not_a*valid id'),
     status: 400,
     code: 'invalid',
   },
   {
     name: 'malformed If-Match',
     send: (t, id) =>
-      request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).set('If-Match', 'yesterday').send(hiePatient({ id })),
+      t.api.put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).set('If-Match', 'yesterday').send(hiePatient({ id })),
     status: 400,
     code: 'invalid',
     says: /If-Match/,
   },
   {
     name: 'non-numeric version in vread',
-    send: (t, id) => request(t.http).get(`/fhir/Patient/${id}/_history/abc`),
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}/_history/abc`),
     status: 400,
     code: 'invalid',
   },
   {
     name: 'invalid _summary on read',
-    send: (t, id) => request(t.http).get(`/fhir/Patient/${id}?_summary=everything`),
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}?_summary=everything`),
     status: 400,
     code: 'invalid',
     says: /_summary/,
   },
   {
     name: 'invalid _since on history',
-    send: (t, id) => request(t.http).get(`/fhir/Patient/${id}/_history?_since=last-week`),
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}/_history?_since=last-week`),
     status: 400,
     code: 'invalid',
     says: /_since/,
   },
   {
     name: 'invalid _count on history',
-    send: (t) => request(t.http).get('/fhir/Patient/_history?_count=-3'),
+    send: (t) => t.api.get('/fhir/Patient/_history?_count=-3'),
     status: 400,
     code: 'invalid',
     says: /_count/,
@@ -230,7 +229,7 @@ describe('bad input gets a 4xx OperationOutcome and changes nothing', () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    const res = await request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
+    const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
     expect(res.status).toBe(201);
     id = res.body.id;
   });
@@ -258,7 +257,7 @@ describe('bad input gets a 4xx OperationOutcome and changes nothing', () => {
     // Break storage for one request: a read against a renamed table fails inside Postgres.
     await t.db.query('ALTER TABLE resource RENAME TO resource_moved');
     try {
-      const res = await request(t.http).get(`/fhir/Patient/${id}`).set('X-Request-Id', 'req-test-500-abc');
+      const res = await t.api.get(`/fhir/Patient/${id}`).set('X-Request-Id', 'req-test-500-abc');
       expect(res.status).toBe(500);
       expect(res.body.issue).toEqual([
         { severity: 'error', code: 'exception', diagnostics: 'Internal server error (request id req-test-500-abc)' },

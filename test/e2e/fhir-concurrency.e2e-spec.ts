@@ -1,4 +1,3 @@
-import request from 'supertest';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -10,7 +9,7 @@ describe('optimistic concurrency', () => {
   afterAll(() => t.close());
 
   async function create(): Promise<string> {
-    const res = await request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
+    const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
     expect(res.status).toBe(201);
     return res.body.id;
   }
@@ -19,7 +18,7 @@ describe('optimistic concurrency', () => {
     const id = await create();
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, n) =>
-        request(t.http)
+        t.api
           .put(`/fhir/Patient/${id}`)
           .set('Content-Type', FHIR_JSON)
           .set('If-Match', 'W/"1"')
@@ -40,7 +39,7 @@ describe('optimistic concurrency', () => {
     const id = await create();
     const results = await Promise.all(
       Array.from({ length: 20 }, (_, n) =>
-        request(t.http)
+        t.api
           .put(`/fhir/Patient/${id}`)
           .set('Content-Type', FHIR_JSON)
           .send(hiePatient({ id, birthDate: `1991-02-${String(n + 1).padStart(2, '0')}` })),
@@ -59,7 +58,7 @@ describe('optimistic concurrency', () => {
   it('20 concurrent update-as-create PUTs of one new id leave one resource with 20 versions', async () => {
     const id = `concurrent-create-${Date.now()}`;
     const results = await Promise.all(
-      Array.from({ length: 20 }, () => request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id }))),
+      Array.from({ length: 20 }, () => t.api.put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id }))),
     );
     const statuses = results.map((r) => r.status);
     expect(statuses.filter((s) => s === 201)).toHaveLength(1);

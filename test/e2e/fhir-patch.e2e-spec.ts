@@ -1,4 +1,3 @@
-import request from 'supertest';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -12,7 +11,7 @@ describe('PATCH', () => {
   afterAll(() => t.close());
 
   async function create(): Promise<string> {
-    const res = await request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
+    const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
     expect(res.status).toBe(201);
     return res.body.id;
   }
@@ -23,7 +22,7 @@ describe('PATCH', () => {
 
   it('applies a JSON Patch and stores a new version', async () => {
     const id = await create();
-    const res = await request(t.http)
+    const res = await t.api
       .patch(`/fhir/Patient/${id}`)
       .set('Content-Type', JSON_PATCH)
       .send([
@@ -35,13 +34,13 @@ describe('PATCH', () => {
     expect(res.headers.etag).toBe('W/"2"');
     expect(res.body.birthDate).toBe('1981-05-06');
     expect(res.body.name[0].given).toEqual(['Anna', 'Lena', 'Marie']);
-    const history = await request(t.http).get(`/fhir/Patient/${id}/_history`);
+    const history = await t.api.get(`/fhir/Patient/${id}/_history`);
     expect(history.body.entry[0].request.method).toBe('PATCH');
   });
 
   it('applies a FHIRPath Patch', async () => {
     const id = await create();
-    const res = await request(t.http)
+    const res = await t.api
       .patch(`/fhir/Patient/${id}`)
       .set('Content-Type', FHIR_JSON)
       .send({
@@ -66,7 +65,7 @@ describe('PATCH', () => {
     ['a change of id', [{ op: 'replace', path: '/id', value: 'other' }], 400, 'invalid'],
   ])('rejects %s and stores nothing', async (_name, patch, status, code) => {
     const id = await create();
-    const res = await request(t.http).patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH).send(patch);
+    const res = await t.api.patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH).send(patch);
     expect(res.status).toBe(status);
     expect(res.body.issue.map((i: { code: string }) => i.code)).toContain(code);
     expect(await version(id)).toBe(1);
@@ -74,7 +73,7 @@ describe('PATCH', () => {
 
   it('rejects an invalid FHIRPath Patch operation type with 400', async () => {
     const id = await create();
-    const res = await request(t.http)
+    const res = await t.api
       .patch(`/fhir/Patient/${id}`)
       .set('Content-Type', FHIR_JSON)
       .send({ resourceType: 'Parameters', parameter: [{ name: 'operation', part: [{ name: 'type', valueCode: 'explode' }] }] });
@@ -85,13 +84,13 @@ describe('PATCH', () => {
 
   it('honours If-Match', async () => {
     const id = await create();
-    const stale = await request(t.http)
+    const stale = await t.api
       .patch(`/fhir/Patient/${id}`)
       .set('Content-Type', JSON_PATCH)
       .set('If-Match', 'W/"7"')
       .send([{ op: 'replace', path: '/gender', value: 'male' }]);
     expect(stale.status).toBe(412);
-    const ok = await request(t.http)
+    const ok = await t.api
       .patch(`/fhir/Patient/${id}`)
       .set('Content-Type', JSON_PATCH)
       .set('If-Match', 'W/"1"')
@@ -101,7 +100,7 @@ describe('PATCH', () => {
   });
 
   it('answers 404 for an unknown resource', async () => {
-    const res = await request(t.http).patch('/fhir/Patient/nope-404').set('Content-Type', JSON_PATCH).send([{ op: 'remove', path: '/gender' }]);
+    const res = await t.api.patch('/fhir/Patient/nope-404').set('Content-Type', JSON_PATCH).send([{ op: 'remove', path: '/gender' }]);
     expect(res.status).toBe(404);
   });
 });

@@ -1,4 +1,3 @@
-import request from 'supertest';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -11,7 +10,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
   });
   afterAll(() => t.close());
 
-  const post = (body: object) => request(t.http).post('/fhir').set('Content-Type', FHIR_JSON).send(body);
+  const post = (body: object) => t.api.post('/fhir').set('Content-Type', FHIR_JSON).send(body);
   async function counts(): Promise<{ resources: number; versions: number }> {
     const [row] = await t.db.query(
       `SELECT (SELECT count(*)::int FROM resource) AS resources, (SELECT count(*)::int FROM resource_history) AS versions`,
@@ -19,7 +18,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     return row;
   }
   async function createPatient(value: string): Promise<string> {
-    const res = await request(t.http)
+    const res = await t.api
       .post('/fhir/Patient')
       .set('Content-Type', FHIR_JSON)
       .send(hiePatient({ identifier: [{ system: SYS, value }] }));
@@ -62,7 +61,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     const patientId = /Patient\/([^/]+)\/_history\/1$/.exec(patientLocation)![1];
     const obsId = /Observation\/([^/]+)\/_history\/1$/.exec(res.body.entry[1].response.location)![1];
     expect(res.body.entry[1].response.etag).toBe('W/"1"');
-    const obs = await request(t.http).get(`/fhir/Observation/${obsId}`);
+    const obs = await t.api.get(`/fhir/Observation/${obsId}`);
     expect(obs.body.subject.reference).toBe(`Patient/${patientId}`);
     expect(obs.body.performer[0].reference).toBe(`Patient/${patientId}`);
     expect(obs.body.extension[0].valueReference.reference).toBe(`Patient/${patientId}`);
@@ -91,7 +90,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     expect(res.body.issue[0].diagnostics).toMatch(/^Bundle\.entry\[2\]: /);
     expect(res.body.issue[0].expression).toContain('Bundle.entry[2]');
     expect(await counts()).toEqual(before);
-    const current = await request(t.http).get(`/fhir/Patient/${existing}`);
+    const current = await t.api.get(`/fhir/Patient/${existing}`);
     expect(current.body.meta.versionId).toBe('1');
     expect(current.body.gender).toBe('female');
   });
@@ -113,7 +112,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     const ok = await post(observation(`Patient?identifier=${SYS}|cond-one`));
     expect(ok.status).toBe(200);
     const obsId = /Observation\/([^/]+)\//.exec(ok.body.entry[0].response.location)![1];
-    expect((await request(t.http).get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${one}`);
+    expect((await t.api.get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${one}`);
 
     const before = await counts();
     const none = await post(observation(`Patient?identifier=${SYS}|cond-none`));
@@ -140,7 +139,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     expect(res.status).toBe(200);
     const patientId = /Patient\/([^/]+)\//.exec(res.body.entry[0].response.location)![1];
     const obsId = /Observation\/([^/]+)\//.exec(res.body.entry[1].response.location)![1];
-    expect((await request(t.http).get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${patientId}`);
+    expect((await t.api.get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${patientId}`);
   });
 
   it('ifNoneExist in a transaction reuses the existing resource and points references at it', async () => {
@@ -165,7 +164,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     expect(res.body.entry[0].response.status).toBe('200 OK');
     expect(res.body.entry[0].response.etag).toBe('W/"1"');
     const obsId = /Observation\/([^/]+)\//.exec(res.body.entry[1].response.location)![1];
-    expect((await request(t.http).get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${existing}`);
+    expect((await t.api.get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${existing}`);
     expect(await counts()).toEqual({ resources: before.resources + 1, versions: before.versions + 1 });
   });
 
@@ -202,7 +201,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     // The read runs after the delete, so the transaction fails on the read (410) and rolls back the delete.
     expect(res.status).toBe(410);
     expect(res.body.issue[0].diagnostics).toMatch(/^Bundle\.entry\[0\]: /);
-    expect((await request(t.http).get(`/fhir/Patient/${doomed}`)).status).toBe(200);
+    expect((await t.api.get(`/fhir/Patient/${doomed}`)).status).toBe(200);
   });
 
   it('rejects duplicate fullUrls and two writes to one resource', async () => {
@@ -255,13 +254,13 @@ describe('batch and transaction Bundles, conditional operations', () => {
   });
 
   it('conditional create (If-None-Exist), update and delete over REST', async () => {
-    const first = await request(t.http)
+    const first = await t.api
       .post('/fhir/Patient')
       .set('Content-Type', FHIR_JSON)
       .set('If-None-Exist', `identifier=${SYS}|rest-cond`)
       .send(hiePatient({ identifier: [{ system: SYS, value: 'rest-cond' }] }));
     expect(first.status).toBe(201);
-    const again = await request(t.http)
+    const again = await t.api
       .post('/fhir/Patient')
       .set('Content-Type', FHIR_JSON)
       .set('If-None-Exist', `identifier=${SYS}|rest-cond`)
@@ -269,7 +268,7 @@ describe('batch and transaction Bundles, conditional operations', () => {
     expect(again.status).toBe(200);
     expect(again.body.id).toBe(first.body.id);
 
-    const updated = await request(t.http)
+    const updated = await t.api
       .put(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond`)}`)
       .set('Content-Type', FHIR_JSON)
       .send(hiePatient({ identifier: [{ system: SYS, value: 'rest-cond' }], gender: 'male' }));
@@ -277,22 +276,22 @@ describe('batch and transaction Bundles, conditional operations', () => {
     expect(updated.body.id).toBe(first.body.id);
     expect(updated.headers.etag).toBe('W/"2"');
 
-    const created = await request(t.http)
+    const created = await t.api
       .put(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond-new`)}`)
       .set('Content-Type', FHIR_JSON)
       .send(hiePatient({ identifier: [{ system: SYS, value: 'rest-cond-new' }] }));
     expect(created.status).toBe(201);
 
     await createPatient('rest-cond-new');
-    const ambiguous = await request(t.http)
+    const ambiguous = await t.api
       .put(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond-new`)}`)
       .set('Content-Type', FHIR_JSON)
       .send(hiePatient());
     expect(ambiguous.status).toBe(412);
 
-    const deleted = await request(t.http).delete(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond-new`)}`);
+    const deleted = await t.api.delete(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond-new`)}`);
     expect(deleted.status).toBe(200);
     expect(deleted.body.issue[0].diagnostics).toBe('Deleted 2 Patient resource(s)');
-    expect((await request(t.http).get(`/fhir/Patient/${created.body.id}`)).status).toBe(410);
+    expect((await t.api.get(`/fhir/Patient/${created.body.id}`)).status).toBe(410);
   });
 });

@@ -1,4 +1,5 @@
 import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
 import { Test } from '@nestjs/testing';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
@@ -9,6 +10,8 @@ export interface TestApp {
   app: INestApplication;
   http: ReturnType<INestApplication['getHttpServer']>;
   db: DataSource;
+  /** Sends a bearer token of a hospital client (scopes system/*.*, purpose TREAT) on every request. */
+  api: ReturnType<typeof request.agent>;
   close(): Promise<void>;
 }
 
@@ -18,10 +21,7 @@ export async function createTestApp(): Promise<TestApp> {
   const app = moduleRef.createNestApplication({ bodyParser: false, bufferLogs: true });
   configureApp(app);
   await app.init();
-  return {
-    app,
-    http: app.getHttpServer(),
-    db: app.get<DataSource>(getDataSourceToken()),
-    close: () => app.close(),
-  };
+  const partial = { app, http: app.getHttpServer(), db: app.get<DataSource>(getDataSourceToken()), close: () => app.close() };
+  const { hospitalAgent } = await import('./auth');
+  return { ...partial, api: await hospitalAgent(partial as TestApp) };
 }

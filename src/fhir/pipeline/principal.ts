@@ -12,7 +12,10 @@ export interface Principal {
   role?: HieRole;
   scopes: readonly string[];
   purposeOfUse?: string;
+  /** `X-Break-Glass-Reason` of this request; required when purposeOfUse is ETREAT. */
   breakGlassReason?: string;
+  /** Registration flag: a public-health client explicitly granted individual clinical reads. */
+  clinicalAccess?: boolean;
 }
 
 export const ANONYMOUS: Principal = Object.freeze({ kind: 'anonymous', scopes: [] });

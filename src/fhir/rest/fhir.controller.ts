@@ -1,5 +1,6 @@
 import { All, Controller, Delete, Get, Param, Patch, Post, Put, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import { Public } from '../../auth/public.decorator';
 import { FhirError } from '../../common/fhir-error';
 import type { InteractionKind } from '../pipeline/interaction';
 import { FhirPipeline } from '../pipeline/fhir-pipeline.service';
@@ -19,6 +20,7 @@ export class FhirController {
   ) {}
 
   @Get('metadata')
+  @Public('The CapabilityStatement tells clients how to authenticate; it holds no patient data')
   metadata(@Req() req: Request, @Res() res: Response): Promise<void> {
     return this.run(req, res, 'capabilities');
   }

@@ -1,0 +1,187 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable } from '@nestjs/common';
+import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+import type { HieRole, Principal } from '../fhir/pipeline/principal';
+import { ClientRegistrationRepository, verifySecret } from './client-registration.repository';
+import { grantScopes } from './smart-scope';
+import { ACCESS_TOKEN_ALG, SigningKeyStore } from './signing-key.store';
+
+export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
+export const CLIENT_ASSERTION_ALGS = ['RS384', 'ES384'];
+/** HL7 v3 PurposeOfUse codes a client may be registered for. */
+export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'PUBHLTH', 'HRESCH', 'PATRQT', 'HSYSADMIN', 'HACCRED', 'HTEST'];
+const MAX_ASSERTION_LIFETIME_SECONDS = 300;
+
+/** An RFC 6749 token-endpoint error (`invalid_client`, `invalid_scope`, …). */
+export class OAuthError extends Error {
+  constructor(
+    readonly error: string,
+    readonly description: string,
+    readonly status = 400,
+  ) {
+    super(description);
+  }
+}
+
+export interface TokenRequest {
+  grant_type?: string;
+  scope?: string;
+  client_id?: string;
+  client_secret?: string;
+  client_assertion_type?: string;
+  client_assertion?: string;
+  purpose_of_use?: string;
+  /** From an `Authorization: Basic` header (client_secret_basic). */
+  basic?: { clientId: string; secret: string };
+}
+
+export interface IssuedToken {
+  access_token: string;
+  token_type: 'bearer';
+  expires_in: number;
+  scope: string;
+  clientId: string;
+  organization: string;
+  role: HieRole;
+  purposeOfUse: string;
+}
+
+interface AccessTokenClaims {
+  client_id: string;
+  org: string;
+  role: HieRole;
+  scope: string;
+  pou: string;
+}
+
+/**
+ * SMART Backend Services token endpoint logic (client_credentials with private_key_jwt, or a client
+ * secret) and verification of the access tokens it issues.
+ */
+@Injectable()
+export class AccessTokenService {
+  constructor(
+    private readonly clients: ClientRegistrationRepository,
+    private readonly keys: SigningKeyStore,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async issue(req: TokenRequest): Promise<IssuedToken> {
+    if (req.grant_type !== 'client_credentials') {
+      throw new OAuthError('unsupported_grant_type', 'grant_type must be client_credentials');
+    }
+    const client = await this.authenticateClient(req);
+    const requested = (req.scope ?? '').split(/\s+/).filter(Boolean);
+    if (!requested.length) throw new OAuthError('invalid_scope', 'scope is required');
+    const granted = grantScopes(requested, client.scopes);
+    if (!granted.length) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
+    const purpose = req.purpose_of_use ?? client.purposes[0];
+    if (!purpose || !client.purposes.includes(purpose)) {
+      throw new OAuthError('invalid_request', `purpose_of_use '${String(purpose).slice(0, 20)}' is not registered for this client`);
+    }
+    const { kid, key } = await this.keys.signingKey();
+    const ttl = this.config.accessTokenTtlSeconds;
+    const claims: AccessTokenClaims = {
+      client_id: client.clientId,
+      org: client.organization,
+      role: client.role,
+      scope: granted.join(' '),
+      pou: purpose,
+    };
+    const token = await new SignJWT({ ...claims })
+      .setProtectedHeader({ alg: ACCESS_TOKEN_ALG, kid, typ: 'at+jwt' })
+      .setIssuer(this.config.publicBaseUrl)
+      .setAudience(this.config.fhirBaseUrl)
+      .setSubject(client.clientId)
+      .setJti(randomUUID())
+      .setIssuedAt()
+      .setExpirationTime(`${ttl}s`)
+      .sign(key);
+    return {
+      access_token: token,
+      token_type: 'bearer',
+      expires_in: ttl,
+      scope: claims.scope,
+      clientId: client.clientId,
+      organization: client.organization,
+      role: client.role,
+      purposeOfUse: purpose,
+    };
+  }
+
+  /** Verifies an access token and checks the client is still enabled. Throws on any problem. */
+  async verify(token: string): Promise<Principal> {
+    const jwks = createLocalJWKSet(await this.keys.publicJwks());
+    const { payload } = await jwtVerify(token, jwks, {
+      issuer: this.config.publicBaseUrl,
+      audience: this.config.fhirBaseUrl,
+      algorithms: [ACCESS_TOKEN_ALG],
+      typ: 'at+jwt',
+    });
+    const claims = payload as unknown as AccessTokenClaims;
+    const client = await this.clients.find(claims.client_id);
+    if (!client || client.disabled) throw new Error('client disabled');
+    return {
+      kind: 'client',
+      clientId: claims.client_id,
+      organization: claims.org,
+      role: claims.role,
+      scopes: claims.scope.split(' '),
+      purposeOfUse: claims.pou,
+      clinicalAccess: client.clinicalAccess,
+    };
+  }
+
+  private async authenticateClient(req: TokenRequest) {
+    if (req.client_assertion_type !== undefined || req.client_assertion !== undefined) {
+      return this.authenticateAssertion(req);
+    }
+    const clientId = req.basic?.clientId ?? req.client_id;
+    const secret = req.basic?.secret ?? req.client_secret;
+    if (!clientId || !secret) throw new OAuthError('invalid_client', 'client authentication is required', 401);
+    const client = await this.clients.find(clientId);
+    if (!client || client.disabled || !(await verifySecret(secret, client.secretHash))) {
+      throw new OAuthError('invalid_client', 'client authentication failed', 401);
+    }
+    return client;
+  }
+
+  /** private_key_jwt (RFC 7523, SMART Backend Services): iss = sub = client id, aud = token URL, short exp, unique jti. */
+  private async authenticateAssertion(req: TokenRequest) {
+    if (req.client_assertion_type !== CLIENT_ASSERTION_TYPE || !req.client_assertion) {
+      throw new OAuthError('invalid_client', `client_assertion_type must be ${CLIENT_ASSERTION_TYPE} with a client_assertion`, 401);
+    }
+    let clientId: string | undefined;
+    try {
+      const [, body] = req.client_assertion.split('.');
+      clientId = JSON.parse(Buffer.from(body, 'base64url').toString('utf8')).iss;
+      decodeProtectedHeader(req.client_assertion);
+    } catch {
+      throw new OAuthError('invalid_client', 'client_assertion is not a JWT', 401);
+    }
+    const client = typeof clientId === 'string' ? await this.clients.find(clientId) : undefined;
+    if (!client || client.disabled || !client.jwks) throw new OAuthError('invalid_client', 'unknown or disabled client, or no registered keys', 401);
+    let payload;
+    try {
+      ({ payload } = await jwtVerify(req.client_assertion, createLocalJWKSet(client.jwks), {
+        issuer: client.clientId,
+        subject: client.clientId,
+        audience: this.config.tokenUrl,
+        algorithms: CLIENT_ASSERTION_ALGS,
+        requiredClaims: ['exp', 'jti'],
+      }));
+    } catch (err) {
+      const reason = err instanceof errors.JWTExpired ? 'client_assertion has expired' : 'client_assertion could not be verified';
+      throw new OAuthError('invalid_client', reason, 401);
+    }
+    const now = Math.floor(Date.now() / 1000);
+    if (payload.exp! > now + MAX_ASSERTION_LIFETIME_SECONDS) {
+      throw new OAuthError('invalid_client', 'client_assertion exp must be at most 5 minutes ahead', 401);
+    }
+    if (!(await this.clients.useAssertionId(client.clientId, String(payload.jti), new Date(payload.exp! * 1000)))) {
+      throw new OAuthError('invalid_client', 'client_assertion jti was already used', 401);
+    }
+    return client;
+  }
+}

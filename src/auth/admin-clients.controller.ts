@@ -1,0 +1,110 @@
+import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
+import type { Request } from 'express';
+import type { JSONWebKeySet } from 'jose';
+import { FhirError } from '../common/fhir-error';
+import type { HieRole, Principal } from '../fhir/pipeline/principal';
+import { PURPOSES_OF_USE } from './access-token.service';
+import { ClientConflictError, ClientRegistrationRepository, ROLES } from './client-registration.repository';
+import { parseSmartScope } from './smart-scope';
+
+/** Client registration for HIE admins (`admin` role only). Answers JSON; errors are OperationOutcomes. */
+@Controller('admin/clients')
+export class AdminClientsController {
+  constructor(private readonly clients: ClientRegistrationRepository) {}
+
+  @Post()
+  async create(@Req() req: Request, @Body() body: Record<string, unknown>) {
+    requireAdmin(req);
+    const input = validateRegistration(body ?? {});
+    try {
+      const { client, secret } = await this.clients.create(input);
+      return { ...client, ...(secret ? { clientSecret: secret } : {}) };
+    } catch (err) {
+      if (err instanceof ClientConflictError) throw new FhirError(409, 'duplicate', `Client ${err.clientId} already exists`);
+      throw err;
+    }
+  }
+
+  @Get()
+  list(@Req() req: Request) {
+    requireAdmin(req);
+    return this.clients.list();
+  }
+
+  @Get(':clientId')
+  async get(@Req() req: Request, @Param('clientId') clientId: string) {
+    requireAdmin(req);
+    const client = await this.clients.find(clientId);
+    if (!client) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+    const { secretHash: _hidden, ...visible } = client;
+    return visible;
+  }
+
+  @Post(':clientId/disable')
+  @HttpCode(200)
+  async disable(@Req() req: Request, @Param('clientId') clientId: string) {
+    requireAdmin(req);
+    if (!(await this.clients.setDisabled(clientId, true))) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+    return { clientId, disabled: true };
+  }
+
+  @Post(':clientId/enable')
+  @HttpCode(200)
+  async enable(@Req() req: Request, @Param('clientId') clientId: string) {
+    requireAdmin(req);
+    if (!(await this.clients.setDisabled(clientId, false))) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+    return { clientId, disabled: false };
+  }
+
+  @Post(':clientId/rotate-secret')
+  @HttpCode(200)
+  async rotateSecret(@Req() req: Request, @Param('clientId') clientId: string) {
+    requireAdmin(req);
+    const secret = await this.clients.rotateSecret(clientId);
+    if (!secret) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+    return { clientId, clientSecret: secret };
+  }
+}
+
+function requireAdmin(req: Request): void {
+  const principal = (req as Request & { user?: Principal }).user;
+  if (principal?.role !== 'admin') throw FhirError.forbidden('Client registration needs the admin role');
+}
+
+/** Shared by the admin API and the CLI: a registration request, checked field by field. */
+export function validateRegistration(body: Record<string, unknown>) {
+  const fail = (field: string, why: string) => FhirError.badRequest(`${field}: ${why}`, [field]);
+  const strings = (field: string): string[] => {
+    const v = body[field];
+    if (!Array.isArray(v) || !v.length || !v.every((s) => typeof s === 'string')) throw fail(field, 'must be a non-empty array of strings');
+    return v as string[];
+  };
+  const clientId = body.clientId;
+  if (clientId !== undefined && (typeof clientId !== 'string' || !/^[A-Za-z0-9\-_.]{3,64}$/.test(clientId))) {
+    throw fail('clientId', 'must be 3-64 characters of [A-Za-z0-9-_.]');
+  }
+  const organization = body.organization;
+  if (typeof organization !== 'string' || !/^[A-Za-z0-9\-.]{1,64}$/.test(organization)) throw fail('organization', 'must be an Organization id');
+  const role = body.role;
+  if (typeof role !== 'string' || !ROLES.includes(role as HieRole)) throw fail('role', `must be one of ${ROLES.join(', ')}`);
+  const scopes = strings('scopes');
+  const badScope = scopes.find((s) => !parseSmartScope(s));
+  if (badScope) throw fail('scopes', `'${badScope.slice(0, 60)}' is not a SMART system scope`);
+  const purposes = strings('purposes');
+  const badPurpose = purposes.find((p) => !PURPOSES_OF_USE.includes(p));
+  if (badPurpose) throw fail('purposes', `'${badPurpose.slice(0, 20)}' is not a supported PurposeOfUse (${PURPOSES_OF_USE.join(', ')})`);
+  const jwks = body.jwks as JSONWebKeySet | undefined;
+  if (jwks !== undefined && (typeof jwks !== 'object' || !Array.isArray(jwks.keys))) throw fail('jwks', 'must be a JWK Set {"keys": [...]}');
+  const withSecret = body.secret === true || jwks === undefined;
+  return {
+    clientId: clientId as string | undefined,
+    name: typeof body.name === 'string' ? body.name.slice(0, 200) : ((clientId as string | undefined) ?? 'client'),
+    organization,
+    role: role as HieRole,
+    scopes,
+    purposes,
+    clinicalAccess: body.clinicalAccess === true,
+    jwks,
+    withSecret,
+  };
+}

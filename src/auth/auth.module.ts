@@ -1,0 +1,54 @@
+import { Global, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { APP_GUARD } from '@nestjs/core';
+import { PassportModule } from '@nestjs/passport';
+import { ThrottlerModule } from '@nestjs/throttler';
+import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { FhirModule } from '../fhir/fhir.module';
+import { AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
+import { AccessTokenService } from './access-token.service';
+import { AdminClientsController } from './admin-clients.controller';
+import { BearerAuthGuard } from './bearer-auth.guard';
+import { BearerTokenStrategy } from './bearer-token.strategy';
+import { ClientRegistrationRepository } from './client-registration.repository';
+import { ClientThrottlerGuard } from './client-throttler.guard';
+import { FirstAdminBootstrap } from './first-admin.bootstrap';
+import { SigningKeyStore } from './signing-key.store';
+import { SmartAuthorization } from './smart.authorization';
+import { SmartSecurityContributor } from './smart-security.contributor';
+import { TokenController } from './token.controller';
+
+/**
+ * Who is asking: SMART Backend Services tokens, client registration, the bearer guard (default
+ * deny on every route not marked @Public), rate limiting, and the pipeline's authorization stage.
+ */
+@Global()
+@Module({
+  imports: [
+    PassportModule,
+    FhirModule,
+    ThrottlerModule.forRootAsync({
+      inject: [APP_CONFIG],
+      useFactory: (config: AppConfig) => [{ name: 'per-client', ttl: 60_000, limit: config.rateLimitPerMinute }],
+    }),
+  ],
+  controllers: [TokenController, AdminClientsController],
+  providers: [
+    AccessTokenService,
+    ClientRegistrationRepository,
+    SigningKeyStore,
+    BearerTokenStrategy,
+    SmartSecurityContributor,
+    FirstAdminBootstrap,
+    { provide: AuthorizationStage, useClass: SmartAuthorization },
+    // Order matters: authenticate first, so the rate limit counts per client.
+    { provide: APP_GUARD, useClass: BearerAuthGuard },
+    { provide: APP_GUARD, useClass: ClientThrottlerGuard },
+  ],
+  exports: [AuthorizationStage, ClientRegistrationRepository, AccessTokenService, SigningKeyStore],
+})
+export class AuthModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(FhirHttpMiddleware).forRoutes(TokenController, AdminClientsController);
+  }
+}

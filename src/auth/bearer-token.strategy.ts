@@ -1,0 +1,26 @@
+import { Injectable } from '@nestjs/common';
+import { PassportStrategy } from '@nestjs/passport';
+import type { Request } from 'express';
+import { Strategy } from 'passport-http-bearer';
+import type { Principal } from '../fhir/pipeline/principal';
+import { AccessTokenService } from './access-token.service';
+
+export const BREAK_GLASS_HEADER = 'x-break-glass-reason';
+
+/** passport bearer strategy: a verified access token becomes the request's Principal. */
+@Injectable()
+export class BearerTokenStrategy extends PassportStrategy(Strategy, 'bearer') {
+  constructor(private readonly tokens: AccessTokenService) {
+    super({ passReqToCallback: true });
+  }
+
+  async validate(req: Request, token: string): Promise<Principal | false> {
+    try {
+      const principal = await this.tokens.verify(token);
+      const reason = req.header(BREAK_GLASS_HEADER);
+      return reason ? { ...principal, breakGlassReason: reason.slice(0, 500) } : principal;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,35 @@
+import { grantScopes, parseSmartScope, scopeAllows } from './smart-scope';
+
+describe('SMART scopes', () => {
+  it('parses v2 and v1 forms', () => {
+    expect([...parseSmartScope('system/Patient.rs')!.verbs]).toEqual(['r', 's']);
+    expect([...parseSmartScope('system/*.cruds')!.verbs]).toEqual(['c', 'r', 'u', 'd', 's']);
+    expect([...parseSmartScope('system/Patient.read')!.verbs]).toEqual(['r', 's']);
+    expect([...parseSmartScope('system/Patient.write')!.verbs]).toEqual(['c', 'u', 'd']);
+    expect([...parseSmartScope('system/*.*')!.verbs]).toEqual(['c', 'r', 'u', 'd', 's']);
+    expect(parseSmartScope('system/Observation.rs?category=laboratory')!.restrictions).toEqual([['category', 'laboratory']]);
+    expect(parseSmartScope('patient/Patient.rs')).toBeUndefined();
+    expect(parseSmartScope('system/Patient.sr')).toBeUndefined();
+    expect(parseSmartScope('openid')).toBeUndefined();
+  });
+
+  it('checks type and verb', () => {
+    const s = parseSmartScope('system/Patient.rs')!;
+    expect(scopeAllows(s, 'Patient', 'r')).toBe(true);
+    expect(scopeAllows(s, 'Patient', 'c')).toBe(false);
+    expect(scopeAllows(s, 'Observation', 'r')).toBe(false);
+    expect(scopeAllows(parseSmartScope('system/*.rs')!, undefined, 's')).toBe(true);
+  });
+
+  it('grants the requested scopes that the registered ones cover', () => {
+    expect(grantScopes(['system/Patient.rs', 'system/Observation.c', 'system/Condition.read'], ['system/Patient.cruds', 'system/Condition.*'])).toEqual([
+      'system/Patient.rs',
+      'system/Condition.read',
+    ]);
+    expect(grantScopes(['system/Observation.rs?category=laboratory'], ['system/Observation.rs?category=laboratory'])).toEqual([
+      'system/Observation.rs?category=laboratory',
+    ]);
+    expect(grantScopes(['system/Observation.rs'], ['system/Observation.rs?category=laboratory'])).toEqual([]);
+    expect(grantScopes(['system/*.rs'], ['system/Patient.rs'])).toEqual([]);
+  });
+});

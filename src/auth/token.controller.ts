@@ -1,0 +1,95 @@
+import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
+import type { Response } from 'express';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { RequestContext } from '../common/request-context';
+import { AuditStage } from '../fhir/pipeline/pipeline.stages';
+import { ANONYMOUS } from '../fhir/pipeline/principal';
+import { AccessTokenService, CLIENT_ASSERTION_ALGS, OAuthError, TokenRequest } from './access-token.service';
+import { Public } from './public.decorator';
+import { SigningKeyStore } from './signing-key.store';
+
+/** OAuth 2.0 token endpoint and the discovery documents (SMART App Launch 2.x, Backend Services). */
+@Controller()
+export class TokenController {
+  constructor(
+    private readonly tokens: AccessTokenService,
+    private readonly keys: SigningKeyStore,
+    private readonly audit: AuditStage,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  @Post('oauth2/token')
+  @HttpCode(200)
+  @Public('OAuth token endpoint: clients authenticate in the request itself')
+  async token(
+    @Body() body: Record<string, string | undefined>,
+    @Headers('authorization') authorization: string | undefined,
+    @Res() res: Response,
+  ): Promise<void> {
+    const started = performance.now();
+    const request: TokenRequest = { ...(body ?? {}), basic: parseBasic(authorization) };
+    res.setHeader('Cache-Control', 'no-store');
+    res.setHeader('Pragma', 'no-cache');
+    try {
+      const issued = await this.tokens.issue(request);
+      await this.record('success', 200, started, {
+        kind: 'client',
+        clientId: issued.clientId,
+        organization: issued.organization,
+        role: issued.role,
+        scopes: issued.scope.split(' '),
+        purposeOfUse: issued.purposeOfUse,
+      });
+      const { access_token, token_type, expires_in, scope } = issued;
+      res.status(200).json({ access_token, token_type, expires_in, scope });
+    } catch (err) {
+      if (!(err instanceof OAuthError)) throw err;
+      await this.record('failure', err.status, started, ANONYMOUS);
+      if (err.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="token"');
+      res.status(err.status).json({ error: err.error, error_description: err.description });
+    }
+  }
+
+  @Get('.well-known/smart-configuration')
+  @Public('SMART discovery document: tells clients where and how to get a token')
+  smartConfiguration() {
+    return {
+      issuer: this.config.publicBaseUrl,
+      token_endpoint: this.config.tokenUrl,
+      jwks_uri: `${this.config.publicBaseUrl}/.well-known/jwks.json`,
+      grant_types_supported: ['client_credentials'],
+      token_endpoint_auth_methods_supported: ['private_key_jwt', 'client_secret_basic', 'client_secret_post'],
+      token_endpoint_auth_signing_alg_values_supported: CLIENT_ASSERTION_ALGS,
+      scopes_supported: ['system/*.cruds', 'system/*.rs', 'system/*.read', 'system/*.write', 'system/*.*'],
+      capabilities: ['client-confidential-asymmetric', 'client-confidential-symmetric', 'permission-v1', 'permission-v2'],
+    };
+  }
+
+  @Get('.well-known/jwks.json')
+  @Public('Public keys that verify this server’s access tokens')
+  jwks() {
+    return this.keys.publicJwks();
+  }
+
+  private async record(outcome: 'success' | 'failure', status: number, started: number, principal: typeof ANONYMOUS): Promise<void> {
+    await this.audit.record({
+      principal,
+      interaction: { kind: 'operation', operation: 'token', query: {}, path: '/oauth2/token' },
+      outcome,
+      status,
+      entities: [],
+      durationMs: Math.round(performance.now() - started),
+      requestId: RequestContext.requestId(),
+    });
+  }
+}
+
+function parseBasic(header: string | undefined): TokenRequest['basic'] {
+  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
+  if (!m) return undefined;
+  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
+  const colon = decoded.indexOf(':');
+  if (colon < 0) return undefined;
+  // RFC 6749 §2.3.1: client id and secret are form-urlencoded inside the Basic credentials.
+  return { clientId: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
+}

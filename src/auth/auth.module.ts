@@ -29,7 +29,7 @@ import { TokenController } from './token.controller';
     FhirModule,
     ThrottlerModule.forRootAsync({
       inject: [APP_CONFIG],
-      useFactory: (config: AppConfig) => [{ name: 'per-client', ttl: 60_000, limit: config.rateLimitPerMinute }],
+      useFactory: (config: AppConfig) => [{ name: 'default', ttl: 60_000, limit: config.rateLimitPerMinute }],
     }),
   ],
   controllers: [TokenController, AdminClientsController],

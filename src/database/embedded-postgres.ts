@@ -1,5 +1,6 @@
 import { mkdirSync, existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
+import { Client } from 'pg';
 
 export interface EmbeddedPostgresHandle {
   url: string;
@@ -22,6 +23,12 @@ export async function startEmbeddedPostgres(
   // The cluster directory itself is created by initdb (as the postgres user when we are root).
   mkdirSync(dirname(databaseDir), { recursive: true });
   const password = 'hie-embedded';
+  const url = `postgres://postgres:${password}@127.0.0.1:${port}/hie`;
+  // Another process of ours (the server, while the CLI runs) may already run this cluster: share it.
+  if (!fresh && existsSync(resolve(databaseDir, 'postmaster.pid')) && (await answers(url))) {
+    log(`using the embedded PostgreSQL already running on 127.0.0.1:${port}`);
+    return { url, stop: async () => undefined };
+  }
   const pg = new EmbeddedPostgres({
     databaseDir,
     port,
@@ -40,8 +47,18 @@ export async function startEmbeddedPostgres(
   await pg.start();
   if (fresh) await pg.createDatabase('hie');
   log(`embedded PostgreSQL listening on 127.0.0.1:${port}`);
-  return {
-    url: `postgres://postgres:${password}@127.0.0.1:${port}/hie`,
-    stop: () => pg.stop(),
-  };
+  return { url, stop: () => pg.stop() };
+}
+
+async function answers(url: string): Promise<boolean> {
+  const client = new Client({ connectionString: url, connectionTimeoutMillis: 2000 });
+  try {
+    await client.connect();
+    await client.query('SELECT 1');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }

@@ -1,0 +1,111 @@
+import 'reflect-metadata';
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { DataSource } from 'typeorm';
+import { validateRegistration } from '../auth/admin-clients.controller';
+import { ClientRegistrationRepository } from '../auth/client-registration.repository';
+import { SigningKeyStore } from '../auth/signing-key.store';
+import { loadAppConfig } from '../config/app.config';
+import { dataSourceOptions } from '../database/data-source.options';
+import { resolveDatabaseUrl, stopEmbeddedDatabase } from '../database/database.module';
+import { FhirError } from '../common/fhir-error';
+
+const USAGE = `Usage: npm run cli -- <command>
+
+  client add --id ID --role hospital|public-health|auditor|admin --org ORGANIZATION_ID
+             --scopes "system/*.cruds ..." --purposes "TREAT ..." [--name NAME]
+             [--jwks FILE_OR_JSON] [--secret] [--clinical-access]
+        Registers a client. Without --jwks (or with --secret) a client secret is generated and
+        printed once.
+  client list
+  client disable ID | client enable ID
+  client rotate-secret ID
+  key rotate           New token-signing key; tokens signed by the old one stay valid until they expire.
+
+Works with the server stopped: it uses DATABASE_URL, or the embedded PostgreSQL under ./data/.`;
+
+/** Administration from the shell, for the first admin and for operators. Talks to the database directly. */
+async function main(argv: string[]): Promise<number> {
+  const { positionals, values } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      id: { type: 'string' },
+      role: { type: 'string' },
+      org: { type: 'string' },
+      name: { type: 'string' },
+      scopes: { type: 'string' },
+      purposes: { type: 'string' },
+      jwks: { type: 'string' },
+      secret: { type: 'boolean' },
+      'clinical-access': { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [group, command, target] = positionals;
+  if (values.help || !group) {
+    process.stdout.write(`${USAGE}\n`);
+    return values.help ? 0 : 2;
+  }
+  const config = loadAppConfig();
+  const ds = new DataSource(dataSourceOptions(await resolveDatabaseUrl(config), 2));
+  await ds.initialize();
+  try {
+    const clients = new ClientRegistrationRepository(ds);
+    if (group === 'client' && command === 'add') {
+      const jwks = values.jwks ? JSON.parse(values.jwks.trim().startsWith('{') ? values.jwks : readFileSync(values.jwks, 'utf8')) : undefined;
+      const input = validateRegistration({
+        clientId: values.id,
+        name: values.name,
+        organization: values.org,
+        role: values.role,
+        scopes: values.scopes?.split(/[\s,]+/).filter(Boolean),
+        purposes: values.purposes?.split(/[\s,]+/).filter(Boolean),
+        jwks,
+        secret: values.secret === true,
+        clinicalAccess: values['clinical-access'] === true,
+      });
+      const { client, secret } = await clients.create(input);
+      process.stdout.write(`registered ${client.clientId} (${client.role}, organization ${client.organization})\n`);
+      if (secret) process.stdout.write(`client secret (shown once): ${secret}\n`);
+      return 0;
+    }
+    if (group === 'client' && command === 'list') {
+      for (const c of await clients.list()) {
+        process.stdout.write(`${c.clientId}\t${c.role}\t${c.organization}\t${c.disabled ? 'disabled' : 'enabled'}\t${c.scopes.join(' ')}\t${c.purposes.join(' ')}\n`);
+      }
+      return 0;
+    }
+    if (group === 'client' && (command === 'disable' || command === 'enable') && target) {
+      if (!(await clients.setDisabled(target, command === 'disable'))) throw new Error(`no client ${target}`);
+      process.stdout.write(`${target} ${command}d\n`);
+      return 0;
+    }
+    if (group === 'client' && command === 'rotate-secret' && target) {
+      const secret = await clients.rotateSecret(target);
+      if (!secret) throw new Error(`no client ${target}`);
+      process.stdout.write(`new client secret for ${target} (shown once): ${secret}\n`);
+      return 0;
+    }
+    if (group === 'key' && command === 'rotate') {
+      process.stdout.write(`new signing key ${await new SigningKeyStore(ds, config).rotate()}\n`);
+      return 0;
+    }
+    process.stderr.write(`${USAGE}\n`);
+    return 2;
+  } finally {
+    await ds.destroy();
+  }
+}
+
+main(process.argv.slice(2))
+  .then(async (code) => {
+    await stopEmbeddedDatabase();
+    process.exit(code);
+  })
+  .catch(async (err: unknown) => {
+    const message = err instanceof FhirError ? err.message : err instanceof Error ? err.message : String(err);
+    process.stderr.write(`error: ${message}\n`);
+    await stopEmbeddedDatabase().catch(() => undefined);
+    process.exit(1);
+  });

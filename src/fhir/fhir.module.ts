@@ -7,8 +7,12 @@ import { ConsentStage } from './pipeline/pipeline.stages';
 import { UnrestrictedConsent } from './pipeline/default.stages';
 import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
-import { ResourceRepository } from './storage/resource.repository';
-import { IdentifierResourceMatcher, ResourceMatcher } from './storage/resource-matcher';
+import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
+import { ResourceMatcher } from './storage/resource-matcher';
+import { SearchCapabilityContributor } from './search/search-capability.contributor';
+import { SearchIndexWriter } from './search/search-index.writer';
+import { SearchResourceMatcher } from './search/search-resource.matcher';
+import { SearchService } from './search/search.service';
 import { BundleProcessor } from './transaction/bundle.processor';
 import { ResourceValidator } from './validation/resource.validator';
 
@@ -22,10 +26,13 @@ import { ResourceValidator } from './validation/resource.validator';
     CapabilityStatementService,
     FhirResponseWriter,
     BundleProcessor,
-    { provide: ResourceMatcher, useClass: IdentifierResourceMatcher },
+    SearchService,
+    SearchCapabilityContributor,
+    { provide: ResourceIndexer, useClass: SearchIndexWriter },
+    { provide: ResourceMatcher, useClass: SearchResourceMatcher },
     { provide: ConsentStage, useClass: UnrestrictedConsent },
   ],
-  exports: [FhirPipeline, CapabilityStatementService, ResourceValidator],
+  exports: [FhirPipeline, CapabilityStatementService, ResourceValidator, ResourceIndexer],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

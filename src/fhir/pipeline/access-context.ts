@@ -1,6 +1,11 @@
 import type { Principal } from './principal';
 
-export type AccessContextIssuer = (principal: Principal, readPredicate?: string, params?: unknown[]) => AccessContext;
+export type AccessContextIssuer = (
+  principal: Principal,
+  readPredicate?: string,
+  params?: unknown[],
+  mayRead?: (resourceType: string) => boolean,
+) => AccessContext;
 
 let issuerClaimed = false;
 
@@ -18,11 +23,14 @@ export class AccessContext {
     readonly principal: Principal,
     readonly readPredicate: string,
     readonly readPredicateParams: readonly unknown[],
+    /** Whether the principal may read a type at all: bounds _include, chains and _has to what it could search itself. */
+    readonly mayRead: (resourceType: string) => boolean,
   ) {}
 
   static claimIssuer(): AccessContextIssuer {
     if (issuerClaimed) throw new Error('The AccessContext issuer was already claimed by the pipeline');
     issuerClaimed = true;
-    return (principal, readPredicate = 'TRUE', params = []) => new AccessContext(principal, readPredicate, params);
+    return (principal, readPredicate = 'TRUE', params = [], mayRead = () => true) =>
+      new AccessContext(principal, readPredicate, params, mayRead);
   }
 }

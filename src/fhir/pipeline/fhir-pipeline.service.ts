@@ -35,7 +35,15 @@ export class FhirPipeline {
       this.authorization.authorize(principal, i);
       const decision = await this.consent.decide(principal, i);
       bases.add(decision.basis);
-      return issueAccessContext(principal, decision.predicate, decision.params);
+      const mayRead = (resourceType: string): boolean => {
+        try {
+          this.authorization.authorize(principal, { kind: 'search-type', resourceType, query: {}, path: '' });
+          return true;
+        } catch {
+          return false;
+        }
+      };
+      return issueAccessContext(principal, decision.predicate, decision.params, mayRead);
     };
     const run = async (i: Interaction, tx?: EntityManager): Promise<InteractionResult> =>
       this.executor.execute(await accessFor(i), i, tx);

@@ -10,6 +10,7 @@ import { HistoryEntry, ResourceRepository, StoredVersion } from '../storage/reso
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 import { ResourceValidator } from '../validation/resource.validator';
+import { SearchService } from '../search/search.service';
 import type { AccessContext } from './access-context';
 import type { Interaction, InteractionResult } from './interaction';
 import { firstValue } from './query-params';
@@ -29,6 +30,7 @@ export class InteractionExecutor {
     private readonly validator: ResourceValidator,
     private readonly capabilities: CapabilityStatementService,
     private readonly matcher: ResourceMatcher,
+    private readonly search: SearchService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -59,6 +61,10 @@ export class InteractionExecutor {
       case 'history-type':
       case 'history-system':
         return this.history(ctx, interaction);
+      case 'search-type':
+      case 'search-system':
+      case 'search-compartment':
+        return this.search.search(ctx, interaction, tx);
       default:
         throw FhirError.notSupported(`The ${interaction.kind} interaction is not supported yet`, 501);
     }

@@ -43,6 +43,10 @@ export interface Interaction {
   /** Id a transaction assigned up front to a create, so references to its fullUrl can be rewritten. */
   assignedId?: string;
   preferReturn?: PreferReturn;
+  /** `Prefer: handling=strict|lenient` for unknown search parameters (lenient by default). */
+  preferHandling?: 'strict' | 'lenient';
+  /** Compartment search: `GET /Patient/123/Observation`. */
+  compartment?: { type: string; id: string };
   /** Route path of the HTTP request relative to the FHIR base, for links and audit. */
   path: string;
 }

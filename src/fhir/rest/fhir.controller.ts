@@ -51,10 +51,22 @@ export class FhirController {
     return this.run(req, res, 'vread', { resourceType, id, versionId });
   }
 
+  /** System search: `GET /fhir?_type=Patient,Observation&_lastUpdated=gt2024`. */
+  @Get()
+  searchSystem(@Req() req: Request, @Res() res: Response): Promise<void> {
+    return this.run(req, res, 'search-system');
+  }
+
   /** batch / transaction Bundle (http.html#transaction). */
   @Post()
   bundle(@Req() req: Request, @Res() res: Response): Promise<void> {
     return this.run(req, res, 'batch');
+  }
+
+  /** Search by POST with a form body (search.html#Introduction): body and URL parameters combine. */
+  @Post(':type/_search')
+  searchByPost(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string): Promise<void> {
+    return this.run(req, res, 'search-type', { resourceType });
   }
 
   @Get(':type')
@@ -84,6 +96,18 @@ export class FhirController {
     return this.run(req, res, 'read', { resourceType, id });
   }
 
+  /** Compartment search: `GET /fhir/Patient/123/Observation?code=…` (Patient compartment). */
+  @Get(':type/:id/:compartmentType')
+  searchCompartment(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('type') compartmentOf: string,
+    @Param('id') id: string,
+    @Param('compartmentType') resourceType: string,
+  ): Promise<void> {
+    return this.run(req, res, 'search-compartment', { resourceType, compartment: { type: compartmentOf, id } });
+  }
+
   @Put(':type/:id')
   update(@Req() req: Request, @Res() res: Response, @Param('type') resourceType: string, @Param('id') id: string): Promise<void> {
     return this.run(req, res, 'update', { resourceType, id });
@@ -111,7 +135,7 @@ export class FhirController {
     req: Request,
     res: Response,
     kind: InteractionKind,
-    parts?: { resourceType?: string; id?: string; versionId?: string; conditional?: boolean },
+    parts?: { resourceType?: string; id?: string; versionId?: string; conditional?: boolean; compartment?: { type: string; id: string } },
   ): Promise<void> {
     const interaction = parseInteraction(req, kind, parts);
     this.writer.validateShaping(interaction);

@@ -12,7 +12,14 @@ const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 export function parseInteraction(
   req: Request,
   kind: InteractionKind,
-  parts: { resourceType?: string; id?: string; versionId?: string; operation?: string; conditional?: boolean } = {},
+  parts: {
+    resourceType?: string;
+    id?: string;
+    versionId?: string;
+    operation?: string;
+    conditional?: boolean;
+    compartment?: { type: string; id: string };
+  } = {},
 ): Interaction {
   const defs = FhirDefinitions.get();
   if (parts.resourceType !== undefined && !defs.isStorable(parts.resourceType)) {
@@ -20,6 +27,15 @@ export function parseInteraction(
   }
   if (parts.id !== undefined && !ID_RE.test(parts.id)) {
     throw FhirError.badRequest(`'${parts.id.slice(0, 64)}' is not a valid resource id`);
+  }
+  if (parts.compartment) {
+    if (parts.compartment.type !== 'Patient') {
+      throw FhirError.notSupported(`Compartment searches are supported for the Patient compartment, not ${parts.compartment.type.slice(0, 64)}`);
+    }
+    if (!ID_RE.test(parts.compartment.id)) throw FhirError.badRequest(`'${parts.compartment.id.slice(0, 64)}' is not a valid resource id`);
+    if (!defs.patientCompartmentParams(parts.resourceType!).length && parts.resourceType !== 'Patient') {
+      throw FhirError.badRequest(`${parts.resourceType} is not in the Patient compartment`);
+    }
   }
   const prefer = parsePrefer(req.header('prefer'));
   const { conditional, ...ids } = parts;
@@ -45,19 +61,33 @@ export function parseInteraction(
     ...ids,
     conditional: criteria,
     body: req.body,
-    query: req.query as QueryParams,
+    // POST _search: form parameters in the body combine with those in the URL.
+    query: kind === 'search-type' && req.method === 'POST' ? mergeQuery(req.query as QueryParams, req.body) : (req.query as QueryParams),
     ifMatch: req.header('if-match') ?? undefined,
     ifNoneExist: req.header('if-none-exist') ?? undefined,
     ifNoneMatch: req.header('if-none-match') ?? undefined,
     preferReturn: prefer.return,
+    preferHandling: prefer.handling,
     path: pathBelowBase(req),
   };
 }
 
-function parsePrefer(header: string | undefined): { return?: PreferReturn } {
+function mergeQuery(query: QueryParams, body: unknown): QueryParams {
+  const out: QueryParams = { ...query };
+  if (!body || typeof body !== 'object' || Array.isArray(body)) return out;
+  for (const [k, v] of Object.entries(body as Record<string, string | string[]>)) {
+    const prev = out[k];
+    const add = Array.isArray(v) ? v : [String(v)];
+    out[k] = prev === undefined ? (add.length === 1 ? add[0] : add) : [...(Array.isArray(prev) ? prev : [prev]), ...add];
+  }
+  return out;
+}
+
+function parsePrefer(header: string | undefined): { return?: PreferReturn; handling?: 'strict' | 'lenient' } {
   if (!header) return {};
   const m = /(?:^|[;,\s])return=(minimal|representation|OperationOutcome)\b/.exec(header);
-  return { return: m?.[1] as PreferReturn | undefined };
+  const h = /(?:^|[;,\s])handling=(strict|lenient)\b/.exec(header);
+  return { return: m?.[1] as PreferReturn | undefined, handling: h?.[1] as 'strict' | 'lenient' | undefined };
 }
 
 /** The request path after the FHIR base (e.g. `/Patient/1/_history`), without query. */

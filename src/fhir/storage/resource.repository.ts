@@ -61,7 +61,8 @@ const UNIQUE_VIOLATION = '23505';
  * (implemented by the search module; `resource` undefined means deleted: remove its rows).
  */
 export abstract class ResourceIndexer {
-  abstract index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined): Promise<void>;
+  /** `replacing`: an earlier version may have index rows to remove first. */
+  abstract index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing: boolean): Promise<void>;
 }
 
 /**
@@ -172,7 +173,7 @@ export class ResourceRepository {
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
       [req.resourceType, req.id, versionId, lastUpdated, deleted, req.method, req.authorOrg ?? null, json],
     );
-    if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined);
+    if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined, cur !== undefined);
     return {
       created: !cur || cur.deleted,
       changed: true,

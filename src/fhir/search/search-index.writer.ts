@@ -1,0 +1,191 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { convertToSearchableQuantities, convertToSearchableTokens, evalFhirPathTyped, toTypedValue, TypedValue } from '@medplum/core';
+import type { Coding, Period, Reference, Resource } from '@medplum/fhirtypes';
+import type { EntityManager } from 'typeorm';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { parseFhirDateRange } from '../../common/fhir-date';
+import { ResourceIndexer } from '../storage/resource.repository';
+import { searchParamsOf } from './search-parameter.registry';
+import { normalizeString } from './search-normalize';
+
+export interface IndexRows {
+  token: [param: string, system: string | null, code: string | null, display: string | null][];
+  string: [param: string, norm: string, exact: string][];
+  date: [param: string, low: string, high: string][];
+  quantity: [param: string, value: number, system: string | null, code: string | null][];
+  reference: [param: string, targetType: string | null, targetId: string | null, url: string | null][];
+  uri: [param: string, uri: string][];
+}
+
+const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri'] as const;
+const REFERENCE_RE = /^(?:(.*)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
+const MIN_INSTANT = '-infinity';
+const MAX_INSTANT = 'infinity';
+
+/**
+ * Extracts the values of every search parameter of a resource (FHIRPath, @medplum/core) and writes
+ * them to the typed index tables, in the write's transaction. Deleted resources lose their rows.
+ */
+@Injectable()
+export class SearchIndexWriter extends ResourceIndexer {
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    super();
+  }
+
+  async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
+    if (replacing) {
+      // One round trip: data-modifying CTEs clear the previous version's rows in every table.
+      await tx.query(
+        `WITH ${TABLES.map((t, n) => `d${n} AS (DELETE FROM ${t} WHERE resource_type = $1 AND id = $2)`).join(', ')} SELECT 1`,
+        [resourceType, id],
+      );
+    }
+    if (!resource) return;
+    await writeRows(tx, resourceType, id, this.extract(resource));
+  }
+
+  extract(resource: Resource): IndexRows {
+    const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [] };
+    const root = [toTypedValue(resource)];
+    for (const def of searchParamsOf(resource.resourceType).values()) {
+      if (def.column) continue;
+      let values: TypedValue[];
+      try {
+        values = evalFhirPathTyped(def.expression, root);
+      } catch {
+        continue; // An expression the engine cannot evaluate indexes nothing rather than failing the write.
+      }
+      if (!values.length) continue;
+      switch (def.type) {
+        case 'token':
+          this.tokens(def.code, values, rows);
+          break;
+        case 'string':
+          for (const s of strings(values)) rows.string.push([def.code, normalizeString(s), s]);
+          break;
+        case 'date':
+          for (const [low, high] of dateRanges(values)) rows.date.push([def.code, low, high]);
+          break;
+        case 'number':
+          for (const v of values) if (typeof v.value === 'number') rows.quantity.push([def.code, v.value, null, null]);
+          break;
+        case 'quantity':
+          for (const q of convertToSearchableQuantities(values)) {
+            if (typeof q.value === 'number') rows.quantity.push([def.code, q.value, q.system ?? null, q.code ?? q.unit ?? null]);
+          }
+          break;
+        case 'reference':
+          this.references(def.code, values, rows);
+          break;
+        case 'uri':
+          for (const v of values) if (typeof v.value === 'string') rows.uri.push([def.code, v.value]);
+          break;
+      }
+    }
+    return rows;
+  }
+
+  private tokens(param: string, values: TypedValue[], rows: IndexRows): void {
+    for (const t of convertToSearchableTokens(values)) rows.token.push([param, t.system ?? null, t.value ?? null, null]);
+    // Display texts serve `:text`.
+    for (const v of values) {
+      const texts: string[] = [];
+      if (v.type === 'CodeableConcept') {
+        const cc = v.value as { text?: string; coding?: Coding[] };
+        if (cc.text) texts.push(cc.text);
+        for (const c of cc.coding ?? []) if (c.display) texts.push(c.display);
+      } else if (v.type === 'Coding' && (v.value as Coding).display) {
+        texts.push((v.value as Coding).display!);
+      } else if (v.type === 'Identifier') {
+        const idType = (v.value as { type?: { coding?: Coding[]; text?: string } }).type;
+        // `:of-type`: type system|code and the identifier value, as one token.
+        for (const c of idType?.coding ?? []) {
+          rows.token.push([`${param}:of-type`, `${c.system ?? ''}|${c.code ?? ''}`, (v.value as { value?: string }).value ?? null, null]);
+        }
+        if (idType?.text) texts.push(idType.text);
+      }
+      for (const text of texts) rows.token.push([param, null, null, normalizeString(text)]);
+    }
+  }
+
+  private references(param: string, values: TypedValue[], rows: IndexRows): void {
+    for (const v of values) {
+      const ref = v.value as Reference | string;
+      const raw = typeof ref === 'string' ? ref : ref?.reference;
+      if (typeof ref === 'object' && ref?.identifier?.value) {
+        rows.token.push([`${param}:identifier`, ref.identifier.system ?? null, ref.identifier.value, null]);
+      }
+      if (!raw) continue;
+      const m = REFERENCE_RE.exec(raw);
+      if (m && (!m[1] || m[1] === this.config.fhirBaseUrl)) rows.reference.push([param, m[2], m[3], null]);
+      else rows.reference.push([param, m?.[2] ?? null, null, raw]);
+    }
+  }
+}
+
+/** Every string part of a value: each HumanName and Address part separately, for prefix search. */
+function strings(values: TypedValue[]): string[] {
+  const out: string[] = [];
+  for (const v of values) {
+    const value = v.value as unknown;
+    if (typeof value === 'string') out.push(value);
+    else if (v.type === 'HumanName') {
+      const n = value as { family?: string; given?: string[]; prefix?: string[]; suffix?: string[]; text?: string };
+      out.push(...[n.family, ...(n.given ?? []), ...(n.prefix ?? []), ...(n.suffix ?? []), n.text].filter((s): s is string => !!s));
+    } else if (v.type === 'Address') {
+      const a = value as Record<string, string | string[] | undefined>;
+      for (const key of ['text', 'line', 'city', 'district', 'state', 'postalCode', 'country']) {
+        const part = a[key];
+        if (Array.isArray(part)) out.push(...part);
+        else if (typeof part === 'string') out.push(part);
+      }
+    } else if (value && typeof value === 'object' && typeof (value as { text?: unknown }).text === 'string') {
+      out.push((value as { text: string }).text);
+    }
+  }
+  return out;
+}
+
+/** date/dateTime/instant, Period (open ends are unbounded) and Timing, as [low, high) instants. */
+function dateRanges(values: TypedValue[]): [string, string][] {
+  const out: [string, string][] = [];
+  const push = (start?: string, end?: string): void => {
+    const low = start ? parseFhirDateRange(start)?.start : MIN_INSTANT;
+    const high = end ? parseFhirDateRange(end)?.end : MAX_INSTANT;
+    if (low && high) out.push([low, high]);
+  };
+  for (const v of values) {
+    const value = v.value as unknown;
+    if (typeof value === 'string') push(value, value);
+    else if (v.type === 'Period') {
+      const p = value as Period;
+      if (p.start || p.end) push(p.start, p.end);
+    } else if (v.type === 'Timing') {
+      const t = value as { event?: string[]; repeat?: { boundsPeriod?: Period } };
+      for (const e of t.event ?? []) push(e, e);
+      const b = t.repeat?.boundsPeriod;
+      if (b?.start || b?.end) push(b.start, b.end);
+    }
+  }
+  return out;
+}
+
+/** One multi-row INSERT per table (arrays through unnest), so a resource costs a handful of statements. */
+export async function writeRows(tx: EntityManager, resourceType: string, id: string, rows: IndexRows): Promise<void> {
+  const insert = async (table: string, columns: string[], casts: string[], data: unknown[][]): Promise<void> => {
+    if (!data.length) return;
+    const arrays = columns.map((_, c) => data.map((row) => row[c]));
+    await tx.query(
+      `INSERT INTO ${table} (resource_type, id, ${columns.join(', ')})
+       SELECT $1, $2, ${columns.map((_, c) => `u.c${c}`).join(', ')}
+         FROM unnest(${casts.map((cast, c) => `$${c + 3}::${cast}[]`).join(', ')}) AS u(${columns.map((_, c) => `c${c}`).join(', ')})`,
+      [resourceType, id, ...arrays],
+    );
+  };
+  await insert('search_token', ['param', 'system', 'code', 'display'], ['text', 'text', 'text', 'text'], rows.token);
+  await insert('search_string', ['param', 'norm', 'exact'], ['text', 'text', 'text'], rows.string);
+  await insert('search_date', ['param', 'low', 'high'], ['text', 'timestamptz', 'timestamptz'], rows.date);
+  await insert('search_quantity', ['param', 'value', 'system', 'code'], ['text', 'numeric', 'text', 'text'], rows.quantity);
+  await insert('search_reference', ['param', 'target_type', 'target_id', 'url'], ['text', 'text', 'text', 'text'], rows.reference);
+  await insert('search_uri', ['param', 'uri'], ['text', 'text'], rows.uri);
+}

@@ -1,0 +1,69 @@
+import type { SearchParameter } from '@medplum/fhirtypes';
+import { FhirDefinitions } from '../definitions/fhir-definitions';
+
+export type IndexedParamType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri';
+
+export interface SearchParamDef {
+  code: string;
+  type: IndexedParamType;
+  expression: string;
+  targets: string[];
+  /** Parameters answered from the resource table itself, not the index tables. */
+  column?: 'id' | 'last_updated';
+}
+
+const INDEXED = new Set<string>(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri']);
+/** Medplum-specific parameters in the definitions that are not part of R4. */
+const NOT_R4 = new Set(['_project', '_compartment']);
+
+const byType = new Map<string, Map<string, SearchParamDef>>();
+
+/**
+ * The search parameters this server indexes and answers, per resource type: every R4
+ * SearchParameter of a type we can index (composite and special are not yet supported and are
+ * not advertised).
+ */
+export function searchParamsOf(resourceType: string): Map<string, SearchParamDef> {
+  let map = byType.get(resourceType);
+  if (!map) {
+    map = new Map();
+    const all: Record<string, SearchParameter> = FhirDefinitions.get().searchParameters(resourceType);
+    for (const [code, sp] of Object.entries(all)) {
+      if (NOT_R4.has(code) || !sp.expression || !INDEXED.has(sp.type as string)) continue;
+      map.set(code, {
+        code,
+        type: sp.type as IndexedParamType,
+        expression: expressionFor(sp.expression, resourceType),
+        targets: (sp.target ?? []) as string[],
+        ...(code === '_id' ? { column: 'id' as const } : code === '_lastUpdated' ? { column: 'last_updated' as const } : {}),
+      });
+    }
+    byType.set(resourceType, map);
+  }
+  return map;
+}
+
+/** Shared parameters list several types' paths (`Patient.name | Person.name`); keep this type's. */
+function expressionFor(expression: string, resourceType: string): string {
+  const parts = splitUnion(expression);
+  if (parts.length < 2) return expression;
+  const mine = parts.filter((p) => new RegExp(`^\\(?${resourceType}[.\\s)]`).test(p.trim()) || p.trim() === resourceType);
+  return mine.length ? mine.join(' | ') : expression;
+}
+
+function splitUnion(expression: string): string[] {
+  const parts: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < expression.length; i++) {
+    const c = expression[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) {
+      parts.push(expression.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(expression.slice(start));
+  return parts;
+}

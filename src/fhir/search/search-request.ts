@@ -1,0 +1,281 @@
+import { FhirError } from '../../common/fhir-error';
+import { parseFhirDateRange } from '../../common/fhir-date';
+import { FhirDefinitions } from '../definitions/fhir-definitions';
+import type { QueryParams } from '../pipeline/interaction';
+import { parseElements, parseSummary, SummaryMode } from '../response/resource-subsetting';
+import { SearchParamDef, searchParamsOf } from './search-parameter.registry';
+
+/** One search parameter condition; values are OR-ed. */
+export interface ParamClause {
+  kind: 'param';
+  resourceType: string;
+  def: SearchParamDef;
+  modifier?: string;
+  /** For `:missing`. */
+  missing?: boolean;
+  values: string[];
+}
+
+/** `subject:Patient.name=x`: resources whose reference points at a target matching `inner`. */
+export interface ChainClause {
+  kind: 'chain';
+  resourceType: string;
+  def: SearchParamDef;
+  targetType: string;
+  inner: Clause;
+}
+
+/** `_has:Observation:patient:code=x`: resources referenced (by `param`) from a source matching `inner`. */
+export interface HasClause {
+  kind: 'has';
+  resourceType: string;
+  sourceType: string;
+  referenceParam: string;
+  inner: Clause;
+}
+
+export type Clause = ParamClause | ChainClause | HasClause;
+
+export interface SortKey {
+  /** `_id`, `_lastUpdated`, or an indexed parameter. */
+  def: SearchParamDef;
+  descending: boolean;
+}
+
+export interface IncludeSpec {
+  sourceType: string;
+  /** `*` for every reference parameter. */
+  param: string;
+  targetType?: string;
+  iterate: boolean;
+}
+
+export interface SearchRequestAst {
+  resourceTypes: string[];
+  /** AND of clauses; for a system search, each type gets its own list (parameters are per type). */
+  clauses: Map<string, Clause[]>;
+  sort: SortKey[];
+  count: number;
+  cursor?: { direction: 'next' | 'prev'; values: (string | null)[]; id: string };
+  total: 'none' | 'estimate' | 'accurate';
+  include: IncludeSpec[];
+  revinclude: IncludeSpec[];
+  summary?: SummaryMode;
+  elements?: string[];
+  compartment?: { type: string; id: string };
+  /** Parameters ignored under `handling=lenient`, reported in the Bundle. */
+  ignored: string[];
+}
+
+const DEFAULT_COUNT = 20;
+export const MAX_COUNT = 1000;
+const RESULT_PARAMS = new Set([
+  '_count', '_sort', '_total', '_include', '_revinclude', '_include:iterate', '_revinclude:iterate',
+  '_summary', '_elements', '_format', '_pretty', '_cursor', '_type',
+]);
+const MODIFIERS: Record<string, Set<string>> = {
+  token: new Set(['not', 'text', 'missing', 'of-type']),
+  string: new Set(['exact', 'contains', 'missing']),
+  date: new Set(['missing']),
+  number: new Set(['missing']),
+  quantity: new Set(['missing']),
+  reference: new Set(['missing', 'identifier']),
+  uri: new Set(['below', 'above', 'missing']),
+};
+const PREFIXES = ['eq', 'ne', 'gt', 'lt', 'ge', 'le', 'sa', 'eb', 'ap'];
+const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+
+/**
+ * Parses FHIR search parameters (search.html) into a small AST, validating every value so a
+ * malformed one fails with 400 naming the parameter before any SQL runs.
+ */
+export function parseSearchRequest(
+  resourceTypes: string[],
+  query: QueryParams,
+  options: { strict: boolean; compartment?: { type: string; id: string } },
+): SearchRequestAst {
+  const ignored: string[] = [];
+  const clauses = new Map<string, Clause[]>(resourceTypes.map((t) => [t, []]));
+  for (const [name, raw] of Object.entries(query)) {
+    if (raw === undefined) continue;
+    const values = Array.isArray(raw) ? raw : [raw];
+    if (RESULT_PARAMS.has(name)) continue;
+    for (const type of resourceTypes) {
+      for (const value of values) {
+        const clause = parseClause(type, name, value);
+        if (clause === 'unknown') {
+          if (options.strict) throw FhirError.badRequest(`Unknown or unsupported search parameter '${name}' for ${type}`, [name], 'not-supported');
+          if (!ignored.includes(name)) ignored.push(name);
+          continue;
+        }
+        clauses.get(type)!.push(clause);
+      }
+    }
+  }
+  const first = (n: string): string | undefined => {
+    const v = query[n];
+    return Array.isArray(v) ? v[v.length - 1] : v;
+  };
+  const countRaw = first('_count');
+  if (countRaw !== undefined && !/^\d{1,7}$/.test(countRaw)) throw FhirError.badRequest(`_count must be a non-negative integer, got '${countRaw}'`, ['_count']);
+  const total = first('_total') ?? 'none';
+  if (!['none', 'estimate', 'accurate'].includes(total)) throw FhirError.badRequest(`_total must be none, estimate or accurate`, ['_total']);
+  const summary = parseSummary(first('_summary'), true);
+  return {
+    resourceTypes,
+    clauses,
+    sort: parseSort(resourceTypes, first('_sort')),
+    count: Math.min(countRaw === undefined ? DEFAULT_COUNT : Number(countRaw), MAX_COUNT),
+    cursor: parseCursor(first('_cursor')),
+    total: summary === 'count' ? 'accurate' : (total as SearchRequestAst['total']),
+    include: allOf(query, '_include').map((v) => parseInclude(v, '_include')),
+    revinclude: allOf(query, '_revinclude').map((v) => parseInclude(v, '_revinclude')),
+    summary,
+    elements: parseElements(first('_elements')),
+    compartment: options.compartment,
+    ignored,
+  };
+}
+
+function allOf(query: QueryParams, name: string): string[] {
+  const list = (v: string | string[] | undefined): string[] => (v === undefined ? [] : Array.isArray(v) ? v : [v]);
+  return [...list(query[name]), ...list(query[`${name}:iterate`]).map((x) => `${x}:iterate`)];
+}
+
+function parseClause(resourceType: string, name: string, value: string): Clause | 'unknown' {
+  if (name.startsWith('_has:')) return parseHas(resourceType, name, value);
+  const dot = name.indexOf('.');
+  if (dot > 0) return parseChain(resourceType, name.slice(0, dot), name.slice(dot + 1), value);
+  const [code, modifier] = splitModifier(name);
+  const def = searchParamsOf(resourceType).get(code);
+  if (!def) return 'unknown';
+  if (modifier !== undefined && def.type === 'reference' && FhirDefinitions.get().isStorable(modifier)) {
+    if (!def.targets.includes(modifier)) throw FhirError.badRequest(`${code} cannot refer to ${modifier}`, [name]);
+    return { kind: 'param', resourceType, def, modifier, values: splitValues(value).map((v) => (v.includes('/') ? v : `${modifier}/${v}`)) };
+  }
+  if (modifier !== undefined && !MODIFIERS[def.type]?.has(modifier)) {
+    if (modifier === 'in' || modifier === 'not-in' || modifier === 'above' || modifier === 'below') {
+      throw FhirError.notSupported(`Modifier :${modifier} is not supported for ${def.type} parameter ${code}`);
+    }
+    throw FhirError.badRequest(`Unknown modifier :${modifier} on ${code}`, [name]);
+  }
+  if (modifier === 'missing') {
+    if (value !== 'true' && value !== 'false') throw FhirError.badRequest(`${name} must be true or false`, [name]);
+    return { kind: 'param', resourceType, def, modifier, missing: value === 'true', values: [] };
+  }
+  const values = splitValues(value);
+  if (!values.length || values.some((v) => v === '')) throw FhirError.badRequest(`Empty value for search parameter ${name}`, [name]);
+  for (const v of values) validateValue(def, modifier, v, name);
+  return { kind: 'param', resourceType, def, modifier, values };
+}
+
+function parseChain(resourceType: string, head: string, rest: string, value: string): Clause {
+  const [code, typeModifier] = splitModifier(head);
+  const def = searchParamsOf(resourceType).get(code);
+  if (!def || def.type !== 'reference') throw FhirError.badRequest(`Chained parameter '${head}' is not a reference parameter of ${resourceType}`, [`${head}.${rest}`]);
+  const targets = typeModifier ? [typeModifier] : def.targets;
+  if (typeModifier && !def.targets.includes(typeModifier)) throw FhirError.badRequest(`${code} cannot refer to ${typeModifier}`, [`${head}.${rest}`]);
+  if (targets.length !== 1) {
+    throw FhirError.badRequest(`Chain on ${code} needs a type modifier (${code}:Type.${rest}): it can refer to ${targets.join(', ')}`, [`${head}.${rest}`]);
+  }
+  const inner = parseClause(targets[0], rest, value);
+  if (inner === 'unknown') throw FhirError.badRequest(`Unknown search parameter '${rest}' on ${targets[0]} in chain`, [`${head}.${rest}`]);
+  return { kind: 'chain', resourceType, def, targetType: targets[0], inner };
+}
+
+function parseHas(resourceType: string, name: string, value: string): Clause {
+  const m = /^_has:([A-Z][A-Za-z]+):([A-Za-z0-9\-_]+):(.+)$/.exec(name);
+  if (!m) throw FhirError.badRequest(`_has must be _has:Type:reference-param:search-param`, [name]);
+  const [, sourceType, referenceParam, rest] = m;
+  if (!FhirDefinitions.get().isStorable(sourceType)) throw FhirError.badRequest(`Unknown resource type ${sourceType} in _has`, [name]);
+  const ref = searchParamsOf(sourceType).get(referenceParam);
+  if (!ref || ref.type !== 'reference') throw FhirError.badRequest(`${referenceParam} is not a reference parameter of ${sourceType}`, [name]);
+  const inner = parseClause(sourceType, rest, value);
+  if (inner === 'unknown') throw FhirError.badRequest(`Unknown search parameter '${rest}' on ${sourceType} in _has`, [name]);
+  return { kind: 'has', resourceType, sourceType, referenceParam, inner };
+}
+
+function splitModifier(name: string): [string, string | undefined] {
+  const colon = name.indexOf(':');
+  return colon < 0 ? [name, undefined] : [name.slice(0, colon), name.slice(colon + 1)];
+}
+
+/** Commas separate OR values; `\,` is a literal comma. */
+export function splitValues(value: string): string[] {
+  const out: string[] = [];
+  let current = '';
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] === '\\' && i + 1 < value.length && (value[i + 1] === ',' || value[i + 1] === '|' || value[i + 1] === '$' || value[i + 1] === '\\')) {
+      current += value[i] + value[i + 1];
+      i++;
+    } else if (value[i] === ',') {
+      out.push(current);
+      current = '';
+    } else current += value[i];
+  }
+  out.push(current);
+  return out;
+}
+
+export function splitPrefix(value: string): [string, string] {
+  const p = value.slice(0, 2);
+  return PREFIXES.includes(p) && value.length > 2 && /[0-9\-+.]/.test(value[2]) ? [p, value.slice(2)] : ['eq', value];
+}
+
+function validateValue(def: SearchParamDef, modifier: string | undefined, value: string, name: string): void {
+  if (def.type === 'date') {
+    const [prefix, rest] = splitPrefix(value);
+    if (!parseFhirDateRange(rest)) throw FhirError.badRequest(`${name}: '${value}' is not a valid date (prefix ${prefix})`, [name]);
+  } else if (def.type === 'number' || def.type === 'quantity') {
+    const [, rest] = splitPrefix(value);
+    const [num, system, code, extra] = rest.split('|');
+    if (!/^[-+]?\d+(\.\d+)?([eE][-+]?\d+)?$/.test(num) || extra !== undefined || (def.type === 'number' && system !== undefined)) {
+      throw FhirError.badRequest(`${name}: '${value}' is not a valid ${def.type}`, [name]);
+    }
+    void code;
+  } else if (def.column === 'id' && !ID_RE.test(value)) {
+    throw FhirError.badRequest(`${name}: '${value}' is not a valid id`, [name]);
+  } else if (def.type === 'token' && modifier === 'of-type' && value.split('|').length !== 3) {
+    throw FhirError.badRequest(`${name} needs system|code|value`, [name]);
+  }
+}
+
+function parseSort(resourceTypes: string[], raw: string | undefined): SortKey[] {
+  if (!raw) return [];
+  return raw.split(',').map((part) => {
+    const descending = part.startsWith('-');
+    const code = descending ? part.slice(1) : part;
+    const def = resourceTypes.map((t) => searchParamsOf(t).get(code)).find(Boolean);
+    if (!def) throw FhirError.badRequest(`Cannot sort by unknown parameter '${code}'`, ['_sort']);
+    return { def, descending };
+  });
+}
+
+function parseInclude(value: string, name: string): IncludeSpec {
+  const iterate = value.endsWith(':iterate');
+  const parts = (iterate ? value.slice(0, -':iterate'.length) : value).split(':');
+  const [sourceType, param, targetType] = parts;
+  if (parts.length < 2 || parts.length > 3 || !FhirDefinitions.get().isStorable(sourceType)) {
+    throw FhirError.badRequest(`${name} must be SourceType:param[:TargetType], got '${value}'`, [name]);
+  }
+  if (param !== '*' && searchParamsOf(sourceType).get(param)?.type !== 'reference') {
+    throw FhirError.badRequest(`${name}: ${param} is not a reference parameter of ${sourceType}`, [name]);
+  }
+  if (targetType && !FhirDefinitions.get().isStorable(targetType)) throw FhirError.badRequest(`${name}: unknown type ${targetType}`, [name]);
+  return { sourceType, param, targetType, iterate };
+}
+
+function parseCursor(raw: string | undefined): SearchRequestAst['cursor'] {
+  if (raw === undefined) return undefined;
+  try {
+    const decoded = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as { d: string; v: (string | null)[]; i: string };
+    if ((decoded.d !== 'n' && decoded.d !== 'p') || !Array.isArray(decoded.v) || typeof decoded.i !== 'string') throw new Error();
+    return { direction: decoded.d === 'n' ? 'next' : 'prev', values: decoded.v, id: decoded.i };
+  } catch {
+    throw FhirError.badRequest('_cursor is not a cursor this server issued', ['_cursor']);
+  }
+}
+
+export function encodeCursor(direction: 'next' | 'prev', values: (string | null)[], id: string): string {
+  return Buffer.from(JSON.stringify({ d: direction === 'next' ? 'n' : 'p', v: values, i: id })).toString('base64url');
+}

@@ -1,0 +1,296 @@
+import { FhirError } from '../../common/fhir-error';
+import { parseFhirDateRange } from '../../common/fhir-date';
+import type { AccessContext } from '../pipeline/access-context';
+import { SearchParamDef } from './search-parameter.registry';
+import { normalizeString } from './search-normalize';
+import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
+
+/** Bound parameters of one statement: user input only ever enters SQL as `$n`. */
+export class SqlParams {
+  readonly values: unknown[] = [];
+  bind(value: unknown): string {
+    this.values.push(value);
+    return `$${this.values.length}`;
+  }
+}
+
+const TABLE: Record<string, string> = {
+  token: 'search_token',
+  string: 'search_string',
+  date: 'search_date',
+  number: 'search_quantity',
+  quantity: 'search_quantity',
+  reference: 'search_reference',
+  uri: 'search_uri',
+};
+
+/**
+ * Compiles the search AST to SQL over `resource` and the index tables. Each clause becomes an
+ * `alias.id IN (SELECT … FROM search_x …)` semi-join served by the (resource_type, param, value)
+ * indexes; the AccessContext predicate is AND-ed at the root and in every chained or reverse-
+ * chained sub-search, so consent also bounds what chains and `_has` can see.
+ */
+export class SearchSqlCompiler {
+  private aliasCounter = 0;
+
+  constructor(
+    private readonly ctx: AccessContext,
+    /** References written as absolute URLs of this server are local references. */
+    private readonly fhirBaseUrl: string,
+    readonly params: SqlParams = new SqlParams(),
+  ) {}
+
+  /** The WHERE condition over alias `r` for the whole request (types, compartment, clauses, access). */
+  where(ast: SearchRequestAst): string {
+    const perType = ast.resourceTypes.map((type) => {
+      const parts = [`r.resource_type = ${this.params.bind(type)}`];
+      for (const clause of ast.clauses.get(type) ?? []) parts.push(this.clause(clause, 'r'));
+      return `(${parts.join(' AND ')})`;
+    });
+    const conditions = [perType.length === 1 ? perType[0] : `(${perType.join(' OR ')})`, 'NOT r.deleted', this.access('r')];
+    if (ast.compartment) conditions.push(`r.compartments @> ARRAY[${this.params.bind(ast.compartment.id)}]::text[]`);
+    return conditions.join(' AND ');
+  }
+
+  /** The AccessContext predicate, rewritten for another alias and renumbered into this statement. */
+  access(alias: string): string {
+    const offset = this.params.values.length;
+    this.params.values.push(...this.ctx.readPredicateParams);
+    return `(${this.ctx.readPredicate.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`).replace(/\br\./g, `${alias}.`)})`;
+  }
+
+  clause(clause: Clause, alias: string): string {
+    switch (clause.kind) {
+      case 'chain':
+        return this.chain(clause, alias);
+      case 'has':
+        return this.has(clause, alias);
+      default:
+        return this.param(clause, alias);
+    }
+  }
+
+  private nextAlias(prefix: string): string {
+    return `${prefix}${++this.aliasCounter}`;
+  }
+
+  private chain(c: ChainClause, alias: string): string {
+    const x = this.nextAlias('x');
+    const b = this.nextAlias('b');
+    return `${alias}.id IN (SELECT ${x}.id FROM search_reference ${x}
+      WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(c.def.code)}
+        AND ${x}.target_type = ${this.params.bind(c.targetType)}
+        AND ${x}.target_id IN (SELECT ${b}.id FROM resource ${b}
+          WHERE ${b}.resource_type = ${this.params.bind(c.targetType)} AND NOT ${b}.deleted AND ${this.access(b)}
+            AND ${this.clause(c.inner, b)}))`;
+  }
+
+  private has(c: HasClause, alias: string): string {
+    const x = this.nextAlias('x');
+    const b = this.nextAlias('b');
+    return `${alias}.id IN (SELECT ${x}.target_id FROM search_reference ${x}
+      WHERE ${x}.resource_type = ${this.params.bind(c.sourceType)} AND ${x}.param = ${this.params.bind(c.referenceParam)}
+        AND ${x}.target_type = ${this.params.bind(c.resourceType)}
+        AND ${x}.id IN (SELECT ${b}.id FROM resource ${b}
+          WHERE ${b}.resource_type = ${this.params.bind(c.sourceType)} AND NOT ${b}.deleted AND ${this.access(b)}
+            AND ${this.clause(c.inner, b)}))`;
+  }
+
+  private param(c: ParamClause, alias: string): string {
+    const def = c.def;
+    if (def.column) return this.column(c, alias);
+    const x = this.nextAlias('x');
+    const paramName = def.type === 'reference' && c.modifier === 'identifier' ? `${def.code}:identifier`
+      : def.type === 'token' && c.modifier === 'of-type' ? `${def.code}:of-type` : def.code;
+    const table = def.type === 'reference' && c.modifier === 'identifier' ? 'search_token' : TABLE[def.type];
+    const head = `SELECT ${x}.id FROM ${table} ${x} WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(paramName)}`;
+    if (c.modifier === 'missing') return `${alias}.id ${c.missing ? 'NOT IN' : 'IN'} (${head})`;
+    const alternatives = c.values.map((v) => this.valueCondition(c, x, v));
+    return `${alias}.id ${c.modifier === 'not' ? 'NOT IN' : 'IN'} (${head} AND (${alternatives.join(' OR ')}))`;
+  }
+
+  private valueCondition(c: ParamClause, x: string, value: string): string {
+    const def = c.def;
+    const b = (v: unknown): string => this.params.bind(v);
+    switch (def.type) {
+      case 'token': {
+        if (c.modifier === 'text') return `${x}.display LIKE ${b(`${escapeLike(normalizeString(value))}%`)}`;
+        if (c.modifier === 'of-type') {
+          const [system, code, v] = value.split('|');
+          return `${x}.system = ${b(`${system}|${code}`)} AND ${x}.code = ${b(unescape(v))}`;
+        }
+        return tokenCondition(x, value, b);
+      }
+      case 'string': {
+        if (c.modifier === 'exact') return `${x}.exact = ${b(unescape(value))}`;
+        const norm = escapeLike(normalizeString(unescape(value)));
+        return c.modifier === 'contains' ? `${x}.norm LIKE ${b(`%${norm}%`)}` : `${x}.norm LIKE ${b(`${norm}%`)}`;
+      }
+      case 'uri': {
+        const v = unescape(value);
+        if (c.modifier === 'below') return `${x}.uri LIKE ${b(`${escapeLike(v)}%`)}`;
+        if (c.modifier === 'above') return `${b(v)} LIKE replace(replace(${x}.uri, '%', '\\%'), '_', '\\_') || '%'`;
+        return `${x}.uri = ${b(v)}`;
+      }
+      case 'reference':
+        if (c.modifier === 'identifier') return tokenCondition(x, value, b);
+        return this.referenceCondition(x, unescape(value), c.def);
+      case 'date':
+        return dateCondition(`${x}.low`, `${x}.high`, value, b, def.code);
+      case 'number':
+      case 'quantity':
+        return quantityCondition(x, value, b, def.code);
+    }
+    return 'FALSE';
+  }
+
+  private referenceCondition(x: string, value: string, def: SearchParamDef): string {
+    const b = (v: unknown): string => this.params.bind(v);
+    const m = /^(?:(https?:\/\/.+)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/.+)?$/.exec(value);
+    if (m && (!m[1] || m[1] === this.fhirBaseUrl)) return `${x}.target_type = ${b(m[2])} AND ${x}.target_id = ${b(m[3])}`;
+    if (/^https?:\/\//.test(value) || value.startsWith('urn:')) return `${x}.url = ${b(value)}`;
+    if (!/^[A-Za-z0-9\-.]{1,64}$/.test(value)) throw FhirError.badRequest(`${def.code}: '${value}' is not a reference`, [def.code]);
+    return `${x}.target_id = ${b(value)}`;
+  }
+
+  private column(c: ParamClause, alias: string): string {
+    const b = (v: unknown): string => this.params.bind(v);
+    if (c.def.column === 'id') {
+      if (c.modifier === 'missing') return c.missing ? 'FALSE' : 'TRUE';
+      const inList = `${alias}.id = ANY(${b(c.values.map(unescape))}::text[])`;
+      return c.modifier === 'not' ? `NOT (${inList})` : inList;
+    }
+    if (c.modifier === 'missing') return c.missing ? 'FALSE' : 'TRUE';
+    const col = `${alias}.last_updated`;
+    return `(${c.values.map((v) => dateCondition(col, col, v, b, c.def.code, true)).join(' OR ')})`;
+  }
+
+  /** ORDER BY keys: expressions over `r`, with a direction; the last key is always r.id. */
+  sortExpressions(ast: SearchRequestAst): { expr: string; descending: boolean; cast: string }[] {
+    return ast.sort.map(({ def, descending }) => {
+      if (def.column === 'id') return { expr: 'r.id', descending, cast: 'text' };
+      if (def.column === 'last_updated') return { expr: 'r.last_updated', descending, cast: 'timestamptz' };
+      const p = this.params.bind(def.code);
+      const x = this.nextAlias('s');
+      const table = TABLE[def.type];
+      const [column, cast, sentinel] =
+        def.type === 'date' ? [descending ? 'max(high)' : 'min(low)', 'timestamptz', `'-infinity'::timestamptz`]
+        : def.type === 'number' || def.type === 'quantity' ? ['min(value)', 'numeric', `'-Infinity'::numeric`]
+        : def.type === 'string' ? ['min(norm)', 'text', `''`]
+        : def.type === 'token' ? ['min(code)', 'text', `''`]
+        : def.type === 'reference' ? ['min(target_id)', 'text', `''`]
+        : ['min(uri)', 'text', `''`];
+      const aggregate = column.replace(/\((\w+)\)/, `(${x}.$1)`);
+      return {
+        expr: `COALESCE((SELECT ${aggregate} FROM ${table} ${x} WHERE ${x}.resource_type = r.resource_type AND ${x}.id = r.id AND ${x}.param = ${p}), ${sentinel})`,
+        descending,
+        cast,
+      };
+    });
+  }
+}
+
+function tokenCondition(x: string, value: string, b: (v: unknown) => string): string {
+  const bar = indexOfUnescaped(value, '|');
+  if (bar < 0) return `${x}.code = ${b(unescape(value))}`;
+  const system = unescape(value.slice(0, bar));
+  const code = unescape(value.slice(bar + 1));
+  if (!system) return `${x}.system IS NULL AND ${x}.code = ${b(code)}`;
+  if (!code) return `${x}.system = ${b(system)}`;
+  return `${x}.code = ${b(code)} AND ${x}.system = ${b(system)}`;
+}
+
+/**
+ * Date prefixes (search.html#prefix) over a stored range [low, high) against the value's
+ * precision range [S, E). `point`: the column is an instant (e.g. _lastUpdated).
+ */
+export function dateCondition(low: string, high: string, raw: string, b: (v: unknown) => string, name: string, point = false): string {
+  const [prefix, value] = splitPrefix(raw);
+  const range = parseFhirDateRange(value);
+  if (!range) throw FhirError.badRequest(`${name}: '${raw}' is not a valid date`, [name]);
+  const S = `${b(range.start)}::timestamptz`;
+  const E = `${b(range.end)}::timestamptz`;
+  const hi = point ? `${high} + interval '1 millisecond'` : high;
+  switch (prefix) {
+    case 'eq':
+      return `(${low} >= ${S} AND ${hi} <= ${E})`;
+    case 'ne':
+      return `NOT (${low} >= ${S} AND ${hi} <= ${E})`;
+    case 'gt':
+      return `${hi} > ${E}`;
+    case 'lt':
+      return `${low} < ${S}`;
+    case 'ge':
+      return `${hi} > ${S}`;
+    case 'le':
+      return `${low} < ${E}`;
+    case 'sa':
+      return `${low} >= ${E}`;
+    case 'eb':
+      return `${hi} <= ${S}`;
+    default: {
+      // ap: within 10% of the distance between now and the value, at least a day.
+      const now = Date.now();
+      const spread = Math.max(Math.abs(now - Date.parse(range.start)) * 0.1, 86_400_000);
+      const s2 = `${b(new Date(Date.parse(range.start) - spread).toISOString())}::timestamptz`;
+      const e2 = `${b(new Date(Date.parse(range.end) + spread).toISOString())}::timestamptz`;
+      return `(${low} < ${e2} AND ${hi} > ${s2})`;
+    }
+  }
+}
+
+/** Numbers carry implicit precision: `100` means [99.5, 100.5); `1e2` likewise at its precision. */
+function quantityCondition(x: string, raw: string, b: (v: unknown) => string, name: string): string {
+  const [prefix, rest] = splitPrefix(raw);
+  const [numText, system, code] = rest.split('|');
+  const v = Number(numText);
+  if (!Number.isFinite(v)) throw FhirError.badRequest(`${name}: '${raw}' is not a number`, [name]);
+  const decimals = (numText.split(/[eE]/)[0].split('.')[1] ?? '').length;
+  const exponent = Number(numText.split(/[eE]/)[1] ?? 0);
+  const half = 0.5 * 10 ** (exponent - decimals);
+  const value = `${x}.value`;
+  let cond: string;
+  switch (prefix) {
+    case 'eq':
+      cond = `${value} >= ${b(v - half)} AND ${value} < ${b(v + half)}`;
+      break;
+    case 'ne':
+      cond = `NOT (${value} >= ${b(v - half)} AND ${value} < ${b(v + half)})`;
+      break;
+    case 'gt':
+    case 'sa':
+      cond = `${value} > ${b(v)}`;
+      break;
+    case 'lt':
+    case 'eb':
+      cond = `${value} < ${b(v)}`;
+      break;
+    case 'ge':
+      cond = `${value} >= ${b(v)}`;
+      break;
+    case 'le':
+      cond = `${value} <= ${b(v)}`;
+      break;
+    default:
+      cond = `${value} >= ${b(v - Math.abs(v) * 0.1)} AND ${value} <= ${b(v + Math.abs(v) * 0.1)}`;
+  }
+  if (system) cond += ` AND ${x}.system = ${b(system)}`;
+  if (code) cond += ` AND ${x}.code = ${b(code)}`;
+  return `(${cond})`;
+}
+
+function escapeLike(s: string): string {
+  return s.replace(/[\\%_]/g, (c) => `\\${c}`);
+}
+
+function unescape(s: string): string {
+  return s.replace(/\\([,|$\\])/g, '$1');
+}
+
+function indexOfUnescaped(s: string, ch: string): number {
+  for (let i = 0; i < s.length; i++) {
+    if (s[i] === '\\') i++;
+    else if (s[i] === ch) return i;
+  }
+  return -1;
+}

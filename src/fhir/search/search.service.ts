@@ -1,0 +1,256 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { Bundle, BundleEntry, BundleLink, Resource } from '@medplum/fhirtypes';
+import { DataSource, EntityManager } from 'typeorm';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { FhirError } from '../../common/fhir-error';
+import { FhirDefinitions } from '../definitions/fhir-definitions';
+import type { AccessContext } from '../pipeline/access-context';
+import type { Interaction, InteractionResult, QueryParams } from '../pipeline/interaction';
+import { subsetResource } from '../response/resource-subsetting';
+import { searchParamsOf } from './search-parameter.registry';
+import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
+import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
+
+const MAX_INCLUDED = 1000;
+const MAX_ITERATE_DEPTH = 3;
+
+interface Row {
+  id: string;
+  resource_type: string;
+  content: Resource;
+  [sortKey: `s${number}`]: string | null;
+}
+
+/**
+ * FHIR search: one SQL statement for the page of matches (keyset-paged), one per include level,
+ * and a count only when `_total` asks for it. Every statement carries the AccessContext predicate.
+ */
+@Injectable()
+export class SearchService {
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  async search(ctx: AccessContext, interaction: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+    const types = this.typesOf(interaction);
+    const ast = parseSearchRequest(types, interaction.query, {
+      strict: interaction.preferHandling === 'strict',
+      compartment: interaction.compartment,
+    });
+    this.assertReadable(ctx, ast);
+    const runner = tx ?? this.db;
+
+    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
+    const where = compiler.where(ast);
+    const sorts = compiler.sortExpressions(ast);
+    const keys = [...sorts, { expr: 'r.id', descending: false, cast: 'text' }];
+    const backwards = ast.cursor?.direction === 'prev';
+    let condition = where;
+    if (ast.cursor) {
+      const values = [...ast.cursor.values, ast.cursor.id];
+      if (values.length !== keys.length) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
+      condition += ` AND ${keysetCondition(keys, values, backwards, compiler.params)}`;
+    }
+    let rows: Row[] = [];
+    let hasMore = false;
+    if (ast.count > 0 && ast.summary !== 'count') {
+      const order = keys.map((k) => `${k.expr} ${k.descending !== backwards ? 'DESC' : 'ASC'}`).join(', ');
+      const sql = `SELECT r.id, r.resource_type, r.content${sorts.map((k, i) => `, (${k.expr})::text AS s${i}`).join('')}
+        FROM resource r WHERE ${condition} ORDER BY ${order} LIMIT ${compiler.params.bind(ast.count + 1)}`;
+      rows = await runner.query(sql, compiler.params.values);
+      hasMore = rows.length > ast.count;
+      rows = rows.slice(0, ast.count);
+      if (backwards) rows.reverse();
+    }
+    const total = ast.total === 'none' ? undefined : await this.total(ctx, ast, runner);
+    const included = await this.includes(ctx, ast, rows, runner);
+
+    const entries: BundleEntry[] = rows.map((row) => ({
+      fullUrl: `${this.config.fhirBaseUrl}/${row.resource_type}/${row.id}`,
+      resource: this.shape(row.content, ast),
+      search: { mode: 'match' },
+    }));
+    for (const r of included) {
+      entries.push({ fullUrl: `${this.config.fhirBaseUrl}/${r.resourceType}/${r.id}`, resource: this.shape(r, ast), search: { mode: 'include' } });
+    }
+    if (ast.ignored.length) {
+      entries.push({
+        resource: {
+          resourceType: 'OperationOutcome',
+          issue: ast.ignored.map((name) => ({
+            severity: 'warning',
+            code: 'not-supported',
+            diagnostics: `Search parameter '${name}' is unknown or unsupported and was ignored`,
+            expression: [name],
+          })),
+        },
+        search: { mode: 'outcome' },
+      });
+    }
+    const bundle: Bundle = {
+      resourceType: 'Bundle',
+      type: 'searchset',
+      ...(total !== undefined ? { total } : {}),
+      link: this.links(interaction, ast, rows, sorts.length, hasMore, backwards),
+      entry: entries,
+    };
+    return { status: 200, resource: bundle };
+  }
+
+  /** Ids of current resources matching `criteria` (conditional operations), via the same compiler. */
+  async matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx?: EntityManager): Promise<string[]> {
+    const query: QueryParams = {};
+    for (const [k, v] of new URLSearchParams(criteria)) {
+      const prev = query[k];
+      query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+    }
+    const ast = parseSearchRequest([resourceType], query, { strict: true });
+    if ([...ast.clauses.values()].every((c) => c.length === 0)) throw FhirError.badRequest(`Conditional criteria '${criteria.slice(0, 100)}' select nothing`);
+    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
+    const where = compiler.where(ast);
+    const rows: { id: string }[] = await (tx ?? this.db).query(`SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`, compiler.params.values);
+    return rows.map((r) => r.id);
+  }
+
+  private typesOf(interaction: Interaction): string[] {
+    if (interaction.kind !== 'search-system') return [interaction.resourceType!];
+    const raw = interaction.query._type;
+    const list = (Array.isArray(raw) ? raw : raw ? [raw] : []).flatMap((v) => v.split(',')).filter(Boolean);
+    if (!list.length) throw FhirError.badRequest('System search needs _type (one or more resource types)', ['_type']);
+    for (const t of list) if (!FhirDefinitions.get().isStorable(t)) throw FhirError.badRequest(`Unknown resource type '${t}' in _type`, ['_type']);
+    return list;
+  }
+
+  /** Chains and _has read other types: the principal must be allowed to read those too. */
+  private assertReadable(ctx: AccessContext, ast: SearchRequestAst): void {
+    const visit = (c: Clause): void => {
+      if (c.kind === 'chain') {
+        if (!ctx.mayRead(c.targetType)) throw FhirError.forbidden(`Chaining into ${c.targetType} is not allowed for this client`);
+        visit(c.inner);
+      } else if (c.kind === 'has') {
+        if (!ctx.mayRead(c.sourceType)) throw FhirError.forbidden(`_has on ${c.sourceType} is not allowed for this client`);
+        visit(c.inner);
+      }
+    };
+    for (const list of ast.clauses.values()) list.forEach(visit);
+  }
+
+  private async total(ctx: AccessContext, ast: SearchRequestAst, runner: DataSource | EntityManager): Promise<number> {
+    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, new SqlParams());
+    const where = compiler.where(ast);
+    if (ast.total === 'estimate') {
+      const [plan] = await runner.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${where}`, compiler.params.values);
+      return Math.round(Number(plan['QUERY PLAN'][0].Plan['Plan Rows']));
+    }
+    const [{ n }] = await runner.query(`SELECT count(*)::int AS n FROM resource r WHERE ${where}`, compiler.params.values);
+    return n;
+  }
+
+  /**
+   * `_include` / `_revinclude` (search.html#include): one statement per level over the previous
+   * level's ids, with the access predicate; `:iterate` repeats on what was included, up to 3 levels.
+   */
+  private async includes(ctx: AccessContext, ast: SearchRequestAst, matches: Row[], runner: DataSource | EntityManager): Promise<Resource[]> {
+    if (!matches.length || (!ast.include.length && !ast.revinclude.length)) return [];
+    const seen = new Set(matches.map((m) => `${m.resource_type}/${m.id}`));
+    const out: Resource[] = [];
+    let frontier = matches.map((m) => ({ type: m.resource_type, id: m.id }));
+    for (let depth = 0; depth < MAX_ITERATE_DEPTH && frontier.length && out.length < MAX_INCLUDED; depth++) {
+      const include = ast.include.filter((s) => depth === 0 || s.iterate);
+      const revinclude = ast.revinclude.filter((s) => depth === 0 || s.iterate);
+      const params = new SqlParams();
+      const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, params);
+      const parts: string[] = [];
+      for (const spec of include) {
+        const ids = frontier.filter((f) => f.type === spec.sourceType).map((f) => f.id);
+        if (!ids.length) continue;
+        parts.push(`(r.resource_type, r.id) IN (SELECT x.target_type, x.target_id FROM search_reference x
+          WHERE x.resource_type = ${params.bind(spec.sourceType)} AND x.id = ANY(${params.bind(ids)}::text[])
+          ${paramFilter(spec, params)} ${spec.targetType ? `AND x.target_type = ${params.bind(spec.targetType)}` : ''})`);
+      }
+      for (const spec of revinclude) {
+        const byType = new Map<string, string[]>();
+        for (const f of frontier) byType.set(f.type, [...(byType.get(f.type) ?? []), f.id]);
+        for (const [targetType, ids] of byType) {
+          if (spec.targetType && spec.targetType !== targetType) continue;
+          parts.push(`(r.resource_type = ${params.bind(spec.sourceType)} AND r.id IN (SELECT x.id FROM search_reference x
+            WHERE x.resource_type = ${params.bind(spec.sourceType)} ${paramFilter(spec, params)}
+              AND x.target_type = ${params.bind(targetType)} AND x.target_id = ANY(${params.bind(ids)}::text[])))`);
+        }
+      }
+      if (!parts.length) break;
+      const rows: Row[] = await runner.query(
+        `SELECT r.id, r.resource_type, r.content FROM resource r
+          WHERE (${parts.join(' OR ')}) AND NOT r.deleted AND ${compiler.access('r')}
+          ORDER BY r.resource_type, r.id LIMIT ${params.bind(MAX_INCLUDED - out.length)}`,
+        params.values,
+      );
+      frontier = [];
+      for (const row of rows) {
+        const key = `${row.resource_type}/${row.id}`;
+        // Included types the client may not read are left out, as if absent.
+        if (seen.has(key) || !ctx.mayRead(row.resource_type)) continue;
+        seen.add(key);
+        out.push(row.content);
+        frontier.push({ type: row.resource_type, id: row.id });
+      }
+    }
+    return out;
+  }
+
+  private shape(resource: Resource, ast: SearchRequestAst): Resource {
+    return ast.summary && ast.summary !== 'count' ? subsetResource(resource, ast.summary, ast.elements) : subsetResource(resource, undefined, ast.elements);
+  }
+
+  private links(interaction: Interaction, ast: SearchRequestAst, rows: Row[], sortCount: number, hasMore: boolean, backwards: boolean): BundleLink[] {
+    const base = `${this.config.fhirBaseUrl}${interaction.path}`;
+    const query = new URLSearchParams();
+    for (const [k, v] of Object.entries(interaction.query)) {
+      if (k === '_cursor') continue;
+      for (const one of Array.isArray(v) ? v : v !== undefined ? [v] : []) query.append(k, one);
+    }
+    const url = (cursor?: string): string => {
+      const q = new URLSearchParams(query);
+      if (cursor) q.set('_cursor', cursor);
+      const s = q.toString();
+      return s ? `${base}?${s}` : base;
+    };
+    const keysOf = (row: Row): (string | null)[] => Array.from({ length: sortCount }, (_, i) => row[`s${i}`] ?? null);
+    const current = interaction.query._cursor;
+    const links: BundleLink[] = [{ relation: 'self', url: url(typeof current === 'string' ? current : undefined) }];
+    if (!rows.length) return links;
+    const first = rows[0];
+    const last = rows[rows.length - 1];
+    const moreAhead = backwards ? true : hasMore;
+    const moreBehind = backwards ? hasMore : ast.cursor !== undefined;
+    if (moreAhead) links.push({ relation: 'next', url: url(encodeCursor('next', keysOf(last), last.id)) });
+    if (moreBehind) links.push({ relation: 'previous', url: url(encodeCursor('prev', keysOf(first), first.id)) });
+    return links;
+  }
+}
+
+function paramFilter(spec: IncludeSpec, params: SqlParams): string {
+  if (spec.param === '*') {
+    const refs = [...searchParamsOf(spec.sourceType).values()].filter((d) => d.type === 'reference').map((d) => d.code);
+    return `AND x.param = ANY(${params.bind(refs)}::text[])`;
+  }
+  return `AND x.param = ${params.bind(spec.param)}`;
+}
+
+/** Rows strictly after (or before) the cursor in the lexicographic order of the sort keys. */
+function keysetCondition(
+  keys: { expr: string; descending: boolean; cast: string }[],
+  values: (string | null)[],
+  backwards: boolean,
+  params: SqlParams,
+): string {
+  const bound = keys.map((k, i) => `${params.bind(values[i])}::${k.cast}`);
+  const alternatives = keys.map((k, i) => {
+    const equalPrefix = keys.slice(0, i).map((p, j) => `${p.expr} = ${bound[j]}`);
+    const op = k.descending !== backwards ? '<' : '>';
+    return `(${[...equalPrefix, `${k.expr} ${op} ${bound[i]}`].join(' AND ')})`;
+  });
+  return `(${alternatives.join(' OR ')})`;
+}

@@ -46,7 +46,7 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   extract(resource: Resource): IndexRows {
     const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [] };
-    const root = [toTypedValue(resource)];
+    const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column) continue;
       let values: TypedValue[];
@@ -121,6 +121,34 @@ export class SearchIndexWriter extends ResourceIndexer {
       else rows.reference.push([param, m?.[2] ?? null, null, raw]);
     }
   }
+}
+
+/**
+ * Absolute references to this server (`https://hie/fhir/Patient/1`) become relative, so FHIRPath
+ * `resolve() is Patient` in parameter expressions recognises them. Copies only what it changes.
+ */
+function localizeReferences<T>(node: T, base: string): T {
+  if (Array.isArray(node)) {
+    let changed = false;
+    const out = node.map((item) => {
+      const next = localizeReferences(item, base);
+      changed ||= next !== item;
+      return next;
+    });
+    return (changed ? out : node) as T;
+  }
+  if (!node || typeof node !== 'object') return node;
+  let copy: Record<string, unknown> | undefined;
+  for (const [key, value] of Object.entries(node as Record<string, unknown>)) {
+    let next = value;
+    if (key === 'reference' && typeof value === 'string' && value.startsWith(base)) next = value.slice(base.length);
+    else if (value && typeof value === 'object') next = localizeReferences(value, base);
+    if (next !== value) {
+      copy ??= { ...(node as Record<string, unknown>) };
+      copy[key] = next;
+    }
+  }
+  return (copy ?? node) as T;
 }
 
 /** Every string part of a value: each HumanName and Address part separately, for prefix search. */

@@ -208,26 +208,27 @@ export function dateCondition(low: string, high: string, raw: string, b: (v: unk
   const [prefix, value] = splitPrefix(raw);
   const range = parseFhirDateRange(value);
   if (!range) throw FhirError.badRequest(`${name}: '${raw}' is not a valid date`, [name]);
-  const S = `${b(range.start)}::timestamptz`;
-  const E = `${b(range.end)}::timestamptz`;
+  // Bound only when used: an unused parameter has no type Postgres could infer.
+  const S = (): string => `${b(range.start)}::timestamptz`;
+  const E = (): string => `${b(range.end)}::timestamptz`;
   const hi = point ? `${high} + interval '1 millisecond'` : high;
   switch (prefix) {
     case 'eq':
-      return `(${low} >= ${S} AND ${hi} <= ${E})`;
+      return `(${low} >= ${S()} AND ${hi} <= ${E()})`;
     case 'ne':
-      return `NOT (${low} >= ${S} AND ${hi} <= ${E})`;
+      return `NOT (${low} >= ${S()} AND ${hi} <= ${E()})`;
     case 'gt':
-      return `${hi} > ${E}`;
+      return `${hi} > ${E()}`;
     case 'lt':
-      return `${low} < ${S}`;
+      return `${low} < ${S()}`;
     case 'ge':
-      return `${hi} > ${S}`;
+      return `${hi} > ${S()}`;
     case 'le':
-      return `${low} < ${E}`;
+      return `${low} < ${E()}`;
     case 'sa':
-      return `${low} >= ${E}`;
+      return `${low} >= ${E()}`;
     case 'eb':
-      return `${hi} <= ${S}`;
+      return `${hi} <= ${S()}`;
     default: {
       // ap: within 10% of the distance between now and the value, at least a day.
       const now = Date.now();

@@ -6,9 +6,10 @@ import { ResourceEntity, ResourceHistoryEntity } from '../fhir/storage/resource.
  * Migrations live in the top-level `migrations/` folder. Compiled, they sit in dist/migrations;
  * under ts-jest they are loaded as TypeScript from the source folder.
  */
-function migrationsGlob(): string {
-  const runningTs = __filename.endsWith('.ts');
-  return runningTs ? join(__dirname, '..', '..', 'migrations', '*.ts') : join(__dirname, '..', 'migrations', '*.js');
+function migrationsGlob(): string[] {
+  if (__filename.endsWith('.ts')) return [join(__dirname, '..', '..', 'migrations', '*.ts')];
+  // dist/ (the server) has them beside src output; dist-bench/ one level up.
+  return [join(__dirname, '..', 'migrations', '*.js'), join(__dirname, '..', '..', 'migrations', '*.js')];
 }
 
 export function dataSourceOptions(url: string, poolSize: number): DataSourceOptions {
@@ -16,7 +17,7 @@ export function dataSourceOptions(url: string, poolSize: number): DataSourceOpti
     type: 'postgres',
     url,
     entities: [ResourceEntity, ResourceHistoryEntity],
-    migrations: [migrationsGlob()],
+    migrations: migrationsGlob(),
     migrationsTableName: 'schema_migrations',
     migrationsRun: true,
     synchronize: false,

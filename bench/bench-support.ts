@@ -1,0 +1,94 @@
+import { cpus, totalmem } from 'node:os';
+import { mkdirSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { DataSource } from 'typeorm';
+import { getDataSourceToken } from '@nestjs/typeorm';
+import { AppModule } from '../src/app.module';
+import { configureApp } from '../src/app.setup';
+import { ClientRegistrationRepository } from '../src/auth/client-registration.repository';
+import { stopEmbeddedDatabase } from '../src/database/database.module';
+
+export interface BenchServer {
+  app: INestApplication;
+  db: DataSource;
+  baseUrl: string;
+  token: string;
+  close(): Promise<void>;
+}
+
+/**
+ * The real server, in this process, on a fresh embedded PostgreSQL in a temp directory (or on
+ * DATABASE_URL), listening on a loopback port, with a hospital client's token.
+ */
+export async function startBenchServer(): Promise<BenchServer> {
+  process.env.LOG_LEVEL ??= 'warn';
+  process.env.RATE_LIMIT_PER_MINUTE ??= '100000000';
+  process.env.ACCESS_TOKEN_TTL_SECONDS ??= '3600';
+  if (!process.env.DATABASE_URL) {
+    const dir = mkdtempSync(join(tmpdir(), 'hie-bench-'));
+    chmodSync(dir, 0o755);
+    process.env.EMBEDDED_PG_DIR = join(dir, 'pg');
+    process.env.EMBEDDED_PG_PORT ??= String(56000 + Math.floor(Math.random() * 1000));
+  }
+  const app = await NestFactory.create(AppModule, { bodyParser: false, logger: ['error', 'warn'] });
+  configureApp(app);
+  await app.listen(0, '127.0.0.1');
+  const address = app.getHttpServer().address() as { port: number };
+  const baseUrl = `http://127.0.0.1:${address.port}`;
+  const clients = app.get(ClientRegistrationRepository);
+  const { secret } = await clients.create({
+    clientId: 'bench-hospital',
+    name: 'bench',
+    organization: 'org-bench',
+    role: 'hospital',
+    scopes: ['system/*.*'],
+    purposes: ['TREAT'],
+    withSecret: true,
+  });
+  const tokenRes = await fetch(`${baseUrl}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'bench-hospital', client_secret: secret!, scope: 'system/*.*' }),
+  });
+  const token = ((await tokenRes.json()) as { access_token: string }).access_token;
+  return {
+    app,
+    db: app.get<DataSource>(getDataSourceToken()),
+    baseUrl,
+    token,
+    close: async () => {
+      await app.close();
+      await stopEmbeddedDatabase();
+    },
+  };
+}
+
+export async function machineInfo(db: DataSource): Promise<Record<string, unknown>> {
+  const [{ version }] = await db.query('SELECT version()');
+  return {
+    date: new Date().toISOString(),
+    cores: cpus().length,
+    cpu: cpus()[0]?.model,
+    memoryGiB: Math.round(totalmem() / 2 ** 30),
+    node: process.version,
+    postgres: String(version).split(' on ')[0],
+  };
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (!sorted.length) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
+}
+
+/** Writes bench/results/<name>.json and <name>.md. */
+export function writeResults(name: string, json: unknown, markdown: string): void {
+  // npm scripts run from the project root.
+  const target = join(process.cwd(), 'bench', 'results');
+  mkdirSync(target, { recursive: true });
+  writeFileSync(join(target, `${name}.json`), `${JSON.stringify(json, null, 2)}\n`);
+  writeFileSync(join(target, `${name}.md`), markdown);
+  process.stdout.write(`${markdown}\nwritten to ${join(target, `${name}.md`)}\n`);
+}

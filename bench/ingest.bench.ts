@@ -1,0 +1,229 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Bundle, Resource } from '@medplum/fhirtypes';
+import { from as copyFrom } from 'pg-copy-streams';
+import type { PoolClient } from 'pg';
+import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
+import { ResourceValidator } from '../src/fhir/validation/resource.validator';
+import { SearchIndexWriter } from '../src/fhir/search/search-index.writer';
+import { loadAppConfig } from '../src/config/app.config';
+import { machineInfo, startBenchServer, writeResults } from './bench-support';
+
+/**
+ * npm run bench:ingest — loads the Synthea transaction Bundles (../shared/data/synthea; the
+ * synthetic generator when absent) over HTTP with N parallel clients, verifies the stored counts
+ * equal the files' counts, and measures in the same run a raw-PostgreSQL baseline: COPY of the same
+ * resource JSON into a bare jsonb table. Efficiency = our rate / raw rate.
+ */
+const SYNTHEA = process.env.SYNTHEA_DIR ?? join(process.cwd(), '..', 'shared', 'data', 'synthea');
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
+
+async function main(): Promise<void> {
+  const server = await startBenchServer();
+  const { bundles, source, bytes } = loadBundles();
+  const expected = new Map<string, number>();
+  for (const b of bundles) for (const e of b.entry ?? []) expected.set(e.resource!.resourceType, (expected.get(e.resource!.resourceType) ?? 0) + 1);
+  const resourceCount = [...expected.values()].reduce((a, b) => a + b, 0);
+  process.stdout.write(`ingest: ${bundles.length} bundles, ${resourceCount} resources from ${source}, ${CLIENTS} clients\n`);
+
+  // Information bundles (organizations, practitioners) first: patient bundles refer to them.
+  const info = bundles.filter((b) => b.type === 'batch');
+  const patients = bundles.filter((b) => b.type !== 'batch');
+  const errors: string[] = [];
+  const post = async (b: Bundle): Promise<void> => {
+    const res = await fetch(`${server.baseUrl}/fhir`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${server.token}`, 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify(b),
+    });
+    const body = (await res.json()) as Bundle & { issue?: { diagnostics?: string }[] };
+    if (res.status !== 200) errors.push(`${res.status} ${body.issue?.[0]?.diagnostics ?? ''}`.slice(0, 300));
+    for (const e of body.entry ?? []) if (!e.response?.status?.startsWith('2')) errors.push(`entry ${e.response?.status}`);
+  };
+  const started = performance.now();
+  for (const b of info) await post(b);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: CLIENTS }, async () => {
+      while (next < patients.length) await post(patients[next++]);
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+
+  const stored = new Map<string, number>(
+    (await server.db.query(`SELECT resource_type, count(*)::int AS n FROM resource WHERE NOT deleted GROUP BY 1`)).map(
+      (r: { resource_type: string; n: number }) => [r.resource_type, r.n],
+    ),
+  );
+  const mismatches = [...expected].filter(([type, n]) => stored.get(type) !== n).map(([type, n]) => `${type}: files ${n}, stored ${stored.get(type) ?? 0}`);
+  const [{ size }] = await server.db.query(`SELECT pg_database_size(current_database())::bigint AS size`);
+
+  const tx = await transactionScaling(server.baseUrl, server.token);
+  const raw = await rawCopyBaseline(server, bundles);
+  const profile = profileStages(bundles);
+  const rate = resourceCount / seconds;
+  const result = {
+    machine: await machineInfo(server.db),
+    source,
+    clients: CLIENTS,
+    bundles: bundles.length,
+    resources: resourceCount,
+    seconds: round(seconds),
+    resourcesPerSecond: round(rate),
+    megabytesPerSecond: round(bytes / 2 ** 20 / seconds),
+    databaseMiB: round(Number(size) / 2 ** 20),
+    rawCopyResourcesPerSecond: round(raw),
+    efficiency: round(rate / raw, 3),
+    errors: errors.length,
+    countMismatches: mismatches,
+    transactionScaling: tx,
+    profileMsPerResource: profile,
+  };
+  writeResults(
+    'ingest',
+    result,
+    `# Ingest benchmark (${result.machine.date})
+
+Machine: ${result.machine.cores} cores (${result.machine.cpu}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node}, ${result.machine.postgres}.
+Data: ${source}: ${bundles.length} bundles, ${resourceCount} resources, ${round(bytes / 2 ** 20)} MiB; ${CLIENTS} parallel clients over HTTP (full validation, terminology, profiles, search indexing, audit log line).
+
+| measure | value |
+|---|---|
+| resources/s | ${result.resourcesPerSecond} |
+| MB/s | ${result.megabytesPerSecond} |
+| wall time | ${result.seconds} s |
+| database size after load | ${result.databaseMiB} MiB |
+| raw COPY baseline (same JSON into a bare jsonb table) | ${result.rawCopyResourcesPerSecond} resources/s |
+| **ingest efficiency (ours / raw)** | **${result.efficiency}** |
+| errors | ${errors.length} |
+| count mismatches (files vs stored) | ${mismatches.length ? mismatches.join('; ') : 'none'} |
+
+Transaction size scaling (one transaction of N Observations, same patient):
+
+| entries | seconds | entries/s |
+|---|---|---|
+${tx.map((t) => `| ${t.entries} | ${t.seconds} | ${t.perSecond} |`).join('\n')}
+
+Where time goes (single-threaded, ms per resource over a sample): ${Object.entries(profile).map(([k, v]) => `${k} ${v}`).join(', ')}; the rest of the wall time is SQL (resource, history and index inserts), HTTP and scheduling.
+`,
+  );
+  await server.close();
+  if (errors.length || mismatches.length) {
+    process.stderr.write(`FAILED: ${errors.length} errors (${errors.slice(0, 3).join(' | ')}), mismatches: ${mismatches.join('; ')}\n`);
+    process.exit(1);
+  }
+}
+
+function loadBundles(): { bundles: Bundle[]; source: string; bytes: number } {
+  if (existsSync(SYNTHEA)) {
+    const files = readdirSync(SYNTHEA).filter((f) => f.endsWith('.json')).sort();
+    const limit = Number(process.env.BENCH_FILES ?? files.length);
+    const chosen = files.slice(0, limit);
+    return {
+      bundles: chosen.map((f) => JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle),
+      source: `Synthea (${SYNTHEA})`,
+      bytes: chosen.reduce((a, f) => a + statSync(join(SYNTHEA, f)).size, 0),
+    };
+  }
+  process.stdout.write(`${SYNTHEA} is absent: using the synthetic generator\n`);
+  const gen = new SyntheticDataGenerator({ seed: 11, patients: Number(process.env.BENCH_PATIENTS ?? 500) });
+  const bundles = [...gen.transactionBundles()];
+  bundles[0].type = 'batch';
+  return { bundles, source: 'synthetic generator', bytes: bundles.reduce((a, b) => a + JSON.stringify(b).length, 0) };
+}
+
+/** 1k vs 10k entries in one transaction: per-entry cost must not grow with the size (no quadratic work). */
+async function transactionScaling(baseUrl: string, token: string): Promise<{ entries: number; seconds: number; perSecond: number }[]> {
+  const out = [];
+  for (const entries of [1000, 10000]) {
+    const patientUrn = `urn:uuid:00000000-0000-4000-8000-${String(entries).padStart(12, '0')}`;
+    const bundle: Bundle = {
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        {
+          fullUrl: patientUrn,
+          resource: { resourceType: 'Patient', identifier: [{ system: 'urn:bench', value: String(entries) }], name: [{ family: 'Scale' }], gender: 'unknown' },
+          request: { method: 'POST', url: 'Patient' },
+        },
+        ...Array.from({ length: entries - 1 }, (_, n) => ({
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] },
+            subject: { reference: patientUrn },
+            effectiveDateTime: `2020-01-01T00:${String(n % 60).padStart(2, '0')}:00Z`,
+            valueQuantity: { value: 60 + (n % 40), unit: '/min', system: 'http://unitsofmeasure.org', code: '/min' },
+          } as Resource,
+          request: { method: 'POST' as const, url: 'Observation' },
+        })),
+      ],
+    };
+    const started = performance.now();
+    const res = await fetch(`${baseUrl}/fhir`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify(bundle),
+    });
+    await res.arrayBuffer();
+    const seconds = (performance.now() - started) / 1000;
+    if (res.status !== 200) throw new Error(`transaction of ${entries} failed with ${res.status}`);
+    out.push({ entries, seconds: round(seconds), perSecond: round(entries / seconds) });
+  }
+  return out;
+}
+
+async function rawCopyBaseline(server: Awaited<ReturnType<typeof startBenchServer>>, bundles: Bundle[]): Promise<number> {
+  const lines = bundles.flatMap((b) => (b.entry ?? []).map((e) => JSON.stringify(e.resource).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\t/g, '\\t')));
+  const driver = server.db.driver as unknown as { master: { connect(): Promise<PoolClient> } };
+  const client = await driver.master.connect();
+  try {
+    await client.query('CREATE TEMP TABLE raw_ingest (content jsonb)');
+    const started = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const stream = client.query(copyFrom('COPY raw_ingest (content) FROM STDIN'));
+      stream.on('finish', () => resolve());
+      stream.on('error', reject);
+      const chunk = 5000;
+      for (let i = 0; i < lines.length; i += chunk) stream.write(`${lines.slice(i, i + chunk).join('\n')}\n`);
+      stream.end();
+    });
+    return lines.length / ((performance.now() - started) / 1000);
+  } finally {
+    await client.query('DROP TABLE IF EXISTS raw_ingest');
+    client.release();
+  }
+}
+
+/** In-process cost of validation, index extraction and JSON per resource on a sample. */
+function profileStages(bundles: Bundle[]): Record<string, number> {
+  const sample = bundles.flatMap((b) => (b.entry ?? []).map((e) => e.resource!)).slice(0, 5000);
+  const validator = new ResourceValidator();
+  const writer = new SearchIndexWriter(loadAppConfig());
+  const time = (fn: (r: Resource) => unknown): number => {
+    const started = performance.now();
+    for (const r of sample) fn(r);
+    return round((performance.now() - started) / sample.length, 3);
+  };
+  return {
+    validation: time((r) => {
+      try {
+        validator.validate(r);
+      } catch {
+        /* counted above as errors when it matters */
+      }
+    }),
+    searchIndexExtraction: time((r) => writer.extract(r)),
+    jsonSerialize: time((r) => JSON.stringify(r)),
+  };
+}
+
+function round(n: number, digits = 1): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:ingest failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

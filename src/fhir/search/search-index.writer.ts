@@ -5,7 +5,8 @@ import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { ResourceIndexer } from '../storage/resource.repository';
-import { searchParamsOf } from './search-parameter.registry';
+import { MAX_COMPONENTS } from './search-composite';
+import { CompositeComponentDef, searchParamsOf } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 
 export interface IndexRows {
@@ -15,9 +16,18 @@ export interface IndexRows {
   quantity: [param: string, value: number, system: string | null, code: string | null][];
   reference: [param: string, targetType: string | null, targetId: string | null, url: string | null][];
   uri: [param: string, uri: string][];
+  /** param, then MAX_COMPONENTS slots of (system, code, number, low, high); unused slots are null. */
+  composite: (string | number | null)[][];
 }
 
-const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri'] as const;
+/** One component value in the composite table's generic typed columns. */
+type Slot = [system: string | null, code: string | null, number: number | null, low: string | null, high: string | null];
+const EMPTY_SLOT: Slot = [null, null, null, null, null];
+/** Bounds the cartesian product of component values per parameter and resource. */
+const MAX_COMPOSITE_ROWS = 1000;
+
+
+const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite'] as const;
 const REFERENCE_RE = /^(?:(.*)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 const MIN_INSTANT = '-infinity';
 const MAX_INSTANT = 'infinity';
@@ -45,7 +55,7 @@ export class SearchIndexWriter extends ResourceIndexer {
   }
 
   extract(resource: Resource): IndexRows {
-    const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [] };
+    const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] };
     const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column) continue;
@@ -80,6 +90,9 @@ export class SearchIndexWriter extends ResourceIndexer {
         case 'uri':
           for (const v of values) if (typeof v.value === 'string') rows.uri.push([def.code, v.value]);
           break;
+        case 'composite':
+          this.composites(def.code, def.components ?? [], values, root[0], rows);
+          break;
       }
     }
     return rows;
@@ -108,6 +121,57 @@ export class SearchIndexWriter extends ResourceIndexer {
     }
   }
 
+  /**
+   * Each value of the composite's expression (the resource, or one Observation.component) yields
+   * the combinations of its components' values, so a code is only paired with its own value.
+   */
+  private composites(param: string, components: CompositeComponentDef[], bases: TypedValue[], root: TypedValue, rows: IndexRows): void {
+    let count = 0;
+    for (const base of bases) {
+      let combos: Slot[][] = [[]];
+      for (const component of components) {
+        let values: TypedValue[];
+        try {
+          values = evalFhirPathTyped(component.expression, [base], { '%resource': root });
+        } catch {
+          values = [];
+        }
+        const slots = this.componentSlots(component.type, values);
+        combos = combos.flatMap((combo) => slots.map((slot) => [...combo, slot]));
+        if (!combos.length) break;
+      }
+      for (const combo of combos) {
+        if (++count > MAX_COMPOSITE_ROWS) return;
+        const padded = [...combo, ...Array<Slot>(MAX_COMPONENTS - combo.length).fill(EMPTY_SLOT)];
+        rows.composite.push([param, ...padded.flat()]);
+      }
+    }
+  }
+
+  private componentSlots(type: CompositeComponentDef['type'], values: TypedValue[]): Slot[] {
+    switch (type) {
+      case 'token':
+        return convertToSearchableTokens(values).map((t) => [t.system ?? null, t.value ?? null, null, null, null]);
+      case 'string':
+        return strings(values).map((s) => [null, normalizeString(s), null, null, null]);
+      case 'date':
+        return dateRanges(values).map(([low, high]) => [null, null, null, low, high]);
+      case 'number':
+        return values.filter((v) => typeof v.value === 'number').map((v) => [null, null, v.value as number, null, null]);
+      case 'quantity':
+        return convertToSearchableQuantities(values)
+          .filter((q) => typeof q.value === 'number')
+          .map((q) => [q.system ?? null, q.code ?? q.unit ?? null, q.value as number, null, null]);
+      case 'reference': {
+        const refs = EMPTY_ROWS();
+        this.references('', values, refs);
+        return refs.reference.map(([, type, id, url]) => [null, type && id ? `${type}/${id}` : url, null, null, null]);
+      }
+      case 'uri':
+        return values.filter((v) => typeof v.value === 'string').map((v) => [null, v.value as string, null, null, null]);
+    }
+  }
+
   private references(param: string, values: TypedValue[], rows: IndexRows): void {
     for (const v of values) {
       const ref = v.value as Reference | string;
@@ -122,6 +186,8 @@ export class SearchIndexWriter extends ResourceIndexer {
     }
   }
 }
+
+const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] });
 
 /**
  * Absolute references to this server (`https://hie/fhir/Patient/1`) become relative, so FHIRPath
@@ -216,4 +282,7 @@ export async function writeRows(tx: EntityManager, resourceType: string, id: str
   await insert('search_quantity', ['param', 'value', 'system', 'code'], ['text', 'numeric', 'text', 'text'], rows.quantity);
   await insert('search_reference', ['param', 'target_type', 'target_id', 'url'], ['text', 'text', 'text', 'text'], rows.reference);
   await insert('search_uri', ['param', 'uri'], ['text', 'text'], rows.uri);
+  const slotColumns = Array.from({ length: MAX_COMPONENTS }, (_, i) => [`c${i + 1}_system`, `c${i + 1}_code`, `c${i + 1}_number`, `c${i + 1}_low`, `c${i + 1}_high`]).flat();
+  const slotCasts = Array.from({ length: MAX_COMPONENTS }, () => ['text', 'text', 'numeric', 'timestamptz', 'timestamptz']).flat();
+  await insert('search_composite', ['param', ...slotColumns], ['text', ...slotCasts], rows.composite);
 }

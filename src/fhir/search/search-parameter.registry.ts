@@ -1,7 +1,15 @@
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 
-export type IndexedParamType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri';
+import { compositeComponentsOf } from './search-composite';
+
+export type IndexedParamType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri' | 'composite';
+
+/** One component of a composite parameter: its type and FHIRPath, relative to each value of the composite's expression. */
+export interface CompositeComponentDef {
+  type: Exclude<IndexedParamType, 'composite'>;
+  expression: string;
+}
 
 export interface SearchParamDef {
   code: string;
@@ -10,9 +18,11 @@ export interface SearchParamDef {
   targets: string[];
   /** Parameters answered from the resource table itself, not the index tables. */
   column?: 'id' | 'last_updated';
+  /** Composite parameters only (search.html#composite). */
+  components?: CompositeComponentDef[];
 }
 
-const INDEXED = new Set<string>(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri']);
+const INDEXED = new Set<string>(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri', 'composite']);
 /** Medplum-specific parameters in the definitions that are not part of R4. */
 const NOT_R4 = new Set(['_project', '_compartment']);
 
@@ -20,8 +30,8 @@ const byType = new Map<string, Map<string, SearchParamDef>>();
 
 /**
  * The search parameters this server indexes and answers, per resource type: every R4
- * SearchParameter of a type we can index (composite and special are not yet supported and are
- * not advertised).
+ * SearchParameter of a type we can index (special is not supported and not advertised; a composite
+ * whose components cannot be resolved is left out).
  */
 export function searchParamsOf(resourceType: string): Map<string, SearchParamDef> {
   let map = byType.get(resourceType);
@@ -30,12 +40,15 @@ export function searchParamsOf(resourceType: string): Map<string, SearchParamDef
     const all: Record<string, SearchParameter> = FhirDefinitions.get().searchParameters(resourceType);
     for (const [code, sp] of Object.entries(all)) {
       if (NOT_R4.has(code) || !sp.expression || !INDEXED.has(sp.type as string)) continue;
+      const components = sp.type === 'composite' ? compositeComponentsOf(sp) : undefined;
+      if (sp.type === 'composite' && !components) continue;
       map.set(code, {
         code,
         type: sp.type as IndexedParamType,
         expression: expressionFor(sp.expression, resourceType),
         targets: (sp.target ?? []) as string[],
         ...(code === '_id' ? { column: 'id' as const } : code === '_lastUpdated' ? { column: 'last_updated' as const } : {}),
+        ...(components ? { components } : {}),
       });
     }
     byType.set(resourceType, map);

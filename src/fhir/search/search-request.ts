@@ -3,6 +3,7 @@ import { parseFhirDateRange } from '../../common/fhir-date';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { QueryParams } from '../pipeline/interaction';
 import { parseElements, parseSummary, SummaryMode } from '../response/resource-subsetting';
+import { splitComposite } from './search-composite';
 import { SearchParamDef, searchParamsOf } from './search-parameter.registry';
 
 /** One search parameter condition; values are OR-ed. */
@@ -14,6 +15,14 @@ export interface ParamClause {
   /** For `:missing`. */
   missing?: boolean;
   values: string[];
+  /** For `:in` / `:not-in`: the union of the named ValueSets' codes, filled in before compiling. */
+  valueSet?: CodeSet;
+}
+
+/** Codes of a ValueSet expansion as parallel arrays, bound to SQL as two array parameters. */
+export interface CodeSet {
+  system: string[];
+  code: string[];
 }
 
 /** `subject:Patient.name=x`: resources whose reference points at a target matching `inner`. */
@@ -74,13 +83,14 @@ const RESULT_PARAMS = new Set([
   '_summary', '_elements', '_format', '_pretty', '_cursor', '_type',
 ]);
 const MODIFIERS: Record<string, Set<string>> = {
-  token: new Set(['not', 'text', 'missing', 'of-type']),
+  token: new Set(['not', 'text', 'missing', 'of-type', 'in', 'not-in']),
   string: new Set(['exact', 'contains', 'missing']),
   date: new Set(['missing']),
   number: new Set(['missing']),
   quantity: new Set(['missing']),
   reference: new Set(['missing', 'identifier']),
   uri: new Set(['below', 'above', 'missing']),
+  composite: new Set(['missing']),
 };
 const PREFIXES = ['eq', 'ne', 'gt', 'lt', 'ge', 'le', 'sa', 'eb', 'ap'];
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
@@ -154,7 +164,7 @@ function parseClause(resourceType: string, name: string, value: string): Clause 
     return { kind: 'param', resourceType, def, modifier, values: splitValues(value).map((v) => (v.includes('/') ? v : `${modifier}/${v}`)) };
   }
   if (modifier !== undefined && !MODIFIERS[def.type]?.has(modifier)) {
-    if (modifier === 'in' || modifier === 'not-in' || modifier === 'above' || modifier === 'below') {
+    if (modifier === 'above' || modifier === 'below') {
       throw FhirError.notSupported(`Modifier :${modifier} is not supported for ${def.type} parameter ${code}`);
     }
     throw FhirError.badRequest(`Unknown modifier :${modifier} on ${code}`, [name]);
@@ -223,7 +233,14 @@ export function splitPrefix(value: string): [string, string] {
 }
 
 function validateValue(def: SearchParamDef, modifier: string | undefined, value: string, name: string): void {
-  if (def.type === 'date') {
+  if (def.type === 'composite') {
+    const parts = splitComposite(value);
+    const components = def.components ?? [];
+    if (parts.length !== components.length || parts.some((p) => p === '')) {
+      throw FhirError.badRequest(`${name}: '${value}' must have ${components.length} parts separated by $ (${components.map((c) => c.type).join('$')})`, [name]);
+    }
+    components.forEach((c, i) => validateValue({ ...def, type: c.type, column: undefined, components: undefined }, undefined, parts[i], name));
+  } else if (def.type === 'date') {
     const [prefix, rest] = splitPrefix(value);
     if (!parseFhirDateRange(rest)) throw FhirError.badRequest(`${name}: '${value}' is not a valid date (prefix ${prefix})`, [name]);
   } else if (def.type === 'number' || def.type === 'quantity') {
@@ -237,6 +254,8 @@ function validateValue(def: SearchParamDef, modifier: string | undefined, value:
     throw FhirError.badRequest(`${name}: '${value}' is not a valid id`, [name]);
   } else if (def.type === 'token' && modifier === 'of-type' && value.split('|').length !== 3) {
     throw FhirError.badRequest(`${name} needs system|code|value`, [name]);
+  } else if (def.type === 'token' && (modifier === 'in' || modifier === 'not-in') && !/^[^\s|]+(\|[^\s|]+)?$/.test(value)) {
+    throw FhirError.badRequest(`${name}: '${value}' is not a ValueSet canonical URL`, [name]);
   }
 }
 
@@ -247,6 +266,7 @@ function parseSort(resourceTypes: string[], raw: string | undefined): SortKey[] 
     const code = descending ? part.slice(1) : part;
     const def = resourceTypes.map((t) => searchParamsOf(t).get(code)).find(Boolean);
     if (!def) throw FhirError.badRequest(`Cannot sort by unknown parameter '${code}'`, ['_sort']);
+    if (def.type === 'composite') throw FhirError.badRequest(`Cannot sort by composite parameter '${code}'`, ['_sort']);
     return { def, descending };
   });
 }

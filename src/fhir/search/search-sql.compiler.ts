@@ -3,6 +3,7 @@ import { parseFhirDateRange } from '../../common/fhir-date';
 import type { AccessContext } from '../pipeline/access-context';
 import { SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
+import { splitComposite } from './search-composite';
 import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
 
 /** Bound parameters of one statement: user input only ever enters SQL as `$n`. */
@@ -22,6 +23,7 @@ const TABLE: Record<string, string> = {
   quantity: 'search_quantity',
   reference: 'search_reference',
   uri: 'search_uri',
+  composite: 'search_composite',
 };
 
 /**
@@ -105,8 +107,54 @@ export class SearchSqlCompiler {
     const table = def.type === 'reference' && c.modifier === 'identifier' ? 'search_token' : TABLE[def.type];
     const head = `SELECT ${x}.id FROM ${table} ${x} WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(paramName)}`;
     if (c.modifier === 'missing') return `${alias}.id ${c.missing ? 'NOT IN' : 'IN'} (${head})`;
+    if (c.modifier === 'in' || c.modifier === 'not-in') {
+      return `${alias}.id ${c.modifier === 'not-in' ? 'NOT IN' : 'IN'} (${head} AND ${this.valueSetCondition(c, x)})`;
+    }
     const alternatives = c.values.map((v) => this.valueCondition(c, x, v));
     return `${alias}.id ${c.modifier === 'not' ? 'NOT IN' : 'IN'} (${head} AND (${alternatives.join(' OR ')}))`;
+  }
+
+  /** `:in` / `:not-in`: the expansion's (system, code) pairs arrive as two bound arrays. */
+  private valueSetCondition(c: ParamClause, x: string): string {
+    if (!c.valueSet) throw new Error(`ValueSet of ${c.def.code}:${c.modifier} was not expanded before compiling`);
+    const v = this.nextAlias('v');
+    return `(${x}.system, ${x}.code) IN (SELECT ${v}.system, ${v}.code FROM unnest(${this.params.bind(c.valueSet.system)}::text[], ${this.params.bind(c.valueSet.code)}::text[]) AS ${v}(system, code))`;
+  }
+
+  /**
+   * A composite value `a$b[$c]`: every part must hold in the same index row (one value of the
+   * composite's expression), each with its component type's semantics and prefixes.
+   */
+  private compositeCondition(c: ParamClause, x: string, value: string): string {
+    const b = (v: unknown): string => this.params.bind(v);
+    const parts = splitComposite(value);
+    const components = c.def.components ?? [];
+    if (parts.length !== components.length) throw FhirError.badRequest(`${c.def.code}: '${value}' needs ${components.length} parts separated by $`, [c.def.code]);
+    const conditions = components.map((component, i) => {
+      const slot = (column: string): string => `${x}.c${i + 1}_${column}`;
+      const part = parts[i];
+      switch (component.type) {
+        case 'token':
+          return tokenCondition(x, part, b, { system: slot('system'), code: slot('code') });
+        case 'quantity':
+        case 'number':
+          return quantityCondition(x, part, b, c.def.code, { value: slot('number'), system: slot('system'), code: slot('code') });
+        case 'date':
+          return dateCondition(slot('low'), slot('high'), part, b, c.def.code);
+        case 'string':
+          return `${slot('code')} LIKE ${b(`${escapeLike(normalizeString(unescape(part)))}%`)}`;
+        case 'reference': {
+          const ref = unescape(part);
+          const m = /^(?:(https?:\/\/.+)\/)?([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]{1,64})$/.exec(ref);
+          if (m && (!m[1] || m[1] === this.fhirBaseUrl)) return `${slot('code')} = ${b(m[2])}`;
+          if (/^[A-Za-z0-9\-.]{1,64}$/.test(ref)) return `${slot('code')} LIKE ${b(`%/${escapeLike(ref)}`)}`;
+          return `${slot('code')} = ${b(ref)}`;
+        }
+        default:
+          return `${slot('code')} = ${b(unescape(part))}`;
+      }
+    });
+    return `(${conditions.join(' AND ')})`;
   }
 
   private valueCondition(c: ParamClause, x: string, value: string): string {
@@ -140,6 +188,8 @@ export class SearchSqlCompiler {
       case 'number':
       case 'quantity':
         return quantityCondition(x, value, b, def.code);
+      case 'composite':
+        return this.compositeCondition(c, x, value);
     }
     return 'FALSE';
   }
@@ -190,14 +240,19 @@ export class SearchSqlCompiler {
   }
 }
 
-function tokenCondition(x: string, value: string, b: (v: unknown) => string): string {
+function tokenCondition(
+  x: string,
+  value: string,
+  b: (v: unknown) => string,
+  col: { system: string; code: string } = { system: `${x}.system`, code: `${x}.code` },
+): string {
   const bar = indexOfUnescaped(value, '|');
-  if (bar < 0) return `${x}.code = ${b(unescape(value))}`;
+  if (bar < 0) return `${col.code} = ${b(unescape(value))}`;
   const system = unescape(value.slice(0, bar));
   const code = unescape(value.slice(bar + 1));
-  if (!system) return `${x}.system IS NULL AND ${x}.code = ${b(code)}`;
-  if (!code) return `${x}.system = ${b(system)}`;
-  return `${x}.code = ${b(code)} AND ${x}.system = ${b(system)}`;
+  if (!system) return `${col.system} IS NULL AND ${col.code} = ${b(code)}`;
+  if (!code) return `${col.system} = ${b(system)}`;
+  return `${col.code} = ${b(code)} AND ${col.system} = ${b(system)}`;
 }
 
 /**
@@ -241,7 +296,13 @@ export function dateCondition(low: string, high: string, raw: string, b: (v: unk
 }
 
 /** Numbers carry implicit precision: `100` means [99.5, 100.5); `1e2` likewise at its precision. */
-function quantityCondition(x: string, raw: string, b: (v: unknown) => string, name: string): string {
+function quantityCondition(
+  x: string,
+  raw: string,
+  b: (v: unknown) => string,
+  name: string,
+  col: { value: string; system: string; code: string } = { value: `${x}.value`, system: `${x}.system`, code: `${x}.code` },
+): string {
   const [prefix, rest] = splitPrefix(raw);
   const [numText, system, code] = rest.split('|');
   const v = Number(numText);
@@ -249,7 +310,7 @@ function quantityCondition(x: string, raw: string, b: (v: unknown) => string, na
   const decimals = (numText.split(/[eE]/)[0].split('.')[1] ?? '').length;
   const exponent = Number(numText.split(/[eE]/)[1] ?? 0);
   const half = 0.5 * 10 ** (exponent - decimals);
-  const value = `${x}.value`;
+  const value = col.value;
   let cond: string;
   switch (prefix) {
     case 'eq':
@@ -275,8 +336,8 @@ function quantityCondition(x: string, raw: string, b: (v: unknown) => string, na
     default:
       cond = `${value} >= ${b(v - Math.abs(v) * 0.1)} AND ${value} <= ${b(v + Math.abs(v) * 0.1)}`;
   }
-  if (system) cond += ` AND ${x}.system = ${b(system)}`;
-  if (code) cond += ` AND ${x}.code = ${b(code)}`;
+  if (system) cond += ` AND ${col.system} = ${b(system)}`;
+  if (code) cond += ` AND ${col.code} = ${b(code)}`;
   return `(${cond})`;
 }
 

@@ -11,6 +11,7 @@ import { subsetResource } from '../response/resource-subsetting';
 import { searchParamsOf } from './search-parameter.registry';
 import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
+import { expandValueSetClauses } from './search-value-set.expander';
 
 const MAX_INCLUDED = 1000;
 const MAX_ITERATE_DEPTH = 3;
@@ -41,6 +42,7 @@ export class SearchService {
     });
     this.assertReadable(ctx, ast);
     const runner = tx ?? this.db;
+    await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, runner);
 
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
     const where = compiler.where(ast);
@@ -108,6 +110,7 @@ export class SearchService {
     }
     const ast = parseSearchRequest([resourceType], query, { strict: true });
     if ([...ast.clauses.values()].every((c) => c.length === 0)) throw FhirError.badRequest(`Conditional criteria '${criteria.slice(0, 100)}' select nothing`);
+    await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, tx ?? this.db);
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
     const where = compiler.where(ast);
     const rows: { id: string }[] = await (tx ?? this.db).query(`SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`, compiler.params.values);

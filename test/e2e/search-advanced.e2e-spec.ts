@@ -1,0 +1,331 @@
+import { FHIR_JSON } from '../support/fixtures';
+import { createTestApp, TestApp } from '../support/test-app';
+
+const RUN = `adv-${Date.now().toString(36)}`;
+const TAG = { system: 'urn:test:run', code: RUN };
+const TAG_Q = `_tag=${encodeURIComponent(`urn:test:run|${RUN}`)}`;
+const LOINC = 'http://loinc.org';
+const SCT = 'http://snomed.info/sct';
+const UCUM = 'http://unitsofmeasure.org';
+const CS = `http://example.org/fhir/CodeSystem/${RUN}`;
+const VS = (name: string) => `http://example.org/fhir/ValueSet/${RUN}-${name}`;
+const HTEST = { system: 'http://terminology.hl7.org/CodeSystem/v3-ObservationValue', code: 'HTEST' };
+
+/** Ids are local to this file: `bp1` is stored as `<RUN>-bp1`. */
+const id = (local: string) => `${RUN}-${local}`;
+const q = (s: string) => encodeURIComponent(s);
+
+const loinc = (code: string) => ({ coding: [{ system: LOINC, code }] });
+const mmHg = (value: number) => ({ value, unit: 'mmHg', system: UCUM, code: 'mm[Hg]' });
+const kg = (value: number) => ({ value, unit: 'kg', system: UCUM, code: 'kg' });
+
+function observation(local: string, extra: Record<string, unknown>) {
+  return { resourceType: 'Observation', id: id(local), meta: { tag: [TAG] }, status: 'final', subject: { reference: `Patient/${id('q1')}` }, ...extra };
+}
+
+function patient(local: string, extra: Record<string, unknown>) {
+  return {
+    resourceType: 'Patient',
+    id: id(local),
+    identifier: [{ system: 'http://hospital-a.example.org/mrn', value: id(local) }],
+    name: [{ family: 'Advanced', given: [local] }],
+    ...extra,
+  };
+}
+
+const resources: Record<string, unknown>[] = [
+  // Part 3 data: meta (_security, _source), Identifier :text, _summary
+  patient('q1', {
+    meta: { tag: [TAG], security: [HTEST], source: 'http://hospital-a.example.org/ehr#v1' },
+    identifier: [
+      { system: 'http://hospital-a.example.org/mrn', value: id('q1') },
+      { system: 'urn:passport', value: 'X1', type: { text: 'Passport number' } },
+    ],
+    gender: 'female',
+    birthDate: '1970-02-03',
+    text: { status: 'generated', div: '<div xmlns="http://www.w3.org/1999/xhtml">Q1</div>' },
+  }),
+  patient('q2', {
+    meta: { tag: [TAG], source: 'http://hospital-b.example.org/ehr' },
+    identifier: [{ system: 'urn:licence', value: 'D2', type: { text: 'Driver licence' } }],
+    gender: 'male',
+  }),
+  // Composite: blood pressure panels (components must stay paired), weights, a concept, a date, a string
+  observation('bp1', { code: loinc('85354-9'), component: [{ code: loinc('8480-6'), valueQuantity: mmHg(120) }, { code: loinc('8462-4'), valueQuantity: mmHg(80) }] }),
+  observation('bp2', { code: loinc('85354-9'), component: [{ code: loinc('8480-6'), valueQuantity: mmHg(150) }, { code: loinc('8462-4'), valueQuantity: mmHg(95) }] }),
+  observation('wt1', { code: loinc('29463-7'), valueQuantity: kg(70) }),
+  observation('wt2', { code: loinc('29463-7'), valueQuantity: kg(90) }),
+  observation('hr1', { code: loinc('8867-4'), valueQuantity: { value: 80, unit: '/min', system: UCUM, code: '/min' } }),
+  observation('sm1', { code: loinc('72166-2'), valueCodeableConcept: { coding: [{ system: SCT, code: '449868002' }] } }),
+  observation('dt1', { code: loinc('21112-8'), valueDateTime: '2020-05-01T10:00:00Z' }),
+  observation('st1', { code: loinc('5778-6'), valueString: 'Yellow' }),
+  // :in / :not-in: codes of a CodeSystem stored on the server
+  observation('cA', { code: { coding: [{ system: CS, code: 'A' }] } }),
+  observation('cB', { code: { coding: [{ system: CS, code: 'B' }] } }),
+  observation('cB1', { code: { coding: [{ system: CS, code: 'B1' }] } }),
+  // number
+  { resourceType: 'RiskAssessment', id: id('ra1'), meta: { tag: [TAG] }, status: 'final', subject: { reference: `Patient/${id('q1')}` }, prediction: [{ probabilityDecimal: 0.8 }] },
+  { resourceType: 'RiskAssessment', id: id('ra2'), meta: { tag: [TAG] }, status: 'final', subject: { reference: `Patient/${id('q1')}` }, prediction: [{ probabilityDecimal: 0.25 }] },
+  { resourceType: 'RiskAssessment', id: id('ra3'), meta: { tag: [TAG] }, status: 'final', subject: { reference: `Patient/${id('q1')}` }, prediction: [{ outcome: { text: 'none' } }] },
+  // integer numbers, and a three-part composite whose first component comes from %resource
+  ...(
+    [
+      ['ms1', '1', 100, 101],
+      ['ms2', '2', 2000, 2001],
+    ] as const
+  ).map(([local, chromosome, start, end]) => ({
+    resourceType: 'MolecularSequence',
+    id: id(local),
+    meta: { tag: [TAG] },
+    coordinateSystem: 0,
+    referenceSeq: { chromosome: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/chromosome-human', code: chromosome }] }, genomeBuild: 'GRCh38' },
+    variant: [{ start, end }],
+  })),
+  // date on Timing (events and repeat.boundsPeriod), on Period, and a string schedule (not a date)
+  ...(
+    [
+      ['cp1', { scheduledTiming: { event: ['2021-03-04T10:00:00Z'] } }],
+      ['cp2', { scheduledTiming: { repeat: { boundsPeriod: { start: '2022-01-10', end: '2022-01-20' }, frequency: 1, period: 1, periodUnit: 'd' } } }],
+      ['cp3', { scheduledPeriod: { start: '2023-05-01' } }],
+      ['cp4', { scheduledString: 'every morning' }],
+    ] as const
+  ).map(([local, scheduled]) => ({
+    resourceType: 'CarePlan',
+    id: id(local),
+    meta: { tag: [TAG] },
+    status: 'active',
+    intent: 'plan',
+    subject: { reference: `Patient/${id('q1')}` },
+    activity: [{ detail: { status: 'scheduled', ...scheduled } }],
+  })),
+  // Terminology on the server
+  {
+    resourceType: 'CodeSystem',
+    id: id('cs'),
+    url: CS,
+    status: 'active',
+    content: 'complete',
+    concept: [{ code: 'A' }, { code: 'B', concept: [{ code: 'B1' }] }],
+  },
+  { resourceType: 'ValueSet', id: id('vs-explicit'), url: VS('explicit'), status: 'active', compose: { include: [{ system: LOINC, concept: [{ code: '8867-4' }, { code: '29463-7' }] }] } },
+  { resourceType: 'ValueSet', id: id('vs-system'), url: VS('system'), status: 'active', compose: { include: [{ system: CS }], exclude: [{ system: CS, concept: [{ code: 'B' }] }] } },
+  { resourceType: 'ValueSet', id: id('vs-import'), url: VS('import'), status: 'active', compose: { include: [{ valueSet: [VS('explicit')] }] } },
+  {
+    resourceType: 'ValueSet',
+    id: id('vs-expansion'),
+    url: VS('expansion'),
+    status: 'active',
+    expansion: { timestamp: '2024-01-01T00:00:00Z', contains: [{ system: LOINC, code: '85354-9' }, { system: LOINC, code: '8480-6' }] },
+  },
+  {
+    resourceType: 'ValueSet',
+    id: id('vs-huge'),
+    url: VS('huge'),
+    status: 'active',
+    compose: { include: [{ system: CS, concept: Array.from({ length: 10_001 }, (_, n) => ({ code: `C${n}` })) }] },
+  },
+];
+
+describe('search: composite, :in/:not-in, meta, number, Timing, result parameters', () => {
+  let t: TestApp;
+  beforeAll(async () => {
+    t = await createTestApp();
+    const res = await t.api
+      .post('/fhir')
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Bundle',
+        type: 'transaction',
+        entry: resources.map((r) => ({ resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } })),
+      });
+    expect({ status: res.status, issue: res.body.issue }).toEqual({ status: 200, issue: undefined });
+  }, 60_000);
+  afterAll(() => t.close());
+
+  async function ids(path: string): Promise<string[]> {
+    // Strict, so a parameter the server does not know fails instead of being ignored.
+    const res = await t.api.get(`${path}${path.includes('?') ? '&' : '?'}${TAG_Q}&_count=100`).set('Prefer', 'handling=strict');
+    expect({ status: res.status, issue: res.body.issue }).toEqual({ status: 200, issue: undefined });
+    return res.body.entry
+      .filter((e: { search: { mode: string } }) => e.search.mode === 'match')
+      .map((e: { resource: { id: string } }) => e.resource.id.slice(RUN.length + 1))
+      .sort();
+  }
+
+  const cases: [string, string, string[]][] = [
+    // composite token$quantity on the resource itself
+    ['code-value-quantity code$value', `/fhir/Observation?code-value-quantity=${q('29463-7$70')}`, ['wt1']],
+    ['code-value-quantity system|code$value|system|code', `/fhir/Observation?code-value-quantity=${q(`${LOINC}|29463-7$70|${UCUM}|kg`)}`, ['wt1']],
+    ['code-value-quantity prefix gt on the quantity', `/fhir/Observation?code-value-quantity=${q('29463-7$gt75')}`, ['wt2']],
+    ['code-value-quantity prefix le', `/fhir/Observation?code-value-quantity=${q('29463-7$le90')}`, ['wt1', 'wt2']],
+    ['code-value-quantity wrong unit', `/fhir/Observation?code-value-quantity=${q(`29463-7$70|${UCUM}|g`)}`, []],
+    ['code-value-quantity code of another value does not pair', `/fhir/Observation?code-value-quantity=${q('8867-4$70')}`, []],
+    ['code-value-quantity OR values', `/fhir/Observation?code-value-quantity=${q('29463-7$70')},${q('8867-4$80')}`, ['hr1', 'wt1']],
+    ['code-value-quantity :missing', '/fhir/Observation?code-value-quantity:missing=true', ['bp1', 'bp2', 'cA', 'cB', 'cB1', 'dt1', 'sm1', 'st1']],
+    // composite over Observation.component: components stay paired
+    ['component-code-value-quantity systolic lt130', `/fhir/Observation?component-code-value-quantity=${q(`${LOINC}|8480-6$lt130`)}`, ['bp1']],
+    ['component-code-value-quantity diastolic gt90', `/fhir/Observation?component-code-value-quantity=${q('8462-4$gt90')}`, ['bp2']],
+    ['component pairing: 80 is bp1 diastolic, not systolic', `/fhir/Observation?component-code-value-quantity=${q('8480-6$80')}`, []],
+    ['component pairing: 80 diastolic', `/fhir/Observation?component-code-value-quantity=${q('8462-4$80')}`, ['bp1']],
+    ['component composites AND-ed', `/fhir/Observation?component-code-value-quantity=${q('8480-6$gt100')}&component-code-value-quantity=${q('8462-4$lt90')}`, ['bp1']],
+    ['combo-code-value-quantity reaches components', `/fhir/Observation?combo-code-value-quantity=${q('8480-6$ge150')}`, ['bp2']],
+    ['combo-code-value-quantity reaches the resource value', `/fhir/Observation?combo-code-value-quantity=${q('29463-7$lt80')}`, ['wt1']],
+    // composite with other component types
+    ['code-value-concept token$token', `/fhir/Observation?code-value-concept=${q(`72166-2$${SCT}|449868002`)}`, ['sm1']],
+    ['code-value-concept other concept', `/fhir/Observation?code-value-concept=${q('72166-2$8517006')}`, []],
+    ['code-value-date precision', `/fhir/Observation?code-value-date=${q('21112-8$2020-05')}`, ['dt1']],
+    ['code-value-date prefix', `/fhir/Observation?code-value-date=${q('21112-8$gt2021')}`, []],
+    ['code-value-date prefix lt', `/fhir/Observation?code-value-date=${q('21112-8$lt2021')}`, ['dt1']],
+    ['code-value-string prefix, case-insensitive', `/fhir/Observation?code-value-string=${q('5778-6$yell')}`, ['st1']],
+    // :in / :not-in against ValueSets stored on the server
+    ['token :in explicit concepts', `/fhir/Observation?code:in=${q(VS('explicit'))}`, ['hr1', 'wt1', 'wt2']],
+    ['token :in whole stored CodeSystem minus exclude', `/fhir/Observation?code:in=${q(VS('system'))}`, ['cA', 'cB1']],
+    ['token :not-in', `/fhir/Observation?code:not-in=${q(VS('system'))}`, ['bp1', 'bp2', 'cB', 'dt1', 'hr1', 'sm1', 'st1', 'wt1', 'wt2']],
+    ['token :in ValueSet importing a ValueSet', `/fhir/Observation?code:in=${q(VS('import'))}`, ['hr1', 'wt1', 'wt2']],
+    ['token :in expansion.contains', `/fhir/Observation?code:in=${q(VS('expansion'))}`, ['bp1', 'bp2']],
+    ['token :in OR of two ValueSets', `/fhir/Observation?code:in=${q(VS('expansion'))},${q(VS('system'))}`, ['bp1', 'bp2', 'cA', 'cB1']],
+    ['token :in inside _has', `/fhir/Patient?_has:Observation:subject:code:in=${q(VS('system'))}`, ['q1']],
+    // meta: _security, _tag, _source
+    ['_security system|code', `/fhir/Patient?_security=${q(`${HTEST.system}|HTEST`)}`, ['q1']],
+    ['_security code', '/fhir/Patient?_security=HTEST', ['q1']],
+    ['_security :not', '/fhir/Patient?_security:not=HTEST', ['q2']],
+    ['_security :missing', '/fhir/Patient?_security:missing=true', ['q2']],
+    ['_tag system|code', `/fhir/RiskAssessment?_tag=${q(`urn:test:run|${RUN}`)}`, ['ra1', 'ra2', 'ra3']],
+    ['_source', `/fhir/Patient?_source=${q('http://hospital-b.example.org/ehr')}`, ['q2']],
+    ['_source :below', `/fhir/Patient?_source:below=${q('http://hospital-a.example.org/')}`, ['q1']],
+    ['_source :missing=false', '/fhir/Patient?_source:missing=false', ['q1', 'q2']],
+    // number
+    ['number implicit precision', '/fhir/RiskAssessment?probability=0.8', ['ra1']],
+    ['number precision of 0.25', '/fhir/RiskAssessment?probability=0.25', ['ra2']],
+    ['number gt', '/fhir/RiskAssessment?probability=gt0.5', ['ra1']],
+    ['number le', '/fhir/RiskAssessment?probability=le0.25', ['ra2']],
+    ['number ne', '/fhir/RiskAssessment?probability=ne0.8', ['ra2']],
+    ['number ap', '/fhir/RiskAssessment?probability=ap0.75', ['ra1']],
+    ['number :missing=true', '/fhir/RiskAssessment?probability:missing=true', ['ra3']],
+    ['number :missing=false', '/fhir/RiskAssessment?probability:missing=false', ['ra1', 'ra2']],
+    ['number integer', '/fhir/MolecularSequence?variant-start=100', ['ms1']],
+    ['number integer gt', '/fhir/MolecularSequence?variant-start=gt150', ['ms2']],
+    ['number integer with exponent precision', '/fhir/MolecularSequence?variant-start=2e3', ['ms2']],
+    // three-part composite token$number$number, the token from %resource
+    ['composite of three components', `/fhir/MolecularSequence?chromosome-variant-coordinate=${q('1$lt150$le101')}`, ['ms1']],
+    ['composite of three components, other chromosome', `/fhir/MolecularSequence?chromosome-variant-coordinate=${q('2$gt1000$lt3000')}`, ['ms2']],
+    ['composite of three components stays paired', `/fhir/MolecularSequence?chromosome-variant-coordinate=${q('1$gt1000$lt3000')}`, []],
+    // date on Timing
+    ['Timing event day', '/fhir/CarePlan?activity-date=2021-03-04', ['cp1']],
+    ['Timing boundsPeriod within the month', '/fhir/CarePlan?activity-date=2022-01', ['cp2']],
+    ['Timing boundsPeriod overlaps ge', '/fhir/CarePlan?activity-date=ge2022-01-15', ['cp2', 'cp3']],
+    ['Timing lt', '/fhir/CarePlan?activity-date=lt2022', ['cp1']],
+    ['Timing and Period, open end', '/fhir/CarePlan?activity-date=gt2030', ['cp3']],
+    ['date :missing=true (string schedule)', '/fhir/CarePlan?activity-date:missing=true', ['cp4']],
+    ['date :missing=false', '/fhir/CarePlan?activity-date:missing=false', ['cp1', 'cp2', 'cp3']],
+    // Identifier
+    ['Identifier :text on type.text', '/fhir/Patient?identifier:text=passport', ['q1']],
+    ['Identifier :text is a prefix match', '/fhir/Patient?identifier:text=driver', ['q2']],
+    ['Identifier system|value', `/fhir/Patient?identifier=${q('urn:passport|X1')}`, ['q1']],
+    ['token :missing=false', '/fhir/Patient?birthdate:missing=false&gender:missing=false', ['q1']],
+  ];
+
+  it.each(cases)('%s', async (_name, path, expected) => {
+    expect(await ids(path)).toEqual(expected.sort());
+  });
+
+  it('_summary=text keeps text, id, meta and mandatory elements only', async () => {
+    const res = await t.api.get(`/fhir/Patient?_id=${id('q1')}&_summary=text`);
+    expect(res.status).toBe(200);
+    const r = res.body.entry[0].resource;
+    expect(Object.keys(r).sort()).toEqual(['id', 'meta', 'resourceType', 'text']);
+    expect(r.meta.tag).toEqual(expect.arrayContaining([expect.objectContaining({ code: 'SUBSETTED' })]));
+  });
+
+  it('_summary=data drops the narrative and keeps the data', async () => {
+    const res = await t.api.get(`/fhir/Patient?_id=${id('q1')}&_summary=data`);
+    expect(res.status).toBe(200);
+    const r = res.body.entry[0].resource;
+    expect(r.text).toBeUndefined();
+    expect(r.gender).toBe('female');
+    expect(r.identifier).toHaveLength(2);
+  });
+
+  it('_elements on search keeps the named elements', async () => {
+    const res = await t.api.get(`/fhir/Patient?_id=${id('q1')}&_elements=gender,birthDate`);
+    expect(res.status).toBe(200);
+    expect(Object.keys(res.body.entry[0].resource).sort()).toEqual(['birthDate', 'gender', 'id', 'meta', 'resourceType']);
+  });
+
+  it('_total=estimate and _total=accurate return numbers', async () => {
+    const estimate = await t.api.get(`/fhir/Observation?${TAG_Q}&_total=estimate`);
+    expect(estimate.status).toBe(200);
+    expect(Number.isInteger(estimate.body.total)).toBe(true);
+    expect(estimate.body.total).toBeGreaterThanOrEqual(0);
+    const accurate = await t.api.get(`/fhir/Observation?${TAG_Q}&_total=accurate&code:in=${q(VS('system'))}`);
+    expect(accurate.body.total).toBe(2);
+  });
+
+  it('conditional criteria may use :in', async () => {
+    const res = await t.api
+      .put(`/fhir/Observation?${TAG_Q}&code:in=${q(VS('expansion'))}&_id=${id('bp1')}`)
+      .set('Content-Type', FHIR_JSON)
+      .send({ ...resources.find((r) => r.id === id('bp1')), id: id('bp1'), status: 'amended' });
+    expect(res.status).toBe(200);
+    expect(res.body.id).toBe(id('bp1'));
+    expect(res.body.meta.versionId).toBe('2');
+  });
+
+  it.each([
+    ['bad date', '/fhir/Patient?birthdate=2020-13-45', 'birthdate', 'invalid'],
+    ['bad date prefix', '/fhir/CarePlan?activity-date=xx2021', 'activity-date', 'invalid'],
+    ['bad number prefix', '/fhir/RiskAssessment?probability=xx0.5', 'probability', 'invalid'],
+    ['number with a unit', `/fhir/RiskAssessment?probability=${q('0.5|urn:x|y')}`, 'probability', 'invalid'],
+    ['bad quantity', `/fhir/Observation?value-quantity=${q('5|a|b|c')}`, 'value-quantity', 'invalid'],
+    ['bad quantity number', '/fhir/Observation?value-quantity=five', 'value-quantity', 'invalid'],
+    ['composite with one part', '/fhir/Observation?code-value-quantity=29463-7', 'code-value-quantity', 'invalid'],
+    ['composite with three parts', `/fhir/Observation?code-value-quantity=${q('29463-7$1$2')}`, 'code-value-quantity', 'invalid'],
+    ['composite bad quantity part', `/fhir/Observation?code-value-quantity=${q('29463-7$heavy')}`, 'code-value-quantity', 'invalid'],
+    ['composite bad prefix', `/fhir/Observation?code-value-quantity=${q('29463-7$zz70')}`, 'code-value-quantity', 'invalid'],
+    ['composite bad date part', `/fhir/Observation?code-value-date=${q('21112-8$2020-02-30')}`, 'code-value-date', 'invalid'],
+    ['composite empty part', `/fhir/Observation?code-value-quantity=${q('$70')}`, 'code-value-quantity', 'invalid'],
+    ['composite unknown modifier', `/fhir/Observation?code-value-quantity:exact=${q('29463-7$70')}`, 'code-value-quantity:exact', 'invalid'],
+    ['sort by composite', '/fhir/Observation?_sort=code-value-quantity', '_sort', 'invalid'],
+    ['unknown ValueSet', `/fhir/Observation?code:in=${q('http://example.org/fhir/ValueSet/nope')}`, 'code:in', 'not-found'],
+    ['unknown ValueSet in :not-in', `/fhir/Observation?code:not-in=${q('http://example.org/fhir/ValueSet/nope')}`, 'code:not-in', 'not-found'],
+    ['ValueSet too large', `/fhir/Observation?code:in=${q(VS('huge'))}`, 'code:in', 'too-costly'],
+    ['ValueSet url with spaces', `/fhir/Observation?code:in=${q('not a url')}`, 'code:in', 'invalid'],
+    [':in on a non-token parameter', `/fhir/Patient?birthdate:in=${q(VS('system'))}`, 'birthdate:in', 'invalid'],
+  ])('%s is a 400 naming the parameter', async (_name, path, param, code) => {
+    const res = await t.api.get(path);
+    expect(res.status).toBe(400);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0]).toEqual(expect.objectContaining({ code, expression: [param] }));
+  });
+
+  it('a ValueSet whose code system is not on the server is refused, not guessed', async () => {
+    const url = VS('external');
+    const put = await t.api
+      .put(`/fhir/ValueSet/${id('vs-external')}`)
+      .set('Content-Type', FHIR_JSON)
+      .send({ resourceType: 'ValueSet', id: id('vs-external'), url, status: 'active', compose: { include: [{ system: 'http://example.org/not-here' }] } });
+    expect(put.status).toBe(201);
+    const res = await t.api.get(`/fhir/Observation?code:in=${q(url)}`);
+    expect(res.status).toBe(400);
+    expect(res.body.issue[0]).toEqual(expect.objectContaining({ code: 'not-supported', expression: ['code:in'] }));
+  });
+
+  it('advertises composite parameters in the CapabilityStatement', async () => {
+    const cs = await t.api.get('/fhir/metadata');
+    const obs = cs.body.rest[0].resource.find((r: { type: string }) => r.type === 'Observation');
+    const composite = obs.searchParam.filter((p: { type: string }) => p.type === 'composite').map((p: { name: string }) => p.name).sort();
+    expect(composite).toEqual([
+      'code-value-concept',
+      'code-value-date',
+      'code-value-quantity',
+      'code-value-string',
+      'combo-code-value-concept',
+      'combo-code-value-quantity',
+      'component-code-value-concept',
+      'component-code-value-quantity',
+    ]);
+    expect(obs.searchParam.find((p: { name: string }) => p.name === 'code-value-quantity').definition).toBe('http://hl7.org/fhir/SearchParameter/Observation-code-value-quantity');
+    const all = cs.body.rest[0].resource.flatMap((r: { searchParam: { type: string }[] }) => r.searchParam.map((p) => p.type));
+    expect(all).not.toContain('special');
+  });
+});

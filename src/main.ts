@@ -1,7 +1,5 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
-import { AppModule } from './app.module';
-import { configureApp } from './app.setup';
 import { APP_CONFIG, AppConfig, ConfigurationError, loadAppConfig } from './config/app.config';
 import { stopEmbeddedDatabase } from './database/database.module';
 
@@ -15,6 +13,9 @@ async function bootstrap(): Promise<void> {
     }
     throw err;
   }
+  // Loaded only after the environment is known to be valid: the module reads it when defined.
+  const { AppModule } = await import('./app.module');
+  const { configureApp } = await import('./app.setup');
   // Bodies are parsed per route by FhirHttpMiddleware (JSON only, size-limited, errors as OperationOutcome).
   const app = await NestFactory.create(AppModule, { bodyParser: false, bufferLogs: true });
   configureApp(app);

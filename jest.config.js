@@ -39,6 +39,8 @@ const base = {
 
 module.exports = {
   reporters: ['default', '<rootDir>/test/support/ci-summary.reporter.js'],
+  // e2e hooks boot the whole app; on a loaded 2-core machine that can take more than Jest's 5 s.
+  testTimeout: 30_000,
   projects: [
     { ...base, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
     {

@@ -5,6 +5,7 @@ import { FhirError } from '../common/fhir-error';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
 import { PURPOSES_OF_USE } from './access-token.service';
 import { ClientConflictError, ClientRegistrationRepository, ROLES } from './client-registration.repository';
+import { restrictionClauses } from './scope-restriction';
 import { parseSmartScope } from './smart-scope';
 
 /** Client registration for HIE admins (`admin` role only). Answers JSON; errors are OperationOutcomes. */
@@ -88,8 +89,12 @@ export function validateRegistration(body: Record<string, unknown>) {
   const role = body.role;
   if (typeof role !== 'string' || !ROLES.includes(role as HieRole)) throw fail('role', `must be one of ${ROLES.join(', ')}`);
   const scopes = strings('scopes');
-  const badScope = scopes.find((s) => !parseSmartScope(s));
-  if (badScope) throw fail('scopes', `'${badScope.slice(0, 60)}' is not a SMART system scope`);
+  for (const raw of scopes) {
+    const scope = parseSmartScope(raw);
+    if (!scope) throw fail('scopes', `'${raw.slice(0, 60)}' is not a SMART system scope`);
+    // A scope query must be a search the server can run: checked now, not at the first request.
+    if (scope.restrictions.length) restrictionClauses(scope);
+  }
   const purposes = strings('purposes');
   const badPurpose = purposes.find((p) => !PURPOSES_OF_USE.includes(p));
   if (badPurpose) throw fail('purposes', `'${badPurpose.slice(0, 20)}' is not a supported PurposeOfUse (${PURPOSES_OF_USE.join(', ')})`);

@@ -29,7 +29,23 @@ describe('SMART scopes', () => {
     expect(grantScopes(['system/Observation.rs?category=laboratory'], ['system/Observation.rs?category=laboratory'])).toEqual([
       'system/Observation.rs?category=laboratory',
     ]);
-    expect(grantScopes(['system/Observation.rs'], ['system/Observation.rs?category=laboratory'])).toEqual([]);
-    expect(grantScopes(['system/*.rs'], ['system/Patient.rs'])).toEqual([]);
+    expect(grantScopes(['system/Observation.rs'], ['system/Observation.rs?category=laboratory'])).toEqual([
+      'system/Observation.rs?category=laboratory',
+    ]);
+    expect(grantScopes(['system/Condition.rs'], ['system/Patient.cruds'])).toEqual([]);
+  });
+
+  it('grants the overlap when a request is wider than the registration', () => {
+    expect(grantScopes(['system/*.rs'], ['system/Patient.cruds', 'system/Observation.rs?category=laboratory'])).toEqual([
+      'system/Patient.rs',
+      'system/Observation.rs?category=laboratory',
+    ]);
+    expect(grantScopes(['system/*.*'], ['system/Organization.cruds'])).toEqual(['system/Organization.cruds']);
+    expect(grantScopes(['system/Patient.cruds'], ['system/*.rs'])).toEqual(['system/Patient.rs']);
+    expect(grantScopes(['system/Patient.c'], ['system/*.rs'])).toEqual([]);
+  });
+
+  it('rejects a restriction on the wildcard type (there is no type to search)', () => {
+    expect(parseSmartScope('system/*.rs?category=laboratory')).toBeUndefined();
   });
 });

@@ -7,7 +7,10 @@ export interface SmartScope {
   raw: string;
   resourceType: string;
   verbs: Set<string>;
-  /** v2 `?param=value` restrictions; carried on the principal (search enforcement is later work). */
+  /**
+   * v2 `?param=value` restrictions (AND-ed). Enforced in SQL for read and search (scope-restriction.ts);
+   * a restricted scope grants no other interaction.
+   */
   restrictions: [string, string][];
 }
 
@@ -17,6 +20,8 @@ export function parseSmartScope(raw: string): SmartScope | undefined {
   const m = SCOPE_RE.exec(raw);
   if (!m) return undefined;
   const [, resourceType, access, query] = m;
+  // A restriction names search parameters of one type; `system/*.rs?…` has no type to search.
+  if (query !== undefined && resourceType === '*') return undefined;
   let verbs: string;
   if (access === '*') verbs = 'cruds';
   else if (access === 'read') verbs = 'rs';
@@ -41,17 +46,39 @@ export function scopeAllows(scope: SmartScope, resourceType: string | undefined,
   return resourceType !== undefined && scope.resourceType === resourceType;
 }
 
-/** A requested scope is granted when a registered scope covers all its verbs, type and restrictions. */
+/**
+ * Granted = requested ∩ registered. A requested scope that a registered one covers is granted as
+ * asked; otherwise each overlap with a registered scope is granted in v2 form: the narrower type,
+ * the common verbs and both restrictions (`system/*.rs` ∩ `system/Patient.cruds` = `system/Patient.rs`).
+ */
 export function grantScopes(requested: string[], registered: string[]): string[] {
   const reg = registered.map(parseSmartScope).filter((s): s is SmartScope => !!s);
-  return requested.filter((raw) => {
+  const granted = new Set<string>();
+  for (const raw of requested) {
     const want = parseSmartScope(raw);
-    if (!want) return false;
-    return reg.some(
-      (have) =>
-        (have.resourceType === '*' || have.resourceType === want.resourceType) &&
-        [...want.verbs].every((v) => have.verbs.has(v)) &&
-        have.restrictions.every(([k, v]) => want.restrictions.some(([k2, v2]) => k === k2 && v === v2)),
-    );
-  });
+    if (!want) continue;
+    if (reg.some((have) => covers(have, want))) {
+      granted.add(raw);
+      continue;
+    }
+    for (const have of reg) {
+      if (have.resourceType !== '*' && want.resourceType !== '*' && have.resourceType !== want.resourceType) continue;
+      const verbs = [...'cruds'].filter((v) => want.verbs.has(v) && have.verbs.has(v)).join('');
+      if (!verbs) continue;
+      const type = want.resourceType === '*' ? have.resourceType : want.resourceType;
+      const restrictions = [...want.restrictions];
+      for (const [k, v] of have.restrictions) if (!restrictions.some(([k2, v2]) => k === k2 && v === v2)) restrictions.push([k, v]);
+      granted.add(`system/${type}.${verbs}${restrictions.length ? `?${new URLSearchParams(restrictions)}` : ''}`);
+    }
+  }
+  return [...granted];
+}
+
+/** `have` allows everything `want` allows: its type, all its verbs, and no restriction `want` lacks. */
+function covers(have: SmartScope, want: SmartScope): boolean {
+  return (
+    (have.resourceType === '*' || have.resourceType === want.resourceType) &&
+    [...want.verbs].every((v) => have.verbs.has(v)) &&
+    have.restrictions.every(([k, v]) => want.restrictions.some(([k2, v2]) => k === k2 && v === v2))
+  );
 }

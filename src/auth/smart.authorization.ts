@@ -1,14 +1,16 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirError } from '../common/fhir-error';
-import { Interaction, interactionVerb } from '../fhir/pipeline/interaction';
-import { AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
+import { Interaction, InteractionKind, interactionVerb } from '../fhir/pipeline/interaction';
+import { AccessRestriction, AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
-import { parseSmartScope, scopeAllows } from './smart-scope';
+import { compileScopeRestrictions } from './scope-restriction';
+import { parseSmartScope, scopeAllows, SmartScope } from './smart-scope';
 
 /** Resource types each non-clinical role may touch at all; everything else is denied to it. */
 const ROLE_TYPES: Record<Exclude<HieRole, 'hospital'>, ReadonlySet<string>> = {
   auditor: new Set(['AuditEvent']),
-  admin: new Set(['Organization']),
+  admin: new Set(['Organization', 'SearchParameter']),
   'public-health': new Set(),
 };
 /** Verbs each non-clinical role may use on its types. */
@@ -18,6 +20,18 @@ const ROLE_VERBS: Record<Exclude<HieRole, 'hospital'>, string> = { auditor: 'rs'
  * systems (IHE ATNA style) and work with them by id, but cannot discover others' by search.
  */
 const AUDIT_TYPES = new Set(['AuditEvent']);
+/**
+ * Conformance resources that change how the whole exchange behaves (a SearchParameter changes what
+ * every write indexes): clinical roles may read them, only admins write them.
+ */
+const ADMIN_WRITTEN_TYPES = new Set(['SearchParameter']);
+/**
+ * Roles that may invoke each operation (SMART scopes have no verb for operations, so the role
+ * decides). An operation not listed here is denied to everyone.
+ */
+const OPERATION_ROLES: Record<string, readonly HieRole[]> = { reindex: ['admin'] };
+/** What a scope restricted by a query (`system/Observation.rs?category=laboratory`) can allow. */
+const RESTRICTABLE_KINDS = new Set<InteractionKind>(['read', 'search-type', 'search-compartment']);
 
 /**
  * Default deny: an interaction passes only when the client's role allows that kind of data AND a
@@ -25,7 +39,11 @@ const AUDIT_TYPES = new Set(['AuditEvent']);
  */
 @Injectable()
 export class SmartAuthorization extends AuthorizationStage {
-  authorize(principal: Principal, interaction: Interaction): void {
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
+    super();
+  }
+
+  authorize(principal: Principal, interaction: Interaction): AccessRestriction | undefined {
     if (interaction.kind === 'capabilities') return;
     if (principal.kind !== 'client' || !principal.role) throw FhirError.unauthorized('A valid bearer token is required');
     if (principal.purposeOfUse === 'ETREAT' && !principal.breakGlassReason?.trim()) {
@@ -36,20 +54,43 @@ export class SmartAuthorization extends AuthorizationStage {
       if (principal.role !== 'hospital') throw this.denied(principal, 'submit batch or transaction Bundles');
       return;
     }
+    if (interaction.kind === 'operation') {
+      const name = interaction.operation ?? '';
+      if (!OPERATION_ROLES[name]?.includes(principal.role)) throw this.denied(principal, `invoke $${name.slice(0, 64)}`);
+      return;
+    }
     const type = interaction.resourceType;
     const verb = interactionVerb(interaction.kind);
     if (!this.roleAllows(principal, type, verb)) {
       throw this.denied(principal, `${describe(verb)} ${type ?? 'across all types'}`);
     }
-    const scopes = principal.scopes.map(parseSmartScope);
-    if (!scopes.some((s) => s && scopeAllows(s, type, verb))) {
+    const scopes = principal.scopes.map(parseSmartScope).filter((s): s is SmartScope => !!s);
+    const allowing = scopes.filter((s) => scopeAllows(s, type, verb));
+    if (!allowing.length) {
       throw new FhirError(403, 'forbidden', `No granted scope allows ${describe(verb)} ${type ?? 'across all types'} (system/${type ?? '*'}.${verb})`);
     }
+    if (allowing.every((s) => s.restrictions.length) && !RESTRICTABLE_KINDS.has(interaction.kind)) {
+      // Scope queries are evaluated on current index rows: they can bound reads and searches, not
+      // writes or old versions, so those need an unrestricted scope.
+      throw new FhirError(403, 'forbidden', `Granted scope ${allowing[0].raw.slice(0, 120)} limits ${type} to matching resources and allows only read and search, not ${interaction.kind}`);
+    }
+    return verb === 'r' || verb === 's' ? this.restriction(scopes, verb) : undefined;
+  }
+
+  /** Types this principal may read or search only through restricted scopes, as one SQL predicate. */
+  private restriction(scopes: SmartScope[], verb: 'r' | 's'): AccessRestriction | undefined {
+    const restricted = new Map<string, SmartScope[]>();
+    for (const s of scopes) {
+      if (!s.restrictions.length || !s.verbs.has(verb)) continue;
+      if (scopes.some((u) => !u.restrictions.length && scopeAllows(u, s.resourceType, verb))) continue;
+      restricted.set(s.resourceType, [...(restricted.get(s.resourceType) ?? []), s]);
+    }
+    return compileScopeRestrictions(restricted, this.config.fhirBaseUrl);
   }
 
   private roleAllows(principal: Principal, type: string | undefined, verb: string): boolean {
     const role = principal.role!;
-    if (role === 'hospital') return !type || !AUDIT_TYPES.has(type) || verb !== 's';
+    if (role === 'hospital') return !type || ((!AUDIT_TYPES.has(type) || verb !== 's') && (!ADMIN_WRITTEN_TYPES.has(type) || 'rs'.includes(verb)));
     if (role === 'public-health' && principal.clinicalAccess) return (verb === 'r' || verb === 's') && (!type || !AUDIT_TYPES.has(type));
     return !!type && ROLE_TYPES[role].has(type) && ROLE_VERBS[role].includes(verb);
   }

@@ -3,6 +3,7 @@ import type { EntityManager } from 'typeorm';
 import { BundleProcessor } from '../transaction/bundle.processor';
 import { RequestContext } from '../../common/request-context';
 import { FhirError } from '../../common/fhir-error';
+import { shift } from '../storage/resource.repository';
 import { AccessContext } from './access-context';
 import type { Interaction, InteractionResult } from './interaction';
 import { InteractionExecutor } from './interaction.executor';
@@ -32,9 +33,13 @@ export class FhirPipeline {
     let failure: unknown;
     const bases = new Set<string>();
     const accessFor = async (i: Interaction): Promise<AccessContext> => {
-      this.authorization.authorize(principal, i);
+      const restriction = this.authorization.authorize(principal, i);
       const decision = await this.consent.decide(principal, i);
       bases.add(decision.basis);
+      const predicate = restriction
+        ? `(${decision.predicate}) AND (${shift(restriction.predicate, decision.params.length)})`
+        : decision.predicate;
+      const params = restriction ? [...decision.params, ...restriction.params] : decision.params;
       const mayRead = (resourceType: string): boolean => {
         try {
           this.authorization.authorize(principal, { kind: 'search-type', resourceType, query: {}, path: '' });
@@ -43,7 +48,7 @@ export class FhirPipeline {
           return false;
         }
       };
-      return issueAccessContext(principal, decision.predicate, decision.params, mayRead);
+      return issueAccessContext(principal, predicate, params, mayRead);
     };
     const run = async (i: Interaction, tx?: EntityManager): Promise<InteractionResult> =>
       this.executor.execute(await accessFor(i), i, tx);

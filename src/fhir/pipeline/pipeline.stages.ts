@@ -6,9 +6,18 @@ import type { Principal } from './principal';
  * the implementation a module provides; the FHIR module binds defaults, capability modules
  * (auth, consent, audit) override them.
  */
+/** Rows an allowed interaction may still not see (SMART v2 scope queries): SQL over `r`, `$1..$n`. */
+export interface AccessRestriction {
+  predicate: string;
+  params: unknown[];
+}
+
 export abstract class AuthorizationStage {
-  /** Throws a 401/403 FhirError when the principal may not perform the interaction. */
-  abstract authorize(principal: Principal, interaction: Interaction): void;
+  /**
+   * Throws a 401/403 FhirError when the principal may not perform the interaction; otherwise may
+   * return a restriction that the pipeline AND-s into the AccessContext predicate.
+   */
+  abstract authorize(principal: Principal, interaction: Interaction): AccessRestriction | void;
 }
 
 export interface ConsentDecision {

@@ -11,6 +11,8 @@ import { ResourceIndexer, ResourceRepository } from './storage/resource.reposito
 import { ResourceMatcher } from './storage/resource-matcher';
 import { SearchCapabilityContributor } from './search/search-capability.contributor';
 import { SearchIndexWriter } from './search/search-index.writer';
+import { SearchParameterCheckingIndexer } from './search/search-parameter-checking.indexer';
+import { SearchParameterSync } from './search/search-parameter.sync';
 import { SearchResourceMatcher } from './search/search-resource.matcher';
 import { SearchService } from './search/search.service';
 import { BundleProcessor } from './transaction/bundle.processor';
@@ -28,7 +30,9 @@ import { ResourceValidator } from './validation/resource.validator';
     BundleProcessor,
     SearchService,
     SearchCapabilityContributor,
-    { provide: ResourceIndexer, useClass: SearchIndexWriter },
+    SearchIndexWriter,
+    SearchParameterSync,
+    { provide: ResourceIndexer, useClass: SearchParameterCheckingIndexer },
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
     { provide: ConsentStage, useClass: UnrestrictedConsent },
   ],

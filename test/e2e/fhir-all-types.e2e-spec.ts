@@ -1,5 +1,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import { buildMinimalInstance, STORABLE_RESOURCE_TYPES } from '../../src/synthetic/minimal-instance.builder';
+import request from 'supertest';
+import { registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -18,8 +20,13 @@ function instance(type: string, variant: number): Resource {
 
 describe('REST core for every storable R4 resource type', () => {
   let t: TestApp;
+  /** SearchParameters change what the whole exchange indexes: only admins write them. */
+  let admin: TestApp['api'];
+  const api = (type: string): TestApp['api'] => (type === 'SearchParameter' ? admin : t.api);
   beforeAll(async () => {
     t = await createTestApp();
+    const client = await registerTestClient(t, { role: 'admin', scopes: ['system/SearchParameter.cruds'], purposes: ['HSYSADMIN'] });
+    admin = request.agent(t.http).set('Authorization', `Bearer ${await client.token()}`);
   });
   afterAll(() => t.close());
 
@@ -30,17 +37,17 @@ describe('REST core for every storable R4 resource type', () => {
   });
 
   it.each([...STORABLE_RESOURCE_TYPES])('%s: create, read, vread, update, history, delete, 410', async (type) => {
-    const created = await t.api.post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(instance(type, 0));
+    const created = await api(type).post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(instance(type, 0));
     expect({ status: created.status, issues: created.body.issue }).toEqual({ status: 201, issues: undefined });
     const id = created.body.id as string;
     expect(created.headers.location).toBe(`http://localhost:8080/fhir/${type}/${id}/_history/1`);
 
-    const read = await t.api.get(`/fhir/${type}/${id}`);
+    const read = await api(type).get(`/fhir/${type}/${id}`);
     expect(read.status).toBe(200);
     expect(read.body.resourceType).toBe(type);
     expect(read.body.id).toBe(id);
 
-    const updated = await t.api
+    const updated = await api(type)
       .put(`/fhir/${type}/${id}`)
       .set('Content-Type', FHIR_JSON)
       .set('If-Match', 'W/"1"')
@@ -48,18 +55,18 @@ describe('REST core for every storable R4 resource type', () => {
     expect({ status: updated.status, issues: updated.body.issue }).toEqual({ status: 200, issues: undefined });
     expect(updated.headers.etag).toBe('W/"2"');
 
-    const v1 = await t.api.get(`/fhir/${type}/${id}/_history/1`);
+    const v1 = await api(type).get(`/fhir/${type}/${id}/_history/1`);
     expect(v1.status).toBe(200);
     expect(v1.body.meta.versionId).toBe('1');
     expect(v1.body).not.toEqual(updated.body);
 
-    const history = await t.api.get(`/fhir/${type}/${id}/_history`);
+    const history = await api(type).get(`/fhir/${type}/${id}/_history`);
     expect(history.status).toBe(200);
     expect(history.body.total).toBe(2);
     expect(history.body.entry.map((e: { response: { etag: string } }) => e.response.etag)).toEqual(['W/"2"', 'W/"1"']);
 
-    expect((await t.api.delete(`/fhir/${type}/${id}`)).status).toBe(200);
-    const gone = await t.api.get(`/fhir/${type}/${id}`);
+    expect((await api(type).delete(`/fhir/${type}/${id}`)).status).toBe(200);
+    const gone = await api(type).get(`/fhir/${type}/${id}`);
     expect(gone.status).toBe(410);
     expect(gone.body.issue[0].code).toBe('deleted');
   });

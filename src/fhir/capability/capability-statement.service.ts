@@ -27,6 +27,11 @@ export class CapabilityStatementService {
     this.cached = undefined;
   }
 
+  /** What it lists changed (a SearchParameter or an operation was added): rebuild on next get. */
+  invalidate(): void {
+    this.cached = undefined;
+  }
+
   get(): CapabilityStatement {
     this.cached ??= this.build();
     return this.cached;

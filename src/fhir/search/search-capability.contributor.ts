@@ -21,7 +21,7 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
       resource.searchParam = [...searchParamsOf(resource.type as string).values()].map((d) => ({
         name: d.code,
         type: d.type,
-        definition: r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
+        definition: d.url ?? r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
       }));
       resource.searchInclude = ['*', ...[...searchParamsOf(resource.type as string).values()].filter((d) => d.type === 'reference').map((d) => `${resource.type}:${d.code}`)];
       resource.searchRevInclude = ['*'];

@@ -18,6 +18,8 @@ export interface SearchParamDef {
   targets: string[];
   /** Parameters answered from the resource table itself, not the index tables. */
   column?: 'id' | 'last_updated';
+  /** Canonical URL of a custom (shipped or stored) SearchParameter; R4 ones are implied by code. */
+  url?: string;
   /** Composite parameters only (search.html#composite). */
   components?: CompositeComponentDef[];
 }
@@ -29,11 +31,11 @@ const NOT_R4 = new Set(['_project', '_compartment']);
 const byType = new Map<string, Map<string, SearchParamDef>>();
 
 /**
- * The search parameters this server indexes and answers, per resource type: every R4
+ * The R4 search parameters this server indexes and answers, per resource type: every R4
  * SearchParameter of a type we can index (special is not supported and not advertised; a composite
  * whose components cannot be resolved is left out).
  */
-export function searchParamsOf(resourceType: string): Map<string, SearchParamDef> {
+export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamDef> {
   let map = byType.get(resourceType);
   if (!map) {
     map = new Map();
@@ -54,6 +56,42 @@ export function searchParamsOf(resourceType: string): Map<string, SearchParamDef
     byType.set(resourceType, map);
   }
   return map;
+}
+
+// Custom parameters (fhir-profiles/ and stored SearchParameters), replaced as a whole by
+// SearchParameterSync on start and whenever any node commits a SearchParameter change.
+let custom = new Map<string, Map<string, SearchParamDef>>();
+let merged = new Map<string, Map<string, SearchParamDef>>();
+
+/**
+ * Every search parameter this server indexes and answers for a type: the R4 ones plus the custom
+ * ones in force (which never redefine an R4 code). Synchronous: the custom layer is in memory.
+ */
+export function searchParamsOf(resourceType: string): Map<string, SearchParamDef> {
+  let map = merged.get(resourceType);
+  if (!map) {
+    const extra = custom.get(resourceType);
+    map = extra?.size ? new Map([...r4SearchParamsOf(resourceType), ...extra]) : r4SearchParamsOf(resourceType);
+    merged.set(resourceType, map);
+  }
+  return map;
+}
+
+/** Replaces the custom layer (built and checked by custom-search-parameters.ts). */
+export function setCustomSearchParams(layer: Map<string, Map<string, SearchParamDef>>): void {
+  custom = layer;
+  merged = new Map();
+}
+
+/** The definition of a custom (already checked) SearchParameter for one of its base types. */
+export function searchParamDefOf(sp: SearchParameter, resourceType: string): SearchParamDef {
+  return {
+    code: sp.code!,
+    type: sp.type as IndexedParamType,
+    expression: expressionFor(sp.expression!, resourceType).trim(),
+    targets: (sp.target ?? []) as string[],
+    ...(sp.url ? { url: sp.url } : {}),
+  };
 }
 
 /** Shared parameters list several types' paths (`Patient.name | Person.name`); keep this type's. */

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { exportJWK, generateKeyPair, importJWK, JWK, JSONWebKeySet } from 'jose';
 import { DataSource } from 'typeorm';
@@ -22,11 +22,16 @@ interface KeyRow {
  * public keys stay in the JWKS until tokens they signed have expired.
  */
 @Injectable()
-export class SigningKeyStore {
+export class SigningKeyStore implements OnApplicationBootstrap {
   constructor(
     @InjectDataSource() private readonly db: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
+
+  /** First start: the key exists before the first token is asked for (and its JWKS is published). */
+  async onApplicationBootstrap(): Promise<void> {
+    await this.signingKey();
+  }
 
   async signingKey(): Promise<{ kid: string; key: Awaited<ReturnType<typeof importJWK>> }> {
     if (this.config.signingKey) {

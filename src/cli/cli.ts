@@ -1,6 +1,7 @@
 import 'reflect-metadata';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { validateRegistration } from '../auth/admin-clients.controller';
 import { ClientRegistrationRepository } from '../auth/client-registration.repository';
@@ -22,10 +23,19 @@ const USAGE = `Usage: npm run cli -- <command>
   client rotate-secret ID
   key rotate           New token-signing key; tokens signed by the old one stay valid until they expire.
 
-Works with the server stopped: it uses DATABASE_URL, or the embedded PostgreSQL under ./data/.`;
+Works with the server stopped: it uses DATABASE_URL, or the embedded PostgreSQL under ./data/.
+A new client secret is the only thing written to stdout (SECRET=$(npm run -s cli -- client add …));
+everything else goes to stderr.`;
+
+export interface CliOutput {
+  /** Machine-readable result: a client secret, or the client list. */
+  out(text: string): void;
+  /** Messages for the person at the terminal. */
+  err(text: string): void;
+}
 
 /** Administration from the shell, for the first admin and for operators. Talks to the database directly. */
-async function main(argv: string[]): Promise<number> {
+export async function runCli(argv: string[], io: CliOutput): Promise<number> {
   const { positionals, values } = parseArgs({
     args: argv,
     allowPositionals: true,
@@ -44,7 +54,7 @@ async function main(argv: string[]): Promise<number> {
   });
   const [group, command, target] = positionals;
   if (values.help || !group) {
-    process.stdout.write(`${USAGE}\n`);
+    (values.help ? io.out : io.err)(`${USAGE}\n`);
     return values.help ? 0 : 2;
   }
   const config = loadAppConfig();
@@ -66,46 +76,56 @@ async function main(argv: string[]): Promise<number> {
         clinicalAccess: values['clinical-access'] === true,
       });
       const { client, secret } = await clients.create(input);
-      process.stdout.write(`registered ${client.clientId} (${client.role}, organization ${client.organization})\n`);
-      if (secret) process.stdout.write(`client secret (shown once): ${secret}\n`);
+      io.err(`registered ${client.clientId} (${client.role}, organization ${client.organization})\n`);
+      if (secret) {
+        io.err('client secret (shown once, on stdout):\n');
+        io.out(`${secret}\n`);
+      }
       return 0;
     }
     if (group === 'client' && command === 'list') {
       for (const c of await clients.list()) {
-        process.stdout.write(`${c.clientId}\t${c.role}\t${c.organization}\t${c.disabled ? 'disabled' : 'enabled'}\t${c.scopes.join(' ')}\t${c.purposes.join(' ')}\n`);
+        io.out(`${c.clientId}\t${c.role}\t${c.organization}\t${c.disabled ? 'disabled' : 'enabled'}\t${c.scopes.join(' ')}\t${c.purposes.join(' ')}\n`);
       }
       return 0;
     }
     if (group === 'client' && (command === 'disable' || command === 'enable') && target) {
       if (!(await clients.setDisabled(target, command === 'disable'))) throw new Error(`no client ${target}`);
-      process.stdout.write(`${target} ${command}d\n`);
+      io.err(`${target} ${command}d\n`);
       return 0;
     }
     if (group === 'client' && command === 'rotate-secret' && target) {
       const secret = await clients.rotateSecret(target);
       if (!secret) throw new Error(`no client ${target}`);
-      process.stdout.write(`new client secret for ${target} (shown once): ${secret}\n`);
+      io.err(`new client secret for ${target} (shown once, on stdout):\n`);
+      io.out(`${secret}\n`);
       return 0;
     }
     if (group === 'key' && command === 'rotate') {
-      process.stdout.write(`new signing key ${await new SigningKeyStore(ds, config).rotate()}\n`);
+      io.err(`new signing key ${await new SigningKeyStore(ds, config).rotate()}\n`);
       return 0;
     }
-    process.stderr.write(`${USAGE}\n`);
+    io.err(`${USAGE}\n`);
     return 2;
   } finally {
     await ds.destroy();
   }
 }
 
-main(process.argv.slice(2))
-  .then(async (code) => {
-    await stopEmbeddedDatabase();
-    process.exit(code);
-  })
-  .catch(async (err: unknown) => {
-    const message = err instanceof FhirError ? err.message : err instanceof Error ? err.message : String(err);
-    process.stderr.write(`error: ${message}\n`);
-    await stopEmbeddedDatabase().catch(() => undefined);
-    process.exit(1);
-  });
+if (require.main === module) {
+  // Library log lines (which database it uses) go to stderr, so stdout carries only results.
+  const toStderr = (message: unknown, context?: unknown) => process.stderr.write(`[${String(context ?? 'cli')}] ${String(message)}\n`);
+  Logger.overrideLogger({ log: toStderr, warn: toStderr, error: toStderr });
+  const io: CliOutput = { out: (t) => process.stdout.write(t), err: (t) => process.stderr.write(t) };
+  runCli(process.argv.slice(2), io)
+    .then(async (code) => {
+      await stopEmbeddedDatabase();
+      process.exit(code);
+    })
+    .catch(async (err: unknown) => {
+      const message = err instanceof FhirError ? err.message : err instanceof Error ? err.message : String(err);
+      process.stderr.write(`error: ${message}\n`);
+      await stopEmbeddedDatabase().catch(() => undefined);
+      process.exit(1);
+    });
+}

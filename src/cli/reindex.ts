@@ -1,50 +1,47 @@
 import 'reflect-metadata';
-import type { Resource } from '@medplum/fhirtypes';
 import { DataSource } from 'typeorm';
 import { loadAppConfig } from '../config/app.config';
 import { dataSourceOptions } from '../database/data-source.options';
 import { resolveDatabaseUrl, stopEmbeddedDatabase } from '../database/database.module';
 import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
+import { buildCustomSearchParams, loadShippedSearchParameters, loadStoredSearchParameters } from '../fhir/search/custom-search-parameters';
 import { SearchIndexWriter } from '../fhir/search/search-index.writer';
+import { setCustomSearchParams } from '../fhir/search/search-parameter.registry';
+import { DEFAULT_REINDEX_BATCH, SearchReindexer } from '../fhir/search/search-reindexer';
 
-const BATCH = Number(process.env.REINDEX_BATCH ?? 500);
+const BATCH = Number(process.env.REINDEX_BATCH ?? DEFAULT_REINDEX_BATCH);
 
 /**
  * `npm run reindex [Type ...]`: rebuilds the search index rows of current resources (all types, or
- * those named), in batches of REINDEX_BATCH with one transaction each, printing progress. Safe to
- * run while the server serves: each resource's rows are replaced atomically.
+ * those named) for every parameter in force (R4, fhir-profiles/, stored SearchParameters), in
+ * batches of REINDEX_BATCH with one transaction each, printing progress. Safe to run while the
+ * server serves (see SearchReindexer). The same code serves the `$reindex` operation.
  */
 async function main(types: string[]): Promise<void> {
   const config = loadAppConfig();
-  FhirDefinitions.get();
+  const defs = FhirDefinitions.get();
+  const unknown = types.filter((t) => !defs.isStorable(t));
+  if (unknown.length) throw new Error(`unknown resource type(s): ${unknown.join(', ')}`);
   const ds = new DataSource(dataSourceOptions(await resolveDatabaseUrl(config), 2));
   await ds.initialize();
-  const writer = new SearchIndexWriter(config);
   try {
-    const [{ n }] = await ds.query(
-      `SELECT count(*)::int AS n FROM resource WHERE NOT deleted AND ($1::text[] IS NULL OR resource_type = ANY($1))`,
-      [types.length ? types : null],
+    setCustomSearchParams(
+      buildCustomSearchParams(loadShippedSearchParameters(), await loadStoredSearchParameters(ds), (sp, problem) =>
+        process.stderr.write(`skipping SearchParameter ${sp.id ?? sp.url ?? sp.code}: ${problem.message}\n`),
+      ),
     );
-    let done = 0;
-    let after: [string, string] = ['', ''];
+    const reindexer = new SearchReindexer(ds, new SearchIndexWriter(config));
+    const total = await reindexer.count(types);
     const started = Date.now();
-    for (;;) {
-      const rows: { resource_type: string; id: string; content: Resource }[] = await ds.query(
-        `SELECT resource_type, id, content FROM resource
-          WHERE NOT deleted AND (resource_type, id) > ($1, $2) AND ($3::text[] IS NULL OR resource_type = ANY($3))
-          ORDER BY resource_type, id LIMIT $4`,
-        [after[0], after[1], types.length ? types : null, BATCH],
-      );
-      if (!rows.length) break;
-      await ds.transaction(async (tx) => {
-        for (const row of rows) await writer.index(tx, row.resource_type, row.id, row.content, true);
-      });
-      done += rows.length;
-      after = [rows[rows.length - 1].resource_type, rows[rows.length - 1].id];
-      const rate = Math.round(done / Math.max((Date.now() - started) / 1000, 0.001));
-      process.stdout.write(`reindexed ${done}/${n} (${rate}/s)\n`);
-    }
-    process.stdout.write(`done: ${done} resources in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+    const { processed } = await reindexer.run({
+      types,
+      batchSize: BATCH,
+      onBatch: ({ processed: done, last }) => {
+        const rate = Math.round(done / Math.max((Date.now() - started) / 1000, 0.001));
+        process.stdout.write(`reindexed ${done}/${total} (${rate}/s, at ${last.resourceType})\n`);
+      },
+    });
+    process.stdout.write(`done: ${processed} resources in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {
     await ds.destroy();
   }

@@ -13,6 +13,8 @@ import { SearchCapabilityContributor } from './search/search-capability.contribu
 import { SearchIndexWriter } from './search/search-index.writer';
 import { SearchParameterCheckingIndexer } from './search/search-parameter-checking.indexer';
 import { SearchParameterSync } from './search/search-parameter.sync';
+import { OperationRegistry } from './operations/operation.registry';
+import { ReindexOperation } from './operations/reindex.operation';
 import { SearchResourceMatcher } from './search/search-resource.matcher';
 import { SearchService } from './search/search.service';
 import { BundleProcessor } from './transaction/bundle.processor';
@@ -33,10 +35,12 @@ import { ResourceValidator } from './validation/resource.validator';
     SearchIndexWriter,
     SearchParameterSync,
     { provide: ResourceIndexer, useClass: SearchParameterCheckingIndexer },
+    OperationRegistry,
+    ReindexOperation,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
     { provide: ConsentStage, useClass: UnrestrictedConsent },
   ],
-  exports: [FhirPipeline, CapabilityStatementService, ResourceValidator, ResourceIndexer],
+  exports: [FhirPipeline, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

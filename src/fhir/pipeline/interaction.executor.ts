@@ -11,6 +11,7 @@ import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 import { ResourceValidator } from '../validation/resource.validator';
 import { SearchService } from '../search/search.service';
+import { OperationRegistry } from '../operations/operation.registry';
 import type { AccessContext } from './access-context';
 import type { Interaction, InteractionResult } from './interaction';
 import { firstValue } from './query-params';
@@ -31,6 +32,7 @@ export class InteractionExecutor {
     private readonly capabilities: CapabilityStatementService,
     private readonly matcher: ResourceMatcher,
     private readonly search: SearchService,
+    private readonly operations: OperationRegistry,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -65,6 +67,8 @@ export class InteractionExecutor {
       case 'search-system':
       case 'search-compartment':
         return this.search.search(ctx, interaction, tx);
+      case 'operation':
+        return this.operations.execute(ctx, interaction, tx);
       default:
         throw FhirError.notSupported(`The ${interaction.kind} interaction is not supported yet`, 501);
     }

@@ -32,7 +32,10 @@ export interface Interaction {
   resourceType?: string;
   id?: string;
   versionId?: string;
+  /** Operation name without `$` (kind 'operation'). */
   operation?: string;
+  /** HTTP method of an operation request: state-changing operations refuse GET. */
+  method?: 'GET' | 'POST';
   body?: unknown;
   query: QueryParams;
   ifMatch?: string;

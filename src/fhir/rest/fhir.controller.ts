@@ -25,6 +25,33 @@ export class FhirController {
     return this.run(req, res, 'capabilities');
   }
 
+  // Operations (operations.html, GET or POST) come before the routes whose `:type`/`:id` would match `$name`.
+  @All('$:operation')
+  operationSystem(@Req() req: Request, @Res() res: Response, @Param('operation') operation: string): Promise<void> {
+    return this.run(req, res, 'operation', { operation });
+  }
+
+  @All(':type/$:operation')
+  operationType(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('type') resourceType: string,
+    @Param('operation') operation: string,
+  ): Promise<void> {
+    return this.run(req, res, 'operation', { resourceType, operation });
+  }
+
+  @All(':type/:id/$:operation')
+  operationInstance(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('type') resourceType: string,
+    @Param('id') id: string,
+    @Param('operation') operation: string,
+  ): Promise<void> {
+    return this.run(req, res, 'operation', { resourceType, id, operation });
+  }
+
   @Get('_history')
   historySystem(@Req() req: Request, @Res() res: Response): Promise<void> {
     return this.run(req, res, 'history-system');
@@ -135,8 +162,18 @@ export class FhirController {
     req: Request,
     res: Response,
     kind: InteractionKind,
-    parts?: { resourceType?: string; id?: string; versionId?: string; conditional?: boolean; compartment?: { type: string; id: string } },
+    parts?: {
+      resourceType?: string;
+      id?: string;
+      versionId?: string;
+      operation?: string;
+      conditional?: boolean;
+      compartment?: { type: string; id: string };
+    },
   ): Promise<void> {
+    if (kind === 'operation' && req.method !== 'GET' && req.method !== 'POST') {
+      throw new FhirError(405, 'not-supported', `Operations are invoked with GET or POST, not ${req.method}`, undefined, { Allow: 'GET, POST' });
+    }
     const interaction = parseInteraction(req, kind, parts);
     this.writer.validateShaping(interaction);
     const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;

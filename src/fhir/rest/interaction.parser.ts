@@ -4,6 +4,7 @@ import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { Interaction, InteractionKind, PreferReturn, QueryParams } from '../pipeline/interaction';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+const OPERATION_RE = /^[A-Za-z][A-Za-z0-9\-]{0,63}$/;
 
 /**
  * HTTP -> Interaction. Checks the shape of the request (known type, well-formed id, Prefer),
@@ -37,6 +38,9 @@ export function parseInteraction(
       throw FhirError.badRequest(`${parts.resourceType} is not in the Patient compartment`);
     }
   }
+  if (kind === 'operation' && !OPERATION_RE.test(parts.operation ?? '')) {
+    throw FhirError.badRequest(`'$${(parts.operation ?? '').slice(0, 64)}' is not a valid operation name`);
+  }
   const prefer = parsePrefer(req.header('prefer'));
   const { conditional, ...ids } = parts;
   let criteria: string | undefined;
@@ -60,6 +64,7 @@ export function parseInteraction(
     kind,
     ...ids,
     conditional: criteria,
+    ...(kind === 'operation' ? { method: req.method === 'GET' ? ('GET' as const) : ('POST' as const) } : {}),
     body: req.body,
     // POST _search: form parameters in the body combine with those in the URL.
     query: kind === 'search-type' && req.method === 'POST' ? mergeQuery(req.query as QueryParams, req.body) : (req.query as QueryParams),

@@ -1,0 +1,51 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import type { CapabilityStatementRest } from '@medplum/fhirtypes';
+import type { EntityManager } from 'typeorm';
+import { FhirError } from '../../common/fhir-error';
+import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
+import type { AccessContext } from '../pipeline/access-context';
+import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import { FhirOperation, OperationLevel } from './fhir-operation';
+
+/** Routes `$operation` interactions to the registered operations and lists them in the CapabilityStatement. */
+@Injectable()
+export class OperationRegistry implements CapabilityContributor, OnModuleInit {
+  private readonly operations = new Map<string, FhirOperation>();
+
+  constructor(private readonly capabilities: CapabilityStatementService) {}
+
+  onModuleInit(): void {
+    this.capabilities.register(this);
+  }
+
+  register(operation: FhirOperation): void {
+    this.operations.set(operation.name, operation);
+    this.capabilities.invalidate();
+  }
+
+  execute(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+    const name = i.operation ?? '';
+    const operation = this.operations.get(name);
+    if (!operation) throw FhirError.notFound(`Operation $${name} is not known to this server`);
+    const level: OperationLevel = i.id !== undefined ? 'instance' : i.resourceType !== undefined ? 'type' : 'system';
+    if (!operation.levels.includes(level) || (level !== 'system' && operation.resourceTypes && !operation.resourceTypes.includes(i.resourceType!))) {
+      throw FhirError.notFound(`Operation $${name} is not defined at ${level} level${level === 'system' ? '' : ` for ${i.resourceType}`}`);
+    }
+    if (operation.affectsState && i.method === 'GET') {
+      throw new FhirError(405, 'not-supported', `Operation $${name} changes state and must be invoked with POST`, undefined, { Allow: 'POST' });
+    }
+    return operation.execute(ctx, i, tx);
+  }
+
+  contribute(rest: CapabilityStatementRest): void {
+    const all = [...this.operations.values()].sort((a, b) => a.name.localeCompare(b.name));
+    const system = all.filter((o) => o.levels.includes('system'));
+    if (system.length) rest.operation = [...(rest.operation ?? []), ...system.map((o) => ({ name: o.name, definition: o.definition }))];
+    for (const resource of rest.resource ?? []) {
+      const ops = all.filter(
+        (o) => (o.levels.includes('type') || o.levels.includes('instance')) && (!o.resourceTypes || o.resourceTypes.includes(resource.type as string)),
+      );
+      if (ops.length) resource.operation = [...(resource.operation ?? []), ...ops.map((o) => ({ name: o.name, definition: o.definition }))];
+    }
+  }
+}

@@ -14,6 +14,7 @@ export class LogAuditStage extends AuditStage {
       role: r.principal.role,
       purposeOfUse: r.principal.purposeOfUse,
       interaction: r.interaction.kind,
+      operation: r.interaction.operation,
       resourceType: r.interaction.resourceType,
       outcome: r.outcome,
       status: r.status,

@@ -2,7 +2,9 @@ import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/commo
 import type { Request } from 'express';
 import type { JSONWebKeySet } from 'jose';
 import { FhirError } from '../common/fhir-error';
-import type { HieRole, Principal } from '../fhir/pipeline/principal';
+import { RequestContext } from '../common/request-context';
+import { AuditStage } from '../fhir/pipeline/pipeline.stages';
+import { ANONYMOUS, HieRole, Principal } from '../fhir/pipeline/principal';
 import { PURPOSES_OF_USE } from './access-token.service';
 import { ClientConflictError, ClientRegistrationRepository, ROLES } from './client-registration.repository';
 import { restrictionClauses } from './scope-restriction';
@@ -11,65 +13,93 @@ import { parseSmartScope } from './smart-scope';
 /** Client registration for HIE admins (`admin` role only). Answers JSON; errors are OperationOutcomes. */
 @Controller('admin/clients')
 export class AdminClientsController {
-  constructor(private readonly clients: ClientRegistrationRepository) {}
+  constructor(
+    private readonly clients: ClientRegistrationRepository,
+    private readonly audit: AuditStage,
+  ) {}
 
   @Post()
-  async create(@Req() req: Request, @Body() body: Record<string, unknown>) {
-    requireAdmin(req);
-    const input = validateRegistration(body ?? {});
-    try {
-      const { client, secret } = await this.clients.create(input);
-      return { ...client, ...(secret ? { clientSecret: secret } : {}) };
-    } catch (err) {
-      if (err instanceof ClientConflictError) throw new FhirError(409, 'duplicate', `Client ${err.clientId} already exists`);
-      throw err;
-    }
+  create(@Req() req: Request, @Body() body: Record<string, unknown>) {
+    return this.audited(req, 'client-register', 201, async () => {
+      const input = validateRegistration(body ?? {});
+      try {
+        const { client, secret } = await this.clients.create(input);
+        return { ...client, ...(secret ? { clientSecret: secret } : {}) };
+      } catch (err) {
+        if (err instanceof ClientConflictError) throw new FhirError(409, 'duplicate', `Client ${err.clientId} already exists`);
+        throw err;
+      }
+    });
   }
 
   @Get()
   list(@Req() req: Request) {
-    requireAdmin(req);
-    return this.clients.list();
+    return this.audited(req, 'client-list', 200, () => this.clients.list());
   }
 
   @Get(':clientId')
-  async get(@Req() req: Request, @Param('clientId') clientId: string) {
-    requireAdmin(req);
-    const client = await this.clients.find(clientId);
-    if (!client) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
-    const { secretHash: _hidden, ...visible } = client;
-    return visible;
+  get(@Req() req: Request, @Param('clientId') clientId: string) {
+    return this.audited(req, 'client-read', 200, async () => {
+      const client = await this.clients.find(clientId);
+      if (!client) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+      const { secretHash: _hidden, ...visible } = client;
+      return visible;
+    });
   }
 
   @Post(':clientId/disable')
   @HttpCode(200)
-  async disable(@Req() req: Request, @Param('clientId') clientId: string) {
-    requireAdmin(req);
-    if (!(await this.clients.setDisabled(clientId, true))) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
-    return { clientId, disabled: true };
+  disable(@Req() req: Request, @Param('clientId') clientId: string) {
+    return this.audited(req, 'client-disable', 200, async () => {
+      if (!(await this.clients.setDisabled(clientId, true))) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+      return { clientId, disabled: true };
+    });
   }
 
   @Post(':clientId/enable')
   @HttpCode(200)
-  async enable(@Req() req: Request, @Param('clientId') clientId: string) {
-    requireAdmin(req);
-    if (!(await this.clients.setDisabled(clientId, false))) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
-    return { clientId, disabled: false };
+  enable(@Req() req: Request, @Param('clientId') clientId: string) {
+    return this.audited(req, 'client-enable', 200, async () => {
+      if (!(await this.clients.setDisabled(clientId, false))) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+      return { clientId, disabled: false };
+    });
   }
 
   @Post(':clientId/rotate-secret')
   @HttpCode(200)
-  async rotateSecret(@Req() req: Request, @Param('clientId') clientId: string) {
-    requireAdmin(req);
-    const secret = await this.clients.rotateSecret(clientId);
-    if (!secret) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
-    return { clientId, clientSecret: secret };
+  rotateSecret(@Req() req: Request, @Param('clientId') clientId: string) {
+    return this.audited(req, 'client-rotate-secret', 200, async () => {
+      const secret = await this.clients.rotateSecret(clientId);
+      if (!secret) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
+      return { clientId, clientSecret: secret };
+    });
   }
-}
 
-function requireAdmin(req: Request): void {
-  const principal = (req as Request & { user?: Principal }).user;
-  if (principal?.role !== 'admin') throw FhirError.forbidden('Client registration needs the admin role');
+  /** Admin role only (default deny); every call, allowed or denied, goes to the audit stage. */
+  private async audited<T>(req: Request, operation: string, status: number, work: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
+    const record = (outcome: 'success' | 'failure', code: number, entities: string[] = []) =>
+      this.audit.record({
+        principal,
+        interaction: { kind: 'operation', operation, query: {}, path: req.path },
+        outcome,
+        status: code,
+        entities,
+        durationMs: Math.round(performance.now() - started),
+        requestId: RequestContext.requestId(),
+      });
+    try {
+      if (principal.role !== 'admin') throw FhirError.forbidden('Client registration needs the admin role');
+      const result = await work();
+      const clientId = (result as { clientId?: unknown } | undefined)?.clientId;
+      await record('success', status, typeof clientId === 'string' ? [`client/${clientId}`] : []);
+      return result;
+    } catch (err) {
+      await record('failure', err instanceof FhirError ? err.status : 500);
+      throw err;
+    }
+  }
 }
 
 /** Shared by the admin API and the CLI: a registration request, checked field by field. */

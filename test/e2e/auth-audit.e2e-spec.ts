@@ -1,0 +1,117 @@
+import { Logger } from '@nestjs/common';
+import request from 'supertest';
+import { AuditRecord, AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import { registerTestClient } from '../support/auth';
+import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { createTestApp, TestApp } from '../support/test-app';
+
+/** Token issuance and every denial reach the pipeline's audit stage, with ids only (no PHI). */
+describe('audit of token issuance and denials', () => {
+  let t: TestApp;
+  let records: AuditRecord[];
+  const previous = process.env.RATE_LIMIT_PER_MINUTE;
+
+  beforeAll(async () => {
+    process.env.RATE_LIMIT_PER_MINUTE = '8';
+    t = await createTestApp();
+    const audit = t.app.get(AuditStage, { strict: false });
+    const record = audit.record.bind(audit);
+    jest.spyOn(audit, 'record').mockImplementation(async (r, result) => {
+      records.push(r);
+      return record(r, result);
+    });
+  });
+  afterAll(async () => {
+    if (previous === undefined) delete process.env.RATE_LIMIT_PER_MINUTE;
+    else process.env.RATE_LIMIT_PER_MINUTE = previous;
+    await t.close();
+  });
+  beforeEach(() => {
+    records = [];
+  });
+  afterEach(() => {
+    jest.mocked(Logger.prototype.log).mockRestore?.();
+  });
+
+  const summary = (r: AuditRecord) => ({
+    client: r.principal.clientId ?? r.principal.kind,
+    kind: r.interaction.kind,
+    operation: r.interaction.operation,
+    type: r.interaction.resourceType,
+    outcome: r.outcome,
+    status: r.status,
+  });
+
+  it('records issued and refused tokens', async () => {
+    const c = await registerTestClient(t, { role: 'hospital', scopes: ['system/Patient.rs'] });
+    await c.token();
+    await request(t.http).post('/oauth2/token').type('form').send({ grant_type: 'client_credentials', client_id: c.clientId, client_secret: 'wrong', scope: 'system/Patient.rs' });
+    expect(records.map(summary)).toEqual([
+      { client: c.clientId, kind: 'operation', operation: 'token', type: undefined, outcome: 'success', status: 200 },
+      { client: 'anonymous', kind: 'operation', operation: 'token', type: undefined, outcome: 'failure', status: 401 },
+    ]);
+  });
+
+  it('records each denial: no token, scope, role, break-the-glass, admin API', async () => {
+    const narrow = await registerTestClient(t, { role: 'hospital', scopes: ['system/Patient.rs'], purposes: ['TREAT', 'ETREAT'] });
+    const auditor = await registerTestClient(t, { role: 'auditor', scopes: ['system/*.rs'], purposes: ['HOPERAT'] });
+    const narrowToken = await narrow.token();
+    const glassToken = await narrow.token('system/Patient.rs', 'ETREAT');
+    const auditorToken = await auditor.token();
+    records = [];
+    await request(t.http).get('/fhir/Patient/x');
+    await request(t.http).get('/fhir/Condition/x').set('Authorization', `Bearer ${narrowToken}`);
+    await request(t.http).get('/fhir/Patient/x').set('Authorization', `Bearer ${auditorToken}`);
+    await request(t.http).get('/fhir/Patient/x').set('Authorization', `Bearer ${glassToken}`);
+    await request(t.http).get('/admin/clients').set('Authorization', `Bearer ${narrowToken}`);
+    expect(records.map(summary)).toEqual([
+      { client: 'anonymous', kind: 'operation', operation: 'authenticate', type: undefined, outcome: 'failure', status: 401 },
+      { client: narrow.clientId, kind: 'read', operation: undefined, type: 'Condition', outcome: 'failure', status: 403 },
+      { client: auditor.clientId, kind: 'read', operation: undefined, type: 'Patient', outcome: 'failure', status: 403 },
+      { client: narrow.clientId, kind: 'read', operation: undefined, type: 'Patient', outcome: 'failure', status: 403 },
+      { client: narrow.clientId, kind: 'operation', operation: 'client-list', type: undefined, outcome: 'failure', status: 403 },
+    ]);
+    expect(records[4].principal.role).toBe('hospital');
+  });
+
+  it('records admin registrations with the client id and never the secret or resource content', async () => {
+    const admin = await registerTestClient(t, { role: 'admin', scopes: ['system/Organization.cruds'], purposes: ['HSYSADMIN'] });
+    const token = await admin.token();
+    const lines: unknown[] = [];
+    jest.spyOn(Logger.prototype, 'log').mockImplementation((message: unknown) => void lines.push(message));
+    const made = await request(t.http)
+      .post('/admin/clients')
+      .set('Authorization', `Bearer ${token}`)
+      .send({ clientId: `audited-${Date.now()}`, organization: 'org-a', role: 'hospital', scopes: ['system/*.rs'], purposes: ['TREAT'] });
+    expect(made.status).toBe(201);
+    const created = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:mrn', value: 'SECRET-MRN-77' }] }));
+    expect(created.status).toBe(201);
+    const registration = records.find((r) => r.interaction.operation === 'client-register')!;
+    expect(summary(registration)).toEqual({ client: admin.clientId, kind: 'operation', operation: 'client-register', type: undefined, outcome: 'success', status: 201 });
+    expect(registration.entities).toEqual([`client/${made.body.clientId}`]);
+    expect(JSON.stringify(records)).not.toContain(made.body.clientSecret);
+    // The stage's log line (until AuditEvents are stored) carries ids and codes, not the record's body.
+    const logged = lines.filter((l) => (l as { msg?: string }).msg === 'fhir-interaction');
+    expect(logged.map((l) => (l as { operation?: string; interaction: string }).operation ?? (l as { interaction: string }).interaction)).toEqual([
+      'client-register',
+      'create',
+    ]);
+    expect(logged[1]).toMatchObject({ client: expect.stringMatching(/^test-hospital-/), interaction: 'create', resourceType: 'Patient', status: 201, entities: [`Patient/${created.body.id}`] });
+    const text = JSON.stringify(logged);
+    expect(text).not.toContain(made.body.clientSecret);
+    expect(text).not.toContain('SECRET-MRN-77');
+    expect(text).not.toContain('Müller');
+    expect(text).not.toContain('1980');
+  });
+
+  it('records a throttled request (429)', async () => {
+    const c = await registerTestClient(t, { role: 'hospital' });
+    const token = await c.token();
+    let last: request.Response | undefined;
+    for (let n = 0; n < 9 && last?.status !== 429; n++) {
+      last = await request(t.http).get('/fhir/Patient/none').set('Authorization', `Bearer ${token}`);
+    }
+    expect(last!.status).toBe(429);
+    expect(summary(records[records.length - 1])).toEqual({ client: c.clientId, kind: 'operation', operation: 'rate-limit', type: undefined, outcome: 'failure', status: 429 });
+  });
+});

@@ -7,6 +7,7 @@ import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionResult } from '../pipeline/interaction';
 import { SearchIndexWriter } from '../search/search-index.writer';
+import { SearchParameterSync } from '../search/search-parameter.sync';
 import { DEFAULT_REINDEX_BATCH, ReindexPosition, SearchReindexer } from '../search/search-reindexer';
 import { FhirOperation } from './fhir-operation';
 import { OperationRegistry } from './operation.registry';
@@ -35,6 +36,7 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
 
   constructor(
     private readonly operations: OperationRegistry,
+    private readonly searchParameters: SearchParameterSync,
     @InjectDataSource() db: DataSource,
     writer: SearchIndexWriter,
   ) {
@@ -52,6 +54,8 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
     if (i.resourceType && input.has('type')) throw FhirError.badRequest('type is only allowed on the system-level $reindex', ['type']);
     const maxResources = positiveInteger(input.get('maxResources'), 'maxResources', REINDEX_DEFAULT_MAX, REINDEX_MAX);
     const after = cursorOf(input.get('cursor'), types);
+    // Index with the parameters the database holds now, even if this node's notification is still on its way.
+    await this.searchParameters.reload();
     const started = Date.now();
     const result = await this.reindexer.run({
       types,

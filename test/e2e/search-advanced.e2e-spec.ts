@@ -59,7 +59,7 @@ const resources: Record<string, unknown>[] = [
   observation('hr1', { code: loinc('8867-4'), valueQuantity: { value: 80, unit: '/min', system: UCUM, code: '/min' } }),
   observation('sm1', { code: loinc('72166-2'), valueCodeableConcept: { coding: [{ system: SCT, code: '449868002' }] } }),
   observation('dt1', { code: loinc('21112-8'), valueDateTime: '2020-05-01T10:00:00Z' }),
-  observation('st1', { code: loinc('5778-6'), valueString: 'Yellow' }),
+  observation('st1', { code: { ...loinc('5778-6'), text: 'Yellow urine' }, valueString: 'Yellow' }),
   // :in / :not-in: codes of a CodeSystem stored on the server
   observation('cA', { code: { coding: [{ system: CS, code: 'A' }] } }),
   observation('cB', { code: { coding: [{ system: CS, code: 'B' }] } }),
@@ -231,6 +231,9 @@ describe('search: composite, :in/:not-in, meta, number, Timing, result parameter
     ['Identifier :text on type.text', '/fhir/Patient?identifier:text=passport', ['q1']],
     ['Identifier :text is a prefix match', '/fhir/Patient?identifier:text=driver', ['q2']],
     ['Identifier system|value', `/fhir/Patient?identifier=${q('urn:passport|X1')}`, ['q1']],
+    ['Identifier type text is not an identifier value', `/fhir/Patient?identifier=${q('Passport number')}`, []],
+    ['CodeableConcept text is not a code', `/fhir/Observation?code=${q('Yellow urine')},${q('|Yellow urine')}`, []],
+    ['CodeableConcept text serves :text', `/fhir/Observation?code:text=${q('yellow')}`, ['st1']],
     ['token :missing=false', '/fhir/Patient?birthdate:missing=false&gender:missing=false', ['q1']],
   ];
 

@@ -99,7 +99,7 @@ export class SearchIndexWriter extends ResourceIndexer {
   }
 
   private tokens(param: string, values: TypedValue[], rows: IndexRows): void {
-    for (const t of convertToSearchableTokens(values)) rows.token.push([param, t.system ?? null, t.value ?? null, null]);
+    for (const t of searchableTokens(values)) rows.token.push([param, t.system ?? null, t.value ?? null, null]);
     // Display texts serve `:text`.
     for (const v of values) {
       const texts: string[] = [];
@@ -151,7 +151,7 @@ export class SearchIndexWriter extends ResourceIndexer {
   private componentSlots(type: CompositeComponentDef['type'], values: TypedValue[]): Slot[] {
     switch (type) {
       case 'token':
-        return convertToSearchableTokens(values).map((t) => [t.system ?? null, t.value ?? null, null, null, null]);
+        return searchableTokens(values).map((t) => [t.system ?? null, t.value ?? null, null, null, null]);
       case 'string':
         return strings(values).map((s) => [null, normalizeString(s), null, null, null]);
       case 'date':
@@ -185,6 +185,14 @@ export class SearchIndexWriter extends ResourceIndexer {
       else rows.reference.push([param, m?.[2] ?? null, null, raw]);
     }
   }
+}
+
+/** Marks the display texts @medplum/core emits as tokens; they serve `:text`, never code matches. */
+const TEXT_SYSTEM = '\u0000text';
+
+/** system|code tokens of Coding, CodeableConcept, Identifier, ContactPoint, code, boolean, string. */
+function searchableTokens(values: TypedValue[]): { system?: string; value?: string }[] {
+  return convertToSearchableTokens(values, { textSearchSystem: TEXT_SYSTEM }).filter((t) => t.system !== TEXT_SYSTEM);
 }
 
 const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] });

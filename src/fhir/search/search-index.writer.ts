@@ -126,6 +126,7 @@ export class SearchIndexWriter extends ResourceIndexer {
    * the combinations of its components' values, so a code is only paired with its own value.
    */
   private composites(param: string, components: CompositeComponentDef[], bases: TypedValue[], root: TypedValue, rows: IndexRows): void {
+    if (!components.length) return;
     let count = 0;
     for (const base of bases) {
       let combos: Slot[][] = [[]];

@@ -4,6 +4,7 @@ import type { Coding, Period, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
+import { fhirPathCache } from '../definitions/fhirpath-cache';
 import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
 import { CompositeComponentDef, searchParamsOf } from './search-parameter.registry';
@@ -26,7 +27,6 @@ const EMPTY_SLOT: Slot = [null, null, null, null, null];
 /** Bounds the cartesian product of component values per parameter and resource. */
 const MAX_COMPOSITE_ROWS = 1000;
 
-
 const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite'] as const;
 const REFERENCE_RE = /^(?:(.*)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 const MIN_INSTANT = '-infinity';
@@ -43,15 +43,20 @@ export class SearchIndexWriter extends ResourceIndexer {
   }
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
-    if (replacing) {
+    if (resource) {
+      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing);
+    } else if (replacing) {
       // One round trip: data-modifying CTEs clear the previous version's rows in every table.
       await tx.query(
         `WITH ${TABLES.map((t, n) => `d${n} AS (DELETE FROM ${t} WHERE resource_type = $1 AND id = $2)`).join(', ')} SELECT 1`,
         [resourceType, id],
       );
     }
-    if (!resource) return;
-    await writeRows(tx, resourceType, id, this.extract(resource));
+  }
+
+  /** First versions created together: the same rows as `index`, in one statement. */
+  override async indexCreated(tx: EntityManager, created: readonly Resource[]): Promise<void> {
+    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false);
   }
 
   extract(resource: Resource): IndexRows {
@@ -61,7 +66,7 @@ export class SearchIndexWriter extends ResourceIndexer {
       if (def.column) continue;
       let values: TypedValue[];
       try {
-        values = evalFhirPathTyped(def.expression, root);
+        values = evalFhirPathTyped(def.expression, root, {}, fhirPathCache);
       } catch {
         continue; // An expression the engine cannot evaluate indexes nothing rather than failing the write.
       }
@@ -133,7 +138,7 @@ export class SearchIndexWriter extends ResourceIndexer {
       for (const component of components) {
         let values: TypedValue[];
         try {
-          values = evalFhirPathTyped(component.expression, [base], { '%resource': root });
+          values = evalFhirPathTyped(component.expression, [base], { '%resource': root }, fhirPathCache);
         } catch {
           values = [];
         }
@@ -273,25 +278,47 @@ function dateRanges(values: TypedValue[]): [string, string][] {
   return out;
 }
 
-/** One multi-row INSERT per table (arrays through unnest), so a resource costs a handful of statements. */
 export async function writeRows(tx: EntityManager, resourceType: string, id: string, rows: IndexRows): Promise<void> {
-  const insert = async (table: string, columns: string[], casts: string[], data: unknown[][]): Promise<void> => {
+  await writeIndexRows(tx, [{ resourceType, id, rows }], false);
+}
+
+/**
+ * The index rows of one or many resources in ONE statement: a data-modifying CTE per table, each
+ * table's rows travelling as one JSON array (cheaper to encode than an array per column).
+ * `replacing`: the same statement first deletes the resources' earlier rows (every sub-statement
+ * sees the snapshot from before the statement, so the deletes never touch the new rows).
+ */
+export async function writeIndexRows(
+  tx: EntityManager,
+  items: readonly { resourceType: string; id: string; rows: IndexRows }[],
+  replacing: boolean,
+): Promise<void> {
+  const ctes: string[] = [];
+  const params: unknown[] = [];
+  if (replacing) {
+    params.push(items.map((i) => i.resourceType), items.map((i) => i.id));
+    for (const table of TABLES) {
+      ctes.push(`d${ctes.length} AS (DELETE FROM ${table} WHERE (resource_type, id) IN (SELECT * FROM unnest($1::text[], $2::text[])))`);
+    }
+  }
+  const insert = (table: string, columns: string[], casts: string[], pick: (rows: IndexRows) => unknown[][]): void => {
+    const data: unknown[][] = [];
+    for (const item of items) for (const row of pick(item.rows)) data.push([item.resourceType, item.id, ...row]);
     if (!data.length) return;
-    const arrays = columns.map((_, c) => data.map((row) => row[c]));
-    await tx.query(
-      `INSERT INTO ${table} (resource_type, id, ${columns.join(', ')})
-       SELECT $1, $2, ${columns.map((_, c) => `u.c${c}`).join(', ')}
-         FROM unnest(${casts.map((cast, c) => `$${c + 3}::${cast}[]`).join(', ')}) AS u(${columns.map((_, c) => `c${c}`).join(', ')})`,
-      [resourceType, id, ...arrays],
+    params.push(JSON.stringify(data));
+    ctes.push(
+      `i${ctes.length} AS (INSERT INTO ${table} (resource_type, id, ${columns.join(', ')})
+         SELECT e->>0, e->>1, ${columns.map((_, c) => `(e->>${c + 2})::${casts[c]}`).join(', ')} FROM json_array_elements($${params.length}::json) AS e)`,
     );
   };
-  await insert('search_token', ['param', 'system', 'code', 'display'], ['text', 'text', 'text', 'text'], rows.token);
-  await insert('search_string', ['param', 'norm', 'exact'], ['text', 'text', 'text'], rows.string);
-  await insert('search_date', ['param', 'low', 'high'], ['text', 'timestamptz', 'timestamptz'], rows.date);
-  await insert('search_quantity', ['param', 'value', 'system', 'code'], ['text', 'numeric', 'text', 'text'], rows.quantity);
-  await insert('search_reference', ['param', 'target_type', 'target_id', 'url'], ['text', 'text', 'text', 'text'], rows.reference);
-  await insert('search_uri', ['param', 'uri'], ['text', 'text'], rows.uri);
+  insert('search_token', ['param', 'system', 'code', 'display'], ['text', 'text', 'text', 'text'], (r) => r.token);
+  insert('search_string', ['param', 'norm', 'exact'], ['text', 'text', 'text'], (r) => r.string);
+  insert('search_date', ['param', 'low', 'high'], ['text', 'timestamptz', 'timestamptz'], (r) => r.date);
+  insert('search_quantity', ['param', 'value', 'system', 'code'], ['text', 'numeric', 'text', 'text'], (r) => r.quantity);
+  insert('search_reference', ['param', 'target_type', 'target_id', 'url'], ['text', 'text', 'text', 'text'], (r) => r.reference);
+  insert('search_uri', ['param', 'uri'], ['text', 'text'], (r) => r.uri);
   const slotColumns = Array.from({ length: MAX_COMPONENTS }, (_, i) => [`c${i + 1}_system`, `c${i + 1}_code`, `c${i + 1}_number`, `c${i + 1}_low`, `c${i + 1}_high`]).flat();
   const slotCasts = Array.from({ length: MAX_COMPONENTS }, () => ['text', 'text', 'numeric', 'timestamptz', 'timestamptz']).flat();
-  await insert('search_composite', ['param', ...slotColumns], ['text', ...slotCasts], rows.composite);
+  insert('search_composite', ['param', ...slotColumns], ['text', ...slotCasts], (r) => r.composite);
+  if (ctes.length) await tx.query(`WITH ${ctes.join(', ')} SELECT 1`, params);
 }

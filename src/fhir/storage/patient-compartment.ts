@@ -1,25 +1,65 @@
 import { evalFhirPath } from '@medplum/core';
 import type { Reference, Resource } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { fhirPathCache } from '../definitions/fhirpath-cache';
 
 /**
  * The Patient ids whose compartment (R4 Patient CompartmentDefinition) a resource belongs to.
  * Stored beside the resource so consent and `$everything` filter by an indexed array, not by JSON.
  */
 export function patientCompartmentsOf(resource: Resource): string[] {
-  const defs = FhirDefinitions.get();
   const ids = new Set<string>();
   if (resource.resourceType === 'Patient' && resource.id) ids.add(resource.id);
-  const params = defs.searchParameters(resource.resourceType);
-  for (const code of defs.patientCompartmentParams(resource.resourceType)) {
-    const expression = params[code]?.expression;
-    if (!expression) continue;
-    for (const value of evalFhirPath(expression, resource)) {
+  for (const expression of compartmentExpressions(resource.resourceType)) {
+    for (const value of evalFhirPath(expression, resource, {}, fhirPathCache)) {
       const id = patientIdOf(value as Reference);
       if (id) ids.add(id);
     }
   }
   return [...ids].sort();
+}
+
+const expressionsByType = new Map<string, string[]>();
+
+/**
+ * The expressions of the type's Patient compartment parameters, each narrowed to this type's
+ * branches: a shared parameter such as `patient` unites paths of 32 types
+ * (`AllergyIntolerance.patient | CarePlan.subject… | …`) and evaluating all of them for every
+ * write is most of the cost. Memoized per type (a function of the definitions).
+ */
+function compartmentExpressions(resourceType: string): string[] {
+  let expressions = expressionsByType.get(resourceType);
+  if (!expressions) {
+    const defs = FhirDefinitions.get();
+    const params = defs.searchParameters(resourceType);
+    expressions = defs
+      .patientCompartmentParams(resourceType)
+      .map((code) => params[code]?.expression)
+      .filter((e): e is string => !!e)
+      .map((e) => ownBranches(e, resourceType));
+    expressionsByType.set(resourceType, expressions);
+  }
+  return expressions;
+}
+
+/** `A.x | B.y | A.z` for type A is `A.x | A.z`; an expression that names no type's branch is kept whole. */
+function ownBranches(expression: string, resourceType: string): string {
+  const branches: string[] = [];
+  let depth = 0;
+  let start = 0;
+  for (let i = 0; i < expression.length; i++) {
+    const c = expression[i];
+    if (c === '(') depth++;
+    else if (c === ')') depth--;
+    else if (c === '|' && depth === 0) {
+      branches.push(expression.slice(start, i).trim());
+      start = i + 1;
+    }
+  }
+  branches.push(expression.slice(start).trim());
+  if (branches.length < 2) return expression;
+  const own = branches.filter((b) => new RegExp(`^\\(?${resourceType}[.\\s)]`).test(b) || b === resourceType);
+  return own.length ? own.join(' | ') : expression;
 }
 
 function patientIdOf(ref: Reference | undefined): string | undefined {

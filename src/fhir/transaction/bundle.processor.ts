@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { matchesSearchRequest, parseSearchRequest } from '@medplum/core';
+import { evalFhirPath, matchesSearchRequest, Operator, parseSearchRequest, SearchRequest } from '@medplum/core';
 import type { Bundle, BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
@@ -65,12 +65,20 @@ export class BundleProcessor {
       await this.resolveConditionalReferences(planned, references, runner, tx);
       for (const p of planned) rewriteReferences(p.interaction.body, references);
       const ordered = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
+      // Plain creates (new ids) are written together; anything else first writes what is queued.
+      this.repository.deferCreates(tx);
       for (const p of ordered) {
         try {
+          if (!isPlainCreate(p)) await this.repository.flushCreates(tx);
           responses[p.index] = this.entryResponse(await runner.run(p.interaction, tx), p);
         } catch (err) {
-          throw atEntry(err, p.index);
+          throw atEntry(err, entryNamedBy(err, planned) ?? p.index);
         }
+      }
+      try {
+        await this.repository.flushCreates(tx);
+      } catch (err) {
+        throw atEntry(err, entryNamedBy(err, planned) ?? ordered[ordered.length - 1].index);
       }
     });
     return { status: 200, resource: { resourceType: 'Bundle', type: 'transaction-response', entry: responses } };
@@ -211,18 +219,16 @@ export class BundleProcessor {
     runner: EntryRunner,
     tx: EntityManager,
   ): Promise<void> {
+    const candidates = new InBundleCandidates(planned);
     for (const p of planned) {
       for (const reference of collectReferences(p.interaction.body)) {
-        if (!/^[A-Z][A-Za-z]+\?/.test(reference) || references.has(reference)) continue;
+        // Each distinct reference string is resolved once per Bundle.
+        if (!CONDITIONAL_REFERENCE_RE.test(reference) || references.has(reference)) continue;
         const [type, criteria] = reference.split('?', 2);
         if (!FhirDefinitions.get().isStorable(type)) {
           throw atEntry(FhirError.badRequest(`Conditional reference to unknown type '${type}'`, [`Bundle.entry[${p.index}].resource`]), p.index);
         }
-        const request = parseSearchRequest(reference);
-        const inBundle = planned.filter(
-          (o) => o.interaction.resourceType === type && o.interaction.body && (o.method === 'POST' || o.method === 'PUT') &&
-            matchesSearchRequest(o.interaction.body as Resource, request),
-        );
+        const inBundle = candidates.matching(type, parseSearchRequest(reference));
         const ctx = await runner.accessFor({ ...p.interaction, kind: 'search-type', resourceType: type, query: queryParams(criteria) });
         const stored = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
         const targets = new Set([...inBundle.map((o) => `${type}/${o.interaction.assignedId ?? o.interaction.id}`), ...stored]);
@@ -253,6 +259,78 @@ export class BundleProcessor {
       response,
     };
   }
+}
+
+const CONDITIONAL_REFERENCE_RE = /^[A-Z][A-Za-z]+\?/;
+
+/**
+ * The Bundle's own resources that conditional references may point to, grouped by type once, and
+ * for `identifier=` criteria (the common case) indexed by identifier value, so resolving a
+ * reference costs its few candidates, not a scan of the whole Bundle. Candidates found through
+ * the index are still confirmed by the full criteria.
+ */
+class InBundleCandidates {
+  private readonly byType = new Map<string, PlannedEntry[]>();
+  private readonly byIdentifier = new Map<string, Map<string, PlannedEntry[]>>();
+
+  constructor(planned: PlannedEntry[]) {
+    for (const p of planned) {
+      if (!p.interaction.body || (p.method !== 'POST' && p.method !== 'PUT')) continue;
+      const type = p.interaction.resourceType!;
+      const list = this.byType.get(type) ?? [];
+      list.push(p);
+      this.byType.set(type, list);
+    }
+  }
+
+  matching(type: string, request: SearchRequest): PlannedEntry[] {
+    const all = this.byType.get(type);
+    if (!all) return [];
+    const filter = request.filters?.length === 1 ? request.filters[0] : undefined;
+    const pool =
+      filter?.code === 'identifier' && filter.operator === Operator.EQUALS && !filter.value.includes(',')
+        ? (this.identifierIndex(type, all).get(identifierKey(filter.value)) ?? [])
+        : all;
+    return pool.filter((o) => matchesSearchRequest(o.interaction.body as Resource, request));
+  }
+
+  private identifierIndex(type: string, all: PlannedEntry[]): Map<string, PlannedEntry[]> {
+    let index = this.byIdentifier.get(type);
+    if (!index) {
+      index = new Map();
+      const expression = FhirDefinitions.get().searchParameters(type).identifier?.expression;
+      for (const p of all) {
+        const values = expression ? evalFhirPath(expression, p.interaction.body) : [];
+        for (const v of values) {
+          const value = typeof v === 'string' ? v : (v as { value?: unknown } | undefined)?.value;
+          if (typeof value !== 'string') continue;
+          const key = value.toLowerCase();
+          const list = index.get(key) ?? [];
+          if (!list.includes(p)) list.push(p);
+          index.set(key, list);
+        }
+      }
+      this.byIdentifier.set(type, index);
+    }
+    return index;
+  }
+}
+
+/** `system|value` or `value` to the lower-cased value: a superset key, confirmed by the criteria. */
+function identifierKey(token: string): string {
+  const bar = token.indexOf('|');
+  return (bar < 0 ? token : token.slice(bar + 1)).toLowerCase();
+}
+
+function isPlainCreate(p: PlannedEntry): boolean {
+  return p.method === 'POST' && !p.interaction.ifNoneExist;
+}
+
+/** A write that collided on `Type/id` names that resource: find the entry that created it. */
+function entryNamedBy(err: unknown, planned: PlannedEntry[]): number | undefined {
+  if (!(err instanceof FhirError) || err.status !== 409) return undefined;
+  const m = /([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64}) already exists/.exec(err.issues[0]?.diagnostics ?? '');
+  return m ? planned.find((p) => p.interaction.resourceType === m[1] && p.interaction.assignedId === m[2])?.index : undefined;
 }
 
 function queryParams(query: string): QueryParams {

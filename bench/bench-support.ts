@@ -1,5 +1,6 @@
+import './bench-env';
 import { cpus, totalmem } from 'node:os';
-import { mkdirSync, mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
@@ -24,6 +25,7 @@ export interface BenchServer {
  * DATABASE_URL), listening on a loopback port, with a hospital client's token.
  */
 export async function startBenchServer(): Promise<BenchServer> {
+  linkProjectAssets();
   process.env.LOG_LEVEL ??= 'warn';
   process.env.RATE_LIMIT_PER_MINUTE ??= '100000000';
   process.env.ACCESS_TOKEN_TTL_SECONDS ??= '3600';
@@ -64,6 +66,19 @@ export async function startBenchServer(): Promise<BenchServer> {
       await stopEmbeddedDatabase();
     },
   };
+}
+
+/**
+ * The compiled bench lives one level deeper (dist-bench/src/...) than dist/, so code that finds
+ * fhir-profiles/ and config/ three levels above its own folder looks in dist-bench/: link them there.
+ */
+function linkProjectAssets(): void {
+  const compiledRoot = join(__dirname, '..');
+  if (!__filename.endsWith('.js') || !existsSync(join(compiledRoot, 'src'))) return;
+  for (const folder of ['fhir-profiles', 'config']) {
+    const link = join(compiledRoot, folder);
+    if (!existsSync(link)) symlinkSync(join(compiledRoot, '..', folder), link, 'dir');
+  }
 }
 
 export async function machineInfo(db: DataSource): Promise<Record<string, unknown>> {

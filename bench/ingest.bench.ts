@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadavg } from 'node:os';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { from as copyFrom } from 'pg-copy-streams';
 import type { PoolClient } from 'pg';
@@ -19,6 +20,7 @@ const SYNTHEA = process.env.SYNTHEA_DIR ?? join(process.cwd(), '..', 'shared', '
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 4);
 
 async function main(): Promise<void> {
+  const loadAtStart = round(loadavg()[0], 2);
   const server = await startBenchServer();
   const { bundles, source, bytes } = loadBundles();
   const expected = new Map<string, number>();
@@ -40,6 +42,7 @@ async function main(): Promise<void> {
     if (res.status !== 200) errors.push(`${res.status} ${body.issue?.[0]?.diagnostics ?? ''}`.slice(0, 300));
     for (const e of body.entry ?? []) if (!e.response?.status?.startsWith('2')) errors.push(`entry ${e.response?.status}`);
   };
+  const cpuBefore = await cpuSeconds(server.db);
   const started = performance.now();
   for (const b of info) await post(b);
   let next = 0;
@@ -49,6 +52,8 @@ async function main(): Promise<void> {
     }),
   );
   const seconds = (performance.now() - started) / 1000;
+  const cpuAfter = await cpuSeconds(server.db);
+  const cpu = { node: cpuAfter.node - cpuBefore.node, postgres: cpuAfter.postgres - cpuBefore.postgres };
 
   const stored = new Map<string, number>(
     (await server.db.query(`SELECT resource_type, count(*)::int AS n FROM resource WHERE NOT deleted GROUP BY 1`)).map(
@@ -74,7 +79,12 @@ async function main(): Promise<void> {
     databaseMiB: round(Number(size) / 2 ** 20),
     rawCopyResourcesPerSecond: round(raw),
     efficiency: round(rate / raw, 3),
+    cpuSecondsNode: round(cpu.node),
+    cpuSecondsPostgres: round(cpu.postgres),
+    cpuMsPerResource: round(((cpu.node + cpu.postgres) * 1000) / resourceCount, 3),
+    loadAverageAtStart: loadAtStart,
     errors: errors.length,
+    errorSamples: errors.slice(0, 10),
     countMismatches: mismatches,
     transactionScaling: tx,
     profileMsPerResource: profile,
@@ -95,6 +105,9 @@ Data: ${source}: ${bundles.length} bundles, ${resourceCount} resources, ${round(
 | database size after load | ${result.databaseMiB} MiB |
 | raw COPY baseline (same JSON into a bare jsonb table) | ${result.rawCopyResourcesPerSecond} resources/s |
 | **ingest efficiency (ours / raw)** | **${result.efficiency}** |
+| CPU seconds: server process / PostgreSQL | ${result.cpuSecondsNode} / ${result.cpuSecondsPostgres} |
+| CPU ms per resource (server + PostgreSQL) | ${result.cpuMsPerResource} |
+| load average when the run started (shared machine) | ${loadAtStart} |
 | errors | ${errors.length} |
 | count mismatches (files vs stored) | ${mismatches.length ? mismatches.join('; ') : 'none'} |
 
@@ -216,6 +229,23 @@ function profileStages(bundles: Bundle[]): Record<string, number> {
     searchIndexExtraction: time((r) => writer.extract(r)),
     jsonSerialize: time((r) => JSON.stringify(r)),
   };
+}
+
+/** CPU seconds used so far by this process and by the database's processes (backends and background workers). */
+async function cpuSeconds(db: { query(sql: string): Promise<{ pid: number }[]> }): Promise<{ node: number; postgres: number }> {
+  const usage = process.cpuUsage();
+  const pids = (await db.query(`SELECT pid FROM pg_stat_activity`)).map((r) => r.pid);
+  let ticks = 0;
+  for (const pid of pids) {
+    try {
+      // Fields after the command name: utime and stime are the 12th and 13th.
+      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      ticks += Number(fields[11]) + Number(fields[12]);
+    } catch {
+      /* another host or an exited process: not counted */
+    }
+  }
+  return { node: (usage.user + usage.system) / 1e6, postgres: ticks / 100 };
 }
 
 function round(n: number, digits = 1): number {

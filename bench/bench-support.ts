@@ -17,6 +17,8 @@ export interface BenchServer {
   db: DataSource;
   baseUrl: string;
   token: string;
+  /** A fresh token (tokens live at most an hour; long loads renew). */
+  newToken(): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -24,12 +26,16 @@ export interface BenchServer {
  * The real server, in this process, on a fresh embedded PostgreSQL in a temp directory (or on
  * DATABASE_URL), listening on a loopback port, with a hospital client's token.
  */
-export async function startBenchServer(): Promise<BenchServer> {
+export async function startBenchServer(options: { persistentPgDir?: string } = {}): Promise<BenchServer> {
   linkProjectAssets();
   process.env.LOG_LEVEL ??= 'warn';
   process.env.RATE_LIMIT_PER_MINUTE ??= '100000000';
   process.env.ACCESS_TOKEN_TTL_SECONDS ??= '3600';
-  if (!process.env.DATABASE_URL) {
+  if (!process.env.DATABASE_URL && options.persistentPgDir) {
+    // A cluster kept between runs: expensive data sets are loaded once.
+    process.env.EMBEDDED_PG_DIR = options.persistentPgDir;
+    process.env.EMBEDDED_PG_PORT ??= '56990';
+  } else if (!process.env.DATABASE_URL) {
     const dir = mkdtempSync(join(tmpdir(), 'hie-bench-'));
     chmodSync(dir, 0o755);
     process.env.EMBEDDED_PG_DIR = join(dir, 'pg');
@@ -41,8 +47,10 @@ export async function startBenchServer(): Promise<BenchServer> {
   const address = app.getHttpServer().address() as { port: number };
   const baseUrl = `http://127.0.0.1:${address.port}`;
   const clients = app.get(ClientRegistrationRepository);
+  // Unique per run: a persistent database keeps the clients of earlier runs.
+  const clientId = `bench-hospital-${Date.now()}`;
   const { secret } = await clients.create({
-    clientId: 'bench-hospital',
+    clientId,
     name: 'bench',
     organization: 'org-bench',
     role: 'hospital',
@@ -50,13 +58,17 @@ export async function startBenchServer(): Promise<BenchServer> {
     purposes: ['TREAT'],
     withSecret: true,
   });
-  const tokenRes = await fetch(`${baseUrl}/oauth2/token`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'bench-hospital', client_secret: secret!, scope: 'system/*.*' }),
-  });
-  const token = ((await tokenRes.json()) as { access_token: string }).access_token;
+  const newToken = async (): Promise<string> => {
+    const tokenRes = await fetch(`${baseUrl}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret!, scope: 'system/*.*' }),
+    });
+    return ((await tokenRes.json()) as { access_token: string }).access_token;
+  };
+  const token = await newToken();
   return {
+    newToken,
     app,
     db: app.get<DataSource>(getDataSourceToken()),
     baseUrl,

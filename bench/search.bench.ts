@@ -1,0 +1,316 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Bundle } from '@medplum/fhirtypes';
+import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
+import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
+
+/**
+ * npm run bench:search — loads BENCH_RESOURCES (default 1,000,000) generated resources through the
+ * real write path (transaction Bundles over HTTP, full validation and indexing) into a persistent
+ * embedded PostgreSQL (BENCH_PG_DIR, default ./data/bench-postgres) once — reruns find the data and
+ * skip the load, an interrupted load resumes — then measures a fixed query mix at concurrency 1 and
+ * 8 and records the EXPLAIN (ANALYZE, BUFFERS) plan of each query's SQL as the server ran it.
+ */
+const TARGET = Number(process.env.BENCH_RESOURCES ?? 1_000_000);
+const PG_DIR = process.env.BENCH_PG_DIR ?? join(process.cwd(), 'data', 'bench-postgres');
+const LOAD_CLIENTS = Number(process.env.BENCH_LOAD_CLIENTS ?? 3);
+const PATIENTS_PER_BUNDLE = 4;
+const SEED = 7;
+const MAX_SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
+const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined;
+
+interface Query {
+  name: string;
+  path: string;
+  target?: string;
+  /** Follow `next` this many times first and measure that page (keyset cursor). */
+  page?: number;
+}
+
+async function main(): Promise<void> {
+  let server = await startBenchServer({ persistentPgDir: PG_DIR });
+  const loadReport = await load(server);
+  if (loadReport.loaded > 0) {
+    process.stdout.write('VACUUM ANALYZE …\n');
+    await server.db.query('VACUUM ANALYZE');
+  }
+  if (loadReport.loaded > 0 || (await configure(server))) {
+    // Query from a fresh start (settings applied), as a rerun would.
+    await server.close();
+    server = await startBenchServer({ persistentPgDir: PG_DIR });
+  }
+  const dataset: { resource_type: string; n: number }[] = await server.db.query(
+    `SELECT resource_type, count(*)::int AS n FROM resource WHERE NOT deleted GROUP BY 1 ORDER BY 2 DESC`,
+  );
+  const resources = dataset.reduce((a, r) => a + r.n, 0);
+  const [{ size }] = await server.db.query(`SELECT pg_database_size(current_database())::bigint AS size`);
+  const settings: { name: string; setting: string; unit: string | null }[] = await server.db.query(
+    `SELECT name, current_setting(name) AS setting, NULL AS unit FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'effective_cache_size', 'random_page_cost', 'jit')`,
+  );
+  process.stdout.write(`dataset: ${resources} resources, ${Math.round(Number(size) / 2 ** 20)} MiB\n`);
+
+  const queries = await chooseQueries(server);
+  const results = [];
+  for (const q of queries) {
+    if (ONLY && !ONLY.has(q.name)) continue;
+    const url = await resolveUrl(server, q);
+    const matches = q.path.includes('?') ? await matchCount(server, q.path) : 1;
+    const plans = await explain(server, url);
+    // Warm-up (plan cache, buffers), not measured.
+    await measure(url, server.token, 1, 5, 5);
+    const c1 = await measure(url, server.token, 1, 300, MAX_SECONDS);
+    const c8 = await measure(url, server.token, 8, 800, MAX_SECONDS);
+    const row = { ...q, url: url.slice(server.baseUrl.length), matches, c1, c8, plans };
+    process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s\n`);
+    results.push(row);
+  }
+  const machine = await machineInfo(server.db);
+  const json = { machine, settings, dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20) }, load: loadReport, queries: results.map(({ plans: _plans, ...q }) => q) };
+  writeResults('search', json, markdown(json));
+  writeFileSync(
+    join(process.cwd(), 'bench', 'results', 'search-plans.md'),
+    `# EXPLAIN (ANALYZE, BUFFERS) of the bench queries (${machine.date}, ${resources} resources)\n\n${results
+      .map((q) => `## ${q.name}: \`${q.url.replace(/_cursor=[^&]+/, '_cursor=…')}\` (${q.matches} matches)\n\n${q.plans.map((p) => `\`\`\`\n${p}\n\`\`\``).join('\n\n')}`)
+      .join('\n\n')}\n`,
+  );
+  await server.close();
+}
+
+/**
+ * Server settings for a machine whose memory holds the data set (what a deployment would set; the
+ * embedded defaults are for a laptop): page cache-sized effective_cache_size, SSD/RAM random page
+ * cost, larger shared_buffers. Returns whether a restart is needed.
+ */
+const SETTINGS: Record<string, string> = { shared_buffers: '1GB', effective_cache_size: '8GB', random_page_cost: '1.1', work_mem: '16MB' };
+async function configure(server: BenchServer): Promise<boolean> {
+  let restart = false;
+  for (const [name, value] of Object.entries(SETTINGS)) {
+    const [row] = await server.db.query(`SELECT current_setting($1) AS v`, [name]);
+    if (row.v === value) continue;
+    await server.db.query(`ALTER SYSTEM SET ${name} = '${value}'`);
+    restart = true;
+  }
+  return restart;
+}
+
+/** Generated patients in transaction Bundles of a few patients each, posted by parallel clients. */
+async function load(server: BenchServer): Promise<{ loaded: number; seconds: number; resourcesPerSecond: number; patients: number }> {
+  const [{ n: present }] = await server.db.query(`SELECT count(*)::int AS n FROM resource WHERE NOT deleted`);
+  const gen = new SyntheticDataGenerator({ seed: SEED, patients: 10_000_000, organizations: 20, practitioners: 200 });
+  // Take patient records until the target count; resume: a stored Patient means its whole transaction is stored.
+  const stored = new Set<string>((await server.db.query(`SELECT id FROM resource WHERE resource_type = 'Patient'`)).map((r: { id: string }) => r.id));
+  const bundles: Bundle[] = [];
+  let total = 0;
+  let patients = 0;
+  let pending: Bundle['entry'] = [];
+  let pendingCount = 0;
+  for (const b of gen.transactionBundles()) {
+    if (total >= TARGET) break;
+    const entries = b.entry ?? [];
+    total += entries.length;
+    const patient = entries.find((e) => e.resource?.resourceType === 'Patient');
+    if (patient) patients++;
+    if (patient && stored.has(patient.resource!.id!)) continue;
+    if (!patient) {
+      if (!present) bundles.push(b);
+      continue;
+    }
+    pending.push(...entries);
+    if (++pendingCount === PATIENTS_PER_BUNDLE) {
+      bundles.push({ resourceType: 'Bundle', type: 'transaction', entry: pending });
+      pending = [];
+      pendingCount = 0;
+    }
+  }
+  if (pending.length) bundles.push({ resourceType: 'Bundle', type: 'transaction', entry: pending });
+  const toLoad = bundles.reduce((a, b) => a + (b.entry?.length ?? 0), 0);
+  if (!toLoad) {
+    process.stdout.write(`load: ${present} resources already stored in ${PG_DIR}; skipping the load\n`);
+    return { loaded: 0, seconds: 0, resourcesPerSecond: 0, patients };
+  }
+  process.stdout.write(`load: ${present} stored, ${toLoad} to load (${patients} patients, target ${TARGET}) with ${LOAD_CLIENTS} clients into ${PG_DIR}\n`);
+  let token = server.token;
+  let tokenAt = Date.now();
+  const started = performance.now();
+  let done = 0;
+  let next = 0;
+  let lastReport = started;
+  const post = async (b: Bundle): Promise<void> => {
+    for (let attempt = 1; ; attempt++) {
+      const res = await fetch(`${server.baseUrl}/fhir`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/fhir+json' },
+        body: JSON.stringify(b),
+      });
+      const text = await res.text();
+      if (res.status === 200) return;
+      if (attempt >= 3) throw new Error(`transaction failed: ${res.status} ${text.slice(0, 500)}`);
+    }
+  };
+  // The first bundle (directory: organizations, practitioners) before the patients that refer to it.
+  if (!present) {
+    await post(bundles[0]);
+    done += bundles[0].entry!.length;
+    next = 1;
+  }
+  await Promise.all(
+    Array.from({ length: LOAD_CLIENTS }, async () => {
+      while (next < bundles.length) {
+        const b = bundles[next++];
+        if (Date.now() - tokenAt > 40 * 60_000) {
+          tokenAt = Date.now();
+          token = await server.newToken();
+        }
+        await post(b);
+        done += b.entry!.length;
+        const now = performance.now();
+        if (now - lastReport > 15_000) {
+          lastReport = now;
+          const rate = done / ((now - started) / 1000);
+          process.stdout.write(
+            `load: ${present + done}/${present + toLoad} resources, ${Math.round(rate)}/s, ${Math.round((now - started) / 1000)} s, ETA ${Math.round((toLoad - done) / rate / 60)} min\n`,
+          );
+        }
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  process.stdout.write(`load: ${done} resources in ${Math.round(seconds)} s (${Math.round(done / seconds)}/s)\n`);
+  return { loaded: done, seconds: Math.round(seconds), resourcesPerSecond: Math.round(done / seconds), patients };
+}
+
+/** Concrete values from the loaded data, so every query has a realistic, reported match count. */
+async function chooseQueries(server: BenchServer): Promise<Query[]> {
+  // A patient with a typical number of observations: the median over a sample of patients.
+  const sample: { target_id: string; n: number }[] = await server.db.query(`SELECT target_id, count(*)::int AS n FROM search_reference
+      WHERE resource_type = 'Observation' AND param = 'subject' AND target_type = 'Patient' AND target_id LIKE 'syn-pat-1%'
+      GROUP BY 1 ORDER BY 2, 1 LIMIT 2000`);
+  const patient = sample[Math.floor(sample.length / 2)].target_id;
+  const family = 'Kowalski';
+  return [
+    // Not a search: the floor every request pays (HTTP, token check, consent, audit, JSON).
+    { name: 'read-baseline', path: `/fhir/Patient/${patient}` },
+    { name: 'token', path: '/fhir/Observation?code=http://loinc.org|8867-4&_count=20', target: 'p50 ≤ 10 ms, p99 ≤ 50 ms' },
+    { name: 'token-rare', path: '/fhir/Observation?code=http://loinc.org|85354-9&category=vital-signs&_count=20' },
+    { name: 'reference', path: `/fhir/Observation?subject=Patient/${patient}&_count=20`, target: 'p50 ≤ 10 ms, p99 ≤ 50 ms' },
+    { name: 'date', path: '/fhir/Observation?date=2021-06-15&_count=20', target: 'p50 ≤ 10 ms, p99 ≤ 50 ms' },
+    { name: 'date-range', path: '/fhir/Encounter?date=ge2024-01-01&date=lt2024-02-01&_count=20', target: 'p50 ≤ 10 ms, p99 ≤ 50 ms' },
+    { name: 'string-prefix', path: '/fhir/Patient?name=kow&_count=20', target: 'p50 ≤ 15 ms' },
+    { name: 'chained', path: `/fhir/Observation?subject:Patient.name=${encodeURIComponent(family)}&_count=20` },
+    { name: 'chained-identifier', path: `/fhir/Observation?subject:Patient.identifier=${encodeURIComponent(`http://hie.example.org/fhir/sid/person-id|P007${String(1234).padStart(7, '0')}`)}&_count=20` },
+    { name: 'has', path: '/fhir/Patient?_has:Condition:subject:code=44054006&_count=20' },
+    { name: 'sort-page-1', path: '/fhir/Observation?code=http://loinc.org|8867-4&_sort=-date&_count=20' },
+    { name: 'sort-page-50', path: '/fhir/Observation?code=http://loinc.org|8867-4&_sort=-date&_count=20', page: 50, target: '≤ 1.2 × page 1' },
+    { name: 'lastUpdated-page-1', path: '/fhir/Observation?_sort=_lastUpdated&_count=20' },
+    { name: 'lastUpdated-page-50', path: '/fhir/Observation?_sort=_lastUpdated&_count=20', page: 50, target: '≤ 1.2 × page 1' },
+    { name: 'total-accurate', path: '/fhir/Observation?code=http://loinc.org|8867-4&_total=accurate&_count=20', target: '≤ 300 ms' },
+    { name: 'include', path: `/fhir/Observation?code=http://loinc.org|8867-4&_include=Observation:subject&_include=Observation:encounter&_count=20` },
+  ];
+}
+
+async function resolveUrl(server: BenchServer, q: Query): Promise<string> {
+  let url = `${server.baseUrl}${q.path}`;
+  for (let i = 1; i < (q.page ?? 1); i++) {
+    const bundle = await getJson(server, url);
+    const next = bundle.link?.find((l) => l.relation === 'next')?.url;
+    if (!next) throw new Error(`${q.name}: no page ${i + 1}`);
+    // Links carry the configured public base URL; the bench talks to the loopback port.
+    const u = new URL(next);
+    url = `${server.baseUrl}${u.pathname.replace(/^.*?\/fhir/, '/fhir')}${u.search}`;
+  }
+  return url;
+}
+
+async function matchCount(server: BenchServer, path: string): Promise<number> {
+  const u = new URL(`${server.baseUrl}${path}`);
+  u.searchParams.delete('_count');
+  u.searchParams.set('_summary', 'count');
+  return (await getJson(server, u.toString())).total ?? NaN;
+}
+
+async function getJson(server: BenchServer, url: string): Promise<Bundle> {
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${server.token}` } });
+  if (res.status !== 200) throw new Error(`${url}: ${res.status} ${(await res.text()).slice(0, 300)}`);
+  return (await res.json()) as Bundle;
+}
+
+/** Runs the request once while recording the server's SQL, then EXPLAIN (ANALYZE, BUFFERS) of each statement. */
+async function explain(server: BenchServer, url: string): Promise<string[]> {
+  const captured: [string, unknown[]][] = [];
+  const db = server.db as unknown as { query: (sql: string, params?: unknown[]) => Promise<unknown> };
+  const original = db.query;
+  db.query = function (this: unknown, sql: string, params?: unknown[]) {
+    if (/^\s*SELECT/i.test(sql) && /\bresource r\b/.test(sql)) captured.push([sql, params ?? []]);
+    return original.call(this, sql, params);
+  };
+  try {
+    await getJson(server, url);
+  } finally {
+    db.query = original;
+  }
+  const plans: string[] = [];
+  for (const [sql, params] of captured) {
+    const rows: { 'QUERY PLAN': string }[] = await server.db.query(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`, params);
+    plans.push(`${sql.replace(/\n\s+/g, '\n  ')}\n-- params: ${JSON.stringify(params).slice(0, 400)}\n${rows.map((r) => r['QUERY PLAN']).join('\n')}`);
+  }
+  return plans;
+}
+
+interface Stats {
+  requests: number;
+  errors: number;
+  p50: number;
+  p95: number;
+  p99: number;
+  rps: number;
+}
+
+async function measure(url: string, token: string, concurrency: number, maxRequests: number, maxSeconds: number): Promise<Stats> {
+  const result = await new Promise<{ latencies: number[]; errors: string[]; seconds: number }>((resolve, reject) => {
+    const worker = new Worker(join(__dirname, 'search-load.worker.js'), { workerData: { url, token, concurrency, maxRequests, maxSeconds } });
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  if (result.errors.length) process.stderr.write(`${url}: ${result.errors.length} errors, e.g. ${result.errors[0]}\n`);
+  const sorted = [...result.latencies].sort((a, b) => a - b);
+  const r = (n: number): number => Math.round(n * 10) / 10;
+  return {
+    requests: sorted.length,
+    errors: result.errors.length,
+    p50: r(percentile(sorted, 50)),
+    p95: r(percentile(sorted, 95)),
+    p99: r(percentile(sorted, 99)),
+    rps: r(sorted.length / result.seconds),
+  };
+}
+
+function markdown(json: {
+  machine: Record<string, unknown>;
+  settings: { name: string; setting: string; unit: string | null }[];
+  dataset: { resources: number; byType: { resource_type: string; n: number }[]; databaseMiB: number };
+  load: { loaded: number; seconds: number; resourcesPerSecond: number };
+  queries: (Query & { url: string; matches: number; c1: Stats; c8: Stats })[];
+}): string {
+  const m = json.machine;
+  const rows = json.queries.map(
+    (q) =>
+      `| ${q.name} | \`${q.url.replace(/\|/g, '\\|').replace(/_cursor=[^&]+/, '_cursor=…')}\` | ${q.matches} | ${q.c1.p50} | ${q.c1.p95} | ${q.c1.p99} | ${q.c1.rps} | ${q.c8.p50} | ${q.c8.p95} | ${q.c8.p99} | ${q.c8.rps} | ${q.target ?? ''} |`,
+  );
+  return `# Search benchmark (${m.date})
+
+Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}; ${json.settings.map((s) => `${s.name}=${s.setting}${s.unit ?? ''}`).join(', ')}.
+Dataset: ${json.dataset.resources} resources (${json.dataset.byType.map((t) => `${t.resource_type} ${t.n}`).join(', ')}), database ${json.dataset.databaseMiB} MiB.
+${json.load.loaded ? `Loaded in this run: ${json.load.loaded} resources in ${json.load.seconds} s (${json.load.resourcesPerSecond}/s) over HTTP.` : 'Data loaded by an earlier run (persistent bench database).'}
+Server in-process over loopback HTTP with a hospital token (full pipeline: auth, consent predicate, audit); load from a worker thread; latency in ms (send to last byte); at most ${MAX_SECONDS} s per cell. The machine is shared: other work ran at the same time, so quote medians.
+
+| query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | target |
+|---|---|---|---|---|---|---|---|---|---|---|---|
+${rows.join('\n')}
+`;
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:search failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

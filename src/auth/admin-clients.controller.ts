@@ -3,6 +3,7 @@ import type { Request } from 'express';
 import type { JSONWebKeySet } from 'jose';
 import { FhirError } from '../common/fhir-error';
 import { RequestContext } from '../common/request-context';
+import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, HieRole, Principal } from '../fhir/pipeline/principal';
 import { PURPOSES_OF_USE } from './access-token.service';
@@ -16,12 +17,14 @@ export class AdminClientsController {
   constructor(
     private readonly clients: ClientRegistrationRepository,
     private readonly audit: AuditStage,
+    private readonly pipeline: FhirPipeline,
   ) {}
 
   @Post()
   create(@Req() req: Request, @Body() body: Record<string, unknown>) {
     return this.audited(req, 'client-register', 201, async () => {
       const input = validateRegistration(body ?? {});
+      await this.assertOrganizationExists(req, input.organization);
       try {
         const { client, secret } = await this.clients.create(input);
         return { ...client, ...(secret ? { clientSecret: secret } : {}) };
@@ -73,6 +76,19 @@ export class AdminClientsController {
       if (!secret) throw FhirError.notFound(`No client ${clientId.slice(0, 64)}`);
       return { clientId, clientSecret: secret };
     });
+  }
+
+  /** A client belongs to an Organization resource: read through the pipeline, as the admin. */
+  private async assertOrganizationExists(req: Request, id: string): Promise<void> {
+    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
+    try {
+      await this.pipeline.handle(principal, { kind: 'read', resourceType: 'Organization', id, query: {}, path: `/Organization/${id}` });
+    } catch (err) {
+      if (err instanceof FhirError && (err.status === 404 || err.status === 410)) {
+        throw new FhirError(422, 'not-found', `organization: there is no Organization/${id}; create it first (PUT /fhir/Organization/${id})`, ['organization']);
+      }
+      throw err;
+    }
   }
 
   /** Admin role only (default deny); every call, allowed or denied, goes to the audit stage. */

@@ -77,12 +77,18 @@ describe('audit of token issuance and denials', () => {
   it('records admin registrations with the client id and never the secret or resource content', async () => {
     const admin = await registerTestClient(t, { role: 'admin', scopes: ['system/Organization.cruds'], purposes: ['HSYSADMIN'] });
     const token = await admin.token();
+    const org = await request(t.http)
+      .put('/fhir/Organization/org-audit')
+      .set('Authorization', `Bearer ${token}`)
+      .set('Content-Type', 'application/fhir+json')
+      .send({ resourceType: 'Organization', id: 'org-audit', name: 'Audit test hospital' });
+    expect(org.status).toBeLessThan(300);
     const lines: unknown[] = [];
     jest.spyOn(Logger.prototype, 'log').mockImplementation((message: unknown) => void lines.push(message));
     const made = await request(t.http)
       .post('/admin/clients')
       .set('Authorization', `Bearer ${token}`)
-      .send({ clientId: `audited-${Date.now()}`, organization: 'org-a', role: 'hospital', scopes: ['system/*.rs'], purposes: ['TREAT'] });
+      .send({ clientId: `audited-${Date.now()}`, organization: 'org-audit', role: 'hospital', scopes: ['system/*.rs'], purposes: ['TREAT'] });
     expect(made.status).toBe(201);
     const created = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:mrn', value: 'SECRET-MRN-77' }] }));
     expect(created.status).toBe(201);
@@ -93,10 +99,11 @@ describe('audit of token issuance and denials', () => {
     // The stage's log line (until AuditEvents are stored) carries ids and codes, not the record's body.
     const logged = lines.filter((l) => (l as { msg?: string }).msg === 'fhir-interaction');
     expect(logged.map((l) => (l as { operation?: string; interaction: string }).operation ?? (l as { interaction: string }).interaction)).toEqual([
+      'read', // the registration checks its Organization through the pipeline
       'client-register',
       'create',
     ]);
-    expect(logged[1]).toMatchObject({ client: expect.stringMatching(/^test-hospital-/), interaction: 'create', resourceType: 'Patient', status: 201, entities: [`Patient/${created.body.id}`] });
+    expect(logged[2]).toMatchObject({ client: expect.stringMatching(/^test-hospital-/), interaction: 'create', resourceType: 'Patient', status: 201, entities: [`Patient/${created.body.id}`] });
     const text = JSON.stringify(logged);
     expect(text).not.toContain(made.body.clientSecret);
     expect(text).not.toContain('SECRET-MRN-77');

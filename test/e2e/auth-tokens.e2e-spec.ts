@@ -81,6 +81,28 @@ describe('access tokens, client assertions and HTTP hardening', () => {
     expect((await exchange(await sign(clientId, 'j2'))).status).toBe(200);
   });
 
+  it('registration over the admin API needs an existing Organization resource', async () => {
+    const admin = await registerTestClient(t, { role: 'admin', scopes: ['system/Organization.cruds'], purposes: ['HSYSADMIN'] });
+    const bearer = `Bearer ${await admin.token()}`;
+    const register = () =>
+      request(t.http)
+        .post('/admin/clients')
+        .set('Authorization', bearer)
+        .send({ clientId: `org-check-${Date.now()}`, organization: 'org-not-yet', role: 'hospital', scopes: ['system/*.rs'], purposes: ['TREAT'] });
+    const before = await t.app.get(ClientRegistrationRepository).count();
+    const missing = await register();
+    expect(missing.status).toBe(422);
+    expect(missing.body.issue[0]).toMatchObject({ code: 'not-found', expression: ['organization'] });
+    expect(await t.app.get(ClientRegistrationRepository).count()).toBe(before);
+    const org = await request(t.http)
+      .put('/fhir/Organization/org-not-yet')
+      .set('Authorization', bearer)
+      .set('Content-Type', 'application/fhir+json')
+      .send({ resourceType: 'Organization', id: 'org-not-yet', name: 'Hospital B' });
+    expect(org.status).toBe(201);
+    expect((await register()).status).toBe(201);
+  });
+
   it('auditor searches AuditEvents', async () => {
     const auditor = await registerTestClient(t, { role: 'auditor', scopes: ['system/AuditEvent.rs'], purposes: ['HOPERAT'] });
     const res = await request(t.http).get('/fhir/AuditEvent?_count=5').set('Authorization', `Bearer ${await auditor.token()}`);

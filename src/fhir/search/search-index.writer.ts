@@ -308,7 +308,7 @@ export async function writeIndexRows(
     params.push(JSON.stringify(data));
     ctes.push(
       `i${ctes.length} AS (INSERT INTO ${table} (resource_type, id, ${columns.join(', ')})
-         SELECT e->>0, e->>1, ${columns.map((_, c) => `(e->>${c + 2})::${casts[c]}`).join(', ')} FROM json_array_elements($${params.length}::json) AS e)`,
+         SELECT e->>0, e->>1, ${columns.map((_, c) => `(e->>${c + 2})::${casts[c]}`).join(', ')} FROM jsonb_array_elements($${params.length}::jsonb) AS e)`,
     );
   };
   insert('search_token', ['param', 'system', 'code', 'display'], ['text', 'text', 'text', 'text'], (r) => r.token);

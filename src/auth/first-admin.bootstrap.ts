@@ -36,9 +36,9 @@ export class FirstAdminBootstrap implements OnApplicationBootstrap {
     }
     if ((await this.clients.count()) === 0) {
       this.logger.warn(
-        'No clients are registered. Create the first admin with: npm run cli -- client add --id hie-admin --role admin ' +
-          '--org hie-operator --scopes "system/Organization.cruds" --purposes HSYSADMIN --secret ' +
-          '(or set HIE_BOOTSTRAP_ADMIN_CLIENT_ID and HIE_BOOTSTRAP_ADMIN_SECRET)',
+        'No clients are registered. Create the first admin with: npm run -s cli -- client add --id hie-admin --role admin ' +
+          '--org hie-operator --scopes "system/Organization.cruds" --purposes HSYSADMIN ' +
+          '(it prints the client secret once), or set HIE_BOOTSTRAP_ADMIN_CLIENT_ID and HIE_BOOTSTRAP_ADMIN_SECRET; see README "Authorization"',
       );
     }
   }

@@ -102,7 +102,12 @@ export class ResourceRepository {
   ) {}
 
   async transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T> {
-    return this.db.transaction(work);
+    return this.db.transaction(async (tx) => {
+      const result = await work(tx);
+      // Nothing queued by deferCreates may be left out of the commit.
+      await this.flushCreates(tx);
+      return result;
+    });
   }
 
   /**

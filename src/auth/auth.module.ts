@@ -2,6 +2,8 @@ import { Global, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { PassportModule } from '@nestjs/passport';
 import { ThrottlerModule } from '@nestjs/throttler';
+import { getDataSourceToken } from '@nestjs/typeorm';
+import type { DataSource } from 'typeorm';
 import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirModule } from '../fhir/fhir.module';
@@ -12,6 +14,7 @@ import { BearerAuthGuard } from './bearer-auth.guard';
 import { BearerTokenStrategy } from './bearer-token.strategy';
 import { ClientRegistrationRepository } from './client-registration.repository';
 import { ClientThrottlerGuard } from './client-throttler.guard';
+import { PostgresThrottlerStorage } from './rate-limit.storage';
 import { FirstAdminBootstrap } from './first-admin.bootstrap';
 import { SigningKeyStore } from './signing-key.store';
 import { SmartAuthorization } from './smart.authorization';
@@ -28,8 +31,12 @@ import { TokenController } from './token.controller';
     PassportModule,
     FhirModule,
     ThrottlerModule.forRootAsync({
-      inject: [APP_CONFIG],
-      useFactory: (config: AppConfig) => [{ name: 'default', ttl: 60_000, limit: config.rateLimitPerMinute }],
+      inject: [APP_CONFIG, getDataSourceToken()],
+      // Counters in PostgreSQL: every app node enforces the same per-client limit.
+      useFactory: (config: AppConfig, db: DataSource) => ({
+        throttlers: [{ name: 'default', ttl: 60_000, limit: config.rateLimitPerMinute }],
+        storage: new PostgresThrottlerStorage(db),
+      }),
     }),
   ],
   controllers: [TokenController, AdminClientsController],

@@ -1,14 +1,16 @@
+import { createHash } from 'node:crypto';
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, ThrottlerLimitDetail, ThrottlerModuleOptions, ThrottlerStorage } from '@nestjs/throttler';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { TokenController } from './token.controller';
 
 /**
- * Rate limit per client (per IP before authentication). Counters live in this process, so with N
- * app nodes a client gets up to N times the limit; a shared store is the step when that matters.
- * A throttled request is a denial, so it is audited.
+ * Rate limit per client across all routes (per IP before authentication). Counters live in
+ * PostgreSQL (PostgresThrottlerStorage), so all app nodes share them. A throttled request is a
+ * denial, so it is audited.
  */
 @Injectable()
 export class ClientThrottlerGuard extends ThrottlerGuard {
@@ -21,9 +23,21 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
     super(options, storage, reflector);
   }
 
+  /** The authenticated client; at the token endpoint the client asking for a token; else the IP. */
   protected override async getTracker(req: Record<string, unknown>): Promise<string> {
     const user = req.user as { clientId?: string } | undefined;
-    return user?.clientId ? `client:${user.clientId}` : `ip:${String(req.ip)}`;
+    if (user?.clientId) return `client:${user.clientId}`;
+    const asking = tokenRequestClientId(req);
+    return asking ? `client:${asking}` : `ip:${String(req.ip)}`;
+  }
+
+  /**
+   * One budget per client for the API and one for the token endpoint, not one per route handler
+   * (the library's default key includes the handler). Hashed: the store holds no client ids or IPs.
+   */
+  protected override generateKey(context: ExecutionContext, tracker: string, throttlerName: string): string {
+    const area = context.getClass() === TokenController ? 'token' : 'api';
+    return createHash('sha256').update(`${throttlerName}-${area}-${tracker}`).digest('hex');
   }
 
   protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {
@@ -39,4 +53,16 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
     });
     return super.throwThrottlingException(context, detail);
   }
+}
+
+/** `client_id` of a token request (form body, or the user of HTTP Basic), for per-client limits. */
+function tokenRequestClientId(req: Record<string, unknown>): string | undefined {
+  const body = req.body as { client_id?: unknown } | undefined;
+  if (typeof body?.client_id === 'string' && body.client_id) return body.client_id;
+  const auth = (req.headers as Record<string, string | undefined> | undefined)?.authorization;
+  if (auth?.startsWith('Basic ')) {
+    const user = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':')[0];
+    if (user) return decodeURIComponent(user);
+  }
+  return undefined;
 }

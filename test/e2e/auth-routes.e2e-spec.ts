@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -89,5 +90,30 @@ describe('rate limiting per client', () => {
     expect(last!.headers['retry-after']).toMatch(/^\d+$/);
     expect(last!.body.issue[0].code).toBe('throttled');
     expect((await request(t.http).get('/fhir/Patient/rate-limit-x').set('Authorization', `Bearer ${tokenB}`)).status).toBe(404);
+  });
+
+  it('counts one budget per client across routes (read, search, history)', async () => {
+    const c = await registerTestClient(t, { role: 'hospital' });
+    const token = await c.token();
+    const paths = ['/fhir/Patient/rate-limit-y', '/fhir/Patient?_id=rate-limit-y', '/fhir/Patient/_history', '/fhir/Patient/rate-limit-y', '/fhir/Observation?_id=x', '/fhir/Patient/rate-limit-y'];
+    const statuses: number[] = [];
+    for (const path of paths) statuses.push((await request(t.http).get(path).set('Authorization', `Bearer ${token}`)).status);
+    expect(statuses).toEqual([404, 200, 200, 404, 200, 429]);
+  });
+
+  it('shares the counters between app nodes through PostgreSQL', async () => {
+    // Two storages on the same database stand for two app nodes behind a load balancer.
+    const nodeA = new PostgresThrottlerStorage(t.db);
+    const nodeB = new PostgresThrottlerStorage(t.db);
+    const key = `two-nodes-${Date.now()}`;
+    const hits = [];
+    for (const node of [nodeA, nodeB, nodeA, nodeB]) hits.push(await node.increment(key, 60_000, 3, 60_000, 'default'));
+    expect(hits.map((h) => [h.totalHits, h.isBlocked])).toEqual([[1, false], [2, false], [3, false], [4, true]]);
+    expect(hits[3].timeToBlockExpire).toBeGreaterThanOrEqual(1);
+    expect(hits[3].timeToBlockExpire).toBeLessThanOrEqual(60);
+    // A new window starts from one again.
+    await t.db.query(`UPDATE rate_limit_window SET window_start = window_start - interval '1 minute' WHERE key = $1`, [`default:${key}`]);
+    expect(await t.db.query(`SELECT hits FROM rate_limit_window WHERE key = $1`, [`default:${key}`])).toEqual([{ hits: 4 }]);
+    expect((await nodeB.increment(key, 60_000, 3, 60_000, 'default')).totalHits).toBe(1);
   });
 });

@@ -1,0 +1,32 @@
+import type { ThrottlerStorage } from '@nestjs/throttler';
+import type { DataSource } from 'typeorm';
+
+type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>;
+
+/**
+ * Fixed-window rate-limit counters in PostgreSQL, so every app node behind the load balancer
+ * counts against the same limit (the library's default store is per process). One upsert per
+ * request; windows are aligned on the database clock, so nodes with skewed clocks still agree.
+ */
+export class PostgresThrottlerStorage implements ThrottlerStorage {
+  constructor(private readonly db: DataSource) {}
+
+  async increment(key: string, ttl: number, limit: number, _blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
+    const [row]: { hits: number; expires_ms: number }[] = await this.db.query(
+      `WITH w AS (
+         SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) * 1000 / $2) * $2 / 1000.0) AS start
+       )
+       INSERT INTO rate_limit_window AS r (key, window_start, hits)
+       SELECT $1, w.start, 1 FROM w
+       ON CONFLICT (key) DO UPDATE
+         SET hits = CASE WHEN r.window_start = EXCLUDED.window_start THEN r.hits + 1 ELSE 1 END,
+             window_start = EXCLUDED.window_start
+       RETURNING hits, (extract(epoch FROM window_start) * 1000 + $2 - extract(epoch FROM clock_timestamp()) * 1000)::float8 AS expires_ms`,
+      [`${throttlerName}:${key}`, ttl],
+    );
+    const timeToExpire = Math.max(1, Math.ceil(row.expires_ms / 1000));
+    const isBlocked = row.hits > limit;
+    // A blocked client waits for the window to end: Retry-After is the rest of the window.
+    return { totalHits: row.hits, timeToExpire, isBlocked, timeToBlockExpire: isBlocked ? timeToExpire : 0 };
+  }
+}

@@ -24,7 +24,7 @@ export class FirstAdminBootstrap implements OnApplicationBootstrap {
           name: 'Bootstrap administrator',
           organization: 'hie-operator',
           role: 'admin',
-          scopes: ['system/Organization.cruds'],
+          scopes: ['system/Organization.cruds', 'system/SearchParameter.cruds'],
           purposes: ['HSYSADMIN'],
           secret: admin.secret,
         });
@@ -37,7 +37,7 @@ export class FirstAdminBootstrap implements OnApplicationBootstrap {
     if ((await this.clients.count()) === 0) {
       this.logger.warn(
         'No clients are registered. Create the first admin with: npm run -s cli -- client add --id hie-admin --role admin ' +
-          '--org hie-operator --scopes "system/Organization.cruds" --purposes HSYSADMIN ' +
+          '--org hie-operator --scopes "system/Organization.cruds system/SearchParameter.cruds" --purposes HSYSADMIN ' +
           '(it prints the client secret once), or set HIE_BOOTSTRAP_ADMIN_CLIENT_ID and HIE_BOOTSTRAP_ADMIN_SECRET; see README "Authorization"',
       );
     }

@@ -20,6 +20,8 @@ export function dataSourceOptions(url: string, poolSize: number): DataSourceOpti
     migrations: migrationsGlob(),
     migrationsTableName: 'schema_migrations',
     migrationsRun: true,
+    // Each migration in its own transaction, so one that builds indexes CONCURRENTLY can opt out.
+    migrationsTransactionMode: 'each',
     synchronize: false,
     logging: false,
     extra: { max: poolSize, application_name: 'fhir-hie' },

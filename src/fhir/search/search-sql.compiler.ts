@@ -269,7 +269,8 @@ export function dateCondition(low: string, high: string, raw: string, b: (v: unk
   const hi = point ? `${high} + interval '1 millisecond'` : high;
   switch (prefix) {
     case 'eq':
-      return `(${low} >= ${S()} AND ${hi} <= ${E()})`;
+      // `low <= E` is implied (low <= high) but bounds the index range scan on low.
+      return `(${low} >= ${S()} AND ${low} <= ${E()} AND ${hi} <= ${E()})`;
     case 'ne':
       return `NOT (${low} >= ${S()} AND ${hi} <= ${E()})`;
     case 'gt':

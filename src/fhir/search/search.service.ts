@@ -49,18 +49,34 @@ export class SearchService {
     const sorts = compiler.sortExpressions(ast);
     const keys = [...sorts, { expr: 'r.id', descending: false, cast: 'text' }];
     const backwards = ast.cursor?.direction === 'prev';
-    let condition = where;
+    // Sort keys computed by sub-selects (search parameters, not columns) are computed once per match
+    // in a fenced sub-query (OFFSET 0), so the cursor condition and ORDER BY do not evaluate them again.
+    const fenced = sorts.some((k) => !/^r\.\w+$/.test(k.expr));
+    const keyRefs = fenced ? keys.map((k, i) => ({ ...k, expr: i < sorts.length ? `k.o${i}` : 'k.id' })) : keys;
+    let cursor = '';
     if (ast.cursor) {
       const values = [...ast.cursor.values, ast.cursor.id];
       if (values.length !== keys.length) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
-      condition += ` AND ${keysetCondition(keys, values, backwards, compiler.params)}`;
+      cursor = keysetCondition(keyRefs, values, backwards, compiler.params);
     }
     let rows: Row[] = [];
     let hasMore = false;
     if (ast.count > 0 && ast.summary !== 'count') {
-      const order = keys.map((k) => `${k.expr} ${k.descending !== backwards ? 'DESC' : 'ASC'}`).join(', ');
-      const sql = `SELECT r.id, r.resource_type, r.content${sorts.map((k, i) => `, (${k.expr})::text AS s${i}`).join('')}
-        FROM resource r WHERE ${condition} ORDER BY ${order} LIMIT ${compiler.params.bind(ast.count + 1)}`;
+      const dir = (k: { descending: boolean }): string => (k.descending !== backwards ? 'DESC' : 'ASC');
+      const order = keyRefs.map((k) => `${k.expr} ${dir(k)}`).join(', ');
+      const limit = compiler.params.bind(ast.count + 1);
+      const sortColumns = sorts.map((k, i) => `, ${k.expr} AS o${i}`).join('');
+      const page = fenced
+        ? `SELECT k.* FROM (SELECT r.resource_type, r.id${sortColumns} FROM resource r WHERE ${where} OFFSET 0) k
+          ${cursor ? `WHERE ${cursor}` : ''} ORDER BY ${order} LIMIT ${limit}`
+        : `SELECT r.resource_type, r.id${sortColumns} FROM resource r WHERE ${where}${cursor ? ` AND ${cursor}` : ''} ORDER BY ${order} LIMIT ${limit}`;
+      // The page's ids and sort keys first (from indexes alone where possible), then the content of
+      // those rows only: sorting or merging many matches never drags their bodies along.
+      const outerOrder = keys.map((k, i) => `${i < sorts.length ? `p.o${i}` : 'p.id'} ${dir(k)}`).join(', ');
+      const sql = `SELECT m.id, m.resource_type, m.content${sorts.map((_, i) => `, p.o${i}::text AS s${i}`).join('')}
+        FROM (${page}) p
+        JOIN resource m ON m.resource_type = p.resource_type AND m.id = p.id
+        ORDER BY ${outerOrder}`;
       rows = await runner.query(sql, compiler.params.values);
       hasMore = rows.length > ast.count;
       rows = rows.slice(0, ast.count);
@@ -169,24 +185,25 @@ export class SearchService {
       for (const spec of include) {
         const ids = frontier.filter((f) => f.type === spec.sourceType).map((f) => f.id);
         if (!ids.length) continue;
-        parts.push(`(r.resource_type, r.id) IN (SELECT x.target_type, x.target_id FROM search_reference x
+        parts.push(`SELECT x.target_type, x.target_id FROM search_reference x
           WHERE x.resource_type = ${params.bind(spec.sourceType)} AND x.id = ANY(${params.bind(ids)}::text[])
-          ${paramFilter(spec, params)} ${spec.targetType ? `AND x.target_type = ${params.bind(spec.targetType)}` : ''})`);
+          ${paramFilter(spec, params)} ${spec.targetType ? `AND x.target_type = ${params.bind(spec.targetType)}` : ''}`);
       }
       for (const spec of revinclude) {
         const byType = new Map<string, string[]>();
         for (const f of frontier) byType.set(f.type, [...(byType.get(f.type) ?? []), f.id]);
         for (const [targetType, ids] of byType) {
           if (spec.targetType && spec.targetType !== targetType) continue;
-          parts.push(`(r.resource_type = ${params.bind(spec.sourceType)} AND r.id IN (SELECT x.id FROM search_reference x
+          parts.push(`SELECT x.resource_type, x.id FROM search_reference x
             WHERE x.resource_type = ${params.bind(spec.sourceType)} ${paramFilter(spec, params)}
-              AND x.target_type = ${params.bind(targetType)} AND x.target_id = ANY(${params.bind(ids)}::text[])))`);
+              AND x.target_type = ${params.bind(targetType)} AND x.target_id = ANY(${params.bind(ids)}::text[])`);
         }
       }
       if (!parts.length) break;
+      // One IN over a UNION: the planner looks up the few targets by key (an OR of INs scans the table).
       const rows: Row[] = await runner.query(
         `SELECT r.id, r.resource_type, r.content FROM resource r
-          WHERE (${parts.join(' OR ')}) AND NOT r.deleted AND ${compiler.access('r')}
+          WHERE (r.resource_type, r.id) IN (${parts.join(' UNION ALL ')}) AND NOT r.deleted AND ${compiler.access('r')}
           ORDER BY r.resource_type, r.id LIMIT ${params.bind(MAX_INCLUDED - out.length)}`,
         params.values,
       );
@@ -250,6 +267,12 @@ function keysetCondition(
   params: SqlParams,
 ): string {
   const bound = keys.map((k, i) => `${params.bind(values[i])}::${k.cast}`);
+  const ascending = keys.map((k) => k.descending === backwards);
+  if (ascending.every((a) => a === ascending[0])) {
+    // One direction for every key: a row comparison, where an index on the keys (e.g. resource
+    // (resource_type, last_updated, id)) starts the scan, so a deep page costs what page 1 does.
+    return `((${keys.map((k) => k.expr).join(', ')}) ${ascending[0] ? '>' : '<'} (${bound.join(', ')}))`;
+  }
   const alternatives = keys.map((k, i) => {
     const equalPrefix = keys.slice(0, i).map((p, j) => `${p.expr} = ${bound[j]}`);
     const op = k.descending !== backwards ? '<' : '>';

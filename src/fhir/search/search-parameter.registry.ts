@@ -1,6 +1,6 @@
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
-
+import { branchesForType } from '../definitions/fhirpath-branches';
 import { compositeComponentsOf } from './search-composite';
 
 export type IndexedParamType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri' | 'composite';
@@ -47,7 +47,7 @@ export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamD
       map.set(code, {
         code,
         type: sp.type as IndexedParamType,
-        expression: expressionFor(sp.expression, resourceType),
+        expression: branchesForType(sp.expression, resourceType),
         targets: (sp.target ?? []) as string[],
         ...(code === '_id' ? { column: 'id' as const } : code === '_lastUpdated' ? { column: 'last_updated' as const } : {}),
         ...(components ? { components } : {}),
@@ -88,33 +88,9 @@ export function searchParamDefOf(sp: SearchParameter, resourceType: string): Sea
   return {
     code: sp.code!,
     type: sp.type as IndexedParamType,
-    expression: expressionFor(sp.expression!, resourceType).trim(),
+    expression: branchesForType(sp.expression!, resourceType).trim(),
     targets: (sp.target ?? []) as string[],
     ...(sp.url ? { url: sp.url } : {}),
   };
 }
 
-/** Shared parameters list several types' paths (`Patient.name | Person.name`); keep this type's. */
-function expressionFor(expression: string, resourceType: string): string {
-  const parts = splitUnion(expression);
-  if (parts.length < 2) return expression;
-  const mine = parts.filter((p) => new RegExp(`^\\(?${resourceType}[.\\s)]`).test(p.trim()) || p.trim() === resourceType);
-  return mine.length ? mine.join(' | ') : expression;
-}
-
-function splitUnion(expression: string): string[] {
-  const parts: string[] = [];
-  let depth = 0;
-  let start = 0;
-  for (let i = 0; i < expression.length; i++) {
-    const c = expression[i];
-    if (c === '(') depth++;
-    else if (c === ')') depth--;
-    else if (c === '|' && depth === 0) {
-      parts.push(expression.slice(start, i));
-      start = i + 1;
-    }
-  }
-  parts.push(expression.slice(start));
-  return parts;
-}

@@ -1,6 +1,7 @@
 import { evalFhirPath } from '@medplum/core';
 import type { Reference, Resource } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { branchesForType } from '../definitions/fhirpath-branches';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
 
 /**
@@ -36,30 +37,10 @@ function compartmentExpressions(resourceType: string): string[] {
       .patientCompartmentParams(resourceType)
       .map((code) => params[code]?.expression)
       .filter((e): e is string => !!e)
-      .map((e) => ownBranches(e, resourceType));
+      .map((e) => branchesForType(e, resourceType));
     expressionsByType.set(resourceType, expressions);
   }
   return expressions;
-}
-
-/** `A.x | B.y | A.z` for type A is `A.x | A.z`; an expression that names no type's branch is kept whole. */
-function ownBranches(expression: string, resourceType: string): string {
-  const branches: string[] = [];
-  let depth = 0;
-  let start = 0;
-  for (let i = 0; i < expression.length; i++) {
-    const c = expression[i];
-    if (c === '(') depth++;
-    else if (c === ')') depth--;
-    else if (c === '|' && depth === 0) {
-      branches.push(expression.slice(start, i).trim());
-      start = i + 1;
-    }
-  }
-  branches.push(expression.slice(start).trim());
-  if (branches.length < 2) return expression;
-  const own = branches.filter((b) => new RegExp(`^\\(?${resourceType}[.\\s)]`).test(b) || b === resourceType);
-  return own.length ? own.join(' | ') : expression;
 }
 
 function patientIdOf(ref: Reference | undefined): string | undefined {

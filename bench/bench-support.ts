@@ -29,7 +29,7 @@ export interface BenchServer {
 export async function startBenchServer(options: { persistentPgDir?: string } = {}): Promise<BenchServer> {
   linkProjectAssets();
   process.env.LOG_LEVEL ??= 'warn';
-  process.env.RATE_LIMIT_PER_MINUTE ??= '100000000';
+  process.env.RATE_LIMIT_PER_MINUTE ??= '1000000';
   process.env.ACCESS_TOKEN_TTL_SECONDS ??= '3600';
   if (!process.env.DATABASE_URL && options.persistentPgDir) {
     // A cluster kept between runs: expensive data sets are loaded once.

@@ -22,6 +22,13 @@ export interface SearchParamDef {
   url?: string;
   /** Composite parameters only (search.html#composite). */
   components?: CompositeComponentDef[];
+  /** Token over ContactPoint (telecom, email, phone): indexed lower-cased, so searched lower-cased. */
+  caseInsensitiveCode?: boolean;
+}
+
+/** Every branch selects ContactPoints (`X.telecom`, `X.telecom.where(system='email')`). */
+function selectsContactPoints(expression: string): boolean {
+  return expression.split('|').every((branch) => /\.telecom(\.where\(.*\))?\s*$/.test(branch.trim()));
 }
 
 const INDEXED = new Set<string>(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri', 'composite']);
@@ -51,6 +58,7 @@ export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamD
         targets: (sp.target ?? []) as string[],
         ...(code === '_id' ? { column: 'id' as const } : code === '_lastUpdated' ? { column: 'last_updated' as const } : {}),
         ...(components ? { components } : {}),
+        ...(sp.type === 'token' && selectsContactPoints(sp.expression) ? { caseInsensitiveCode: true } : {}),
       });
     }
     byType.set(resourceType, map);
@@ -91,6 +99,7 @@ export function searchParamDefOf(sp: SearchParameter, resourceType: string): Sea
     expression: branchesForType(sp.expression!, resourceType).trim(),
     targets: (sp.target ?? []) as string[],
     ...(sp.url ? { url: sp.url } : {}),
+    ...(sp.type === 'token' && selectsContactPoints(sp.expression!) ? { caseInsensitiveCode: true } : {}),
   };
 }
 

@@ -167,7 +167,8 @@ export class SearchSqlCompiler {
           const [system, code, v] = value.split('|');
           return `${x}.system = ${b(`${system}|${code}`)} AND ${x}.code = ${b(unescape(v))}`;
         }
-        return tokenCondition(x, value, b);
+        // @medplum/core lower-cases ContactPoint values when indexing; match them the same way.
+        return tokenCondition(x, value, b, undefined, def.caseInsensitiveCode);
       }
       case 'string': {
         if (c.modifier === 'exact') return `${x}.exact = ${b(unescape(value))}`;
@@ -245,11 +246,13 @@ function tokenCondition(
   value: string,
   b: (v: unknown) => string,
   col: { system: string; code: string } = { system: `${x}.system`, code: `${x}.code` },
+  lowerCaseCode = false,
 ): string {
   const bar = indexOfUnescaped(value, '|');
-  if (bar < 0) return `${col.code} = ${b(unescape(value))}`;
+  const codeOf = (raw: string): string => (lowerCaseCode ? unescape(raw).toLowerCase() : unescape(raw));
+  if (bar < 0) return `${col.code} = ${b(codeOf(value))}`;
   const system = unescape(value.slice(0, bar));
-  const code = unescape(value.slice(bar + 1));
+  const code = codeOf(value.slice(bar + 1));
   if (!system) return `${col.system} IS NULL AND ${col.code} = ${b(code)}`;
   if (!code) return `${col.system} = ${b(system)}`;
   return `${col.code} = ${b(code)} AND ${col.system} = ${b(system)}`;

@@ -1,4 +1,5 @@
 import { writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
@@ -305,7 +306,7 @@ function markdown(json: {
 Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}; ${json.settings.map((s) => `${s.name}=${s.setting}${s.unit ?? ''}`).join(', ')}.
 Dataset: ${json.dataset.resources} resources (${json.dataset.byType.map((t) => `${t.resource_type} ${t.n}`).join(', ')}), database ${json.dataset.databaseMiB} MiB.
 ${json.dataset.resources < 1_000_000 ? `**Smaller than the issue's 1,000,000 resources** (BENCH_RESOURCES=${TARGET}).\n` : ''}${json.load.loaded ? `Loaded in this run: ${json.load.loaded} resources in ${json.load.seconds} s (${json.load.resourcesPerSecond}/s) over HTTP.` : 'Data loaded by an earlier run (persistent bench database).'}
-Server in-process over loopback HTTP with a hospital token (full pipeline: auth, consent predicate, audit); load from a worker thread; latency in ms (send to last byte); at most ${MAX_SECONDS} s per cell. The machine is shared: other work ran at the same time, so quote medians.
+Server in-process over loopback HTTP with a hospital token (full pipeline: auth, consent predicate, audit); load from a worker thread; latency in ms (send to last byte); at most ${MAX_SECONDS} s per cell. Load average (1/5/15 min) when the measurements ended: ${loadavg().map((n) => n.toFixed(2)).join(' / ')} (2 cores; anything else running shows here), so quote medians.
 
 | query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | target |
 |---|---|---|---|---|---|---|---|---|---|---|---|

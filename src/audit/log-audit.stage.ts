@@ -10,6 +10,7 @@ export class LogAuditStage extends AuditStage {
       msg: 'fhir-interaction',
       requestId: r.requestId,
       client: r.principal.clientId ?? r.principal.kind,
+      claimedClientId: r.claimedClientId,
       organization: r.principal.organization,
       role: r.principal.role,
       purposeOfUse: r.principal.purposeOfUse,

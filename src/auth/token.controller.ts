@@ -1,5 +1,6 @@
 import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
 import type { Response } from 'express';
+import { decodeJwt } from 'jose';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
@@ -44,7 +45,7 @@ export class TokenController {
       res.status(200).json({ access_token, token_type, expires_in, scope });
     } catch (err) {
       if (!(err instanceof OAuthError)) throw err;
-      await this.record('failure', err.status, started, ANONYMOUS);
+      await this.record('failure', err.status, started, ANONYMOUS, claimedClientId(request));
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="token"');
       res.status(err.status).json({ error: err.error, error_description: err.description });
     }
@@ -71,9 +72,16 @@ export class TokenController {
     return this.keys.publicJwks();
   }
 
-  private async record(outcome: 'success' | 'failure', status: number, started: number, principal: typeof ANONYMOUS): Promise<void> {
+  private async record(
+    outcome: 'success' | 'failure',
+    status: number,
+    started: number,
+    principal: typeof ANONYMOUS,
+    claimed?: string,
+  ): Promise<void> {
     await this.audit.record({
       principal,
+      ...(claimed ? { claimedClientId: claimed } : {}),
       interaction: { kind: 'operation', operation: 'token', query: {}, path: '/oauth2/token' },
       outcome,
       status,
@@ -92,4 +100,20 @@ function parseBasic(header: string | undefined): TokenRequest['basic'] {
   if (colon < 0) return undefined;
   // RFC 6749 §2.3.1: client id and secret are form-urlencoded inside the Basic credentials.
   return { clientId: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
+}
+
+/**
+ * The client id a refused token request claimed: Basic user, `client_id`, or the assertion's `iss`
+ * (read, not verified). Only id-shaped values, so nothing else a client sends reaches the audit log.
+ */
+function claimedClientId(request: TokenRequest): string | undefined {
+  let claimed = request.basic?.clientId ?? request.client_id;
+  if (!claimed && request.client_assertion) {
+    try {
+      claimed = decodeJwt(request.client_assertion).iss;
+    } catch {
+      claimed = undefined;
+    }
+  }
+  return claimed && /^[A-Za-z0-9._~:-]{1,128}$/.test(claimed) ? claimed : undefined;
 }

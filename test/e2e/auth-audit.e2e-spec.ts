@@ -50,6 +50,24 @@ describe('audit of token issuance and denials', () => {
       { client: c.clientId, kind: 'operation', operation: 'token', type: undefined, outcome: 'success', status: 200 },
       { client: 'anonymous', kind: 'operation', operation: 'token', type: undefined, outcome: 'failure', status: 401 },
     ]);
+    // The refused request's claimed client id is kept apart from the (anonymous) principal.
+    expect(records.map((r) => r.claimedClientId)).toEqual([undefined, c.clientId]);
+  });
+
+  it('records the client id a refused token request claimed, by Basic, form or assertion, and nothing else', async () => {
+    const basic = Buffer.from('hospital-x:wrong').toString('base64');
+    await request(t.http).post('/oauth2/token').set('Authorization', `Basic ${basic}`).type('form').send({ grant_type: 'client_credentials' });
+    const assertion = ['{"alg":"RS384"}', '{"iss":"lab-y","sub":"lab-y"}'].map((p) => Buffer.from(p).toString('base64url')).join('.') + '.c2ln';
+    await request(t.http)
+      .post('/oauth2/token')
+      .type('form')
+      .send({ grant_type: 'client_credentials', client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer', client_assertion: assertion });
+    await request(t.http).post('/oauth2/token').type('form').send({ grant_type: 'client_credentials', client_id: 'Anna Müller <x>', client_secret: 'x' });
+    expect(records.map((r) => [r.principal.kind, r.outcome, r.claimedClientId])).toEqual([
+      ['anonymous', 'failure', 'hospital-x'],
+      ['anonymous', 'failure', 'lab-y'],
+      ['anonymous', 'failure', undefined],
+    ]);
   });
 
   it('records each denial: no token, scope, role, break-the-glass, admin API', async () => {

@@ -42,6 +42,11 @@ export interface AuditRecord {
   durationMs: number;
   requestId?: string;
   consentBasis?: string;
+  /**
+   * A refused token request: the client id it claimed (unverified — the principal stays anonymous),
+   * so auditors can see which registrations are being tried.
+   */
+  claimedClientId?: string;
 }
 
 export abstract class AuditStage {

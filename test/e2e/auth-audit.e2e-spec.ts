@@ -14,6 +14,10 @@ describe('audit of token issuance and denials', () => {
   beforeAll(async () => {
     process.env.RATE_LIMIT_PER_MINUTE = '8';
     t = await createTestApp();
+    // Rate-limit counters live in the database every node (and every test file) shares; requests
+    // without a client (keyed by IP) from earlier files in this minute must not count against this
+    // file's low limit. Files run one at a time (--runInBand), so clearing here is safe.
+    await t.db.query('TRUNCATE rate_limit_window');
     const audit = t.app.get(AuditStage, { strict: false });
     const record = audit.record.bind(audit);
     jest.spyOn(audit, 'record').mockImplementation(async (r, result) => {

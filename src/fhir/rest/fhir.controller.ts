@@ -6,7 +6,7 @@ import type { InteractionKind } from '../pipeline/interaction';
 import { FhirPipeline } from '../pipeline/fhir-pipeline.service';
 import { ANONYMOUS, Principal } from '../pipeline/principal';
 import { FhirResponseWriter } from './fhir-response.writer';
-import { parseInteraction } from './interaction.parser';
+import { InteractionTarget, parseInteraction } from './interaction.parser';
 
 /**
  * FHIR RESTful API (http.html). Thin: each route names the interaction, the pipeline does the rest.
@@ -162,14 +162,7 @@ export class FhirController {
     req: Request,
     res: Response,
     kind: InteractionKind,
-    parts?: {
-      resourceType?: string;
-      id?: string;
-      versionId?: string;
-      operation?: string;
-      conditional?: boolean;
-      compartment?: { type: string; id: string };
-    },
+    parts?: InteractionTarget,
   ): Promise<void> {
     if (kind === 'operation' && req.method !== 'GET' && req.method !== 'POST') {
       throw new FhirError(405, 'not-supported', `Operations are invoked with GET or POST, not ${req.method}`, undefined, { Allow: 'GET, POST' });

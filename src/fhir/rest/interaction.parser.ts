@@ -6,6 +6,16 @@ import type { Interaction, InteractionKind, PreferReturn, QueryParams } from '..
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 const OPERATION_RE = /^[A-Za-z][A-Za-z0-9\-]{0,63}$/;
 
+/** What the route names: type, id, version, operation, conditional criteria or compartment. */
+export interface InteractionTarget {
+  resourceType?: string;
+  id?: string;
+  versionId?: string;
+  operation?: string;
+  conditional?: boolean;
+  compartment?: { type: string; id: string };
+}
+
 /**
  * HTTP -> Interaction. Checks the shape of the request (known type, well-formed id, Prefer),
  * touches no data.
@@ -13,14 +23,7 @@ const OPERATION_RE = /^[A-Za-z][A-Za-z0-9\-]{0,63}$/;
 export function parseInteraction(
   req: Request,
   kind: InteractionKind,
-  parts: {
-    resourceType?: string;
-    id?: string;
-    versionId?: string;
-    operation?: string;
-    conditional?: boolean;
-    compartment?: { type: string; id: string };
-  } = {},
+  parts: InteractionTarget = {},
 ): Interaction {
   const defs = FhirDefinitions.get();
   if (parts.resourceType !== undefined && !defs.isStorable(parts.resourceType)) {

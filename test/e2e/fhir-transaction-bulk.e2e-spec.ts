@@ -1,4 +1,5 @@
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { postTransaction } from '../support/bundles';
 import { createTestApp, TestApp } from '../support/test-app';
 
 /**
@@ -62,17 +63,10 @@ describe('transaction creates written together', () => {
     expect(patient.status).toBe(201);
     const rest = await t.api.post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation(patient.body.id));
     expect(rest.status).toBe(201);
-    const bundle = await t.api
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { fullUrl: 'urn:uuid:5b0f0c3e-1111-4a5e-9d7e-000000000001', resource: observation(patient.body.id), request: { method: 'POST', url: 'Observation' } },
-          { resource: observation(patient.body.id, { status: 'amended' }), request: { method: 'POST', url: 'Observation' } },
-        ],
-      });
+    const bundle = await postTransaction(t.api, [
+      { fullUrl: 'urn:uuid:5b0f0c3e-1111-4a5e-9d7e-000000000001', resource: observation(patient.body.id), request: { method: 'POST', url: 'Observation' } },
+      { resource: observation(patient.body.id, { status: 'amended' }), request: { method: 'POST', url: 'Observation' } },
+    ]);
     expect(bundle.status).toBe(200);
     expect(bundle.body.entry[0].response).toMatchObject({ status: '201 Created', etag: 'W/"1"' });
     const bulkId = /Observation\/([^/]+)\/_history\/1$/.exec(bundle.body.entry[0].response.location)![1];
@@ -113,21 +107,14 @@ describe('transaction creates written together', () => {
   });
 
   it('a later entry of the same transaction sees the queued creates (update after create, read after create)', async () => {
-    const res = await t.api
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          { resource: hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p3' }] }), request: { method: 'POST', url: 'Patient' } },
-          // Conditional update on the identifier the POST above just created: must find it (1 match -> update, version 2).
-          {
-            resource: hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p3' }], gender: 'male' }),
-            request: { method: 'PUT', url: 'Patient?identifier=urn:example:bulk|p3' },
-          },
-        ],
-      });
+    const res = await postTransaction(t.api, [
+      { resource: hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p3' }] }), request: { method: 'POST', url: 'Patient' } },
+      // Conditional update on the identifier the POST above just created: must find it (1 match -> update, version 2).
+      {
+        resource: hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p3' }], gender: 'male' }),
+        request: { method: 'PUT', url: 'Patient?identifier=urn:example:bulk|p3' },
+      },
+    ]);
     expect(res.status).toBe(200);
     expect(res.body.entry.map((e: { response: { status: string; etag: string } }) => [e.response.status, e.response.etag])).toEqual([
       ['201 Created', 'W/"1"'],

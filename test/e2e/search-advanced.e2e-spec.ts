@@ -1,5 +1,6 @@
 import { searchParamsOf } from '../../src/fhir/search/search-parameter.registry';
 import { FHIR_JSON } from '../support/fixtures';
+import { putAll } from '../support/bundles';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = `adv-${Date.now().toString(36)}`;
@@ -138,14 +139,7 @@ describe('search: composite, :in/:not-in, meta, number, Timing, result parameter
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp();
-    const res = await t.api
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: resources.map((r) => ({ resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } })),
-      });
+    const res = await putAll(t.api, resources);
     expect({ status: res.status, issue: res.body.issue }).toEqual({ status: 200, issue: undefined });
   }, 60_000);
   afterAll(() => t.close());

@@ -1,4 +1,5 @@
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { hiePatient } from '../support/fixtures';
+import { postTransaction } from '../support/bundles';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = `cp-${Date.now().toString(36)}`;
@@ -13,17 +14,10 @@ describe('search: ContactPoint tokens', () => {
       resource: { ...hiePatient(), id: `${RUN}-${id}`, meta: { tag: [{ system: 'urn:test:run', code: RUN }] }, telecom },
       request: { method: 'PUT', url: `Patient/${RUN}-${id}` },
     });
-    const res = await t.api
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: [
-          patient('a', [{ system: 'email', value: 'Anna.Muller@Example.ORG' }, { system: 'phone', value: '+41 44 555 12 12' }]),
-          patient('b', [{ system: 'email', value: 'other@example.org' }]),
-        ],
-      });
+    const res = await postTransaction(t.api, [
+      patient('a', [{ system: 'email', value: 'Anna.Muller@Example.ORG' }, { system: 'phone', value: '+41 44 555 12 12' }]),
+      patient('b', [{ system: 'email', value: 'other@example.org' }]),
+    ]);
     expect(res.status).toBe(200);
   });
   afterAll(() => t.close());

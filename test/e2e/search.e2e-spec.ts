@@ -1,4 +1,4 @@
-import { FHIR_JSON } from '../support/fixtures';
+import { putAll } from '../support/bundles';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = `search-${Date.now().toString(36)}`;
@@ -92,14 +92,7 @@ describe('search', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp();
-    const res = await t.api
-      .post('/fhir')
-      .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Bundle',
-        type: 'transaction',
-        entry: resources.map((r) => ({ resource: r, request: { method: 'PUT', url: `${r.resourceType}/${r.id}` } })),
-      });
+    const res = await putAll(t.api, resources);
     expect(res.status).toBe(200);
   });
   afterAll(() => t.close());

@@ -9,6 +9,7 @@ import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { AuditModule } from './audit/audit.module';
 import { AuthModule } from './auth/auth.module';
+import { ConsentModule } from './consent/consent.module';
 import { FhirModule } from './fhir/fhir.module';
 import { HealthModule } from './health/health.module';
 
@@ -23,6 +24,7 @@ const config = loadAppConfig();
     HealthModule,
     AuditModule,
     AuthModule,
+    ConsentModule,
     FhirModule,
     RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
   ],

@@ -2,6 +2,7 @@ import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/commo
 import type { Request } from 'express';
 import type { JSONWebKeySet } from 'jose';
 import { FhirError } from '../common/fhir-error';
+import { auditRecord } from '../audit/audit-record';
 import { RequestContext } from '../common/request-context';
 import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
@@ -95,24 +96,32 @@ export class AdminClientsController {
   private async audited<T>(req: Request, operation: string, status: number, work: () => Promise<T>): Promise<T> {
     const started = performance.now();
     const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
-    const record = (outcome: 'success' | 'failure', code: number, entities: string[] = []) =>
-      this.audit.record({
-        principal,
-        interaction: { kind: 'operation', operation, query: {}, path: req.path },
-        outcome,
-        status: code,
-        entities,
-        durationMs: Math.round(performance.now() - started),
-        requestId: RequestContext.requestId(),
-      });
+    const record = (outcome: 'success' | 'failure', code: number, clientId?: string, failureCode?: string) =>
+      this.audit.record(
+        auditRecord({
+          kind: 'admin',
+          subtype: operation,
+          principal,
+          address: req.ip,
+          path: req.path,
+          outcome,
+          status: code,
+          failureCode,
+          // The registration touched is named by id; it is no patient's data.
+          entities: clientId ? [{ reference: `client/${clientId}`, patients: [] }] : [],
+          accessBasis: ['policy: admin role'],
+          durationMs: Math.round(performance.now() - started),
+          requestId: RequestContext.requestId(),
+        }),
+      );
     try {
       if (principal.role !== 'admin') throw FhirError.forbidden('Client registration needs the admin role');
       const result = await work();
       const clientId = (result as { clientId?: unknown } | undefined)?.clientId;
-      await record('success', status, typeof clientId === 'string' ? [`client/${clientId}`] : []);
+      await record('success', status, typeof clientId === 'string' ? clientId : undefined);
       return result;
     } catch (err) {
-      await record('failure', err instanceof FhirError ? err.status : 500);
+      await record('failure', err instanceof FhirError ? err.status : 500, undefined, err instanceof FhirError ? err.issues[0]?.code : 'exception');
       throw err;
     }
   }

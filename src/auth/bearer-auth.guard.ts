@@ -3,6 +3,7 @@ import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import { FhirError } from '../common/fhir-error';
+import { auditRecord } from '../audit/audit-record';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
@@ -29,15 +30,19 @@ export class BearerAuthGuard extends AuthGuard('bearer') {
     } catch (err) {
       const req = context.switchToHttp().getRequest<Request>();
       const failure = err instanceof FhirError ? err : FhirError.unauthorized('A valid bearer token is required');
-      await this.audit.record({
-        principal: ANONYMOUS,
-        interaction: { kind: 'operation', operation: 'authenticate', query: {}, path: `${context.getClass().name}.${context.getHandler().name}` },
-        outcome: 'failure',
-        status: failure.status,
-        entities: [],
-        durationMs: 0,
-        requestId: RequestContext.requestId() ?? (req as Request & { id?: string }).id,
-      });
+      await this.audit.record(
+        auditRecord({
+          kind: 'authenticate',
+          principal: ANONYMOUS,
+          address: req.ip,
+          path: req.path,
+          outcome: 'failure',
+          status: failure.status,
+          failureCode: failure.issues[0]?.code,
+          durationMs: 0,
+          requestId: RequestContext.requestId() ?? (req as Request & { id?: string }).id,
+        }),
+      );
       throw failure;
     }
   }

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, ThrottlerLimitDetail, ThrottlerModuleOptions, ThrottlerStorage } from '@nestjs/throttler';
+import { auditRecord } from '../audit/audit-record';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
@@ -41,16 +42,20 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
   }
 
   protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {
-    const req = context.switchToHttp().getRequest<{ user?: Principal; id?: string }>();
-    await this.audit.record({
-      principal: req.user ?? ANONYMOUS,
-      interaction: { kind: 'operation', operation: 'rate-limit', query: {}, path: `${context.getClass().name}.${context.getHandler().name}` },
-      outcome: 'failure',
-      status: 429,
-      entities: [],
-      durationMs: 0,
-      requestId: RequestContext.requestId() ?? req.id,
-    });
+    const req = context.switchToHttp().getRequest<{ user?: Principal; id?: string; ip?: string; path?: string }>();
+    await this.audit.record(
+      auditRecord({
+        kind: 'rate-limit',
+        principal: req.user ?? ANONYMOUS,
+        address: req.ip,
+        path: req.path,
+        outcome: 'failure',
+        status: 429,
+        failureCode: 'throttled',
+        durationMs: 0,
+        requestId: RequestContext.requestId() ?? req.id,
+      }),
+    );
     return super.throwThrottlingException(context, detail);
   }
 }

@@ -1,8 +1,7 @@
 import { FhirError } from '../common/fhir-error';
-import type { AccessContext } from '../fhir/pipeline/access-context';
-import type { AccessRestriction } from '../fhir/pipeline/pipeline.stages';
+import type { AccessFragment, SqlBinder } from '../fhir/pipeline/access-predicate';
 import { Clause, parseSearchRequest } from '../fhir/search/search-request';
-import { SearchSqlCompiler } from '../fhir/search/search-sql.compiler';
+import { SearchSqlCompiler, SqlParams } from '../fhir/search/search-sql.compiler';
 import type { SmartScope } from './smart-scope';
 
 /**
@@ -24,18 +23,29 @@ export function restrictionClauses(scope: SmartScope): Clause[] {
 }
 
 /**
- * One SQL predicate over the resource row `r` (placeholders from $1) that admits, for every type in
- * `restricted`, only resources matching at least one of its scopes' restrictions, and leaves other
- * types alone. It joins the AccessContext predicate, so reads, searches, includes, chains and
- * `_has` all see the same subset, evaluated on the search index tables.
+ * One access fragment that admits, for every type in `restricted`, only resources matching at least
+ * one of its scopes' restrictions, and leaves other types alone. It joins the AccessContext, so
+ * reads, searches, includes, chains and `_has` all see the same subset, evaluated on the search
+ * index tables (current versions only: restricted scopes allow no history or vread).
  */
-export function compileScopeRestrictions(restricted: Map<string, SmartScope[]>, fhirBaseUrl: string): AccessRestriction | undefined {
+export function scopeRestrictionFragment(restricted: Map<string, SmartScope[]>, fhirBaseUrl: string): AccessFragment | undefined {
   if (!restricted.size) return undefined;
-  // Plain parameter clauses never consult the compiler's access context (only chains and _has do).
-  const compiler = new SearchSqlCompiler(undefined as unknown as AccessContext, fhirBaseUrl);
-  const perType = [...restricted].map(([type, scopes]) => {
-    const alternatives = scopes.map((s) => `(${restrictionClauses(s).map((c) => compiler.clause(c, 'r')).join(' AND ')})`);
-    return `(r.resource_type <> ${compiler.params.bind(type)} OR ${alternatives.join(' OR ')})`;
-  });
-  return { predicate: perType.join(' AND '), params: compiler.params.values };
+  // Parsed once: a bad scope fails when the token is used, not inside SQL rendering.
+  const perType = [...restricted].map(([type, scopes]) => ({ type, alternatives: scopes.map((s) => restrictionClauses(s)) }));
+  const raw = [...restricted.values()].flat().map((s) => s.raw);
+  return {
+    basis: 'scope',
+    description: `scope ${raw.join(' ').slice(0, 200)}`,
+    rows: ['current'],
+    render(alias: string, bind: SqlBinder): string {
+      // Plain parameter clauses never chain, so the compiler needs no access context of its own.
+      const compiler = new SearchSqlCompiler(undefined, fhirBaseUrl, new SqlParams(bind));
+      return perType
+        .map(({ type, alternatives }) => {
+          const any = alternatives.map((clauses) => `(${clauses.map((c) => compiler.clause(c, alias)).join(' AND ')})`);
+          return `(${alias}.resource_type <> ${bind.bind(type)} OR ${any.join(' OR ')})`;
+        })
+        .join(' AND ');
+    },
+  };
 }

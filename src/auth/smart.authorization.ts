@@ -2,9 +2,10 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirError } from '../common/fhir-error';
 import { Interaction, InteractionKind, interactionVerb } from '../fhir/pipeline/interaction';
-import { AccessRestriction, AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
+import type { AccessFragment } from '../fhir/pipeline/access-predicate';
+import { AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
-import { compileScopeRestrictions } from './scope-restriction';
+import { scopeRestrictionFragment } from './scope-restriction';
 import { parseSmartScope, scopeAllows, SmartScope } from './smart-scope';
 
 /** Resource types each non-clinical role may touch at all; everything else is denied to it. */
@@ -25,11 +26,6 @@ const AUDIT_TYPES = new Set(['AuditEvent']);
  * every write indexes): clinical roles may read them, only admins write them.
  */
 const ADMIN_WRITTEN_TYPES = new Set(['SearchParameter']);
-/**
- * Roles that may invoke each operation (SMART scopes have no verb for operations, so the role
- * decides). An operation not listed here is denied to everyone.
- */
-const OPERATION_ROLES: Record<string, readonly HieRole[]> = { reindex: ['admin'] };
 /** What a scope restricted by a query (`system/Observation.rs?category=laboratory`) can allow. */
 const RESTRICTABLE_KINDS = new Set<InteractionKind>(['read', 'search-type', 'search-compartment']);
 
@@ -43,8 +39,8 @@ export class SmartAuthorization extends AuthorizationStage {
     super();
   }
 
-  authorize(principal: Principal, interaction: Interaction): AccessRestriction | undefined {
-    if (interaction.kind === 'capabilities') return;
+  authorize(principal: Principal, interaction: Interaction): readonly AccessFragment[] {
+    if (interaction.kind === 'capabilities') return [];
     if (principal.kind !== 'client' || !principal.role) throw FhirError.unauthorized('A valid bearer token is required');
     if (principal.purposeOfUse === 'ETREAT' && !principal.breakGlassReason?.trim()) {
       throw FhirError.forbidden('Break-the-glass access (purpose ETREAT) needs a reason in the X-Break-Glass-Reason header');
@@ -52,12 +48,23 @@ export class SmartAuthorization extends AuthorizationStage {
     if (interaction.kind === 'batch' || interaction.kind === 'transaction') {
       // Each entry is authorized on its own; the Bundle itself needs a role that may write records.
       if (principal.role !== 'hospital') throw this.denied(principal, 'submit batch or transaction Bundles');
-      return;
+      return [];
     }
     if (interaction.kind === 'operation') {
-      const name = interaction.operation ?? '';
-      if (!OPERATION_ROLES[name]?.includes(principal.role)) throw this.denied(principal, `invoke $${name.slice(0, 64)}`);
-      return;
+      // Each operation declares the roles and scopes that may invoke it; the pipeline resolved it
+      // (an unknown operation is 404 not-supported before it gets here).
+      const declared = interaction.operationDeclaration;
+      if (!declared) throw new FhirError(404, 'not-supported', `Operation $${(interaction.operation ?? '').slice(0, 64)} is not supported by this server`);
+      if (!declared.roles.includes(principal.role)) throw this.denied(principal, `invoke $${declared.name}`);
+      const scopes = principal.scopes.map(parseSmartScope).filter((s): s is SmartScope => !!s);
+      for (const needed of declared.scopes) {
+        const [t, verb] = needed.split('.');
+        const type = t === '{type}' ? interaction.resourceType : t === '*' ? undefined : t;
+        if (!scopes.some((s) => !s.restrictions.length && scopeAllows(s, type, verb))) {
+          throw new FhirError(403, 'forbidden', `$${declared.name} needs a granted scope allowing system/${type ?? '*'}.${verb}`);
+        }
+      }
+      return [];
     }
     const type = interaction.resourceType;
     const verb = interactionVerb(interaction.kind);
@@ -74,18 +81,19 @@ export class SmartAuthorization extends AuthorizationStage {
       // writes or old versions, so those need an unrestricted scope.
       throw new FhirError(403, 'forbidden', `Granted scope ${allowing[0].raw.slice(0, 120)} limits ${type} to matching resources and allows only read and search, not ${interaction.kind}`);
     }
-    return verb === 'r' || verb === 's' ? this.restriction(scopes, verb) : undefined;
+    const restriction = verb === 'r' || verb === 's' ? this.restriction(scopes, verb) : undefined;
+    return restriction ? [restriction] : [];
   }
 
-  /** Types this principal may read or search only through restricted scopes, as one SQL predicate. */
-  private restriction(scopes: SmartScope[], verb: 'r' | 's'): AccessRestriction | undefined {
+  /** Types this principal may read or search only through restricted scopes, as one fragment. */
+  private restriction(scopes: SmartScope[], verb: 'r' | 's'): AccessFragment | undefined {
     const restricted = new Map<string, SmartScope[]>();
     for (const s of scopes) {
       if (!s.restrictions.length || !s.verbs.has(verb)) continue;
       if (scopes.some((u) => !u.restrictions.length && scopeAllows(u, s.resourceType, verb))) continue;
       restricted.set(s.resourceType, [...(restricted.get(s.resourceType) ?? []), s]);
     }
-    return compileScopeRestrictions(restricted, this.config.fhirBaseUrl);
+    return scopeRestrictionFragment(restricted, this.config.fhirBaseUrl);
   }
 
   private roleAllows(principal: Principal, type: string | undefined, verb: string): boolean {

@@ -2,6 +2,7 @@ import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@ne
 import type { Response } from 'express';
 import { decodeJwt } from 'jose';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { auditRecord } from '../audit/audit-record';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
@@ -79,16 +80,19 @@ export class TokenController {
     principal: typeof ANONYMOUS,
     claimed?: string,
   ): Promise<void> {
-    await this.audit.record({
-      principal,
-      ...(claimed ? { claimedClientId: claimed } : {}),
-      interaction: { kind: 'operation', operation: 'token', query: {}, path: '/oauth2/token' },
-      outcome,
-      status,
-      entities: [],
-      durationMs: Math.round(performance.now() - started),
-      requestId: RequestContext.requestId(),
-    });
+    await this.audit.record(
+      auditRecord({
+        kind: 'token',
+        principal,
+        ...(claimed ? { claimedClientId: claimed } : {}),
+        path: '/oauth2/token',
+        outcome,
+        status,
+        failureCode: outcome === 'failure' ? 'login' : undefined,
+        durationMs: Math.round(performance.now() - started),
+        requestId: RequestContext.requestId(),
+      }),
+    );
   }
 }
 

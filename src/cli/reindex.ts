@@ -1,12 +1,9 @@
 import 'reflect-metadata';
-import { DataSource } from 'typeorm';
-import { loadAppConfig } from '../config/app.config';
-import { dataSourceOptions } from '../database/data-source.options';
-import { resolveDatabaseUrl, stopEmbeddedDatabase } from '../database/database.module';
+import { NestFactory } from '@nestjs/core';
+import { AppModule } from '../app.module';
+import { stopEmbeddedDatabase } from '../database/database.module';
 import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
-import { buildCustomSearchParams, loadShippedSearchParameters, loadStoredSearchParameters } from '../fhir/search/custom-search-parameters';
-import { SearchIndexWriter } from '../fhir/search/search-index.writer';
-import { setCustomSearchParams } from '../fhir/search/search-parameter.registry';
+import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
 import { DEFAULT_REINDEX_BATCH, SearchReindexer } from '../fhir/search/search-reindexer';
 
 const BATCH = Number(process.env.REINDEX_BATCH ?? DEFAULT_REINDEX_BATCH);
@@ -18,22 +15,18 @@ const BATCH = Number(process.env.REINDEX_BATCH ?? DEFAULT_REINDEX_BATCH);
  * server serves (see SearchReindexer). The same code serves the `$reindex` operation.
  */
 async function main(types: string[]): Promise<void> {
-  const config = loadAppConfig();
   const defs = FhirDefinitions.get();
   const unknown = types.filter((t) => !defs.isStorable(t));
   if (unknown.length) throw new Error(`unknown resource type(s): ${unknown.join(', ')}`);
-  const ds = new DataSource(dataSourceOptions(await resolveDatabaseUrl(config), 2));
-  await ds.initialize();
+  // The application context loads the search parameters in force (R4, fhir-profiles/, stored ones)
+  // and mints the audited system context the reindexer requires; no HTTP server is started.
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
   try {
-    setCustomSearchParams(
-      buildCustomSearchParams(loadShippedSearchParameters(), await loadStoredSearchParameters(ds), (sp, problem) =>
-        process.stderr.write(`skipping SearchParameter ${sp.id ?? sp.url ?? sp.code}: ${problem.message}\n`),
-      ),
-    );
-    const reindexer = new SearchReindexer(ds, new SearchIndexWriter(config));
-    const total = await reindexer.count(types);
+    const ctx = await app.get(SystemAccess).mint('reindex-cli');
+    const reindexer = app.get(SearchReindexer);
+    const total = await reindexer.count(ctx, types);
     const started = Date.now();
-    const { processed } = await reindexer.run({
+    const { processed } = await reindexer.run(ctx, {
       types,
       batchSize: BATCH,
       onBatch: ({ processed: done, last }) => {
@@ -43,7 +36,7 @@ async function main(types: string[]): Promise<void> {
     });
     process.stdout.write(`done: ${processed} resources in ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
   } finally {
-    await ds.destroy();
+    await app.close();
   }
 }
 

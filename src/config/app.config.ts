@@ -45,6 +45,8 @@ const envSchema = z.object({
   HIE_SIGNING_KEY: signingKey.optional(),
   HIE_BOOTSTRAP_ADMIN_CLIENT_ID: z.string().regex(/^[A-Za-z0-9\-_.]{3,64}$/, 'must be 3-64 of [A-Za-z0-9-_.]').optional(),
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
+  /** Conditional delete of several matches (R4 allows single or multiple); 0 = single only (412 on several). */
+  FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -71,6 +73,8 @@ export interface AppConfig {
   bootstrapAdmin?: { clientId: string; secret: string };
   /** Token endpoint URL (the `aud` of client assertions). */
   tokenUrl: string;
+  /** Most matches one conditional delete may delete; 0: single-match only (several answer 412). */
+  conditionalDeleteMax: number;
 }
 
 export class ConfigurationError extends Error {}
@@ -105,6 +109,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }
         : undefined,
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
+    conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
   };
 }
 

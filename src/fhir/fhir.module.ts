@@ -1,10 +1,10 @@
 import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { CapabilityStatementService } from './capability/capability-statement.service';
-import { FhirPipeline } from './pipeline/fhir-pipeline.service';
+import { FhirPipeline, SystemAccess } from './pipeline/fhir-pipeline.service';
+import { StorageSessions } from './storage/storage-session';
+import { SearchReindexer } from './search/search-reindexer';
 import { InteractionExecutor } from './pipeline/interaction.executor';
-import { ConsentStage } from './pipeline/pipeline.stages';
-import { UnrestrictedConsent } from './pipeline/default.stages';
 import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
@@ -24,6 +24,9 @@ import { ResourceValidator } from './validation/resource.validator';
   controllers: [FhirController],
   providers: [
     FhirPipeline,
+    SystemAccess,
+    StorageSessions,
+    SearchReindexer,
     InteractionExecutor,
     ResourceRepository,
     ResourceValidator,
@@ -38,9 +41,8 @@ import { ResourceValidator } from './validation/resource.validator';
     OperationRegistry,
     ReindexOperation,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
-    { provide: ConsentStage, useClass: UnrestrictedConsent },
   ],
-  exports: [FhirPipeline, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry],
+  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

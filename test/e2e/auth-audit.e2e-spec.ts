@@ -1,6 +1,7 @@
 import { Logger } from '@nestjs/common';
 import request from 'supertest';
-import { AuditRecord, AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import type { AuditRecord } from '../../src/audit/audit-record';
+import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -39,9 +40,9 @@ describe('audit of token issuance and denials', () => {
 
   const summary = (r: AuditRecord) => ({
     client: r.principal.clientId ?? r.principal.kind,
-    kind: r.interaction.kind,
-    operation: r.interaction.operation,
-    type: r.interaction.resourceType,
+    kind: r.kind,
+    operation: r.subtype,
+    type: r.resourceType,
     outcome: r.outcome,
     status: r.status,
   });
@@ -51,8 +52,8 @@ describe('audit of token issuance and denials', () => {
     await c.token();
     await request(t.http).post('/oauth2/token').type('form').send({ grant_type: 'client_credentials', client_id: c.clientId, client_secret: 'wrong', scope: 'system/Patient.rs' });
     expect(records.map(summary)).toEqual([
-      { client: c.clientId, kind: 'operation', operation: 'token', type: undefined, outcome: 'success', status: 200 },
-      { client: 'anonymous', kind: 'operation', operation: 'token', type: undefined, outcome: 'failure', status: 401 },
+      { client: c.clientId, kind: 'token', operation: undefined, type: undefined, outcome: 'success', status: 200 },
+      { client: 'anonymous', kind: 'token', operation: undefined, type: undefined, outcome: 'failure', status: 401 },
     ]);
     // The refused request's claimed client id is kept apart from the (anonymous) principal.
     expect(records.map((r) => r.claimedClientId)).toEqual([undefined, c.clientId]);
@@ -87,11 +88,11 @@ describe('audit of token issuance and denials', () => {
     await request(t.http).get('/fhir/Patient/x').set('Authorization', `Bearer ${glassToken}`);
     await request(t.http).get('/admin/clients').set('Authorization', `Bearer ${narrowToken}`);
     expect(records.map(summary)).toEqual([
-      { client: 'anonymous', kind: 'operation', operation: 'authenticate', type: undefined, outcome: 'failure', status: 401 },
+      { client: 'anonymous', kind: 'authenticate', operation: undefined, type: undefined, outcome: 'failure', status: 401 },
       { client: narrow.clientId, kind: 'read', operation: undefined, type: 'Condition', outcome: 'failure', status: 403 },
       { client: auditor.clientId, kind: 'read', operation: undefined, type: 'Patient', outcome: 'failure', status: 403 },
       { client: narrow.clientId, kind: 'read', operation: undefined, type: 'Patient', outcome: 'failure', status: 403 },
-      { client: narrow.clientId, kind: 'operation', operation: 'client-list', type: undefined, outcome: 'failure', status: 403 },
+      { client: narrow.clientId, kind: 'admin', operation: 'client-list', type: undefined, outcome: 'failure', status: 403 },
     ]);
     expect(records[4].principal.role).toBe('hospital');
   });
@@ -114,18 +115,26 @@ describe('audit of token issuance and denials', () => {
     expect(made.status).toBe(201);
     const created = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:mrn', value: 'SECRET-MRN-77' }] }));
     expect(created.status).toBe(201);
-    const registration = records.find((r) => r.interaction.operation === 'client-register')!;
-    expect(summary(registration)).toEqual({ client: admin.clientId, kind: 'operation', operation: 'client-register', type: undefined, outcome: 'success', status: 201 });
-    expect(registration.entities).toEqual([`client/${made.body.clientId}`]);
+    const registration = records.find((r) => r.subtype === 'client-register')!;
+    expect(summary(registration)).toEqual({ client: admin.clientId, kind: 'admin', operation: 'client-register', type: undefined, outcome: 'success', status: 201 });
+    expect(registration.entities).toEqual([{ reference: `client/${made.body.clientId}`, patients: [] }]);
     expect(JSON.stringify(records)).not.toContain(made.body.clientSecret);
     // The stage's log line (until AuditEvents are stored) carries ids and codes, not the record's body.
-    const logged = lines.filter((l) => (l as { msg?: string }).msg === 'fhir-interaction');
-    expect(logged.map((l) => (l as { operation?: string; interaction: string }).operation ?? (l as { interaction: string }).interaction)).toEqual([
+    const logged = lines.filter((l) => (l as { msg?: string }).msg === 'audit');
+    expect(logged.map((l) => (l as { subtype?: string; kind: string }).subtype ?? (l as { kind: string }).kind)).toEqual([
       'read', // the registration checks its Organization through the pipeline
       'client-register',
       'create',
     ]);
-    expect(logged[2]).toMatchObject({ client: expect.stringMatching(/^test-hospital-/), interaction: 'create', resourceType: 'Patient', status: 201, entities: [`Patient/${created.body.id}`] });
+    expect(logged[2]).toMatchObject({
+      client: expect.stringMatching(/^test-hospital-/),
+      kind: 'create',
+      action: 'C',
+      resourceType: 'Patient',
+      status: 201,
+      entities: [`Patient/${created.body.id}/_history/1`],
+      patients: [created.body.id],
+    });
     const text = JSON.stringify(logged);
     expect(text).not.toContain(made.body.clientSecret);
     expect(text).not.toContain('SECRET-MRN-77');
@@ -141,6 +150,6 @@ describe('audit of token issuance and denials', () => {
       last = await request(t.http).get('/fhir/Patient/none').set('Authorization', `Bearer ${token}`);
     }
     expect(last!.status).toBe(429);
-    expect(summary(records[records.length - 1])).toEqual({ client: c.clientId, kind: 'operation', operation: 'rate-limit', type: undefined, outcome: 'failure', status: 429 });
+    expect(summary(records[records.length - 1])).toEqual({ client: c.clientId, kind: 'rate-limit', operation: undefined, type: undefined, outcome: 'failure', status: 429 });
   });
 });

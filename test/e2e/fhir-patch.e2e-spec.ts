@@ -99,8 +99,9 @@ describe('PATCH', () => {
     expect(await version(id)).toBe(2);
   });
 
-  it('answers 404 for an unknown resource', async () => {
+  it('answers an unknown resource as one the client may not change (403, existence not disclosed)', async () => {
     const res = await t.api.patch('/fhir/Patient/nope-404').set('Content-Type', JSON_PATCH).send([{ op: 'remove', path: '/gender' }]);
-    expect(res.status).toBe(404);
+    expect(res.status).toBe(403);
+    expect(res.body.issue[0]).toMatchObject({ code: 'forbidden', diagnostics: 'Patient/nope-404 is not a resource this client may change' });
   });
 });

@@ -242,8 +242,10 @@ describe('batch and transaction Bundles, conditional operations', () => {
     });
     expect(res.status).toBe(200);
     expect(res.body.type).toBe('batch-response');
-    expect(res.body.entry.map((e: { response: { status: string } }) => e.response.status)).toEqual(['201 Created', '400', '404', '200 OK']);
+    // Deleting a resource that is not there answers as for one the client may not change (write rule).
+    expect(res.body.entry.map((e: { response: { status: string } }) => e.response.status)).toEqual(['201 Created', '400', '404', '403']);
     expect(res.body.entry[1].response.outcome.issue[0].code).toBe('code-invalid');
+    expect(res.body.entry[3].response.outcome.issue[0]).toMatchObject({ code: 'forbidden', diagnostics: 'Patient/batch-missing is not a resource this client may change' });
     expect(await counts()).toEqual({ resources: before.resources + 1, versions: before.versions + 1 });
   });
 
@@ -289,9 +291,15 @@ describe('batch and transaction Bundles, conditional operations', () => {
       .send(hiePatient());
     expect(ambiguous.status).toBe(412);
 
-    const deleted = await t.api.delete(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond-new`)}`);
+    // Conditional delete is single-match by default: two matches answer 412 and delete nothing.
+    const refused = await t.api.delete(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond-new`)}`);
+    expect(refused.status).toBe(412);
+    expect(refused.body.issue[0]).toMatchObject({ code: 'multiple-matches', diagnostics: 'Conditional delete criteria match 2 resources; this server deletes only a single match' });
+    expect((await t.api.get(`/fhir/Patient/${created.body.id}`)).status).toBe(200);
+
+    const deleted = await t.api.delete(`/fhir/Patient?identifier=${encodeURIComponent(`${SYS}|rest-cond`)}`);
     expect(deleted.status).toBe(200);
-    expect(deleted.body.issue[0].diagnostics).toBe('Deleted 2 Patient resource(s)');
-    expect((await t.api.get(`/fhir/Patient/${created.body.id}`)).status).toBe(410);
+    expect(deleted.body.issue[0].diagnostics).toBe('Deleted 1 Patient resource(s)');
+    expect((await t.api.get(`/fhir/Patient/${first.body.id}`)).status).toBe(410);
   });
 });

@@ -1,5 +1,6 @@
 import request from 'supertest';
-import { AuditRecord, AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import type { AuditRecord } from '../../src/audit/audit-record';
+import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -19,7 +20,7 @@ describe('$reindex', () => {
     const audit = t.app.get(AuditStage, { strict: false });
     const record = audit.record.bind(audit);
     audit.record = async (r: AuditRecord, result) => {
-      if (r.interaction.operation === 'reindex') audited.push(r);
+      if (r.kind === 'operation' && r.subtype === 'reindex') audited.push(r);
       return record(r, result);
     };
   }, 30_000);
@@ -78,7 +79,7 @@ describe('$reindex', () => {
     expect(everything.body.parameter[0]).toEqual({ name: 'processed', valueInteger: 1 });
     expect(everything.body.parameter[1]).toEqual({ name: 'complete', valueBoolean: false });
     expect(everything.body.parameter[2].valueString).toMatch(/^[A-Z][A-Za-z]+\/[A-Za-z0-9\-.]+$/);
-    expect(audited.map((a) => [a.interaction.kind, a.interaction.operation, a.outcome, a.status])).toEqual([
+    expect(audited.map((a) => [a.kind, a.subtype, a.outcome, a.status])).toEqual([
       ['operation', 'reindex', 'success', 200],
       ['operation', 'reindex', 'success', 200],
     ]);
@@ -99,7 +100,7 @@ describe('$reindex', () => {
         code: 'forbidden',
       });
     }
-    expect(audited.map((a) => [a.interaction.kind, a.interaction.operation, a.outcome, a.status])).toEqual([
+    expect(audited.map((a) => [a.kind, a.subtype, a.outcome, a.status])).toEqual([
       ['operation', 'reindex', 'failure', 403],
       ['operation', 'reindex', 'failure', 403],
     ]);
@@ -131,8 +132,10 @@ describe('$reindex', () => {
     const get = await admin.get('/fhir/Patient/$reindex');
     expect({ status: get.status, code: get.body.issue[0].code }).toEqual({ status: 405, code: 'not-supported' });
     expect((await admin.post('/fhir/Patient/1/$reindex')).status).toBe(404);
-    // Default deny: an operation nobody may invoke.
-    expect((await admin.post('/fhir/$no-such-operation')).status).toBe(403);
+    // An operation the server does not have is not supported (404), never a permission question (403).
+    const unknown = await admin.post('/fhir/$no-such-operation');
+    expect(unknown.status).toBe(404);
+    expect(unknown.body.issue[0]).toMatchObject({ code: 'not-supported', diagnostics: 'Operation $no-such-operation is not supported by this server' });
     expect((await admin.put('/fhir/$reindex')).status).toBe(405);
     expect((await admin.post('/fhir/Nothing/$reindex')).status).toBe(404);
   });

@@ -1,14 +1,37 @@
 import type { EntityManager } from 'typeorm';
 import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import type { HieRole } from '../pipeline/principal';
 
 export type OperationLevel = 'system' | 'type' | 'instance';
+
+/** What the authorization stage reads to decide who may invoke an operation (GUIDE §1). */
+export interface OperationDeclaration {
+  readonly name: string;
+  readonly levels: readonly OperationLevel[];
+  readonly resourceTypes?: readonly string[];
+  /** Roles that may invoke it; nobody else may. */
+  readonly roles: readonly HieRole[];
+  /**
+   * SMART scopes the client must also hold, as `type.verb` (e.g. `Patient.r`; `*` for any type, or
+   * `{type}` for the type it is invoked on). Empty: the role alone decides.
+   */
+  readonly scopes: readonly string[];
+  readonly affectsState: boolean;
+  /** Runs asynchronously (kick-off + status polling) rather than answering in the request. */
+  readonly async: boolean;
+  /**
+   * `interaction`: runs in the pipeline's transaction like a write; `own`: manages its own
+   * transactions (long-running batch work such as $reindex, under a system context).
+   */
+  readonly transaction: 'interaction' | 'own';
+}
 
 /**
  * A FHIR operation (`$name`, operations.html) the server executes. Operations register with the
  * OperationRegistry; the pipeline authorizes and audits them like any interaction.
  */
-export abstract class FhirOperation {
+export abstract class FhirOperation implements OperationDeclaration {
   /** Name without `$`. */
   abstract readonly name: string;
   /** Canonical URL of its OperationDefinition (listed in the CapabilityStatement). */
@@ -18,6 +41,10 @@ export abstract class FhirOperation {
   readonly resourceTypes?: readonly string[];
   /** Operations that change state may not be invoked with GET (operations.html#request). */
   abstract readonly affectsState: boolean;
+  abstract readonly roles: readonly HieRole[];
+  readonly scopes: readonly string[] = [];
+  readonly async: boolean = false;
+  readonly transaction: 'interaction' | 'own' = 'interaction';
 
-  abstract execute(ctx: AccessContext, interaction: Interaction, tx?: EntityManager): Promise<InteractionResult>;
+  abstract execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult>;
 }

@@ -23,14 +23,29 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
     this.capabilities.invalidate();
   }
 
-  execute(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  find(name: string | undefined): FhirOperation | undefined {
+    return name === undefined ? undefined : this.operations.get(name);
+  }
+
+  /**
+   * The operation an interaction invokes, at a level and type it is defined for; otherwise 404
+   * `not-supported` (never 403: an operation the server does not have is not a permission question).
+   */
+  resolve(i: Interaction): FhirOperation {
     const name = i.operation ?? '';
     const operation = this.operations.get(name);
-    if (!operation) throw FhirError.notFound(`Operation $${name} is not known to this server`);
+    if (!operation) throw new FhirError(404, 'not-supported', `Operation $${name.slice(0, 64)} is not supported by this server`);
     const level: OperationLevel = i.id !== undefined ? 'instance' : i.resourceType !== undefined ? 'type' : 'system';
     if (!operation.levels.includes(level) || (level !== 'system' && operation.resourceTypes && !operation.resourceTypes.includes(i.resourceType!))) {
-      throw FhirError.notFound(`Operation $${name} is not defined at ${level} level${level === 'system' ? '' : ` for ${i.resourceType}`}`);
+      throw new FhirError(404, 'not-supported', `Operation $${name} is not defined at ${level} level${level === 'system' ? '' : ` for ${i.resourceType}`}`);
     }
+    i.operationDeclaration = operation;
+    return operation;
+  }
+
+  execute(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    const operation = this.resolve(i);
+    const name = operation.name;
     if (operation.affectsState && i.method === 'GET') {
       throw new FhirError(405, 'not-supported', `Operation $${name} changes state and must be invoked with POST`, undefined, { Allow: 'POST' });
     }

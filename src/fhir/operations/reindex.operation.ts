@@ -1,14 +1,12 @@
 import { Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
-import type { DataSource } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionResult } from '../pipeline/interaction';
-import { SearchIndexWriter } from '../search/search-index.writer';
 import { SearchParameterSync } from '../search/search-parameter.sync';
 import { DEFAULT_REINDEX_BATCH, ReindexPosition, SearchReindexer } from '../search/search-reindexer';
+import { SystemAccess } from '../pipeline/fhir-pipeline.service';
 import { FhirOperation } from './fhir-operation';
 import { OperationRegistry } from './operation.registry';
 
@@ -31,24 +29,25 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
   readonly definition = 'http://hie.example.org/fhir/OperationDefinition/reindex';
   readonly levels = ['system', 'type'] as const;
   readonly affectsState = true;
+  readonly roles = ['admin'] as const;
+  /** Batches commit one by one (a cursor continues), so it manages its own transactions. */
+  override readonly transaction = 'own' as const;
   private readonly logger = new Logger('Reindex');
-  private readonly reindexer: SearchReindexer;
 
   constructor(
     private readonly operations: OperationRegistry,
     private readonly searchParameters: SearchParameterSync,
-    @InjectDataSource() db: DataSource,
-    writer: SearchIndexWriter,
+    private readonly reindexer: SearchReindexer,
+    private readonly system: SystemAccess,
   ) {
     super();
-    this.reindexer = new SearchReindexer(db, writer);
   }
 
   onModuleInit(): void {
     this.operations.register(this);
   }
 
-  async execute(_ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
     const input = operationInput(i);
     const types = i.resourceType ? [i.resourceType] : typesOf(input.get('type') ?? []);
     if (i.resourceType && input.has('type')) throw FhirError.badRequest('type is only allowed on the system-level $reindex', ['type']);
@@ -57,7 +56,9 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
     // Index with the parameters the database holds now, even if this node's notification is still on its way.
     await this.searchParameters.reload();
     const started = Date.now();
-    const result = await this.reindexer.run({
+    // Rebuilding index rows reads every organization's resources: a named, audited system context.
+    const system = await this.system.mint('reindex', ctx.principal);
+    const result = await this.reindexer.run(system, {
       types,
       after,
       limit: maxResources,

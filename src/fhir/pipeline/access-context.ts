@@ -1,36 +1,77 @@
+import type { AccessFragment, AccessRow, SqlBinder } from './access-predicate';
+import { renderFragments } from './access-predicate';
 import type { Principal } from './principal';
 
-export type AccessContextIssuer = (
-  principal: Principal,
-  readPredicate?: string,
-  params?: unknown[],
-  mayRead?: (resourceType: string) => boolean,
-) => AccessContext;
+/** Lookups an interaction may need besides its own access: each is authorized like a request of its own. */
+export interface AccessLookups {
+  /** Whether the principal may search a type at all: bounds `_include`, chains and `_has`. */
+  mayRead(resourceType: string): boolean;
+  /**
+   * The context of a search the interaction runs on the principal's behalf (conditional criteria,
+   * a transaction's conditional references, `ifNoneExist`, `:in` ValueSets), or of a read (the body a
+   * conditional create returns). Throws 403 when the principal holds no such right.
+   */
+  lookup(kind: 'search-type' | 'read', resourceType: string, query?: Record<string, string | string[] | undefined>): Promise<AccessContext>;
+}
+
+export interface AccessGrant {
+  principal: Principal;
+  /** Rows the principal may read (scope queries, consent, policy). */
+  read: readonly AccessFragment[];
+  /** Rows the principal may change, on top of `read` (the write rule). */
+  write: readonly AccessFragment[];
+  lookups: AccessLookups;
+  /** Set for internal work under a system context: its name. */
+  system?: string;
+}
+
+export type AccessContextIssuer = (grant: AccessGrant) => AccessContext;
 
 let issuerClaimed = false;
 
 /**
  * Proof that the pipeline authorized an interaction, and the restriction storage must apply.
- * Storage and search require one on every call. The constructor is private and the only minting
- * function is handed out once per process, to the pipeline (fhir-pipeline.service.ts), so no other
- * code path can reach storage without passing authorization and consent.
- *
- * `readPredicate` is an SQL predicate over the `resource` row alias `r` with `$n` placeholders
- * numbered from 1 (the search compiler renumbers them); consent narrows it.
+ * Storage and search require one on every read and write. The constructor is private and the only
+ * minting function is handed out once per process, to the pipeline (fhir-pipeline.service.ts).
  */
 export class AccessContext {
-  private constructor(
-    readonly principal: Principal,
-    readonly readPredicate: string,
-    readonly readPredicateParams: readonly unknown[],
-    /** Whether the principal may read a type at all: bounds _include, chains and _has to what it could search itself. */
-    readonly mayRead: (resourceType: string) => boolean,
-  ) {}
+  private constructor(private readonly grant: AccessGrant) {}
 
   static claimIssuer(): AccessContextIssuer {
     if (issuerClaimed) throw new Error('The AccessContext issuer was already claimed by the pipeline');
     issuerClaimed = true;
-    return (principal, readPredicate = 'TRUE', params = [], mayRead = () => true) =>
-      new AccessContext(principal, readPredicate, params, mayRead);
+    return (grant) => new AccessContext(grant);
+  }
+
+  get principal(): Principal {
+    return this.grant.principal;
+  }
+
+  /** The fragments, for audit (which bases decided). */
+  get readFragments(): readonly AccessFragment[] {
+    return this.grant.read;
+  }
+
+  /** Name of the system context, for internal work that sees across organizations. */
+  get system(): string | undefined {
+    return this.grant.system;
+  }
+
+  /** SQL condition: the row at `alias` may be read. */
+  renderRead(alias: string, bind: SqlBinder, row: AccessRow = 'current'): string {
+    return renderFragments(this.grant.read, alias, bind, row);
+  }
+
+  /** SQL condition: the row at `alias` may be changed (readable AND the write rule). */
+  renderWrite(alias: string, bind: SqlBinder): string {
+    return renderFragments([...this.grant.read, ...this.grant.write], alias, bind, 'current');
+  }
+
+  mayRead(resourceType: string): boolean {
+    return this.grant.lookups.mayRead(resourceType);
+  }
+
+  lookup(kind: 'search-type' | 'read', resourceType: string, query?: Record<string, string | string[] | undefined>): Promise<AccessContext> {
+    return this.grant.lookups.lookup(kind, resourceType, query);
   }
 }

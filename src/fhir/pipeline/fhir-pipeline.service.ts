@@ -1,21 +1,35 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { BundleProcessor } from '../transaction/bundle.processor';
+import { AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
 import { FhirError } from '../../common/fhir-error';
-import { shift } from '../storage/resource.repository';
-import { AccessContext } from './access-context';
-import type { Interaction, InteractionResult } from './interaction';
+import { OperationRegistry } from '../operations/operation.registry';
+import { StorageSessions } from '../storage/storage-session';
+import { BundleProcessor } from '../transaction/bundle.processor';
+import { AccessContext, AccessLookups } from './access-context';
+import type { Interaction, InteractionResult, QueryParams } from './interaction';
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
+import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
 const issueAccessContext = AccessContext.claimIssuer();
 
+const WRITE_KINDS = new Set(['create', 'update', 'patch', 'delete']);
+
+/** How the request reached the server, for the audit record and cancellation. */
+export interface RequestOrigin {
+  /** Aborted when the client goes away: the running statement is cancelled. */
+  signal?: AbortSignal;
+  /** Network address of the client. */
+  address?: string;
+}
+
 /**
- * The single request pipeline (GUIDE §1): authorize -> consent -> execute -> audit. REST calls,
- * batch entries and operations all come through here.
+ * The single request pipeline (GUIDE §1): authorize -> consent -> execute -> audit, inside one
+ * storage session the pipeline opens (one transaction per write interaction, per transaction
+ * Bundle, per batch entry). REST calls, batch entries and operations all come through here.
  */
 @Injectable()
 export class FhirPipeline {
@@ -25,75 +39,168 @@ export class FhirPipeline {
     private readonly executor: InteractionExecutor,
     private readonly audit: AuditStage,
     private readonly bundles: BundleProcessor,
+    private readonly sessions: StorageSessions,
+    private readonly operations: OperationRegistry,
   ) {}
 
-  async handle(principal: Principal, interaction: Interaction): Promise<InteractionResult> {
+  async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
+    if (interaction.kind === 'batch' || interaction.kind === 'transaction') return this.handleBundle(principal, interaction, origin);
     const started = performance.now();
-    let result: InteractionResult | undefined;
-    let failure: unknown;
-    const bases = new Set<string>();
-    const accessFor = async (i: Interaction): Promise<AccessContext> => {
-      const restriction = this.authorization.authorize(principal, i);
-      const decision = await this.consent.decide(principal, i);
-      bases.add(decision.basis);
-      const predicate = restriction
-        ? `(${decision.predicate}) AND (${shift(restriction.predicate, decision.params.length)})`
-        : decision.predicate;
-      const params = restriction ? [...decision.params, ...restriction.params] : decision.params;
-      const mayRead = (resourceType: string): boolean => {
+    const transactional = this.isTransactional(interaction);
+    let ctx: AccessContext | undefined;
+    try {
+      return await this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
+        ctx = await this.accessFor(principal, interaction);
+        const result = await this.executor.execute(ctx, interaction, tx);
+        // A write's record commits in the write's transaction; a read's is written before the response.
+        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result), transactional ? tx : undefined);
+        return result;
+      });
+    } catch (err) {
+      await this.audit.record(this.record(principal, interaction, origin, started, ctx, undefined, err));
+      throw err;
+    }
+  }
+
+  /**
+   * A Bundle is authorized as a whole, then every entry passes authorization, consent, execution
+   * and audit itself (one record per entry, and one for the Bundle).
+   */
+  private async handleBundle(principal: Principal, bundle: Interaction, origin: RequestOrigin): Promise<InteractionResult> {
+    const started = performance.now();
+    const runEntry = async (entry: Interaction, index: number, tx: EntityManager, inTransaction: boolean): Promise<InteractionResult> => {
+      const entryStarted = performance.now();
+      let ctx: AccessContext | undefined;
+      try {
+        ctx = await this.accessFor(principal, entry);
+        const result = await this.executor.execute(ctx, entry, tx);
+        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result), bundleEntry: index }, inTransaction ? tx : undefined);
+        return result;
+      } catch (err) {
+        // In a transaction the failure rolls everything back; the record is written after the rollback.
+        if (!inTransaction) await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, undefined, err), bundleEntry: index });
+        else (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry ??= { interaction: entry, index, started: entryStarted };
+        throw err;
+      }
+    };
+    try {
+      this.authorization.authorize(principal, bundle);
+      const result = await this.bundles.process(bundle, {
+        transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
+        runInTransaction: (entry, index, tx) => runEntry(entry, index, tx, true),
+        runAlone: (entry, index) =>
+          this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (tx) => runEntry(entry, index, tx, false)),
+        lookup: (kind, resourceType, query) => this.lookups(principal).lookup(kind, resourceType, query),
+      });
+      await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
+      return result;
+    } catch (err) {
+      const failed = (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry;
+      if (failed) {
+        await this.audit.record({ ...this.record(principal, failed.interaction, origin, failed.started, undefined, undefined, err), bundleEntry: failed.index });
+      }
+      await this.audit.record(this.record(principal, bundle, origin, started, undefined, undefined, err));
+      throw err;
+    }
+  }
+
+  private isTransactional(interaction: Interaction): boolean {
+    if (WRITE_KINDS.has(interaction.kind)) return true;
+    if (interaction.kind !== 'operation') return false;
+    return this.operations.find(interaction.operation)?.transaction === 'interaction' && this.operations.find(interaction.operation)?.affectsState === true;
+  }
+
+  /** Authorization (scopes), consent and the write rule for one interaction, as one AccessContext. */
+  private async accessFor(principal: Principal, interaction: Interaction): Promise<AccessContext> {
+    if (interaction.kind === 'operation') this.operations.resolve(interaction);
+    const scope = this.authorization.authorize(principal, interaction);
+    const decision = await this.consent.decide(principal, interaction);
+    return issueAccessContext({
+      principal,
+      read: [...decision.fragments, ...scope],
+      write: writeRuleFragments(principal),
+      lookups: this.lookups(principal),
+    });
+  }
+
+  private lookups(principal: Principal): AccessLookups {
+    const lookups: AccessLookups = {
+      mayRead: (resourceType) => {
         try {
           this.authorization.authorize(principal, { kind: 'search-type', resourceType, query: {}, path: '' });
           return true;
         } catch {
           return false;
         }
-      };
-      return issueAccessContext(principal, predicate, params, mayRead);
-    };
-    const run = async (i: Interaction, tx?: EntityManager): Promise<InteractionResult> =>
-      this.executor.execute(await accessFor(i), i, tx);
-    try {
-      if (interaction.kind === 'batch' || interaction.kind === 'transaction') {
-        // The Bundle as a whole is authorized; then every entry passes authorization and consent itself.
-        this.authorization.authorize(principal, interaction);
-        result = await this.bundles.process(interaction, { run, accessFor });
-      } else {
-        result = await run(interaction);
-      }
-    } catch (err) {
-      failure = err;
-    }
-    const status = result?.status ?? (failure instanceof FhirError ? failure.status : 500);
-    // Fail closed: if the audit record cannot be written, the caller gets an error, not the data.
-    await this.audit.record(
-      {
-        principal,
-        interaction,
-        outcome: failure ? 'failure' : 'success',
-        status,
-        entities: entitiesOf(interaction, result),
-        durationMs: Math.round(performance.now() - started),
-        requestId: RequestContext.requestId(),
-        consentBasis: bases.size ? [...bases].join(',') : undefined,
       },
-      result,
-    );
-    if (failure) throw failure;
-    return result!;
+      lookup: (kind, resourceType, query: QueryParams = {}) => this.accessFor(principal, { kind, resourceType, query, path: '' }),
+    };
+    return lookups;
+  }
+
+  private record(
+    principal: Principal,
+    interaction: Interaction,
+    origin: RequestOrigin,
+    started: number,
+    ctx: AccessContext | undefined,
+    result?: InteractionResult,
+    failure?: unknown,
+  ): ReturnType<typeof auditRecord> {
+    const error = failure instanceof FhirError ? failure : undefined;
+    const input: AuditRecordInput = {
+      kind: interaction.kind,
+      subtype: interaction.operation,
+      requestId: RequestContext.requestId(),
+      principal,
+      address: origin.address,
+      resourceType: interaction.resourceType,
+      path: interaction.path,
+      outcome: failure ? 'failure' : 'success',
+      status: result?.status ?? error?.status ?? 500,
+      failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,
+      entities: failure ? [] : (result?.touched ?? []),
+      extraPatients: interaction.compartment ? [interaction.compartment.id] : [],
+      accessBasis: ctx ? basisOf(ctx) : [],
+      durationMs: Math.round(performance.now() - started),
+    };
+    return auditRecord(input);
   }
 }
 
-function entitiesOf(interaction: Interaction, result?: InteractionResult): string[] {
-  const r = result?.resource;
-  if (r && r.resourceType !== 'Bundle' && r.resourceType !== 'OperationOutcome' && r.resourceType !== 'CapabilityStatement' && r.id) {
-    return [`${r.resourceType}/${r.id}`];
+function basisOf(ctx: AccessContext): string[] {
+  const fragments = ctx.readFragments;
+  return fragments.length ? fragments.map((f) => `${f.basis}: ${f.description}`) : ['policy: unrestricted by scope or consent'];
+}
+
+/**
+ * Internal work that must see across organizations (reindex, identity matching, statistics,
+ * subscription matching) asks for a named system context here: minted by the pipeline's issuer,
+ * audited, and never a raw DataSource.
+ */
+@Injectable()
+export class SystemAccess {
+  constructor(private readonly audit: AuditStage) {}
+
+  async mint(name: string, onBehalfOf?: Principal): Promise<AccessContext> {
+    const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: [], ...(onBehalfOf ? { organization: onBehalfOf.organization } : {}) };
+    await this.audit.record(
+      auditRecord({
+        kind: 'system-access',
+        subtype: name,
+        requestId: RequestContext.requestId(),
+        principal: onBehalfOf ?? principal,
+        outcome: 'success',
+        status: 200,
+        system: name,
+        accessBasis: [`system: ${name}`],
+        durationMs: 0,
+      }),
+    );
+    const none: AccessLookups = {
+      mayRead: () => true,
+      lookup: () => Promise.reject(new Error('A system context makes no lookups on behalf of a client')),
+    };
+    return issueAccessContext({ principal, read: [], write: [], lookups: none, system: name });
   }
-  if (r?.resourceType === 'Bundle') {
-    return (r.entry ?? []).flatMap((e) => {
-      if (e.resource?.id && e.resource.resourceType !== 'OperationOutcome') return [`${e.resource.resourceType}/${e.resource.id}`];
-      const m = e.response?.location ? /([A-Z][A-Za-z]+\/[A-Za-z0-9\-.]+)\/_history\/[^/]+$/.exec(e.response.location) : null;
-      return m ? [m[1]] : [];
-    });
-  }
-  return interaction.resourceType && interaction.id ? [`${interaction.resourceType}/${interaction.id}`] : [];
 }

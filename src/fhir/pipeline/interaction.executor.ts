@@ -1,19 +1,20 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import type { Bundle, BundleEntry, Resource } from '@medplum/fhirtypes';
+import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
+import type { AuditEntity } from '../../audit/audit-record';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
-import { HistoryEntry, ResourceRepository, StoredVersion } from '../storage/resource.repository';
+import { HistoryEntry, notWritable, ResourceRepository, StoredVersion } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 import { ResourceValidator } from '../validation/resource.validator';
 import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
 import type { AccessContext } from './access-context';
-import type { Interaction, InteractionResult } from './interaction';
+import type { Interaction, InteractionResult, QueryParams } from './interaction';
 import { firstValue } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
@@ -36,33 +37,27 @@ export class InteractionExecutor {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  /** `tx`: the enclosing transaction when the interaction is an entry of a transaction Bundle. */
-  async execute(ctx: AccessContext, interaction: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
+  async execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
     switch (interaction.kind) {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };
       case 'create':
-        return interaction.ifNoneExist
-          ? this.inTransaction(tx, (t) => this.conditionalCreate(ctx, interaction, t))
-          : this.create(ctx, interaction, tx);
+        return interaction.ifNoneExist ? this.conditionalCreate(ctx, interaction, tx) : this.create(ctx, interaction, tx);
       case 'read':
         return this.read(ctx, interaction, tx);
       case 'vread':
-        return this.vread(ctx, interaction);
+        return this.vread(ctx, interaction, tx);
       case 'update':
-        return interaction.conditional !== undefined
-          ? this.inTransaction(tx, (t) => this.conditionalUpdate(ctx, interaction, t))
-          : this.update(ctx, interaction, tx);
+        return interaction.conditional !== undefined ? this.conditionalUpdate(ctx, interaction, tx) : this.update(ctx, interaction, tx);
       case 'patch':
         return this.patch(ctx, interaction, tx);
       case 'delete':
-        return interaction.conditional !== undefined
-          ? this.inTransaction(tx, (t) => this.conditionalDelete(ctx, interaction, t))
-          : this.delete(ctx, interaction, tx);
+        return interaction.conditional !== undefined ? this.conditionalDelete(ctx, interaction, tx) : this.delete(ctx, interaction, tx);
       case 'history-instance':
       case 'history-type':
       case 'history-system':
-        return this.history(ctx, interaction);
+        return this.history(ctx, interaction, tx);
       case 'search-type':
       case 'search-system':
       case 'search-compartment':
@@ -74,7 +69,7 @@ export class InteractionExecutor {
     }
   }
 
-  private async create(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  private async create(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const body = this.validator.assertResourceBody(i.body, i.resourceType);
     // R4 http.html#create: a client-supplied id is ignored; the server assigns one (a transaction
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
@@ -95,14 +90,22 @@ export class InteractionExecutor {
 
   /**
    * If-None-Exist (http.html#ccreate): 0 matches create, 1 match answers it with 200, more is 412.
-   * The criteria's advisory lock makes concurrent identical conditional creates serialize.
+   * The criteria are a search the client runs: they need its search right and match only what it
+   * may see; the match's body is returned only when the client may read it.
    */
   private async conditionalCreate(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     this.validator.assertResourceBody(i.body, i.resourceType);
     const ids = await this.lockAndMatch(ctx, i.resourceType!, i.ifNoneExist!, tx);
     if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `If-None-Exist criteria match ${ids.length} resources`);
     if (ids.length === 1) {
-      const existing = (await this.repository.readCurrent(ctx, i.resourceType!, ids[0], tx))!;
+      const readable = await ctx.lookup('read', i.resourceType!).catch(() => undefined);
+      const existing = readable ? await this.repository.readCurrent(readable, i.resourceType!, ids[0], tx) : undefined;
+      if (!existing) {
+        return {
+          status: 200,
+          resource: outcome(`A ${i.resourceType} matching the If-None-Exist criteria exists; nothing was created`),
+        };
+      }
       return { ...this.written(200, existing), location: undefined };
     }
     return this.create(ctx, i, tx);
@@ -120,51 +123,61 @@ export class InteractionExecutor {
     return this.update(ctx, { ...i, id, body: { ...body, id } }, tx);
   }
 
-  /** Conditional delete, `multiple` mode: every match is deleted (at most 1000). */
+  /**
+   * Conditional delete (http.html#cdelete): single-match by default (several answer 412, as R4
+   * permits); deleting several is the configured opt-in `FHIR_CONDITIONAL_DELETE_MAX`. Every match
+   * is subject to the write rule: one the client may not change fails the whole delete with 403.
+   */
   private async conditionalDelete(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const ids = await this.lockAndMatch(ctx, i.resourceType!, i.conditional!, tx);
-    if (ids.length > 1000) throw new FhirError(412, 'too-costly', 'Conditional delete criteria match more than 1000 resources');
-    for (const id of ids) await this.delete(ctx, { ...i, id }, tx);
+    const max = Math.max(this.config.conditionalDeleteMax, 1);
+    if (ids.length > max) {
+      throw new FhirError(
+        412,
+        'multiple-matches',
+        max === 1
+          ? `Conditional delete criteria match ${ids.length > 1000 ? 'more than 1000' : ids.length} resources; this server deletes only a single match`
+          : `Conditional delete criteria match more than ${max} resources (FHIR_CONDITIONAL_DELETE_MAX)`,
+      );
+    }
+    const touched = [];
+    for (const id of ids) touched.push(...((await this.delete(ctx, { ...i, id }, tx)).touched ?? []));
     return {
       status: 200,
-      resource: {
-        resourceType: 'OperationOutcome',
-        issue: [{ severity: 'information', code: 'informational', diagnostics: `Deleted ${ids.length} ${i.resourceType} resource(s)` }],
-      },
+      resource: outcome(`Deleted ${ids.length} ${i.resourceType} resource(s)`),
+      touched,
     };
   }
 
+  /** Matches conditional criteria as a search of the client's: its search right, its visible rows. */
   private async lockAndMatch(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
+    const searchCtx = await ctx.lookup('search-type', resourceType, criteriaQuery(criteria));
     await lockCriteria(tx, resourceType, criteria);
-    return this.matcher.matchIds(ctx, resourceType, criteria, tx);
+    return this.matcher.matchIds(searchCtx, resourceType, criteria, tx);
   }
 
-  private inTransaction<T>(tx: EntityManager | undefined, work: (tx: EntityManager) => Promise<T>): Promise<T> {
-    return tx ? work(tx) : this.repository.transaction(work);
-  }
-
-  private async read(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  private async read(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
     if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
     if (current.deleted) throw this.goneError(current);
     if (i.ifNoneMatch !== undefined && parseIfMatch(i.ifNoneMatch) === current.versionId) {
       return { status: 304, versionId: String(current.versionId), lastUpdated: current.lastUpdated };
     }
-    return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated };
+    return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated, touched: [entityOf(current)] };
   }
 
-  private async vread(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  private async vread(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const versionId = Number(i.versionId);
     if (!Number.isInteger(versionId) || versionId < 1) {
       throw FhirError.badRequest(`Version id '${i.versionId}' is not a positive integer`);
     }
-    const version = await this.repository.readVersion(ctx, i.resourceType!, i.id!, versionId);
+    const version = await this.repository.readVersion(ctx, i.resourceType!, i.id!, versionId, tx);
     if (!version) throw FhirError.notFound(`${i.resourceType}/${i.id}/_history/${i.versionId} is not known`);
     if (version.deleted) throw this.goneError(version);
-    return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated };
+    return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated, touched: [entityOf(version)] };
   }
 
-  private async update(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  private async update(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const resource = this.validator.assertResourceBody(i.body, i.resourceType);
     if (resource.id === undefined) {
       throw FhirError.badRequest('An update must carry the resource id in the body', [`${resource.resourceType}.id`], 'required');
@@ -193,9 +206,10 @@ export class InteractionExecutor {
    * Patch = read, apply, validate, write with the read version as precondition (or the client's
    * If-Match). A concurrent writer in between makes the write fail with 412 rather than be lost.
    */
-  private async patch(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  private async patch(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    // Not there, hidden, or not the client's to change: one answer (the write rule).
     const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
-    if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
+    if (!current) throw notWritable(i.resourceType!, i.id!);
     if (current.deleted) throw this.goneError(current);
     const expected = parseIfMatch(i.ifMatch) ?? current.versionId;
     if (expected !== current.versionId) {
@@ -220,7 +234,7 @@ export class InteractionExecutor {
     return this.written(200, result.version!);
   }
 
-  private async delete(ctx: AccessContext, i: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  private async delete(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const result = await this.repository.write(ctx, {
       mode: 'delete',
       method: 'DELETE',
@@ -234,6 +248,7 @@ export class InteractionExecutor {
     return {
       status: 200,
       headers,
+      touched: result.version ? [entityOf(result.version)] : [],
       resource: {
         resourceType: 'OperationOutcome',
         issue: [
@@ -247,7 +262,7 @@ export class InteractionExecutor {
     };
   }
 
-  private async history(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  private async history(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const count = parseCount(firstValue(i.query, '_count'), DEFAULT_HISTORY_COUNT, MAX_HISTORY_COUNT);
     const sinceRaw = firstValue(i.query, '_since');
     const since = sinceRaw !== undefined ? parseInstantParam('_since', sinceRaw).start : undefined;
@@ -257,7 +272,7 @@ export class InteractionExecutor {
     if (cursor !== undefined && !/^\d{1,19}$/.test(cursor)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
 
     if (i.kind === 'history-instance') {
-      const exists = await this.repository.readCurrent(ctx, i.resourceType!, i.id!);
+      const exists = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
       if (!exists) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
     }
     const rows = await this.repository.history(ctx, {
@@ -267,7 +282,7 @@ export class InteractionExecutor {
       at,
       count,
       beforeSeq: cursor,
-    });
+    }, tx);
     const page = rows.slice(0, count);
     const base = this.config.fhirBaseUrl;
     const selfQuery = new URLSearchParams();
@@ -285,12 +300,12 @@ export class InteractionExecutor {
       resourceType: 'Bundle',
       type: 'history',
       ...(i.kind === 'history-instance' && !cursor && !since && !at
-        ? { total: await this.repository.countVersions(i.resourceType!, i.id!) }
+        ? { total: await this.repository.countVersions(ctx, i.resourceType!, i.id!, tx) }
         : {}),
       link,
       entry: page.map((row) => this.historyEntry(row)),
     };
-    return { status: 200, resource: bundle };
+    return { status: 200, resource: bundle, touched: page.map(entityOf) };
   }
 
   private historyEntry(row: HistoryEntry): BundleEntry {
@@ -310,6 +325,7 @@ export class InteractionExecutor {
   private written(status: number, version: StoredVersion): InteractionResult {
     return {
       status,
+      touched: [entityOf(version)],
       resource: version.resource,
       versionId: String(version.versionId),
       lastUpdated: version.lastUpdated,
@@ -323,6 +339,24 @@ export class InteractionExecutor {
       'Last-Modified': new Date(version.lastUpdated).toUTCString(),
     });
   }
+}
+
+function entityOf(v: StoredVersion): AuditEntity {
+  return { reference: `${v.resourceType}/${v.id}`, versionId: String(v.versionId), patients: v.compartments };
+}
+
+function outcome(diagnostics: string): OperationOutcome {
+  return { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', diagnostics }] };
+}
+
+/** Conditional criteria (`identifier=a|b&…`) as the query of the search they are. */
+function criteriaQuery(criteria: string): QueryParams {
+  const query: QueryParams = {};
+  for (const [k, v] of new URLSearchParams(criteria)) {
+    const prev = query[k];
+    query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
+  }
+  return query;
 }
 
 /** `If-Match: W/"3"` (or `"3"`, or `3`) to 3; anything else is a malformed precondition. */

@@ -1,4 +1,6 @@
 import type { Resource } from '@medplum/fhirtypes';
+import type { AuditEntity } from '../../audit/audit-record';
+import type { OperationDeclaration } from '../operations/fhir-operation';
 
 /** The FHIR interactions (http.html) and operations the pipeline knows. */
 export type InteractionKind =
@@ -34,6 +36,8 @@ export interface Interaction {
   versionId?: string;
   /** Operation name without `$` (kind 'operation'). */
   operation?: string;
+  /** The declaration of the operation invoked, set by the pipeline before authorization. */
+  operationDeclaration?: OperationDeclaration;
   /** HTTP method of an operation request: state-changing operations refuse GET. */
   method?: 'GET' | 'POST';
   body?: unknown;
@@ -63,6 +67,8 @@ export interface InteractionResult {
   lastUpdated?: string;
   location?: string;
   headers?: Record<string, string>;
+  /** Resources read or written, with version and patients, for the audit record (never content). */
+  touched?: AuditEntity[];
 }
 
 /** The interaction class used by scopes and audit: c r u d s (SMART v2). */

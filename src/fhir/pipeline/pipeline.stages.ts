@@ -1,4 +1,7 @@
-import type { Interaction, InteractionResult } from './interaction';
+import type { AccessFragment } from './access-predicate';
+import type { EntityManager } from 'typeorm';
+import type { AuditRecord } from '../../audit/audit-record';
+import type { Interaction } from './interaction';
 import type { Principal } from './principal';
 
 /**
@@ -6,24 +9,17 @@ import type { Principal } from './principal';
  * the implementation a module provides; the FHIR module binds defaults, capability modules
  * (auth, consent, audit) override them.
  */
-/** Rows an allowed interaction may still not see (SMART v2 scope queries): SQL over `r`, `$1..$n`. */
-export interface AccessRestriction {
-  predicate: string;
-  params: unknown[];
-}
-
 export abstract class AuthorizationStage {
   /**
-   * Throws a 401/403 FhirError when the principal may not perform the interaction; otherwise may
-   * return a restriction that the pipeline AND-s into the AccessContext predicate.
+   * Throws a 401/403 FhirError when the principal may not perform the interaction; otherwise
+   * returns the fragments (SMART v2 scope queries) that bound which rows it may see, if any.
    */
-  abstract authorize(principal: Principal, interaction: Interaction): AccessRestriction | void;
+  abstract authorize(principal: Principal, interaction: Interaction): readonly AccessFragment[];
 }
 
 export interface ConsentDecision {
-  /** SQL predicate over the resource row alias `r`, `$1..$n` placeholders. */
-  predicate: string;
-  params: unknown[];
+  /** Rows the patients' consents (and the base policy) let this principal see, as typed fragments. */
+  fragments: readonly AccessFragment[];
   /** Short description for the audit record (e.g. which Consent applied). */
   basis: string;
 }
@@ -32,24 +28,10 @@ export abstract class ConsentStage {
   abstract decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision>;
 }
 
-export interface AuditRecord {
-  principal: Principal;
-  interaction: Interaction;
-  outcome: 'success' | 'failure';
-  status: number;
-  /** Resources the interaction touched, as `Type/id` (never their content). */
-  entities: string[];
-  durationMs: number;
-  requestId?: string;
-  consentBasis?: string;
-  /**
-   * A refused token request: the client id it claimed (unverified — the principal stays anonymous),
-   * so auditors can see which registrations are being tried.
-   */
-  claimedClientId?: string;
-}
-
 export abstract class AuditStage {
-  /** Must complete (durably, for real audit) before the response body is sent; failure fails the request. */
-  abstract record(record: AuditRecord, result?: InteractionResult): Promise<void>;
+  /**
+   * Must complete (durably, for real audit) before the response body is sent; failure fails the
+   * request. `tx`: the interaction's transaction, for a record that must commit with the write.
+   */
+  abstract record(record: AuditRecord, tx?: EntityManager): Promise<void>;
 }

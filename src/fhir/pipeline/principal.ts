@@ -6,7 +6,8 @@ export type HieRole = 'hospital' | 'public-health' | 'auditor' | 'admin';
  * for the public endpoints (metadata) and is denied everything else.
  */
 export interface Principal {
-  kind: 'anonymous' | 'client';
+  /** `system`: internal work under a named system context (SystemAccess), never a request's principal. */
+  kind: 'anonymous' | 'client' | 'system';
   clientId?: string;
   organization?: string;
   role?: HieRole;

@@ -170,7 +170,12 @@ export class FhirController {
     const interaction = parseInteraction(req, kind, parts);
     this.writer.validateShaping(interaction);
     const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
-    const result = await this.pipeline.handle(principal, interaction);
+    // A client that goes away mid-request cancels its running statement (docs/security.md).
+    const gone = new AbortController();
+    res.on('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    const result = await this.pipeline.handle(principal, interaction, { signal: gone.signal, address: req.ip });
     this.writer.send(req, res, interaction, result);
   }
 }

@@ -48,7 +48,12 @@ describe('composite search parameters', () => {
   });
 
   it('compiles every part to its component semantics with bound parameters only', () => {
-    const ctx = AccessContext.claimIssuer()({} as Principal);
+    const ctx = AccessContext.claimIssuer()({
+      principal: {} as Principal,
+      read: [],
+      write: [],
+      lookups: { mayRead: () => true, lookup: () => Promise.reject(new Error('no lookups in this test')) },
+    });
     const ast = parseSearchRequest(['Observation'], { 'component-code-value-quantity': "http://loinc.org|8480-6$gt100|http://unitsofmeasure.org|mm[Hg]'" }, { strict: true });
     const compiler = new SearchSqlCompiler(ctx, 'http://hie/fhir');
     const sql = compiler.where(ast);

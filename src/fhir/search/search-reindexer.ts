@@ -1,6 +1,9 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
 import type { Resource } from '@medplum/fhirtypes';
-import type { DataSource } from 'typeorm';
-import type { ResourceIndexer } from '../storage/resource.repository';
+import { DataSource } from 'typeorm';
+import type { AccessContext } from '../pipeline/access-context';
+import { SearchIndexWriter } from './search-index.writer';
 
 /** Position in the (resource_type, id) order of current resources. */
 export interface ReindexPosition {
@@ -36,14 +39,21 @@ export const DEFAULT_REINDEX_BATCH = 500;
  * A batch reads its resources `FOR SHARE` inside its transaction, so a concurrent write of one of
  * them waits (or is waited for) and an older version can never overwrite a newer one's rows.
  */
+@Injectable()
 export class SearchReindexer {
   constructor(
-    private readonly db: DataSource,
+    @InjectDataSource() private readonly db: DataSource,
     /** The plain SearchIndexWriter: rebuilding rows must not re-judge stored SearchParameters. */
-    private readonly indexer: Pick<ResourceIndexer, 'index'>,
+    private readonly indexer: SearchIndexWriter,
   ) {}
 
-  async count(types: string[]): Promise<number> {
+  /** Reindexing reads every organization's resources: only under a named system context. */
+  private static assertSystem(ctx: AccessContext): void {
+    if (!ctx.system) throw new Error('Reindexing runs only under a system context (SystemAccess)');
+  }
+
+  async count(ctx: AccessContext, types: string[]): Promise<number> {
+    SearchReindexer.assertSystem(ctx);
     const [{ n }] = (await this.db.query(
       `SELECT count(*)::int AS n FROM resource WHERE NOT deleted AND ($1::text[] IS NULL OR resource_type = ANY($1))`,
       [types.length ? types : null],
@@ -51,7 +61,8 @@ export class SearchReindexer {
     return n;
   }
 
-  async run(req: ReindexRequest): Promise<ReindexResult> {
+  async run(ctx: AccessContext, req: ReindexRequest): Promise<ReindexResult> {
+    SearchReindexer.assertSystem(ctx);
     let processed = 0;
     let after = req.after ?? { resourceType: '', id: '' };
     const limit = req.limit ?? Number.POSITIVE_INFINITY;

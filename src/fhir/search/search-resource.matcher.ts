@@ -11,7 +11,7 @@ export class SearchResourceMatcher extends ResourceMatcher {
     super();
   }
 
-  matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx?: EntityManager): Promise<string[]> {
+  matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
     return this.search.matchIds(ctx, resourceType, criteria, tx);
   }
 }

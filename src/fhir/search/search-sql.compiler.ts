@@ -1,19 +1,13 @@
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import type { AccessContext } from '../pipeline/access-context';
+import { SqlParams } from '../storage/sql-params';
 import { SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { splitComposite } from './search-composite';
 import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
 
-/** Bound parameters of one statement: user input only ever enters SQL as `$n`. */
-export class SqlParams {
-  readonly values: unknown[] = [];
-  bind(value: unknown): string {
-    this.values.push(value);
-    return `$${this.values.length}`;
-  }
-}
+export { SqlParams };
 
 const TABLE: Record<string, string> = {
   token: 'search_token',
@@ -36,7 +30,8 @@ export class SearchSqlCompiler {
   private aliasCounter = 0;
 
   constructor(
-    private readonly ctx: AccessContext,
+    /** Access for chained and `_has` sub-searches; absent only where clauses cannot chain (scope queries). */
+    private readonly ctx: AccessContext | undefined,
     /** References written as absolute URLs of this server are local references. */
     private readonly fhirBaseUrl: string,
     readonly params: SqlParams = new SqlParams(),
@@ -54,11 +49,10 @@ export class SearchSqlCompiler {
     return conditions.join(' AND ');
   }
 
-  /** The AccessContext predicate, rewritten for another alias and renumbered into this statement. */
+  /** The AccessContext predicate rendered for the row at `alias`, bound into this statement. */
   access(alias: string): string {
-    const offset = this.params.values.length;
-    this.params.values.push(...this.ctx.readPredicateParams);
-    return `(${this.ctx.readPredicate.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`).replace(/\br\./g, `${alias}.`)})`;
+    if (!this.ctx) throw new Error('Chained and _has clauses need an access context');
+    return `(${this.ctx.renderRead(alias, this.params)})`;
   }
 
   clause(clause: Clause, alias: string): string {

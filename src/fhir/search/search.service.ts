@@ -1,7 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
 import type { Bundle, BundleEntry, BundleLink, Resource } from '@medplum/fhirtypes';
-import { DataSource, EntityManager } from 'typeorm';
+import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
@@ -20,6 +19,7 @@ interface Row {
   id: string;
   resource_type: string;
   content: Resource;
+  compartments: string[];
   [sortKey: `s${number}`]: string | null;
 }
 
@@ -29,19 +29,16 @@ interface Row {
  */
 @Injectable()
 export class SearchService {
-  constructor(
-    @InjectDataSource() private readonly db: DataSource,
-    @Inject(APP_CONFIG) private readonly config: AppConfig,
-  ) {}
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
-  async search(ctx: AccessContext, interaction: Interaction, tx?: EntityManager): Promise<InteractionResult> {
+  async search(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const types = this.typesOf(interaction);
     const ast = parseSearchRequest(types, interaction.query, {
       strict: interaction.preferHandling === 'strict',
       compartment: interaction.compartment,
     });
     this.assertReadable(ctx, ast);
-    const runner = tx ?? this.db;
+    const runner = tx;
     await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, runner);
 
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
@@ -73,7 +70,7 @@ export class SearchService {
       // The page's ids and sort keys first (from indexes alone where possible), then the content of
       // those rows only: sorting or merging many matches never drags their bodies along.
       const outerOrder = keys.map((k, i) => `${i < sorts.length ? `p.o${i}` : 'p.id'} ${dir(k)}`).join(', ');
-      const sql = `SELECT m.id, m.resource_type, m.content${sorts.map((_, i) => `, p.o${i}::text AS s${i}`).join('')}
+      const sql = `SELECT m.id, m.resource_type, m.content, m.compartments${sorts.map((_, i) => `, p.o${i}::text AS s${i}`).join('')}
         FROM (${page}) p
         JOIN resource m ON m.resource_type = p.resource_type AND m.id = p.id
         ORDER BY ${outerOrder}`;
@@ -84,6 +81,11 @@ export class SearchService {
     }
     const total = ast.total === 'none' ? undefined : await this.total(ctx, ast, runner);
     const included = await this.includes(ctx, ast, rows, runner);
+    const touched = [...rows, ...included].map((r) => ({
+      reference: `${r.resource_type}/${r.id}`,
+      versionId: r.content.meta?.versionId,
+      patients: r.compartments ?? [],
+    }));
 
     const entries: BundleEntry[] = rows.map((row) => ({
       fullUrl: `${this.config.fhirBaseUrl}/${row.resource_type}/${row.id}`,
@@ -91,7 +93,7 @@ export class SearchService {
       search: { mode: 'match' },
     }));
     for (const r of included) {
-      entries.push({ fullUrl: `${this.config.fhirBaseUrl}/${r.resourceType}/${r.id}`, resource: this.shape(r, ast), search: { mode: 'include' } });
+      entries.push({ fullUrl: `${this.config.fhirBaseUrl}/${r.resource_type}/${r.id}`, resource: this.shape(r.content, ast), search: { mode: 'include' } });
     }
     if (ast.ignored.length) {
       entries.push({
@@ -114,11 +116,11 @@ export class SearchService {
       link: this.links(interaction, ast, rows, sorts.length, hasMore, backwards),
       entry: entries,
     };
-    return { status: 200, resource: bundle };
+    return { status: 200, resource: bundle, touched };
   }
 
   /** Ids of current resources matching `criteria` (conditional operations), via the same compiler. */
-  async matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx?: EntityManager): Promise<string[]> {
+  async matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
     const query: QueryParams = {};
     for (const [k, v] of new URLSearchParams(criteria)) {
       const prev = query[k];
@@ -126,10 +128,11 @@ export class SearchService {
     }
     const ast = parseSearchRequest([resourceType], query, { strict: true });
     if ([...ast.clauses.values()].every((c) => c.length === 0)) throw FhirError.badRequest(`Conditional criteria '${criteria.slice(0, 100)}' select nothing`);
-    await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, tx ?? this.db);
+    this.assertReadable(ctx, ast);
+    await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, tx);
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
     const where = compiler.where(ast);
-    const rows: { id: string }[] = await (tx ?? this.db).query(`SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`, compiler.params.values);
+    const rows: { id: string }[] = await tx.query(`SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`, compiler.params.values);
     return rows.map((r) => r.id);
   }
 
@@ -156,7 +159,7 @@ export class SearchService {
     for (const list of ast.clauses.values()) list.forEach(visit);
   }
 
-  private async total(ctx: AccessContext, ast: SearchRequestAst, runner: DataSource | EntityManager): Promise<number> {
+  private async total(ctx: AccessContext, ast: SearchRequestAst, runner: EntityManager): Promise<number> {
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, new SqlParams());
     const where = compiler.where(ast);
     if (ast.total === 'estimate') {
@@ -171,10 +174,10 @@ export class SearchService {
    * `_include` / `_revinclude` (search.html#include): one statement per level over the previous
    * level's ids, with the access predicate; `:iterate` repeats on what was included, up to 3 levels.
    */
-  private async includes(ctx: AccessContext, ast: SearchRequestAst, matches: Row[], runner: DataSource | EntityManager): Promise<Resource[]> {
+  private async includes(ctx: AccessContext, ast: SearchRequestAst, matches: Row[], runner: EntityManager): Promise<Row[]> {
     if (!matches.length || (!ast.include.length && !ast.revinclude.length)) return [];
     const seen = new Set(matches.map((m) => `${m.resource_type}/${m.id}`));
-    const out: Resource[] = [];
+    const out: Row[] = [];
     let frontier = matches.map((m) => ({ type: m.resource_type, id: m.id }));
     for (let depth = 0; depth < MAX_ITERATE_DEPTH && frontier.length && out.length < MAX_INCLUDED; depth++) {
       const include = ast.include.filter((s) => depth === 0 || s.iterate);
@@ -202,7 +205,7 @@ export class SearchService {
       if (!parts.length) break;
       // One IN over a UNION: the planner looks up the few targets by key (an OR of INs scans the table).
       const rows: Row[] = await runner.query(
-        `SELECT r.id, r.resource_type, r.content FROM resource r
+        `SELECT r.id, r.resource_type, r.content, r.compartments FROM resource r
           WHERE (r.resource_type, r.id) IN (${parts.join(' UNION ALL ')}) AND NOT r.deleted AND ${compiler.access('r')}
           ORDER BY r.resource_type, r.id LIMIT ${params.bind(MAX_INCLUDED - out.length)}`,
         params.values,
@@ -213,7 +216,7 @@ export class SearchService {
         // Included types the client may not read are left out, as if absent.
         if (seen.has(key) || !ctx.mayRead(row.resource_type)) continue;
         seen.add(key);
-        out.push(row.content);
+        out.push(row);
         frontier.push({ type: row.resource_type, id: row.id });
       }
     }

@@ -16,5 +16,5 @@ export async function lockCriteria(tx: EntityManager, resourceType: string, crit
  * abstract class keeps storage and transactions independent of it.
  */
 export abstract class ResourceMatcher {
-  abstract matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx?: EntityManager): Promise<string[]>;
+  abstract matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]>;
 }

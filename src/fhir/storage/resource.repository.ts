@@ -1,9 +1,9 @@
 import { Injectable, Optional } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
 import type { Resource } from '@medplum/fhirtypes';
-import { DataSource, EntityManager } from 'typeorm';
+import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
+import { SqlParams } from './sql-params';
 
 export interface StoredVersion {
   resourceType: string;
@@ -12,6 +12,8 @@ export interface StoredVersion {
   lastUpdated: string;
   deleted: boolean;
   resource?: Resource;
+  /** Patient ids of the version's Patient compartment (audit: whose data this is). */
+  compartments: string[];
 }
 
 export interface HistoryEntry extends StoredVersion {
@@ -57,6 +59,15 @@ export interface HistoryQuery {
 const UNIQUE_VIOLATION = '23505';
 
 /**
+ * The answer to a change of a resource the requester may not change: the same whether it does not
+ * exist, exists but is hidden from the requester, or is visible but authored by another organization,
+ * so a refused write discloses nothing (docs/security.md, write rule).
+ */
+export function notWritable(resourceType: string, id: string): FhirError {
+  return FhirError.forbidden(`${resourceType}/${id} is not a resource this client may change`);
+}
+
+/**
  * Writes the search index rows of one resource version inside the write's transaction
  * (implemented by the search module; `resource` undefined means deleted: remove its rows).
  */
@@ -89,6 +100,13 @@ interface PendingCreate {
 const pendingCreates = new WeakMap<EntityManager, PendingCreate[]>();
 /** Queued creates are written in chunks of this many: bounded statements, linear cost per entry. */
 const CREATE_CHUNK = 500;
+/** The repository that queued creates in a transaction writes them (set by deferCreates). */
+const flushers = new WeakMap<EntityManager, (tx: EntityManager) => Promise<void>>();
+
+/** Writes the creates queued in this transaction, if any (the session does so before commit). */
+export async function flushQueuedCreates(tx: EntityManager): Promise<void> {
+  await flushers.get(tx)?.(tx);
+}
 
 /**
  * The only place that reads and writes the resource tables. Every method takes the caller's
@@ -96,19 +114,7 @@ const CREATE_CHUNK = 500;
  */
 @Injectable()
 export class ResourceRepository {
-  constructor(
-    @InjectDataSource() private readonly db: DataSource,
-    @Optional() private readonly indexer?: ResourceIndexer,
-  ) {}
-
-  async transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T> {
-    return this.db.transaction(async (tx) => {
-      const result = await work(tx);
-      // Nothing queued by deferCreates may be left out of the commit.
-      await this.flushCreates(tx);
-      return result;
-    });
-  }
+  constructor(@Optional() private readonly indexer?: ResourceIndexer) {}
 
   /**
    * From now until `flushCreates`, plain creates in this transaction (new server-assigned ids) are
@@ -118,6 +124,7 @@ export class ResourceRepository {
    */
   deferCreates(tx: EntityManager): void {
     if (!pendingCreates.has(tx)) pendingCreates.set(tx, []);
+    flushers.set(tx, (t) => this.flushCreates(t));
   }
 
   /** Writes the queued creates of the transaction (a 409 names the `Type/id` if an id was taken). */
@@ -128,67 +135,63 @@ export class ResourceRepository {
     await this.insertCreated(tx, batch);
   }
 
-  async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx?: EntityManager): Promise<StoredVersion | undefined> {
-    if (tx) await this.flushCreates(tx);
-    const params = [resourceType, id, ...ctx.readPredicateParams];
-    const rows: RawRow[] = await (tx ?? this.db).query(
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.content
+  async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<StoredVersion | undefined> {
+    await this.flushCreates(tx);
+    const p = new SqlParams();
+    const rows: RawRow[] = await tx.query(
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.content
          FROM resource r
-        WHERE r.resource_type = $1 AND r.id = $2 AND (${shift(ctx.readPredicate, 2)})`,
-      params,
+        WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
+      p.values,
     );
     return rows[0] ? toStored(rows[0]) : undefined;
   }
 
-  async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number): Promise<StoredVersion | undefined> {
-    const rows: RawRow[] = await this.db.query(
-      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.content
-         FROM resource_history h JOIN resource r ON r.resource_type = h.resource_type AND r.id = h.id
-        WHERE h.resource_type = $1 AND h.id = $2 AND h.version_id = $3 AND (${shift(ctx.readPredicate, 3)})`,
-      [resourceType, id, versionId, ...ctx.readPredicateParams],
+  /** One version, judged on that version's own compartments, labels and authoring organization. */
+  async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
+    const p = new SqlParams();
+    const rows: RawRow[] = await tx.query(
+      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.content
+         FROM resource_history h
+        WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND h.version_id = ${p.bind(versionId)}
+          AND ${ctx.renderRead('h', p, 'version')}`,
+      p.values,
     );
     return rows[0] ? toStored(rows[0]) : undefined;
   }
 
   /**
-   * One write, one transaction (or the caller's). The current row is locked, so concurrent writers
-   * to one resource serialize and every version number is used exactly once.
+   * One write in the interaction's transaction. The current row is locked, so concurrent writers to
+   * one resource serialize and every version number is used exactly once. A resource that exists may
+   * be changed only when the AccessContext lets the requester read it and the write rule holds.
    */
-  async write(ctx: AccessContext, req: WriteRequest, tx?: EntityManager): Promise<WriteResult> {
-    if (tx) {
-      const pending = pendingCreates.get(tx);
-      if (pending && req.mode === 'create' && req.ifMatch === undefined && req.resource && (this.indexer?.indexesTogether(req.resourceType) ?? true)) {
-        return this.queueCreate(tx, pending, req);
-      }
-      await this.flushCreates(tx);
-      return this.writeIn(tx, req);
+  async write(ctx: AccessContext, req: WriteRequest, tx: EntityManager): Promise<WriteResult> {
+    const pending = pendingCreates.get(tx);
+    if (pending && req.mode === 'create' && req.ifMatch === undefined && req.resource && (this.indexer?.indexesTogether(req.resourceType) ?? true)) {
+      return this.queueCreate(tx, pending, req);
     }
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.db.transaction((t) => this.writeIn(t, req));
-      } catch (err) {
-        // Two first writes of one id raced on the insert; the retry sees the winner's row and locks it.
-        if ((err as { code?: string }).code === UNIQUE_VIOLATION && attempt < 3) continue;
-        throw err;
-      }
-    }
+    await this.flushCreates(tx);
+    return this.writeIn(ctx, tx, req);
   }
 
-  private async writeIn(tx: EntityManager, req: WriteRequest): Promise<WriteResult> {
-    const current: { version_id: number; deleted: boolean }[] = await tx.query(
-      `SELECT version_id, deleted FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE`,
-      [req.resourceType, req.id],
-    );
-    const cur = current[0];
+  private async writeIn(ctx: AccessContext, tx: EntityManager, req: WriteRequest): Promise<WriteResult> {
+    let cur = await this.lockCurrent(ctx, tx, req);
+    if (!cur && req.mode === 'update') {
+      // Two first writes of one id (update-as-create) serialize here instead of racing on the insert.
+      await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${req.resourceType}/${req.id}`]);
+      cur = await this.lockCurrent(ctx, tx, req);
+    }
+    if (req.mode !== 'create' && (cur ? !cur.writable : req.mode === 'delete')) throw notWritable(req.resourceType, req.id);
     if (req.ifMatch !== undefined && (!cur || cur.deleted || cur.version_id !== req.ifMatch)) {
       throw FhirError.preconditionFailed(
         `If-Match version ${req.ifMatch} does not match the current version of ${req.resourceType}/${req.id}`,
       );
     }
-    if (req.mode === 'create' && cur && !cur.deleted) {
+    if (req.mode === 'create' && cur) {
+      // Only server-assigned ids are created, so this is a transaction's id collision (or a bug).
       throw new FhirError(409, 'duplicate', `${req.resourceType}/${req.id} already exists`);
     }
-    if (req.mode === 'delete' && (!cur || cur.deleted)) {
+    if (req.mode === 'delete' && cur?.deleted) {
       return { created: false, changed: false };
     }
     const versionId = (cur?.version_id ?? 0) + 1;
@@ -206,8 +209,9 @@ export class ResourceRepository {
     // One round trip: the current row and the history row.
     await tx.query(
       `WITH h AS (
-         INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, content)
-         VALUES ($1, $2, $3, $4, $5, $10, $6, $9)
+         INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, compartments, security_labels, content)
+         VALUES ($1, $2, $3, $4, $5, $10, $6,
+                 CASE WHEN $5 THEN $11::text[] ELSE $7::text[] END, CASE WHEN $5 THEN $12::text[] ELSE $8::text[] END, $9)
        )
        INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
@@ -228,6 +232,9 @@ export class ResourceRepository {
         req.securityLabels ?? [],
         json,
         req.method,
+        // A deletion version keeps the attributes of the version it deletes: who may see the tombstone.
+        cur?.compartments ?? [],
+        cur?.security_labels ?? [],
       ],
     );
     if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined, cur !== undefined);
@@ -241,8 +248,23 @@ export class ResourceRepository {
         lastUpdated,
         deleted,
         resource: content ?? undefined,
+        compartments: deleted ? (cur?.compartments ?? []) : (req.compartments ?? []),
       },
     };
+  }
+
+  /**
+   * The current row, locked, with whether the requester may change it. Rows it may not read are
+   * locked too (their writers must still serialize) but are never described to it.
+   */
+  private async lockCurrent(ctx: AccessContext, tx: EntityManager, req: WriteRequest): Promise<CurrentRow | undefined> {
+    const p = new SqlParams();
+    const rows: CurrentRow[] = await tx.query(
+      `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, ${ctx.renderWrite('r', p)} AS writable
+         FROM resource r WHERE r.resource_type = ${p.bind(req.resourceType)} AND r.id = ${p.bind(req.id)} FOR UPDATE`,
+      p.values,
+    );
+    return rows[0];
   }
 
   /** What `writeIn` answers for a first version; the rows are written by `insertCreated`. */
@@ -258,7 +280,7 @@ export class ResourceRepository {
     return {
       created: true,
       changed: true,
-      version: { resourceType: req.resourceType, id: req.id, versionId: 1, lastUpdated, deleted: false, resource: content },
+      version: { resourceType: req.resourceType, id: req.id, versionId: 1, lastUpdated, deleted: false, resource: content, compartments: req.compartments ?? [] },
     };
   }
 
@@ -288,8 +310,8 @@ export class ResourceRepository {
              FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)
          ),
          h AS (
-           INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, content)
-           SELECT resource_type, id, 1, last_updated, false, method, author_org, content FROM input ORDER BY n
+           INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, compartments, security_labels, content)
+           SELECT resource_type, id, 1, last_updated, false, method, author_org, compartments, security_labels, content FROM input ORDER BY n
          )
          INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
          SELECT resource_type, id, 1, last_updated, false, author_org, compartments, security_labels, content FROM input`,
@@ -307,13 +329,10 @@ export class ResourceRepository {
   }
 
   /** Newest first, keyset-paged by the history sequence; one extra row tells whether a next page exists. */
-  async history(ctx: AccessContext, q: HistoryQuery): Promise<HistoryEntry[]> {
+  async history(ctx: AccessContext, q: HistoryQuery, tx: EntityManager): Promise<HistoryEntry[]> {
     const where: string[] = [];
-    const params: unknown[] = [];
-    const bind = (v: unknown): string => {
-      params.push(v);
-      return `$${params.length}`;
-    };
+    const p = new SqlParams();
+    const bind = (v: unknown): string => p.bind(v);
     if (q.resourceType) where.push(`h.resource_type = ${bind(q.resourceType)}`);
     if (q.id) where.push(`h.id = ${bind(q.id)}`);
     if (q.since) where.push(`h.last_updated >= ${bind(q.since)}`);
@@ -327,28 +346,37 @@ export class ResourceRepository {
                    WHERE n.resource_type = h.resource_type AND n.id = h.id
                      AND n.version_id > h.version_id AND n.last_updated <= ${start})`);
     }
-    const offset = params.length;
-    params.push(...ctx.readPredicateParams);
-    where.push(`(${shift(ctx.readPredicate, offset)})`);
-    params.push(q.count + 1);
-    const rows: (RawRow & { seq: string; method: string })[] = await this.db.query(
-      `SELECT h.seq, h.method, h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.content
-         FROM resource_history h JOIN resource r ON r.resource_type = h.resource_type AND r.id = h.id
+    // Each version is judged on its own attributes: a version the requester may not see is left out.
+    where.push(ctx.renderRead('h', p, 'version'));
+    const rows: (RawRow & { seq: string; method: string })[] = await tx.query(
+      `SELECT h.seq, h.method, h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.content
+         FROM resource_history h
         WHERE ${where.join(' AND ')}
         ORDER BY h.seq DESC
-        LIMIT $${params.length}`,
-      params,
+        LIMIT ${bind(q.count + 1)}`,
+      p.values,
     );
     return rows.map((row) => ({ ...toStored(row), seq: String(row.seq), method: row.method }));
   }
 
-  async countVersions(resourceType: string, id: string): Promise<number> {
-    const rows: { n: string }[] = await this.db.query(
-      `SELECT count(*) AS n FROM resource_history WHERE resource_type = $1 AND id = $2`,
-      [resourceType, id],
+  /** Versions of one resource the requester may see (the `total` of its history). */
+  async countVersions(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<number> {
+    const p = new SqlParams();
+    const rows: { n: string }[] = await tx.query(
+      `SELECT count(*) AS n FROM resource_history h
+        WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND ${ctx.renderRead('h', p, 'version')}`,
+      p.values,
     );
     return Number(rows[0].n);
   }
+}
+
+interface CurrentRow {
+  version_id: number;
+  deleted: boolean;
+  compartments: string[];
+  security_labels: string[];
+  writable: boolean;
 }
 
 interface RawRow {
@@ -357,6 +385,7 @@ interface RawRow {
   version_id: number;
   last_updated: Date;
   deleted: boolean;
+  compartments: string[] | null;
   content: Resource | null;
 }
 
@@ -368,10 +397,6 @@ function toStored(row: RawRow): StoredVersion {
     lastUpdated: new Date(row.last_updated).toISOString(),
     deleted: row.deleted,
     resource: row.content ?? undefined,
+    compartments: row.compartments ?? [],
   };
-}
-
-/** Renumbers `$n` placeholders of a predicate that assumes numbering from 1. */
-export function shift(predicate: string, offset: number): string {
-  return offset === 0 ? predicate : predicate.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`);
 }

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
-import { evalFhirPath, matchesSearchRequest, Operator, parseSearchRequest, SearchRequest } from '@medplum/core';
 import type { Bundle, BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
@@ -10,11 +9,18 @@ import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
 import { ResourceRepository } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
+import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 
-/** What the pipeline lends the processor: run one entry (authorize, consent, execute) and get a context for look-ups. */
+/**
+ * What the pipeline lends the processor: the storage session of a transaction Bundle, running one
+ * entry (authorize, consent, execute, audit) inside it or in a session of its own, and a context
+ * for the Bundle's look-ups (conditional references, ifNoneExist), authorized as searches.
+ */
 export interface EntryRunner {
-  run(entry: Interaction, tx?: EntityManager): Promise<InteractionResult>;
-  accessFor(lookup: Interaction): Promise<AccessContext>;
+  transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T>;
+  runInTransaction(entry: Interaction, index: number, tx: EntityManager): Promise<InteractionResult>;
+  runAlone(entry: Interaction, index: number): Promise<InteractionResult>;
+  lookup(kind: 'search-type', resourceType: string, query: QueryParams): Promise<AccessContext>;
 }
 
 type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -62,7 +68,7 @@ export class BundleProcessor {
   private async transaction(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
     this.rejectDuplicates(planned);
     const responses: BundleEntry[] = new Array(planned.length);
-    await this.repository.transaction(async (tx) => {
+    await runner.transaction(async (tx) => {
       const references = await this.assignIdentities(planned, runner, tx);
       await this.resolveConditionalReferences(planned, references, runner, tx);
       for (const p of planned) rewriteReferences(p.interaction.body, references);
@@ -72,7 +78,7 @@ export class BundleProcessor {
       for (const p of ordered) {
         try {
           if (!isPlainCreate(p)) await this.repository.flushCreates(tx);
-          responses[p.index] = this.entryResponse(await runner.run(p.interaction, tx), p);
+          responses[p.index] = this.entryResponse(await runner.runInTransaction(p.interaction, p.index, tx), p);
         } catch (err) {
           throw atEntry(err, entryNamedBy(err, planned) ?? p.index);
         }
@@ -100,7 +106,7 @@ export class BundleProcessor {
           if (p.interaction.body && containsUrnReference(p.interaction.body)) {
             throw FhirError.badRequest('Entries of a batch are independent: urn: references are only resolved in a transaction');
           }
-          responses[p.index] = this.entryResponse(await runner.run(p.interaction), p);
+          responses[p.index] = this.entryResponse(await runner.runAlone(p.interaction, p.index), p);
         } catch (err) {
           responses[p.index] = { response: failureResponse(err) };
         }
@@ -202,7 +208,7 @@ export class BundleProcessor {
       if (p.method === 'POST') {
         let id: string = randomUUID();
         if (i.ifNoneExist) {
-          const ctx = await runner.accessFor({ ...i, kind: 'search-type', query: queryParams(i.ifNoneExist) });
+          const ctx = await runner.lookup('search-type', i.resourceType!, queryParams(i.ifNoneExist));
           // Held until commit, so the entry's own conditional create sees the same answer.
           await lockCriteria(tx, i.resourceType!, i.ifNoneExist);
           const ids = await this.matcher.matchIds(ctx, i.resourceType!, i.ifNoneExist, tx);
@@ -221,8 +227,11 @@ export class BundleProcessor {
   }
 
   /**
-   * `Patient?identifier=sys|val` references must resolve to exactly one resource, counting both
-   * this Bundle's resources and stored ones (0 or several: 412 naming the entry).
+   * `Patient?identifier=sys|val` references must resolve to exactly one resource the client may
+   * see, counting both this Bundle's resources and stored ones (0 or several: 412 naming the
+   * entry). Both are matched by the same SQL search: the Bundle's candidates of the referenced
+   * types are written under a savepoint (indexed by the same extractor as any write), searched,
+   * and rolled back before the entries run.
    */
   private async resolveConditionalReferences(
     planned: PlannedEntry[],
@@ -230,27 +239,64 @@ export class BundleProcessor {
     runner: EntryRunner,
     tx: EntityManager,
   ): Promise<void> {
-    const candidates = new InBundleCandidates(planned);
+    const wanted: { p: PlannedEntry; reference: string; type: string; criteria: string }[] = [];
+    const seen = new Set<string>();
     for (const p of planned) {
       for (const reference of collectReferences(p.interaction.body)) {
         // Each distinct reference string is resolved once per Bundle.
-        if (!CONDITIONAL_REFERENCE_RE.test(reference) || references.has(reference)) continue;
+        if (!CONDITIONAL_REFERENCE_RE.test(reference) || references.has(reference) || seen.has(reference)) continue;
+        seen.add(reference);
         const [type, criteria] = reference.split('?', 2);
         if (!FhirDefinitions.get().isStorable(type)) {
           throw atEntry(FhirError.badRequest(`Conditional reference to unknown type '${type}'`, [`Bundle.entry[${p.index}].resource`]), p.index);
         }
-        const inBundle = candidates.matching(type, parseSearchRequest(reference));
-        const ctx = await runner.accessFor({ ...p.interaction, kind: 'search-type', resourceType: type, query: queryParams(criteria) });
-        const stored = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
-        const targets = new Set([...inBundle.map((o) => `${type}/${o.interaction.assignedId ?? o.interaction.id}`), ...stored]);
-        if (targets.size !== 1) {
+        wanted.push({ p, reference, type, criteria });
+      }
+    }
+    if (!wanted.length) return;
+    const types = new Set(wanted.map((w) => w.type));
+    const candidates = planned.filter(
+      (p) => p.interaction.body && (p.method === 'POST' || p.method === 'PUT') && types.has(p.interaction.resourceType!),
+    );
+    if (candidates.length) await tx.query('SAVEPOINT bundle_candidates');
+    try {
+      for (const c of candidates) await this.writeCandidate(c, runner, tx);
+      for (const { p, reference, type, criteria } of wanted) {
+        const ctx = await runner.lookup('search-type', type, queryParams(criteria));
+        const targets = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
+        if (targets.length !== 1) {
           throw atEntry(
-            new FhirError(412, targets.size ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.size} resources; it must match exactly one`, [`Bundle.entry[${p.index}].resource`]),
+            new FhirError(412, targets.length ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.length} resources; it must match exactly one`, [`Bundle.entry[${p.index}].resource`]),
             p.index,
           );
         }
-        references.set(reference, [...targets][0]);
+        references.set(reference, targets[0]);
       }
+    } finally {
+      if (candidates.length) await tx.query('ROLLBACK TO SAVEPOINT bundle_candidates');
+    }
+  }
+
+  /** A Bundle resource as a search candidate: stored (under the caller's savepoint) with its index rows. */
+  private async writeCandidate(p: PlannedEntry, runner: EntryRunner, tx: EntityManager): Promise<void> {
+    const i = p.interaction;
+    const id = i.assignedId ?? i.id;
+    if (!id) return;
+    const resource = { ...(i.body as Resource), id } as Resource;
+    const ctx = await runner.lookup('search-type', i.resourceType!, {});
+    try {
+      await this.repository.write(ctx, {
+        mode: p.method === 'POST' ? 'create' : 'update',
+        method: p.method === 'POST' ? 'POST' : 'PUT',
+        resourceType: i.resourceType!,
+        id,
+        resource,
+        authorOrg: ctx.principal.organization,
+        compartments: patientCompartmentsOf(resource),
+        securityLabels: securityLabelsOf(resource),
+      }, tx);
+    } catch (err) {
+      throw atEntry(err, p.index);
     }
   }
 
@@ -273,65 +319,6 @@ export class BundleProcessor {
 }
 
 const CONDITIONAL_REFERENCE_RE = /^[A-Z][A-Za-z]+\?/;
-
-/**
- * The Bundle's own resources that conditional references may point to, grouped by type once, and
- * for `identifier=` criteria (the common case) indexed by identifier value, so resolving a
- * reference costs its few candidates, not a scan of the whole Bundle. Candidates found through
- * the index are still confirmed by the full criteria.
- */
-class InBundleCandidates {
-  private readonly byType = new Map<string, PlannedEntry[]>();
-  private readonly byIdentifier = new Map<string, Map<string, PlannedEntry[]>>();
-
-  constructor(planned: PlannedEntry[]) {
-    for (const p of planned) {
-      if (!p.interaction.body || (p.method !== 'POST' && p.method !== 'PUT')) continue;
-      const type = p.interaction.resourceType!;
-      const list = this.byType.get(type) ?? [];
-      list.push(p);
-      this.byType.set(type, list);
-    }
-  }
-
-  matching(type: string, request: SearchRequest): PlannedEntry[] {
-    const all = this.byType.get(type);
-    if (!all) return [];
-    const filter = request.filters?.length === 1 ? request.filters[0] : undefined;
-    const pool =
-      filter?.code === 'identifier' && filter.operator === Operator.EQUALS && !filter.value.includes(',')
-        ? (this.identifierIndex(type, all).get(identifierKey(filter.value)) ?? [])
-        : all;
-    return pool.filter((o) => matchesSearchRequest(o.interaction.body as Resource, request));
-  }
-
-  private identifierIndex(type: string, all: PlannedEntry[]): Map<string, PlannedEntry[]> {
-    let index = this.byIdentifier.get(type);
-    if (!index) {
-      index = new Map();
-      const expression = FhirDefinitions.get().searchParameters(type).identifier?.expression;
-      for (const p of all) {
-        const values = expression ? evalFhirPath(expression, p.interaction.body) : [];
-        for (const v of values) {
-          const value = typeof v === 'string' ? v : (v as { value?: unknown } | undefined)?.value;
-          if (typeof value !== 'string') continue;
-          const key = value.toLowerCase();
-          const list = index.get(key) ?? [];
-          if (!list.includes(p)) list.push(p);
-          index.set(key, list);
-        }
-      }
-      this.byIdentifier.set(type, index);
-    }
-    return index;
-  }
-}
-
-/** `system|value` or `value` to the lower-cased value: a superset key, confirmed by the criteria. */
-function identifierKey(token: string): string {
-  const bar = token.indexOf('|');
-  return (bar < 0 ? token : token.slice(bar + 1)).toLowerCase();
-}
 
 function isPlainCreate(p: PlannedEntry): boolean {
   return p.method === 'POST' && !p.interaction.ifNoneExist;

@@ -1,9 +1,10 @@
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { AuditRecordInput, auditRecord } from '../../audit/audit-record';
+import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
 import { FhirError } from '../../common/fhir-error';
 import { OperationRegistry } from '../operations/operation.registry';
+import { ResourceRepository } from '../storage/resource.repository';
 import { StorageSessions } from '../storage/storage-session';
 import { BundleProcessor } from '../transaction/bundle.processor';
 import { AccessContext, AccessLookups } from './access-context';
@@ -17,6 +18,19 @@ import { writeRuleFragments } from './write-rule';
 const issueAccessContext = AccessContext.claimIssuer();
 
 const WRITE_KINDS = new Set(['create', 'update', 'patch', 'delete']);
+
+const NO_LOOKUPS: AccessLookups = {
+  mayRead: () => true,
+  lookup: () => Promise.reject(new Error('A system context makes no lookups on behalf of a client')),
+};
+/** Reads the compartments of a refused request's target for its audit record (part of auditing itself). */
+const AUDIT_SUBJECT_CONTEXT = issueAccessContext({
+  principal: { kind: 'system', clientId: 'system:audit-subject', scopes: [] },
+  read: [],
+  write: [],
+  lookups: NO_LOOKUPS,
+  system: 'audit-subject',
+});
 
 /** How the request reached the server, for the audit record and cancellation. */
 export interface RequestOrigin {
@@ -41,6 +55,7 @@ export class FhirPipeline {
     private readonly bundles: BundleProcessor,
     private readonly sessions: StorageSessions,
     private readonly operations: OperationRegistry,
+    private readonly repository: ResourceRepository,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -57,9 +72,28 @@ export class FhirPipeline {
         return result;
       });
     } catch (err) {
-      await this.audit.record(this.record(principal, interaction, origin, started, ctx, undefined, err));
+      const record = this.record(principal, interaction, origin, started, ctx, undefined, err);
+      await this.audit.record(await this.withRequestedTarget(record, interaction));
       throw err;
     }
+  }
+
+  /**
+   * A refused or failed access by id names the resource asked for and whose data it is, so an
+   * auditor sees who tried to reach a patient's records (never told to the client).
+   */
+  private async withRequestedTarget(record: AuditRecord, interaction: Interaction): Promise<AuditRecord> {
+    if (!interaction.resourceType || !interaction.id || interaction.kind === 'operation') return record;
+    let patients: string[] = [];
+    try {
+      patients = await this.sessions.run({ transactional: false }, (tx) =>
+        this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, interaction.resourceType!, interaction.id!, tx),
+      );
+    } catch {
+      // The database may be what failed; the record still names the resource.
+    }
+    const entity = { reference: `${interaction.resourceType}/${interaction.id}`, versionId: interaction.versionId, patients };
+    return { ...record, entities: [entity], patients: [...new Set([...record.patients, ...patients])].sort() };
   }
 
   /**
@@ -197,10 +231,6 @@ export class SystemAccess {
         durationMs: 0,
       }),
     );
-    const none: AccessLookups = {
-      mayRead: () => true,
-      lookup: () => Promise.reject(new Error('A system context makes no lookups on behalf of a client')),
-    };
-    return issueAccessContext({ principal, read: [], write: [], lookups: none, system: name });
+    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name });
   }
 }

@@ -359,6 +359,19 @@ export class ResourceRepository {
     return rows.map((row) => ({ ...toStored(row), seq: String(row.seq), method: row.method }));
   }
 
+  /**
+   * The Patient compartments of a resource whatever its visibility, for the audit record of a refused
+   * or failed access by id (auditors must see whose data was asked for). System contexts only.
+   */
+  async compartmentsOf(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<string[]> {
+    if (!ctx.system) throw new Error('compartmentsOf reads across organizations: system contexts only');
+    const rows: { compartments: string[] }[] = await tx.query(
+      `SELECT compartments FROM resource WHERE resource_type = $1 AND id = $2`,
+      [resourceType, id],
+    );
+    return rows[0]?.compartments ?? [];
+  }
+
   /** Versions of one resource the requester may see (the `total` of its history). */
   async countVersions(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<number> {
     const p = new SqlParams();

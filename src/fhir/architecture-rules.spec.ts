@@ -1,7 +1,6 @@
 import { Linter } from 'eslint';
 
 // The project's real ESLint configuration (the one `npm run lint` uses).
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const config = require('../../eslint.config.js') as Linter.Config[];
 
 /** Lints `code` as if it were the file at `path` (relative to the project root). */

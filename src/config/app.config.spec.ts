@@ -48,6 +48,14 @@ describe('loadAppConfig', () => {
     expect(loadAppConfig({})).toMatchObject({ keyEncryptionKey: undefined, tokenFailuresPerAddress: 100, tokenFailuresPerClaimedId: 20 });
   });
 
+  it('TRUST_PROXY: off by default; true, a hop count, or proxy addresses', () => {
+    expect(loadAppConfig({}).trustProxy).toBe(false);
+    expect(loadAppConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadAppConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadAppConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8');
+    expect(fails({ TRUST_PROXY: 'any proxy!' })).toMatch(/^Invalid configuration: TRUST_PROXY: must be true, false/);
+  });
+
   it('turns CORS off unless origins are listed', () => {
     expect(loadAppConfig({ CORS_ORIGINS: 'https://a.example, https://b.example' }).corsOrigins).toEqual(['https://a.example', 'https://b.example']);
   });

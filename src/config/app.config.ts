@@ -52,6 +52,10 @@ const envSchema = z.object({
   RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: integer(1, 1_000_000, 100),
   RATE_LIMIT_TOKEN_FAILURES_PER_CLAIMED_ID: integer(1, 1_000_000, 20),
   CORS_ORIGINS: z.string().optional(),
+  TRUST_PROXY: z
+    .string()
+    .regex(/^(true|false|\d{1,2}|[A-Za-z0-9.:/]+(\s*,\s*[A-Za-z0-9.:/]+)*)$/, 'must be true, false, a hop count, or comma-separated proxy addresses/subnets (loopback, 10.0.0.0/8)')
+    .optional(),
   HIE_SIGNING_KEY: signingKey.optional(),
   HIE_KEY_ENCRYPTION_KEY: keyEncryptionKey.optional(),
   HIE_BOOTSTRAP_ADMIN_CLIENT_ID: z.string().regex(/^[A-Za-z0-9\-_.]{3,64}$/, 'must be 3-64 of [A-Za-z0-9-_.]').optional(),
@@ -78,6 +82,11 @@ export interface AppConfig {
   /** Failed token requests per minute from one source address, and per (address, claimed client id). */
   tokenFailuresPerAddress: number;
   tokenFailuresPerClaimedId: number;
+  /**
+   * Express `trust proxy`: which proxies' X-Forwarded-For is believed, so rate limits before
+   * authentication see the client's address, not the load balancer's. Off by default.
+   */
+  trustProxy: boolean | number | string;
   /** Allowed CORS origins; empty means CORS is off. */
   corsOrigins: string[];
   /** A private JWK (JSON) to sign access tokens with, instead of a generated key kept in the database. */
@@ -116,6 +125,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     tokenFailuresPerAddress: e.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS,
     tokenFailuresPerClaimedId: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLAIMED_ID,
+    trustProxy: e.TRUST_PROXY === undefined || e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY === 'true' ? true : /^\d+$/.test(e.TRUST_PROXY) ? Number(e.TRUST_PROXY) : e.TRUST_PROXY,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     signingKey: e.HIE_SIGNING_KEY,
     keyEncryptionKey: e.HIE_KEY_ENCRYPTION_KEY?.trim(),

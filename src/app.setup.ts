@@ -16,6 +16,10 @@ export function configureApp(app: INestApplication): void {
   // Query strings stay flat (`a=1&a=2` -> array), as FHIR search expects; no nested objects.
   express.set('query parser', 'simple');
   express.set('etag', false);
+  // Behind a load balancer, per-address limits need the client's address from X-Forwarded-For,
+  // believed only from the proxies TRUST_PROXY names.
+  const { trustProxy } = app.get<AppConfig>(APP_CONFIG);
+  express.set('trust proxy', trustProxy);
   // CORS is off unless CORS_ORIGINS lists the browser origins allowed to call the API.
   const { corsOrigins } = app.get<AppConfig>(APP_CONFIG);
   if (corsOrigins.length) {

@@ -41,5 +41,6 @@ async function bootstrap(): Promise<void> {
 void bootstrap().catch(async (err: unknown) => {
   process.stderr.write(`startup failed: ${err instanceof Error ? err.message : String(err)}\n`);
   await stopEmbeddedDatabase().catch(() => undefined);
-  process.exit(1);
+  // A configuration problem found only at start (a wrong HIE_KEY_ENCRYPTION_KEY) exits like a bad variable.
+  process.exit(err instanceof ConfigurationError ? 78 : 1);
 });

@@ -3,7 +3,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
-import { ClientRegistrationRepository, verifySecret } from './client-registration.repository';
+import { ClientRegistrationRepository } from './client-registration.repository';
+import { ClientSecretHasher } from './client-secret.hasher';
 import { grantScopes } from './smart-scope';
 import { ACCESS_TOKEN_ALG, SigningKeyStore } from './signing-key.store';
 
@@ -12,6 +13,8 @@ export const CLIENT_ASSERTION_ALGS = ['RS384', 'ES384'];
 /** HL7 v3 PurposeOfUse codes a client may be registered for. */
 export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'PUBHLTH', 'HRESCH', 'PATRQT', 'HSYSADMIN', 'HACCRED', 'HTEST'];
 const MAX_ASSERTION_LIFETIME_SECONDS = 300;
+/** The longest lifetime ACCESS_TOKEN_TTL_SECONDS allows: a token claiming more was not issued here. */
+const MAX_ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
 
 /** An RFC 6749 token-endpoint error (`invalid_client`, `invalid_scope`, …). */
 export class OAuthError extends Error {
@@ -63,15 +66,21 @@ interface AccessTokenClaims {
 export class AccessTokenService {
   constructor(
     private readonly clients: ClientRegistrationRepository,
+    private readonly secrets: ClientSecretHasher,
     private readonly keys: SigningKeyStore,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async issue(req: TokenRequest): Promise<IssuedToken> {
+  /**
+   * `onAuthenticated` runs once the client is verified, before anything else is checked or signed
+   * (the token endpoint spends the client's own rate-limit budget there, never on failed attempts).
+   */
+  async issue(req: TokenRequest, onAuthenticated?: (clientId: string) => Promise<void>): Promise<IssuedToken> {
     if (req.grant_type !== 'client_credentials') {
       throw new OAuthError('unsupported_grant_type', 'grant_type must be client_credentials');
     }
     const client = await this.authenticateClient(req);
+    await onAuthenticated?.(client.clientId);
     const requested = (req.scope ?? '').split(/\s+/).filter(Boolean);
     if (!requested.length) throw new OAuthError('invalid_scope', 'scope is required');
     const granted = grantScopes(requested, client.scopes);
@@ -118,7 +127,12 @@ export class AccessTokenService {
       audience: this.config.fhirBaseUrl,
       algorithms: [ACCESS_TOKEN_ALG],
       typ: 'at+jwt',
+      // Without these a token signed by our key (a bug, a test tool, a leaked signing call) would never expire.
+      requiredClaims: ['exp', 'iat', 'iss', 'aud', 'sub', 'client_id', 'org', 'role', 'scope', 'pou'],
     });
+    if (payload.exp! - payload.iat! > MAX_ACCESS_TOKEN_LIFETIME_SECONDS || payload.iat! > Math.floor(Date.now() / 1000) + 60) {
+      throw new Error('access token lifetime out of bounds');
+    }
     const claims = payload as unknown as AccessTokenClaims;
     const client = await this.clients.find(claims.client_id);
     if (!client || client.disabled) throw new Error('client disabled');
@@ -141,7 +155,9 @@ export class AccessTokenService {
     const secret = req.basic?.secret ?? req.client_secret;
     if (!clientId || !secret) throw new OAuthError('invalid_client', 'client authentication is required', 401);
     const client = await this.clients.find(clientId);
-    if (!client || client.disabled || !(await verifySecret(secret, client.secretHash))) {
+    // Verified even when the client is unknown or disabled: every refusal costs the same (no enumeration by timing).
+    const matches = await this.secrets.verify(secret, client?.secretHash);
+    if (!client || client.disabled || !matches) {
       throw new OAuthError('invalid_client', 'client authentication failed', 401);
     }
     return client;

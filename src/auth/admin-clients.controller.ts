@@ -153,8 +153,7 @@ export function validateRegistration(body: Record<string, unknown>) {
   const purposes = strings('purposes');
   const badPurpose = purposes.find((p) => !PURPOSES_OF_USE.includes(p));
   if (badPurpose) throw fail('purposes', `'${badPurpose.slice(0, 20)}' is not a supported PurposeOfUse (${PURPOSES_OF_USE.join(', ')})`);
-  const jwks = body.jwks as JSONWebKeySet | undefined;
-  if (jwks !== undefined && (typeof jwks !== 'object' || !Array.isArray(jwks.keys))) throw fail('jwks', 'must be a JWK Set {"keys": [...]}');
+  const jwks = body.jwks === undefined ? undefined : publicClientJwks(body.jwks);
   const withSecret = body.secret === true || jwks === undefined;
   return {
     clientId: clientId as string | undefined,
@@ -166,5 +165,40 @@ export function validateRegistration(body: Record<string, unknown>) {
     clinicalAccess: body.clinicalAccess === true,
     jwks,
     withSecret,
+  };
+}
+
+/** Private-key members of RSA and EC JWKs (RFC 7518 §6) and the symmetric `k` of `oct` keys. */
+const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+/** What a client's public key may carry; anything else is dropped, so only public parameters are stored and echoed. */
+const PUBLIC_JWK_MEMBERS: Record<string, string[]> = {
+  RSA: ['n', 'e'],
+  EC: ['crv', 'x', 'y'],
+};
+const COMMON_JWK_MEMBERS = ['kty', 'kid', 'alg', 'use', 'key_ops'];
+
+/**
+ * A client's JWKS holds public keys for its assertions (RS384/ES384). A private or symmetric key
+ * there means the client's secret has been handed over: refused, naming the key, never stored.
+ */
+function publicClientJwks(value: unknown): JSONWebKeySet {
+  const keys = (value as { keys?: unknown } | null)?.keys;
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || !Array.isArray(keys)) {
+    throw FhirError.badRequest('jwks: must be a JWK Set {"keys": [...]}', ['jwks']);
+  }
+  return {
+    keys: keys.map((key: unknown, i) => {
+      const path = `jwks.keys[${i}]`;
+      if (typeof key !== 'object' || key === null || Array.isArray(key)) throw FhirError.badRequest(`${path}: must be a JWK object`, [path]);
+      const jwk = key as Record<string, unknown>;
+      const secret = PRIVATE_JWK_MEMBERS.find((m) => m in jwk);
+      if (jwk.kty === 'oct' || secret) {
+        const what = jwk.kty === 'oct' ? 'a symmetric (kty oct) key' : `a private key (member "${secret}")`;
+        throw FhirError.badRequest(`${path}: is ${what}; register only the public key`, [path]);
+      }
+      const members = typeof jwk.kty === 'string' ? PUBLIC_JWK_MEMBERS[jwk.kty] : undefined;
+      if (!members) throw FhirError.badRequest(`${path}.kty: must be RSA or EC`, [`${path}.kty`]);
+      return Object.fromEntries(Object.entries(jwk).filter(([m]) => COMMON_JWK_MEMBERS.includes(m) || members.includes(m)));
+    }),
   };
 }

@@ -13,13 +13,16 @@ import { AdminClientsController } from './admin-clients.controller';
 import { BearerAuthGuard } from './bearer-auth.guard';
 import { BearerTokenStrategy } from './bearer-token.strategy';
 import { ClientRegistrationRepository } from './client-registration.repository';
+import { ClientSecretHasher } from './client-secret.hasher';
 import { ClientThrottlerGuard } from './client-throttler.guard';
+import { KeyEncryption } from './key-encryption';
 import { PostgresThrottlerStorage } from './rate-limit.storage';
 import { FirstAdminBootstrap } from './first-admin.bootstrap';
 import { SigningKeyStore } from './signing-key.store';
 import { SmartAuthorization } from './smart.authorization';
 import { SmartSecurityContributor } from './smart-security.contributor';
 import { TokenController } from './token.controller';
+import { TokenEndpointThrottle } from './token-endpoint.throttle';
 
 /**
  * Who is asking: SMART Backend Services tokens, client registration, the bearer guard (default
@@ -43,7 +46,10 @@ import { TokenController } from './token.controller';
   providers: [
     AccessTokenService,
     ClientRegistrationRepository,
+    KeyEncryption,
+    ClientSecretHasher,
     SigningKeyStore,
+    TokenEndpointThrottle,
     BearerTokenStrategy,
     SmartSecurityContributor,
     FirstAdminBootstrap,

@@ -1,12 +1,10 @@
-import { randomBytes, scrypt as scryptCb, timingSafeEqual } from 'node:crypto';
-import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { JSONWebKeySet } from 'jose';
 import { DataSource } from 'typeorm';
 import type { HieRole } from '../fhir/pipeline/principal';
-
-const scrypt = promisify(scryptCb) as (password: string, salt: Buffer, keylen: number) => Promise<Buffer>;
+import { ClientSecretHasher } from './client-secret.hasher';
 
 export const ROLES: readonly HieRole[] = ['hospital', 'public-health', 'auditor', 'admin'];
 
@@ -34,7 +32,7 @@ export interface NewClient {
   purposes: string[];
   clinicalAccess?: boolean;
   jwks?: JSONWebKeySet;
-  /** Generate a client secret (returned once, stored as an scrypt hash). */
+  /** Generate a client secret (returned once, stored as an HMAC: ClientSecretHasher). */
   withSecret?: boolean;
   /** Use this secret instead of generating one (bootstrap from the environment). */
   secret?: string;
@@ -54,10 +52,13 @@ interface ClientRow {
   created_at: Date;
 }
 
-/** Every query on registered clients. Secrets are only ever stored as `scrypt$salt$hash`. */
+/** Every query on registered clients. Secrets are only ever stored hashed (`hmac-sha256$…`). */
 @Injectable()
 export class ClientRegistrationRepository {
-  constructor(@InjectDataSource() private readonly db: DataSource) {}
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    private readonly secrets: ClientSecretHasher,
+  ) {}
 
   async create(input: NewClient): Promise<{ client: ClientRegistration; secret?: string }> {
     const clientId = input.clientId ?? `client-${randomBytes(8).toString('hex')}`;
@@ -76,7 +77,7 @@ export class ClientRegistrationRepository {
         input.purposes,
         input.clinicalAccess ?? false,
         input.jwks ? JSON.stringify(input.jwks) : null,
-        secret ? await hashSecret(secret) : null,
+        secret ? await this.secrets.hash(secret) : null,
       ],
     );
     if (!rows[0]) throw new ClientConflictError(clientId);
@@ -110,7 +111,7 @@ export class ClientRegistrationRepository {
     const secret = randomBytes(32).toString('base64url');
     const rows = await this.db.query(
       `UPDATE oauth_client SET secret_hash = $2, updated_at = now() WHERE client_id = $1 RETURNING client_id`,
-      [clientId, await hashSecret(secret)],
+      [clientId, await this.secrets.hash(secret)],
     );
     return rows.length ? secret : undefined;
   }
@@ -134,20 +135,6 @@ export class ClientConflictError extends Error {
   constructor(readonly clientId: string) {
     super(`client ${clientId} already exists`);
   }
-}
-
-export async function hashSecret(secret: string): Promise<string> {
-  const salt = randomBytes(16);
-  const hash = await scrypt(secret, salt, 32);
-  return `scrypt$${salt.toString('base64url')}$${hash.toString('base64url')}`;
-}
-
-export async function verifySecret(secret: string, stored: string | undefined): Promise<boolean> {
-  const [scheme, salt, hash] = (stored ?? '').split('$');
-  if (scheme !== 'scrypt' || !salt || !hash) return false;
-  const expected = Buffer.from(hash, 'base64url');
-  const actual = await scrypt(secret, Buffer.from(salt, 'base64url'), expected.length);
-  return timingSafeEqual(actual, expected);
 }
 
 function toRegistration(row: ClientRow): ClientRegistration {

@@ -11,7 +11,8 @@ import { TokenController } from './token.controller';
 /**
  * Rate limit per client across all routes (per IP before authentication). Counters live in
  * PostgreSQL (PostgresThrottlerStorage), so all app nodes share them. A throttled request is a
- * denial, so it is audited.
+ * denial, so it is audited. `POST /oauth2/token` limits itself (TokenEndpointThrottle): before
+ * authentication the only trustworthy key is the source address.
  */
 @Injectable()
 export class ClientThrottlerGuard extends ThrottlerGuard {
@@ -24,12 +25,14 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
     super(options, storage, reflector);
   }
 
-  /** The authenticated client; at the token endpoint the client asking for a token; else the IP. */
+  protected override async shouldSkip(context: ExecutionContext): Promise<boolean> {
+    return context.getHandler() === TokenController.prototype.token || super.shouldSkip(context);
+  }
+
+  /** The authenticated client, else the IP (never a client id the request merely claims). */
   protected override async getTracker(req: Record<string, unknown>): Promise<string> {
     const user = req.user as { clientId?: string } | undefined;
-    if (user?.clientId) return `client:${user.clientId}`;
-    const asking = tokenRequestClientId(req);
-    return asking ? `client:${asking}` : `ip:${String(req.ip)}`;
+    return user?.clientId ? `client:${user.clientId}` : `ip:${String(req.ip)}`;
   }
 
   /**
@@ -58,16 +61,4 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
     );
     return super.throwThrottlingException(context, detail);
   }
-}
-
-/** `client_id` of a token request (form body, or the user of HTTP Basic), for per-client limits. */
-function tokenRequestClientId(req: Record<string, unknown>): string | undefined {
-  const body = req.body as { client_id?: unknown } | undefined;
-  if (typeof body?.client_id === 'string' && body.client_id) return body.client_id;
-  const auth = (req.headers as Record<string, string | undefined> | undefined)?.authorization;
-  if (auth?.startsWith('Basic ')) {
-    const user = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':')[0];
-    if (user) return decodeURIComponent(user);
-  }
-  return undefined;
 }

@@ -29,4 +29,23 @@ export class PostgresThrottlerStorage implements ThrottlerStorage {
     // A blocked client waits for the window to end: Retry-After is the rest of the window.
     return { totalHits: row.hits, timeToExpire, isBlocked, timeToBlockExpire: isBlocked ? timeToExpire : 0 };
   }
+
+  /** Hits of these keys in the current window (missing or older windows: 0), without counting a hit. */
+  async hits(keys: string[], ttl: number, throttlerName: string): Promise<{ hits: number[]; timeToExpire: number }> {
+    const rows: { key: string; hits: number; expires_ms: number }[] = await this.db.query(
+      `WITH w AS (
+         SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) * 1000 / $2) * $2 / 1000.0) AS start
+       )
+       SELECT k.key, coalesce(r.hits, 0) AS hits,
+              (extract(epoch FROM w.start) * 1000 + $2 - extract(epoch FROM clock_timestamp()) * 1000)::float8 AS expires_ms
+         FROM w CROSS JOIN unnest($1::text[]) AS k(key)
+         LEFT JOIN rate_limit_window r ON r.key = k.key AND r.window_start = w.start`,
+      [keys.map((k) => `${throttlerName}:${k}`), ttl],
+    );
+    const byKey = new Map(rows.map((r) => [r.key, r.hits]));
+    return {
+      hits: keys.map((k) => byKey.get(`${throttlerName}:${k}`) ?? 0),
+      timeToExpire: Math.max(1, Math.ceil((rows[0]?.expires_ms ?? ttl) / 1000)),
+    };
+  }
 }

@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import { exportJWK, generateKeyPair, importJWK, JWK, JSONWebKeySet } from 'jose';
 import { DataSource } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { KeyEncryption, SealedValue } from './key-encryption';
 
 export const ACCESS_TOKEN_ALG = 'ES256';
 /** Retired keys stay published this long, longer than any token they signed can live. */
@@ -12,24 +13,44 @@ const RETIRED_KEY_GRACE_SECONDS = 3600;
 interface KeyRow {
   kid: string;
   alg: string;
-  private_jwk: JWK;
+  /** Plain, or encrypted with HIE_KEY_ENCRYPTION_KEY (bound to the kid). */
+  private_jwk: JWK | SealedValue;
   public_jwk: JWK;
 }
 
 /**
  * The server's token-signing keys, kept in Postgres so every app node signs and verifies with the
  * same keys (or given by HIE_SIGNING_KEY). Rotation adds a key and retires the old one; retired
- * public keys stay in the JWKS until tokens they signed have expired.
+ * public keys stay in the JWKS until tokens they signed have expired. With HIE_KEY_ENCRYPTION_KEY
+ * the private parts are stored encrypted (AES-256-GCM); keys stored plain before are encrypted at
+ * the next start.
  */
 @Injectable()
 export class SigningKeyStore implements OnApplicationBootstrap {
+  private readonly logger = new Logger('Auth');
+
   constructor(
     @InjectDataSource() private readonly db: DataSource,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly encryption: KeyEncryption,
   ) {}
 
-  /** First start: the key exists before the first token is asked for (and its JWKS is published). */
+  /**
+   * First start: the key exists before the first token is asked for (and its JWKS is published).
+   * Decrypting it here makes a missing or wrong HIE_KEY_ENCRYPTION_KEY stop the start, not the first token request.
+   */
   async onApplicationBootstrap(): Promise<void> {
+    if (this.config.signingKey) {
+      await this.signingKey();
+      return;
+    }
+    if (this.encryption.enabled) await this.encryptPlainKeys();
+    else {
+      this.logger.warn(
+        'HIE_KEY_ENCRYPTION_KEY is not set: the token-signing private key is stored unencrypted in the database ' +
+          '(table signing_key), protected only by database access control and disk encryption; see README "Configuration"',
+      );
+    }
     await this.signingKey();
   }
 
@@ -39,7 +60,7 @@ export class SigningKeyStore implements OnApplicationBootstrap {
       return { kid: jwk.kid ?? 'env', key: await importJWK(jwk, jwk.alg ?? ACCESS_TOKEN_ALG) };
     }
     const row = (await this.activeKeys())[0] ?? (await this.createKey());
-    return { kid: row.kid, key: await importJWK(row.private_jwk, row.alg) };
+    return { kid: row.kid, key: await importJWK(this.privateJwk(row), row.alg) };
   }
 
   /** Public keys valid for verification now (active and recently retired). */
@@ -48,8 +69,8 @@ export class SigningKeyStore implements OnApplicationBootstrap {
       const { d: _d, p: _p, q: _q, dp: _dp, dq: _dq, qi: _qi, ...pub } = JSON.parse(this.config.signingKey) as JWK;
       return { keys: [{ ...pub, kid: pub.kid ?? 'env', use: 'sig', alg: pub.alg ?? ACCESS_TOKEN_ALG }] };
     }
-    const rows: KeyRow[] = await this.db.query(
-      `SELECT kid, alg, private_jwk, public_jwk FROM signing_key
+    const rows: Omit<KeyRow, 'private_jwk'>[] = await this.db.query(
+      `SELECT kid, alg, public_jwk FROM signing_key
         WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1)
         ORDER BY created_at DESC`,
       [RETIRED_KEY_GRACE_SECONDS],
@@ -63,6 +84,22 @@ export class SigningKeyStore implements OnApplicationBootstrap {
       await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('signing_key', 0))`);
       await tx.query(`UPDATE signing_key SET retired_at = now() WHERE retired_at IS NULL`);
       return (await this.insertKey(tx.query.bind(tx))).kid;
+    });
+  }
+
+  private privateJwk(row: KeyRow): JWK {
+    return this.encryption.open(row.private_jwk, row.kid, `The token-signing key ${row.kid} (table signing_key)`);
+  }
+
+  /** Keys stored before HIE_KEY_ENCRYPTION_KEY was set, retired ones too: no private key stays in clear. */
+  private async encryptPlainKeys(): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('signing_key', 0))`);
+      const plain: { kid: string; private_jwk: JWK }[] = await tx.query(`SELECT kid, private_jwk FROM signing_key WHERE NOT private_jwk ? 'enc'`);
+      for (const row of plain) {
+        await tx.query(`UPDATE signing_key SET private_jwk = $2 WHERE kid = $1`, [row.kid, JSON.stringify(this.encryption.seal(row.private_jwk, row.kid))]);
+      }
+      if (plain.length) this.logger.log({ msg: 'encrypted stored token-signing keys with HIE_KEY_ENCRYPTION_KEY', keys: plain.length });
     });
   }
 
@@ -85,10 +122,12 @@ export class SigningKeyStore implements OnApplicationBootstrap {
 
   private async insertKey(query: (sql: string, params: unknown[]) => Promise<unknown>): Promise<KeyRow> {
     const { privateKey, publicKey } = await generateKeyPair(ACCESS_TOKEN_ALG, { extractable: true });
+    const kid = randomUUID();
+    const privateJwk = await exportJWK(privateKey);
     const row: KeyRow = {
-      kid: randomUUID(),
+      kid,
       alg: ACCESS_TOKEN_ALG,
-      private_jwk: await exportJWK(privateKey),
+      private_jwk: this.encryption.enabled ? this.encryption.seal(privateJwk, kid) : privateJwk,
       public_jwk: await exportJWK(publicKey),
     };
     await query(`INSERT INTO signing_key (kid, alg, private_jwk, public_jwk) VALUES ($1, $2, $3, $4)`, [

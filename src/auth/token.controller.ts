@@ -1,14 +1,16 @@
-import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Res } from '@nestjs/common';
-import type { Response } from 'express';
+import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
 import { decodeJwt } from 'jose';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { auditRecord } from '../audit/audit-record';
+import { FhirError } from '../common/fhir-error';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
 import { AccessTokenService, CLIENT_ASSERTION_ALGS, OAuthError, TokenRequest } from './access-token.service';
 import { Public } from './public.decorator';
 import { SigningKeyStore } from './signing-key.store';
+import { TokenEndpointThrottle } from './token-endpoint.throttle';
 
 /** OAuth 2.0 token endpoint and the discovery documents (SMART App Launch 2.x, Backend Services). */
 @Controller()
@@ -17,6 +19,7 @@ export class TokenController {
     private readonly tokens: AccessTokenService,
     private readonly keys: SigningKeyStore,
     private readonly audit: AuditStage,
+    private readonly throttle: TokenEndpointThrottle,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
@@ -26,14 +29,22 @@ export class TokenController {
   async token(
     @Body() body: Record<string, string | undefined>,
     @Headers('authorization') authorization: string | undefined,
+    @Req() req: Request,
     @Res() res: Response,
   ): Promise<void> {
     const started = performance.now();
     const request: TokenRequest = { ...(body ?? {}), basic: parseBasic(authorization) };
+    const address = req.ip ?? req.socket.remoteAddress ?? 'unknown';
+    const claimed = claimedBy(request);
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Pragma', 'no-cache');
+    let authenticated = false;
     try {
-      const issued = await this.tokens.issue(request);
+      await this.throttle.beforeAttempt(address, claimed);
+      const issued = await this.tokens.issue(request, async (clientId) => {
+        authenticated = true;
+        await this.throttle.authenticated(clientId);
+      });
       await this.record('success', 200, started, {
         kind: 'client',
         clientId: issued.clientId,
@@ -41,12 +52,19 @@ export class TokenController {
         role: issued.role,
         scopes: issued.scope.split(' '),
         purposeOfUse: issued.purposeOfUse,
-      });
+      }, address);
       const { access_token, token_type, expires_in, scope } = issued;
       res.status(200).json({ access_token, token_type, expires_in, scope });
     } catch (err) {
+      if (err instanceof FhirError && err.status === 429) {
+        await this.record('failure', 429, started, ANONYMOUS, address, auditableClientId(claimed));
+        throw err;
+      }
       if (!(err instanceof OAuthError)) throw err;
-      await this.record('failure', err.status, started, ANONYMOUS, claimedClientId(request));
+      // Only attempts that did not authenticate are failures of the address; a verified client's
+      // own mistakes (scope, purpose) were already counted against its budget.
+      if (!authenticated) await this.throttle.failed(address, claimed);
+      await this.record('failure', err.status, started, ANONYMOUS, address, auditableClientId(claimed));
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="token"');
       res.status(err.status).json({ error: err.error, error_description: err.description });
     }
@@ -78,6 +96,7 @@ export class TokenController {
     status: number,
     started: number,
     principal: typeof ANONYMOUS,
+    address: string,
     claimed?: string,
   ): Promise<void> {
     await this.audit.record(
@@ -85,10 +104,11 @@ export class TokenController {
         kind: 'token',
         principal,
         ...(claimed ? { claimedClientId: claimed } : {}),
+        address,
         path: '/oauth2/token',
         outcome,
         status,
-        failureCode: outcome === 'failure' ? 'login' : undefined,
+        failureCode: outcome === 'failure' ? (status === 429 ? 'throttled' : 'login') : undefined,
         durationMs: Math.round(performance.now() - started),
         requestId: RequestContext.requestId(),
       }),
@@ -106,12 +126,9 @@ function parseBasic(header: string | undefined): TokenRequest['basic'] {
   return { clientId: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
 }
 
-/**
- * The client id a refused token request claimed: Basic user, `client_id`, or the assertion's `iss`
- * (read, not verified). Only id-shaped values, so nothing else a client sends reaches the audit log.
- */
-function claimedClientId(request: TokenRequest): string | undefined {
-  let claimed = request.basic?.clientId ?? request.client_id;
+/** The client id a token request claims: Basic user, `client_id`, or the assertion's `iss` (read, not verified). */
+function claimedBy(request: TokenRequest): string | undefined {
+  let claimed: unknown = request.basic?.clientId ?? request.client_id;
   if (!claimed && request.client_assertion) {
     try {
       claimed = decodeJwt(request.client_assertion).iss;
@@ -119,5 +136,10 @@ function claimedClientId(request: TokenRequest): string | undefined {
       claimed = undefined;
     }
   }
+  return typeof claimed === 'string' && claimed ? claimed : undefined;
+}
+
+/** Only id-shaped claims reach the audit record, so nothing else a client sends is logged. */
+function auditableClientId(claimed: string | undefined): string | undefined {
   return claimed && /^[A-Za-z0-9._~:-]{1,128}$/.test(claimed) ? claimed : undefined;
 }

@@ -5,6 +5,8 @@ import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
 import { validateRegistration } from '../auth/admin-clients.controller';
 import { ClientRegistrationRepository } from '../auth/client-registration.repository';
+import { ClientSecretHasher } from '../auth/client-secret.hasher';
+import { KeyEncryption } from '../auth/key-encryption';
 import { SigningKeyStore } from '../auth/signing-key.store';
 import { loadAppConfig } from '../config/app.config';
 import { dataSourceOptions } from '../database/data-source.options';
@@ -61,7 +63,8 @@ export async function runCli(argv: string[], io: CliOutput): Promise<number> {
   const ds = new DataSource(dataSourceOptions(await resolveDatabaseUrl(config), 2));
   await ds.initialize();
   try {
-    const clients = new ClientRegistrationRepository(ds);
+    const encryption = new KeyEncryption(config);
+    const clients = new ClientRegistrationRepository(ds, new ClientSecretHasher(ds, encryption));
     if (group === 'client' && command === 'add') {
       const jwks = values.jwks ? JSON.parse(values.jwks.trim().startsWith('{') ? values.jwks : readFileSync(values.jwks, 'utf8')) : undefined;
       const input = validateRegistration({
@@ -102,7 +105,7 @@ export async function runCli(argv: string[], io: CliOutput): Promise<number> {
       return 0;
     }
     if (group === 'key' && command === 'rotate') {
-      io.err(`new signing key ${await new SigningKeyStore(ds, config).rotate()}\n`);
+      io.err(`new signing key ${await new SigningKeyStore(ds, config, encryption).rotate()}\n`);
       return 0;
     }
     io.err(`${USAGE}\n`);

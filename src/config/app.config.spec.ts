@@ -34,7 +34,26 @@ describe('loadAppConfig', () => {
     const key = fails({ HIE_SIGNING_KEY: '{"kty":"RSA","d":"very-secret"}' });
     expect(key).toMatch(/^Invalid configuration: HIE_SIGNING_KEY: must be a private ES256 key/);
     expect(key).not.toContain('very-secret');
+    const kek = fails({ HIE_KEY_ENCRYPTION_KEY: 'not-32-bytes-secret' });
+    expect(kek).toBe('Invalid configuration: HIE_KEY_ENCRYPTION_KEY: must be 32 random bytes in base64 (openssl rand -base64 32)');
+    expect(fails({ HIE_KEY_ENCRYPTION_KEY: Buffer.alloc(31, 7).toString('base64') })).toMatch(/^Invalid configuration: HIE_KEY_ENCRYPTION_KEY: /);
+    expect(fails({ RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: '0' })).toBe('Invalid configuration: RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: must be an integer from 1 to 1000000');
     expect(fails({ HIE_BOOTSTRAP_ADMIN_SECRET: 'short' })).toBe('Invalid configuration: HIE_BOOTSTRAP_ADMIN_SECRET: must be at least 24 characters');
+  });
+
+  it('accepts a 32-byte key-encryption key in base64 or base64url', () => {
+    const key = Buffer.alloc(32, 0xfb);
+    expect(loadAppConfig({ HIE_KEY_ENCRYPTION_KEY: key.toString('base64') }).keyEncryptionKey).toBe(key.toString('base64'));
+    expect(loadAppConfig({ HIE_KEY_ENCRYPTION_KEY: key.toString('base64url') }).keyEncryptionKey).toBe(key.toString('base64url'));
+    expect(loadAppConfig({})).toMatchObject({ keyEncryptionKey: undefined, tokenFailuresPerAddress: 100, tokenFailuresPerClaimedId: 20 });
+  });
+
+  it('TRUST_PROXY: off by default; true, a hop count, or proxy addresses', () => {
+    expect(loadAppConfig({}).trustProxy).toBe(false);
+    expect(loadAppConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);
+    expect(loadAppConfig({ TRUST_PROXY: '2' }).trustProxy).toBe(2);
+    expect(loadAppConfig({ TRUST_PROXY: 'loopback, 10.0.0.0/8' }).trustProxy).toBe('loopback, 10.0.0.0/8');
+    expect(fails({ TRUST_PROXY: 'any proxy!' })).toMatch(/^Invalid configuration: TRUST_PROXY: must be true, false/);
   });
 
   it('turns CORS off unless origins are listed', () => {

@@ -19,6 +19,14 @@ const signingKey = z.string().refine((value) => {
   }
 }, 'must be a private ES256 key as a JWK in JSON (kty EC, crv P-256, with "d")');
 
+/** 32 random bytes (AES-256 key), base64 or base64url, e.g. `openssl rand -base64 32`. */
+const keyEncryptionKey = z
+  .string()
+  .refine(
+    (value) => /^[A-Za-z0-9+/_-]{43}=?$/.test(value.trim()) && Buffer.from(value.trim(), 'base64').length === 32,
+    'must be 32 random bytes in base64 (openssl rand -base64 32)',
+  );
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port(8080),
@@ -41,8 +49,15 @@ const envSchema = z.object({
   DB_POOL_SIZE: integer(1, 500, 20),
   ACCESS_TOKEN_TTL_SECONDS: integer(30, 3600, 300, 'a number of seconds'),
   RATE_LIMIT_PER_MINUTE: integer(1, 1_000_000, 1200),
+  RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: integer(1, 1_000_000, 100),
+  RATE_LIMIT_TOKEN_FAILURES_PER_CLAIMED_ID: integer(1, 1_000_000, 20),
   CORS_ORIGINS: z.string().optional(),
+  TRUST_PROXY: z
+    .string()
+    .regex(/^(true|false|\d{1,2}|[A-Za-z0-9.:/]+(\s*,\s*[A-Za-z0-9.:/]+)*)$/, 'must be true, false, a hop count, or comma-separated proxy addresses/subnets (loopback, 10.0.0.0/8)')
+    .optional(),
   HIE_SIGNING_KEY: signingKey.optional(),
+  HIE_KEY_ENCRYPTION_KEY: keyEncryptionKey.optional(),
   HIE_BOOTSTRAP_ADMIN_CLIENT_ID: z.string().regex(/^[A-Za-z0-9\-_.]{3,64}$/, 'must be 3-64 of [A-Za-z0-9-_.]').optional(),
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Conditional delete of several matches (R4 allows single or multiple); 0 = single only (412 on several). */
@@ -66,10 +81,20 @@ export interface AppConfig {
   dbPoolSize: number;
   accessTokenTtlSeconds: number;
   rateLimitPerMinute: number;
+  /** Failed token requests per minute from one source address, and per (address, claimed client id). */
+  tokenFailuresPerAddress: number;
+  tokenFailuresPerClaimedId: number;
+  /**
+   * Express `trust proxy`: which proxies' X-Forwarded-For is believed, so rate limits before
+   * authentication see the client's address, not the load balancer's. Off by default.
+   */
+  trustProxy: boolean | number | string;
   /** Allowed CORS origins; empty means CORS is off. */
   corsOrigins: string[];
   /** A private JWK (JSON) to sign access tokens with, instead of a generated key kept in the database. */
   signingKey?: string;
+  /** AES-256-GCM key (base64) that encrypts the stored signing keys and the client-secret HMAC key. */
+  keyEncryptionKey?: string;
   bootstrapAdmin?: { clientId: string; secret: string };
   /** Token endpoint URL (the `aud` of client assertions). */
   tokenUrl: string;
@@ -102,8 +127,12 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     dbPoolSize: e.DB_POOL_SIZE,
     accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    tokenFailuresPerAddress: e.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS,
+    tokenFailuresPerClaimedId: e.RATE_LIMIT_TOKEN_FAILURES_PER_CLAIMED_ID,
+    trustProxy: e.TRUST_PROXY === undefined || e.TRUST_PROXY === 'false' ? false : e.TRUST_PROXY === 'true' ? true : /^\d+$/.test(e.TRUST_PROXY) ? Number(e.TRUST_PROXY) : e.TRUST_PROXY,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     signingKey: e.HIE_SIGNING_KEY,
+    keyEncryptionKey: e.HIE_KEY_ENCRYPTION_KEY?.trim(),
     bootstrapAdmin:
       e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID && e.HIE_BOOTSTRAP_ADMIN_SECRET
         ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }

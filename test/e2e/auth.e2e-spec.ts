@@ -183,7 +183,9 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
         new SignJWT({ client_id: hospital.clientId, org: 'org-auth', role: 'hospital', scope: 'system/*.*', pou: 'TREAT' })
           .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid })
           .setIssuer('http://localhost:8080')
+          .setSubject(hospital.clientId)
           .setAudience(aud)
+          .setIssuedAt()
           .setExpirationTime(exp)
           .sign(key);
       const now = Math.floor(Date.now() / 1000);

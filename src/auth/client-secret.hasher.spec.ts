@@ -1,5 +1,4 @@
 // The module object itself (not an import wrapper), so jest can spy on what the hasher calls.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 import crypto = require('node:crypto');
 import type { DataSource } from 'typeorm';
 import { ClientSecretHasher } from './client-secret.hasher';

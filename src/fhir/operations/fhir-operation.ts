@@ -1,6 +1,6 @@
 import type { EntityManager } from 'typeorm';
 import type { AccessContext } from '../pipeline/access-context';
-import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import type { HieRole } from '../pipeline/principal';
 
 export type OperationLevel = 'system' | 'type' | 'instance';
@@ -46,5 +46,5 @@ export abstract class FhirOperation implements OperationDeclaration {
   readonly async: boolean = false;
   readonly transaction: 'interaction' | 'own' = 'interaction';
 
-  abstract execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult>;
+  abstract execute(ctx: AccessContext, interaction: OperationInteraction, tx: EntityManager): Promise<InteractionResult>;
 }

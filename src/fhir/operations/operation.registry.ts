@@ -4,7 +4,7 @@ import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
 import type { AccessContext } from '../pipeline/access-context';
-import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import { FhirOperation, OperationLevel } from './fhir-operation';
 
 /** Routes `$operation` interactions to the registered operations and lists them in the CapabilityStatement. */
@@ -31,7 +31,7 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
    * The operation an interaction invokes, at a level and type it is defined for; otherwise 404
    * `not-supported` (never 403: an operation the server does not have is not a permission question).
    */
-  resolve(i: Interaction): FhirOperation {
+  resolve(i: OperationInteraction): FhirOperation {
     const name = i.operation ?? '';
     const operation = this.operations.get(name);
     if (!operation) throw new FhirError(404, 'not-supported', `Operation $${name.slice(0, 64)} is not supported by this server`);
@@ -43,7 +43,7 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
     return operation;
   }
 
-  execute(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
     const operation = this.resolve(i);
     const name = operation.name;
     if (operation.affectsState && i.method === 'GET') {

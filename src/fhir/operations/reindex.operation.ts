@@ -3,7 +3,7 @@ import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
-import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import { SearchParameterSync } from '../search/search-parameter.sync';
 import { DEFAULT_REINDEX_BATCH, ReindexPosition, SearchReindexer } from '../search/search-reindexer';
 import { SystemAccess } from '../pipeline/fhir-pipeline.service';
@@ -47,7 +47,7 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction): Promise<InteractionResult> {
     const input = operationInput(i);
     const types = i.resourceType ? [i.resourceType] : typesOf(input.get('type') ?? []);
     if (i.resourceType && input.has('type')) throw FhirError.badRequest('type is only allowed on the system-level $reindex', ['type']);
@@ -77,7 +77,7 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
 }
 
 /** Input parameters from the query string and, for POST, a Parameters body (operations.html#request). */
-function operationInput(i: Interaction): Map<string, string[]> {
+function operationInput(i: OperationInteraction): Map<string, string[]> {
   const input = new Map<string, string[]>();
   const add = (name: string, value: string): void => {
     input.set(name, [...(input.get(name) ?? []), value]);

@@ -8,7 +8,7 @@ import { ResourceRepository } from '../storage/resource.repository';
 import { StorageSessions } from '../storage/storage-session';
 import { BundleProcessor } from '../transaction/bundle.processor';
 import { AccessContext, AccessLookups } from './access-context';
-import type { Interaction, InteractionResult, QueryParams } from './interaction';
+import { buildInteraction, Interaction, InteractionResult, QueryParams } from './interaction';
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
@@ -83,12 +83,11 @@ export class FhirPipeline {
    * auditor sees who tried to reach a patient's records (never told to the client).
    */
   private async withRequestedTarget(record: AuditRecord, interaction: Interaction): Promise<AuditRecord> {
-    if (!interaction.resourceType || !interaction.id || interaction.kind === 'operation') return record;
+    const { resourceType, id } = interaction;
+    if (!resourceType || !id || interaction.kind === 'operation') return record;
     let patients: string[] = [];
     try {
-      patients = await this.sessions.run({ transactional: false }, (tx) =>
-        this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, interaction.resourceType!, interaction.id!, tx),
-      );
+      patients = await this.sessions.run({ transactional: false }, (tx) => this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, resourceType, id, tx));
     } catch {
       // The database may be what failed; the record still names the resource.
     }
@@ -141,7 +140,8 @@ export class FhirPipeline {
   private isTransactional(interaction: Interaction): boolean {
     if (WRITE_KINDS.has(interaction.kind)) return true;
     if (interaction.kind !== 'operation') return false;
-    return this.operations.find(interaction.operation)?.transaction === 'interaction' && this.operations.find(interaction.operation)?.affectsState === true;
+    const operation = this.operations.find(interaction.operation);
+    return operation?.transaction === 'interaction' && operation.affectsState;
   }
 
   /** Authorization (scopes), consent and the write rule for one interaction, as one AccessContext. */
@@ -161,13 +161,15 @@ export class FhirPipeline {
     const lookups: AccessLookups = {
       mayRead: (resourceType) => {
         try {
-          this.authorization.authorize(principal, { kind: 'search-type', resourceType, query: {}, path: '' });
+          this.authorization.authorize(principal, buildInteraction('search-type', { resourceType, path: '' }));
           return true;
         } catch {
           return false;
         }
       },
-      lookup: (kind, resourceType, query: QueryParams = {}) => this.accessFor(principal, { kind, resourceType, query, path: '' }),
+      // The right to read or search a type does not depend on which resource: no id is needed.
+      lookup: async (kind, resourceType, query: QueryParams = {}) =>
+        this.accessFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' })),
     };
     return lookups;
   }

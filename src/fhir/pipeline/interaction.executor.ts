@@ -7,14 +7,24 @@ import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
-import { HistoryEntry, notWritable, ResourceRepository, StoredVersion } from '../storage/resource.repository';
+import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, WriteResult } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 import { ResourceValidator } from '../validation/resource.validator';
 import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
 import type { AccessContext } from './access-context';
-import type { Interaction, InteractionResult, QueryParams } from './interaction';
+import type {
+  CreateInteraction,
+  DeleteInteraction,
+  Interaction,
+  InteractionResult,
+  PatchInteraction,
+  QueryParams,
+  ReadInteraction,
+  UpdateInteraction,
+  VreadInteraction,
+} from './interaction';
 import { firstValue } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
@@ -43,49 +53,59 @@ export class InteractionExecutor {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };
       case 'create':
-        return interaction.ifNoneExist ? this.conditionalCreate(ctx, interaction, tx) : this.create(ctx, interaction, tx);
+        return interaction.ifNoneExist !== undefined
+          ? this.conditionalCreate(ctx, interaction, interaction.ifNoneExist, tx)
+          : this.create(ctx, interaction, tx);
       case 'read':
         return this.read(ctx, interaction, tx);
       case 'vread':
         return this.vread(ctx, interaction, tx);
       case 'update':
-        return interaction.conditional !== undefined ? this.conditionalUpdate(ctx, interaction, tx) : this.update(ctx, interaction, tx);
+        return interaction.conditional !== undefined
+          ? this.conditionalUpdate(ctx, interaction, interaction.conditional, tx)
+          : this.update(ctx, interaction, interaction.id, tx);
       case 'patch':
         return this.patch(ctx, interaction, tx);
       case 'delete':
-        return interaction.conditional !== undefined ? this.conditionalDelete(ctx, interaction, tx) : this.delete(ctx, interaction, tx);
+        return interaction.conditional !== undefined
+          ? this.conditionalDelete(ctx, interaction, interaction.conditional, tx)
+          : this.delete(ctx, interaction, interaction.id, tx);
       case 'history-instance':
+        return this.history(ctx, interaction, tx, { resourceType: interaction.resourceType, id: interaction.id });
       case 'history-type':
       case 'history-system':
-        return this.history(ctx, interaction, tx);
+        return this.history(ctx, interaction, tx, { resourceType: interaction.resourceType });
       case 'search-type':
       case 'search-system':
       case 'search-compartment':
         return this.search.search(ctx, interaction, tx);
       case 'operation':
         return this.operations.execute(ctx, interaction, tx);
-      default:
-        throw FhirError.notSupported(`The ${interaction.kind} interaction is not supported yet`, 501);
+      case 'batch':
+      case 'transaction':
+        // Bundles are taken apart by the pipeline (BundleProcessor); their entries come here.
+        throw FhirError.notSupported(`A ${interaction.kind} Bundle cannot be an entry of another Bundle`);
     }
   }
 
-  private async create(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async create(ctx: AccessContext, i: CreateInteraction, tx: EntityManager): Promise<InteractionResult> {
     const body = this.validator.assertResourceBody(i.body, i.resourceType);
     // R4 http.html#create: a client-supplied id is ignored; the server assigns one (a transaction
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
-    const resource = { ...body, id: i.assignedId ?? randomUUID() } as Resource;
+    const id = i.assignedId ?? randomUUID();
+    const resource = { ...body, id } as Resource;
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, {
       mode: 'create',
       method: 'POST',
       resourceType: resource.resourceType,
-      id: resource.id!,
+      id,
       resource,
       authorOrg: ctx.principal.organization,
       compartments: patientCompartmentsOf(resource),
       securityLabels: securityLabelsOf(resource),
     }, tx);
-    return this.written(201, result.version!);
+    return this.written(201, storedVersion(result));
   }
 
   /**
@@ -93,13 +113,13 @@ export class InteractionExecutor {
    * The criteria are a search the client runs: they need its search right and match only what it
    * may see; the match's body is returned only when the client may read it.
    */
-  private async conditionalCreate(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async conditionalCreate(ctx: AccessContext, i: CreateInteraction, criteria: string, tx: EntityManager): Promise<InteractionResult> {
     this.validator.assertResourceBody(i.body, i.resourceType);
-    const ids = await this.lockAndMatch(ctx, i.resourceType!, i.ifNoneExist!, tx);
+    const ids = await this.lockAndMatch(ctx, i.resourceType, criteria, tx);
     if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `If-None-Exist criteria match ${ids.length} resources`);
     if (ids.length === 1) {
-      const readable = await ctx.lookup('read', i.resourceType!).catch(() => undefined);
-      const existing = readable ? await this.repository.readCurrent(readable, i.resourceType!, ids[0], tx) : undefined;
+      const readable = await ctx.lookup('read', i.resourceType).catch(() => undefined);
+      const existing = readable ? await this.repository.readCurrent(readable, i.resourceType, ids[0], tx) : undefined;
       if (!existing) {
         return {
           status: 200,
@@ -112,15 +132,15 @@ export class InteractionExecutor {
   }
 
   /** Conditional update (http.html#cond-update): 0 matches create, 1 updates it, more is 412. */
-  private async conditionalUpdate(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async conditionalUpdate(ctx: AccessContext, i: UpdateInteraction, criteria: string, tx: EntityManager): Promise<InteractionResult> {
     const body = this.validator.assertResourceBody(i.body, i.resourceType);
-    const ids = await this.lockAndMatch(ctx, i.resourceType!, i.conditional!, tx);
+    const ids = await this.lockAndMatch(ctx, i.resourceType, criteria, tx);
     if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `Conditional update criteria match ${ids.length} resources`);
     const id = ids[0] ?? body.id ?? i.assignedId ?? randomUUID();
     if (body.id !== undefined && body.id !== id) {
       throw FhirError.badRequest(`The id in the body (${body.id}) is not the id of the matched resource`, [`${body.resourceType}.id`]);
     }
-    return this.update(ctx, { ...i, id, body: { ...body, id } }, tx);
+    return this.update(ctx, { ...i, body: { ...body, id } }, id, tx);
   }
 
   /**
@@ -128,8 +148,8 @@ export class InteractionExecutor {
    * permits); deleting several is the configured opt-in `FHIR_CONDITIONAL_DELETE_MAX`. Every match
    * is subject to the write rule: one the client may not change fails the whole delete with 403.
    */
-  private async conditionalDelete(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
-    const ids = await this.lockAndMatch(ctx, i.resourceType!, i.conditional!, tx);
+  private async conditionalDelete(ctx: AccessContext, i: DeleteInteraction, criteria: string, tx: EntityManager): Promise<InteractionResult> {
+    const ids = await this.lockAndMatch(ctx, i.resourceType, criteria, tx);
     const max = Math.max(this.config.conditionalDeleteMax, 1);
     if (ids.length > max) {
       throw new FhirError(
@@ -141,7 +161,7 @@ export class InteractionExecutor {
       );
     }
     const touched = [];
-    for (const id of ids) touched.push(...((await this.delete(ctx, { ...i, id }, tx)).touched ?? []));
+    for (const id of ids) touched.push(...((await this.delete(ctx, i, id, tx)).touched ?? []));
     return {
       status: 200,
       resource: outcome(`Deleted ${ids.length} ${i.resourceType} resource(s)`),
@@ -156,8 +176,8 @@ export class InteractionExecutor {
     return this.matcher.matchIds(searchCtx, resourceType, criteria, tx);
   }
 
-  private async read(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
-    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
+  private async read(ctx: AccessContext, i: ReadInteraction, tx: EntityManager): Promise<InteractionResult> {
+    const current = await this.repository.readCurrent(ctx, i.resourceType, i.id, tx);
     if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
     if (current.deleted) throw this.goneError(current);
     if (i.ifNoneMatch !== undefined && parseIfMatch(i.ifNoneMatch) === current.versionId) {
@@ -166,24 +186,24 @@ export class InteractionExecutor {
     return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated, touched: [entityOf(current)] };
   }
 
-  private async vread(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async vread(ctx: AccessContext, i: VreadInteraction, tx: EntityManager): Promise<InteractionResult> {
     const versionId = Number(i.versionId);
     if (!Number.isInteger(versionId) || versionId < 1) {
       throw FhirError.badRequest(`Version id '${i.versionId}' is not a positive integer`);
     }
-    const version = await this.repository.readVersion(ctx, i.resourceType!, i.id!, versionId, tx);
+    const version = await this.repository.readVersion(ctx, i.resourceType, i.id, versionId, tx);
     if (!version) throw FhirError.notFound(`${i.resourceType}/${i.id}/_history/${i.versionId} is not known`);
     if (version.deleted) throw this.goneError(version);
     return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated, touched: [entityOf(version)] };
   }
 
-  private async update(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async update(ctx: AccessContext, i: UpdateInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
     const resource = this.validator.assertResourceBody(i.body, i.resourceType);
     if (resource.id === undefined) {
       throw FhirError.badRequest('An update must carry the resource id in the body', [`${resource.resourceType}.id`], 'required');
     }
-    if (resource.id !== i.id) {
-      throw FhirError.badRequest(`The id in the body (${resource.id}) does not match the URL (${i.id})`, [
+    if (resource.id !== id) {
+      throw FhirError.badRequest(`The id in the body (${resource.id}) does not match the URL (${id})`, [
         `${resource.resourceType}.id`,
       ]);
     }
@@ -199,23 +219,24 @@ export class InteractionExecutor {
       compartments: patientCompartmentsOf(resource),
       securityLabels: securityLabelsOf(resource),
     }, tx);
-    return this.written(result.created ? 201 : 200, result.version!);
+    return this.written(result.created ? 201 : 200, storedVersion(result));
   }
 
   /**
    * Patch = read, apply, validate, write with the read version as precondition (or the client's
    * If-Match). A concurrent writer in between makes the write fail with 412 rather than be lost.
    */
-  private async patch(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async patch(ctx: AccessContext, i: PatchInteraction, tx: EntityManager): Promise<InteractionResult> {
     // Not there, hidden, or not the client's to change: one answer (the write rule).
-    const current = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
-    if (!current) throw notWritable(i.resourceType!, i.id!);
+    const current = await this.repository.readCurrent(ctx, i.resourceType, i.id, tx);
+    if (!current) throw notWritable(i.resourceType, i.id);
     if (current.deleted) throw this.goneError(current);
     const expected = parseIfMatch(i.ifMatch) ?? current.versionId;
     if (expected !== current.versionId) {
       throw FhirError.preconditionFailed(`If-Match version ${expected} does not match the current version of ${i.resourceType}/${i.id}`);
     }
-    const resource = applyResourcePatch(current.resource!, i.body);
+    if (!current.resource) throw new Error(`${current.resourceType}/${current.id} has no stored content`);
+    const resource = applyResourcePatch(current.resource, i.body);
     if (resource.resourceType !== current.resourceType || resource.id !== current.id) {
       throw FhirError.badRequest('A patch may not change resourceType or id', [`${current.resourceType}.id`]);
     }
@@ -224,22 +245,22 @@ export class InteractionExecutor {
       mode: 'update',
       method: 'PATCH',
       resourceType: resource.resourceType,
-      id: resource.id!,
+      id: current.id,
       resource,
       ifMatch: expected,
       authorOrg: ctx.principal.organization,
       compartments: patientCompartmentsOf(resource),
       securityLabels: securityLabelsOf(resource),
     }, tx);
-    return this.written(200, result.version!);
+    return this.written(200, storedVersion(result));
   }
 
-  private async delete(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async delete(ctx: AccessContext, i: DeleteInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
     const result = await this.repository.write(ctx, {
       mode: 'delete',
       method: 'DELETE',
-      resourceType: i.resourceType!,
-      id: i.id!,
+      resourceType: i.resourceType,
+      id,
       ifMatch: parseIfMatch(i.ifMatch),
       authorOrg: ctx.principal.organization,
     }, tx);
@@ -255,14 +276,19 @@ export class InteractionExecutor {
           {
             severity: 'information',
             code: 'informational',
-            diagnostics: result.changed ? `Deleted ${i.resourceType}/${i.id}` : `${i.resourceType}/${i.id} was not present`,
+            diagnostics: result.changed ? `Deleted ${i.resourceType}/${id}` : `${i.resourceType}/${id} was not present`,
           },
         ],
       },
     };
   }
 
-  private async history(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  private async history(
+    ctx: AccessContext,
+    i: Interaction,
+    tx: EntityManager,
+    target: { resourceType?: string; id?: string },
+  ): Promise<InteractionResult> {
     const count = parseCount(firstValue(i.query, '_count'), DEFAULT_HISTORY_COUNT, MAX_HISTORY_COUNT);
     const sinceRaw = firstValue(i.query, '_since');
     const since = sinceRaw !== undefined ? parseInstantParam('_since', sinceRaw).start : undefined;
@@ -271,13 +297,13 @@ export class InteractionExecutor {
     const cursor = firstValue(i.query, '_cursor');
     if (cursor !== undefined && !/^\d{1,19}$/.test(cursor)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
 
-    if (i.kind === 'history-instance') {
-      const exists = await this.repository.readCurrent(ctx, i.resourceType!, i.id!, tx);
-      if (!exists) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
+    if (target.resourceType && target.id) {
+      const exists = await this.repository.readCurrent(ctx, target.resourceType, target.id, tx);
+      if (!exists) throw FhirError.notFound(`${target.resourceType}/${target.id} is not known`);
     }
     const rows = await this.repository.history(ctx, {
-      resourceType: i.resourceType,
-      id: i.kind === 'history-instance' ? i.id : undefined,
+      resourceType: target.resourceType,
+      id: target.id,
       since,
       at,
       count,
@@ -299,8 +325,8 @@ export class InteractionExecutor {
     const bundle: Bundle = {
       resourceType: 'Bundle',
       type: 'history',
-      ...(i.kind === 'history-instance' && !cursor && !since && !at
-        ? { total: await this.repository.countVersions(ctx, i.resourceType!, i.id!, tx) }
+      ...(target.resourceType && target.id && !cursor && !since && !at
+        ? { total: await this.repository.countVersions(ctx, target.resourceType, target.id, tx) }
         : {}),
       link,
       entry: page.map((row) => this.historyEntry(row)),
@@ -339,6 +365,12 @@ export class InteractionExecutor {
       'Last-Modified': new Date(version.lastUpdated).toUTCString(),
     });
   }
+}
+
+/** The version a create or update stored (only a delete of something already gone stores none). */
+function storedVersion(result: WriteResult): StoredVersion {
+  if (!result.version) throw new Error('A create or update stored no version');
+  return result.version;
 }
 
 function entityOf(v: StoredVersion): AuditEntity {

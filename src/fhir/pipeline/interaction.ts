@@ -1,6 +1,7 @@
 import type { Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
 import type { OperationDeclaration } from '../operations/fhir-operation';
+import { FhirError } from '../../common/fhir-error';
 
 /** The FHIR interactions (http.html) and operations the pipeline knows. */
 export type InteractionKind =
@@ -25,37 +26,201 @@ export type QueryParams = Record<string, string | string[] | undefined>;
 
 export type PreferReturn = 'minimal' | 'representation' | 'OperationOutcome';
 
-/**
- * One parsed FHIR interaction: what is asked, with no data access yet. Controllers build it from
- * HTTP; batch entries and operations build it from their own input, so all share one pipeline.
- */
-export interface Interaction {
-  kind: InteractionKind;
-  resourceType?: string;
-  id?: string;
-  versionId?: string;
-  /** Operation name without `$` (kind 'operation'). */
-  operation?: string;
-  /** The declaration of the operation invoked, set by the pipeline before authorization. */
-  operationDeclaration?: OperationDeclaration;
-  /** HTTP method of an operation request: state-changing operations refuse GET. */
-  method?: 'GET' | 'POST';
-  body?: unknown;
+/** What every interaction carries, whatever its kind. */
+interface InteractionCommon {
   query: QueryParams;
-  ifMatch?: string;
-  ifNoneExist?: string;
-  ifNoneMatch?: string;
-  /** Search criteria of a conditional update or delete (`PUT /Patient?identifier=…`). */
-  conditional?: string;
-  /** Id a transaction assigned up front to a create, so references to its fullUrl can be rewritten. */
-  assignedId?: string;
+  /** Route path of the HTTP request relative to the FHIR base, for links and audit. */
+  path: string;
   preferReturn?: PreferReturn;
   /** `Prefer: handling=strict|lenient` for unknown search parameters (lenient by default). */
   preferHandling?: 'strict' | 'lenient';
-  /** Compartment search: `GET /Patient/123/Observation`. */
+  /** Fields of other kinds are absent, so code that reads them across kinds still type-checks. */
+  resourceType?: string;
+  id?: string;
+  versionId?: string;
+  operation?: string;
   compartment?: { type: string; id: string };
-  /** Route path of the HTTP request relative to the FHIR base, for links and audit. */
+  body?: unknown;
+}
+
+export interface CapabilitiesInteraction extends InteractionCommon {
+  kind: 'capabilities';
+}
+
+export interface CreateInteraction extends InteractionCommon {
+  kind: 'create';
+  resourceType: string;
+  body: unknown;
+  ifNoneExist?: string;
+  /** Id a transaction assigned up front, so references to the entry's fullUrl can be rewritten. */
+  assignedId?: string;
+}
+
+export interface ReadInteraction extends InteractionCommon {
+  kind: 'read';
+  resourceType: string;
+  id: string;
+  ifNoneMatch?: string;
+}
+
+export interface VreadInteraction extends InteractionCommon {
+  kind: 'vread';
+  resourceType: string;
+  id: string;
+  versionId: string;
+}
+
+/** `PUT /Type/id`, or conditional (`PUT /Type?criteria`): exactly one of `id` and `conditional`. */
+export type UpdateInteraction = InteractionCommon & {
+  kind: 'update';
+  resourceType: string;
+  body: unknown;
+  ifMatch?: string;
+  /** Id a transaction assigned up front (conditional update that creates). */
+  assignedId?: string;
+} & ({ id: string; conditional?: undefined } | { conditional: string; id?: undefined });
+
+export interface PatchInteraction extends InteractionCommon {
+  kind: 'patch';
+  resourceType: string;
+  id: string;
+  body: unknown;
+  ifMatch?: string;
+}
+
+/** `DELETE /Type/id`, or conditional (`DELETE /Type?criteria`). */
+export type DeleteInteraction = InteractionCommon & {
+  kind: 'delete';
+  resourceType: string;
+  ifMatch?: string;
+} & ({ id: string; conditional?: undefined } | { conditional: string; id?: undefined });
+
+export interface HistoryInteraction extends InteractionCommon {
+  kind: 'history-instance' | 'history-type' | 'history-system';
+}
+
+export interface InstanceHistoryInteraction extends HistoryInteraction {
+  kind: 'history-instance';
+  resourceType: string;
+  id: string;
+}
+
+export interface SearchInteraction extends InteractionCommon {
+  kind: 'search-type' | 'search-system' | 'search-compartment';
+}
+
+export interface BundleInteraction extends InteractionCommon {
+  kind: 'batch' | 'transaction';
+  body: unknown;
+}
+
+export interface OperationInteraction extends InteractionCommon {
+  kind: 'operation';
+  /** Operation name without `$`. */
+  operation: string;
+  /** HTTP method of the request: state-changing operations refuse GET. */
+  method: 'GET' | 'POST';
+  body?: unknown;
+  /** The declaration of the operation invoked, set by the pipeline before authorization. */
+  operationDeclaration?: OperationDeclaration;
+}
+
+/**
+ * One parsed FHIR interaction: what is asked, with no data access yet, as a union discriminated by
+ * `kind` so each kind carries exactly what it needs. Controllers build it from HTTP; batch entries
+ * and operations build it from their own input (`buildInteraction`), so all share one pipeline.
+ */
+export type Interaction =
+  | CapabilitiesInteraction
+  | CreateInteraction
+  | ReadInteraction
+  | VreadInteraction
+  | UpdateInteraction
+  | PatchInteraction
+  | DeleteInteraction
+  | InstanceHistoryInteraction
+  | (HistoryInteraction & { kind: 'history-type' | 'history-system' })
+  | SearchInteraction
+  | BundleInteraction
+  | OperationInteraction;
+
+/** The parts a route or Bundle entry names, before they are checked against the kind. */
+export interface InteractionParts extends Omit<InteractionCommon, 'query' | 'path'> {
+  query?: QueryParams;
   path: string;
+  body?: unknown;
+  conditional?: string;
+  ifMatch?: string;
+  ifNoneExist?: string;
+  ifNoneMatch?: string;
+  method?: 'GET' | 'POST';
+}
+
+/**
+ * The one constructor of interactions (REST routes and Bundle entries): checks that the kind has
+ * what it needs (an id, a body, criteria) and keeps only what belongs to it.
+ */
+export function buildInteraction(kind: InteractionKind, parts: InteractionParts): Interaction {
+  const common = {
+    query: parts.query ?? {},
+    path: parts.path,
+    preferReturn: parts.preferReturn,
+    preferHandling: parts.preferHandling,
+  };
+  const type = (): string => {
+    if (!parts.resourceType) throw FhirError.badRequest(`A ${kind} interaction needs a resource type`);
+    return parts.resourceType;
+  };
+  const id = (): string => {
+    if (parts.id === undefined) throw FhirError.badRequest(`A ${kind} interaction needs a resource id`);
+    return parts.id;
+  };
+  const target = (): { id: string; conditional?: undefined } | { conditional: string; id?: undefined } =>
+    parts.conditional !== undefined ? { conditional: parts.conditional } : { id: id() };
+  switch (kind) {
+    case 'capabilities':
+      return { kind, ...common };
+    case 'create':
+      return { kind, ...common, resourceType: type(), body: parts.body, ifNoneExist: parts.ifNoneExist };
+    case 'read':
+      return { kind, ...common, resourceType: type(), id: id(), ifNoneMatch: parts.ifNoneMatch };
+    case 'vread':
+      if (parts.versionId === undefined) throw FhirError.badRequest('A vread needs a version id');
+      return { kind, ...common, resourceType: type(), id: id(), versionId: parts.versionId };
+    case 'update':
+      return { kind, ...common, resourceType: type(), body: parts.body, ifMatch: parts.ifMatch, ...target() };
+    case 'patch':
+      return { kind, ...common, resourceType: type(), id: id(), body: parts.body, ifMatch: parts.ifMatch };
+    case 'delete':
+      return { kind, ...common, resourceType: type(), ifMatch: parts.ifMatch, ...target() };
+    case 'history-instance':
+      return { kind, ...common, resourceType: type(), id: id() };
+    case 'history-type':
+      return { kind, ...common, resourceType: type() };
+    case 'history-system':
+      return { kind, ...common };
+    case 'search-type':
+      return { kind, ...common, resourceType: type() };
+    case 'search-system':
+      return { kind, ...common };
+    case 'search-compartment':
+      if (!parts.compartment) throw FhirError.badRequest('A compartment search needs a compartment');
+      return { kind, ...common, resourceType: type(), compartment: parts.compartment };
+    case 'batch':
+    case 'transaction':
+      return { kind, ...common, body: parts.body };
+    case 'operation':
+      if (!parts.operation) throw FhirError.badRequest('An operation interaction needs an operation name');
+      return {
+        kind,
+        ...common,
+        operation: parts.operation,
+        method: parts.method ?? 'POST',
+        body: parts.body,
+        resourceType: parts.resourceType,
+        id: parts.id,
+      };
+  }
 }
 
 /** What execution produced; the REST layer turns it into an HTTP response. */

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
-import type { Interaction, InteractionKind, PreferReturn, QueryParams } from '../pipeline/interaction';
+import { buildInteraction, Interaction, InteractionKind, PreferReturn, QueryParams } from '../pipeline/interaction';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 const OPERATION_RE = /^[A-Za-z][A-Za-z0-9\-]{0,63}$/;
@@ -63,11 +63,10 @@ export function parseInteraction(
     }
     kind = type;
   }
-  return {
-    kind,
+  return buildInteraction(kind, {
     ...ids,
     conditional: criteria,
-    ...(kind === 'operation' ? { method: req.method === 'GET' ? ('GET' as const) : ('POST' as const) } : {}),
+    method: req.method === 'GET' ? 'GET' : 'POST',
     body: req.body,
     // POST _search: form parameters in the body combine with those in the URL.
     query: kind === 'search-type' && req.method === 'POST' ? mergeQuery(req.query as QueryParams, req.body) : (req.query as QueryParams),
@@ -77,7 +76,7 @@ export function parseInteraction(
     preferReturn: prefer.return,
     preferHandling: prefer.handling,
     path: pathBelowBase(req),
-  };
+  });
 }
 
 function mergeQuery(query: QueryParams, body: unknown): QueryParams {

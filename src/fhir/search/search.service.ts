@@ -137,7 +137,10 @@ export class SearchService {
   }
 
   private typesOf(interaction: Interaction): string[] {
-    if (interaction.kind !== 'search-system') return [interaction.resourceType!];
+    if (interaction.kind !== 'search-system') {
+      if (!interaction.resourceType) throw FhirError.badRequest('A type or compartment search needs a resource type');
+      return [interaction.resourceType];
+    }
     const raw = interaction.query._type;
     const list = (Array.isArray(raw) ? raw : raw ? [raw] : []).flatMap((v) => v.split(',')).filter(Boolean);
     if (!list.length) throw FhirError.badRequest('System search needs _type (one or more resource types)', ['_type']);

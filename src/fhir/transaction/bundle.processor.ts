@@ -6,7 +6,7 @@ import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
-import type { Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
+import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
 import { ResourceRepository } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
@@ -159,8 +159,7 @@ export class BundleProcessor {
     if ((method === 'PUT' || method === 'PATCH' || method === 'DELETE') && !id && !query) {
       throw atEntry(FhirError.badRequest(`${method} needs an id or search criteria in request.url`, [`${where}.request.url`]), index);
     }
-    const interaction: Interaction = {
-      kind,
+    const interaction = buildInteraction(kind, {
       resourceType,
       id: method === 'POST' ? undefined : id,
       versionId: kind === 'vread' ? segments[3] : undefined,
@@ -172,7 +171,7 @@ export class BundleProcessor {
       ifNoneMatch: entry.request?.ifNoneMatch,
       preferReturn: parent.preferReturn,
       path: `/${path}`,
-    };
+    });
     return { index, method, interaction, fullUrl: entry.fullUrl };
   }
 
@@ -205,13 +204,13 @@ export class BundleProcessor {
     const references = new Map<string, string>();
     for (const p of planned) {
       const i = p.interaction;
-      if (p.method === 'POST') {
+      if (i.kind === 'create') {
         let id: string = randomUUID();
         if (i.ifNoneExist) {
-          const ctx = await runner.lookup('search-type', i.resourceType!, queryParams(i.ifNoneExist));
+          const ctx = await runner.lookup('search-type', i.resourceType, queryParams(i.ifNoneExist));
           // Held until commit, so the entry's own conditional create sees the same answer.
-          await lockCriteria(tx, i.resourceType!, i.ifNoneExist);
-          const ids = await this.matcher.matchIds(ctx, i.resourceType!, i.ifNoneExist, tx);
+          await lockCriteria(tx, i.resourceType, i.ifNoneExist);
+          const ids = await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist, tx);
           if (ids.length > 1) {
             throw atEntry(new FhirError(412, 'multiple-matches', `ifNoneExist criteria match ${ids.length} resources`), p.index);
           }
@@ -219,7 +218,7 @@ export class BundleProcessor {
         }
         i.assignedId = id;
         if (p.fullUrl) references.set(p.fullUrl, `${i.resourceType}/${id}`);
-      } else if (p.method === 'PUT' && i.id && p.fullUrl) {
+      } else if (i.kind === 'update' && i.id && p.fullUrl) {
         references.set(p.fullUrl, `${i.resourceType}/${i.id}`);
       }
     }
@@ -256,7 +255,7 @@ export class BundleProcessor {
     if (!wanted.length) return;
     const types = new Set(wanted.map((w) => w.type));
     const candidates = planned.filter(
-      (p) => p.interaction.body && (p.method === 'POST' || p.method === 'PUT') && types.has(p.interaction.resourceType!),
+      (p) => p.interaction.body && (p.method === 'POST' || p.method === 'PUT') && types.has(p.interaction.resourceType ?? ''),
     );
     if (candidates.length) await tx.query('SAVEPOINT bundle_candidates');
     try {
@@ -280,15 +279,16 @@ export class BundleProcessor {
   /** A Bundle resource as a search candidate: stored (under the caller's savepoint) with its index rows. */
   private async writeCandidate(p: PlannedEntry, runner: EntryRunner, tx: EntityManager): Promise<void> {
     const i = p.interaction;
-    const id = i.assignedId ?? i.id;
+    if (i.kind !== 'create' && i.kind !== 'update') return;
+    const id = i.kind === 'create' ? i.assignedId : i.id;
     if (!id) return;
     const resource = { ...(i.body as Resource), id } as Resource;
-    const ctx = await runner.lookup('search-type', i.resourceType!, {});
+    const ctx = await runner.lookup('search-type', i.resourceType, {});
     try {
       await this.repository.write(ctx, {
         mode: p.method === 'POST' ? 'create' : 'update',
         method: p.method === 'POST' ? 'POST' : 'PUT',
-        resourceType: i.resourceType!,
+        resourceType: i.resourceType,
         id,
         resource,
         authorOrg: ctx.principal.organization,
@@ -321,14 +321,14 @@ export class BundleProcessor {
 const CONDITIONAL_REFERENCE_RE = /^[A-Z][A-Za-z]+\?/;
 
 function isPlainCreate(p: PlannedEntry): boolean {
-  return p.method === 'POST' && !p.interaction.ifNoneExist;
+  return p.interaction.kind === 'create' && !p.interaction.ifNoneExist;
 }
 
 /** A write that collided on `Type/id` names that resource: find the entry that created it. */
 function entryNamedBy(err: unknown, planned: PlannedEntry[]): number | undefined {
   if (!(err instanceof FhirError) || err.status !== 409) return undefined;
   const m = /([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64}) already exists/.exec(err.issues[0]?.diagnostics ?? '');
-  return m ? planned.find((p) => p.interaction.resourceType === m[1] && p.interaction.assignedId === m[2])?.index : undefined;
+  return m ? planned.find((p) => p.interaction.kind === 'create' && p.interaction.resourceType === m[1] && p.interaction.assignedId === m[2])?.index : undefined;
 }
 
 function queryParams(query: string): QueryParams {

@@ -1,8 +1,7 @@
 import 'reflect-metadata';
 import { DataSource } from 'typeorm';
 import { loadAppConfig } from '../config/app.config';
-import { dataSourceOptions } from '../database/data-source.options';
-import { resolveDatabaseUrl, stopEmbeddedDatabase } from '../database/database.module';
+import { runtimeDataSourceOptions, stopEmbeddedDatabase } from '../database/database.module';
 import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
 import { buildCustomSearchParams, loadShippedSearchParameters, loadStoredSearchParameters } from '../fhir/search/custom-search-parameters';
 import { SearchIndexWriter } from '../fhir/search/search-index.writer';
@@ -22,7 +21,7 @@ async function main(types: string[]): Promise<void> {
   const defs = FhirDefinitions.get();
   const unknown = types.filter((t) => !defs.isStorable(t));
   if (unknown.length) throw new Error(`unknown resource type(s): ${unknown.join(', ')}`);
-  const ds = new DataSource(dataSourceOptions(await resolveDatabaseUrl(config), 2));
+  const ds = new DataSource(await runtimeDataSourceOptions(config, 2));
   await ds.initialize();
   try {
     setCustomSearchParams(

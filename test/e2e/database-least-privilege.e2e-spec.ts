@@ -2,6 +2,8 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { dataSourceOptions } from '../../src/database/data-source.options';
 import { stopEmbeddedDatabase } from '../../src/database/database.module';
 import { CREDENTIALS_FILE, startEmbeddedPostgres } from '../../src/database/embedded-postgres';
 import { freePort, startScratchPostgres } from '../support/scratch-postgres';
@@ -88,6 +90,18 @@ describe('embedded PostgreSQL: generated credentials and a least-privileged app 
     await expect(asRole(port, 'hie_app', app.password, `UPDATE append_only_probe SET note = 'b'`)).rejects.toThrow('permission denied for table append_only_probe');
     await expect(asRole(port, 'hie_app', app.password, 'DELETE FROM append_only_probe')).rejects.toThrow('permission denied for table append_only_probe');
     await expect(asRole(port, 'hie_app', app.password, 'TRUNCATE append_only_probe')).rejects.toThrow('permission denied for table append_only_probe');
+  });
+
+  it('with every migration applied, the app role alone can open the DataSource (migrations as a separate deploy step)', async () => {
+    const { app } = credentials();
+    const ds = new DataSource(dataSourceOptions(`postgres://hie_app:${app.password}@127.0.0.1:${port}/hie`, 1));
+    await ds.initialize();
+    try {
+      expect(await ds.showMigrations()).toBe(false);
+      expect(await ds.query('SELECT current_user AS role')).toEqual([{ role: 'hie_app' }]);
+    } finally {
+      await ds.destroy();
+    }
   });
 
   it('a cluster created with the old fixed password gets generated credentials on its next start', async () => {

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { Client } from 'pg';
 import { DataSource } from 'typeorm';
 import { dataSourceOptions } from '../../src/database/data-source.options';
-import { stopEmbeddedDatabase } from '../../src/database/database.module';
+import { loadAppConfig } from '../../src/config/app.config';
+import { runtimeDataSourceOptions, stopEmbeddedDatabase } from '../../src/database/database.module';
 import { CREDENTIALS_FILE, startEmbeddedPostgres } from '../../src/database/embedded-postgres';
 import { freePort, startScratchPostgres } from '../support/scratch-postgres';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -103,6 +104,27 @@ describe('embedded PostgreSQL: generated credentials and a least-privileged app 
       await ds.destroy();
     }
   });
+
+  it('DATABASE_URL with DATABASE_MIGRATION_URL: migrations as the owner, the app as hie_app with row privileges only', async () => {
+    const { superuser, app } = credentials();
+    await asRole(port, 'postgres', superuser.password, 'CREATE DATABASE hie_split');
+    const config = loadAppConfig({
+      DATABASE_URL: `postgres://hie_app:${app.password}@127.0.0.1:${port}/hie_split`,
+      DATABASE_MIGRATION_URL: `postgres://postgres:${superuser.password}@127.0.0.1:${port}/hie_split`,
+    });
+    const options = await runtimeDataSourceOptions(config, 1);
+    expect(options).toMatchObject({ url: config.databaseUrl, migrationsRun: false });
+    const ds = new DataSource(options);
+    await ds.initialize();
+    try {
+      expect(await ds.showMigrations()).toBe(false);
+      expect(await ds.query('SELECT current_user AS role, count(*)::int AS n FROM resource')).toEqual([{ role: 'hie_app', n: 0 }]);
+      expect(await ds.query(`SELECT tableowner FROM pg_tables WHERE tablename = 'resource'`)).toEqual([{ tableowner: 'postgres' }]);
+      await expect(ds.query('DROP TABLE resource')).rejects.toThrow('must be owner of table resource');
+    } finally {
+      await ds.destroy();
+    }
+  }, 120_000);
 
   it('a cluster created with the old fixed password gets generated credentials on its next start', async () => {
     const legacy = await startScratchPostgres({ password: 'hie-embedded', databases: ['hie'] });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import { freePort } from '../support/scratch-postgres';
-import { compileServer, ServerProcess, startServer } from '../support/server-process';
+import { compileServer, removeCompiledServer, ServerProcess, startServer } from '../support/server-process';
 
 const ADMIN = { id: 'process-admin', secret: 'process-admin-secret-0123456789' };
 
@@ -65,6 +65,7 @@ describe('embedded PostgreSQL in the server process', () => {
     await Promise.all(running.map(stop));
     for (const p of others) p.kill('SIGKILL');
     if (dir) rmSync(dir, { recursive: true, force: true });
+    removeCompiledServer();
   }, 60_000);
 
   it('restarts a killed PostgreSQL with backoff, logged; the server serves again without a restart', async () => {

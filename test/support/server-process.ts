@@ -1,4 +1,5 @@
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
@@ -12,6 +13,10 @@ const OUT = join(ROOT, 'dist-e2e');
 export function compileServer(): string {
   execFileSync(process.execPath, [join(__dirname, 'compile-server.js'), OUT], { stdio: 'inherit' });
   return join(OUT, 'main.js');
+}
+
+export function removeCompiledServer(): void {
+  rmSync(OUT, { recursive: true, force: true });
 }
 
 export interface ServerProcess {

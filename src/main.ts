@@ -1,15 +1,18 @@
 import 'reflect-metadata';
 import { NestFactory } from '@nestjs/core';
 import { APP_CONFIG, AppConfig, ConfigurationError, loadAppConfig } from './config/app.config';
-import { stopEmbeddedDatabase } from './database/database.module';
+import { StartupError } from './common/startup-error';
+import { resolveDatabaseUrls, stopEmbeddedDatabase } from './database/database.module';
 
 async function bootstrap(): Promise<void> {
   try {
-    loadAppConfig();
+    // The embedded cluster starts before Nest, so a locked data directory or a taken port ends the
+    // process with what to do, not with Nest's "ExceptionHandler undefined".
+    await resolveDatabaseUrls(loadAppConfig());
   } catch (err) {
-    if (err instanceof ConfigurationError) {
+    if (err instanceof ConfigurationError || err instanceof StartupError) {
       process.stderr.write(`${err.message}\n`);
-      process.exit(78); // EX_CONFIG
+      process.exit(err instanceof StartupError ? err.exitCode : 78); // EX_CONFIG
     }
     throw err;
   }
@@ -17,7 +20,8 @@ async function bootstrap(): Promise<void> {
   const { AppModule } = await import('./app.module');
   const { configureApp } = await import('./app.setup');
   // Bodies are parsed per route by FhirHttpMiddleware (JSON only, size-limited, errors as OperationOutcome).
-  const app = await NestFactory.create(AppModule, { bodyParser: false, bufferLogs: true });
+  // abortOnError off: a failure while starting reaches the handler below, which says what it was.
+  const app = await NestFactory.create(AppModule, { bodyParser: false, bufferLogs: true, abortOnError: false });
   configureApp(app);
   const config = app.get<AppConfig>(APP_CONFIG);
 

@@ -2,6 +2,7 @@ import { ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
+import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { FhirError } from '../common/fhir-error';
 import { auditRecord } from '../audit/audit-record';
 import { RequestContext } from '../common/request-context';
@@ -48,6 +49,7 @@ export class BearerAuthGuard extends AuthGuard('bearer') {
   }
 
   override handleRequest<T>(err: unknown, user: T): T {
+    if (isDatabaseUnavailable(err)) throw databaseUnavailable();
     if (err || !user) {
       throw FhirError.unauthorized('A valid bearer token is required (missing, malformed, expired, or not issued by this server)');
     }

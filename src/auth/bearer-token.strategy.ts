@@ -3,6 +3,7 @@ import { PassportStrategy } from '@nestjs/passport';
 import type { Request } from 'express';
 import { Strategy } from 'passport-http-bearer';
 import type { Principal } from '../fhir/pipeline/principal';
+import { isDatabaseUnavailable } from '../common/database-unavailable';
 import { AccessTokenService } from './access-token.service';
 
 export const BREAK_GLASS_HEADER = 'x-break-glass-reason';
@@ -19,7 +20,9 @@ export class BearerTokenStrategy extends PassportStrategy(Strategy, 'bearer') {
       const principal = await this.tokens.verify(token);
       const reason = req.header(BREAK_GLASS_HEADER);
       return reason ? { ...principal, breakGlassReason: reason.slice(0, 500) } : principal;
-    } catch {
+    } catch (err) {
+      // An unreachable database says nothing about the token: report the outage (503), not 401.
+      if (isDatabaseUnavailable(err)) throw err;
       return false;
     }
   }

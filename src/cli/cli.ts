@@ -9,8 +9,7 @@ import { ClientSecretHasher } from '../auth/client-secret.hasher';
 import { KeyEncryption } from '../auth/key-encryption';
 import { SigningKeyStore } from '../auth/signing-key.store';
 import { loadAppConfig } from '../config/app.config';
-import { dataSourceOptions } from '../database/data-source.options';
-import { resolveDatabaseUrl, stopEmbeddedDatabase } from '../database/database.module';
+import { runtimeDataSourceOptions, stopEmbeddedDatabase } from '../database/database.module';
 import { FhirError } from '../common/fhir-error';
 
 const USAGE = `Usage: npm run cli -- <command>
@@ -60,7 +59,7 @@ export async function runCli(argv: string[], io: CliOutput): Promise<number> {
     return values.help ? 0 : 2;
   }
   const config = loadAppConfig();
-  const ds = new DataSource(dataSourceOptions(await resolveDatabaseUrl(config), 2));
+  const ds = new DataSource(await runtimeDataSourceOptions(config, 2));
   await ds.initialize();
   try {
     const encryption = new KeyEncryption(config);

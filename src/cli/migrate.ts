@@ -1,19 +1,17 @@
 import 'reflect-metadata';
-import { DataSource } from 'typeorm';
 import { loadAppConfig } from '../config/app.config';
-import { dataSourceOptions } from '../database/data-source.options';
-import { resolveDatabaseUrl, stopEmbeddedDatabase } from '../database/database.module';
+import { applyMigrations, resolveDatabaseUrls, stopEmbeddedDatabase } from '../database/database.module';
 
-/** `npm run migration:run`: applies pending migrations to DATABASE_URL (or the embedded database). */
+/**
+ * `npm run migration:run`: applies pending migrations as the schema owner (DATABASE_MIGRATION_URL,
+ * else DATABASE_URL, or the embedded database's superuser).
+ */
 async function main(): Promise<void> {
   const config = loadAppConfig();
-  const ds = new DataSource({ ...dataSourceOptions(await resolveDatabaseUrl(config), 2), migrationsRun: false });
-  await ds.initialize();
   try {
-    const applied = await ds.runMigrations({ transaction: 'each' });
-    process.stdout.write(`applied ${applied.length} migration(s)${applied.map((m) => `\n  ${m.name}`).join('')}\n`);
+    const applied = await applyMigrations((await resolveDatabaseUrls(config)).migrationUrl);
+    process.stdout.write(`applied ${applied.length} migration(s)${applied.map((m) => `\n  ${m}`).join('')}\n`);
   } finally {
-    await ds.destroy();
     await stopEmbeddedDatabase();
   }
 }

@@ -21,6 +21,7 @@ export type IssueCode =
   | 'code-invalid'
   | 'conflict'
   | 'throttled'
+  | 'transient'
   | 'exception'
   | 'too-costly'
   | 'business-rule'
@@ -74,6 +75,10 @@ export class FhirError extends Error {
   }
   static unauthorized(diagnostics: string): FhirError {
     return new FhirError(401, 'login', diagnostics, undefined, { 'WWW-Authenticate': 'Bearer' });
+  }
+  /** 503 `transient`: a dependency (the database) is away; the client may retry after `retryAfterSeconds`. */
+  static unavailable(diagnostics: string, retryAfterSeconds = 5): FhirError {
+    return new FhirError(503, 'transient', diagnostics, undefined, { 'Retry-After': String(retryAfterSeconds) });
   }
   static notSupported(diagnostics: string, status = 400): FhirError {
     return new FhirError(status, 'not-supported', diagnostics);

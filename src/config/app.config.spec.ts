@@ -56,6 +56,18 @@ describe('loadAppConfig', () => {
     expect(fails({ TRUST_PROXY: 'any proxy!' })).toMatch(/^Invalid configuration: TRUST_PROXY: must be true, false/);
   });
 
+  it('takes a separate migration URL only beside DATABASE_URL', () => {
+    const c = loadAppConfig({ DATABASE_URL: 'postgres://hie_app:a@h/hie', DATABASE_MIGRATION_URL: 'postgres://hie_owner:b@h/hie' });
+    expect(c.databaseUrl).toBe('postgres://hie_app:a@h/hie');
+    expect(c.databaseMigrationUrl).toBe('postgres://hie_owner:b@h/hie');
+    expect(fails({ DATABASE_MIGRATION_URL: 'postgres://hie_owner:b@h/hie' })).toBe(
+      'Invalid configuration: DATABASE_MIGRATION_URL: needs DATABASE_URL (the embedded PostgreSQL has its own migration role)',
+    );
+    expect(fails({ DATABASE_URL: 'postgres://h/hie', DATABASE_MIGRATION_URL: 'mysql://u:pw@h/db' })).toBe(
+      'Invalid configuration: DATABASE_MIGRATION_URL: must be a postgres:// URL',
+    );
+  });
+
   it('turns CORS off unless origins are listed', () => {
     expect(loadAppConfig({ CORS_ORIGINS: 'https://a.example, https://b.example' }).corsOrigins).toEqual(['https://a.example', 'https://b.example']);
   });

@@ -34,6 +34,10 @@ const envSchema = z.object({
     .string()
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
+  DATABASE_MIGRATION_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
   EMBEDDED_PG_DIR: z.string().min(1).default('./data/postgres'),
   EMBEDDED_PG_PORT: port(54329),
   PUBLIC_BASE_URL: z.string().url().optional(),
@@ -62,6 +66,9 @@ const envSchema = z.object({
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Conditional delete of several matches (R4 allows single or multiple); 0 = single only (412 on several). */
   FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
+}).refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
+  path: ['DATABASE_MIGRATION_URL'],
+  message: 'needs DATABASE_URL (the embedded PostgreSQL has its own migration role)',
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -69,7 +76,10 @@ export type Env = z.infer<typeof envSchema>;
 export interface AppConfig {
   nodeEnv: Env['NODE_ENV'];
   port: number;
+  /** The app's runtime connection (a least-privileged role when DATABASE_MIGRATION_URL is set). */
   databaseUrl?: string;
+  /** The schema owner's connection, used only to apply migrations; unset: migrations use databaseUrl. */
+  databaseMigrationUrl?: string;
   embeddedPgDir: string;
   embeddedPgPort: number;
   publicBaseUrl: string;
@@ -117,6 +127,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     nodeEnv: e.NODE_ENV,
     port: e.PORT,
     databaseUrl: e.DATABASE_URL,
+    databaseMigrationUrl: e.DATABASE_MIGRATION_URL,
     embeddedPgDir: e.EMBEDDED_PG_DIR,
     embeddedPgPort: e.EMBEDDED_PG_PORT,
     publicBaseUrl,

@@ -24,6 +24,8 @@ export function dataSourceOptions(url: string, poolSize: number): DataSourceOpti
     migrationsTransactionMode: 'each',
     synchronize: false,
     logging: false,
-    extra: { max: poolSize, application_name: 'fhir-hie' },
+    // A connection that cannot be had in 30 s (server away, network hung) fails instead of hanging
+    // the request; the filter answers it with 503.
+    extra: { max: poolSize, application_name: 'fhir-hie', connectionTimeoutMillis: 30_000 },
   };
 }

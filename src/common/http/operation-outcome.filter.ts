@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import { databaseUnavailable, isDatabaseUnavailable } from '../database-unavailable';
 import { FhirError, IssueCode } from '../fhir-error';
 import { requestIdOf } from './request-id';
 
@@ -17,6 +18,7 @@ const HTTP_ISSUE: Record<number, IssueCode> = {
   415: 'not-supported',
   422: 'processing',
   429: 'throttled',
+  503: 'transient',
 };
 
 /**
@@ -41,6 +43,11 @@ export class OperationOutcomeFilter implements ExceptionFilter {
 
   private toFhirError(exception: unknown, requestId: string, req: Request): FhirError {
     if (exception instanceof FhirError) return exception;
+    if (isDatabaseUnavailable(exception)) {
+      // An outage, not a bug: the client retries; the log says which request met it, nothing more.
+      this.logger.warn({ msg: 'database unavailable', requestId, code: (exception as { code?: string })?.code });
+      return databaseUnavailable();
+    }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const headers: Record<string, string> = {};

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { databaseUnavailable, isDatabaseUnavailable } from '../../common/database-unavailable';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
@@ -399,7 +400,7 @@ function atEntry(err: unknown, index: number): unknown {
 }
 
 function failureResponse(err: unknown): BundleEntryResponse {
-  const fhir = err instanceof FhirError ? err : new FhirError(500, 'exception', 'Internal server error');
+  const fhir = err instanceof FhirError ? err : isDatabaseUnavailable(err) ? databaseUnavailable() : new FhirError(500, 'exception', 'Internal server error');
   const outcome: OperationOutcome = fhir.toOperationOutcome();
   return { status: String(fhir.status), outcome };
 }

@@ -1,0 +1,148 @@
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client } from 'pg';
+import { DataSource } from 'typeorm';
+import { dataSourceOptions } from '../../src/database/data-source.options';
+import { loadAppConfig } from '../../src/config/app.config';
+import { runtimeDataSourceOptions, stopEmbeddedDatabase } from '../../src/database/database.module';
+import { CREDENTIALS_FILE, startEmbeddedPostgres } from '../../src/database/embedded-postgres';
+import { freePort, startScratchPostgres } from '../support/scratch-postgres';
+import { createTestApp, TestApp } from '../support/test-app';
+
+/** Runs `sql` as `user`/`password` on the database `hie` of the cluster on `port`. */
+async function asRole(port: number, user: string, password: string, sql: string): Promise<unknown[]> {
+  const client = new Client({ host: '127.0.0.1', port, user, password, database: 'hie' });
+  await client.connect();
+  try {
+    return (await client.query(sql)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/**
+ * Issue 9 item 13: the embedded PostgreSQL ran the app as superuser `postgres` with a fixed
+ * password. Now the passwords are generated (kept 0600 in the cluster directory) and the app's
+ * DataSource connects as `hie_app`, which may read and write rows but not change the schema.
+ * The real app, started without DATABASE_URL, on an embedded cluster of its own.
+ */
+describe('embedded PostgreSQL: generated credentials and a least-privileged app role', () => {
+  const saved = { url: process.env.DATABASE_URL, dir: process.env.EMBEDDED_PG_DIR, port: process.env.EMBEDDED_PG_PORT };
+  let dir: string;
+  let port: number;
+  let t: TestApp;
+  const credentials = () => JSON.parse(readFileSync(join(dir, 'postgres', CREDENTIALS_FILE), 'utf8'));
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'hie-least-privilege-'));
+    chmodSync(dir, 0o755); // as root, initdb runs as the postgres user
+    port = await freePort();
+    delete process.env.DATABASE_URL;
+    process.env.EMBEDDED_PG_DIR = join(dir, 'postgres');
+    process.env.EMBEDDED_PG_PORT = String(port);
+    t = await createTestApp();
+  }, 180_000);
+
+  afterAll(async () => {
+    await t?.close();
+    await stopEmbeddedDatabase();
+    rmSync(dir, { recursive: true, force: true });
+    process.env.DATABASE_URL = saved.url;
+    process.env.EMBEDDED_PG_DIR = saved.dir;
+    process.env.EMBEDDED_PG_PORT = saved.port;
+  });
+
+  it('the server’s DataSource is hie_app: no superuser, no roles, no DDL, but reads and writes work', async () => {
+    expect(await t.db.query('SELECT current_user AS role, rolsuper, rolcreaterole, rolcreatedb FROM pg_roles WHERE rolname = current_user')).toEqual([
+      { role: 'hie_app', rolsuper: false, rolcreaterole: false, rolcreatedb: false },
+    ]);
+    await expect(t.db.query('DROP TABLE resource')).rejects.toThrow('must be owner of table resource');
+    await expect(t.db.query('CREATE ROLE intruder SUPERUSER')).rejects.toThrow('permission denied to create role');
+    await expect(t.db.query('TRUNCATE resource')).rejects.toThrow('permission denied for table resource');
+    await expect(t.db.query('CREATE TABLE stash (x text)')).rejects.toThrow('permission denied for schema public');
+    const created = await t.api
+      .post('/fhir/Patient')
+      .set('Content-Type', 'application/fhir+json')
+      .send({ resourceType: 'Patient', identifier: [{ system: 'http://hospital-a.example.org/mrn', value: 'lp-1' }], name: [{ family: 'Least' }], gender: 'other' });
+    expect(created.status).toBe(201);
+    expect((await t.api.get(`/fhir/Patient/${created.body.id}`)).status).toBe(200);
+  });
+
+  it('generates random passwords on first start, kept mode 0600; the old fixed password is refused', async () => {
+    expect(statSync(join(dir, 'postgres', CREDENTIALS_FILE)).mode & 0o777).toBe(0o600);
+    const c = credentials();
+    expect(c.superuser.user).toBe('postgres');
+    expect(c.app.user).toBe('hie_app');
+    expect(c.superuser.password).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(c.app.password).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(c.app.password).not.toBe(c.superuser.password);
+    await expect(asRole(port, 'postgres', 'hie-embedded', 'SELECT 1')).rejects.toThrow('password authentication failed for user "postgres"');
+    expect(await asRole(port, 'postgres', c.superuser.password, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user')).toEqual([{ rolsuper: true }]);
+  });
+
+  it('tables of later migrations are covered, and an append-only table can deny hie_app UPDATE and DELETE', async () => {
+    const { superuser, app } = credentials();
+    // What a later migration (run as the owner) does for an append-only audit table.
+    await asRole(port, 'postgres', superuser.password, 'CREATE TABLE append_only_probe (id serial PRIMARY KEY, note text)');
+    await asRole(port, 'postgres', superuser.password, 'REVOKE UPDATE, DELETE ON append_only_probe FROM hie_app');
+    expect(await asRole(port, 'hie_app', app.password, `INSERT INTO append_only_probe (note) VALUES ('a') RETURNING id`)).toEqual([{ id: 1 }]);
+    expect(await asRole(port, 'hie_app', app.password, 'SELECT note FROM append_only_probe')).toEqual([{ note: 'a' }]);
+    await expect(asRole(port, 'hie_app', app.password, `UPDATE append_only_probe SET note = 'b'`)).rejects.toThrow('permission denied for table append_only_probe');
+    await expect(asRole(port, 'hie_app', app.password, 'DELETE FROM append_only_probe')).rejects.toThrow('permission denied for table append_only_probe');
+    await expect(asRole(port, 'hie_app', app.password, 'TRUNCATE append_only_probe')).rejects.toThrow('permission denied for table append_only_probe');
+  });
+
+  it('with every migration applied, the app role alone can open the DataSource (migrations as a separate deploy step)', async () => {
+    const { app } = credentials();
+    const ds = new DataSource(dataSourceOptions(`postgres://hie_app:${app.password}@127.0.0.1:${port}/hie`, 1));
+    await ds.initialize();
+    try {
+      expect(await ds.showMigrations()).toBe(false);
+      expect(await ds.query('SELECT current_user AS role')).toEqual([{ role: 'hie_app' }]);
+    } finally {
+      await ds.destroy();
+    }
+  });
+
+  it('DATABASE_URL with DATABASE_MIGRATION_URL: migrations as the owner, the app as hie_app with row privileges only', async () => {
+    const { superuser, app } = credentials();
+    await asRole(port, 'postgres', superuser.password, 'CREATE DATABASE hie_split');
+    const config = loadAppConfig({
+      DATABASE_URL: `postgres://hie_app:${app.password}@127.0.0.1:${port}/hie_split`,
+      DATABASE_MIGRATION_URL: `postgres://postgres:${superuser.password}@127.0.0.1:${port}/hie_split`,
+    });
+    const options = await runtimeDataSourceOptions(config, 1);
+    expect(options).toMatchObject({ url: config.databaseUrl, migrationsRun: false });
+    const ds = new DataSource(options);
+    await ds.initialize();
+    try {
+      expect(await ds.showMigrations()).toBe(false);
+      expect(await ds.query('SELECT current_user AS role, count(*)::int AS n FROM resource')).toEqual([{ role: 'hie_app', n: 0 }]);
+      expect(await ds.query(`SELECT tableowner FROM pg_tables WHERE tablename = 'resource'`)).toEqual([{ tableowner: 'postgres' }]);
+      await expect(ds.query('DROP TABLE resource')).rejects.toThrow('must be owner of table resource');
+    } finally {
+      await ds.destroy();
+    }
+  }, 120_000);
+
+  it('a cluster created with the old fixed password gets generated credentials on its next start', async () => {
+    const legacy = await startScratchPostgres({ password: 'hie-embedded', databases: ['hie'] });
+    await legacy.stop();
+    const messages: string[] = [];
+    const handle = await startEmbeddedPostgres(legacy.dir, legacy.port, (m) => messages.push(m));
+    try {
+      expect(statSync(join(legacy.dir, CREDENTIALS_FILE)).mode & 0o777).toBe(0o600);
+      const c = JSON.parse(readFileSync(join(legacy.dir, CREDENTIALS_FILE), 'utf8'));
+      expect(messages).toContain(
+        `replaced the fixed superuser password of the embedded PostgreSQL with a generated one (kept in ${join(legacy.dir, CREDENTIALS_FILE)})`,
+      );
+      await expect(asRole(legacy.port, 'postgres', 'hie-embedded', 'SELECT 1')).rejects.toThrow('password authentication failed');
+      expect(await asRole(legacy.port, 'hie_app', c.app.password, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user')).toEqual([{ rolsuper: false }]);
+      expect(handle.url).toBe(`postgres://hie_app:${c.app.password}@127.0.0.1:${legacy.port}/hie`);
+    } finally {
+      await handle.stop();
+      await legacy.destroy();
+    }
+  }, 120_000);
+});

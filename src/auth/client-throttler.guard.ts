@@ -5,6 +5,7 @@ import { InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, Throttl
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { parseBasicCredentials } from './basic-credentials';
 import { TokenController } from './token.controller';
 
 /**
@@ -59,10 +60,8 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
 function tokenRequestClientId(req: Record<string, unknown>): string | undefined {
   const body = req.body as { client_id?: unknown } | undefined;
   if (typeof body?.client_id === 'string' && body.client_id) return body.client_id;
-  const auth = (req.headers as Record<string, string | undefined> | undefined)?.authorization;
-  if (auth?.startsWith('Basic ')) {
-    const user = Buffer.from(auth.slice(6), 'base64').toString('utf8').split(':')[0];
-    if (user) return decodeURIComponent(user);
-  }
-  return undefined;
+  const basic = parseBasicCredentials((req.headers as Record<string, string | undefined> | undefined)?.authorization);
+  // Broken percent-encoding still counts, against the client id as sent.
+  const user = basic && ('malformed' in basic ? basic.rawClientId : basic.clientId);
+  return user || undefined;
 }

@@ -6,6 +6,7 @@ import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
 import { AccessTokenService, CLIENT_ASSERTION_ALGS, OAuthError, TokenRequest } from './access-token.service';
+import { parseBasicCredentials } from './basic-credentials';
 import { Public } from './public.decorator';
 import { SigningKeyStore } from './signing-key.store';
 
@@ -28,10 +29,14 @@ export class TokenController {
     @Res() res: Response,
   ): Promise<void> {
     const started = performance.now();
-    const request: TokenRequest = { ...(body ?? {}), basic: parseBasic(authorization) };
+    const basic = parseBasicCredentials(authorization);
+    const request: TokenRequest = { ...(body ?? {}), basic: basic && !('malformed' in basic) ? basic : undefined };
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Pragma', 'no-cache');
     try {
+      if (basic && 'malformed' in basic) {
+        throw new OAuthError('invalid_client', 'The Basic credentials are not correctly percent-encoded (RFC 6749 section 2.3.1)', 401);
+      }
       const issued = await this.tokens.issue(request);
       await this.record('success', 200, started, {
         kind: 'client',
@@ -90,16 +95,6 @@ export class TokenController {
       requestId: RequestContext.requestId(),
     });
   }
-}
-
-function parseBasic(header: string | undefined): TokenRequest['basic'] {
-  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
-  if (!m) return undefined;
-  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  // RFC 6749 §2.3.1: client id and secret are form-urlencoded inside the Basic credentials.
-  return { clientId: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
 }
 
 /**

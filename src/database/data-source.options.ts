@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { DataSourceOptions } from 'typeorm';
+import { DataSource, DataSourceOptions, MigrationExecutor } from 'typeorm';
 import { ResourceEntity, ResourceHistoryEntity } from '../fhir/storage/resource.entity';
 
 /**
@@ -12,18 +12,40 @@ function migrationsGlob(): string[] {
   return [join(__dirname, '..', 'migrations', '*.js'), join(__dirname, '..', '..', 'migrations', '*.js')];
 }
 
-export function dataSourceOptions(url: string, poolSize: number): DataSourceOptions {
+/**
+ * `statementTimeoutMs` (the server's connections only) makes PostgreSQL cancel any statement that
+ * runs longer; migrations then run on a connection without it (see runMigrations), and the CLI
+ * tools (migrate, reindex, cli) pass none.
+ */
+export function dataSourceOptions(url: string, poolSize: number, statementTimeoutMs = 0): DataSourceOptions {
   return {
     type: 'postgres',
     url,
     entities: [ResourceEntity, ResourceHistoryEntity],
     migrations: migrationsGlob(),
     migrationsTableName: 'schema_migrations',
-    migrationsRun: true,
+    migrationsRun: statementTimeoutMs === 0,
     // Each migration in its own transaction, so one that builds indexes CONCURRENTLY can opt out.
     migrationsTransactionMode: 'each',
     synchronize: false,
     logging: false,
-    extra: { max: poolSize, application_name: 'fhir-hie' },
+    extra: { max: poolSize, application_name: 'fhir-hie', ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) },
   };
+}
+
+/**
+ * Applies pending migrations on one connection with the statement timeout lifted: building an
+ * index on a large table may take longer than any request should.
+ */
+export async function runMigrations(ds: DataSource): Promise<void> {
+  const queryRunner = ds.createQueryRunner();
+  try {
+    await queryRunner.query('SET statement_timeout = 0');
+    const executor = new MigrationExecutor(ds, queryRunner);
+    executor.transaction = ds.options.migrationsTransactionMode ?? 'each';
+    await executor.executePendingMigrations();
+  } finally {
+    await queryRunner.query('RESET statement_timeout').catch(() => undefined);
+    await queryRunner.release();
+  }
 }

@@ -1,7 +1,8 @@
 import { Global, Logger, Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
-import { dataSourceOptions } from './data-source.options';
+import { DataSource } from 'typeorm';
+import { dataSourceOptions, runMigrations } from './data-source.options';
 import { EmbeddedPostgresHandle, startEmbeddedPostgres } from './embedded-postgres';
 
 // The embedded cluster is a child process of this one; main.ts stops it after the pool has closed.
@@ -27,7 +28,14 @@ export async function stopEmbeddedDatabase(): Promise<void> {
   imports: [
     TypeOrmModule.forRootAsync({
       inject: [APP_CONFIG],
-      useFactory: async (config: AppConfig) => dataSourceOptions(await resolveDatabaseUrl(config), config.dbPoolSize),
+      useFactory: async (config: AppConfig) =>
+        dataSourceOptions(await resolveDatabaseUrl(config), config.dbPoolSize, config.dbStatementTimeoutMs),
+      // With a statement timeout, migrations run after start-up on a connection without it.
+      dataSourceFactory: async (options) => {
+        const ds = await new DataSource(options!).initialize();
+        if (!options!.migrationsRun) await runMigrations(ds);
+        return ds;
+      },
     }),
   ],
 })

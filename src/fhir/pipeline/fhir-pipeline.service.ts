@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { BundleProcessor } from '../transaction/bundle.processor';
 import { RequestContext } from '../../common/request-context';
+import { fromDatabaseError } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
 import { shift } from '../storage/resource.repository';
 import { AccessContext } from './access-context';
@@ -61,7 +62,8 @@ export class FhirPipeline {
         result = await run(interaction);
       }
     } catch (err) {
-      failure = err;
+      // A cancelled statement is audited (and answered) as 503, not as a fault.
+      failure = fromDatabaseError(err) ?? err;
     }
     const status = result?.status ?? (failure instanceof FhirError ? failure.status : 500);
     // Fail closed: if the audit record cannot be written, the caller gets an error, not the data.

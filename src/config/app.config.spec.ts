@@ -21,6 +21,7 @@ describe('loadAppConfig', () => {
       tokenUrl: 'http://localhost:8080/oauth2/token',
       bodyLimit: '16mb',
       accessTokenTtlSeconds: 300,
+      dbStatementTimeoutMs: 30_000,
       corsOrigins: [],
     });
     expect(c.databaseUrl).toBeUndefined();
@@ -34,6 +35,7 @@ describe('loadAppConfig', () => {
     const key = fails({ HIE_SIGNING_KEY: '{"kty":"RSA","d":"very-secret"}' });
     expect(key).toMatch(/^Invalid configuration: HIE_SIGNING_KEY: must be a private ES256 key/);
     expect(key).not.toContain('very-secret');
+    expect(fails({ DB_STATEMENT_TIMEOUT_MS: '-1' })).toBe('Invalid configuration: DB_STATEMENT_TIMEOUT_MS: must be a number of milliseconds from 0 to 86400000');
     expect(fails({ HIE_BOOTSTRAP_ADMIN_SECRET: 'short' })).toBe('Invalid configuration: HIE_BOOTSTRAP_ADMIN_SECRET: must be at least 24 characters');
   });
 

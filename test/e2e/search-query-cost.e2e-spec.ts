@@ -33,29 +33,35 @@ describe('search query cost', () => {
   afterAll(() => t.close());
 
   it('answers the probe searches (200 :contains, 150 _has, 1,000 _has by POST) within 3 s and leaves nothing running', async () => {
-    const probes = [
-      () => t.api.get(`/fhir/Patient?${Array.from({ length: 200 }, (_, i) => `name:contains=a${i % 10}`).join('&')}`),
-      () => t.api.get(`/fhir/Patient?${Array.from({ length: 150 }, (_, i) => `_has:Observation:subject:code=c${i}`).join('&')}`),
-      () =>
-        t.api
-          .post('/fhir/Patient/_search')
-          .type('form')
-          .send(Array.from({ length: 1000 }, (_, i) => `_has:Observation:subject:code=code${i}`).join('&')),
+    const probes: [() => ReturnType<TestApp['api']['get']>, string][] = [
+      [() => t.api.get(`/fhir/Patient?${Array.from({ length: 200 }, (_, i) => `name:contains=a${i % 10}`).join('&')}`), 'name:contains'],
+      [() => t.api.get(`/fhir/Patient?${Array.from({ length: 150 }, (_, i) => `_has:Observation:subject:code=c${i}`).join('&')}`), '_has:Observation:subject:code'],
+      [
+        () =>
+          t.api
+            .post('/fhir/Patient/_search')
+            .type('form')
+            .send(Array.from({ length: 1000 }, (_, i) => `_has:Observation:subject:code=code${i}`).join('&')),
+        '_has:Observation:subject:code',
+      ],
     ];
-    for (const probe of probes) {
+    for (const [probe, parameter] of probes) {
       const started = Date.now();
       const res = await probe();
       expect(Date.now() - started).toBeLessThan(3000);
-      expectTooCostly(res, /at most 20 search parameter clauses per request/, [res.body.issue[0].expression[0]]);
-      expect(res.body.issue[0].expression[0]).toMatch(/^(name:contains|_has:Observation:subject:code)$/);
+      expectTooCostly(res, /at most 20 search parameter clauses per request/, [parameter]);
     }
     expect(await runningStatements(t)).toEqual([]);
   });
 
-  it('answers a search at the clause limit', async () => {
-    const res = await t.api.get(`/fhir/Patient?${Array.from({ length: 20 }, () => 'name:contains=a0').join('&')}`);
-    expect(res.status).toBe(200);
-    expect(res.body.entry.length).toBeGreaterThan(0);
+  it('answers searches at the clause limit within 3 s', async () => {
+    for (const clause of ['name:contains=a0', '_has:Observation:subject:code=c0', 'organization.name:contains=a0']) {
+      const started = Date.now();
+      const res = await t.api.get(`/fhir/Patient?${Array.from({ length: 20 }, () => clause).join('&')}`);
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(res.status).toBe(200);
+      if (clause.startsWith('name')) expect(res.body.entry.length).toBeGreaterThan(0);
+    }
   });
 
   it('refuses more than 100 OR values in one parameter, naming it', async () => {

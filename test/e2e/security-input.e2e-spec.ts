@@ -247,6 +247,16 @@ describe('malformed input', () => {
       expect(await counts()).toEqual({ resources: before.resources + 1, versions: before.versions + 1 });
     });
 
+    it('fails only an entry that is not an object', async () => {
+      const res = await t.api
+        .post('/fhir')
+        .set('Content-Type', FHIR_JSON)
+        .send({ resourceType: 'Bundle', type: 'batch', entry: [null, 'x', { request: { method: 'GET', url: 'Patient?_count=1' } }] });
+      expect(res.status).toBe(200);
+      expect(res.body.entry.map((e: { response: { status: string } }) => e.response.status)).toEqual(['400', '400', '200 OK']);
+      expect(res.body.entry[0].response.outcome.issue[0]).toMatchObject({ code: 'structure', expression: ['Bundle.entry[0]'] });
+    });
+
     it('fails a whole transaction with an unparsable entry url, naming the entry, storing nothing', async () => {
       const before = await counts();
       const res = await t.api

@@ -141,6 +141,7 @@ export class BundleProcessor {
   /** Entry -> Interaction, checking request.method and request.url. */
   private plan(entry: BundleEntry, index: number, parent: Interaction): PlannedEntry {
     const where = `Bundle.entry[${index}]`;
+    if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw atEntry(FhirError.badRequest('An entry must be an object', [where], 'structure'), index);
     const method = entry.request?.method as Method | undefined;
     const url = entry.request?.url;
     if (!method || !(method in ORDER)) throw atEntry(FhirError.badRequest('request.method is missing or not supported', [`${where}.request.method`]), index);

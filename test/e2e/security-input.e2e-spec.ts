@@ -91,7 +91,7 @@ describe('malformed input', () => {
 
     it('answers 400, not 500, to a PATCH of a resource stored with such a key before they were refused', async () => {
       const id = await createPatient('proto-legacy');
-      await t.db.query(`UPDATE resource SET content = content || '{"toString": "x", "constructor": {"a": 1}}' WHERE resource_type = 'Patient' AND id = $1`, [id]);
+      await t.db.query(`UPDATE resource SET content = content || '{"toString": "x", "constructor": {"a": 1}, "__proto__": {"b": 2}}' WHERE resource_type = 'Patient' AND id = $1`, [id]);
       for (const patch of ['[{"op":"replace","path":"/birthDate","value":"1981-01-01"}]', '[{"op":"remove","path":"/toString"}]']) {
         const res = await t.api.patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH).send(patch);
         expect(res.status).toBe(400);

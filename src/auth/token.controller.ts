@@ -8,6 +8,7 @@ import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
 import { AccessTokenService, CLIENT_ASSERTION_ALGS, OAuthError, TokenRequest } from './access-token.service';
+import { parseBasicCredentials } from './basic-credentials';
 import { Public } from './public.decorator';
 import { SigningKeyStore } from './signing-key.store';
 import { TokenEndpointThrottle } from './token-endpoint.throttle';
@@ -33,14 +34,19 @@ export class TokenController {
     @Res() res: Response,
   ): Promise<void> {
     const started = performance.now();
-    const request: TokenRequest = { ...(body ?? {}), basic: parseBasic(authorization) };
+    const basic = parseBasicCredentials(authorization);
+    const request: TokenRequest = { ...(body ?? {}), basic: basic && !('malformed' in basic) ? basic : undefined };
     const address = req.ip ?? req.socket.remoteAddress ?? 'unknown';
-    const claimed = claimedBy(request);
+    // Broken percent-encoding still counts against the client id as sent.
+    const claimed = basic && 'malformed' in basic ? basic.rawClientId : claimedBy(request);
     res.setHeader('Cache-Control', 'no-store');
     res.setHeader('Pragma', 'no-cache');
     let authenticated = false;
     try {
       await this.throttle.beforeAttempt(address, claimed);
+      if (basic && 'malformed' in basic) {
+        throw new OAuthError('invalid_client', 'The Basic credentials are not correctly percent-encoded (RFC 6749 section 2.3.1)', 401);
+      }
       const issued = await this.tokens.issue(request, async (clientId) => {
         authenticated = true;
         await this.throttle.authenticated(clientId);
@@ -114,16 +120,6 @@ export class TokenController {
       }),
     );
   }
-}
-
-function parseBasic(header: string | undefined): TokenRequest['basic'] {
-  const m = /^Basic\s+([A-Za-z0-9+/=]+)$/i.exec(header ?? '');
-  if (!m) return undefined;
-  const decoded = Buffer.from(m[1], 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon < 0) return undefined;
-  // RFC 6749 §2.3.1: client id and secret are form-urlencoded inside the Basic credentials.
-  return { clientId: decodeURIComponent(decoded.slice(0, colon)), secret: decodeURIComponent(decoded.slice(colon + 1)) };
 }
 
 /** The client id a token request claims: Basic user, `client_id`, or the assertion's `iss` (read, not verified). */

@@ -21,6 +21,7 @@ describe('loadAppConfig', () => {
       tokenUrl: 'http://localhost:8080/oauth2/token',
       bodyLimit: '16mb',
       accessTokenTtlSeconds: 300,
+      dbStatementTimeoutMs: 30_000,
       corsOrigins: [],
     });
     expect(c.databaseUrl).toBeUndefined();
@@ -38,6 +39,7 @@ describe('loadAppConfig', () => {
     expect(kek).toBe('Invalid configuration: HIE_KEY_ENCRYPTION_KEY: must be 32 random bytes in base64 (openssl rand -base64 32)');
     expect(fails({ HIE_KEY_ENCRYPTION_KEY: Buffer.alloc(31, 7).toString('base64') })).toMatch(/^Invalid configuration: HIE_KEY_ENCRYPTION_KEY: /);
     expect(fails({ RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: '0' })).toBe('Invalid configuration: RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: must be an integer from 1 to 1000000');
+    expect(fails({ DB_STATEMENT_TIMEOUT_MS: '-1' })).toBe('Invalid configuration: DB_STATEMENT_TIMEOUT_MS: must be a number of milliseconds from 0 to 86400000');
     expect(fails({ HIE_BOOTSTRAP_ADMIN_SECRET: 'short' })).toBe('Invalid configuration: HIE_BOOTSTRAP_ADMIN_SECRET: must be at least 24 characters');
   });
 

@@ -51,6 +51,8 @@ const envSchema = z.object({
     .default('16mb'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: integer(1, 500, 20),
+  /** 0 turns the limit off. */
+  DB_STATEMENT_TIMEOUT_MS: integer(0, 86_400_000, 30_000, 'a number of milliseconds'),
   ACCESS_TOKEN_TTL_SECONDS: integer(30, 3600, 300, 'a number of seconds'),
   RATE_LIMIT_PER_MINUTE: integer(1, 1_000_000, 1200),
   RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS: integer(1, 1_000_000, 100),
@@ -89,6 +91,8 @@ export interface AppConfig {
   bodyLimit: string;
   logLevel: Env['LOG_LEVEL'];
   dbPoolSize: number;
+  /** Longest a single SQL statement of the server may run (PostgreSQL statement_timeout); 0: no limit. */
+  dbStatementTimeoutMs: number;
   accessTokenTtlSeconds: number;
   rateLimitPerMinute: number;
   /** Failed token requests per minute from one source address, and per (address, claimed client id). */
@@ -136,6 +140,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     bodyLimit: e.BODY_LIMIT,
     logLevel: e.LOG_LEVEL,
     dbPoolSize: e.DB_POOL_SIZE,
+    dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,
     accessTokenTtlSeconds: e.ACCESS_TOKEN_TTL_SECONDS,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     tokenFailuresPerAddress: e.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS,

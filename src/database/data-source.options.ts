@@ -12,20 +12,29 @@ function migrationsGlob(): string[] {
   return [join(__dirname, '..', 'migrations', '*.js'), join(__dirname, '..', '..', 'migrations', '*.js')];
 }
 
-export function dataSourceOptions(url: string, poolSize: number): DataSourceOptions {
+/**
+ * `statementTimeoutMs` (the server's connections only) makes PostgreSQL cancel any statement that
+ * runs longer; migrations run on a connection without it (see runtimeDataSourceOptions).
+ */
+export function dataSourceOptions(url: string, poolSize: number, statementTimeoutMs = 0): DataSourceOptions {
   return {
     type: 'postgres',
     url,
     entities: [ResourceEntity, ResourceHistoryEntity],
     migrations: migrationsGlob(),
     migrationsTableName: 'schema_migrations',
-    migrationsRun: true,
+    migrationsRun: statementTimeoutMs === 0,
     // Each migration in its own transaction, so one that builds indexes CONCURRENTLY can opt out.
     migrationsTransactionMode: 'each',
     synchronize: false,
     logging: false,
     // A connection that cannot be had in 30 s (server away, network hung) fails instead of hanging
     // the request; the filter answers it with 503.
-    extra: { max: poolSize, application_name: 'fhir-hie', connectionTimeoutMillis: 30_000 },
+    extra: {
+      max: poolSize,
+      application_name: 'fhir-hie',
+      connectionTimeoutMillis: 30_000,
+      ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+    },
   };
 }

@@ -43,14 +43,15 @@ export async function applyMigrations(migrationUrl: string): Promise<string[]> {
 }
 
 /**
- * Options of the app's DataSource. With a separate owner connection, migrations are applied over it
- * first and the app's own role (which cannot change the schema) never runs them.
+ * Options of the app's DataSource. Migrations are applied first over the owner's connection (the
+ * app's own role cannot change the schema) and without a statement timeout (building an index on a
+ * large table may take longer than any request should); the app's connections then carry the
+ * statement timeout and never run migrations.
  */
-export async function runtimeDataSourceOptions(config: AppConfig, poolSize: number): Promise<DataSourceOptions> {
+export async function runtimeDataSourceOptions(config: AppConfig, poolSize: number, statementTimeoutMs = 0): Promise<DataSourceOptions> {
   const { url, migrationUrl } = await resolveDatabaseUrls(config);
-  if (migrationUrl === url) return dataSourceOptions(url, poolSize);
   await applyMigrations(migrationUrl);
-  return { ...dataSourceOptions(url, poolSize), migrationsRun: false };
+  return { ...dataSourceOptions(url, poolSize, statementTimeoutMs), migrationsRun: false };
 }
 
 @Global()
@@ -58,7 +59,7 @@ export async function runtimeDataSourceOptions(config: AppConfig, poolSize: numb
   imports: [
     TypeOrmModule.forRootAsync({
       inject: [APP_CONFIG],
-      useFactory: (config: AppConfig) => runtimeDataSourceOptions(config, config.dbPoolSize),
+      useFactory: (config: AppConfig) => runtimeDataSourceOptions(config, config.dbPoolSize, config.dbStatementTimeoutMs),
     }),
   ],
 })

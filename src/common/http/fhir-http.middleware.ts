@@ -2,11 +2,16 @@ import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
 import express, { NextFunction, Request, Response } from 'express';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../fhir-error';
+import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
 import { requestIdOf } from './request-id';
 
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', 'application/json-patch+json'];
 const FORM_TYPE = 'application/x-www-form-urlencoded';
+/** FHIR resources (create, update, Bundles, operation Parameters). */
+const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir'];
+/** PATCH: a JSON Patch document or a FHIRPath Patch Parameters resource. */
+const PATCH_TYPES = [...RESOURCE_TYPES, 'application/json-patch+json'];
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
 const XML_RE = /xml/i;
 
@@ -19,8 +24,10 @@ const XML_RE = /xml/i;
 export class FhirHttpMiddleware implements NestMiddleware {
   private readonly json: express.RequestHandler;
   private readonly form: express.RequestHandler;
+  private readonly fhirBasePath: string;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
+    this.fhirBasePath = config.fhirBasePath;
     this.json = express.json({ limit: config.bodyLimit, type: JSON_TYPES, strict: false });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
   }
@@ -61,20 +68,35 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const hasBody = Number(req.headers['content-length'] ?? 0) > 0 || req.headers['transfer-encoding'] !== undefined;
     if (!hasBody) return;
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
+    const accepted = this.acceptedTypes(req);
     const isJson = JSON_TYPES.includes(type);
-    if (!isJson && type !== FORM_TYPE) {
+    if (!accepted.includes(type)) {
       throw new FhirError(
         415,
         'not-supported',
         XML_RE.test(type)
           ? 'XML request bodies are not supported: send application/fhir+json'
-          : `Content-Type '${type || '(none)'}' is not supported: send application/fhir+json`,
+          : `Content-Type '${type || '(none)'}' is not supported here: send ${accepted.includes('application/fhir+json') ? 'application/fhir+json' : accepted.join(' or ')}`,
         ['Content-Type'],
       );
     }
     await new Promise<void>((resolve, reject) => {
       (isJson ? this.json : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
     });
+    if (isJson) assertJsonShape(req.body);
+  }
+
+  /**
+   * FHIR writes take FHIR JSON only (a form body must never become a resource); a search by POST
+   * takes a form (search.html), an operation either. Outside the FHIR base (token endpoint, admin
+   * API) JSON and forms, as before.
+   */
+  private acceptedTypes(req: Request): string[] {
+    const path = req.originalUrl.split('?', 1)[0];
+    if (path !== this.fhirBasePath && !path.startsWith(`${this.fhirBasePath}/`)) return [...JSON_TYPES, FORM_TYPE];
+    if (req.method === 'POST' && path.endsWith('/_search')) return [FORM_TYPE];
+    if (req.method === 'POST' && /\/\$[^/]*$/.test(path)) return [...RESOURCE_TYPES, FORM_TYPE];
+    return req.method === 'PATCH' ? PATCH_TYPES : RESOURCE_TYPES;
   }
 }
 

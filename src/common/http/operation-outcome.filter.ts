@@ -1,6 +1,7 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { databaseUnavailable, isDatabaseUnavailable } from '../database-unavailable';
+import { fromDatabaseError } from '../database-error';
 import { FhirError, IssueCode } from '../fhir-error';
 import { requestIdOf } from './request-id';
 
@@ -59,6 +60,8 @@ export class OperationOutcomeFilter implements ExceptionFilter {
     }
     const e = exception as { status?: number; type?: string };
     if (e?.type === 'entity.too.large') return new FhirError(413, 'too-long', 'The request body is too large');
+    const cancelled = fromDatabaseError(exception);
+    if (cancelled) return cancelled;
     // Log only the error class and code; messages of driver errors can quote values.
     this.logger.error({
       msg: 'unexpected error',

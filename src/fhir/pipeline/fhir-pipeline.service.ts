@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
-import { databaseUnavailable, isDatabaseUnavailable } from '../../common/database-unavailable';
+import { databaseFailure } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
 import { OperationRegistry } from '../operations/operation.registry';
 import { ResourceRepository } from '../storage/resource.repository';
@@ -73,8 +73,8 @@ export class FhirPipeline {
         return result;
       });
     } catch (err) {
-      // A database outage is audited (and answered) as 503, not as a 500 bug.
-      const failure = isDatabaseUnavailable(err) ? databaseUnavailable() : err;
+      // A database outage or a cancelled statement is audited (and answered) as 503, not as a 500 bug.
+      const failure = databaseFailure(err) ?? err;
       const record = this.record(principal, interaction, origin, started, ctx, undefined, failure);
       await this.audit.record(await this.withRequestedTarget(record, interaction));
       throw failure;
@@ -131,7 +131,8 @@ export class FhirPipeline {
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
       return result;
     } catch (caught) {
-      const err = isDatabaseUnavailable(caught) ? Object.assign(databaseUnavailable(), { auditEntry: (caught as { auditEntry?: unknown }).auditEntry }) : caught;
+      const mapped = databaseFailure(caught);
+      const err = mapped ? Object.assign(mapped, { auditEntry: (caught as { auditEntry?: unknown }).auditEntry }) : caught;
       const failed = (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry;
       if (failed) {
         await this.audit.record({ ...this.record(principal, failed.interaction, origin, failed.started, undefined, undefined, err), bundleEntry: failed.index });

@@ -1,6 +1,7 @@
 import { applyPatch, deepClone, fhirpathPatchTypedValue, parseFhirPathPatchParameters, toTypedValue } from '@medplum/core';
 import type { Parameters as FhirParameters, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
+import { isPrototypeKey } from '../../common/json-shape';
 
 const JSON_PATCH_OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
 const FHIRPATH_PATCH_TYPES = new Set(['add', 'insert', 'delete', 'replace', 'move']);
@@ -18,8 +19,18 @@ export function applyResourcePatch(current: Resource, patch: unknown): Resource 
       if (!o || typeof o !== 'object' || typeof o.op !== 'string' || !JSON_PATCH_OPS.has(o.op) || typeof o.path !== 'string') {
         throw FhirError.badRequest(`JSON Patch operation ${n} is malformed: it needs an op (${[...JSON_PATCH_OPS].join(', ')}) and a path`, [`[${n}]`]);
       }
+      for (const member of ['path', 'from'] as const) {
+        const pointer = (o as Record<string, unknown>)[member];
+        const key = typeof pointer === 'string' ? pointer.split('/').find((segment) => isPrototypeKey(segment.replace(/~1/g, '/').replace(/~0/g, '~'))) : undefined;
+        if (key !== undefined) throw FhirError.badRequest(`JSON Patch operation ${n} names the unknown element '${key}'`, [`[${n}].${member}`], 'structure');
+      }
     });
-    const results = applyPatch(target, patch as Parameters<typeof applyPatch>[1]);
+    let results: ReturnType<typeof applyPatch>;
+    try {
+      results = applyPatch(target, patch as Parameters<typeof applyPatch>[1]);
+    } catch (err) {
+      throw new FhirError(422, 'processing', `JSON Patch could not be applied: ${(err as Error).message}`);
+    }
     const failed = results.findIndex((r) => r !== null);
     if (failed >= 0) {
       throw new FhirError(422, 'processing', `JSON Patch operation ${failed} could not be applied: ${results[failed]!.message}`, [`[${failed}]`]);

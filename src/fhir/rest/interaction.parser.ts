@@ -25,22 +25,7 @@ export function parseInteraction(
   kind: InteractionKind,
   parts: InteractionTarget = {},
 ): Interaction {
-  const defs = FhirDefinitions.get();
-  if (parts.resourceType !== undefined && !defs.isStorable(parts.resourceType)) {
-    throw new FhirError(404, 'not-supported', `Unknown resource type '${parts.resourceType.slice(0, 64)}'`);
-  }
-  if (parts.id !== undefined && !ID_RE.test(parts.id)) {
-    throw FhirError.badRequest(`'${parts.id.slice(0, 64)}' is not a valid resource id`);
-  }
-  if (parts.compartment) {
-    if (parts.compartment.type !== 'Patient') {
-      throw FhirError.notSupported(`Compartment searches are supported for the Patient compartment, not ${parts.compartment.type.slice(0, 64)}`);
-    }
-    if (!ID_RE.test(parts.compartment.id)) throw FhirError.badRequest(`'${parts.compartment.id.slice(0, 64)}' is not a valid resource id`);
-    if (!defs.patientCompartmentParams(parts.resourceType!).length && parts.resourceType !== 'Patient') {
-      throw FhirError.badRequest(`${parts.resourceType} is not in the Patient compartment`);
-    }
-  }
+  checkTarget(parts);
   if (kind === 'operation' && !OPERATION_RE.test(parts.operation ?? '')) {
     throw FhirError.badRequest(`'$${(parts.operation ?? '').slice(0, 64)}' is not a valid operation name`);
   }
@@ -77,6 +62,47 @@ export function parseInteraction(
     preferHandling: prefer.handling,
     path: pathBelowBase(req),
   });
+}
+
+/** Known type, well-formed ids, a compartment this server searches. */
+export function checkTarget(parts: InteractionTarget): void {
+  const defs = FhirDefinitions.get();
+  if (parts.resourceType !== undefined && !defs.isStorable(parts.resourceType)) {
+    throw new FhirError(404, 'not-supported', `Unknown resource type '${parts.resourceType.slice(0, 64)}'`);
+  }
+  if (parts.id !== undefined && !ID_RE.test(parts.id)) {
+    throw FhirError.badRequest(`'${parts.id.slice(0, 64)}' is not a valid resource id`);
+  }
+  if (parts.compartment) {
+    if (parts.compartment.type !== 'Patient') {
+      throw FhirError.notSupported(`Compartment searches are supported for the Patient compartment, not ${parts.compartment.type.slice(0, 64)}`);
+    }
+    if (!ID_RE.test(parts.compartment.id)) throw FhirError.badRequest(`'${parts.compartment.id.slice(0, 64)}' is not a valid resource id`);
+    if (!defs.patientCompartmentParams(parts.resourceType!).length && parts.resourceType !== 'Patient') {
+      throw FhirError.badRequest(`${parts.resourceType} is not in the Patient compartment`);
+    }
+  }
+}
+
+/**
+ * The read interactions of a relative URL path (`Patient/1/Observation`), as the REST routes of
+ * FhirController read them: used for the GET entries of batch and transaction Bundles.
+ */
+export function parseReadPath(path: string): { kind: InteractionKind; target: InteractionTarget } {
+  const segments = path.replace(/^\//, '').split('/');
+  const [type, second, third, fourth] = segments;
+  let read: { kind: InteractionKind; target: InteractionTarget } | undefined;
+  if (segments.length === 1) read = { kind: 'search-type', target: { resourceType: type } };
+  else if (segments.length === 2 && second === '_history') read = { kind: 'history-type', target: { resourceType: type } };
+  else if (segments.length === 2) read = { kind: 'read', target: { resourceType: type, id: second } };
+  else if (segments.length === 3 && third === '_history') read = { kind: 'history-instance', target: { resourceType: type, id: second } };
+  else if (segments.length === 3) read = { kind: 'search-compartment', target: { resourceType: third, compartment: { type, id: second } } };
+  else if (segments.length === 4 && third === '_history') read = { kind: 'vread', target: { resourceType: type, id: second, versionId: fourth } };
+  if (!read || !type) throw FhirError.badRequest(`'${path.slice(0, 100)}' is not a URL this server reads`);
+  // The compartment's own type is checked before the type searched in it, as the route does.
+  if (read.target.compartment) checkTarget({ resourceType: read.target.compartment.type });
+  checkTarget(read.target);
+  return read;
 }
 
 function mergeQuery(query: QueryParams, body: unknown): QueryParams {

@@ -4,6 +4,7 @@ import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { QueryParams } from '../pipeline/interaction';
 import { parseElements, parseSummary, SummaryMode } from '../response/resource-subsetting';
 import { splitComposite } from './search-composite';
+import { SEARCH_LIMITS, tooCostly } from './search-limits';
 import { SearchParamDef, searchParamsOf } from './search-parameter.registry';
 
 /** One search parameter condition; values are OR-ed. */
@@ -109,16 +110,25 @@ export function parseSearchRequest(
   for (const [name, raw] of Object.entries(query)) {
     if (raw === undefined) continue;
     const values = Array.isArray(raw) ? raw : [raw];
+    // PostgreSQL text cannot hold NUL: refuse it here rather than fail in the driver.
+    if (name.includes('\0') || values.some((v) => v.includes('\0'))) {
+      const shown = name.replace(/\0/g, '\\0').slice(0, 100);
+      throw FhirError.badRequest(`Search parameter ${shown} contains a NUL character`, [shown]);
+    }
     if (RESULT_PARAMS.has(name)) continue;
     for (const type of resourceTypes) {
+      const list = clauses.get(type)!;
       for (const value of values) {
-        const clause = parseClause(type, name, value);
+        const clause = parseClause(type, name, value, { name, chain: 0, has: 0 });
         if (clause === 'unknown') {
           if (options.strict) throw FhirError.badRequest(`Unknown or unsupported search parameter '${name}' for ${type}`, [name], 'not-supported');
           if (!ignored.includes(name)) ignored.push(name);
           continue;
         }
-        clauses.get(type)!.push(clause);
+        if (list.length >= SEARCH_LIMITS.clauses) {
+          throw tooCostly(`The search has more than ${SEARCH_LIMITS.clauses} clauses: at most ${SEARCH_LIMITS.clauses} search parameter clauses per request`, name);
+        }
+        list.push(clause);
       }
     }
   }
@@ -131,6 +141,14 @@ export function parseSearchRequest(
   const total = first('_total') ?? 'none';
   if (!['none', 'estimate', 'accurate'].includes(total)) throw FhirError.badRequest(`_total must be none, estimate or accurate`, ['_total']);
   const summary = parseSummary(first('_summary'), true);
+  const include = allOf(query, '_include');
+  const revinclude = allOf(query, '_revinclude');
+  if (include.length + revinclude.length > SEARCH_LIMITS.includes) {
+    throw tooCostly(
+      `${include.length + revinclude.length} includes: at most ${SEARCH_LIMITS.includes} _include and _revinclude parameters per request`,
+      include.length > SEARCH_LIMITS.includes || !revinclude.length ? '_include' : '_revinclude',
+    );
+  }
   return {
     resourceTypes,
     clauses,
@@ -138,8 +156,8 @@ export function parseSearchRequest(
     count: Math.min(countRaw === undefined ? DEFAULT_COUNT : Number(countRaw), MAX_COUNT),
     cursor: parseCursor(first('_cursor')),
     total: summary === 'count' ? 'accurate' : (total as SearchRequestAst['total']),
-    include: allOf(query, '_include').map((v) => parseInclude(v, '_include')),
-    revinclude: allOf(query, '_revinclude').map((v) => parseInclude(v, '_revinclude')),
+    include: include.map((v) => parseInclude(v, '_include')),
+    revinclude: revinclude.map((v) => parseInclude(v, '_revinclude')),
     summary,
     elements: parseElements(first('_elements')),
     compartment: options.compartment,
@@ -152,16 +170,29 @@ function allOf(query: QueryParams, name: string): string[] {
   return [...list(query[name]), ...list(query[`${name}:iterate`]).map((x) => `${x}:iterate`)];
 }
 
-function parseClause(resourceType: string, name: string, value: string): Clause | 'unknown' {
-  if (name.startsWith('_has:')) return parseHas(resourceType, name, value);
+/** The parameter as the client wrote it, and how deep inside chains and `_has` the parser is. */
+interface ClauseDepth {
+  name: string;
+  chain: number;
+  has: number;
+}
+
+function parseClause(resourceType: string, name: string, value: string, depth: ClauseDepth): Clause | 'unknown' {
+  if (name.startsWith('_has:')) {
+    if (depth.has >= SEARCH_LIMITS.hasDepth) throw tooCostly(`${depth.name}: at most ${SEARCH_LIMITS.hasDepth} nested _has`, depth.name);
+    return parseHas(resourceType, name, value, { ...depth, has: depth.has + 1 });
+  }
   const dot = name.indexOf('.');
-  if (dot > 0) return parseChain(resourceType, name.slice(0, dot), name.slice(dot + 1), value);
+  if (dot > 0) {
+    if (depth.chain >= SEARCH_LIMITS.chainDepth) throw tooCostly(`${depth.name}: at most ${SEARCH_LIMITS.chainDepth} chained references`, depth.name);
+    return parseChain(resourceType, name.slice(0, dot), name.slice(dot + 1), value, { ...depth, chain: depth.chain + 1 });
+  }
   const [code, modifier] = splitModifier(name);
   const def = searchParamsOf(resourceType).get(code);
   if (!def) return 'unknown';
   if (modifier !== undefined && def.type === 'reference' && FhirDefinitions.get().isStorable(modifier)) {
     if (!def.targets.includes(modifier)) throw FhirError.badRequest(`${code} cannot refer to ${modifier}`, [name]);
-    return { kind: 'param', resourceType, def, modifier, values: splitValues(value).map((v) => (v.includes('/') ? v : `${modifier}/${v}`)) };
+    return { kind: 'param', resourceType, def, modifier, values: orValues(value, depth).map((v) => (v.includes('/') ? v : `${modifier}/${v}`)) };
   }
   if (modifier !== undefined && !MODIFIERS[def.type]?.has(modifier)) {
     if (modifier === 'above' || modifier === 'below') {
@@ -173,13 +204,21 @@ function parseClause(resourceType: string, name: string, value: string): Clause 
     if (value !== 'true' && value !== 'false') throw FhirError.badRequest(`${name} must be true or false`, [name]);
     return { kind: 'param', resourceType, def, modifier, missing: value === 'true', values: [] };
   }
-  const values = splitValues(value);
+  const values = orValues(value, depth);
   if (!values.length || values.some((v) => v === '')) throw FhirError.badRequest(`Empty value for search parameter ${name}`, [name]);
   for (const v of values) validateValue(def, modifier, v, name);
   return { kind: 'param', resourceType, def, modifier, values };
 }
 
-function parseChain(resourceType: string, head: string, rest: string, value: string): Clause {
+function orValues(value: string, depth: ClauseDepth): string[] {
+  const values = splitValues(value);
+  if (values.length > SEARCH_LIMITS.orValues) {
+    throw tooCostly(`${depth.name} has ${values.length} values: at most ${SEARCH_LIMITS.orValues} OR values per parameter`, depth.name);
+  }
+  return values;
+}
+
+function parseChain(resourceType: string, head: string, rest: string, value: string, depth: ClauseDepth): Clause {
   const [code, typeModifier] = splitModifier(head);
   const def = searchParamsOf(resourceType).get(code);
   if (!def || def.type !== 'reference') throw FhirError.badRequest(`Chained parameter '${head}' is not a reference parameter of ${resourceType}`, [`${head}.${rest}`]);
@@ -188,19 +227,19 @@ function parseChain(resourceType: string, head: string, rest: string, value: str
   if (targets.length !== 1) {
     throw FhirError.badRequest(`Chain on ${code} needs a type modifier (${code}:Type.${rest}): it can refer to ${targets.join(', ')}`, [`${head}.${rest}`]);
   }
-  const inner = parseClause(targets[0], rest, value);
+  const inner = parseClause(targets[0], rest, value, depth);
   if (inner === 'unknown') throw FhirError.badRequest(`Unknown search parameter '${rest}' on ${targets[0]} in chain`, [`${head}.${rest}`]);
   return { kind: 'chain', resourceType, def, targetType: targets[0], inner };
 }
 
-function parseHas(resourceType: string, name: string, value: string): Clause {
+function parseHas(resourceType: string, name: string, value: string, depth: ClauseDepth): Clause {
   const m = /^_has:([A-Z][A-Za-z]+):([A-Za-z0-9\-_]+):(.+)$/.exec(name);
   if (!m) throw FhirError.badRequest(`_has must be _has:Type:reference-param:search-param`, [name]);
   const [, sourceType, referenceParam, rest] = m;
   if (!FhirDefinitions.get().isStorable(sourceType)) throw FhirError.badRequest(`Unknown resource type ${sourceType} in _has`, [name]);
   const ref = searchParamsOf(sourceType).get(referenceParam);
   if (!ref || ref.type !== 'reference') throw FhirError.badRequest(`${referenceParam} is not a reference parameter of ${sourceType}`, [name]);
-  const inner = parseClause(sourceType, rest, value);
+  const inner = parseClause(sourceType, rest, value, depth);
   if (inner === 'unknown') throw FhirError.badRequest(`Unknown search parameter '${rest}' on ${sourceType} in _has`, [name]);
   return { kind: 'has', resourceType, sourceType, referenceParam, inner };
 }
@@ -261,7 +300,9 @@ function validateValue(def: SearchParamDef, modifier: string | undefined, value:
 
 function parseSort(resourceTypes: string[], raw: string | undefined): SortKey[] {
   if (!raw) return [];
-  return raw.split(',').map((part) => {
+  const parts = raw.split(',');
+  if (parts.length > SEARCH_LIMITS.sortKeys) throw tooCostly(`_sort has ${parts.length} keys: at most ${SEARCH_LIMITS.sortKeys} sort keys`, '_sort');
+  return parts.map((part) => {
     const descending = part.startsWith('-');
     const code = descending ? part.slice(1) : part;
     const def = resourceTypes.map((t) => searchParamsOf(t).get(code)).find(Boolean);

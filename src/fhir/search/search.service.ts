@@ -8,12 +8,13 @@ import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionResult, QueryParams } from '../pipeline/interaction';
 import { subsetResource } from '../response/resource-subsetting';
 import { searchParamsOf } from './search-parameter.registry';
+import { SEARCH_LIMITS } from './search-limits';
 import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
 import { expandValueSetClauses } from './search-value-set.expander';
 
-const MAX_INCLUDED = 1000;
-const MAX_ITERATE_DEPTH = 3;
+const MAX_INCLUDED = SEARCH_LIMITS.includedResources;
+const MAX_ITERATE_DEPTH = SEARCH_LIMITS.iterateDepth;
 
 interface Row {
   id: string;

@@ -6,7 +6,8 @@ import type { AccessContext } from '../pipeline/access-context';
  * concurrent conditional creates cannot both see "no match".
  */
 export async function lockCriteria(tx: EntityManager, resourceType: string, criteria: string): Promise<void> {
-  const normalized = [...new URLSearchParams(criteria)].map(([k, v]) => `${k}=${v}`).sort().join('&');
+  // NUL cannot be bound as text; the criteria themselves are refused (400) by the matcher next.
+  const normalized = [...new URLSearchParams(criteria)].map(([k, v]) => `${k}=${v}`).sort().join('&').replace(/\0/g, '\\0');
   await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${resourceType}?${normalized}`]);
 }
 

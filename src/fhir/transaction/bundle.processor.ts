@@ -3,11 +3,13 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
-import { databaseUnavailable, isDatabaseUnavailable } from '../../common/database-unavailable';
+import { databaseFailure } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
+import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interaction.parser';
+import { MAX_BUNDLE_ENTRIES } from '../search/search-limits';
 import { ResourceRepository } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
@@ -28,7 +30,6 @@ type Method = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /** Processing order of a transaction (http.html#trules): deletes, creates, updates, reads. */
 const ORDER: Record<Method, number> = { DELETE: 0, POST: 1, PUT: 2, PATCH: 2, GET: 3, HEAD: 3 };
-const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 /** Batch entries in flight per request: enough to overlap round trips, few enough to leave the pool to others. */
 const BATCH_CONCURRENCY = 4;
 const STATUS_TEXT: Record<number, string> = {
@@ -43,6 +44,12 @@ interface PlannedEntry {
   method: Method;
   interaction: Interaction;
   fullUrl?: string;
+}
+
+/** A batch entry refused while planning: it gets its own failure response, the others still run. */
+interface RefusedEntry {
+  index: number;
+  failure: unknown;
 }
 
 /**
@@ -61,9 +68,25 @@ export class BundleProcessor {
   async process(bundleInteraction: Interaction, runner: EntryRunner): Promise<InteractionResult> {
     const bundle = bundleInteraction.body as Bundle;
     const entries = bundle.entry ?? [];
-    const isTransaction = bundleInteraction.kind === 'transaction';
-    const planned = entries.map((entry, index) => this.plan(entry, index, bundleInteraction));
-    return isTransaction ? this.transaction(planned, runner) : this.batch(planned, runner);
+    if (!Array.isArray(entries)) throw FhirError.badRequest('Bundle.entry must be an array', ['Bundle.entry'], 'structure');
+    if (entries.length > MAX_BUNDLE_ENTRIES) {
+      throw FhirError.badRequest(`The Bundle has ${entries.length} entries: at most ${MAX_BUNDLE_ENTRIES} per batch or transaction`, ['Bundle.entry'], 'too-costly');
+    }
+    if (bundleInteraction.kind === 'transaction') {
+      return this.transaction(
+        entries.map((entry, index) => this.plan(entry, index, bundleInteraction)),
+        runner,
+      );
+    }
+    // A batch entry that cannot be planned fails alone (http.html#brules).
+    const planned = entries.map((entry, index): PlannedEntry | RefusedEntry => {
+      try {
+        return this.plan(entry, index, bundleInteraction);
+      } catch (failure) {
+        return { index, failure };
+      }
+    });
+    return this.batch(planned, runner);
   }
 
   private async transaction(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
@@ -97,12 +120,16 @@ export class BundleProcessor {
    * Batch entries are independent (http.html#brules: no interdependencies, any processing order),
    * so a few run at a time, each in its own transaction: their round trips and commits overlap.
    */
-  private async batch(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
+  private async batch(planned: (PlannedEntry | RefusedEntry)[], runner: EntryRunner): Promise<InteractionResult> {
     const responses: BundleEntry[] = new Array(planned.length);
     let next = 0;
     const worker = async (): Promise<void> => {
       while (next < planned.length) {
         const p = planned[next++];
+        if ('failure' in p) {
+          responses[p.index] = { response: failureResponse(p.failure) };
+          continue;
+        }
         try {
           if (p.interaction.body && containsUrnReference(p.interaction.body)) {
             throw FhirError.badRequest('Entries of a batch are independent: urn: references are only resolved in a transaction');
@@ -120,21 +147,29 @@ export class BundleProcessor {
   /** Entry -> Interaction, checking request.method and request.url. */
   private plan(entry: BundleEntry, index: number, parent: Interaction): PlannedEntry {
     const where = `Bundle.entry[${index}]`;
+    if (!entry || typeof entry !== 'object' || Array.isArray(entry)) throw atEntry(FhirError.badRequest('An entry must be an object', [where], 'structure'), index);
     const method = entry.request?.method as Method | undefined;
     const url = entry.request?.url;
     if (!method || !(method in ORDER)) throw atEntry(FhirError.badRequest('request.method is missing or not supported', [`${where}.request.method`]), index);
-    if (!url) throw atEntry(FhirError.badRequest('request.url is missing', [`${where}.request.url`]), index);
+    if (typeof url !== 'string' || !url) throw atEntry(FhirError.badRequest('request.url is missing', [`${where}.request.url`]), index);
     const [path, query = ''] = url.replace(/^\//, '').split('?', 2);
     const segments = path.split('/');
+    // Reads take every URL the REST API reads (compartments, history); writes name a type and perhaps an id.
+    let target: InteractionTarget;
+    let readKind: InteractionKind | undefined;
+    try {
+      if (method === 'GET' || method === 'HEAD') {
+        ({ kind: readKind, target } = parseReadPath(path));
+      } else {
+        if (segments.length > 2) throw FhirError.badRequest(`'${path.slice(0, 100)}' is not a URL for ${method}: use Type or Type/id`);
+        target = { resourceType: segments[0], id: segments[1] };
+        checkTarget(target);
+      }
+    } catch (err) {
+      throw atEntry(inRequestUrl(err, `${where}.request.url`), index);
+    }
     const resourceType = segments[0];
-    const defs = FhirDefinitions.get();
-    if (!defs.isStorable(resourceType)) {
-      throw atEntry(new FhirError(404, 'not-supported', `Unknown resource type '${resourceType.slice(0, 64)}' in request.url`, [`${where}.request.url`]), index);
-    }
-    const id = segments[1];
-    if (id !== undefined && !ID_RE.test(id)) {
-      throw atEntry(FhirError.badRequest(`Invalid id in request.url '${url.slice(0, 100)}'`, [`${where}.request.url`]), index);
-    }
+    const id = target.id;
     let kind: InteractionKind;
     let body: unknown = entry.resource;
     switch (method) {
@@ -152,7 +187,8 @@ export class BundleProcessor {
         kind = 'delete';
         break;
       default:
-        kind = segments[2] === '_history' && segments[3] ? 'vread' : id ? 'read' : 'search-type';
+        if (!readKind) throw atEntry(FhirError.badRequest('request.url is not a read', [`${where}.request.url`]), index);
+        kind = readKind;
     }
     if ((method === 'PUT' || method === 'POST') && !entry.resource) {
       throw atEntry(FhirError.badRequest(`${method} needs a resource`, [`${where}.resource`]), index);
@@ -161,9 +197,10 @@ export class BundleProcessor {
       throw atEntry(FhirError.badRequest(`${method} needs an id or search criteria in request.url`, [`${where}.request.url`]), index);
     }
     const interaction = buildInteraction(kind, {
-      resourceType,
+      resourceType: target.resourceType ?? resourceType,
       id: method === 'POST' ? undefined : id,
-      versionId: kind === 'vread' ? segments[3] : undefined,
+      versionId: target.versionId,
+      ...(target.compartment ? { compartment: target.compartment } : {}),
       body,
       query: queryParams(query),
       conditional: (method === 'PUT' || method === 'DELETE') && !id ? query : undefined,
@@ -399,8 +436,19 @@ function atEntry(err: unknown, index: number): unknown {
   return new FhirError(err.status, issues, undefined, undefined, err.headers);
 }
 
+/** A failure to read request.url names it (and says so, for the 404 of an unknown type). */
+function inRequestUrl(err: unknown, expression: string): unknown {
+  if (!(err instanceof FhirError)) return err;
+  const issues = err.issues.map((i) => ({
+    ...i,
+    diagnostics: `${i.diagnostics ?? 'invalid'} in request.url`,
+    expression: [expression],
+  }));
+  return new FhirError(err.status, issues, undefined, undefined, err.headers);
+}
+
 function failureResponse(err: unknown): BundleEntryResponse {
-  const fhir = err instanceof FhirError ? err : isDatabaseUnavailable(err) ? databaseUnavailable() : new FhirError(500, 'exception', 'Internal server error');
+  const fhir = err instanceof FhirError ? err : (databaseFailure(err) ?? new FhirError(500, 'exception', 'Internal server error'));
   const outcome: OperationOutcome = fhir.toOperationOutcome();
   return { status: String(fhir.status), outcome };
 }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
+import { assertJsonShape } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { ProfileRegistry } from './profile.registry';
 import { TerminologyBindingValidator } from './terminology-binding.validator';
@@ -45,6 +46,8 @@ export class ResourceValidator {
   }
 
   validate(resource: Resource): void {
+    // Bodies were checked when parsed; this catches what a PATCH put together.
+    assertJsonShape(resource);
     const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
     const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (errors.length) throw new FhirError(400, errors);

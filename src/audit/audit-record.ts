@@ -1,3 +1,4 @@
+import { RequestContext } from '../common/request-context';
 import type { InteractionKind } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 
@@ -110,6 +111,8 @@ export interface AuditRecordInput extends Omit<AuditRecord, 'recorded' | 'action
 /** Builds a record, filling what follows from the rest (action, patients, purpose, break-glass reason). */
 export function auditRecord(input: AuditRecordInput): AuditRecord {
   const { extraPatients, ...rest } = input;
+  // The request now has its record; the error filter need not write one for it.
+  RequestContext.markAudited();
   const entities = input.entities ?? [];
   return {
     ...rest,

@@ -95,7 +95,7 @@ describe('conditional operations and break-the-glass (security findings)', () =>
   it('conditional delete deletes a single match by default: several answer 412 and nothing is deleted', async () => {
     for (const v of ['claim-1', 'claim-2', 'claim-3']) await t.api.post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation('survey', v));
     const before = await stored('Observation');
-    const res = await t.api.delete(`/fhir/Observation?category=${CATEGORY}|survey`);
+    const res = await t.api.delete(`/fhir/Observation?identifier=${SYS}|claim-1,${SYS}|claim-2,${SYS}|claim-3`);
     expect(res.status).toBe(412);
     expect(res.body.issue[0]).toMatchObject({ code: 'multiple-matches', diagnostics: 'Conditional delete criteria match 3 resources; this server deletes only a single match' });
     expect(await stored('Observation')).toBe(before);

@@ -123,9 +123,11 @@ describe('malformed input', () => {
         expect(res.body).toEqual({ error: 'invalid_client', error_description: expect.stringMatching(/percent-encod/) });
         expect(res.headers['www-authenticate']).toBe('Basic realm="token"');
         expect(records.map((r) => [r.kind, r.outcome, r.status, r.principal.kind])).toEqual([['token', 'failure', 401, 'anonymous']]);
-        // Counted against the client it names (undecoded), like any token request.
-        const key = createHash('sha256').update(`default-token-client:${user}`).digest('hex');
-        expect(await t.db.query(`SELECT hits FROM rate_limit_window WHERE key = $1`, [`default:${key}`])).toEqual([{ hits: 1 }]);
+        // Counted as a failed attempt of its address and the client id it names (undecoded), like any refused token request.
+        const keys = ['::ffff:127.0.0.1', '127.0.0.1', '::1'].map(
+          (address) => `default:${createHash('sha256').update(`default-token-failed-address-client:${address} ${user}`).digest('hex')}`,
+        );
+        expect(await t.db.query(`SELECT hits FROM rate_limit_window WHERE key = ANY($1)`, [keys])).toEqual([{ hits: 1 }]);
       } finally {
         spy.mockRestore();
       }

@@ -2,7 +2,11 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@n
 import type { Request, Response } from 'express';
 import { databaseUnavailable, isDatabaseUnavailable } from '../database-unavailable';
 import { fromDatabaseError } from '../database-error';
+import { auditRecord } from '../../audit/audit-record';
+import { AuditStage } from '../../fhir/pipeline/pipeline.stages';
+import { ANONYMOUS, Principal } from '../../fhir/pipeline/principal';
 import { FhirError, IssueCode } from '../fhir-error';
+import { RequestContext } from '../request-context';
 import { requestIdOf } from './request-id';
 
 const HTTP_ISSUE: Record<number, IssueCode> = {
@@ -30,16 +34,42 @@ const HTTP_ISSUE: Record<number, IssueCode> = {
 export class OperationOutcomeFilter implements ExceptionFilter {
   private readonly logger = new Logger('Errors');
 
-  catch(exception: unknown, host: ArgumentsHost): void {
+  constructor(private readonly audit: AuditStage) {}
+
+  async catch(exception: unknown, host: ArgumentsHost): Promise<void> {
     const http = host.switchToHttp();
     const req = http.getRequest<Request>();
     const res = http.getResponse<Response>();
     const requestId = requestIdOf(req);
     const error = this.toFhirError(exception, requestId, req);
+    // Refused before any stage recorded it (406, 413, 415, malformed query, no route): still one record.
+    if (!RequestContext.wasAudited()) await this.auditRefusal(req, requestId, error);
     if (res.headersSent) return;
     for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
     res.setHeader('X-Request-Id', requestId);
     res.status(error.status).type('application/fhir+json; charset=utf-8').send(JSON.stringify(error.toOperationOutcome()));
+  }
+
+  private async auditRefusal(req: Request, requestId: string, error: FhirError): Promise<void> {
+    try {
+      await this.audit.record(
+        auditRecord({
+          kind: 'request',
+          subtype: req.method,
+          requestId,
+          principal: (req as Request & { user?: Principal }).user ?? ANONYMOUS,
+          address: req.ip,
+          path: req.path.slice(0, 200),
+          outcome: 'failure',
+          status: error.status,
+          failureCode: error.issues[0]?.code,
+          durationMs: 0,
+        }),
+      );
+    } catch {
+      // The request is refused either way; a failing audit store is reported by the stage itself.
+      this.logger.error({ msg: 'audit of a refused request failed', requestId });
+    }
   }
 
   private toFhirError(exception: unknown, requestId: string, req: Request): FhirError {

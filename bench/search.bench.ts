@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
+import { benchHiddenPatients, BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
 
 /**
  * npm run bench:search — loads BENCH_RESOURCES (default 1,000,000) generated resources through the
@@ -54,6 +54,12 @@ async function main(): Promise<void> {
   );
   process.stdout.write(`dataset: ${resources} resources, ${Math.round(Number(size) / 2 ** 20)} MiB\n`);
 
+  // 10% of patients hidden from the restricted client (a fixed, hash-chosen set: same every run).
+  benchHiddenPatients.ids = (
+    await server.db.query(`SELECT id FROM resource WHERE resource_type = 'Patient' AND NOT deleted AND substr(md5(id), 1, 2) < '1a' ORDER BY id`)
+  ).map((r: { id: string }) => r.id);
+  const restrictedToken = await server.restrictedToken();
+  process.stdout.write(`restricted client: ${benchHiddenPatients.ids.length} patients hidden\n`);
   const queries = await chooseQueries(server);
   const results = [];
   for (const q of queries) {
@@ -65,12 +71,22 @@ async function main(): Promise<void> {
     await measure(url, server.token, 1, 5, 5);
     const c1 = await measure(url, server.token, 1, 300, MAX_SECONDS);
     const c8 = await measure(url, server.token, 8, 800, MAX_SECONDS);
-    const row = { ...q, url: url.slice(server.baseUrl.length), matches, c1, c8, plans };
-    process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s\n`);
+    // The same query for a client with a non-trivial access predicate (10% of patients hidden).
+    await measure(url, restrictedToken, 1, 5, 5);
+    const hidden = await measure(url, restrictedToken, 1, 300, MAX_SECONDS);
+    const row = { ...q, url: url.slice(server.baseUrl.length), matches, c1, c8, hidden, plans };
+    process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s; 10% hidden c1 p50 ${hidden.p50} ms\n`);
     results.push(row);
   }
   const machine = await machineInfo(server.db);
-  const json = { machine, settings, dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20) }, load: loadReport, queries: results.map(({ plans: _plans, ...q }) => q) };
+  const json = {
+    machine,
+    settings,
+    dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20) },
+    load: loadReport,
+    hiddenPatients: benchHiddenPatients.ids.length,
+    queries: results.map(({ plans: _plans, ...q }) => q),
+  };
   writeResults('search', json, markdown(json));
   writeFileSync(
     join(process.cwd(), 'bench', 'results', 'search-plans.md'),
@@ -294,12 +310,13 @@ function markdown(json: {
   settings: { name: string; setting: string; unit: string | null }[];
   dataset: { resources: number; byType: { resource_type: string; n: number }[]; databaseMiB: number };
   load: { loaded: number; seconds: number; resourcesPerSecond: number };
-  queries: (Query & { url: string; matches: number; c1: Stats; c8: Stats })[];
+  hiddenPatients: number;
+  queries: (Query & { url: string; matches: number; c1: Stats; c8: Stats; hidden: Stats })[];
 }): string {
   const m = json.machine;
   const rows = json.queries.map(
     (q) =>
-      `| ${q.name} | \`${q.url.replace(/\|/g, '\\|').replace(/_cursor=[^&]+/, '_cursor=…')}\` | ${q.matches} | ${q.c1.p50} | ${q.c1.p95} | ${q.c1.p99} | ${q.c1.rps} | ${q.c8.p50} | ${q.c8.p95} | ${q.c8.p99} | ${q.c8.rps} | ${q.target ?? ''} |`,
+      `| ${q.name} | \`${q.url.replace(/\|/g, '\\|').replace(/_cursor=[^&]+/, '_cursor=…')}\` | ${q.matches} | ${q.c1.p50} | ${q.c1.p95} | ${q.c1.p99} | ${q.c1.rps} | ${q.c8.p50} | ${q.c8.p95} | ${q.c8.p99} | ${q.c8.rps} | ${q.hidden.p50} | ${(q.hidden.p50 / q.c1.p50).toFixed(2)} | ${q.target ?? ''} |`,
   );
   return `# Search benchmark (${m.date})
 
@@ -308,8 +325,12 @@ Dataset: ${json.dataset.resources} resources (${json.dataset.byType.map((t) => `
 ${json.dataset.resources < 1_000_000 ? `**Smaller than the issue's 1,000,000 resources** (BENCH_RESOURCES=${TARGET}).\n` : ''}${json.load.loaded ? `Loaded in this run: ${json.load.loaded} resources in ${json.load.seconds} s (${json.load.resourcesPerSecond}/s) over HTTP.` : 'Data loaded by an earlier run (persistent bench database).'}
 Server in-process over loopback HTTP with a hospital token (full pipeline: auth, consent predicate, audit); load from a worker thread; latency in ms (send to last byte); at most ${MAX_SECONDS} s per cell. Load average (1/5/15 min) when the measurements ended: ${loadavg().map((n) => n.toFixed(2)).join(' / ')} (2 cores; anything else running shows here), so quote medians.
 
-| query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | target |
-|---|---|---|---|---|---|---|---|---|---|---|---|
+The "10% hidden" column runs the same query at concurrency 1 for a second hospital client from whom
+${json.hiddenPatients} patients (10%) are hidden by an access fragment (\`NOT (r.compartments && $n)\` at every
+alias: root, chains, \`_has\`, includes); "ratio" is its p50 over the unrestricted c1 p50 (target ≤ 1.2).
+
+| query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | 10% hidden c1 p50 | ratio | target |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
 }

@@ -1,4 +1,6 @@
+import { request as httpRequest } from 'node:http';
 import type { QueryRunner } from 'typeorm';
+import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -136,5 +138,50 @@ describe('statement timeout', () => {
     }
     expect(await runningStatements(t)).toEqual([]);
     expect((await t.api.get('/fhir/Patient?name=timeout')).status).toBe(200);
+  });
+});
+
+/** Issue 9, item 2: a client that goes away takes its running statement with it. */
+describe('cancellation when the client disconnects', () => {
+  let t: TestApp;
+  let port: number;
+  let token: string;
+  beforeAll(async () => {
+    t = await createTestApp();
+    await new Promise<void>((resolve) => t.http.listen(0, '127.0.0.1', resolve));
+    port = (t.http.address() as { port: number }).port;
+    token = await (await registerTestClient(t, { role: 'hospital' })).token();
+  });
+  afterAll(() => t.close());
+
+  it('cancels the statement of a request whose client closed the connection', async () => {
+    const blocker: QueryRunner = t.db.createQueryRunner();
+    await blocker.connect();
+    await blocker.startTransaction();
+    const waiting = async (): Promise<string[]> =>
+      (
+        await t.db.query(
+          `SELECT query FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' AND query LIKE '%search_string%'`,
+        )
+      ).map((r: { query: string }) => r.query.slice(0, 60));
+    try {
+      await blocker.query('LOCK TABLE resource IN ACCESS EXCLUSIVE MODE');
+      // No statement timeout here (default 30 s): only the cancellation can end the waiting search.
+      const inFlight = httpRequest({ host: '127.0.0.1', port, path: '/fhir/Patient?name=gone-away', headers: { Authorization: `Bearer ${token}` } });
+      inFlight.on('error', () => undefined);
+      inFlight.end();
+      for (let i = 0; i < 50 && (await waiting()).length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+      expect((await waiting()).length).toBe(1);
+      inFlight.destroy();
+      let left = await waiting();
+      for (let i = 0; i < 40 && left.length; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        left = await waiting();
+      }
+      expect(left).toEqual([]);
+    } finally {
+      await blocker.rollbackTransaction();
+      await blocker.release();
+    }
   });
 });

@@ -1,5 +1,7 @@
-// Two projects: fast unit specs beside the code, and e2e tests under test/ that share one real
-// PostgreSQL started by globalSetup (embedded unless DATABASE_URL is set).
+// Two projects: fast unit specs beside the code, and e2e tests under test/ on one real PostgreSQL
+// started by globalSetup (embedded unless DATABASE_URL is set), which also migrates a template
+// database once; every e2e file then gets its own copy of it (setupFiles), so files run in parallel.
+// See docs/testing.md.
 //
 // NestJS 12, jose and a few others ship ESM only. Node 22 loads them from our CommonJS build via
 // require(esm), but Jest's module registry cannot (before Node 24.9), so Jest transpiles those
@@ -48,8 +50,9 @@ module.exports = {
       displayName: 'e2e',
       rootDir: '.',
       testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'],
-      globalSetup: '<rootDir>/test/global-setup.mjs',
-      globalTeardown: '<rootDir>/test/global-teardown.mjs',
+      globalSetup: '<rootDir>/test/global-setup.ts',
+      globalTeardown: '<rootDir>/test/global-teardown.ts',
+      setupFiles: ['<rootDir>/test/support/file-database.setup.ts'],
     },
   ],
 };

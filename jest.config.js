@@ -41,8 +41,9 @@ const base = {
 
 module.exports = {
   reporters: ['default', '<rootDir>/test/support/ci-summary.reporter.js'],
-  // e2e hooks boot the whole app; on a loaded 2-core machine that can take more than Jest's 5 s.
-  testTimeout: 30_000,
+  // e2e hooks boot the whole app and load data; with files in parallel on a loaded 2-core machine
+  // that can take far more than Jest's 5 s.
+  testTimeout: 60_000,
   projects: [
     { ...base, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
     {

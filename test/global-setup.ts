@@ -71,19 +71,19 @@ async function startEmbedded(): Promise<{ adminUrl: string; embedded: NonNullabl
     // Parallel files each hold a pool of up to DB_POOL_SIZE connections.
     postgresFlags: ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=300'],
   });
-  await server.initialise();
-  await server.start();
+  try {
+    await server.initialise();
+    await server.start();
+  } catch (err) {
+    // A cluster that never started leaves nothing to stop; its directory would be left behind.
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   return { adminUrl: `postgres://postgres:test@127.0.0.1:${port}/postgres`, embedded: { stop: () => server.stop(), dir } };
 }
 
-export default async function globalSetup(): Promise<void> {
-  // Tests assert on responses; set LOG_LEVEL=info to see the server's logs while debugging.
-  process.env.LOG_LEVEL ??= 'silent';
-  const prefix = `hie_test_${process.pid}_${Date.now().toString(36)}`;
-  const { adminUrl, embedded } = process.env.DATABASE_URL ? { adminUrl: process.env.DATABASE_URL, embedded: undefined } : await startEmbedded();
-  state.__HIE_TEST_DB__ = { adminUrl, prefix, embedded };
-
-  const template = `${prefix}_template`;
+/** The template every test file copies: created, migrated once, then left with no connection. */
+async function createTemplate(adminUrl: string, template: string): Promise<void> {
   const admin = new Client({ connectionString: adminUrl });
   await admin.connect();
   try {
@@ -100,8 +100,24 @@ export default async function globalSetup(): Promise<void> {
     // CREATE DATABASE … TEMPLATE fails while any session is connected to the template.
     await ds.destroy();
   }
+}
+
+export default async function globalSetup(): Promise<void> {
+  // Tests assert on responses; set LOG_LEVEL=info to see the server's logs while debugging.
+  process.env.LOG_LEVEL ??= 'silent';
+  const prefix = `hie_test_${process.pid}_${Date.now().toString(36)}`;
+  const { adminUrl, embedded } = process.env.DATABASE_URL ? { adminUrl: process.env.DATABASE_URL, embedded: undefined } : await startEmbedded();
+  state.__HIE_TEST_DB__ = { adminUrl, prefix, embedded };
+
+  try {
+    await createTemplate(adminUrl, `${prefix}_template`);
+  } catch (err) {
+    // jest runs no global teardown when the setup fails: stop the cluster here.
+    await teardown().catch(() => undefined);
+    throw err;
+  }
   process.env[TEST_DB_ENV.adminUrl] = adminUrl;
-  process.env[TEST_DB_ENV.template] = template;
+  process.env[TEST_DB_ENV.template] = `${prefix}_template`;
 }
 
 export async function teardown(): Promise<void> {

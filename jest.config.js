@@ -1,5 +1,7 @@
-// Two projects: fast unit specs beside the code, and e2e tests under test/ that share one real
-// PostgreSQL started by globalSetup (embedded unless DATABASE_URL is set).
+// Two projects: fast unit specs beside the code, and e2e tests under test/ on one real PostgreSQL
+// started by globalSetup (embedded unless DATABASE_URL is set), which also migrates a template
+// database once; every e2e file then gets its own copy of it (setupFiles), so files run in parallel.
+// See docs/testing.md.
 //
 // NestJS 12, jose and a few others ship ESM only. Node 22 loads them from our CommonJS build via
 // require(esm), but Jest's module registry cannot (before Node 24.9), so Jest transpiles those
@@ -39,8 +41,9 @@ const base = {
 
 module.exports = {
   reporters: ['default', '<rootDir>/test/support/ci-summary.reporter.js'],
-  // e2e hooks boot the whole app; on a loaded 2-core machine that can take more than Jest's 5 s.
-  testTimeout: 30_000,
+  // e2e hooks boot the whole app and load data; with files in parallel on a loaded 2-core machine
+  // that can take far more than Jest's 5 s.
+  testTimeout: 60_000,
   projects: [
     { ...base, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
     {
@@ -48,8 +51,9 @@ module.exports = {
       displayName: 'e2e',
       rootDir: '.',
       testMatch: ['<rootDir>/test/**/*.e2e-spec.ts'],
-      globalSetup: '<rootDir>/test/global-setup.mjs',
-      globalTeardown: '<rootDir>/test/global-teardown.mjs',
+      globalSetup: '<rootDir>/test/global-setup.ts',
+      globalTeardown: '<rootDir>/test/global-teardown.ts',
+      setupFiles: ['<rootDir>/test/support/file-database.setup.ts'],
     },
   ],
 };

@@ -9,20 +9,27 @@ type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>
  * request; windows are aligned on the database clock, so nodes with skewed clocks still agree.
  */
 export class PostgresThrottlerStorage implements ThrottlerStorage {
+  /**
+   * The instant a hit counts at: the database clock (undefined). Tests pin it, so a burst cannot
+   * straddle a window boundary and Retry-After is exact.
+   */
+  clock: () => Date | undefined = () => undefined;
+
   constructor(private readonly db: DataSource) {}
 
   async increment(key: string, ttl: number, limit: number, _blockDuration: number, throttlerName: string): Promise<ThrottlerStorageRecord> {
     const [row]: { hits: number; expires_ms: number }[] = await this.db.query(
-      `WITH w AS (
-         SELECT to_timestamp(floor(extract(epoch FROM clock_timestamp()) * 1000 / $2) * $2 / 1000.0) AS start
+      `WITH hit_at AS (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t),
+       w AS (
+         SELECT to_timestamp(floor(extract(epoch FROM hit_at.t) * 1000 / $2) * $2 / 1000.0) AS start FROM hit_at
        )
        INSERT INTO rate_limit_window AS r (key, window_start, hits)
        SELECT $1, w.start, 1 FROM w
        ON CONFLICT (key) DO UPDATE
          SET hits = CASE WHEN r.window_start = EXCLUDED.window_start THEN r.hits + 1 ELSE 1 END,
              window_start = EXCLUDED.window_start
-       RETURNING hits, (extract(epoch FROM window_start) * 1000 + $2 - extract(epoch FROM clock_timestamp()) * 1000)::float8 AS expires_ms`,
-      [`${throttlerName}:${key}`, ttl],
+       RETURNING hits, (extract(epoch FROM window_start) * 1000 + $2 - extract(epoch FROM (SELECT t FROM hit_at)) * 1000)::float8 AS expires_ms`,
+      [`${throttlerName}:${key}`, ttl, this.clock()?.toISOString() ?? null],
     );
     const timeToExpire = Math.max(1, Math.ceil(row.expires_ms / 1000));
     const isBlocked = row.hits > limit;

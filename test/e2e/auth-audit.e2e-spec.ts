@@ -1,4 +1,6 @@
 import { Logger } from '@nestjs/common';
+import { ThrottlerStorage } from '@nestjs/throttler';
+import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
 import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
@@ -15,10 +17,9 @@ describe('audit of token issuance and denials', () => {
   beforeAll(async () => {
     process.env.RATE_LIMIT_PER_MINUTE = '8';
     t = await createTestApp();
-    // Rate-limit counters live in the database every node (and every test file) shares; requests
-    // without a client (keyed by IP) from earlier files in this minute must not count against this
-    // file's low limit. Files run one at a time (--runInBand), so clearing here is safe.
-    await t.db.query('TRUNCATE rate_limit_window');
+    // The file has its own database; a pinned clock keeps the whole file in one rate-limit window,
+    // so the IP-keyed token requests below add up the same way at any wall-clock time.
+    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => new Date('2026-01-05T10:00:30.000Z');
     const audit = t.app.get(AuditStage, { strict: false });
     const record = audit.record.bind(audit);
     jest.spyOn(audit, 'record').mockImplementation(async (r, result) => {

@@ -1,4 +1,5 @@
 import request from 'supertest';
+import { ThrottlerStorage } from '@nestjs/throttler';
 import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -62,16 +63,18 @@ describe('route inventory', () => {
   });
 });
 
+/** Half a minute into a window: a burst can never straddle a window boundary, and Retry-After is exactly 30. */
+const PINNED = new Date('2026-01-05T10:00:30.000Z');
+
 describe('rate limiting per client', () => {
   let t: TestApp;
   const previous = process.env.RATE_LIMIT_PER_MINUTE;
   beforeAll(async () => {
     process.env.RATE_LIMIT_PER_MINUTE = '5';
     t = await createTestApp();
-    // Rate-limit counters live in the database every node (and every test file) shares; requests
-    // without a client (keyed by IP) from earlier files in this minute must not count against this
-    // file's low limit. Files run one at a time (--runInBand), so clearing here is safe.
-    await t.db.query('TRUNCATE rate_limit_window');
+    // The file has its own database, and the pinned window is not the one the route inventory's
+    // requests above counted in, so every budget here starts from zero.
+    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => PINNED;
   });
   afterAll(async () => {
     process.env.RATE_LIMIT_PER_MINUTE = previous;
@@ -91,7 +94,7 @@ describe('rate limiting per client', () => {
       statuses.push(last.status);
     }
     expect(statuses).toEqual([404, 404, 404, 404, 404, 429]);
-    expect(last!.headers['retry-after']).toMatch(/^\d+$/);
+    expect(last!.headers['retry-after']).toBe('30');
     expect(last!.body.issue[0].code).toBe('throttled');
     expect((await request(t.http).get('/fhir/Patient/rate-limit-x').set('Authorization', `Bearer ${tokenB}`)).status).toBe(404);
   });
@@ -109,15 +112,19 @@ describe('rate limiting per client', () => {
     // Two storages on the same database stand for two app nodes behind a load balancer.
     const nodeA = new PostgresThrottlerStorage(t.db);
     const nodeB = new PostgresThrottlerStorage(t.db);
+    nodeA.clock = nodeB.clock = () => PINNED;
     const key = `two-nodes-${Date.now()}`;
     const hits = [];
     for (const node of [nodeA, nodeB, nodeA, nodeB]) hits.push(await node.increment(key, 60_000, 3, 60_000, 'default'));
     expect(hits.map((h) => [h.totalHits, h.isBlocked])).toEqual([[1, false], [2, false], [3, false], [4, true]]);
-    expect(hits[3].timeToBlockExpire).toBeGreaterThanOrEqual(1);
-    expect(hits[3].timeToBlockExpire).toBeLessThanOrEqual(60);
-    // A new window starts from one again.
-    await t.db.query(`UPDATE rate_limit_window SET window_start = window_start - interval '1 minute' WHERE key = $1`, [`default:${key}`]);
-    expect(await t.db.query(`SELECT hits FROM rate_limit_window WHERE key = $1`, [`default:${key}`])).toEqual([{ hits: 4 }]);
-    expect((await nodeB.increment(key, 60_000, 3, 60_000, 'default')).totalHits).toBe(1);
+    expect(hits[3].timeToBlockExpire).toBe(30);
+    expect(await t.db.query(`SELECT hits, window_start FROM rate_limit_window WHERE key = $1`, [`default:${key}`])).toEqual([
+      { hits: 4, window_start: new Date('2026-01-05T10:00:00.000Z') },
+    ]);
+    // The last millisecond of the window still counts in it; the next window starts from one again.
+    nodeA.clock = () => new Date('2026-01-05T10:00:59.999Z');
+    expect(await nodeA.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 5, isBlocked: true, timeToBlockExpire: 1 });
+    nodeB.clock = () => new Date('2026-01-05T10:01:00.000Z');
+    expect(await nodeB.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 1, isBlocked: false, timeToExpire: 60 });
   });
 });

@@ -13,13 +13,15 @@ import { createTestApp, TestApp } from '../support/test-app';
  */
 const SYNTHEA = process.env.SYNTHEA_DIR ?? join(__dirname, '..', '..', '..', 'shared', 'data', 'synthea');
 const present = existsSync(SYNTHEA);
-if (!present) {
-  process.stderr.write(`\nSKIPPED synthea-ingest.e2e-spec.ts: ${SYNTHEA} is absent (public Synthea bundles are not part of the repository)\n\n`);
-}
-// Skipped only when the data folder is absent: the data is shared, never copied into the repo.
+// Runs whenever the data folder is present (it is in CI, beside the main checkout); skipped only when
+// it is absent, and the skipped tests' names say so: the data is shared, never copied into the repo.
 const describeWithData = present ? describe : describe.skip;
+const title = present
+  ? 'Synthea ingest (real data)'
+  : `Synthea ingest (real data) SKIPPED: ${SYNTHEA} is absent (shared public Synthea bundles beside the checkout; or set SYNTHEA_DIR)`;
+if (!present) process.stderr.write(`\nSKIPPED synthea-ingest.e2e-spec.ts: ${SYNTHEA} is absent\n\n`);
 
-describeWithData('Synthea ingest (real data)', () => {
+describeWithData(title, () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp();

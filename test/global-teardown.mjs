@@ -1,2 +1,0 @@
-import { teardown } from './global-setup.mjs';
-export default teardown;

@@ -43,7 +43,7 @@ module.exports = {
   reporters: ['default', '<rootDir>/test/support/ci-summary.reporter.js'],
   // e2e hooks boot the whole app and load data; with files in parallel on a loaded 2-core machine
   // that can take far more than Jest's 5 s.
-  testTimeout: 60_000,
+  testTimeout: 120_000,
   projects: [
     { ...base, displayName: 'unit', rootDir: '.', testMatch: ['<rootDir>/src/**/*.spec.ts'] },
     {

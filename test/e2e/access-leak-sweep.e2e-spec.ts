@@ -5,8 +5,9 @@ import type { AuditRecord } from '../../src/audit/audit-record';
 import { AppModule } from '../../src/app.module';
 import { configureApp } from '../../src/app.setup';
 import type { Interaction } from '../../src/fhir/pipeline/interaction';
-import { AuditStage, ConsentDecision, ConsentStage } from '../../src/fhir/pipeline/pipeline.stages';
+import { ConsentDecision, ConsentStage } from '../../src/fhir/pipeline/pipeline.stages';
 import type { Principal } from '../../src/fhir/pipeline/principal';
+import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 
@@ -50,7 +51,7 @@ describe('access pipeline leak sweep', () => {
   let a: (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
   let b: (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
   let bClient = '';
-  const records: AuditRecord[] = [];
+  let records: AuditRecord[] = [];
   const ids: Record<string, string> = {};
   let started = '';
 
@@ -112,12 +113,7 @@ describe('access pipeline leak sweep', () => {
     const p = await a('get', `/fhir/Patient/${ids.P}`);
     expect((await a('put', `/fhir/Patient/${ids.P}`).set('Content-Type', FHIR_JSON).send({ ...p.body, gender: 'male' })).status).toBe(200);
 
-    const audit = app.get(AuditStage, { strict: false });
-    const record = audit.record.bind(audit);
-    jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {
-      records.push(r);
-      return record(r, tx);
-    });
+    records = captureAuditRecords(app);
   }, 60_000);
   afterAll(() => app.close());
   beforeEach(() => {

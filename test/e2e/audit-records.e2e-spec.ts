@@ -1,5 +1,5 @@
 import type { AuditRecord } from '../../src/audit/audit-record';
-import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import { captureAuditRecords } from '../support/audit';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -10,16 +10,11 @@ import { createTestApp, TestApp } from '../support/test-app';
  */
 describe('audit records of every request', () => {
   let t: TestApp;
-  const records: AuditRecord[] = [];
+  let records: AuditRecord[] = [];
 
   beforeAll(async () => {
     t = await createTestApp();
-    const audit = t.app.get(AuditStage, { strict: false });
-    const record = audit.record.bind(audit);
-    jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {
-      records.push(r);
-      return record(r, tx);
-    });
+    records = captureAuditRecords(t.app);
   });
   afterAll(() => t.close());
   beforeEach(() => {

@@ -1,3 +1,5 @@
+import { ThrottlerStorage } from '@nestjs/throttler';
+import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -68,6 +70,9 @@ describe('token endpoint rate limits (issue 9, item 4)', () => {
     port = (t.http.address() as AddressInfo).port;
     // Counters are shared by every test file in this minute; start (and leave) them empty.
     await t.db.query('TRUNCATE rate_limit_window');
+    // One fixed window for the whole file: a slow burst cannot straddle a minute boundary.
+    const pinned = new Date(Date.UTC(2026, 0, 5, 10, 0, 30));
+    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => pinned;
   });
   afterAll(async () => {
     for (const agent of agents) agent.destroy();
@@ -217,6 +222,8 @@ describe('a verified client’s own token budget', () => {
     port = (t.http.address() as AddressInfo).port;
     agent = new http.Agent({ keepAlive: true, maxSockets: 1, localAddress: '127.0.0.9' });
     await t.db.query('TRUNCATE rate_limit_window');
+    const pinned = new Date(Date.UTC(2026, 0, 5, 11, 0, 30));
+    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => pinned;
   });
   afterAll(async () => {
     if (previous === undefined) delete process.env.RATE_LIMIT_PER_MINUTE;
@@ -250,6 +257,8 @@ describe('TRUST_PROXY', () => {
     process.env.TRUST_PROXY = 'loopback';
     t = await createTestApp();
     await t.db.query('TRUNCATE rate_limit_window');
+    const pinned = new Date(Date.UTC(2026, 0, 5, 12, 0, 30));
+    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => pinned;
   });
   afterAll(async () => {
     if (previous === undefined) delete process.env.TRUST_PROXY;

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
-import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -17,7 +17,7 @@ describe('conditional operations and break-the-glass (security findings)', () =>
   let patientId: string;
   let labId: string;
   let vitalId: string;
-  const records: AuditRecord[] = [];
+  let records: AuditRecord[] = [];
 
   const observation = (category: string, value: string) => ({
     resourceType: 'Observation',
@@ -38,12 +38,7 @@ describe('conditional operations and break-the-glass (security findings)', () =>
     patientId = (await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: SYS, value: 'pat-1' }] }))).body.id;
     labId = (await t.api.post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation('laboratory', 'lab-1'))).body.id;
     vitalId = (await t.api.post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation('vital-signs', 'vital-1'))).body.id;
-    const audit = t.app.get(AuditStage, { strict: false });
-    const record = audit.record.bind(audit);
-    jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {
-      records.push(r);
-      return record(r, tx);
-    });
+    records = captureAuditRecords(t.app);
   });
   afterAll(() => t.close());
   beforeEach(() => {

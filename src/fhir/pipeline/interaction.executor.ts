@@ -20,12 +20,11 @@ import type {
   Interaction,
   InteractionResult,
   PatchInteraction,
-  QueryParams,
   ReadInteraction,
   UpdateInteraction,
   VreadInteraction,
 } from './interaction';
-import { firstValue } from './query-params';
+import { firstValue, parseQueryString } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
 const DEFAULT_HISTORY_COUNT = 50;
@@ -171,7 +170,7 @@ export class InteractionExecutor {
 
   /** Matches conditional criteria as a search of the client's: its search right, its visible rows. */
   private async lockAndMatch(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
-    const searchCtx = await ctx.lookup('search-type', resourceType, criteriaQuery(criteria));
+    const searchCtx = await ctx.lookup('search-type', resourceType, parseQueryString(criteria));
     await lockCriteria(tx, resourceType, criteria);
     return this.matcher.matchIds(searchCtx, resourceType, criteria, tx);
   }
@@ -381,15 +380,6 @@ function outcome(diagnostics: string): OperationOutcome {
   return { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', diagnostics }] };
 }
 
-/** Conditional criteria (`identifier=a|b&…`) as the query of the search they are. */
-function criteriaQuery(criteria: string): QueryParams {
-  const query: QueryParams = {};
-  for (const [k, v] of new URLSearchParams(criteria)) {
-    const prev = query[k];
-    query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  return query;
-}
 
 /** `If-Match: W/"3"` (or `"3"`, or `3`) to 3; anything else is a malformed precondition. */
 export function parseIfMatch(value: string | undefined): number | undefined {

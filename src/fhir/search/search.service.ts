@@ -6,6 +6,7 @@ import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionResult, QueryParams } from '../pipeline/interaction';
+import { parseQueryString } from '../pipeline/query-params';
 import { subsetResource } from '../response/resource-subsetting';
 import { searchParamsOf } from './search-parameter.registry';
 import { SEARCH_LIMITS } from './search-limits';
@@ -122,11 +123,7 @@ export class SearchService {
 
   /** Ids of current resources matching `criteria` (conditional operations), via the same compiler. */
   async matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
-    const query: QueryParams = {};
-    for (const [k, v] of new URLSearchParams(criteria)) {
-      const prev = query[k];
-      query[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-    }
+    const query = parseQueryString(criteria);
     const ast = parseSearchRequest([resourceType], query, { strict: true });
     if ([...ast.clauses.values()].every((c) => c.length === 0)) throw FhirError.badRequest(`Conditional criteria '${criteria.slice(0, 100)}' select nothing`);
     this.assertReadable(ctx, ast);

@@ -8,6 +8,7 @@ import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
+import { parseQueryString } from '../pipeline/query-params';
 import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interaction.parser';
 import { MAX_BUNDLE_ENTRIES } from '../search/search-limits';
 import { ResourceRepository } from '../storage/resource.repository';
@@ -202,7 +203,7 @@ export class BundleProcessor {
       versionId: target.versionId,
       ...(target.compartment ? { compartment: target.compartment } : {}),
       body,
-      query: queryParams(query),
+      query: parseQueryString(query),
       conditional: (method === 'PUT' || method === 'DELETE') && !id ? query : undefined,
       ifMatch: entry.request?.ifMatch,
       ifNoneExist: method === 'POST' ? entry.request?.ifNoneExist : undefined,
@@ -245,7 +246,7 @@ export class BundleProcessor {
       if (i.kind === 'create') {
         let id: string = randomUUID();
         if (i.ifNoneExist) {
-          const ctx = await runner.lookup('search-type', i.resourceType, queryParams(i.ifNoneExist));
+          const ctx = await runner.lookup('search-type', i.resourceType, parseQueryString(i.ifNoneExist));
           // Held until commit, so the entry's own conditional create sees the same answer.
           await lockCriteria(tx, i.resourceType, i.ifNoneExist);
           const ids = await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist, tx);
@@ -299,7 +300,7 @@ export class BundleProcessor {
     try {
       for (const c of candidates) await this.writeCandidate(c, runner, tx);
       for (const { p, reference, type, criteria } of wanted) {
-        const ctx = await runner.lookup('search-type', type, queryParams(criteria));
+        const ctx = await runner.lookup('search-type', type, parseQueryString(criteria));
         const targets = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
         if (targets.length !== 1) {
           throw atEntry(
@@ -369,14 +370,6 @@ function entryNamedBy(err: unknown, planned: PlannedEntry[]): number | undefined
   return m ? planned.find((p) => p.interaction.kind === 'create' && p.interaction.resourceType === m[1] && p.interaction.assignedId === m[2])?.index : undefined;
 }
 
-function queryParams(query: string): QueryParams {
-  const out: QueryParams = {};
-  for (const [k, v] of new URLSearchParams(query)) {
-    const prev = out[k];
-    out[k] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [prev, v];
-  }
-  return out;
-}
 
 /** PATCH entries carry a Parameters (FHIRPath Patch) or a Binary holding a JSON Patch. */
 function patchBody(resource: Resource | undefined, where: string, index: number): unknown {

@@ -1,0 +1,18 @@
+import type { INestApplication } from '@nestjs/common';
+import type { AuditRecord } from '../../src/audit/audit-record';
+import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+
+/**
+ * Records every AuditRecord the app's real audit stage receives (the stage still runs), into the
+ * returned array; clear it with `records.length = 0` between tests.
+ */
+export function captureAuditRecords(app: INestApplication): AuditRecord[] {
+  const records: AuditRecord[] = [];
+  const audit = app.get(AuditStage, { strict: false });
+  const record = audit.record.bind(audit);
+  jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {
+    records.push(r);
+    return record(r, tx);
+  });
+  return records;
+}

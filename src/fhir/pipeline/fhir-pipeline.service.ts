@@ -190,6 +190,7 @@ export class FhirPipeline {
       address: origin.address,
       resourceType: interaction.resourceType,
       path: interaction.path,
+      query: SEARCH_KINDS.has(interaction.kind) ? queryStringOf(interaction.query) : undefined,
       outcome: failure ? 'failure' : 'success',
       status: result?.status ?? error?.status ?? 500,
       failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,
@@ -200,6 +201,15 @@ export class FhirPipeline {
     };
     return auditRecord(input);
   }
+}
+
+const SEARCH_KINDS = new Set(['search-type', 'search-system', 'search-compartment']);
+
+/** The search's query for the audit trail's query entity (stored, never logged). */
+function queryStringOf(query: QueryParams): string {
+  const params = new URLSearchParams();
+  for (const [name, v] of Object.entries(query)) for (const one of Array.isArray(v) ? v : v !== undefined ? [v] : []) params.append(name, one);
+  return params.toString();
 }
 
 function basisOf(ctx: AccessContext): string[] {

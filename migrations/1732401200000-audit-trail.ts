@@ -23,7 +23,7 @@ export class AuditTrail1732401200000 implements MigrationInterface {
         patients   text[]      NOT NULL,
         entities   text[]      NOT NULL,
         purpose    text,
-        content    jsonb       NOT NULL,
+        content    json        NOT NULL,
         prev_hash  bytea       NOT NULL,
         hash       bytea       NOT NULL,
         PRIMARY KEY (seq, recorded)
@@ -43,15 +43,16 @@ export class AuditTrail1732401200000 implements MigrationInterface {
       )`);
     await q.query(`INSERT INTO audit_chain_head VALUES (1, 0, sha256(convert_to('hie-audit-chain-genesis', 'UTF8')))`);
 
-    // What a link hashes: every column a search or report reads, in a time-zone-independent text form.
+    // What a link hashes: every column a search or report reads, in one text (arrays joined with
+    // U+001E, fields with U+001F; ids and codes never contain them), and the AuditEvent JSON as
+    // stored (a json column keeps the exact text, so nothing is re-serialized to verify).
     await q.query(`
       CREATE FUNCTION audit_event_digest(
-        id uuid, recorded timestamptz, type text, subtype text[], action text, outcome text,
-        agent text[], patients text[], entities text[], purpose text, content jsonb
+        id uuid, recorded timestamptz, type text, subtype text, action text, outcome text,
+        agent text, patients text, entities text, purpose text, content text
       ) RETURNS bytea LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT sha256(convert_to(jsonb_build_array(
-          id::text, extract(epoch FROM recorded)::text, type, to_jsonb(subtype), action, outcome,
-          to_jsonb(agent), to_jsonb(patients), to_jsonb(entities), purpose, content)::text, 'UTF8'))
+        SELECT sha256(convert_to(concat_ws(E'\\x1f', id::text, extract(epoch FROM recorded)::text, type, subtype, action, outcome,
+          agent, patients, entities, COALESCE(purpose, ''), content), 'UTF8'))
       $$`);
     await q.query(`
       CREATE FUNCTION audit_link(prev_hash bytea, seq bigint, digest bytea)
@@ -59,36 +60,34 @@ export class AuditTrail1732401200000 implements MigrationInterface {
         SELECT sha256(prev_hash || int8send(seq) || digest)
       $$`);
 
-    // Appends a batch (a jsonb array of records) in one call: locks the head, chains, inserts.
+    // Appends a batch (parallel arrays, one element per record; array columns joined with U+001E)
+    // in one call: locks the head, chains in order, inserts with one statement, moves the head.
     await q.query(`
-      CREATE FUNCTION audit_append(records jsonb) RETURNS bigint LANGUAGE plpgsql AS $$
+      CREATE FUNCTION audit_append(
+        ids uuid[], recorded timestamptz[], types text[], subtypes text[], actions text[], outcomes text[],
+        agents text[], patients text[], entities text[], purposes text[], contents text[]
+      ) RETURNS bigint LANGUAGE plpgsql AS $$
       DECLARE
         s bigint;
         h bytea;
-        r jsonb;
-        rec timestamptz;
-        nh bytea;
+        hashes bytea[] := '{}';
+        n integer := cardinality(ids);
       BEGIN
         SELECT head.seq, head.hash INTO s, h FROM audit_chain_head head WHERE head.id = 1 FOR UPDATE;
-        FOR r IN SELECT value FROM jsonb_array_elements(records) LOOP
-          s := s + 1;
-          rec := (r->>'recorded')::timestamptz;
-          nh := audit_link(h, s, audit_event_digest(
-            (r->>'id')::uuid, rec, r->>'type', ARRAY(SELECT jsonb_array_elements_text(r->'subtype')), r->>'action', r->>'outcome',
-            ARRAY(SELECT jsonb_array_elements_text(r->'agent')),
-            ARRAY(SELECT jsonb_array_elements_text(r->'patients')),
-            ARRAY(SELECT jsonb_array_elements_text(r->'entities')),
-            r->>'purpose', r->'content'));
-          INSERT INTO audit_event (seq, id, recorded, type, subtype, action, outcome, agent, patients, entities, purpose, content, prev_hash, hash)
-          VALUES (s, (r->>'id')::uuid, rec, r->>'type', ARRAY(SELECT jsonb_array_elements_text(r->'subtype')), r->>'action', r->>'outcome',
-            ARRAY(SELECT jsonb_array_elements_text(r->'agent')),
-            ARRAY(SELECT jsonb_array_elements_text(r->'patients')),
-            ARRAY(SELECT jsonb_array_elements_text(r->'entities')),
-            r->>'purpose', r->'content', h, nh);
-          h := nh;
+        hashes := hashes || h;
+        FOR i IN 1..n LOOP
+          h := audit_link(h, s + i, audit_event_digest(ids[i], recorded[i], types[i], subtypes[i], actions[i], outcomes[i],
+            agents[i], patients[i], entities[i], purposes[i], contents[i]));
+          hashes := hashes || h;
         END LOOP;
-        UPDATE audit_chain_head SET seq = s, hash = h WHERE id = 1;
-        RETURN s;
+        INSERT INTO audit_event (seq, id, recorded, type, subtype, action, outcome, agent, patients, entities, purpose, content, prev_hash, hash)
+        SELECT s + u.o, u.id, u.rec, u.type, string_to_array(u.subtype, E'\\x1e'), u.action, u.outcome,
+               string_to_array(u.agent, E'\\x1e'), string_to_array(u.patients, E'\\x1e'), string_to_array(u.entities, E'\\x1e'),
+               u.purpose, u.content::json, hashes[u.o], hashes[u.o + 1]
+        FROM unnest(ids, recorded, types, subtypes, actions, outcomes, agents, patients, entities, purposes, contents)
+             WITH ORDINALITY AS u(id, rec, type, subtype, action, outcome, agent, patients, entities, purpose, content, o);
+        UPDATE audit_chain_head SET seq = s + n, hash = h WHERE id = 1;
+        RETURN s + n;
       END $$`);
 
     // Append-only: the database refuses changes whatever the client (privileges: docs/audit.md).
@@ -128,7 +127,7 @@ export class AuditTrail1732401200000 implements MigrationInterface {
   async down(q: QueryRunner): Promise<void> {
     await q.query(`DROP TABLE audit_event`);
     await q.query(`DROP TABLE audit_chain_head`);
-    await q.query(`DROP FUNCTION audit_append(jsonb), audit_ensure_partitions(integer), audit_event_append_only(), audit_link(bytea, bigint, bytea),
-      audit_event_digest(uuid, timestamptz, text, text[], text, text, text[], text[], text[], text, jsonb)`);
+    await q.query(`DROP FUNCTION audit_append(uuid[], timestamptz[], text[], text[], text[], text[], text[], text[], text[], text[], text[]), audit_ensure_partitions(integer), audit_event_append_only(), audit_link(bytea, bigint, bytea),
+      audit_event_digest(uuid, timestamptz, text, text, text, text, text, text, text, text, text)`);
   }
 }

@@ -49,6 +49,17 @@ export interface ChainVerification {
  * The audit trail's own tables (`audit_event`, `audit_chain_head`; migration 1732401200000). All
  * SQL on them lives here. Appends go through `audit_append`, the chain's single sequencer.
  */
+/** Joins array columns for audit_append and the digest (ids and codes never contain it). */
+const ARRAY_SEPARATOR = '\x1e';
+/** $verify-chain: records per scan, and scans at a time (each uses one pooled connection). */
+const VERIFY_CHUNK = 50_000n;
+const VERIFY_PARALLEL = 2;
+
+interface ChunkResult {
+  checked: number;
+  broken?: ChainBreak;
+}
+
 @Injectable()
 export class AuditTrailRepository {
   constructor(@InjectDataSource() private readonly db: DataSource) {}
@@ -56,7 +67,21 @@ export class AuditTrailRepository {
   /** Appends rows in one statement: with `tx`, inside the write's transaction; else its own commit. */
   async append(rows: readonly AuditEventRow[], tx?: EntityManager): Promise<void> {
     if (!rows.length) return;
-    await (tx ?? this.db).query('SELECT audit_append($1::jsonb)', [JSON.stringify(rows)]);
+    const list = (values: readonly string[]): string => values.join(ARRAY_SEPARATOR);
+    await (tx ?? this.db).query('SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)', [
+      rows.map((r) => r.id),
+      rows.map((r) => r.recorded),
+      rows.map((r) => r.type),
+      rows.map((r) => list(r.subtype)),
+      rows.map((r) => r.action),
+      rows.map((r) => r.outcome),
+      rows.map((r) => list(r.agent)),
+      rows.map((r) => list(r.patients)),
+      rows.map((r) => list(r.entities)),
+      rows.map((r) => r.purpose ?? null),
+      // The exact text stored (json column) and hashed.
+      rows.map((r) => JSON.stringify(r.content)),
+    ]);
   }
 
   async ensurePartitions(monthsAhead: number): Promise<void> {
@@ -97,52 +122,30 @@ export class AuditTrailRepository {
   }
 
   /**
-   * Checks every link in [from, to] in one scan (each row's hash recomputed from its columns and
-   * its stored predecessor hash, each predecessor hash compared with the previous row's, sequence
-   * numbers contiguous), plus the ends: the first record against the genesis hash or the record
-   * before the range, the last against the chain head.
+   * Checks every link in [from, to]: each row's hash recomputed from its columns and its stored
+   * predecessor hash, each predecessor hash compared with the previous row's stored hash, sequence
+   * numbers contiguous; the first record against the genesis hash or the record before the range,
+   * the last against the chain head. Chunks of VERIFY_CHUNK records run VERIFY_PARALLEL at a time
+   * (each is one scan; their boundaries link through the stored hash of the record before).
    */
   async verify(from?: string, to?: string): Promise<ChainVerification> {
     const [head] = (await this.db.query(`SELECT seq::text AS seq, hash FROM audit_chain_head WHERE id = 1`)) as { seq: string; hash: Buffer }[];
-    const start = from ?? '1';
-    const end = to ?? head.seq;
-    const [genesis] = (await this.db.query(`SELECT sha256(convert_to('hie-audit-chain-genesis', 'UTF8')) AS hash`)) as { hash: Buffer }[];
-    // The link into the range: the genesis hash, or the stored hash of the record before it.
-    const before: { hash: Buffer }[] =
-      start === '1' ? [genesis] : await this.db.query(`SELECT hash FROM audit_event WHERE seq = $1::bigint - 1`, [start]);
-    const rows: { seq: string; id: string; problem: ChainBreak['problem']; checked: string }[] = await this.db.query(
-      `WITH chain AS (
-         SELECT seq, id, prev_hash, hash,
-                audit_link(prev_hash, seq, audit_event_digest(id, recorded, type, subtype, action, outcome, agent, patients, entities, purpose, content)) AS computed,
-                lag(seq) OVER w AS prev_seq, lag(hash) OVER w AS prev_stored
-         FROM audit_event WHERE seq BETWEEN $1::bigint AND $2::bigint
-         WINDOW w AS (ORDER BY seq, hash)
-       ), problems AS (
-         SELECT seq, id::text AS id, CASE
-             WHEN prev_seq = seq THEN 'inserted'
-             WHEN (prev_seq IS NULL AND seq <> $1::bigint) OR seq <> prev_seq + 1 THEN 'missing'
-             WHEN computed <> hash THEN 'modified'
-             WHEN prev_hash <> COALESCE(prev_stored, $3::bytea, prev_hash) THEN 'relinked'
-           END AS problem
-         FROM chain
-       )
-       SELECT seq::text AS seq, id, problem, (SELECT count(*) FROM chain)::text AS checked
-       FROM problems WHERE problem IS NOT NULL ORDER BY seq LIMIT 1`,
-      [start, end, before[0]?.hash ?? null],
-    );
-    const result: ChainVerification = { from: start, to: end, checked: 0 };
-    if (rows.length) {
-      const r = rows[0];
-      // A missing record is named by the sequence number that should be there.
-      const seq = r.problem === 'missing' ? await this.firstMissing(start, r.seq) : r.seq;
-      return { ...result, checked: Number(r.checked), broken: { seq, ...(r.problem === 'missing' ? {} : { id: r.id }), problem: r.problem } };
-    }
-    const [count] = (await this.db.query(`SELECT count(*)::text AS n, max(seq)::text AS last FROM audit_event WHERE seq BETWEEN $1::bigint AND $2::bigint`, [start, end])) as { n: string; last: string | null }[];
-    result.checked = Number(count.n);
-    if (BigInt(end) >= BigInt(start) && (count.last ?? String(BigInt(start) - 1n)) !== end) {
-      // Records at the end of the range are gone (a cut tail), or sit beyond the head (inserted).
-      return { ...result, broken: { seq: String(BigInt(count.last ?? String(BigInt(start) - 1n)) + 1n), problem: 'missing' } };
-    }
+    const start = BigInt(from ?? '1');
+    const end = BigInt(to ?? head.seq);
+    const chunks: [bigint, bigint][] = [];
+    for (let a = start; a <= end; a += VERIFY_CHUNK) chunks.push([a, a + VERIFY_CHUNK - 1n < end ? a + VERIFY_CHUNK - 1n : end]);
+    const results: ChunkResult[] = new Array(chunks.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < chunks.length) {
+        const i = next++;
+        results[i] = await this.verifyChunk(chunks[i][0], chunks[i][1]);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(VERIFY_PARALLEL, chunks.length) }, worker));
+    const result: ChainVerification = { from: String(start), to: String(end), checked: results.reduce((n, r) => n + r.checked, 0) };
+    const broken = results.find((r) => r.broken)?.broken;
+    if (broken) return { ...result, broken };
     if (!to) {
       const beyond: { seq: string; id: string }[] = await this.db.query(`SELECT seq::text AS seq, id::text AS id FROM audit_event WHERE seq > $1::bigint ORDER BY seq LIMIT 1`, [head.seq]);
       if (beyond.length) return { ...result, broken: { seq: beyond[0].seq, id: beyond[0].id, problem: 'inserted' } };
@@ -150,6 +153,46 @@ export class AuditTrailRepository {
       if (head.seq !== '0' && (!last || !last.hash.equals(head.hash))) return { ...result, broken: { seq: head.seq, problem: 'head-mismatch' } };
     }
     return result;
+  }
+
+  private async verifyChunk(a: bigint, b: bigint): Promise<ChunkResult> {
+    // The link into the chunk: the genesis hash, or the stored hash of the record before it.
+    const [before] = (await this.db.query(
+      a === 1n ? `SELECT sha256(convert_to('hie-audit-chain-genesis', 'UTF8')) AS hash` : `SELECT hash FROM audit_event WHERE seq = $1::bigint - 1`,
+      a === 1n ? [] : [String(a)],
+    )) as { hash: Buffer }[];
+    const [row] = (await this.db.query(
+      `WITH chain AS (
+         SELECT seq, id, prev_hash, hash,
+                audit_link(prev_hash, seq, audit_event_digest(id, recorded, type, array_to_string(subtype, E'\\x1e'), action, outcome,
+                  array_to_string(agent, E'\\x1e'), array_to_string(patients, E'\\x1e'), array_to_string(entities, E'\\x1e'), purpose, content::text)) AS computed,
+                lag(seq) OVER w AS prev_seq, lag(hash) OVER w AS prev_stored
+         FROM audit_event WHERE seq BETWEEN $1::bigint AND $2::bigint
+         WINDOW w AS (ORDER BY seq)
+       ), problems AS (
+         SELECT seq, id, CASE
+             WHEN prev_seq = seq THEN 'inserted'
+             WHEN (prev_seq IS NULL AND seq <> $1::bigint) OR seq <> prev_seq + 1 THEN 'missing'
+             WHEN computed <> hash THEN 'modified'
+             WHEN prev_hash <> COALESCE(prev_stored, $3::bytea, prev_hash) THEN 'relinked'
+           END AS problem
+         FROM chain
+       )
+       SELECT (SELECT count(*) FROM chain)::int AS checked, (SELECT max(seq) FROM chain)::text AS last,
+              p.seq::text AS seq, p.id::text AS id, p.problem
+       FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM problems WHERE problem IS NOT NULL ORDER BY seq LIMIT 1) p ON true`,
+      [String(a), String(b), before?.hash ?? null],
+    )) as { checked: number; last: string | null; seq: string | null; id: string | null; problem: ChainBreak['problem'] | null }[];
+    if (row.seq !== null) {
+      // A missing record is named by the sequence number that should be there.
+      const seq = row.problem === 'missing' ? await this.firstMissing(String(a), row.seq) : row.seq;
+      return { checked: row.checked, broken: { seq, ...(row.problem === 'missing' ? {} : { id: row.id! }), problem: row.problem! } };
+    }
+    if (b >= a && (row.last === null || BigInt(row.last) !== b)) {
+      // Records at the end of the range are gone (a cut tail).
+      return { checked: row.checked, broken: { seq: String(row.last === null ? a : BigInt(row.last) + 1n), problem: 'missing' } };
+    }
+    return { checked: row.checked };
   }
 
   private async firstMissing(start: string, at: string): Promise<string> {

@@ -29,7 +29,7 @@ describe('audit trail', () => {
   /** The AuditEvents whose correlation entity names this request id. */
   async function eventsOf(requestId: string): Promise<AuditEvent[]> {
     const rows: { content: AuditEvent }[] = await t.db.query(
-      `SELECT content FROM audit_event WHERE content @> jsonb_build_object('entity', jsonb_build_array(jsonb_build_object('what', jsonb_build_object('identifier', jsonb_build_object('value', $1::text))))) ORDER BY seq`,
+      `SELECT content FROM audit_event WHERE content::jsonb @> jsonb_build_object('entity', jsonb_build_array(jsonb_build_object('what', jsonb_build_object('identifier', jsonb_build_object('value', $1::text))))) ORDER BY seq`,
       [requestId],
     );
     return rows.map((r) => r.content);
@@ -248,10 +248,15 @@ describe('audit trail', () => {
     const [victim] = await t.db.query(`SELECT * FROM audit_event WHERE seq = (SELECT max(seq) - 5 FROM audit_event)`);
     const seq = String(victim.seq);
 
-    await tamper(`UPDATE audit_event SET content = jsonb_set(content, '{outcome}', '"0"'), outcome = '0', action = 'E' WHERE seq = $1`, [seq]);
+    await tamper(`UPDATE audit_event SET content = jsonb_set(content::jsonb, '{outcomeDesc}', '"tampered"')::json WHERE seq = $1`, [seq]);
     expect(await verify()).toEqual({ verified: false, checked: expect.any(Number), broken: { seq, id: victim.id, problem: 'modified' } });
     // Restoring the exact row makes the chain whole again.
-    await tamper(`UPDATE audit_event SET content = $2, outcome = $3, action = $4 WHERE seq = $1`, [seq, victim.content, victim.outcome, victim.action]);
+    await tamper(`UPDATE audit_event SET content = $2 WHERE seq = $1`, [seq, victim.content]);
+    expect(await verify()).toMatchObject({ verified: true });
+    // A searchable column changed alone (the patient list a report reads) is a modification too.
+    await tamper(`UPDATE audit_event SET patients = patients || 'someone-else'::text WHERE seq = $1`, [seq]);
+    expect(await verify()).toMatchObject({ verified: false, broken: { seq, id: victim.id, problem: 'modified' } });
+    await tamper(`UPDATE audit_event SET patients = $2 WHERE seq = $1`, [seq, victim.patients]);
     expect(await verify()).toMatchObject({ verified: true });
 
     await tamper(`DELETE FROM audit_event WHERE seq = $1`, [seq]);
@@ -312,7 +317,7 @@ describe('audit trail', () => {
     expect(results.filter((s) => s === 201)).toHaveLength(100);
     expect(results.filter((s) => s === 404)).toHaveLength(100);
     const [{ n }] = await t.db.query(
-      `SELECT count(*)::int AS n FROM audit_event WHERE content->'entity' @> ANY(ARRAY(SELECT jsonb_build_array(jsonb_build_object('what', jsonb_build_object('identifier', jsonb_build_object('value', $1 || '-' || g)))) FROM generate_series(0, 499) g))`,
+      `SELECT count(*)::int AS n FROM audit_event WHERE (content::jsonb)->'entity' @> ANY(ARRAY(SELECT jsonb_build_array(jsonb_build_object('what', jsonb_build_object('identifier', jsonb_build_object('value', $1 || '-' || g)))) FROM generate_series(0, 499) g))`,
       [prefix],
     );
     expect(n).toBe(500);

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { AuditEvent } from '@medplum/fhirtypes';
-import type { DataSource, EntityManager } from 'typeorm';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type { AuditEventRow } from './audit-event.builder';
 
 /** Filters of an AuditEvent search, compiled by AuditEventSearch; every value is bound. */
@@ -62,7 +62,37 @@ interface ChunkResult {
 
 @Injectable()
 export class AuditTrailRepository {
+  /** The group-commit writer's own connection (see appendAlone). */
+  private writerConnection?: QueryRunner;
+
   constructor(@InjectDataSource() private readonly db: DataSource) {}
+
+  /**
+   * Appends on a connection of its own, outside the pool's turn-taking: the requests whose records
+   * these are hold pooled connections while they wait, so a full pool must not starve their audit.
+   */
+  async appendAlone(rows: readonly AuditEventRow[]): Promise<void> {
+    if (!this.writerConnection || this.writerConnection.isReleased) {
+      const runner = this.db.createQueryRunner();
+      await runner.connect();
+      this.writerConnection = runner;
+    }
+    const runner = this.writerConnection;
+    try {
+      await this.append(rows, runner.manager);
+    } catch (err) {
+      // A broken connection is replaced on the next batch.
+      this.writerConnection = undefined;
+      await runner.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async releaseWriterConnection(): Promise<void> {
+    const runner = this.writerConnection;
+    this.writerConnection = undefined;
+    await runner?.release().catch(() => undefined);
+  }
 
   /** Appends rows in one statement: with `tx`, inside the write's transaction; else its own commit. */
   async append(rows: readonly AuditEventRow[], tx?: EntityManager): Promise<void> {

@@ -58,7 +58,7 @@ export class AuditTrailWriter implements OnApplicationShutdown {
     while (this.queue.length) {
       const batch = this.queue.splice(0, this.config.audit.groupCommitMax);
       try {
-        await this.repository.append(batch.map((w) => w.row));
+        await this.repository.appendAlone(batch.map((w) => w.row));
         for (const w of batch) w.resolve();
       } catch (err) {
         // Only the error code: a database message can quote the values it refused.
@@ -72,5 +72,6 @@ export class AuditTrailWriter implements OnApplicationShutdown {
   async onApplicationShutdown(): Promise<void> {
     if (this.queue.length) this.start();
     await this.flushing;
+    await this.repository.releaseWriterConnection();
   }
 }

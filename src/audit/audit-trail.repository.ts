@@ -177,7 +177,11 @@ export class AuditTrailRepository {
     const broken = results.find((r) => r.broken)?.broken;
     if (broken) return { ...result, broken };
     if (!to) {
-      const beyond: { seq: string; id: string }[] = await this.db.query(`SELECT seq::text AS seq, id::text AS id FROM audit_event WHERE seq > $1::bigint ORDER BY seq LIMIT 1`, [head.seq]);
+      // One statement, one snapshot: rows and the head move together, so records appended while
+      // this ran are never mistaken for rows beyond the head.
+      const beyond: { seq: string; id: string }[] = await this.db.query(
+        `SELECT seq::text AS seq, id::text AS id FROM audit_event WHERE seq > (SELECT seq FROM audit_chain_head WHERE id = 1) ORDER BY seq LIMIT 1`,
+      );
       if (beyond.length) return { ...result, broken: { seq: beyond[0].seq, id: beyond[0].id, problem: 'inserted' } };
       const [last] = (await this.db.query(`SELECT hash FROM audit_event WHERE seq = $1::bigint`, [head.seq])) as { hash: Buffer }[];
       if (head.seq !== '0' && (!last || !last.hash.equals(head.hash))) return { ...result, broken: { seq: head.seq, problem: 'head-mismatch' } };

@@ -157,6 +157,34 @@ describe('audit trail', () => {
     expect(glass.agent![0].extension).toEqual([{ url: 'http://hie.example.org/fhir/StructureDefinition/break-glass-reason', valueString: 'unconscious in ER' }]);
   });
 
+  it('a batch entry that writes commits its record in its own transaction; the Bundle and each entry are one event each', async () => {
+    const trail = t.app.get(AuditTrailRepository);
+    const alone = jest.spyOn(trail, 'appendAlone');
+    const requestId = rid('batch');
+    const res = await asHospital(request(t.http).post('/fhir'), requestId)
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Bundle',
+        type: 'batch',
+        entry: [
+          { request: { method: 'POST', url: 'Patient' }, resource: hiePatient() },
+          { request: { method: 'GET', url: 'Patient/no-such-patient' } },
+        ],
+      });
+    expect(res.status).toBe(200);
+    const grouped = alone.mock.calls.flatMap(([rows]) => rows).filter((r) => JSON.stringify(r.content).includes(requestId));
+    alone.mockRestore();
+    // The write's record went with the write (not through the group commit); the read's and the Bundle's did not.
+    expect(grouped.map((r) => r.subtype[0]).sort()).toEqual(['batch', 'read']);
+    const events = await eventsOf(requestId);
+    // Entries run concurrently, so their order in the chain is not fixed; the Bundle's comes last.
+    expect(events.map((e) => [subtypes(e)[0], e.outcome, e.entity!.find((x) => x.description)?.description ?? '-']).sort()).toEqual([
+      ['batch', '0', '-'],
+      ['create', '0', 'Bundle.entry[0]'],
+      ['read', '4', 'Bundle.entry[1]'],
+    ]);
+  });
+
   it('auditors search AuditEvents by patient, agent, entity, date, action, outcome, purpose, type, subtype, with paging', async () => {
     const { id } = await createPatient();
     for (let n = 0; n < 3; n++) await asHospital(request(t.http).get(`/fhir/Patient/${id}`), rid('r')).expect(200);
@@ -330,7 +358,7 @@ describe('audit trail', () => {
     );
     expect(n).toBe(500);
     expect(await verify()).toMatchObject({ verified: true });
-  });
+  }, 180_000);
 
   it('a failing audit store fails reads with 503 and no data, and writes with 503 and nothing stored', async () => {
     const { id } = await createPatient({ name: [{ family: 'Zzyzx-Audit', given: ['Quilla'] }] });

@@ -108,7 +108,8 @@ export class FhirPipeline {
       try {
         ctx = await this.accessFor(principal, entry);
         const result = await this.executor.execute(ctx, entry, tx);
-        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result), bundleEntry: index }, inTransaction ? tx : undefined);
+        // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
+        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result), bundleEntry: index }, tx);
         return result;
       } catch (err) {
         // In a transaction the failure rolls everything back; the record is written after the rollback.

@@ -26,7 +26,7 @@ const dataSourceImports = {
 };
 
 module.exports = [
-  { ignores: ['dist/**', 'dist-bench/**', 'node_modules/**', 'data/**', 'coverage/**'] },
+  { ignores: ['dist/**', 'dist-audit-test-*/**', 'dist-bench/**', 'node_modules/**', 'data/**', 'coverage/**'] },
   {
     files: ['src/**/*.ts'],
     languageOptions: { parser: tseslint.parser, parserOptions: { sourceType: 'module' } },

@@ -8,6 +8,7 @@ import { loadAppConfig } from './config/app.config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { AuditModule } from './audit/audit.module';
+import { AuditToolsModule } from './audit/audit-tools.module';
 import { AuthModule } from './auth/auth.module';
 import { ConsentModule } from './consent/consent.module';
 import { FhirModule } from './fhir/fhir.module';
@@ -26,6 +27,7 @@ const config = loadAppConfig();
     AuthModule,
     ConsentModule,
     FhirModule,
+    AuditToolsModule,
     RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
   ],
   providers: [

@@ -50,6 +50,11 @@ export interface AuditRecord {
   resourceType?: string;
   /** Route path below the FHIR base (no query string: query values can be PHI). */
   path?: string;
+  /**
+   * The query of a search (its URL query string). PHI-bearing (names, identifiers, birth dates):
+   * stored in the audit trail for auditors, never logged.
+   */
+  query?: string;
   /** Index of the entry within its Bundle, for the records of batch and transaction entries. */
   bundleEntry?: number;
   outcome: 'success' | 'failure';

@@ -98,7 +98,7 @@ export class SmartAuthorization extends AuthorizationStage {
 
   private roleAllows(principal: Principal, type: string | undefined, verb: string): boolean {
     const role = principal.role!;
-    if (role === 'hospital') return !type || ((!AUDIT_TYPES.has(type) || verb !== 's') && (!ADMIN_WRITTEN_TYPES.has(type) || 'rs'.includes(verb)));
+    if (role === 'hospital') return !type || ((!AUDIT_TYPES.has(type) || 'cr'.includes(verb)) && (!ADMIN_WRITTEN_TYPES.has(type) || 'rs'.includes(verb)));
     if (role === 'public-health' && principal.clinicalAccess) return (verb === 'r' || verb === 's') && (!type || !AUDIT_TYPES.has(type));
     return !!type && ROLE_TYPES[role].has(type) && ROLE_VERBS[role].includes(verb);
   }

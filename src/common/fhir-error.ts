@@ -26,7 +26,8 @@ export type IssueCode =
   | 'too-costly'
   | 'business-rule'
   | 'informational'
-  | 'expired';
+  | 'expired'
+  | 'transient';
 
 /**
  * A domain error that knows its HTTP status and FHIR issue code. The global filter turns it into an

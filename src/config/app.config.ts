@@ -68,6 +68,12 @@ const envSchema = z.object({
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Conditional delete of several matches (R4 allows single or multiple); 0 = single only (412 on several). */
   FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
+  /** `off` only for benchmarks (audit on vs off): records are then only logged, not stored. */
+  AUDIT_STORE: z.enum(['on', 'off']).default('on'),
+  /** Group commit: how long the audit writer waits to gather records of concurrent requests. */
+  AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 1, 'a number of milliseconds'),
+  /** Group commit: most records in one INSERT and commit. */
+  AUDIT_GROUP_COMMIT_MAX: integer(1, 5000, 500, 'a number of records'),
 }).refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
   path: ['DATABASE_MIGRATION_URL'],
   message: 'needs DATABASE_URL (the embedded PostgreSQL has its own migration role)',
@@ -114,6 +120,8 @@ export interface AppConfig {
   tokenUrl: string;
   /** Most matches one conditional delete may delete; 0: single-match only (several answer 412). */
   conditionalDeleteMax: number;
+  /** Stored audit trail (docs/audit.md); off only for benchmarks. */
+  audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
 }
 
 export class ConfigurationError extends Error {}
@@ -153,6 +161,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID && e.HIE_BOOTSTRAP_ADMIN_SECRET
         ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }
         : undefined,
+    audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
   };

@@ -42,7 +42,7 @@ import { ResourceValidator } from './validation/resource.validator';
     ReindexOperation,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry],
+  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -36,7 +36,7 @@ describe('REST core for every storable R4 resource type', () => {
     expect(cs.body.rest[0].resource.map((r: { type: string }) => r.type)).toEqual([...STORABLE_RESOURCE_TYPES]);
   });
 
-  it.each([...STORABLE_RESOURCE_TYPES])('%s: create, read, vread, update, history, delete, 410', async (type) => {
+  it.each(STORABLE_RESOURCE_TYPES.filter((type) => type !== 'AuditEvent'))('%s: create, read, vread, update, history, delete, 410', async (type) => {
     const created = await api(type).post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(instance(type, 0));
     expect({ status: created.status, issues: created.body.issue }).toEqual({ status: 201, issues: undefined });
     const id = created.body.id as string;
@@ -69,5 +69,19 @@ describe('REST core for every storable R4 resource type', () => {
     const gone = await api(type).get(`/fhir/${type}/${id}`);
     expect(gone.status).toBe(410);
     expect(gone.body.issue[0].code).toBe('deleted');
+  });
+
+  it('AuditEvent: create, read; no update, patch or delete through the API (docs/audit.md)', async () => {
+    const created = await t.api.post('/fhir/AuditEvent').set('Content-Type', FHIR_JSON).send(instance('AuditEvent', 0));
+    expect({ status: created.status, issues: created.body.issue }).toEqual({ status: 201, issues: undefined });
+    const id = created.body.id as string;
+    expect((await t.api.get(`/fhir/AuditEvent/${id}`)).status).toBe(200);
+    const updated = await t.api.put(`/fhir/AuditEvent/${id}`).set('Content-Type', FHIR_JSON).send({ ...instance('AuditEvent', 1), id });
+    expect({ status: updated.status, code: updated.body.issue[0].code }).toEqual({ status: 403, code: 'forbidden' });
+    const patched = await t.api.patch(`/fhir/AuditEvent/${id}`).set('Content-Type', 'application/json-patch+json').send([{ op: 'remove', path: '/agent' }]);
+    expect(patched.status).toBe(403);
+    expect((await t.api.delete(`/fhir/AuditEvent/${id}`)).status).toBe(403);
+    const read = await t.api.get(`/fhir/AuditEvent/${id}`);
+    expect(read.body.meta.versionId).toBe('1');
   });
 });

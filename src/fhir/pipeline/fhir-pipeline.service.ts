@@ -110,7 +110,8 @@ export class FhirPipeline {
       try {
         ctx = await this.accessFor(principal, entry);
         const result = await this.executor.execute(ctx, entry, tx);
-        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result), bundleEntry: index }, inTransaction ? tx : undefined);
+        // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
+        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result), bundleEntry: index }, tx);
         return result;
       } catch (err) {
         // In a transaction the failure rolls everything back; the record is written after the rollback.
@@ -197,6 +198,7 @@ export class FhirPipeline {
       address: origin.address,
       resourceType: interaction.resourceType,
       path: interaction.path,
+      query: SEARCH_KINDS.has(interaction.kind) ? queryStringOf(interaction.query) : undefined,
       outcome: failure ? 'failure' : 'success',
       status: result?.status ?? error?.status ?? 500,
       failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,
@@ -207,6 +209,15 @@ export class FhirPipeline {
     };
     return auditRecord(input);
   }
+}
+
+const SEARCH_KINDS = new Set(['search-type', 'search-system', 'search-compartment']);
+
+/** The search's query for the audit trail's query entity (stored, never logged). */
+function queryStringOf(query: QueryParams): string {
+  const params = new URLSearchParams();
+  for (const [name, v] of Object.entries(query)) for (const one of Array.isArray(v) ? v : v !== undefined ? [v] : []) params.append(name, one);
+  return params.toString();
 }
 
 function basisOf(ctx: AccessContext): string[] {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
+import { AuditEventSearch } from '../../audit/audit-event.search';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
@@ -44,6 +45,7 @@ export class InteractionExecutor {
     private readonly search: SearchService,
     private readonly operations: OperationRegistry,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly auditTrail: AuditEventSearch,
   ) {}
 
   /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
@@ -56,6 +58,11 @@ export class InteractionExecutor {
           ? this.conditionalCreate(ctx, interaction, interaction.ifNoneExist, tx)
           : this.create(ctx, interaction, tx);
       case 'read':
+        // Auditors read the server's own trail (docs/audit.md); other AuditEvents are stored resources.
+        if (interaction.resourceType === 'AuditEvent' && ctx.principal.role === 'auditor') {
+          const stored = await this.auditTrail.read(interaction.id!);
+          if (stored) return stored;
+        }
         return this.read(ctx, interaction, tx);
       case 'vread':
         return this.vread(ctx, interaction, tx);
@@ -75,6 +82,9 @@ export class InteractionExecutor {
       case 'history-system':
         return this.history(ctx, interaction, tx, { resourceType: interaction.resourceType });
       case 'search-type':
+        // AuditEvent searches (auditors only, see SmartAuthorization) answer from the audit trail.
+        if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction);
+        return this.search.search(ctx, interaction, tx);
       case 'search-system':
       case 'search-compartment':
         return this.search.search(ctx, interaction, tx);

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import { discardBeforeCommit, runBeforeCommit } from '../../common/before-commit';
 import { flushQueuedCreates } from './resource.repository';
 
 export interface StorageSessionOptions {
@@ -35,9 +36,12 @@ export class StorageSessions {
       const result = await work(runner.manager);
       // Nothing queued by deferCreates may be left out of the commit.
       await flushQueuedCreates(runner.manager);
+      // The audit records of the writes (AuditStage with tx) commit with them.
+      await runBeforeCommit(runner.manager);
       await runner.commitTransaction();
       return result;
     } catch (err) {
+      discardBeforeCommit(runner.manager);
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
       throw err;
     } finally {

@@ -1,0 +1,73 @@
+import { Controller, Get, Query, Req, Res } from '@nestjs/common';
+import type { Request, Response } from 'express';
+import { auditRecord } from './audit-record';
+import { FhirError } from '../common/fhir-error';
+import { parseFhirDateRange } from '../common/fhir-date';
+import { RequestContext } from '../common/request-context';
+import { AuditStage } from '../fhir/pipeline/pipeline.stages';
+import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { AuditTrailRepository } from './audit-trail.repository';
+
+/**
+ * `GET /audit/export?since=…&until=…` (auditors): the AuditEvents recorded in [since, until) as
+ * NDJSON (`application/fhir+ndjson`), oldest first, streamed page by page so a year of audit
+ * never sits in memory. The export itself is audited before the first byte is sent.
+ */
+@Controller('audit')
+export class AuditExportController {
+  constructor(
+    private readonly trail: AuditTrailRepository,
+    private readonly audit: AuditStage,
+  ) {}
+
+  @Get('export')
+  async export(@Req() req: Request, @Res() res: Response, @Query('since') since?: unknown, @Query('until') until?: unknown): Promise<void> {
+    const started = performance.now();
+    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
+    const record = (outcome: 'success' | 'failure', status: number, failureCode?: string) =>
+      this.audit.record(
+        auditRecord({
+          kind: 'operation',
+          subtype: 'audit-export',
+          principal,
+          address: req.ip,
+          path: req.path,
+          outcome,
+          status,
+          failureCode,
+          accessBasis: ['policy: auditor role'],
+          durationMs: Math.round(performance.now() - started),
+          requestId: RequestContext.requestId(),
+        }),
+      );
+    let range: { since: string; until: string };
+    try {
+      if (principal.role !== 'auditor') throw FhirError.forbidden('The audit export needs the auditor role');
+      range = { since: instant(since, 'since'), until: instant(until, 'until') };
+    } catch (err) {
+      await record('failure', err instanceof FhirError ? err.status : 500, err instanceof FhirError ? err.issues[0]?.code : 'exception');
+      throw err;
+    }
+    await record('success', 200);
+    res.status(200).type('application/fhir+ndjson');
+    try {
+      for await (const page of this.trail.stream(range.since, range.until)) {
+        const chunk = page.map((e) => JSON.stringify(e)).join('\n') + '\n';
+        // Back-pressure: wait for the socket when its buffer is full.
+        if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));
+        if (res.destroyed) return;
+      }
+    } catch {
+      // Headers are gone: cut the stream so the client sees an incomplete export, not a complete one.
+      res.destroy();
+      return;
+    }
+    res.end();
+  }
+}
+
+function instant(value: unknown, name: string): string {
+  const range = typeof value === 'string' ? parseFhirDateRange(value) : undefined;
+  if (!range) throw FhirError.badRequest(`${name} must be one FHIR date or instant`, [name]);
+  return range.start;
+}

@@ -1,0 +1,37 @@
+import { Injectable, Logger, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { AuditTrailRepository } from './audit-trail.repository';
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** Monthly partitions kept ready ahead of the clock. */
+const MONTHS_AHEAD = 2;
+
+/** Creates the audit table's monthly partitions ahead of time: at start and daily (any node may; idempotent). */
+@Injectable()
+export class AuditPartitions implements OnModuleInit, OnApplicationShutdown {
+  private readonly logger = new Logger('AuditTrail');
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly trail: AuditTrailRepository) {}
+
+  async onModuleInit(): Promise<void> {
+    await this.ensure();
+    this.timer = setInterval(() => void this.ensure(), DAY_MS);
+    this.timer.unref();
+  }
+
+  /**
+   * Not fatal: an app role without CREATE (docs/audit.md, privileges) leaves partitions to the
+   * owner's scheduled job, and the DEFAULT partition takes records meanwhile.
+   */
+  private async ensure(): Promise<void> {
+    try {
+      await this.trail.ensurePartitions(MONTHS_AHEAD);
+    } catch (err) {
+      this.logger.warn({ msg: 'audit partitions not created; records go to audit_event_default until they are', code: (err as { code?: string }).code ?? 'unknown' });
+    }
+  }
+
+  onApplicationShutdown(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}

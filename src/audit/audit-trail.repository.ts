@@ -1,0 +1,271 @@
+import { Injectable } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import type { AuditEvent } from '@medplum/fhirtypes';
+import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
+import type { AuditEventRow } from './audit-event.builder';
+
+/** Filters of an AuditEvent search, compiled by AuditEventSearch; every value is bound. */
+export interface AuditFilter {
+  patients?: string[][];
+  agents?: string[][];
+  entities?: string[][];
+  actions?: string[][];
+  outcomes?: string[][];
+  purposes?: string[][];
+  types?: string[][];
+  subtypes?: string[][];
+  /** Half-open instant ranges [min, max) the `recorded` time must fall in (each an AND). */
+  recorded?: { min?: string; max?: string }[];
+}
+
+export interface AuditPage {
+  filter: AuditFilter;
+  count: number;
+  ascending: boolean;
+  /** Keyset: only records past this sequence number in the page order. */
+  afterSeq?: string;
+}
+
+export interface StoredAuditEvent {
+  seq: string;
+  resource: AuditEvent;
+}
+
+/** The first link of the chain that does not hold, with the record it names. */
+export interface ChainBreak {
+  seq: string;
+  id?: string;
+  problem: 'modified' | 'missing' | 'inserted' | 'relinked' | 'head-mismatch';
+}
+
+export interface ChainVerification {
+  from: string;
+  to: string;
+  checked: number;
+  broken?: ChainBreak;
+}
+
+/**
+ * The audit trail's own tables (`audit_event`, `audit_chain_head`; migration 1732401200000). All
+ * SQL on them lives here. Appends go through `audit_append`, the chain's single sequencer.
+ */
+/** Joins array columns for audit_append and the digest (ids and codes never contain it). */
+const ARRAY_SEPARATOR = '\x1e';
+/** $verify-chain: records per scan, and scans at a time (each uses one pooled connection). */
+const VERIFY_CHUNK = 50_000n;
+const VERIFY_PARALLEL = 2;
+
+interface ChunkResult {
+  checked: number;
+  broken?: ChainBreak;
+}
+
+@Injectable()
+export class AuditTrailRepository {
+  /** The group-commit writer's own connection (see appendAlone). */
+  private writerConnection?: QueryRunner;
+
+  constructor(@InjectDataSource() private readonly db: DataSource) {}
+
+  /**
+   * Appends on a connection of its own, outside the pool's turn-taking: the requests whose records
+   * these are hold pooled connections while they wait, so a full pool must not starve their audit.
+   */
+  async appendAlone(rows: readonly AuditEventRow[]): Promise<void> {
+    if (!this.writerConnection || this.writerConnection.isReleased) {
+      const runner = this.db.createQueryRunner();
+      await runner.connect();
+      this.writerConnection = runner;
+    }
+    const runner = this.writerConnection;
+    try {
+      await this.append(rows, runner.manager);
+    } catch (err) {
+      // A broken connection is replaced on the next batch.
+      this.writerConnection = undefined;
+      await runner.release().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async releaseWriterConnection(): Promise<void> {
+    const runner = this.writerConnection;
+    this.writerConnection = undefined;
+    await runner?.release().catch(() => undefined);
+  }
+
+  /** Appends rows in one statement: with `tx`, inside the write's transaction; else its own commit. */
+  async append(rows: readonly AuditEventRow[], tx?: EntityManager): Promise<void> {
+    if (!rows.length) return;
+    const list = (values: readonly string[]): string => values.join(ARRAY_SEPARATOR);
+    await (tx ?? this.db).query('SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)', [
+      rows.map((r) => r.id),
+      rows.map((r) => r.recorded),
+      rows.map((r) => r.type),
+      rows.map((r) => list(r.subtype)),
+      rows.map((r) => r.action),
+      rows.map((r) => r.outcome),
+      rows.map((r) => list(r.agent)),
+      rows.map((r) => list(r.patients)),
+      rows.map((r) => list(r.entities)),
+      rows.map((r) => r.purpose ?? null),
+      // The exact text stored (json column) and hashed.
+      rows.map((r) => JSON.stringify(r.content)),
+    ]);
+  }
+
+  async ensurePartitions(monthsAhead: number): Promise<void> {
+    await this.db.query('SELECT audit_ensure_partitions($1)', [monthsAhead]);
+  }
+
+  async read(id: string): Promise<AuditEvent | undefined> {
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
+    const rows: { content: AuditEvent }[] = await this.db.query('SELECT content FROM audit_event WHERE id = $1 LIMIT 1', [id]);
+    return rows[0]?.content;
+  }
+
+  /** One page of matching records, newest first unless ascending; one row more than asked tells whether more follow. */
+  async search(page: AuditPage): Promise<StoredAuditEvent[]> {
+    const params: unknown[] = [];
+    const bind = (v: unknown): string => `$${params.push(v)}`;
+    const where = whereOf(page.filter, bind);
+    if (page.afterSeq !== undefined) where.push(`seq ${page.ascending ? '>' : '<'} ${bind(page.afterSeq)}::bigint`);
+    const sql = `SELECT seq::text AS seq, content FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY seq ${page.ascending ? 'ASC' : 'DESC'} LIMIT ${bind(page.count + 1)}`;
+    const rows: { seq: string; content: AuditEvent }[] = await this.db.query(sql, params);
+    return rows.map((r) => ({ seq: r.seq, resource: r.content }));
+  }
+
+  /** Records recorded in [since, until), oldest first, in pages (for a streamed export). */
+  async *stream(since: string, until: string, pageSize = 1000): AsyncGenerator<AuditEvent[]> {
+    let after = '0';
+    for (;;) {
+      const rows: { seq: string; content: AuditEvent }[] = await this.db.query(
+        `SELECT seq::text AS seq, content FROM audit_event WHERE recorded >= $1 AND recorded < $2 AND seq > $3::bigint ORDER BY seq LIMIT $4`,
+        [since, until, after, pageSize],
+      );
+      if (!rows.length) return;
+      yield rows.map((r) => r.content);
+      after = rows[rows.length - 1].seq;
+      if (rows.length < pageSize) return;
+    }
+  }
+
+  /**
+   * Checks every link in [from, to]: each row's hash recomputed from its columns and its stored
+   * predecessor hash, each predecessor hash compared with the previous row's stored hash, sequence
+   * numbers contiguous; the first record against the genesis hash or the record before the range,
+   * the last against the chain head. Chunks of VERIFY_CHUNK records run VERIFY_PARALLEL at a time
+   * (each is one scan; their boundaries link through the stored hash of the record before).
+   */
+  async verify(from?: string, to?: string): Promise<ChainVerification> {
+    const [head] = (await this.db.query(`SELECT seq::text AS seq, hash FROM audit_chain_head WHERE id = 1`)) as { seq: string; hash: Buffer }[];
+    const start = BigInt(from ?? '1');
+    const end = BigInt(to ?? head.seq);
+    const chunks: [bigint, bigint][] = [];
+    for (let a = start; a <= end; a += VERIFY_CHUNK) chunks.push([a, a + VERIFY_CHUNK - 1n < end ? a + VERIFY_CHUNK - 1n : end]);
+    const results: ChunkResult[] = new Array(chunks.length);
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      while (next < chunks.length) {
+        const i = next++;
+        results[i] = await this.verifyChunk(chunks[i][0], chunks[i][1]);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(VERIFY_PARALLEL, chunks.length) }, worker));
+    const result: ChainVerification = { from: String(start), to: String(end), checked: results.reduce((n, r) => n + r.checked, 0) };
+    const broken = results.find((r) => r.broken)?.broken;
+    if (broken) return { ...result, broken };
+    if (!to) {
+      // One statement, one snapshot: rows and the head move together, so records appended while
+      // this ran are never mistaken for rows beyond the head.
+      const beyond: { seq: string; id: string }[] = await this.db.query(
+        `SELECT seq::text AS seq, id::text AS id FROM audit_event WHERE seq > (SELECT seq FROM audit_chain_head WHERE id = 1) ORDER BY seq LIMIT 1`,
+      );
+      if (beyond.length) return { ...result, broken: { seq: beyond[0].seq, id: beyond[0].id, problem: 'inserted' } };
+      const [last] = (await this.db.query(`SELECT hash FROM audit_event WHERE seq = $1::bigint`, [head.seq])) as { hash: Buffer }[];
+      if (head.seq !== '0' && (!last || !last.hash.equals(head.hash))) return { ...result, broken: { seq: head.seq, problem: 'head-mismatch' } };
+    }
+    return result;
+  }
+
+  private async verifyChunk(a: bigint, b: bigint): Promise<ChunkResult> {
+    // The link into the chunk: the genesis hash, or the stored hash of the record before it.
+    const [before] = (await this.db.query(
+      a === 1n ? `SELECT sha256(convert_to('hie-audit-chain-genesis', 'UTF8')) AS hash` : `SELECT hash FROM audit_event WHERE seq = $1::bigint - 1`,
+      a === 1n ? [] : [String(a)],
+    )) as { hash: Buffer }[];
+    const [row] = (await this.db.query(
+      `WITH chain AS (
+         SELECT seq, id, prev_hash, hash,
+                audit_link(prev_hash, seq, audit_event_digest(id, recorded, type, array_to_string(subtype, E'\\x1e'), action, outcome,
+                  array_to_string(agent, E'\\x1e'), array_to_string(patients, E'\\x1e'), array_to_string(entities, E'\\x1e'), purpose, content::text)) AS computed,
+                lag(seq) OVER w AS prev_seq, lag(hash) OVER w AS prev_stored
+         FROM audit_event WHERE seq BETWEEN $1::bigint AND $2::bigint
+         WINDOW w AS (ORDER BY seq)
+       ), problems AS (
+         SELECT seq, id, CASE
+             WHEN prev_seq = seq THEN 'inserted'
+             WHEN (prev_seq IS NULL AND seq <> $1::bigint) OR seq <> prev_seq + 1 THEN 'missing'
+             WHEN computed <> hash THEN 'modified'
+             WHEN prev_hash <> COALESCE(prev_stored, $3::bytea, prev_hash) THEN 'relinked'
+           END AS problem
+         FROM chain
+       )
+       SELECT (SELECT count(*) FROM chain)::int AS checked, (SELECT max(seq) FROM chain)::text AS last,
+              p.seq::text AS seq, p.id::text AS id, p.problem
+       FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM problems WHERE problem IS NOT NULL ORDER BY seq LIMIT 1) p ON true`,
+      [String(a), String(b), before?.hash ?? null],
+    )) as { checked: number; last: string | null; seq: string | null; id: string | null; problem: ChainBreak['problem'] | null }[];
+    if (row.seq !== null) {
+      // A missing record is named by the sequence number that should be there.
+      const seq = row.problem === 'missing' ? await this.firstMissing(String(a), row.seq) : row.seq;
+      return { checked: row.checked, broken: { seq, ...(row.problem === 'missing' ? {} : { id: row.id! }), problem: row.problem! } };
+    }
+    if (b >= a && (row.last === null || BigInt(row.last) !== b)) {
+      // Records at the end of the range are gone (a cut tail).
+      return { checked: row.checked, broken: { seq: String(row.last === null ? a : BigInt(row.last) + 1n), problem: 'missing' } };
+    }
+    return { checked: row.checked };
+  }
+
+  private async firstMissing(start: string, at: string): Promise<string> {
+    const [prev] = (await this.db.query(`SELECT max(seq)::text AS seq FROM audit_event WHERE seq >= $1::bigint AND seq < $2::bigint`, [start, at])) as { seq: string | null }[];
+    return prev.seq === null ? start : String(BigInt(prev.seq) + 1n);
+  }
+
+  /** Records that name a patient, since an instant, oldest first (the accounting of disclosures). */
+  async forPatient(patientId: string, since: string | undefined, limit: number): Promise<AuditEvent[]> {
+    const rows: { content: AuditEvent }[] = await this.db.query(
+      `SELECT content FROM audit_event WHERE patients @> ARRAY[$1::text] ${since ? 'AND recorded >= $3' : ''} ORDER BY seq LIMIT $2`,
+      since ? [patientId, limit, since] : [patientId, limit],
+    );
+    return rows.map((r) => r.content);
+  }
+
+  /** Count of stored records (tests, operations). */
+  async headSeq(): Promise<string> {
+    const [head] = (await this.db.query(`SELECT seq::text AS seq FROM audit_chain_head WHERE id = 1`)) as { seq: string }[];
+    return head.seq;
+  }
+}
+
+function whereOf(f: AuditFilter, bind: (v: unknown) => string): string[] {
+  const where: string[] = [];
+  const anyOf = (column: string, groups: string[][] | undefined, array: boolean): void => {
+    for (const values of groups ?? []) where.push(array ? `${column} && ${bind(values)}::text[]` : `${column} = ANY(${bind(values)}::text[])`);
+  };
+  anyOf('patients', f.patients, true);
+  anyOf('agent', f.agents, true);
+  anyOf('entities', f.entities, true);
+  anyOf('subtype', f.subtypes, true);
+  anyOf('action', f.actions, false);
+  anyOf('outcome', f.outcomes, false);
+  anyOf('purpose', f.purposes, false);
+  anyOf('type', f.types, false);
+  for (const r of f.recorded ?? []) {
+    if (r.min !== undefined) where.push(`recorded >= ${bind(r.min)}::timestamptz`);
+    if (r.max !== undefined) where.push(`recorded < ${bind(r.max)}::timestamptz`);
+  }
+  return where;
+}

@@ -19,6 +19,8 @@ export interface BenchServer {
   token: string;
   /** A fresh token (tokens live at most an hour; long loads renew). */
   newToken(): Promise<string>;
+  /** A token of a hospital client of another organization (purpose TREAT): consent is evaluated for its reads. */
+  tokenFor(organization: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -47,18 +49,18 @@ export async function startBenchServer(options: { persistentPgDir?: string } = {
   const address = app.getHttpServer().address() as { port: number };
   const baseUrl = `http://127.0.0.1:${address.port}`;
   const clients = app.get(ClientRegistrationRepository);
-  // Unique per run: a persistent database keeps the clients of earlier runs.
-  const clientId = `bench-hospital-${Date.now()}`;
-  const { secret } = await clients.create({
-    clientId,
-    name: 'bench',
-    organization: 'org-bench',
-    role: 'hospital',
-    scopes: ['system/*.*'],
-    purposes: ['TREAT'],
-    withSecret: true,
-  });
-  const newToken = async (): Promise<string> => {
+  const tokenFor = async (organization: string): Promise<string> => {
+    // Unique per run: a persistent database keeps the clients of earlier runs.
+    const clientId = `bench-hospital-${organization}-${Date.now()}`;
+    const { secret } = await clients.create({
+      clientId,
+      name: 'bench',
+      organization,
+      role: 'hospital',
+      scopes: ['system/*.*'],
+      purposes: ['TREAT'],
+      withSecret: true,
+    });
     const tokenRes = await fetch(`${baseUrl}/oauth2/token`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -66,9 +68,11 @@ export async function startBenchServer(options: { persistentPgDir?: string } = {
     });
     return ((await tokenRes.json()) as { access_token: string }).access_token;
   };
+  const newToken = (): Promise<string> => tokenFor('org-bench');
   const token = await newToken();
   return {
     newToken,
+    tokenFor,
     app,
     db: app.get<DataSource>(getDataSourceToken()),
     baseUrl,

@@ -370,6 +370,8 @@ describe('consent-checked access', () => {
       expect([badType.status, badType.body.issue[0].diagnostics]).toEqual([400, `'Organization' in _type is not a type of the Patient compartment`]);
       const unknown = await b('get', `/fhir/Patient/${pt.P0}/$everything?start=2020`);
       expect([unknown.status, unknown.body.issue[0].diagnostics]).toEqual([400, `Unknown $everything parameter 'start'`]);
+      const since = await b('get', `/fhir/Patient/${pt.P0}/$everything?_since=yesterday`);
+      expect([since.status, since.body.issue[0].expression]).toEqual([400, ['_since']]);
     });
   });
 

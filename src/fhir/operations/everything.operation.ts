@@ -2,6 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Bundle } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
+import { parseFhirDateRange } from '../../common/fhir-date';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import type { Interaction, InteractionResult, QueryParams } from '../pipeline/interaction';
@@ -61,6 +62,9 @@ export class EverythingOperation extends FhirOperation implements OnModuleInit {
     for (const t of asked) if (!all.includes(t)) throw FhirError.badRequest(`'${t.slice(0, 64)}' in _type is not a type of the Patient compartment`, ['_type']);
     const types = (asked.length ? asked : all).filter((t) => ctx.mayRead(t));
     const since = single(i.query, '_since');
+    if (since !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(since) || !parseFhirDateRange(since))) {
+      throw FhirError.badRequest(`_since must be an instant (e.g. 2024-01-01T00:00:00Z), got '${since.slice(0, 40)}'`, ['_since']);
+    }
     const query: QueryParams = {
       _type: types.join(','),
       _count: single(i.query, '_count') ?? String(DEFAULT_COUNT),

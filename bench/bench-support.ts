@@ -3,52 +3,24 @@ import { cpus, totalmem } from 'node:os';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Injectable, type INestApplication } from '@nestjs/common';
-import { Test } from '@nestjs/testing';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
 import type { DataSource } from 'typeorm';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import { AppModule } from '../src/app.module';
 import { configureApp } from '../src/app.setup';
 import { ClientRegistrationRepository } from '../src/auth/client-registration.repository';
 import { stopEmbeddedDatabase } from '../src/database/database.module';
-import { ConsentDecision, ConsentStage } from '../src/fhir/pipeline/pipeline.stages';
-import type { Principal } from '../src/fhir/pipeline/principal';
-
-/** Patients hidden from the restricted bench client (filled by a bench after its data is loaded). */
-export const benchHiddenPatients: { ids: string[] } = { ids: [] };
-const RESTRICTED_PREFIX = 'bench-restricted-';
-
-/**
- * A realistic non-trivial access predicate for the restricted bench client: a set of patients
- * (10% in bench:search) hidden as a consent fragment would hide them, through the real pipeline.
- * Other clients see everything, as with the default consent stage.
- */
-@Injectable()
-class BenchHidingConsent extends ConsentStage {
-  async decide(principal: Principal): Promise<ConsentDecision> {
-    if (!principal.clientId?.startsWith(RESTRICTED_PREFIX)) return { fragments: [], basis: 'bench: unrestricted' };
-    return {
-      basis: 'bench: patients hidden',
-      fragments: [
-        {
-          basis: 'consent',
-          description: 'bench: patients hidden',
-          render: (alias, bind) => `NOT (${alias}.compartments && ${bind.bind(benchHiddenPatients.ids)}::text[])`,
-        },
-      ],
-    };
-  }
-}
 
 export interface BenchServer {
   app: INestApplication;
   db: DataSource;
   baseUrl: string;
   token: string;
-  /** A token of a second hospital client from whom `benchHiddenPatients` are hidden. */
-  restrictedToken(): Promise<string>;
   /** A fresh token (tokens live at most an hour; long loads renew). */
   newToken(): Promise<string>;
+  /** A token of a hospital client of another organization (purpose TREAT): consent is evaluated for its reads. */
+  tokenFor(organization: string): Promise<string>;
   close(): Promise<void>;
 }
 
@@ -71,44 +43,40 @@ export async function startBenchServer(options: { persistentPgDir?: string } = {
     process.env.EMBEDDED_PG_DIR = join(dir, 'pg');
     process.env.EMBEDDED_PG_PORT ??= String(56000 + Math.floor(Math.random() * 1000));
   }
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).overrideProvider(ConsentStage).useClass(BenchHidingConsent).compile();
-  moduleRef.useLogger(['error', 'warn']);
-  const app = moduleRef.createNestApplication({ bodyParser: false });
+  const app = await NestFactory.create(AppModule, { bodyParser: false, logger: ['error', 'warn'] });
   configureApp(app);
   await app.listen(0, '127.0.0.1');
   const address = app.getHttpServer().address() as { port: number };
   const baseUrl = `http://127.0.0.1:${address.port}`;
   const clients = app.get(ClientRegistrationRepository);
-  // Unique per run: a persistent database keeps the clients of earlier runs.
-  const register = async (clientId: string) => {
+  const tokenFor = async (organization: string): Promise<string> => {
+    // Unique per run: a persistent database keeps the clients of earlier runs.
+    const clientId = `bench-hospital-${organization}-${Date.now()}`;
     const { secret } = await clients.create({
       clientId,
       name: 'bench',
-      organization: 'org-bench',
+      organization,
       role: 'hospital',
       scopes: ['system/*.*'],
       purposes: ['TREAT'],
       withSecret: true,
     });
-    return async (): Promise<string> => {
-      const tokenRes = await fetch(`${baseUrl}/oauth2/token`, {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret!, scope: 'system/*.*' }),
-      });
-      return ((await tokenRes.json()) as { access_token: string }).access_token;
-    };
+    const tokenRes = await fetch(`${baseUrl}/oauth2/token`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret!, scope: 'system/*.*' }),
+    });
+    return ((await tokenRes.json()) as { access_token: string }).access_token;
   };
-  const newToken = await register(`bench-hospital-${Date.now()}`);
-  const restrictedToken = await register(`${RESTRICTED_PREFIX}${Date.now()}`);
+  const newToken = (): Promise<string> => tokenFor('org-bench');
   const token = await newToken();
   return {
     newToken,
+    tokenFor,
     app,
     db: app.get<DataSource>(getDataSourceToken()),
     baseUrl,
     token,
-    restrictedToken,
     close: async () => {
       await app.close();
       await stopEmbeddedDatabase();

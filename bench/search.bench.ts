@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { benchHiddenPatients, BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
+import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
 
 /**
  * npm run bench:search — loads BENCH_RESOURCES (default 1,000,000) generated resources through the
@@ -54,13 +54,11 @@ async function main(): Promise<void> {
   );
   process.stdout.write(`dataset: ${resources} resources, ${Math.round(Number(size) / 2 ** 20)} MiB\n`);
 
-  // 10% of patients hidden from the restricted client (a fixed, hash-chosen set: same every run).
-  benchHiddenPatients.ids = (
-    await server.db.query(`SELECT id FROM resource WHERE resource_type = 'Patient' AND NOT deleted AND substr(md5(id), 1, 2) < '1a' ORDER BY id`)
-  ).map((r: { id: string }) => r.id);
-  const restrictedToken = await server.restrictedToken();
-  process.stdout.write(`restricted client: ${benchHiddenPatients.ids.length} patients hidden\n`);
   const queries = await chooseQueries(server);
+  const consents = await ensureConsents(server, queries[0].path.split('/').pop()!);
+  // The loading organization's own data short-circuits the consent predicate (own data is always
+  // visible); another organization's reads evaluate it for every candidate row: the consent-on column.
+  const otherToken = await server.tokenFor('org-bench-other');
   const results = [];
   for (const q of queries) {
     if (ONLY && !ONLY.has(q.name)) continue;
@@ -71,22 +69,16 @@ async function main(): Promise<void> {
     await measure(url, server.token, 1, 5, 5);
     const c1 = await measure(url, server.token, 1, 300, MAX_SECONDS);
     const c8 = await measure(url, server.token, 8, 800, MAX_SECONDS);
-    // The same query for a client with a non-trivial access predicate (10% of patients hidden).
-    await measure(url, restrictedToken, 1, 5, 5);
-    const hidden = await measure(url, restrictedToken, 1, 300, MAX_SECONDS);
-    const row = { ...q, url: url.slice(server.baseUrl.length), matches, c1, c8, hidden, plans };
-    process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s; 10% hidden c1 p50 ${hidden.p50} ms\n`);
+    const otherUrl = await resolveUrl(server, q, otherToken);
+    const consentMatches = q.path.includes('?') ? await matchCount(server, q.path, otherToken) : 1;
+    await measure(otherUrl, otherToken, 1, 5, 5);
+    const consent = { matches: consentMatches, c1: await measure(otherUrl, otherToken, 1, 300, MAX_SECONDS), c8: await measure(otherUrl, otherToken, 8, 800, MAX_SECONDS) };
+    const row = { ...q, url: url.slice(server.baseUrl.length), matches, c1, c8, consent, plans };
+    process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s; consent on: ${consentMatches} matches, c1 p50 ${consent.c1.p50}, c8 p50 ${consent.c8.p50}\n`);
     results.push(row);
   }
   const machine = await machineInfo(server.db);
-  const json = {
-    machine,
-    settings,
-    dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20) },
-    load: loadReport,
-    hiddenPatients: benchHiddenPatients.ids.length,
-    queries: results.map(({ plans: _plans, ...q }) => q),
-  };
+  const json = { machine, settings, dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20), consents }, load: loadReport, queries: results.map(({ plans: _plans, ...q }) => q) };
   writeResults('search', json, markdown(json));
   writeFileSync(
     join(process.cwd(), 'bench', 'results', 'search-plans.md'),
@@ -229,10 +221,10 @@ async function chooseQueries(server: BenchServer): Promise<Query[]> {
   ];
 }
 
-async function resolveUrl(server: BenchServer, q: Query): Promise<string> {
+async function resolveUrl(server: BenchServer, q: Query, token = server.token): Promise<string> {
   let url = `${server.baseUrl}${q.path}`;
   for (let i = 1; i < (q.page ?? 1); i++) {
-    const bundle = await getJson(server, url);
+    const bundle = await getJson(server, url, token);
     const next = bundle.link?.find((l) => l.relation === 'next')?.url;
     if (!next) throw new Error(`${q.name}: no page ${i + 1}`);
     // Links carry the configured public base URL; the bench talks to the loopback port.
@@ -242,15 +234,49 @@ async function resolveUrl(server: BenchServer, q: Query): Promise<string> {
   return url;
 }
 
-async function matchCount(server: BenchServer, path: string): Promise<number> {
+async function matchCount(server: BenchServer, path: string, token = server.token): Promise<number> {
   const u = new URL(`${server.baseUrl}${path}`);
   u.searchParams.delete('_count');
   u.searchParams.set('_summary', 'count');
-  return (await getJson(server, u.toString())).total ?? NaN;
+  return (await getJson(server, u.toString(), token)).total ?? NaN;
 }
 
-async function getJson(server: BenchServer, url: string): Promise<Bundle> {
-  const res = await fetch(url, { headers: { Authorization: `Bearer ${server.token}` } });
+/**
+ * 10% of the patients (every tenth by id, never the one the queries read) get a Consent denying
+ * all sharing, written over HTTP by their own organization like any Consent (idempotent on reruns).
+ */
+async function ensureConsents(server: BenchServer, keepVisible: string): Promise<{ patients: number; denied: number }> {
+  const patients: { id: string }[] = await server.db.query(`SELECT id FROM resource WHERE resource_type = 'Patient' AND NOT deleted ORDER BY id`);
+  const chosen = patients.filter((_, i) => i % 10 === 0).map((p) => p.id).filter((id) => id !== keepVisible);
+  const have = new Set<string>((await server.db.query(`SELECT DISTINCT patient_id FROM consent_provision`)).map((r: { patient_id: string }) => r.patient_id));
+  const missing = chosen.filter((id) => !have.has(id));
+  for (let i = 0; i < missing.length; i += 50) {
+    const entry = missing.slice(i, i + 50).map((id) => ({
+      resource: {
+        resourceType: 'Consent',
+        status: 'active',
+        scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+        category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+        patient: { reference: `Patient/${id}` },
+        policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
+        provision: { type: 'deny' },
+      },
+      request: { method: 'POST', url: 'Consent' },
+    }));
+    const res = await fetch(`${server.baseUrl}/fhir`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${server.token}`, 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify({ resourceType: 'Bundle', type: 'transaction', entry }),
+    });
+    if (res.status !== 200) throw new Error(`consents: ${res.status} ${(await res.text()).slice(0, 500)}`);
+  }
+  if (missing.length) await server.db.query('ANALYZE consent_provision');
+  process.stdout.write(`consents: ${chosen.length} of ${patients.length} patients deny sharing (${missing.length} written now)\n`);
+  return { patients: patients.length, denied: chosen.length };
+}
+
+async function getJson(server: BenchServer, url: string, token = server.token): Promise<Bundle> {
+  const res = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
   if (res.status !== 200) throw new Error(`${url}: ${res.status} ${(await res.text()).slice(0, 300)}`);
   return (await res.json()) as Bundle;
 }
@@ -308,15 +334,14 @@ async function measure(url: string, token: string, concurrency: number, maxReque
 function markdown(json: {
   machine: Record<string, unknown>;
   settings: { name: string; setting: string; unit: string | null }[];
-  dataset: { resources: number; byType: { resource_type: string; n: number }[]; databaseMiB: number };
+  dataset: { resources: number; byType: { resource_type: string; n: number }[]; databaseMiB: number; consents: { patients: number; denied: number } };
   load: { loaded: number; seconds: number; resourcesPerSecond: number };
-  hiddenPatients: number;
-  queries: (Query & { url: string; matches: number; c1: Stats; c8: Stats; hidden: Stats })[];
+  queries: (Query & { url: string; matches: number; c1: Stats; c8: Stats; consent: { matches: number; c1: Stats; c8: Stats } })[];
 }): string {
   const m = json.machine;
   const rows = json.queries.map(
     (q) =>
-      `| ${q.name} | \`${q.url.replace(/\|/g, '\\|').replace(/_cursor=[^&]+/, '_cursor=…')}\` | ${q.matches} | ${q.c1.p50} | ${q.c1.p95} | ${q.c1.p99} | ${q.c1.rps} | ${q.c8.p50} | ${q.c8.p95} | ${q.c8.p99} | ${q.c8.rps} | ${q.hidden.p50} | ${(q.hidden.p50 / q.c1.p50).toFixed(2)} | ${q.target ?? ''} |`,
+      `| ${q.name} | \`${q.url.replace(/\|/g, '\\|').replace(/_cursor=[^&]+/, '_cursor=…')}\` | ${q.matches} | ${q.c1.p50} | ${q.c1.p95} | ${q.c1.p99} | ${q.c1.rps} | ${q.c8.p50} | ${q.c8.p95} | ${q.c8.p99} | ${q.c8.rps} | ${q.consent.matches} | ${q.consent.c1.p50} | ${q.consent.c8.p50} | ${(q.consent.c1.p50 / q.c1.p50).toFixed(2)} | ${q.target ?? ''} |`,
   );
   return `# Search benchmark (${m.date})
 
@@ -325,12 +350,10 @@ Dataset: ${json.dataset.resources} resources (${json.dataset.byType.map((t) => `
 ${json.dataset.resources < 1_000_000 ? `**Smaller than the issue's 1,000,000 resources** (BENCH_RESOURCES=${TARGET}).\n` : ''}${json.load.loaded ? `Loaded in this run: ${json.load.loaded} resources in ${json.load.seconds} s (${json.load.resourcesPerSecond}/s) over HTTP.` : 'Data loaded by an earlier run (persistent bench database).'}
 Server in-process over loopback HTTP with a hospital token (full pipeline: auth, consent predicate, audit); load from a worker thread; latency in ms (send to last byte); at most ${MAX_SECONDS} s per cell. Load average (1/5/15 min) when the measurements ended: ${loadavg().map((n) => n.toFixed(2)).join(' / ')} (2 cores; anything else running shows here), so quote medians.
 
-The "10% hidden" column runs the same query at concurrency 1 for a second hospital client from whom
-${json.hiddenPatients} patients (10%) are hidden by an access fragment (\`NOT (r.compartments && $n)\` at every
-alias: root, chains, \`_has\`, includes); "ratio" is its p50 over the unrestricted c1 p50 (target ≤ 1.2).
+Consent on: ${json.dataset.consents.denied} of ${json.dataset.consents.patients} patients (10%) have a Consent denying all sharing. The main columns read as the loading organization (own data: the consent predicate short-circuits); the consent-on columns read the same queries as another organization (purpose TREAT, opt-out), so the predicate probes consent_provision for every candidate row and hides the denied patients' data (fewer matches). Ratio: consent-on c1 p50 / c1 p50.
 
-| query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | 10% hidden c1 p50 | ratio | target |
-|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
+| query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | consent-on matches | consent-on c1 p50 | consent-on c8 p50 | ratio | target |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 `;
 }

@@ -9,6 +9,8 @@ import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
 import { ResourceMatcher } from './storage/resource-matcher';
+import { HookedResourceIndexer, ResourceWriteHook } from './storage/resource-write-hook';
+import { EverythingOperation } from './operations/everything.operation';
 import { SearchCapabilityContributor } from './search/search-capability.contributor';
 import { SearchIndexWriter } from './search/search-index.writer';
 import { SearchParameterCheckingIndexer } from './search/search-parameter-checking.indexer';
@@ -37,9 +39,16 @@ import { ResourceValidator } from './validation/resource.validator';
     SearchCapabilityContributor,
     SearchIndexWriter,
     SearchParameterSync,
-    { provide: ResourceIndexer, useClass: SearchParameterCheckingIndexer },
+    SearchParameterCheckingIndexer,
+    // Other modules' write hooks (the consent module's Consent materializer) run in the write's transaction.
+    {
+      provide: ResourceIndexer,
+      useFactory: (indexer: SearchParameterCheckingIndexer, hook?: ResourceWriteHook) => (hook ? new HookedResourceIndexer(indexer, [hook]) : indexer),
+      inject: [SearchParameterCheckingIndexer, { token: ResourceWriteHook, optional: true }],
+    },
     OperationRegistry,
     ReindexOperation,
+    EverythingOperation,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
   exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],

@@ -12,6 +12,14 @@ const HIE_PROFILE_ADDITIONS: Record<string, Record<string, unknown>> = {
     name: [{ family: 'Every', given: ['Type'] }],
     gender: 'unknown',
   },
+  // hie-consent: scope patient-privacy, LOINC 59284-0, a provision with a type, and a Patient of the
+  // writer's own organization (set in beforeAll).
+  Consent: {
+    status: 'active',
+    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+    provision: { type: 'permit' },
+  },
 };
 
 function instance(type: string, variant: number): Resource {
@@ -27,6 +35,8 @@ describe('REST core for every storable R4 resource type', () => {
     t = await createTestApp();
     const client = await registerTestClient(t, { role: 'admin', scopes: ['system/SearchParameter.cruds'], purposes: ['HSYSADMIN'] });
     admin = request.agent(t.http).set('Authorization', `Bearer ${await client.token()}`);
+    const patient = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(instance('Patient', 0));
+    HIE_PROFILE_ADDITIONS.Consent.patient = { reference: `Patient/${patient.body.id}` };
   });
   afterAll(() => t.close());
 

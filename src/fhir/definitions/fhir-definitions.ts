@@ -94,6 +94,11 @@ export class FhirDefinitions {
     return this.patientCompartment.get(resourceType) ?? [];
   }
 
+  /** Storable types with a Patient compartment membership (what `Patient/$everything` returns besides the Patient). */
+  patientCompartmentTypes(): string[] {
+    return [...this.patientCompartment.keys()].filter((t) => this.isStorable(t)).sort();
+  }
+
   searchParameters(resourceType: string): Record<string, SearchParameter> {
     return getSearchParameters(resourceType) ?? {};
   }

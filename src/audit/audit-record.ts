@@ -6,8 +6,8 @@ import type { Principal } from '../fhir/pipeline/principal';
  * The one audit model (shaped after IHE BALP): every request that reaches the server produces
  * records of this type — each REST interaction and each Bundle entry, operations, token issuance
  * and refusal, admin API calls, authentication failures, rate-limit refusals and requests refused
- * before the pipeline (406, 413, 415, malformed query). The audit stage turns them into AuditEvents
- * (or, until they are stored, a structured log line without PHI).
+ * before the pipeline (406, 413, 415, malformed query). The audit stage turns them into stored
+ * AuditEvents (docs/audit.md) and a structured log line without PHI.
  */
 export type AuditEventKind =
   | InteractionKind

@@ -2,6 +2,7 @@ import { hostname } from 'node:os';
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { beforeCommit } from '../common/before-commit';
+import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { FhirError } from '../common/fhir-error';
 import type { AuditRecord } from './audit-record';
 import { AuditEventRow, toAuditEventRow } from './audit-event.builder';
@@ -15,7 +16,9 @@ export const AUDIT_NODE = `${hostname()}:${process.pid}`;
 /** Rows of a write transaction, appended together right before it commits. */
 const pendingInTx = new WeakMap<EntityManager, AuditEventRow[]>();
 
-function unavailable(): FhirError {
+function unavailable(cause: unknown): FhirError {
+  // The whole database away: the same answer as any request meets then (Retry-After of an outage).
+  if (isDatabaseUnavailable(cause)) return databaseUnavailable();
   return new FhirError(503, 'transient', 'The audit trail could not be written, so the request was not carried out or answered', undefined, { 'Retry-After': '1' });
 }
 
@@ -49,16 +52,16 @@ export class StoredAuditStage extends LogAuditStage {
         pendingInTx.delete(tx);
         try {
           await this.repository.append(all, tx);
-        } catch {
-          throw unavailable();
+        } catch (err) {
+          throw unavailable(err);
         }
       });
       return;
     }
     try {
       await this.writer.append(row);
-    } catch {
-      throw unavailable();
+    } catch (err) {
+      throw unavailable(err);
     }
   }
 }

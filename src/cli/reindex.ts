@@ -20,7 +20,8 @@ async function main(types: string[]): Promise<void> {
   if (unknown.length) throw new Error(`unknown resource type(s): ${unknown.join(', ')}`);
   // The application context loads the search parameters in force (R4, fhir-profiles/, stored ones)
   // and mints the audited system context the reindexer requires; no HTTP server is started.
-  const app = await NestFactory.createApplicationContext(AppModule, { logger: ['error', 'warn'] });
+  // Nest's own logs stay out of the output (secrets and progress only); failures are printed below.
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
   try {
     const ctx = await app.get(SystemAccess).mint('reindex-cli');
     const reindexer = app.get(SearchReindexer);

@@ -1,5 +1,6 @@
 import { ThrottlerStorage } from '@nestjs/throttler';
 import request from 'supertest';
+import { ClientRegistrationCache } from '../../src/auth/client-registration.cache';
 import { ClientRegistrationRepository } from '../../src/auth/client-registration.repository';
 import { PostgresThrottlerStorage, rateLimitLeaseSize } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
@@ -59,6 +60,22 @@ describe('hot-path caches across two app nodes on one database', () => {
     const heard = Promise.all([a, b].map((t) => (t.app.get(ClientRegistrationRepository) as unknown as { cache: { heard(id: string): Promise<void> } }).cache.heard(client.clientId)));
     await a.db.query(`UPDATE oauth_client SET disabled = true WHERE client_id = $1`, [client.clientId]);
     await heard;
+    expect((await read(a, token)).status).toBe(401);
+    expect((await read(b, token)).status).toBe(401);
+  });
+
+  it('while a node cannot hear changes it caches nothing: a client disabled meanwhile is refused at once', async () => {
+    const client = await registerTestClient(a, { role: 'hospital' });
+    const token = await client.token();
+    expect((await read(a, token)).status).toBe(404);
+    expect((await read(b, token)).status).toBe(404);
+    const caches = [a, b].map((t) => t.app.get(ClientRegistrationCache));
+    expect(caches.every((c) => c.listening)).toBe(true);
+    // Both nodes lose their listen connections; the change below is announced to nobody.
+    await a.db.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'fhir-hie-listen-clients' AND datname = current_database()`);
+    for (let i = 0; i < 100 && caches.some((c) => c.listening); i++) await new Promise((r) => setTimeout(r, 20));
+    expect(caches.some((c) => c.listening)).toBe(false);
+    await a.db.query(`UPDATE oauth_client SET disabled = true WHERE client_id = $1`, [client.clientId]);
     expect((await read(a, token)).status).toBe(401);
     expect((await read(b, token)).status).toBe(401);
   });

@@ -3,6 +3,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify, SignJWT } from 'jose';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
+import { ClientRegistrationCache } from './client-registration.cache';
 import { ClientRegistrationRepository } from './client-registration.repository';
 import { ClientSecretHasher } from './client-secret.hasher';
 import { grantScopes } from './smart-scope';
@@ -15,6 +16,8 @@ export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'PUBHLTH
 const MAX_ASSERTION_LIFETIME_SECONDS = 300;
 /** The longest lifetime ACCESS_TOKEN_TTL_SECONDS allows: a token claiming more was not issued here. */
 const MAX_ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
+/** Verified tokens remembered (bounded; the oldest go first). */
+const MAX_VERIFIED_TOKENS = 10_000;
 
 /** An RFC 6749 token-endpoint error (`invalid_client`, `invalid_scope`, …). */
 export class OAuthError extends Error {
@@ -64,8 +67,16 @@ interface AccessTokenClaims {
  */
 @Injectable()
 export class AccessTokenService {
+  /**
+   * Tokens whose signature and claims were verified, until they expire: a client sends the same
+   * token for minutes, and the ES256 check plus the key lookup cost more than the rest of a read.
+   * The client's status is still checked on every request (ClientRegistrationCache).
+   */
+  private readonly verified = new Map<string, { claims: AccessTokenClaims; expiresAtMs: number }>();
+
   constructor(
     private readonly clients: ClientRegistrationRepository,
+    private readonly clientStatus: ClientRegistrationCache,
     private readonly secrets: ClientSecretHasher,
     private readonly keys: SigningKeyStore,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -121,6 +132,24 @@ export class AccessTokenService {
 
   /** Verifies an access token and checks the client is still enabled. Throws on any problem. */
   async verify(token: string): Promise<Principal> {
+    const claims = await this.verifiedClaims(token);
+    const client = await this.clientStatus.status(claims.client_id);
+    if (!client || client.disabled) throw new Error('client disabled');
+    return {
+      kind: 'client',
+      clientId: claims.client_id,
+      organization: claims.org,
+      role: claims.role,
+      scopes: claims.scope.split(' '),
+      purposeOfUse: claims.pou,
+      clinicalAccess: client.clinicalAccess,
+    };
+  }
+
+  private async verifiedClaims(token: string): Promise<AccessTokenClaims> {
+    const known = this.verified.get(token);
+    if (known && Date.now() < known.expiresAtMs) return known.claims;
+    if (known) this.verified.delete(token);
     const jwks = createLocalJWKSet(await this.keys.publicJwks());
     const { payload } = await jwtVerify(token, jwks, {
       issuer: this.config.publicBaseUrl,
@@ -134,17 +163,9 @@ export class AccessTokenService {
       throw new Error('access token lifetime out of bounds');
     }
     const claims = payload as unknown as AccessTokenClaims;
-    const client = await this.clients.find(claims.client_id);
-    if (!client || client.disabled) throw new Error('client disabled');
-    return {
-      kind: 'client',
-      clientId: claims.client_id,
-      organization: claims.org,
-      role: claims.role,
-      scopes: claims.scope.split(' '),
-      purposeOfUse: claims.pou,
-      clinicalAccess: client.clinicalAccess,
-    };
+    if (this.verified.size >= MAX_VERIFIED_TOKENS) this.verified.delete(this.verified.keys().next().value!);
+    this.verified.set(token, { claims, expiresAtMs: payload.exp! * 1000 });
+    return claims;
   }
 
   private async authenticateClient(req: TokenRequest) {

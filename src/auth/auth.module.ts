@@ -12,6 +12,7 @@ import { AccessTokenService } from './access-token.service';
 import { AdminClientsController } from './admin-clients.controller';
 import { BearerAuthGuard } from './bearer-auth.guard';
 import { BearerTokenStrategy } from './bearer-token.strategy';
+import { ClientRegistrationCache } from './client-registration.cache';
 import { ClientRegistrationRepository } from './client-registration.repository';
 import { ClientSecretHasher } from './client-secret.hasher';
 import { ClientThrottlerGuard } from './client-throttler.guard';
@@ -46,6 +47,7 @@ import { TokenEndpointThrottle } from './token-endpoint.throttle';
   providers: [
     AccessTokenService,
     ClientRegistrationRepository,
+    ClientRegistrationCache,
     KeyEncryption,
     ClientSecretHasher,
     SigningKeyStore,

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { Injectable } from '@nestjs/common';
+import { Injectable, Optional } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { JSONWebKeySet } from 'jose';
 import { DataSource } from 'typeorm';
 import type { HieRole } from '../fhir/pipeline/principal';
+import { ClientRegistrationCache } from './client-registration.cache';
 import { ClientSecretHasher } from './client-secret.hasher';
 
 export const ROLES: readonly HieRole[] = ['hospital', 'public-health', 'auditor', 'admin'];
@@ -58,6 +59,8 @@ export class ClientRegistrationRepository {
   constructor(
     @InjectDataSource() private readonly db: DataSource,
     private readonly secrets: ClientSecretHasher,
+    /** In the server: dropped here at once; other nodes hear the trigger's NOTIFY. The CLI has none. */
+    @Optional() private readonly cache?: ClientRegistrationCache,
   ) {}
 
   async create(input: NewClient): Promise<{ client: ClientRegistration; secret?: string }> {
@@ -100,10 +103,13 @@ export class ClientRegistrationRepository {
   }
 
   async setDisabled(clientId: string, disabled: boolean): Promise<boolean> {
+    const heard = this.cache?.heard(clientId);
     const rows = await this.db.query(
       `UPDATE oauth_client SET disabled = $2, updated_at = now() WHERE client_id = $1 RETURNING client_id`,
       [clientId, disabled],
     );
+    this.cache?.invalidate(clientId);
+    if (rows.length) await heard;
     return rows.length > 0;
   }
 

@@ -6,11 +6,13 @@ import { auditRecord } from '../audit/audit-record';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { LeasedThrottlerStorage, PostgresThrottlerStorage } from './rate-limit.storage';
 import { TokenController } from './token.controller';
 
 /**
  * Rate limit per client across all routes (per IP before authentication). Counters live in
- * PostgreSQL (PostgresThrottlerStorage), so all app nodes share them. A throttled request is a
+ * PostgreSQL (PostgresThrottlerStorage), so all app nodes share them; each node leases budget from
+ * them in batches (LeasedThrottlerStorage). A throttled request is a
  * denial, so it is audited. `POST /oauth2/token` limits itself (TokenEndpointThrottle): before
  * authentication the only trustworthy key is the source address.
  */
@@ -22,7 +24,8 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
     reflector: Reflector,
     private readonly audit: AuditStage,
   ) {
-    super(options, storage, reflector);
+    // The API spends budget leased in batches from the shared counters (no round trip per request).
+    super(options, storage instanceof PostgresThrottlerStorage ? new LeasedThrottlerStorage(storage) : storage, reflector);
   }
 
   protected override async shouldSkip(context: ExecutionContext): Promise<boolean> {

@@ -1,0 +1,91 @@
+import { parentPort, workerData } from 'node:worker_threads';
+import { Client } from 'pg';
+
+/**
+ * Load for bench:crud in its own thread: `concurrency` loops each send the next request when the
+ * last answered, until `maxRequests` or `maxSeconds`. Latency is send to last byte, per kind.
+ * - `mix`: 50% read by id, 30% Observation?subject=…&code=…, 20% create (a seeded choice per request);
+ * - `get`: one URL (healthz, bare node:http, a read);
+ * - `pk`: the raw primary-key SELECT of a read, one PostgreSQL connection per loop (the ceiling).
+ */
+export interface CrudJob {
+  mode: 'mix' | 'get' | 'pk';
+  baseUrl: string;
+  token?: string;
+  concurrency: number;
+  maxRequests: number;
+  maxSeconds: number;
+  /** get: the path. */
+  path?: string;
+  /** mix: paths of stored resources to read, searches, and the body of a create (POST /fhir/Observation). */
+  reads?: string[];
+  searches?: string[];
+  createBody?: string;
+  /** pk: connection URL and [type, id] pairs. */
+  databaseUrl?: string;
+  keys?: [string, string][];
+}
+
+export interface CrudResult {
+  latencies: Record<string, number[]>;
+  errors: string[];
+  seconds: number;
+}
+
+async function run(job: CrudJob): Promise<CrudResult> {
+  const latencies: Record<string, number[]> = {};
+  const errors: string[] = [];
+  let seed = 12345;
+  const random = (): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed / 2147483648;
+  };
+  const pick = <T>(list: T[]): T => list[Math.floor(random() * list.length)];
+  const started = performance.now();
+  const deadline = started + job.maxSeconds * 1000;
+  let issued = 0;
+  const headers = { Authorization: `Bearer ${job.token ?? ''}`, Accept: 'application/fhir+json' };
+
+  const http = async (kind: string, path: string, init: RequestInit = {}, expect = 200): Promise<void> => {
+    const t0 = performance.now();
+    const res = await fetch(`${job.baseUrl}${path}`, { headers, ...init });
+    const body = await res.arrayBuffer();
+    (latencies[kind] ??= []).push(performance.now() - t0);
+    if (res.status !== expect) errors.push(`${kind} ${res.status} ${Buffer.from(body).toString('utf8').slice(0, 200)}`);
+  };
+
+  const loop = async (): Promise<void> => {
+    let pg: Client | undefined;
+    if (job.mode === 'pk') {
+      pg = new Client({ connectionString: job.databaseUrl });
+      await pg.connect();
+    }
+    try {
+      while (issued < job.maxRequests && performance.now() < deadline) {
+        issued++;
+        if (job.mode === 'get') {
+          await http('get', job.path!);
+        } else if (job.mode === 'pk') {
+          const [type, id] = pick(job.keys!);
+          const t0 = performance.now();
+          await pg!.query({ name: 'pk', text: 'SELECT content FROM resource WHERE resource_type = $1 AND id = $2', values: [type, id] });
+          (latencies.pk ??= []).push(performance.now() - t0);
+        } else {
+          const r = random();
+          if (r < 0.5) await http('read', pick(job.reads!));
+          else if (r < 0.8) await http('search', pick(job.searches!));
+          else await http('create', '/fhir/Observation', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/fhir+json' }, body: job.createBody }, 201);
+        }
+      }
+    } finally {
+      await pg?.end();
+    }
+  };
+  await Promise.all(Array.from({ length: job.concurrency }, loop));
+  return { latencies, errors, seconds: (performance.now() - started) / 1000 };
+}
+
+run(workerData as CrudJob).then(
+  (result) => parentPort!.postMessage(result),
+  (err: unknown) => parentPort!.postMessage({ latencies: {}, errors: [String(err)], seconds: 0 }),
+);

@@ -1,0 +1,415 @@
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Bundle } from '@medplum/fhirtypes';
+import { Client } from 'pg';
+import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
+import { percentile, writeResults } from './bench-support';
+import type { CrudJob, CrudResult } from './crud-load.worker';
+
+/**
+ * npm run bench:crud — the request hot path (issue 11). Starts the compiled server (`dist/main.js`,
+ * default configuration except the rate limit, which a single bench client would hit at 20 req/s)
+ * on a fresh embedded PostgreSQL, seeds BENCH_PATIENTS generated patient records through the API,
+ * restarts it with pg_stat_statements loaded (and `--cpu-prof` with BENCH_CPU_PROF=1), then runs
+ * the CRUD mix (50% read by id, 30% Observation?subject=…&code=…, 20% create) at 4, 16 and 64
+ * clients for BENCH_SECONDS each (bounded by BENCH_MAX_REQUESTS), and in the same run the ceilings:
+ * a bare node:http JSON responder and the raw primary-key SELECT of a read. Server and PostgreSQL
+ * CPU per request come from /proc (PostgreSQL: the postmaster, its children, and its reaped children).
+ */
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const MAX_REQUESTS = Number(process.env.BENCH_MAX_REQUESTS ?? 50_000);
+const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 100);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '4,16,64').split(',').map(Number);
+const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+const NAME = process.env.BENCH_NAME ?? 'crud';
+const ROOT = process.cwd();
+const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
+
+interface Server {
+  child: ChildProcess;
+  exited: Promise<unknown>;
+}
+
+async function main(): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'hie-bench-crud-'));
+  chmodSync(dir, 0o755);
+  const pgDir = join(dir, 'pg');
+  const port = 57000 + Math.floor(Math.random() * 1000);
+  const pgPort = 58000 + Math.floor(Math.random() * 1000);
+  const env = {
+    PORT: String(port),
+    EMBEDDED_PG_DIR: pgDir,
+    EMBEDDED_PG_PORT: String(pgPort),
+    RATE_LIMIT_PER_MINUTE: '1000000',
+    ACCESS_TOKEN_TTL_SECONDS: '3600',
+    NODE_ENV: 'production',
+  };
+  const baseUrl = `http://127.0.0.1:${port}`;
+  const profileDir = join(dir, 'profile');
+  let server = await startServer(env, []);
+  try {
+    const credentials = JSON.parse(readFileSync(join(pgDir, 'hie-credentials.json'), 'utf8'));
+    const superUrl = `postgres://${credentials.superuser.user}:${encodeURIComponent(credentials.superuser.password)}@127.0.0.1:${pgPort}/hie`;
+    const appUrl = `postgres://${credentials.app.user}:${encodeURIComponent(credentials.app.password)}@127.0.0.1:${pgPort}/hie`;
+    const secret = execFileSync(process.execPath, [join(ROOT, 'dist', 'cli', 'cli.js'), 'client', 'add', '--id', 'bench-crud', '--role', 'hospital', '--org', 'org-bench', '--scopes', 'system/*.*', '--purposes', 'TREAT'], {
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+      .toString()
+      .trim();
+    let token = await getToken(baseUrl, secret);
+    const seedStart = performance.now();
+    const seeded = await seed(baseUrl, token);
+    process.stdout.write(`seeded ${seeded} resources (${PATIENTS} patients) in ${Math.round((performance.now() - seedStart) / 1000)} s\n`);
+    const su = new Client({ connectionString: superUrl });
+    await su.connect();
+    await su.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
+    await su.query('VACUUM ANALYZE');
+    await su.end();
+    await stopServer(server);
+    process.stdout.write('restarting with pg_stat_statements\n');
+    // Restarted: pg_stat_statements loaded; the profile (if asked) covers the measurements, not the seeding.
+    server = await startServer(env, CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
+    token = await getToken(baseUrl, secret);
+    const db = new Client({ connectionString: superUrl });
+    db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
+    await db.connect();
+    await db.query('CREATE EXTENSION IF NOT EXISTS pg_stat_statements');
+    const postmasterPid = Number(readFileSync(join(pgDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const cpu = (): { server: number; postgres: number } => ({ server: processCpuMs(server.child.pid!), postgres: postgresCpuMs(postmasterPid) });
+
+    const reads: string[] = (await db.query(`SELECT resource_type, id FROM resource WHERE resource_type IN ('Patient', 'Observation') AND NOT deleted ORDER BY md5(id) LIMIT 2000`)).rows.map(
+      (r: { resource_type: string; id: string }) => `/fhir/${r.resource_type}/${r.id}`,
+    );
+    const keys = reads.map((p) => p.split('/').slice(2) as [string, string]);
+    const observations: { content: Record<string, unknown> }[] = (await db.query(`SELECT content FROM resource WHERE resource_type = 'Observation' AND NOT deleted ORDER BY md5(id) LIMIT 500`)).rows;
+    const searches = observations
+      .map(({ content }) => {
+        const subject = (content.subject as { reference?: string } | undefined)?.reference;
+        const coding = (content.code as { coding?: { system?: string; code?: string }[] } | undefined)?.coding?.[0];
+        return subject && coding?.code ? `/fhir/Observation?subject=${encodeURIComponent(subject)}&code=${encodeURIComponent(`${coding.system ?? ''}|${coding.code}`)}` : undefined;
+      })
+      .filter((s): s is string => !!s);
+    const { id: _id, meta: _meta, ...template } = observations[0].content;
+    const createBody = JSON.stringify(template);
+
+    // Ceiling 1: a bare node:http JSON responder in this process (the load runs in a worker thread).
+    const bare = createServer((_req, res) => {
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end('{"status":"ok"}');
+    });
+    await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
+    const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}`;
+
+    const warm = (job: Partial<CrudJob>) => measure({ baseUrl, token, concurrency: 4, maxRequests: 200, maxSeconds: 5, mode: 'mix', reads, searches, createBody, ...job });
+    await warm({});
+
+    // Sequential singles: a read by id, /healthz (and the database transactions per read).
+    const xacts = async (): Promise<number> =>
+      Number((await db.query(`SELECT sum(xact_commit + xact_rollback)::bigint AS n FROM pg_stat_database WHERE datname = 'hie'`)).rows[0].n);
+    await new Promise((r) => setTimeout(r, 600)); // pg_stat_database is flushed at most once a second
+    const x0 = await xacts();
+    const readSeq = await measure({ baseUrl, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 2000, maxSeconds: Math.min(SECONDS, 5) });
+    await new Promise((r) => setTimeout(r, 1200));
+    const transactionsPerRead = Math.round(((await xacts()) - x0 - 1) / readSeq.requests * 100) / 100;
+    const healthz = await measure({ baseUrl, mode: 'get', path: '/healthz', concurrency: 1, maxRequests: 5000, maxSeconds: Math.min(SECONDS, 5) });
+
+    const cells = [];
+    let statements: { query: string; calls: number; perRequest: number; meanMs: number }[] = [];
+    for (const concurrency of CONCURRENCY) {
+      if (concurrency === 16 || (!CONCURRENCY.includes(16) && concurrency === CONCURRENCY[0])) await db.query('SELECT pg_stat_statements_reset()');
+      const c0 = cpu();
+      const mix = await measure({ baseUrl, token, mode: 'mix', concurrency, maxRequests: MAX_REQUESTS, maxSeconds: SECONDS, reads, searches, createBody });
+      const c1 = cpu();
+      if (concurrency === 16 || (!CONCURRENCY.includes(16) && concurrency === CONCURRENCY[0])) {
+        const rows = (await db.query(`SELECT query, calls::int, mean_exec_time FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'hie') ORDER BY calls DESC LIMIT 25`)).rows;
+        statements = rows
+          .filter((r: { query: string }) => !/pg_stat_statements/.test(r.query))
+          .map((r: { query: string; calls: number; mean_exec_time: number }) => ({
+            query: r.query.replace(/\s+/g, ' ').slice(0, 160),
+            calls: r.calls,
+            perRequest: Math.round((r.calls / mix.requests) * 100) / 100,
+            meanMs: Math.round(r.mean_exec_time * 1000) / 1000,
+          }));
+      }
+      const bareCell = await measure({ baseUrl: bareUrl, mode: 'get', path: '/', concurrency, maxRequests: MAX_REQUESTS * 4, maxSeconds: SECONDS });
+      const pk = await measure({ baseUrl, mode: 'pk', databaseUrl: appUrl, keys, concurrency: Math.min(concurrency, 16), maxRequests: MAX_REQUESTS * 4, maxSeconds: SECONDS });
+      const cell = {
+        concurrency,
+        mix,
+        serverCpuMsPerRequest: round((c1.server - c0.server) / mix.requests, 2),
+        postgresCpuMsPerRequest: round((c1.postgres - c0.postgres) / mix.requests, 2),
+        bare: bareCell,
+        pk,
+        ratioToBare: round(mix.rps / bareCell.rps, 3),
+        ratioToPk: round(mix.rps / pk.rps, 3),
+        loadAverage: loadavg().map((n) => round(n, 2)),
+      };
+      process.stdout.write(`c${concurrency}: ${mix.rps} req/s (${mix.errors} errors); bare ${bareCell.rps}/s; pk ${pk.rps}/s; load ${cell.loadAverage.join(' ')}\n`);
+      cells.push(cell);
+    }
+    bare.close();
+    const [{ version }] = (await db.query('SELECT version()')).rows;
+    await db.end();
+    const json = {
+      machine: {
+        date: new Date().toISOString(),
+        cores: cpus().length,
+        cpu: cpus()[0]?.model,
+        memoryGiB: Math.round(totalmem() / 2 ** 30),
+        node: process.version,
+        postgres: String(version).split(' on ')[0],
+        loadAverageAtEnd: loadavg().map((n) => round(n, 2)),
+      },
+      dataset: { patients: PATIENTS, resources: seeded },
+      seconds: SECONDS,
+      maxRequests: MAX_REQUESTS,
+      readSequential: readSeq,
+      healthzSequential: healthz,
+      transactionsPerRead,
+      cells,
+      statementsPerRequestAt16: statements,
+    };
+    await stopServer(server);
+    let profile = '';
+    if (CPU_PROF) {
+      const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
+      if (file) profile = summarizeProfile(JSON.parse(readFileSync(join(profileDir, file), 'utf8')));
+      writeFileSync(join(ROOT, 'bench', 'results', `${NAME}-profile.md`), profile);
+    }
+    writeResults(NAME, json, markdown(json));
+  } catch (err) {
+    process.stderr.write(`bench:crud failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exitCode = 1;
+  } finally {
+    if (server.child.exitCode === null) await stopServer(server);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function startServer(env: Record<string, string>, nodeFlags: string[]): Promise<Server> {
+  const child = spawn(process.execPath, [...nodeFlags, join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      err += chunk.toString('utf8');
+      if (err.includes('FHIR server listening')) resolve();
+    });
+    void exited.then(() => reject(new Error(`server exited during start: ${err.slice(-2000)}`)));
+  });
+  return { child, exited };
+}
+
+async function stopServer(server: Server): Promise<void> {
+  server.child.kill('SIGTERM');
+  await server.exited;
+}
+
+async function getToken(baseUrl: string, secret: string): Promise<string> {
+  const res = await fetch(`${baseUrl}/oauth2/token`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ grant_type: 'client_credentials', client_id: 'bench-crud', client_secret: secret, scope: 'system/*.*' }),
+  });
+  if (res.status !== 200) throw new Error(`token: ${res.status} ${await res.text()}`);
+  return ((await res.json()) as { access_token: string }).access_token;
+}
+
+async function seed(baseUrl: string, token: string): Promise<number> {
+  const gen = new SyntheticDataGenerator({ seed: 7, patients: PATIENTS, organizations: 5, practitioners: 20 });
+  let n = 0;
+  for (const b of gen.transactionBundles()) {
+    const res = await fetch(`${baseUrl}/fhir`, {
+      method: 'POST',
+      headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/fhir+json' },
+      body: JSON.stringify(b as Bundle),
+    });
+    if (res.status !== 200) throw new Error(`seed: ${res.status} ${(await res.text()).slice(0, 300)}`);
+    n += b.entry?.length ?? 0;
+  }
+  return n;
+}
+
+/** utime + stime of a process (all its threads), in ms. */
+function processCpuMs(pid: number, withChildren = false): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is state (field 3): utime is field 14, stime 15, cutime 16, cstime 17.
+    const ticks = Number(fields[11]) + Number(fields[12]) + (withChildren ? Number(fields[13]) + Number(fields[14]) : 0);
+    return ticks * TICK_MS;
+  } catch {
+    return 0;
+  }
+}
+
+/** The postmaster, its live children, and the children it has reaped (cutime/cstime). */
+function postgresCpuMs(postmaster: number): number {
+  let total = processCpuMs(postmaster, true);
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === postmaster) total += processCpuMs(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
+
+interface KindStats {
+  requests: number;
+  p50: number;
+  p95: number;
+  p99: number;
+}
+interface Stats extends KindStats {
+  errors: number;
+  rps: number;
+  kinds: Record<string, KindStats>;
+}
+
+async function measure(job: CrudJob): Promise<Stats> {
+  const result = await new Promise<CrudResult>((resolve, reject) => {
+    const worker = new Worker(join(__dirname, 'crud-load.worker.js'), { workerData: job });
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  if (result.errors.length) process.stderr.write(`${job.mode} c${job.concurrency}: ${result.errors.length} errors, e.g. ${result.errors[0]}\n`);
+  const stats = (list: number[]): KindStats => {
+    const sorted = [...list].sort((a, b) => a - b);
+    return { requests: sorted.length, p50: round(percentile(sorted, 50), 2), p95: round(percentile(sorted, 95), 2), p99: round(percentile(sorted, 99), 2) };
+  };
+  const all = Object.values(result.latencies).flat();
+  return {
+    ...stats(all),
+    errors: result.errors.length,
+    rps: round(all.length / result.seconds, 0),
+    kinds: Object.fromEntries(Object.entries(result.latencies).map(([k, v]) => [k, stats(v)])),
+  };
+}
+
+function round(n: number, digits: number): number {
+  const f = 10 ** digits;
+  return Math.round(n * f) / f;
+}
+
+interface ProfileNode {
+  id: number;
+  callFrame: { functionName: string; url: string; lineNumber: number };
+  children?: number[];
+}
+
+/** Self time by function and by origin (package, node internals, our code) from a .cpuprofile. */
+function summarizeProfile(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }): string {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map<number, number>();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+  const total = [...self.values()].reduce((a, b) => a + b, 0);
+  const byFunction = new Map<string, number>();
+  const byOrigin = new Map<string, number>();
+  for (const [id, us] of self) {
+    const { functionName, url, lineNumber } = byId.get(id)!.callFrame;
+    const origin = originOf(url, functionName);
+    const fn = `${functionName || '(anonymous)'} ${url ? `${url.replace(/^.*node_modules\//, '').replace(ROOT, '')}:${lineNumber + 1}` : ''}`;
+    byFunction.set(fn, (byFunction.get(fn) ?? 0) + us);
+    byOrigin.set(origin, (byOrigin.get(origin) ?? 0) + us);
+  }
+  const top = (m: Map<string, number>, n: number) =>
+    [...m.entries()]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, n)
+      .map(([k, us]) => `| ${k.replace(/\|/g, '\\|')} | ${(us / 1000).toFixed(0)} | ${((100 * us) / total).toFixed(1)} |`)
+      .join('\n');
+  return `# CPU profile of the server under bench:crud (${new Date().toISOString()})
+
+Self time over the whole measured part of the run (sequential reads, healthz, the mix at ${CONCURRENCY.join('/')} clients),
+${(total / 1e6).toFixed(1)} s sampled. Load average at the end: ${loadavg().map((n) => n.toFixed(2)).join(' / ')}.
+
+## By origin
+
+| origin | self ms | % |
+|---|---|---|
+${top(byOrigin, 30)}
+
+## By function (top 40)
+
+| function | self ms | % |
+|---|---|---|
+${top(byFunction, 40)}
+`;
+}
+
+function originOf(url: string, functionName: string): string {
+  if (!url) return functionName.startsWith('(') ? functionName : '(native)';
+  const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
+  if (pkg) return pkg[1];
+  if (url.startsWith('node:')) return url.split('/').slice(0, 2).join('/');
+  if (url.includes('/dist/')) return `server: ${url.replace(/^.*\/dist\//, '').split('/').slice(0, 2).join('/')}`;
+  return url;
+}
+
+function markdown(json: {
+  machine: Record<string, unknown> & { loadAverageAtEnd: number[] };
+  dataset: { patients: number; resources: number };
+  readSequential: Stats;
+  healthzSequential: Stats;
+  transactionsPerRead: number;
+  cells: {
+    concurrency: number;
+    mix: Stats;
+    serverCpuMsPerRequest: number;
+    postgresCpuMsPerRequest: number;
+    bare: Stats;
+    pk: Stats;
+    ratioToBare: number;
+    ratioToPk: number;
+    loadAverage: number[];
+  }[];
+  statementsPerRequestAt16: { query: string; calls: number; perRequest: number; meanMs: number }[];
+}): string {
+  const m = json.machine;
+  const k = (s: Stats, kind: string) => (s.kinds[kind] ? `${s.kinds[kind].p50} / ${s.kinds[kind].p95} / ${s.kinds[kind].p99}` : '–');
+  return `# CRUD mix benchmark (${m.date})
+
+Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}. Load average at the end: ${m.loadAverageAtEnd.join(' / ')} (1/5/15 min; 2 cores: anything above ~2 means other work competed, so compare ratios within this run).
+Server: \`dist/main.js\` in its own process, default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production, access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
+Load from a worker thread of the bench process (the same cores), at most ${SECONDS} s or ${MAX_REQUESTS} requests per cell; latency send to last byte, ms.
+
+Sequential (1 client): read by id p50 ${json.readSequential.p50} ms (p99 ${json.readSequential.p99}), \`GET /healthz\` p50 ${json.healthzSequential.p50} ms (p99 ${json.healthzSequential.p99}); database transactions per read by id: ${json.transactionsPerRead}.
+
+| clients | mix req/s | errors | read p50/p95/p99 | search p50/p95/p99 | create p50/p95/p99 | server CPU ms/req | PostgreSQL CPU ms/req | bare node:http req/s | ratio | raw PK SELECT/s | ratio | load avg |
+|---|---|---|---|---|---|---|---|---|---|---|---|---|
+${json.cells
+  .map(
+    (c) =>
+      `| ${c.concurrency} | ${c.mix.rps} | ${c.mix.errors} | ${k(c.mix, 'read')} | ${k(c.mix, 'search')} | ${k(c.mix, 'create')} | ${c.serverCpuMsPerRequest} | ${c.postgresCpuMsPerRequest} | ${c.bare.rps} | ${c.ratioToBare} | ${c.pk.rps} | ${c.ratioToPk} | ${c.loadAverage.join(' ')} |`,
+  )
+  .join('\n')}
+
+CPU per request is all the process's (server) or cluster's (PostgreSQL) CPU during the cell divided by its requests. The raw PK SELECT uses min(clients, 16) connections.
+
+## Statements per request of the mix at 16 clients (pg_stat_statements)
+
+| statement | calls | per request | mean ms |
+|---|---|---|---|
+${json.statementsPerRequestAt16.map((s) => `| \`${s.query.replace(/\|/g, '\\|')}\` | ${s.calls} | ${s.perRequest} | ${s.meanMs} |`).join('\n')}
+`;
+}
+
+if (!existsSync(join(ROOT, 'dist', 'main.js'))) {
+  process.stderr.write('bench:crud needs the compiled server: npm run build\n');
+  process.exit(1);
+}
+mkdirSync(join(ROOT, 'bench', 'results'), { recursive: true });
+main().catch((err: unknown) => {
+  process.stderr.write(`bench:crud failed: ${err instanceof Error ? err.stack : String(err)}\n`);
+  process.exit(1);
+});

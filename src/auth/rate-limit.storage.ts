@@ -66,14 +66,15 @@ export class PostgresThrottlerStorage implements ThrottlerStorage {
   /** Hits of these keys in the current window (missing or older windows: 0), without counting a hit. */
   async hits(keys: string[], ttl: number, throttlerName: string): Promise<{ hits: number[]; timeToExpire: number }> {
     const rows: { key: string; hits: number; expires_ms: number }[] = await this.db.query(
-      `WITH hit_at AS (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t),
+      `WITH now AS (SELECT coalesce($3::timestamptz, clock_timestamp()) AS t),
        w AS (
-         SELECT to_timestamp(floor(extract(epoch FROM hit_at.t) * 1000 / $2) * $2 / 1000.0) AS start FROM hit_at
+         SELECT to_timestamp(floor(extract(epoch FROM now.t) * 1000 / $2) * $2 / 1000.0) AS start FROM now
        )
        SELECT k.key, coalesce(r.hits, 0) AS hits,
-              (extract(epoch FROM w.start) * 1000 + $2 - extract(epoch FROM (SELECT t FROM hit_at)) * 1000)::float8 AS expires_ms
-         FROM w CROSS JOIN unnest($1::text[]) AS k(key)
+              (extract(epoch FROM w.start) * 1000 + $2 - extract(epoch FROM now.t) * 1000)::float8 AS expires_ms
+         FROM now CROSS JOIN w CROSS JOIN unnest($1::text[]) AS k(key)
          LEFT JOIN rate_limit_window r ON r.key = k.key AND r.window_start = w.start`,
+      // The same instant increment() counts at, so a pinned clock pins reads of the window too.
       [keys.map((k) => `${throttlerName}:${k}`), ttl, this.clock()?.toISOString() ?? null],
     );
     const byKey = new Map(rows.map((r) => [r.key, r.hits]));

@@ -5,6 +5,8 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import request from 'supertest';
+import { ThrottlerStorage } from '@nestjs/throttler';
+import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { ClientRegistrationRepository } from '../../src/auth/client-registration.repository';
 import { SigningKeyStore } from '../../src/auth/signing-key.store';
 import { runCli } from '../../src/cli/cli';
@@ -70,9 +72,9 @@ describe('token endpoint rate limits (issue 9, item 4)', () => {
     port = (t.http.address() as AddressInfo).port;
     // Counters are shared by every test file in this minute; start (and leave) them empty.
     await t.db.query('TRUNCATE rate_limit_window');
-    // One fixed window for the whole file: a slow burst cannot straddle a minute boundary.
-    const pinned = new Date(Date.UTC(2026, 0, 5, 10, 0, 30));
-    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => pinned;
+    // One pinned window, half a minute in: 1,500 requests on a loaded machine can take longer than
+    // the rest of a wall-clock minute, and a new window would restart the counts mid-test.
+    (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => new Date('2026-01-05T11:00:30.000Z');
   });
   afterAll(async () => {
     for (const agent of agents) agent.destroy();

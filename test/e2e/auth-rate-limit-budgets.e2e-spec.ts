@@ -66,8 +66,8 @@ describe('rate-limit budgets: token endpoint, API, per IP', () => {
     const anonymous: number[] = [];
     for (let n = 0; n < 4; n++) anonymous.push((await request(t.http).get('/fhir/metadata')).status);
     expect(anonymous).toEqual([200, 200, 200, 429]);
-    // Token requests that name no client fail, and failures count against the address's failure
-    // budget of the token endpoint (RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS), apart from the API's.
+    // Token requests that name no client fail, and failures count per address (TokenEndpointThrottle,
+    // RATE_LIMIT_TOKEN_FAILURES_PER_ADDRESS), apart from the API's budgets.
     const nameless: number[] = [];
     for (let n = 0; n < 4; n++) nameless.push((await request(t.http).post('/oauth2/token').type('form').send({ grant_type: 'client_credentials' })).status);
     expect(nameless).toEqual([401, 401, 401, 429]);

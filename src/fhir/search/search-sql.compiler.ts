@@ -308,14 +308,16 @@ function quantityCondition(
   const decimals = (numText.split(/[eE]/)[0].split('.')[1] ?? '').length;
   const exponent = Number(numText.split(/[eE]/)[1] ?? 0);
   const half = 0.5 * 10 ** (exponent - decimals);
+  // Binary floating point: 5.4 - 0.05 is 5.3500000000000005, which would leave out a stored 5.35.
+  const bound = (n: number): number => Number(n.toPrecision(15));
   const value = col.value;
   let cond: string;
   switch (prefix) {
     case 'eq':
-      cond = `${value} >= ${b(v - half)} AND ${value} < ${b(v + half)}`;
+      cond = `${value} >= ${b(bound(v - half))} AND ${value} < ${b(bound(v + half))}`;
       break;
     case 'ne':
-      cond = `NOT (${value} >= ${b(v - half)} AND ${value} < ${b(v + half)})`;
+      cond = `NOT (${value} >= ${b(bound(v - half))} AND ${value} < ${b(bound(v + half))})`;
       break;
     case 'gt':
     case 'sa':
@@ -332,7 +334,7 @@ function quantityCondition(
       cond = `${value} <= ${b(v)}`;
       break;
     default:
-      cond = `${value} >= ${b(v - Math.abs(v) * 0.1)} AND ${value} <= ${b(v + Math.abs(v) * 0.1)}`;
+      cond = `${value} >= ${b(bound(v - Math.abs(v) * 0.1))} AND ${value} <= ${b(bound(v + Math.abs(v) * 0.1))}`;
   }
   if (system) cond += ` AND ${col.system} = ${b(system)}`;
   if (code) cond += ` AND ${col.code} = ${b(code)}`;

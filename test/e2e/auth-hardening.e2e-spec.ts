@@ -1,5 +1,3 @@
-import { ThrottlerStorage } from '@nestjs/throttler';
-import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import { createHash, randomBytes, scryptSync } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';

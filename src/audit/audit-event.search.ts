@@ -6,6 +6,8 @@ import { parseFhirDateRange } from '../common/fhir-date';
 import type { Interaction, InteractionResult, QueryParams } from '../fhir/pipeline/interaction';
 import { AuditFilter, AuditTrailRepository } from './audit-trail.repository';
 
+/** The AuditEvent search parameters the audit store answers (the CapabilityStatement lists exactly these). */
+export const AUDIT_EVENT_SEARCH_PARAMETERS: readonly string[] = ['patient', 'agent', 'entity', 'date', 'action', 'outcome', 'purpose', 'type', 'subtype'];
 const DEFAULT_COUNT = 20;
 const MAX_COUNT = 1000;
 /** Parameters that only shape the response; accepted and ignored here. */
@@ -120,7 +122,7 @@ export function parseAuditQuery(query: QueryParams): AuditQuery {
         if (IGNORED.has(name)) break;
         // An auditor's typo must not silently widen the answer to the whole log.
         throw FhirError.badRequest(
-          `Unknown AuditEvent search parameter '${name.slice(0, 64)}' (patient, agent, entity, date, action, outcome, purpose, type, subtype, _count, _sort)`,
+          `Unknown AuditEvent search parameter '${name.slice(0, 64)}' (${AUDIT_EVENT_SEARCH_PARAMETERS.join(', ')}, _count, _sort)`,
           [name.slice(0, 64)],
           'not-supported',
         );

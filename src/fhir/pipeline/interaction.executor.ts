@@ -8,9 +8,8 @@ import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
-import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, WriteResult } from '../storage/resource.repository';
+import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
-import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 import { ResourceValidator } from '../validation/resource.validator';
 import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
@@ -104,16 +103,7 @@ export class InteractionExecutor {
     const id = i.assignedId ?? randomUUID();
     const resource = { ...body, id } as Resource;
     this.validator.validate(resource);
-    const result = await this.repository.write(ctx, {
-      mode: 'create',
-      method: 'POST',
-      resourceType: resource.resourceType,
-      id,
-      resource,
-      authorOrg: ctx.principal.organization,
-      compartments: patientCompartmentsOf(resource),
-      securityLabels: securityLabelsOf(resource),
-    }, tx);
+    const result = await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', resource, id), tx);
     return this.written(201, storedVersion(result));
   }
 
@@ -217,17 +207,7 @@ export class InteractionExecutor {
       ]);
     }
     this.validator.validate(resource);
-    const result = await this.repository.write(ctx, {
-      mode: 'update',
-      method: 'PUT',
-      resourceType: resource.resourceType,
-      id: resource.id,
-      resource,
-      ifMatch: parseIfMatch(i.ifMatch),
-      authorOrg: ctx.principal.organization,
-      compartments: patientCompartmentsOf(resource),
-      securityLabels: securityLabelsOf(resource),
-    }, tx);
+    const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, resource.id, parseIfMatch(i.ifMatch)), tx);
     return this.written(result.created ? 201 : 200, storedVersion(result));
   }
 
@@ -250,17 +230,7 @@ export class InteractionExecutor {
       throw FhirError.badRequest('A patch may not change resourceType or id', [`${current.resourceType}.id`]);
     }
     this.validator.validate(resource);
-    const result = await this.repository.write(ctx, {
-      mode: 'update',
-      method: 'PATCH',
-      resourceType: resource.resourceType,
-      id: current.id,
-      resource,
-      ifMatch: expected,
-      authorOrg: ctx.principal.organization,
-      compartments: patientCompartmentsOf(resource),
-      securityLabels: securityLabelsOf(resource),
-    }, tx);
+    const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
     return this.written(200, storedVersion(result));
   }
 

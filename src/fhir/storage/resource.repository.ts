@@ -3,6 +3,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
+import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
 
 export interface StoredVersion {
@@ -57,6 +58,31 @@ export interface HistoryQuery {
 }
 
 const UNIQUE_VIOLATION = '23505';
+
+/**
+ * The write of a resource version, with what storage keeps beside it derived from the resource
+ * itself (Patient compartments, security labels) and the writer (authoring organization).
+ */
+export function versionWrite(
+  ctx: AccessContext,
+  mode: 'create' | 'update',
+  method: WriteRequest['method'],
+  resource: Resource,
+  id: string,
+  ifMatch?: number,
+): WriteRequest {
+  return {
+    mode,
+    method,
+    resourceType: resource.resourceType,
+    id,
+    resource,
+    ifMatch,
+    authorOrg: ctx.principal.organization,
+    compartments: patientCompartmentsOf(resource),
+    securityLabels: securityLabelsOf(resource),
+  };
+}
 
 /**
  * The answer to a change of a resource the requester may not change: the same whether it does not

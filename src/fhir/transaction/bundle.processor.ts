@@ -11,9 +11,8 @@ import { buildInteraction, Interaction, InteractionKind, InteractionResult, Quer
 import { parseQueryString } from '../pipeline/query-params';
 import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interaction.parser';
 import { MAX_BUNDLE_ENTRIES } from '../search/search-limits';
-import { ResourceRepository } from '../storage/resource.repository';
+import { ResourceRepository, versionWrite } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
-import { patientCompartmentsOf, securityLabelsOf } from '../storage/patient-compartment';
 
 /**
  * What the pipeline lends the processor: the storage session of a transaction Bundle, running one
@@ -324,16 +323,7 @@ export class BundleProcessor {
     const resource = { ...(i.body as Resource), id } as Resource;
     const ctx = await runner.lookup('search-type', i.resourceType, {});
     try {
-      await this.repository.write(ctx, {
-        mode: p.method === 'POST' ? 'create' : 'update',
-        method: p.method === 'POST' ? 'POST' : 'PUT',
-        resourceType: i.resourceType,
-        id,
-        resource,
-        authorOrg: ctx.principal.organization,
-        compartments: patientCompartmentsOf(resource),
-        securityLabels: securityLabelsOf(resource),
-      }, tx);
+      await this.repository.write(ctx, versionWrite(ctx, i.kind, i.kind === 'create' ? 'POST' : 'PUT', resource, id), tx);
     } catch (err) {
       throw atEntry(err, p.index);
     }

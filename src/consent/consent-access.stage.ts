@@ -1,6 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { InjectDataSource } from '@nestjs/typeorm';
-import type { DataSource } from 'typeorm';
+import type { EntityManager } from 'typeorm';
 import type { AccessFragment } from '../fhir/pipeline/access-predicate';
 import type { Interaction } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
@@ -23,27 +22,24 @@ const BY_ID = new Set(['read', 'vread', 'history-instance']);
 export class ConsentAccessStage extends ConsentStage {
   constructor(
     @Inject(CONSENT_POLICY) private readonly policy: ConsentPolicy,
-    @InjectDataSource() private readonly db: DataSource,
   ) {
     super();
   }
 
-  async decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision> {
-    const who: Requester = {
-      organization: principal.organization,
-      purpose: principal.purposeOfUse,
-      // The authentication stage refuses ETREAT without a reason, so a reason here is a checked one.
-      breakGlass: principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
-    };
+  async decide(principal: Principal, _interaction: Interaction): Promise<ConsentDecision> {
+    const who = requesterOf(principal);
     const policy = this.policy;
-    const description = this.describe(who);
-    const explanation = BY_ID.has(interaction.kind) && interaction.resourceType && interaction.id ? await this.explain(who, interaction) : undefined;
     const fragment: AccessFragment = {
       basis: 'consent',
-      description: explanation ? `${description}; ${explanation}` : description,
+      description: this.describe(who),
       render: (alias, bind) => renderConsentPredicate(columnsOf(alias), bind, policy, who),
     };
     return { fragments: [fragment], basis: fragment.description };
+  }
+
+  override async explain(principal: Principal, interaction: Interaction, judged: AccessAttributes | undefined, tx: EntityManager): Promise<string | undefined> {
+    if (!BY_ID.has(interaction.kind) || !interaction.resourceType || !interaction.id) return undefined;
+    return this.explainAccess(requesterOf(principal), interaction, judged, tx);
   }
 
   private describe(who: Requester): string {
@@ -58,18 +54,19 @@ export class ConsentAccessStage extends ConsentStage {
    * Which provision decides the resource asked for, per patient of it (current row, or the version
    * asked for): `Consent/{id}/_history/{v}#{path} permit|deny`, `base policy`, or `own organization`.
    */
-  private async explain(who: Requester, i: Interaction): Promise<string | undefined> {
+  private async explainAccess(who: Requester, i: Interaction, judged: AccessAttributes | undefined, tx: EntityManager): Promise<string | undefined> {
     const version = i.kind === 'vread' && /^\d{1,9}$/.test(i.versionId ?? '') ? Number(i.versionId) : undefined;
-    const [row] = await accessAttributesOf(this.db, [{ resourceType: i.resourceType!, id: i.id!, versionId: version }]);
+    // The row the read judged (no statement); a refused access looks its attributes up in the session.
+    const [row] = judged ? [judged] : await accessAttributesOf(tx, [{ resourceType: i.resourceType!, id: i.id!, versionId: version }]);
     if (!row) return undefined;
     const target = `${row.resourceType}/${row.id}${version ? `/_history/${version}` : ''}`;
     if (who.organization && row.authorOrg === who.organization) return `${target}: own organization`;
     if (!row.compartments.length) return `${target}: no patient (base policy)`;
-    const decided = await this.decidingProvisions(who, row);
+    const decided = await this.decidingProvisions(who, row, tx);
     return `${target}: ${decided.join(', ')}`;
   }
 
-  private async decidingProvisions(who: Requester, row: AccessAttributes): Promise<string[]> {
+  private async decidingProvisions(who: Requester, row: AccessAttributes, tx: EntityManager): Promise<string[]> {
     const p = new SqlParams();
     const judged = {
       // Own-organization rows were answered above; the organization is not part of this query.
@@ -81,7 +78,7 @@ export class ConsentAccessStage extends ConsentStage {
       date: `${p.bind(row.lastUpdated)}::timestamptz`,
     };
     const requester = { organization: `${p.bind(who.organization ?? null)}::text`, purpose: `${p.bind(who.purpose ?? null)}::text` };
-    const rows: { patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null }[] = await this.db.query(
+    const rows: { patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null }[] = await tx.query(
       `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit
          FROM unnest(${judged.compartments}) AS cns_c(patient)
          LEFT JOIN LATERAL (
@@ -97,4 +94,13 @@ export class ConsentAccessStage extends ConsentStage {
         : `Patient/${r.patient} by base policy`,
     );
   }
+}
+
+function requesterOf(principal: Principal): Requester {
+  return {
+    organization: principal.organization,
+    purpose: principal.purposeOfUse,
+    // The authentication stage refuses ETREAT without a reason, so a reason here is a checked one.
+    breakGlass: principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
+  };
 }

@@ -68,15 +68,16 @@ export class FhirPipeline {
       return await this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
         ctx = await this.accessFor(principal, interaction);
         const result = await this.executor.execute(ctx, interaction, tx);
+        const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
         // A write's record commits in the write's transaction; a read's is written before the response.
-        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result), transactional ? tx : undefined);
+        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
         return result;
       });
     } catch (err) {
       // A database outage or a cancelled statement is audited (and answered) as 503, not as a 500 bug.
       const failure = databaseFailure(err) ?? err;
       const record = this.record(principal, interaction, origin, started, ctx, undefined, failure);
-      await this.audit.record(await this.withRequestedTarget(record, interaction));
+      await this.audit.record(await this.withRequestedTarget(record, interaction, principal));
       throw failure;
     }
   }
@@ -85,15 +86,20 @@ export class FhirPipeline {
    * A refused or failed access by id names the resource asked for and whose data it is, so an
    * auditor sees who tried to reach a patient's records (never told to the client).
    */
-  private async withRequestedTarget(record: AuditRecord, interaction: Interaction): Promise<AuditRecord> {
+  private async withRequestedTarget(record: AuditRecord, interaction: Interaction, principal: Principal): Promise<AuditRecord> {
     const { resourceType, id } = interaction;
     if (!resourceType || !id || interaction.kind === 'operation') return record;
     let patients: string[] = [];
+    let explanation: string | undefined;
     try {
-      patients = await this.sessions.run({ transactional: false }, (tx) => this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, resourceType, id, tx));
+      await this.sessions.run({ transactional: false }, async (tx) => {
+        patients = await this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, resourceType, id, tx);
+        explanation = await this.consent.explain(principal, interaction, undefined, tx);
+      });
     } catch {
       // The database may be what failed; the record still names the resource.
     }
+    if (explanation) record = { ...record, accessBasis: withExplanation(record.accessBasis, explanation) };
     const entity = { reference: `${interaction.resourceType}/${interaction.id}`, versionId: interaction.versionId, patients };
     return { ...record, entities: [entity], patients: [...new Set([...record.patients, ...patients])].sort() };
   }
@@ -110,8 +116,9 @@ export class FhirPipeline {
       try {
         ctx = await this.accessFor(principal, entry);
         const result = await this.executor.execute(ctx, entry, tx);
+        const explanation = await this.consent.explain(principal, entry, result.judged, tx);
         // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
-        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result), bundleEntry: index }, tx);
+        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result, undefined, explanation), bundleEntry: index }, tx);
         return result;
       } catch (err) {
         // In a transaction the failure rolls everything back; the record is written after the rollback.
@@ -188,6 +195,7 @@ export class FhirPipeline {
     ctx: AccessContext | undefined,
     result?: InteractionResult,
     failure?: unknown,
+    explanation?: string,
   ): ReturnType<typeof auditRecord> {
     const error = failure instanceof FhirError ? failure : undefined;
     const input: AuditRecordInput = {
@@ -204,7 +212,7 @@ export class FhirPipeline {
       failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,
       entities: failure ? [] : (result?.touched ?? []),
       extraPatients: interaction.compartment ? [interaction.compartment.id] : [],
-      accessBasis: ctx ? basisOf(ctx) : [],
+      accessBasis: ctx ? withExplanation(basisOf(ctx), explanation) : [],
       durationMs: Math.round(performance.now() - started),
     };
     return auditRecord(input);
@@ -218,6 +226,12 @@ function queryStringOf(query: QueryParams): string {
   const params = new URLSearchParams();
   for (const [name, v] of Object.entries(query)) for (const one of Array.isArray(v) ? v : v !== undefined ? [v] : []) params.append(name, one);
   return params.toString();
+}
+
+/** The consent stage's explanation of an access by id joins its basis line (`consent: …; …`). */
+function withExplanation(basis: readonly string[], explanation: string | undefined): string[] {
+  if (!explanation) return [...basis];
+  return basis.map((line) => (line.startsWith('consent: ') ? `${line}; ${explanation}` : line));
 }
 
 function basisOf(ctx: AccessContext): string[] {

@@ -13,6 +13,7 @@ import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { ResourceValidator } from '../validation/resource.validator';
 import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
+import type { AccessAttributes } from '../storage/access-attributes';
 import type { AccessContext } from './access-context';
 import type {
   CreateInteraction,
@@ -182,7 +183,7 @@ export class InteractionExecutor {
     if (i.ifNoneMatch !== undefined && parseIfMatch(i.ifNoneMatch) === current.versionId) {
       return { status: 304, versionId: String(current.versionId), lastUpdated: current.lastUpdated };
     }
-    return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated, touched: [entityOf(current)] };
+    return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated, touched: [entityOf(current)], judged: judgedOn(current) };
   }
 
   private async vread(ctx: AccessContext, i: VreadInteraction, tx: EntityManager): Promise<InteractionResult> {
@@ -193,7 +194,7 @@ export class InteractionExecutor {
     const version = await this.repository.readVersion(ctx, i.resourceType, i.id, versionId, tx);
     if (!version) throw FhirError.notFound(`${i.resourceType}/${i.id}/_history/${i.versionId} is not known`);
     if (version.deleted) throw this.goneError(version);
-    return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated, touched: [entityOf(version)] };
+    return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated, touched: [entityOf(version)], judged: judgedOn(version) };
   }
 
   private async update(ctx: AccessContext, i: UpdateInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
@@ -379,4 +380,10 @@ function parseInstantParam(name: string, raw: string): { start: string; end: str
   const range = parseFhirDateRange(raw);
   if (!range) throw FhirError.badRequest(`${name} must be a FHIR date, dateTime or instant, got '${raw}'`, [name]);
   return range;
+}
+
+/** The attributes a read was judged on, when the statement selected them. */
+function judgedOn(v: StoredVersion): AccessAttributes | undefined {
+  if (v.authorOrg === undefined) return undefined;
+  return { resourceType: v.resourceType, id: v.id, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
 }

@@ -1,3 +1,4 @@
+import type { AccessAttributes } from '../storage/access-attributes';
 import type { Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
 import type { OperationDeclaration } from '../operations/fhir-operation';
@@ -234,6 +235,8 @@ export interface InteractionResult {
   headers?: Record<string, string>;
   /** Resources read or written, with version and patients, for the audit record (never content). */
   touched?: AuditEntity[];
+  /** Read/vread: the attributes access was judged on (consent explanation in the audit record). */
+  judged?: AccessAttributes;
 }
 
 /** The interaction class used by scopes and audit: c r u d s (SMART v2). */

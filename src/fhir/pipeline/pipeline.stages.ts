@@ -3,6 +3,7 @@ import type { EntityManager } from 'typeorm';
 import type { AuditRecord } from '../../audit/audit-record';
 import type { Interaction } from './interaction';
 import type { Principal } from './principal';
+import type { AccessAttributes } from '../storage/access-attributes';
 
 /**
  * The pluggable stages of the pipeline (GUIDE §1). Each is an abstract class so Nest can inject
@@ -25,7 +26,16 @@ export interface ConsentDecision {
 }
 
 export abstract class ConsentStage {
+  /** The fragments only: no database work, so a read stays one statement. */
   abstract decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision>;
+
+  /**
+   * For the audit record of an access by id: what decided it (e.g. which Consent provision), judged
+   * on the row the interaction read (`judged`, when it read one) or looked up in `tx` (refusals).
+   */
+  async explain(_principal: Principal, _interaction: Interaction, _judged: AccessAttributes | undefined, _tx: EntityManager): Promise<string | undefined> {
+    return undefined;
+  }
 }
 
 export abstract class AuditStage {

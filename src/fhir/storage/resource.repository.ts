@@ -15,6 +15,9 @@ export interface StoredVersion {
   resource?: Resource;
   /** Patient ids of the version's Patient compartment (audit: whose data this is). */
   compartments: string[];
+  /** What access was judged on (read and vread select them): explains a consent decision without another query. */
+  authorOrg?: string | null;
+  securityLabels?: string[];
 }
 
 export interface HistoryEntry extends StoredVersion {
@@ -165,7 +168,7 @@ export class ResourceRepository {
     await this.flushCreates(tx);
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.content
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.author_org, r.security_labels, r.content
          FROM resource r
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
       p.values,
@@ -177,7 +180,7 @@ export class ResourceRepository {
   async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.content
+      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.author_org, h.security_labels, h.content
          FROM resource_history h
         WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND h.version_id = ${p.bind(versionId)}
           AND ${ctx.renderRead('h', p, 'version')}`,
@@ -425,6 +428,8 @@ interface RawRow {
   last_updated: Date;
   deleted: boolean;
   compartments: string[] | null;
+  author_org?: string | null;
+  security_labels?: string[] | null;
   content: Resource | null;
 }
 
@@ -437,5 +442,6 @@ function toStored(row: RawRow): StoredVersion {
     deleted: row.deleted,
     resource: row.content ?? undefined,
     compartments: row.compartments ?? [],
+    ...(row.author_org !== undefined ? { authorOrg: row.author_org, securityLabels: row.security_labels ?? [] } : {}),
   };
 }

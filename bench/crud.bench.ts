@@ -179,6 +179,8 @@ async function main(): Promise<void> {
     if (CPU_PROF) {
       const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
       if (file) profile = summarizeProfile(JSON.parse(readFileSync(join(profileDir, file), 'utf8')));
+      // The raw profile too, for a flame graph (BENCH_PROFILE_OUT).
+      if (file && process.env.BENCH_PROFILE_OUT) writeFileSync(process.env.BENCH_PROFILE_OUT, readFileSync(join(profileDir, file)));
       writeFileSync(join(ROOT, 'bench', 'results', `${NAME}-profile.md`), profile);
     }
     writeResults(NAME, json, markdown(json));

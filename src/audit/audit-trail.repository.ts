@@ -94,24 +94,25 @@ export class AuditTrailRepository {
     await runner?.release().catch(() => undefined);
   }
 
-  /** Appends rows in one statement: with `tx`, inside the write's transaction; else its own commit. */
+  /**
+   * Chains rows in one statement (after the write records pending since the last batch); with
+   * `tx` inside that transaction, else its own commit. With no rows it chains what is pending.
+   */
   async append(rows: readonly AuditEventRow[], tx?: EntityManager): Promise<void> {
+    await (tx ?? this.db).query('SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)', columnsOf(rows));
+  }
+
+  /**
+   * A write's records, in the write's transaction, without the chain head's lock: the group-commit
+   * writer chains them after the commit (`audit_append` moves pending rows first).
+   */
+  async appendPending(rows: readonly AuditEventRow[], tx: EntityManager): Promise<void> {
     if (!rows.length) return;
-    const list = (values: readonly string[]): string => values.join(ARRAY_SEPARATOR);
-    await (tx ?? this.db).query('SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)', [
-      rows.map((r) => r.id),
-      rows.map((r) => r.recorded),
-      rows.map((r) => r.type),
-      rows.map((r) => list(r.subtype)),
-      rows.map((r) => r.action),
-      rows.map((r) => r.outcome),
-      rows.map((r) => list(r.agent)),
-      rows.map((r) => list(r.patients)),
-      rows.map((r) => list(r.entities)),
-      rows.map((r) => r.purpose ?? null),
-      // The exact text stored (json column) and hashed.
-      rows.map((r) => JSON.stringify(r.content)),
-    ]);
+    await tx.query(
+      `INSERT INTO audit_pending (id, recorded, type, subtype, action, outcome, agent, patients, entities, purpose, content)
+       SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])`,
+      columnsOf(rows),
+    );
   }
 
   async ensurePartitions(monthsAhead: number): Promise<void> {
@@ -268,4 +269,23 @@ function whereOf(f: AuditFilter, bind: (v: unknown) => string): string[] {
     if (r.max !== undefined) where.push(`recorded < ${bind(r.max)}::timestamptz`);
   }
   return where;
+}
+
+/** The parallel arrays `audit_append` and `audit_pending` take (array columns joined with U+001E). */
+function columnsOf(rows: readonly AuditEventRow[]): unknown[] {
+  const list = (values: readonly string[]): string => values.join(ARRAY_SEPARATOR);
+  return [
+    rows.map((r) => r.id),
+    rows.map((r) => r.recorded),
+    rows.map((r) => r.type),
+    rows.map((r) => list(r.subtype)),
+    rows.map((r) => r.action),
+    rows.map((r) => r.outcome),
+    rows.map((r) => list(r.agent)),
+    rows.map((r) => list(r.patients)),
+    rows.map((r) => list(r.entities)),
+    rows.map((r) => r.purpose ?? null),
+    // The exact text stored (json column) and hashed.
+    rows.map((r) => JSON.stringify(r.content)),
+  ];
 }

@@ -1,10 +1,14 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import type { AuditEventRow } from './audit-event.builder';
 import { AuditTrailRepository } from './audit-trail.repository';
 
+/** How often a node chains write records another node left pending (it stopped before chaining them). */
+const SWEEP_MS = 5000;
+
 interface Waiting {
-  row: AuditEventRow;
+  /** Absent for a caller that only needs the pending write records chained. */
+  row?: AuditEventRow;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -16,12 +20,17 @@ interface Waiting {
  * first record arrives and waits at most `AUDIT_GROUP_COMMIT_WAIT_MS`; records arriving while a
  * batch commits form the next one (up to `AUDIT_GROUP_COMMIT_MAX` each). Each caller's promise
  * resolves only after its batch committed, so a read's record is durable before its response.
+ * Every batch first chains the write records committed since the last one (`audit_pending`), so
+ * this writer is the only holder of the chain head's lock on its node, and holds it only for its
+ * own short transaction (docs/audit.md). A sweep every few seconds chains what a node that stopped
+ * between a write's commit and its batch left pending.
  */
 @Injectable()
-export class AuditTrailWriter implements OnApplicationShutdown {
+export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly logger = new Logger('AuditTrail');
   private queue: Waiting[] = [];
   private timer?: NodeJS.Timeout;
+  private sweep?: NodeJS.Timeout;
   private flushing?: Promise<void>;
 
   constructor(
@@ -34,6 +43,25 @@ export class AuditTrailWriter implements OnApplicationShutdown {
       this.queue.push({ row, resolve, reject });
       this.schedule();
     });
+  }
+
+  /**
+   * Resolves once the write records committed so far are chained (joins the next batch). Never
+   * rejects: the records are already durable in `audit_pending`; a failure leaves them for the
+   * next batch or the sweep.
+   */
+  chainPending(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.queue.push({ resolve, reject: () => resolve() });
+      this.schedule();
+    });
+  }
+
+  onApplicationBootstrap(): void {
+    this.sweep = setInterval(() => {
+      if (!this.queue.length && !this.flushing) void this.chainPending();
+    }, SWEEP_MS);
+    this.sweep.unref();
   }
 
   private schedule(): void {
@@ -58,7 +86,7 @@ export class AuditTrailWriter implements OnApplicationShutdown {
     while (this.queue.length) {
       const batch = this.queue.splice(0, this.config.audit.groupCommitMax);
       try {
-        await this.repository.appendAlone(batch.map((w) => w.row));
+        await this.repository.appendAlone(batch.flatMap((w) => (w.row ? [w.row] : [])));
         for (const w of batch) w.resolve();
       } catch (err) {
         // Only the error code: a database message can quote the values it refused.
@@ -70,6 +98,7 @@ export class AuditTrailWriter implements OnApplicationShutdown {
 
   /** Commits what is queued before the pool closes. */
   async onApplicationShutdown(): Promise<void> {
+    clearInterval(this.sweep);
     if (this.queue.length) this.start();
     await this.flushing;
     await this.repository.releaseWriterConnection();

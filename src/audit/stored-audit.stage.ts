@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
-import { beforeCommit } from '../common/before-commit';
+import { afterCommit, beforeCommit } from '../common/before-commit';
 import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { FhirError } from '../common/fhir-error';
 import type { AuditRecord } from './audit-record';
@@ -24,8 +24,9 @@ function unavailable(cause: unknown): FhirError {
 
 /**
  * The stored audit trail (docs/audit.md): each record becomes an AuditEvent in `audit_event`.
- * With `tx` (a write) the record commits in that transaction; without, the group-commit writer
- * makes it durable before this returns. Failure fails the request with 503 (fail closed). The
+ * With `tx` (a write) the record commits in that transaction (in `audit_pending`, chained by the
+ * writer's next batch right after the commit); without, the group-commit writer makes it durable
+ * and chained before this returns. Failure fails the request with 503 (fail closed). The
  * structured log line of LogAuditStage (ids and codes only) is kept.
  */
 @Injectable()
@@ -51,11 +52,14 @@ export class StoredAuditStage extends LogAuditStage {
         const all = pendingInTx.get(tx) ?? [];
         pendingInTx.delete(tx);
         try {
-          await this.repository.append(all, tx);
+          await this.repository.appendPending(all, tx);
         } catch (err) {
           throw unavailable(err);
         }
       });
+      // Committed with the write, chained right after by the group-commit writer (no chain lock
+      // held across the write's commit); the response waits for it so auditors see it at once.
+      afterCommit(tx, () => this.writer.chainPending());
       return;
     }
     try {

@@ -23,4 +23,24 @@ export async function runBeforeCommit(tx: EntityManager): Promise<void> {
 /** Drops what a rolled-back transaction had queued. */
 export function discardBeforeCommit(tx: EntityManager): void {
   pending.delete(tx);
+  committed.delete(tx);
+}
+
+/**
+ * Work that needs the transaction's effects visible to other connections (chaining its audit
+ * records): run by StorageSessions right after COMMIT, before the response. It cannot undo the
+ * commit, so it must not throw for the request's sake.
+ */
+const committed = new WeakMap<EntityManager, Array<() => Promise<void>>>();
+
+export function afterCommit(tx: EntityManager, work: () => Promise<void>): void {
+  const list = committed.get(tx);
+  if (list) list.push(work);
+  else committed.set(tx, [work]);
+}
+
+export async function runAfterCommit(tx: EntityManager): Promise<void> {
+  const list = committed.get(tx);
+  committed.delete(tx);
+  for (const work of list ?? []) await work();
 }

@@ -363,7 +363,10 @@ describe('audit trail', () => {
   it('a failing audit store fails reads with 503 and no data, and writes with 503 and nothing stored', async () => {
     const { id } = await createPatient({ name: [{ family: 'Zzyzx-Audit', given: ['Quilla'] }] });
     await t.db.query(`CREATE FUNCTION audit_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'audit store down'; END $$`);
-    await t.db.query(`CREATE TRIGGER audit_test_fail BEFORE INSERT ON audit_event FOR EACH ROW EXECUTE FUNCTION audit_test_fail()`);
+    // The store is both tables: the chain and the write records' pending queue (docs/audit.md).
+    for (const table of ['audit_event', 'audit_pending']) {
+      await t.db.query(`CREATE TRIGGER audit_test_fail BEFORE INSERT ON ${table} FOR EACH ROW EXECUTE FUNCTION audit_test_fail()`);
+    }
     try {
       const read = await asHospital(request(t.http).get(`/fhir/Patient/${id}`), rid('down'));
       expect(read.status).toBe(503);
@@ -381,12 +384,33 @@ describe('audit trail', () => {
       const [{ n: after }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event`);
       expect(after).toBe(before);
     } finally {
-      await t.db.query(`DROP TRIGGER audit_test_fail ON audit_event`);
+      for (const table of ['audit_event', 'audit_pending']) await t.db.query(`DROP TRIGGER audit_test_fail ON ${table}`);
       await t.db.query(`DROP FUNCTION audit_test_fail()`);
     }
     const none = await asHospital(request(t.http).get(`/fhir/Patient?name=Unstored-Audit`), rid('up'));
     expect(none.status).toBe(200);
     expect(none.body.entry ?? []).toEqual([]);
+    expect(await verify()).toMatchObject({ verified: true });
+  });
+
+  it('a write whose record committed but could not be chained yet keeps its record and chains it with the next batch', async () => {
+    await t.db.query(`CREATE FUNCTION audit_test_fail() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'chain down'; END $$`);
+    await t.db.query(`CREATE TRIGGER audit_test_fail BEFORE INSERT ON audit_event FOR EACH ROW EXECUTE FUNCTION audit_test_fail()`);
+    let id: string;
+    try {
+      const write = await asHospital(request(t.http).post('/fhir/Patient'), rid('chain-down')).set('Content-Type', FHIR_JSON).send(hiePatient());
+      // The write and its record committed together; only the chaining waits.
+      expect(write.status).toBe(201);
+      id = write.body.id;
+      expect(await t.db.query(`SELECT entities FROM audit_pending WHERE entities LIKE $1`, [`Patient/${id}%`])).toHaveLength(1);
+    } finally {
+      await t.db.query(`DROP TRIGGER audit_test_fail ON audit_event`);
+      await t.db.query(`DROP FUNCTION audit_test_fail()`);
+    }
+    expect((await asHospital(request(t.http).get(`/fhir/Patient/${id}`), rid('chain-up'))).status).toBe(200);
+    expect(await t.db.query(`SELECT count(*)::int AS n FROM audit_pending`)).toEqual([{ n: 0 }]);
+    const chained = await t.db.query(`SELECT action FROM audit_event WHERE $1 = ANY(entities) ORDER BY seq`, [`Patient/${id}`]);
+    expect(chained.map((r: { action: string }) => r.action)).toEqual(['C', 'R']);
     expect(await verify()).toMatchObject({ verified: true });
   });
 });

@@ -1,7 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import { discardBeforeCommit, runBeforeCommit } from '../../common/before-commit';
+import { discardBeforeCommit, runAfterCommit, runBeforeCommit } from '../../common/before-commit';
 import { flushQueuedCreates } from './resource.repository';
 
 export interface StorageSessionOptions {
@@ -39,6 +39,8 @@ export class StorageSessions {
       // The audit records of the writes (AuditStage with tx) commit with them.
       await runBeforeCommit(runner.manager);
       await runner.commitTransaction();
+      // E.g. chaining the audit records that committed with the write (docs/audit.md).
+      await runAfterCommit(runner.manager);
       return result;
     } catch (err) {
       discardBeforeCommit(runner.manager);

@@ -10,6 +10,7 @@ import { FhirError } from '../common/fhir-error';
 const PING_TIMEOUT_MS = 2000;
 
 /**
+ * Readiness. (Liveness, `GET /healthz`, is answered before the framework: src/app.setup.ts.)
  * Public by design: load balancers probe these without credentials; they reveal no data.
  * Not rate-limited: the counters live in the database, so a limit would make liveness depend on
  * the database (an outage would fail /healthz and get a healthy process restarted), and counting a
@@ -24,13 +25,6 @@ export class HealthController {
     private readonly indicator: HealthIndicatorService,
     @InjectDataSource() private readonly dataSource: DataSource,
   ) {}
-
-  /** Liveness: the process answers. */
-  @Get('healthz')
-  @HealthCheck()
-  healthz() {
-    return this.health.check([]);
-  }
 
   /**
    * Readiness: the database answers and every migration is applied. Not ready is 503 `transient`

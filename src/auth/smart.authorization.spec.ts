@@ -73,6 +73,7 @@ describe('SMART authorization: role AND scope, default deny', () => {
     ['public health never writes', client('public-health', ALL, { clinicalAccess: true }), interaction('create', 'Observation'), [403, 'forbidden', 'The public-health role may not create Observation']],
     ['public health never sees AuditEvents', client('public-health', ALL, { clinicalAccess: true }), interaction('search-type', 'AuditEvent'), [403, 'forbidden', 'The public-health role may not search AuditEvent']],
     ['a token without a role', client('hospital', ALL, { role: undefined }), interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
+    ['a system principal, even with a role, is not a token client', client('hospital', ALL, { kind: 'system' }), interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
     ['anonymous', { kind: 'anonymous', scopes: [] } as Principal, interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
     ['anonymous reads the CapabilityStatement', { kind: 'anonymous', scopes: [] } as Principal, interaction('capabilities'), 'allowed'],
     ['break-the-glass without a reason', client('hospital', ALL, { purposeOfUse: 'ETREAT' }), interaction('read', 'Patient'), [403, 'forbidden', 'Break-the-glass access (purpose ETREAT) needs a reason in the X-Break-Glass-Reason header']],

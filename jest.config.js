@@ -37,6 +37,8 @@ const base = {
   },
   transformIgnorePatterns: [`/node_modules/(?!(${escaped.join('|')})/)`],
   testEnvironment: 'node',
+  // Stryker's sandboxes (a copy of the project, package.json included) while a mutation run is on.
+  modulePathIgnorePatterns: ['<rootDir>/.stryker-tmp/'],
 };
 
 module.exports = {

@@ -48,4 +48,49 @@ describe('SMART scopes', () => {
   it('rejects a restriction on the wildcard type (there is no type to search)', () => {
     expect(parseSmartScope('system/*.rs?category=laboratory')).toBeUndefined();
   });
+
+  it('accepts v2 verbs in c-r-u-d-s order with any of them left out', () => {
+    expect([...parseSmartScope('system/Patient.cud')!.verbs]).toEqual(['c', 'u', 'd']);
+    expect([...parseSmartScope('system/Patient.r')!.verbs]).toEqual(['r']);
+    expect(parseSmartScope('system/Patient.rr')).toBeUndefined();
+  });
+
+  it('matches the whole scope string, not a part of it', () => {
+    expect(parseSmartScope('user/system/Patient.rs')).toBeUndefined();
+    expect(parseSmartScope('system/Patient.rsx')).toBeUndefined();
+    expect(parseSmartScope('system/Patient.readx')).toBeUndefined();
+  });
+
+  it('grants nothing for, and is not thrown by, scopes it cannot parse on either side', () => {
+    expect(grantScopes(['openid', 'system/Patient.rs'], ['system/Patient.cruds'])).toEqual(['system/Patient.rs']);
+    expect(grantScopes(['system/Patient.rs'], ['launch', 'system/Patient.rs'])).toEqual(['system/Patient.rs']);
+  });
+
+  it('grants a covered request as asked, in its own (v1) form', () => {
+    // Covered by a wildcard registration: granted verbatim, not rewritten to the v2 overlap `system/Patient.rs`.
+    expect(grantScopes(['system/Patient.read'], ['system/*.rs'])).toEqual(['system/Patient.read']);
+    // Covered by a registration with the same restriction.
+    expect(grantScopes(['system/Observation.read?category=laboratory'], ['system/Observation.rs?category=laboratory'])).toEqual([
+      'system/Observation.read?category=laboratory',
+    ]);
+  });
+
+  it('an overlap keeps the restrictions of both sides, each once', () => {
+    // Not covered (the registration lacks c, u, d): the overlap keeps the request's restriction.
+    expect(grantScopes(['system/Observation.rs?category=laboratory'], ['system/Observation.r'])).toEqual([
+      'system/Observation.r?category=laboratory',
+    ]);
+    // The same restriction on both sides appears once.
+    expect(grantScopes(['system/Observation.cruds?category=laboratory'], ['system/Observation.rs?category=laboratory'])).toEqual([
+      'system/Observation.rs?category=laboratory',
+    ]);
+    // Same key, other value: a different restriction, so not covered, and both are AND-ed.
+    expect(grantScopes(['system/Observation.read?category=vital-signs'], ['system/Observation.rs?category=laboratory'])).toEqual([
+      'system/Observation.rs?category=vital-signs&category=laboratory',
+    ]);
+    // Other key, same value: also a different restriction.
+    expect(grantScopes(['system/Observation.read?code=x'], ['system/Observation.rs?category=x'])).toEqual([
+      'system/Observation.rs?code=x&category=x',
+    ]);
+  });
 });

@@ -45,6 +45,8 @@ describe('SMART authorization: role AND scope, default deny', () => {
     ['hospital submits an AuditEvent', client('hospital', ALL), interaction('create', 'AuditEvent'), 'allowed'],
     ['hospital reads an AuditEvent by id', client('hospital', ALL), interaction('read', 'AuditEvent'), 'allowed'],
     ['hospital may not search AuditEvents', client('hospital', ALL), interaction('search-type', 'AuditEvent'), [403, 'forbidden', 'The hospital role may not search AuditEvent']],
+    ['hospital may not update an AuditEvent', client('hospital', ALL), interaction('update', 'AuditEvent'), [403, 'forbidden', 'The hospital role may not update AuditEvent']],
+    ['hospital may not delete an AuditEvent', client('hospital', ALL), interaction('delete', 'AuditEvent'), [403, 'forbidden', 'The hospital role may not delete AuditEvent']],
     ['hospital reads a SearchParameter', client('hospital', ALL), interaction('read', 'SearchParameter'), 'allowed'],
     ['hospital searches SearchParameters', client('hospital', ALL), interaction('search-type', 'SearchParameter'), 'allowed'],
     ['hospital may not write a SearchParameter', client('hospital', ALL), interaction('update', 'SearchParameter'), [403, 'forbidden', 'The hospital role may not update SearchParameter']],
@@ -71,6 +73,7 @@ describe('SMART authorization: role AND scope, default deny', () => {
     ['public health never writes', client('public-health', ALL, { clinicalAccess: true }), interaction('create', 'Observation'), [403, 'forbidden', 'The public-health role may not create Observation']],
     ['public health never sees AuditEvents', client('public-health', ALL, { clinicalAccess: true }), interaction('search-type', 'AuditEvent'), [403, 'forbidden', 'The public-health role may not search AuditEvent']],
     ['a token without a role', client('hospital', ALL, { role: undefined }), interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
+    ['a system principal, even with a role, is not a token client', client('hospital', ALL, { kind: 'system' }), interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
     ['anonymous', { kind: 'anonymous', scopes: [] } as Principal, interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
     ['anonymous reads the CapabilityStatement', { kind: 'anonymous', scopes: [] } as Principal, interaction('capabilities'), 'allowed'],
     ['break-the-glass without a reason', client('hospital', ALL, { purposeOfUse: 'ETREAT' }), interaction('read', 'Patient'), [403, 'forbidden', 'Break-the-glass access (purpose ETREAT) needs a reason in the X-Break-Glass-Reason header']],
@@ -86,6 +89,7 @@ describe('SMART authorization: role AND scope, default deny', () => {
 
 describe('SMART authorization: operations declare their roles and scopes', () => {
   const reindex: OperationDeclaration = { name: 'reindex', levels: ['system', 'type', 'instance'], roles: ['admin'], scopes: ['{type}.u', '*.r'] } as unknown as OperationDeclaration;
+  const patientRead: OperationDeclaration = { name: 'everything', levels: ['type'], roles: ['admin'], scopes: ['Patient.r'] } as unknown as OperationDeclaration;
   const op = (resourceType: string | undefined, declaration?: OperationDeclaration) => interaction('operation', resourceType, { operation: 'reindex', method: 'POST', operationDeclaration: declaration });
 
   it.each([
@@ -96,6 +100,10 @@ describe('SMART authorization: operations declare their roles and scopes', () =>
     ['{type} at system level is any type', client('admin', ['system/Patient.u', 'system/*.r']), op(undefined, reindex), [403, 'forbidden', '$reindex needs a granted scope allowing system/*.u']],
     ['* needs a wildcard scope', client('admin', ['system/Patient.cruds']), op('Patient', reindex), [403, 'forbidden', '$reindex needs a granted scope allowing system/*.r']],
     ['a restricted scope does not count', client('admin', ['system/Patient.u?gender=female', 'system/*.r']), op('Patient', reindex), [403, 'forbidden', '$reindex needs a granted scope allowing system/Patient.u']],
+    ['a declared scope naming a type needs that type', client('admin', ['system/Observation.r']), op('Patient', patientRead), [403, 'forbidden', '$everything needs a granted scope allowing system/Patient.r']],
+    ['a declared scope naming a type, held', client('admin', ['system/Patient.r']), op('Observation', patientRead), 'allowed'],
+    ['an operation without a name or declaration', client('admin', ALL), interaction('operation', 'Patient'), [404, 'not-supported', 'Operation $ is not supported by this server']],
+    ['an undeclared operation name is cut to 64 characters', client('admin', ALL), interaction('operation', 'Patient', { operation: 'x'.repeat(100) }), [404, 'not-supported', `Operation $${'x'.repeat(64)} is not supported by this server`]],
   ] as const)('%s', (_name, principal, i, decision) => {
     expect(decide(principal, i)).toEqual(decision);
   });
@@ -157,7 +165,25 @@ describe('SMART authorization: scopes restricted by a query', () => {
         ' OR (r.id IN (SELECT x2.id FROM search_token x2 WHERE x2.resource_type = $4 AND x2.param = $5 AND (x2.code = $6))))',
       ['Observation', 'category', 'laboratory', 'Observation', 'category', 'vital-signs', 'Observation'],
     ]);
+    // A restricted scope without the verb asked for does not bound it: searching needs `s`.
+    const readOnly = client('hospital', ['system/Patient.rs', 'system/Observation.r?category=laboratory']);
+    expect(auth.authorize(readOnly, interaction('search-type', 'Patient'))).toEqual([]);
+    expect(auth.authorize(readOnly, interaction('read', 'Patient'))).toHaveLength(1);
     // Writes carry no read restriction.
     expect(auth.authorize(client('hospital', ['system/Patient.cruds', 'system/Observation.rs?category=laboratory']), interaction('create', 'Patient'))).toEqual([]);
+  });
+
+  it('a compartment search is a search, bounded by the restriction', () => {
+    const fragments = auth.authorize(lab, interaction('search-compartment', 'Observation'));
+    expect(fragments.map((f) => f.description)).toEqual(['scope system/Observation.rs?category=laboratory']);
+  });
+
+  it('names a long restricted scope by its first 120 characters', () => {
+    const long = `system/Observation.rs?category=${'a'.repeat(200)}`;
+    expect(decide(client('hospital', [long]), interaction('vread', 'Observation'))).toEqual([
+      403,
+      'forbidden',
+      `Granted scope ${long.slice(0, 120)} limits Observation to matching resources and allows only read and search, not vread`,
+    ]);
   });
 });

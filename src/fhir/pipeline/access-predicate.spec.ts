@@ -46,6 +46,13 @@ describe('access predicate fragments', () => {
     expect(() => renderFragments([currentOnly], 'h', new SqlParams(), 'version')).toThrow("Access fragment 'own org' cannot judge version rows");
   });
 
+  it('judge current rows when no row kind is given', () => {
+    const currentOnly: AccessFragment = { ...ownOrganization, rows: ['current'] };
+    const p = new SqlParams();
+    expect(renderFragments([currentOnly], 'r', p)).toBe('(r.author_org = $1)');
+    expect(p.values).toEqual(['org-a']);
+  });
+
   it('the write condition is the read predicate AND the write rule', () => {
     const ctx = context([hidePatient('p1')], [ownOrganization]);
     const p = new SqlParams();

@@ -1,4 +1,6 @@
 import request from 'supertest';
+import type { AuditRecord } from '../../src/audit/audit-record';
+import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 import { PATIENT_LINK_MAX } from '../../src/consent/patient-link-materializer';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
@@ -35,6 +37,7 @@ const link = (...ids: string[]) => ids.map((id) => ({ other: { reference: `Patie
 describe('consent over linked Patient records', () => {
   let t: TestApp;
   const as: Send[] = [];
+  const records: AuditRecord[] = [];
 
   async function created(res: request.Response): Promise<string> {
     if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
@@ -68,6 +71,12 @@ describe('consent over linked Patient records', () => {
       const token = await client.token('system/*.cruds', 'TREAT');
       as.push((m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`));
     }
+    const audit = t.app.get(AuditStage, { strict: false });
+    const record = audit.record.bind(audit);
+    jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {
+      records.push(r);
+      return record(r, tx);
+    });
   }, 60_000);
   afterAll(() => t?.close());
 
@@ -81,7 +90,12 @@ describe('consent over linked Patient records', () => {
 
     const c = await created(await as[0]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(`Patient/${a}`, { type: 'deny' })));
     expect(await visible(2, [a, b])).toEqual({ total: 0, ids: [] });
+    records.length = 0;
     expect((await as[2]('get', `/fhir/Observation/${obsB[0]}`)).status).toBe(404);
+    // The audit record names A's Consent as what decided for B's record.
+    expect(records.filter((r) => r.kind === 'read').map((r) => r.accessBasis)).toEqual([
+      [`consent: policy opt-out (TREAT shared unless denied); Observation/${obsB[0]}: Patient/${b} by Consent/${c}/_history/1#provision deny`],
+    ]);
     expect((await as[2]('get', `/fhir/Patient/${b}`)).status).toBe(404);
     // Organization 2 still sees its own records.
     expect(await visible(1, [b])).toEqual({ total: 2, ids: obsB });

@@ -47,11 +47,13 @@ export class PatientLinkMaterializer extends ResourceWriteHook {
  */
 export async function relink(tx: EntityManager, source: string, patientId: string, linked: readonly string[]): Promise<void> {
   const current: { linked_id: string }[] = await tx.query(
-    `SELECT linked_id FROM patient_link_assertion WHERE source = $1 AND patient_id = $2 ORDER BY linked_id`,
+    `SELECT linked_id FROM patient_link_assertion WHERE source = $1 AND patient_id = $2`,
     [source, patientId],
   );
-  const before = current.map((c) => c.linked_id);
+  const before = current.map((c) => c.linked_id).sort();
   if (before.length === linked.length && before.every((b, i) => b === linked[i])) return;
+  // Link changes are rare; one at a time, so two transactions rebuilding one linked set never race.
+  await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('patient_link', 0))`);
   await tx.query(`DELETE FROM patient_link_assertion WHERE source = $1 AND $2 IN (patient_id, linked_id)`, [source, patientId]);
   if (linked.length) {
     // Both directions: a link is symmetric (the same person), so the closure walks one index.

@@ -87,6 +87,8 @@ export class AccessTokenService {
    * (the token endpoint spends the client's own rate-limit budget there, never on failed attempts).
    */
   async issue(req: TokenRequest, onAuthenticated?: (clientId: string) => Promise<void>): Promise<IssuedToken> {
+    // RFC 6749 §5.2: a missing parameter is invalid_request; a grant this server does not offer is unsupported.
+    if (req.grant_type === undefined || req.grant_type === '') throw new OAuthError('invalid_request', 'grant_type is required');
     if (req.grant_type !== 'client_credentials') {
       throw new OAuthError('unsupported_grant_type', 'grant_type must be client_credentials');
     }

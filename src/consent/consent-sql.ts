@@ -33,10 +33,15 @@ export interface Requester {
  * Provisions of the patient's active Consents that match this requester and row (docs/consent.md):
  * actor organization, purpose, period (now), class, specific resource, data period, and a label
  * condition. Aliases start with `cns_` so they never shadow the compiler's.
+ *
+ * Denials of the patient's linked records (table patient_link: the same person's records at other
+ * organizations) count too, so a denial follows the person; their permits do not (docs/consent.md,
+ * Linked records: a link another organization asserts must never open this record's data).
  */
 export function matchingProvisions(patient: string, row: JudgedRow, who: { organization: string; purpose: string }, labelCondition: string): string {
   return `consent_provision cns_p
-    WHERE cns_p.patient_id = ${patient}
+    WHERE cns_p.patient_id = ANY(${patient} || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = ${patient}))
+      AND (cns_p.patient_id = ${patient} OR NOT cns_p.permit)
       AND (cns_p.actor_org IS NULL OR cns_p.actor_org = ${who.organization})
       AND (cns_p.purpose IS NULL OR cns_p.purpose = ${who.purpose})
       AND cns_p.period @> now()

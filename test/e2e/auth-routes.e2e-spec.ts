@@ -97,10 +97,10 @@ describe('route inventory', () => {
       }
     },
     'post /oauth2/token': (res) => {
-      // An empty request: an OAuth error (RFC 6749 section 5.2) about the grant, not a FHIR 401 login.
+      // An empty request: an OAuth error (RFC 6749 section 5.2, a required parameter is missing), not a FHIR 401 login.
       expect(res.status).toBe(400);
       expect(res.headers['cache-control']).toBe('no-store');
-      expect(res.body).toEqual({ error: 'unsupported_grant_type', error_description: 'grant_type must be client_credentials' });
+      expect(res.body).toEqual({ error: 'invalid_request', error_description: 'grant_type is required' });
     },
   };
 

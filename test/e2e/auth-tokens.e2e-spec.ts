@@ -51,6 +51,19 @@ describe('access tokens, client assertions and HTTP hardening', () => {
     expect(jwks.map((k: { kid: string }) => k.kid)).toContain(header.kid);
   });
 
+  it('a token request without grant_type is invalid_request (RFC 6749 5.2), an unknown grant unsupported_grant_type', async () => {
+    const c = await registerTestClient(t, { role: 'hospital', organization: 'org-grant', scopes: ['system/Patient.rs'], purposes: ['TREAT'] });
+    const missing = await request(t.http).post('/oauth2/token').auth(c.clientId, c.secret).type('form').send({ scope: 'system/Patient.rs' });
+    expect(missing.status).toBe(400);
+    expect(missing.body).toEqual({ error: 'invalid_request', error_description: 'grant_type is required' });
+    const empty = await request(t.http).post('/oauth2/token').auth(c.clientId, c.secret).type('form').send({ grant_type: '', scope: 'system/Patient.rs' });
+    expect(empty.status).toBe(400);
+    expect(empty.body).toEqual({ error: 'invalid_request', error_description: 'grant_type is required' });
+    const unknown = await request(t.http).post('/oauth2/token').auth(c.clientId, c.secret).type('form').send({ grant_type: 'password', scope: 'system/Patient.rs' });
+    expect(unknown.status).toBe(400);
+    expect(unknown.body).toEqual({ error: 'unsupported_grant_type', error_description: 'grant_type must be client_credentials' });
+  });
+
   it('rejects a client assertion whose sub is not its iss, or without jti', async () => {
     const { privateKey, publicKey } = await generateKeyPair('ES384', { extractable: true });
     const clientId = `jwt-sub-${Date.now()}`;

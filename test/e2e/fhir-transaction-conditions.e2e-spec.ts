@@ -57,6 +57,32 @@ describe('conditional entries (ifMatch, ifNoneMatch) and concurrent batch entrie
     expect((await t.api.get('/fhir/Patient/cond-c')).body).toMatchObject({ gender: 'female', meta: { versionId: '2' } });
   });
 
+  it('DELETE of X and a POST whose ifNoneExist matches only X: deletes run first, so the POST creates (201, a new id)', async () => {
+    const identifier = { system: 'urn:cond', value: 'replaced-in-one-transaction' };
+    await t.api.put('/fhir/Patient/cond-del').set('Content-Type', FHIR_JSON).send(hiePatient({ id: 'cond-del', identifier: [identifier] })).expect(201);
+    const criteria = `identifier=${encodeURIComponent(`${identifier.system}|${identifier.value}`)}`;
+    for (const del of ['Patient/cond-del', `Patient?${criteria}`]) {
+      // The POST comes first in the Bundle; processing order is DELETE, POST (http.html#trules).
+      const res = await postTransaction(t.api, [
+        { fullUrl: 'urn:uuid:4f7c4a52-4e0b-4a53-9d7e-0c0d7a1e0001', resource: hiePatient({ identifier: [identifier], gender: 'male' }), request: { method: 'POST', url: 'Patient', ifNoneExist: criteria } },
+        { request: { method: 'DELETE', url: del } },
+      ]);
+      expect({ status: res.status, statuses: res.body.entry?.map((e: EntryResponse) => e.response.status), issue: res.body.issue }).toEqual({
+        status: 200,
+        statuses: ['201 Created', '200 OK'],
+        issue: undefined,
+      });
+      const createdId = /Patient\/([^/]+)/.exec(res.body.entry[0].response.location)![1];
+      expect(createdId).not.toBe('cond-del');
+      expect((await t.api.get('/fhir/Patient/cond-del')).status).toBe(410);
+      const found = await t.api.get(`/fhir/Patient?${criteria}`);
+      expect(found.body.entry.map((e: { resource: { id: string; gender: string } }) => [e.resource.id, e.resource.gender])).toEqual([[createdId, 'male']]);
+      // The next round deletes the Patient just created, by its criteria or as Patient/cond-del again (restored).
+      await t.api.put('/fhir/Patient/cond-del').set('Content-Type', FHIR_JSON).send(hiePatient({ id: 'cond-del', identifier: [identifier] })).expect(201);
+      await t.api.delete(`/fhir/Patient/${createdId}`).expect(200);
+    }
+  });
+
   it('a stale ifMatch on a DELETE entry fails the transaction too; the current one deletes', async () => {
     await patientAt('cond-d', 2);
     const stale = await postTransaction(t.api, [{ request: { method: 'DELETE', url: 'Patient/cond-d', ifMatch: 'W/"1"' } }]);

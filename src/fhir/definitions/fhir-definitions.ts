@@ -1,4 +1,5 @@
 import {
+  indexSearchParameter,
   indexSearchParameterBundle,
   indexStructureDefinitionBundle,
   getSearchParameters,
@@ -34,7 +35,15 @@ export class FhirDefinitions {
       const sd = entry.resource as StructureDefinition;
       if (sd?.resourceType === 'StructureDefinition' && sd.url) this.structureDefinitions.set(sd.url, sd);
     }
-    indexSearchParameterBundle(readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>);
+    const searchParameters = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
+    indexSearchParameterBundle(searchParameters);
+    // @medplum/core gives every type the Resource-level parameters except Binary (Medplum stores
+    // Binary apart); R4 gives them to Binary too (Binary extends Resource): _id, _lastUpdated, _tag...
+    for (const entry of searchParameters.entry ?? []) {
+      const sp = entry.resource;
+      if (!(sp?.base as string[] | undefined)?.includes('Resource') || !sp?.expression || !sp.code) continue;
+      indexSearchParameter({ ...sp, base: ['Binary'] as SearchParameter['base'], expression: sp.expression.replace(/\bResource\./g, 'Binary.') });
+    }
 
     const types: string[] = [];
     for (const entry of resources.entry ?? []) {

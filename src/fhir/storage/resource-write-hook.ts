@@ -9,8 +9,8 @@ import { ResourceIndexer } from './resource.repository';
  */
 export abstract class ResourceWriteHook {
   abstract handles(resourceType: string): boolean;
-  /** `resource` undefined: the resource was deleted. */
-  abstract written(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined): Promise<void>;
+  /** `resource` undefined: the resource was deleted. `firstVersion`: a create (nothing earlier to undo). */
+  abstract written(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, firstVersion?: boolean): Promise<void>;
 }
 
 /** The storage's ResourceIndexer with the write hooks of other modules in front of it. */
@@ -23,7 +23,7 @@ export class HookedResourceIndexer extends ResourceIndexer {
   }
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing: boolean): Promise<void> {
-    for (const hook of this.hooks) if (hook.handles(resourceType)) await hook.written(tx, resourceType, id, resource);
+    for (const hook of this.hooks) if (hook.handles(resourceType)) await hook.written(tx, resourceType, id, resource, !replacing);
     await this.inner.index(tx, resourceType, id, resource, replacing);
   }
 
@@ -33,7 +33,7 @@ export class HookedResourceIndexer extends ResourceIndexer {
 
   override async indexCreated(tx: EntityManager, created: readonly Resource[]): Promise<void> {
     for (const resource of created) {
-      for (const hook of this.hooks) if (hook.handles(resource.resourceType)) await hook.written(tx, resource.resourceType, resource.id!, resource);
+      for (const hook of this.hooks) if (hook.handles(resource.resourceType)) await hook.written(tx, resource.resourceType, resource.id!, resource, true);
     }
     await this.inner.indexCreated(tx, created);
   }

@@ -129,6 +129,11 @@ interface PendingCreate {
 const pendingCreates = new WeakMap<EntityManager, PendingCreate[]>();
 /** Queued creates are written in chunks of this many: bounded statements, linear cost per entry. */
 const CREATE_CHUNK = 500;
+/**
+ * Chunks whose rows are written but whose index rows and write hooks wait for the queue to be
+ * emptied: a hook must see every resource queued with its own (a Consent before its Patient).
+ */
+const unindexedCreates = new WeakMap<EntityManager, Resource[][]>();
 /** The repository that queued creates in a transaction writes them (set by deferCreates). */
 const flushers = new WeakMap<EntityManager, (tx: EntityManager) => Promise<void>>();
 
@@ -158,10 +163,21 @@ export class ResourceRepository {
 
   /** Writes the queued creates of the transaction (a 409 names the `Type/id` if an id was taken). */
   async flushCreates(tx: EntityManager): Promise<void> {
+    await this.writeQueuedRows(tx);
+    const chunks = unindexedCreates.get(tx);
+    if (!chunks?.length) return;
+    for (const chunk of chunks.splice(0, chunks.length)) if (this.indexer) await this.indexer.indexCreated(tx, chunk);
+  }
+
+  /** The resource and history rows of the queued creates; their indexing waits for flushCreates. */
+  private async writeQueuedRows(tx: EntityManager): Promise<void> {
     const pending = pendingCreates.get(tx);
     if (!pending?.length) return;
     const batch = pending.splice(0, pending.length);
     await this.insertCreated(tx, batch);
+    const chunks = unindexedCreates.get(tx) ?? [];
+    chunks.push(batch.map((p) => p.content));
+    unindexedCreates.set(tx, chunks);
   }
 
   async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<StoredVersion | undefined> {
@@ -305,7 +321,7 @@ export class ResourceRepository {
       meta: { ...req.resource!.meta, versionId: '1', lastUpdated },
     } as Resource;
     pending.push({ req, content, lastUpdated });
-    if (pending.length >= CREATE_CHUNK) await this.flushCreates(tx);
+    if (pending.length >= CREATE_CHUNK) await this.writeQueuedRows(tx);
     return {
       created: true,
       changed: true,
@@ -315,7 +331,7 @@ export class ResourceRepository {
 
   /**
    * First versions of many resources: resource and history rows in one statement (the rows travel
-   * as one JSON array), then their index rows. No row may exist for these ids; a collision fails
+   * as one JSON array); flushCreates writes their index rows. No row may exist for these ids; a collision fails
    * with 409 rather than overwrite, and the caller's transaction rolls back.
    */
   private async insertCreated(tx: EntityManager, batch: PendingCreate[]): Promise<void> {
@@ -354,7 +370,6 @@ export class ResourceRepository {
       }
       throw err;
     }
-    if (this.indexer) await this.indexer.indexCreated(tx, batch.map((p) => p.content));
   }
 
   /** Newest first, keyset-paged by the history sequence; one extra row tells whether a next page exists. */

@@ -240,6 +240,7 @@ export class BundleProcessor {
    */
   private async assignIdentities(planned: PlannedEntry[], runner: EntryRunner, tx: EntityManager): Promise<Map<string, string>> {
     const references = new Map<string, string>();
+    const deleted = await this.deletedByTransaction(planned, runner, tx);
     for (const p of planned) {
       const i = p.interaction;
       if (i.kind === 'create') {
@@ -248,7 +249,8 @@ export class BundleProcessor {
           const ctx = await runner.lookup('search-type', i.resourceType, parseQueryString(i.ifNoneExist));
           // Held until commit, so the entry's own conditional create sees the same answer.
           await lockCriteria(tx, i.resourceType, i.ifNoneExist);
-          const ids = await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist, tx);
+          // Deletes run before creates (http.html#trules): what this Bundle deletes matches nothing.
+          const ids = (await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist, tx)).filter((m) => !deleted.has(`${i.resourceType}/${m}`));
           if (ids.length > 1) {
             throw atEntry(new FhirError(412, 'multiple-matches', `ifNoneExist criteria match ${ids.length} resources`), p.index);
           }
@@ -261,6 +263,33 @@ export class BundleProcessor {
       }
     }
     return references;
+  }
+
+  /**
+   * `Type/id` of every resource this Bundle's DELETE entries will delete (by id, or the matches of
+   * conditional criteria as the delete will find them: deletes run first, so nothing else changes them).
+   */
+  private async deletedByTransaction(planned: PlannedEntry[], runner: EntryRunner, tx: EntityManager): Promise<Set<string>> {
+    const deleted = new Set<string>();
+    if (!planned.some((p) => p.interaction.kind === 'create' && p.interaction.ifNoneExist)) return deleted;
+    for (const p of planned) {
+      const i = p.interaction;
+      if (i.kind !== 'delete') continue;
+      if (i.conditional === undefined) {
+        deleted.add(`${i.resourceType}/${i.id}`);
+        continue;
+      }
+      // Criteria the client may not search, or bad ones, fail at the delete entry itself.
+      const ids = await runner
+        .lookup('search-type', i.resourceType, parseQueryString(i.conditional))
+        .then((ctx) => this.matcher.matchIds(ctx, i.resourceType, i.conditional!, tx))
+        .catch((err: unknown) => {
+          if (err instanceof FhirError) return [] as string[];
+          throw err;
+        });
+      for (const id of ids) deleted.add(`${i.resourceType}/${id}`);
+    }
+    return deleted;
   }
 
   /**

@@ -118,6 +118,19 @@ export class AuditTrailRepository {
     await this.db.query('SELECT audit_ensure_partitions($1)', [monthsAhead]);
   }
 
+  /**
+   * What guards the log against this connection's role: privileges (it cannot change rows) or only
+   * the append-only trigger (it owns the table, is a superuser, or holds UPDATE/DELETE/TRUNCATE).
+   */
+  async appendOnlyGuard(): Promise<{ role: string; privileges: boolean }> {
+    const [row] = (await this.db.query(
+      `SELECT current_user AS role, NOT (r.rolsuper OR pg_has_role(current_user, c.relowner, 'USAGE')
+              OR has_table_privilege(c.oid, 'UPDATE') OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE')) AS privileges
+       FROM pg_class c, pg_roles r WHERE c.oid = 'audit_event'::regclass AND r.rolname = current_user`,
+    )) as { role: string; privileges: boolean }[];
+    return row;
+  }
+
   async read(id: string): Promise<AuditEvent | undefined> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
     const rows: { content: AuditEvent }[] = await this.db.query('SELECT content FROM audit_event WHERE id = $1 LIMIT 1', [id]);

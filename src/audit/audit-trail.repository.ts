@@ -16,6 +16,8 @@ export interface AuditFilter {
   subtypes?: string[][];
   /** Half-open instant ranges [min, max) the `recorded` time must fall in (each an AND). */
   recorded?: { min?: string; max?: string }[];
+  /** The client's SMART scope queries on AuditEvent: a record must match at least one (each an AND of its parameters). */
+  scopeAlternatives?: AuditFilter[];
 }
 
 export interface AuditPage {
@@ -131,9 +133,11 @@ export class AuditTrailRepository {
     return row;
   }
 
-  async read(id: string): Promise<AuditEvent | undefined> {
+  async read(id: string, filter: AuditFilter = {}): Promise<AuditEvent | undefined> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
-    const rows: { content: AuditEvent }[] = await this.db.query('SELECT content FROM audit_event WHERE id = $1 LIMIT 1', [id]);
+    const params: unknown[] = [id];
+    const where = whereOf(filter, (v) => `$${params.push(v)}`);
+    const rows: { content: AuditEvent }[] = await this.db.query(`SELECT content FROM audit_event WHERE id = $1 ${where.map((w) => `AND ${w}`).join(' ')} LIMIT 1`, params);
     return rows[0]?.content;
   }
 
@@ -291,6 +295,10 @@ function whereOf(f: AuditFilter, bind: (v: unknown) => string): string[] {
   for (const r of f.recorded ?? []) {
     if (r.min !== undefined) where.push(`recorded >= ${bind(r.min)}::timestamptz`);
     if (r.max !== undefined) where.push(`recorded < ${bind(r.max)}::timestamptz`);
+  }
+  if (f.scopeAlternatives) {
+    const any = f.scopeAlternatives.map((alt) => whereOf(alt, bind)).map((w) => (w.length ? `(${w.join(' AND ')})` : 'true'));
+    where.push(any.length ? `(${any.join(' OR ')})` : 'false');
   }
   return where;
 }

@@ -5,6 +5,7 @@ import { FhirError } from '../common/fhir-error';
 import { parseFhirDateRange } from '../common/fhir-date';
 import type { Interaction, InteractionResult, QueryParams } from '../fhir/pipeline/interaction';
 import { AuditFilter, AuditTrailRepository } from './audit-trail.repository';
+import { parseSmartScope, scopeAllows, SmartScope } from '../auth/smart-scope';
 
 /** The AuditEvent search parameters the audit store answers (the CapabilityStatement lists exactly these). */
 export const AUDIT_EVENT_SEARCH_PARAMETERS: readonly string[] = ['patient', 'agent', 'entity', 'date', 'action', 'outcome', 'purpose', 'type', 'subtype'];
@@ -26,14 +27,15 @@ export class AuditEventSearch {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  async read(id: string): Promise<InteractionResult | undefined> {
-    const resource = await this.trail.read(id);
+  /** `scopes`: the client's granted scopes, whose AuditEvent queries bound what it may see. */
+  async read(id: string, scopes: readonly string[] = []): Promise<InteractionResult | undefined> {
+    const resource = await this.trail.read(id, auditScopeFilter(scopes, 'r'));
     return resource ? { status: 200, resource, touched: [] } : undefined;
   }
 
-  async search(i: Interaction): Promise<InteractionResult> {
+  async search(i: Interaction, scopes: readonly string[] = []): Promise<InteractionResult> {
     const { filter, count, ascending, cursor } = parseAuditQuery(i.query);
-    const rows = await this.trail.search({ filter, count, ascending, afterSeq: cursor });
+    const rows = await this.trail.search({ filter: { ...filter, ...auditScopeFilter(scopes, 's') }, count, ascending, afterSeq: cursor });
     const more = rows.length > count;
     const page = rows.slice(0, count);
     const base = `${this.config.fhirBaseUrl}${i.path}`;
@@ -129,6 +131,34 @@ export function parseAuditQuery(query: QueryParams): AuditQuery {
     }
   }
   return { filter, count, ascending, cursor };
+}
+
+/**
+ * SMART v2 scope queries on AuditEvent (`system/AuditEvent.rs?outcome=8`, `?agent=Organization/x`):
+ * an auditor granted only restricted scopes sees only the records matching one of them, in reads
+ * and searches alike — the same bound as scope queries put on clinical resources. An unrestricted
+ * scope allowing the verb lifts the bound.
+ */
+export function auditScopeFilter(scopes: readonly string[], verb: 'r' | 's'): AuditFilter {
+  const allowing = scopes.map(parseSmartScope).filter((s): s is SmartScope => !!s && scopeAllows(s, 'AuditEvent', verb));
+  if (!allowing.length || allowing.some((s) => !s.restrictions.length)) return {};
+  return { scopeAlternatives: allowing.map((s) => auditScopeRestriction(s)) };
+}
+
+/**
+ * One scope's query as an audit filter: only the nine parameters the audit store answers (checked
+ * when the client is registered, and again here so a scope never widens to the whole log).
+ */
+export function auditScopeRestriction(scope: SmartScope): AuditFilter {
+  const query: QueryParams = {};
+  for (const [name, value] of scope.restrictions) {
+    if (!AUDIT_EVENT_SEARCH_PARAMETERS.includes(name)) {
+      throw new FhirError(403, 'forbidden', `Scope ${scope.raw.slice(0, 120)} restricts AuditEvent by '${name.slice(0, 64)}'; the audit trail answers ${AUDIT_EVENT_SEARCH_PARAMETERS.join(', ')}`);
+    }
+    const had = query[name];
+    query[name] = had === undefined ? value : [...(Array.isArray(had) ? had : [had]), value];
+  }
+  return parseAuditQuery(query).filter;
 }
 
 function codeOf(v: string): string {

@@ -15,6 +15,7 @@ export class AuditPartitions implements OnModuleInit, OnApplicationShutdown {
 
   async onModuleInit(): Promise<void> {
     await this.ensure();
+    await this.reportGuard();
     this.timer = setInterval(() => void this.ensure(), DAY_MS);
     this.timer.unref();
   }
@@ -28,6 +29,17 @@ export class AuditPartitions implements OnModuleInit, OnApplicationShutdown {
       await this.trail.ensurePartitions(MONTHS_AHEAD);
     } catch (err) {
       this.logger.warn({ msg: 'audit partitions not created; records go to audit_event_default until they are', code: (err as { code?: string }).code ?? 'unknown' });
+    }
+  }
+
+  /** Says at start whether privileges or only the trigger keep this role from changing the log. */
+  private async reportGuard(): Promise<void> {
+    try {
+      const { role, privileges } = await this.trail.appendOnlyGuard();
+      if (privileges) this.logger.log({ msg: 'audit trail append-only by privileges and trigger', role });
+      else this.logger.warn({ msg: 'audit trail append-only by trigger only: this role owns audit_event, is a superuser or may change its rows (docs/audit.md)', role });
+    } catch (err) {
+      this.logger.warn({ msg: 'audit trail privileges not checked', code: (err as { code?: string }).code ?? 'unknown' });
     }
   }
 

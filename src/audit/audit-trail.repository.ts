@@ -16,6 +16,8 @@ export interface AuditFilter {
   subtypes?: string[][];
   /** Half-open instant ranges [min, max) the `recorded` time must fall in (each an AND). */
   recorded?: { min?: string; max?: string }[];
+  /** The client's SMART scope queries on AuditEvent: a record must match at least one (each an AND of its parameters). */
+  scopeAlternatives?: AuditFilter[];
 }
 
 export interface AuditPage {
@@ -119,9 +121,24 @@ export class AuditTrailRepository {
     await this.db.query('SELECT audit_ensure_partitions($1)', [monthsAhead]);
   }
 
-  async read(id: string): Promise<AuditEvent | undefined> {
+  /**
+   * What guards the log against this connection's role: privileges (it cannot change rows) or only
+   * the append-only trigger (it owns the table, is a superuser, or holds UPDATE/DELETE/TRUNCATE).
+   */
+  async appendOnlyGuard(): Promise<{ role: string; privileges: boolean }> {
+    const [row] = (await this.db.query(
+      `SELECT current_user AS role, NOT (r.rolsuper OR pg_has_role(current_user, c.relowner, 'USAGE')
+              OR has_table_privilege(c.oid, 'UPDATE') OR has_table_privilege(c.oid, 'DELETE') OR has_table_privilege(c.oid, 'TRUNCATE')) AS privileges
+       FROM pg_class c, pg_roles r WHERE c.oid = 'audit_event'::regclass AND r.rolname = current_user`,
+    )) as { role: string; privileges: boolean }[];
+    return row;
+  }
+
+  async read(id: string, filter: AuditFilter = {}): Promise<AuditEvent | undefined> {
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i.test(id)) return undefined;
-    const rows: { content: AuditEvent }[] = await this.db.query('SELECT content FROM audit_event WHERE id = $1 LIMIT 1', [id]);
+    const params: unknown[] = [id];
+    const where = whereOf(filter, (v) => `$${params.push(v)}`);
+    const rows: { content: AuditEvent }[] = await this.db.query(`SELECT content FROM audit_event WHERE id = $1 ${where.map((w) => `AND ${w}`).join(' ')} LIMIT 1`, params);
     return rows[0]?.content;
   }
 
@@ -196,28 +213,40 @@ export class AuditTrailRepository {
       a === 1n ? `SELECT sha256(convert_to('hie-audit-chain-genesis', 'UTF8')) AS hash` : `SELECT hash FROM audit_event WHERE seq = $1::bigint - 1`,
       a === 1n ? [] : [String(a)],
     )) as { hash: Buffer }[];
-    const [row] = (await this.db.query(
-      `WITH chain AS (
-         SELECT seq, id, prev_hash, hash,
-                audit_link(prev_hash, seq, audit_event_digest(id, recorded, type, array_to_string(subtype, E'\\x1e'), action, outcome,
-                  array_to_string(agent, E'\\x1e'), array_to_string(patients, E'\\x1e'), array_to_string(entities, E'\\x1e'), purpose, content::text)) AS computed,
-                lag(seq) OVER w AS prev_seq, lag(hash) OVER w AS prev_stored
-         FROM audit_event WHERE seq BETWEEN $1::bigint AND $2::bigint
-         WINDOW w AS (ORDER BY seq)
-       ), problems AS (
-         SELECT seq, id, CASE
-             WHEN prev_seq = seq THEN 'inserted'
-             WHEN (prev_seq IS NULL AND seq <> $1::bigint) OR seq <> prev_seq + 1 THEN 'missing'
-             WHEN computed <> hash THEN 'modified'
-             WHEN prev_hash <> COALESCE(prev_stored, $3::bytea, prev_hash) THEN 'relinked'
-           END AS problem
-         FROM chain
-       )
-       SELECT (SELECT count(*) FROM chain)::int AS checked, (SELECT max(seq) FROM chain)::text AS last,
-              p.seq::text AS seq, p.id::text AS id, p.problem
-       FROM (SELECT 1) one LEFT JOIN LATERAL (SELECT * FROM problems WHERE problem IS NOT NULL ORDER BY seq LIMIT 1) p ON true`,
-      [String(a), String(b), before?.hash ?? null],
-    )) as { checked: number; last: string | null; seq: string | null; id: string | null; problem: ChainBreak['problem'] | null }[];
+    // The chunk is a range of the primary key and the heap is in append (= seq) order, so index
+    // scans read it sequentially and already sorted for the window. Left to itself the planner
+    // picks a sequential scan of the whole partition plus a sort for each chunk once a chunk is a
+    // large share of the partition: a month of 1M records was then scanned once per chunk.
+    const row = await this.db.transaction(async (m) => {
+      await m.query(`SET LOCAL enable_seqscan = off`);
+      await m.query(`SET LOCAL enable_bitmapscan = off`);
+      await m.query(`SET LOCAL enable_sort = off`);
+      const [r] = (await m.query(
+        `WITH chain AS (
+           SELECT seq, id, prev_hash, hash,
+                  audit_link(prev_hash, seq, audit_event_digest(id, recorded, type, array_to_string(subtype, E'\\x1e'), action, outcome,
+                    array_to_string(agent, E'\\x1e'), array_to_string(patients, E'\\x1e'), array_to_string(entities, E'\\x1e'), purpose, content::text)) AS computed,
+                  lag(seq) OVER w AS prev_seq, lag(hash) OVER w AS prev_stored
+           FROM audit_event WHERE seq BETWEEN $1::bigint AND $2::bigint
+           WINDOW w AS (ORDER BY seq)
+         ), problems AS (
+           SELECT seq, id, CASE
+               WHEN prev_seq = seq THEN 'inserted'
+               WHEN (prev_seq IS NULL AND seq <> $1::bigint) OR seq <> prev_seq + 1 THEN 'missing'
+               WHEN computed <> hash THEN 'modified'
+               WHEN prev_hash <> COALESCE(prev_stored, $3::bytea, prev_hash) THEN 'relinked'
+             END AS problem
+           FROM chain
+         )
+         -- One pass: the count, the last number and the first problem (few rows reach the ORDER BY).
+         SELECT count(*)::int AS checked, max(seq)::text AS last,
+                (array_agg(ARRAY[seq::text, id::text, problem] ORDER BY seq) FILTER (WHERE problem IS NOT NULL))[1:1] AS first
+         FROM problems`,
+        [String(a), String(b), before?.hash ?? null],
+      )) as { checked: number; last: string | null; first: string[][] | null }[];
+      const [seq, id, problem] = r.first?.[0] ?? [null, null, null];
+      return { checked: r.checked, last: r.last, seq, id, problem: problem as ChainBreak['problem'] | null };
+    });
     if (row.seq !== null) {
       // A missing record is named by the sequence number that should be there.
       const seq = row.problem === 'missing' ? await this.firstMissing(String(a), row.seq) : row.seq;
@@ -267,6 +296,10 @@ function whereOf(f: AuditFilter, bind: (v: unknown) => string): string[] {
   for (const r of f.recorded ?? []) {
     if (r.min !== undefined) where.push(`recorded >= ${bind(r.min)}::timestamptz`);
     if (r.max !== undefined) where.push(`recorded < ${bind(r.max)}::timestamptz`);
+  }
+  if (f.scopeAlternatives) {
+    const any = f.scopeAlternatives.map((alt) => whereOf(alt, bind)).map((w) => (w.length ? `(${w.join(' AND ')})` : 'true'));
+    where.push(any.length ? `(${any.join(' OR ')})` : 'false');
   }
   return where;
 }

@@ -10,6 +10,7 @@ import { ANONYMOUS, HieRole, Principal } from '../fhir/pipeline/principal';
 import { PURPOSES_OF_USE } from './access-token.service';
 import { ClientConflictError, ClientRegistrationRepository, ROLES } from './client-registration.repository';
 import { restrictionClauses } from './scope-restriction';
+import { AUDIT_EVENT_SEARCH_PARAMETERS, auditScopeRestriction } from '../audit/audit-event.search';
 import { parseSmartScope } from './smart-scope';
 
 /** Client registration for HIE admins (`admin` role only). Answers JSON; errors are OperationOutcomes. */
@@ -149,6 +150,12 @@ export function validateRegistration(body: Record<string, unknown>) {
     if (!scope) throw fail('scopes', `'${raw.slice(0, 60)}' is not a SMART system scope`);
     // A scope query must be a search the server can run: checked now, not at the first request.
     if (scope.restrictions.length) restrictionClauses(scope);
+    // AuditEvent scope queries are answered by the audit trail's own parameters.
+    if (scope.restrictions.length && scope.resourceType === 'AuditEvent') {
+      const unknown = scope.restrictions.find(([name]) => !AUDIT_EVENT_SEARCH_PARAMETERS.includes(name));
+      if (unknown) throw fail('scopes', `'${raw.slice(0, 60)}': AuditEvent scopes may be restricted by ${AUDIT_EVENT_SEARCH_PARAMETERS.join(', ')} only`);
+      auditScopeRestriction(scope);
+    }
   }
   const purposes = strings('purposes');
   const badPurpose = purposes.find((p) => !PURPOSES_OF_USE.includes(p));

@@ -9,6 +9,9 @@ import { runtimeDataSourceOptions, stopEmbeddedDatabase } from '../../src/databa
 import { CREDENTIALS_FILE, startEmbeddedPostgres } from '../../src/database/embedded-postgres';
 import { freePort, startScratchPostgres } from '../support/scratch-postgres';
 import { createTestApp, TestApp } from '../support/test-app';
+import { registerTestClient } from '../support/auth';
+import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
+import request from 'supertest';
 
 /** Runs `sql` as `user`/`password` on the database `hie` of the cluster on `port`. */
 async function asRole(port: number, user: string, password: string, sql: string): Promise<unknown[]> {
@@ -91,6 +94,60 @@ describe('embedded PostgreSQL: generated credentials and a least-privileged app 
     await expect(asRole(port, 'hie_app', app.password, `UPDATE append_only_probe SET note = 'b'`)).rejects.toThrow('permission denied for table append_only_probe');
     await expect(asRole(port, 'hie_app', app.password, 'DELETE FROM append_only_probe')).rejects.toThrow('permission denied for table append_only_probe');
     await expect(asRole(port, 'hie_app', app.password, 'TRUNCATE append_only_probe')).rejects.toThrow('permission denied for table append_only_probe');
+  });
+
+  it('audit trail: hie_app cannot UPDATE, DELETE, TRUNCATE or INSERT around audit_append, on the table, its partitions and partitions made later; it still appends and verifies', async () => {
+    const { superuser, app } = credentials();
+    const denied = (table: string) => `permission denied for table ${table}`;
+    const partition = (monthsAhead: number): string => {
+      const d = new Date();
+      const m = new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + monthsAhead, 1));
+      return `audit_event_${m.getUTCFullYear()}_${String(m.getUTCMonth() + 1).padStart(2, '0')}`;
+    };
+    // The app appends (through audit_append, SECURITY DEFINER) and reads.
+    const before = Number((await t.db.query('SELECT seq FROM audit_chain_head'))[0].seq);
+    expect((await t.api.get('/fhir/Patient?_count=1')).status).toBe(200);
+    expect(Number((await t.db.query('SELECT seq FROM audit_chain_head'))[0].seq)).toBeGreaterThan(before);
+    for (const table of ['audit_event', 'audit_event_default', partition(0)]) {
+      await expect(t.db.query(`UPDATE ${table} SET outcome = '0'`)).rejects.toThrow(denied(table));
+      await expect(t.db.query(`DELETE FROM ${table}`)).rejects.toThrow(denied(table));
+      await expect(t.db.query(`TRUNCATE ${table}`)).rejects.toThrow(denied(table));
+    }
+    await expect(t.db.query(`INSERT INTO audit_event SELECT * FROM audit_event LIMIT 1`)).rejects.toThrow(denied('audit_event'));
+    await expect(t.db.query(`UPDATE audit_chain_head SET seq = 0`)).rejects.toThrow(denied('audit_chain_head'));
+    await expect(t.db.query(`SELECT * FROM audit_chain_head FOR UPDATE`)).rejects.toThrow(denied('audit_chain_head'));
+    await expect(t.db.query(`ALTER TABLE audit_event DISABLE TRIGGER audit_event_append_only`)).rejects.toThrow('must be owner of table audit_event');
+    // A partition the app creates ahead (audit_ensure_partitions runs as the owner) ...
+    expect(await t.db.query(`SELECT to_regclass($1) AS t`, [partition(30)])).toEqual([{ t: null }]);
+    await t.db.query('SELECT audit_ensure_partitions(30)');
+    // ... and one a DBA creates by hand, which the schema's default privileges would open to hie_app.
+    await asRole(port, 'postgres', superuser.password, `CREATE TABLE audit_event_2099_01 PARTITION OF audit_event FOR VALUES FROM ('2099-01-01') TO ('2099-02-01')`);
+    for (const table of [partition(30), 'audit_event_2099_01']) {
+      await expect(asRole(port, 'hie_app', app.password, `UPDATE ${table} SET outcome = '0'`)).rejects.toThrow(denied(table));
+      await expect(asRole(port, 'hie_app', app.password, `DELETE FROM ${table}`)).rejects.toThrow(denied(table));
+      await expect(asRole(port, 'hie_app', app.password, `TRUNCATE ${table}`)).rejects.toThrow(denied(table));
+    }
+    expect(await t.app.get(AuditTrailRepository).appendOnlyGuard()).toEqual({ role: 'hie_app', privileges: true });
+    const auditor = await registerTestClient(t, { role: 'auditor', scopes: ['system/AuditEvent.rs'], purposes: ['HOPERAT'] });
+    const head = Number((await t.db.query('SELECT seq FROM audit_chain_head'))[0].seq);
+    const verified = await request(t.http).get(`/fhir/$verify-chain?to=${head}`).set('Authorization', `Bearer ${await auditor.token()}`);
+    expect(verified.status).toBe(200);
+    expect(verified.body.parameter.filter((p: { name: string }) => ['verified', 'checked'].includes(p.name))).toEqual([
+      { name: 'verified', valueBoolean: true },
+      { name: 'checked', valueInteger: head },
+    ]);
+  });
+
+  it('audit trail: the owner (a single DATABASE_URL) is guarded by the trigger only, and the check says so', async () => {
+    const { superuser } = credentials();
+    const ds = new DataSource(dataSourceOptions(`postgres://postgres:${superuser.password}@127.0.0.1:${port}/hie`, 1));
+    await ds.initialize();
+    try {
+      expect(await new AuditTrailRepository(ds).appendOnlyGuard()).toEqual({ role: 'postgres', privileges: false });
+      await expect(ds.query(`UPDATE audit_event SET outcome = '0'`)).rejects.toThrow('audit_event is append-only: UPDATE refused');
+    } finally {
+      await ds.destroy();
+    }
   });
 
   it('with every migration applied, the app role alone can open the DataSource (migrations as a separate deploy step)', async () => {

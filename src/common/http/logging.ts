@@ -2,12 +2,17 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Options } from 'pino-http';
 import type { AppConfig } from '../../config/app.config';
 import { requestIdOf } from './request-id';
+import { takeRequestAuditFields } from '../../audit/log-audit.stage';
 
 type RoutedRequest = IncomingMessage & { id?: unknown; routeTemplate?: string };
 
+/** Requests whose start pino-http has seen (customProps runs at the start and at the end). */
+const started = new WeakSet<IncomingMessage>();
+
 /**
- * Access log: request id, method, route TEMPLATE, status, duration. Never the URL with its query
- * (search values are PHI), never headers or bodies.
+ * Access log, ONE line per request: request id, method, route TEMPLATE, status, duration, and the
+ * request's audit fields (client, organization, interaction, outcome, counts; LogAuditStage). Never
+ * the URL with its query (search values are PHI), never headers or bodies, nor patient ids.
  */
 export function pinoHttpOptions(config: AppConfig): Options {
   return {
@@ -22,8 +27,12 @@ export function pinoHttpOptions(config: AppConfig): Options {
     },
     // Evaluated when the response finishes, after routing has named the route.
     customProps: (req: IncomingMessage) => {
+      if (!started.has(req)) {
+        started.add(req);
+        return {};
+      }
       const route = (req as RoutedRequest).routeTemplate;
-      return route ? { route } : {};
+      return { ...(route ? { route } : {}), ...takeRequestAuditFields((req as RoutedRequest).id) };
     },
     customSuccessMessage: (_req: IncomingMessage, res: ServerResponse) => `request completed ${res.statusCode}`,
     customErrorMessage: (_req: IncomingMessage, res: ServerResponse) => `request failed ${res.statusCode}`,

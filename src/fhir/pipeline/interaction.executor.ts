@@ -60,7 +60,7 @@ export class InteractionExecutor {
       case 'read':
         // Auditors read the server's own trail (docs/audit.md); other AuditEvents are stored resources.
         if (interaction.resourceType === 'AuditEvent' && ctx.principal.role === 'auditor') {
-          const stored = await this.auditTrail.read(interaction.id!);
+          const stored = await this.auditTrail.read(interaction.id!, ctx.principal.scopes);
           if (stored) return stored;
         }
         return this.read(ctx, interaction, tx);
@@ -83,7 +83,7 @@ export class InteractionExecutor {
         return this.history(ctx, interaction, tx, { resourceType: interaction.resourceType });
       case 'search-type':
         // AuditEvent searches (auditors only, see SmartAuthorization) answer from the audit trail.
-        if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction);
+        if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction, ctx.principal.scopes);
         return this.search.search(ctx, interaction, tx);
       case 'search-system':
       case 'search-compartment':

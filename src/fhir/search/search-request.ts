@@ -44,7 +44,18 @@ export interface HasClause {
   inner: Clause;
 }
 
-export type Clause = ParamClause | ChainClause | HasClause;
+/**
+ * `subject.name=x` over a reference that may point at several types: the union of the typed chains
+ * into each target type that defines the chained parameter (search.html#chaining).
+ */
+export interface UntypedChainClause {
+  kind: 'untyped-chain';
+  resourceType: string;
+  def: SearchParamDef;
+  chains: ChainClause[];
+}
+
+export type Clause = ParamClause | ChainClause | HasClause | UntypedChainClause;
 
 export interface SortKey {
   /** `_id`, `_lastUpdated`, or an indexed parameter. */
@@ -224,12 +235,31 @@ function parseChain(resourceType: string, head: string, rest: string, value: str
   if (!def || def.type !== 'reference') throw FhirError.badRequest(`Chained parameter '${head}' is not a reference parameter of ${resourceType}`, [`${head}.${rest}`]);
   const targets = typeModifier ? [typeModifier] : def.targets;
   if (typeModifier && !def.targets.includes(typeModifier)) throw FhirError.badRequest(`${code} cannot refer to ${typeModifier}`, [`${head}.${rest}`]);
-  if (targets.length !== 1) {
-    throw FhirError.badRequest(`Chain on ${code} needs a type modifier (${code}:Type.${rest}): it can refer to ${targets.join(', ')}`, [`${head}.${rest}`]);
-  }
+  if (targets.length !== 1) return parseUntypedChain(resourceType, def, head, rest, value, depth);
   const inner = parseClause(targets[0], rest, value, depth);
   if (inner === 'unknown') throw FhirError.badRequest(`Unknown search parameter '${rest}' on ${targets[0]} in chain`, [`${head}.${rest}`]);
   return { kind: 'chain', resourceType, def, targetType: targets[0], inner };
+}
+
+/** A chain without a type modifier: one typed chain per target type that defines what follows. */
+function parseUntypedChain(resourceType: string, def: SearchParamDef, head: string, rest: string, value: string, depth: ClauseDepth): Clause {
+  const chains: ChainClause[] = [];
+  for (const targetType of def.targets.filter((t) => definesChained(t, rest))) {
+    const inner = parseClause(targetType, rest, value, depth);
+    if (inner !== 'unknown') chains.push({ kind: 'chain', resourceType, def, targetType, inner });
+  }
+  if (!chains.length) {
+    throw FhirError.badRequest(`Unknown search parameter '${rest}' in chain: none of the types ${head} can refer to (${def.targets.join(', ')}) defines it`, [`${head}.${rest}`]);
+  }
+  return chains.length === 1 ? chains[0] : { kind: 'untyped-chain', resourceType, def, chains };
+}
+
+/** Whether `type` defines the parameter a chain continues with (a reference parameter if the chain goes on). */
+function definesChained(type: string, rest: string): boolean {
+  if (rest.startsWith('_has:')) return true;
+  const dot = rest.indexOf('.');
+  const def = searchParamsOf(type).get(splitModifier(dot > 0 ? rest.slice(0, dot) : rest)[0]);
+  return !!def && (dot < 0 || def.type === 'reference');
 }
 
 function parseHas(resourceType: string, name: string, value: string, depth: ClauseDepth): Clause {

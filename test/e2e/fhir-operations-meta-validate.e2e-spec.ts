@@ -191,6 +191,12 @@ describe('$validate and the $meta operations', () => {
         const res = await patientOnly.get(path);
         expect({ path, status: res.status, code: res.body.issue[0].code }).toEqual({ path, status: 403, code: 'forbidden' });
       }
+      // Hospitals may read AuditEvents they submitted by id but not search them: no values in use either.
+      const audit = await t.api.get('/fhir/AuditEvent/$meta');
+      expect({ status: audit.status, issue: audit.body.issue }).toEqual({
+        status: 403,
+        issue: [{ severity: 'error', code: 'forbidden', diagnostics: '$meta on AuditEvent needs the right to search it' }],
+      });
     });
   });
 
@@ -254,6 +260,12 @@ describe('$validate and the $meta operations', () => {
 
     it('refuses GET, the version level, and a meta with other elements', async () => {
       expect((await t.api.get(`/fhir/Patient/${ids.patient}/$meta-add`)).status).toBe(405);
+      // Not offered on types the hospital role may not update.
+      const audit = await post(t.api, 'AuditEvent/some-event/$meta-add', parameters({ name: 'meta', valueMeta: { tag: [{ code: 'x' }] } }));
+      expect({ status: audit.status, issue: audit.body.issue }).toEqual({
+        status: 404,
+        issue: [{ severity: 'error', code: 'not-supported', diagnostics: 'Operation $meta-add is not defined at instance level for AuditEvent' }],
+      });
       const version = await post(t.api, `Patient/${ids.patient}/_history/1/$meta-add`, parameters({ name: 'meta', valueMeta: { tag: [{ code: 'x' }] } }));
       expect({ status: version.status, issue: version.body.issue }).toEqual({
         status: 404,

@@ -54,6 +54,8 @@ export class MetaOperation extends FhirOperation implements OnModuleInit {
   async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
     operationParameters(i, []);
     if (i.id === undefined) {
+      // Values in use over a type are a search of it: the type's search right (an auditor-only AuditEvent search stays so).
+      if (i.resourceType && !ctx.mayRead(i.resourceType)) throw FhirError.forbidden(`$meta on ${i.resourceType} needs the right to search it`);
       const types = i.resourceType ? [i.resourceType] : FhirDefinitions.get().storableTypes.filter((t) => ctx.mayRead(t));
       return metaResult(await this.meta.metaInUse(ctx, types, tx));
     }
@@ -82,6 +84,8 @@ export class MetaOperation extends FhirOperation implements OnModuleInit {
 abstract class MetaChangeOperation extends FhirOperation {
   abstract override readonly name: 'meta-add' | 'meta-delete';
   readonly levels = ['instance'] as const;
+  /** Not on the types the hospital role may not update (AuditEvent: create/read; SearchParameter: admins). */
+  override readonly resourceTypes = FhirDefinitions.get().storableTypes.filter((t) => t !== 'AuditEvent' && t !== 'SearchParameter');
   override readonly auditAction = 'U' as const;
   readonly affectsState = true;
   readonly roles = ['hospital'] as const;

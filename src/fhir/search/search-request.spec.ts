@@ -67,6 +67,11 @@ describe('search request parser: clauses', () => {
         chains: ['Device', 'Patient', 'Location'].map((target) => ({ chain: 'subject', target, inner: { chain: 'organization', target: 'Organization', inner: name } })),
       },
     ]);
+    // Provenance.target may refer to any type: `target.name` alone is dozens of typed chains, nested it is too many.
+    expect((clauses({ 'target.name': 'x' }, 'Provenance')[0] as { chains: unknown[] }).chains.length).toBeLessThanOrEqual(50);
+    const [status, code, diagnostics] = refusal(() => parse({ 'target.subject.name': 'x' }, ['Provenance']));
+    expect([status, code]).toEqual([400, 'too-costly']);
+    expect(diagnostics).toMatch(/^target\.subject\.name: the chain without a type modifier expands to \d+ typed chains \(at most 50\); name the type \(target:Type\.subject\.name\)$/);
     expect(refusal(() => parse({ 'general-practitioner.colour': 'x' }))).toEqual([
       400,
       'invalid',

@@ -105,6 +105,8 @@ const MODIFIERS: Record<string, Set<string>> = {
   composite: new Set(['missing']),
 };
 const PREFIXES = ['eq', 'ne', 'gt', 'lt', 'ge', 'le', 'sa', 'eb', 'ap'];
+/** Typed chains one untyped chain may expand to, nested links multiplied (`Provenance?target.name` names dozens of types). */
+export const MAX_UNTYPED_CHAIN_TARGETS = 50;
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 
 /**
@@ -251,7 +253,17 @@ function parseUntypedChain(resourceType: string, def: SearchParamDef, head: stri
   if (!chains.length) {
     throw FhirError.badRequest(`Unknown search parameter '${rest}' in chain: none of the types ${head} can refer to (${def.targets.join(', ')}) defines it`, [`${head}.${rest}`]);
   }
+  const expanded = chains.reduce((n, c) => n + typedChains(c.inner), 0);
+  if (expanded > MAX_UNTYPED_CHAIN_TARGETS) {
+    throw tooCostly(`${depth.name}: the chain without a type modifier expands to ${expanded} typed chains (at most ${MAX_UNTYPED_CHAIN_TARGETS}); name the type (${head}:Type.${rest})`, depth.name);
+  }
   return chains.length === 1 ? chains[0] : { kind: 'untyped-chain', resourceType, def, chains };
+}
+
+/** Typed chains a clause stands for (1 for anything but an untyped chain). */
+function typedChains(c: Clause): number {
+  if (c.kind === 'untyped-chain') return c.chains.reduce((n, x) => n + typedChains(x.inner), 0);
+  return c.kind === 'chain' ? typedChains(c.inner) : 1;
 }
 
 /** Whether `type` defines the parameter a chain continues with (a reference parameter if the chain goes on). */

@@ -11,6 +11,9 @@ import { ResourceIndexer, ResourceRepository } from './storage/resource.reposito
 import { ResourceMatcher } from './storage/resource-matcher';
 import { HookedResourceIndexer, ResourceWriteHook } from './storage/resource-write-hook';
 import { EverythingOperation } from './operations/everything.operation';
+import { MetaAddOperation, MetaDeleteOperation, MetaOperation } from './operations/meta.operation';
+import { ValidateOperation } from './operations/validate.operation';
+import { ResourceMetaRepository } from './storage/resource-meta.repository';
 import { SearchCapabilityContributor } from './search/search-capability.contributor';
 import { SearchIndexWriter } from './search/search-index.writer';
 import { SearchParameterCheckingIndexer } from './search/search-parameter-checking.indexer';
@@ -49,6 +52,11 @@ import { ResourceValidator } from './validation/resource.validator';
     OperationRegistry,
     ReindexOperation,
     EverythingOperation,
+    ValidateOperation,
+    MetaOperation,
+    MetaAddOperation,
+    MetaDeleteOperation,
+    ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
   exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],

@@ -28,6 +28,7 @@ const ROUTES: [method: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string
   ['delete', '/fhir/Patient/1', false],
   ['get', '/fhir/Patient/1/_history', false],
   ['get', '/fhir/Patient/1/_history/1', false],
+  ['get', '/fhir/Patient/1/_history/1/$meta', false],
   ['post', '/fhir/$reindex', false],
   ['post', '/fhir/Patient/$reindex', false],
   ['post', '/fhir/Patient/1/$reindex', false],

@@ -358,7 +358,9 @@ describe('search: composite, :in/:not-in, meta, number, Timing, result parameter
     const cs = await t.api.get('/fhir/metadata');
     const obs = cs.body.rest[0].resource.find((r: { type: string }) => r.type === 'Observation');
     const composite = obs.searchParam.filter((p: { type: string }) => p.type === 'composite').map((p: { name: string }) => p.name).sort();
+    // code-effective is the shipped custom composite (fhir-profiles/).
     expect(composite).toEqual([
+      'code-effective',
       'code-value-concept',
       'code-value-date',
       'code-value-quantity',
@@ -435,7 +437,7 @@ function expectedSearchParams(types: string[]): string[] {
   const bundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
   const r4 = (bundle.entry ?? []).map((e) => e.resource as SearchParameter);
   const byUrl = new Map(r4.map((sp) => [sp.url, sp]));
-  const shipped = ['searchparameter-patient-person-id.json'].map((f) => JSON.parse(readFileSync(join(__dirname, '../../fhir-profiles', f), 'utf8')) as SearchParameter);
+  const shipped = ['searchparameter-observation-code-effective.json', 'searchparameter-patient-person-id.json'].map((f) => JSON.parse(readFileSync(join(__dirname, '../../fhir-profiles', f), 'utf8')) as SearchParameter);
   const out: string[] = [];
   for (const type of types) {
     for (const sp of [...r4, ...shipped]) {

@@ -130,7 +130,7 @@ describe('custom SearchParameters (stored and shipped)', () => {
     ['a FHIRPath expression that does not parse', { expression: "Patient.identifier.where(system='x'" }, 400, 'invalid', 'SearchParameter.expression'],
     ['an unknown FHIRPath function', { expression: 'Patient.name.nosuchfunction()' }, 400, 'invalid', 'SearchParameter.expression'],
     ['an unsupported type', { type: 'special' }, 422, 'not-supported', 'SearchParameter.type'],
-    ['a composite (not supported for custom parameters)', { type: 'composite' }, 422, 'not-supported', 'SearchParameter.type'],
+    ['a composite without components', { type: 'composite' }, 422, 'not-supported', 'SearchParameter.component'],
     ['an active parameter without expression', { expression: undefined }, 422, 'required', 'SearchParameter.expression'],
     ['a code reserved for built-ins', { code: `_x${RUN}` }, 422, 'value', 'SearchParameter.code'],
     ['a code that redefines an R4 parameter', { code: 'name' }, 422, 'business-rule', 'SearchParameter.code'],

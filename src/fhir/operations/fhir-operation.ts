@@ -25,6 +25,10 @@ export interface OperationDeclaration {
    * transactions (long-running batch work such as $reindex, under a system context).
    */
   readonly transaction: 'interaction' | 'own';
+  /** Invocable on a version (`Type/id/_history/vid/$name`) as well as on the instance. */
+  readonly versionLevel?: boolean;
+  /** BALP action of its audit record when not `E` (execute): `R` for reads, `U` for changes. */
+  readonly auditAction?: 'R' | 'U';
 }
 
 /**
@@ -45,6 +49,8 @@ export abstract class FhirOperation implements OperationDeclaration {
   readonly scopes: readonly string[] = [];
   readonly async: boolean = false;
   readonly transaction: 'interaction' | 'own' = 'interaction';
+  readonly versionLevel: boolean = false;
+  readonly auditAction?: 'R' | 'U';
 
   abstract execute(ctx: AccessContext, interaction: OperationInteraction, tx: EntityManager): Promise<InteractionResult>;
 }

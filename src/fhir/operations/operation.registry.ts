@@ -39,6 +39,9 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
     if (!operation.levels.includes(level) || (level !== 'system' && operation.resourceTypes && !operation.resourceTypes.includes(i.resourceType!))) {
       throw new FhirError(404, 'not-supported', `Operation $${name} is not defined at ${level} level${level === 'system' ? '' : ` for ${i.resourceType}`}`);
     }
+    if (i.versionId !== undefined && !operation.versionLevel) {
+      throw new FhirError(404, 'not-supported', `Operation $${name} is not defined at version level`);
+    }
     i.operationDeclaration = operation;
     return operation;
   }

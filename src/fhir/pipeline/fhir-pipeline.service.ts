@@ -215,7 +215,9 @@ export class FhirPipeline {
       accessBasis: ctx ? withExplanation(basisOf(ctx), explanation) : [],
       durationMs: Math.round(performance.now() - started),
     };
-    return auditRecord(input);
+    // An operation that reads or changes resources ($meta, $meta-add) is audited as that action.
+    const action = interaction.kind === 'operation' ? interaction.operationDeclaration?.auditAction : undefined;
+    return action ? { ...auditRecord(input), action } : auditRecord(input);
   }
 }
 

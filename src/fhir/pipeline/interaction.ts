@@ -220,6 +220,7 @@ export function buildInteraction(kind: InteractionKind, parts: InteractionParts)
         body: parts.body,
         resourceType: parts.resourceType,
         id: parts.id,
+        versionId: parts.versionId,
       };
   }
 }

@@ -52,6 +52,18 @@ export class FhirController {
     return this.run(req, res, 'operation', { resourceType, id, operation });
   }
 
+  @All(':type/:id/_history/:vid/$:operation')
+  operationVersion(
+    @Req() req: Request,
+    @Res() res: Response,
+    @Param('type') resourceType: string,
+    @Param('id') id: string,
+    @Param('vid') versionId: string,
+    @Param('operation') operation: string,
+  ): Promise<void> {
+    return this.run(req, res, 'operation', { resourceType, id, versionId, operation });
+  }
+
   @Get('_history')
   historySystem(@Req() req: Request, @Res() res: Response): Promise<void> {
     return this.run(req, res, 'history-system');

@@ -22,10 +22,56 @@ function sp(id: string, extra: Partial<SearchParameter> = {}): SearchParameter {
 describe('custom search parameter layer', () => {
   afterEach(() => setCustomSearchParams(new Map()));
 
-  it('ships the regional person-id parameter for Patient', () => {
+  it('ships the regional person-id parameter for Patient and the code-effective composite for Observation', () => {
     const shipped = loadShippedSearchParameters();
-    expect(shipped.map((s) => [s.id, s.code, s.base, s.type])).toEqual([['hie-patient-person-id', 'person-id', ['Patient'], 'token']]);
-    expect(searchParameterProblem(shipped[0], [])).toBeUndefined();
+    expect(shipped.map((s) => [s.id, s.code, s.base, s.type])).toEqual([
+      ['hie-observation-code-effective', 'code-effective', ['Observation'], 'composite'],
+      ['hie-patient-person-id', 'person-id', ['Patient'], 'token'],
+    ]);
+    expect(shipped.map((s) => searchParameterProblem(s, []))).toEqual([undefined, undefined]);
+    const layer = buildCustomSearchParams(shipped, [], () => undefined);
+    expect(layer.get('Observation')!.get('code-effective')).toEqual({
+      code: 'code-effective',
+      type: 'composite',
+      expression: 'Observation',
+      targets: [],
+      url: 'http://hie.example.org/fhir/SearchParameter/hie-observation-code-effective',
+      components: [
+        { type: 'token', expression: 'code' },
+        { type: 'date', expression: 'effective' },
+      ],
+    });
+  });
+
+  it('a composite may name a custom component stored after it; one naming an unknown parameter is skipped', () => {
+    const component = (definition: string, expression: string) => ({ definition, expression });
+    const skipped: [string, string, string[] | undefined][] = [];
+    const layer = buildCustomSearchParams(
+      [],
+      [
+        sp('a-composite', {
+          code: 'pair',
+          type: 'composite',
+          base: ['Observation'],
+          expression: 'Observation.component',
+          component: [component('http://hl7.org/fhir/SearchParameter/clinical-code', 'code'), component('http://example.org/SearchParameter/z-interp', 'interpretation')],
+        }),
+        sp('b-broken', {
+          code: 'broken',
+          type: 'composite',
+          base: ['Observation'],
+          expression: 'Observation',
+          component: [component('http://hl7.org/fhir/SearchParameter/clinical-code', 'code'), component('http://example.org/SearchParameter/nothing', 'status')],
+        }),
+        sp('z-interp', { code: 'interp', base: ['Observation'], expression: 'Observation.component.interpretation' }),
+      ],
+      (s, problem: FhirError) => skipped.push([s.id!, problem.issues[0].code, problem.issues[0].expression]),
+    );
+    expect(skipped).toEqual([['b-broken', 'not-supported', ['SearchParameter.component[1].definition']]]);
+    expect(layer.get('Observation')!.get('pair')?.components).toEqual([
+      { type: 'token', expression: 'code' },
+      { type: 'token', expression: 'interpretation' },
+    ]);
   });
 
   it('builds shipped then stored parameters, skipping (and reporting) clashes and ignoring inactive ones', () => {
@@ -63,6 +109,11 @@ describe('custom search parameter layer', () => {
     ['R4 code', sp('x', { code: 'birthdate' }), 'business-rule'],
     ['reserved code', sp('x', { code: '_x' }), 'value'],
     ['special type', sp('x', { type: 'special' }), 'not-supported'],
+    ['composite without components', sp('x', { type: 'composite' }), 'not-supported'],
+    ['composite with an unparseable component expression', sp('x', { type: 'composite', component: [
+      { definition: 'http://hl7.org/fhir/SearchParameter/individual-gender', expression: 'gender' },
+      { definition: 'http://hl7.org/fhir/SearchParameter/individual-birthdate', expression: 'birthDate.where(' },
+    ] }), 'invalid'],
     ['unparseable expression', sp('x', { expression: 'Patient.name.where(' }), 'invalid'],
     ['unknown function', sp('x', { expression: 'Patient.name.frobnicate()' }), 'invalid'],
     ['non-storable base', sp('x', { base: ['Parameters'] }), 'not-supported'],

@@ -4,6 +4,7 @@ import { evalFhirPathTyped, parseFhirPath, toTypedValue } from '@medplum/core';
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { compositeComponentsOf, MAX_COMPONENTS, r4SearchParameter } from './search-composite';
 import { r4SearchParamsOf, SearchParamDef, searchParamDefOf } from './search-parameter.registry';
 
 // src/fhir/search and dist/fhir/search are both three levels below the project root.
@@ -11,7 +12,7 @@ const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
 export const SHIPPED_DIR = join(PROJECT_ROOT, 'fhir-profiles');
 
 /** Types a custom SearchParameter may have: those the index writer extracts and the compiler answers. */
-const SUPPORTED_TYPES = new Set(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri']);
+const SUPPORTED_TYPES = new Set(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri', 'composite']);
 const CODE_RE = /^[A-Za-z][A-Za-z0-9\-_]{0,63}$/;
 
 /** Custom parameters per resource type, then per code. */
@@ -80,6 +81,10 @@ export function searchParameterProblem(sp: SearchParameter, others: readonly Sea
     const reason = err instanceof Error ? err.message.slice(0, 200) : 'invalid';
     return FhirError.badRequest(`SearchParameter.expression is not a valid FHIRPath expression: ${reason}`, ['SearchParameter.expression']);
   }
+  if (sp.type === 'composite') {
+    const problem = compositeProblem(sp, others);
+    if (problem) return problem;
+  }
   for (const base of bases) {
     if (defs.searchParameters(base)[code] || r4SearchParamsOf(base).has(code)) {
       return new FhirError(422, 'business-rule', `'${code}' is an R4 search parameter of ${base}; a custom parameter may not redefine it`, ['SearchParameter.code']);
@@ -96,6 +101,42 @@ export function searchParameterProblem(sp: SearchParameter, others: readonly Sea
 }
 
 /**
+ * A composite's `component.definition` names an R4 SearchParameter or an active custom one (shipped
+ * or stored) by canonical URL; the component's type comes from it, its `expression` is evaluated on
+ * each value of the composite's expression (as R4's composites are).
+ */
+function componentResolver(others: readonly SearchParameter[]): (url: string) => SearchParameter | undefined {
+  return (url) => r4SearchParameter(url) ?? others.find((o) => o.status === 'active' && o.url === url && o.type !== 'composite');
+}
+
+function compositeProblem(sp: SearchParameter, others: readonly SearchParameter[]): FhirError | undefined {
+  const components = sp.component ?? [];
+  if (components.length < 2 || components.length > MAX_COMPONENTS) {
+    return new FhirError(422, 'not-supported', `A composite SearchParameter needs 2 to ${MAX_COMPONENTS} components, not ${components.length}`, ['SearchParameter.component']);
+  }
+  const resolve = componentResolver(others);
+  for (const [i, c] of components.entries()) {
+    const target = c.definition ? resolve(c.definition) : undefined;
+    if (!target || target.type === 'composite' || target.type === 'special') {
+      return new FhirError(
+        422,
+        'not-supported',
+        `SearchParameter.component[${i}].definition '${String(c.definition ?? '').slice(0, 200)}' is not an R4 or active custom search parameter of a type a composite can hold`,
+        [`SearchParameter.component[${i}].definition`],
+      );
+    }
+    try {
+      if (!c.expression?.trim()) throw new Error('missing');
+      parseFhirPath(c.expression);
+    } catch (err) {
+      const reason = err instanceof Error ? err.message.slice(0, 200) : 'invalid';
+      return FhirError.badRequest(`SearchParameter.component[${i}].expression is not a valid FHIRPath expression: ${reason}`, [`SearchParameter.component[${i}].expression`]);
+    }
+  }
+  return compositeComponentsOf(sp, resolve) ? undefined : new FhirError(422, 'not-supported', 'The composite\'s components cannot be indexed', ['SearchParameter.component']);
+}
+
+/**
  * The custom layer of the registry from shipped then stored parameters. A parameter that cannot be
  * applied (stored before these checks, or clashing with a shipped one) is skipped and reported, so
  * one bad row never stops a node from starting; every node skips the same ones.
@@ -107,7 +148,9 @@ export function buildCustomSearchParams(
 ): CustomSearchParams {
   const accepted: SearchParameter[] = [];
   const layer: CustomSearchParams = new Map();
-  for (const sp of [...shipped, ...stored]) {
+  // Composites last: their components may be custom parameters stored after them.
+  const all = [...shipped, ...stored];
+  for (const sp of [...all.filter((s) => s.type !== 'composite'), ...all.filter((s) => s.type === 'composite')]) {
     if (sp.status !== 'active') continue;
     const problem = searchParameterProblem(sp, accepted);
     if (problem) {
@@ -115,10 +158,11 @@ export function buildCustomSearchParams(
       continue;
     }
     accepted.push(sp);
+    const components = sp.type === 'composite' ? compositeComponentsOf(sp, componentResolver(accepted)) : undefined;
     for (const base of sp.base as string[]) {
       let map = layer.get(base);
       if (!map) layer.set(base, (map = new Map()));
-      map.set(sp.code!, searchParamDefOf(sp, base));
+      map.set(sp.code!, { ...searchParamDefOf(sp, base), ...(components ? { components } : {}) });
     }
   }
   return layer;

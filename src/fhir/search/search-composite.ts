@@ -9,7 +9,7 @@ export const MAX_COMPONENTS = 3;
 let r4ByUrl: Map<string, SearchParameter> | undefined;
 
 /** R4 SearchParameters by canonical URL, to resolve composite `component.definition`s (immutable). */
-function r4SearchParameter(url: string): SearchParameter | undefined {
+export function r4SearchParameter(url: string): SearchParameter | undefined {
   if (!r4ByUrl) {
     const bundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
     r4ByUrl = new Map();

@@ -10,6 +10,7 @@ const clauses = (query: QueryParams, type = 'Patient'): unknown[] => parse(query
 function summarize(c: Clause): unknown {
   if (c.kind === 'param') return { param: c.def.code, type: c.def.type, modifier: c.modifier, missing: c.missing, values: c.values };
   if (c.kind === 'chain') return { chain: c.def.code, target: c.targetType, inner: summarize(c.inner) };
+  if (c.kind === 'untyped-chain') return { untyped: c.def.code, chains: c.chains.map(summarize) };
   return { has: c.sourceType, via: c.referenceParam, inner: summarize(c.inner) };
 }
 
@@ -46,16 +47,36 @@ describe('search request parser: clauses', () => {
     ]);
   });
 
-  it('chains need one target type, and resolve the inner parameter on it', () => {
+  it('chains resolve the inner parameter on the target type', () => {
     expect(clauses({ 'subject:Patient.name': 'anna' }, 'Observation')).toEqual([
       { chain: 'subject', target: 'Patient', inner: { param: 'name', type: 'string', modifier: undefined, missing: undefined, values: ['anna'] } },
     ]);
-    // Patient.general-practitioner can refer to Organization, Practitioner or PractitionerRole.
-    expect(refusal(() => parse({ 'general-practitioner.name': 'x' }))).toEqual([
+    const name = { param: 'name', type: 'string', modifier: undefined, missing: undefined, values: ['x'] };
+    // Patient.general-practitioner can refer to Practitioner, Organization or PractitionerRole; PractitionerRole has no name.
+    expect(clauses({ 'general-practitioner.name': 'x' })).toEqual([
+      { untyped: 'general-practitioner', chains: [{ chain: 'general-practitioner', target: 'Practitioner', inner: name }, { chain: 'general-practitioner', target: 'Organization', inner: name }] },
+    ]);
+    // Only one target defines it: a plain typed chain.
+    expect(clauses({ 'general-practitioner.role': 'x' })).toEqual([
+      { chain: 'general-practitioner', target: 'PractitionerRole', inner: { param: 'role', type: 'token', modifier: undefined, missing: undefined, values: ['x'] } },
+    ]);
+    // Nested: Observation.subject -> (Device | Patient | Location).organization (a reference on each) -> Organization.name.
+    expect(clauses({ 'subject.organization.name': 'x' }, 'Observation')).toEqual([
+      {
+        untyped: 'subject',
+        chains: ['Device', 'Patient', 'Location'].map((target) => ({ chain: 'subject', target, inner: { chain: 'organization', target: 'Organization', inner: name } })),
+      },
+    ]);
+    // Provenance.target may refer to any type: `target.name` alone is dozens of typed chains, nested it is too many.
+    expect((clauses({ 'target.name': 'x' }, 'Provenance')[0] as { chains: unknown[] }).chains.length).toBeLessThanOrEqual(50);
+    const [status, code, diagnostics] = refusal(() => parse({ 'target.subject.name': 'x' }, ['Provenance']));
+    expect([status, code]).toEqual([400, 'too-costly']);
+    expect(diagnostics).toMatch(/^target\.subject\.name: the chain without a type modifier expands to \d+ typed chains \(at most 50\); name the type \(target:Type\.subject\.name\)$/);
+    expect(refusal(() => parse({ 'general-practitioner.colour': 'x' }))).toEqual([
       400,
       'invalid',
-      'Chain on general-practitioner needs a type modifier (general-practitioner:Type.name): it can refer to Practitioner, Organization, PractitionerRole',
-      ['general-practitioner.name'],
+      "Unknown search parameter 'colour' in chain: none of the types general-practitioner can refer to (Practitioner, Organization, PractitionerRole) defines it",
+      ['general-practitioner.colour'],
     ]);
     expect(refusal(() => parse({ 'subject:Organization.name': 'x' }, ['Observation']))).toEqual([400, 'invalid', 'subject cannot refer to Organization', ['subject:Organization.name']]);
     expect(refusal(() => parse({ 'subject:Organization': 'x' }, ['Observation']))).toEqual([400, 'invalid', 'subject cannot refer to Organization', ['subject:Organization']]);

@@ -44,7 +44,18 @@ export interface HasClause {
   inner: Clause;
 }
 
-export type Clause = ParamClause | ChainClause | HasClause;
+/**
+ * `subject.name=x` over a reference that may point at several types: the union of the typed chains
+ * into each target type that defines the chained parameter (search.html#chaining).
+ */
+export interface UntypedChainClause {
+  kind: 'untyped-chain';
+  resourceType: string;
+  def: SearchParamDef;
+  chains: ChainClause[];
+}
+
+export type Clause = ParamClause | ChainClause | HasClause | UntypedChainClause;
 
 export interface SortKey {
   /** `_id`, `_lastUpdated`, or an indexed parameter. */
@@ -94,6 +105,8 @@ const MODIFIERS: Record<string, Set<string>> = {
   composite: new Set(['missing']),
 };
 const PREFIXES = ['eq', 'ne', 'gt', 'lt', 'ge', 'le', 'sa', 'eb', 'ap'];
+/** Typed chains one untyped chain may expand to, nested links multiplied (`Provenance?target.name` names dozens of types). */
+export const MAX_UNTYPED_CHAIN_TARGETS = 50;
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 
 /**
@@ -224,12 +237,41 @@ function parseChain(resourceType: string, head: string, rest: string, value: str
   if (!def || def.type !== 'reference') throw FhirError.badRequest(`Chained parameter '${head}' is not a reference parameter of ${resourceType}`, [`${head}.${rest}`]);
   const targets = typeModifier ? [typeModifier] : def.targets;
   if (typeModifier && !def.targets.includes(typeModifier)) throw FhirError.badRequest(`${code} cannot refer to ${typeModifier}`, [`${head}.${rest}`]);
-  if (targets.length !== 1) {
-    throw FhirError.badRequest(`Chain on ${code} needs a type modifier (${code}:Type.${rest}): it can refer to ${targets.join(', ')}`, [`${head}.${rest}`]);
-  }
+  if (targets.length !== 1) return parseUntypedChain(resourceType, def, head, rest, value, depth);
   const inner = parseClause(targets[0], rest, value, depth);
   if (inner === 'unknown') throw FhirError.badRequest(`Unknown search parameter '${rest}' on ${targets[0]} in chain`, [`${head}.${rest}`]);
   return { kind: 'chain', resourceType, def, targetType: targets[0], inner };
+}
+
+/** A chain without a type modifier: one typed chain per target type that defines what follows. */
+function parseUntypedChain(resourceType: string, def: SearchParamDef, head: string, rest: string, value: string, depth: ClauseDepth): Clause {
+  const chains: ChainClause[] = [];
+  for (const targetType of def.targets.filter((t) => definesChained(t, rest))) {
+    const inner = parseClause(targetType, rest, value, depth);
+    if (inner !== 'unknown') chains.push({ kind: 'chain', resourceType, def, targetType, inner });
+  }
+  if (!chains.length) {
+    throw FhirError.badRequest(`Unknown search parameter '${rest}' in chain: none of the types ${head} can refer to (${def.targets.join(', ')}) defines it`, [`${head}.${rest}`]);
+  }
+  const expanded = chains.reduce((n, c) => n + typedChains(c.inner), 0);
+  if (expanded > MAX_UNTYPED_CHAIN_TARGETS) {
+    throw tooCostly(`${depth.name}: the chain without a type modifier expands to ${expanded} typed chains (at most ${MAX_UNTYPED_CHAIN_TARGETS}); name the type (${head}:Type.${rest})`, depth.name);
+  }
+  return chains.length === 1 ? chains[0] : { kind: 'untyped-chain', resourceType, def, chains };
+}
+
+/** Typed chains a clause stands for (1 for anything but an untyped chain). */
+function typedChains(c: Clause): number {
+  if (c.kind === 'untyped-chain') return c.chains.reduce((n, x) => n + typedChains(x.inner), 0);
+  return c.kind === 'chain' ? typedChains(c.inner) : 1;
+}
+
+/** Whether `type` defines the parameter a chain continues with (a reference parameter if the chain goes on). */
+function definesChained(type: string, rest: string): boolean {
+  if (rest.startsWith('_has:')) return true;
+  const dot = rest.indexOf('.');
+  const def = searchParamsOf(type).get(splitModifier(dot > 0 ? rest.slice(0, dot) : rest)[0]);
+  return !!def && (dot < 0 || def.type === 'reference');
 }
 
 function parseHas(resourceType: string, name: string, value: string, depth: ClauseDepth): Clause {

@@ -61,6 +61,9 @@ export class SearchSqlCompiler {
         return this.chain(clause, alias);
       case 'has':
         return this.has(clause, alias);
+      case 'untyped-chain':
+        // Each target type's sub-search carries the access predicate, as a typed chain's does.
+        return `(${clause.chains.map((c) => this.chain(c, alias)).join(' OR ')})`;
       default:
         return this.param(clause, alias);
     }

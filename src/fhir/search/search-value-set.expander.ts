@@ -29,7 +29,8 @@ export async function expandValueSetClauses(
   const visit = (c: Clause): void => {
     if (c.kind === 'param') {
       if (c.modifier === 'in' || c.modifier === 'not-in') clauses.push(c);
-    } else visit(c.inner);
+    } else if (c.kind === 'untyped-chain') c.chains.forEach(visit);
+    else visit(c.inner);
   };
   for (const list of ast.clauses.values()) list.forEach(visit);
   if (!clauses.length) return;

@@ -155,6 +155,19 @@ export class SearchService {
       } else if (c.kind === 'has') {
         if (!ctx.mayRead(c.sourceType)) throw FhirError.forbidden(`_has on ${c.sourceType} is not allowed for this client`);
         visit(c.inner);
+      } else if (c.kind === 'untyped-chain') {
+        // Target types the client may not read match nothing (as if absent); none readable is a 403.
+        const readable = c.chains.filter((chain) => {
+          try {
+            visit(chain);
+            return true;
+          } catch (err) {
+            if (err instanceof FhirError && err.status === 403) return false;
+            throw err;
+          }
+        });
+        if (!readable.length) throw FhirError.forbidden(`Chaining into ${c.chains.map((x) => x.targetType).join(', ')} is not allowed for this client`);
+        c.chains = readable;
       }
     };
     for (const list of ast.clauses.values()) list.forEach(visit);

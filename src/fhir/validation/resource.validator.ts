@@ -46,15 +46,26 @@ export class ResourceValidator {
   }
 
   validate(resource: Resource): void {
+    const { base, profile } = this.issues(resource);
+    const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+    if (errors.length) throw new FhirError(400, errors);
+    if (profile.length) throw new FhirError(422, profile);
+  }
+
+  /**
+   * What `validate` checks, as issues instead of a refusal ($validate answers them): `base` (every
+   * severity) and, when the base has no errors, the errors of the required, named and `extraProfiles`.
+   */
+  issues(resource: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
     // Bodies were checked when parsed; this catches what a PATCH put together.
     assertJsonShape(resource);
     const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
-    const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
-    if (errors.length) throw new FhirError(400, errors);
+    if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: [] };
 
     const profileUrls = new Set([
       ...this.profiles.requiredFor(resource.resourceType),
       ...(resource.meta?.profile ?? []).filter((url) => this.profiles.get(url)),
+      ...extraProfiles,
     ]);
     const profileIssues: OperationOutcomeIssue[] = [];
     for (const url of profileUrls) {
@@ -64,7 +75,7 @@ export class ResourceValidator {
         profileIssues.push({ ...issue, diagnostics: `${issue.diagnostics ?? issue.details?.text ?? 'invalid'} (profile ${url})` });
       }
     }
-    if (profileIssues.length) throw new FhirError(422, profileIssues);
+    return { base, profile: profileIssues };
   }
 
   profileRegistry(): ProfileRegistry {

@@ -9,6 +9,7 @@ import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
 import { CompositeComponentDef, searchParamsOf } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
+import { hasAnyElement, rootElementsRead } from './search-index.reads';
 
 export interface IndexRows {
   token: [param: string, system: string | null, code: string | null, display: string | null][];
@@ -60,11 +61,16 @@ export class SearchIndexWriter extends ResourceIndexer {
     await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false);
   }
 
-  extract(resource: Resource): IndexRows {
+  /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */
+  extract(resource: Resource, everyParameter = false): IndexRows {
     const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] };
     const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
+    const keys = Object.keys(resource);
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column) continue;
+      // Most parameters of a type read elements a given resource does not have: nothing to evaluate.
+      const reads = everyParameter ? null : rootElementsRead(def, resource.resourceType);
+      if (reads && !hasAnyElement(keys, reads)) continue;
       let values: TypedValue[];
       try {
         values = evalFhirPathTyped(def.expression, root, {}, fhirPathCache);

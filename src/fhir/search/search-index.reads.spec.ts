@@ -43,7 +43,9 @@ describe('index extraction skips parameters whose root elements a resource lacks
     expect(reads('Observation', 'value-quantity')).toEqual(['value', 'value']);
     expect(reads('Condition', 'onset-age')).toEqual(['onset', 'onset']);
     expect(reads('Patient', 'name')).toEqual(['name']);
-    expect(reads('Observation', 'code-value-quantity')).toBeNull(); // the composite's base is the resource itself
+    // A composite over the resource is empty when one component is: its last plain component decides.
+    expect(reads('Observation', 'code-value-quantity')).toEqual(['value']);
+    expect(reads('Observation', 'component-code-value-quantity')).toEqual(['component']);
     expect(reads('Patient', 'deceased')).toBeNull(); // `Patient.deceased.exists() and …`: a boolean from nothing
     expect(hasAnyElement(['resourceType', 'valueQuantity'], ['value'])).toBe(true);
     expect(hasAnyElement(['resourceType', '_birthDate'], ['birthDate'])).toBe(true);

@@ -19,6 +19,10 @@ export function rootElementsRead(def: SearchParamDef, resourceType: string): rea
   let reads = cache.get(def);
   if (reads === undefined) {
     reads = parseRootElements(def.expression, resourceType);
+    if (!reads && def.type === 'composite' && def.expression.trim() === resourceType) {
+      // A composite over the resource itself has no row when any one component is empty.
+      for (const component of def.components ?? []) reads = parseRootElements(`${resourceType}.${component.expression}`, resourceType) ?? reads;
+    }
     cache.set(def, reads);
   }
   return reads;

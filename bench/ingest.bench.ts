@@ -5,7 +5,7 @@ import { fork } from 'node:child_process';
 import type { ClientOutcome } from './ingest-client';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { from as copyFrom } from 'pg-copy-streams';
-import type { PoolClient } from 'pg';
+import { Client } from 'pg';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
 import { ResourceValidator } from '../src/fhir/validation/resource.validator';
 import { SearchIndexWriter } from '../src/fhir/search/search-index.writer';
@@ -63,7 +63,7 @@ async function main(): Promise<void> {
   ).map((r: { table: string; rows: string; bytes: string }) => ({ table: r.table, rows: Number(r.rows), mib: round(Number(r.bytes) / 2 ** 20) }));
 
   const tx = await transactionScaling(server.baseUrl, server.token);
-  const raw = await rawCopyBaseline(server, bundles);
+  const raw = await rawCopyBaseline(bundles);
   const profile = profileStages(bundles);
   const rate = resourceCount / seconds;
   const patientResources = patients.reduce((a, b) => a + (b.entry?.length ?? 0), 0);
@@ -238,10 +238,11 @@ async function timeTransaction(baseUrl: string, token: string, entries: number, 
  * COPY of the same resource JSON into a bare, WAL-logged jsonb table (a temporary table would skip
  * the WAL our tables pay for), committed; median of three runs.
  */
-async function rawCopyBaseline(server: Awaited<ReturnType<typeof startBenchServer>>, bundles: Bundle[]): Promise<number> {
+async function rawCopyBaseline(bundles: Bundle[]): Promise<number> {
   const lines = bundles.flatMap((b) => (b.entry ?? []).map((e) => JSON.stringify(e.resource).replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/\t/g, '\\t')));
-  const driver = server.db.driver as unknown as { master: { connect(): Promise<PoolClient> } };
-  const client = await driver.master.connect();
+  // The app's role may not create tables (least privilege): the baseline runs as the schema owner.
+  const client = new Client({ connectionString: ownerUrl() });
+  await client.connect();
   const rates: number[] = [];
   try {
     for (let run = 0; run < 3; run++) {
@@ -263,8 +264,15 @@ async function rawCopyBaseline(server: Awaited<ReturnType<typeof startBenchServe
     return median(rates);
   } finally {
     await client.query('DROP TABLE IF EXISTS raw_ingest');
-    client.release();
+    await client.end();
   }
+}
+
+/** The schema owner's connection: the migration URL, else the embedded cluster's superuser. */
+function ownerUrl(): string {
+  if (process.env.DATABASE_URL) return process.env.DATABASE_MIGRATION_URL ?? process.env.DATABASE_URL;
+  const credentials = JSON.parse(readFileSync(join(process.env.EMBEDDED_PG_DIR!, 'hie-credentials.json'), 'utf8'));
+  return `postgres://${credentials.superuser.user}:${encodeURIComponent(credentials.superuser.password)}@127.0.0.1:${process.env.EMBEDDED_PG_PORT}/hie`;
 }
 
 /** In-process cost of validation, index extraction and JSON per resource on a sample. */

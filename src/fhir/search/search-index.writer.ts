@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { convertToSearchableQuantities, convertToSearchableTokens, evalFhirPathTyped, toTypedValue, TypedValue } from '@medplum/core';
-import type { Coding, Period, Reference, Resource } from '@medplum/fhirtypes';
+import type { Coding, Period, Range, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
@@ -9,12 +9,14 @@ import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
 import { CompositeComponentDef, searchParamsOf } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
+import { hasAnyElement, rootElementsRead } from './search-index.reads';
 
 export interface IndexRows {
   token: [param: string, system: string | null, code: string | null, display: string | null][];
   string: [param: string, norm: string, exact: string][];
   date: [param: string, low: string, high: string][];
-  quantity: [param: string, value: number, system: string | null, code: string | null][];
+  /** A plain value has `value`; a Range has no value and its bounds in low/high (see rangeRow). */
+  quantity: [param: string, value: number | null, system: string | null, code: string | null, low?: string, high?: string][];
   reference: [param: string, targetType: string | null, targetId: string | null, url: string | null][];
   uri: [param: string, uri: string][];
   /** param, then MAX_COMPONENTS slots of (system, code, number, low, high); unused slots are null. */
@@ -59,11 +61,16 @@ export class SearchIndexWriter extends ResourceIndexer {
     await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false);
   }
 
-  extract(resource: Resource): IndexRows {
+  /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */
+  extract(resource: Resource, everyParameter = false): IndexRows {
     const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] };
     const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
+    const keys = Object.keys(resource);
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column) continue;
+      // Most parameters of a type read elements a given resource does not have: nothing to evaluate.
+      const reads = everyParameter ? null : rootElementsRead(def, resource.resourceType);
+      if (reads && !hasAnyElement(keys, reads)) continue;
       let values: TypedValue[];
       try {
         values = evalFhirPathTyped(def.expression, root, {}, fhirPathCache);
@@ -83,11 +90,13 @@ export class SearchIndexWriter extends ResourceIndexer {
           break;
         case 'number':
           for (const v of values) if (typeof v.value === 'number') rows.quantity.push([def.code, v.value, null, null]);
+          this.ranges(def.code, 'number', values, rows);
           break;
         case 'quantity':
           for (const q of convertToSearchableQuantities(values)) {
             if (typeof q.value === 'number') rows.quantity.push([def.code, q.value, q.system ?? null, q.code ?? q.unit ?? null]);
           }
+          this.ranges(def.code, 'quantity', values, rows);
           break;
         case 'reference':
           this.references(def.code, values, rows);
@@ -101,6 +110,15 @@ export class SearchIndexWriter extends ResourceIndexer {
       }
     }
     return rows;
+  }
+
+  /** Range values (@medplum/core's searchable conversions skip them): one row with both bounds. */
+  private ranges(param: string, type: 'number' | 'quantity', values: TypedValue[], rows: IndexRows): void {
+    for (const v of values) {
+      if (v.type !== 'Range') continue;
+      const row = rangeRow(param, type, v.value as Range);
+      if (row) rows.quantity.push(row);
+    }
   }
 
   private tokens(param: string, values: TypedValue[], rows: IndexRows): void {
@@ -231,6 +249,24 @@ function localizeReferences<T>(node: T, base: string): T {
   return (copy ?? node) as T;
 }
 
+/**
+ * A Range as an index row: R4 search compares the target's range with the search value's. A
+ * missing bound is open (-Infinity / Infinity); a Range without either bound indexes nothing. For a
+ * quantity parameter the unit is the bounds' (low's, else high's) system and code.
+ */
+function rangeRow(param: string, type: 'number' | 'quantity', range: Range): IndexRows['quantity'][number] | undefined {
+  const low = indexNumber(range.low?.value);
+  const high = indexNumber(range.high?.value);
+  if (low === undefined && high === undefined) return undefined;
+  const unit = type === 'quantity' ? (range.low?.value !== undefined ? range.low : range.high) : undefined;
+  return [param, null, unit?.system ?? null, unit?.code ?? unit?.unit ?? null, low ?? '-Infinity', high ?? 'Infinity'];
+}
+
+/** A FHIR decimal as the numeric text of an index column (the one place numbers become index text). */
+function indexNumber(value: number | undefined): string | undefined {
+  return typeof value === 'number' && Number.isFinite(value) ? String(value) : undefined;
+}
+
 /** Every string part of a value: each HumanName and Address part separately, for prefix search. */
 function strings(values: TypedValue[]): string[] {
   const out: string[] = [];
@@ -314,7 +350,7 @@ export async function writeIndexRows(
   insert('search_token', ['param', 'system', 'code', 'display'], ['text', 'text', 'text', 'text'], (r) => r.token);
   insert('search_string', ['param', 'norm', 'exact'], ['text', 'text', 'text'], (r) => r.string);
   insert('search_date', ['param', 'low', 'high'], ['text', 'timestamptz', 'timestamptz'], (r) => r.date);
-  insert('search_quantity', ['param', 'value', 'system', 'code'], ['text', 'numeric', 'text', 'text'], (r) => r.quantity);
+  insert('search_quantity', ['param', 'value', 'system', 'code', 'low', 'high'], ['text', 'numeric', 'text', 'text', 'numeric', 'numeric'], (r) => r.quantity);
   insert('search_reference', ['param', 'target_type', 'target_id', 'url'], ['text', 'text', 'text', 'text'], (r) => r.reference);
   insert('search_uri', ['param', 'uri'], ['text', 'text'], (r) => r.uri);
   const slotColumns = Array.from({ length: MAX_COMPONENTS }, (_, i) => [`c${i + 1}_system`, `c${i + 1}_code`, `c${i + 1}_number`, `c${i + 1}_low`, `c${i + 1}_high`]).flat();

@@ -1,3 +1,4 @@
+import { getSearchParameterDetails } from '@medplum/core';
 import type { SearchParameter } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { branchesForType } from '../definitions/fhirpath-branches';
@@ -24,6 +25,19 @@ export interface SearchParamDef {
   components?: CompositeComponentDef[];
   /** Token over ContactPoint (telecom, email, phone): indexed lower-cased, so searched lower-cased. */
   caseInsensitiveCode?: boolean;
+  /** Number/quantity whose expression can reach a Range: its index has range rows (low, high). */
+  rangeValues?: boolean;
+}
+
+/** Whether a number/quantity parameter's elements can hold a Range (e.g. `probability[x]`: decimal | Range). */
+function reachesRange(resourceType: string, sp: SearchParameter): boolean {
+  if (sp.type !== 'number' && sp.type !== 'quantity') return false;
+  if (/\bRange\b/.test(sp.expression ?? '')) return true;
+  try {
+    return (getSearchParameterDetails(resourceType, sp).elementDefinitions ?? []).some((e) => e.type?.some((t) => t.code === 'Range'));
+  } catch {
+    return false; // A path the definitions do not resolve: its values are indexed as they come.
+  }
 }
 
 /** Every branch selects ContactPoints (`X.telecom`, `X.telecom.where(system='email')`). */
@@ -59,6 +73,7 @@ export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamD
         ...(code === '_id' ? { column: 'id' as const } : code === '_lastUpdated' ? { column: 'last_updated' as const } : {}),
         ...(components ? { components } : {}),
         ...(sp.type === 'token' && selectsContactPoints(sp.expression) ? { caseInsensitiveCode: true } : {}),
+        ...(reachesRange(resourceType, sp) ? { rangeValues: true } : {}),
       });
     }
     byType.set(resourceType, map);
@@ -100,6 +115,7 @@ export function searchParamDefOf(sp: SearchParameter, resourceType: string): Sea
     targets: (sp.target ?? []) as string[],
     ...(sp.url ? { url: sp.url } : {}),
     ...(sp.type === 'token' && selectsContactPoints(sp.expression!) ? { caseInsensitiveCode: true } : {}),
+    ...(reachesRange(resourceType, sp) ? { rangeValues: true } : {}),
   };
 }
 

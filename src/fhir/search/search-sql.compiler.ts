@@ -185,6 +185,7 @@ export class SearchSqlCompiler {
         return dateCondition(`${x}.low`, `${x}.high`, value, b, def.code);
       case 'number':
       case 'quantity':
+        if (def.rangeValues) return `(${quantityCondition(x, value, b, def.code)} OR ${rangeCondition(x, value, b)})`;
         return quantityCondition(x, value, b, def.code);
       case 'composite':
         return this.compositeCondition(c, x, value);
@@ -342,6 +343,58 @@ function quantityCondition(
   if (system) cond += ` AND ${col.system} = ${b(system)}`;
   if (code) cond += ` AND ${col.code} = ${b(code)}`;
   return `(${cond})`;
+}
+
+/**
+ * A Range row (value NULL, bounds low..high, open ends infinite) against a search value, as R4
+ * search's prefix table says for ranges: eq — the search value's implicit range [v-½ulp, v+½ulp)
+ * contains the target's range; ne — it does not; gt/lt — the target's range reaches above / below
+ * the search value; ge/le — as gt/lt, or eq; sa/eb — the target's range lies wholly above / below
+ * it; ap — the ranges overlap within ±10%. The value was checked by quantityCondition, which
+ * the caller ORs this with.
+ */
+function rangeCondition(x: string, raw: string, b: (v: unknown) => string): string {
+  const [prefix, rest] = splitPrefix(raw);
+  const [numText, system, code] = rest.split('|');
+  const v = Number(numText);
+  const decimals = (numText.split(/[eE]/)[0].split('.')[1] ?? '').length;
+  const half = 0.5 * 10 ** (Number(numText.split(/[eE]/)[1] ?? 0) - decimals);
+  const bound = (n: number): number => Number(n.toPrecision(15));
+  const low = `${x}.low`;
+  const high = `${x}.high`;
+  const contained = (): string => `(${low} >= ${b(bound(v - half))} AND ${high} < ${b(bound(v + half))})`;
+  let cond: string;
+  switch (prefix) {
+    case 'eq':
+      cond = contained();
+      break;
+    case 'ne':
+      cond = `NOT ${contained()}`;
+      break;
+    case 'gt':
+      cond = `${high} > ${b(v)}`;
+      break;
+    case 'lt':
+      cond = `${low} < ${b(v)}`;
+      break;
+    case 'ge':
+      cond = `(${high} >= ${b(v)} OR ${contained()})`;
+      break;
+    case 'le':
+      cond = `(${low} <= ${b(v)} OR ${contained()})`;
+      break;
+    case 'sa':
+      cond = `${low} > ${b(v)}`;
+      break;
+    case 'eb':
+      cond = `${high} < ${b(v)}`;
+      break;
+    default:
+      cond = `${low} <= ${b(bound(v + Math.abs(v) * 0.1))} AND ${high} >= ${b(bound(v - Math.abs(v) * 0.1))}`;
+  }
+  if (system) cond += ` AND ${x}.system = ${b(system)}`;
+  if (code) cond += ` AND ${x}.code = ${b(code)}`;
+  return `(${x}.value IS NULL AND ${cond})`;
 }
 
 function escapeLike(s: string): string {

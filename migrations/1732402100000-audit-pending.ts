@@ -29,6 +29,17 @@ export class AuditPending1732402100000 implements MigrationInterface {
         content   text        NOT NULL
       )`);
     await q.query(appendFunction(true));
+    await q.query(RUN_AS_OWNER);
+    // The app role queues write records and may read them; only audit_append (as the owner) moves them.
+    await q.query(`
+      DO $$
+      BEGIN
+        IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'hie_app') THEN
+          REVOKE ALL ON audit_pending FROM hie_app;
+          GRANT SELECT, INSERT ON audit_pending TO hie_app;
+          GRANT USAGE ON SEQUENCE audit_pending_pending_seq_seq TO hie_app;
+        END IF;
+      END $$`);
   }
 
   async down(q: QueryRunner): Promise<void> {
@@ -36,8 +47,19 @@ export class AuditPending1732402100000 implements MigrationInterface {
     await q.query(`SELECT audit_append('{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}', '{}')`);
     await q.query(`DROP TABLE audit_pending`);
     await q.query(appendFunction(false));
+    await q.query(RUN_AS_OWNER);
   }
 }
+
+/**
+ * CREATE OR REPLACE resets a function's properties: audit_append runs as the tables' owner with a
+ * fixed search_path again (migration 1732401900000, audit privileges).
+ */
+const RUN_AS_OWNER = `
+      DO $$
+      BEGIN
+        EXECUTE format('ALTER FUNCTION audit_append(uuid[], timestamptz[], text[], text[], text[], text[], text[], text[], text[], text[], text[]) SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
+      END $$`;
 
 const MOVE_PENDING = `
         -- Committed write records first (their transactions ended before this lock was taken), in

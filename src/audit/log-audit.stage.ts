@@ -68,7 +68,8 @@ function fieldsOf(r: AuditRecord): RequestAuditFields {
     resourceType: r.resourceType,
     outcome: r.outcome,
     failureCode: r.failureCode,
-    accessBasis: r.accessBasis.length ? r.accessBasis : undefined,
+    // The policy part only: the consent explanation after `; ` names the resource and patient (the audit store keeps it).
+    accessBasis: r.accessBasis.length ? r.accessBasis.map((line) => line.split('; ')[0]) : undefined,
     patients: r.patients.length,
     resources: r.entities.length,
     auditRecords: 1,

@@ -1,8 +1,8 @@
-import { Logger } from '@nestjs/common';
 import { ThrottlerStorage } from '@nestjs/throttler';
 import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
+import * as logAudit from '../../src/audit/log-audit.stage';
 import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
@@ -36,7 +36,7 @@ describe('audit of token issuance and denials', () => {
     records = [];
   });
   afterEach(() => {
-    jest.mocked(Logger.prototype.log).mockRestore?.();
+    jest.mocked(logAudit.takeRequestAuditFields).mockRestore?.();
   });
 
   const summary = (r: AuditRecord) => ({
@@ -107,8 +107,14 @@ describe('audit of token issuance and denials', () => {
       .set('Content-Type', 'application/fhir+json')
       .send({ resourceType: 'Organization', id: 'org-audit', name: 'Audit test hospital' });
     expect(org.status).toBeLessThan(300);
+    // What each request's one access log line receives from the audit stage (docs/performance.md).
     const lines: unknown[] = [];
-    jest.spyOn(Logger.prototype, 'log').mockImplementation((message: unknown) => void lines.push(message));
+    const take = logAudit.takeRequestAuditFields;
+    jest.spyOn(logAudit, 'takeRequestAuditFields').mockImplementation((id: unknown) => {
+      const fields = take(id);
+      if (fields) lines.push(fields.audit);
+      return fields;
+    });
     const made = await request(t.http)
       .post('/admin/clients')
       .set('Authorization', `Bearer ${token}`)
@@ -120,21 +126,24 @@ describe('audit of token issuance and denials', () => {
     expect(summary(registration)).toEqual({ client: admin.clientId, kind: 'admin', operation: 'client-register', type: undefined, outcome: 'success', status: 201 });
     expect(registration.entities).toEqual([{ reference: `client/${made.body.clientId}`, patients: [] }]);
     expect(JSON.stringify(records)).not.toContain(made.body.clientSecret);
-    // The stage's log line (until AuditEvents are stored) carries ids and codes, not the record's body.
-    const logged = lines.filter((l) => (l as { msg?: string }).msg === 'audit');
-    expect(logged.map((l) => (l as { subtype?: string; kind: string }).subtype ?? (l as { kind: string }).kind)).toEqual([
-      'read', // the registration checks its Organization through the pipeline
-      'client-register',
-      'create',
-    ]);
-    expect(logged[2]).toMatchObject({
+    // The access lines carry ids, codes and counts, not the record's body.
+    const logged = lines as { interaction: string; subtype?: string }[];
+    expect(logged.map((l) => l.subtype ?? l.interaction)).toEqual(['client-register', 'create']);
+    // The registration checks its Organization through the pipeline: two records, one line.
+    expect(logged[0]).toMatchObject({ client: admin.clientId, interaction: 'admin', subtype: 'client-register', outcome: 'success', resources: 2, auditRecords: 2 });
+    expect(logged[1]).toEqual({
       client: expect.stringMatching(/^test-hospital-/),
-      kind: 'create',
+      interaction: 'create',
       action: 'C',
+      organization: 'org-test',
+      role: 'hospital',
+      purposeOfUse: 'TREAT',
       resourceType: 'Patient',
-      status: 201,
-      entities: [`Patient/${created.body.id}/_history/1`],
-      patients: [created.body.id],
+      outcome: 'success',
+      accessBasis: expect.any(Array),
+      patients: 1,
+      resources: 1,
+      auditRecords: 1,
     });
     const text = JSON.stringify(logged);
     expect(text).not.toContain(made.body.clientSecret);

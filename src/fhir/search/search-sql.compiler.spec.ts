@@ -324,21 +324,21 @@ describe('search SQL compiler: the whole WHERE condition', () => {
 });
 
 describe('search SQL compiler: sort keys', () => {
-  it('sorts by id, lastUpdated and by the smallest (or, descending dates, largest) indexed value', () => {
+  it('sorts by id, lastUpdated and by the lowest indexed value ascending, the highest descending; no value is NULL (last)', () => {
     const compiler = new SearchSqlCompiler(context(), BASE);
     const keysOf = (sort: string) =>
       compiler.sortExpressions(parseSearchRequest(['Observation'], { _sort: sort }, { strict: true })).map((k) => ({ ...k, expr: oneLine(k.expr) }));
     const keys = [...keysOf('_id,-_lastUpdated,-date,value-quantity'), ...keysOf('code,subject,-status')];
-    const sub = (n: number, agg: string, table: string, p: number, sentinel: string): string =>
-      `COALESCE((SELECT ${agg.replace('(', `(s${n}.`)} FROM ${table} s${n} WHERE s${n}.resource_type = r.resource_type AND s${n}.id = r.id AND s${n}.param = $${p}), ${sentinel})`;
+    const sub = (n: number, agg: string, table: string, p: number): string =>
+      `(SELECT ${agg.replace('(', `(s${n}.`)} FROM ${table} s${n} WHERE s${n}.resource_type = r.resource_type AND s${n}.id = r.id AND s${n}.param = $${p})`;
     expect(keys).toEqual([
       { expr: 'r.id', descending: false, cast: 'text' },
       { expr: 'r.last_updated', descending: true, cast: 'timestamptz' },
-      { expr: sub(1, 'max(high)', 'search_date', 1, "'-infinity'::timestamptz"), descending: true, cast: 'timestamptz' },
-      { expr: sub(2, 'min(value)', 'search_quantity', 2, "'-Infinity'::numeric"), descending: false, cast: 'numeric' },
-      { expr: sub(3, 'min(code)', 'search_token', 3, "''"), descending: false, cast: 'text' },
-      { expr: sub(4, 'min(target_id)', 'search_reference', 4, "''"), descending: false, cast: 'text' },
-      { expr: sub(5, 'min(code)', 'search_token', 5, "''"), descending: true, cast: 'text' },
+      { expr: sub(1, 'max(high)', 'search_date', 1), descending: true, cast: 'timestamptz', nullable: true },
+      { expr: sub(2, 'min(value)', 'search_quantity', 2), descending: false, cast: 'numeric', nullable: true },
+      { expr: sub(3, 'min(code)', 'search_token', 3), descending: false, cast: 'text', nullable: true },
+      { expr: sub(4, 'min(target_id)', 'search_reference', 4), descending: false, cast: 'text', nullable: true },
+      { expr: sub(5, 'max(code)', 'search_token', 5), descending: true, cast: 'text', nullable: true },
     ]);
     expect(compiler.params.values).toEqual(['date', 'value-quantity', 'code', 'subject', 'status']);
   });
@@ -347,9 +347,9 @@ describe('search SQL compiler: sort keys', () => {
     const compiler = new SearchSqlCompiler(context(), BASE);
     const date = compiler.sortExpressions(parseSearchRequest(['Patient'], { _sort: 'birthdate,name' }, { strict: true }));
     expect(oneLine(date[0].expr)).toContain('SELECT min(s1.low) FROM search_date s1');
-    expect(oneLine(date[1].expr)).toBe("COALESCE((SELECT min(s2.norm) FROM search_string s2 WHERE s2.resource_type = r.resource_type AND s2.id = r.id AND s2.param = $2), '')");
-    const uri = compiler.sortExpressions(parseSearchRequest(['ValueSet'], { _sort: 'url' }, { strict: true }));
-    expect(oneLine(uri[0].expr)).toBe("COALESCE((SELECT min(s3.uri) FROM search_uri s3 WHERE s3.resource_type = r.resource_type AND s3.id = r.id AND s3.param = $3), '')");
+    expect(oneLine(date[1].expr)).toBe('(SELECT min(s2.norm) FROM search_string s2 WHERE s2.resource_type = r.resource_type AND s2.id = r.id AND s2.param = $2)');
+    const uri = compiler.sortExpressions(parseSearchRequest(['ValueSet'], { _sort: '-url' }, { strict: true }));
+    expect(oneLine(uri[0].expr)).toBe('(SELECT max(s3.uri) FROM search_uri s3 WHERE s3.resource_type = r.resource_type AND s3.id = r.id AND s3.param = $3)');
   });
 });
 

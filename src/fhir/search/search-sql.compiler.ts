@@ -5,6 +5,7 @@ import { SqlParams } from '../storage/sql-params';
 import { SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { splitComposite } from './search-composite';
+import { sortKeyColumn } from './search-sort-walk';
 import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
 
 export { SqlParams };
@@ -210,26 +211,25 @@ export class SearchSqlCompiler {
     return `(${c.values.map((v) => dateCondition(col, col, v, b, c.def.code, true)).join(' OR ')})`;
   }
 
-  /** ORDER BY keys: expressions over `r`, with a direction; the last key is always r.id. */
-  sortExpressions(ast: SearchRequestAst): { expr: string; descending: boolean; cast: string }[] {
-    return ast.sort.map(({ def, descending }) => {
+  /**
+   * ORDER BY keys: expressions over `r`, with a direction; the last key is always r.id. A search
+   * parameter's key is the resource's lowest value ascending and its highest descending; a resource
+   * without one has a NULL key, which sorts last either way (`nullable`).
+   */
+  sortExpressions(ast: SearchRequestAst): { expr: string; descending: boolean; cast: string; nullable?: boolean }[] {
+    return ast.sort.map((key) => {
+      const { def, descending } = key;
       if (def.column === 'id') return { expr: 'r.id', descending, cast: 'text' };
       if (def.column === 'last_updated') return { expr: 'r.last_updated', descending, cast: 'timestamptz' };
+      const k = sortKeyColumn(key);
+      if (!k) throw FhirError.badRequest(`Cannot sort by parameter '${def.code}'`, ['_sort']);
       const p = this.params.bind(def.code);
       const x = this.nextAlias('s');
-      const table = TABLE[def.type];
-      const [column, cast, sentinel] =
-        def.type === 'date' ? [descending ? 'max(high)' : 'min(low)', 'timestamptz', `'-infinity'::timestamptz`]
-        : def.type === 'number' || def.type === 'quantity' ? ['min(value)', 'numeric', `'-Infinity'::numeric`]
-        : def.type === 'string' ? ['min(norm)', 'text', `''`]
-        : def.type === 'token' ? ['min(code)', 'text', `''`]
-        : def.type === 'reference' ? ['min(target_id)', 'text', `''`]
-        : ['min(uri)', 'text', `''`];
-      const aggregate = column.replace(/\((\w+)\)/, `(${x}.$1)`);
       return {
-        expr: `COALESCE((SELECT ${aggregate} FROM ${table} ${x} WHERE ${x}.resource_type = r.resource_type AND ${x}.id = r.id AND ${x}.param = ${p}), ${sentinel})`,
+        expr: `(SELECT ${k.aggregate}(${x}.${k.column}) FROM ${k.table} ${x} WHERE ${x}.resource_type = r.resource_type AND ${x}.id = r.id AND ${x}.param = ${p})`,
         descending,
-        cast,
+        cast: k.cast,
+        nullable: true,
       };
     });
   }

@@ -1,9 +1,11 @@
 import { fork } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
+import { Client } from 'pg';
+import { CREDENTIALS_FILE } from '../src/database/embedded-postgres';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
 import type { ClientOutcome } from './ingest-client';
 import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
@@ -43,7 +45,7 @@ async function main(): Promise<void> {
   const vacuum = loadReport.loaded > 0 || unvacuumed > 10_000;
   if (vacuum) {
     process.stdout.write('VACUUM ANALYZE …\n');
-    await server.db.query('VACUUM ANALYZE');
+    await asSuperuser('VACUUM ANALYZE');
   }
   if ((await configure(server)) || vacuum) {
     // Query from a fresh start (settings applied), as a rerun would.
@@ -106,15 +108,25 @@ async function configure(server: BenchServer): Promise<boolean> {
   for (const [name, value] of Object.entries(SETTINGS)) {
     const [row] = await server.db.query(`SELECT current_setting($1) AS v`, [name]);
     if (row.v === value) continue;
-    try {
-      await server.db.query(`ALTER SYSTEM SET ${name} = '${value}'`);
-      restart = true;
-    } catch (err) {
-      // The server's least-privileged role may not (database-least-privilege): the results list the settings in effect.
-      process.stdout.write(`settings: ${name} stays ${row.v} (${err instanceof Error ? err.message : String(err)})\n`);
-    }
+    await asSuperuser(`ALTER SYSTEM SET ${name} = '${value}'`);
+    restart = true;
   }
   return restart;
+}
+
+/**
+ * Statements the server's least-privileged role may not run (ALTER SYSTEM; VACUUM of tables it does
+ * not own), as the embedded cluster's superuser, as bench:crud does.
+ */
+async function asSuperuser(sql: string): Promise<void> {
+  const { superuser } = JSON.parse(readFileSync(join(PG_DIR, CREDENTIALS_FILE), 'utf8')) as { superuser: { user: string; password: string } };
+  const client = new Client({ host: '127.0.0.1', port: Number(process.env.EMBEDDED_PG_PORT), user: superuser.user, password: superuser.password, database: 'hie' });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }
 
 /** Generated patients in transaction Bundles of a few patients each, posted by parallel clients. */

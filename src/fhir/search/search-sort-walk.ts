@@ -56,8 +56,16 @@ export interface WalkRow {
 }
 
 /**
+ * Index rows a walk examines before it gives up on a page: beyond it the matches are sparse in sort
+ * order (a selective search, e.g. one patient's Observations) and the caller sorts the matches
+ * instead (same order, same cursor). Bounds the walk's cost at a few milliseconds.
+ */
+export const WALK_BUDGET = 2000;
+
+/**
  * Up to `limit` rows of the page in traversal order (reversed for a `previous` cursor). The order is
  * the walk (key in sort direction, then id) followed by the resources without a value (by id).
+ * Undefined when the walk spent its budget before filling the page: the caller sorts the matches.
  */
 export async function walkSortedPage(
   ctx: AccessContext,
@@ -65,7 +73,7 @@ export async function walkSortedPage(
   ast: SearchRequestAst,
   limit: number,
   runner: EntityManager,
-): Promise<WalkRow[]> {
+): Promise<WalkRow[] | undefined> {
   const key = ast.sort[0];
   const backwards = ast.cursor?.direction === 'prev';
   if (ast.cursor && ast.cursor.values.length !== 1) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
@@ -82,7 +90,15 @@ export async function walkSortedPage(
     const bound = cursor && (phase === 'missing') === inMissing ? cursor : undefined;
     const compiler = new SearchSqlCompiler(ctx, fhirBaseUrl);
     const sql = phase === 'walk' ? walkSql(compiler, ast, key, backwards, bound, want) : missingSql(compiler, ast, key, backwards, bound, want);
-    rows.push(...((await runner.query(sql, compiler.params.values)) as WalkRow[]));
+    const found = (await runner.query(sql, compiler.params.values)) as WalkRow[];
+    if (phase === 'walk' && found.length < want) {
+      // A short walk is the end of the index only if the budget was not spent: otherwise the matches
+      // are sparse in sort order (a selective search) and collecting them first is the better plan.
+      const counter = new SearchSqlCompiler(ctx, fhirBaseUrl);
+      const [{ n }] = await runner.query(budgetSql(counter, ast, key, backwards, bound), counter.params.values);
+      if (n > WALK_BUDGET) return undefined;
+    }
+    rows.push(...found);
   }
   return rows;
 }
@@ -102,19 +118,40 @@ function walkSql(
   const col = `w.${k.column}`;
   // Traversal direction of the key: the sort direction, reversed when paging backwards; id likewise.
   const keyDesc = key.descending !== backwards;
-  const idOp = backwards ? '<' : '>';
+  const order = (keyExpr: string, idExpr: string): string => `${keyExpr} ${keyDesc ? 'DESC' : 'ASC'}, ${idExpr} ${backwards ? 'DESC' : 'ASC'}`;
   let after = '';
   if (cursor?.key != null) {
     const c = `${p.bind(cursor.key)}::${k.cast}`;
     // `key <= c` (or >=) is the index condition that starts the walk at the cursor.
-    after = ` AND ${col} ${keyDesc ? '<=' : '>='} ${c} AND (${col} ${keyDesc ? '<' : '>'} ${c} OR w.id ${idOp} ${p.bind(cursor.id)})`;
+    after = ` AND ${col} ${keyDesc ? '<=' : '>='} ${c} AND (${col} ${keyDesc ? '<' : '>'} ${c} OR w.id ${backwards ? '<' : '>'} ${p.bind(cursor.id)})`;
   }
-  return `SELECT DISTINCT w.resource_type, w.id, ${col}::text AS o0, ${col} AS k
-    FROM ${k.table} w JOIN resource r ON r.resource_type = w.resource_type AND r.id = w.id
-    WHERE w.resource_type = ${p.bind(ast.resourceTypes[0])} AND w.param = ${param}
-      AND ${col} = (SELECT ${k.aggregate}(v.${k.column}) FROM ${k.table} v WHERE v.resource_type = w.resource_type AND v.id = w.id AND v.param = w.param)
-      AND ${where}${after}
-    ORDER BY k ${keyDesc ? 'DESC' : 'ASC'}, w.id ${backwards ? 'DESC' : 'ASC'} LIMIT ${p.bind(limit)}`;
+  // The candidates: index rows in sort order, at most WALK_BUDGET of them (a LIMITed sub-query, so
+  // PostgreSQL cannot turn it into "all matches, then sort"). Each is checked by sub-plans that are
+  // not pulled up (OFFSET 0): it carries the resource's key, and the resource matches the search
+  // and the access predicate. The outer LIMIT stops the walk after the page.
+  return `SELECT d.resource_type, d.id, d.k::text AS o0 FROM (
+    SELECT DISTINCT c.resource_type, c.id, c.k FROM (
+      SELECT w.resource_type, w.id, ${col} AS k FROM ${k.table} w
+       WHERE w.resource_type = ${p.bind(ast.resourceTypes[0])} AND w.param = ${param}${after}
+       ORDER BY ${order(col, 'w.id')} LIMIT ${p.bind(WALK_BUDGET)}) c
+     WHERE c.k = (SELECT ${k.aggregate}(v.${k.column}) FROM ${k.table} v WHERE v.resource_type = c.resource_type AND v.id = c.id AND v.param = ${param})
+       AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = c.resource_type AND r.id = c.id AND ${where} OFFSET 0)
+     ORDER BY ${order('c.k', 'c.id')} LIMIT ${p.bind(limit)}) d
+    ORDER BY ${order('d.k', 'd.id')}`;
+}
+
+/** Whether the walk from this cursor has more than WALK_BUDGET candidates (so a short walk is not the end). */
+function budgetSql(compiler: SearchSqlCompiler, ast: SearchRequestAst, key: SortKey, backwards: boolean, cursor: { key: string | null; id: string } | undefined): string {
+  const p = compiler.params;
+  const k = sortKeyColumn(key)!;
+  const col = `w.${k.column}`;
+  const keyDesc = key.descending !== backwards;
+  let after = '';
+  if (cursor?.key != null) {
+    const c = `${p.bind(cursor.key)}::${k.cast}`;
+    after = ` AND ${col} ${keyDesc ? '<=' : '>='} ${c} AND (${col} ${keyDesc ? '<' : '>'} ${c} OR w.id ${backwards ? '<' : '>'} ${p.bind(cursor.id)})`;
+  }
+  return `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${k.table} w WHERE w.resource_type = ${p.bind(ast.resourceTypes[0])} AND w.param = ${p.bind(key.def.code)}${after} LIMIT ${p.bind(WALK_BUDGET + 1)}) c`;
 }
 
 function missingSql(

@@ -62,9 +62,9 @@ export class SearchService {
     }
     let rows: Row[] = [];
     let hasMore = false;
-    if (ast.count > 0 && ast.summary !== 'count' && isWalkable(ast)) {
-      // One parameter sort key: walk its index in sort order and stop after the page (search-sort-walk.ts).
-      const page = await walkSortedPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner);
+    // One parameter sort key: walk its index in sort order and stop after the page (search-sort-walk.ts).
+    const page = ast.count > 0 && ast.summary !== 'count' && isWalkable(ast) ? await walkSortedPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner) : undefined;
+    if (page) {
       const params = new SqlParams();
       rows = page.length
         ? await runner.query(

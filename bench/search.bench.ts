@@ -1,9 +1,13 @@
-import { writeFileSync } from 'node:fs';
+import { fork } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
+import { Client } from 'pg';
+import { CREDENTIALS_FILE } from '../src/database/embedded-postgres';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
+import type { ClientOutcome } from './ingest-client';
 import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
 
 /**
@@ -15,8 +19,12 @@ import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } 
  */
 const TARGET = Number(process.env.BENCH_RESOURCES ?? 1_000_000);
 const PG_DIR = process.env.BENCH_PG_DIR ?? join(process.cwd(), 'data', 'bench-postgres');
-const LOAD_CLIENTS = Number(process.env.BENCH_LOAD_CLIENTS ?? 3);
-const PATIENTS_PER_BUNDLE = 4;
+const LOAD_CLIENTS = Number(process.env.BENCH_LOAD_CLIENTS ?? 4);
+const PATIENTS_PER_BUNDLE = Number(process.env.BENCH_PATIENTS_PER_BUNDLE ?? 8);
+/** Bundles handed to one client process at a time: the JSON text of 1M resources never sits in memory at once. */
+const BUNDLES_PER_CHUNK = 200;
+/** Results go to bench/results/<name>.md|json and <name>-plans.md: a run at another size keeps the 1M files. */
+const RESULTS_NAME = process.env.BENCH_RESULTS_NAME ?? 'search';
 const SEED = 7;
 const MAX_SECONDS = Number(process.env.BENCH_SECONDS ?? 15);
 const ONLY = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',')) : undefined;
@@ -37,7 +45,7 @@ async function main(): Promise<void> {
   const vacuum = loadReport.loaded > 0 || unvacuumed > 10_000;
   if (vacuum) {
     process.stdout.write('VACUUM ANALYZE …\n');
-    await server.db.query('VACUUM ANALYZE');
+    await asSuperuser('VACUUM ANALYZE');
   }
   if ((await configure(server)) || vacuum) {
     // Query from a fresh start (settings applied), as a rerun would.
@@ -79,9 +87,9 @@ async function main(): Promise<void> {
   }
   const machine = await machineInfo(server.db);
   const json = { machine, settings, dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20), consents }, load: loadReport, queries: results.map(({ plans: _plans, ...q }) => q) };
-  writeResults('search', json, markdown(json));
+  writeResults(RESULTS_NAME, json, markdown(json));
   writeFileSync(
-    join(process.cwd(), 'bench', 'results', 'search-plans.md'),
+    join(process.cwd(), 'bench', 'results', `${RESULTS_NAME}-plans.md`),
     `# EXPLAIN (ANALYZE, BUFFERS) of the bench queries (${machine.date}, ${resources} resources)\n\n${results
       .map((q) => `## ${q.name}: \`${q.url.replace(/_cursor=[^&]+/, '_cursor=…')}\` (${q.matches} matches)\n\n${q.plans.map((p) => `\`\`\`\n${p}\n\`\`\``).join('\n\n')}`)
       .join('\n\n')}\n`,
@@ -100,10 +108,25 @@ async function configure(server: BenchServer): Promise<boolean> {
   for (const [name, value] of Object.entries(SETTINGS)) {
     const [row] = await server.db.query(`SELECT current_setting($1) AS v`, [name]);
     if (row.v === value) continue;
-    await server.db.query(`ALTER SYSTEM SET ${name} = '${value}'`);
+    await asSuperuser(`ALTER SYSTEM SET ${name} = '${value}'`);
     restart = true;
   }
   return restart;
+}
+
+/**
+ * Statements the server's least-privileged role may not run (ALTER SYSTEM; VACUUM of tables it does
+ * not own), as the embedded cluster's superuser, as bench:crud does.
+ */
+async function asSuperuser(sql: string): Promise<void> {
+  const { superuser } = JSON.parse(readFileSync(join(PG_DIR, CREDENTIALS_FILE), 'utf8')) as { superuser: { user: string; password: string } };
+  const client = new Client({ host: '127.0.0.1', port: Number(process.env.EMBEDDED_PG_PORT), user: superuser.user, password: superuser.password, database: 'hie' });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
 }
 
 /** Generated patients in transaction Bundles of a few patients each, posted by parallel clients. */
@@ -142,54 +165,51 @@ async function load(server: BenchServer): Promise<{ loaded: number; seconds: num
     return { loaded: 0, seconds: 0, resourcesPerSecond: 0, patients };
   }
   process.stdout.write(`load: ${present} stored, ${toLoad} to load (${patients} patients, target ${TARGET}) with ${LOAD_CLIENTS} clients into ${PG_DIR}\n`);
-  let token = server.token;
-  let tokenAt = Date.now();
+  // The ingest path as bench:ingest drives it: transaction Bundles of several patients (≈ 300 entries)
+  // posted by LOAD_CLIENTS parallel clients in a child process (bench/ingest-client), so sending and
+  // reading never compete with the server's event loop. Chunks of Bundles keep memory bounded.
   const started = performance.now();
   let done = 0;
-  let next = 0;
   let lastReport = started;
-  const post = async (b: Bundle): Promise<void> => {
-    for (let attempt = 1; ; attempt++) {
-      const res = await fetch(`${server.baseUrl}/fhir`, {
-        method: 'POST',
-        headers: { Authorization: `Bearer ${token}`, 'Content-Type': 'application/fhir+json' },
-        body: JSON.stringify(b),
-      });
-      const text = await res.text();
-      if (res.status === 200) return;
-      if (attempt >= 3) throw new Error(`transaction failed: ${res.status} ${text.slice(0, 500)}`);
-    }
-  };
+  let tokenAt = Date.now();
+  let token = server.token;
+  let first = 0;
   // The first bundle (directory: organizations, practitioners) before the patients that refer to it.
-  if (!present) {
-    await post(bundles[0]);
-    done += bundles[0].entry!.length;
-    next = 1;
+  const info = !present ? [JSON.stringify(bundles[0])] : [];
+  if (!present) first = 1;
+  for (let i = first; i < bundles.length || info.length; i += BUNDLES_PER_CHUNK) {
+    if (Date.now() - tokenAt > 40 * 60_000) {
+      tokenAt = Date.now();
+      token = await server.newToken();
+    }
+    const chunk = bundles.slice(i, i + BUNDLES_PER_CHUNK);
+    const outcome = await postChunk(server.baseUrl, token, info.splice(0), chunk.map((b) => JSON.stringify(b)));
+    if (outcome.errors.length) throw new Error(`load: ${outcome.errors.length} failed Bundles or entries, e.g. ${outcome.errors[0]}`);
+    done += (i === first && first ? bundles[0].entry!.length : 0) + chunk.reduce((a, b) => a + (b.entry?.length ?? 0), 0);
+    const now = performance.now();
+    if (now - lastReport > 15_000) {
+      lastReport = now;
+      const rate = done / ((now - started) / 1000);
+      process.stdout.write(
+        `load: ${present + done}/${present + toLoad} resources, ${Math.round(rate)}/s, ${Math.round((now - started) / 1000)} s, ETA ${Math.round((toLoad - done) / rate / 60)} min\n`,
+      );
+    }
   }
-  await Promise.all(
-    Array.from({ length: LOAD_CLIENTS }, async () => {
-      while (next < bundles.length) {
-        const b = bundles[next++];
-        if (Date.now() - tokenAt > 40 * 60_000) {
-          tokenAt = Date.now();
-          token = await server.newToken();
-        }
-        await post(b);
-        done += b.entry!.length;
-        const now = performance.now();
-        if (now - lastReport > 15_000) {
-          lastReport = now;
-          const rate = done / ((now - started) / 1000);
-          process.stdout.write(
-            `load: ${present + done}/${present + toLoad} resources, ${Math.round(rate)}/s, ${Math.round((now - started) / 1000)} s, ETA ${Math.round((toLoad - done) / rate / 60)} min\n`,
-          );
-        }
-      }
-    }),
-  );
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(`load: ${done} resources in ${Math.round(seconds)} s (${Math.round(done / seconds)}/s)\n`);
   return { loaded: done, seconds: Math.round(seconds), resourcesPerSecond: Math.round(done / seconds), patients };
+}
+
+/** One chunk of Bundles through bench/ingest-client (its own process): info Bundles first, then the rest in parallel. */
+async function postChunk(baseUrl: string, token: string, info: string[], patients: string[]): Promise<ClientOutcome> {
+  const client = fork(join(__dirname, 'ingest-client.js'), { stdio: 'inherit', serialization: 'advanced' });
+  const message = <T>(): Promise<T> => new Promise((resolve) => client.once('message', (m) => resolve(m as T)));
+  const ready = message<'ready'>();
+  client.send({ baseUrl, token, info, patients, clients: LOAD_CLIENTS });
+  await ready;
+  const done = message<ClientOutcome>();
+  client.send('go');
+  return done;
 }
 
 /** Concrete values from the loaded data, so every query has a realistic, reported match count. */

@@ -190,9 +190,9 @@ describe('search', () => {
     expect(res.body.total).toBe(6);
   });
 
-  it('_sort ascending and descending, with missing values first ascending', async () => {
+  it('_sort ascending and descending, with missing values last both ways', async () => {
     const asc = await t.api.get(`/fhir/Patient?${TAG_Q}&_sort=birthdate`);
-    expect(asc.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([id('p4'), id('p3'), id('p2'), id('p1')]);
+    expect(asc.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([id('p3'), id('p2'), id('p1'), id('p4')]);
     const desc = await t.api.get(`/fhir/Patient?${TAG_Q}&_sort=-birthdate,_id`);
     expect(desc.body.entry.map((e: { resource: { id: string } }) => e.resource.id)).toEqual([id('p2'), id('p1'), id('p3'), id('p4')]);
     const byName = await t.api.get(`/fhir/Patient?${TAG_Q}&_sort=family,-_id`);

@@ -191,11 +191,14 @@ const CLAUSES: [string, Record<string, string>, string, unknown[]][] = [
     "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value >= $3 AND x1.value < $4) OR (x1.value IS NULL AND (x1.low >= $5 AND x1.high < $6)))))",
     ["RiskAssessment", "probability", 0.245, 0.255, 0.245, 0.255]],
   ["Observation", {"subject:Patient.name": "anna"},
-    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE) AND b2.id IN (SELECT x3.id FROM search_string x3 WHERE x3.resource_type = $5 AND x3.param = $6 AND (x3.norm LIKE $7))))",
-    ["Observation", "subject", "Patient", "Patient", "Patient", "name", "anna%"]],
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT x3.id FROM search_string x3 WHERE x3.resource_type = $4 AND x3.param = $5 AND (x3.norm LIKE $6) AND EXISTS (SELECT 1 FROM resource b2 WHERE b2.resource_type = x3.resource_type AND b2.id = x3.id AND NOT b2.deleted AND (TRUE))))",
+    ["Observation", "subject", "Patient", "Patient", "name", "anna%"]],
   ["Patient", {"_has:Observation:subject:code": "1234"},
-    "r.id IN (SELECT x1.target_id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE) AND b2.id IN (SELECT x3.id FROM search_token x3 WHERE x3.resource_type = $5 AND x3.param = $6 AND (x3.code = $7))))",
-    ["Observation", "subject", "Patient", "Observation", "Observation", "code", "1234"]],
+    "r.id IN (SELECT x1.target_id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.id IN (SELECT x3.id FROM search_token x3 WHERE x3.resource_type = $4 AND x3.param = $5 AND (x3.code = $6) AND EXISTS (SELECT 1 FROM resource b2 WHERE b2.resource_type = x3.resource_type AND b2.id = x3.id AND NOT b2.deleted AND (TRUE))))",
+    ["Observation", "subject", "Patient", "Observation", "code", "1234"]],
+  ["Patient", {"_has:Observation:subject:code:not": "1234"},
+    "r.id IN (SELECT x1.target_id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $7 AND NOT b2.deleted AND (TRUE) AND b2.id NOT IN (SELECT x3.id FROM search_token x3 WHERE x3.resource_type = $4 AND x3.param = $5 AND (x3.code = $6))))",
+    ["Observation", "subject", "Patient", "Observation", "code", "1234", "Observation"]],
   ["Observation", {"value-quantity": "ne5.4"},
     "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((NOT (x1.value >= $3 AND x1.value < $4))))",
     ["Observation", "value-quantity", 5.35, 5.45]],
@@ -324,21 +327,21 @@ describe('search SQL compiler: the whole WHERE condition', () => {
 });
 
 describe('search SQL compiler: sort keys', () => {
-  it('sorts by id, lastUpdated and by the smallest (or, descending dates, largest) indexed value', () => {
+  it('sorts by id, lastUpdated and by the lowest indexed value ascending, the highest descending; no value is NULL (last)', () => {
     const compiler = new SearchSqlCompiler(context(), BASE);
     const keysOf = (sort: string) =>
       compiler.sortExpressions(parseSearchRequest(['Observation'], { _sort: sort }, { strict: true })).map((k) => ({ ...k, expr: oneLine(k.expr) }));
     const keys = [...keysOf('_id,-_lastUpdated,-date,value-quantity'), ...keysOf('code,subject,-status')];
-    const sub = (n: number, agg: string, table: string, p: number, sentinel: string): string =>
-      `COALESCE((SELECT ${agg.replace('(', `(s${n}.`)} FROM ${table} s${n} WHERE s${n}.resource_type = r.resource_type AND s${n}.id = r.id AND s${n}.param = $${p}), ${sentinel})`;
+    const sub = (n: number, agg: string, table: string, p: number): string =>
+      `(SELECT ${agg.replace('(', `(s${n}.`)} FROM ${table} s${n} WHERE s${n}.resource_type = r.resource_type AND s${n}.id = r.id AND s${n}.param = $${p})`;
     expect(keys).toEqual([
       { expr: 'r.id', descending: false, cast: 'text' },
       { expr: 'r.last_updated', descending: true, cast: 'timestamptz' },
-      { expr: sub(1, 'max(high)', 'search_date', 1, "'-infinity'::timestamptz"), descending: true, cast: 'timestamptz' },
-      { expr: sub(2, 'min(value)', 'search_quantity', 2, "'-Infinity'::numeric"), descending: false, cast: 'numeric' },
-      { expr: sub(3, 'min(code)', 'search_token', 3, "''"), descending: false, cast: 'text' },
-      { expr: sub(4, 'min(target_id)', 'search_reference', 4, "''"), descending: false, cast: 'text' },
-      { expr: sub(5, 'min(code)', 'search_token', 5, "''"), descending: true, cast: 'text' },
+      { expr: sub(1, 'max(high)', 'search_date', 1), descending: true, cast: 'timestamptz', nullable: true },
+      { expr: sub(2, 'min(value)', 'search_quantity', 2), descending: false, cast: 'numeric', nullable: true },
+      { expr: sub(3, 'min(code)', 'search_token', 3), descending: false, cast: 'text', nullable: true },
+      { expr: sub(4, 'min(target_id)', 'search_reference', 4), descending: false, cast: 'text', nullable: true },
+      { expr: sub(5, 'max(code)', 'search_token', 5), descending: true, cast: 'text', nullable: true },
     ]);
     expect(compiler.params.values).toEqual(['date', 'value-quantity', 'code', 'subject', 'status']);
   });
@@ -347,9 +350,9 @@ describe('search SQL compiler: sort keys', () => {
     const compiler = new SearchSqlCompiler(context(), BASE);
     const date = compiler.sortExpressions(parseSearchRequest(['Patient'], { _sort: 'birthdate,name' }, { strict: true }));
     expect(oneLine(date[0].expr)).toContain('SELECT min(s1.low) FROM search_date s1');
-    expect(oneLine(date[1].expr)).toBe("COALESCE((SELECT min(s2.norm) FROM search_string s2 WHERE s2.resource_type = r.resource_type AND s2.id = r.id AND s2.param = $2), '')");
-    const uri = compiler.sortExpressions(parseSearchRequest(['ValueSet'], { _sort: 'url' }, { strict: true }));
-    expect(oneLine(uri[0].expr)).toBe("COALESCE((SELECT min(s3.uri) FROM search_uri s3 WHERE s3.resource_type = r.resource_type AND s3.id = r.id AND s3.param = $3), '')");
+    expect(oneLine(date[1].expr)).toBe('(SELECT min(s2.norm) FROM search_string s2 WHERE s2.resource_type = r.resource_type AND s2.id = r.id AND s2.param = $2)');
+    const uri = compiler.sortExpressions(parseSearchRequest(['ValueSet'], { _sort: '-url' }, { strict: true }));
+    expect(oneLine(uri[0].expr)).toBe('(SELECT max(s3.uri) FROM search_uri s3 WHERE s3.resource_type = r.resource_type AND s3.id = r.id AND s3.param = $3)');
   });
 });
 

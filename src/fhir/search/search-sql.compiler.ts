@@ -5,6 +5,7 @@ import { SqlParams } from '../storage/sql-params';
 import { SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { splitComposite } from './search-composite';
+import { sortKeyColumn } from './search-sort-walk';
 import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
 
 export { SqlParams };
@@ -75,40 +76,62 @@ export class SearchSqlCompiler {
 
   private chain(c: ChainClause, alias: string): string {
     const x = this.nextAlias('x');
-    const b = this.nextAlias('b');
     return `${alias}.id IN (SELECT ${x}.id FROM search_reference ${x}
       WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(c.def.code)}
         AND ${x}.target_type = ${this.params.bind(c.targetType)}
-        AND ${x}.target_id IN (SELECT ${b}.id FROM resource ${b}
-          WHERE ${b}.resource_type = ${this.params.bind(c.targetType)} AND NOT ${b}.deleted AND ${this.access(b)}
-            AND ${this.clause(c.inner, b)}))`;
+        AND ${x}.target_id IN (${this.subSearch(c.targetType, c.inner)}))`;
   }
 
   private has(c: HasClause, alias: string): string {
     const x = this.nextAlias('x');
-    const b = this.nextAlias('b');
     return `${alias}.id IN (SELECT ${x}.target_id FROM search_reference ${x}
       WHERE ${x}.resource_type = ${this.params.bind(c.sourceType)} AND ${x}.param = ${this.params.bind(c.referenceParam)}
         AND ${x}.target_type = ${this.params.bind(c.resourceType)}
-        AND ${x}.id IN (SELECT ${b}.id FROM resource ${b}
-          WHERE ${b}.resource_type = ${this.params.bind(c.sourceType)} AND NOT ${b}.deleted AND ${this.access(b)}
-            AND ${this.clause(c.inner, b)}))`;
+        AND ${x}.id IN (${this.subSearch(c.sourceType, c.inner)}))`;
+  }
+
+  /**
+   * Ids of live resources of `type` the requester may read that match `inner` (a chain's targets, a
+   * `_has`'s sources). A value clause is driven from its index rows, each checked against `resource`
+   * by key (EXISTS on a unique key): PostgreSQL then estimates the set as about the index rows'
+   * count. Written as `resource b WHERE b.id IN (<index rows>)` it estimated a few dozen where there
+   * were thousands (docs/search.md, "Chains and _has"), and so collected every match of a broad chain
+   * before taking the first page instead of probing rows in page order.
+   */
+  private subSearch(type: string, inner: Clause): string {
+    const b = this.nextAlias('b');
+    const ids = inner.kind === 'param' ? this.paramIds(inner) : undefined;
+    if (ids && !ids.negated) {
+      return `SELECT ${ids.x}.id FROM ${ids.from} WHERE ${ids.where}
+            AND EXISTS (SELECT 1 FROM resource ${b} WHERE ${b}.resource_type = ${ids.x}.resource_type AND ${b}.id = ${ids.x}.id AND NOT ${b}.deleted AND ${this.access(b)})`;
+    }
+    return `SELECT ${b}.id FROM resource ${b}
+          WHERE ${b}.resource_type = ${this.params.bind(type)} AND NOT ${b}.deleted AND ${this.access(b)}
+            AND ${ids ? `${b}.id NOT IN (SELECT ${ids.x}.id FROM ${ids.from} WHERE ${ids.where})` : this.clause(inner, b)}`;
   }
 
   private param(c: ParamClause, alias: string): string {
+    if (c.def.column) return this.column(c, alias);
+    const ids = this.paramIds(c)!;
+    return `${alias}.id ${ids.negated ? 'NOT IN' : 'IN'} (SELECT ${ids.x}.id FROM ${ids.from} WHERE ${ids.where})`;
+  }
+
+  /** A value clause as index rows: `SELECT x.id FROM <from> WHERE <where>`, matched (or, `negated`, excluded). */
+  private paramIds(c: ParamClause): { x: string; from: string; where: string; negated: boolean } | undefined {
     const def = c.def;
-    if (def.column) return this.column(c, alias);
+    if (def.column) return undefined;
     const x = this.nextAlias('x');
     const paramName = def.type === 'reference' && c.modifier === 'identifier' ? `${def.code}:identifier`
       : def.type === 'token' && c.modifier === 'of-type' ? `${def.code}:of-type` : def.code;
     const table = def.type === 'reference' && c.modifier === 'identifier' ? 'search_token' : TABLE[def.type];
-    const head = `SELECT ${x}.id FROM ${table} ${x} WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(paramName)}`;
-    if (c.modifier === 'missing') return `${alias}.id ${c.missing ? 'NOT IN' : 'IN'} (${head})`;
+    const from = `${table} ${x}`;
+    const head = `${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(paramName)}`;
+    if (c.modifier === 'missing') return { x, from, where: head, negated: !!c.missing };
     if (c.modifier === 'in' || c.modifier === 'not-in') {
-      return `${alias}.id ${c.modifier === 'not-in' ? 'NOT IN' : 'IN'} (${head} AND ${this.valueSetCondition(c, x)})`;
+      return { x, from, where: `${head} AND ${this.valueSetCondition(c, x)}`, negated: c.modifier === 'not-in' };
     }
     const alternatives = c.values.map((v) => this.valueCondition(c, x, v));
-    return `${alias}.id ${c.modifier === 'not' ? 'NOT IN' : 'IN'} (${head} AND (${alternatives.join(' OR ')}))`;
+    return { x, from, where: `${head} AND (${alternatives.join(' OR ')})`, negated: c.modifier === 'not' };
   }
 
   /** `:in` / `:not-in`: the expansion's (system, code) pairs arrive as two bound arrays. */
@@ -214,26 +237,25 @@ export class SearchSqlCompiler {
     return `(${c.values.map((v) => dateCondition(col, col, v, b, c.def.code, true)).join(' OR ')})`;
   }
 
-  /** ORDER BY keys: expressions over `r`, with a direction; the last key is always r.id. */
-  sortExpressions(ast: SearchRequestAst): { expr: string; descending: boolean; cast: string }[] {
-    return ast.sort.map(({ def, descending }) => {
+  /**
+   * ORDER BY keys: expressions over `r`, with a direction; the last key is always r.id. A search
+   * parameter's key is the resource's lowest value ascending and its highest descending; a resource
+   * without one has a NULL key, which sorts last either way (`nullable`).
+   */
+  sortExpressions(ast: SearchRequestAst): { expr: string; descending: boolean; cast: string; nullable?: boolean }[] {
+    return ast.sort.map((key) => {
+      const { def, descending } = key;
       if (def.column === 'id') return { expr: 'r.id', descending, cast: 'text' };
       if (def.column === 'last_updated') return { expr: 'r.last_updated', descending, cast: 'timestamptz' };
+      const k = sortKeyColumn(key);
+      if (!k) throw FhirError.badRequest(`Cannot sort by parameter '${def.code}'`, ['_sort']);
       const p = this.params.bind(def.code);
       const x = this.nextAlias('s');
-      const table = TABLE[def.type];
-      const [column, cast, sentinel] =
-        def.type === 'date' ? [descending ? 'max(high)' : 'min(low)', 'timestamptz', `'-infinity'::timestamptz`]
-        : def.type === 'number' || def.type === 'quantity' ? ['min(value)', 'numeric', `'-Infinity'::numeric`]
-        : def.type === 'string' ? ['min(norm)', 'text', `''`]
-        : def.type === 'token' ? ['min(code)', 'text', `''`]
-        : def.type === 'reference' ? ['min(target_id)', 'text', `''`]
-        : ['min(uri)', 'text', `''`];
-      const aggregate = column.replace(/\((\w+)\)/, `(${x}.$1)`);
       return {
-        expr: `COALESCE((SELECT ${aggregate} FROM ${table} ${x} WHERE ${x}.resource_type = r.resource_type AND ${x}.id = r.id AND ${x}.param = ${p}), ${sentinel})`,
+        expr: `(SELECT ${k.aggregate}(${x}.${k.column}) FROM ${k.table} ${x} WHERE ${x}.resource_type = r.resource_type AND ${x}.id = r.id AND ${x}.param = ${p})`,
         descending,
-        cast,
+        cast: k.cast,
+        nullable: true,
       };
     });
   }

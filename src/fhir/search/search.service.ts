@@ -13,6 +13,7 @@ import { SEARCH_LIMITS } from './search-limits';
 import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
 import { expandValueSetClauses } from './search-value-set.expander';
+import { assertCursorValue, isWalkable, walkSortedPage } from './search-sort-walk';
 
 const MAX_INCLUDED = SEARCH_LIMITS.includedResources;
 const MAX_ITERATE_DEPTH = SEARCH_LIMITS.iterateDepth;
@@ -56,13 +57,32 @@ export class SearchService {
     if (ast.cursor) {
       const values = [...ast.cursor.values, ast.cursor.id];
       if (values.length !== keys.length) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
+      keys.forEach((k, i) => assertCursorValue(k.cast, values[i]));
       cursor = keysetCondition(keyRefs, values, backwards, compiler.params);
     }
     let rows: Row[] = [];
     let hasMore = false;
-    if (ast.count > 0 && ast.summary !== 'count') {
+    // One parameter sort key: walk its index in sort order and stop after the page (search-sort-walk.ts).
+    const page = ast.count > 0 && ast.summary !== 'count' && isWalkable(ast) ? await walkSortedPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner) : undefined;
+    if (page) {
+      const params = new SqlParams();
+      rows = page.length
+        ? await runner.query(
+            `SELECT m.id, m.resource_type, m.content, m.compartments, p.o0 AS s0
+              FROM unnest(${params.bind(page.map((w) => w.id))}::text[], ${params.bind(page.map((w) => w.o0))}::text[]) WITH ORDINALITY AS p(id, o0, n)
+              JOIN resource m ON m.resource_type = ${params.bind(ast.resourceTypes[0])} AND m.id = p.id
+              ORDER BY p.n`,
+            params.values,
+          )
+        : [];
+      hasMore = rows.length > ast.count;
+      rows = rows.slice(0, ast.count);
+      if (backwards) rows.reverse();
+    } else if (ast.count > 0 && ast.summary !== 'count') {
       const dir = (k: { descending: boolean }): string => (k.descending !== backwards ? 'DESC' : 'ASC');
-      const order = keyRefs.map((k) => `${k.expr} ${dir(k)}`).join(', ');
+      // A resource without a value of a sort parameter (NULL key) sorts last in either direction.
+      const nulls = (k: { nullable?: boolean }): string => (k.nullable ? (backwards ? ' NULLS FIRST' : ' NULLS LAST') : '');
+      const order = keyRefs.map((k) => `${k.expr} ${dir(k)}${nulls(k)}`).join(', ');
       const limit = compiler.params.bind(ast.count + 1);
       const sortColumns = sorts.map((k, i) => `, ${k.expr} AS o${i}`).join('');
       const page = fenced
@@ -71,7 +91,7 @@ export class SearchService {
         : `SELECT r.resource_type, r.id${sortColumns} FROM resource r WHERE ${where}${cursor ? ` AND ${cursor}` : ''} ORDER BY ${order} LIMIT ${limit}`;
       // The page's ids and sort keys first (from indexes alone where possible), then the content of
       // those rows only: sorting or merging many matches never drags their bodies along.
-      const outerOrder = keys.map((k, i) => `${i < sorts.length ? `p.o${i}` : 'p.id'} ${dir(k)}`).join(', ');
+      const outerOrder = keys.map((k, i) => `${i < sorts.length ? `p.o${i}` : 'p.id'} ${dir(k)}${nulls(k)}`).join(', ');
       const sql = `SELECT m.id, m.resource_type, m.content, m.compartments${sorts.map((_, i) => `, p.o${i}::text AS s${i}`).join('')}
         FROM (${page}) p
         JOIN resource m ON m.resource_type = p.resource_type AND m.id = p.id
@@ -278,22 +298,31 @@ function paramFilter(spec: IncludeSpec, params: SqlParams): string {
 
 /** Rows strictly after (or before) the cursor in the lexicographic order of the sort keys. */
 function keysetCondition(
-  keys: { expr: string; descending: boolean; cast: string }[],
+  keys: { expr: string; descending: boolean; cast: string; nullable?: boolean }[],
   values: (string | null)[],
   backwards: boolean,
   params: SqlParams,
 ): string {
-  const bound = keys.map((k, i) => `${params.bind(values[i])}::${k.cast}`);
+  // Bound on first use: a placeholder the statement never uses has no type PostgreSQL could infer.
+  const placeholders = new Map<number, string>();
+  const at = (i: number): string => {
+    if (!placeholders.has(i)) placeholders.set(i, `${params.bind(values[i])}::${keys[i].cast}`);
+    return placeholders.get(i)!;
+  };
   const ascending = keys.map((k) => k.descending === backwards);
-  if (ascending.every((a) => a === ascending[0])) {
+  if (ascending.every((a) => a === ascending[0]) && !keys.some((k) => k.nullable)) {
     // One direction for every key: a row comparison, where an index on the keys (e.g. resource
     // (resource_type, last_updated, id)) starts the scan, so a deep page costs what page 1 does.
-    return `((${keys.map((k) => k.expr).join(', ')}) ${ascending[0] ? '>' : '<'} (${bound.join(', ')}))`;
+    return `((${keys.map((k) => k.expr).join(', ')}) ${ascending[0] ? '>' : '<'} (${keys.map((_, i) => at(i)).join(', ')}))`;
   }
-  const alternatives = keys.map((k, i) => {
-    const equalPrefix = keys.slice(0, i).map((p, j) => `${p.expr} = ${bound[j]}`);
+  // NULL keys (no value) come last going forward, so first going backwards.
+  const equal = (k: { expr: string }, i: number): string => (values[i] === null ? `${k.expr} IS NULL` : `${k.expr} = ${at(i)}`);
+  const beyond = (k: { expr: string; descending: boolean; nullable?: boolean }, i: number): string => {
     const op = k.descending !== backwards ? '<' : '>';
-    return `(${[...equalPrefix, `${k.expr} ${op} ${bound[i]}`].join(' AND ')})`;
-  });
+    if (!k.nullable) return `${k.expr} ${op} ${at(i)}`;
+    if (values[i] === null) return backwards ? `${k.expr} IS NOT NULL` : 'FALSE';
+    return backwards ? `${k.expr} ${op} ${at(i)}` : `(${k.expr} ${op} ${at(i)} OR ${k.expr} IS NULL)`;
+  };
+  const alternatives = keys.map((k, i) => `(${[...keys.slice(0, i).map(equal), beyond(k, i)].join(' AND ')})`);
   return `(${alternatives.join(' OR ')})`;
 }

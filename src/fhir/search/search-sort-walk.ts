@@ -1,0 +1,173 @@
+import type { EntityManager } from 'typeorm';
+import { FhirError } from '../../common/fhir-error';
+import type { AccessContext } from '../pipeline/access-context';
+import { SearchRequestAst, SortKey } from './search-request';
+import { SearchSqlCompiler } from './search-sql.compiler';
+
+/**
+ * Sort by one search parameter as an index walk (docs/search.md, "Sorting"): the page is read from
+ * the parameter's index table in sort order, joined to `resource` for the other clauses and the
+ * access predicate, and stops after n+1 rows — instead of computing the sort key of every match
+ * and sorting them all. A resource's key is its lowest value ascending (`min(low)` for dates) and
+ * its highest descending (`max(high)`); walking the index in that order, a resource's rows that do
+ * not carry its key are skipped by an index-only probe, and DISTINCT folds equal (key, id) rows.
+ * Resources without a value come after all others, in id order (a second statement, reached only
+ * at the end of the walk).
+ */
+const WALK: Record<string, { table: string; asc: string; desc: string; cast: string }> = {
+  date: { table: 'search_date', asc: 'low', desc: 'high', cast: 'timestamptz' },
+  number: { table: 'search_quantity', asc: 'value', desc: 'value', cast: 'numeric' },
+  quantity: { table: 'search_quantity', asc: 'value', desc: 'value', cast: 'numeric' },
+  string: { table: 'search_string', asc: 'norm', desc: 'norm', cast: 'text' },
+  token: { table: 'search_token', asc: 'code', desc: 'code', cast: 'text' },
+  reference: { table: 'search_reference', asc: 'target_id', desc: 'target_id', cast: 'text' },
+  uri: { table: 'search_uri', asc: 'uri', desc: 'uri', cast: 'text' },
+};
+
+/** The sort key's column and aggregate for a parameter type and direction (shared with the general path). */
+export function sortKeyColumn(key: SortKey): { table: string; column: string; aggregate: 'min' | 'max'; cast: string } | undefined {
+  const w = WALK[key.def.type];
+  if (!w || key.def.column) return undefined;
+  return { table: w.table, column: key.descending ? w.desc : w.asc, aggregate: key.descending ? 'max' : 'min', cast: w.cast };
+}
+
+/** One sort key on an indexed search parameter over one resource type: the shape the walk serves. */
+export function isWalkable(ast: SearchRequestAst): boolean {
+  return ast.sort.length === 1 && ast.resourceTypes.length === 1 && sortKeyColumn(ast.sort[0]) !== undefined;
+}
+
+const CURSOR_VALUE: Record<string, RegExp> = {
+  timestamptz: /^(-?infinity|\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d(:\d\d)?|Z)?)$/,
+  numeric: /^(-?\d+(\.\d+)?([eE][+-]?\d+)?|-?Infinity|NaN)$/,
+};
+
+/** A cursor's key must parse as the key's type: a tampered one is a 400, never a failed cast (500). */
+export function assertCursorValue(cast: string, value: string | null): void {
+  if (value !== null && CURSOR_VALUE[cast] && !CURSOR_VALUE[cast].test(value)) {
+    throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
+  }
+}
+
+export interface WalkRow {
+  resource_type: string;
+  id: string;
+  /** The sort key as text (cursor value); null for a resource without a value. */
+  o0: string | null;
+}
+
+/**
+ * Index rows a walk examines before it gives up on a page: beyond it the matches are sparse in sort
+ * order (a selective search, e.g. one patient's Observations) and the caller sorts the matches
+ * instead (same order, same cursor). Bounds the walk's cost at a few milliseconds.
+ */
+export const WALK_BUDGET = 2000;
+
+/**
+ * Up to `limit` rows of the page in traversal order (reversed for a `previous` cursor). The order is
+ * the walk (key in sort direction, then id) followed by the resources without a value (by id).
+ * Undefined when the walk spent its budget before filling the page: the caller sorts the matches.
+ */
+export async function walkSortedPage(
+  ctx: AccessContext,
+  fhirBaseUrl: string,
+  ast: SearchRequestAst,
+  limit: number,
+  runner: EntityManager,
+): Promise<WalkRow[] | undefined> {
+  const key = ast.sort[0];
+  const backwards = ast.cursor?.direction === 'prev';
+  if (ast.cursor && ast.cursor.values.length !== 1) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
+  const cursor = ast.cursor ? { key: ast.cursor.values[0] ?? null, id: ast.cursor.id } : undefined;
+  if (cursor) assertCursorValue(sortKeyColumn(key)!.cast, cursor.key);
+  const inMissing = cursor !== undefined && cursor.key === null;
+  // Phases in traversal order: forward = walk then missing; backward = missing then walk, each reversed.
+  const phases: ('walk' | 'missing')[] = backwards ? (inMissing ? ['missing', 'walk'] : ['walk']) : inMissing ? ['missing'] : ['walk', 'missing'];
+  const rows: WalkRow[] = [];
+  for (const phase of phases) {
+    const want = limit - rows.length;
+    if (want <= 0) break;
+    // The cursor bounds only the phase it points into; a later phase starts at its beginning.
+    const bound = cursor && (phase === 'missing') === inMissing ? cursor : undefined;
+    const compiler = new SearchSqlCompiler(ctx, fhirBaseUrl);
+    const sql = phase === 'walk' ? walkSql(compiler, ast, key, backwards, bound, want) : missingSql(compiler, ast, key, backwards, bound, want);
+    const found = (await runner.query(sql, compiler.params.values)) as WalkRow[];
+    if (phase === 'walk' && found.length < want) {
+      // A short walk is the end of the index only if the budget was not spent: otherwise the matches
+      // are sparse in sort order (a selective search) and collecting them first is the better plan.
+      const counter = new SearchSqlCompiler(ctx, fhirBaseUrl);
+      const [{ n }] = await runner.query(budgetSql(counter, ast, key, backwards, bound), counter.params.values);
+      if (n > WALK_BUDGET) return undefined;
+    }
+    rows.push(...found);
+  }
+  return rows;
+}
+
+function walkSql(
+  compiler: SearchSqlCompiler,
+  ast: SearchRequestAst,
+  key: SortKey,
+  backwards: boolean,
+  cursor: { key: string | null; id: string } | undefined,
+  limit: number,
+): string {
+  const p = compiler.params;
+  const k = sortKeyColumn(key)!;
+  const where = compiler.where(ast);
+  const param = p.bind(key.def.code);
+  const col = `w.${k.column}`;
+  // Traversal direction of the key: the sort direction, reversed when paging backwards; id likewise.
+  const keyDesc = key.descending !== backwards;
+  const order = (keyExpr: string, idExpr: string): string => `${keyExpr} ${keyDesc ? 'DESC' : 'ASC'}, ${idExpr} ${backwards ? 'DESC' : 'ASC'}`;
+  let after = '';
+  if (cursor?.key != null) {
+    const c = `${p.bind(cursor.key)}::${k.cast}`;
+    // `key <= c` (or >=) is the index condition that starts the walk at the cursor.
+    after = ` AND ${col} ${keyDesc ? '<=' : '>='} ${c} AND (${col} ${keyDesc ? '<' : '>'} ${c} OR w.id ${backwards ? '<' : '>'} ${p.bind(cursor.id)})`;
+  }
+  // The candidates: index rows in sort order, at most WALK_BUDGET of them (a LIMITed sub-query, so
+  // PostgreSQL cannot turn it into "all matches, then sort"). Each is checked by sub-plans that are
+  // not pulled up (OFFSET 0): it carries the resource's key, and the resource matches the search
+  // and the access predicate. The outer LIMIT stops the walk after the page.
+  return `SELECT d.resource_type, d.id, d.k::text AS o0 FROM (
+    SELECT DISTINCT c.resource_type, c.id, c.k FROM (
+      SELECT w.resource_type, w.id, ${col} AS k FROM ${k.table} w
+       WHERE w.resource_type = ${p.bind(ast.resourceTypes[0])} AND w.param = ${param}${after}
+       ORDER BY ${order(col, 'w.id')} LIMIT ${p.bind(WALK_BUDGET)}) c
+     WHERE c.k = (SELECT ${k.aggregate}(v.${k.column}) FROM ${k.table} v WHERE v.resource_type = c.resource_type AND v.id = c.id AND v.param = ${param})
+       AND EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = c.resource_type AND r.id = c.id AND ${where} OFFSET 0)
+     ORDER BY ${order('c.k', 'c.id')} LIMIT ${p.bind(limit)}) d
+    ORDER BY ${order('d.k', 'd.id')}`;
+}
+
+/** Whether the walk from this cursor has more than WALK_BUDGET candidates (so a short walk is not the end). */
+function budgetSql(compiler: SearchSqlCompiler, ast: SearchRequestAst, key: SortKey, backwards: boolean, cursor: { key: string | null; id: string } | undefined): string {
+  const p = compiler.params;
+  const k = sortKeyColumn(key)!;
+  const col = `w.${k.column}`;
+  const keyDesc = key.descending !== backwards;
+  let after = '';
+  if (cursor?.key != null) {
+    const c = `${p.bind(cursor.key)}::${k.cast}`;
+    after = ` AND ${col} ${keyDesc ? '<=' : '>='} ${c} AND (${col} ${keyDesc ? '<' : '>'} ${c} OR w.id ${backwards ? '<' : '>'} ${p.bind(cursor.id)})`;
+  }
+  return `SELECT count(*)::int AS n FROM (SELECT 1 FROM ${k.table} w WHERE w.resource_type = ${p.bind(ast.resourceTypes[0])} AND w.param = ${p.bind(key.def.code)}${after} LIMIT ${p.bind(WALK_BUDGET + 1)}) c`;
+}
+
+function missingSql(
+  compiler: SearchSqlCompiler,
+  ast: SearchRequestAst,
+  key: SortKey,
+  backwards: boolean,
+  cursor: { key: string | null; id: string } | undefined,
+  limit: number,
+): string {
+  const p = compiler.params;
+  const k = sortKeyColumn(key)!;
+  const where = compiler.where(ast);
+  const after = cursor ? ` AND r.id ${backwards ? '<' : '>'} ${p.bind(cursor.id)}` : '';
+  return `SELECT r.resource_type, r.id, NULL::text AS o0 FROM resource r
+    WHERE ${where}
+      AND NOT EXISTS (SELECT 1 FROM ${k.table} v WHERE v.resource_type = r.resource_type AND v.id = r.id AND v.param = ${p.bind(key.def.code)})${after}
+    ORDER BY r.id ${backwards ? 'DESC' : 'ASC'} LIMIT ${p.bind(limit)}`;
+}

@@ -1,13 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { convertToSearchableQuantities, convertToSearchableTokens, evalFhirPathTyped, toTypedValue, TypedValue } from '@medplum/core';
-import type { Coding, Period, Reference, Resource } from '@medplum/fhirtypes';
+import type { CodeSystem, CodeSystemConcept, Coding, Period, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
 import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
-import { CompositeComponentDef, searchParamsOf } from './search-parameter.registry';
+import { CompositeComponentDef, DEFAULT_TEXT_LANGUAGE, searchParamsOf } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 
 export interface IndexRows {
@@ -19,6 +19,8 @@ export interface IndexRows {
   uri: [param: string, uri: string][];
   /** param, then MAX_COMPONENTS slots of (system, code, number, low, high); unused slots are null. */
   composite: (string | number | null)[][];
+  /** CodeSystems only: each concept with a parent (or null), for token `:above` / `:below`. */
+  concept: [system: string, code: string, parent: string | null][];
 }
 
 /** One component value in the composite table's generic typed columns. */
@@ -27,7 +29,7 @@ const EMPTY_SLOT: Slot = [null, null, null, null, null];
 /** Bounds the cartesian product of component values per parameter and resource. */
 const MAX_COMPOSITE_ROWS = 1000;
 
-const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite'] as const;
+const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite', 'search_concept', 'search_text'] as const;
 const REFERENCE_RE = /^(?:(.*)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 const MIN_INSTANT = '-infinity';
 const MAX_INSTANT = 'infinity';
@@ -44,7 +46,7 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
     if (resource) {
-      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing);
+      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing, this.config.searchTextLanguage);
     } else if (replacing) {
       // One round trip: data-modifying CTEs clear the previous version's rows in every table.
       await tx.query(
@@ -56,14 +58,15 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   /** First versions created together: the same rows as `index`, in one statement. */
   override async indexCreated(tx: EntityManager, created: readonly Resource[]): Promise<void> {
-    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false);
+    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false, this.config.searchTextLanguage);
   }
 
   extract(resource: Resource): IndexRows {
-    const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] };
+    const rows: IndexRows = EMPTY_ROWS();
+    if (resource.resourceType === 'CodeSystem') rows.concept = conceptRows(resource);
     const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
     for (const def of searchParamsOf(resource.resourceType).values()) {
-      if (def.column) continue;
+      if (def.column || def.fullText) continue;
       let values: TypedValue[];
       try {
         values = evalFhirPathTyped(def.expression, root, {}, fhirPathCache);
@@ -201,7 +204,43 @@ function searchableTokens(values: TypedValue[]): { system?: string; value?: stri
   return convertToSearchableTokens(values, { textSearchSystem: TEXT_SYSTEM }).filter((t) => t.system !== TEXT_SYSTEM);
 }
 
-const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] });
+const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [], concept: [] });
+
+/** Properties that name a concept's parent (R4 concept-properties `parent`, and `subsumedBy`) or child. */
+const PARENT_PROPERTIES = new Set(['parent', 'subsumedBy']);
+
+/**
+ * The hierarchy of a CodeSystem as (system, code, parent) rows: every concept once with the concept
+ * it is nested in (null at the root), plus one row per `parent` / `subsumedBy` property and one per
+ * `child` property (the child's row). Migration 1732401600000 derives the same rows in SQL.
+ */
+export function conceptRows(cs: CodeSystem): IndexRows['concept'] {
+  const system = cs.url;
+  if (!system) return [];
+  const seen = new Set<string>();
+  const out: IndexRows['concept'] = [];
+  const add = (code: string, parent: string | null): void => {
+    const key = `${code}\u0000${parent ?? ''}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push([system, code, parent]);
+  };
+  const walk = (concepts: CodeSystemConcept[] | undefined, parent: string | null): void => {
+    for (const c of concepts ?? []) {
+      if (!c.code) continue;
+      add(c.code, parent);
+      for (const p of c.property ?? []) {
+        const other = p.valueCode ?? p.valueCoding?.code;
+        if (!other || !p.code) continue;
+        if (PARENT_PROPERTIES.has(p.code)) add(c.code, other);
+        else if (p.code === 'child') add(other, c.code);
+      }
+      walk(c.concept, c.code);
+    }
+  };
+  walk(cs.concept, null);
+  return out;
+}
 
 /**
  * Absolute references to this server (`https://hie/fhir/Patient/1`) become relative, so FHIRPath
@@ -278,20 +317,23 @@ function dateRanges(values: TypedValue[]): [string, string][] {
   return out;
 }
 
-export async function writeRows(tx: EntityManager, resourceType: string, id: string, rows: IndexRows): Promise<void> {
-  await writeIndexRows(tx, [{ resourceType, id, rows }], false);
+export async function writeRows(tx: EntityManager, resourceType: string, id: string, rows: IndexRows, textLanguage = DEFAULT_TEXT_LANGUAGE): Promise<void> {
+  await writeIndexRows(tx, [{ resourceType, id, rows }], false, textLanguage);
 }
+
 
 /**
  * The index rows of one or many resources in ONE statement: a data-modifying CTE per table, each
  * table's rows travelling as one JSON array (cheaper to encode than an array per column).
  * `replacing`: the same statement first deletes the resources' earlier rows (every sub-statement
  * sees the snapshot from before the statement, so the deletes never touch the new rows).
+ * The resources' rows are already written: their full-text row is computed from the stored content.
  */
 export async function writeIndexRows(
   tx: EntityManager,
   items: readonly { resourceType: string; id: string; rows: IndexRows }[],
   replacing: boolean,
+  textLanguage = DEFAULT_TEXT_LANGUAGE,
 ): Promise<void> {
   const ctes: string[] = [];
   const params: unknown[] = [];
@@ -320,5 +362,16 @@ export async function writeIndexRows(
   const slotColumns = Array.from({ length: MAX_COMPONENTS }, (_, i) => [`c${i + 1}_system`, `c${i + 1}_code`, `c${i + 1}_number`, `c${i + 1}_low`, `c${i + 1}_high`]).flat();
   const slotCasts = Array.from({ length: MAX_COMPONENTS }, () => ['text', 'text', 'numeric', 'timestamptz', 'timestamptz']).flat();
   insert('search_composite', ['param', ...slotColumns], ['text', ...slotCasts], (r) => r.composite);
+  insert('search_concept', ['system', 'code', 'parent'], ['text', 'text', 'text'], (r) => r.concept);
+  if (items.length) {
+    // `_text` / `_content`: tsvectors computed by PostgreSQL from the content just stored (no second copy sent).
+    const keys = replacing ? ['$1', '$2'] : [`$${params.push(items.map((i) => i.resourceType))}`, `$${params.push(items.map((i) => i.id))}`];
+    const language = `$${params.push(textLanguage)}::regconfig`;
+    ctes.push(
+      `i${ctes.length} AS (INSERT INTO search_text (resource_type, id, narrative, content)
+         SELECT r.resource_type, r.id, to_tsvector(${language}, r.content->'text'->>'div'), jsonb_to_tsvector(${language}, r.content, '["string", "numeric"]')
+           FROM resource r WHERE (r.resource_type, r.id) IN (SELECT * FROM unnest(${keys[0]}::text[], ${keys[1]}::text[])))`,
+    );
+  }
   if (ctes.length) await tx.query(`WITH ${ctes.join(', ')} SELECT 1`, params);
 }

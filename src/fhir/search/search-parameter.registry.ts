@@ -24,7 +24,15 @@ export interface SearchParamDef {
   components?: CompositeComponentDef[];
   /** Token over ContactPoint (telecom, email, phone): indexed lower-cased, so searched lower-cased. */
   caseInsensitiveCode?: boolean;
+  /** `_text` (the narrative) and `_content` (the whole resource): PostgreSQL full text over `search_text`. */
+  fullText?: 'narrative' | 'content';
 }
+
+/** SEARCH_TEXT_LANGUAGE's default: no stemming or stop words, so any language (and codes) match word for word. */
+export const DEFAULT_TEXT_LANGUAGE = 'simple';
+
+/** R4 parameters without an expression that this server answers by full-text search. */
+const FULL_TEXT: Record<string, SearchParamDef['fullText']> = { _text: 'narrative', _content: 'content' };
 
 /** Every branch selects ContactPoints (`X.telecom`, `X.telecom.where(system='email')`). */
 function selectsContactPoints(expression: string): boolean {
@@ -48,6 +56,10 @@ export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamD
     map = new Map();
     const all: Record<string, SearchParameter> = FhirDefinitions.get().searchParameters(resourceType);
     for (const [code, sp] of Object.entries(all)) {
+      if (FULL_TEXT[code]) {
+        map.set(code, { code, type: 'string', expression: '', targets: [], fullText: FULL_TEXT[code] });
+        continue;
+      }
       if (NOT_R4.has(code) || !sp.expression || !INDEXED.has(sp.type as string)) continue;
       const components = sp.type === 'composite' ? compositeComponentsOf(sp) : undefined;
       if (sp.type === 'composite' && !components) continue;

@@ -2,7 +2,7 @@ import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import type { AccessContext } from '../pipeline/access-context';
 import { SqlParams } from '../storage/sql-params';
-import { SearchParamDef } from './search-parameter.registry';
+import { DEFAULT_TEXT_LANGUAGE, SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { splitComposite } from './search-composite';
 import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
@@ -35,6 +35,8 @@ export class SearchSqlCompiler {
     /** References written as absolute URLs of this server are local references. */
     private readonly fhirBaseUrl: string,
     readonly params: SqlParams = new SqlParams(),
+    /** SEARCH_TEXT_LANGUAGE: `_text` / `_content` queries use the configuration their rows were written with. */
+    private readonly textLanguage: string = DEFAULT_TEXT_LANGUAGE,
   ) {}
 
   /** The WHERE condition over alias `r` for the whole request (types, compartment, clauses, access). */
@@ -95,22 +97,37 @@ export class SearchSqlCompiler {
   private param(c: ParamClause, alias: string): string {
     const def = c.def;
     if (def.column) return this.column(c, alias);
+    if (def.fullText) return this.fullText(c, alias);
     const x = this.nextAlias('x');
     const paramName = def.type === 'reference' && c.modifier === 'identifier' ? `${def.code}:identifier`
       : def.type === 'token' && c.modifier === 'of-type' ? `${def.code}:of-type` : def.code;
     const table = def.type === 'reference' && c.modifier === 'identifier' ? 'search_token' : TABLE[def.type];
     const head = `SELECT ${x}.id FROM ${table} ${x} WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(paramName)}`;
     if (c.modifier === 'missing') return `${alias}.id ${c.missing ? 'NOT IN' : 'IN'} (${head})`;
-    if (c.modifier === 'in' || c.modifier === 'not-in') {
+    if (c.modifier === 'in' || c.modifier === 'not-in' || (def.type === 'token' && (c.modifier === 'above' || c.modifier === 'below'))) {
       return `${alias}.id ${c.modifier === 'not-in' ? 'NOT IN' : 'IN'} (${head} AND ${this.valueSetCondition(c, x)})`;
     }
     const alternatives = c.values.map((v) => this.valueCondition(c, x, v));
     return `${alias}.id ${c.modifier === 'not' ? 'NOT IN' : 'IN'} (${head} AND (${alternatives.join(' OR ')}))`;
   }
 
-  /** `:in` / `:not-in`: the expansion's (system, code) pairs arrive as two bound arrays. */
+  /**
+   * `_text` / `_content`: each value is a `websearch_to_tsquery` (words AND-ed, `"a phrase"`, `or`,
+   * `-word`) against the narrative's or the whole content's tsvector, GIN-indexed; OR values OR-ed.
+   */
+  private fullText(c: ParamClause, alias: string): string {
+    const x = this.nextAlias('x');
+    const column = `${x}.${c.def.fullText}`;
+    const head = `SELECT ${x}.id FROM search_text ${x} WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)}`;
+    if (c.modifier === 'missing') return `${alias}.id ${c.missing ? 'NOT IN' : 'IN'} (${head} AND ${column} IS NOT NULL)`;
+    const language = `${this.params.bind(this.textLanguage)}::regconfig`;
+    const alternatives = c.values.map((v) => `${column} @@ websearch_to_tsquery(${language}, ${this.params.bind(unescape(v))})`);
+    return `${alias}.id IN (${head} AND (${alternatives.join(' OR ')}))`;
+  }
+
+  /** `:in` / `:not-in`, token `:above` / `:below`: the (system, code) pairs arrive as two bound arrays. */
   private valueSetCondition(c: ParamClause, x: string): string {
-    if (!c.valueSet) throw new Error(`ValueSet of ${c.def.code}:${c.modifier} was not expanded before compiling`);
+    if (!c.valueSet) throw new Error(`Codes of ${c.def.code}:${c.modifier} were not expanded before compiling`);
     const v = this.nextAlias('v');
     return `(${x}.system, ${x}.code) IN (SELECT ${v}.system, ${v}.code FROM unnest(${this.params.bind(c.valueSet.system)}::text[], ${this.params.bind(c.valueSet.code)}::text[]) AS ${v}(system, code))`;
   }

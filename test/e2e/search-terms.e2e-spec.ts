@@ -64,7 +64,7 @@ describe('token :above / :below and _text / _content', () => {
       { resourceType: 'CodeSystem', id: id('cs-other'), url: OTHER_CS, status: 'active', content: 'complete', concept: [{ code: 'B', concept: [{ code: 'C' }] }] },
       coded('oA', CS, 'A'),
       coded('oB', CS, 'B'),
-      coded('oC', CS, 'C'),
+      { ...coded('oC', CS, 'C'), subject: { reference: `Patient/${id('pt')}` } },
       coded('oD', CS, 'D'),
       coded('oE', CS, 'E'),
       coded('oF', CS, 'F'),
@@ -103,7 +103,10 @@ describe('token :above / :below and _text / _content', () => {
     it('works inside a _has clause', async () => {
       const res = await t.api.get(`/fhir/Patient?_has:Observation:subject:code:below=${q(`${CS}|A`)}`);
       expect(res.status).toBe(200);
-      expect(ids(res)).toEqual([]);
+      expect(ids(res)).toEqual(expected('pt'));
+      const none = await t.api.get(`/fhir/Patient?_has:Observation:subject:code:below=${q(`${CS}|D`)}`);
+      expect(none.status).toBe(200);
+      expect(ids(none)).toEqual([]);
     });
 
     it.each([
@@ -152,7 +155,7 @@ describe('token :above / :below and _text / _content', () => {
       ['_content: a value inside an extension', `_content=zebrafish`, ['t3']],
       ['_content: the narrative is content too', `_content=metastases`, ['t1', 't2']],
       ['_content: several words across elements', `_content=${q('zebrafish laboratory')}`, ['t3']],
-      ['_text:missing=true: resources without a narrative', `_text:missing=true`, ['t3']],
+      ['_text:missing=true: resources without a narrative', `_text:missing=true&category=laboratory`, ['t3']],
     ])('%s', async (_label, query, locals) => {
       const res = await t.api.get(`/fhir/Observation?${query}&${TAG_Q}&_total=accurate`);
       expect(res.status).toBe(200);

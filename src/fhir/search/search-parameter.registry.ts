@@ -31,8 +31,8 @@ export interface SearchParamDef {
 /** SEARCH_TEXT_LANGUAGE's default: no stemming or stop words, so any language (and codes) match word for word. */
 export const DEFAULT_TEXT_LANGUAGE = 'simple';
 
-/** R4 parameters without an expression that this server answers by full-text search. */
-const FULL_TEXT: Record<string, SearchParamDef['fullText']> = { _text: 'narrative', _content: 'content' };
+/** R4 resources that have no narrative (not DomainResources), so no `_text`. */
+const NOT_DOMAIN_RESOURCES = new Set(['Binary', 'Bundle', 'Parameters']);
 
 /** Every branch selects ContactPoints (`X.telecom`, `X.telecom.where(system='email')`). */
 function selectsContactPoints(expression: string): boolean {
@@ -55,11 +55,12 @@ export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamD
   if (!map) {
     map = new Map();
     const all: Record<string, SearchParameter> = FhirDefinitions.get().searchParameters(resourceType);
+    // The definitions list no per-type copy of `_text` (DomainResource) and `_content` (Resource).
+    if (Object.keys(all).length) {
+      map.set('_content', { code: '_content', type: 'string', expression: '', targets: [], fullText: 'content' });
+      if (!NOT_DOMAIN_RESOURCES.has(resourceType)) map.set('_text', { code: '_text', type: 'string', expression: '', targets: [], fullText: 'narrative' });
+    }
     for (const [code, sp] of Object.entries(all)) {
-      if (FULL_TEXT[code]) {
-        map.set(code, { code, type: 'string', expression: '', targets: [], fullText: FULL_TEXT[code] });
-        continue;
-      }
       if (NOT_R4.has(code) || !sp.expression || !INDEXED.has(sp.type as string)) continue;
       const components = sp.type === 'composite' ? compositeComponentsOf(sp) : undefined;
       if (sp.type === 'composite' && !components) continue;

@@ -127,7 +127,7 @@ export class SearchSqlCompiler {
 
   /** `:in` / `:not-in`, token `:above` / `:below`: the (system, code) pairs arrive as two bound arrays. */
   private valueSetCondition(c: ParamClause, x: string): string {
-    if (!c.valueSet) throw new Error(`Codes of ${c.def.code}:${c.modifier} were not expanded before compiling`);
+    if (!c.valueSet) throw new Error(`ValueSet of ${c.def.code}:${c.modifier} was not expanded before compiling`);
     const v = this.nextAlias('v');
     return `(${x}.system, ${x}.code) IN (SELECT ${v}.system, ${v}.code FROM unnest(${this.params.bind(c.valueSet.system)}::text[], ${this.params.bind(c.valueSet.code)}::text[]) AS ${v}(system, code))`;
   }

@@ -5,7 +5,9 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  *
  * - `search_text`: one row per current resource, written with its other index rows: `narrative`
  *   is `Resource.text.div` (the text-search parser drops the XHTML tags and entities; NULL when
- *   there is none), `content` every string and number of the resource. GIN indexes serve `@@`.
+ *   there is none), `content` every string and number except long base64 values (SearchIndexWriter's
+ *   `contentText`; the backfill below applies the same rule in SQL). GIN indexes serve `@@`.
+ *   Both texts are cut at 256 KiB: a tsvector holds at most 1 MB, and a larger one would fail the write.
  * - `search_concept`: one row per (concept, parent) of a stored CodeSystem, from `concept`
  *   nesting and the `parent` / `subsumedBy` / `child` concept properties; roots have parent NULL,
  *   so every concept has a row. A recursive CTE walks it for `:below` (children) or `:above`.
@@ -24,9 +26,15 @@ export class SearchTextAndConcepts1732401600000 implements MigrationInterface {
     await q.query(`CREATE INDEX search_text_resource_idx ON search_text (resource_type, id)`);
     await q.query(`CREATE INDEX search_text_narrative_idx ON search_text USING gin (narrative)`);
     await q.query(`CREATE INDEX search_text_content_idx ON search_text USING gin (content)`);
+    // contentText's rule: base64 data (attachments) are no words anyone searches and would only grow the index.
+    await q.query(`
+      CREATE FUNCTION pg_temp.search_content_text(content jsonb) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT left(string_agg(v #>> '{}', ' '), 262144)
+          FROM jsonb_path_query(content, 'strict $.** ? ((@.type() == "string" && !(@ like_regex "^[A-Za-z0-9+/]{100,}={0,2}$")) || @.type() == "number")') v
+      $$`);
     await q.query(`
       INSERT INTO search_text (resource_type, id, narrative, content)
-      SELECT resource_type, id, to_tsvector('simple', content->'text'->>'div'), jsonb_to_tsvector('simple', content, '["string", "numeric"]')
+      SELECT resource_type, id, to_tsvector('simple', left(content->'text'->>'div', 262144)), to_tsvector('simple', COALESCE(pg_temp.search_content_text(content), ''))
         FROM resource WHERE NOT deleted`);
 
     await q.query(`

@@ -21,7 +21,14 @@ export interface IndexRows {
   composite: (string | number | null)[][];
   /** CodeSystems only: each concept with a parent (or null), for token `:above` / `:below`. */
   concept: [system: string, code: string, parent: string | null][];
+  /** `_text` / `_content`: the narrative's XHTML (tags are dropped by the text-search parser) and the resource's text. */
+  text?: [narrative: string | null, content: string];
 }
+
+/** A tsvector holds at most 1 MB; texts are cut well below, so no resource fails its write. */
+export const MAX_TEXT_CHARS = 262_144;
+/** Long base64 values (attachments, signatures) are no words anyone searches: left out of `_content`. */
+const BASE64_RE = /^[A-Za-z0-9+/]{100,}={0,2}$/;
 
 /** One component value in the composite table's generic typed columns. */
 type Slot = [system: string | null, code: string | null, number: number | null, low: string | null, high: string | null];
@@ -64,6 +71,8 @@ export class SearchIndexWriter extends ResourceIndexer {
   extract(resource: Resource): IndexRows {
     const rows: IndexRows = EMPTY_ROWS();
     if (resource.resourceType === 'CodeSystem') rows.concept = conceptRows(resource);
+    const div = (resource as { text?: { div?: unknown } }).text?.div;
+    rows.text = [typeof div === 'string' ? div.slice(0, MAX_TEXT_CHARS) : null, contentText(resource)];
     const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column || def.fullText) continue;
@@ -206,6 +215,36 @@ function searchableTokens(values: TypedValue[]): { system?: string; value?: stri
 
 const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [], concept: [] });
 
+/**
+ * `_content`: every string and number of the resource in document order, except long base64 values,
+ * cut at MAX_TEXT_CHARS. The migration's `search_content_text` applies the same rule to stored rows.
+ */
+export function contentText(resource: Resource): string {
+  const parts: string[] = [];
+  let length = 0;
+  const visit = (node: unknown): void => {
+    if (length > MAX_TEXT_CHARS) return;
+    if (typeof node === 'string') {
+      if (!BASE64_RE.test(node)) {
+        parts.push(node);
+        length += node.length + 1;
+      }
+    } else if (typeof node === 'number') {
+      parts.push(String(node));
+      length += 8;
+    } else if (Array.isArray(node)) {
+      for (const item of node) visit(item);
+    } else if (node && typeof node === 'object') {
+      // A decimal kept as its source text (JSON.rawJSON) is a number too.
+      const raw = (node as { rawJSON?: unknown }).rawJSON;
+      if (typeof raw === 'string' && Object.keys(node).length === 0) parts.push(raw);
+      else for (const value of Object.values(node)) visit(value);
+    }
+  };
+  visit(resource);
+  return parts.join(' ').slice(0, MAX_TEXT_CHARS);
+}
+
 /** Properties that name a concept's parent (R4 concept-properties `parent`, and `subsumedBy`) or child. */
 const PARENT_PROPERTIES = new Set(['parent', 'subsumedBy']);
 
@@ -327,7 +366,6 @@ export async function writeRows(tx: EntityManager, resourceType: string, id: str
  * table's rows travelling as one JSON array (cheaper to encode than an array per column).
  * `replacing`: the same statement first deletes the resources' earlier rows (every sub-statement
  * sees the snapshot from before the statement, so the deletes never touch the new rows).
- * The resources' rows are already written: their full-text row is computed from the stored content.
  */
 export async function writeIndexRows(
   tx: EntityManager,
@@ -363,14 +401,14 @@ export async function writeIndexRows(
   const slotCasts = Array.from({ length: MAX_COMPONENTS }, () => ['text', 'text', 'numeric', 'timestamptz', 'timestamptz']).flat();
   insert('search_composite', ['param', ...slotColumns], ['text', ...slotCasts], (r) => r.composite);
   insert('search_concept', ['system', 'code', 'parent'], ['text', 'text', 'text'], (r) => r.concept);
-  if (items.length) {
-    // `_text` / `_content`: tsvectors computed by PostgreSQL from the content just stored (no second copy sent).
-    const keys = replacing ? ['$1', '$2'] : [`$${params.push(items.map((i) => i.resourceType))}`, `$${params.push(items.map((i) => i.id))}`];
-    const language = `$${params.push(textLanguage)}::regconfig`;
+  const texts = items.filter((i) => i.rows.text).map((i) => [i.resourceType, i.id, ...i.rows.text!]);
+  if (texts.length) {
+    // `_text` / `_content`: PostgreSQL tokenizes with the configured text-search configuration.
+    params.push(JSON.stringify(texts), textLanguage);
+    const language = `$${params.length}::regconfig`;
     ctes.push(
       `i${ctes.length} AS (INSERT INTO search_text (resource_type, id, narrative, content)
-         SELECT r.resource_type, r.id, to_tsvector(${language}, r.content->'text'->>'div'), jsonb_to_tsvector(${language}, r.content, '["string", "numeric"]')
-           FROM resource r WHERE (r.resource_type, r.id) IN (SELECT * FROM unnest(${keys[0]}::text[], ${keys[1]}::text[])))`,
+         SELECT e->>0, e->>1, to_tsvector(${language}, e->>2), to_tsvector(${language}, e->>3) FROM jsonb_array_elements($${params.length - 1}::jsonb) AS e)`,
     );
   }
   if (ctes.length) await tx.query(`WITH ${ctes.join(', ')} SELECT 1`, params);

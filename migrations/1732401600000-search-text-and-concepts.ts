@@ -5,7 +5,7 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  *
  * - `search_text`: one row per current resource, written with its other index rows: `narrative`
  *   is `Resource.text.div` (the text-search parser drops the XHTML tags and entities; NULL when
- *   there is none), `content` every string and number except long base64 values (SearchIndexWriter's
+ *   there is none), `content` every string and number except `id`, `meta` and long base64 values (SearchIndexWriter's
  *   `contentText`; the backfill below applies the same rule in SQL). GIN indexes serve `@@`.
  *   Both texts are cut at 256 KiB: a tsvector holds at most 1 MB, and a larger one would fail the write.
  * - `search_concept`: one row per (concept, parent) of a stored CodeSystem, from `concept`
@@ -30,7 +30,7 @@ export class SearchTextAndConcepts1732401600000 implements MigrationInterface {
     await q.query(`
       CREATE FUNCTION pg_temp.search_content_text(content jsonb) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
         SELECT left(string_agg(v #>> '{}', ' '), 262144)
-          FROM jsonb_path_query(content, 'strict $.** ? ((@.type() == "string" && !(@ like_regex "^[A-Za-z0-9+/]{100,}={0,2}$")) || @.type() == "number")') v
+          FROM jsonb_path_query(content - 'id' - 'meta', 'strict $.** ? ((@.type() == "string" && !(@ like_regex "^[A-Za-z0-9+/]{100,}={0,2}$")) || @.type() == "number")') v
       $$`);
     await q.query(`
       INSERT INTO search_text (resource_type, id, narrative, content)

@@ -216,10 +216,12 @@ function searchableTokens(values: TypedValue[]): { system?: string; value?: stri
 const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [], concept: [] });
 
 /**
- * `_content`: every string and number of the resource in document order, except long base64 values,
- * cut at MAX_TEXT_CHARS. The migration's `search_content_text` applies the same rule to stored rows.
+ * `_content`: every string and number of the resource in document order, except its `id` and `meta`
+ * (server-assigned bookkeeping with parameters of their own) and long base64 values, cut at
+ * MAX_TEXT_CHARS. Migration 1732401600000's backfill applies the same rule to stored rows.
  */
 export function contentText(resource: Resource): string {
+  const { id: _id, meta: _meta, ...content } = resource;
   const parts: string[] = [];
   let length = 0;
   const visit = (node: unknown): void => {
@@ -241,7 +243,7 @@ export function contentText(resource: Resource): string {
       else for (const value of Object.values(node)) visit(value);
     }
   };
-  visit(resource);
+  visit(content);
   return parts.join(' ').slice(0, MAX_TEXT_CHARS);
 }
 

@@ -16,6 +16,11 @@ export function restrictionClauses(scope: SmartScope): Clause[] {
     (query[name] ??= []).push(value);
   }
   const clauses = parseSearchRequest([scope.resourceType], query, { strict: true }).clauses.get(scope.resourceType) ?? [];
+  // Full text and code sets need a per-request step before compiling (and are no scope of data).
+  const unsupported = clauses.find((c) => c.kind === 'param' && (c.def.fullText || ['in', 'not-in', 'above', 'below'].includes(c.modifier ?? '')));
+  if (unsupported?.kind === 'param') {
+    throw FhirError.badRequest(`scope ${scope.raw}: ${unsupported.def.code}${unsupported.modifier ? `:${unsupported.modifier}` : ''} cannot restrict a scope`, ['scopes']);
+  }
   if (clauses.length !== scope.restrictions.length) {
     throw FhirError.badRequest(`scope ${scope.raw}: only search parameters of ${scope.resourceType} may restrict a scope`, ['scopes']);
   }

@@ -68,6 +68,8 @@ const envSchema = z.object({
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Conditional delete of several matches (R4 allows single or multiple); 0 = single only (412 on several). */
   FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
+  /** A PostgreSQL text search configuration (psql `\dF`) for `_text` / `_content`; a change needs `npm run reindex`. */
+  SEARCH_TEXT_LANGUAGE: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a PostgreSQL text search configuration name such as simple or english').default('simple'),
   /** `off` only for benchmarks (audit on vs off): records are then only logged, not stored. */
   AUDIT_STORE: z.enum(['on', 'off']).default('on'),
   /** Group commit: how long the audit writer waits to gather records of concurrent requests. */
@@ -120,6 +122,8 @@ export interface AppConfig {
   tokenUrl: string;
   /** Most matches one conditional delete may delete; 0: single-match only (several answer 412). */
   conditionalDeleteMax: number;
+  /** Text search configuration of `_text` / `_content` (index rows and queries alike). */
+  searchTextLanguage: string;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
   audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
 }
@@ -164,6 +168,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
+    searchTextLanguage: e.SEARCH_TEXT_LANGUAGE,
   };
 }
 

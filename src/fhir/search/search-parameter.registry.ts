@@ -27,6 +27,8 @@ export interface SearchParamDef {
   caseInsensitiveCode?: boolean;
   /** Number/quantity whose expression can reach a Range: its index has range rows (low, high). */
   rangeValues?: boolean;
+  /** `_text` (the narrative) and `_content` (the whole resource): PostgreSQL full text over `search_text`. */
+  fullText?: 'narrative' | 'content';
 }
 
 /** Whether a number/quantity parameter's elements can hold a Range (e.g. `probability[x]`: decimal | Range). */
@@ -39,6 +41,12 @@ function reachesRange(resourceType: string, sp: SearchParameter): boolean {
     return false; // A path the definitions do not resolve: its values are indexed as they come.
   }
 }
+
+/** SEARCH_TEXT_LANGUAGE's default: no stemming or stop words, so any language (and codes) match word for word. */
+export const DEFAULT_TEXT_LANGUAGE = 'simple';
+
+/** R4 resources that have no narrative (not DomainResources), so no `_text`. */
+const NOT_DOMAIN_RESOURCES = new Set(['Binary', 'Bundle', 'Parameters']);
 
 /** Every branch selects ContactPoints (`X.telecom`, `X.telecom.where(system='email')`). */
 function selectsContactPoints(expression: string): boolean {
@@ -61,6 +69,11 @@ export function r4SearchParamsOf(resourceType: string): Map<string, SearchParamD
   if (!map) {
     map = new Map();
     const all: Record<string, SearchParameter> = FhirDefinitions.get().searchParameters(resourceType);
+    // The definitions list no per-type copy of `_text` (DomainResource) and `_content` (Resource).
+    if (Object.keys(all).length) {
+      map.set('_content', { code: '_content', type: 'string', expression: '', targets: [], fullText: 'content' });
+      if (!NOT_DOMAIN_RESOURCES.has(resourceType)) map.set('_text', { code: '_text', type: 'string', expression: '', targets: [], fullText: 'narrative' });
+    }
     for (const [code, sp] of Object.entries(all)) {
       if (NOT_R4.has(code) || !sp.expression || !INDEXED.has(sp.type as string)) continue;
       const components = sp.type === 'composite' ? compositeComponentsOf(sp) : undefined;

@@ -117,10 +117,14 @@ describe('search request parser: clauses', () => {
     expect(ast.ignored).toEqual([]);
   });
 
-  it('modifiers: each type has its own; :above/:below elsewhere is not supported', () => {
+  it('modifiers: each type has its own; :above/:below on uri and token (system|code) only', () => {
     expect(refusal(() => parse({ 'name:not': 'x' }))).toEqual([400, 'invalid', 'Unknown modifier :not on name', ['name:not']]);
     expect(refusal(() => parse({ 'birthdate:below': '2020' }))).toEqual([400, 'not-supported', 'Modifier :below is not supported for date parameter birthdate', undefined]);
-    expect(refusal(() => parse({ 'gender:above': 'x' }))).toEqual([400, 'not-supported', 'Modifier :above is not supported for token parameter gender', undefined]);
+    expect(refusal(() => parse({ 'gender:above': 'x' }))).toEqual([400, 'invalid', "gender:above: 'x' must be system|code (the code system says what is above or below the code)", ['gender:above']]);
+    expect(refusal(() => parse({ 'gender:below': 'http://x|' }))).toEqual([400, 'invalid', "gender:below: 'http://x|' must be system|code (the code system says what is above or below the code)", ['gender:below']]);
+    expect((parse({ 'gender:below': 'http://x|a\\|b' }).clauses.get('Patient')![0] as ParamClause).values).toEqual(['http://x|a\\|b']);
+    expect(refusal(() => parse({ '_text:contains': 'x' }))).toEqual([400, 'invalid', 'Unknown modifier :contains on _text', ['_text:contains']]);
+    expect(refusal(() => parse({ _sort: '_text' }))).toEqual([400, 'invalid', 'Cannot sort by _text: full-text matches are not ranked', ['_sort']]);
     expect(refusal(() => parse({ 'gender:missing': 'yes' }))).toEqual([400, 'invalid', 'gender:missing must be true or false', ['gender:missing']]);
     for (const [name, value] of [['gender:not', 'male'], ['gender:text', 'm'], ['name:exact', 'A'], ['name:contains', 'n'], ['general-practitioner:identifier', 'a|b']] as const) {
       expect((parse({ [name]: value }).clauses.get('Patient')![0] as ParamClause).modifier).toBe(name.split(':')[1]);

@@ -16,7 +16,7 @@ export interface ParamClause {
   /** For `:missing`. */
   missing?: boolean;
   values: string[];
-  /** For `:in` / `:not-in`: the union of the named ValueSets' codes, filled in before compiling. */
+  /** For `:in` / `:not-in`: the union of the named ValueSets' codes; for token `:above` / `:below`: the codes' closure in their stored CodeSystems. Filled in before compiling. */
   valueSet?: CodeSet;
 }
 
@@ -95,7 +95,7 @@ const RESULT_PARAMS = new Set([
   '_summary', '_elements', '_format', '_pretty', '_cursor', '_type',
 ]);
 const MODIFIERS: Record<string, Set<string>> = {
-  token: new Set(['not', 'text', 'missing', 'of-type', 'in', 'not-in']),
+  token: new Set(['not', 'text', 'missing', 'of-type', 'in', 'not-in', 'above', 'below']),
   string: new Set(['exact', 'contains', 'missing']),
   date: new Set(['missing']),
   number: new Set(['missing']),
@@ -203,6 +203,7 @@ function parseClause(resourceType: string, name: string, value: string, depth: C
   const [code, modifier] = splitModifier(name);
   const def = searchParamsOf(resourceType).get(code);
   if (!def) return 'unknown';
+  if (def.fullText && modifier !== undefined && modifier !== 'missing') throw FhirError.badRequest(`Unknown modifier :${modifier} on ${code}`, [name]);
   if (modifier !== undefined && def.type === 'reference' && FhirDefinitions.get().isStorable(modifier)) {
     if (!def.targets.includes(modifier)) throw FhirError.badRequest(`${code} cannot refer to ${modifier}`, [name]);
     return { kind: 'param', resourceType, def, modifier, values: orValues(value, depth).map((v) => (v.includes('/') ? v : `${modifier}/${v}`)) };
@@ -337,6 +338,9 @@ function validateValue(def: SearchParamDef, modifier: string | undefined, value:
     throw FhirError.badRequest(`${name} needs system|code|value`, [name]);
   } else if (def.type === 'token' && (modifier === 'in' || modifier === 'not-in') && !/^[^\s|]+(\|[^\s|]+)?$/.test(value)) {
     throw FhirError.badRequest(`${name}: '${value}' is not a ValueSet canonical URL`, [name]);
+  } else if (def.type === 'token' && (modifier === 'above' || modifier === 'below') && !/^[^|]+\|[^|]+$/.test(value.replace(/\\[|\\]/g, ''))) {
+    // Subsumption is defined within one code system: the system names the stored CodeSystem to walk.
+    throw FhirError.badRequest(`${name}: '${value}' must be system|code (the code system says what is above or below the code)`, [name]);
   }
 }
 
@@ -350,6 +354,7 @@ function parseSort(resourceTypes: string[], raw: string | undefined): SortKey[] 
     const def = resourceTypes.map((t) => searchParamsOf(t).get(code)).find(Boolean);
     if (!def) throw FhirError.badRequest(`Cannot sort by unknown parameter '${code}'`, ['_sort']);
     if (def.type === 'composite') throw FhirError.badRequest(`Cannot sort by composite parameter '${code}'`, ['_sort']);
+    if (def.fullText) throw FhirError.badRequest(`Cannot sort by ${code}: full-text matches are not ranked`, ['_sort']);
     return { def, descending };
   });
 }

@@ -281,6 +281,21 @@ describe('search SQL compiler: the whole WHERE condition', () => {
     expect(compiler.params.values).toEqual(['2020-01-01T00:00:00.000Z', '2031-01-01T00:00:00.000Z']);
   });
 
+  it('token :below / :above bind the closure like an expansion; _text / _content are full-text conditions', () => {
+    const ast = parseSearchRequest(['Observation'], { 'code:below': 'http://x/cs|A', _text: 'bone liver,kidney', '_content:missing': 'true' }, { strict: true });
+    const [below, text, missing] = ast.clauses.get('Observation')! as ParamClause[];
+    below.valueSet = { system: ['http://x/cs', 'http://x/cs'], code: ['A', 'B'] };
+    const compiler = new SearchSqlCompiler(context(), BASE, undefined, 'english');
+    expect(oneLine(compiler.clause(below, 'r'))).toBe(
+      `r.id IN (SELECT x1.id FROM search_token x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.system, x1.code) IN (SELECT v2.system, v2.code FROM unnest($3::text[], $4::text[]) AS v2(system, code)))`,
+    );
+    expect(oneLine(compiler.clause(text, 'r'))).toBe(
+      `r.id IN (SELECT x3.id FROM search_text x3 WHERE x3.resource_type = $5 AND (x3.narrative @@ websearch_to_tsquery($6::regconfig, $7) OR x3.narrative @@ websearch_to_tsquery($6::regconfig, $8)))`,
+    );
+    expect(oneLine(compiler.clause(missing, 'r'))).toBe(`r.id NOT IN (SELECT x4.id FROM search_text x4 WHERE x4.resource_type = $9 AND x4.content IS NOT NULL)`);
+    expect(compiler.params.values.slice(4)).toEqual(['Observation', 'english', 'bone liver', 'kidney', 'Observation']);
+  });
+
   it(':in and :not-in bind the expansion as two arrays', () => {
     for (const [modifier, op] of [['in', 'IN'], ['not-in', 'NOT IN']] as const) {
       const ast = parseSearchRequest(['Observation'], { [`code:${modifier}`]: 'http://x/vs' }, { strict: true });

@@ -2,7 +2,7 @@ import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import type { AccessContext } from '../pipeline/access-context';
 import { SqlParams } from '../storage/sql-params';
-import { SearchParamDef } from './search-parameter.registry';
+import { DEFAULT_TEXT_LANGUAGE, SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { splitComposite } from './search-composite';
 import { sortKeyColumn } from './search-sort-walk';
@@ -36,6 +36,8 @@ export class SearchSqlCompiler {
     /** References written as absolute URLs of this server are local references. */
     private readonly fhirBaseUrl: string,
     readonly params: SqlParams = new SqlParams(),
+    /** SEARCH_TEXT_LANGUAGE: `_text` / `_content` queries use the configuration their rows were written with. */
+    private readonly textLanguage: string = DEFAULT_TEXT_LANGUAGE,
   ) {}
 
   /** The WHERE condition over alias `r` for the whole request (types, compartment, clauses, access). */
@@ -112,6 +114,7 @@ export class SearchSqlCompiler {
 
   private param(c: ParamClause, alias: string): string {
     if (c.def.column) return this.column(c, alias);
+    if (c.def.fullText) return this.fullText(c, alias);
     const ids = this.paramIds(c)!;
     return `${alias}.id ${ids.negated ? 'NOT IN' : 'IN'} (SELECT ${ids.x}.id FROM ${ids.from} WHERE ${ids.where})`;
   }
@@ -119,7 +122,8 @@ export class SearchSqlCompiler {
   /** A value clause as index rows: `SELECT x.id FROM <from> WHERE <where>`, matched (or, `negated`, excluded). */
   private paramIds(c: ParamClause): { x: string; from: string; where: string; negated: boolean } | undefined {
     const def = c.def;
-    if (def.column) return undefined;
+    // Columns of `resource` and full text are not index-row clauses (param() renders them).
+    if (def.column || def.fullText) return undefined;
     const x = this.nextAlias('x');
     const paramName = def.type === 'reference' && c.modifier === 'identifier' ? `${def.code}:identifier`
       : def.type === 'token' && c.modifier === 'of-type' ? `${def.code}:of-type` : def.code;
@@ -127,14 +131,28 @@ export class SearchSqlCompiler {
     const from = `${table} ${x}`;
     const head = `${x}.resource_type = ${this.params.bind(c.resourceType)} AND ${x}.param = ${this.params.bind(paramName)}`;
     if (c.modifier === 'missing') return { x, from, where: head, negated: !!c.missing };
-    if (c.modifier === 'in' || c.modifier === 'not-in') {
+    if (c.modifier === 'in' || c.modifier === 'not-in' || (def.type === 'token' && (c.modifier === 'above' || c.modifier === 'below'))) {
       return { x, from, where: `${head} AND ${this.valueSetCondition(c, x)}`, negated: c.modifier === 'not-in' };
     }
     const alternatives = c.values.map((v) => this.valueCondition(c, x, v));
     return { x, from, where: `${head} AND (${alternatives.join(' OR ')})`, negated: c.modifier === 'not' };
   }
 
-  /** `:in` / `:not-in`: the expansion's (system, code) pairs arrive as two bound arrays. */
+  /**
+   * `_text` / `_content`: each value is a `websearch_to_tsquery` (words AND-ed, `"a phrase"`, `or`,
+   * `-word`) against the narrative's or the whole content's tsvector, GIN-indexed; OR values OR-ed.
+   */
+  private fullText(c: ParamClause, alias: string): string {
+    const x = this.nextAlias('x');
+    const column = `${x}.${c.def.fullText}`;
+    const head = `SELECT ${x}.id FROM search_text ${x} WHERE ${x}.resource_type = ${this.params.bind(c.resourceType)}`;
+    if (c.modifier === 'missing') return `${alias}.id ${c.missing ? 'NOT IN' : 'IN'} (${head} AND ${column} IS NOT NULL)`;
+    const language = `${this.params.bind(this.textLanguage)}::regconfig`;
+    const alternatives = c.values.map((v) => `${column} @@ websearch_to_tsquery(${language}, ${this.params.bind(unescape(v))})`);
+    return `${alias}.id IN (${head} AND (${alternatives.join(' OR ')}))`;
+  }
+
+  /** `:in` / `:not-in`, token `:above` / `:below`: the (system, code) pairs arrive as two bound arrays. */
   private valueSetCondition(c: ParamClause, x: string): string {
     if (!c.valueSet) throw new Error(`ValueSet of ${c.def.code}:${c.modifier} was not expanded before compiling`);
     const v = this.nextAlias('v');

@@ -12,6 +12,7 @@ import { searchParamsOf } from './search-parameter.registry';
 import { SEARCH_LIMITS } from './search-limits';
 import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
+import { expandSubsumptionClauses } from './search-subsumption.expander';
 import { expandValueSetClauses } from './search-value-set.expander';
 import { assertCursorValue, isWalkable, walkSortedPage } from './search-sort-walk';
 
@@ -43,8 +44,9 @@ export class SearchService {
     this.assertReadable(ctx, ast);
     const runner = tx;
     await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, runner);
+    await expandSubsumptionClauses(ast, ctx, this.config.fhirBaseUrl, runner);
 
-    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
+    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, undefined, this.config.searchTextLanguage);
     const where = compiler.where(ast);
     const sorts = compiler.sortExpressions(ast);
     const keys = [...sorts, { expr: 'r.id', descending: false, cast: 'text' }];
@@ -148,7 +150,8 @@ export class SearchService {
     if ([...ast.clauses.values()].every((c) => c.length === 0)) throw FhirError.badRequest(`Conditional criteria '${criteria.slice(0, 100)}' select nothing`);
     this.assertReadable(ctx, ast);
     await expandValueSetClauses(ast, ctx, this.config.fhirBaseUrl, tx);
-    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl);
+    await expandSubsumptionClauses(ast, ctx, this.config.fhirBaseUrl, tx);
+    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, undefined, this.config.searchTextLanguage);
     const where = compiler.where(ast);
     const rows: { id: string }[] = await tx.query(`SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`, compiler.params.values);
     return rows.map((r) => r.id);
@@ -194,7 +197,7 @@ export class SearchService {
   }
 
   private async total(ctx: AccessContext, ast: SearchRequestAst, runner: EntityManager): Promise<number> {
-    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, new SqlParams());
+    const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, new SqlParams(), this.config.searchTextLanguage);
     const where = compiler.where(ast);
     if (ast.total === 'estimate') {
       const [plan] = await runner.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${where}`, compiler.params.values);

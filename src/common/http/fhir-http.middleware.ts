@@ -2,6 +2,7 @@ import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
 import express, { NextFunction, Request, Response } from 'express';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../fhir-error';
+import { keepDecimals } from '../fhir-json';
 import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
 import { requestIdOf } from './request-id';
@@ -28,7 +29,8 @@ export class FhirHttpMiddleware implements NestMiddleware {
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.fhirBasePath = config.fhirBasePath;
-    this.json = express.json({ limit: config.bodyLimit, type: JSON_TYPES, strict: false });
+    // Decimals keep their precision (`1.50` stays `1.50`): common/fhir-json.ts.
+    this.json = express.json({ limit: config.bodyLimit, type: JSON_TYPES, strict: false, reviver: keepDecimals });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
   }
 

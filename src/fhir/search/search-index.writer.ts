@@ -4,6 +4,7 @@ import type { Coding, Period, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
+import { numericView, RawDecimal } from '../../common/fhir-json';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
 import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
@@ -14,15 +15,16 @@ export interface IndexRows {
   token: [param: string, system: string | null, code: string | null, display: string | null][];
   string: [param: string, norm: string, exact: string][];
   date: [param: string, low: string, high: string][];
-  quantity: [param: string, value: number, system: string | null, code: string | null][];
+  /** value: the decimal as received (`1.50` as raw JSON), so the numeric column keeps its digits. */
+  quantity: [param: string, value: number | RawDecimal, system: string | null, code: string | null][];
   reference: [param: string, targetType: string | null, targetId: string | null, url: string | null][];
   uri: [param: string, uri: string][];
   /** param, then MAX_COMPONENTS slots of (system, code, number, low, high); unused slots are null. */
-  composite: (string | number | null)[][];
+  composite: (string | number | RawDecimal | null)[][];
 }
 
 /** One component value in the composite table's generic typed columns. */
-type Slot = [system: string | null, code: string | null, number: number | null, low: string | null, high: string | null];
+type Slot = [system: string | null, code: string | null, number: number | RawDecimal | null, low: string | null, high: string | null];
 const EMPTY_SLOT: Slot = [null, null, null, null, null];
 /** Bounds the cartesian product of component values per parameter and resource. */
 const MAX_COMPOSITE_ROWS = 1000;
@@ -61,7 +63,10 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   extract(resource: Resource): IndexRows {
     const rows: IndexRows = { token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [] };
-    const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
+    // FHIRPath needs numbers; each number's text as received goes back into the index rows.
+    const { view, decimals } = numericView(resource);
+    this.decimals = decimals;
+    const root = [toTypedValue(localizeReferences(view, `${this.config.fhirBaseUrl}/`))];
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column) continue;
       let values: TypedValue[];
@@ -82,11 +87,11 @@ export class SearchIndexWriter extends ResourceIndexer {
           for (const [low, high] of dateRanges(values)) rows.date.push([def.code, low, high]);
           break;
         case 'number':
-          for (const v of values) if (typeof v.value === 'number') rows.quantity.push([def.code, v.value, null, null]);
+          for (const v of values) if (typeof v.value === 'number') rows.quantity.push([def.code, this.decimal(v.value), null, null]);
           break;
         case 'quantity':
           for (const q of convertToSearchableQuantities(values)) {
-            if (typeof q.value === 'number') rows.quantity.push([def.code, q.value, q.system ?? null, q.code ?? q.unit ?? null]);
+            if (typeof q.value === 'number') rows.quantity.push([def.code, this.decimal(q.value), q.system ?? null, q.code ?? q.unit ?? null]);
           }
           break;
         case 'reference':
@@ -101,6 +106,13 @@ export class SearchIndexWriter extends ResourceIndexer {
       }
     }
     return rows;
+  }
+
+  /** Raw decimals of the resource being extracted, by their number (extract is synchronous). */
+  private decimals = new Map<number, RawDecimal>();
+
+  private decimal(n: number): number | RawDecimal {
+    return this.decimals.get(n) ?? n;
   }
 
   private tokens(param: string, values: TypedValue[], rows: IndexRows): void {
@@ -163,11 +175,11 @@ export class SearchIndexWriter extends ResourceIndexer {
       case 'date':
         return dateRanges(values).map(([low, high]) => [null, null, null, low, high]);
       case 'number':
-        return values.filter((v) => typeof v.value === 'number').map((v) => [null, null, v.value as number, null, null]);
+        return values.filter((v) => typeof v.value === 'number').map((v) => [null, null, this.decimal(v.value as number), null, null]);
       case 'quantity':
         return convertToSearchableQuantities(values)
           .filter((q) => typeof q.value === 'number')
-          .map((q) => [q.system ?? null, q.code ?? q.unit ?? null, q.value as number, null, null]);
+          .map((q) => [q.system ?? null, q.code ?? q.unit ?? null, this.decimal(q.value as number), null, null]);
       case 'reference': {
         const refs = EMPTY_ROWS();
         this.references('', values, refs);

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
+import { numericView } from '../../common/fhir-json';
 import { assertJsonShape } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { ProfileRegistry } from './profile.registry';
@@ -45,9 +46,11 @@ export class ResourceValidator {
     return body as Resource;
   }
 
-  validate(resource: Resource): void {
+  validate(received: Resource): void {
     // Bodies were checked when parsed; this catches what a PATCH put together.
-    assertJsonShape(resource);
+    assertJsonShape(received);
+    // The validators expect numbers where decimals kept their text (1.50).
+    const resource = numericView(received).view;
     const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
     const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
     if (errors.length) throw new FhirError(400, errors);

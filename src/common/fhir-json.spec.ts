@@ -16,6 +16,18 @@ describe('FHIR JSON decimals', () => {
     expect(parsed).toEqual({ a: [1.5, 2, -0.25], s: '1.50' });
   });
 
+  it('runs the reviver only when a number may need it: not for lastUpdated times, integers or numbers in strings', () => {
+    const spy = jest.spyOn(JSON, 'parse');
+    try {
+      const fast = ['{"meta": {"lastUpdated": "2026-11-30T16:02:29.410Z"}, "a": [100, 0, 2.5, -7], "t": "a, e"}', '[0.00001, 123456789012345]'];
+      const slow = ['{"a": 1.50}', '{"a": [1e2]}', '{"a": 0.0000001}', '{"a": -0}', '{"a": 12345678.123456789}', '[1.0]'];
+      for (const text of [...fast, ...slow]) parseJsonKeepingDecimals(text);
+      expect(spy.mock.calls.map((c) => c[1] !== undefined)).toEqual([...fast.map(() => false), ...slow.map(() => true)]);
+    } finally {
+      spy.mockRestore();
+    }
+  });
+
   it.each([
     ['1e2', '100'],
     ['1.50e1', '15.0'],

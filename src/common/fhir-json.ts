@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto';
 /**
  * FHIR decimals keep their precision (R4 datatypes, `decimal`: `1.50` is not `1.5`). A JS number
  * cannot hold it, so a number whose source text differs from `String(Number(text))` (`1.50`, `0.0`,
- * `100.00`, more than 17 significant digits, an integer beyond 2^53) is kept as a `JSON.rawJSON`
+ * `100.00`, more than 15 significant digits, an integer beyond 2^53) is kept as a `JSON.rawJSON`
  * value (Node 22), which `JSON.stringify` writes back verbatim. All other numbers stay plain
  * numbers, so most resources are unchanged and parse at full speed.
  *
@@ -61,16 +61,16 @@ function reviveDecimal(_key: string, value: unknown, context?: { source?: string
   return JSONS.rawJSON(plainDecimal(context.source));
 }
 
-/** A number token after `:`, `,` or `[` (the only places JSON puts one); strings may give false hits, never misses. */
-const NUMBER_TOKEN = /[:,[]\s*(-?\d[\d.eE+-]*)/g;
+/**
+ * A JSON number (after `:`, `,` or `[`, the only places JSON puts one) that may not survive as a JS
+ * number: a fraction ending in 0, an exponent, 15 or more digits, below 1e-6, negative zero. One
+ * native regex pass; text inside strings may give false hits (only slower), never misses.
+ */
+const LOSSY_NUMBER = /[:,[]\s*(?:-0\s*[,}\]]|-?(?:\d+\.\d*0\s*[,}\]]|\d[\d.]*[eE]|[\d.]{16}|0\.00000))/;
 
-/** Whether some number in the JSON text would change when read as a JS number. */
+/** Whether some number in the JSON text could change when read as a JS number. */
 function mayLoseDecimals(text: string): boolean {
-  NUMBER_TOKEN.lastIndex = 0;
-  for (let m = NUMBER_TOKEN.exec(text); m; m = NUMBER_TOKEN.exec(text)) {
-    if (String(Number(m[1])) !== m[1]) return true;
-  }
-  return false;
+  return LOSSY_NUMBER.test(text);
 }
 
 /** JSON.parse that keeps every decimal as written. The reviver runs only when some number needs it. */

@@ -75,11 +75,16 @@ function mayLoseDecimals(text: string): boolean {
 
 /** JSON.parse that keeps every decimal as written. The reviver runs only when some number needs it. */
 export function parseJsonKeepingDecimals(text: string): unknown {
-  return mayLoseDecimals(text) ? JSONS.parse(text, reviveDecimal) : JSON.parse(text);
+  if (!mayLoseDecimals(text)) return JSON.parse(text);
+  try {
+    return JSONS.parse(text, reviveDecimal);
+  } catch (err) {
+    // The reviver walk recurses: JSON nested thousands deep overflows the stack. Such JSON is
+    // refused for its depth anyway (json-shape.ts), which needs it parsed.
+    if (err instanceof RangeError) return JSON.parse(text);
+    throw err;
+  }
 }
-
-/** The reviver for parsers that take one (the HTTP body parser). */
-export const keepDecimals = reviveDecimal as (this: unknown, key: string, value: unknown) => unknown;
 
 /**
  * The resource with every raw decimal as a plain number (shared where nothing changes), and the raw

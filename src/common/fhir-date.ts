@@ -41,3 +41,13 @@ export function parseFhirDateRange(value: string): InstantRange | undefined {
   }
   return { start: new Date(start).toISOString(), end: new Date(end).toISOString() };
 }
+
+/**
+ * A raw `+` in a URL query decodes to a space, so `date=2016-05-25T23:14:15+00:00` arrives as
+ * `2016-05-25T23:14:15 00:00`: say how to send it (empty when that is not the problem).
+ */
+export function plusInZoneHint(value: string): string {
+  return /T\d{2}:\d{2}(:\d{2}(\.\d+)?)? \d{2}:\d{2}$/.test(value)
+    ? `; a '+' in the time zone must be sent as %2B (a raw '+' in a URL query means a space)`
+    : '';
+}

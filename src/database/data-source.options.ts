@@ -1,5 +1,7 @@
 import { join } from 'node:path';
+import { types } from 'pg';
 import type { DataSourceOptions } from 'typeorm';
+import { parseJsonKeepingDecimals } from '../common/fhir-json';
 import { ResourceEntity, ResourceHistoryEntity } from '../fhir/storage/resource.entity';
 
 /**
@@ -11,6 +13,9 @@ function migrationsGlob(): string[] {
   // dist/ (the server) has them beside src output; dist-bench/ one level up.
   return [join(__dirname, '..', 'migrations', '*.js'), join(__dirname, '..', '..', 'migrations', '*.js')];
 }
+
+// jsonb keeps a decimal's scale (`1.50`); reading it as a JS number would not (common/fhir-json.ts).
+types.setTypeParser(types.builtins.JSONB, parseJsonKeepingDecimals);
 
 /**
  * `statementTimeoutMs` (the server's connections only) makes PostgreSQL cancel any statement that

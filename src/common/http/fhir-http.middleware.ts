@@ -2,6 +2,7 @@ import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
 import express, { NextFunction, Request, Response } from 'express';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../fhir-error';
+import { parseJsonKeepingDecimals } from '../fhir-json';
 import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
 import { requestIdOf } from './request-id';
@@ -28,7 +29,9 @@ export class FhirHttpMiddleware implements NestMiddleware {
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
     this.fhirBasePath = config.fhirBasePath;
-    this.json = express.json({ limit: config.bodyLimit, type: JSON_TYPES, strict: false });
+    // Read as text and parsed by parseJsonKeepingDecimals, so decimals keep their precision
+    // (`1.50` stays `1.50`, common/fhir-json.ts).
+    this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8' });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
   }
 
@@ -83,7 +86,10 @@ export class FhirHttpMiddleware implements NestMiddleware {
     await new Promise<void>((resolve, reject) => {
       (isJson ? this.json : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
     });
-    if (isJson) assertJsonShape(req.body);
+    if (isJson) {
+      req.body = parseJsonBody(req.body);
+      assertJsonShape(req.body);
+    }
   }
 
   /**
@@ -97,6 +103,17 @@ export class FhirHttpMiddleware implements NestMiddleware {
     if (req.method === 'POST' && path.endsWith('/_search')) return [FORM_TYPE];
     if (req.method === 'POST' && /\/\$[^/]*$/.test(path)) return [...RESOURCE_TYPES, FORM_TYPE];
     return req.method === 'PATCH' ? PATCH_TYPES : RESOURCE_TYPES;
+  }
+}
+
+function parseJsonBody(text: unknown): unknown {
+  // Not a string: parsed already (the middleware runs again for the same request), or no body.
+  if (typeof text !== 'string') return text ?? {};
+  if (text.trim() === '') return {};
+  try {
+    return parseJsonKeepingDecimals(text);
+  } catch (err) {
+    throw bodyError({ type: 'entity.parse.failed', message: (err as Error).message });
   }
 }
 

@@ -5,7 +5,7 @@ import type { AuditEntity } from '../../audit/audit-record';
 import { AuditEventSearch } from '../../audit/audit-event.search';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
-import { parseFhirDateRange } from '../../common/fhir-date';
+import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
 import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../storage/resource.repository';
@@ -378,7 +378,7 @@ export function parseCount(raw: string | undefined, def: number, max: number): n
 
 function parseInstantParam(name: string, raw: string): { start: string; end: string } {
   const range = parseFhirDateRange(raw);
-  if (!range) throw FhirError.badRequest(`${name} must be a FHIR date, dateTime or instant, got '${raw}'`, [name]);
+  if (!range) throw FhirError.badRequest(`${name} must be a FHIR date, dateTime or instant, got '${raw}'${plusInZoneHint(raw)}`, [name]);
   return range;
 }
 

@@ -1,6 +1,7 @@
-import { applyPatch, deepClone, fhirpathPatchTypedValue, parseFhirPathPatchParameters, toTypedValue } from '@medplum/core';
+import { applyPatch, fhirpathPatchTypedValue, parseFhirPathPatchParameters, toTypedValue } from '@medplum/core';
 import type { Parameters as FhirParameters, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
+import { decimalMarker, decodeDecimals, encodeDecimals } from '../../common/fhir-json';
 import { isPrototypeKey } from '../../common/json-shape';
 
 const JSON_PATCH_OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
@@ -11,8 +12,12 @@ const FHIRPATH_PATCH_TYPES = new Set(['add', 'insert', 'delete', 'replace', 'mov
  * the current resource. A malformed patch is 400; a patch that cannot be applied (failed `test`,
  * missing path) is 422; the result is validated by the caller like any update.
  */
-export function applyResourcePatch(current: Resource, patch: unknown): Resource {
-  const target = deepClone(current);
+export function applyResourcePatch(current: Resource, received: unknown): Resource {
+  // Decimals as received (1.50) cross the patch libraries, which clone values, as marked strings:
+  // a copy of the current resource and of the patch, decoded again in the result.
+  const marker = decimalMarker();
+  const target = encodeDecimals(current, marker);
+  const patch = encodeDecimals(received, marker);
   if (Array.isArray(patch)) {
     patch.forEach((op, n) => {
       const o = op as { op?: unknown; path?: unknown };
@@ -49,12 +54,12 @@ export function applyResourcePatch(current: Resource, patch: unknown): Resource 
     try {
       const typed = toTypedValue(target);
       fhirpathPatchTypedValue(typed, parseFhirPathPatchParameters(params));
-      return typed.value as Resource;
+      return decodeDecimals(typed.value as Resource, marker);
     } catch (err) {
       throw new FhirError(422, 'processing', `FHIRPath Patch could not be applied: ${(err as Error).message}`);
     }
   } else {
     throw FhirError.badRequest('PATCH needs a JSON Patch array (application/json-patch+json) or a FHIRPath Patch Parameters resource');
   }
-  return target;
+  return decodeDecimals(target, marker);
 }

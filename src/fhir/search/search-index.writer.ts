@@ -4,6 +4,7 @@ import type { CodeSystem, CodeSystemConcept, Coding, Period, Range, Reference, R
 import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
+import { numericView, RawDecimal } from '../../common/fhir-json';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
 import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
@@ -15,12 +16,12 @@ export interface IndexRows {
   token: [param: string, system: string | null, code: string | null, display: string | null][];
   string: [param: string, norm: string, exact: string][];
   date: [param: string, low: string, high: string][];
-  /** A plain value has `value`; a Range has no value and its bounds in low/high (see rangeRow). */
-  quantity: [param: string, value: number | null, system: string | null, code: string | null, low?: string, high?: string][];
+  /** A plain value has `value` (the decimal as received, `1.50` as raw JSON, so the numeric column keeps its digits); a Range has no value and its bounds in low/high (see rangeRow). */
+  quantity: [param: string, value: number | RawDecimal | null, system: string | null, code: string | null, low?: string, high?: string][];
   reference: [param: string, targetType: string | null, targetId: string | null, url: string | null][];
   uri: [param: string, uri: string][];
   /** param, then MAX_COMPONENTS slots of (system, code, number, low, high); unused slots are null. */
-  composite: (string | number | null)[][];
+  composite: (string | number | RawDecimal | null)[][];
   /** CodeSystems only: each concept with a parent (or null), for token `:above` / `:below`. */
   concept: [system: string, code: string, parent: string | null][];
   /** `_text` / `_content`: the narrative's XHTML (tags are dropped by the text-search parser) and the resource's text. */
@@ -33,7 +34,7 @@ export const MAX_TEXT_CHARS = 262_144;
 const BASE64_RE = /^[A-Za-z0-9+/]{100,}={0,2}$/;
 
 /** One component value in the composite table's generic typed columns. */
-type Slot = [system: string | null, code: string | null, number: number | null, low: string | null, high: string | null];
+type Slot = [system: string | null, code: string | null, number: number | RawDecimal | null, low: string | null, high: string | null];
 const EMPTY_SLOT: Slot = [null, null, null, null, null];
 /** Bounds the cartesian product of component values per parameter and resource. */
 const MAX_COMPOSITE_ROWS = 1000;
@@ -73,10 +74,13 @@ export class SearchIndexWriter extends ResourceIndexer {
   /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */
   extract(resource: Resource, everyParameter = false): IndexRows {
     const rows: IndexRows = EMPTY_ROWS();
-    if (resource.resourceType === 'CodeSystem') rows.concept = conceptRows(resource);
-    const div = (resource as { text?: { div?: unknown } }).text?.div;
-    rows.text = [typeof div === 'string' ? div.slice(0, MAX_TEXT_CHARS) : null, contentText(resource)];
-    const root = [toTypedValue(localizeReferences(resource, `${this.config.fhirBaseUrl}/`))];
+    // FHIRPath needs numbers; each number's text as received goes back into the index rows.
+    const { view, decimals } = numericView(resource);
+    this.decimals = decimals;
+    if (view.resourceType === 'CodeSystem') rows.concept = conceptRows(view);
+    const div = (view as { text?: { div?: unknown } }).text?.div;
+    rows.text = [typeof div === 'string' ? div.slice(0, MAX_TEXT_CHARS) : null, contentText(view)];
+    const root = [toTypedValue(localizeReferences(view, `${this.config.fhirBaseUrl}/`))];
     const keys = Object.keys(resource);
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column || def.fullText) continue;
@@ -101,12 +105,12 @@ export class SearchIndexWriter extends ResourceIndexer {
           for (const [low, high] of dateRanges(values)) rows.date.push([def.code, low, high]);
           break;
         case 'number':
-          for (const v of values) if (typeof v.value === 'number') rows.quantity.push([def.code, v.value, null, null]);
+          for (const v of values) if (typeof v.value === 'number') rows.quantity.push([def.code, this.decimal(v.value), null, null]);
           this.ranges(def.code, 'number', values, rows);
           break;
         case 'quantity':
           for (const q of convertToSearchableQuantities(values)) {
-            if (typeof q.value === 'number') rows.quantity.push([def.code, q.value, q.system ?? null, q.code ?? q.unit ?? null]);
+            if (typeof q.value === 'number') rows.quantity.push([def.code, this.decimal(q.value), q.system ?? null, q.code ?? q.unit ?? null]);
           }
           this.ranges(def.code, 'quantity', values, rows);
           break;
@@ -131,6 +135,13 @@ export class SearchIndexWriter extends ResourceIndexer {
       const row = rangeRow(param, type, v.value as Range);
       if (row) rows.quantity.push(row);
     }
+  }
+
+  /** Raw decimals of the resource being extracted, by their number (extract is synchronous). */
+  private decimals = new Map<number, RawDecimal>();
+
+  private decimal(n: number): number | RawDecimal {
+    return this.decimals.get(n) ?? n;
   }
 
   private tokens(param: string, values: TypedValue[], rows: IndexRows): void {
@@ -193,11 +204,11 @@ export class SearchIndexWriter extends ResourceIndexer {
       case 'date':
         return dateRanges(values).map(([low, high]) => [null, null, null, low, high]);
       case 'number':
-        return values.filter((v) => typeof v.value === 'number').map((v) => [null, null, v.value as number, null, null]);
+        return values.filter((v) => typeof v.value === 'number').map((v) => [null, null, this.decimal(v.value as number), null, null]);
       case 'quantity':
         return convertToSearchableQuantities(values)
           .filter((q) => typeof q.value === 'number')
-          .map((q) => [q.system ?? null, q.code ?? q.unit ?? null, q.value as number, null, null]);
+          .map((q) => [q.system ?? null, q.code ?? q.unit ?? null, this.decimal(q.value as number), null, null]);
       case 'reference': {
         const refs = EMPTY_ROWS();
         this.references('', values, refs);

@@ -1,5 +1,5 @@
 import { FhirError } from '../../common/fhir-error';
-import { parseFhirDateRange } from '../../common/fhir-date';
+import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { QueryParams } from '../pipeline/interaction';
 import { parseElements, parseSummary, SummaryMode } from '../response/resource-subsetting';
@@ -324,7 +324,7 @@ function validateValue(def: SearchParamDef, modifier: string | undefined, value:
     components.forEach((c, i) => validateValue({ ...def, type: c.type, column: undefined, components: undefined }, undefined, parts[i], name));
   } else if (def.type === 'date') {
     const [prefix, rest] = splitPrefix(value);
-    if (!parseFhirDateRange(rest)) throw FhirError.badRequest(`${name}: '${value}' is not a valid date (prefix ${prefix})`, [name]);
+    if (!parseFhirDateRange(rest)) throw FhirError.badRequest(`${name}: '${value}' is not a valid date (prefix ${prefix})${plusInZoneHint(rest)}`, [name]);
   } else if (def.type === 'number' || def.type === 'quantity') {
     const [, rest] = splitPrefix(value);
     const [num, system, code, extra] = rest.split('|');

@@ -349,33 +349,32 @@ function quantityCondition(
   const [numText, system, code] = rest.split('|');
   const v = Number(numText);
   if (!Number.isFinite(v)) throw FhirError.badRequest(`${name}: '${raw}' is not a number`, [name]);
-  const decimals = (numText.split(/[eE]/)[0].split('.')[1] ?? '').length;
-  const exponent = Number(numText.split(/[eE]/)[1] ?? 0);
-  const half = 0.5 * 10 ** (exponent - decimals);
-  // Binary floating point: 5.4 - 0.05 is 5.3500000000000005, which would leave out a stored 5.35.
+  // Bounds in exact decimal arithmetic: the index holds decimals as received (0.1000000000000000055…).
+  const [low, high] = decimalPrecisionRange(numText);
+  // Binary floating point (ap only): 5.4 - 0.54 is 4.8599999999999994.
   const bound = (n: number): number => Number(n.toPrecision(15));
   const value = col.value;
   let cond: string;
   switch (prefix) {
     case 'eq':
-      cond = `${value} >= ${b(bound(v - half))} AND ${value} < ${b(bound(v + half))}`;
+      cond = `${value} >= ${b(low)} AND ${value} < ${b(high)}`;
       break;
     case 'ne':
-      cond = `NOT (${value} >= ${b(bound(v - half))} AND ${value} < ${b(bound(v + half))})`;
+      cond = `NOT (${value} >= ${b(low)} AND ${value} < ${b(high)})`;
       break;
     case 'gt':
     case 'sa':
-      cond = `${value} > ${b(v)}`;
+      cond = `${value} > ${b(numericParam(numText))}`;
       break;
     case 'lt':
     case 'eb':
-      cond = `${value} < ${b(v)}`;
+      cond = `${value} < ${b(numericParam(numText))}`;
       break;
     case 'ge':
-      cond = `${value} >= ${b(v)}`;
+      cond = `${value} >= ${b(numericParam(numText))}`;
       break;
     case 'le':
-      cond = `${value} <= ${b(v)}`;
+      cond = `${value} <= ${b(numericParam(numText))}`;
       break;
     default:
       cond = `${value} >= ${b(bound(v - Math.abs(v) * 0.1))} AND ${value} <= ${b(bound(v + Math.abs(v) * 0.1))}`;
@@ -435,6 +434,32 @@ function rangeCondition(x: string, raw: string, b: (v: unknown) => string): stri
   if (system) cond += ` AND ${x}.system = ${b(system)}`;
   if (code) cond += ` AND ${x}.code = ${b(code)}`;
   return `(${x}.value IS NULL AND ${cond})`;
+}
+
+/**
+ * The implicit precision range [v - h, v + h) of a decimal as written (search.html#number): `100`
+ * is [99.5, 100.5), `1.50` [1.495, 1.505), `1e2` [50, 150). Exact (BigInt), as numeric parameters.
+ */
+export function decimalPrecisionRange(text: string): [number | string, number | string] {
+  const m = /^([-+]?)(\d+)(?:\.(\d+))?(?:[eE]([-+]?\d+))?$/.exec(text);
+  if (!m) throw new Error(`not a decimal: ${text}`);
+  const [, sign, int, frac = '', exp = '0'] = m;
+  // text = digits × 10^-scale; at one more digit of scale, the half unit is 5.
+  const scale = frac.length - Number(exp) + 1;
+  const v = BigInt(`${sign === '-' ? '-' : ''}${int}${frac}`) * 10n;
+  const at = (n: bigint): number | string => numericParam(scale <= 0 ? (n * 10n ** BigInt(-scale)).toString() : withScale(n, scale));
+  return [at(v - 5n), at(v + 5n)];
+}
+
+function withScale(n: bigint, scale: number): string {
+  const digits = (n < 0n ? -n : n).toString().padStart(scale + 1, '0');
+  return `${n < 0n ? '-' : ''}${digits.slice(0, -scale)}.${digits.slice(-scale)}`;
+}
+
+/** A decimal parameter: a number where that is exact, else the text (PostgreSQL reads it as numeric). */
+function numericParam(text: string): number | string {
+  const t = text.replace(/^\+/, '');
+  return String(Number(t)) === t ? Number(t) : t;
 }
 
 function escapeLike(s: string): string {

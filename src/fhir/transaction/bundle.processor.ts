@@ -5,6 +5,7 @@ import type { EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { databaseFailure } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
+import { parseJsonKeepingDecimals } from '../../common/fhir-json';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
 import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
@@ -395,7 +396,7 @@ function patchBody(resource: Resource | undefined, where: string, index: number)
   if (resource?.resourceType === 'Parameters') return resource;
   if (resource?.resourceType === 'Binary' && resource.data) {
     try {
-      return JSON.parse(Buffer.from(resource.data, 'base64').toString('utf8'));
+      return parseJsonKeepingDecimals(Buffer.from(resource.data, 'base64').toString('utf8'));
     } catch {
       throw atEntry(FhirError.badRequest('The Binary of a PATCH entry does not hold a JSON Patch document', [`${where}.resource.data`]), index);
     }

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
+import { numericView } from '../../common/fhir-json';
 import { assertJsonShape } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { ProfileRegistry } from './profile.registry';
@@ -56,9 +57,11 @@ export class ResourceValidator {
    * What `validate` checks, as issues instead of a refusal ($validate answers them): `base` (every
    * severity) and, when the base has no errors, the errors of the required, named and `extraProfiles`.
    */
-  issues(resource: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
+  issues(received: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
     // Bodies were checked when parsed; this catches what a PATCH put together.
-    assertJsonShape(resource);
+    assertJsonShape(received);
+    // The validators expect numbers where decimals kept their text (1.50).
+    const resource = numericView(received).view;
     const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
     if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: [] };
 

@@ -20,6 +20,7 @@ export interface RequestAuditFields {
   resourceType?: string;
   outcome: string;
   failureCode?: string;
+  /** The kinds of basis access was granted on (scope, consent, policy, system), without their descriptions. */
   accessBasis?: readonly string[];
   patients: number;
   resources: number;
@@ -68,8 +69,8 @@ function fieldsOf(r: AuditRecord): RequestAuditFields {
     resourceType: r.resourceType,
     outcome: r.outcome,
     failureCode: r.failureCode,
-    // The policy part only: the consent explanation after `; ` names the resource and patient (the audit store keeps it).
-    accessBasis: r.accessBasis.length ? r.accessBasis.map((line) => line.split('; ')[0]) : undefined,
+    // The kinds only (scope, consent, policy, system): descriptions name resources and scope queries.
+    accessBasis: r.accessBasis.length ? [...new Set(r.accessBasis.map((b) => b.split(':')[0].trim()))] : undefined,
     patients: r.patients.length,
     resources: r.entities.length,
     auditRecords: 1,

@@ -137,7 +137,7 @@ describe('audit durability and logs of a real server process', () => {
     expect(one('create')).toMatchObject({ ...common, msg: 'request completed 201', req: { id: `${tag}-create`, method: 'POST' }, res: { status: 201 }, route: '/fhir/:type',
       audit: { ...agent, interaction: 'create', action: 'C', resourceType: 'Patient', outcome: 'success', patients: 1, resources: 1 } });
     expect(one('read')).toMatchObject({ ...common, msg: 'request completed 200', res: { status: 200 }, route: '/fhir/:type/:id',
-      audit: { ...agent, interaction: 'read', action: 'R', resourceType: 'Patient', outcome: 'success', patients: 1, resources: 1 } });
+      audit: { ...agent, interaction: 'read', action: 'R', resourceType: 'Patient', outcome: 'success', accessBasis: ['consent'], patients: 1, resources: 1 } });
     expect(one('search')).toMatchObject({ ...common, res: { status: 200 }, route: '/fhir/:type',
       audit: { ...agent, interaction: 'search-type', action: 'R', resourceType: 'Observation', outcome: 'success', patients: 0, resources: 0 } });
     expect(one('missing')).toMatchObject({ ...common, msg: 'request completed 404', res: { status: 404 },

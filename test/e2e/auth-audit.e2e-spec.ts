@@ -140,7 +140,7 @@ describe('audit of token issuance and denials', () => {
       purposeOfUse: 'TREAT',
       resourceType: 'Patient',
       outcome: 'success',
-      accessBasis: expect.any(Array),
+      accessBasis: ['consent'],
       patients: 1,
       resources: 1,
       auditRecords: 1,

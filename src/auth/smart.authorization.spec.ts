@@ -72,6 +72,11 @@ describe('SMART authorization: role AND scope, default deny', () => {
     ['public health with clinical access searches all types', client('public-health', ALL, { clinicalAccess: true }), interaction('search-system'), 'allowed'],
     ['public health never writes', client('public-health', ALL, { clinicalAccess: true }), interaction('create', 'Observation'), [403, 'forbidden', 'The public-health role may not create Observation']],
     ['public health never sees AuditEvents', client('public-health', ALL, { clinicalAccess: true }), interaction('search-type', 'AuditEvent'), [403, 'forbidden', 'The public-health role may not search AuditEvent']],
+    ['clinical access is a public-health flag: an admin with it still reads no Patient', client('admin', ALL, { clinicalAccess: true }), interaction('read', 'Patient'), [403, 'forbidden', 'The admin role may not read Patient']],
+    ['clinical access is a public-health flag: an auditor with it still searches no Observation', client('auditor', ALL, { clinicalAccess: true }), interaction('search-type', 'Observation'), [403, 'forbidden', 'The auditor role may not search Observation']],
+    // Default deny also holds for a kind the pipeline does not know (verb `x`, named "use").
+    ['an unknown interaction kind is no scope\'s verb', client('hospital', ALL), interaction('frobnicate' as InteractionKind, 'Patient'), [403, 'forbidden', 'No granted scope allows use Patient (system/Patient.x)']],
+    ['an unknown interaction kind is no role\'s verb', client('auditor', ALL), interaction('frobnicate' as InteractionKind, 'AuditEvent'), [403, 'forbidden', 'The auditor role may not use AuditEvent']],
     ['a token without a role', client('hospital', ALL, { role: undefined }), interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
     ['a system principal, even with a role, is not a token client', client('hospital', ALL, { kind: 'system' }), interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
     ['anonymous', { kind: 'anonymous', scopes: [] } as Principal, interaction('read', 'Patient'), [401, 'login', 'A valid bearer token is required']],
@@ -102,6 +107,8 @@ describe('SMART authorization: operations declare their roles and scopes', () =>
     ['a restricted scope does not count', client('admin', ['system/Patient.u?gender=female', 'system/*.r']), op('Patient', reindex), [403, 'forbidden', '$reindex needs a granted scope allowing system/Patient.u']],
     ['a declared scope naming a type needs that type', client('admin', ['system/Observation.r']), op('Patient', patientRead), [403, 'forbidden', '$everything needs a granted scope allowing system/Patient.r']],
     ['a declared scope naming a type, held', client('admin', ['system/Patient.r']), op('Observation', patientRead), 'allowed'],
+    ['scopes it cannot parse are skipped, not fatal', client('admin', ['openid', 'patient/*.*', 'system/*.cruds']), op('Patient', reindex), 'allowed'],
+    ['one granted scope per declared scope is enough', client('admin', ['system/Observation.r', 'system/Patient.u', 'system/*.r']), op('Patient', reindex), 'allowed'],
     ['an operation without a name or declaration', client('admin', ALL), interaction('operation', 'Patient'), [404, 'not-supported', 'Operation $ is not supported by this server']],
     ['an undeclared operation name is cut to 64 characters', client('admin', ALL), interaction('operation', 'Patient', { operation: 'x'.repeat(100) }), [404, 'not-supported', `Operation $${'x'.repeat(64)} is not supported by this server`]],
   ] as const)('%s', (_name, principal, i, decision) => {
@@ -171,6 +178,22 @@ describe('SMART authorization: scopes restricted by a query', () => {
     expect(auth.authorize(readOnly, interaction('read', 'Patient'))).toHaveLength(1);
     // Writes carry no read restriction.
     expect(auth.authorize(client('hospital', ['system/Patient.cruds', 'system/Observation.rs?category=laboratory']), interaction('create', 'Patient'))).toEqual([]);
+  });
+
+  it('an unrestricted scope beside a restricted one allows writes and version reads, with no restriction', () => {
+    const both = client('hospital', ['system/Observation.rs?category=laboratory', 'system/Observation.cruds']);
+    for (const kind of ['vread', 'history-instance', 'update', 'delete', 'create'] as const) {
+      expect([kind, auth.authorize(both, interaction(kind, 'Observation'))]).toEqual([kind, []]);
+    }
+  });
+
+  it('writes carry no restriction, even from restricted scopes that hold the write verb', () => {
+    const writer = client('hospital', ['system/Patient.cruds', 'system/Observation.cruds?category=laboratory']);
+    for (const kind of ['create', 'update', 'patch', 'delete'] as const) {
+      expect([kind, auth.authorize(writer, interaction(kind, 'Patient'))]).toEqual([kind, []]);
+    }
+    // The same principal's read of Patient is bounded by the Observation restriction.
+    expect(auth.authorize(writer, interaction('read', 'Patient')).map((f) => f.description)).toEqual(['scope system/Observation.cruds?category=laboratory']);
   });
 
   it('a compartment search is a search, bounded by the restriction', () => {

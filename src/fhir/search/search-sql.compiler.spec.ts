@@ -4,7 +4,7 @@ import type { AccessFragment } from '../pipeline/access-predicate';
 import type { Principal } from '../pipeline/principal';
 import { SqlParams } from '../storage/sql-params';
 import { dateCondition, SearchSqlCompiler } from './search-sql.compiler';
-import { ParamClause, parseSearchRequest } from './search-request';
+import { ParamClause, parseSearchRequest, SearchRequestAst } from './search-request';
 import { searchParamsOf } from './search-parameter.registry';
 
 const issue = AccessContext.claimIssuer();
@@ -302,6 +302,27 @@ const CLAUSES: [string, Record<string, string>, string, unknown[]][] = [
     "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE)" +
     " AND b2.id IN (SELECT x3.id FROM search_reference x3 WHERE x3.resource_type = $5 AND x3.param = $6 AND x3.target_type = $7 AND x3.target_id IN (SELECT x5.id FROM search_string x5 WHERE x5.resource_type = $8 AND x5.param = $9 AND (x5.norm LIKE $10) AND EXISTS (SELECT 1 FROM resource b4 WHERE b4.resource_type = x5.resource_type AND b4.id = x5.id AND NOT b4.deleted AND (TRUE))))))",
     ["Observation", "subject", "Patient", "Patient", "Patient", "organization", "Organization", "Organization", "name", "acme%"]],
+  ["Observation", {"subject:Patient._text": "lung"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE)" +
+    " AND b2.id IN (SELECT x3.id FROM search_text x3 WHERE x3.resource_type = $5 AND (x3.narrative @@ websearch_to_tsquery($6::regconfig, $7)))))",
+    ["Observation", "subject", "Patient", "Patient", "Patient", "simple", "lung"]],
+  ["Patient", {"_text": "a\\,b"},
+    "r.id IN (SELECT x1.id FROM search_text x1 WHERE x1.resource_type = $1 AND (x1.narrative @@ websearch_to_tsquery($2::regconfig, $3)))",
+    ["Patient", "simple", "a,b"]],
+  ["Patient", {"name": "a\\$b"},
+    "r.id IN (SELECT x1.id FROM search_string x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.norm LIKE $3))",
+    ["Patient", "name", "a$b%"]],
+  // Scale 0 (`1e1`: integer bounds); an exponent with a sign is no exact number, so its text is bound.
+  ["Observation", {"value-quantity": "1e1"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", 5, 15]],
+  ["Observation", {"value-quantity": "gt1e+2"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value > $3)))",
+    ["Observation", "value-quantity", "1e+2"]],
+  // Only this server's base (scheme included) makes an absolute URL a local reference.
+  ["Observation", {"subject": "https://hie/fhir/Patient/p1"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.url = $3))",
+    ["Observation", "subject", "https://hie/fhir/Patient/p1"]],
 ];
 
 describe('search SQL compiler: rendered SQL and bound parameters per clause', () => {
@@ -378,9 +399,9 @@ describe('search SQL compiler: the whole WHERE condition', () => {
     expect(compiler.params.values.slice(4)).toEqual(['Observation', 'english', 'bone liver', 'kidney', 'Observation']);
   });
 
-  it(':in and :not-in bind the expansion as two arrays', () => {
-    for (const [modifier, op] of [['in', 'IN'], ['not-in', 'NOT IN']] as const) {
-      const ast = parseSearchRequest(['Observation'], { [`code:${modifier}`]: 'http://x/vs' }, { strict: true });
+  it(':in, :not-in and token :above bind the expansion as two arrays', () => {
+    for (const [modifier, op, value] of [['in', 'IN', 'http://x/vs'], ['not-in', 'NOT IN', 'http://x/vs'], ['above', 'IN', 'http://x/cs|A']] as const) {
+      const ast = parseSearchRequest(['Observation'], { [`code:${modifier}`]: value }, { strict: true });
       const clause = ast.clauses.get('Observation')![0] as ParamClause;
       const compiler = new SearchSqlCompiler(context(), BASE);
       expect(() => compiler.clause(clause, 'r')).toThrow(`ValueSet of code:${modifier} was not expanded before compiling`);
@@ -394,11 +415,37 @@ describe('search SQL compiler: the whole WHERE condition', () => {
   });
 
   it('refuses a reference value that is no reference, naming the parameter', () => {
-    const ast = parseSearchRequest(['Observation'], { subject: 'not a reference' }, { strict: true });
+    // A URL inside the value, or `_history` without a version, does not make it a reference.
+    for (const value of ['not a reference', 'foo http://x', 'Patient/p1/_history']) {
+      const ast = parseSearchRequest(['Observation'], { subject: value }, { strict: true });
+      const compiler = new SearchSqlCompiler(context(), BASE);
+      const err = thrown(() => compiler.clause(ast.clauses.get('Observation')![0], 'r'));
+      expect(err.status).toBe(400);
+      expect(err.issues).toEqual([{ severity: 'error', code: 'invalid', diagnostics: `subject: '${value}' is not a reference`, expression: ['subject'] }]);
+    }
+  });
+
+  it('checks values the parser let through: composite parts, numbers, decimals', () => {
     const compiler = new SearchSqlCompiler(context(), BASE);
-    const err = thrown(() => compiler.clause(ast.clauses.get('Observation')![0], 'r'));
-    expect(err.status).toBe(400);
-    expect(err.issues).toEqual([{ severity: 'error', code: 'invalid', diagnostics: "subject: 'not a reference' is not a reference", expression: ['subject'] }]);
+    const clause = (code: string, value: string): ParamClause => ({
+      kind: 'param',
+      resourceType: 'Observation',
+      def: searchParamsOf('Observation').get(code)!,
+      values: [value],
+    });
+    const composite = thrown(() => compiler.clause(clause('code-value-quantity', 'a$b$c'), 'r'));
+    expect([composite.status, composite.issues]).toEqual([
+      400,
+      [{ severity: 'error', code: 'invalid', diagnostics: "code-value-quantity: 'a$b$c' needs 2 parts separated by $", expression: ['code-value-quantity'] }],
+    ]);
+    const nan = thrown(() => compiler.clause(clause('value-quantity', 'gtabc'), 'r'));
+    expect([nan.status, nan.issues]).toEqual([
+      400,
+      [{ severity: 'error', code: 'invalid', diagnostics: "value-quantity: 'gtabc' is not a number", expression: ['value-quantity'] }],
+    ]);
+    expect(() => compiler.clause(clause('value-quantity', 'Infinity'), 'r')).toThrow("value-quantity: 'Infinity' is not a number");
+    // A finite Number() that is no decimal as FHIR writes it is a programming error, not a bound value.
+    expect(() => compiler.clause(clause('value-quantity', '0x10'), 'r')).toThrow('not a decimal: 0x10');
   });
 
   it('needs an access context for chains and _has, and says so', () => {
@@ -441,6 +488,17 @@ describe('search SQL compiler: sort keys', () => {
       { expr: sub(5, 'max(code)', 'search_token', 5), descending: true, cast: 'text', nullable: true },
     ]);
     expect(compiler.params.values).toEqual(['date', 'value-quantity', 'code', 'subject', 'status']);
+  });
+
+  it('refuses a sort key no index table serves', () => {
+    const compiler = new SearchSqlCompiler(context(), BASE);
+    const def = searchParamsOf('Observation').get('code-value-quantity')!;
+    const err = thrown(() => compiler.sortExpressions({ sort: [{ def, descending: false }] } as unknown as SearchRequestAst));
+    expect([err.status, err.issues]).toEqual([
+      400,
+      [{ severity: 'error', code: 'invalid', diagnostics: "Cannot sort by parameter 'code-value-quantity'", expression: ['_sort'] }],
+    ]);
+    expect(compiler.params.values).toEqual([]);
   });
 
   it('ascending dates use the low end; strings the normalized form; uris the uri', () => {

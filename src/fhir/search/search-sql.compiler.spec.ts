@@ -319,6 +319,15 @@ const CLAUSES: [string, Record<string, string>, string, unknown[]][] = [
   ["Observation", {"value-quantity": "gt1e+2"},
     "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value > $3)))",
     ["Observation", "value-quantity", "1e+2"]],
+  ["Observation", {"value-quantity": "1e10"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", 5000000000, 15000000000]],
+  ["Observation", {"value-quantity": "gt+7"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value > $3)))",
+    ["Observation", "value-quantity", 7]],
+  ["Observation", {"subject": "Patient/p1/_history/12"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.target_type = $3 AND x1.target_id = $4))",
+    ["Observation", "subject", "Patient", "p1"]],
   // Only this server's base (scheme included) makes an absolute URL a local reference.
   ["Observation", {"subject": "https://hie/fhir/Patient/p1"},
     "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.url = $3))",
@@ -416,7 +425,7 @@ describe('search SQL compiler: the whole WHERE condition', () => {
 
   it('refuses a reference value that is no reference, naming the parameter', () => {
     // A URL inside the value, or `_history` without a version, does not make it a reference.
-    for (const value of ['not a reference', 'foo http://x', 'Patient/p1/_history']) {
+    for (const value of ['not a reference', 'foo http://x', 'Patient/p1/_history', 'see Patient/p1', 'Patient/p1 x']) {
       const ast = parseSearchRequest(['Observation'], { subject: value }, { strict: true });
       const compiler = new SearchSqlCompiler(context(), BASE);
       const err = thrown(() => compiler.clause(ast.clauses.get('Observation')![0], 'r'));
@@ -445,12 +454,34 @@ describe('search SQL compiler: the whole WHERE condition', () => {
     ]);
     expect(() => compiler.clause(clause('value-quantity', 'Infinity'), 'r')).toThrow("value-quantity: 'Infinity' is not a number");
     // A finite Number() that is no decimal as FHIR writes it is a programming error, not a bound value.
-    expect(() => compiler.clause(clause('value-quantity', '0x10'), 'r')).toThrow('not a decimal: 0x10');
+    for (const text of ['0x10', '.5', '5.', ' 5']) expect(() => compiler.clause(clause('value-quantity', text), 'r')).toThrow(`not a decimal: ${text}`);
+  });
+
+  it('a type without a clause list is bounded by its type alone', () => {
+    const compiler = new SearchSqlCompiler(context(), BASE);
+    const ast = { resourceTypes: ['Patient'], clauses: new Map(), sort: [] } as unknown as SearchRequestAst;
+    expect(oneLine(compiler.where(ast))).toBe('(r.resource_type = $1) AND NOT r.deleted AND (TRUE)');
+    expect(compiler.params.values).toEqual(['Patient']);
   });
 
   it('needs an access context for chains and _has, and says so', () => {
     const ast = parseSearchRequest(['Observation'], { 'subject:Patient.name': 'anna' }, { strict: true });
     expect(() => new SearchSqlCompiler(undefined, BASE).where(ast)).toThrow('Chained and _has clauses need an access context');
+  });
+
+  it('composite number components compare with the prefix, like a number parameter', () => {
+    const def = searchParamsOf('Observation').get('code-value-quantity')!;
+    const withNumber: ParamClause = {
+      kind: 'param',
+      resourceType: 'Observation',
+      def: { ...def, code: 'x-num', components: [{ type: 'token', expression: 'a' }, { type: 'number', expression: 'b' }] },
+      values: ['c1$gt5'],
+    };
+    const compiler = new SearchSqlCompiler(context(), BASE);
+    expect(oneLine(compiler.clause(withNumber, 'r'))).toBe(
+      'r.id IN (SELECT x1.id FROM search_composite x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.c1_code = $3 AND (x1.c2_number > $4))))',
+    );
+    expect(compiler.params.values).toEqual(['Observation', 'x-num', 'c1', 5]);
   });
 
   it('composite reference and uri components: local reference, bare id, other URL', () => {
@@ -459,14 +490,19 @@ describe('search SQL compiler: the whole WHERE condition', () => {
       kind: 'param',
       resourceType: 'Observation',
       def: { ...def, code: 'x-ref', components: [{ type: 'reference', expression: 'a' }, { type: 'uri', expression: 'b' }] },
-      values: ['Patient/p1$http://u', 'http://hie/fhir/Patient/p2$u', 'p3$u', 'http://elsewhere/Patient/p4$u', 'a b$u'],
+      values: ['Patient/p1$http://u', 'http://hie/fhir/Patient/p2$u', 'p3$u', 'http://elsewhere/Patient/p4$u', 'a b$u', 'see Patient/p5$u', 'Patient/p6 x$u'],
     };
     const compiler = new SearchSqlCompiler(context(), BASE);
     expect(oneLine(compiler.clause(withRef, 'r'))).toBe(
       'r.id IN (SELECT x1.id FROM search_composite x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.c1_code = $3 AND x1.c2_code = $4)' +
-        ' OR (x1.c1_code = $5 AND x1.c2_code = $6) OR (x1.c1_code LIKE $7 AND x1.c2_code = $8) OR (x1.c1_code = $9 AND x1.c2_code = $10) OR (x1.c1_code = $11 AND x1.c2_code = $12)))',
+        ' OR (x1.c1_code = $5 AND x1.c2_code = $6) OR (x1.c1_code LIKE $7 AND x1.c2_code = $8) OR (x1.c1_code = $9 AND x1.c2_code = $10) OR (x1.c1_code = $11 AND x1.c2_code = $12)' +
+        ' OR (x1.c1_code = $13 AND x1.c2_code = $14) OR (x1.c1_code = $15 AND x1.c2_code = $16)))',
     );
-    expect(compiler.params.values).toEqual(['Observation', 'x-ref', 'Patient/p1', 'http://u', 'Patient/p2', 'u', '%/p3', 'u', 'http://elsewhere/Patient/p4', 'u', 'a b', 'u']);
+    expect(compiler.params.values).toEqual([
+      'Observation', 'x-ref', 'Patient/p1', 'http://u', 'Patient/p2', 'u', '%/p3', 'u', 'http://elsewhere/Patient/p4', 'u', 'a b', 'u',
+      // Text around a reference keeps it from being one: compared as written.
+      'see Patient/p5', 'u', 'Patient/p6 x', 'u',
+    ]);
   });
 });
 

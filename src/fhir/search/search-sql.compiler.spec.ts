@@ -4,7 +4,7 @@ import type { AccessFragment } from '../pipeline/access-predicate';
 import type { Principal } from '../pipeline/principal';
 import { SqlParams } from '../storage/sql-params';
 import { dateCondition, SearchSqlCompiler } from './search-sql.compiler';
-import { ParamClause, parseSearchRequest } from './search-request';
+import { ParamClause, parseSearchRequest, SearchRequestAst } from './search-request';
 import { searchParamsOf } from './search-parameter.registry';
 
 const issue = AccessContext.claimIssuer();
@@ -220,6 +220,118 @@ const CLAUSES: [string, Record<string, string>, string, unknown[]][] = [
   ["Observation", {"value-quantity": "+7"},
     "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
     ["Observation", "value-quantity", 6.5, 7.5]],
+  // Range rows (value NULL): each prefix's own condition on low/high, ORed with the plain value's.
+  ["Condition", {"onset-age": "ne5.5"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((NOT (x1.value >= $3 AND x1.value < $4)) OR (x1.value IS NULL AND NOT (x1.low >= $5 AND x1.high < $6)))))",
+    ["Condition", "onset-age", 5.45, 5.55, 5.45, 5.55]],
+  ["Condition", {"onset-age": "gt5|http://unitsofmeasure.org|a"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value > $3 AND x1.system = $4 AND x1.code = $5) OR (x1.value IS NULL AND x1.high > $6 AND x1.system = $7 AND x1.code = $8))))",
+    ["Condition", "onset-age", 5, "http://unitsofmeasure.org", "a", 5, "http://unitsofmeasure.org", "a"]],
+  ["Condition", {"onset-age": "lt5"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value < $3) OR (x1.value IS NULL AND x1.low < $4))))",
+    ["Condition", "onset-age", 5, 5]],
+  ["Condition", {"onset-age": "ge5"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value >= $3) OR (x1.value IS NULL AND (x1.high >= $4 OR (x1.low >= $5 AND x1.high < $6))))))",
+    ["Condition", "onset-age", 5, 5, 4.5, 5.5]],
+  ["Condition", {"onset-age": "le5"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value <= $3) OR (x1.value IS NULL AND (x1.low <= $4 OR (x1.low >= $5 AND x1.high < $6))))))",
+    ["Condition", "onset-age", 5, 5, 4.5, 5.5]],
+  ["Condition", {"onset-age": "sa5"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value > $3) OR (x1.value IS NULL AND x1.low > $4))))",
+    ["Condition", "onset-age", 5, 5]],
+  ["Condition", {"onset-age": "eb5"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value < $3) OR (x1.value IS NULL AND x1.high < $4))))",
+    ["Condition", "onset-age", 5, 5]],
+  ["Condition", {"onset-age": "ap-100"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value >= $3 AND x1.value <= $4) OR (x1.value IS NULL AND x1.low <= $5 AND x1.high >= $6))))",
+    ["Condition", "onset-age", -110, -90, -90, -110]],
+  ["Condition", {"onset-age": "1.5e1"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value >= $3 AND x1.value < $4) OR (x1.value IS NULL AND (x1.low >= $5 AND x1.high < $6)))))",
+    ["Condition", "onset-age", 14.5, 15.5, 14.5, 15.5]],
+  ["Condition", {"onset-age": "5||a"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (((x1.value >= $3 AND x1.value < $4 AND x1.code = $5) OR (x1.value IS NULL AND (x1.low >= $6 AND x1.high < $7) AND x1.code = $8))))",
+    ["Condition", "onset-age", 4.5, 5.5, "a", 4.5, 5.5, "a"]],
+  // Decimal bounds: a value a double cannot hold is bound as its text; precision from fraction and exponent.
+  ["Observation", {"value-quantity": "ge0.1000000000000000055"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3)))",
+    ["Observation", "value-quantity", "0.1000000000000000055"]],
+  ["Observation", {"value-quantity": "-0.05"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", -0.055, -0.045]],
+  ["Observation", {"value-quantity": "12.345e1"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", 123.445, 123.455]],
+  ["Observation", {"value-quantity": "5e-3"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", 0.0045, 0.0055]],
+  // Escapes: `\|` is no separator; LIKE metacharacters in the value are matched literally.
+  ["Patient", {"identifier": "a\\|b|c"},
+    "r.id IN (SELECT x1.id FROM search_token x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.code = $3 AND x1.system = $4))",
+    ["Patient", "identifier", "c", "a|b"]],
+  ["Patient", {"telecom": "urn:X|Anna@X.ORG"},
+    "r.id IN (SELECT x1.id FROM search_token x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.code = $3 AND x1.system = $4))",
+    ["Patient", "telecom", "anna@x.org", "urn:X"]],
+  ["Patient", {"identifier:of-type": "http://s|MR|1\\,2"},
+    "r.id IN (SELECT x1.id FROM search_token x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.system = $3 AND x1.code = $4))",
+    ["Patient", "identifier:of-type", "http://s|MR", "1,2"]],
+  ["Patient", {"name": "100\\%_\\\\x"},
+    "r.id IN (SELECT x1.id FROM search_string x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.norm LIKE $3))",
+    ["Patient", "name", "100\\\\\\%\\_\\\\x%"]],
+  ["ValueSet", {"url:below": "http://x/a_b%"},
+    "r.id IN (SELECT x1.id FROM search_uri x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.uri LIKE $3))",
+    ["ValueSet", "url", "http://x/a\\_b\\%%"]],
+  ["Observation", {"code-value-concept": "http://loinc.org|1$http://snomed|2"},
+    "r.id IN (SELECT x1.id FROM search_composite x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.c1_code = $3 AND x1.c1_system = $4 AND x1.c2_code = $5 AND x1.c2_system = $6)))",
+    ["Observation", "code-value-concept", "1", "http://loinc.org", "2", "http://snomed"]],
+  ["Patient", {"_text:missing": "false"},
+    "r.id IN (SELECT x1.id FROM search_text x1 WHERE x1.resource_type = $1 AND x1.narrative IS NOT NULL)",
+    ["Patient"]],
+  ["Patient", {"_lastUpdated": "2020"},
+    "((r.last_updated >= $1::timestamptz AND r.last_updated <= $2::timestamptz AND r.last_updated + interval '1 millisecond' <= $3::timestamptz))",
+    ["2020-01-01T00:00:00.000Z", "2021-01-01T00:00:00.000Z", "2021-01-01T00:00:00.000Z"]],
+  // A chain without a type: one typed chain per target type that has the parameter, ORed.
+  ["Observation", {"subject.name": "anna"},
+    "(r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT x3.id FROM search_string x3 WHERE x3.resource_type = $4 AND x3.param = $5 AND (x3.norm LIKE $6) AND EXISTS (SELECT 1 FROM resource b2 WHERE b2.resource_type = x3.resource_type AND b2.id = x3.id AND NOT b2.deleted AND (TRUE))))" +
+    " OR r.id IN (SELECT x4.id FROM search_reference x4 WHERE x4.resource_type = $7 AND x4.param = $8 AND x4.target_type = $9 AND x4.target_id IN (SELECT x6.id FROM search_string x6 WHERE x6.resource_type = $10 AND x6.param = $11 AND (x6.norm LIKE $12) AND EXISTS (SELECT 1 FROM resource b5 WHERE b5.resource_type = x6.resource_type AND b5.id = x6.id AND NOT b5.deleted AND (TRUE)))))",
+    ["Observation", "subject", "Patient", "Patient", "name", "anna%", "Observation", "subject", "Location", "Location", "name", "anna%"]],
+  // An inner clause that is no index-row clause (a column, a further chain) filters `resource` rows.
+  ["Patient", {"_has:Observation:subject:_id": "o1"},
+    "r.id IN (SELECT x1.target_id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE) AND b2.id = ANY($5::text[])))",
+    ["Observation", "subject", "Patient", "Observation", ["o1"]]],
+  ["Observation", {"subject:Patient.organization.name": "acme"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE)" +
+    " AND b2.id IN (SELECT x3.id FROM search_reference x3 WHERE x3.resource_type = $5 AND x3.param = $6 AND x3.target_type = $7 AND x3.target_id IN (SELECT x5.id FROM search_string x5 WHERE x5.resource_type = $8 AND x5.param = $9 AND (x5.norm LIKE $10) AND EXISTS (SELECT 1 FROM resource b4 WHERE b4.resource_type = x5.resource_type AND b4.id = x5.id AND NOT b4.deleted AND (TRUE))))))",
+    ["Observation", "subject", "Patient", "Patient", "Patient", "organization", "Organization", "Organization", "name", "acme%"]],
+  ["Observation", {"subject:Patient._text": "lung"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND x1.target_type = $3 AND x1.target_id IN (SELECT b2.id FROM resource b2 WHERE b2.resource_type = $4 AND NOT b2.deleted AND (TRUE)" +
+    " AND b2.id IN (SELECT x3.id FROM search_text x3 WHERE x3.resource_type = $5 AND (x3.narrative @@ websearch_to_tsquery($6::regconfig, $7)))))",
+    ["Observation", "subject", "Patient", "Patient", "Patient", "simple", "lung"]],
+  ["Patient", {"_text": "a\\,b"},
+    "r.id IN (SELECT x1.id FROM search_text x1 WHERE x1.resource_type = $1 AND (x1.narrative @@ websearch_to_tsquery($2::regconfig, $3)))",
+    ["Patient", "simple", "a,b"]],
+  ["Patient", {"name": "a\\$b"},
+    "r.id IN (SELECT x1.id FROM search_string x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.norm LIKE $3))",
+    ["Patient", "name", "a$b%"]],
+  // Scale 0 (`1e1`: integer bounds); an exponent with a sign is no exact number, so its text is bound.
+  ["Observation", {"value-quantity": "1e1"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", 5, 15]],
+  ["Observation", {"value-quantity": "gt1e+2"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value > $3)))",
+    ["Observation", "value-quantity", "1e+2"]],
+  ["Observation", {"value-quantity": "1e10"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value >= $3 AND x1.value < $4)))",
+    ["Observation", "value-quantity", 5000000000, 15000000000]],
+  ["Observation", {"value-quantity": "gt+7"},
+    "r.id IN (SELECT x1.id FROM search_quantity x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.value > $3)))",
+    ["Observation", "value-quantity", 7]],
+  ["Observation", {"subject": "Patient/p1/_history/12"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.target_type = $3 AND x1.target_id = $4))",
+    ["Observation", "subject", "Patient", "p1"]],
+  // Only this server's base (scheme included) makes an absolute URL a local reference.
+  ["Observation", {"subject": "https://hie/fhir/Patient/p1"},
+    "r.id IN (SELECT x1.id FROM search_reference x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND (x1.url = $3))",
+    ["Observation", "subject", "https://hie/fhir/Patient/p1"]],
 ];
 
 describe('search SQL compiler: rendered SQL and bound parameters per clause', () => {
@@ -296,9 +408,9 @@ describe('search SQL compiler: the whole WHERE condition', () => {
     expect(compiler.params.values.slice(4)).toEqual(['Observation', 'english', 'bone liver', 'kidney', 'Observation']);
   });
 
-  it(':in and :not-in bind the expansion as two arrays', () => {
-    for (const [modifier, op] of [['in', 'IN'], ['not-in', 'NOT IN']] as const) {
-      const ast = parseSearchRequest(['Observation'], { [`code:${modifier}`]: 'http://x/vs' }, { strict: true });
+  it(':in, :not-in and token :above bind the expansion as two arrays', () => {
+    for (const [modifier, op, value] of [['in', 'IN', 'http://x/vs'], ['not-in', 'NOT IN', 'http://x/vs'], ['above', 'IN', 'http://x/cs|A']] as const) {
+      const ast = parseSearchRequest(['Observation'], { [`code:${modifier}`]: value }, { strict: true });
       const clause = ast.clauses.get('Observation')![0] as ParamClause;
       const compiler = new SearchSqlCompiler(context(), BASE);
       expect(() => compiler.clause(clause, 'r')).toThrow(`ValueSet of code:${modifier} was not expanded before compiling`);
@@ -312,16 +424,64 @@ describe('search SQL compiler: the whole WHERE condition', () => {
   });
 
   it('refuses a reference value that is no reference, naming the parameter', () => {
-    const ast = parseSearchRequest(['Observation'], { subject: 'not a reference' }, { strict: true });
+    // A URL inside the value, or `_history` without a version, does not make it a reference.
+    for (const value of ['not a reference', 'foo http://x', 'Patient/p1/_history', 'see Patient/p1', 'Patient/p1 x']) {
+      const ast = parseSearchRequest(['Observation'], { subject: value }, { strict: true });
+      const compiler = new SearchSqlCompiler(context(), BASE);
+      const err = thrown(() => compiler.clause(ast.clauses.get('Observation')![0], 'r'));
+      expect(err.status).toBe(400);
+      expect(err.issues).toEqual([{ severity: 'error', code: 'invalid', diagnostics: `subject: '${value}' is not a reference`, expression: ['subject'] }]);
+    }
+  });
+
+  it('checks values the parser let through: composite parts, numbers, decimals', () => {
     const compiler = new SearchSqlCompiler(context(), BASE);
-    const err = thrown(() => compiler.clause(ast.clauses.get('Observation')![0], 'r'));
-    expect(err.status).toBe(400);
-    expect(err.issues).toEqual([{ severity: 'error', code: 'invalid', diagnostics: "subject: 'not a reference' is not a reference", expression: ['subject'] }]);
+    const clause = (code: string, value: string): ParamClause => ({
+      kind: 'param',
+      resourceType: 'Observation',
+      def: searchParamsOf('Observation').get(code)!,
+      values: [value],
+    });
+    const composite = thrown(() => compiler.clause(clause('code-value-quantity', 'a$b$c'), 'r'));
+    expect([composite.status, composite.issues]).toEqual([
+      400,
+      [{ severity: 'error', code: 'invalid', diagnostics: "code-value-quantity: 'a$b$c' needs 2 parts separated by $", expression: ['code-value-quantity'] }],
+    ]);
+    const nan = thrown(() => compiler.clause(clause('value-quantity', 'gtabc'), 'r'));
+    expect([nan.status, nan.issues]).toEqual([
+      400,
+      [{ severity: 'error', code: 'invalid', diagnostics: "value-quantity: 'gtabc' is not a number", expression: ['value-quantity'] }],
+    ]);
+    expect(() => compiler.clause(clause('value-quantity', 'Infinity'), 'r')).toThrow("value-quantity: 'Infinity' is not a number");
+    // A finite Number() that is no decimal as FHIR writes it is a programming error, not a bound value.
+    for (const text of ['0x10', '.5', '5.', ' 5']) expect(() => compiler.clause(clause('value-quantity', text), 'r')).toThrow(`not a decimal: ${text}`);
+  });
+
+  it('a type without a clause list is bounded by its type alone', () => {
+    const compiler = new SearchSqlCompiler(context(), BASE);
+    const ast = { resourceTypes: ['Patient'], clauses: new Map(), sort: [] } as unknown as SearchRequestAst;
+    expect(oneLine(compiler.where(ast))).toBe('(r.resource_type = $1) AND NOT r.deleted AND (TRUE)');
+    expect(compiler.params.values).toEqual(['Patient']);
   });
 
   it('needs an access context for chains and _has, and says so', () => {
     const ast = parseSearchRequest(['Observation'], { 'subject:Patient.name': 'anna' }, { strict: true });
     expect(() => new SearchSqlCompiler(undefined, BASE).where(ast)).toThrow('Chained and _has clauses need an access context');
+  });
+
+  it('composite number components compare with the prefix, like a number parameter', () => {
+    const def = searchParamsOf('Observation').get('code-value-quantity')!;
+    const withNumber: ParamClause = {
+      kind: 'param',
+      resourceType: 'Observation',
+      def: { ...def, code: 'x-num', components: [{ type: 'token', expression: 'a' }, { type: 'number', expression: 'b' }] },
+      values: ['c1$gt5'],
+    };
+    const compiler = new SearchSqlCompiler(context(), BASE);
+    expect(oneLine(compiler.clause(withNumber, 'r'))).toBe(
+      'r.id IN (SELECT x1.id FROM search_composite x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.c1_code = $3 AND (x1.c2_number > $4))))',
+    );
+    expect(compiler.params.values).toEqual(['Observation', 'x-num', 'c1', 5]);
   });
 
   it('composite reference and uri components: local reference, bare id, other URL', () => {
@@ -330,14 +490,19 @@ describe('search SQL compiler: the whole WHERE condition', () => {
       kind: 'param',
       resourceType: 'Observation',
       def: { ...def, code: 'x-ref', components: [{ type: 'reference', expression: 'a' }, { type: 'uri', expression: 'b' }] },
-      values: ['Patient/p1$http://u', 'http://hie/fhir/Patient/p2$u', 'p3$u', 'http://elsewhere/Patient/p4$u', 'a b$u'],
+      values: ['Patient/p1$http://u', 'http://hie/fhir/Patient/p2$u', 'p3$u', 'http://elsewhere/Patient/p4$u', 'a b$u', 'see Patient/p5$u', 'Patient/p6 x$u'],
     };
     const compiler = new SearchSqlCompiler(context(), BASE);
     expect(oneLine(compiler.clause(withRef, 'r'))).toBe(
       'r.id IN (SELECT x1.id FROM search_composite x1 WHERE x1.resource_type = $1 AND x1.param = $2 AND ((x1.c1_code = $3 AND x1.c2_code = $4)' +
-        ' OR (x1.c1_code = $5 AND x1.c2_code = $6) OR (x1.c1_code LIKE $7 AND x1.c2_code = $8) OR (x1.c1_code = $9 AND x1.c2_code = $10) OR (x1.c1_code = $11 AND x1.c2_code = $12)))',
+        ' OR (x1.c1_code = $5 AND x1.c2_code = $6) OR (x1.c1_code LIKE $7 AND x1.c2_code = $8) OR (x1.c1_code = $9 AND x1.c2_code = $10) OR (x1.c1_code = $11 AND x1.c2_code = $12)' +
+        ' OR (x1.c1_code = $13 AND x1.c2_code = $14) OR (x1.c1_code = $15 AND x1.c2_code = $16)))',
     );
-    expect(compiler.params.values).toEqual(['Observation', 'x-ref', 'Patient/p1', 'http://u', 'Patient/p2', 'u', '%/p3', 'u', 'http://elsewhere/Patient/p4', 'u', 'a b', 'u']);
+    expect(compiler.params.values).toEqual([
+      'Observation', 'x-ref', 'Patient/p1', 'http://u', 'Patient/p2', 'u', '%/p3', 'u', 'http://elsewhere/Patient/p4', 'u', 'a b', 'u',
+      // Text around a reference keeps it from being one: compared as written.
+      'see Patient/p5', 'u', 'Patient/p6 x', 'u',
+    ]);
   });
 });
 
@@ -359,6 +524,17 @@ describe('search SQL compiler: sort keys', () => {
       { expr: sub(5, 'max(code)', 'search_token', 5), descending: true, cast: 'text', nullable: true },
     ]);
     expect(compiler.params.values).toEqual(['date', 'value-quantity', 'code', 'subject', 'status']);
+  });
+
+  it('refuses a sort key no index table serves', () => {
+    const compiler = new SearchSqlCompiler(context(), BASE);
+    const def = searchParamsOf('Observation').get('code-value-quantity')!;
+    const err = thrown(() => compiler.sortExpressions({ sort: [{ def, descending: false }] } as unknown as SearchRequestAst));
+    expect([err.status, err.issues]).toEqual([
+      400,
+      [{ severity: 'error', code: 'invalid', diagnostics: "Cannot sort by parameter 'code-value-quantity'", expression: ['_sort'] }],
+    ]);
+    expect(compiler.params.values).toEqual([]);
   });
 
   it('ascending dates use the low end; strings the normalized form; uris the uri', () => {

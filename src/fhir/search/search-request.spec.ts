@@ -372,6 +372,7 @@ describe('search value syntax', () => {
     ['xx5', ['eq', 'xx5']],
     ['ne2020', ['ne', '2020']],
     ['sa2020', ['sa', '2020']],
+    ['eq2020', ['eq', '2020']],
   ])('splitPrefix(%j) = %j', (value, parts) => {
     expect(splitPrefix(value)).toEqual(parts);
   });

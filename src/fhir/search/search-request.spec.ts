@@ -372,7 +372,138 @@ describe('search value syntax', () => {
     ['xx5', ['eq', 'xx5']],
     ['ne2020', ['ne', '2020']],
     ['sa2020', ['sa', '2020']],
+    ['eq2020', ['eq', '2020']],
   ])('splitPrefix(%j) = %j', (value, parts) => {
     expect(splitPrefix(value)).toEqual(parts);
+  });
+});
+
+describe('search request parser: edges the mutation run found unpinned', () => {
+  it('a NUL in any one of several values is refused', () => {
+    expect(refusal(() => parse({ gender: ['male', 'fe\0male'] }))).toEqual([400, 'invalid', 'Search parameter gender contains a NUL character', ['gender']]);
+  });
+
+  it('_elements is read from its own parameter', () => {
+    expect(parse({ _elements: 'name,Patient.gender' }).elements).toEqual(['name', 'gender']);
+  });
+
+  it('a full-text parameter without a modifier, a valid date and a many-digit number are accepted', () => {
+    expect(clauses({ _text: 'fever' })).toEqual([{ param: '_text', type: 'string', modifier: undefined, missing: undefined, values: ['fever'] }]);
+    expect(clauses({ birthdate: 'ge2020-01-31' })).toEqual([{ param: 'birthdate', type: 'date', modifier: undefined, missing: undefined, values: ['ge2020-01-31'] }]);
+    expect(parse({ probability: '12.25e10' }, ['RiskAssessment']).clauses.get('RiskAssessment')).toHaveLength(1);
+  });
+
+  it('a resource type as modifier of a non-reference parameter is an unknown modifier', () => {
+    expect(refusal(() => parse({ 'name:Patient': 'x' }))).toEqual([400, 'invalid', 'Unknown modifier :Patient on name', ['name:Patient']]);
+  });
+
+  it('_has refuses a name with a line break after the inner parameter', () => {
+    const name = '_has:Observation:subject:code\nx';
+    expect(refusal(() => parse({ [name]: 'x' }))).toEqual([400, 'invalid', '_has must be _has:Type:reference-param:search-param', [name]]);
+  });
+
+  it('_include of a parameter the source type does not have is refused', () => {
+    expect(refusal(() => parse({ _include: 'Observation:colour' }))).toEqual([400, 'invalid', '_include: colour is not a reference parameter of Observation', ['_include']]);
+  });
+
+  it('token :above/:below take one system and one code; an escaped | is not a separator', () => {
+    for (const bad of ['a|b|c', 'http://x|\\|']) {
+      expect(refusal(() => parse({ 'gender:below': bad }))[2]).toBe(`gender:below: '${bad}' must be system|code (the code system says what is above or below the code)`);
+    }
+  });
+
+  it('a parameter whose value is undefined is skipped', () => {
+    expect(parse({ gender: undefined, name: 'x' }).clauses.get('Patient')!.map(summarize)).toEqual([
+      { param: 'name', type: 'string', modifier: undefined, missing: undefined, values: ['x'] },
+    ]);
+  });
+
+  it('the NUL diagnostic shows every NUL as \\0 and at most 100 characters of the name', () => {
+    expect(refusal(() => parse({ 'a\0b\0c': 'x' }))).toEqual([400, 'invalid', 'Search parameter a\\0b\\0c contains a NUL character', ['a\\0b\\0c']]);
+    const long = `${'n'.repeat(150)}\0`;
+    expect(refusal(() => parse({ [long]: 'x' }))[3]).toEqual(['n'.repeat(100)]);
+  });
+
+  it('a name starting with a dot or a colon is an unknown parameter, not a chain or a modifier', () => {
+    expect(refusal(() => parse({ '.name': 'x' }))).toEqual([400, 'not-supported', "Unknown or unsupported search parameter '.name' for Patient", ['.name']]);
+    expect(refusal(() => parse({ ':name': 'x' }))).toEqual([400, 'not-supported', "Unknown or unsupported search parameter ':name' for Patient", [':name']]);
+  });
+
+  it('every type accepts :missing; full-text parameters accept it and no other modifier', () => {
+    const cases: [string, string][] = [
+      ['name:missing', 'Patient'],
+      ['birthdate:missing', 'Patient'],
+      ['general-practitioner:missing', 'Patient'],
+      ['_text:missing', 'Patient'],
+      ['probability:missing', 'RiskAssessment'],
+      ['value-quantity:missing', 'Observation'],
+      ['code-value-quantity:missing', 'Observation'],
+      ['url:missing', 'ValueSet'],
+    ];
+    for (const [name, type] of cases) {
+      expect(parse({ [name]: 'true' }, [type]).clauses.get(type)!.map(summarize)).toEqual([
+        expect.objectContaining({ param: name.split(':')[0], modifier: 'missing', missing: true, values: [] }),
+      ]);
+    }
+  });
+
+  it(':above on uri and token :not-in are accepted; :above on a date is not supported', () => {
+    expect((parse({ 'url:above': 'http://x' }, ['ValueSet']).clauses.get('ValueSet')![0] as ParamClause).modifier).toBe('above');
+    expect((parse({ 'language:not-in': 'http://x|1' }).clauses.get('Patient')![0] as ParamClause).values).toEqual(['http://x|1']);
+    expect(refusal(() => parse({ 'birthdate:above': '2020' }))).toEqual([400, 'not-supported', 'Modifier :above is not supported for date parameter birthdate', undefined]);
+  });
+
+  it('ids: letters of either case, digits, - and ., 1 to 64 of them', () => {
+    for (const id of ['Ab-9.z', 'Z', 'q', '7', '-', '.', 'x'.repeat(64)]) {
+      expect((parse({ _id: id }).clauses.get('Patient')![0] as ParamClause).values).toEqual([id]);
+    }
+    for (const id of ['a_b', 'a/b', 'é']) expect(refusal(() => parse({ _id: id }))[2]).toBe(`_id: '${id}' is not a valid id`);
+  });
+
+  it(':of-type takes exactly system|code|value; :in a URL with at most one version', () => {
+    expect((parse({ 'identifier:of-type': 'a|b|c' }).clauses.get('Patient')![0] as ParamClause).values).toEqual(['a|b|c']);
+    expect(refusal(() => parse({ 'identifier:of-type': 'a|b|c|d' }))[2]).toBe('identifier:of-type needs system|code|value');
+    for (const ok of ['http://x', 'http://x|1.0']) expect((parse({ 'language:in': ok }).clauses.get('Patient')![0] as ParamClause).values).toEqual([ok]);
+    for (const bad of [' http://x', 'http://x ', '|1', 'http://x|', 'http://x|1 ', 'http://x| 1']) {
+      expect(refusal(() => parse({ 'language:in': bad }))[2]).toBe(`language:in: '${bad}' is not a ValueSet canonical URL`);
+    }
+    expect(refusal(() => parse({ 'language:not-in': 'a b' }))).toEqual([400, 'invalid', "language:not-in: 'a b' is not a ValueSet canonical URL", ['language:not-in']]);
+  });
+
+  it('a chain whose head is unknown, or whose middle link is not a reference on any target, is refused', () => {
+    expect(refusal(() => parse({ 'colour.name': 'x' }))).toEqual([400, 'invalid', "Chained parameter 'colour' is not a reference parameter of Patient", ['colour.name']]);
+    expect(refusal(() => parse({ 'general-practitioner.name.family': 'x' }))).toEqual([
+      400,
+      'invalid',
+      "Unknown search parameter 'name.family' in chain: none of the types general-practitioner can refer to (Practitioner, Organization, PractitionerRole) defines it",
+      ['general-practitioner.name.family'],
+    ]);
+  });
+
+  it('an untyped chain may continue with _has on every target', () => {
+    const [clause] = parse({ 'subject._has:Observation:subject:code': 'x' }, ['Observation']).clauses.get('Observation')!;
+    expect(clause.kind).toBe('untyped-chain');
+    if (clause.kind !== 'untyped-chain') return;
+    expect(clause.chains.map((c) => [c.targetType, c.inner.kind])).toEqual([
+      ['Group', 'has'],
+      ['Device', 'has'],
+      ['Patient', 'has'],
+      ['Location', 'has'],
+    ]);
+  });
+
+  it('the include limit names _revinclude when _include alone is within it', () => {
+    const inc = (n: number) => Array.from({ length: n }, () => 'Observation:subject');
+    expect(refusal(() => parse({ _include: inc(10), _revinclude: inc(1) }, ['Observation']))).toEqual([
+      400,
+      'too-costly',
+      '11 includes: at most 10 _include and _revinclude parameters per request',
+      ['_revinclude'],
+    ]);
+  });
+
+  it('_revinclude:iterate is read and marked iterate; an empty _sort sorts by nothing', () => {
+    expect(parse({ '_revinclude:iterate': 'Observation:subject' }).revinclude).toEqual([{ sourceType: 'Observation', param: 'subject', targetType: undefined, iterate: true }]);
+    expect(parse({ _sort: '' }).sort).toEqual([]);
   });
 });

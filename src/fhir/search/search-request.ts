@@ -208,6 +208,7 @@ function parseClause(resourceType: string, name: string, value: string, depth: C
     if (!def.targets.includes(modifier)) throw FhirError.badRequest(`${code} cannot refer to ${modifier}`, [name]);
     return { kind: 'param', resourceType, def, modifier, values: orValues(value, depth).map((v) => (v.includes('/') ? v : `${modifier}/${v}`)) };
   }
+  // Stryker disable next-line OptionalChaining: equivalent, MODIFIERS has an entry for every IndexedParamType a definition can have
   if (modifier !== undefined && !MODIFIERS[def.type]?.has(modifier)) {
     if (modifier === 'above' || modifier === 'below') {
       throw FhirError.notSupported(`Modifier :${modifier} is not supported for ${def.type} parameter ${code}`);
@@ -317,6 +318,7 @@ export function splitPrefix(value: string): [string, string] {
 function validateValue(def: SearchParamDef, modifier: string | undefined, value: string, name: string): void {
   if (def.type === 'composite') {
     const parts = splitComposite(value);
+    // Stryker disable next-line ArrayDeclaration: equivalent, R4 and custom composites are registered only with their components
     const components = def.components ?? [];
     if (parts.length !== components.length || parts.some((p) => p === '')) {
       throw FhirError.badRequest(`${name}: '${value}' must have ${components.length} parts separated by $ (${components.map((c) => c.type).join('$')})`, [name]);

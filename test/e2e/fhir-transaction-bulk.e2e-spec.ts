@@ -1,3 +1,4 @@
+import { Client } from 'pg';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { postTransaction } from '../support/bundles';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -129,5 +130,75 @@ describe('transaction creates written together', () => {
     ]);
     const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM search_token WHERE resource_type = 'Patient' AND id = $1 AND param = 'gender' AND code = 'male'`, [id]);
     expect(n).toBe(1);
+  });
+  /** Statements this process sends that write history rows, while `work` runs (one per write, or one per queued chunk). */
+  async function historyInserts(work: () => Promise<unknown>): Promise<number> {
+    const spy = jest.spyOn(Client.prototype, 'query');
+    try {
+      await work();
+      return spy.mock.calls.filter(([q]) => typeof q === 'string' && q.includes('INSERT INTO resource_history')).length;
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  it('PUT to ids nobody has is written with the creates (one statement), with the rows of a PUT by REST', async () => {
+    const patient = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p4' }] }));
+    const rest = await t.api.put('/fhir/Observation/put-rest-1').set('Content-Type', FHIR_JSON).send({ ...observation(patient.body.id), id: 'put-rest-1' });
+    expect(rest.status).toBe(201);
+    const ids = ['put-bulk-1', 'put-bulk-2', 'put-bulk-3', 'put-bulk-4', 'put-bulk-5'];
+    let res!: Awaited<ReturnType<typeof postTransaction>>;
+    const inserts = await historyInserts(async () => {
+      res = await postTransaction(
+        t.api,
+        ids.map((id) => ({ fullUrl: `Observation/${id}`, resource: { ...observation(patient.body.id), id }, request: { method: 'PUT', url: `Observation/${id}` } })),
+      );
+    });
+    expect(res.status).toBe(200);
+    expect(res.body.entry.map((e: { response: { status: string; location: string } }) => [e.response.status, e.response.location.replace(/^.*\/fhir\//, '')])).toEqual(
+      ids.map((id) => ['201 Created', `Observation/${id}/_history/1`]),
+    );
+    // Before: one INSERT per entry (5). Now the five first versions are one statement.
+    expect(inserts).toBe(1);
+    expect(await rowsOf('Observation', 'put-bulk-3')).toEqual(await rowsOf('Observation', 'put-rest-1'));
+    const [{ method }] = await t.db.query(`SELECT method FROM resource_history WHERE resource_type = 'Observation' AND id = 'put-bulk-3'`);
+    expect(method).toBe('PUT');
+  });
+
+  it('a PUT to an existing or deleted id in the same Bundle stays an update (next version), beside PUT-creates', async () => {
+    const patient = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p5' }] }));
+    expect((await t.api.put('/fhir/Observation/put-old-1').set('Content-Type', FHIR_JSON).send({ ...observation(patient.body.id), id: 'put-old-1' })).status).toBe(201);
+    expect((await t.api.put('/fhir/Observation/put-gone-1').set('Content-Type', FHIR_JSON).send({ ...observation(patient.body.id), id: 'put-gone-1' })).status).toBe(201);
+    expect((await t.api.delete('/fhir/Observation/put-gone-1')).status).toBe(200);
+    const res = await postTransaction(t.api, [
+      { resource: { ...observation(patient.body.id), id: 'put-new-1' }, request: { method: 'PUT', url: 'Observation/put-new-1' } },
+      { resource: { ...observation(patient.body.id, { status: 'amended' }), id: 'put-old-1' }, request: { method: 'PUT', url: 'Observation/put-old-1' } },
+      { resource: { ...observation(patient.body.id), id: 'put-gone-1' }, request: { method: 'PUT', url: 'Observation/put-gone-1' } },
+    ]);
+    expect(res.status).toBe(200);
+    expect(res.body.entry.map((e: { response: { status: string; location: string } }) => [e.response.status, e.response.location.replace(/^.*\/fhir\//, '')])).toEqual([
+      ['201 Created', 'Observation/put-new-1/_history/1'],
+      ['200 OK', 'Observation/put-old-1/_history/2'],
+      ['201 Created', 'Observation/put-gone-1/_history/3'],
+    ]);
+    const read = await t.api.get('/fhir/Observation/put-old-1');
+    expect([read.body.status, read.body.meta.versionId]).toEqual(['amended', '2']);
+  });
+
+  it('two transactions that PUT the same new ids at once both succeed: one creates, the other updates', async () => {
+    const patient = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:example:bulk', value: 'p6' }] }));
+    // Opposite entry orders: the reservation locks in one sorted order, so they cannot deadlock.
+    const entries = (status: string): unknown[] =>
+      ['race-a', 'race-b', 'race-c'].map((id) => ({ resource: { ...observation(patient.body.id, { status }), id }, request: { method: 'PUT', url: `Observation/${id}` } }));
+    const [one, two] = await Promise.all([postTransaction(t.api, entries('final')), postTransaction(t.api, entries('amended').reverse())]);
+    expect([one.status, two.status]).toEqual([200, 200]);
+    const statuses = [...one.body.entry, ...two.body.entry].map((e: { response: { status: string } }) => e.response.status).sort();
+    expect(statuses).toEqual(['200 OK', '200 OK', '200 OK', '201 Created', '201 Created', '201 Created']);
+    const versions = await t.db.query(`SELECT id, max(version_id)::int AS v, count(*)::int AS n FROM resource_history WHERE resource_type = 'Observation' AND id LIKE 'race-%' GROUP BY id ORDER BY id`);
+    expect(versions).toEqual([
+      { id: 'race-a', v: 2, n: 2 },
+      { id: 'race-b', v: 2, n: 2 },
+      { id: 'race-c', v: 2, n: 2 },
+    ]);
   });
 });

@@ -134,8 +134,18 @@ const CREATE_CHUNK = 500;
  * emptied: a hook must see every resource queued with its own (a Consent before its Patient).
  */
 const unindexedCreates = new WeakMap<EntityManager, Resource[][]>();
+/**
+ * `Type/id` of client-assigned ids (PUT) that `reserveNewIds` found absent and locked in this
+ * transaction: their first write is queued like a server-assigned create. Taken once each.
+ */
+const reservedNewIds = new WeakMap<EntityManager, Set<string>>();
 /** The repository that queued creates in a transaction writes them (set by deferCreates). */
 const flushers = new WeakMap<EntityManager, (tx: EntityManager) => Promise<void>>();
+
+/** Whether this PUT's id was reserved absent by `reserveNewIds` (once: a second write of it is an update). */
+function takeReserved(tx: EntityManager, req: WriteRequest): boolean {
+  return reservedNewIds.get(tx)?.delete(`${req.resourceType}/${req.id}`) ?? false;
+}
 
 /** Writes the creates queued in this transaction, if any (the session does so before commit). */
 export async function flushQueuedCreates(tx: EntityManager): Promise<void> {
@@ -159,6 +169,33 @@ export class ResourceRepository {
   deferCreates(tx: EntityManager): void {
     if (!pendingCreates.has(tx)) pendingCreates.set(tx, []);
     flushers.set(tx, (t) => this.flushCreates(t));
+  }
+
+  /**
+   * Update-as-create in bulk: of these client-assigned ids (a transaction's PUT entries), the ones
+   * with no row at all (not even a deleted one) are locked with the advisory lock `writeIn` takes
+   * for a first write, in one sorted order so two Bundles cannot deadlock on each other, and their
+   * PUT is then queued like a create (one statement per chunk instead of ~10 per resource). A
+   * concurrent first write of one of them waits for this transaction and then updates. Returns the
+   * reserved ones of the `Type/id`s given; needs `deferCreates` first.
+   */
+  async reserveNewIds(tx: EntityManager, targets: readonly string[]): Promise<ReadonlySet<string>> {
+    if (!pendingCreates.has(tx) || !targets.length) return new Set();
+    const keys = [...new Set(targets)];
+    await tx.query(
+      `SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS locks`,
+      [keys],
+    );
+    // After the locks (a new statement, a new snapshot): a row committed meanwhile is seen here.
+    const existing: { k: string }[] = await tx.query(
+      `SELECT r.resource_type || '/' || r.id AS k
+         FROM unnest($1::text[]) AS t(k) JOIN resource r ON r.resource_type = split_part(t.k, '/', 1) AND r.id = split_part(t.k, '/', 2)`,
+      [keys],
+    );
+    const taken = new Set(existing.map((e) => e.k));
+    const reserved = new Set(keys.filter((k) => !taken.has(k)));
+    reservedNewIds.set(tx, reserved);
+    return new Set(reserved);
   }
 
   /** Writes the queued creates of the transaction (a 409 names the `Type/id` if an id was taken). */
@@ -212,7 +249,13 @@ export class ResourceRepository {
    */
   async write(ctx: AccessContext, req: WriteRequest, tx: EntityManager): Promise<WriteResult> {
     const pending = pendingCreates.get(tx);
-    if (pending && req.mode === 'create' && req.ifMatch === undefined && req.resource && (this.indexer?.indexesTogether(req.resourceType) ?? true)) {
+    if (
+      pending &&
+      req.ifMatch === undefined &&
+      req.resource &&
+      (this.indexer?.indexesTogether(req.resourceType) ?? true) &&
+      (req.mode === 'create' || (req.mode === 'update' && req.method === 'PUT' && takeReserved(tx, req)))
+    ) {
       return this.queueCreate(tx, pending, req);
     }
     await this.flushCreates(tx);

@@ -98,11 +98,14 @@ export class BundleProcessor {
       await this.resolveConditionalReferences(planned, references, runner, tx);
       for (const p of planned) rewriteReferences(p.interaction.body, references);
       const ordered = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
-      // Plain creates (new ids) are written together; anything else first writes what is queued.
+      // Plain creates (new ids, server-assigned or PUT to an id nobody has) are written together;
+      // anything else first writes what is queued.
       this.repository.deferCreates(tx);
+      const puts = planned.filter(isPutById).map((p) => `${p.interaction.resourceType}/${p.interaction.id}`);
+      const newIds = await this.repository.reserveNewIds(tx, puts);
       for (const p of ordered) {
         try {
-          if (!isPlainCreate(p)) await this.repository.flushCreates(tx);
+          if (!isPlainCreate(p) && !(isPutById(p) && newIds.has(`${p.interaction.resourceType}/${p.interaction.id}`))) await this.repository.flushCreates(tx);
           responses[p.index] = this.entryResponse(await runner.runInTransaction(p.interaction, p.index, tx), p);
         } catch (err) {
           throw atEntry(err, entryNamedBy(err, planned) ?? p.index);
@@ -381,6 +384,12 @@ const CONDITIONAL_REFERENCE_RE = /^[A-Z][A-Za-z]+\?/;
 
 function isPlainCreate(p: PlannedEntry): boolean {
   return p.interaction.kind === 'create' && !p.interaction.ifNoneExist;
+}
+
+/** PUT to a given id with no precondition: a create when nobody has that id yet. */
+function isPutById(p: PlannedEntry): boolean {
+  const i = p.interaction;
+  return i.kind === 'update' && !!i.id && !i.ifMatch;
 }
 
 /** A write that collided on `Type/id` names that resource: find the entry that created it. */

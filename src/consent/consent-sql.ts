@@ -72,11 +72,16 @@ export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: 
   const sensitive = `${bind.bind(policy.sensitiveLabels)}::text[]`;
   const base = policy.basePolicy === 'opt-out' && !!who.purpose && policy.sharedPurposes.includes(who.purpose) ? 'TRUE' : 'FALSE';
   const own = who.organization ? `${row.authorOrg} = ${org}` : 'FALSE';
+  // A patient with no provisions and no linked records (not a consent_subject) is decided by the
+  // base policy alone: one primary-key probe instead of the link and provision probes. CASE, not
+  // AND: the planner would turn the EXISTS into a join evaluated after the provision probe.
+  const subject = `EXISTS (SELECT 1 FROM consent_subject cns_s WHERE cns_s.patient_id = cns_c.patient)`;
+  const decided = `COALESCE((SELECT cns_p.permit FROM ${matchingProvisions('cns_c.patient', row, requester, `(cns_p.security_label IS NULL OR cns_p.security_label = ANY(${row.securityLabels}))`)}
+                             ORDER BY ${DECIDING_ORDER} LIMIT 1), ${base})`;
   const patients = who.breakGlass
     ? 'TRUE'
     : `NOT EXISTS (SELECT 1 FROM unnest(${row.compartments}) AS cns_c(patient)
-         WHERE NOT COALESCE((SELECT cns_p.permit FROM ${matchingProvisions('cns_c.patient', row, requester, `(cns_p.security_label IS NULL OR cns_p.security_label = ANY(${row.securityLabels}))`)}
-                             ORDER BY ${DECIDING_ORDER} LIMIT 1), ${base}))`;
+         WHERE CASE WHEN ${subject} THEN NOT ${decided} ELSE NOT ${base} END)`;
   const labels =
     who.breakGlass && policy.breakGlassOverridesSensitive
       ? 'TRUE'

@@ -1,5 +1,5 @@
 import { fork } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -86,7 +86,9 @@ async function main(): Promise<void> {
     const consentMatches = q.path.includes('?') ? await matchCount(server, q.path, otherToken) : 1;
     await measure(otherUrl, otherToken, 1, 5, 5);
     const consent = { matches: consentMatches, c1: await measure(otherUrl, otherToken, 1, 300, MAX_SECONDS), c8: await measure(otherUrl, otherToken, 8, 800, MAX_SECONDS) };
-    const row = { ...q, url: url.slice(server.baseUrl.length), matches, c1, c8, consent, plans };
+    // The SQL's own time (EXPLAIN ANALYZE, every statement of the request): what the index walk changed.
+    const sqlMs = Math.round(plans.reduce((a, p) => a + Number(/Execution Time: ([\d.]+) ms/.exec(p)?.[1] ?? 0), 0) * 10) / 10;
+    const row = { ...q, url: url.slice(server.baseUrl.length), matches, sqlMs, c1, c8, consent, plans };
     process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s; consent on: ${consentMatches} matches, c1 p50 ${consent.c1.p50}, c8 p50 ${consent.c8.p50}\n`);
     results.push(row);
   }
@@ -103,6 +105,7 @@ async function main(): Promise<void> {
     settings,
     dataset: { resources, byType: dataset, databaseMiB: Math.round(Number(size) / 2 ** 20), consents },
     load: loadReport,
+    loads: loadRuns(),
     mix,
     queries: results.map(({ plans: _plans, ...q }) => ({ ...q, c1: strip(q.c1), c8: strip(q.c8), consent: { ...q.consent, c1: strip(q.consent.c1), c8: strip(q.consent.c8) } })),
   };
@@ -216,7 +219,24 @@ async function load(server: BenchServer): Promise<{ loaded: number; seconds: num
   }
   const seconds = (performance.now() - started) / 1000;
   process.stdout.write(`load: ${done} resources in ${Math.round(seconds)} s (${Math.round(done / seconds)}/s)\n`);
+  recordLoad({ date: new Date().toISOString(), from: present, loaded: done, seconds: Math.round(seconds), resourcesPerSecond: Math.round(done / seconds) });
   return { loaded: done, seconds: Math.round(seconds), resourcesPerSecond: Math.round(done / seconds), patients };
+}
+
+interface LoadRun {
+  date: string;
+  from: number;
+  loaded: number;
+  seconds: number;
+  resourcesPerSecond: number;
+}
+/** Every load into this bench database (a 1M database is loaded over several runs), beside its directory. */
+const LOADS_FILE = `${PG_DIR.replace(/\/$/, '')}.loads.json`;
+function loadRuns(): LoadRun[] {
+  return existsSync(LOADS_FILE) ? (JSON.parse(readFileSync(LOADS_FILE, 'utf8')) as LoadRun[]) : [];
+}
+function recordLoad(run: LoadRun): void {
+  writeFileSync(LOADS_FILE, JSON.stringify([...loadRuns(), run], null, 1));
 }
 
 /** One chunk of Bundles through bench/ingest-client (its own process): info Bundles first, then the rest in parallel. */
@@ -397,9 +417,30 @@ function markdown(json: {
   settings: { name: string; setting: string; unit: string | null }[];
   dataset: { resources: number; byType: { resource_type: string; n: number }[]; databaseMiB: number; consents: { patients: number; denied: number } };
   load: { loaded: number; seconds: number; resourcesPerSecond: number };
+  loads: LoadRun[];
   mix: { c1p50: number; c8p99: number; consentC1p50: number; consentC8p99: number };
-  queries: (Query & { url: string; matches: number; c1: Stats; c8: Stats; consent: { matches: number; c1: Stats; c8: Stats } })[];
+  queries: (Query & { url: string; matches: number; sqlMs: number; c1: Stats; c8: Stats; consent: { matches: number; c1: Stats; c8: Stats } })[];
 }): string {
+  const q = (name: string) => json.queries.find((x) => x.name === name);
+  const cell = (name: string) => {
+    const x = q(name);
+    return x ? `${x.c1.p50} ms (SQL ${x.sqlMs} ms; c8 p99 ${x.c8.p99} ms)` : 'not run';
+  };
+  const lastLoad = json.loads[json.loads.length - 1];
+  // Issue 14's table: the 1M "before" figures of docs/search.md (25 Nov, faster cores) beside this run.
+  const linear = [
+    ['page 50 of `_sort=-date` over a broad match', '583 ms', cell('sort-page-50'), '≤ 50 ms'],
+    ['a sort on a search parameter over a broad match, first page', '571 ms', cell('sort-page-1'), '≤ 50 ms'],
+    ['a broad chain (`subject:Patient.name=…`)', '296 ms', cell('chained'), '≤ 50 ms'],
+    ['`_has` over a common code', '79 ms', cell('has'), '≤ 30 ms'],
+    ['concurrency 8, p99 of the mix', '43–99 ms (simple queries)', `${json.mix.c8p99} ms`, '≤ 50 ms'],
+    [
+      '`bench:search` load of 1M resources',
+      '~25 min (≈ 650 res/s)',
+      lastLoad ? `${lastLoad.resourcesPerSecond} res/s (${lastLoad.loaded} resources from ${lastLoad.from}, ${lastLoad.date.slice(0, 10)}): 1M in ≈ ${Math.round(1_000_000 / lastLoad.resourcesPerSecond / 60)} min` : 'no load recorded',
+      '≤ 10 min',
+    ],
+  ];
   const m = json.machine;
   const rows = json.queries.map(
     (q) =>
@@ -412,13 +453,23 @@ Dataset: ${json.dataset.resources} resources (${json.dataset.byType.map((t) => `
 ${json.dataset.resources < 1_000_000 ? `**Smaller than the issue's 1,000,000 resources** (BENCH_RESOURCES=${TARGET}).\n` : ''}${json.load.loaded ? `Loaded in this run: ${json.load.loaded} resources in ${json.load.seconds} s (${json.load.resourcesPerSecond}/s) over HTTP.` : 'Data loaded by an earlier run (persistent bench database).'}
 Server in-process over loopback HTTP with a hospital token (full pipeline: auth, consent predicate, audit); load from a worker thread; latency in ms (send to last byte); at most ${MAX_SECONDS} s per cell. Load average (1/5/15 min) when the measurements ended: ${loadavg().map((n) => n.toFixed(2)).join(' / ')} (2 cores; anything else running shows here), so quote medians.
 
-Consent on: ${json.dataset.consents.denied} of ${json.dataset.consents.patients} patients (${Math.round((100 * json.dataset.consents.denied) / json.dataset.consents.patients)}%) have a Consent denying all sharing. The main columns read as the loading organization (own data: the consent predicate short-circuits); the consent-on columns read the same queries as another organization (purpose TREAT, opt-out), so the predicate probes consent_provision for every candidate row and hides the denied patients' data (fewer matches). Ratio: consent-on c1 p50 / c1 p50.
+Consent on: ${json.dataset.consents.denied} of ${json.dataset.consents.patients} patients (${Math.round((100 * json.dataset.consents.denied) / json.dataset.consents.patients)}%) have a Consent denying all sharing. The main columns read as the loading organization (own data: the consent predicate short-circuits); the consent-on columns read the same queries as another organization (purpose TREAT, opt-out), so the predicate probes consent_provision for every candidate row of a consent subject (a patient with a provision or linked records) and hides the denied patients' data (fewer matches). Ratio: consent-on c1 p50 / c1 p50.
 
 | query | request | matches | c1 p50 | c1 p95 | c1 p99 | c1 req/s | c8 p50 | c8 p95 | c8 p99 | c8 req/s | consent-on matches | consent-on c1 p50 | consent-on c8 p50 | ratio | target |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|
 ${rows.join('\n')}
 
 The query mix (every query above weighs the same): c1 p50 ${json.mix.c1p50} ms own data, ${json.mix.consentC1p50} ms consent on, **ratio ${(json.mix.consentC1p50 / json.mix.c1p50).toFixed(2)}** (issues 10 and 12: ≤ 1.20); c8 p99 ${json.mix.c8p99} ms own data, ${json.mix.consentC8p99} ms consent on (issue 14: ≤ 50 ms).
+
+## Linear costs (issue 14): before and now
+
+"Before" is the 1M run of 25 Nov (docs/search.md), on cores ≈ 2.4× faster than since 30 Nov (docs/performance.md). "Now" is this run's c1 p50 (own data), with the SQL's own time from the EXPLAIN ANALYZE of its statements (\`${RESULTS_NAME}-plans.md\`).
+
+| query | before | now | target |
+|---|---|---|---|
+${linear.map((r) => `| ${r.join(' | ')} |`).join('\n')}
+
+Loads into this database: ${json.loads.map((l) => `${l.loaded} from ${l.from} at ${l.resourcesPerSecond} res/s (${l.date.slice(0, 10)})`).join('; ') || 'not recorded'}.
 `;
 }
 

@@ -47,7 +47,7 @@ describe('consent subjects: probes only where a provision or link can decide', (
     const record = jest.spyOn(Client.prototype, 'query');
     try {
       expect((await as[1]('get', search)).status).toBe(200);
-      for (const [sql, params] of record.mock.calls as [unknown, unknown[] | undefined][]) {
+      for (const [sql, params] of record.mock.calls as unknown as [unknown, unknown[] | undefined][]) {
         if (typeof sql === 'string' && /^\s*SELECT/i.test(sql) && /\bresource r\b/.test(sql) && sql.includes('consent_provision')) captured.push([sql, params ?? []]);
       }
     } finally {

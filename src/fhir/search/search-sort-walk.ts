@@ -171,3 +171,42 @@ function missingSql(
       AND NOT EXISTS (SELECT 1 FROM ${k.table} v WHERE v.resource_type = r.resource_type AND v.id = r.id AND v.param = ${p.bind(key.def.code)})${after}
     ORDER BY r.id ${backwards ? 'DESC' : 'ASC'} LIMIT ${p.bind(limit)}`;
 }
+
+/**
+ * The default order (by id) of a search with a chain or `_has` clause, walked the same way: the
+ * type's live rows in id order (`resource_live_idx`), at most WALK_BUDGET of them, each checked by
+ * a sub-plan that is not pulled up (the clauses and the access predicate as probes of that one
+ * row), stopping after the page. Left to itself PostgreSQL estimates such a sub-search at a few
+ * rows and collects every match before the first page (a broad chain: all its 60k matches at 1M,
+ * docs/search.md). Matches sparse in id order (a selective chain) spend the budget: undefined, and
+ * the caller collects the matches instead.
+ */
+export function isIdWalkable(ast: SearchRequestAst): boolean {
+  if (ast.sort.length !== 0 || ast.resourceTypes.length !== 1) return false;
+  return (ast.clauses.get(ast.resourceTypes[0]) ?? []).some((c) => c.kind === 'chain' || c.kind === 'has' || c.kind === 'untyped-chain');
+}
+
+export async function walkIdPage(ctx: AccessContext, fhirBaseUrl: string, ast: SearchRequestAst, limit: number, runner: EntityManager): Promise<WalkRow[] | undefined> {
+  const backwards = ast.cursor?.direction === 'prev';
+  if (ast.cursor && ast.cursor.values.length !== 0) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);
+  const compiler = new SearchSqlCompiler(ctx, fhirBaseUrl);
+  const p = compiler.params;
+  const where = compiler.where(ast);
+  const candidates = (c: SearchSqlCompiler, n: number): string =>
+    `SELECT w.resource_type, w.id FROM resource w
+      WHERE w.resource_type = ${c.params.bind(ast.resourceTypes[0])} AND NOT w.deleted${ast.cursor ? ` AND w.id ${backwards ? '<' : '>'} ${c.params.bind(ast.cursor.id)}` : ''}
+      ORDER BY w.id ${backwards ? 'DESC' : 'ASC'} LIMIT ${c.params.bind(n)}`;
+  const found = (await runner.query(
+    `SELECT c.resource_type, c.id, NULL::text AS o0 FROM (${candidates(compiler, WALK_BUDGET)}) c
+      WHERE EXISTS (SELECT 1 FROM resource r WHERE r.resource_type = c.resource_type AND r.id = c.id AND ${where} OFFSET 0)
+      ORDER BY c.id ${backwards ? 'DESC' : 'ASC'} LIMIT ${p.bind(limit)}`,
+    p.values,
+  )) as WalkRow[];
+  if (found.length < limit) {
+    // Short: the end of the type's rows, or the budget spent on sparse matches (then collect them).
+    const counter = new SearchSqlCompiler(ctx, fhirBaseUrl);
+    const [{ n }] = await runner.query(`SELECT count(*)::int AS n FROM (${candidates(counter, WALK_BUDGET + 1)}) c`, counter.params.values);
+    if (n > WALK_BUDGET) return undefined;
+  }
+  return found;
+}

@@ -14,7 +14,7 @@ import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
 import { expandSubsumptionClauses } from './search-subsumption.expander';
 import { expandValueSetClauses } from './search-value-set.expander';
-import { assertCursorValue, isWalkable, walkSortedPage } from './search-sort-walk';
+import { assertCursorValue, isIdWalkable, isWalkable, walkIdPage, walkSortedPage } from './search-sort-walk';
 
 const MAX_INCLUDED = SEARCH_LIMITS.includedResources;
 const MAX_ITERATE_DEPTH = SEARCH_LIMITS.iterateDepth;
@@ -64,8 +64,15 @@ export class SearchService {
     }
     let rows: Row[] = [];
     let hasMore = false;
-    // One parameter sort key: walk its index in sort order and stop after the page (search-sort-walk.ts).
-    const page = ast.count > 0 && ast.summary !== 'count' && isWalkable(ast) ? await walkSortedPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner) : undefined;
+    // One parameter sort key, or the id order of a chain or _has: walk in that order and stop after
+    // the page (search-sort-walk.ts); undefined when the matches are too sparse for a walk.
+    const paged = ast.count > 0 && ast.summary !== 'count';
+    const page =
+      paged && isWalkable(ast)
+        ? await walkSortedPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner)
+        : paged && isIdWalkable(ast)
+          ? await walkIdPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner)
+          : undefined;
     if (page) {
       const params = new SqlParams();
       rows = page.length

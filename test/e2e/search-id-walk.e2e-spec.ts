@@ -1,0 +1,91 @@
+import { Client } from 'pg';
+import { FHIR_JSON } from '../support/fixtures';
+import { createTestApp, TestApp } from '../support/test-app';
+
+/**
+ * A chain or `_has` in the default order (by id) is walked (docs/search.md, "Chains and _has"): the
+ * type's rows in id order, each probed, stopping after the page — and when the matches are too
+ * sparse for WALK_BUDGET candidates, the matches are collected instead. Either way the pages are
+ * the same: every match once, in id order, forwards and backwards.
+ */
+const RUN = Date.now().toString(36);
+// After every server-assigned id (hex UUIDs sort before 'w'), so this test controls what comes first.
+const id = (group: string, n: number) => `w${RUN}-${group}-${String(n).padStart(4, '0')}`;
+type Page = { entry?: { resource: { id: string } }[]; link: { relation: string; url: string }[] };
+
+describe('chains and _has in id order (id walk)', () => {
+  let t: TestApp;
+  const patient = (local: string, family: string) => ({
+    resource: { resourceType: 'Patient', id: `w${RUN}-${local}`, identifier: [{ system: 'urn:test:idwalk', value: `w${RUN}-${local}` }], gender: 'unknown', name: [{ family }] },
+    request: { method: 'PUT', url: `Patient/w${RUN}-${local}` },
+  });
+  const obs = (oid: string, subject: string) => ({
+    resource: { resourceType: 'Observation', id: oid, status: 'final', code: { text: 'walk' }, subject: { reference: `Patient/w${RUN}-${subject}` } },
+    request: { method: 'PUT', url: `Observation/${oid}` },
+  });
+  const ids = (page: Page) => (page.entry ?? []).map((e) => e.resource.id);
+  const next = (page: Page, relation = 'next') => page.link.find((l) => l.relation === relation)?.url;
+  /** The page, and whether the id walk's statement ran (and whether it fell back to collecting the matches). */
+  async function get(url: string): Promise<{ page: Page; walked: boolean; collected: boolean }> {
+    const spy = jest.spyOn(Client.prototype, 'query');
+    try {
+      const res = await t.api.get(url.replace(/^https?:\/\/[^/]+/, ''));
+      expect(res.status).toBe(200);
+      const sql = (spy.mock.calls as unknown as [unknown][]).map(([q]) => (typeof q === 'string' ? q : ''));
+      return {
+        page: res.body as Page,
+        walked: sql.some((q) => q.includes('FROM resource w') && q.includes('WHERE EXISTS (SELECT 1 FROM resource r')),
+        collected: sql.some((q) => /FROM resource r WHERE \(r\.resource_type/.test(q) && /ORDER BY r\.id ASC/.test(q)),
+      };
+    } finally {
+      spy.mockRestore();
+    }
+  }
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    const entry = [
+      patient('many', `Walkmany${RUN}`),
+      patient('few', `Walkfew${RUN}`),
+      patient('none', `Walknone${RUN}`),
+      // 25 Observations of "many", interleaved with 10 of "none" (every third candidate is not a match).
+      ...Array.from({ length: 25 }, (_, n) => obs(id('b', n * 2), 'many')),
+      ...Array.from({ length: 10 }, (_, n) => obs(id('b', n * 2 + 1), 'none')),
+      // 2,100 Observations before the 3 of "few": a walk from the start spends its budget first.
+      ...Array.from({ length: 2100 }, (_, n) => obs(id('a', n), 'none')),
+      ...Array.from({ length: 3 }, (_, n) => obs(id('c', n), 'few')),
+    ];
+    const res = await t.api.post('/fhir').set('Content-Type', FHIR_JSON).send({ resourceType: 'Bundle', type: 'transaction', entry });
+    expect([res.status, res.status === 200 ? '' : JSON.stringify(res.body).slice(0, 500)]).toEqual([200, '']);
+  }, 120_000);
+  afterAll(() => t.close());
+
+  const many = Array.from({ length: 25 }, (_, n) => id('b', n * 2));
+
+  it('pages a broad chain by walking: 10, 10, 5 in id order, then back', async () => {
+    // A cursor past the 2,100 'a' rows, as a client paging from the first page would hold one:
+    // the first page itself walks from the start (budget spent) and collects, see the next test.
+    const first = await get(`/fhir/Observation?subject:Patient.name=Walkmany${RUN}&_count=10`);
+    expect(ids(first.page)).toEqual(many.slice(0, 10));
+    const second = await get(next(first.page)!);
+    expect([ids(second.page), second.walked, second.collected]).toEqual([many.slice(10, 20), true, false]);
+    const third = await get(next(second.page)!);
+    expect([ids(third.page), third.walked, next(third.page)]).toEqual([many.slice(20), true, undefined]);
+    const back = await get(next(third.page, 'previous')!);
+    expect([ids(back.page), back.walked, back.collected]).toEqual([many.slice(10, 20), true, false]);
+  });
+
+  it('collects the matches when they are sparse in id order (the walk spent WALK_BUDGET candidates)', async () => {
+    const res = await get(`/fhir/Observation?subject:Patient.name=Walkfew${RUN}&_count=10`);
+    expect([ids(res.page), res.walked, res.collected]).toEqual([[id('c', 0), id('c', 1), id('c', 2)], true, true]);
+  });
+
+  it('walks _has in id order too, and an untyped chain gives the same pages as the typed one', async () => {
+    const has = await get(`/fhir/Patient?_has:Observation:subject:_id=${id('c', 1)},${id('b', 4)}&_count=1`);
+    expect(ids(has.page)).toEqual([`w${RUN}-few`]);
+    const second = await get(next(has.page)!);
+    expect([ids(second.page), second.walked, next(second.page)]).toEqual([[`w${RUN}-many`], true, undefined]);
+    const untyped = await get(next((await get(`/fhir/Observation?subject.name=Walkmany${RUN}&_count=10`)).page)!);
+    expect([ids(untyped.page), untyped.walked]).toEqual([many.slice(10, 20), true]);
+  });
+});

@@ -301,13 +301,22 @@ async function matchCount(server: BenchServer, path: string, token = server.toke
 }
 
 /**
- * 10% of the patients (every tenth by id, never the one the queries read) get a Consent denying
+ * 10% of the patients (every tenth by number, never the one the queries read) get a Consent denying
  * all sharing, written over HTTP by their own organization like any Consent (idempotent on reruns).
  */
 async function ensureConsents(server: BenchServer, keepVisible: string): Promise<{ patients: number; denied: number }> {
   const patients: { id: string }[] = await server.db.query(`SELECT id FROM resource WHERE resource_type = 'Patient' AND NOT deleted ORDER BY id`);
-  const chosen = patients.filter((_, i) => i % 10 === 0).map((p) => p.id).filter((id) => id !== keepVisible);
+  // By the generator's patient number, so the set stays every tenth patient as the database grows.
+  const chosen = patients.map((p) => p.id).filter((id) => Number(/(\d+)$/.exec(id)?.[1] ?? NaN) % 10 === 0 && id !== keepVisible);
   const have = new Set<string>((await server.db.query(`SELECT DISTINCT patient_id FROM consent_provision`)).map((r: { patient_id: string }) => r.patient_id));
+  // Consents of an earlier choice (every tenth by sorted id, before the database grew) are withdrawn.
+  const wanted = new Set(chosen);
+  const stale: { consent_id: string }[] = await server.db.query(`SELECT DISTINCT consent_id FROM consent_provision WHERE NOT (patient_id = ANY($1))`, [chosen]);
+  for (const { consent_id } of stale) {
+    const res = await fetch(`${server.baseUrl}/fhir/Consent/${consent_id}`, { method: 'DELETE', headers: { Authorization: `Bearer ${server.token}` } });
+    if (res.status !== 200 && res.status !== 204) throw new Error(`consents: DELETE ${res.status} ${(await res.text()).slice(0, 300)}`);
+  }
+  for (const id of have) if (!wanted.has(id)) have.delete(id);
   const missing = chosen.filter((id) => !have.has(id));
   for (let i = 0; i < missing.length; i += 50) {
     const entry = missing.slice(i, i + 50).map((id) => ({
@@ -329,11 +338,10 @@ async function ensureConsents(server: BenchServer, keepVisible: string): Promise
     });
     if (res.status !== 200) throw new Error(`consents: ${res.status} ${(await res.text()).slice(0, 500)}`);
   }
-  if (missing.length) await server.db.query('ANALYZE consent_provision');
-  // Counted, not assumed: after a resumed load, every tenth patient by id is another set than before,
-  // and the earlier set keeps its Consents.
+  if (missing.length || stale.length) await server.db.query('ANALYZE consent_provision');
+  // Counted, not assumed.
   const [{ n: denied }] = await server.db.query(`SELECT count(DISTINCT patient_id)::int AS n FROM consent_provision`);
-  process.stdout.write(`consents: ${denied} of ${patients.length} patients deny sharing (${missing.length} written now)\n`);
+  process.stdout.write(`consents: ${denied} of ${patients.length} patients deny sharing (${missing.length} written now, ${stale.length} withdrawn)\n`);
   return { patients: patients.length, denied };
 }
 

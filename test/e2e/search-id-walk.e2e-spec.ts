@@ -1,4 +1,5 @@
 import { Client } from 'pg';
+import { encodeCursor } from '../../src/fhir/search/search-request';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -26,7 +27,7 @@ describe('chains and _has in id order (id walk)', () => {
   const ids = (page: Page) => (page.entry ?? []).map((e) => e.resource.id);
   const next = (page: Page, relation = 'next') => page.link.find((l) => l.relation === relation)?.url;
   /** The page, and whether the id walk's statement ran (and whether it fell back to collecting the matches). */
-  async function get(url: string): Promise<{ page: Page; walked: boolean; collected: boolean }> {
+  async function get(url: string): Promise<{ page: Page; walked: boolean; collected: boolean; walks: number }> {
     const spy = jest.spyOn(Client.prototype, 'query');
     try {
       const res = await t.api.get(url.replace(/^https?:\/\/[^/]+/, ''));
@@ -35,6 +36,7 @@ describe('chains and _has in id order (id walk)', () => {
       return {
         page: res.body as Page,
         walked: sql.some((q) => q.includes('FROM resource w') && q.includes('WHERE EXISTS (SELECT 1 FROM resource r')),
+        walks: sql.filter((q) => q.includes('FROM resource w') && q.includes('WHERE EXISTS (SELECT 1 FROM resource r')).length,
         collected: sql.some((q) => /FROM resource r WHERE \(r\.resource_type/.test(q) && /ORDER BY r\.id ASC/.test(q)),
       };
     } finally {
@@ -48,12 +50,15 @@ describe('chains and _has in id order (id walk)', () => {
       patient('many', `Walkmany${RUN}`),
       patient('few', `Walkfew${RUN}`),
       patient('none', `Walknone${RUN}`),
+      patient('mid', `Walkmid${RUN}`),
       // 25 Observations of "many", interleaved with 10 of "none" (every third candidate is not a match).
       ...Array.from({ length: 25 }, (_, n) => obs(id('b', n * 2), 'many')),
       ...Array.from({ length: 10 }, (_, n) => obs(id('b', n * 2 + 1), 'none')),
       // 2,100 Observations before the 3 of "few": a walk from the start spends its budget first.
       ...Array.from({ length: 2100 }, (_, n) => obs(id('a', n), 'none')),
       ...Array.from({ length: 3 }, (_, n) => obs(id('c', n), 'few')),
+      // Every 25th of 300: 8 matches among the first 200 candidates, the page's rest after them.
+      ...Array.from({ length: 300 }, (_, n) => obs(id('d', n), n % 25 === 0 ? 'mid' : 'none')),
     ];
     const res = await t.api.post('/fhir').set('Content-Type', FHIR_JSON).send({ resourceType: 'Bundle', type: 'transaction', entry });
     expect([res.status, res.status === 200 ? '' : JSON.stringify(res.body).slice(0, 500)]).toEqual([200, '']);
@@ -75,9 +80,17 @@ describe('chains and _has in id order (id walk)', () => {
     expect([ids(back.page), back.walked, back.collected]).toEqual([many.slice(10, 20), true, false]);
   });
 
-  it('collects the matches when they are sparse in id order (the walk spent WALK_BUDGET candidates)', async () => {
+  it('collects the matches when they are sparse in id order (none among the first candidates)', async () => {
     const res = await get(`/fhir/Observation?subject:Patient.name=Walkfew${RUN}&_count=10`);
     expect([ids(res.page), res.walked, res.collected]).toEqual([[id('c', 0), id('c', 1), id('c', 2)], true, true]);
+  });
+
+  it('walks on past the first candidates when their matches promise the page within the budget', async () => {
+    // A cursor just before the 'd' group, as a page ending there would have issued.
+    const res = await get(`/fhir/Observation?subject:Patient.name=Walkmid${RUN}&_count=10&_cursor=${encodeCursor('next', [], `w${RUN}-d-`)}`);
+    expect([ids(res.page), res.walks, res.collected]).toEqual([Array.from({ length: 10 }, (_, n) => id('d', n * 25)), 2, false]);
+    const rest = await get(next(res.page)!);
+    expect([ids(rest.page), next(rest.page)]).toEqual([[id('d', 250), id('d', 275)], undefined]);
   });
 
   it('walks _has in id order too, and an untyped chain gives the same pages as the typed one', async () => {

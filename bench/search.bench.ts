@@ -84,11 +84,12 @@ async function main(): Promise<void> {
     const c8 = await measure(url, server.token, 8, 800, MAX_SECONDS);
     const otherUrl = await resolveUrl(server, q, otherToken);
     const consentMatches = q.path.includes('?') ? await matchCount(server, q.path, otherToken) : 1;
+    const consentPlans = await explain(server, otherUrl, otherToken);
     await measure(otherUrl, otherToken, 1, 5, 5);
     const consent = { matches: consentMatches, c1: await measure(otherUrl, otherToken, 1, 300, MAX_SECONDS), c8: await measure(otherUrl, otherToken, 8, 800, MAX_SECONDS) };
     // The SQL's own time (EXPLAIN ANALYZE, every statement of the request): what the index walk changed.
     const sqlMs = Math.round(plans.reduce((a, p) => a + Number(/Execution Time: ([\d.]+) ms/.exec(p)?.[1] ?? 0), 0) * 10) / 10;
-    const row = { ...q, url: url.slice(server.baseUrl.length), matches, sqlMs, c1, c8, consent, plans };
+    const row = { ...q, url: url.slice(server.baseUrl.length), matches, sqlMs, c1, c8, consent, plans, consentPlans };
     process.stdout.write(`${q.name}: ${matches} matches; c1 p50 ${c1.p50} p95 ${c1.p95} p99 ${c1.p99} ms, ${c1.rps}/s; c8 p50 ${c8.p50} p99 ${c8.p99} ms, ${c8.rps}/s; consent on: ${consentMatches} matches, c1 p50 ${consent.c1.p50}, c8 p50 ${consent.c8.p50}\n`);
     results.push(row);
   }
@@ -107,13 +108,17 @@ async function main(): Promise<void> {
     load: loadReport,
     loads: loadRuns(),
     mix,
-    queries: results.map(({ plans: _plans, ...q }) => ({ ...q, c1: strip(q.c1), c8: strip(q.c8), consent: { ...q.consent, c1: strip(q.consent.c1), c8: strip(q.consent.c8) } })),
+    queries: results.map(({ plans: _plans, consentPlans: _consentPlans, ...q }) => ({ ...q, c1: strip(q.c1), c8: strip(q.c8), consent: { ...q.consent, c1: strip(q.consent.c1), c8: strip(q.consent.c8) } })),
   };
   writeResults(RESULTS_NAME, json, markdown(json));
   writeFileSync(
     join(process.cwd(), 'bench', 'results', `${RESULTS_NAME}-plans.md`),
     `# EXPLAIN (ANALYZE, BUFFERS) of the bench queries (${machine.date}, ${resources} resources)\n\n${results
-      .map((q) => `## ${q.name}: \`${q.url.replace(/_cursor=[^&]+/, '_cursor=…')}\` (${q.matches} matches)\n\n${q.plans.map((p) => `\`\`\`\n${p}\n\`\`\``).join('\n\n')}`)
+      .map(
+        (q) =>
+          `## ${q.name}: \`${q.url.replace(/_cursor=[^&]+/, '_cursor=…')}\` (${q.matches} matches)\n\n${q.plans.map((p) => `\`\`\`\n${p}\n\`\`\``).join('\n\n')}` +
+          `\n\n### ${q.name}, consent on (another organization, ${q.consent.matches} matches)\n\n${q.consentPlans.map((p) => `\`\`\`\n${p}\n\`\`\``).join('\n\n')}`,
+      )
       .join('\n\n')}\n`,
   );
   await server.close();
@@ -352,7 +357,7 @@ async function getJson(server: BenchServer, url: string, token = server.token): 
 }
 
 /** Runs the request once while recording the server's SQL, then EXPLAIN (ANALYZE, BUFFERS) of each statement. */
-async function explain(server: BenchServer, url: string): Promise<string[]> {
+async function explain(server: BenchServer, url: string, token = server.token): Promise<string[]> {
   const captured: [string, unknown[]][] = [];
   const db = server.db as unknown as { query: (sql: string, params?: unknown[]) => Promise<unknown> };
   const original = db.query;
@@ -361,7 +366,7 @@ async function explain(server: BenchServer, url: string): Promise<string[]> {
     return original.call(this, sql, params);
   };
   try {
-    await getJson(server, url);
+    await getJson(server, url, token);
   } finally {
     db.query = original;
   }

@@ -44,21 +44,26 @@ describe('chains and _has in id order (id walk)', () => {
     }
   }
 
+  const BROAD = `urn:test:idwalk|broad-${RUN}`;
+  const manyPatient = (n: number) => `many-${String(n).padStart(2, '0')}`;
+  const sparsePatient = (n: number) => `sparse-${String(n).padStart(2, '0')}`;
+  const coded = (entry: ReturnType<typeof obs>) => ({ ...entry, resource: { ...entry.resource, code: { coding: [{ system: 'urn:test:idwalk', code: `broad-${RUN}` }] } } });
+
   beforeAll(async () => {
     t = await createTestApp();
     const entry = [
-      patient('many', `Walkmany${RUN}`),
+      // More patients named alike than ID_WALK_SELECTIVE: the chains on these names are broad.
+      ...Array.from({ length: 25 }, (_, n) => patient(manyPatient(n), `Walkmany${RUN}`)),
+      ...Array.from({ length: 21 }, (_, n) => patient(sparsePatient(n), `Walksparse${RUN}`)),
       patient('few', `Walkfew${RUN}`),
       patient('none', `Walknone${RUN}`),
-      patient('mid', `Walkmid${RUN}`),
-      // 25 Observations of "many", interleaved with 10 of "none" (every third candidate is not a match).
-      ...Array.from({ length: 25 }, (_, n) => obs(id('b', n * 2), 'many')),
+      // 25 Observations of the "many" patients, interleaved with 10 of "none".
+      ...Array.from({ length: 25 }, (_, n) => coded(obs(id('b', n * 2), manyPatient(n)))),
       ...Array.from({ length: 10 }, (_, n) => obs(id('b', n * 2 + 1), 'none')),
-      // 2,100 Observations before the 3 of "few": a walk from the start spends its budget first.
+      // 2,100 Observations first: a walk from the start spends its budget on them.
       ...Array.from({ length: 2100 }, (_, n) => obs(id('a', n), 'none')),
       ...Array.from({ length: 3 }, (_, n) => obs(id('c', n), 'few')),
-      // Every 25th of 300: 8 matches among the first 200 candidates, the page's rest after them.
-      ...Array.from({ length: 300 }, (_, n) => obs(id('d', n), n % 25 === 0 ? 'mid' : 'none')),
+      ...Array.from({ length: 21 }, (_, n) => obs(id('e', n), sparsePatient(n))),
     ];
     const res = await t.api.post('/fhir').set('Content-Type', FHIR_JSON).send({ resourceType: 'Bundle', type: 'transaction', entry });
     expect([res.status, res.status === 200 ? '' : JSON.stringify(res.body).slice(0, 500)]).toEqual([200, '']);
@@ -68,37 +73,34 @@ describe('chains and _has in id order (id walk)', () => {
   const many = Array.from({ length: 25 }, (_, n) => id('b', n * 2));
 
   it('pages a broad chain by walking: 10, 10, 5 in id order, then back', async () => {
-    // A cursor past the 2,100 'a' rows, as a client paging from the first page would hold one:
-    // the first page itself walks from the start (budget spent) and collects, see the next test.
+    // The first page walks from the start, spends its budget on the 2,100 'a' rows and collects.
     const first = await get(`/fhir/Observation?subject:Patient.name=Walkmany${RUN}&_count=10`);
-    expect(ids(first.page)).toEqual(many.slice(0, 10));
+    expect([ids(first.page), first.walked, first.collected]).toEqual([many.slice(0, 10), true, true]);
     const second = await get(next(first.page)!);
-    expect([ids(second.page), second.walked, second.collected]).toEqual([many.slice(10, 20), true, false]);
+    expect([ids(second.page), second.walks, second.collected]).toEqual([many.slice(10, 20), 1, false]);
     const third = await get(next(second.page)!);
     expect([ids(third.page), third.walked, next(third.page)]).toEqual([many.slice(20), true, undefined]);
     const back = await get(next(third.page, 'previous')!);
     expect([ids(back.page), back.walked, back.collected]).toEqual([many.slice(10, 20), true, false]);
   });
 
-  it('collects the matches when they are sparse in id order (none among the first candidates)', async () => {
-    const res = await get(`/fhir/Observation?subject:Patient.name=Walkfew${RUN}&_count=10`);
-    expect([ids(res.page), res.walked, res.collected]).toEqual([[id('c', 0), id('c', 1), id('c', 2)], true, true]);
+  it('collects a broad chain whose matches are sparse in id order (the walk spent WALK_BUDGET candidates)', async () => {
+    const res = await get(`/fhir/Observation?subject:Patient.name=Walksparse${RUN}&_count=10`);
+    expect([ids(res.page), res.walked, res.collected]).toEqual([Array.from({ length: 10 }, (_, n) => id('e', n)), true, true]);
   });
 
-  it('walks on past the first candidates when their matches promise the page within the budget', async () => {
-    // A cursor just before the 'd' group, as a page ending there would have issued.
-    const res = await get(`/fhir/Observation?subject:Patient.name=Walkmid${RUN}&_count=10&_cursor=${encodeCursor('next', [], `w${RUN}-d-`)}`);
-    expect([ids(res.page), res.walks, res.collected]).toEqual([Array.from({ length: 10 }, (_, n) => id('d', n * 25)), 2, false]);
-    const rest = await get(next(res.page)!);
-    expect([ids(rest.page), next(rest.page)]).toEqual([[id('d', 250), id('d', 275)], undefined]);
+  it('collects a selective chain without walking (its inner search has at most ID_WALK_SELECTIVE rows)', async () => {
+    const res = await get(`/fhir/Observation?subject:Patient.name=Walkfew${RUN}&_count=10&_cursor=${encodeCursor('next', [], `w${RUN}-b`)}`);
+    expect([ids(res.page), res.walks, res.collected]).toEqual([[id('c', 0), id('c', 1), id('c', 2)], 0, true]);
   });
 
   it('walks _has in id order too, and an untyped chain gives the same pages as the typed one', async () => {
-    const has = await get(`/fhir/Patient?_has:Observation:subject:_id=${id('c', 1)},${id('b', 4)}&_count=1`);
-    expect(ids(has.page)).toEqual([`w${RUN}-few`]);
+    const has = await get(`/fhir/Patient?_has:Observation:subject:code=${BROAD}&_count=10`);
+    const patients = Array.from({ length: 25 }, (_, n) => `w${RUN}-${manyPatient(n)}`);
+    expect([ids(has.page), has.walked]).toEqual([patients.slice(0, 10), true]);
     const second = await get(next(has.page)!);
-    expect([ids(second.page), second.walked, next(second.page)]).toEqual([[`w${RUN}-many`], true, undefined]);
+    expect([ids(second.page), second.walked]).toEqual([patients.slice(10, 20), true]);
     const untyped = await get(next((await get(`/fhir/Observation?subject.name=Walkmany${RUN}&_count=10`)).page)!);
-    expect([ids(untyped.page), untyped.walked]).toEqual([many.slice(10, 20), true]);
+    expect([ids(untyped.page), untyped.walked, untyped.collected]).toEqual([many.slice(10, 20), true, false]);
   });
 });

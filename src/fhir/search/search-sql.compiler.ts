@@ -92,6 +92,11 @@ export class SearchSqlCompiler {
         AND ${x}.id IN (${this.subSearch(c.sourceType, c.inner)}))`;
   }
 
+  /** The ids a chain's targets or a `_has`'s sources are (its inner sub-search, access included). */
+  innerIds(clause: ChainClause | HasClause): string {
+    return clause.kind === 'chain' ? this.subSearch(clause.targetType, clause.inner) : this.subSearch(clause.sourceType, clause.inner);
+  }
+
   /**
    * Ids of live resources of `type` the requester may read that match `inner` (a chain's targets, a
    * `_has`'s sources). A value clause is driven from its index rows, each checked against `resource`

@@ -1,6 +1,6 @@
 import { Client } from 'pg';
 import request from 'supertest';
-import { registerTestClient } from '../support/auth';
+import { hospitalAgent } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -8,7 +8,6 @@ const RUN = Date.now().toString(36);
 const ORG = [`subj-a-${RUN}`, `subj-b-${RUN}`];
 const CODE = `subj-${RUN}`;
 
-type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
 
 /**
  * The consent predicate probes provisions only for consent subjects (docs/consent.md, "Patients
@@ -18,7 +17,7 @@ type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test
  */
 describe('consent subjects: probes only where a provision or link can decide', () => {
   let t: TestApp;
-  const as: Send[] = [];
+  const as: Awaited<ReturnType<typeof hospitalAgent>>[] = [];
   const patients: string[] = [];
   const observations = new Map<string, string[]>();
 
@@ -46,7 +45,7 @@ describe('consent subjects: probes only where a provision or link can decide', (
     // Record the statement with a pass-through spy.
     const record = jest.spyOn(Client.prototype, 'query');
     try {
-      expect((await as[1]('get', search)).status).toBe(200);
+      expect((await as[1].get(search)).status).toBe(200);
       for (const [sql, params] of record.mock.calls as unknown as [unknown, unknown[] | undefined][]) {
         if (typeof sql === 'string' && /^\s*SELECT/i.test(sql) && /\bresource r\b/.test(sql) && sql.includes('consent_provision')) captured.push([sql, params ?? []]);
       }
@@ -66,18 +65,14 @@ describe('consent subjects: probes only where a provision or link can decide', (
 
   beforeAll(async () => {
     t = await createTestApp();
-    for (const org of ORG) {
-      const client = await registerTestClient(t, { role: 'hospital', organization: org, scopes: ['system/*.cruds'], purposes: ['TREAT'] });
-      const token = await client.token('system/*.cruds', 'TREAT');
-      as.push((m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`));
-    }
+    for (const org of ORG) as.push(await hospitalAgent(t, org));
     for (let p = 0; p < 3; p++) {
-      const id = await as[0]('post', '/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Subj${p}${RUN}` }] })).then(created);
+      const id = await as[0].post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Subj${p}${RUN}` }] })).then(created);
       patients.push(id);
       const obs: string[] = [];
       for (let n = 0; n < 5; n++) {
         obs.push(
-          await as[0]('post', '/fhir/Observation')
+          await as[0].post('/fhir/Observation')
             .set('Content-Type', FHIR_JSON)
             .send({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'urn:example:subj', code: CODE }] }, subject: { reference: `Patient/${id}` } })
             .then(created),
@@ -90,38 +85,38 @@ describe('consent subjects: probes only where a provision or link can decide', (
 
   it('patients without Consents or links are not subjects, and another organization sees their rows without a provision probe', async () => {
     expect(await subjects()).toEqual([]);
-    expect(ids(await as[1]('get', search))).toEqual(patients.flatMap((p) => observations.get(p)!).sort());
+    expect(ids(await as[1].get(search))).toEqual(patients.flatMap((p) => observations.get(p)!).sort());
     // Before: one consent_provision probe per judged row (15).
     expect(await probesOf('consent_provision')).toBe(0);
     expect(await probesOf('patient_link')).toBe(0);
   });
 
   it('a Consent makes its patient a subject in the same transaction: its rows are probed and hidden, the others still are not', async () => {
-    await as[0]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(denyAll(patients[0])).then(created);
+    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(denyAll(patients[0])).then(created);
     expect(await subjects()).toEqual([patients[0]]);
-    expect(ids(await as[1]('get', search))).toEqual([...observations.get(patients[1])!, ...observations.get(patients[2])!].sort());
+    expect(ids(await as[1].get(search))).toEqual([...observations.get(patients[1])!, ...observations.get(patients[2])!].sort());
     expect(await probesOf('consent_provision')).toBe(5);
     // The owner still sees everything (own data).
-    expect(ids(await as[0]('get', search))).toHaveLength(15);
+    expect(ids(await as[0].get(search))).toHaveLength(15);
   });
 
   it('a Patient.link makes both records subjects (a denial follows the person)', async () => {
-    const current = await as[0]('get', `/fhir/Patient/${patients[2]}`);
-    const res = await as[0]('put', `/fhir/Patient/${patients[2]}`)
+    const current = await as[0].get(`/fhir/Patient/${patients[2]}`);
+    const res = await as[0].put(`/fhir/Patient/${patients[2]}`)
       .set('Content-Type', FHIR_JSON)
       .send({ ...current.body, link: [{ other: { reference: `Patient/${patients[0]}` }, type: 'seealso' }] });
     expect(res.status).toBe(200);
     expect(await subjects()).toEqual([patients[0], patients[2]].sort());
     // Patient 0's denial now hides patient 2's rows too.
-    expect(ids(await as[1]('get', search))).toEqual(observations.get(patients[1]));
+    expect(ids(await as[1].get(search))).toEqual(observations.get(patients[1]));
   });
 
   it('a withdrawn Consent leaves its patient a subject (the set only grows) and the base policy decides again', async () => {
     const [consent] = await t.db.query(`SELECT DISTINCT consent_id FROM consent_provision WHERE patient_id = $1`, [patients[0]]);
-    expect((await as[0]('delete', `/fhir/Consent/${consent.consent_id}`)).status).toBe(200);
-    const current = await as[0]('get', `/fhir/Patient/${patients[2]}`);
-    expect((await as[0]('put', `/fhir/Patient/${patients[2]}`).set('Content-Type', FHIR_JSON).send({ ...current.body, link: undefined })).status).toBe(200);
+    expect((await as[0].delete(`/fhir/Consent/${consent.consent_id}`)).status).toBe(200);
+    const current = await as[0].get(`/fhir/Patient/${patients[2]}`);
+    expect((await as[0].put(`/fhir/Patient/${patients[2]}`).set('Content-Type', FHIR_JSON).send({ ...current.body, link: undefined })).status).toBe(200);
     expect(await subjects()).toEqual([patients[0], patients[2]].sort());
-    expect(ids(await as[1]('get', search))).toEqual(patients.flatMap((p) => observations.get(p)!).sort());
+    expect(ids(await as[1].get(search))).toEqual(patients.flatMap((p) => observations.get(p)!).sort());
   });
 });

@@ -172,15 +172,7 @@ function missingSql(
     ORDER BY r.id ${backwards ? 'DESC' : 'ASC'} LIMIT ${p.bind(limit)}`;
 }
 
-/**
- * The default order (by id) of a search with a chain or `_has` clause, walked the same way: the
- * type's live rows in id order (`resource_live_idx`), at most WALK_BUDGET of them, each checked by
- * a sub-plan that is not pulled up (the clauses and the access predicate as probes of that one
- * row), stopping after the page. Left to itself PostgreSQL estimates such a sub-search at a few
- * rows and collects every match before the first page (a broad chain: all its 60k matches at 1M,
- * docs/search.md). Matches sparse in id order (a selective chain) spend the budget: undefined, and
- * the caller collects the matches instead.
- */
+/** One type, no `_sort`, and a chain, untyped chain or `_has` clause: the shape the id walk serves. */
 export function isIdWalkable(ast: SearchRequestAst): boolean {
   if (ast.sort.length !== 0 || ast.resourceTypes.length !== 1) return false;
   return (ast.clauses.get(ast.resourceTypes[0]) ?? []).some((c) => c.kind === 'chain' || c.kind === 'has' || c.kind === 'untyped-chain');
@@ -195,6 +187,15 @@ export function isIdWalkable(ast: SearchRequestAst): boolean {
  */
 export const ID_WALK_SELECTIVE = 20;
 
+/**
+ * The default order (by id) of a search with a chain or `_has` clause, walked the same way: the
+ * type's live rows in id order (`resource_live_idx`), at most WALK_BUDGET of them, each checked by
+ * a sub-plan that is not pulled up (the clauses and the access predicate as probes of that one
+ * row), stopping after the page. Left to itself PostgreSQL estimates such a sub-search at a few
+ * rows and collects every match before the first page (a broad chain: all its 60k matches at 1M,
+ * docs/search.md). Undefined (the caller collects the matches) when a clause is selective
+ * (ID_WALK_SELECTIVE) or the matches are too sparse in id order for the budget.
+ */
 export async function walkIdPage(ctx: AccessContext, fhirBaseUrl: string, ast: SearchRequestAst, limit: number, runner: EntityManager): Promise<WalkRow[] | undefined> {
   const backwards = ast.cursor?.direction === 'prev';
   if (ast.cursor && ast.cursor.values.length !== 0) throw FhirError.badRequest('_cursor does not belong to this search', ['_cursor']);

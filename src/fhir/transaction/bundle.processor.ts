@@ -101,11 +101,10 @@ export class BundleProcessor {
       // Plain creates (new ids, server-assigned or PUT to an id nobody has) are written together;
       // anything else first writes what is queued.
       this.repository.deferCreates(tx);
-      const puts = planned.filter(isPutById).map((p) => `${p.interaction.resourceType}/${p.interaction.id}`);
-      const newIds = await this.repository.reserveNewIds(tx, puts);
+      const newIds = await this.repository.reserveNewIds(tx, planned.filter(isPutById).map(putTarget));
       for (const p of ordered) {
         try {
-          if (!isPlainCreate(p) && !(isPutById(p) && newIds.has(`${p.interaction.resourceType}/${p.interaction.id}`))) await this.repository.flushCreates(tx);
+          if (!isPlainCreate(p) && !(isPutById(p) && newIds.has(putTarget(p)))) await this.repository.flushCreates(tx);
           responses[p.index] = this.entryResponse(await runner.runInTransaction(p.interaction, p.index, tx), p);
         } catch (err) {
           throw atEntry(err, entryNamedBy(err, planned) ?? p.index);
@@ -390,6 +389,11 @@ function isPlainCreate(p: PlannedEntry): boolean {
 function isPutById(p: PlannedEntry): boolean {
   const i = p.interaction;
   return i.kind === 'update' && !!i.id && !i.ifMatch;
+}
+
+/** `Type/id` of a PUT entry, as reserveNewIds keys it. */
+function putTarget(p: PlannedEntry): string {
+  return `${p.interaction.resourceType}/${p.interaction.id}`;
 }
 
 /** A write that collided on `Type/id` names that resource: find the entry that created it. */

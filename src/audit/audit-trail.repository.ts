@@ -170,6 +170,24 @@ export class AuditTrailRepository {
     return rows.map((r) => ({ seq: r.position, resource: r.content }));
   }
 
+  /** How many records match (`_total=accurate`, `_summary=count`): the same bound WHERE as a page. */
+  async count(filter: AuditFilter): Promise<number> {
+    const params: unknown[] = [];
+    const where = whereOf(filter, (v) => `$${params.push(v)}`);
+    const [r] = (await this.db.query(`SELECT count(*)::bigint::text AS n FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`, params)) as { n: string }[];
+    return Number(r.n);
+  }
+
+  /** The planner's row estimate for the same WHERE (`_total=estimate`): no scan of the log. */
+  async estimate(filter: AuditFilter): Promise<number> {
+    const params: unknown[] = [];
+    const where = whereOf(filter, (v) => `$${params.push(v)}`);
+    const [plan] = (await this.db.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`, params)) as {
+      'QUERY PLAN': { Plan: { 'Plan Rows': number } }[];
+    }[];
+    return Math.round(Number(plan['QUERY PLAN'][0].Plan['Plan Rows']));
+  }
+
   /**
    * The records an export of [since, until) will hold (see AuditExportRange). Sequence numbers
    * become visible in order (audit_append holds the chain head's row lock to its commit), so every

@@ -13,14 +13,17 @@ const DEFAULT_COUNT = 20;
 const MAX_COUNT = 1000;
 /** Parameters that only shape the response; accepted and ignored here. */
 const IGNORED = new Set(['_format', '_pretty']);
-/** `_include` targets of AuditEvent (R4 search parameters `entity` and `patient`). */
+/** The `_include` values the audit store accepts (the CapabilityStatement lists exactly these). */
+export const AUDIT_EVENT_INCLUDES: readonly string[] = ['AuditEvent:entity', 'AuditEvent:patient'];
+/** `_include` targets of AuditEvent (R4 search parameters `entity` and `patient`, optionally typed). */
 const INCLUDE_RE = /^AuditEvent:(entity|patient)(?::([A-Z][A-Za-z]{1,63}))?$/;
 
 /**
  * Reads and searches of the server's own audit trail (auditors): `AuditEvent?patient=&agent=
  * &entity=&date=&action=&outcome=&purpose=&type=&subtype=&_count=&_sort=` with the R4 search
  * conventions (comma = OR, repeated parameter = AND, date prefixes, searchset Bundle, keyset
- * paging through `Bundle.link` next) answered by the audit table's own columns (docs/audit.md).
+ * paging through `Bundle.link` next, `_summary=count`, `_total`) answered by the audit table's own
+ * columns (docs/audit.md).
  */
 @Injectable()
 export class AuditEventSearch {
@@ -46,7 +49,8 @@ export class AuditEventSearch {
         : totalMode === 'estimate'
           ? await this.trail.estimate(filter)
           : undefined;
-    const rows = summaryCount ? [] : await this.trail.search({ filter, count, ascending, afterSeq: cursor });
+    // `_count=0` asks for no entries (often beside _total): no page, so no next link to build from it.
+    const rows = summaryCount || count === 0 ? [] : await this.trail.search({ filter, count, ascending, afterSeq: cursor });
     const more = rows.length > count;
     const page = rows.slice(0, count);
     const base = `${this.config.fhirBaseUrl}${i.path}`;

@@ -86,6 +86,15 @@ describe('audit trail counts and includes', () => {
     expect((await get(`/fhir/AuditEvent?date=${DAY}`)).body.total).toBeUndefined();
   });
 
+  it('_count=0 answers the total alone (with _total=accurate) and never a next link', async () => {
+    const counted = await get(`/fhir/AuditEvent?date=${DAY}&_count=0&_total=accurate`);
+    expect(counted.status).toBe(200);
+    const bundle = counted.body as Bundle;
+    expect({ total: bundle.total, entry: bundle.entry ?? [], links: bundle.link?.map((l) => l.relation) }).toEqual({ total: SEEDED, entry: [], links: ['self'] });
+    const bare = await get(`/fhir/AuditEvent?date=${DAY}&_count=0`);
+    expect({ status: bare.status, total: bare.body.total, entry: bare.body.entry ?? [] }).toEqual({ status: 200, total: undefined, entry: [] });
+  });
+
   it('_total=estimate is the planner’s estimate, within a factor of 3 after ANALYZE', async () => {
     await t.db.query('ANALYZE audit_event');
     const res = await get(`/fhir/AuditEvent?date=${DAY}&_total=estimate`);
@@ -136,6 +145,15 @@ describe('audit trail counts and includes', () => {
     expect(outcomeOf((await get(`/fhir/AuditEvent?date=${DAY}&_count=3`)).body as Bundle)).toEqual([]);
   });
 
+  it('the CapabilityStatement advertises exactly the includes the trail answers, and no revinclude', async () => {
+    const res = await request(t.http).get('/fhir/metadata');
+    expect(res.status).toBe(200);
+    const auditEvent = res.body.rest[0].resource.find((r: { type: string }) => r.type === 'AuditEvent');
+    expect({ include: auditEvent.searchInclude, revinclude: auditEvent.searchRevInclude }).toEqual({ include: ['AuditEvent:entity', 'AuditEvent:patient'], revinclude: undefined });
+    const patient = res.body.rest[0].resource.find((r: { type: string }) => r.type === 'Patient');
+    expect(patient.searchInclude[0]).toBe('*');
+  });
+
   it('refuses what it does not answer with a 400 naming the parameter, never ignoring it', async () => {
     for (const [query, expression, code] of [
       ['_summary=text', '_summary', 'not-supported'],
@@ -144,6 +162,7 @@ describe('audit trail counts and includes', () => {
       ['_include=AuditEvent:agent', '_include', 'not-supported'],
       ['_include=*', '_include', 'not-supported'],
       ['_include=Patient:organization', '_include', 'not-supported'],
+      ['_revinclude=Provenance:target', '_revinclude', 'not-supported'],
     ] as const) {
       const res = await get(`/fhir/AuditEvent?date=${DAY}&${query}`);
       expect({ query, status: res.status, code: res.body.issue?.[0]?.code, expression: res.body.issue?.[0]?.expression }).toEqual({ query, status: 400, code, expression: [expression] });

@@ -1,5 +1,5 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { Bundle, BundleLink } from '@medplum/fhirtypes';
+import type { AuditEvent, Bundle, BundleEntry, BundleLink } from '@medplum/fhirtypes';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirError } from '../common/fhir-error';
 import { parseFhirDateRange } from '../common/fhir-date';
@@ -12,13 +12,18 @@ export const AUDIT_EVENT_SEARCH_PARAMETERS: readonly string[] = ['patient', 'age
 const DEFAULT_COUNT = 20;
 const MAX_COUNT = 1000;
 /** Parameters that only shape the response; accepted and ignored here. */
-const IGNORED = new Set(['_format', '_pretty', '_total']);
+const IGNORED = new Set(['_format', '_pretty']);
+/** The `_include` values the audit store accepts (the CapabilityStatement lists exactly these). */
+export const AUDIT_EVENT_INCLUDES: readonly string[] = ['AuditEvent:entity', 'AuditEvent:patient'];
+/** `_include` targets of AuditEvent (R4 search parameters `entity` and `patient`, optionally typed). */
+const INCLUDE_RE = /^AuditEvent:(entity|patient)(?::([A-Z][A-Za-z]{1,63}))?$/;
 
 /**
  * Reads and searches of the server's own audit trail (auditors): `AuditEvent?patient=&agent=
  * &entity=&date=&action=&outcome=&purpose=&type=&subtype=&_count=&_sort=` with the R4 search
  * conventions (comma = OR, repeated parameter = AND, date prefixes, searchset Bundle, keyset
- * paging through `Bundle.link` next) answered by the audit table's own columns (docs/audit.md).
+ * paging through `Bundle.link` next, `_summary=count`, `_total`) answered by the audit table's own
+ * columns (docs/audit.md).
  */
 @Injectable()
 export class AuditEventSearch {
@@ -34,8 +39,18 @@ export class AuditEventSearch {
   }
 
   async search(i: Interaction, scopes: readonly string[] = []): Promise<InteractionResult> {
-    const { filter, count, ascending, cursor } = parseAuditQuery(i.query);
-    const rows = await this.trail.search({ filter: { ...filter, ...auditScopeFilter(scopes, 's') }, count, ascending, afterSeq: cursor });
+    const { filter: asked, count, ascending, cursor, summaryCount, total: totalMode, include } = parseAuditQuery(i.query);
+    const filter = { ...asked, ...auditScopeFilter(scopes, 's') };
+    // _summary=count: the total alone (search.html#summary), from the indexed columns.
+    const total = summaryCount
+      ? await this.trail.count(filter)
+      : totalMode === 'accurate'
+        ? await this.trail.count(filter)
+        : totalMode === 'estimate'
+          ? await this.trail.estimate(filter)
+          : undefined;
+    // `_count=0` asks for no entries (often beside _total): no page, so no next link to build from it.
+    const rows = summaryCount || count === 0 ? [] : await this.trail.search({ filter, count, ascending, afterSeq: cursor });
     const more = rows.length > count;
     const page = rows.slice(0, count);
     const base = `${this.config.fhirBaseUrl}${i.path}`;
@@ -51,14 +66,59 @@ export class AuditEventSearch {
     };
     const link: BundleLink[] = [{ relation: 'self', url: url(cursor) }];
     if (more) link.push({ relation: 'next', url: url(page[page.length - 1].seq) });
+    const entry: BundleEntry[] = page.map((r) => ({ fullUrl: `${this.config.fhirBaseUrl}/AuditEvent/${r.resource.id}`, resource: r.resource, search: { mode: 'match' } }));
+    const withheld = includeTargets(page.map((r) => r.resource), include);
+    if (withheld.size) {
+      // No role both searches the trail and reads clinical data (SmartAuthorization): the targets
+      // are withheld, and said so rather than left silently absent (docs/audit.md).
+      entry.push({
+        resource: {
+          resourceType: 'OperationOutcome',
+          issue: [
+            {
+              severity: 'warning',
+              code: 'suppressed',
+              diagnostics: `${withheld.size} resource(s) (${[...new Set([...withheld].map((r) => r.split('/')[0]))].sort().join(', ')}) named by these AuditEvents are not included: the audit trail search returns AuditEvents only; read them with a client allowed to`,
+              expression: ['_include'],
+            },
+          ],
+        },
+        search: { mode: 'outcome' },
+      });
+    }
     const bundle: Bundle = {
       resourceType: 'Bundle',
       type: 'searchset',
+      ...(total !== undefined ? { total } : {}),
       link,
-      entry: page.map((r) => ({ fullUrl: `${this.config.fhirBaseUrl}/AuditEvent/${r.resource.id}`, resource: r.resource, search: { mode: 'match' } })),
+      ...(summaryCount ? {} : { entry }),
     };
     return { status: 200, resource: bundle, touched: [] };
   }
+}
+
+/** What `_include=AuditEvent:entity|patient[:Type]` names on a page (`Type/id`, versions dropped). */
+function includeTargets(events: readonly AuditEvent[], include: readonly AuditInclude[]): Set<string> {
+  const out = new Set<string>();
+  for (const spec of include) {
+    for (const e of events) {
+      for (const x of e.entity ?? []) {
+        const ref = x.what?.reference?.replace(/\/_history\/.*$/, '');
+        if (!ref || !/^[A-Z][A-Za-z]+\/[^/]+$/.test(ref)) continue;
+        const type = ref.split('/')[0];
+        // `patient` is the entity whose reference is a Patient (R4 AuditEvent-patient expression).
+        if (spec.param === 'patient' && type !== 'Patient') continue;
+        if (spec.targetType && type !== spec.targetType) continue;
+        out.add(ref);
+      }
+    }
+  }
+  return out;
+}
+
+export interface AuditInclude {
+  param: 'entity' | 'patient';
+  targetType?: string;
 }
 
 export interface AuditQuery {
@@ -66,6 +126,10 @@ export interface AuditQuery {
   count: number;
   ascending: boolean;
   cursor?: string;
+  /** `_summary=count`: the total only, no entries. */
+  summaryCount: boolean;
+  total: 'none' | 'estimate' | 'accurate';
+  include: AuditInclude[];
 }
 
 /** Parses the AuditEvent search parameters; anything malformed or unknown is a 400 naming it. */
@@ -74,6 +138,9 @@ export function parseAuditQuery(query: QueryParams): AuditQuery {
   let count = DEFAULT_COUNT;
   let ascending = false;
   let cursor: string | undefined;
+  let summaryCount = false;
+  let total: AuditQuery['total'] = 'none';
+  const include: AuditInclude[] = [];
   for (const [name, raw] of Object.entries(query)) {
     const values = Array.isArray(raw) ? raw : raw !== undefined ? [raw] : [];
     const ors = (strip: (v: string) => string = (v) => v): string[][] => values.map((v) => v.split(',').map((x) => strip(x.trim())).filter(Boolean));
@@ -116,6 +183,26 @@ export function parseAuditQuery(query: QueryParams): AuditQuery {
         if (!['date', '-date'].includes(values[values.length - 1])) throw FhirError.badRequest('AuditEvent may be sorted by date or -date only', ['_sort'], 'not-supported');
         ascending = values[values.length - 1] === 'date';
         break;
+      case '_summary': {
+        const v = values[values.length - 1];
+        // The trail's records have no summary form; `false` is the whole record anyway.
+        if (v !== 'count' && v !== 'false') throw FhirError.badRequest(`AuditEvent searches support _summary=count (and false) only, not '${String(v).slice(0, 20)}'`, ['_summary'], 'not-supported');
+        summaryCount = v === 'count';
+        break;
+      }
+      case '_total': {
+        const v = values[values.length - 1];
+        if (v !== 'none' && v !== 'estimate' && v !== 'accurate') throw FhirError.badRequest('_total must be none, estimate or accurate', ['_total']);
+        total = v;
+        break;
+      }
+      case '_include':
+        for (const v of values) {
+          const m = INCLUDE_RE.exec(v);
+          if (!m) throw FhirError.badRequest(`AuditEvent searches include AuditEvent:entity or AuditEvent:patient only, not '${v.slice(0, 64)}'`, ['_include'], 'not-supported');
+          include.push({ param: m[1] as AuditInclude['param'], targetType: m[2] });
+        }
+        break;
       case '_cursor':
         if (!/^\d{1,19}$/.test(values[0] ?? '')) throw FhirError.badRequest('_cursor must be the value of a next link', ['_cursor']);
         cursor = values[0];
@@ -124,13 +211,13 @@ export function parseAuditQuery(query: QueryParams): AuditQuery {
         if (IGNORED.has(name)) break;
         // An auditor's typo must not silently widen the answer to the whole log.
         throw FhirError.badRequest(
-          `Unknown AuditEvent search parameter '${name.slice(0, 64)}' (${AUDIT_EVENT_SEARCH_PARAMETERS.join(', ')}, _count, _sort)`,
+          `Unknown AuditEvent search parameter '${name.slice(0, 64)}' (${AUDIT_EVENT_SEARCH_PARAMETERS.join(', ')}, _count, _sort, _total, _summary, _include)`,
           [name.slice(0, 64)],
           'not-supported',
         );
     }
   }
-  return { filter, count, ascending, cursor };
+  return { filter, count, ascending, cursor, summaryCount, total, include };
 }
 
 /**

@@ -2,16 +2,27 @@ import { Controller, Get, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { auditRecord } from './audit-record';
 import { FhirError } from '../common/fhir-error';
+import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { parseFhirDateRange } from '../common/fhir-date';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
-import { AuditTrailRepository } from './audit-trail.repository';
+import { AuditExportRange, AuditTrailRepository } from './audit-trail.repository';
+
+/** Headers stating what an export holds, so an auditor can check it (and `$verify-chain` over it). */
+export const AUDIT_EXPORT_HEADERS = {
+  count: 'X-Audit-Record-Count',
+  firstSeq: 'X-Audit-First-Seq',
+  lastSeq: 'X-Audit-Last-Seq',
+  lastHash: 'X-Audit-Last-Hash',
+} as const;
 
 /**
  * `GET /audit/export?since=…&until=…` (auditors): the AuditEvents recorded in [since, until) as
  * NDJSON (`application/fhir+ndjson`), oldest first, streamed page by page so a year of audit
- * never sits in memory. The export itself is audited before the first byte is sent.
+ * never sits in memory. The response headers state how many records it holds and their first and
+ * last chain positions (fixed before the first line, so later appends cannot make them untrue).
+ * The export itself is audited before the first byte is sent.
  */
 @Controller('audit')
 export class AuditExportController {
@@ -40,18 +51,24 @@ export class AuditExportController {
           requestId: RequestContext.requestId(),
         }),
       );
-    let range: { since: string; until: string };
+    let range: AuditExportRange;
     try {
       if (principal.role !== 'auditor') throw FhirError.forbidden('The audit export needs the auditor role');
-      range = { since: instant(since, 'since'), until: instant(until, 'until') };
-    } catch (err) {
+      range = await this.trail.exportRange(instant(since, 'since'), instant(until, 'until'));
+    } catch (caught) {
+      // The range is counted before any byte is sent, so a database outage here is still a 503.
+      const err = isDatabaseUnavailable(caught) ? databaseUnavailable() : caught;
       await record('failure', err instanceof FhirError ? err.status : 500, err instanceof FhirError ? err.issues[0]?.code : 'exception');
       throw err;
     }
     await record('success', 200);
     res.status(200).type('application/fhir+ndjson');
+    res.setHeader(AUDIT_EXPORT_HEADERS.count, String(range.count));
+    if (range.firstSeq !== undefined) res.setHeader(AUDIT_EXPORT_HEADERS.firstSeq, range.firstSeq);
+    if (range.lastSeq !== undefined) res.setHeader(AUDIT_EXPORT_HEADERS.lastSeq, range.lastSeq);
+    if (range.lastHash !== undefined) res.setHeader(AUDIT_EXPORT_HEADERS.lastHash, range.lastHash);
     try {
-      for await (const page of this.trail.stream(range.since, range.until)) {
+      for await (const page of this.trail.stream(range)) {
         const chunk = page.map((e) => JSON.stringify(e)).join('\n') + '\n';
         // Back-pressure: wait for the socket when its buffer is full.
         if (!res.write(chunk)) await new Promise((resolve) => res.once('drain', resolve));

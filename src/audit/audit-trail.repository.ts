@@ -33,6 +33,20 @@ export interface StoredAuditEvent {
   resource: AuditEvent;
 }
 
+/**
+ * What an export of [since, until) holds, fixed by one snapshot: the records recorded in the range
+ * whose sequence number is at most `lastSeq` (later appends are left out, so the count stays true).
+ */
+export interface AuditExportRange {
+  since: string;
+  until: string;
+  count: number;
+  /** Lowest and highest sequence number exported, and the stored hash of the highest (an anchor for `$verify-chain`). */
+  firstSeq?: string;
+  lastSeq?: string;
+  lastHash?: string;
+}
+
 /** The first link of the chain that does not hold, with the record it names. */
 export interface ChainBreak {
   seq: string;
@@ -148,23 +162,61 @@ export class AuditTrailRepository {
     const bind = (v: unknown): string => `$${params.push(v)}`;
     const where = whereOf(page.filter, bind);
     if (page.afterSeq !== undefined) where.push(`seq ${page.ascending ? '>' : '<'} ${bind(page.afterSeq)}::bigint`);
-    const sql = `SELECT seq::text AS seq, content FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
+    // The text of seq is selected under another name: ORDER BY a bare `seq` would otherwise take the
+    // output column and sort as text (`99` after `439`), and the keyset cursor would skip records.
+    const sql = `SELECT seq::text AS position, content FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}
       ORDER BY seq ${page.ascending ? 'ASC' : 'DESC'} LIMIT ${bind(page.count + 1)}`;
-    const rows: { seq: string; content: AuditEvent }[] = await this.db.query(sql, params);
-    return rows.map((r) => ({ seq: r.seq, resource: r.content }));
+    const rows: { position: string; content: AuditEvent }[] = await this.db.query(sql, params);
+    return rows.map((r) => ({ seq: r.position, resource: r.content }));
   }
 
-  /** Records recorded in [since, until), oldest first, in pages (for a streamed export). */
-  async *stream(since: string, until: string, pageSize = 1000): AsyncGenerator<AuditEvent[]> {
-    let after = '0';
+  /** How many records match (`_total=accurate`, `_summary=count`): the same bound WHERE as a page. */
+  async count(filter: AuditFilter): Promise<number> {
+    const params: unknown[] = [];
+    const where = whereOf(filter, (v) => `$${params.push(v)}`);
+    const [r] = (await this.db.query(`SELECT count(*)::bigint::text AS n FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`, params)) as { n: string }[];
+    return Number(r.n);
+  }
+
+  /** The planner's row estimate for the same WHERE (`_total=estimate`): no scan of the log. */
+  async estimate(filter: AuditFilter): Promise<number> {
+    const params: unknown[] = [];
+    const where = whereOf(filter, (v) => `$${params.push(v)}`);
+    const [plan] = (await this.db.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM audit_event ${where.length ? `WHERE ${where.join(' AND ')}` : ''}`, params)) as {
+      'QUERY PLAN': { Plan: { 'Plan Rows': number } }[];
+    }[];
+    return Math.round(Number(plan['QUERY PLAN'][0].Plan['Plan Rows']));
+  }
+
+  /**
+   * The records an export of [since, until) will hold (see AuditExportRange). Sequence numbers
+   * become visible in order (audit_append holds the chain head's row lock to its commit), so every
+   * record up to the highest one seen here is already committed and the stream below finds them all.
+   */
+  async exportRange(since: string, until: string): Promise<AuditExportRange> {
+    const [r] = (await this.db.query(
+      `WITH r AS (SELECT count(*)::int AS n, min(seq) AS first, max(seq) AS last FROM audit_event WHERE recorded >= $1 AND recorded < $2)
+       SELECT r.n, r.first::text AS first, r.last::text AS last, encode(e.hash, 'hex') AS last_hash
+       FROM r LEFT JOIN audit_event e ON e.seq = r.last`,
+      [since, until],
+    )) as { n: number; first: string | null; last: string | null; last_hash: string | null }[];
+    if (!r.n || r.first === null || r.last === null) return { since, until, count: 0 };
+    return { since, until, count: r.n, firstSeq: r.first, lastSeq: r.last, lastHash: r.last_hash ?? undefined };
+  }
+
+  /** The records of an export range, oldest first, in pages (for a streamed export). */
+  async *stream(range: AuditExportRange, pageSize = 1000): AsyncGenerator<AuditEvent[]> {
+    if (!range.count || range.firstSeq === undefined || range.lastSeq === undefined) return;
+    let after = String(BigInt(range.firstSeq) - 1n);
     for (;;) {
-      const rows: { seq: string; content: AuditEvent }[] = await this.db.query(
-        `SELECT seq::text AS seq, content FROM audit_event WHERE recorded >= $1 AND recorded < $2 AND seq > $3::bigint ORDER BY seq LIMIT $4`,
-        [since, until, after, pageSize],
+      const rows: { position: string; content: AuditEvent }[] = await this.db.query(
+        `SELECT seq::text AS position, content FROM audit_event
+         WHERE recorded >= $1 AND recorded < $2 AND seq > $3::bigint AND seq <= $4::bigint ORDER BY seq LIMIT $5`,
+        [range.since, range.until, after, range.lastSeq, pageSize],
       );
       if (!rows.length) return;
       yield rows.map((r) => r.content);
-      after = rows[rows.length - 1].seq;
+      after = rows[rows.length - 1].position;
       if (rows.length < pageSize) return;
     }
   }
@@ -197,10 +249,10 @@ export class AuditTrailRepository {
     if (!to) {
       // One statement, one snapshot: rows and the head move together, so records appended while
       // this ran are never mistaken for rows beyond the head.
-      const beyond: { seq: string; id: string }[] = await this.db.query(
-        `SELECT seq::text AS seq, id::text AS id FROM audit_event WHERE seq > (SELECT seq FROM audit_chain_head WHERE id = 1) ORDER BY seq LIMIT 1`,
+      const beyond: { position: string; id: string }[] = await this.db.query(
+        `SELECT seq::text AS position, id::text AS id FROM audit_event WHERE seq > (SELECT seq FROM audit_chain_head WHERE id = 1) ORDER BY seq LIMIT 1`,
       );
-      if (beyond.length) return { ...result, broken: { seq: beyond[0].seq, id: beyond[0].id, problem: 'inserted' } };
+      if (beyond.length) return { ...result, broken: { seq: beyond[0].position, id: beyond[0].id, problem: 'inserted' } };
       const [last] = (await this.db.query(`SELECT hash FROM audit_event WHERE seq = $1::bigint`, [head.seq])) as { hash: Buffer }[];
       if (head.seq !== '0' && (!last || !last.hash.equals(head.hash))) return { ...result, broken: { seq: head.seq, problem: 'head-mismatch' } };
     }

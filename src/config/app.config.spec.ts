@@ -58,6 +58,18 @@ describe('loadAppConfig', () => {
     expect(fails({ TRUST_PROXY: 'any proxy!' })).toMatch(/^Invalid configuration: TRUST_PROXY: must be true, false/);
   });
 
+  it('refuses AUDIT_STORE=off outside tests and benchmarks: a production server always stores its audit trail', () => {
+    const refused = 'Invalid configuration: AUDIT_STORE: may be off only in tests (NODE_ENV=test) or benchmarks (HIE_BENCHMARK=true); without the store no access is recorded';
+    expect(fails({ AUDIT_STORE: 'off', NODE_ENV: 'production' })).toBe(refused);
+    expect(fails({ AUDIT_STORE: 'off' })).toBe(refused);
+    expect(fails({ AUDIT_STORE: 'off', NODE_ENV: 'development', HIE_BENCHMARK: 'false' })).toBe(refused);
+    expect(fails({ AUDIT_STORE: 'off', NODE_ENV: 'production', HIE_BENCHMARK: 'yes' })).toBe('Invalid configuration: HIE_BENCHMARK: must be true or false');
+    expect(loadAppConfig({ AUDIT_STORE: 'off', NODE_ENV: 'test' }).audit.store).toBe(false);
+    expect(loadAppConfig({ AUDIT_STORE: 'off', HIE_BENCHMARK: 'true' }).audit.store).toBe(false);
+    expect(loadAppConfig({ AUDIT_STORE: 'on', NODE_ENV: 'production' }).audit.store).toBe(true);
+    expect(loadAppConfig({ NODE_ENV: 'production' }).audit.store).toBe(true);
+  });
+
   it('takes a separate migration URL only beside DATABASE_URL', () => {
     const c = loadAppConfig({ DATABASE_URL: 'postgres://hie_app:a@h/hie', DATABASE_MIGRATION_URL: 'postgres://hie_owner:b@h/hie' });
     expect(c.databaseUrl).toBe('postgres://hie_app:a@h/hie');

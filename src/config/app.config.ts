@@ -70,16 +70,24 @@ const envSchema = z.object({
   FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
   /** A PostgreSQL text search configuration (psql `\dF`) for `_text` / `_content`; a change needs `npm run reindex`. */
   SEARCH_TEXT_LANGUAGE: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a PostgreSQL text search configuration name such as simple or english').default('simple'),
-  /** `off` only for benchmarks (audit on vs off): records are then only logged, not stored. */
+  /** `off` only for benchmarks (audit on vs off) and tests: records are then only logged, not stored. */
   AUDIT_STORE: z.enum(['on', 'off']).default('on'),
+  /** Set by `bench/` (bench-env.ts): this process is a benchmark, the one place AUDIT_STORE=off is allowed besides tests. */
+  HIE_BENCHMARK: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
   /** Group commit: how long the audit writer waits to gather records of concurrent requests. */
   AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 1, 'a number of milliseconds'),
   /** Group commit: most records in one INSERT and commit. */
   AUDIT_GROUP_COMMIT_MAX: integer(1, 5000, 500, 'a number of records'),
-}).refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
-  path: ['DATABASE_MIGRATION_URL'],
-  message: 'needs DATABASE_URL (the embedded PostgreSQL has its own migration role)',
-});
+})
+  .refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
+    path: ['DATABASE_MIGRATION_URL'],
+    message: 'needs DATABASE_URL (the embedded PostgreSQL has its own migration role)',
+  })
+  // A server that stores no audit trail records no access at all: never by a stray variable in production.
+  .refine((env) => env.AUDIT_STORE === 'on' || env.NODE_ENV === 'test' || env.HIE_BENCHMARK === 'true', {
+    path: ['AUDIT_STORE'],
+    message: 'may be off only in tests (NODE_ENV=test) or benchmarks (HIE_BENCHMARK=true); without the store no access is recorded',
+  });
 
 export type Env = z.infer<typeof envSchema>;
 

@@ -41,6 +41,14 @@ export interface RequestOrigin {
   address?: string;
 }
 
+/** One Bundle entry on its way through the pipeline (its record is written from this). */
+interface EntryRun {
+  interaction: Interaction;
+  index: number;
+  started: number;
+  ctx?: AccessContext;
+}
+
 /**
  * The single request pipeline (GUIDE §1): authorize -> consent -> execute -> audit, inside one
  * storage session the pipeline opens (one transaction per write interaction, per transaction
@@ -110,41 +118,51 @@ export class FhirPipeline {
    */
   private async handleBundle(principal: Principal, bundle: Interaction, origin: RequestOrigin): Promise<InteractionResult> {
     const started = performance.now();
-    const runEntry = async (entry: Interaction, index: number, tx: EntityManager, inTransaction: boolean): Promise<InteractionResult> => {
-      const entryStarted = performance.now();
-      let ctx: AccessContext | undefined;
-      try {
-        ctx = await this.accessFor(principal, entry);
-        const result = await this.executor.execute(ctx, entry, tx);
-        const explanation = await this.consent.explain(principal, entry, result.judged, tx);
-        // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
-        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result, undefined, explanation), bundleEntry: index }, tx);
-        return result;
-      } catch (err) {
-        // In a transaction the failure rolls everything back; the record is written after the rollback.
-        if (!inTransaction) await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, undefined, err), bundleEntry: index });
-        else (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry ??= { interaction: entry, index, started: entryStarted };
-        throw err;
-      }
+    const runEntry = async (run: EntryRun, tx: EntityManager): Promise<InteractionResult> => {
+      run.ctx = await this.accessFor(principal, run.interaction);
+      const result = await this.executor.execute(run.ctx, run.interaction, tx);
+      const explanation = await this.consent.explain(principal, run.interaction, result.judged, tx);
+      // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
+      await this.audit.record({ ...this.record(principal, run.interaction, origin, run.started, run.ctx, result, undefined, explanation), bundleEntry: run.index }, tx);
+      return result;
     };
+    // A refused or failed entry is recorded like the same request sent alone (its target and that
+    // target's patients), once its session is over: the target's lookup takes a connection of its own.
+    const recordFailedEntry = async (run: EntryRun, err: unknown): Promise<void> => {
+      const record = { ...this.record(principal, run.interaction, origin, run.started, run.ctx, undefined, err), bundleEntry: run.index };
+      await this.audit.record(await this.withRequestedTarget(record, run.interaction, principal));
+    };
+    // In a transaction the failure rolls everything back; the failing entry is recorded after the rollback.
+    let failedInTransaction: EntryRun | undefined;
     try {
       this.authorization.authorize(principal, bundle);
       const result = await this.bundles.process(bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
-        runInTransaction: (entry, index, tx) => runEntry(entry, index, tx, true),
-        runAlone: (entry, index) =>
-          this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (tx) => runEntry(entry, index, tx, false)),
+        runInTransaction: async (entry, index, tx) => {
+          const run: EntryRun = { interaction: entry, index, started: performance.now() };
+          try {
+            return await runEntry(run, tx);
+          } catch (err) {
+            failedInTransaction ??= run;
+            throw err;
+          }
+        },
+        runAlone: async (entry, index) => {
+          const run: EntryRun = { interaction: entry, index, started: performance.now() };
+          try {
+            return await this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (tx) => runEntry(run, tx));
+          } catch (err) {
+            await recordFailedEntry(run, err);
+            throw err;
+          }
+        },
         lookup: (kind, resourceType, query) => this.lookups(principal).lookup(kind, resourceType, query),
       });
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
       return result;
     } catch (caught) {
-      const mapped = databaseFailure(caught);
-      const err = mapped ? Object.assign(mapped, { auditEntry: (caught as { auditEntry?: unknown }).auditEntry }) : caught;
-      const failed = (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry;
-      if (failed) {
-        await this.audit.record({ ...this.record(principal, failed.interaction, origin, failed.started, undefined, undefined, err), bundleEntry: failed.index });
-      }
+      const err = databaseFailure(caught) ?? caught;
+      if (failedInTransaction) await recordFailedEntry(failedInTransaction, err);
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, undefined, err));
       throw err;
     }

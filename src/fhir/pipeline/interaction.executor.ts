@@ -25,6 +25,7 @@ import type {
   UpdateInteraction,
   VreadInteraction,
 } from './interaction';
+import { resolveConditionalReferences } from './conditional-references';
 import { firstValue, parseQueryString } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
@@ -98,7 +99,7 @@ export class InteractionExecutor {
   }
 
   private async create(ctx: AccessContext, i: CreateInteraction, tx: EntityManager): Promise<InteractionResult> {
-    const body = this.validator.assertResourceBody(i.body, i.resourceType);
+    const body = await resolveConditionalReferences(ctx, this.validator.assertResourceBody(i.body, i.resourceType), this.matcher, tx);
     // R4 http.html#create: a client-supplied id is ignored; the server assigns one (a transaction
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
     const id = i.assignedId ?? randomUUID();
@@ -201,7 +202,7 @@ export class InteractionExecutor {
   }
 
   private async update(ctx: AccessContext, i: UpdateInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
-    const resource = this.validator.assertResourceBody(i.body, i.resourceType);
+    let resource = this.validator.assertResourceBody(i.body, i.resourceType);
     if (resource.id === undefined) {
       throw FhirError.badRequest('An update must carry the resource id in the body', [`${resource.resourceType}.id`], 'required');
     }
@@ -210,6 +211,7 @@ export class InteractionExecutor {
         `${resource.resourceType}.id`,
       ]);
     }
+    resource = await resolveConditionalReferences(ctx, resource, this.matcher, tx);
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, id, parseIfMatch(i.ifMatch)), tx);
     return this.written(result.created ? 201 : 200, storedVersion(result));
@@ -229,10 +231,12 @@ export class InteractionExecutor {
       throw FhirError.preconditionFailed(`If-Match version ${expected} does not match the current version of ${i.resourceType}/${i.id}`);
     }
     if (!current.resource) throw new Error(`${current.resourceType}/${current.id} has no stored content`);
-    const resource = applyResourcePatch(current.resource, i.body);
-    if (resource.resourceType !== current.resourceType || resource.id !== current.id) {
+    const patched = applyResourcePatch(current.resource, i.body);
+    if (patched.resourceType !== current.resourceType || patched.id !== current.id) {
       throw FhirError.badRequest('A patch may not change resourceType or id', [`${current.resourceType}.id`]);
     }
+    // A patch may put a conditional reference in: resolved like one sent whole.
+    const resource = await resolveConditionalReferences(ctx, patched, this.matcher, tx);
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
     return this.written(200, storedVersion(result));

@@ -194,7 +194,11 @@ describe('conditional references in every write path', () => {
       ],
     });
     const refused = await send(t.api.post('/fhir'), bundle(`Practitioner?identifier=${SYS}|nobody`));
-    expect([refused.status, refused.body.issue[0].code]).toEqual([412, 'not-found']);
+    expect([refused.status, refused.body.issue[0].code, refused.body.issue[0].expression]).toEqual([
+      412,
+      'not-found',
+      ['Bundle.entry[1].resource.participant[0].individual.reference', 'Bundle.entry[1]'],
+    ]);
     expect([await storedVersions('tx-1'), await storedVersions('tx-2')]).toEqual([0, 0]);
     const ok = await send(t.api.post('/fhir'), bundle(`Location?identifier=${SYS}|loc-1`));
     expect(ok.status).toBe(200);

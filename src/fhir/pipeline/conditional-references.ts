@@ -79,6 +79,14 @@ export async function resolveConditionalReferences<T extends Resource>(
   return copy;
 }
 
+/** Element path of the first place `reference` occurs in a resource, for an OperationOutcome's expression. */
+export function referencePath(resource: unknown, reference: string): string | undefined {
+  const root = (resource as { resourceType?: unknown } | undefined)?.resourceType;
+  if (typeof root !== 'string') return undefined;
+  for (const r of referencesIn(resource, root)) if (r.holder.reference === reference) return r.path;
+  return undefined;
+}
+
 /** Every write asks this, so it is a plain walk that builds no paths and stops at the first. */
 function hasConditionalReference(node: unknown): boolean {
   if (Array.isArray(node)) return node.some(hasConditionalReference);

@@ -8,6 +8,7 @@ import { FhirError } from '../../common/fhir-error';
 import { parseJsonKeepingDecimals } from '../../common/fhir-json';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
+import { referencePath } from '../pipeline/conditional-references';
 import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
 import { parseQueryString } from '../pipeline/query-params';
 import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interaction.parser';
@@ -340,7 +341,9 @@ export class BundleProcessor {
         const targets = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
         if (targets.length !== 1) {
           throw atEntry(
-            new FhirError(412, targets.length ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.length} resources; it must match exactly one`, [`Bundle.entry[${p.index}].resource`]),
+            new FhirError(412, targets.length ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.length} resources; it must match exactly one`, [
+              referencePath(p.interaction.body, reference) ?? `Bundle.entry[${p.index}].resource`,
+            ]),
             p.index,
           );
         }

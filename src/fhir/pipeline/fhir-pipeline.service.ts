@@ -146,7 +146,7 @@ export class FhirPipeline {
     };
     // A transaction Bundle is rerun whole on a write conflict: each run plans it afresh from the body as sent
     // (the processor rewrites references in place; cloneJson keeps raw decimals).
-    const process = (): Promise<InteractionResult> =>
+    const processBundle = (): Promise<InteractionResult> =>
       this.bundles.process(bundle.kind === 'transaction' ? { ...bundle, body: cloneJson(bundle.body) } : bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
         runInTransaction: (entry, index, tx) => runEntry(entry, index, tx, { started: performance.now() }),
@@ -155,7 +155,7 @@ export class FhirPipeline {
       });
     try {
       this.authorization.authorize(principal, bundle);
-      const result = await this.rerunOnConflict(bundle.kind === 'transaction', process);
+      const result = await this.rerunOnConflict(bundle.kind === 'transaction', processBundle);
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
       return result;
     } catch (caught) {

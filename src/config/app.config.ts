@@ -68,6 +68,8 @@ const envSchema = z.object({
   HIE_BOOTSTRAP_ADMIN_SECRET: z.string().min(24, 'must be at least 24 characters').optional(),
   /** Conditional delete of several matches (R4 allows single or multiple); 0 = single only (412 on several). */
   FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
+  /** Reruns of a write interaction PostgreSQL rolled back for a deadlock or serialization failure, before 503 transient. */
+  FHIR_WRITE_CONFLICT_RETRIES: integer(0, 10, 3, 'a number of retries'),
   /** A PostgreSQL text search configuration (psql `\dF`) for `_text` / `_content`; a change needs `npm run reindex`. */
   SEARCH_TEXT_LANGUAGE: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a PostgreSQL text search configuration name such as simple or english').default('simple'),
   /** `off` only for benchmarks (audit on vs off) and tests: records are then only logged, not stored. */
@@ -130,6 +132,8 @@ export interface AppConfig {
   tokenUrl: string;
   /** Most matches one conditional delete may delete; 0: single-match only (several answer 412). */
   conditionalDeleteMax: number;
+  /** Reruns of a whole write interaction (a transaction Bundle, a batch entry) after a deadlock or serialization failure; then 503 transient. */
+  writeConflictRetries: number;
   /** Text search configuration of `_text` / `_content` (index rows and queries alike). */
   searchTextLanguage: string;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
@@ -176,6 +180,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
+    writeConflictRetries: e.FHIR_WRITE_CONFLICT_RETRIES,
     searchTextLanguage: e.SEARCH_TEXT_LANGUAGE,
   };
 }

@@ -242,6 +242,23 @@ describe('access pipeline leak sweep', () => {
     expect(created.body.entry[0].resource?.id ?? created.body.entry[0].response.location).not.toContain(ids.P);
   });
 
+  it('a conditional reference outside a transaction resolves only to what B may see: a hidden match reads as none', async () => {
+    const observation = (value: string, reference: string) => ({ resourceType: 'Observation', status: 'final', code: { text: 'ref' }, identifier: [{ system: SYS, value }], subject: { reference } });
+    const hidden = await b('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation('ref-hidden', `Patient?identifier=${SYS}|p-hidden-1`));
+    const absent = await b('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation('ref-hidden', `Patient?identifier=${SYS}|nothing-4`));
+    expect(hidden.status).toBe(412);
+    expect(shape(hidden, 'p-hidden-1')).toEqual(shape(absent, 'nothing-4'));
+    const batch = await b('post', '/fhir')
+      .set('Content-Type', FHIR_JSON)
+      .send({ resourceType: 'Bundle', type: 'batch', entry: [{ resource: observation('ref-hidden', `Patient?identifier=${SYS}|p-hidden-1`), request: { method: 'POST', url: 'Observation' } }] });
+    expect(batch.body.entry[0].response.status).toBe('412');
+    const visible = await b('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation('ref-visible', `Patient?identifier=${SYS}|q-visible`));
+    expect([visible.status, visible.body.subject.reference]).toEqual([201, `Patient/${ids.Q}`]);
+    // Nothing of the refused writes was stored.
+    const found = await a('get', `/fhir/Observation?identifier=${encodeURIComponent(`${SYS}|ref-hidden`)}`);
+    expect(found.body.entry ?? []).toEqual([]);
+  });
+
   it('PATCH, PUT and DELETE by id: one 403 for hidden, missing and other organizations’ resources; nothing changes', async () => {
     const patch = [{ op: 'replace', path: '/gender', value: 'other' }];
     const patchHidden = await b('patch', `/fhir/Patient/${ids.P}`).set('Content-Type', 'application/json-patch+json').send(patch);

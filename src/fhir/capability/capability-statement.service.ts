@@ -7,6 +7,16 @@ import { ProfileRegistry } from '../validation/profile.registry';
 export const SERVER_VERSION = '0.1.0';
 
 /**
+ * What the server does beyond R4 that a client cannot read from the structured elements. R4
+ * defines conditional references for transactions only and has no element to say a server takes
+ * them elsewhere, so the extension is stated here (README, "Conditional references").
+ */
+const REST_DOCUMENTATION =
+  'Conditional references (`Type?criteria`) are resolved in every write, not only in transactions (an extension to R4 http.html#trules): ' +
+  'create, update, conditional create and update, the result of a PATCH, and each batch entry. The criteria are searched with the client\'s own access; ' +
+  'exactly one match is stored as `Type/id`, none or several answer 412 naming the element, and a search string is never stored as a reference.';
+
+/**
  * Contributions other modules make to the CapabilityStatement (security, search parameters,
  * operations), so it lists exactly what really works.
  */
@@ -58,6 +68,7 @@ export class CapabilityStatementService {
     });
     const rest: CapabilityStatementRest = {
       mode: 'server',
+      documentation: REST_DOCUMENTATION,
       resource,
       interaction: [{ code: 'history-system' }],
     };

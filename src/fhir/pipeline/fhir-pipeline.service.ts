@@ -1,9 +1,11 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { databaseFailure } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
+import { cloneJson } from '../../common/fhir-json';
 import { OperationRegistry } from '../operations/operation.registry';
 import { ResourceRepository } from '../storage/resource.repository';
 import { StorageSessions } from '../storage/storage-session';
@@ -13,6 +15,7 @@ import { buildInteraction, Interaction, InteractionResult, QueryParams } from '.
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
+import { retryWriteConflicts } from './write-conflict-retry';
 import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
@@ -65,6 +68,7 @@ export class FhirPipeline {
     private readonly sessions: StorageSessions,
     private readonly operations: OperationRegistry,
     private readonly repository: ResourceRepository,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -73,14 +77,16 @@ export class FhirPipeline {
     const transactional = this.isTransactional(interaction);
     let ctx: AccessContext | undefined;
     try {
-      return await this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
-        ctx = await this.accessFor(principal, interaction);
-        const result = await this.executor.execute(ctx, interaction, tx);
-        const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
-        // A write's record commits in the write's transaction; a read's is written before the response.
-        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
-        return result;
-      });
+      return await this.rerunOnConflict(transactional, () =>
+        this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
+          ctx = await this.accessFor(principal, interaction);
+          const result = await this.executor.execute(ctx, interaction, tx);
+          const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
+          // A write's record commits in the write's transaction; a read's is written before the response.
+          await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
+          return result;
+        }),
+      );
     } catch (err) {
       // A database outage or a cancelled statement is audited (and answered) as 503, not as a 500 bug.
       const failure = databaseFailure(err) ?? err;
@@ -132,11 +138,24 @@ export class FhirPipeline {
       const record = { ...this.record(principal, run.interaction, origin, run.started, run.ctx, undefined, err), bundleEntry: run.index };
       await this.audit.record(await this.withRequestedTarget(record, run.interaction, principal));
     };
-    // In a transaction the failure rolls everything back; the failing entry is recorded after the rollback.
+    // In a transaction the failure rolls everything back; the failing entry (of the last run) is recorded after the rollback.
     let failedInTransaction: EntryRun | undefined;
-    try {
-      this.authorization.authorize(principal, bundle);
-      const result = await this.bundles.process(bundle, {
+    /** A batch entry is an interaction of its own: rerun alone on a write conflict, its failure recorded once. */
+    const runAlone = async (entry: Interaction, index: number): Promise<InteractionResult> => {
+      const run: EntryRun = { interaction: entry, index, started: performance.now() };
+      const transactional = this.isTransactional(entry);
+      try {
+        return await this.rerunOnConflict(transactional, () => this.sessions.run({ transactional, signal: origin.signal }, (tx) => runEntry(run, tx)));
+      } catch (err) {
+        await recordFailedEntry(run, err);
+        throw err;
+      }
+    };
+    // A transaction Bundle is rerun whole on a write conflict: each run plans it afresh from the body as sent
+    // (the processor rewrites references in place; cloneJson keeps raw decimals).
+    const processBundle = (): Promise<InteractionResult> => {
+      failedInTransaction = undefined;
+      return this.bundles.process(bundle.kind === 'transaction' ? { ...bundle, body: cloneJson(bundle.body) } : bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
         runInTransaction: async (entry, index, tx) => {
           const run: EntryRun = { interaction: entry, index, started: performance.now() };
@@ -147,17 +166,13 @@ export class FhirPipeline {
             throw err;
           }
         },
-        runAlone: async (entry, index) => {
-          const run: EntryRun = { interaction: entry, index, started: performance.now() };
-          try {
-            return await this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (tx) => runEntry(run, tx));
-          } catch (err) {
-            await recordFailedEntry(run, err);
-            throw err;
-          }
-        },
+        runAlone,
         lookup: (kind, resourceType, query) => this.lookups(principal).lookup(kind, resourceType, query),
       });
+    };
+    try {
+      this.authorization.authorize(principal, bundle);
+      const result = await this.rerunOnConflict(bundle.kind === 'transaction', processBundle);
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
       return result;
     } catch (caught) {
@@ -166,6 +181,16 @@ export class FhirPipeline {
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, undefined, err));
       throw err;
     }
+  }
+
+  /**
+   * A write PostgreSQL rolled back for a deadlock or serialization failure (e.g. two transaction
+   * Bundles taking conditional-create turns of two types in opposite order) is rerun whole, audit
+   * records included, at most FHIR_WRITE_CONFLICT_RETRIES times; then 503 transient. Reads are never
+   * rolled back so.
+   */
+  private rerunOnConflict<T>(transactional: boolean, work: () => Promise<T>): Promise<T> {
+    return transactional ? retryWriteConflicts(this.config.writeConflictRetries, work) : work();
   }
 
   private isTransactional(interaction: Interaction): boolean {

@@ -9,7 +9,7 @@ import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
 import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../storage/resource.repository';
-import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
+import { ResourceMatcher } from '../storage/resource-matcher';
 import { ResourceValidator } from '../validation/resource.validator';
 import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
@@ -25,6 +25,7 @@ import type {
   UpdateInteraction,
   VreadInteraction,
 } from './interaction';
+import { resolveConditionalReferences } from './conditional-references';
 import { firstValue, parseQueryString } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
@@ -98,7 +99,7 @@ export class InteractionExecutor {
   }
 
   private async create(ctx: AccessContext, i: CreateInteraction, tx: EntityManager): Promise<InteractionResult> {
-    const body = this.validator.assertResourceBody(i.body, i.resourceType);
+    const body = await resolveConditionalReferences(ctx, this.validator.assertResourceBody(i.body, i.resourceType), this.matcher, tx);
     // R4 http.html#create: a client-supplied id is ignored; the server assigns one (a transaction
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
     const id = i.assignedId ?? randomUUID();
@@ -115,7 +116,7 @@ export class InteractionExecutor {
    */
   private async conditionalCreate(ctx: AccessContext, i: CreateInteraction, criteria: string, tx: EntityManager): Promise<InteractionResult> {
     this.validator.assertResourceBody(i.body, i.resourceType);
-    const ids = await this.lockAndMatch(ctx, i.resourceType, criteria, tx);
+    const ids = await this.matchForWrite(ctx, i.resourceType, criteria, tx, true);
     if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `If-None-Exist criteria match ${ids.length} resources`);
     if (ids.length === 1) {
       const readable = await ctx.lookup('read', i.resourceType).catch(() => undefined);
@@ -134,7 +135,7 @@ export class InteractionExecutor {
   /** Conditional update (http.html#cond-update): 0 matches create, 1 updates it, more is 412. */
   private async conditionalUpdate(ctx: AccessContext, i: UpdateInteraction, criteria: string, tx: EntityManager): Promise<InteractionResult> {
     const body = this.validator.assertResourceBody(i.body, i.resourceType);
-    const ids = await this.lockAndMatch(ctx, i.resourceType, criteria, tx);
+    const ids = await this.matchForWrite(ctx, i.resourceType, criteria, tx, true);
     if (ids.length > 1) throw new FhirError(412, 'multiple-matches', `Conditional update criteria match ${ids.length} resources`);
     const id = ids[0] ?? body.id ?? i.assignedId ?? randomUUID();
     if (body.id !== undefined && body.id !== id) {
@@ -149,7 +150,7 @@ export class InteractionExecutor {
    * is subject to the write rule: one the client may not change fails the whole delete with 403.
    */
   private async conditionalDelete(ctx: AccessContext, i: DeleteInteraction, criteria: string, tx: EntityManager): Promise<InteractionResult> {
-    const ids = await this.lockAndMatch(ctx, i.resourceType, criteria, tx);
+    const ids = await this.matchForWrite(ctx, i.resourceType, criteria, tx, false);
     const max = Math.max(this.config.conditionalDeleteMax, 1);
     if (ids.length > max) {
       throw new FhirError(
@@ -169,11 +170,14 @@ export class InteractionExecutor {
     };
   }
 
-  /** Matches conditional criteria as a search of the client's: its search right, its visible rows. */
-  private async lockAndMatch(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
+  /**
+   * Matches conditional criteria as a search of the client's: its search right, its visible rows.
+   * A write that may create (`mayCreate`) takes its turn among the type's conditional creates when
+   * nothing matched, so racing criteria of any wording store one resource (matchIdsForCreate).
+   */
+  private async matchForWrite(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager, mayCreate: boolean): Promise<string[]> {
     const searchCtx = await ctx.lookup('search-type', resourceType, parseQueryString(criteria));
-    await lockCriteria(tx, resourceType, criteria);
-    return this.matcher.matchIds(searchCtx, resourceType, criteria, tx);
+    return mayCreate ? this.matcher.matchIdsForCreate(searchCtx, resourceType, criteria, tx) : this.matcher.matchIds(searchCtx, resourceType, criteria, tx);
   }
 
   private async read(ctx: AccessContext, i: ReadInteraction, tx: EntityManager): Promise<InteractionResult> {
@@ -198,7 +202,7 @@ export class InteractionExecutor {
   }
 
   private async update(ctx: AccessContext, i: UpdateInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
-    const resource = this.validator.assertResourceBody(i.body, i.resourceType);
+    let resource = this.validator.assertResourceBody(i.body, i.resourceType);
     if (resource.id === undefined) {
       throw FhirError.badRequest('An update must carry the resource id in the body', [`${resource.resourceType}.id`], 'required');
     }
@@ -207,8 +211,9 @@ export class InteractionExecutor {
         `${resource.resourceType}.id`,
       ]);
     }
+    resource = await resolveConditionalReferences(ctx, resource, this.matcher, tx);
     this.validator.validate(resource);
-    const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, resource.id, parseIfMatch(i.ifMatch)), tx);
+    const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, id, parseIfMatch(i.ifMatch)), tx);
     return this.written(result.created ? 201 : 200, storedVersion(result));
   }
 
@@ -226,10 +231,12 @@ export class InteractionExecutor {
       throw FhirError.preconditionFailed(`If-Match version ${expected} does not match the current version of ${i.resourceType}/${i.id}`);
     }
     if (!current.resource) throw new Error(`${current.resourceType}/${current.id} has no stored content`);
-    const resource = applyResourcePatch(current.resource, i.body);
-    if (resource.resourceType !== current.resourceType || resource.id !== current.id) {
+    const patched = applyResourcePatch(current.resource, i.body);
+    if (patched.resourceType !== current.resourceType || patched.id !== current.id) {
       throw FhirError.badRequest('A patch may not change resourceType or id', [`${current.resourceType}.id`]);
     }
+    // A patch may put a conditional reference in: resolved like one sent whole.
+    const resource = await resolveConditionalReferences(ctx, patched, this.matcher, tx);
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
     return this.written(200, storedVersion(result));

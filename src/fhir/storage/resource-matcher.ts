@@ -2,13 +2,16 @@ import type { EntityManager } from 'typeorm';
 import type { AccessContext } from '../pipeline/access-context';
 
 /**
- * Serializes conditional operations with the same criteria until the transaction ends, so two
- * concurrent conditional creates cannot both see "no match".
+ * Makes creates by conditional criteria of one resource type take turns until the transaction
+ * ends. Two criteria of different wording can match the same resource, so no lock keyed by their
+ * text can make them see each other; what they share is the type. The lock is taken only when the
+ * criteria matched nothing (the write is about to create), and the caller matches again once it
+ * holds it: each statement of a READ COMMITTED transaction sees what committed before it, so a
+ * create that finished while this one waited is found and updated or answered instead of
+ * duplicated (docs/architecture.md, "Conditional writes").
  */
-export async function lockCriteria(tx: EntityManager, resourceType: string, criteria: string): Promise<void> {
-  // NUL cannot be bound as text; the criteria themselves are refused (400) by the matcher next.
-  const normalized = [...new URLSearchParams(criteria)].map(([k, v]) => `${k}=${v}`).sort().join('&').replace(/\0/g, '\\0');
-  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${resourceType}?${normalized}`]);
+export async function lockConditionalCreates(tx: EntityManager, resourceType: string): Promise<void> {
+  await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`conditional-create:${resourceType}`]);
 }
 
 /**
@@ -18,4 +21,15 @@ export async function lockCriteria(tx: EntityManager, resourceType: string, crit
  */
 export abstract class ResourceMatcher {
   abstract matchIds(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]>;
+
+  /**
+   * Matches for a conditional write that may create: when nothing matches, waits for the other
+   * conditional creates of the type to commit (lockConditionalCreates) and matches again.
+   */
+  async matchIdsForCreate(ctx: AccessContext, resourceType: string, criteria: string, tx: EntityManager): Promise<string[]> {
+    const ids = await this.matchIds(ctx, resourceType, criteria, tx);
+    if (ids.length) return ids;
+    await lockConditionalCreates(tx, resourceType);
+    return this.matchIds(ctx, resourceType, criteria, tx);
+  }
 }

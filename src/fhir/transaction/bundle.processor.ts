@@ -8,12 +8,13 @@ import { FhirError } from '../../common/fhir-error';
 import { parseJsonKeepingDecimals } from '../../common/fhir-json';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
+import { referencePath } from '../pipeline/conditional-references';
 import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
 import { parseQueryString } from '../pipeline/query-params';
 import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interaction.parser';
 import { MAX_BUNDLE_ENTRIES } from '../search/search-limits';
 import { ResourceRepository, versionWrite } from '../storage/resource.repository';
-import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
+import { lockConditionalCreates, ResourceMatcher } from '../storage/resource-matcher';
 
 /**
  * What the pipeline lends the processor: the storage session of a transaction Bundle, running one
@@ -250,10 +251,15 @@ export class BundleProcessor {
         let id: string = randomUUID();
         if (i.ifNoneExist) {
           const ctx = await runner.lookup('search-type', i.resourceType, parseQueryString(i.ifNoneExist));
-          // Held until commit, so the entry's own conditional create sees the same answer.
-          await lockCriteria(tx, i.resourceType, i.ifNoneExist);
           // Deletes run before creates (http.html#trules): what this Bundle deletes matches nothing.
-          const ids = (await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist, tx)).filter((m) => !deleted.has(`${i.resourceType}/${m}`));
+          const match = async (): Promise<string[]> =>
+            (await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist!, tx)).filter((m) => !deleted.has(`${i.resourceType}/${m}`));
+          let ids = await match();
+          if (!ids.length) {
+            // About to create: wait for the type's other conditional creates, held until commit (resource-matcher.ts).
+            await lockConditionalCreates(tx, i.resourceType);
+            ids = await match();
+          }
           if (ids.length > 1) {
             throw atEntry(new FhirError(412, 'multiple-matches', `ifNoneExist criteria match ${ids.length} resources`), p.index);
           }
@@ -335,7 +341,9 @@ export class BundleProcessor {
         const targets = (await this.matcher.matchIds(ctx, type, criteria, tx)).map((id) => `${type}/${id}`);
         if (targets.length !== 1) {
           throw atEntry(
-            new FhirError(412, targets.length ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.length} resources; it must match exactly one`, [`Bundle.entry[${p.index}].resource`]),
+            new FhirError(412, targets.length ? 'multiple-matches' : 'not-found', `Conditional reference '${reference.slice(0, 200)}' matches ${targets.length} resources; it must match exactly one`, [
+              referencePath(p.interaction.body, reference) ?? `Bundle.entry[${p.index}].resource`,
+            ]),
             p.index,
           );
         }

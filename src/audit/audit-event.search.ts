@@ -55,7 +55,8 @@ export class AuditEventSearch {
       resourceType: 'Bundle',
       type: 'searchset',
       link,
-      entry: page.map((r) => ({ fullUrl: `${this.config.fhirBaseUrl}/AuditEvent/${r.resource.id}`, resource: r.resource, search: { mode: 'match' } })),
+      // FHIR JSON has no empty arrays: no matches, no `entry`.
+      ...(page.length ? { entry: page.map((r) => ({ fullUrl: `${this.config.fhirBaseUrl}/AuditEvent/${r.resource.id}`, resource: r.resource, search: { mode: 'match' } })) } : {}),
     };
     return { status: 200, resource: bundle, touched: [] };
   }

@@ -123,11 +123,36 @@ describe('interoperability at the edges (issue 24)', () => {
       expect(same.text).toBe('');
       const later = await t.api.get(path()).set('If-Modified-Since', new Date(Date.parse(lastModified) + 60_000).toUTCString());
       expect(later.status).toBe(304);
+      // Decided by the server, not only by Express on the way out: the audit record says 304.
+      audit.length = 0;
+      expect((await t.api.get(path()).set('If-Modified-Since', lastModified)).status).toBe(304);
+      expect(audit.map((r) => [r.kind, r.status])).toEqual([[_kind, 304]]);
       const earlier = await t.api.get(path()).set('If-Modified-Since', before(lastModified, 1));
       expect(earlier.status).toBe(200);
       expect(earlier.body.id).toBe(id);
       // Not an HTTP date: ignored (RFC 9110 §13.1.3).
       expect((await t.api.get(path()).set('If-Modified-Since', 'yesterday')).status).toBe(200);
+    });
+
+    it('batch entries take request.ifModifiedSince and request.ifNoneMatch', async () => {
+      const res = await t.api
+        .post('/fhir')
+        .set('Content-Type', FHIR_JSON)
+        .send({
+          resourceType: 'Bundle',
+          type: 'batch',
+          entry: [
+            { request: { method: 'GET', url: `Patient/${id}`, ifModifiedSince: new Date(Date.parse(lastModified)).toISOString() } },
+            { request: { method: 'GET', url: `Patient/${id}/_history/1`, ifModifiedSince: new Date(Date.parse(before(lastModified, 1))).toISOString() } },
+            { request: { method: 'GET', url: `Patient/${id}/_history/1`, ifNoneMatch: 'W/"1"' } },
+          ],
+        });
+      expect(res.status).toBe(200);
+      expect(res.body.entry.map((e: { response: { status: string; etag?: string }; resource?: { id: string } }) => [e.response.status, e.response.etag, e.resource?.id])).toEqual([
+        ['304 Not Modified', 'W/"1"', undefined],
+        ['200 OK', 'W/"1"', id],
+        ['304 Not Modified', 'W/"1"', undefined],
+      ]);
     });
 
     it('If-None-Match takes precedence over If-Modified-Since', async () => {
@@ -140,6 +165,7 @@ describe('interoperability at the edges (issue 24)', () => {
 
   describe('24.8 no empty arrays or objects in FHIR JSON', () => {
     it('holds for every kind of response', async () => {
+      const auditorToken = await (await registerTestClient(t, { role: 'auditor', scopes: ['system/AuditEvent.rs'], purposes: ['HOPERAT'] })).token();
       const p = (await createPatient()).body.id;
       const obs = await t.api.post('/fhir/Observation').set('Content-Type', FHIR_JSON).send({
         resourceType: 'Observation',
@@ -177,12 +203,24 @@ describe('interoperability at the edges (issue 24)', () => {
         ['$validate', await t.api.post('/fhir/Patient/$validate').set('Content-Type', FHIR_JSON).send(hiePatient())],
         ['$everything', await t.api.get(`/fhir/Patient/${p}/$everything`)],
         ['create with return=OperationOutcome', await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).set('Prefer', 'return=OperationOutcome').send(hiePatient())],
+        ['compartment search, no match', await t.api.get(`/fhir/Patient/${p}/Condition`)],
+        ['system search, no match', await t.api.get(`/fhir?_type=Condition,Procedure&_id=none-${RUN}`)],
+        ['history, type', await t.api.get('/fhir/Patient/_history?_count=2')],
+        ['history, system, since now', await t.api.get(`/fhir/_history?_since=${new Date(Date.now() + 60_000).toISOString()}`)],
+        ['$meta, type with nothing in use', await t.api.get('/fhir/Substance/$meta')],
+        ['$everything, paged', await t.api.get(`/fhir/Patient/${p}/$everything?_count=1`)],
+        ['AuditEvent search, no match', await request(t.http).get(`/fhir/AuditEvent?entity=Patient/none-${RUN}`).set('Authorization', `Bearer ${auditorToken}`)],
+        ['$access-report, nothing recorded', await request(t.http).get(`/fhir/Patient/never-${RUN}/$access-report`).set('Authorization', `Bearer ${auditorToken}`)],
       ];
       for (const [kind, res] of responses) {
         expect([kind, res.status < 500, typeof res.body.resourceType]).toEqual([kind, true, 'string']);
         expect([kind, emptyValues(res.body)]).toEqual([kind, []]);
       }
-      expect(responses.find(([k]) => k === '_summary=count')![1].body).toEqual({ resourceType: 'Bundle', type: 'searchset', total: 2, link: [expect.any(Object)] });
+      const body = (kind: string) => responses.find(([k]) => k === kind)![1].body;
+      expect(body('_summary=count')).toEqual({ resourceType: 'Bundle', type: 'searchset', total: 2, link: [expect.any(Object)] });
+      expect(body('$meta, type with nothing in use')).toEqual({ resourceType: 'Parameters' });
+      expect(body('AuditEvent search, no match')).toEqual({ resourceType: 'Bundle', type: 'searchset', link: [expect.objectContaining({ relation: 'self' })] });
+      expect(body('$access-report, nothing recorded')).toEqual({ resourceType: 'Bundle', type: 'collection' });
     });
   });
 

@@ -50,16 +50,17 @@ export function configureApp(app: INestApplication): void {
   });
   // gzip or br as the client accepts, for bodies of 1 KiB or more (a 3 MB search page shrinks
   // about tenfold). NDJSON exports stream through the compressor; event streams are never buffered by one.
-  express.use(
-    compression({
-      threshold: COMPRESSION_THRESHOLD_BYTES,
-      filter: (req, res) => {
-        const type = String(res.getHeader('Content-Type') ?? '');
-        if (type.startsWith('text/event-stream')) return false;
-        return type.startsWith('application/fhir+ndjson') || compression.filter(req, res);
-      },
-    }),
-  );
+  const compress = compression({
+    threshold: COMPRESSION_THRESHOLD_BYTES,
+    filter: (req, res) => {
+      const type = String(res.getHeader('Content-Type') ?? '');
+      if (type.startsWith('text/event-stream')) return false;
+      return type.startsWith('application/fhir+ndjson') || compression.filter(req, res);
+    },
+  });
+  // A client that accepts no encoding (benchmarks, server-to-server tools) skips the middleware's
+  // per-response hooks entirely.
+  express.use((req: Request, res: Response, next: NextFunction) => (req.headers['accept-encoding'] ? compress(req, res, next) : next()));
   // Liveness (`GET /healthz`): answered here, after the security headers and before the request
   // log, guards and Nest's router: load balancers probe it several times a second and it says
   // only that the process answers (issue 11: 3.4 ms through the framework). Same body as the

@@ -63,7 +63,7 @@ export class AccessReportOperation extends FhirOperation implements OnModuleInit
     }
     const events: AuditEvent[] = await this.trail.forPatient(patientId, since, ACCESS_REPORT_MAX + 1);
     if (events.length > ACCESS_REPORT_MAX) throw new FhirError(400, 'too-costly', `More than ${ACCESS_REPORT_MAX} access records; narrow _since`, ['_since']);
-    const bundle: Bundle = { resourceType: 'Bundle', type: 'collection', entry: events.map((resource) => ({ resource })) };
+    const bundle: Bundle = { resourceType: 'Bundle', type: 'collection', ...(events.length ? { entry: events.map((resource) => ({ resource })) } : {}) };
     return { status: 200, resource: bundle, touched: [{ reference: `Patient/${patientId}`, patients: [patientId] }] };
   }
 }

@@ -91,7 +91,8 @@ export class AuditEventSearch {
       type: 'searchset',
       ...(total !== undefined ? { total } : {}),
       link,
-      ...(summaryCount ? {} : { entry }),
+      // FHIR JSON has no empty arrays: no matches, no `entry`.
+      ...(summaryCount || !entry.length ? {} : { entry }),
     };
     return { status: 200, resource: bundle, touched: [] };
   }

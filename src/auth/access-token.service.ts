@@ -94,8 +94,11 @@ export class AccessTokenService {
     }
     const client = await this.authenticateClient(req);
     await onAuthenticated?.(client.clientId);
-    const requested = (req.scope ?? '').split(/\s+/).filter(Boolean);
-    if (!requested.length) throw new OAuthError('invalid_scope', 'scope is required');
+    // RFC 6749 §3.3: without `scope` the server applies its documented default, the client's
+    // registered scopes (an extension to Backend Services, which requires scope: MedplumClient's
+    // client-credentials login sends none). The response's `scope` says what was granted (§5.1).
+    const requested = req.scope === undefined ? client.scopes : req.scope.split(/\s+/).filter(Boolean);
+    if (!requested.length) throw new OAuthError('invalid_scope', 'scope is empty: omit it for the registered scopes, or name some');
     const granted = grantScopes(requested, client.scopes);
     if (!granted.length) throw new OAuthError('invalid_scope', 'none of the requested scopes is registered for this client');
     const purpose = req.purpose_of_use ?? client.purposes[0];

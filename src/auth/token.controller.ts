@@ -1,7 +1,7 @@
 import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { decodeJwt } from 'jose';
-import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { APP_CONFIG, AppConfig, loadAppConfig } from '../config/app.config';
 import { auditRecord } from '../audit/audit-record';
 import { FhirError } from '../common/fhir-error';
 import { RequestContext } from '../common/request-context';
@@ -12,6 +12,13 @@ import { parseBasicCredentials } from './basic-credentials';
 import { Public } from './public.decorator';
 import { SigningKeyStore } from './signing-key.store';
 import { TokenEndpointThrottle } from './token-endpoint.throttle';
+
+/**
+ * SMART App Launch 2.x discovery is at the FHIR base + `/.well-known/smart-configuration` (where
+ * `fhirclient` and other SMART clients look); the root one is kept for clients configured with it.
+ * The base path is part of the route table, so it is read when the module is defined (as app.module does).
+ */
+const SMART_CONFIGURATION_PATHS = ['.well-known/smart-configuration', `${loadAppConfig().fhirBasePath.replace(/^\/+/, '')}/.well-known/smart-configuration`];
 
 /** OAuth 2.0 token endpoint and the discovery documents (SMART App Launch 2.x, Backend Services). */
 @Controller()
@@ -79,11 +86,13 @@ export class TokenController {
     }
   }
 
-  @Get('.well-known/smart-configuration')
+  @Get(SMART_CONFIGURATION_PATHS)
   @Public('SMART discovery document: tells clients where and how to get a token')
   smartConfiguration() {
+    // SMART App Launch 2.x field table, Backend Services only (docs/security.md): no `issuer` (only
+    // with sso-openid-connect), no authorization endpoint, PKCE or launch capabilities (no
+    // authorization-code flow here); the signing algorithms are the ones assertions are verified with.
     return {
-      issuer: this.config.publicBaseUrl,
       token_endpoint: this.config.tokenUrl,
       jwks_uri: `${this.config.publicBaseUrl}/.well-known/jwks.json`,
       grant_types_supported: ['client_credentials'],

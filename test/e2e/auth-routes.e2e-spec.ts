@@ -13,6 +13,7 @@ const ROUTES: [method: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string
   ['get', '/readyz', true],
   ['get', '/fhir/metadata', true],
   ['get', '/.well-known/smart-configuration', true],
+  ['get', '/fhir/.well-known/smart-configuration', true],
   ['get', '/.well-known/jwks.json', true],
   ['post', '/oauth2/token', true],
   ['get', '/fhir/_history', false],
@@ -87,6 +88,16 @@ describe('route inventory', () => {
         jwks_uri: expect.stringMatching(/\/\.well-known\/jwks\.json$/),
         grant_types_supported: ['client_credentials'],
       });
+    },
+    // SMART App Launch 2.x: the document at the FHIR base, where fhirclient looks first; the same as the root one.
+    'get /fhir/.well-known/smart-configuration': (res) => {
+      expect(res.status).toBe(200);
+      expect(res.body).toMatchObject({
+        token_endpoint: expect.stringMatching(/\/oauth2\/token$/),
+        grant_types_supported: ['client_credentials'],
+        capabilities: expect.arrayContaining(['client-confidential-asymmetric']),
+      });
+      expect(res.body).not.toHaveProperty('issuer');
     },
     'get /.well-known/jwks.json': (res) => {
       expect(res.status).toBe(200);

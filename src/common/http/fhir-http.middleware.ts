@@ -15,6 +15,8 @@ const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'applicatio
 const PATCH_TYPES = [...RESOURCE_TYPES, 'application/json-patch+json'];
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
 const XML_RE = /xml/i;
+/** Longest request target (path and query) served; longer searches go by POST `_search` (docs/security.md). */
+export const MAX_URL_LENGTH = 16 * 1024;
 
 /**
  * HTTP concerns in front of the FHIR API: request id and context, content negotiation (JSON only),
@@ -39,6 +41,9 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const requestId = requestIdOf(req);
     res.setHeader('X-Request-Id', requestId);
     await RequestContext.run({ requestId }, async () => {
+      if (req.originalUrl.length > MAX_URL_LENGTH) {
+        throw new FhirError(414, 'too-long', `The URL is longer than ${MAX_URL_LENGTH} characters; send a long search as POST [type]/_search with a form body`);
+      }
       this.negotiate(req);
       await this.parseBody(req, res);
       next();

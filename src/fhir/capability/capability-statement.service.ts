@@ -83,6 +83,8 @@ export class CapabilityStatementService {
       implementation: { description: 'Regional health information exchange', url: this.config.fhirBaseUrl },
       fhirVersion: '4.0.1',
       format: ['application/fhir+json', 'json'],
+      // PATCH takes JSON Patch and FHIRPath Patch (a Parameters resource in FHIR JSON).
+      patchFormat: ['application/json-patch+json', 'application/fhir+json'],
       rest: [rest],
     };
   }

@@ -14,7 +14,10 @@ import { OperationRegistry } from './operation.registry';
 
 /** The answer of every meta operation: `return` with a Meta (Resource-meta, -meta-add, -meta-delete). */
 function metaResult(meta: Meta, stored?: StoredVersion): InteractionResult {
-  const parameters: Parameters = { resourceType: 'Parameters', parameter: [{ name: 'return', valueMeta: meta }] };
+  // Nothing in use on a type or the system: FHIR JSON cannot carry an empty Meta, so no `return`.
+  const parameters: Parameters = Object.keys(meta).length
+    ? { resourceType: 'Parameters', parameter: [{ name: 'return', valueMeta: meta }] }
+    : { resourceType: 'Parameters' };
   return {
     status: 200,
     resource: parameters,

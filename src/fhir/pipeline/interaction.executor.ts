@@ -184,7 +184,7 @@ export class InteractionExecutor {
     const current = await this.repository.readCurrent(ctx, i.resourceType, i.id, tx);
     if (!current) throw FhirError.notFound(`${i.resourceType}/${i.id} is not known`);
     if (current.deleted) throw this.goneError(current);
-    if (i.ifNoneMatch !== undefined && parseIfMatch(i.ifNoneMatch) === current.versionId) {
+    if (notModified(i, current.versionId, current.lastUpdated)) {
       return { status: 304, versionId: String(current.versionId), lastUpdated: current.lastUpdated };
     }
     return { status: 200, resource: current.resource, versionId: String(current.versionId), lastUpdated: current.lastUpdated, touched: [entityOf(current)], judged: judgedOn(current) };
@@ -198,6 +198,9 @@ export class InteractionExecutor {
     const version = await this.repository.readVersion(ctx, i.resourceType, i.id, versionId, tx);
     if (!version) throw FhirError.notFound(`${i.resourceType}/${i.id}/_history/${i.versionId} is not known`);
     if (version.deleted) throw this.goneError(version);
+    if (notModified(i, version.versionId, version.lastUpdated)) {
+      return { status: 304, versionId: String(version.versionId), lastUpdated: version.lastUpdated };
+    }
     return { status: 200, resource: version.resource, versionId: String(version.versionId), lastUpdated: version.lastUpdated, touched: [entityOf(version)], judged: judgedOn(version) };
   }
 
@@ -316,7 +319,8 @@ export class InteractionExecutor {
         ? { total: await this.repository.countVersions(ctx, target.resourceType, target.id, tx) }
         : {}),
       link,
-      entry: page.map((row) => this.historyEntry(row)),
+      // FHIR JSON has no empty arrays (json.html).
+      ...(page.length ? { entry: page.map((row) => this.historyEntry(row)) } : {}),
     };
     return { status: 200, resource: bundle, touched: page.map(entityOf) };
   }
@@ -368,6 +372,32 @@ function outcome(diagnostics: string): OperationOutcome {
   return { resourceType: 'OperationOutcome', issue: [{ severity: 'information', code: 'informational', diagnostics }] };
 }
 
+
+/**
+ * Conditional read (RFC 9110 §13.2.2): If-None-Match decides when sent (`*` or any listed version
+ * matches) and If-Modified-Since is then not looked at; otherwise If-Modified-Since at one-second
+ * precision (HTTP dates have no fractions). An If-Modified-Since that is not a date is ignored
+ * (§13.1.3). Decided here, not only by Express's freshness check on the way out, so batch entries
+ * get it too and the audit record says 304.
+ */
+export function notModified(
+  conditions: { ifNoneMatch?: string; ifModifiedSince?: string },
+  versionId: number,
+  lastUpdated: string,
+): boolean {
+  if (conditions.ifNoneMatch !== undefined) {
+    if (conditions.ifNoneMatch.trim() === '*') return true;
+    return conditions.ifNoneMatch.split(',').some((tag) => {
+      const m = /^(?:W\/)?"?(\d{1,9})"?$/.exec(tag.trim());
+      if (!m) throw FhirError.badRequest(`Malformed If-None-Match header: expected W/"<versionId>"`, ['If-None-Match']);
+      return Number(m[1]) === versionId;
+    });
+  }
+  if (conditions.ifModifiedSince === undefined) return false;
+  const since = Date.parse(conditions.ifModifiedSince);
+  if (Number.isNaN(since)) return false;
+  return Math.floor(Date.parse(lastUpdated) / 1000) * 1000 <= since;
+}
 
 /** `If-Match: W/"3"` (or `"3"`, or `3`) to 3; anything else is a malformed precondition. */
 export function parseIfMatch(value: string | undefined): number | undefined {

@@ -62,6 +62,7 @@ export interface ReadInteraction extends InteractionCommon {
   resourceType: string;
   id: string;
   ifNoneMatch?: string;
+  ifModifiedSince?: string;
 }
 
 export interface VreadInteraction extends InteractionCommon {
@@ -69,6 +70,8 @@ export interface VreadInteraction extends InteractionCommon {
   resourceType: string;
   id: string;
   versionId: string;
+  ifNoneMatch?: string;
+  ifModifiedSince?: string;
 }
 
 /** `PUT /Type/id`, or conditional (`PUT /Type?criteria`): exactly one of `id` and `conditional`. */
@@ -154,6 +157,7 @@ export interface InteractionParts extends Omit<InteractionCommon, 'query' | 'pat
   ifMatch?: string;
   ifNoneExist?: string;
   ifNoneMatch?: string;
+  ifModifiedSince?: string;
   method?: 'GET' | 'POST';
 }
 
@@ -184,10 +188,10 @@ export function buildInteraction(kind: InteractionKind, parts: InteractionParts)
     case 'create':
       return { kind, ...common, resourceType: type(), body: parts.body, ifNoneExist: parts.ifNoneExist };
     case 'read':
-      return { kind, ...common, resourceType: type(), id: id(), ifNoneMatch: parts.ifNoneMatch };
+      return { kind, ...common, resourceType: type(), id: id(), ifNoneMatch: parts.ifNoneMatch, ifModifiedSince: parts.ifModifiedSince };
     case 'vread':
       if (parts.versionId === undefined) throw FhirError.badRequest('A vread needs a version id');
-      return { kind, ...common, resourceType: type(), id: id(), versionId: parts.versionId };
+      return { kind, ...common, resourceType: type(), id: id(), versionId: parts.versionId, ifNoneMatch: parts.ifNoneMatch, ifModifiedSince: parts.ifModifiedSince };
     case 'update':
       return { kind, ...common, resourceType: type(), body: parts.body, ifMatch: parts.ifMatch, ...target() };
     case 'patch':

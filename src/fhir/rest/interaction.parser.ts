@@ -58,6 +58,7 @@ export function parseInteraction(
     ifMatch: req.header('if-match') ?? undefined,
     ifNoneExist: req.header('if-none-exist') ?? undefined,
     ifNoneMatch: req.header('if-none-match') ?? undefined,
+    ifModifiedSince: req.header('if-modified-since') ?? undefined,
     preferReturn: prefer.return,
     preferHandling: prefer.handling,
     path: pathBelowBase(req),

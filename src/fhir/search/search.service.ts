@@ -110,7 +110,10 @@ export class SearchService {
       rows = rows.slice(0, ast.count);
       if (backwards) rows.reverse();
     }
-    const total = ast.total === 'none' ? undefined : await this.total(ctx, ast, runner);
+    // Without _total, the total is given when it is exact for free: a first page (no cursor: keyset
+    // paging does not know how many rows came before) with no page after it (docs/search.md).
+    const total =
+      ast.total !== 'none' ? await this.total(ctx, ast, runner) : paged && !ast.cursor && !hasMore ? rows.length : undefined;
     const included = await this.includes(ctx, ast, rows, runner);
     const touched = [...rows, ...included].map((r) => ({
       reference: `${r.resource_type}/${r.id}`,
@@ -145,7 +148,8 @@ export class SearchService {
       type: 'searchset',
       ...(total !== undefined ? { total } : {}),
       link: this.links(interaction, ast, rows, sorts.length, hasMore, backwards),
-      entry: entries,
+      // FHIR JSON has no empty arrays (json.html): no matches, no `entry`.
+      ...(entries.length ? { entry: entries } : {}),
     };
     return { status: 200, resource: bundle, touched };
   }

@@ -211,6 +211,7 @@ export class BundleProcessor {
       ifMatch: entry.request?.ifMatch,
       ifNoneExist: method === 'POST' ? entry.request?.ifNoneExist : undefined,
       ifNoneMatch: entry.request?.ifNoneMatch,
+      ifModifiedSince: entry.request?.ifModifiedSince,
       preferReturn: parent.preferReturn,
       path: `/${path}`,
     });

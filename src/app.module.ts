@@ -13,6 +13,7 @@ import { AuthModule } from './auth/auth.module';
 import { ConsentModule } from './consent/consent.module';
 import { FhirModule } from './fhir/fhir.module';
 import { HealthModule } from './health/health.module';
+import { JobsModule } from './jobs/jobs.module';
 
 // The FHIR base path is part of the route table, so it is read when the module is defined.
 const config = loadAppConfig();
@@ -22,6 +23,7 @@ const config = loadAppConfig();
     ConfigModule,
     LoggerModule.forRoot({ pinoHttp: pinoHttpOptions(config) }),
     DatabaseModule,
+    JobsModule,
     HealthModule,
     AuditModule,
     AuthModule,

@@ -80,6 +80,14 @@ const envSchema = z.object({
   AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 1, 'a number of milliseconds'),
   /** Group commit: most records in one INSERT and commit. */
   AUDIT_GROUP_COMMIT_MAX: integer(1, 5000, 500, 'a number of records'),
+  /** `off`: this node enqueues jobs but runs none (e.g. API-only nodes beside worker nodes). */
+  JOBS_WORKERS: z.enum(['on', 'off']).default('on'),
+  /** Connections of the job queue's own pool (workers, maintenance, LISTEN). */
+  JOBS_POOL_SIZE: integer(2, 50, 3, 'a number of connections'),
+  /** How often an idle worker looks for jobs when no NOTIFY woke it (pg-boss minimum 0.5). */
+  JOBS_POLL_SECONDS: z.coerce.number().min(0.5, 'must be at least 0.5').max(60, 'must be at most 60').default(2),
+  /** How often a node looks for jobs whose worker died (active past their expiry) to retry them. */
+  JOBS_SUPERVISE_SECONDS: integer(1, 3600, 30, 'a number of seconds'),
 })
   .refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
     path: ['DATABASE_MIGRATION_URL'],
@@ -138,6 +146,8 @@ export interface AppConfig {
   searchTextLanguage: string;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
   audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
+  /** The outbox job queue (src/jobs/). */
+  jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
 }
 
 export class ConfigurationError extends Error {}
@@ -178,6 +188,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }
         : undefined,
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
+    jobs: { workers: e.JOBS_WORKERS === 'on', poolSize: e.JOBS_POOL_SIZE, pollSeconds: e.JOBS_POLL_SECONDS, superviseSeconds: e.JOBS_SUPERVISE_SECONDS },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     writeConflictRetries: e.FHIR_WRITE_CONFLICT_RETRIES,

@@ -11,6 +11,7 @@ import { freePort, startScratchPostgres } from '../support/scratch-postgres';
 import { createTestApp, TestApp } from '../support/test-app';
 import { registerTestClient } from '../support/auth';
 import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
+import { JobQueue } from '../../src/jobs/job-queue';
 import request from 'supertest';
 
 /** Runs `sql` as `user`/`password` on the database `hie` of the cluster on `port`. */
@@ -178,6 +179,21 @@ describe('embedded PostgreSQL: generated credentials and a least-privileged app 
       expect(await ds.query('SELECT current_user AS role, count(*)::int AS n FROM resource')).toEqual([{ role: 'hie_app', n: 0 }]);
       expect(await ds.query(`SELECT tableowner FROM pg_tables WHERE tablename = 'resource'`)).toEqual([{ tableowner: 'postgres' }]);
       await expect(ds.query('DROP TABLE resource')).rejects.toThrow('must be owner of table resource');
+      // The outbox job queue (pg-boss, schema built by the migration) works with row privileges only.
+      const jobs = new JobQueue(ds, { ...config, jobs: { workers: true, poolSize: 2, pollSeconds: 0.5, superviseSeconds: 1 } });
+      jobs.define('test.least-privilege', { retryLimit: 1, retryDelaySeconds: 1, retryBackoff: false, expireInSeconds: 30 });
+      const delivered: unknown[] = [];
+      await jobs.work('test.least-privilege', async (job) => {
+        delivered.push(job.data);
+      });
+      await jobs.onApplicationBootstrap();
+      try {
+        await ds.transaction((tx) => jobs.enqueue(tx, 'test.least-privilege', { n: 1 }));
+        for (let i = 0; i < 300 && !delivered.length; i++) await new Promise((r) => setTimeout(r, 100));
+        expect(delivered).toEqual([{ n: 1 }]);
+      } finally {
+        await jobs.onApplicationShutdown();
+      }
     } finally {
       await ds.destroy();
     }

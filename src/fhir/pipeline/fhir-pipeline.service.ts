@@ -285,16 +285,66 @@ function basisOf(ctx: AccessContext): string[] {
 }
 
 /**
- * Internal work that must see across organizations (reindex, identity matching, statistics,
- * subscription matching) asks for a named system context here: minted by the pipeline's issuer,
- * audited, and never a raw database connection.
+ * The unrestricted system contexts, each for one kind of internal work (docs/architecture.md,
+ * "System contexts"); nothing else reads across organizations without a bound. Each is minted once
+ * per job (never per row) and audited by name.
+ */
+export const UNRESTRICTED_SYSTEM_CONTEXTS = {
+  /** `$reindex`: re-extracts index rows of every resource (content is read, nothing is disclosed). */
+  reindex: 'reindex',
+  /** `npm run reindex`: the same from the command line. */
+  'reindex-cli': 'reindex-cli',
+  /** Identity matching: the demographics of Patients of every organization, for scoring only. */
+  'identity-matching': 'identity-matching',
+  /** Aggregate statistics: counts over every organization's data, never rows (small cells suppressed). */
+  'aggregate-statistics': 'aggregate-statistics',
+} as const;
+export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
+
+/** Purposes of use a consent-bounded system context may act for, and the role whose view it takes. */
+const PURPOSE_VIEWS: Record<string, Pick<Principal, 'role' | 'clinicalAccess'>> = {
+  // A public-health agency's individual-level view: what a client registered with clinical access sees.
+  PUBHLTH: { role: 'public-health', clinicalAccess: true },
+};
+
+/**
+ * Internal work asks for its access here: minted by the pipeline's issuer, audited, and never a raw
+ * database connection. `mintFor(purpose)` is the way internal work reads resource content: the
+ * consent stage's predicate for that purpose under the region's policy, exactly as a client with
+ * that purpose and `system/*.rs` would see. `mint(name)` is for the short list above only.
  */
 @Injectable()
 export class SystemAccess {
-  constructor(private readonly audit: AuditStage) {}
+  constructor(
+    private readonly audit: AuditStage,
+    private readonly consent: ConsentStage,
+  ) {}
 
-  async mint(name: string, onBehalfOf?: Principal): Promise<AccessContext> {
+  async mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal): Promise<AccessContext> {
+    if (!Object.hasOwn(UNRESTRICTED_SYSTEM_CONTEXTS, name)) throw new Error(`${String(name)} is not a named unrestricted system context`);
     const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: [], ...(onBehalfOf ? { organization: onBehalfOf.organization } : {}) };
+    await this.recordMint(name, principal, onBehalfOf, [`system: ${name}`]);
+    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name });
+  }
+
+  /**
+   * A read-only context bounded by consent for `purpose` (e.g. PUBHLTH): the fragments the consent
+   * stage gives a client of that purpose's role with unrestricted read and search scopes and no
+   * organization of its own (so no "own data" bypass). It is not a system context in the storage
+   * sense (`ctx.system` unset): cross-organization maintenance (reindex) refuses it.
+   */
+  async mintFor(purpose: string, onBehalfOf?: Principal): Promise<AccessContext> {
+    const view = Object.hasOwn(PURPOSE_VIEWS, purpose) ? PURPOSE_VIEWS[purpose] : undefined;
+    if (!view) throw new Error(`No consent-bounded system view is defined for purpose ${purpose}`);
+    const name = `purpose-${purpose}`;
+    const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: ['system/*.rs'], purposeOfUse: purpose, ...view };
+    const search = buildInteraction('search-system', { path: '' });
+    const decision = await this.consent.decide(principal, search);
+    await this.recordMint(name, principal, onBehalfOf, decision.fragments.map((f) => `${f.basis}: ${f.description}`));
+    return issueAccessContext({ principal, read: decision.fragments, write: [], lookups: NO_LOOKUPS });
+  }
+
+  private async recordMint(name: string, principal: Principal, onBehalfOf: Principal | undefined, basis: string[]): Promise<void> {
     await this.audit.record(
       auditRecord({
         kind: 'system-access',
@@ -304,10 +354,9 @@ export class SystemAccess {
         outcome: 'success',
         status: 200,
         system: name,
-        accessBasis: [`system: ${name}`],
+        accessBasis: basis,
         durationMs: 0,
       }),
     );
-    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name });
   }
 }

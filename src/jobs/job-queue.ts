@@ -1,0 +1,195 @@
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { InjectDataSource } from '@nestjs/typeorm';
+import { PgBoss } from 'pg-boss';
+import type { DataSource, EntityManager } from 'typeorm';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+
+/** The schema the job-queue migration builds (migrations/1732402300000-job-queue.ts). */
+export const JOB_SCHEMA = 'pgboss';
+
+/** How a queue retries: at-least-once delivery, the handler must be idempotent. */
+export interface JobQueuePolicy {
+  /** Attempts after the first before the job is `failed`. */
+  retryLimit: number;
+  /** Seconds before the first retry; doubled each time (with jitter) when `retryBackoff`. */
+  retryDelaySeconds: number;
+  retryBackoff: boolean;
+  /** Upper bound of a backed-off delay. */
+  retryDelayMaxSeconds?: number;
+  /** A job still active this long is taken as lost (its worker died) and retried. */
+  expireInSeconds: number;
+}
+
+export interface QueuedJob<T> {
+  id: string;
+  queue: string;
+  data: T;
+  /** Attempts before this one (0 on the first). */
+  retryCount: number;
+}
+
+export type JobHandler<T> = (job: QueuedJob<T>) => Promise<void>;
+
+export interface EnqueueOptions {
+  /** At most one queued job per key and queue (pg-boss singletonKey): idempotent enqueue. */
+  singletonKey?: string;
+  /** Run no earlier than this many seconds after the commit. */
+  startAfterSeconds?: number;
+}
+
+/** Ids, queue names and counts only: job data may be PHI. */
+interface Registration {
+  policy: JobQueuePolicy;
+  handler?: JobHandler<unknown>;
+  concurrency: number;
+}
+
+/**
+ * The outbox (GUIDE §6): pg-boss on the application's PostgreSQL. `enqueue` inserts the job with
+ * the caller's transaction, so the job exists exactly when the write that caused it committed, and
+ * survives any crash after that commit; workers on every app node take jobs with SKIP LOCKED, a
+ * failed attempt is retried with exponential backoff, and a job whose worker died (kill -9) is
+ * retried once its `expireInSeconds` passed. Modules `define` their queues (and `work` them) in
+ * `onModuleInit`; the queues are created and the workers started at application bootstrap.
+ */
+@Injectable()
+export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('JobQueue');
+  private readonly queues = new Map<string, Registration>();
+  private boss?: PgBoss;
+  private started?: Promise<void>;
+
+  constructor(
+    @InjectDataSource() private readonly db: DataSource,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
+
+  /** Declares a queue; a second definition of one name is a programming error. */
+  define(name: string, policy: JobQueuePolicy): void {
+    if (this.boss) throw new Error(`job queue ${name} defined after start`);
+    if (this.queues.has(name)) throw new Error(`job queue ${name} is defined twice`);
+    if (!/^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$/.test(name)) throw new Error(`job queue name ${name} must be lower-case words joined by - and .`);
+    this.queues.set(name, { policy, concurrency: 1 });
+  }
+
+  /**
+   * Handles a defined queue's jobs on this node (when `JOBS_WORKERS` is on): from bootstrap on, or
+   * at once when called later (a worker that starts with the node's role, a test).
+   */
+  async work<T>(name: string, handler: JobHandler<T>, options: { concurrency?: number } = {}): Promise<void> {
+    const reg = this.registration(name);
+    if (reg.handler) throw new Error(`job queue ${name} has a handler already`);
+    reg.handler = handler as JobHandler<unknown>;
+    reg.concurrency = options.concurrency ?? 1;
+    if (this.boss && this.config.jobs.workers) await this.startWorker(this.boss, name, reg);
+  }
+
+  /**
+   * Enqueues in `tx`, the write's own transaction: rolled back with it, committed with it. Answers
+   * the job id (null when `singletonKey` found one queued already).
+   */
+  async enqueue<T extends object>(tx: EntityManager, name: string, data: T, options: EnqueueOptions = {}): Promise<string | null> {
+    this.registration(name);
+    const runner = tx.queryRunner;
+    if (!runner?.isTransactionActive) throw new Error(`job ${name} enqueued outside a transaction`);
+    const boss = await this.ready();
+    return boss.send(name, data, {
+      db: { executeSql: async (text: string, values?: unknown[]) => ({ rows: (await runner.query(text, values as unknown[], true)).records }) },
+      ...(options.singletonKey ? { singletonKey: options.singletonKey } : {}),
+      ...(options.startAfterSeconds ? { startAfter: options.startAfterSeconds } : {}),
+    });
+  }
+
+  /** State of one job, for tests and admin views: `created`, `retry`, `active`, `completed`, `failed`, `cancelled`. */
+  async state(name: string, id: string): Promise<{ state: string; retryCount: number } | undefined> {
+    const boss = await this.ready();
+    const [job] = await boss.findJobs(name, { id });
+    return job ? { state: job.state, retryCount: job.retryCount } : undefined;
+  }
+
+  async onApplicationBootstrap(): Promise<void> {
+    await this.ready();
+  }
+
+  private ready(): Promise<PgBoss> {
+    this.started ??= this.start();
+    return this.started.then(() => this.boss!);
+  }
+
+  private async start(): Promise<void> {
+    const url = (this.db.options as { url?: string }).url;
+    const boss = new PgBoss({
+      connectionString: url,
+      schema: JOB_SCHEMA,
+      max: this.config.jobs.poolSize,
+      application_name: 'fhir-hie-jobs',
+      // The schema is the migrations' (the app's role may not run DDL).
+      migrate: false,
+      createSchema: false,
+      schedule: false,
+      superviseIntervalSeconds: this.config.jobs.superviseSeconds,
+      // Wakes workers on a committed job at once; polling stays as the floor.
+      useListenNotify: true,
+    } as ConstructorParameters<typeof PgBoss>[0]);
+    // pg-boss reports errors of its own loops here; without a listener an 'error' event throws.
+    boss.on('error', (err: unknown) => this.logger.error({ msg: 'job queue error', code: (err as { code?: string }).code ?? 'unknown' }));
+    await boss.start();
+    this.boss = boss;
+    for (const [name, { policy }] of this.queues) {
+      const options = {
+        retryLimit: policy.retryLimit,
+        retryDelay: policy.retryDelaySeconds,
+        retryBackoff: policy.retryBackoff,
+        ...(policy.retryDelayMaxSeconds ? { retryDelayMax: policy.retryDelayMaxSeconds } : {}),
+        expireInSeconds: policy.expireInSeconds,
+        notify: true,
+      };
+      await boss.createQueue(name, options);
+      // A policy changed in code applies to the queue created by an earlier version too.
+      await boss.updateQueue(name, options);
+    }
+    if (!this.config.jobs.workers) return;
+    for (const [name, reg] of this.queues) if (reg.handler) await this.startWorker(boss, name, reg);
+  }
+
+  private async startWorker(boss: PgBoss, name: string, reg: Registration): Promise<void> {
+    const handler = reg.handler!;
+    await boss.work<unknown>(
+      name,
+      {
+        batchSize: 1,
+        localConcurrency: reg.concurrency,
+        pollingIntervalSeconds: this.config.jobs.pollSeconds,
+        // A retry coming due sends no NOTIFY: the backstop poll is what finds it, so not pg-boss's 30 s.
+        notifyPollingIntervalSeconds: this.config.jobs.pollSeconds,
+        includeMetadata: true,
+      },
+      async ([job]) => {
+        const started = Date.now();
+        try {
+          await handler({ id: job.id, queue: name, data: job.data, retryCount: job.retryCount });
+          this.logger.debug({ msg: 'job done', queue: name, job: job.id, ms: Date.now() - started });
+        } catch (err) {
+          this.logger.warn({ msg: 'job failed', queue: name, job: job.id, attempt: job.retryCount + 1, code: (err as { code?: string }).code ?? 'error' });
+          throw err;
+        }
+      },
+    );
+  }
+
+  private registration(name: string): Registration {
+    const reg = this.queues.get(name);
+    if (!reg) throw new Error(`job queue ${name} is not defined`);
+    return reg;
+  }
+
+  /** Lets running jobs finish (up to the timeout); unfinished ones are retried after they expire. */
+  async onApplicationShutdown(): Promise<void> {
+    const started = this.started;
+    this.started = undefined;
+    await started?.catch(() => undefined);
+    const boss = this.boss;
+    this.boss = undefined;
+    await boss?.stop({ graceful: true, timeout: 10_000 });
+  }
+}

@@ -63,6 +63,8 @@ export class InteractionExecutor {
           const stored = await this.auditTrail.read(interaction.id!, ctx.principal.scopes);
           if (stored) return stored;
         }
+        // The server's own OperationDefinitions are served from the operation registry, not storage.
+        if (interaction.resourceType === 'OperationDefinition') return this.operations.readDefinition(interaction.id) ?? this.read(ctx, interaction, tx);
         return this.read(ctx, interaction, tx);
       case 'vread':
         return this.vread(ctx, interaction, tx);
@@ -84,6 +86,9 @@ export class InteractionExecutor {
       case 'search-type':
         // AuditEvent searches (auditors only, see SmartAuthorization) answer from the audit trail.
         if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction, ctx.principal.scopes);
+        if (interaction.resourceType === 'OperationDefinition') {
+          return this.operations.searchDefinitions(interaction.query, this.config.fhirBaseUrl) ?? this.search.search(ctx, interaction, tx);
+        }
         return this.search.search(ctx, interaction, tx);
       case 'search-system':
       case 'search-compartment':

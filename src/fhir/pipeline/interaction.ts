@@ -1,7 +1,7 @@
 import type { AccessAttributes } from '../storage/access-attributes';
 import type { Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
-import type { OperationDeclaration } from '../operations/fhir-operation';
+import type { OperationDeclaration } from './operation-declaration';
 import { FhirError } from '../../common/fhir-error';
 
 /** The FHIR interactions (http.html) and operations the pipeline knows. */

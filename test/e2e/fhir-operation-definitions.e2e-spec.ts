@@ -207,6 +207,13 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const none = await t.api.get(`/fhir/OperationDefinition?url=${encodeURIComponent('http://hie.example.org/fhir/OperationDefinition/nothing')}`);
     expect([none.status, none.body.total, none.body.entry]).toEqual([200, 0, []]);
     expect((await t.api.get('/fhir/OperationDefinition/nothing-here')).status).toBe(404);
+    // A server definition's id cannot be written: a stored one there would never be read.
+    const put = await t.api.put('/fhir/OperationDefinition/reindex').set('Content-Type', FHIR_JSON).send({ ...stored, id: 'reindex' });
+    expect([put.status, put.body.issue[0].code, put.body.issue[0].diagnostics]).toEqual([405, 'not-supported', 'OperationDefinition/reindex is a definition of this server and cannot be changed']);
+    expect((await t.api.delete('/fhir/OperationDefinition/reindex')).status).toBe(405);
+    const stillServed = await t.api.get('/fhir/OperationDefinition/reindex');
+    expect([stillServed.status, stillServed.body.url]).toEqual([200, 'http://hie.example.org/fhir/OperationDefinition/reindex']);
+    expect((await t.db.query(`SELECT count(*)::int AS n FROM resource WHERE resource_type = 'OperationDefinition' AND id = 'reindex'`))[0].n).toBe(0);
   });
 
   it('a bad, unknown, repeated or missing parameter of each operation is a 400 naming it, and changes nothing', async () => {

@@ -28,6 +28,7 @@ import type {
 import { firstValue, parseQueryString } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
+const CHANGES = new Set(['update', 'patch', 'delete']);
 const DEFAULT_HISTORY_COUNT = 50;
 const MAX_HISTORY_COUNT = 1000;
 
@@ -50,6 +51,10 @@ export class InteractionExecutor {
 
   /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
   async execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    // The server's own OperationDefinitions are not stored: their ids cannot be written (a stored one would never be read).
+    if (interaction.resourceType === 'OperationDefinition' && interaction.id !== undefined && CHANGES.has(interaction.kind) && this.operations.definition(interaction.id)) {
+      throw new FhirError(405, 'not-supported', `OperationDefinition/${interaction.id} is a definition of this server and cannot be changed`, undefined, { Allow: 'GET' });
+    }
     switch (interaction.kind) {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };

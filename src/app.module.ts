@@ -3,11 +3,14 @@ import { APP_FILTER, APP_INTERCEPTOR, RouterModule } from '@nestjs/core';
 import { LoggerModule } from 'nestjs-pino';
 import { OperationOutcomeFilter } from './common/http/operation-outcome.filter';
 import { pinoHttpOptions } from './common/http/logging';
+import { RefusedRequestAudit } from './common/http/refused-request.audit';
 import { RouteTemplateInterceptor } from './common/http/route-template.interceptor';
 import { loadAppConfig } from './config/app.config';
 import { ConfigModule } from './config/config.module';
 import { DatabaseModule } from './database/database.module';
 import { AuditModule } from './audit/audit.module';
+import { takeRequestAuditFields } from './audit/log-audit.stage';
+import { RefusedRequestAuditRecorder } from './audit/refused-request.audit-recorder';
 import { AuditToolsModule } from './audit/audit-tools.module';
 import { AuthModule } from './auth/auth.module';
 import { ConsentModule } from './consent/consent.module';
@@ -21,7 +24,7 @@ const config = loadAppConfig();
 @Module({
   imports: [
     ConfigModule,
-    LoggerModule.forRoot({ pinoHttp: pinoHttpOptions(config) }),
+    LoggerModule.forRoot({ pinoHttp: pinoHttpOptions(config, (requestId) => takeRequestAuditFields(requestId)) }),
     DatabaseModule,
     JobsModule,
     HealthModule,
@@ -34,6 +37,8 @@ const config = loadAppConfig();
   ],
   providers: [
     { provide: APP_FILTER, useClass: OperationOutcomeFilter },
+    // common/ imports nothing of the domain: the error filter's audit of refused requests is bound here.
+    { provide: RefusedRequestAudit, useClass: RefusedRequestAuditRecorder },
     { provide: APP_INTERCEPTOR, useClass: RouteTemplateInterceptor },
   ],
 })

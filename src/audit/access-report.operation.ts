@@ -4,8 +4,10 @@ import type { EntityManager } from 'typeorm';
 import { FhirError } from '../common/fhir-error';
 import { parseFhirDateRange } from '../common/fhir-date';
 import type { AccessContext } from '../fhir/pipeline/access-context';
-import type { Interaction, InteractionResult } from '../fhir/pipeline/interaction';
+import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
+import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
+import { parseOperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { ResourceRepository } from '../fhir/storage/resource.repository';
 import { AuditTrailRepository } from './audit-trail.repository';
@@ -23,7 +25,7 @@ export const ACCESS_REPORT_MAX = 10_000;
 @Injectable()
 export class AccessReportOperation extends FhirOperation implements OnModuleInit {
   readonly name = 'access-report';
-  readonly definition = 'http://hie.example.org/fhir/OperationDefinition/access-report';
+  readonly definition = shippedOperationDefinition('access-report');
   readonly levels = ['instance'] as const;
   override readonly resourceTypes = ['Patient'];
   readonly affectsState = false;
@@ -41,18 +43,11 @@ export class AccessReportOperation extends FhirOperation implements OnModuleInit
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
     const patientId = i.id!;
-    for (const key of Object.keys(i.query)) {
-      if (!['_since', '_format', '_pretty'].includes(key)) throw FhirError.badRequest(`Unknown parameter '${key.slice(0, 64)}' for $access-report`, [key.slice(0, 64)]);
-    }
-    const sinceRaw = i.query._since;
-    let since: string | undefined;
-    if (sinceRaw !== undefined) {
-      const range = typeof sinceRaw === 'string' ? parseFhirDateRange(sinceRaw) : undefined;
-      if (!range) throw FhirError.badRequest('_since must be one FHIR instant or date', ['_since']);
-      since = range.start;
-    }
+    const sinceText = parseOperationInput(this.definition, i).text('_since');
+    // The parser checked it is a dateTime; its range's start is where the report begins.
+    const since = sinceText === undefined ? undefined : parseFhirDateRange(sinceText)!.start;
     if (ctx.principal.role !== 'auditor') {
       // A hospital sees the report of its own patients only.
       const current = await this.resources.readCurrent(ctx, 'Patient', patientId, tx);

@@ -1,5 +1,5 @@
 import { RequestContext } from '../common/request-context';
-import type { InteractionKind } from '../fhir/pipeline/interaction';
+import type { AuditEntity, InteractionKind } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 
 /**
@@ -27,13 +27,8 @@ export type AuditEventKind =
 /** BALP action codes: create, read, update, delete, execute. */
 export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
 
-/** A resource the interaction read or wrote, with the version touched and the patients it belongs to. */
-export interface AuditEntity {
-  reference: string;
-  versionId?: string;
-  /** Patient ids of the resource's Patient compartment (from the stored `compartments`). */
-  patients: readonly string[];
-}
+// Defined with the interaction vocabulary (an InteractionResult lists what it touched), below audit.
+export type { AuditEntity } from '../fhir/pipeline/interaction';
 
 export interface AuditRecord {
   kind: AuditEventKind;

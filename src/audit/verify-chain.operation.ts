@@ -2,8 +2,10 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import type { AccessContext } from '../fhir/pipeline/access-context';
-import type { Interaction, InteractionResult } from '../fhir/pipeline/interaction';
+import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
+import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
+import { OperationInput, parseOperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { AuditTrailRepository } from './audit-trail.repository';
 
@@ -18,7 +20,7 @@ const SEQ_RE = /^[1-9]\d{0,17}$/;
 @Injectable()
 export class VerifyChainOperation extends FhirOperation implements OnModuleInit {
   readonly name = 'verify-chain';
-  readonly definition = 'http://hie.example.org/fhir/OperationDefinition/verify-chain';
+  readonly definition = shippedOperationDefinition('verify-chain');
   readonly levels = ['system', 'type'] as const;
   override readonly resourceTypes = ['AuditEvent'];
   readonly affectsState = false;
@@ -36,9 +38,10 @@ export class VerifyChainOperation extends FhirOperation implements OnModuleInit 
     this.operations.register(this);
   }
 
-  async execute(_ctx: AccessContext, i: Interaction): Promise<InteractionResult> {
-    const from = seqParam(i, 'from');
-    const to = seqParam(i, 'to');
+  async execute(_ctx: AccessContext, i: OperationInteraction): Promise<InteractionResult> {
+    const input = parseOperationInput(this.definition, i);
+    const from = seqParam(input, 'from');
+    const to = seqParam(input, 'to');
     if (from && to && BigInt(from) > BigInt(to)) throw FhirError.badRequest('from must not be after to', ['from']);
     const result = await this.trail.verify(from, to);
     const parameter: ParametersParameter[] = [
@@ -61,17 +64,9 @@ export class VerifyChainOperation extends FhirOperation implements OnModuleInit 
   }
 }
 
-function seqParam(i: Interaction, name: string): string | undefined {
-  let v = i.query[name];
-  const body = i.body as { resourceType?: string; parameter?: ParametersParameter[] } | undefined;
-  if (v === undefined && body?.resourceType === 'Parameters') {
-    const p = body.parameter?.find((x) => x.name === name);
-    v = p ? String(p.valueString ?? p.valueInteger ?? p.valuePositiveInt ?? '') : undefined;
-  }
-  for (const key of Object.keys(i.query)) {
-    if (!['from', 'to', '_format', '_pretty'].includes(key)) throw FhirError.badRequest(`Unknown parameter '${key.slice(0, 64)}' for $verify-chain`, [key.slice(0, 64)]);
-  }
-  if (v === undefined) return undefined;
-  if (Array.isArray(v) || !SEQ_RE.test(v)) throw FhirError.badRequest(`${name} must be one audit sequence number (a positive integer)`, [name]);
+/** An audit sequence number: up to 18 digits, so a string parameter (beyond a FHIR integer's range). */
+function seqParam(input: OperationInput, name: string): string | undefined {
+  const v = input.text(name);
+  if (v !== undefined && !SEQ_RE.test(v)) throw FhirError.badRequest(`${name} must be one audit sequence number (a positive integer)`, [name]);
   return v;
 }

@@ -1,4 +1,3 @@
-import { decimalPrecisionRange } from '../fhir/search/search-sql.compiler';
 import { decimalMarker, decodeDecimals, encodeDecimals, isRawDecimal, numericView, parseJsonKeepingDecimals, plainDecimal } from './fhir-json';
 
 describe('FHIR JSON decimals', () => {
@@ -61,18 +60,5 @@ describe('FHIR JSON decimals', () => {
     expect(JSON.stringify(decodeDecimals(encoded, marker))).toBe('{"a":[1.50,2],"b":"1.50"}');
     // Another call's marker decodes nothing.
     expect(decodeDecimals(encoded, decimalMarker())).toEqual(encoded);
-  });
-
-  it.each([
-    ['100', [99.5, 100.5]],
-    ['1.5', [1.45, 1.55]],
-    ['1.50', [1.495, 1.505]],
-    ['1e2', [50, 150]],
-    ['1.50e-1', [0.1495, 0.1505]],
-    ['-5.4', [-5.45, -5.35]],
-    ['+2', [1.5, 2.5]],
-    ['0.1000000000000000055511151231257827', ['0.10000000000000000555111512312578265', '0.10000000000000000555111512312578275']],
-  ])('the implicit precision range of %s, exact', (text, range) => {
-    expect(decimalPrecisionRange(text)).toEqual(range);
   });
 });

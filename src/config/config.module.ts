@@ -1,5 +1,6 @@
 import { Global, Module } from '@nestjs/common';
 import { ConfigModule as NestConfigModule } from '@nestjs/config';
+import { FHIR_HTTP_OPTIONS } from '../common/http/fhir-http.options';
 import { APP_CONFIG, loadAppConfig } from './app.config';
 
 /** @nestjs/config reads the environment; our zod schema validates it and yields a typed AppConfig. */
@@ -14,7 +15,11 @@ import { APP_CONFIG, loadAppConfig } from './app.config';
       },
     }),
   ],
-  providers: [{ provide: APP_CONFIG, useFactory: () => loadAppConfig() }],
-  exports: [APP_CONFIG],
+  providers: [
+    { provide: APP_CONFIG, useFactory: () => loadAppConfig() },
+    // common/ reads its HTTP settings through its own token, not the config module's.
+    { provide: FHIR_HTTP_OPTIONS, useExisting: APP_CONFIG },
+  ],
+  exports: [APP_CONFIG, FHIR_HTTP_OPTIONS],
 })
 export class ConfigModule {}

@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { Linter } from 'eslint';
 
 // The project's real ESLint configuration (the one `npm run lint` uses).
@@ -43,5 +47,69 @@ describe('architecture lint rules', () => {
     expect(lint('src/audit/sneaky.ts', RUNS_RESOURCE_SQL)).toEqual(['3:no-restricted-syntax', '5:no-restricted-syntax', '6:no-restricted-syntax']);
     expect(lint('src/fhir/storage/ok.ts', RUNS_RESOURCE_SQL)).toEqual([]);
     expect(lint('src/auth/ok.ts', 'export const q = "SELECT * FROM oauth_client WHERE resource_type = 1";')).toEqual([]);
+  });
+});
+
+/**
+ * Runs dependency-cruiser with the project's real `.dependency-cruiser.cjs` (the one `npm run lint`
+ * uses) over fixture files laid out as under the project root; answers `rule from -> to` per violation.
+ */
+function cruise(files: Record<string, string>): string[] {
+  const root = mkdtempSync(join(tmpdir(), 'import-rules-'));
+  try {
+    for (const [path, code] of Object.entries(files)) {
+      mkdirSync(dirname(join(root, path)), { recursive: true });
+      writeFileSync(join(root, path), code);
+    }
+    const cli = join(process.cwd(), 'node_modules', 'dependency-cruiser', 'bin', 'dependency-cruiser.mjs');
+    const args = [cli, '--config', join(process.cwd(), '.dependency-cruiser.cjs'), '--output-type', 'json', 'src'];
+    // A violation exits non-zero; the JSON report is on stdout either way.
+    let out: string;
+    try {
+      out = execFileSync(process.execPath, args, { cwd: root, encoding: 'utf8' });
+    } catch (err) {
+      out = (err as { stdout: string }).stdout;
+    }
+    const report = JSON.parse(out) as { summary: { violations: { rule: { name: string }; from: string; to: string }[] } };
+    return report.summary.violations.map((v) => `${v.rule.name} ${v.from} -> ${v.to}`).sort();
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** The import rules (docs/architecture.md): no circles, type-only imports included; common/ at the bottom. */
+describe('import rules (dependency-cruiser)', () => {
+  // Both imports are type-only: without tsPreCompilationDeps the circle would not be seen.
+  it('refuses an import circle of type-only imports (reported once per circle)', () => {
+    expect(
+      cruise({
+        'src/fhir/pipeline/interaction.ts': `import type { Declared } from '../operations/declared';\nexport interface Interaction { declared?: Declared }\n`,
+        'src/fhir/operations/declared.ts': `import type { Interaction } from '../pipeline/interaction';\nexport interface Declared { run(i: Interaction): void }\n`,
+      }),
+    ).toEqual(['no-circular src/fhir/operations/declared.ts -> src/fhir/pipeline/interaction.ts']);
+  });
+
+  it('allows the same types once they sit in a vocabulary file below both', () => {
+    expect(
+      cruise({
+        'src/fhir/pipeline/declaration.ts': `export interface Declared { name: string }\n`,
+        'src/fhir/pipeline/interaction.ts': `import type { Declared } from './declaration';\nexport interface Interaction { declared?: Declared }\n`,
+        'src/fhir/operations/declared.ts': `import type { Interaction } from '../pipeline/interaction';\nimport type { Declared } from '../pipeline/declaration';\nexport type Run = (i: Interaction, d: Declared) => void;\n`,
+      }),
+    ).toEqual([]);
+  });
+
+  it('refuses an import from src/common into any other src folder, type-only too', () => {
+    expect(
+      cruise({
+        'src/common/http/filter.ts': `import type { AuditRecord } from '../../audit/audit-record';\nimport { loadAppConfig } from '../../config/app.config';\nimport { FhirError } from '../fhir-error';\nexport const f = (r: AuditRecord) => [r, loadAppConfig, FhirError];\n`,
+        'src/common/fhir-error.ts': `export class FhirError {}\n`,
+        'src/audit/audit-record.ts': `import { FhirError } from '../common/fhir-error';\nexport interface AuditRecord { e: FhirError }\n`,
+        'src/config/app.config.ts': `export const loadAppConfig = () => ({});\n`,
+      }),
+    ).toEqual([
+      'common-imports-no-domain src/common/http/filter.ts -> src/audit/audit-record.ts',
+      'common-imports-no-domain src/common/http/filter.ts -> src/config/app.config.ts',
+    ]);
   });
 });

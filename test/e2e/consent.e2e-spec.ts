@@ -369,7 +369,7 @@ describe('consent-checked access', () => {
       const badType = await b('get', `/fhir/Patient/${pt.P0}/$everything?_type=Organization`);
       expect([badType.status, badType.body.issue[0].diagnostics]).toEqual([400, `'Organization' in _type is not a type of the Patient compartment`]);
       const unknown = await b('get', `/fhir/Patient/${pt.P0}/$everything?start=2020`);
-      expect([unknown.status, unknown.body.issue[0].diagnostics]).toEqual([400, `Unknown $everything parameter 'start'`]);
+      expect([unknown.status, unknown.body.issue[0].diagnostics]).toEqual([400, `Unknown parameter 'start' for $everything`]);
       const since = await b('get', `/fhir/Patient/${pt.P0}/$everything?_since=yesterday`);
       expect([since.status, since.body.issue[0].expression]).toEqual([400, ['_since']]);
     });

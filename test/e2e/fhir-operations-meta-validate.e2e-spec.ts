@@ -279,18 +279,27 @@ describe('$validate and the $meta operations', () => {
     });
   });
 
-  it('the CapabilityStatement lists the operations with their R4 definitions', async () => {
+  it('the CapabilityStatement lists the operations with the server definitions, derived from the R4 ones', async () => {
     const cs = await request(t.http).get('/fhir/metadata');
     const patient = cs.body.rest[0].resource.find((r: { type: string }) => r.type === 'Patient');
     const names = ['validate', 'meta', 'meta-add', 'meta-delete'];
     expect(patient.operation.filter((o: { name: string }) => names.includes(o.name))).toEqual([
-      { name: 'meta', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-meta' },
-      { name: 'meta-add', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-meta-add' },
-      { name: 'meta-delete', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-meta-delete' },
-      { name: 'validate', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-validate' },
+      { name: 'meta', definition: 'http://hie.example.org/fhir/OperationDefinition/meta' },
+      { name: 'meta-add', definition: 'http://hie.example.org/fhir/OperationDefinition/meta-add' },
+      { name: 'meta-delete', definition: 'http://hie.example.org/fhir/OperationDefinition/meta-delete' },
+      { name: 'validate', definition: 'http://hie.example.org/fhir/OperationDefinition/validate' },
     ]);
     expect(cs.body.rest[0].operation.filter((o: { name: string }) => names.includes(o.name))).toEqual([
-      { name: 'meta', definition: 'http://hl7.org/fhir/OperationDefinition/Resource-meta' },
+      { name: 'meta', definition: 'http://hie.example.org/fhir/OperationDefinition/meta' },
     ]);
+    // Each is served, and derives from the R4 definition of the same operation.
+    for (const name of names) {
+      const res = await t.api.get(`/fhir/OperationDefinition/${name}`);
+      expect({ status: res.status, code: res.body.code, base: res.body.base }).toEqual({
+        status: 200,
+        code: name,
+        base: `http://hl7.org/fhir/OperationDefinition/Resource-${name}`,
+      });
+    }
   });
 });

@@ -1,10 +1,10 @@
 import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
 import express, { NextFunction, Request, Response } from 'express';
-import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../fhir-error';
 import { parseJsonKeepingDecimals } from '../fhir-json';
 import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
+import { FHIR_HTTP_OPTIONS, FhirHttpOptions } from './fhir-http.options';
 import { requestIdOf } from './request-id';
 
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', 'application/json-patch+json'];
@@ -29,7 +29,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
   private readonly form: express.RequestHandler;
   private readonly fhirBasePath: string;
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+  constructor(@Inject(FHIR_HTTP_OPTIONS) config: FhirHttpOptions) {
     this.fhirBasePath = config.fhirBasePath;
     // Read as text and parsed by parseJsonKeepingDecimals, so decimals keep their precision
     // (`1.50` stays `1.50`, common/fhir-json.ts).

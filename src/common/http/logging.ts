@@ -1,8 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Options } from 'pino-http';
-import type { AppConfig } from '../../config/app.config';
 import { requestIdOf } from './request-id';
-import { takeRequestAuditFields } from '../../audit/log-audit.stage';
+
+/** A request's audit fields for its access log line, taken once (bound to LogAuditStage's in AppModule). */
+export type RequestFields = (requestId: unknown) => Record<string, unknown> | undefined;
 
 type RoutedRequest = IncomingMessage & { id?: unknown; routeTemplate?: string };
 
@@ -14,7 +15,7 @@ const started = new WeakSet<IncomingMessage>();
  * request's audit fields (client, organization, interaction, outcome, counts; LogAuditStage). Never
  * the URL with its query (search values are PHI), never headers or bodies, nor patient ids.
  */
-export function pinoHttpOptions(config: AppConfig): Options {
+export function pinoHttpOptions(config: { logLevel: string }, requestFields: RequestFields = () => undefined): Options {
   return {
     level: config.logLevel,
     genReqId: (req) => requestIdOf(req as RoutedRequest),
@@ -32,7 +33,7 @@ export function pinoHttpOptions(config: AppConfig): Options {
         return {};
       }
       const route = (req as RoutedRequest).routeTemplate;
-      return { ...(route ? { route } : {}), ...takeRequestAuditFields((req as RoutedRequest).id) };
+      return { ...(route ? { route } : {}), ...requestFields((req as RoutedRequest).id) };
     },
     customSuccessMessage: (_req: IncomingMessage, res: ServerResponse) => `request completed ${res.statusCode}`,
     customErrorMessage: (_req: IncomingMessage, res: ServerResponse) => `request failed ${res.statusCode}`,

@@ -2,11 +2,9 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, Logger } from '@n
 import type { Request, Response } from 'express';
 import { databaseUnavailable, isDatabaseUnavailable } from '../database-unavailable';
 import { fromDatabaseError } from '../database-error';
-import { auditRecord } from '../../audit/audit-record';
-import { AuditStage } from '../../fhir/pipeline/pipeline.stages';
-import { ANONYMOUS, Principal } from '../../fhir/pipeline/principal';
 import { FhirError, IssueCode } from '../fhir-error';
 import { RequestContext } from '../request-context';
+import { RefusedRequestAudit } from './refused-request.audit';
 import { requestIdOf } from './request-id';
 
 const HTTP_ISSUE: Record<number, IssueCode> = {
@@ -34,7 +32,7 @@ const HTTP_ISSUE: Record<number, IssueCode> = {
 export class OperationOutcomeFilter implements ExceptionFilter {
   private readonly logger = new Logger('Errors');
 
-  constructor(private readonly audit: AuditStage) {}
+  constructor(private readonly audit: RefusedRequestAudit) {}
 
   async catch(exception: unknown, host: ArgumentsHost): Promise<void> {
     const http = host.switchToHttp();
@@ -52,20 +50,15 @@ export class OperationOutcomeFilter implements ExceptionFilter {
 
   private async auditRefusal(req: Request, requestId: string, error: FhirError): Promise<void> {
     try {
-      await this.audit.record(
-        auditRecord({
-          kind: 'request',
-          subtype: req.method,
-          requestId,
-          principal: (req as Request & { user?: Principal }).user ?? ANONYMOUS,
-          address: req.ip,
-          path: req.path.slice(0, 200),
-          outcome: 'failure',
-          status: error.status,
-          failureCode: error.issues[0]?.code,
-          durationMs: 0,
-        }),
-      );
+      await this.audit.record({
+        method: req.method,
+        requestId,
+        user: (req as Request & { user?: unknown }).user,
+        address: req.ip,
+        path: req.path.slice(0, 200),
+        status: error.status,
+        failureCode: error.issues[0]?.code,
+      });
     } catch {
       // The request is refused either way; a failing audit store is reported by the stage itself.
       this.logger.error({ msg: 'audit of a refused request failed', requestId });

@@ -2,16 +2,18 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Bundle } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
-import { parseFhirDateRange } from '../../common/fhir-date';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
-import type { Interaction, InteractionResult, QueryParams } from '../pipeline/interaction';
+import type { InteractionResult, OperationInteraction, QueryParams } from '../pipeline/interaction';
 import { ResourceRepository } from '../storage/resource.repository';
 import { SearchService } from '../search/search.service';
 import { FhirOperation } from './fhir-operation';
+import { shippedOperationDefinition } from './operation-definitions';
+import { OperationInput, parseOperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
-const PARAMS = new Set(['_since', '_type', '_count', '_cursor', '_total', '_format', '_pretty']);
+/** Parameters a paging link carries on (the rest of the definition's are the caller's filters). */
+const CONTINUED = ['_since', '_type', '_count', '_total'];
 const DEFAULT_COUNT = 50;
 
 /**
@@ -27,7 +29,7 @@ const DEFAULT_COUNT = 50;
 @Injectable()
 export class EverythingOperation extends FhirOperation implements OnModuleInit {
   readonly name = 'everything';
-  readonly definition = 'http://hie.example.org/fhir/OperationDefinition/patient-everything';
+  readonly definition = shippedOperationDefinition('patient-everything');
   readonly levels = ['instance'] as const;
   override readonly resourceTypes = ['Patient'];
   readonly affectsState = false;
@@ -46,56 +48,40 @@ export class EverythingOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
-    if (i.body !== undefined && !(typeof i.body === 'object' && i.body && Object.keys(i.body).length === 0)) {
-      throw FhirError.badRequest('$everything takes its parameters in the query string (_since, _type, _count)');
-    }
-    for (const name of Object.keys(i.query)) {
-      if (!PARAMS.has(name)) throw FhirError.badRequest(`Unknown $everything parameter '${name.slice(0, 64)}'`, [name.slice(0, 64)]);
-    }
+  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+    const input = parseOperationInput(this.definition, i);
     // A Patient the requester may not see is answered as one that does not exist.
     const patient = await this.repository.readCurrent(ctx, 'Patient', i.id!, tx);
     if (!patient || patient.deleted) throw FhirError.notFound(`Patient/${i.id} is not known`);
 
     const all = ['Patient', ...FhirDefinitions.get().patientCompartmentTypes()];
-    const asked = values(i.query._type).flatMap((v) => v.split(',')).map((t) => t.trim()).filter(Boolean);
+    const asked = input.texts('_type').flatMap((v) => v.split(',')).map((t) => t.trim()).filter(Boolean);
     for (const t of asked) if (!all.includes(t)) throw FhirError.badRequest(`'${t.slice(0, 64)}' in _type is not a type of the Patient compartment`, ['_type']);
     const types = (asked.length ? asked : all).filter((t) => ctx.mayRead(t));
-    const since = single(i.query, '_since');
-    if (since !== undefined && (!/^\d{4}-\d{2}-\d{2}T/.test(since) || !parseFhirDateRange(since))) {
-      throw FhirError.badRequest(`_since must be an instant (e.g. 2024-01-01T00:00:00Z), got '${since.slice(0, 40)}'`, ['_since']);
-    }
+    const since = input.text('_since');
+    const cursor = input.text('_cursor');
+    const total = input.text('_total');
     const query: QueryParams = {
       _type: types.join(','),
-      _count: single(i.query, '_count') ?? String(DEFAULT_COUNT),
+      _count: input.text('_count') ?? String(DEFAULT_COUNT),
       ...(since !== undefined ? { _lastUpdated: `ge${since}` } : {}),
-      ...(i.query._cursor !== undefined ? { _cursor: i.query._cursor } : {}),
-      ...(i.query._total !== undefined ? { _total: i.query._total } : {}),
+      ...(cursor !== undefined ? { _cursor: cursor } : {}),
+      ...(total !== undefined ? { _total: total } : {}),
     };
     const result = await this.search.search(ctx, { kind: 'search-system', query, compartment: { type: 'Patient', id: i.id! }, path: i.path }, tx);
     const bundle = result.resource as Bundle;
     // Paging links continue this operation with the caller's own parameters, not the inner search's.
-    bundle.link = bundle.link?.map((l) => ({ ...l, url: this.continuation(l.url, i) }));
+    bundle.link = bundle.link?.map((l) => ({ ...l, url: this.continuation(l.url, input) }));
     return result;
   }
 
-  private continuation(url: string | undefined, i: Interaction): string {
+  private continuation(url: string | undefined, input: OperationInput): string {
     const inner = new URL(url ?? '', 'http://x');
     const q = new URLSearchParams();
-    for (const name of ['_since', '_type', '_count', '_total']) for (const v of values(i.query[name])) q.append(name, v);
+    for (const name of CONTINUED) for (const v of input.texts(name)) q.append(name, v);
     const cursor = inner.searchParams.get('_cursor');
     if (cursor) q.set('_cursor', cursor);
     const base = (url ?? '').split('?')[0];
     return q.size ? `${base}?${q}` : base;
   }
-}
-
-function values(v: string | string[] | undefined): string[] {
-  return Array.isArray(v) ? v : v !== undefined ? [v] : [];
-}
-
-function single(query: QueryParams, name: string): string | undefined {
-  const v = values(query[name]);
-  if (v.length > 1) throw FhirError.badRequest(`${name} may be given once`, [name]);
-  return v[0];
 }

@@ -9,7 +9,8 @@ import { ResourceMetaRepository } from '../storage/resource-meta.repository';
 import { ResourceRepository, StoredVersion } from '../storage/resource.repository';
 import { ResourceValidator } from '../validation/resource.validator';
 import { FhirOperation } from './fhir-operation';
-import { operationParameters } from './operation-parameters';
+import { shippedOperationDefinition } from './operation-definitions';
+import { parseOperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 /** The answer of every meta operation: `return` with a Meta (Resource-meta, -meta-add, -meta-delete). */
@@ -34,7 +35,7 @@ function metaResult(meta: Meta, stored?: StoredVersion): InteractionResult {
 @Injectable()
 export class MetaOperation extends FhirOperation implements OnModuleInit {
   readonly name = 'meta';
-  readonly definition = 'http://hl7.org/fhir/OperationDefinition/Resource-meta';
+  readonly definition = shippedOperationDefinition('meta');
   readonly levels = ['system', 'type', 'instance'] as const;
   override readonly versionLevel = true;
   override readonly auditAction = 'R' as const;
@@ -55,7 +56,7 @@ export class MetaOperation extends FhirOperation implements OnModuleInit {
   }
 
   async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
-    operationParameters(i, []);
+    parseOperationInput(this.definition, i);
     if (i.id === undefined) {
       // Values in use over a type are a search of it: the type's search right (an auditor-only AuditEvent search stays so).
       if (i.resourceType && !ctx.mayRead(i.resourceType)) throw FhirError.forbidden(`$meta on ${i.resourceType} needs the right to search it`);
@@ -107,9 +108,7 @@ abstract class MetaChangeOperation extends FhirOperation {
   }
 
   async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
-    const given = operationParameters(i, ['meta']).get('meta') ?? [];
-    if (given.length !== 1) throw FhirError.badRequest(`$${this.name} needs exactly one meta parameter`, ['meta']);
-    const change = metaChange(given[0].valueMeta);
+    const change = metaChange(parseOperationInput(this.definition, i).all('meta')[0].valueMeta);
     const stored = await this.meta.updateMeta(
       ctx,
       i.resourceType!,
@@ -178,7 +177,7 @@ function tidy(meta: Meta): Meta {
 @Injectable()
 export class MetaAddOperation extends MetaChangeOperation implements OnModuleInit {
   readonly name = 'meta-add';
-  readonly definition = 'http://hl7.org/fhir/OperationDefinition/Resource-meta-add';
+  readonly definition = shippedOperationDefinition('meta-add');
 
   constructor(operations: OperationRegistry, meta: ResourceMetaRepository, validator: ResourceValidator) {
     super(operations, meta, validator);
@@ -203,7 +202,7 @@ export class MetaAddOperation extends MetaChangeOperation implements OnModuleIni
 @Injectable()
 export class MetaDeleteOperation extends MetaChangeOperation implements OnModuleInit {
   readonly name = 'meta-delete';
-  readonly definition = 'http://hl7.org/fhir/OperationDefinition/Resource-meta-delete';
+  readonly definition = shippedOperationDefinition('meta-delete');
 
   constructor(operations: OperationRegistry, meta: ResourceMetaRepository, validator: ResourceValidator) {
     super(operations, meta, validator);

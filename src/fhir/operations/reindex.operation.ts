@@ -8,6 +8,8 @@ import { SearchParameterSync } from '../search/search-parameter.sync';
 import { DEFAULT_REINDEX_BATCH, ReindexPosition, SearchReindexer } from '../search/search-reindexer';
 import { SystemAccess } from '../pipeline/fhir-pipeline.service';
 import { FhirOperation } from './fhir-operation';
+import { shippedOperationDefinition } from './operation-definitions';
+import { parseOperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 export const REINDEX_DEFAULT_MAX = 10_000;
@@ -26,7 +28,7 @@ const CURSOR_RE = /^([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})$/;
 @Injectable()
 export class ReindexOperation extends FhirOperation implements OnModuleInit {
   readonly name = 'reindex';
-  readonly definition = 'http://hie.example.org/fhir/OperationDefinition/reindex';
+  readonly definition = shippedOperationDefinition('reindex');
   readonly levels = ['system', 'type'] as const;
   readonly affectsState = true;
   readonly roles = ['admin'] as const;
@@ -48,11 +50,12 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
   }
 
   async execute(ctx: AccessContext, i: OperationInteraction): Promise<InteractionResult> {
-    const input = operationInput(i);
-    const types = i.resourceType ? [i.resourceType] : typesOf(input.get('type') ?? []);
+    const input = parseOperationInput(this.definition, i);
+    const types = i.resourceType ? [i.resourceType] : typesOf(input.texts('type'));
     if (i.resourceType && input.has('type')) throw FhirError.badRequest('type is only allowed on the system-level $reindex', ['type']);
-    const maxResources = positiveInteger(input.get('maxResources'), 'maxResources', REINDEX_DEFAULT_MAX, REINDEX_MAX);
-    const after = cursorOf(input.get('cursor'), types);
+    const maxResources = input.integer('maxResources') ?? REINDEX_DEFAULT_MAX;
+    if (maxResources < 1 || maxResources > REINDEX_MAX) throw FhirError.badRequest(`maxResources must be between 1 and ${REINDEX_MAX}`, ['maxResources']);
+    const after = cursorOf(input.text('cursor'), types);
     // Index with the parameters the database holds now, even if this node's notification is still on its way.
     await this.searchParameters.reload();
     const started = Date.now();
@@ -76,33 +79,6 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
   }
 }
 
-/** Input parameters from the query string and, for POST, a Parameters body (operations.html#request). */
-function operationInput(i: OperationInteraction): Map<string, string[]> {
-  const input = new Map<string, string[]>();
-  const add = (name: string, value: string): void => {
-    input.set(name, [...(input.get(name) ?? []), value]);
-  };
-  for (const [name, v] of Object.entries(i.query)) {
-    for (const one of Array.isArray(v) ? v : v !== undefined ? [v] : []) add(name, one);
-  }
-  const body = i.body as { resourceType?: unknown; parameter?: ParametersParameter[] } | undefined;
-  if (body && typeof body === 'object' && Object.keys(body).length) {
-    if (body.resourceType !== 'Parameters') throw FhirError.badRequest('The body of an operation must be a Parameters resource', ['resourceType']);
-    for (const p of body.parameter ?? []) {
-      const value = p.valueInteger ?? p.valuePositiveInt ?? p.valueString ?? p.valueCode;
-      if (typeof p.name !== 'string' || value === undefined) {
-        throw FhirError.badRequest(`Parameter '${String(p.name).slice(0, 64)}' needs a valueInteger, valueString or valueCode`, ['Parameters.parameter']);
-      }
-      add(p.name, String(value));
-    }
-  }
-  const known = new Set(['type', 'maxResources', 'cursor', '_format', '_pretty']);
-  for (const name of input.keys()) {
-    if (!known.has(name)) throw FhirError.badRequest(`Unknown parameter '${name.slice(0, 64)}' for $reindex`, [name.slice(0, 64)]);
-  }
-  return input;
-}
-
 function typesOf(values: string[]): string[] {
   const types = values.flatMap((v) => v.split(',')).map((t) => t.trim());
   const bad = types.find((t) => !FhirDefinitions.get().isStorable(t));
@@ -110,17 +86,9 @@ function typesOf(values: string[]): string[] {
   return [...new Set(types)].sort();
 }
 
-function positiveInteger(values: string[] | undefined, name: string, def: number, max: number): number {
-  if (!values?.length) return def;
-  if (values.length > 1 || !/^[1-9]\d{0,8}$/.test(values[0])) throw FhirError.badRequest(`${name} must be one positive integer`, [name]);
-  const n = Number(values[0]);
-  if (n > max) throw FhirError.badRequest(`${name} may be at most ${max}`, [name]);
-  return n;
-}
-
-function cursorOf(values: string[] | undefined, types: string[]): ReindexPosition | undefined {
-  if (!values?.length) return undefined;
-  const m = values.length === 1 ? CURSOR_RE.exec(values[0]) : null;
+function cursorOf(value: string | undefined, types: string[]): ReindexPosition | undefined {
+  if (value === undefined) return undefined;
+  const m = CURSOR_RE.exec(value);
   if (!m || (types.length && !types.includes(m[1]))) {
     throw FhirError.badRequest('cursor must be the value a previous $reindex answered for the same request', ['cursor']);
   }

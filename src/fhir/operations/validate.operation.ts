@@ -8,7 +8,8 @@ import { ResourceMetaRepository } from '../storage/resource-meta.repository';
 import { ResourceRepository, StoredVersion } from '../storage/resource.repository';
 import { ResourceValidator } from '../validation/resource.validator';
 import { FhirOperation } from './fhir-operation';
-import { isEmpty, isParameters, operationParameters, singleValue } from './operation-parameters';
+import { shippedOperationDefinition } from './operation-definitions';
+import { isEmpty, isParameters, parseOperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 const MODES = ['create', 'update', 'delete'] as const;
@@ -27,7 +28,7 @@ type Mode = (typeof MODES)[number];
 @Injectable()
 export class ValidateOperation extends FhirOperation implements OnModuleInit {
   readonly name = 'validate';
-  readonly definition = 'http://hl7.org/fhir/OperationDefinition/Resource-validate';
+  readonly definition = shippedOperationDefinition('validate');
   readonly levels = ['type', 'instance'] as const;
   readonly affectsState = false;
   readonly roles = ['hospital'] as const;
@@ -50,12 +51,11 @@ export class ValidateOperation extends FhirOperation implements OnModuleInit {
     const resourceType = i.resourceType!;
     // The body is a Parameters, or the resource to validate itself (a Parameters validated as one is `resource` in a Parameters).
     const wrapped = isParameters(i.body) && resourceType !== 'Parameters';
-    const input = operationParameters(i, ['resource', 'mode', 'profile'], wrapped);
-    const mode = singleValue(input, 'mode');
+    const input = parseOperationInput(this.definition, i, { body: wrapped });
+    const mode = input.text('mode');
     if (mode !== undefined && !MODES.includes(mode as Mode)) throw FhirError.badRequest(`mode must be create, update or delete, not '${mode.slice(0, 40)}'`, ['mode']);
-    const profile = singleValue(input, 'profile');
-    let body: unknown = wrapped ? (input.get('resource') ?? [])[0]?.resource : isEmpty(i.body) ? undefined : i.body;
-    if (wrapped && (input.get('resource') ?? []).length > 1) throw FhirError.badRequest('resource may be given once', ['resource']);
+    const profile = input.text('profile');
+    let body: unknown = wrapped ? input.resource('resource') : isEmpty(i.body) ? undefined : i.body;
 
     const issues: OperationOutcomeIssue[] = [];
     let stored: StoredVersion | undefined;

@@ -196,7 +196,7 @@ export class FhirPipeline {
   private isTransactional(interaction: Interaction): boolean {
     if (WRITE_KINDS.has(interaction.kind)) return true;
     if (interaction.kind !== 'operation') return false;
-    const operation = this.operations.find(interaction.operation);
+    const operation = this.operations.find(interaction);
     return operation?.transaction === 'interaction' && operation.affectsState;
   }
 

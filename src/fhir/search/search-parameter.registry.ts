@@ -3,14 +3,9 @@ import type { SearchParameter } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { branchesForType } from '../definitions/fhirpath-branches';
 import { compositeComponentsOf } from './search-composite';
+import type { CompositeComponentDef, IndexedParamType } from './search-parameter-types';
 
-export type IndexedParamType = 'token' | 'string' | 'date' | 'number' | 'quantity' | 'reference' | 'uri' | 'composite';
-
-/** One component of a composite parameter: its type and FHIRPath, relative to each value of the composite's expression. */
-export interface CompositeComponentDef {
-  type: Exclude<IndexedParamType, 'composite'>;
-  expression: string;
-}
+export type { CompositeComponentDef, IndexedParamType } from './search-parameter-types';
 
 export interface SearchParamDef {
   code: string;

@@ -2,9 +2,10 @@ import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
 import { SearchRequestAst, SortKey } from './search-request';
+import { sortKeyColumn } from './search-sort-key';
 import { SearchSqlCompiler } from './search-sql.compiler';
 
-/**
+/*
  * Sort by one search parameter as an index walk (docs/search.md, "Sorting"): the page is read from
  * the parameter's index table in sort order, joined to `resource` for the other clauses and the
  * access predicate, and stops after n+1 rows — instead of computing the sort key of every match
@@ -12,24 +13,8 @@ import { SearchSqlCompiler } from './search-sql.compiler';
  * its highest descending (`max(high)`); walking the index in that order, a resource's rows that do
  * not carry its key are skipped by an index-only probe, and DISTINCT folds equal (key, id) rows.
  * Resources without a value come after all others, in id order (a second statement, reached only
- * at the end of the walk).
+ * at the end of the walk). The key's column per parameter type is in search-sort-key.ts.
  */
-const WALK: Record<string, { table: string; asc: string; desc: string; cast: string }> = {
-  date: { table: 'search_date', asc: 'low', desc: 'high', cast: 'timestamptz' },
-  number: { table: 'search_quantity', asc: 'value', desc: 'value', cast: 'numeric' },
-  quantity: { table: 'search_quantity', asc: 'value', desc: 'value', cast: 'numeric' },
-  string: { table: 'search_string', asc: 'norm', desc: 'norm', cast: 'text' },
-  token: { table: 'search_token', asc: 'code', desc: 'code', cast: 'text' },
-  reference: { table: 'search_reference', asc: 'target_id', desc: 'target_id', cast: 'text' },
-  uri: { table: 'search_uri', asc: 'uri', desc: 'uri', cast: 'text' },
-};
-
-/** The sort key's column and aggregate for a parameter type and direction (shared with the general path). */
-export function sortKeyColumn(key: SortKey): { table: string; column: string; aggregate: 'min' | 'max'; cast: string } | undefined {
-  const w = WALK[key.def.type];
-  if (!w || key.def.column) return undefined;
-  return { table: w.table, column: key.descending ? w.desc : w.asc, aggregate: key.descending ? 'max' : 'min', cast: w.cast };
-}
 
 /** One sort key on an indexed search parameter over one resource type: the shape the walk serves. */
 export function isWalkable(ast: SearchRequestAst): boolean {

@@ -3,7 +3,7 @@ import { AccessContext } from '../pipeline/access-context';
 import type { AccessFragment } from '../pipeline/access-predicate';
 import type { Principal } from '../pipeline/principal';
 import { SqlParams } from '../storage/sql-params';
-import { dateCondition, SearchSqlCompiler } from './search-sql.compiler';
+import { dateCondition, decimalPrecisionRange, SearchSqlCompiler } from './search-sql.compiler';
 import { ParamClause, parseSearchRequest, SearchRequestAst } from './search-request';
 import { searchParamsOf } from './search-parameter.registry';
 
@@ -596,5 +596,21 @@ describe('date conditions: prefixes over a stored range [low, high)', () => {
     const err = thrown(() => render('ge2020-02-30'));
     expect([err.status, err.issues]).toEqual([400, [{ severity: 'error', code: 'invalid', diagnostics: "d: 'ge2020-02-30' is not a valid date", expression: ['d'] }]]);
     expect(render('ge2020-02-29')[1]).toEqual(['2020-02-29T00:00:00.000Z']);
+  });
+});
+
+// A number's implicit precision (search.html#number), on FHIR JSON decimals' source text.
+describe('decimal precision ranges', () => {
+  it.each([
+    ['100', [99.5, 100.5]],
+    ['1.5', [1.45, 1.55]],
+    ['1.50', [1.495, 1.505]],
+    ['1e2', [50, 150]],
+    ['1.50e-1', [0.1495, 0.1505]],
+    ['-5.4', [-5.45, -5.35]],
+    ['+2', [1.5, 2.5]],
+    ['0.1000000000000000055511151231257827', ['0.10000000000000000555111512312578265', '0.10000000000000000555111512312578275']],
+  ])('the implicit precision range of %s, exact', (text, range) => {
+    expect(decimalPrecisionRange(text)).toEqual(range);
   });
 });

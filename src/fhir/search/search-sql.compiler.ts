@@ -5,7 +5,7 @@ import { SqlParams } from '../storage/sql-params';
 import { DEFAULT_TEXT_LANGUAGE, SearchParamDef } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { splitComposite } from './search-composite';
-import { sortKeyColumn } from './search-sort-walk';
+import { sortKeyColumn } from './search-sort-key';
 import { ChainClause, Clause, HasClause, ParamClause, SearchRequestAst, splitPrefix } from './search-request';
 
 export { SqlParams };

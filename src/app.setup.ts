@@ -6,7 +6,7 @@ import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { APP_CONFIG, AppConfig } from './config/app.config';
-import { handleClientErrors } from './common/http/client-error.handler';
+import { handleClientErrors } from './audit/client-error.handler';
 import { AuditStage } from './fhir/pipeline/pipeline.stages';
 
 const LIVENESS_BODY = JSON.stringify({ status: 'ok', info: {}, error: {}, details: {} });

@@ -3,10 +3,10 @@ import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Logger } from '@nestjs/common';
-import { auditRecord } from '../../audit/audit-record';
-import type { AuditStage } from '../../fhir/pipeline/pipeline.stages';
-import { ANONYMOUS } from '../../fhir/pipeline/principal';
-import { FhirError } from '../fhir-error';
+import { auditRecord } from './audit-record';
+import type { AuditStage } from '../fhir/pipeline/pipeline.stages';
+import { ANONYMOUS } from '../fhir/pipeline/principal';
+import { FhirError } from '../common/fhir-error';
 
 /**
  * Requests Node cannot parse never reach the app: without a handler Node answers a header section

@@ -10,9 +10,9 @@ import { consentPatientId, provisionRows } from './consent-provisions';
  * Keeps table consent_provision in step with the Consent resources, in the transaction that writes
  * (or deletes) each Consent, so the next request on any app node sees the change.
  *
- * Who may write a patient's Consent (docs/consent.md): the organization that authored the Patient.
- * The Consent row's authoring organization is the writer's; a Consent about a Patient authored
- * by another organization (or about one that does not exist) is refused with one 403.
+ * Who may write a patient's Consent (docs/consent.md): the Patient's custodian organization. The
+ * Consent version's written-by organization is the writer's; a Consent about a Patient in another
+ * organization's custody (or about one that does not exist) is refused with one 403.
  */
 @Injectable()
 export class ConsentMaterializer extends ResourceWriteHook {
@@ -30,8 +30,8 @@ export class ConsentMaterializer extends ResourceWriteHook {
       patientId ? accessAttributesOf(tx, [{ resourceType: 'Patient', id: patientId }]) : Promise.resolve([]),
     ]);
     const writer = written[0]?.authorOrg;
-    if (!patient[0] || !writer || patient[0].authorOrg !== writer) {
-      throw FhirError.forbidden('A Consent may be written only by the organization that authored its Patient (Consent.patient)');
+    if (!patient[0] || !writer || patient[0].custodianOrg !== writer) {
+      throw FhirError.forbidden('A Consent may be written only by the custodian organization of its Patient (Consent.patient)');
     }
     const rows = provisionRows(consent, Number(consent.meta?.versionId ?? 1));
     if (!rows.length) return;

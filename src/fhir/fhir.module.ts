@@ -2,6 +2,7 @@ import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { CapabilityStatementService } from './capability/capability-statement.service';
 import { FhirPipeline, SystemAccess } from './pipeline/fhir-pipeline.service';
+import { WritePolicies } from './pipeline/write-policy';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
 import { InteractionExecutor } from './pipeline/interaction.executor';
@@ -13,6 +14,7 @@ import { HookedResourceIndexer, ResourceWriteHook } from './storage/resource-wri
 import { EverythingOperation } from './operations/everything.operation';
 import { MetaAddOperation, MetaDeleteOperation, MetaOperation } from './operations/meta.operation';
 import { ValidateOperation } from './operations/validate.operation';
+import { TransferCustodianOperation } from './operations/transfer-custodian.operation';
 import { ResourceMetaRepository } from './storage/resource-meta.repository';
 import { SearchCapabilityContributor } from './search/search-capability.contributor';
 import { SearchIndexWriter } from './search/search-index.writer';
@@ -30,6 +32,7 @@ import { ResourceValidator } from './validation/resource.validator';
   providers: [
     FhirPipeline,
     SystemAccess,
+    WritePolicies,
     StorageSessions,
     SearchReindexer,
     InteractionExecutor,
@@ -56,10 +59,11 @@ import { ResourceValidator } from './validation/resource.validator';
     MetaOperation,
     MetaAddOperation,
     MetaDeleteOperation,
+    TransferCustodianOperation,
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
+  exports: [FhirPipeline, SystemAccess, WritePolicies, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -1,4 +1,4 @@
-import type { INestApplication } from '@nestjs/common';
+import type { INestApplication, ModuleMetadata } from '@nestjs/common';
 import request from 'supertest';
 import { Test } from '@nestjs/testing';
 import { getDataSourceToken } from '@nestjs/typeorm';
@@ -15,9 +15,12 @@ export interface TestApp {
   close(): Promise<void>;
 }
 
-/** The real application (all modules, guards, filters) on the test database, as main.ts builds it. */
-export async function createTestApp(): Promise<TestApp> {
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
+/**
+ * The real application (all modules, guards, filters) on the test database, as main.ts builds it.
+ * `imports`: test-only modules plugged in beside it (e.g. one registering a write policy or listener).
+ */
+export async function createTestApp(imports: NonNullable<ModuleMetadata['imports']> = []): Promise<TestApp> {
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule, ...imports] }).compile();
   const app = moduleRef.createNestApplication({ bodyParser: false, bufferLogs: true });
   configureApp(app);
   await app.init();

@@ -13,6 +13,8 @@ import { buildInteraction, Interaction, InteractionResult, QueryParams } from '.
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
+import type { WriteDecision } from './write-decision';
+import { WritePolicies } from './write-policy';
 import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
@@ -57,6 +59,7 @@ export class FhirPipeline {
     private readonly sessions: StorageSessions,
     private readonly operations: OperationRegistry,
     private readonly repository: ResourceRepository,
+    private readonly writePolicies: WritePolicies,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -166,6 +169,10 @@ export class FhirPipeline {
       principal,
       read: [...decision.fragments, ...scope],
       write: writeRuleFragments(principal),
+      writes: {
+        judges: (resourceType) => this.writePolicies.judges(resourceType),
+        decide: (change, defaultPermits, existed) => this.writePolicies.decide({ ...change, principal, interaction }, defaultPermits, existed),
+      },
       lookups: this.lookups(principal),
     });
   }
@@ -212,7 +219,7 @@ export class FhirPipeline {
       failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,
       entities: failure ? [] : (result?.touched ?? []),
       extraPatients: interaction.compartment ? [interaction.compartment.id] : [],
-      accessBasis: ctx ? withExplanation(basisOf(ctx), explanation) : [],
+      accessBasis: ctx ? [...withExplanation(basisOf(ctx), explanation), ...writePolicyLine(result, failure)] : [],
       durationMs: Math.round(performance.now() - started),
     };
     // An operation that reads or changes resources ($meta, $meta-add) is audited as that action.
@@ -234,6 +241,15 @@ function queryStringOf(query: QueryParams): string {
 function withExplanation(basis: readonly string[], explanation: string | undefined): string[] {
   if (!explanation) return [...basis];
   return basis.map((line) => (line.startsWith('consent: ') ? `${line}; ${explanation}` : line));
+}
+
+/**
+ * The write policy that decided a write (permit, or the refusal), as one access-basis line of the
+ * AuditEvent (`write-policy: {name}: {reason}`, docs/audit.md).
+ */
+function writePolicyLine(result: InteractionResult | undefined, failure: unknown): string[] {
+  const decision = result?.writeDecision ?? (failure as { writeDecision?: WriteDecision } | undefined)?.writeDecision;
+  return decision ? [`write-policy: ${decision.policy}: ${decision.reason}`] : [];
 }
 
 function basisOf(ctx: AccessContext): string[] {

@@ -105,7 +105,7 @@ export class InteractionExecutor {
     const resource = { ...body, id } as Resource;
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', resource, id), tx);
-    return this.written(201, storedVersion(result));
+    return { ...this.written(201, storedVersion(result)), writeDecision: result.decision };
   }
 
   /**
@@ -161,9 +161,15 @@ export class InteractionExecutor {
       );
     }
     const touched = [];
-    for (const id of ids) touched.push(...((await this.delete(ctx, i, id, tx)).touched ?? []));
+    let writeDecision;
+    for (const id of ids) {
+      const deleted = await this.delete(ctx, i, id, tx);
+      touched.push(...(deleted.touched ?? []));
+      writeDecision ??= deleted.writeDecision;
+    }
     return {
       status: 200,
+      writeDecision,
       resource: outcome(`Deleted ${ids.length} ${i.resourceType} resource(s)`),
       touched,
     };
@@ -209,7 +215,7 @@ export class InteractionExecutor {
     }
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, resource.id, parseIfMatch(i.ifMatch)), tx);
-    return this.written(result.created ? 201 : 200, storedVersion(result));
+    return { ...this.written(result.created ? 201 : 200, storedVersion(result)), writeDecision: result.decision };
   }
 
   /**
@@ -232,7 +238,7 @@ export class InteractionExecutor {
     }
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
-    return this.written(200, storedVersion(result));
+    return { ...this.written(200, storedVersion(result)), writeDecision: result.decision };
   }
 
   private async delete(ctx: AccessContext, i: DeleteInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
@@ -249,6 +255,7 @@ export class InteractionExecutor {
     return {
       status: 200,
       headers,
+      writeDecision: result.decision,
       touched: result.version ? [entityOf(result.version)] : [],
       resource: {
         resourceType: 'OperationOutcome',
@@ -385,5 +392,5 @@ function parseInstantParam(name: string, raw: string): { start: string; end: str
 /** The attributes a read was judged on, when the statement selected them. */
 function judgedOn(v: StoredVersion): AccessAttributes | undefined {
   if (v.authorOrg === undefined) return undefined;
-  return { resourceType: v.resourceType, id: v.id, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
+  return { resourceType: v.resourceType, id: v.id, custodianOrg: v.custodianOrg ?? null, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
 }

@@ -3,6 +3,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
 import type { OperationDeclaration } from '../operations/fhir-operation';
 import { FhirError } from '../../common/fhir-error';
+import type { WriteDecision } from './write-decision';
 
 /** The FHIR interactions (http.html) and operations the pipeline knows. */
 export type InteractionKind =
@@ -238,6 +239,8 @@ export interface InteractionResult {
   touched?: AuditEntity[];
   /** Read/vread: the attributes access was judged on (consent explanation in the audit record). */
   judged?: AccessAttributes;
+  /** Writes: the write policy that permitted the change and its reason (audit record). */
+  writeDecision?: WriteDecision;
 }
 
 /** The interaction class used by scopes and audit: c r u d s (SMART v2). */

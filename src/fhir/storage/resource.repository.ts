@@ -3,6 +3,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
+import type { WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
 
@@ -16,6 +17,8 @@ export interface StoredVersion {
   /** Patient ids of the version's Patient compartment (audit: whose data this is). */
   compartments: string[];
   /** What access was judged on (read and vread select them): explains a consent decision without another query. */
+  custodianOrg?: string | null;
+  /** Written-by: the organization that wrote this version. */
   authorOrg?: string | null;
   securityLabels?: string[];
 }
@@ -35,6 +38,7 @@ export interface WriteRequest {
   resource?: Resource;
   /** Expected current version (If-Match); mismatch gives 412. */
   ifMatch?: number;
+  /** Written-by: the writer's organization (the custodian too when this write creates the resource). */
   authorOrg?: string;
   compartments?: string[];
   securityLabels?: string[];
@@ -47,6 +51,8 @@ export interface WriteResult {
   /** False when nothing changed (delete of something already gone). */
   changed: boolean;
   version?: StoredVersion;
+  /** The write policy that permitted it, with its reason (the audit record carries it). */
+  decision?: WriteDecision;
 }
 
 export interface HistoryQuery {
@@ -64,7 +70,8 @@ const UNIQUE_VIOLATION = '23505';
 
 /**
  * The write of a resource version, with what storage keeps beside it derived from the resource
- * itself (Patient compartments, security labels) and the writer (authoring organization).
+ * itself (Patient compartments, security labels) and the writer (written-by organization; on a
+ * create also the custodian).
  */
 export function versionWrite(
   ctx: AccessContext,
@@ -221,7 +228,7 @@ export class ResourceRepository {
     await this.flushCreates(tx);
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.author_org, r.security_labels, r.content
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content
          FROM resource r
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
       p.values,
@@ -233,7 +240,7 @@ export class ResourceRepository {
   async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.author_org, h.security_labels, h.content
+      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.custodian_org, h.author_org, h.security_labels, h.content
          FROM resource_history h
         WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND h.version_id = ${p.bind(versionId)}
           AND ${ctx.renderRead('h', p, 'version')}`,
@@ -256,7 +263,10 @@ export class ResourceRepository {
       (this.indexer?.indexesTogether(req.resourceType) ?? true) &&
       (req.mode === 'create' || (req.mode === 'update' && req.method === 'PUT' && takeReserved(tx, req)))
     ) {
-      return this.queueCreate(tx, pending, req);
+      // A first version: the default policy permits (the writer becomes the custodian); a module's may refuse.
+      const decision = this.permitted(ctx, req, undefined, true, false);
+      if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
+      return { ...(await this.queueCreate(tx, pending, req)), decision };
     }
     await this.flushCreates(tx);
     return this.writeIn(ctx, tx, req);
@@ -269,7 +279,11 @@ export class ResourceRepository {
       await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${req.resourceType}/${req.id}`]);
       cur = await this.lockCurrent(ctx, tx, req);
     }
-    if (req.mode !== 'create' && (cur ? !cur.writable : req.mode === 'delete')) throw notWritable(req.resourceType, req.id);
+    // The one 403 (hidden, missing, not the requester's), before If-Match: the default policy's SQL
+    // verdict, widened or narrowed by module policies for the type (on rows the requester may read).
+    const defaultPermits = req.mode === 'create' || (cur ? cur.writable : req.mode !== 'delete');
+    const decision = this.permitted(ctx, req, cur, defaultPermits, cur !== undefined);
+    if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
     if (req.ifMatch !== undefined && (!cur || cur.deleted || cur.version_id !== req.ifMatch)) {
       throw FhirError.preconditionFailed(
         `If-Match version ${req.ifMatch} does not match the current version of ${req.resourceType}/${req.id}`,
@@ -294,15 +308,17 @@ export class ResourceRepository {
     }
     const deleted = req.mode === 'delete';
     const json = content ? JSON.stringify(content) : null;
+    // Set on create, then kept: only $transfer-custodian changes it (written-by is author_org).
+    const custodian = cur ? cur.custodian_org : (req.authorOrg ?? null);
     // One round trip: the current row and the history row.
     await tx.query(
       `WITH h AS (
-         INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, compartments, security_labels, content)
-         VALUES ($1, $2, $3, $4, $5, $10, $6,
+         INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, custodian_org, compartments, security_labels, content)
+         VALUES ($1, $2, $3, $4, $5, $10, $6, $13,
                  CASE WHEN $5 THEN $11::text[] ELSE $7::text[] END, CASE WHEN $5 THEN $12::text[] ELSE $8::text[] END, $9)
        )
-       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, custodian_org, compartments, security_labels, content)
+       VALUES ($1, $2, $3, $4, $5, $6, $13, $7, $8, $9)
        ON CONFLICT (resource_type, id) DO UPDATE SET
          version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,
          author_org = COALESCE(EXCLUDED.author_org, resource.author_org),
@@ -323,12 +339,14 @@ export class ResourceRepository {
         // A deletion version keeps the attributes of the version it deletes: who may see the tombstone.
         cur?.compartments ?? [],
         cur?.security_labels ?? [],
+        custodian,
       ],
     );
     if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined, cur !== undefined);
     return {
       created: !cur || cur.deleted,
       changed: true,
+      decision,
       version: {
         resourceType: req.resourceType,
         id: req.id,
@@ -337,8 +355,45 @@ export class ResourceRepository {
         deleted,
         resource: content ?? undefined,
         compartments: deleted ? (cur?.compartments ?? []) : (req.compartments ?? []),
+        custodianOrg: custodian,
+        authorOrg: req.authorOrg ?? null,
       },
     };
+  }
+
+  /**
+   * The write policies' decision (write-policy.ts). Module policies see the stored version only
+   * when the requester may read it; a hidden row is judged by the default policy alone.
+   */
+  private permitted(ctx: AccessContext, req: WriteRequest, cur: CurrentRow | undefined, defaultPermits: boolean, existed: boolean): WriteDecision {
+    if (cur && cur.readable === false) return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id }, false, true);
+    const before = cur
+      ? { versionId: cur.version_id, deleted: cur.deleted, resource: cur.content ?? undefined, custodianOrg: cur.custodian_org, authorOrg: cur.author_org }
+      : undefined;
+    return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id, before, after: req.resource }, defaultPermits, existed);
+  }
+
+  /**
+   * Changes the custodian organization of a resource (the admin operation $transfer-custodian):
+   * the current row and every version row (each carries the resource's custodian so a version is
+   * judged without a join). No new version: the content is not changed. System contexts only (the
+   * operation mints one, audited); answers the previous custodian, or undefined if there is no
+   * such resource (a deleted one is transferred too: its history stays someone's).
+   */
+  async transferCustodian(ctx: AccessContext, resourceType: string, id: string, custodian: string, tx: EntityManager): Promise<{ previous: string | null; versionId: number; compartments: string[] } | undefined> {
+    if (!ctx.system) throw new Error('transferCustodian changes rows of any organization: system contexts only');
+    await this.flushCreates(tx);
+    const rows: { custodian_org: string | null; version_id: number; compartments: string[] }[] = await tx.query(
+      `SELECT custodian_org, version_id, compartments FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE`,
+      [resourceType, id],
+    );
+    if (!rows[0]) return undefined;
+    await tx.query(
+      `WITH h AS (UPDATE resource_history SET custodian_org = $3 WHERE resource_type = $1 AND id = $2)
+       UPDATE resource SET custodian_org = $3 WHERE resource_type = $1 AND id = $2`,
+      [resourceType, id, custodian],
+    );
+    return { previous: rows[0].custodian_org, versionId: rows[0].version_id, compartments: rows[0].compartments ?? [] };
   }
 
   /**
@@ -347,8 +402,12 @@ export class ResourceRepository {
    */
   private async lockCurrent(ctx: AccessContext, tx: EntityManager, req: WriteRequest): Promise<CurrentRow | undefined> {
     const p = new SqlParams();
+    // Module write policies judge the stored version (before): its content, only where readable.
+    const forPolicies = ctx.judgesWrites(req.resourceType)
+      ? `, ${ctx.renderRead('r', p)} AS readable, CASE WHEN ${ctx.renderRead('r', p)} THEN r.content END AS content`
+      : '';
     const rows: CurrentRow[] = await tx.query(
-      `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, ${ctx.renderWrite('r', p)} AS writable
+      `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, r.custodian_org, r.author_org, ${ctx.renderWrite('r', p)} AS writable${forPolicies}
          FROM resource r WHERE r.resource_type = ${p.bind(req.resourceType)} AND r.id = ${p.bind(req.id)} FOR UPDATE`,
       p.values,
     );
@@ -398,11 +457,11 @@ export class ResourceRepository {
              FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)
          ),
          h AS (
-           INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, compartments, security_labels, content)
-           SELECT resource_type, id, 1, last_updated, false, method, author_org, compartments, security_labels, content FROM input ORDER BY n
+           INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, custodian_org, compartments, security_labels, content)
+           SELECT resource_type, id, 1, last_updated, false, method, author_org, author_org, compartments, security_labels, content FROM input ORDER BY n
          )
-         INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
-         SELECT resource_type, id, 1, last_updated, false, author_org, compartments, security_labels, content FROM input`,
+         INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, custodian_org, compartments, security_labels, content)
+         SELECT resource_type, id, 1, last_updated, false, author_org, author_org, compartments, security_labels, content FROM input`,
         [JSON.stringify(rows)],
       );
     } catch (err) {
@@ -476,7 +535,12 @@ interface CurrentRow {
   deleted: boolean;
   compartments: string[];
   security_labels: string[];
+  custodian_org: string | null;
+  author_org: string | null;
   writable: boolean;
+  /** Selected only when module write policies judge the type. */
+  readable?: boolean;
+  content?: Resource | null;
 }
 
 interface RawRow {
@@ -486,6 +550,7 @@ interface RawRow {
   last_updated: Date;
   deleted: boolean;
   compartments: string[] | null;
+  custodian_org?: string | null;
   author_org?: string | null;
   security_labels?: string[] | null;
   content: Resource | null;
@@ -500,6 +565,6 @@ function toStored(row: RawRow): StoredVersion {
     deleted: row.deleted,
     resource: row.content ?? undefined,
     compartments: row.compartments ?? [],
-    ...(row.author_org !== undefined ? { authorOrg: row.author_org, securityLabels: row.security_labels ?? [] } : {}),
+    ...(row.author_org !== undefined ? { custodianOrg: row.custodian_org ?? null, authorOrg: row.author_org, securityLabels: row.security_labels ?? [] } : {}),
   };
 }

@@ -2,7 +2,7 @@ import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { CapabilityStatementService } from './capability/capability-statement.service';
 import { FhirPipeline, SystemAccess } from './pipeline/fhir-pipeline.service';
-import { WritePolicies } from './pipeline/write-policy';
+import { WriteExtensionsModule } from './pipeline/write-extensions.module';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
 import { InteractionExecutor } from './pipeline/interaction.executor';
@@ -10,7 +10,6 @@ import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
 import { ResourceMatcher } from './storage/resource-matcher';
-import { HookedResourceIndexer, ResourceWriteHook } from './storage/resource-write-hook';
 import { EverythingOperation } from './operations/everything.operation';
 import { MetaAddOperation, MetaDeleteOperation, MetaOperation } from './operations/meta.operation';
 import { ValidateOperation } from './operations/validate.operation';
@@ -28,11 +27,11 @@ import { BundleProcessor } from './transaction/bundle.processor';
 import { ResourceValidator } from './validation/resource.validator';
 
 @Module({
+  imports: [WriteExtensionsModule],
   controllers: [FhirController],
   providers: [
     FhirPipeline,
     SystemAccess,
-    WritePolicies,
     StorageSessions,
     SearchReindexer,
     InteractionExecutor,
@@ -46,12 +45,8 @@ import { ResourceValidator } from './validation/resource.validator';
     SearchIndexWriter,
     SearchParameterSync,
     SearchParameterCheckingIndexer,
-    // Other modules' write hooks (the consent module's Consent materializer) run in the write's transaction.
-    {
-      provide: ResourceIndexer,
-      useFactory: (indexer: SearchParameterCheckingIndexer, hook?: ResourceWriteHook) => (hook ? new HookedResourceIndexer(indexer, [hook]) : indexer),
-      inject: [SearchParameterCheckingIndexer, { token: ResourceWriteHook, optional: true }],
-    },
+    // Other modules' work on writes runs as write listeners (write-events.ts), not in the indexer.
+    { provide: ResourceIndexer, useExisting: SearchParameterCheckingIndexer },
     OperationRegistry,
     ReindexOperation,
     EverythingOperation,
@@ -63,7 +58,7 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, WritePolicies, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
+  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

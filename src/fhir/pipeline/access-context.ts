@@ -1,14 +1,19 @@
 import type { AccessFragment, AccessRow, SqlBinder } from './access-predicate';
 import { renderFragments } from './access-predicate';
 import type { Principal } from './principal';
-import type { WriteChange, WriteDecision } from './write-decision';
+import type { EntityManager } from 'typeorm';
+import type { WriteChange, WriteDecision, WritePhase } from './write-decision';
 import { defaultDecision } from './write-decision';
 
-/** The write policies of an interaction (the pipeline binds its principal and interaction). */
-export interface WriteJudge {
+/** The write policies and write listeners of an interaction (the pipeline binds its principal and interaction). */
+export interface InteractionWrites {
   /** Whether module policies judge this type: only then does storage read the stored content for them. */
   judges(resourceType: string): boolean;
-  decide(proposal: WriteChange, defaultPermits: boolean, existed: boolean): WriteDecision;
+  decide(change: WriteChange, defaultPermits: boolean, existed: boolean): WriteDecision;
+  /** Whether a listener wants `before`'s content for this type. */
+  wantsBeforeContent(resourceType: string): boolean;
+  /** Runs the listeners of a phase (post-commit: queued to run after the commit). */
+  fire(phase: WritePhase, change: WriteChange, tx: EntityManager): Promise<void>;
 }
 
 /** Lookups an interaction may need besides its own access: each is authorized like a request of its own. */
@@ -29,8 +34,8 @@ export interface AccessGrant {
   read: readonly AccessFragment[];
   /** Rows the principal may change, on top of `read` (the default write policy: the custodian). */
   write: readonly AccessFragment[];
-  /** Module write policies; without, the default policy decides alone. */
-  writes?: WriteJudge;
+  /** Module write policies and listeners; without, the default policy decides alone and no listener runs. */
+  writes?: InteractionWrites;
   lookups: AccessLookups;
   /** Set for internal work under a system context: its name. */
   system?: string;
@@ -89,6 +94,16 @@ export class AccessContext {
    */
   decideWrite(proposal: WriteChange, defaultPermits: boolean, existed: boolean): WriteDecision {
     return this.grant.writes?.decide(proposal, defaultPermits, existed) ?? defaultDecision(this.grant.principal, existed, defaultPermits);
+  }
+
+  /** Whether a write listener wants the stored content of `before` for this type. */
+  wantsBeforeContent(resourceType: string): boolean {
+    return this.grant.writes?.wantsBeforeContent(resourceType) ?? false;
+  }
+
+  /** Runs the write listeners of a phase for one change (none without listeners). */
+  async fireWrite(phase: WritePhase, change: WriteChange, tx: EntityManager): Promise<void> {
+    await this.grant.writes?.fire(phase, change, tx);
   }
 
   mayRead(resourceType: string): boolean {

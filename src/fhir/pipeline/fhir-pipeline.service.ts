@@ -8,12 +8,15 @@ import { OperationRegistry } from '../operations/operation.registry';
 import { ResourceRepository } from '../storage/resource.repository';
 import { StorageSessions } from '../storage/storage-session';
 import { BundleProcessor } from '../transaction/bundle.processor';
-import { AccessContext, AccessLookups } from './access-context';
+import { afterCommit } from '../../common/before-commit';
+import { AccessContext, AccessLookups, InteractionWrites } from './access-context';
 import { buildInteraction, Interaction, InteractionResult, QueryParams } from './interaction';
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
+import { defaultDecision } from './write-decision';
 import type { WriteDecision } from './write-decision';
+import { WriteEvents } from './write-events';
 import { WritePolicies } from './write-policy';
 import { writeRuleFragments } from './write-rule';
 
@@ -60,6 +63,7 @@ export class FhirPipeline {
     private readonly operations: OperationRegistry,
     private readonly repository: ResourceRepository,
     private readonly writePolicies: WritePolicies,
+    private readonly writeEvents: WriteEvents,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -169,10 +173,7 @@ export class FhirPipeline {
       principal,
       read: [...decision.fragments, ...scope],
       write: writeRuleFragments(principal),
-      writes: {
-        judges: (resourceType) => this.writePolicies.judges(resourceType),
-        decide: (change, defaultPermits, existed) => this.writePolicies.decide({ ...change, principal, interaction }, defaultPermits, existed),
-      },
+      writes: interactionWrites(this.writePolicies, this.writeEvents, principal, interaction),
       lookups: this.lookups(principal),
     });
   }
@@ -258,13 +259,37 @@ function basisOf(ctx: AccessContext): string[] {
 }
 
 /**
+ * The write policies and listeners of one interaction (or of a system context's work, with no
+ * interaction). Post-commit listeners are queued on the transaction and run right after COMMIT,
+ * so they never run for a write that rolled back.
+ */
+function interactionWrites(policies: WritePolicies, events: WriteEvents, principal: Principal, interaction?: Interaction): InteractionWrites {
+  return {
+    judges: (resourceType) => policies.judges(resourceType),
+    decide: (change, defaultPermits, existed) =>
+      interaction ? policies.decide({ ...change, principal, interaction }, defaultPermits, existed) : defaultDecision(principal, existed, defaultPermits),
+    wantsBeforeContent: (resourceType) => events.wantsBeforeContent(resourceType),
+    fire: async (phase, change, tx) => {
+      if (!events.listening(phase, change.resourceType)) return;
+      const event = { ...change, principal, interaction, tx };
+      if (phase === 'post-commit') afterCommit(tx, () => events.fire(phase, event));
+      else await events.fire(phase, event);
+    },
+  };
+}
+
+/**
  * Internal work that must see across organizations (reindex, identity matching, statistics,
  * subscription matching) asks for a named system context here: minted by the pipeline's issuer,
  * audited, and never a raw database connection.
  */
 @Injectable()
 export class SystemAccess {
-  constructor(private readonly audit: AuditStage) {}
+  constructor(
+    private readonly audit: AuditStage,
+    private readonly writePolicies: WritePolicies,
+    private readonly writeEvents: WriteEvents,
+  ) {}
 
   async mint(name: string, onBehalfOf?: Principal): Promise<AccessContext> {
     const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: [], ...(onBehalfOf ? { organization: onBehalfOf.organization } : {}) };
@@ -281,6 +306,7 @@ export class SystemAccess {
         durationMs: 0,
       }),
     );
-    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name });
+    // Its writes (if any) fire the same write events as a client's: a Consent is materialized whoever writes it.
+    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name, writes: interactionWrites(this.writePolicies, this.writeEvents, principal) });
   }
 }

@@ -41,6 +41,9 @@ export interface WriteDecision extends WriteVerdict {
   policy: string;
 }
 
+/** The phases of a write at which listeners run (write-events.ts). */
+export type WritePhase = 'validate' | 'pre-commit' | 'post-commit';
+
 /** The default policy's name: the custodian organization writes (plus admins for their types). */
 export const CUSTODIAN_POLICY = 'custodian-organization';
 

@@ -3,7 +3,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
-import type { WriteDecision } from '../pipeline/write-decision';
+import type { StoredState, WriteChange, WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
 
@@ -127,6 +127,8 @@ export abstract class ResourceIndexer {
 
 /** A create queued by `deferCreates`, as `writeIn` would have stored it. */
 interface PendingCreate {
+  /** The writer's context: its write listeners run when the queue is written. */
+  ctx: AccessContext;
   req: WriteRequest;
   content: Resource;
   lastUpdated: string;
@@ -140,7 +142,7 @@ const CREATE_CHUNK = 500;
  * Chunks whose rows are written but whose index rows and write hooks wait for the queue to be
  * emptied: a hook must see every resource queued with its own (a Consent before its Patient).
  */
-const unindexedCreates = new WeakMap<EntityManager, Resource[][]>();
+const unindexedCreates = new WeakMap<EntityManager, PendingCreate[][]>();
 /**
  * `Type/id` of client-assigned ids (PUT) that `reserveNewIds` found absent and locked in this
  * transaction: their first write is queued like a server-assigned create. Taken once each.
@@ -210,7 +212,16 @@ export class ResourceRepository {
     await this.writeQueuedRows(tx);
     const chunks = unindexedCreates.get(tx);
     if (!chunks?.length) return;
-    for (const chunk of chunks.splice(0, chunks.length)) if (this.indexer) await this.indexer.indexCreated(tx, chunk);
+    for (const chunk of chunks.splice(0, chunks.length)) {
+      if (this.indexer) await this.indexer.indexCreated(tx, chunk.map((p) => p.content));
+      // The same events as a single create, once every row of the queue is written (a Consent's
+      // listener sees its Patient queued hundreds of entries later).
+      for (const { ctx, req, content } of chunk) {
+        const change = createdChange(req, content);
+        await ctx.fireWrite('pre-commit', change, tx);
+        await ctx.fireWrite('post-commit', change, tx);
+      }
+    }
   }
 
   /** The resource and history rows of the queued creates; their indexing waits for flushCreates. */
@@ -220,7 +231,7 @@ export class ResourceRepository {
     const batch = pending.splice(0, pending.length);
     await this.insertCreated(tx, batch);
     const chunks = unindexedCreates.get(tx) ?? [];
-    chunks.push(batch.map((p) => p.content));
+    chunks.push(batch);
     unindexedCreates.set(tx, chunks);
   }
 
@@ -266,7 +277,7 @@ export class ResourceRepository {
       // A first version: the default policy permits (the writer becomes the custodian); a module's may refuse.
       const decision = this.permitted(ctx, req, undefined, true, false);
       if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
-      return { ...(await this.queueCreate(tx, pending, req)), decision };
+      return { ...(await this.queueCreate(ctx, tx, pending, req)), decision };
     }
     await this.flushCreates(tx);
     return this.writeIn(ctx, tx, req);
@@ -307,6 +318,9 @@ export class ResourceRepository {
       } as Resource;
     }
     const deleted = req.mode === 'delete';
+    const change: WriteChange = { mode: req.mode, resourceType: req.resourceType, id: req.id, before: beforeOf(cur), after: content ?? undefined };
+    // A validate listener's FhirError refuses the write before anything is stored.
+    await ctx.fireWrite('validate', change, tx);
     const json = content ? JSON.stringify(content) : null;
     // Set on create, then kept: only $transfer-custodian changes it (written-by is author_org).
     const custodian = cur ? cur.custodian_org : (req.authorOrg ?? null);
@@ -343,6 +357,8 @@ export class ResourceRepository {
       ],
     );
     if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined, cur !== undefined);
+    await ctx.fireWrite('pre-commit', change, tx);
+    await ctx.fireWrite('post-commit', change, tx);
     return {
       created: !cur || cur.deleted,
       changed: true,
@@ -367,10 +383,7 @@ export class ResourceRepository {
    */
   private permitted(ctx: AccessContext, req: WriteRequest, cur: CurrentRow | undefined, defaultPermits: boolean, existed: boolean): WriteDecision {
     if (cur && cur.readable === false) return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id }, false, true);
-    const before = cur
-      ? { versionId: cur.version_id, deleted: cur.deleted, resource: cur.content ?? undefined, custodianOrg: cur.custodian_org, authorOrg: cur.author_org }
-      : undefined;
-    return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id, before, after: req.resource }, defaultPermits, existed);
+    return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id, before: beforeOf(cur), after: req.resource }, defaultPermits, existed);
   }
 
   /**
@@ -402,10 +415,12 @@ export class ResourceRepository {
    */
   private async lockCurrent(ctx: AccessContext, tx: EntityManager, req: WriteRequest): Promise<CurrentRow | undefined> {
     const p = new SqlParams();
-    // Module write policies judge the stored version (before): its content, only where readable.
-    const forPolicies = ctx.judgesWrites(req.resourceType)
-      ? `, ${ctx.renderRead('r', p)} AS readable, CASE WHEN ${ctx.renderRead('r', p)} THEN r.content END AS content`
-      : '';
+    // Module write policies and listeners that ask for it see the stored version's content (before),
+    // only where readable (a permitted write's row always is).
+    const judges = ctx.judgesWrites(req.resourceType);
+    const forPolicies =
+      (judges ? `, ${ctx.renderRead('r', p)} AS readable` : '') +
+      (judges || ctx.wantsBeforeContent(req.resourceType) ? `, CASE WHEN ${ctx.renderRead('r', p)} THEN r.content END AS content` : '');
     const rows: CurrentRow[] = await tx.query(
       `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, r.custodian_org, r.author_org, ${ctx.renderWrite('r', p)} AS writable${forPolicies}
          FROM resource r WHERE r.resource_type = ${p.bind(req.resourceType)} AND r.id = ${p.bind(req.id)} FOR UPDATE`,
@@ -415,14 +430,15 @@ export class ResourceRepository {
   }
 
   /** What `writeIn` answers for a first version; the rows are written by `insertCreated`. */
-  private async queueCreate(tx: EntityManager, pending: PendingCreate[], req: WriteRequest): Promise<WriteResult> {
+  private async queueCreate(ctx: AccessContext, tx: EntityManager, pending: PendingCreate[], req: WriteRequest): Promise<WriteResult> {
     const lastUpdated = new Date().toISOString();
     const content = {
       ...req.resource,
       id: req.id,
       meta: { ...req.resource!.meta, versionId: '1', lastUpdated },
     } as Resource;
-    pending.push({ req, content, lastUpdated });
+    await ctx.fireWrite('validate', createdChange(req, content), tx);
+    pending.push({ ctx, req, content, lastUpdated });
     if (pending.length >= CREATE_CHUNK) await this.writeQueuedRows(tx);
     return {
       created: true,
@@ -538,7 +554,7 @@ interface CurrentRow {
   custodian_org: string | null;
   author_org: string | null;
   writable: boolean;
-  /** Selected only when module write policies judge the type. */
+  /** Selected only when module write policies judge the type (content also when a listener asks). */
   readable?: boolean;
   content?: Resource | null;
 }
@@ -554,6 +570,17 @@ interface RawRow {
   author_org?: string | null;
   security_labels?: string[] | null;
   content: Resource | null;
+}
+
+/** The stored version as write policies and listeners see it (content only when they asked for it). */
+function beforeOf(cur: CurrentRow | undefined): StoredState | undefined {
+  if (!cur) return undefined;
+  return { versionId: cur.version_id, deleted: cur.deleted, resource: cur.content ?? undefined, custodianOrg: cur.custodian_org, authorOrg: cur.author_org };
+}
+
+/** A first version's change, as its listeners see it (the same for a single and a queued create). */
+function createdChange(req: WriteRequest, content: Resource): WriteChange {
+  return { mode: req.mode, resourceType: req.resourceType, id: req.id, after: content };
 }
 
 function toStored(row: RawRow): StoredVersion {

@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { AuditEvent, Bundle, Patient } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../fhir/storage/storage-session';
 import { FhirError } from '../common/fhir-error';
 import { parseFhirDateRange } from '../common/fhir-date';
 import type { AccessContext } from '../fhir/pipeline/access-context';
@@ -41,7 +41,7 @@ export class AccessReportOperation extends FhirOperation implements OnModuleInit
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: Interaction, { tx }: StorageSession): Promise<InteractionResult> {
     const patientId = i.id!;
     for (const key of Object.keys(i.query)) {
       if (!['_since', '_format', '_pretty'].includes(key)) throw FhirError.badRequest(`Unknown parameter '${key.slice(0, 64)}' for $access-report`, [key.slice(0, 64)]);

@@ -23,6 +23,8 @@ interface Seen {
   afterVersion?: string;
   organization?: string;
   interaction?: string;
+  /** The unit of work's AccessContext: the writing interaction's (its principal's organization). */
+  sessionOrganization?: string;
   /** pre-commit: the row as seen in the write's transaction; post-commit: from another connection. */
   storedVersion?: number | null;
 }
@@ -55,6 +57,7 @@ class RecordingListeners implements OnModuleInit {
           afterVersion: e.after?.meta?.versionId,
           organization: e.principal.organization,
           interaction: e.interaction?.kind,
+          sessionOrganization: e.session.access?.principal.organization,
         };
         // Recorded before the work: a listener that throws was still called.
         seen.push(entry);
@@ -116,7 +119,9 @@ describe('write events: ordered listeners at validate, pre-commit and post-commi
     const id = created.body.id as string;
     expect(of(id)).toEqual(ORDER);
     const first = seen.filter((s) => s.id === id);
-    for (const s of first) expect(s).toMatchObject({ mode: 'create', resourceType: 'Basic', afterVersion: '1', organization: ORG, interaction: 'create' });
+    for (const s of first) {
+      expect(s).toMatchObject({ mode: 'create', resourceType: 'Basic', afterVersion: '1', organization: ORG, interaction: 'create', sessionOrganization: ORG });
+    }
     expect(first.every((s) => s.before === undefined)).toBe(true);
     // pre-commit sees its row in the write's transaction; post-commit sees it committed, from another connection.
     expect(first.find((s) => s.listener === 'pre-a')?.storedVersion).toBe(1);

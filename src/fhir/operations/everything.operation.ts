@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Bundle } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
@@ -46,7 +46,7 @@ export class EverythingOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: Interaction, { tx }: StorageSession): Promise<InteractionResult> {
     if (i.body !== undefined && !(typeof i.body === 'object' && i.body && Object.keys(i.body).length === 0)) {
       throw FhirError.badRequest('$everything takes its parameters in the query string (_since, _type, _count)');
     }

@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Coding, Meta, Parameters, Resource } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
@@ -51,7 +51,7 @@ export class MetaOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     operationParameters(i, []);
     if (i.id === undefined) {
       // Values in use over a type are a search of it: the type's search right (an auditor-only AuditEvent search stays so).
@@ -103,7 +103,7 @@ abstract class MetaChangeOperation extends FhirOperation {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     const given = operationParameters(i, ['meta']).get('meta') ?? [];
     if (given.length !== 1) throw FhirError.badRequest(`$${this.name} needs exactly one meta parameter`, ['meta']);
     const change = metaChange(given[0].valueMeta);

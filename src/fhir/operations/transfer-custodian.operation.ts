@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Parameters } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
 import { SystemAccess } from '../pipeline/fhir-pipeline.service';
@@ -43,7 +43,7 @@ export class TransferCustodianOperation extends FhirOperation implements OnModul
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     const input = operationParameters(i, ['organization']);
     const given = input.get('organization') ?? [];
     if (given.length !== 1) throw FhirError.badRequest('organization is required, once', ['organization'], 'required');

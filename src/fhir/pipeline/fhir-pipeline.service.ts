@@ -1,14 +1,12 @@
 import { Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
 import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
 import { databaseFailure } from '../../common/database-error';
 import { FhirError } from '../../common/fhir-error';
 import { OperationRegistry } from '../operations/operation.registry';
 import { ResourceRepository } from '../storage/resource.repository';
-import { StorageSessions } from '../storage/storage-session';
+import { StorageSession, StorageSessions } from '../storage/storage-session';
 import { BundleProcessor } from '../transaction/bundle.processor';
-import { afterCommit } from '../../common/before-commit';
 import { AccessContext, AccessLookups, InteractionWrites } from './access-context';
 import { buildInteraction, Interaction, InteractionResult, QueryParams } from './interaction';
 import { InteractionExecutor } from './interaction.executor';
@@ -72,12 +70,12 @@ export class FhirPipeline {
     const transactional = this.isTransactional(interaction);
     let ctx: AccessContext | undefined;
     try {
-      return await this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
+      return await this.sessions.run({ transactional, signal: origin.signal }, async (session) => {
         ctx = await this.accessFor(principal, interaction);
-        const result = await this.executor.execute(ctx, interaction, tx);
-        const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
+        const result = await this.executor.execute(ctx, interaction, session);
+        const explanation = await this.consent.explain(principal, interaction, result.judged, session.tx);
         // A write's record commits in the write's transaction; a read's is written before the response.
-        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
+        await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? session : undefined);
         return result;
       });
     } catch (err) {
@@ -99,7 +97,7 @@ export class FhirPipeline {
     let patients: string[] = [];
     let explanation: string | undefined;
     try {
-      await this.sessions.run({ transactional: false }, async (tx) => {
+      await this.sessions.run({ transactional: false }, async ({ tx }) => {
         patients = await this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, resourceType, id, tx);
         explanation = await this.consent.explain(principal, interaction, undefined, tx);
       });
@@ -117,15 +115,15 @@ export class FhirPipeline {
    */
   private async handleBundle(principal: Principal, bundle: Interaction, origin: RequestOrigin): Promise<InteractionResult> {
     const started = performance.now();
-    const runEntry = async (entry: Interaction, index: number, tx: EntityManager, inTransaction: boolean): Promise<InteractionResult> => {
+    const runEntry = async (entry: Interaction, index: number, session: StorageSession, inTransaction: boolean): Promise<InteractionResult> => {
       const entryStarted = performance.now();
       let ctx: AccessContext | undefined;
       try {
         ctx = await this.accessFor(principal, entry);
-        const result = await this.executor.execute(ctx, entry, tx);
-        const explanation = await this.consent.explain(principal, entry, result.judged, tx);
+        const result = await this.executor.execute(ctx, entry, session);
+        const explanation = await this.consent.explain(principal, entry, result.judged, session.tx);
         // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
-        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result, undefined, explanation), bundleEntry: index }, tx);
+        await this.audit.record({ ...this.record(principal, entry, origin, entryStarted, ctx, result, undefined, explanation), bundleEntry: index }, session);
         return result;
       } catch (err) {
         // In a transaction the failure rolls everything back; the record is written after the rollback.
@@ -138,9 +136,9 @@ export class FhirPipeline {
       this.authorization.authorize(principal, bundle);
       const result = await this.bundles.process(bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
-        runInTransaction: (entry, index, tx) => runEntry(entry, index, tx, true),
+        runInTransaction: (entry, index, session) => runEntry(entry, index, session, true),
         runAlone: (entry, index) =>
-          this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (tx) => runEntry(entry, index, tx, false)),
+          this.sessions.run({ transactional: this.isTransactional(entry), signal: origin.signal }, (session) => runEntry(entry, index, session, false)),
         lookup: (kind, resourceType, query) => this.lookups(principal).lookup(kind, resourceType, query),
       });
       await this.audit.record(this.record(principal, bundle, origin, started, undefined, { ...result, touched: [] }));
@@ -164,8 +162,12 @@ export class FhirPipeline {
     return operation?.transaction === 'interaction' && operation.affectsState;
   }
 
-  /** Authorization (scopes), consent and the write rule for one interaction, as one AccessContext. */
-  private async accessFor(principal: Principal, interaction: Interaction): Promise<AccessContext> {
+  /**
+   * Authorization (scopes), consent and the write rule for one interaction, as one AccessContext.
+   * `writes`: false for a look-up's context (its searches, and a transaction's conditional-reference
+   * candidates written under a savepoint and rolled back): no module policy, no write event.
+   */
+  private async accessFor(principal: Principal, interaction: Interaction, writes = true): Promise<AccessContext> {
     if (interaction.kind === 'operation') this.operations.resolve(interaction);
     const scope = this.authorization.authorize(principal, interaction);
     const decision = await this.consent.decide(principal, interaction);
@@ -173,7 +175,7 @@ export class FhirPipeline {
       principal,
       read: [...decision.fragments, ...scope],
       write: writeRuleFragments(principal),
-      writes: interactionWrites(this.writePolicies, this.writeEvents, principal, interaction),
+      writes: writes ? interactionWrites(this.writePolicies, this.writeEvents, principal, interaction) : undefined,
       lookups: this.lookups(principal),
     });
   }
@@ -190,7 +192,7 @@ export class FhirPipeline {
       },
       // The right to read or search a type does not depend on which resource: no id is needed.
       lookup: async (kind, resourceType, query: QueryParams = {}) =>
-        this.accessFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' })),
+        this.accessFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' }), false),
     };
     return lookups;
   }
@@ -271,8 +273,11 @@ function interactionWrites(policies: WritePolicies, events: WriteEvents, princip
     wantsBeforeContent: (resourceType) => events.wantsBeforeContent(resourceType),
     fire: async (phase, change, tx) => {
       if (!events.listening(phase, change.resourceType)) return;
-      const event = { ...change, principal, interaction, tx };
-      if (phase === 'post-commit') afterCommit(tx, () => events.fire(phase, event));
+      const session = StorageSession.of(tx);
+      // Writes happen only in the pipeline's sessions; a write outside one could not honour post-commit.
+      if (!session) throw new Error('A write outside a storage session');
+      const event = { ...change, principal, interaction, tx, session };
+      if (phase === 'post-commit') session.afterCommit(() => events.fire(phase, event));
       else await events.fire(phase, event);
     },
   };

@@ -8,6 +8,7 @@ import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../storage/resource.repository';
 import { lockCriteria, ResourceMatcher } from '../storage/resource-matcher';
 import { ResourceValidator } from '../validation/resource.validator';
@@ -48,8 +49,10 @@ export class InteractionExecutor {
     private readonly auditTrail: AuditEventSearch,
   ) {}
 
-  /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
-  async execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  /** `session`: the interaction's unit of work (a transaction for writes), opened by the pipeline. */
+  async execute(ctx: AccessContext, interaction: Interaction, session: StorageSession): Promise<InteractionResult> {
+    session.access = ctx;
+    const tx = session.tx;
     switch (interaction.kind) {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };
@@ -89,7 +92,7 @@ export class InteractionExecutor {
       case 'search-compartment':
         return this.search.search(ctx, interaction, tx);
       case 'operation':
-        return this.operations.execute(ctx, interaction, tx);
+        return this.operations.execute(ctx, interaction, session);
       case 'batch':
       case 'transaction':
         // Bundles are taken apart by the pipeline (BundleProcessor); their entries come here.

@@ -1,5 +1,6 @@
 import { Injectable, Logger } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import type { Interaction } from './interaction';
 import type { Principal } from './principal';
 import type { WriteChange, WritePhase } from './write-decision';
@@ -11,13 +12,15 @@ export type { WritePhase } from './write-decision';
  * interaction (undefined for internal work under a system context), the stored version before
  * (`before`: version, deleted, custodian, written-by; its content only for listeners that ask)
  * and the version written (`after`, with its meta; undefined for a delete), in the write's
- * transaction `tx`. Bulk creates of a transaction Bundle deliver the same data as single creates.
+ * storage session (`session`, its transaction `tx`). Bulk creates of a transaction Bundle deliver the same data as single creates.
  */
 export interface WriteEvent extends WriteChange {
   principal: Principal;
   interaction?: Interaction;
-  /** The write's transaction. After commit (post-commit) it is finished: not for queries. */
+  /** The write's transaction (`session.tx`). After commit (post-commit) it is finished: not for queries. */
   tx: EntityManager;
+  /** The unit of work the write belongs to (e.g. `afterCommit` for more work after the commit). */
+  session: StorageSession;
 }
 
 /**

@@ -6,6 +6,7 @@ import type { AccessContext } from '../pipeline/access-context';
 import type { StoredState, WriteChange, WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
+import { CreateQueue, StorageSession } from './storage-session';
 
 export interface StoredVersion {
   resourceType: string;
@@ -134,31 +135,43 @@ interface PendingCreate {
   lastUpdated: string;
 }
 
-/** Creates queued per transaction (see deferCreates); keyed by the transaction, so never shared. */
-const pendingCreates = new WeakMap<EntityManager, PendingCreate[]>();
 /** Queued creates are written in chunks of this many: bounded statements, linear cost per entry. */
 const CREATE_CHUNK = 500;
-/**
- * Chunks whose rows are written but whose index rows and write hooks wait for the queue to be
- * emptied: a hook must see every resource queued with its own (a Consent before its Patient).
- */
-const unindexedCreates = new WeakMap<EntityManager, PendingCreate[][]>();
-/**
- * `Type/id` of client-assigned ids (PUT) that `reserveNewIds` found absent and locked in this
- * transaction: their first write is queued like a server-assigned create. Taken once each.
- */
-const reservedNewIds = new WeakMap<EntityManager, Set<string>>();
-/** The repository that queued creates in a transaction writes them (set by deferCreates). */
-const flushers = new WeakMap<EntityManager, (tx: EntityManager) => Promise<void>>();
 
-/** Whether this PUT's id was reserved absent by `reserveNewIds` (once: a second write of it is an update). */
-function takeReserved(tx: EntityManager, req: WriteRequest): boolean {
-  return reservedNewIds.get(tx)?.delete(`${req.resourceType}/${req.id}`) ?? false;
+/**
+ * The bulk-create queue of one storage session (see deferCreates): it lives on the session (the
+ * unit of work) and ends with it; nothing is kept per transaction anywhere else.
+ */
+class QueuedCreates implements CreateQueue {
+  /** Creates not yet written. */
+  readonly pending: PendingCreate[] = [];
+  /**
+   * Chunks whose rows are written but whose index rows and write events wait for the queue to be
+   * emptied: a listener must see every resource queued with its own (a Consent before its Patient).
+   */
+  readonly unindexed: PendingCreate[][] = [];
+  /**
+   * `Type/id` of client-assigned ids (PUT) that `reserveNewIds` found absent and locked in this
+   * transaction: their first write is queued like a server-assigned create. Taken once each.
+   */
+  reserved = new Set<string>();
+
+  constructor(private readonly flushWith: () => Promise<void>) {}
+
+  flush(): Promise<void> {
+    return this.flushWith();
+  }
+
+  /** Whether this PUT's id was reserved absent by `reserveNewIds` (once: a second write of it is an update). */
+  takeReserved(req: WriteRequest): boolean {
+    return this.reserved.delete(`${req.resourceType}/${req.id}`);
+  }
 }
 
-/** Writes the creates queued in this transaction, if any (the session does so before commit). */
-export async function flushQueuedCreates(tx: EntityManager): Promise<void> {
-  await flushers.get(tx)?.(tx);
+/** The bulk-create queue of the session `tx` belongs to, if its creates are deferred. */
+function queueOf(tx: EntityManager): QueuedCreates | undefined {
+  const queue = StorageSession.of(tx)?.createQueue;
+  return queue instanceof QueuedCreates ? queue : undefined;
 }
 
 /**
@@ -175,9 +188,8 @@ export class ResourceRepository {
    * index rows of up to CREATE_CHUNK resources, instead of ~10 round trips each. Every other
    * read or write through this repository in the transaction writes the queue first, so it sees them.
    */
-  deferCreates(tx: EntityManager): void {
-    if (!pendingCreates.has(tx)) pendingCreates.set(tx, []);
-    flushers.set(tx, (t) => this.flushCreates(t));
+  deferCreates(session: StorageSession): void {
+    session.createQueue ??= new QueuedCreates(() => this.flushCreates(session.tx));
   }
 
   /**
@@ -188,8 +200,10 @@ export class ResourceRepository {
    * concurrent first write of one of them waits for this transaction and then updates. Returns the
    * reserved ones of the `Type/id`s given; needs `deferCreates` first.
    */
-  async reserveNewIds(tx: EntityManager, targets: readonly string[]): Promise<ReadonlySet<string>> {
-    if (!pendingCreates.has(tx) || !targets.length) return new Set();
+  async reserveNewIds(session: StorageSession, targets: readonly string[]): Promise<ReadonlySet<string>> {
+    const queue = queueOf(session.tx);
+    if (!queue || !targets.length) return new Set();
+    const tx = session.tx;
     const keys = [...new Set(targets)];
     await tx.query(
       `SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS locks`,
@@ -203,16 +217,16 @@ export class ResourceRepository {
     );
     const taken = new Set(existing.map((e) => e.k));
     const reserved = new Set(keys.filter((k) => !taken.has(k)));
-    reservedNewIds.set(tx, reserved);
+    queue.reserved = reserved;
     return new Set(reserved);
   }
 
   /** Writes the queued creates of the transaction (a 409 names the `Type/id` if an id was taken). */
   async flushCreates(tx: EntityManager): Promise<void> {
-    await this.writeQueuedRows(tx);
-    const chunks = unindexedCreates.get(tx);
-    if (!chunks?.length) return;
-    for (const chunk of chunks.splice(0, chunks.length)) {
+    const queue = queueOf(tx);
+    if (!queue) return;
+    await this.writeQueuedRows(tx, queue);
+    for (const chunk of queue.unindexed.splice(0, queue.unindexed.length)) {
       if (this.indexer) await this.indexer.indexCreated(tx, chunk.map((p) => p.content));
       // The same events as a single create, once every row of the queue is written (a Consent's
       // listener sees its Patient queued hundreds of entries later).
@@ -225,14 +239,11 @@ export class ResourceRepository {
   }
 
   /** The resource and history rows of the queued creates; their indexing waits for flushCreates. */
-  private async writeQueuedRows(tx: EntityManager): Promise<void> {
-    const pending = pendingCreates.get(tx);
-    if (!pending?.length) return;
-    const batch = pending.splice(0, pending.length);
+  private async writeQueuedRows(tx: EntityManager, queue: QueuedCreates): Promise<void> {
+    if (!queue.pending.length) return;
+    const batch = queue.pending.splice(0, queue.pending.length);
     await this.insertCreated(tx, batch);
-    const chunks = unindexedCreates.get(tx) ?? [];
-    chunks.push(batch);
-    unindexedCreates.set(tx, chunks);
+    queue.unindexed.push(batch);
   }
 
   async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<StoredVersion | undefined> {
@@ -266,18 +277,18 @@ export class ResourceRepository {
    * be changed only when the AccessContext lets the requester read it and the write rule holds.
    */
   async write(ctx: AccessContext, req: WriteRequest, tx: EntityManager): Promise<WriteResult> {
-    const pending = pendingCreates.get(tx);
+    const queue = queueOf(tx);
     if (
-      pending &&
+      queue &&
       req.ifMatch === undefined &&
       req.resource &&
       (this.indexer?.indexesTogether(req.resourceType) ?? true) &&
-      (req.mode === 'create' || (req.mode === 'update' && req.method === 'PUT' && takeReserved(tx, req)))
+      (req.mode === 'create' || (req.mode === 'update' && req.method === 'PUT' && queue.takeReserved(req)))
     ) {
       // A first version: the default policy permits (the writer becomes the custodian); a module's may refuse.
       const decision = this.permitted(ctx, req, undefined, true, false);
       if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
-      return { ...(await this.queueCreate(ctx, tx, pending, req)), decision };
+      return { ...(await this.queueCreate(ctx, tx, queue, req)), decision };
     }
     await this.flushCreates(tx);
     return this.writeIn(ctx, tx, req);
@@ -430,7 +441,7 @@ export class ResourceRepository {
   }
 
   /** What `writeIn` answers for a first version; the rows are written by `insertCreated`. */
-  private async queueCreate(ctx: AccessContext, tx: EntityManager, pending: PendingCreate[], req: WriteRequest): Promise<WriteResult> {
+  private async queueCreate(ctx: AccessContext, tx: EntityManager, queue: QueuedCreates, req: WriteRequest): Promise<WriteResult> {
     const lastUpdated = new Date().toISOString();
     const content = {
       ...req.resource,
@@ -438,8 +449,8 @@ export class ResourceRepository {
       meta: { ...req.resource!.meta, versionId: '1', lastUpdated },
     } as Resource;
     await ctx.fireWrite('validate', createdChange(req, content), tx);
-    pending.push({ ctx, req, content, lastUpdated });
-    if (pending.length >= CREATE_CHUNK) await this.writeQueuedRows(tx);
+    queue.pending.push({ ctx, req, content, lastUpdated });
+    if (queue.pending.length >= CREATE_CHUNK) await this.writeQueuedRows(tx, queue);
     return {
       created: true,
       changed: true,

@@ -2,7 +2,9 @@ import { Injectable, Module, OnModuleInit } from '@nestjs/common';
 import type { Observation, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
-import { FhirModule } from '../../src/fhir/fhir.module';
+import { Logger } from '@nestjs/common';
+import type { QueryRunner } from 'typeorm';
+import { ResourceCustodian1732402300000 } from '../../migrations/1732402300000-resource-custodian';
 import type { WriteVerdict } from '../../src/fhir/pipeline/write-decision';
 import { WritePolicies, WritePolicy, WriteProposal } from '../../src/fhir/pipeline/write-policy';
 import { captureAuditRecords } from '../support/audit';
@@ -42,7 +44,23 @@ class NamedOrganizationPolicy implements WritePolicy, OnModuleInit {
   }
 }
 
-@Module({ imports: [FhirModule], providers: [NamedOrganizationPolicy] })
+/** A module's policy that refuses: nobody, the custodian included, may cancel a Task here. */
+@Injectable()
+class NoCancelPolicy implements WritePolicy, OnModuleInit {
+  readonly name = 'test-no-cancel';
+  readonly resourceTypes = ['Task'];
+  constructor(private readonly policies: WritePolicies) {}
+
+  onModuleInit(): void {
+    this.policies.register(this);
+  }
+
+  decide(p: WriteProposal): WriteVerdict | undefined {
+    return (p.after as Task | undefined)?.status === 'cancelled' ? { permit: false, reason: 'Task.status cancelled is not a transition of this exchange' } : undefined;
+  }
+}
+
+@Module({ providers: [NamedOrganizationPolicy, NoCancelPolicy] })
 class NamedOrganizationPolicyModule {}
 
 type Send = (m: 'get' | 'post' | 'put', path: string) => request.Test;
@@ -192,5 +210,49 @@ describe('write policies and the custodian organization', () => {
     expect((await b('get', `/fhir/Observation/${obs}/_history/1`)).status).toBe(200);
     expect((await a('get', `/fhir/Observation/${obs}`)).status).toBe(404);
     expect((await b('put', `/fhir/Observation/${obs}`).send({ ...observation, id: obs, status: 'amended' })).status).toBe(200);
+  });
+
+  it("a registered policy's deny wins over the custodian's right, and is audited with its reason", async () => {
+    const id = (await a('post', '/fhir/Task').send(task(ORG_B))).body.id as string;
+    const refused = await a('put', `/fhir/Task/${id}`).send({ ...task(ORG_B, 'cancelled'), id });
+    expect(refused.status).toBe(403);
+    expect(refused.body.issue[0].code).toBe('forbidden');
+    const record = records.filter((r) => r.resourceType === 'Task' && r.outcome === 'failure').at(-1);
+    expect(record?.accessBasis).toContain('write-policy: test-no-cancel: Task.status cancelled is not a transition of this exchange');
+    expect((await rows('Task', id)).map((r: { version_id: number }) => r.version_id)).toEqual([0, 1]);
+  });
+
+  it('the migration backfills the custodian from each resource’s first version and logs how many rows differ', async () => {
+    // A resource last written by another organization than the one that created it.
+    const id = (await a('post', '/fhir/Task').send(task(ORG_B))).body.id as string;
+    expect((await b('put', `/fhir/Task/${id}`).send({ ...task(ORG_B, 'accepted'), id })).status).toBe(200);
+    const runner = t.db.createQueryRunner();
+    await runner.startTransaction();
+    const logged = jest.spyOn(Logger.prototype, 'log').mockImplementation(() => undefined);
+    try {
+      // As before the migration: no custodian anywhere (the current row's author_org is the last writer).
+      await runner.query(`UPDATE resource SET custodian_org = NULL`);
+      await runner.query(`UPDATE resource_history SET custodian_org = NULL`);
+      const [{ n: differ }] = await runner.query(
+        `SELECT count(*) AS n FROM resource r
+          WHERE r.author_org IS DISTINCT FROM (SELECT h.author_org FROM resource_history h WHERE h.resource_type = r.resource_type AND h.id = r.id ORDER BY h.version_id LIMIT 1)`,
+      );
+      expect(Number(differ)).toBeGreaterThanOrEqual(2);
+      // Only the data statements: the columns exist already.
+      const dataOnly = { query: (sql: string, p?: unknown[]) => (/^\s*ALTER TABLE/.test(sql) ? Promise.resolve() : runner.query(sql, p)) } as unknown as QueryRunner;
+      await new ResourceCustodian1732402300000().up(dataOnly);
+      expect(await runner.query(`SELECT version_id, custodian_org FROM resource_history WHERE resource_type = 'Task' AND id = $1 ORDER BY 1`, [id])).toEqual([
+        { version_id: 1, custodian_org: ORG_A },
+        { version_id: 2, custodian_org: ORG_A },
+      ]);
+      expect(await runner.query(`SELECT author_org, custodian_org FROM resource WHERE resource_type = 'Task' AND id = $1`, [id])).toEqual([{ author_org: ORG_B, custodian_org: ORG_A }]);
+      const [{ n: missing }] = await runner.query(`SELECT count(*) AS n FROM resource WHERE custodian_org IS NULL AND author_org IS NOT NULL`);
+      expect(Number(missing)).toBe(0);
+      expect(logged).toHaveBeenCalledWith(`custodian backfilled from first versions; ${differ} resource(s) were last written by another organization than their custodian`);
+    } finally {
+      logged.mockRestore();
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
   });
 });

@@ -168,7 +168,10 @@ describe('write policies and the custodian organization', () => {
       provision: { type: 'deny' },
     });
     expect(consent.status).toBe(201);
+    records.length = 0;
     expect((await a('get', `/fhir/Observation/${obs}`)).status).toBe(200);
+    // The audit record explains the read by the custodian's own-data access.
+    expect(records.find((r) => r.kind === 'read')?.accessBasis.some((b) => b.endsWith(`Observation/${obs}: own organization (custodian)`))).toBe(true);
     // The last writer is not the custodian: no own-data bypass, and no write (it cannot read it).
     expect((await b('get', `/fhir/Observation/${obs}`)).status).toBe(404);
     expect((await b('put', `/fhir/Observation/${obs}`).send({ ...observation, id: obs, status: 'amended' })).status).toBe(403);

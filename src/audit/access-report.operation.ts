@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { AuditEvent, Bundle, Patient } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../fhir/storage/storage-session';
 import { FhirError } from '../common/fhir-error';
 import { parseFhirDateRange } from '../common/fhir-date';
 import type { AccessContext } from '../fhir/pipeline/access-context';
@@ -43,7 +43,7 @@ export class AccessReportOperation extends FhirOperation implements OnModuleInit
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     const patientId = i.id!;
     const sinceText = parseOperationInput(this.definition, i).text('_since');
     // The parser checked it is a dateTime; its range's start is where the report begins.

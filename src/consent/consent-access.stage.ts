@@ -14,7 +14,7 @@ const BY_ID = new Set(['read', 'vread', 'history-instance']);
 
 /**
  * The consent stage (GUIDE §4, docs/consent.md): one typed fragment per interaction over the row's
- * authoring organization, compartments, security labels, type and date, joined with the
+ * custodian organization, compartments, security labels, type and date, joined with the
  * materialized provisions of the patients' active Consents. Every read path (search, includes,
  * chains, _has, history, vread, conditional matches, writes) renders it for its own alias.
  */
@@ -60,7 +60,7 @@ export class ConsentAccessStage extends ConsentStage {
     const [row] = judged ? [judged] : await accessAttributesOf(tx, [{ resourceType: i.resourceType!, id: i.id!, versionId: version }]);
     if (!row) return undefined;
     const target = `${row.resourceType}/${row.id}${version ? `/_history/${version}` : ''}`;
-    if (who.organization && row.authorOrg === who.organization) return `${target}: own organization`;
+    if (who.organization && row.custodianOrg === who.organization) return `${target}: own organization (custodian)`;
     if (!row.compartments.length) return `${target}: no patient (base policy)`;
     const decided = await this.decidingProvisions(who, row, tx);
     return `${target}: ${decided.join(', ')}`;
@@ -70,7 +70,7 @@ export class ConsentAccessStage extends ConsentStage {
     const p = new SqlParams();
     const judged = {
       // Own-organization rows were answered above; the organization is not part of this query.
-      authorOrg: 'NULL',
+      custodianOrg: 'NULL',
       compartments: `${p.bind(row.compartments)}::text[]`,
       securityLabels: `${p.bind(row.securityLabels)}::text[]`,
       resourceType: `${p.bind(row.resourceType)}::text`,

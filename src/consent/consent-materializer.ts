@@ -1,37 +1,42 @@
-import { Injectable } from '@nestjs/common';
-import type { Consent, Resource } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import type { Consent } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
+import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
 import { accessAttributesOf } from '../fhir/storage/access-attributes';
-import { ResourceWriteHook } from '../fhir/storage/resource-write-hook';
 import { consentPatientId, provisionRows } from './consent-provisions';
 
 /**
  * Keeps table consent_provision in step with the Consent resources, in the transaction that writes
- * (or deletes) each Consent, so the next request on any app node sees the change.
+ * (or deletes) each Consent, so the next request on any app node sees the change: a pre-commit
+ * write listener (docs/architecture.md, Write events).
  *
- * Who may write a patient's Consent (docs/consent.md): the organization that authored the Patient.
- * The Consent row's authoring organization is the writer's; a Consent about a Patient authored
- * by another organization (or about one that does not exist) is refused with one 403.
+ * Who may write a patient's Consent (docs/consent.md): the Patient's custodian organization. The
+ * Consent version's written-by organization is the writer's; a Consent about a Patient in another
+ * organization's custody (or about one that does not exist) is refused with one 403.
  */
 @Injectable()
-export class ConsentMaterializer extends ResourceWriteHook {
-  handles(resourceType: string): boolean {
-    return resourceType === 'Consent';
+export class ConsentMaterializer implements WriteListener, OnModuleInit {
+  readonly name = 'consent-provisions';
+  readonly phase = 'pre-commit' as const;
+  readonly order = 100;
+  readonly resourceTypes = ['Consent'];
+
+  constructor(private readonly events: WriteEvents) {}
+
+  onModuleInit(): void {
+    this.events.register(this);
   }
 
-  async written(tx: EntityManager, _resourceType: string, id: string, resource: Resource | undefined): Promise<void> {
+  async handle({ tx, id, after, principal }: WriteEvent): Promise<void> {
     await tx.query(`DELETE FROM consent_provision WHERE consent_id = $1`, [id]);
-    if (!resource) return;
-    const consent = resource as Consent;
+    if (!after) return;
+    const consent = after as Consent;
     const patientId = consentPatientId(consent);
-    const [written, patient] = await Promise.all([
-      accessAttributesOf(tx, [{ resourceType: 'Consent', id }]),
-      patientId ? accessAttributesOf(tx, [{ resourceType: 'Patient', id: patientId }]) : Promise.resolve([]),
-    ]);
-    const writer = written[0]?.authorOrg;
-    if (!patient[0] || !writer || patient[0].authorOrg !== writer) {
-      throw FhirError.forbidden('A Consent may be written only by the organization that authored its Patient (Consent.patient)');
+    const patient = patientId ? await accessAttributesOf(tx, [{ resourceType: 'Patient', id: patientId }]) : [];
+    // The version's written-by organization: the writer's.
+    const writer = principal.organization;
+    if (!patient[0] || !writer || patient[0].custodianOrg !== writer) {
+      throw FhirError.forbidden('A Consent may be written only by the custodian organization of its Patient (Consent.patient)');
     }
     const rows = provisionRows(consent, Number(consent.meta?.versionId ?? 1));
     if (!rows.length) return;

@@ -3,7 +3,8 @@ import type { ConsentPolicy } from './consent-policy';
 
 /** SQL expressions for the attributes of the row being judged (columns at an alias, or bound values). */
 export interface JudgedRow {
-  authorOrg: string;
+  /** The custodian organization: its own data is visible to it whatever the consents say. */
+  custodianOrg: string;
   compartments: string;
   securityLabels: string;
   resourceType: string;
@@ -14,7 +15,7 @@ export interface JudgedRow {
 
 export function columnsOf(alias: string): JudgedRow {
   return {
-    authorOrg: `${alias}.author_org`,
+    custodianOrg: `${alias}.custodian_org`,
     compartments: `${alias}.compartments`,
     securityLabels: `${alias}.security_labels`,
     resourceType: `${alias}.resource_type`,
@@ -57,7 +58,7 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
 /**
  * The consent predicate over one row (docs/consent.md has the rules and the plan):
  *
- *   own organization's row
+ *   the requester is the row's custodian organization (own data)
  *   OR ( every patient of the row: the deciding provision permits, else the base policy
  *        AND (no sensitive label OR (a patient's row AND for every patient and sensitive label:
  *             the deciding provision among those naming that label or none is a permit naming it)) )
@@ -71,7 +72,7 @@ export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: 
   const requester = { organization: org, purpose };
   const sensitive = `${bind.bind(policy.sensitiveLabels)}::text[]`;
   const base = policy.basePolicy === 'opt-out' && !!who.purpose && policy.sharedPurposes.includes(who.purpose) ? 'TRUE' : 'FALSE';
-  const own = who.organization ? `${row.authorOrg} = ${org}` : 'FALSE';
+  const own = who.organization ? `${row.custodianOrg} = ${org}` : 'FALSE';
   // A patient with no provisions and no linked records (not a consent_subject) is decided by the
   // base policy alone: one primary-key probe instead of the link and provision probes. CASE, not
   // AND: the planner would turn the EXISTS into a join evaluated after the provision probe.

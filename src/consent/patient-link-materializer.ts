@@ -1,8 +1,8 @@
-import { Injectable } from '@nestjs/common';
-import type { Patient, Resource } from '@medplum/fhirtypes';
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import type { Patient } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../common/fhir-error';
-import { ResourceWriteHook } from '../fhir/storage/resource-write-hook';
+import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
 
 /** The most Patient records one person's linked set may hold (a write that would exceed it is refused). */
 export const PATIENT_LINK_MAX = 100;
@@ -20,21 +20,28 @@ export function linkedPatientIds(patient: Patient): string[] {
 
 /**
  * Keeps the linked-record tables in step with `Patient.link` (docs/consent.md, Linked records), in
- * the transaction of every Patient write: the Patient's own assertions (source `Patient/{id}`) are
+ * the transaction of every Patient write (a pre-commit write listener): the Patient's own assertions (source `Patient/{id}`) are
  * replaced, then the closure (`patient_link`) of every linked set the change touches is rebuilt, so
  * the next request's consent predicate sees it. Other sources (the identity module's Person links)
  * feed the same assertion table through `relink`.
  */
 @Injectable()
-export class PatientLinkMaterializer extends ResourceWriteHook {
-  handles(resourceType: string): boolean {
-    return resourceType === 'Patient';
+export class PatientLinkMaterializer implements WriteListener, OnModuleInit {
+  readonly name = 'patient-links';
+  readonly phase = 'pre-commit' as const;
+  readonly order = 200;
+  readonly resourceTypes = ['Patient'];
+
+  constructor(private readonly events: WriteEvents) {}
+
+  onModuleInit(): void {
+    this.events.register(this);
   }
 
-  async written(tx: EntityManager, _resourceType: string, id: string, resource: Resource | undefined, firstVersion?: boolean): Promise<void> {
-    const linked = resource ? linkedPatientIds({ ...(resource as Patient), id }) : [];
+  async handle({ tx, id, after, before }: WriteEvent): Promise<void> {
+    const linked = after ? linkedPatientIds({ ...(after as Patient), id }) : [];
     // A new Patient without links asserts nothing and had nothing to withdraw: no statement at all.
-    if (firstVersion && !linked.length) return;
+    if (!before && !linked.length) return;
     if (linked.length > PATIENT_LINK_MAX) throw tooManyLinks(id);
     await relink(tx, `Patient/${id}`, id, linked);
   }

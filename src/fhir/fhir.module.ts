@@ -2,6 +2,7 @@ import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
 import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { CapabilityStatementService } from './capability/capability-statement.service';
 import { FhirPipeline, SystemAccess } from './pipeline/fhir-pipeline.service';
+import { WriteExtensionsModule } from './pipeline/write-extensions.module';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
 import { InteractionExecutor } from './pipeline/interaction.executor';
@@ -9,10 +10,10 @@ import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
 import { ResourceMatcher } from './storage/resource-matcher';
-import { HookedResourceIndexer, ResourceWriteHook } from './storage/resource-write-hook';
 import { EverythingOperation } from './operations/everything.operation';
 import { MetaAddOperation, MetaDeleteOperation, MetaOperation } from './operations/meta.operation';
 import { ValidateOperation } from './operations/validate.operation';
+import { TransferCustodianOperation } from './operations/transfer-custodian.operation';
 import { ResourceMetaRepository } from './storage/resource-meta.repository';
 import { SearchCapabilityContributor } from './search/search-capability.contributor';
 import { SearchIndexWriter } from './search/search-index.writer';
@@ -26,6 +27,7 @@ import { BundleProcessor } from './transaction/bundle.processor';
 import { ResourceValidator } from './validation/resource.validator';
 
 @Module({
+  imports: [WriteExtensionsModule],
   controllers: [FhirController],
   providers: [
     FhirPipeline,
@@ -43,12 +45,8 @@ import { ResourceValidator } from './validation/resource.validator';
     SearchIndexWriter,
     SearchParameterSync,
     SearchParameterCheckingIndexer,
-    // Other modules' write hooks (the consent module's Consent materializer) run in the write's transaction.
-    {
-      provide: ResourceIndexer,
-      useFactory: (indexer: SearchParameterCheckingIndexer, hook?: ResourceWriteHook) => (hook ? new HookedResourceIndexer(indexer, [hook]) : indexer),
-      inject: [SearchParameterCheckingIndexer, { token: ResourceWriteHook, optional: true }],
-    },
+    // Other modules' work on writes runs as write listeners (write-events.ts), not in the indexer.
+    { provide: ResourceIndexer, useExisting: SearchParameterCheckingIndexer },
     OperationRegistry,
     ReindexOperation,
     EverythingOperation,
@@ -56,6 +54,7 @@ import { ResourceValidator } from './validation/resource.validator';
     MetaOperation,
     MetaAddOperation,
     MetaDeleteOperation,
+    TransferCustodianOperation,
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],

@@ -140,7 +140,8 @@ describe('audit of token issuance and denials', () => {
       purposeOfUse: 'TREAT',
       resourceType: 'Patient',
       outcome: 'success',
-      accessBasis: ['consent'],
+      // The basis kinds only (never their descriptions): a write also names its deciding write policy.
+      accessBasis: ['consent', 'write-policy'],
       patients: 1,
       resources: 1,
       auditRecords: 1,

@@ -386,7 +386,7 @@ describe('consent-checked access', () => {
       expect([refused.status, refused.body.issue[0].code, refused.body.issue[0].diagnostics]).toEqual([
         403,
         'forbidden',
-        'A Consent may be written only by the organization that authored its Patient (Consent.patient)',
+        'A Consent may be written only by the custodian organization of its Patient (Consent.patient)',
       ]);
       const missing = await b('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent('no-such-patient', { type: 'permit' }));
       expect([missing.status, missing.body.issue[0].diagnostics]).toEqual([403, refused.body.issue[0].diagnostics]);

@@ -80,8 +80,8 @@ describe('system access bounded by purpose (mintFor)', () => {
     for (const type of TYPES) {
       const res = await request(t.http).get(`/fhir/${type}?_summary=count`).set('Authorization', `Bearer ${token}`);
       expect({ type, status: res.status }).toEqual({ type, status: 200 });
-      const internal = await sessions.run({ transactional: false }, (tx) =>
-        search.search(ctx, buildInteraction('search-type', { resourceType: type, path: `/${type}`, query: { _summary: 'count' } }), tx),
+      const internal = await sessions.run({ transactional: false }, (session) =>
+        search.search(ctx, buildInteraction('search-type', { resourceType: type, path: `/${type}`, query: { _summary: 'count' } }), session.tx),
       );
       const expected = expectedCount(type);
       expect({ type, client: res.body.total, system: (internal.resource as Bundle).total }).toEqual({ type, client: expected, system: expected });
@@ -103,6 +103,6 @@ describe('system access bounded by purpose (mintFor)', () => {
     const system = t.app.get(SystemAccess);
     await expect(system.mintFor('HPAYMT')).rejects.toThrow('No consent-bounded system view is defined for purpose HPAYMT');
     await expect(system.mint('export' as never)).rejects.toThrow('export is not a named unrestricted system context');
-    expect(Object.keys(UNRESTRICTED_SYSTEM_CONTEXTS).sort()).toEqual(['aggregate-statistics', 'identity-matching', 'reindex', 'reindex-cli']);
+    expect(Object.keys(UNRESTRICTED_SYSTEM_CONTEXTS).sort()).toEqual(['aggregate-statistics', 'custodian-transfer', 'identity-matching', 'reindex', 'reindex-cli']);
   });
 });

@@ -16,11 +16,13 @@ export interface TestApp {
 }
 
 /**
- * The real application (all modules, guards, filters) on the test database, as main.ts builds it;
- * `imports` adds test-only modules beside it (a module that plugs into an extension point).
+ * The real application (all modules, guards, filters) on the test database, as main.ts builds it.
+ * `imports`: test-only modules plugged in beside it (e.g. one registering a write policy, a listener
+ * or a job queue), as an array or `{ imports }`.
  */
-export async function createTestApp(opts: { imports?: ModuleMetadata['imports'] } = {}): Promise<TestApp> {
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule, ...(opts.imports ?? [])] }).compile();
+export async function createTestApp(opts: NonNullable<ModuleMetadata['imports']> | { imports?: ModuleMetadata['imports'] } = []): Promise<TestApp> {
+  const imports = Array.isArray(opts) ? opts : (opts.imports ?? []);
+  const moduleRef = await Test.createTestingModule({ imports: [AppModule, ...imports] }).compile();
   const app = moduleRef.createNestApplication({ bodyParser: false, bufferLogs: true });
   configureApp(app);
   await app.init();

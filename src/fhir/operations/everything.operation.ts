@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Bundle } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
@@ -48,7 +48,7 @@ export class EverythingOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     const input = parseOperationInput(this.definition, i);
     // A Patient the requester may not see is answered as one that does not exist.
     const patient = await this.repository.readCurrent(ctx, 'Patient', i.id!, tx);

@@ -1,5 +1,6 @@
 import type { OperationDefinition } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import type { AccessContext } from '../pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import type { HieRole } from '../pipeline/principal';
@@ -30,5 +31,6 @@ export abstract class FhirOperation implements OperationDeclaration {
   readonly versionLevel: boolean = false;
   readonly auditAction?: 'R' | 'U';
 
-  abstract execute(ctx: AccessContext, interaction: OperationInteraction, tx: EntityManager): Promise<InteractionResult>;
+  /** `session`: the interaction's unit of work (its transaction when `transaction` is `interaction`). */
+  abstract execute(ctx: AccessContext, interaction: OperationInteraction, session: StorageSession): Promise<InteractionResult>;
 }

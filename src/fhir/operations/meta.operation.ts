@@ -1,6 +1,6 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Coding, Meta, Parameters, Resource } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
@@ -55,7 +55,7 @@ export class MetaOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     parseOperationInput(this.definition, i);
     if (i.id === undefined) {
       // Values in use over a type are a search of it: the type's search right (an auditor-only AuditEvent search stays so).
@@ -107,7 +107,7 @@ abstract class MetaChangeOperation extends FhirOperation {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     const change = metaChange(parseOperationInput(this.definition, i).all('meta')[0].valueMeta);
     const stored = await this.meta.updateMeta(
       ctx,

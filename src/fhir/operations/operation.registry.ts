@@ -1,6 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Bundle, CapabilityStatementRest, OperationDefinition } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
 import type { AccessContext } from '../pipeline/access-context';
@@ -98,13 +99,13 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
     return operation;
   }
 
-  execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  execute(ctx: AccessContext, i: OperationInteraction, session: StorageSession): Promise<InteractionResult> {
     const operation = this.resolve(i);
     const name = operation.name;
     if (operation.affectsState && i.method === 'GET') {
       throw new FhirError(405, 'not-supported', `Operation $${name} changes state and must be invoked with POST`, undefined, { Allow: 'POST' });
     }
-    return operation.execute(ctx, i, tx);
+    return operation.execute(ctx, i, session);
   }
 
   /** The server's own OperationDefinitions (served at `OperationDefinition/{id}`), by id. */

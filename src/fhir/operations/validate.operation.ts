@@ -1,6 +1,7 @@
 import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { OperationOutcome, OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
@@ -47,7 +48,7 @@ export class ValidateOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, tx: EntityManager): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
     const resourceType = i.resourceType!;
     // The body is a Parameters, or the resource to validate itself (a Parameters validated as one is `resource` in a Parameters).
     const wrapped = isParameters(i.body) && resourceType !== 'Parameters';

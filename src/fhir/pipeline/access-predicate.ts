@@ -15,8 +15,9 @@ export interface SqlBinder {
 
 /**
  * The columns a fragment may use on the row at `alias`: `resource_type`, `id`, `compartments`,
- * `security_labels`, `author_org`. Both `resource` (current versions) and `resource_history`
- * (every version, with that version's own attributes) have them, so one fragment serves both.
+ * `security_labels`, `custodian_org` (the custodian organization), `author_org` (written-by).
+ * Both `resource` (current versions) and `resource_history` (every version, with that version's
+ * own attributes and the resource's custodian) have them, so one fragment serves both.
  */
 export type AccessRow = 'current' | 'version';
 

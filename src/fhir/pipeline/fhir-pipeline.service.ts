@@ -1,5 +1,4 @@
 import { Inject, Injectable } from '@nestjs/common';
-import type { EntityManager } from 'typeorm';
 import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
 import { RequestContext } from '../../common/request-context';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
@@ -8,14 +7,18 @@ import { FhirError } from '../../common/fhir-error';
 import { cloneJson } from '../../common/fhir-json';
 import { OperationRegistry } from '../operations/operation.registry';
 import { ResourceRepository } from '../storage/resource.repository';
-import { StorageSessions } from '../storage/storage-session';
+import { StorageSession, StorageSessions } from '../storage/storage-session';
 import { BundleProcessor } from '../transaction/bundle.processor';
-import { AccessContext, AccessLookups } from './access-context';
+import { AccessContext, AccessLookups, InteractionWrites } from './access-context';
 import { buildInteraction, Interaction, InteractionResult, QueryParams } from './interaction';
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
 import { retryWriteConflicts } from './write-conflict-retry';
+import { defaultDecision } from './write-decision';
+import type { WriteDecision } from './write-decision';
+import { WriteEvents } from './write-events';
+import { WritePolicies } from './write-policy';
 import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
@@ -69,6 +72,8 @@ export class FhirPipeline {
     private readonly operations: OperationRegistry,
     private readonly repository: ResourceRepository,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly writePolicies: WritePolicies,
+    private readonly writeEvents: WriteEvents,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -78,12 +83,12 @@ export class FhirPipeline {
     let ctx: AccessContext | undefined;
     try {
       return await this.rerunOnConflict(transactional, () =>
-        this.sessions.run({ transactional, signal: origin.signal }, async (tx) => {
+        this.sessions.run({ transactional, signal: origin.signal }, async (session) => {
           ctx = await this.accessFor(principal, interaction);
-          const result = await this.executor.execute(ctx, interaction, tx);
-          const explanation = await this.consent.explain(principal, interaction, result.judged, tx);
+          const result = await this.executor.execute(ctx, interaction, session);
+          const explanation = await this.consent.explain(principal, interaction, result.judged, session.tx);
           // A write's record commits in the write's transaction; a read's is written before the response.
-          await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? tx : undefined);
+          await this.audit.record(this.record(principal, interaction, origin, started, ctx, result, undefined, explanation), transactional ? session : undefined);
           return result;
         }),
       );
@@ -106,7 +111,7 @@ export class FhirPipeline {
     let patients: string[] = [];
     let explanation: string | undefined;
     try {
-      await this.sessions.run({ transactional: false }, async (tx) => {
+      await this.sessions.run({ transactional: false }, async ({ tx }) => {
         patients = await this.repository.compartmentsOf(AUDIT_SUBJECT_CONTEXT, resourceType, id, tx);
         explanation = await this.consent.explain(principal, interaction, undefined, tx);
       });
@@ -124,12 +129,12 @@ export class FhirPipeline {
    */
   private async handleBundle(principal: Principal, bundle: Interaction, origin: RequestOrigin): Promise<InteractionResult> {
     const started = performance.now();
-    const runEntry = async (run: EntryRun, tx: EntityManager): Promise<InteractionResult> => {
+    const runEntry = async (run: EntryRun, session: StorageSession): Promise<InteractionResult> => {
       run.ctx = await this.accessFor(principal, run.interaction);
-      const result = await this.executor.execute(run.ctx, run.interaction, tx);
-      const explanation = await this.consent.explain(principal, run.interaction, result.judged, tx);
+      const result = await this.executor.execute(run.ctx, run.interaction, session);
+      const explanation = await this.consent.explain(principal, run.interaction, result.judged, session.tx);
       // Always the entry's session: a batch entry's write commits its record too (a read's session has no transaction).
-      await this.audit.record({ ...this.record(principal, run.interaction, origin, run.started, run.ctx, result, undefined, explanation), bundleEntry: run.index }, tx);
+      await this.audit.record({ ...this.record(principal, run.interaction, origin, run.started, run.ctx, result, undefined, explanation), bundleEntry: run.index }, session);
       return result;
     };
     // A refused or failed entry is recorded like the same request sent alone (its target and that
@@ -145,7 +150,7 @@ export class FhirPipeline {
       const run: EntryRun = { interaction: entry, index, started: performance.now() };
       const transactional = this.isTransactional(entry);
       try {
-        return await this.rerunOnConflict(transactional, () => this.sessions.run({ transactional, signal: origin.signal }, (tx) => runEntry(run, tx)));
+        return await this.rerunOnConflict(transactional, () => this.sessions.run({ transactional, signal: origin.signal }, (session) => runEntry(run, session)));
       } catch (err) {
         await recordFailedEntry(run, err);
         throw err;
@@ -157,10 +162,10 @@ export class FhirPipeline {
       failedInTransaction = undefined;
       return this.bundles.process(bundle.kind === 'transaction' ? { ...bundle, body: cloneJson(bundle.body) } : bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
-        runInTransaction: async (entry, index, tx) => {
+        runInTransaction: async (entry, index, session) => {
           const run: EntryRun = { interaction: entry, index, started: performance.now() };
           try {
-            return await runEntry(run, tx);
+            return await runEntry(run, session);
           } catch (err) {
             failedInTransaction ??= run;
             throw err;
@@ -200,8 +205,12 @@ export class FhirPipeline {
     return operation?.transaction === 'interaction' && operation.affectsState;
   }
 
-  /** Authorization (scopes), consent and the write rule for one interaction, as one AccessContext. */
-  private async accessFor(principal: Principal, interaction: Interaction): Promise<AccessContext> {
+  /**
+   * Authorization (scopes), consent and the write rule for one interaction, as one AccessContext.
+   * `writes`: false for a look-up's context (its searches, and a transaction's conditional-reference
+   * candidates written under a savepoint and rolled back): no module policy, no write event.
+   */
+  private async accessFor(principal: Principal, interaction: Interaction, writes = true): Promise<AccessContext> {
     if (interaction.kind === 'operation') this.operations.resolve(interaction);
     const scope = this.authorization.authorize(principal, interaction);
     const decision = await this.consent.decide(principal, interaction);
@@ -209,6 +218,7 @@ export class FhirPipeline {
       principal,
       read: [...decision.fragments, ...scope],
       write: writeRuleFragments(principal),
+      writes: writes ? interactionWrites(this.writePolicies, this.writeEvents, principal, interaction) : undefined,
       lookups: this.lookups(principal),
     });
   }
@@ -225,7 +235,7 @@ export class FhirPipeline {
       },
       // The right to read or search a type does not depend on which resource: no id is needed.
       lookup: async (kind, resourceType, query: QueryParams = {}) =>
-        this.accessFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' })),
+        this.accessFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' }), false),
     };
     return lookups;
   }
@@ -255,7 +265,7 @@ export class FhirPipeline {
       failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,
       entities: failure ? [] : (result?.touched ?? []),
       extraPatients: interaction.compartment ? [interaction.compartment.id] : [],
-      accessBasis: ctx ? withExplanation(basisOf(ctx), explanation) : [],
+      accessBasis: ctx ? [...withExplanation(basisOf(ctx), explanation), ...writePolicyLine(result, failure)] : [],
       durationMs: Math.round(performance.now() - started),
     };
     // An operation that reads or changes resources ($meta, $meta-add) is audited as that action.
@@ -279,9 +289,41 @@ function withExplanation(basis: readonly string[], explanation: string | undefin
   return basis.map((line) => (line.startsWith('consent: ') ? `${line}; ${explanation}` : line));
 }
 
+/**
+ * The write policy that decided a write (permit, or the refusal), as one access-basis line of the
+ * AuditEvent (`write-policy: {name}: {reason}`, docs/audit.md).
+ */
+function writePolicyLine(result: InteractionResult | undefined, failure: unknown): string[] {
+  const decision = result?.writeDecision ?? (failure as { writeDecision?: WriteDecision } | undefined)?.writeDecision;
+  return decision ? [`write-policy: ${decision.policy}: ${decision.reason}`] : [];
+}
+
 function basisOf(ctx: AccessContext): string[] {
   const fragments = ctx.readFragments;
   return fragments.length ? fragments.map((f) => `${f.basis}: ${f.description}`) : ['policy: unrestricted by scope or consent'];
+}
+
+/**
+ * The write policies and listeners of one interaction (or of a system context's work, with no
+ * interaction). Post-commit listeners are queued on the transaction and run right after COMMIT,
+ * so they never run for a write that rolled back.
+ */
+function interactionWrites(policies: WritePolicies, events: WriteEvents, principal: Principal, interaction?: Interaction): InteractionWrites {
+  return {
+    judges: (resourceType) => policies.judges(resourceType),
+    decide: (change, defaultPermits, existed) =>
+      interaction ? policies.decide({ ...change, principal, interaction }, defaultPermits, existed) : defaultDecision(principal, existed, defaultPermits),
+    wantsBeforeContent: (resourceType) => events.wantsBeforeContent(resourceType),
+    fire: async (phase, change, tx) => {
+      if (!events.listening(phase, change.resourceType)) return;
+      const session = StorageSession.of(tx);
+      // Writes happen only in the pipeline's sessions; a write outside one could not honour post-commit.
+      if (!session) throw new Error('A write outside a storage session');
+      const event = { ...change, principal, interaction, tx, session };
+      if (phase === 'post-commit') session.afterCommit(() => events.fire(phase, event));
+      else await events.fire(phase, event);
+    },
+  };
 }
 
 /**
@@ -298,6 +340,8 @@ export const UNRESTRICTED_SYSTEM_CONTEXTS = {
   'identity-matching': 'identity-matching',
   /** Aggregate statistics: counts over every organization's data, never rows (small cells suppressed). */
   'aggregate-statistics': 'aggregate-statistics',
+  /** `$transfer-custodian` (admins): looks up the new custodian Organization and moves the custodian columns. */
+  'custodian-transfer': 'custodian-transfer',
 } as const;
 export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
 
@@ -318,13 +362,16 @@ export class SystemAccess {
   constructor(
     private readonly audit: AuditStage,
     private readonly consent: ConsentStage,
+    private readonly writePolicies: WritePolicies,
+    private readonly writeEvents: WriteEvents,
   ) {}
 
   async mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal): Promise<AccessContext> {
     if (!Object.hasOwn(UNRESTRICTED_SYSTEM_CONTEXTS, name)) throw new Error(`${String(name)} is not a named unrestricted system context`);
     const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: [], ...(onBehalfOf ? { organization: onBehalfOf.organization } : {}) };
     await this.recordMint(name, principal, onBehalfOf, [`system: ${name}`]);
-    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name });
+    // Its writes (if any) fire the same write events as a client's: a Consent is materialized whoever writes it.
+    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name, writes: interactionWrites(this.writePolicies, this.writeEvents, principal) });
   }
 
   /**

@@ -8,6 +8,7 @@ import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
 import { CapabilityStatementService } from '../capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
+import type { StorageSession } from '../storage/storage-session';
 import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../storage/resource.repository';
 import { ResourceMatcher } from '../storage/resource-matcher';
 import { ResourceValidator } from '../validation/resource.validator';
@@ -50,12 +51,14 @@ export class InteractionExecutor {
     private readonly auditTrail: AuditEventSearch,
   ) {}
 
-  /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
-  async execute(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
+  /** `session`: the interaction's unit of work (a transaction for writes), opened by the pipeline. */
+  async execute(ctx: AccessContext, interaction: Interaction, session: StorageSession): Promise<InteractionResult> {
     // The server's own OperationDefinitions are not stored: their ids cannot be written (a stored one would never be read).
     if (interaction.resourceType === 'OperationDefinition' && interaction.id !== undefined && CHANGES.has(interaction.kind) && this.operations.definition(interaction.id)) {
       throw new FhirError(405, 'not-supported', `OperationDefinition/${interaction.id} is a definition of this server and cannot be changed`, undefined, { Allow: 'GET' });
     }
+    session.access = ctx;
+    const tx = session.tx;
     switch (interaction.kind) {
       case 'capabilities':
         return { status: 200, resource: this.capabilities.get() };
@@ -100,7 +103,7 @@ export class InteractionExecutor {
       case 'search-compartment':
         return this.search.search(ctx, interaction, tx);
       case 'operation':
-        return this.operations.execute(ctx, interaction, tx);
+        return this.operations.execute(ctx, interaction, session);
       case 'batch':
       case 'transaction':
         // Bundles are taken apart by the pipeline (BundleProcessor); their entries come here.
@@ -116,7 +119,7 @@ export class InteractionExecutor {
     const resource = { ...body, id } as Resource;
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', resource, id), tx);
-    return this.written(201, storedVersion(result));
+    return { ...this.written(201, storedVersion(result)), writeDecision: result.decision };
   }
 
   /**
@@ -172,9 +175,15 @@ export class InteractionExecutor {
       );
     }
     const touched = [];
-    for (const id of ids) touched.push(...((await this.delete(ctx, i, id, tx)).touched ?? []));
+    let writeDecision;
+    for (const id of ids) {
+      const deleted = await this.delete(ctx, i, id, tx);
+      touched.push(...(deleted.touched ?? []));
+      writeDecision ??= deleted.writeDecision;
+    }
     return {
       status: 200,
+      writeDecision,
       resource: outcome(`Deleted ${ids.length} ${i.resourceType} resource(s)`),
       touched,
     };
@@ -227,7 +236,7 @@ export class InteractionExecutor {
     resource = await resolveConditionalReferences(ctx, resource, this.matcher, tx);
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, id, parseIfMatch(i.ifMatch)), tx);
-    return this.written(result.created ? 201 : 200, storedVersion(result));
+    return { ...this.written(result.created ? 201 : 200, storedVersion(result)), writeDecision: result.decision };
   }
 
   /**
@@ -252,7 +261,7 @@ export class InteractionExecutor {
     const resource = await resolveConditionalReferences(ctx, patched, this.matcher, tx);
     this.validator.validate(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
-    return this.written(200, storedVersion(result));
+    return { ...this.written(200, storedVersion(result)), writeDecision: result.decision };
   }
 
   private async delete(ctx: AccessContext, i: DeleteInteraction, id: string, tx: EntityManager): Promise<InteractionResult> {
@@ -269,6 +278,7 @@ export class InteractionExecutor {
     return {
       status: 200,
       headers,
+      writeDecision: result.decision,
       touched: result.version ? [entityOf(result.version)] : [],
       resource: {
         resourceType: 'OperationOutcome',
@@ -432,5 +442,5 @@ function parseInstantParam(name: string, raw: string): { start: string; end: str
 /** The attributes a read was judged on, when the statement selected them. */
 function judgedOn(v: StoredVersion): AccessAttributes | undefined {
   if (v.authorOrg === undefined) return undefined;
-  return { resourceType: v.resourceType, id: v.id, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
+  return { resourceType: v.resourceType, id: v.id, custodianOrg: v.custodianOrg ?? null, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
 }

@@ -2,6 +2,7 @@ import type { AccessAttributes } from '../storage/access-attributes';
 import type { Resource } from '@medplum/fhirtypes';
 import type { OperationDeclaration } from './operation-declaration';
 import { FhirError } from '../../common/fhir-error';
+import type { WriteDecision } from './write-decision';
 
 /** The FHIR interactions (http.html) and operations the pipeline knows. */
 export type InteractionKind =
@@ -252,6 +253,8 @@ export interface InteractionResult {
   touched?: AuditEntity[];
   /** Read/vread: the attributes access was judged on (consent explanation in the audit record). */
   judged?: AccessAttributes;
+  /** Writes: the write policy that permitted the change and its reason (audit record). */
+  writeDecision?: WriteDecision;
 }
 
 /** The interaction class used by scopes and audit: c r u d s (SMART v2). */

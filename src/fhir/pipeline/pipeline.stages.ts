@@ -4,6 +4,7 @@ import type { AuditRecord } from '../../audit/audit-record';
 import type { Interaction } from './interaction';
 import type { Principal } from './principal';
 import type { AccessAttributes } from '../storage/access-attributes';
+import type { StorageSession } from '../storage/storage-session';
 
 /**
  * The pluggable stages of the pipeline (GUIDE §1). Each is an abstract class so Nest can inject
@@ -41,7 +42,7 @@ export abstract class ConsentStage {
 export abstract class AuditStage {
   /**
    * Must complete (durably, for real audit) before the response body is sent; failure fails the
-   * request. `tx`: the interaction's transaction, for a record that must commit with the write.
+   * request. `session`: the interaction's unit of work, for a record that must commit with the write.
    */
-  abstract record(record: AuditRecord, tx?: EntityManager): Promise<void>;
+  abstract record(record: AuditRecord, session?: StorageSession): Promise<void>;
 }

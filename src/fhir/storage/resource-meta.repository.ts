@@ -4,7 +4,8 @@ import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
 import { securityLabelsOf } from './patient-compartment';
-import { flushQueuedCreates, notWritable, ResourceIndexer, StoredVersion } from './resource.repository';
+import { notWritable, ResourceIndexer, StoredVersion } from './resource.repository';
+import { StorageSession } from './storage-session';
 import { SqlParams } from './sql-params';
 
 /** What `$validate` with mode update/delete needs to know of a stored resource, judged like a write. */
@@ -73,7 +74,7 @@ export class ResourceMetaRepository {
     change: (resource: Resource) => Resource,
     tx: EntityManager,
   ): Promise<StoredVersion> {
-    await flushQueuedCreates(tx);
+    await StorageSession.of(tx)?.createQueue?.flush();
     const p = new SqlParams();
     const rows: { version_id: number; last_updated: Date; deleted: boolean; compartments: string[]; content: Resource | null; writable: boolean }[] =
       await tx.query(

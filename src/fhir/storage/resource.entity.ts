@@ -11,7 +11,10 @@ export class ResourceEntity {
   @Column({ name: 'version_id', type: 'integer' }) versionId!: number;
   @Column({ name: 'last_updated', type: 'timestamptz' }) lastUpdated!: Date;
   @Column({ type: 'boolean', default: false }) deleted!: boolean;
+  /** Written-by: the organization that wrote the current version. */
   @Column({ name: 'author_org', type: 'text', nullable: true }) authorOrg!: string | null;
+  /** The custodian organization: set on create, changed only by $transfer-custodian. */
+  @Column({ name: 'custodian_org', type: 'text', nullable: true }) custodianOrg!: string | null;
   @Column({ type: 'text', array: true, default: () => "'{}'" }) compartments!: string[];
   @Column({ name: 'security_labels', type: 'text', array: true, default: () => "'{}'" }) securityLabels!: string[];
   @Column({ type: 'jsonb', nullable: true }) content!: Record<string, unknown> | null;
@@ -27,5 +30,6 @@ export class ResourceHistoryEntity {
   @Column({ type: 'boolean', default: false }) deleted!: boolean;
   @Column({ type: 'text' }) method!: string;
   @Column({ name: 'author_org', type: 'text', nullable: true }) authorOrg!: string | null;
+  @Column({ name: 'custodian_org', type: 'text', nullable: true }) custodianOrg!: string | null;
   @Column({ type: 'jsonb', nullable: true }) content!: Record<string, unknown> | null;
 }

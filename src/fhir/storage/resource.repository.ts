@@ -3,8 +3,10 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
+import type { StoredState, WriteChange, WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
+import { CreateQueue, StorageSession } from './storage-session';
 
 export interface StoredVersion {
   resourceType: string;
@@ -16,6 +18,8 @@ export interface StoredVersion {
   /** Patient ids of the version's Patient compartment (audit: whose data this is). */
   compartments: string[];
   /** What access was judged on (read and vread select them): explains a consent decision without another query. */
+  custodianOrg?: string | null;
+  /** Written-by: the organization that wrote this version. */
   authorOrg?: string | null;
   securityLabels?: string[];
 }
@@ -35,6 +39,7 @@ export interface WriteRequest {
   resource?: Resource;
   /** Expected current version (If-Match); mismatch gives 412. */
   ifMatch?: number;
+  /** Written-by: the writer's organization (the custodian too when this write creates the resource). */
   authorOrg?: string;
   compartments?: string[];
   securityLabels?: string[];
@@ -47,6 +52,8 @@ export interface WriteResult {
   /** False when nothing changed (delete of something already gone). */
   changed: boolean;
   version?: StoredVersion;
+  /** The write policy that permitted it, with its reason (the audit record carries it). */
+  decision?: WriteDecision;
 }
 
 export interface HistoryQuery {
@@ -64,7 +71,8 @@ const UNIQUE_VIOLATION = '23505';
 
 /**
  * The write of a resource version, with what storage keeps beside it derived from the resource
- * itself (Patient compartments, security labels) and the writer (authoring organization).
+ * itself (Patient compartments, security labels) and the writer (written-by organization; on a
+ * create also the custodian).
  */
 export function versionWrite(
   ctx: AccessContext,
@@ -120,36 +128,50 @@ export abstract class ResourceIndexer {
 
 /** A create queued by `deferCreates`, as `writeIn` would have stored it. */
 interface PendingCreate {
+  /** The writer's context: its write listeners run when the queue is written. */
+  ctx: AccessContext;
   req: WriteRequest;
   content: Resource;
   lastUpdated: string;
 }
 
-/** Creates queued per transaction (see deferCreates); keyed by the transaction, so never shared. */
-const pendingCreates = new WeakMap<EntityManager, PendingCreate[]>();
 /** Queued creates are written in chunks of this many: bounded statements, linear cost per entry. */
 const CREATE_CHUNK = 500;
-/**
- * Chunks whose rows are written but whose index rows and write hooks wait for the queue to be
- * emptied: a hook must see every resource queued with its own (a Consent before its Patient).
- */
-const unindexedCreates = new WeakMap<EntityManager, Resource[][]>();
-/**
- * `Type/id` of client-assigned ids (PUT) that `reserveNewIds` found absent and locked in this
- * transaction: their first write is queued like a server-assigned create. Taken once each.
- */
-const reservedNewIds = new WeakMap<EntityManager, Set<string>>();
-/** The repository that queued creates in a transaction writes them (set by deferCreates). */
-const flushers = new WeakMap<EntityManager, (tx: EntityManager) => Promise<void>>();
 
-/** Whether this PUT's id was reserved absent by `reserveNewIds` (once: a second write of it is an update). */
-function takeReserved(tx: EntityManager, req: WriteRequest): boolean {
-  return reservedNewIds.get(tx)?.delete(`${req.resourceType}/${req.id}`) ?? false;
+/**
+ * The bulk-create queue of one storage session (see deferCreates): it lives on the session (the
+ * unit of work) and ends with it; nothing is kept per transaction anywhere else.
+ */
+class QueuedCreates implements CreateQueue {
+  /** Creates not yet written. */
+  readonly pending: PendingCreate[] = [];
+  /**
+   * Chunks whose rows are written but whose index rows and write events wait for the queue to be
+   * emptied: a listener must see every resource queued with its own (a Consent before its Patient).
+   */
+  readonly unindexed: PendingCreate[][] = [];
+  /**
+   * `Type/id` of client-assigned ids (PUT) that `reserveNewIds` found absent and locked in this
+   * transaction: their first write is queued like a server-assigned create. Taken once each.
+   */
+  reserved = new Set<string>();
+
+  constructor(private readonly flushWith: () => Promise<void>) {}
+
+  flush(): Promise<void> {
+    return this.flushWith();
+  }
+
+  /** Whether this PUT's id was reserved absent by `reserveNewIds` (once: a second write of it is an update). */
+  takeReserved(req: WriteRequest): boolean {
+    return this.reserved.delete(`${req.resourceType}/${req.id}`);
+  }
 }
 
-/** Writes the creates queued in this transaction, if any (the session does so before commit). */
-export async function flushQueuedCreates(tx: EntityManager): Promise<void> {
-  await flushers.get(tx)?.(tx);
+/** The bulk-create queue of the session `tx` belongs to, if its creates are deferred. */
+function queueOf(tx: EntityManager): QueuedCreates | undefined {
+  const queue = StorageSession.of(tx)?.createQueue;
+  return queue instanceof QueuedCreates ? queue : undefined;
 }
 
 /**
@@ -166,9 +188,8 @@ export class ResourceRepository {
    * index rows of up to CREATE_CHUNK resources, instead of ~10 round trips each. Every other
    * read or write through this repository in the transaction writes the queue first, so it sees them.
    */
-  deferCreates(tx: EntityManager): void {
-    if (!pendingCreates.has(tx)) pendingCreates.set(tx, []);
-    flushers.set(tx, (t) => this.flushCreates(t));
+  deferCreates(session: StorageSession): void {
+    session.createQueue ??= new QueuedCreates(() => this.flushCreates(session.tx));
   }
 
   /**
@@ -179,8 +200,10 @@ export class ResourceRepository {
    * concurrent first write of one of them waits for this transaction and then updates. Returns the
    * reserved ones of the `Type/id`s given; needs `deferCreates` first.
    */
-  async reserveNewIds(tx: EntityManager, targets: readonly string[]): Promise<ReadonlySet<string>> {
-    if (!pendingCreates.has(tx) || !targets.length) return new Set();
+  async reserveNewIds(session: StorageSession, targets: readonly string[]): Promise<ReadonlySet<string>> {
+    const queue = queueOf(session.tx);
+    if (!queue || !targets.length) return new Set();
+    const tx = session.tx;
     const keys = [...new Set(targets)];
     await tx.query(
       `SELECT count(pg_advisory_xact_lock(h)) FROM (SELECT DISTINCT hashtextextended(k, 0) AS h FROM unnest($1::text[]) AS k ORDER BY 1) AS locks`,
@@ -194,34 +217,40 @@ export class ResourceRepository {
     );
     const taken = new Set(existing.map((e) => e.k));
     const reserved = new Set(keys.filter((k) => !taken.has(k)));
-    reservedNewIds.set(tx, reserved);
+    queue.reserved = reserved;
     return new Set(reserved);
   }
 
   /** Writes the queued creates of the transaction (a 409 names the `Type/id` if an id was taken). */
   async flushCreates(tx: EntityManager): Promise<void> {
-    await this.writeQueuedRows(tx);
-    const chunks = unindexedCreates.get(tx);
-    if (!chunks?.length) return;
-    for (const chunk of chunks.splice(0, chunks.length)) if (this.indexer) await this.indexer.indexCreated(tx, chunk);
+    const queue = queueOf(tx);
+    if (!queue) return;
+    await this.writeQueuedRows(tx, queue);
+    for (const chunk of queue.unindexed.splice(0, queue.unindexed.length)) {
+      if (this.indexer) await this.indexer.indexCreated(tx, chunk.map((p) => p.content));
+      // The same events as a single create, once every row of the queue is written (a Consent's
+      // listener sees its Patient queued hundreds of entries later).
+      for (const { ctx, req, content } of chunk) {
+        const change = createdChange(req, content);
+        await ctx.fireWrite('pre-commit', change, tx);
+        await ctx.fireWrite('post-commit', change, tx);
+      }
+    }
   }
 
   /** The resource and history rows of the queued creates; their indexing waits for flushCreates. */
-  private async writeQueuedRows(tx: EntityManager): Promise<void> {
-    const pending = pendingCreates.get(tx);
-    if (!pending?.length) return;
-    const batch = pending.splice(0, pending.length);
+  private async writeQueuedRows(tx: EntityManager, queue: QueuedCreates): Promise<void> {
+    if (!queue.pending.length) return;
+    const batch = queue.pending.splice(0, queue.pending.length);
     await this.insertCreated(tx, batch);
-    const chunks = unindexedCreates.get(tx) ?? [];
-    chunks.push(batch.map((p) => p.content));
-    unindexedCreates.set(tx, chunks);
+    queue.unindexed.push(batch);
   }
 
   async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<StoredVersion | undefined> {
     await this.flushCreates(tx);
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.author_org, r.security_labels, r.content
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content
          FROM resource r
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
       p.values,
@@ -233,7 +262,7 @@ export class ResourceRepository {
   async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.author_org, h.security_labels, h.content
+      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.custodian_org, h.author_org, h.security_labels, h.content
          FROM resource_history h
         WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND h.version_id = ${p.bind(versionId)}
           AND ${ctx.renderRead('h', p, 'version')}`,
@@ -248,15 +277,18 @@ export class ResourceRepository {
    * be changed only when the AccessContext lets the requester read it and the write rule holds.
    */
   async write(ctx: AccessContext, req: WriteRequest, tx: EntityManager): Promise<WriteResult> {
-    const pending = pendingCreates.get(tx);
+    const queue = queueOf(tx);
     if (
-      pending &&
+      queue &&
       req.ifMatch === undefined &&
       req.resource &&
       (this.indexer?.indexesTogether(req.resourceType) ?? true) &&
-      (req.mode === 'create' || (req.mode === 'update' && req.method === 'PUT' && takeReserved(tx, req)))
+      (req.mode === 'create' || (req.mode === 'update' && req.method === 'PUT' && queue.takeReserved(req)))
     ) {
-      return this.queueCreate(tx, pending, req);
+      // A first version: the default policy permits (the writer becomes the custodian); a module's may refuse.
+      const decision = this.permitted(ctx, req, undefined, true, false);
+      if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
+      return { ...(await this.queueCreate(ctx, tx, queue, req)), decision };
     }
     await this.flushCreates(tx);
     return this.writeIn(ctx, tx, req);
@@ -269,7 +301,11 @@ export class ResourceRepository {
       await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`${req.resourceType}/${req.id}`]);
       cur = await this.lockCurrent(ctx, tx, req);
     }
-    if (req.mode !== 'create' && (cur ? !cur.writable : req.mode === 'delete')) throw notWritable(req.resourceType, req.id);
+    // The one 403 (hidden, missing, not the requester's), before If-Match: the default policy's SQL
+    // verdict, widened or narrowed by module policies for the type (on rows the requester may read).
+    const defaultPermits = req.mode === 'create' || (cur ? cur.writable : req.mode !== 'delete');
+    const decision = this.permitted(ctx, req, cur, defaultPermits, cur !== undefined);
+    if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
     if (req.ifMatch !== undefined && (!cur || cur.deleted || cur.version_id !== req.ifMatch)) {
       throw FhirError.preconditionFailed(
         `If-Match version ${req.ifMatch} does not match the current version of ${req.resourceType}/${req.id}`,
@@ -293,16 +329,21 @@ export class ResourceRepository {
       } as Resource;
     }
     const deleted = req.mode === 'delete';
+    const change: WriteChange = { mode: req.mode, resourceType: req.resourceType, id: req.id, before: beforeOf(cur), after: content ?? undefined };
+    // A validate listener's FhirError refuses the write before anything is stored.
+    await ctx.fireWrite('validate', change, tx);
     const json = content ? JSON.stringify(content) : null;
+    // Set on create, then kept: only $transfer-custodian changes it (written-by is author_org).
+    const custodian = cur ? cur.custodian_org : (req.authorOrg ?? null);
     // One round trip: the current row and the history row.
     await tx.query(
       `WITH h AS (
-         INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, compartments, security_labels, content)
-         VALUES ($1, $2, $3, $4, $5, $10, $6,
+         INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, custodian_org, compartments, security_labels, content)
+         VALUES ($1, $2, $3, $4, $5, $10, $6, $13,
                  CASE WHEN $5 THEN $11::text[] ELSE $7::text[] END, CASE WHEN $5 THEN $12::text[] ELSE $8::text[] END, $9)
        )
-       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+       INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, custodian_org, compartments, security_labels, content)
+       VALUES ($1, $2, $3, $4, $5, $6, $13, $7, $8, $9)
        ON CONFLICT (resource_type, id) DO UPDATE SET
          version_id = EXCLUDED.version_id, last_updated = EXCLUDED.last_updated, deleted = EXCLUDED.deleted,
          author_org = COALESCE(EXCLUDED.author_org, resource.author_org),
@@ -323,12 +364,16 @@ export class ResourceRepository {
         // A deletion version keeps the attributes of the version it deletes: who may see the tombstone.
         cur?.compartments ?? [],
         cur?.security_labels ?? [],
+        custodian,
       ],
     );
     if (this.indexer) await this.indexer.index(tx, req.resourceType, req.id, content ?? undefined, cur !== undefined);
+    await ctx.fireWrite('pre-commit', change, tx);
+    await ctx.fireWrite('post-commit', change, tx);
     return {
       created: !cur || cur.deleted,
       changed: true,
+      decision,
       version: {
         resourceType: req.resourceType,
         id: req.id,
@@ -337,8 +382,42 @@ export class ResourceRepository {
         deleted,
         resource: content ?? undefined,
         compartments: deleted ? (cur?.compartments ?? []) : (req.compartments ?? []),
+        custodianOrg: custodian,
+        authorOrg: req.authorOrg ?? null,
       },
     };
+  }
+
+  /**
+   * The write policies' decision (write-policy.ts). Module policies see the stored version only
+   * when the requester may read it; a hidden row is judged by the default policy alone.
+   */
+  private permitted(ctx: AccessContext, req: WriteRequest, cur: CurrentRow | undefined, defaultPermits: boolean, existed: boolean): WriteDecision {
+    if (cur && cur.readable === false) return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id }, false, true);
+    return ctx.decideWrite({ mode: req.mode, resourceType: req.resourceType, id: req.id, before: beforeOf(cur), after: req.resource }, defaultPermits, existed);
+  }
+
+  /**
+   * Changes the custodian organization of a resource (the admin operation $transfer-custodian):
+   * the current row and every version row (each carries the resource's custodian so a version is
+   * judged without a join). No new version: the content is not changed. System contexts only (the
+   * operation mints one, audited); answers the previous custodian, or undefined if there is no
+   * such resource (a deleted one is transferred too: its history stays someone's).
+   */
+  async transferCustodian(ctx: AccessContext, resourceType: string, id: string, custodian: string, tx: EntityManager): Promise<{ previous: string | null; versionId: number; compartments: string[] } | undefined> {
+    if (!ctx.system) throw new Error('transferCustodian changes rows of any organization: system contexts only');
+    await this.flushCreates(tx);
+    const rows: { custodian_org: string | null; version_id: number; compartments: string[] }[] = await tx.query(
+      `SELECT custodian_org, version_id, compartments FROM resource WHERE resource_type = $1 AND id = $2 FOR UPDATE`,
+      [resourceType, id],
+    );
+    if (!rows[0]) return undefined;
+    await tx.query(
+      `WITH h AS (UPDATE resource_history SET custodian_org = $3 WHERE resource_type = $1 AND id = $2)
+       UPDATE resource SET custodian_org = $3 WHERE resource_type = $1 AND id = $2`,
+      [resourceType, id, custodian],
+    );
+    return { previous: rows[0].custodian_org, versionId: rows[0].version_id, compartments: rows[0].compartments ?? [] };
   }
 
   /**
@@ -347,8 +426,14 @@ export class ResourceRepository {
    */
   private async lockCurrent(ctx: AccessContext, tx: EntityManager, req: WriteRequest): Promise<CurrentRow | undefined> {
     const p = new SqlParams();
+    // Module write policies and listeners that ask for it see the stored version's content (before),
+    // only where readable (a permitted write's row always is).
+    const judges = ctx.judgesWrites(req.resourceType);
+    const forPolicies =
+      (judges ? `, ${ctx.renderRead('r', p)} AS readable` : '') +
+      (judges || ctx.wantsBeforeContent(req.resourceType) ? `, CASE WHEN ${ctx.renderRead('r', p)} THEN r.content END AS content` : '');
     const rows: CurrentRow[] = await tx.query(
-      `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, ${ctx.renderWrite('r', p)} AS writable
+      `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, r.custodian_org, r.author_org, ${ctx.renderWrite('r', p)} AS writable${forPolicies}
          FROM resource r WHERE r.resource_type = ${p.bind(req.resourceType)} AND r.id = ${p.bind(req.id)} FOR UPDATE`,
       p.values,
     );
@@ -356,15 +441,16 @@ export class ResourceRepository {
   }
 
   /** What `writeIn` answers for a first version; the rows are written by `insertCreated`. */
-  private async queueCreate(tx: EntityManager, pending: PendingCreate[], req: WriteRequest): Promise<WriteResult> {
+  private async queueCreate(ctx: AccessContext, tx: EntityManager, queue: QueuedCreates, req: WriteRequest): Promise<WriteResult> {
     const lastUpdated = new Date().toISOString();
     const content = {
       ...req.resource,
       id: req.id,
       meta: { ...req.resource!.meta, versionId: '1', lastUpdated },
     } as Resource;
-    pending.push({ req, content, lastUpdated });
-    if (pending.length >= CREATE_CHUNK) await this.writeQueuedRows(tx);
+    await ctx.fireWrite('validate', createdChange(req, content), tx);
+    queue.pending.push({ ctx, req, content, lastUpdated });
+    if (queue.pending.length >= CREATE_CHUNK) await this.writeQueuedRows(tx, queue);
     return {
       created: true,
       changed: true,
@@ -398,11 +484,11 @@ export class ResourceRepository {
              FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS x(e, n)
          ),
          h AS (
-           INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, compartments, security_labels, content)
-           SELECT resource_type, id, 1, last_updated, false, method, author_org, compartments, security_labels, content FROM input ORDER BY n
+           INSERT INTO resource_history (resource_type, id, version_id, last_updated, deleted, method, author_org, custodian_org, compartments, security_labels, content)
+           SELECT resource_type, id, 1, last_updated, false, method, author_org, author_org, compartments, security_labels, content FROM input ORDER BY n
          )
-         INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, compartments, security_labels, content)
-         SELECT resource_type, id, 1, last_updated, false, author_org, compartments, security_labels, content FROM input`,
+         INSERT INTO resource (resource_type, id, version_id, last_updated, deleted, author_org, custodian_org, compartments, security_labels, content)
+         SELECT resource_type, id, 1, last_updated, false, author_org, author_org, compartments, security_labels, content FROM input`,
         [JSON.stringify(rows)],
       );
     } catch (err) {
@@ -476,7 +562,12 @@ interface CurrentRow {
   deleted: boolean;
   compartments: string[];
   security_labels: string[];
+  custodian_org: string | null;
+  author_org: string | null;
   writable: boolean;
+  /** Selected only when module write policies judge the type (content also when a listener asks). */
+  readable?: boolean;
+  content?: Resource | null;
 }
 
 interface RawRow {
@@ -486,9 +577,21 @@ interface RawRow {
   last_updated: Date;
   deleted: boolean;
   compartments: string[] | null;
+  custodian_org?: string | null;
   author_org?: string | null;
   security_labels?: string[] | null;
   content: Resource | null;
+}
+
+/** The stored version as write policies and listeners see it (content only when they asked for it). */
+function beforeOf(cur: CurrentRow | undefined): StoredState | undefined {
+  if (!cur) return undefined;
+  return { versionId: cur.version_id, deleted: cur.deleted, resource: cur.content ?? undefined, custodianOrg: cur.custodian_org, authorOrg: cur.author_org };
+}
+
+/** A first version's change, as its listeners see it (the same for a single and a queued create). */
+function createdChange(req: WriteRequest, content: Resource): WriteChange {
+  return { mode: req.mode, resourceType: req.resourceType, id: req.id, after: content };
 }
 
 function toStored(row: RawRow): StoredVersion {
@@ -500,6 +603,6 @@ function toStored(row: RawRow): StoredVersion {
     deleted: row.deleted,
     resource: row.content ?? undefined,
     compartments: row.compartments ?? [],
-    ...(row.author_org !== undefined ? { authorOrg: row.author_org, securityLabels: row.security_labels ?? [] } : {}),
+    ...(row.author_org !== undefined ? { custodianOrg: row.custodian_org ?? null, authorOrg: row.author_org, securityLabels: row.security_labels ?? [] } : {}),
   };
 }

@@ -1,8 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
-import { discardBeforeCommit, runAfterCommit, runBeforeCommit } from '../../common/before-commit';
-import { flushQueuedCreates } from './resource.repository';
+import type { AccessContext } from '../pipeline/access-context';
 
 export interface StorageSessionOptions {
   /** Writes run in one database transaction, committed only if the whole unit of work succeeds. */
@@ -11,12 +10,99 @@ export interface StorageSessionOptions {
   signal?: AbortSignal;
 }
 
+/** Creates queued for a bulk write (ResourceRepository.deferCreates): written before anything reads. */
+export interface CreateQueue {
+  /** Writes what is queued (rows, index rows, their write events). */
+  flush(): Promise<void>;
+}
+
+/** Where a session sits on its QueryRunner (TypeORM's per-runner `data`), for code handed only the manager. */
+const SESSION = Symbol('StorageSession');
+
 /**
- * The database side of one interaction (GUIDE §1: the pipeline owns the transaction). The pipeline
- * opens a session per interaction (per Bundle for a transaction, per entry for a batch) and hands
- * its `manager` to the executor, storage, search and the audit stage, so a record written by a later
- * stage commits with the write it records. Reads use one pooled connection without BEGIN/COMMIT
- * (one statement, one implicit transaction); writes use one explicit transaction.
+ * The unit of work of one interaction (one transaction Bundle, one batch entry): the connection
+ * and its transaction, the AccessContext of the interaction running in it, the creates queued
+ * for bulk writing, the work to do right before and right after COMMIT, and the audit rows that
+ * commit with the writes. Nothing per-transaction lives in module-level maps: it is all here,
+ * and it ends with the session. Opened only by StorageSessions (the pipeline's).
+ */
+export class StorageSession {
+  /** The interaction's AccessContext (a Bundle's entries set theirs in turn). */
+  access?: AccessContext;
+  /** The bulk-create queue, when a transaction Bundle deferred its creates. */
+  createQueue?: CreateQueue;
+  /** The audit stage's rows of this transaction, appended together right before COMMIT (opaque here). */
+  readonly auditRows: unknown[] = [];
+  private beforeCommitWork: Array<() => Promise<void>> = [];
+  private afterCommitWork: Array<() => Promise<void>> = [];
+
+  constructor(
+    /** The connection's EntityManager: every statement of the unit of work goes through it. */
+    readonly tx: EntityManager,
+    readonly transactional: boolean,
+  ) {
+    if (tx.queryRunner) tx.queryRunner.data = { ...tx.queryRunner.data, [SESSION]: this };
+  }
+
+  /** The session a manager belongs to (storage code deep in a write is handed the manager). */
+  static of(tx: EntityManager): StorageSession | undefined {
+    return (tx.queryRunner?.data as Record<symbol, StorageSession | undefined> | undefined)?.[SESSION];
+  }
+
+  /**
+   * Work right before COMMIT (the audit rows of the writes): a failure rolls the transaction back.
+   * Deferring to that point keeps locks taken there (the audit chain head) held only for the commit.
+   */
+  beforeCommit(work: () => Promise<void>): void {
+    this.beforeCommitWork.push(work);
+  }
+
+  /**
+   * Work that needs the commit visible to other connections (chaining audit rows, post-commit write
+   * listeners), right after COMMIT and before the response. It cannot undo the commit; each piece
+   * runs even if an earlier one failed. Never run for a rolled-back transaction.
+   */
+  afterCommit(work: () => Promise<void>): void {
+    this.afterCommitWork.push(work);
+  }
+
+  /** Everything that must be in the commit: queued creates (and their events), then the before-commit work. */
+  async prepareCommit(): Promise<void> {
+    await this.createQueue?.flush();
+    const work = this.beforeCommitWork;
+    this.beforeCommitWork = [];
+    for (const w of work) await w();
+  }
+
+  async committed(): Promise<void> {
+    const work = this.afterCommitWork;
+    this.afterCommitWork = [];
+    let failure: unknown;
+    for (const w of work) {
+      try {
+        await w();
+      } catch (err) {
+        failure ??= err;
+      }
+    }
+    if (failure) throw failure;
+  }
+
+  /** A rolled-back transaction: nothing queued may run. */
+  discard(): void {
+    this.beforeCommitWork = [];
+    this.afterCommitWork = [];
+    this.createQueue = undefined;
+    this.auditRows.length = 0;
+  }
+}
+
+/**
+ * Opens the storage sessions of the pipeline (GUIDE §1: the pipeline owns the transaction): one per
+ * interaction (per Bundle for a transaction, per entry for a batch), handed to the executor,
+ * storage, search and the audit stage, so a record written by a later stage commits with the
+ * write it records. Reads use one pooled connection without BEGIN/COMMIT (one statement, one
+ * implicit transaction); writes use one explicit transaction.
  */
 @Injectable()
 export class StorageSessions {
@@ -24,26 +110,25 @@ export class StorageSessions {
 
   constructor(@InjectDataSource() private readonly db: DataSource) {}
 
-  async run<T>(options: StorageSessionOptions, work: (tx: EntityManager) => Promise<T>): Promise<T> {
+  async run<T>(options: StorageSessionOptions, work: (session: StorageSession) => Promise<T>): Promise<T> {
     if (options.signal?.aborted) throw new Error('The client went away before the interaction started');
     const runner = this.db.createQueryRunner();
     await runner.connect();
     const cancel = (): void => void this.cancel(runner);
     options.signal?.addEventListener('abort', cancel, { once: true });
+    const session = new StorageSession(runner.manager, options.transactional);
     try {
-      if (!options.transactional) return await work(runner.manager);
+      if (!options.transactional) return await work(session);
       await runner.startTransaction();
-      const result = await work(runner.manager);
-      // Nothing queued by deferCreates may be left out of the commit.
-      await flushQueuedCreates(runner.manager);
-      // The audit records of the writes (AuditStage with tx) commit with them.
-      await runBeforeCommit(runner.manager);
+      const result = await work(session);
+      // Queued creates, then the audit records of the writes (AuditStage with the session) commit with them.
+      await session.prepareCommit();
       await runner.commitTransaction();
-      // E.g. chaining the audit records that committed with the write (docs/audit.md).
-      await runAfterCommit(runner.manager);
+      // E.g. chaining the audit records that committed with the write (docs/audit.md), post-commit listeners.
+      await session.committed();
       return result;
     } catch (err) {
-      discardBeforeCommit(runner.manager);
+      session.discard();
       if (runner.isTransactionActive) await runner.rollbackTransaction().catch(() => undefined);
       throw err;
     } finally {

@@ -15,6 +15,7 @@ import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interacti
 import { MAX_BUNDLE_ENTRIES } from '../search/search-limits';
 import { ResourceRepository, versionWrite } from '../storage/resource.repository';
 import { lockConditionalCreates, ResourceMatcher } from '../storage/resource-matcher';
+import type { StorageSession } from '../storage/storage-session';
 
 /**
  * What the pipeline lends the processor: the storage session of a transaction Bundle, running one
@@ -22,8 +23,8 @@ import { lockConditionalCreates, ResourceMatcher } from '../storage/resource-mat
  * for the Bundle's look-ups (conditional references, ifNoneExist), authorized as searches.
  */
 export interface EntryRunner {
-  transaction<T>(work: (tx: EntityManager) => Promise<T>): Promise<T>;
-  runInTransaction(entry: Interaction, index: number, tx: EntityManager): Promise<InteractionResult>;
+  transaction<T>(work: (session: StorageSession) => Promise<T>): Promise<T>;
+  runInTransaction(entry: Interaction, index: number, session: StorageSession): Promise<InteractionResult>;
   runAlone(entry: Interaction, index: number): Promise<InteractionResult>;
   lookup(kind: 'search-type', resourceType: string, query: QueryParams): Promise<AccessContext>;
 }
@@ -94,19 +95,20 @@ export class BundleProcessor {
   private async transaction(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
     this.rejectDuplicates(planned);
     const responses: BundleEntry[] = new Array(planned.length);
-    await runner.transaction(async (tx) => {
+    await runner.transaction(async (session) => {
+      const tx = session.tx;
       const references = await this.assignIdentities(planned, runner, tx);
       await this.resolveConditionalReferences(planned, references, runner, tx);
       for (const p of planned) rewriteReferences(p.interaction.body, references);
       const ordered = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
       // Plain creates (new ids, server-assigned or PUT to an id nobody has) are written together;
       // anything else first writes what is queued.
-      this.repository.deferCreates(tx);
-      const newIds = await this.repository.reserveNewIds(tx, planned.filter(isPutById).map(putTarget));
+      this.repository.deferCreates(session);
+      const newIds = await this.repository.reserveNewIds(session, planned.filter(isPutById).map(putTarget));
       for (const p of ordered) {
         try {
           if (!isPlainCreate(p) && !(isPutById(p) && newIds.has(putTarget(p)))) await this.repository.flushCreates(tx);
-          responses[p.index] = this.entryResponse(await runner.runInTransaction(p.interaction, p.index, tx), p);
+          responses[p.index] = this.entryResponse(await runner.runInTransaction(p.interaction, p.index, session), p);
         } catch (err) {
           throw atEntry(err, entryNamedBy(err, planned) ?? p.index);
         }

@@ -156,7 +156,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const urls = [...new Set([...(rest.operation ?? []), ...rest.resource.flatMap((r) => r.operation ?? [])].map((o) => o.definition))].sort();
     const prefix = 'http://hie.example.org/fhir/OperationDefinition/';
     expect(urls).toEqual(
-      ['access-report', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'reindex', 'test-encounter-everything', 'validate', 'verify-chain'].map((id) => prefix + id),
+      ['access-report', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map((id) => prefix + id),
     );
     for (const url of urls) {
       const id = url.slice(prefix.length);
@@ -230,6 +230,8 @@ describe('operations keyed by (name, level, type), checked and described by thei
       ['$meta-delete', t.api, 'post', `/fhir/Patient/${patientId}/$meta-delete`, parameters({ name: 'meta', valueMeta: { tag: [{ code: 'a' }] } }, { name: 'meta', valueMeta: { tag: [{ code: 'b' }] } }), 'meta', 'invalid'],
       ['$access-report', auditor, 'get', `/fhir/Patient/${patientId}/$access-report?_since=2024-13-01`, undefined, '_since', 'invalid'],
       ['$verify-chain', auditor, 'post', '/fhir/$verify-chain', parameters({ name: 'to', valueBoolean: true }), 'to', 'invalid'],
+      ['$transfer-custodian', admin, 'post', `/fhir/Patient/${patientId}/$transfer-custodian`, parameters(), 'organization', 'required'],
+      ['$transfer-custodian type', admin, 'post', `/fhir/Patient/${patientId}/$transfer-custodian`, parameters({ name: 'organization', valueString: 'Organization/x' }), 'organization', 'invalid'],
     ];
     for (const [label, agent, method, path, body, name, code] of cases) {
       const call = agent[method](path);

@@ -216,7 +216,7 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
       ['public-health', 'Observation'],
       ['admin', 'Condition'],
     ] as const)('role %s may not read %s', async (role, type) => {
-      const client = await registerTestClient(t, { role, scopes: ['system/*.*'], purposes: [role === 'public-health' ? 'PUBHLTH' : 'TREAT'] });
+      const client = await registerTestClient(t, { role, scopes: ['system/*.*'], purposes: [{ auditor: 'HOPERAT', 'public-health': 'PUBHLTH', admin: 'HSYSADMIN' }[role]] });
       const id = type === 'Condition' ? conditionId : type === 'Patient' ? patientId : 'any-id';
       const res = await request(t.http).get(`/fhir/${type}/${id}`).set('Authorization', `Bearer ${await client.token()}`);
       expectDenied(res, 403, 'forbidden');

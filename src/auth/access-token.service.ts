@@ -13,6 +13,8 @@ import { ACCESS_TOKEN_ALG, SigningKeyStore } from './signing-key.store';
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 export const CLIENT_ASSERTION_ALGS = ['RS384', 'ES384'];
 const MAX_ASSERTION_LIFETIME_SECONDS = 300;
+/** Clock skew tolerated between a client (or another node) and this server: an `iat` further ahead was not issued now. */
+const MAX_CLOCK_SKEW_SECONDS = 60;
 /** The longest lifetime ACCESS_TOKEN_TTL_SECONDS allows: a token claiming more was not issued here. */
 const MAX_ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
 /** Verified tokens remembered (bounded; the oldest go first). */
@@ -164,7 +166,7 @@ export class AccessTokenService {
       // Without these a token signed by our key (a bug, a test tool, a leaked signing call) would never expire.
       requiredClaims: ['exp', 'iat', 'iss', 'aud', 'sub', 'client_id', 'org', 'role', 'scope', 'pou'],
     });
-    if (payload.exp! - payload.iat! > MAX_ACCESS_TOKEN_LIFETIME_SECONDS || payload.iat! > Math.floor(Date.now() / 1000) + 60) {
+    if (payload.exp! - payload.iat! > MAX_ACCESS_TOKEN_LIFETIME_SECONDS || payload.iat! > Math.floor(Date.now() / 1000) + MAX_CLOCK_SKEW_SECONDS) {
       throw new Error('access token lifetime out of bounds');
     }
     const claims = payload as unknown as AccessTokenClaims;
@@ -231,6 +233,10 @@ export class AccessTokenService {
     const now = Math.floor(Date.now() / 1000);
     if (payload.exp! > now + MAX_ASSERTION_LIFETIME_SECONDS) {
       throw new OAuthError('invalid_client', 'client_assertion exp must be at most 5 minutes ahead', 401);
+    }
+    // An assertion "issued" in the future was made ahead of time to be replayed later; jose checks only that iat is a number.
+    if (payload.iat !== undefined && payload.iat > now + MAX_CLOCK_SKEW_SECONDS) {
+      throw new OAuthError('invalid_client', `client_assertion iat must be at most ${MAX_CLOCK_SKEW_SECONDS} s ahead of the server clock`, 401);
     }
     if (!(await this.clients.useAssertionId(client.clientId, String(payload.jti), new Date(payload.exp! * 1000)))) {
       throw new OAuthError('invalid_client', 'client_assertion jti was already used', 401);

@@ -131,6 +131,19 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
       expect((await c.exchange(forged)).body).toEqual({ error: 'invalid_client', error_description: 'client_assertion could not be verified' });
     });
 
+    it('rejects an assertion issued more than 60 s ahead of the server clock (issue 22, item 15)', async () => {
+      const c = await assertionClient('ES384');
+      const now = Math.floor(Date.now() / 1000);
+      const ahead = await c.exchange(await c.assertion({ iat: now + 3600 }));
+      expect({ status: ahead.status, body: ahead.body }).toEqual({
+        status: 401,
+        body: { error: 'invalid_client', error_description: 'client_assertion iat must be at most 60 s ahead of the server clock' },
+      });
+      expect((await c.exchange(await c.assertion({ iat: now + 61 + 5 }))).status).toBe(401);
+      // Within the tolerance access tokens use: a client clock a little fast still works.
+      expect((await c.exchange(await c.assertion({ iat: now + 30 }))).status).toBe(200);
+    });
+
     it('rejects a wrong secret, an unregistered purpose and an unregistered scope', async () => {
       const form = (extra: Record<string, string>) =>
         request(t.http)

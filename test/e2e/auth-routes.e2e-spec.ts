@@ -121,7 +121,10 @@ describe('route inventory', () => {
   });
 });
 
-/** Half a minute into a window: a burst can never straddle a window boundary, and Retry-After is exactly 30. */
+/**
+ * On a bucket edge (buckets of 6 s): a burst counts in one bucket, which leaves the sliding window
+ * 66 s later at limits under 10 a minute (Retry-After; src/auth/rate-limit.storage.ts).
+ */
 const PINNED = new Date('2026-01-05T10:00:30.000Z');
 
 describe('rate limiting per client', () => {
@@ -152,7 +155,7 @@ describe('rate limiting per client', () => {
       statuses.push(last.status);
     }
     expect(statuses).toEqual([404, 404, 404, 404, 404, 429]);
-    expect(last!.headers['retry-after']).toBe('30');
+    expect(last!.headers['retry-after']).toBe('66');
     expect(last!.body.issue[0].code).toBe('throttled');
     expect((await request(t.http).get('/fhir/Patient/rate-limit-x').set('Authorization', `Bearer ${tokenB}`)).status).toBe(404);
   });
@@ -166,7 +169,7 @@ describe('rate limiting per client', () => {
     expect(statuses).toEqual([404, 200, 200, 404, 200, 429]);
   });
 
-  it('shares the counters between app nodes through PostgreSQL', async () => {
+  it('shares the counters between app nodes through PostgreSQL, in sliding windows', async () => {
     // Two storages on the same database stand for two app nodes behind a load balancer.
     const nodeA = new PostgresThrottlerStorage(t.db);
     const nodeB = new PostgresThrottlerStorage(t.db);
@@ -175,14 +178,42 @@ describe('rate limiting per client', () => {
     const hits = [];
     for (const node of [nodeA, nodeB, nodeA, nodeB]) hits.push(await node.increment(key, 60_000, 3, 60_000, 'default'));
     expect(hits.map((h) => [h.totalHits, h.isBlocked])).toEqual([[1, false], [2, false], [3, false], [4, true]]);
-    expect(hits[3].timeToBlockExpire).toBe(30);
+    // Below 10 hits a minute the 10% tolerance rounds to none: the burst's bucket must leave the wide range (66 s).
+    expect(hits[3].timeToBlockExpire).toBe(66);
+    // The refused hit is not counted: one bucket (6 s) holds the three admitted.
     expect(await t.db.query(`SELECT hits, window_start FROM rate_limit_window WHERE key = $1`, [`default:${key}`])).toEqual([
-      { hits: 4, window_start: new Date('2026-01-05T10:00:00.000Z') },
+      { hits: 3, window_start: new Date('2026-01-05T10:00:30.000Z') },
     ]);
-    // The last millisecond of the window still counts in it; the next window starts from one again.
-    nodeA.clock = () => new Date('2026-01-05T10:00:59.999Z');
-    expect(await nodeA.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 5, isBlocked: true, timeToBlockExpire: 1 });
-    nodeB.clock = () => new Date('2026-01-05T10:01:00.000Z');
-    expect(await nodeB.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 1, isBlocked: false, timeToExpire: 60 });
+    // Where a fixed minute started again from zero, the window slides: still refused until 66 s after the burst.
+    for (const at of ['2026-01-05T10:01:00.000Z', '2026-01-05T10:01:30.000Z', '2026-01-05T10:01:35.999Z']) {
+      nodeA.clock = () => new Date(at);
+      expect([at, await nodeA.increment(key, 60_000, 3, 60_000, 'default')]).toEqual([at, expect.objectContaining({ isBlocked: true })]);
+    }
+    nodeB.clock = () => new Date('2026-01-05T10:01:36.000Z');
+    expect(await nodeB.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 1, isBlocked: false });
   });
+
+  it('admits at most 1.1 x the limit in any 60 s across window edges, and the limit per minute over three (issue 22, item 15)', async () => {
+    const LIMIT = 20;
+    const nodes = [new PostgresThrottlerStorage(t.db), new PostgresThrottlerStorage(t.db)];
+    const key = `sliding-${Date.now()}`;
+    // A client sending as fast as it is let through, over three minutes, one attempt burst per second,
+    // alternating nodes, starting 10 s before a minute's edge: the old fixed window let its limit
+    // through at 11:00:50 and again at 11:01:00 (2 x LIMIT within 10 s).
+    const admittedAt: number[] = [];
+    const start = Date.parse('2026-01-05T11:00:50.000Z');
+    for (let second = 0; second < 180; second++) {
+      const now = new Date(start + second * 1000 + 500);
+      for (const node of nodes) node.clock = () => now;
+      for (let attempt = 0; attempt < LIMIT + 5; attempt++) {
+        const r = await nodes[attempt % 2].increment(key, 60_000, LIMIT, 60_000, 'default');
+        if (r.isBlocked) break;
+        admittedAt.push(now.getTime());
+      }
+    }
+    const mostIn60s = Math.max(...admittedAt.map((from) => admittedAt.filter((at) => at >= from && at < from + 60_000).length));
+    expect(mostIn60s).toBeLessThanOrEqual(LIMIT * 1.1);
+    // Not starved either: three minutes admit three times the limit.
+    expect(admittedAt.length).toBeGreaterThanOrEqual(3 * LIMIT);
+  }, 60_000);
 });

@@ -10,7 +10,7 @@ type ThrottlerStorageRecord = Awaited<ReturnType<ThrottlerStorage['increment']>>
 export const RATE_LIMIT_BUCKETS = 10;
 
 /**
- * Whether `hits` more would stay within a limit of a sliding window, given the hits counted in the
+ * How many hits more a sliding window has room for under `limit`, given the hits counted in the
  * last RATE_LIMIT_BUCKETS buckets (`recent`, the current one included) and in one bucket more
  * (`wide`). Two rules: `recent` (at most one window) holds at most `limit`, so a burst gets exactly
  * the limit; `wide` (one window and one bucket, which covers any 60 s however it falls on bucket
@@ -87,7 +87,13 @@ export class PostgresThrottlerStorage implements ThrottlerStorage {
              ON r.key = $1 AND r.window_start < b.start AND r.window_start > b.start - $2 * ($5 + 1) * interval '1 millisecond'
        ),
        expired AS (DELETE FROM rate_limit_window r USING b WHERE r.key = $1 AND r.window_start <= b.start - $2 * ($5 + 1) * interval '1 millisecond'),
-       refunded AS (UPDATE rate_limit_window r SET hits = greatest(0, r.hits - $7) WHERE r.key = $1 AND r.window_start = to_timestamp($6 / 1000.0) AND $7 > 0),
+       -- Not the current bucket (the upsert below changes that row; one statement must not change a row twice)
+       -- nor an expired one (deleted above): there the unspent hits stay counted, which only errs on the safe side.
+       refunded AS (
+         UPDATE rate_limit_window r SET hits = greatest(0, r.hits - $7) FROM b
+          WHERE r.key = $1 AND r.window_start = to_timestamp($6 / 1000.0) AND $7 > 0
+            AND r.window_start < b.start AND r.window_start > b.start - $2 * ($5 + 1) * interval '1 millisecond'
+       ),
        counted AS (
          INSERT INTO rate_limit_window AS r (key, window_start, hits)
          SELECT $1, b.start, $4 FROM b

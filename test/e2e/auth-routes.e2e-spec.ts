@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { ThrottlerStorage } from '@nestjs/throttler';
-import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
+import { LeasedThrottlerStorage, PostgresThrottlerStorage, rateLimitLeaseSize } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -202,6 +202,28 @@ describe('rate limiting per client', () => {
     }
     nodeB.clock = () => new Date('2026-01-05T10:01:36.000Z');
     expect(await nodeB.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 1, isBlocked: false });
+  });
+
+  it('a node leases budget per bucket and gives back what it did not spend at its next lease', async () => {
+    const shared = new PostgresThrottlerStorage(t.db);
+    const node = new LeasedThrottlerStorage(shared);
+    const key = `lease-${Date.now()}`;
+    const rows = async () =>
+      (await t.db.query(`SELECT window_start, hits FROM rate_limit_window WHERE key = $1 ORDER BY window_start`, [`default:${key}`])).map(
+        (r: { window_start: Date; hits: number }) => [r.window_start.toISOString(), r.hits],
+      );
+    expect(rateLimitLeaseSize(200)).toBe(4);
+    shared.clock = () => new Date('2026-01-05T12:00:00.500Z');
+    expect(await node.increment(key, 60_000, 200, 60_000, 'default')).toMatchObject({ isBlocked: false, totalHits: 1 });
+    // A lease of 4 counted at once; one spent.
+    expect(await rows()).toEqual([['2026-01-05T12:00:00.000Z', 4]]);
+    shared.clock = () => new Date('2026-01-05T12:00:06.500Z');
+    expect(await node.increment(key, 60_000, 200, 60_000, 'default')).toMatchObject({ isBlocked: false });
+    // The next bucket's lease; the 3 unspent hits of the first went back.
+    expect(await rows()).toEqual([
+      ['2026-01-05T12:00:00.000Z', 1],
+      ['2026-01-05T12:00:06.000Z', 4],
+    ]);
   });
 
   it('admits at most 1.1 x the limit in any 60 s across window edges, and the limit per minute over three (issue 22, item 15)', async () => {

@@ -4,16 +4,17 @@ import { createLocalJWKSet, decodeProtectedHeader, errors, jwtVerify, SignJWT } 
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
 import { ClientRegistrationCache } from './client-registration.cache';
-import { ClientRegistrationRepository } from './client-registration.repository';
+import { ClientRegistrationRepository, ROLES } from './client-registration.repository';
 import { ClientSecretHasher } from './client-secret.hasher';
+import { purposeAllowedForRole } from './purpose-of-use';
 import { grantScopes } from './smart-scope';
 import { ACCESS_TOKEN_ALG, SigningKeyStore } from './signing-key.store';
 
 export const CLIENT_ASSERTION_TYPE = 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer';
 export const CLIENT_ASSERTION_ALGS = ['RS384', 'ES384'];
-/** HL7 v3 PurposeOfUse codes a client may be registered for. */
-export const PURPOSES_OF_USE = ['TREAT', 'ETREAT', 'HPAYMT', 'HOPERAT', 'PUBHLTH', 'HRESCH', 'PATRQT', 'HSYSADMIN', 'HACCRED', 'HTEST'];
 const MAX_ASSERTION_LIFETIME_SECONDS = 300;
+/** Clock skew tolerated between a client (or another node) and this server: an `iat` further ahead was not issued now. */
+const MAX_CLOCK_SKEW_SECONDS = 60;
 /** The longest lifetime ACCESS_TOKEN_TTL_SECONDS allows: a token claiming more was not issued here. */
 const MAX_ACCESS_TOKEN_LIFETIME_SECONDS = 3600;
 /** Verified tokens remembered (bounded; the oldest go first). */
@@ -105,6 +106,10 @@ export class AccessTokenService {
     if (!purpose || !client.purposes.includes(purpose)) {
       throw new OAuthError('invalid_request', `purpose_of_use '${String(purpose).slice(0, 20)}' is not registered for this client`);
     }
+    // A registration made before the role rule (or edited in SQL) must not yield a token for a purpose its role may not hold.
+    if (!purposeAllowedForRole(client.role, purpose)) {
+      throw new OAuthError('invalid_request', `purpose_of_use '${purpose}' is not allowed for the ${client.role} role`);
+    }
     const { kid, key } = await this.keys.signingKey();
     const ttl = this.config.accessTokenTtlSeconds;
     const claims: AccessTokenClaims = {
@@ -164,10 +169,21 @@ export class AccessTokenService {
       // Without these a token signed by our key (a bug, a test tool, a leaked signing call) would never expire.
       requiredClaims: ['exp', 'iat', 'iss', 'aud', 'sub', 'client_id', 'org', 'role', 'scope', 'pou'],
     });
-    if (payload.exp! - payload.iat! > MAX_ACCESS_TOKEN_LIFETIME_SECONDS || payload.iat! > Math.floor(Date.now() / 1000) + 60) {
+    if (payload.exp! - payload.iat! > MAX_ACCESS_TOKEN_LIFETIME_SECONDS || payload.iat! > Math.floor(Date.now() / 1000) + MAX_CLOCK_SKEW_SECONDS) {
       throw new Error('access token lifetime out of bounds');
     }
     const claims = payload as unknown as AccessTokenClaims;
+    // Signed by our key but not as issue() writes it (an older rule, a test tool, a leaked signing
+    // call): an unknown role or a purpose the role may not hold is no principal at all (401).
+    if (
+      typeof claims.client_id !== 'string' ||
+      typeof claims.org !== 'string' ||
+      typeof claims.scope !== 'string' ||
+      !ROLES.includes(claims.role) ||
+      !purposeAllowedForRole(claims.role, claims.pou)
+    ) {
+      throw new Error('access token claims out of bounds');
+    }
     if (this.verified.size >= MAX_VERIFIED_TOKENS) this.verified.delete(this.verified.keys().next().value!);
     this.verified.set(token, { claims, expiresAtMs: payload.exp! * 1000 });
     return claims;
@@ -220,6 +236,10 @@ export class AccessTokenService {
     const now = Math.floor(Date.now() / 1000);
     if (payload.exp! > now + MAX_ASSERTION_LIFETIME_SECONDS) {
       throw new OAuthError('invalid_client', 'client_assertion exp must be at most 5 minutes ahead', 401);
+    }
+    // An assertion "issued" in the future was made ahead of time to be replayed later; jose checks only that iat is a number.
+    if (payload.iat !== undefined && payload.iat > now + MAX_CLOCK_SKEW_SECONDS) {
+      throw new OAuthError('invalid_client', `client_assertion iat must be at most ${MAX_CLOCK_SKEW_SECONDS} s ahead of the server clock`, 401);
     }
     if (!(await this.clients.useAssertionId(client.clientId, String(payload.jti), new Date(payload.exp! * 1000)))) {
       throw new OAuthError('invalid_client', 'client_assertion jti was already used', 401);

@@ -7,8 +7,8 @@ import { RequestContext } from '../common/request-context';
 import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, HieRole, Principal } from '../fhir/pipeline/principal';
-import { PURPOSES_OF_USE } from './access-token.service';
 import { ClientConflictError, ClientRegistrationRepository, ROLES } from './client-registration.repository';
+import { PURPOSES_BY_ROLE, PURPOSES_OF_USE } from './purpose-of-use';
 import { restrictionClauses } from './scope-restriction';
 import { AUDIT_EVENT_SEARCH_PARAMETERS, auditScopeRestriction } from '../audit/audit-event.search';
 import { parseSmartScope } from './smart-scope';
@@ -160,6 +160,9 @@ export function validateRegistration(body: Record<string, unknown>) {
   const purposes = strings('purposes');
   const badPurpose = purposes.find((p) => !PURPOSES_OF_USE.includes(p));
   if (badPurpose) throw fail('purposes', `'${badPurpose.slice(0, 20)}' is not a supported PurposeOfUse (${PURPOSES_OF_USE.join(', ')})`);
+  const allowed = PURPOSES_BY_ROLE[role as HieRole];
+  const forbidden = purposes.find((p) => !allowed.includes(p));
+  if (forbidden) throw fail('purposes', `'${forbidden}' is not allowed for the ${role} role (${allowed.join(', ')})`);
   const jwks = body.jwks === undefined ? undefined : publicClientJwks(body.jwks);
   const withSecret = body.secret === true || jwks === undefined;
   return {

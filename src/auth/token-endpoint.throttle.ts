@@ -18,7 +18,7 @@ const THROTTLER = 'default';
  * - a client's own budget (RATE_LIMIT_PER_MINUTE, as on the API) is spent only by requests that
  *   authenticated as that client.
  * So a flood claiming a victim's id from elsewhere neither locks the victim out nor can guess on
- * without limit. Counters are the shared PostgreSQL windows of the rest of the API (keys hashed).
+ * without limit. Counters are the shared PostgreSQL sliding windows of the rest of the API (keys hashed).
  */
 @Injectable()
 export class TokenEndpointThrottle {
@@ -30,15 +30,18 @@ export class TokenEndpointThrottle {
   /** Before any credential is verified: refuse an address (or address + claimed id) out of failed attempts. */
   async beforeAttempt(address: string, claimedId: string | undefined): Promise<void> {
     const keys = failureKeys(address, claimedId);
-    const { hits, timeToExpire } = await (this.storage as PostgresThrottlerStorage).hits(keys, WINDOW_MS, THROTTLER);
-    if (hits[0] >= this.config.tokenFailuresPerAddress || (hits[1] ?? 0) >= this.config.tokenFailuresPerClaimedId) {
+    const limits = [this.config.tokenFailuresPerAddress, this.config.tokenFailuresPerClaimedId].slice(0, keys.length);
+    const { room, timeToExpire } = await (this.storage as PostgresThrottlerStorage).room(keys, limits, WINDOW_MS, THROTTLER);
+    // No room for one more failure in the sliding window of the address, or of the address and claimed id.
+    if (room.some((left) => left < 1)) {
       throw throttled('Too many failed token requests from this address; retry later', timeToExpire);
     }
   }
 
   /** A refused attempt of an unauthenticated request. */
   async failed(address: string, claimedId: string | undefined): Promise<void> {
-    await Promise.all(failureKeys(address, claimedId).map((key) => this.storage.increment(key, WINDOW_MS, 1, WINDOW_MS, THROTTLER)));
+    // Counted whatever the limit (beforeAttempt judges): no limit here, so no failure is given back.
+    await Promise.all(failureKeys(address, claimedId).map((key) => this.storage.increment(key, WINDOW_MS, Number.MAX_SAFE_INTEGER, WINDOW_MS, THROTTLER)));
   }
 
   /** A request that authenticated as this client spends the client's own token budget. */

@@ -100,7 +100,8 @@ function requesterOf(principal: Principal): Requester {
   return {
     organization: principal.organization,
     purpose: principal.purposeOfUse,
-    // The authentication stage refuses ETREAT without a reason, so a reason here is a checked one.
-    breakGlass: principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
+    // The authentication stage refuses ETREAT without a reason, so a reason here is a checked one;
+    // break-the-glass is for treating organizations only (docs/security.md), checked here again.
+    breakGlass: principal.role === 'hospital' && principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
   };
 }

@@ -3,7 +3,7 @@ import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
 import * as logAudit from '../../src/audit/log-audit.stage';
-import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -11,7 +11,7 @@ import { createTestApp, TestApp } from '../support/test-app';
 /** Token issuance and every denial reach the pipeline's audit stage, with ids only (no PHI). */
 describe('audit of token issuance and denials', () => {
   let t: TestApp;
-  let records: AuditRecord[];
+  const records: AuditRecord[] = [];
   const previous = process.env.RATE_LIMIT_PER_MINUTE;
 
   beforeAll(async () => {
@@ -20,12 +20,7 @@ describe('audit of token issuance and denials', () => {
     // The file has its own database; a pinned clock keeps the whole file in one rate-limit window,
     // so the IP-keyed token requests below add up the same way at any wall-clock time.
     (t.app.get(ThrottlerStorage) as PostgresThrottlerStorage).clock = () => new Date('2026-01-05T10:00:30.000Z');
-    const audit = t.app.get(AuditStage, { strict: false });
-    const record = audit.record.bind(audit);
-    jest.spyOn(audit, 'record').mockImplementation(async (r, result) => {
-      records.push(r);
-      return record(r, result);
-    });
+    captureAuditRecords(t.app, records);
   });
   afterAll(async () => {
     if (previous === undefined) delete process.env.RATE_LIMIT_PER_MINUTE;
@@ -33,7 +28,7 @@ describe('audit of token issuance and denials', () => {
     await t.close();
   });
   beforeEach(() => {
-    records = [];
+    records.length = 0;
   });
   afterEach(() => {
     jest.mocked(logAudit.takeRequestAuditFields).mockRestore?.();
@@ -82,7 +77,7 @@ describe('audit of token issuance and denials', () => {
     const narrowToken = await narrow.token();
     const glassToken = await narrow.token('system/Patient.rs', 'ETREAT');
     const auditorToken = await auditor.token();
-    records = [];
+    records.length = 0;
     await request(t.http).get('/fhir/Patient/x');
     await request(t.http).get('/fhir/Condition/x').set('Authorization', `Bearer ${narrowToken}`);
     await request(t.http).get('/fhir/Patient/x').set('Authorization', `Bearer ${auditorToken}`);

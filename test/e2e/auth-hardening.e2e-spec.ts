@@ -322,6 +322,25 @@ describe('access tokens need exp, iat, iss and aud (issue 9, item 11)', () => {
       .sign(key);
     expect((await read(forever)).status).toBe(401);
   });
+
+  it('refuses a server-signed token with an unknown role claim with 401 and an OperationOutcome, not 500 (issue 22, item 15)', async () => {
+    const { kid, key } = await t.app.get(SigningKeyStore).signingKey();
+    const now = Math.floor(Date.now() / 1000);
+    const withRole = (role: unknown) =>
+      new SignJWT({ client_id: hospital.clientId, org: 'org-test', role, scope: 'system/Patient.rs', pou: 'TREAT' })
+        .setProtectedHeader({ alg: 'ES256', typ: 'at+jwt', kid })
+        .setIssuer('http://localhost:8080')
+        .setAudience('http://localhost:8080/fhir')
+        .setSubject(hospital.clientId)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 120)
+        .sign(key);
+    for (const role of ['king', 'constructor', 7, ['hospital']]) {
+      const res = await request(t.http).get('/fhir/Patient?_count=1').set('Authorization', `Bearer ${await withRole(role)}`);
+      expect([role, res.status, res.headers['www-authenticate']]).toEqual([role, 401, 'Bearer']);
+      expect(res.body).toMatchObject({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login' }] });
+    }
+  });
 });
 
 describe('client JWKS hold public keys only (issue 9, item 12)', () => {

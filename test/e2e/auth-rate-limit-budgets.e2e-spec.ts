@@ -23,8 +23,9 @@ describe('rate-limit budgets: token endpoint, API, per IP', () => {
     storage = t.app.get(ThrottlerStorage) as PostgresThrottlerStorage;
   });
   beforeEach(() => {
-    // Each test in a window of its own, half a minute in: every budget starts from zero, Retry-After is 30.
-    const at = new Date(Date.UTC(2026, 0, 5, 10, minute++, 30));
+    // Each test three minutes after the last, beyond its sliding window: every budget starts from zero;
+    // a burst counts in one bucket, which leaves the window 66 s later at a limit of 3 (Retry-After).
+    const at = new Date(Date.UTC(2026, 0, 5, 10, (minute += 3), 30));
     storage.clock = () => at;
   });
   afterAll(async () => {
@@ -50,7 +51,7 @@ describe('rate-limit budgets: token endpoint, API, per IP', () => {
       held ??= last.body.access_token;
     }
     expect(statuses).toEqual([200, 200, 200, 429]);
-    expect(last!.headers['retry-after']).toBe('30');
+    expect(last!.headers['retry-after']).toBe('66');
     expect(last!.body.issue[0].code).toBe('throttled');
     // Another client's token budget is untouched …
     expect((await tokenRequest(b.clientId, b.secret)).status).toBe(200);

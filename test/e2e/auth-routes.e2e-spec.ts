@@ -1,6 +1,6 @@
 import request from 'supertest';
 import { ThrottlerStorage } from '@nestjs/throttler';
-import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
+import { LeasedThrottlerStorage, PostgresThrottlerStorage, rateLimitLeaseSize } from '../../src/auth/rate-limit.storage';
 import { registerTestClient } from '../support/auth';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -59,60 +59,71 @@ describe('route inventory', () => {
     expect(res.body.issue[0].code).toBe('login');
   });
 
-  // Each public route gives its own answer without a token, not merely "not 401".
-  const publicAnswers: Record<string, (res: request.Response) => void> = {
-    'get /healthz': (res) => {
-      expect(res.status).toBe(200);
-      expect(res.body).toEqual({ status: 'ok', info: {}, error: {}, details: {} });
+  // Each public route gives its own answer without a token, not merely "not 401". Each answer is
+  // data — what to look at in the response and what it must equal — and the test itself asserts
+  // it, so no route's check can be an empty or forgetful callback.
+  const PRIVATE_JWK_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k'];
+  const publicAnswers: Record<string, { view: (res: request.Response) => unknown; expected: unknown }> = {
+    'get /healthz': {
+      view: (res) => ({ status: res.status, body: res.body }),
+      expected: { status: 200, body: { status: 'ok', info: {}, error: {}, details: {} } },
     },
-    'get /readyz': (res) => {
+    'get /readyz': {
       // The file's own database is reachable and every migration is applied.
-      expect(res.status).toBe(200);
-      expect(res.body).toEqual({
-        status: 'ok',
-        info: { database: { status: 'up' }, migrations: { status: 'up' } },
-        error: {},
-        details: { database: { status: 'up' }, migrations: { status: 'up' } },
-      });
+      view: (res) => ({ status: res.status, body: res.body }),
+      expected: {
+        status: 200,
+        body: {
+          status: 'ok',
+          info: { database: { status: 'up' }, migrations: { status: 'up' } },
+          error: {},
+          details: { database: { status: 'up' }, migrations: { status: 'up' } },
+        },
+      },
     },
-    'get /fhir/metadata': (res) => {
-      expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({ resourceType: 'CapabilityStatement', fhirVersion: '4.0.1', kind: 'instance', status: 'active' });
-      expect(res.body.rest[0].mode).toBe('server');
-      expect(res.body.rest[0].resource).toHaveLength(144);
+    'get /fhir/metadata': {
+      view: (res) => ({
+        status: res.status,
+        head: { resourceType: res.body.resourceType, fhirVersion: res.body.fhirVersion, kind: res.body.kind, status: res.body.status },
+        mode: res.body.rest?.[0]?.mode,
+        resources: res.body.rest?.[0]?.resource?.length,
+      }),
+      expected: { status: 200, head: { resourceType: 'CapabilityStatement', fhirVersion: '4.0.1', kind: 'instance', status: 'active' }, mode: 'server', resources: 144 },
     },
-    'get /.well-known/smart-configuration': (res) => {
-      expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({
-        token_endpoint: expect.stringMatching(/\/oauth2\/token$/),
-        jwks_uri: expect.stringMatching(/\/\.well-known\/jwks\.json$/),
-        grant_types_supported: ['client_credentials'],
-      });
+    'get /.well-known/smart-configuration': {
+      view: (res) => ({ status: res.status, token: res.body.token_endpoint, jwks: res.body.jwks_uri, grants: res.body.grant_types_supported }),
+      expected: {
+        status: 200,
+        token: expect.stringMatching(/\/oauth2\/token$/),
+        jwks: expect.stringMatching(/\/\.well-known\/jwks\.json$/),
+        grants: ['client_credentials'],
+      },
     },
     // SMART App Launch 2.x: the document at the FHIR base, where fhirclient looks first; the same as the root one.
-    'get /fhir/.well-known/smart-configuration': (res) => {
-      expect(res.status).toBe(200);
-      expect(res.body).toMatchObject({
-        token_endpoint: expect.stringMatching(/\/oauth2\/token$/),
-        grant_types_supported: ['client_credentials'],
-        capabilities: expect.arrayContaining(['client-confidential-asymmetric']),
-      });
-      expect(res.body).not.toHaveProperty('issuer');
+    'get /fhir/.well-known/smart-configuration': {
+      view: (res) => ({
+        status: res.status,
+        token: res.body.token_endpoint,
+        grants: res.body.grant_types_supported,
+        asymmetric: (res.body.capabilities ?? []).includes('client-confidential-asymmetric'),
+        issuer: 'issuer' in res.body,
+      }),
+      expected: { status: 200, token: expect.stringMatching(/\/oauth2\/token$/), grants: ['client_credentials'], asymmetric: true, issuer: false },
     },
-    'get /.well-known/jwks.json': (res) => {
-      expect(res.status).toBe(200);
-      expect(res.body.keys.length).toBeGreaterThanOrEqual(1);
-      for (const key of res.body.keys) {
-        expect(key).toEqual(expect.objectContaining({ kid: expect.any(String), alg: expect.any(String), use: 'sig' }));
-        // Public halves only: no private RSA/EC parameters.
-        for (const secret of ['d', 'p', 'q', 'dp', 'dq', 'qi', 'k']) expect(key).not.toHaveProperty(secret);
-      }
+    'get /.well-known/jwks.json': {
+      view: (res) => ({
+        status: res.status,
+        someKeys: (res.body.keys ?? []).length >= 1,
+        // Every key a signing key with an id and an algorithm; public halves only.
+        everyKeySigns: (res.body.keys ?? []).every((k: Record<string, unknown>) => typeof k.kid === 'string' && typeof k.alg === 'string' && k.use === 'sig'),
+        privateMembers: (res.body.keys ?? []).flatMap((k: Record<string, unknown>) => PRIVATE_JWK_MEMBERS.filter((m) => m in k)),
+      }),
+      expected: { status: 200, someKeys: true, everyKeySigns: true, privateMembers: [] },
     },
-    'post /oauth2/token': (res) => {
+    'post /oauth2/token': {
       // An empty request: an OAuth error (RFC 6749 section 5.2, a required parameter is missing), not a FHIR 401 login.
-      expect(res.status).toBe(400);
-      expect(res.headers['cache-control']).toBe('no-store');
-      expect(res.body).toEqual({ error: 'invalid_request', error_description: 'grant_type is required' });
+      view: (res) => ({ status: res.status, cacheControl: res.headers['cache-control'], body: res.body }),
+      expected: { status: 400, cacheControl: 'no-store', body: { error: 'invalid_request', error_description: 'grant_type is required' } },
     },
   };
 
@@ -122,7 +133,8 @@ describe('route inventory', () => {
 
   it.each(ROUTES.filter(([, , publicRoute]) => publicRoute))('%s %s is public and answers with its own status and body', async (method, path) => {
     const res = await request(t.http)[method](path);
-    publicAnswers[`${method} ${path}`](res);
+    const { view, expected } = publicAnswers[`${method} ${path}`];
+    expect(view(res)).toEqual(expected);
   });
 
   it('unknown paths outside the API are a plain 404 OperationOutcome', async () => {
@@ -132,7 +144,10 @@ describe('route inventory', () => {
   });
 });
 
-/** Half a minute into a window: a burst can never straddle a window boundary, and Retry-After is exactly 30. */
+/**
+ * On a bucket edge (buckets of 6 s): a burst counts in one bucket, which leaves the sliding window
+ * 66 s later at limits under 10 a minute (Retry-After; src/auth/rate-limit.storage.ts).
+ */
 const PINNED = new Date('2026-01-05T10:00:30.000Z');
 
 describe('rate limiting per client', () => {
@@ -163,7 +178,7 @@ describe('rate limiting per client', () => {
       statuses.push(last.status);
     }
     expect(statuses).toEqual([404, 404, 404, 404, 404, 429]);
-    expect(last!.headers['retry-after']).toBe('30');
+    expect(last!.headers['retry-after']).toBe('66');
     expect(last!.body.issue[0].code).toBe('throttled');
     expect((await request(t.http).get('/fhir/Patient/rate-limit-x').set('Authorization', `Bearer ${tokenB}`)).status).toBe(404);
   });
@@ -177,7 +192,7 @@ describe('rate limiting per client', () => {
     expect(statuses).toEqual([404, 200, 200, 404, 200, 429]);
   });
 
-  it('shares the counters between app nodes through PostgreSQL', async () => {
+  it('shares the counters between app nodes through PostgreSQL, in sliding windows', async () => {
     // Two storages on the same database stand for two app nodes behind a load balancer.
     const nodeA = new PostgresThrottlerStorage(t.db);
     const nodeB = new PostgresThrottlerStorage(t.db);
@@ -186,14 +201,64 @@ describe('rate limiting per client', () => {
     const hits = [];
     for (const node of [nodeA, nodeB, nodeA, nodeB]) hits.push(await node.increment(key, 60_000, 3, 60_000, 'default'));
     expect(hits.map((h) => [h.totalHits, h.isBlocked])).toEqual([[1, false], [2, false], [3, false], [4, true]]);
-    expect(hits[3].timeToBlockExpire).toBe(30);
+    // Below 10 hits a minute the 10% tolerance rounds to none: the burst's bucket must leave the wide range (66 s).
+    expect(hits[3].timeToBlockExpire).toBe(66);
+    // The refused hit is not counted: one bucket (6 s) holds the three admitted.
     expect(await t.db.query(`SELECT hits, window_start FROM rate_limit_window WHERE key = $1`, [`default:${key}`])).toEqual([
-      { hits: 4, window_start: new Date('2026-01-05T10:00:00.000Z') },
+      { hits: 3, window_start: new Date('2026-01-05T10:00:30.000Z') },
     ]);
-    // The last millisecond of the window still counts in it; the next window starts from one again.
-    nodeA.clock = () => new Date('2026-01-05T10:00:59.999Z');
-    expect(await nodeA.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 5, isBlocked: true, timeToBlockExpire: 1 });
-    nodeB.clock = () => new Date('2026-01-05T10:01:00.000Z');
-    expect(await nodeB.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 1, isBlocked: false, timeToExpire: 60 });
+    // Where a fixed minute started again from zero, the window slides: still refused until 66 s after the burst.
+    for (const at of ['2026-01-05T10:01:00.000Z', '2026-01-05T10:01:30.000Z', '2026-01-05T10:01:35.999Z']) {
+      nodeA.clock = () => new Date(at);
+      expect([at, await nodeA.increment(key, 60_000, 3, 60_000, 'default')]).toEqual([at, expect.objectContaining({ isBlocked: true })]);
+    }
+    nodeB.clock = () => new Date('2026-01-05T10:01:36.000Z');
+    expect(await nodeB.increment(key, 60_000, 3, 60_000, 'default')).toMatchObject({ totalHits: 1, isBlocked: false });
   });
+
+  it('a node leases budget per bucket and gives back what it did not spend at its next lease', async () => {
+    const shared = new PostgresThrottlerStorage(t.db);
+    const node = new LeasedThrottlerStorage(shared);
+    const key = `lease-${Date.now()}`;
+    const rows = async () =>
+      (await t.db.query(`SELECT window_start, hits FROM rate_limit_window WHERE key = $1 ORDER BY window_start`, [`default:${key}`])).map(
+        (r: { window_start: Date; hits: number }) => [r.window_start.toISOString(), r.hits],
+      );
+    expect(rateLimitLeaseSize(200)).toBe(4);
+    shared.clock = () => new Date('2026-01-05T12:00:00.500Z');
+    expect(await node.increment(key, 60_000, 200, 60_000, 'default')).toMatchObject({ isBlocked: false, totalHits: 1 });
+    // A lease of 4 counted at once; one spent.
+    expect(await rows()).toEqual([['2026-01-05T12:00:00.000Z', 4]]);
+    shared.clock = () => new Date('2026-01-05T12:00:06.500Z');
+    expect(await node.increment(key, 60_000, 200, 60_000, 'default')).toMatchObject({ isBlocked: false });
+    // The next bucket's lease; the 3 unspent hits of the first went back.
+    expect(await rows()).toEqual([
+      ['2026-01-05T12:00:00.000Z', 1],
+      ['2026-01-05T12:00:06.000Z', 4],
+    ]);
+  });
+
+  it('admits at most 1.1 x the limit in any 60 s across window edges, and the limit per minute over three (issue 22, item 15)', async () => {
+    const LIMIT = 20;
+    const nodes = [new PostgresThrottlerStorage(t.db), new PostgresThrottlerStorage(t.db)];
+    const key = `sliding-${Date.now()}`;
+    // A client sending as fast as it is let through, over three minutes, one attempt burst per second,
+    // alternating nodes, starting 10 s before a minute's edge: the old fixed window let its limit
+    // through at 11:00:50 and again at 11:01:00 (2 x LIMIT within 10 s).
+    const admittedAt: number[] = [];
+    const start = Date.parse('2026-01-05T11:00:50.000Z');
+    for (let second = 0; second < 180; second++) {
+      const now = new Date(start + second * 1000 + 500);
+      for (const node of nodes) node.clock = () => now;
+      for (let attempt = 0; attempt < LIMIT + 5; attempt++) {
+        const r = await nodes[attempt % 2].increment(key, 60_000, LIMIT, 60_000, 'default');
+        if (r.isBlocked) break;
+        admittedAt.push(now.getTime());
+      }
+    }
+    const mostIn60s = Math.max(...admittedAt.map((from) => admittedAt.filter((at) => at >= from && at < from + 60_000).length));
+    expect(mostIn60s).toBeLessThanOrEqual(LIMIT * 1.1);
+    // Not starved either: three minutes admit three times the limit.
+    expect(admittedAt.length).toBeGreaterThanOrEqual(3 * LIMIT);
+  }, 60_000);
 });

@@ -131,6 +131,19 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
       expect((await c.exchange(forged)).body).toEqual({ error: 'invalid_client', error_description: 'client_assertion could not be verified' });
     });
 
+    it('rejects an assertion issued more than 60 s ahead of the server clock (issue 22, item 15)', async () => {
+      const c = await assertionClient('ES384');
+      const now = Math.floor(Date.now() / 1000);
+      const ahead = await c.exchange(await c.assertion({ iat: now + 3600 }));
+      expect({ status: ahead.status, body: ahead.body }).toEqual({
+        status: 401,
+        body: { error: 'invalid_client', error_description: 'client_assertion iat must be at most 60 s ahead of the server clock' },
+      });
+      expect((await c.exchange(await c.assertion({ iat: now + 61 + 5 }))).status).toBe(401);
+      // Within the tolerance access tokens use: a client clock a little fast still works.
+      expect((await c.exchange(await c.assertion({ iat: now + 30 }))).status).toBe(200);
+    });
+
     it('rejects a wrong secret, an unregistered purpose and an unregistered scope', async () => {
       const form = (extra: Record<string, string>) =>
         request(t.http)
@@ -216,7 +229,7 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
       ['public-health', 'Observation'],
       ['admin', 'Condition'],
     ] as const)('role %s may not read %s', async (role, type) => {
-      const client = await registerTestClient(t, { role, scopes: ['system/*.*'], purposes: [role === 'public-health' ? 'PUBHLTH' : 'TREAT'] });
+      const client = await registerTestClient(t, { role, scopes: ['system/*.*'], purposes: [{ auditor: 'HOPERAT', 'public-health': 'PUBHLTH', admin: 'HSYSADMIN' }[role]] });
       const id = type === 'Condition' ? conditionId : type === 'Patient' ? patientId : 'any-id';
       const res = await request(t.http).get(`/fhir/${type}/${id}`).set('Authorization', `Bearer ${await client.token()}`);
       expectDenied(res, 403, 'forbidden');
@@ -278,14 +291,26 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
           source: { observer: { display: 'hospital-a' } },
         });
       expect(event.status).toBe(201);
-      const auditor = await registerTestClient(t, { role: 'auditor', scopes: ['system/AuditEvent.rs'], purposes: ['HOPERAT'] });
+      // Scopes that would cover clinical types: the auditor role alone must keep them out.
+      const auditor = await registerTestClient(t, { role: 'auditor', scopes: ['system/*.rs'], purposes: ['HOPERAT'] });
       const token = await auditor.token();
       const read = await request(t.http).get(`/fhir/AuditEvent/${event.body.id}`).set('Authorization', `Bearer ${token}`);
-      expect(read.status).toBe(200);
+      expect({ status: read.status, resourceType: read.body.resourceType, id: read.body.id }).toEqual({ status: 200, resourceType: 'AuditEvent', id: event.body.id });
       const write = await request(t.http)
         .delete(`/fhir/AuditEvent/${event.body.id}`)
         .set('Authorization', `Bearer ${token}`);
-      expect(write.status).toBe(403);
+      expectDenied(write, 403, 'forbidden');
+      // Nothing clinical: neither a read nor a search of a clinical type.
+      for (const [path, type] of [
+        [`/fhir/Patient/${patientId}`, 'Patient'],
+        [`/fhir/Condition/${conditionId}`, 'Condition'],
+        [`/fhir/Condition?subject=Patient/${patientId}`, 'Condition'],
+      ]) {
+        const clinical = await request(t.http).get(path).set('Authorization', `Bearer ${token}`);
+        expectDenied(clinical, 403, 'forbidden');
+        expect([path, clinical.body.issue[0].diagnostics]).toEqual([path, expect.stringMatching(new RegExp(`^The auditor role may not (read|search) ${type}$`))]);
+        expect(clinical.body).not.toHaveProperty('entry');
+      }
     });
 
     it('admin: registers clients and manages Organizations, no clinical data', async () => {
@@ -322,13 +347,25 @@ describe('authentication and authorization (SMART Backend Services, HIE roles)',
     });
 
     it('public-health: no individual clinical reads unless granted', async () => {
+      // Not granted: refused by role, and the body tells nothing of the Condition.
+      const plain = await registerTestClient(t, { role: 'public-health', purposes: ['PUBHLTH'] });
+      const refused = await request(t.http).get(`/fhir/Condition/${conditionId}`).set('Authorization', `Bearer ${await plain.token()}`);
+      expectDenied(refused, 403, 'forbidden');
+      expect(refused.body.issue[0].diagnostics).toBe('The public-health role may not read Condition');
+      // Granted: the record itself comes back.
       const granted = await registerTestClient(t, { role: 'public-health', purposes: ['PUBHLTH'], clinicalAccess: true });
       const res = await request(t.http).get(`/fhir/Condition/${conditionId}`).set('Authorization', `Bearer ${await granted.token()}`);
-      expect(res.status).toBe(200);
+      expect({ status: res.status, resourceType: res.body.resourceType, id: res.body.id, code: res.body.code }).toEqual({
+        status: 200,
+        resourceType: 'Condition',
+        id: conditionId,
+        code: { text: 'asthma' },
+      });
       const write = await request(t.http)
         .delete(`/fhir/Condition/${conditionId}`)
         .set('Authorization', `Bearer ${await granted.token()}`);
-      expect(write.status).toBe(403);
+      expectDenied(write, 403, 'forbidden');
+      expect((await t.api.get(`/fhir/Condition/${conditionId}`)).status).toBe(200);
     });
   });
 });

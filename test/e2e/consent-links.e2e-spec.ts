@@ -1,7 +1,7 @@
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
-import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 import { PATIENT_LINK_MAX } from '../../src/consent/patient-link-materializer';
+import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -71,12 +71,7 @@ describe('consent over linked Patient records', () => {
       const token = await client.token('system/*.cruds', 'TREAT');
       as.push((m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`));
     }
-    const audit = t.app.get(AuditStage, { strict: false });
-    const record = audit.record.bind(audit);
-    jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {
-      records.push(r);
-      return record(r, tx);
-    });
+    captureAuditRecords(t.app, records);
   }, 60_000);
   afterAll(() => t?.close());
 

@@ -85,9 +85,17 @@ describe('conditional entries (ifMatch, ifNoneMatch) and concurrent batch entrie
 
   it('a stale ifMatch on a DELETE entry fails the transaction too; the current one deletes', async () => {
     await patientAt('cond-d', 2);
-    const stale = await postTransaction(t.api, [{ request: { method: 'DELETE', url: 'Patient/cond-d', ifMatch: 'W/"1"' } }]);
+    const before = await stored();
+    // The failing DELETE is the second entry, after a create that must not be kept either.
+    const stale = await postTransaction(t.api, [put('cond-d-other'), { request: { method: 'DELETE', url: 'Patient/cond-d', ifMatch: 'W/"1"' } }]);
     expect(stale.status).toBe(412);
-    expect((await t.api.get('/fhir/Patient/cond-d')).status).toBe(200);
+    expect(stale.body.resourceType).toBe('OperationOutcome');
+    expect(stale.body.issue).toHaveLength(1);
+    expect(stale.body.issue[0]).toMatchObject({ severity: 'error', code: 'conflict', expression: ['Bundle.entry[1]'] });
+    expect(stale.body.issue[0].diagnostics).toContain('If-Match version 1 does not match the current version of Patient/cond-d');
+    expect(await stored()).toEqual(before);
+    expect((await t.api.get('/fhir/Patient/cond-d')).body).toMatchObject({ id: 'cond-d', meta: { versionId: '2' } });
+    expect((await t.api.get('/fhir/Patient/cond-d-other')).status).toBe(404);
     const current = await postTransaction(t.api, [{ request: { method: 'DELETE', url: 'Patient/cond-d', ifMatch: 'W/"2"' } }]);
     expect(current.status).toBe(200);
     expect((await t.api.get('/fhir/Patient/cond-d')).status).toBe(410);

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
 import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
+import { captureAuditRecords } from '../support/audit';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -105,13 +105,7 @@ describe('malformed input', () => {
 
   describe('item 9: no 500s', () => {
     it('answers 401 to Basic credentials with broken percent-encoding, and still counts and audits the request', async () => {
-      const audit = t.app.get(AuditStage, { strict: false });
-      const records: AuditRecord[] = [];
-      const record = audit.record.bind(audit);
-      const spy = jest.spyOn(audit, 'record').mockImplementation(async (r, result) => {
-        records.push(r);
-        return record(r, result);
-      });
+      const records = captureAuditRecords(t.app);
       try {
         const user = `broken%E0%A4%A-${Date.now()}`;
         const res = await request(t.http)
@@ -132,7 +126,7 @@ describe('malformed input', () => {
         );
         expect(await t.db.query(`SELECT hits FROM rate_limit_window WHERE key = ANY($1)`, [keys])).toEqual([{ hits: 1 }]);
       } finally {
-        spy.mockRestore();
+        jest.mocked(t.app.get(AuditStage, { strict: false }).record).mockRestore();
       }
     });
 

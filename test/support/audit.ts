@@ -4,10 +4,11 @@ import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 
 /**
  * Records every AuditRecord the app's real audit stage receives (the stage still runs), into the
- * returned array; clear it with `records.length = 0` between tests.
+ * returned array (`into`, to collect several apps' records in one); clear it with
+ * `records.length = 0` between tests.
  */
-export function captureAuditRecords(app: INestApplication): AuditRecord[] {
-  const records: AuditRecord[] = [];
+export function captureAuditRecords(app: INestApplication, into: AuditRecord[] = []): AuditRecord[] {
+  const records = into;
   const audit = app.get(AuditStage, { strict: false });
   const record = audit.record.bind(audit);
   jest.spyOn(audit, 'record').mockImplementation(async (r, tx) => {

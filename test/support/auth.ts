@@ -12,6 +12,8 @@ export interface TestClient {
 
 let sequence = 0;
 
+const DEFAULT_PURPOSE: Record<HieRole, string> = { hospital: 'TREAT', 'public-health': 'PUBHLTH', auditor: 'HOPERAT', admin: 'HSYSADMIN' };
+
 /** Registers a client directly in the registry (as the CLI would) and gets tokens over HTTP. */
 export async function registerTestClient(
   t: TestApp,
@@ -22,7 +24,8 @@ export async function registerTestClient(
   const clients = t.app.get(ClientRegistrationRepository);
   const clientId = opts.clientId ?? `test-${opts.role}-${process.pid}-${Date.now().toString(36)}-${sequence++}`;
   const scopes = opts.scopes ?? ['system/*.*'];
-  const purposes = opts.purposes ?? ['TREAT'];
+  // Each role's usual purpose: a role may hold only its own purposes (src/auth/purpose-of-use.ts).
+  const purposes = opts.purposes ?? [DEFAULT_PURPOSE[opts.role]];
   const { secret } = await clients.create({
     clientId,
     name: clientId,

@@ -27,6 +27,9 @@ interface Row {
   [sortKey: `s${number}`]: string | null;
 }
 
+/** A page's edge for its paging cursors: id and sort keys. */
+type PageAnchor = Pick<Row, 'id' | `s${number}`>;
+
 /**
  * FHIR search: one SQL statement for the page of matches (keyset-paged), one per include level,
  * and a count only when `_total` asks for it. Every statement carries the AccessContext predicate.
@@ -64,6 +67,8 @@ export class SearchService {
     }
     let rows: Row[] = [];
     let hasMore = false;
+    /** The rows paging links are built from: the page's rows, or the walk's when the fetch left some out. */
+    let anchors: PageAnchor[] | undefined;
     // One parameter sort key, or the id order of a chain or _has: walk in that order and stop after
     // the page (search-sort-walk.ts); undefined when the matches are too sparse for a walk.
     const paged = ast.count > 0 && ast.summary !== 'count';
@@ -74,19 +79,29 @@ export class SearchService {
           ? await walkIdPage(ctx, this.config.fhirBaseUrl, ast, ast.count + 1, runner)
           : undefined;
     if (page) {
-      const params = new SqlParams();
+      // The content is fetched in a statement of its own, which sees changes committed since the
+      // walk (READ COMMITTED): the search's whole WHERE, the access predicate included, is applied
+      // again, so a row hidden (or changed to no longer match) in between is left out, never served.
+      const fetcher = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, undefined, this.config.searchTextLanguage);
+      const matches = fetcher.where(ast);
+      const params = fetcher.params;
       rows = page.length
         ? await runner.query(
-            `SELECT m.id, m.resource_type, m.content, m.compartments, p.o0 AS s0
+            `SELECT r.id, r.resource_type, r.content, r.compartments, p.o0 AS s0
               FROM unnest(${params.bind(page.map((w) => w.id))}::text[], ${params.bind(page.map((w) => w.o0))}::text[]) WITH ORDINALITY AS p(id, o0, n)
-              JOIN resource m ON m.resource_type = ${params.bind(ast.resourceTypes[0])} AND m.id = p.id
+              JOIN resource r ON r.resource_type = ${params.bind(ast.resourceTypes[0])} AND r.id = p.id
+              WHERE p.n <= ${params.bind(ast.count)} AND ${matches}
               ORDER BY p.n`,
             params.values,
           )
         : [];
-      hasMore = rows.length > ast.count;
-      rows = rows.slice(0, ast.count);
-      if (backwards) rows.reverse();
+      // Whether there is more is the walk's answer (it read count + 1), whatever the fetch left out.
+      hasMore = page.length > ast.count;
+      anchors = page.slice(0, ast.count).map((w) => ({ id: w.id, s0: w.o0 }));
+      if (backwards) {
+        rows.reverse();
+        anchors.reverse();
+      }
     } else if (ast.count > 0 && ast.summary !== 'count') {
       const dir = (k: { descending: boolean }): string => (k.descending !== backwards ? 'DESC' : 'ASC');
       // A resource without a value of a sort parameter (NULL key) sorts last in either direction.
@@ -147,7 +162,7 @@ export class SearchService {
       resourceType: 'Bundle',
       type: 'searchset',
       ...(total !== undefined ? { total } : {}),
-      link: this.links(interaction, ast, rows, sorts.length, hasMore, backwards),
+      link: this.links(interaction, ast, anchors ?? rows, sorts.length, hasMore, backwards),
       // FHIR JSON has no empty arrays (json.html): no matches, no `entry`.
       ...(entries.length ? { entry: entries } : {}),
     };
@@ -275,7 +290,7 @@ export class SearchService {
     return ast.summary && ast.summary !== 'count' ? subsetResource(resource, ast.summary, ast.elements) : subsetResource(resource, undefined, ast.elements);
   }
 
-  private links(interaction: Interaction, ast: SearchRequestAst, rows: Row[], sortCount: number, hasMore: boolean, backwards: boolean): BundleLink[] {
+  private links(interaction: Interaction, ast: SearchRequestAst, rows: PageAnchor[], sortCount: number, hasMore: boolean, backwards: boolean): BundleLink[] {
     const base = `${this.config.fhirBaseUrl}${interaction.path}`;
     const query = new URLSearchParams();
     for (const [k, v] of Object.entries(interaction.query)) {
@@ -288,7 +303,7 @@ export class SearchService {
       const s = q.toString();
       return s ? `${base}?${s}` : base;
     };
-    const keysOf = (row: Row): (string | null)[] => Array.from({ length: sortCount }, (_, i) => row[`s${i}`] ?? null);
+    const keysOf = (row: PageAnchor): (string | null)[] => Array.from({ length: sortCount }, (_, i) => row[`s${i}`] ?? null);
     const current = interaction.query._cursor;
     const links: BundleLink[] = [{ relation: 'self', url: url(typeof current === 'string' ? current : undefined) }];
     if (!rows.length) return links;

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Consent, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../common/fhir-error';
-import { accessAttributesOf } from '../fhir/storage/access-attributes';
+import { AccessAttributesContext, accessAttributesOf } from '../fhir/storage/access-attributes';
 import { ResourceWriteHook } from '../fhir/storage/resource-write-hook';
 import { consentPatientId, provisionRows } from './consent-provisions';
 
@@ -26,8 +26,8 @@ export class ConsentMaterializer extends ResourceWriteHook {
     const consent = resource as Consent;
     const patientId = consentPatientId(consent);
     const [written, patient] = await Promise.all([
-      accessAttributesOf(tx, [{ resourceType: 'Consent', id }]),
-      patientId ? accessAttributesOf(tx, [{ resourceType: 'Patient', id: patientId }]) : Promise.resolve([]),
+      accessAttributesOf(AccessAttributesContext.CONSENT_MATERIALIZATION, tx, [{ resourceType: 'Consent', id }]),
+      patientId ? accessAttributesOf(AccessAttributesContext.CONSENT_MATERIALIZATION, tx, [{ resourceType: 'Patient', id: patientId }]) : Promise.resolve([]),
     ]);
     const writer = written[0]?.authorOrg;
     if (!patient[0] || !writer || patient[0].authorOrg !== writer) {

@@ -5,6 +5,7 @@ import { FhirPipeline, SystemAccess } from './pipeline/fhir-pipeline.service';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
 import { InteractionExecutor } from './pipeline/interaction.executor';
+import { ResourceTypeHandlers } from './pipeline/resource-type-handler';
 import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
@@ -33,6 +34,7 @@ import { ResourceValidator } from './validation/resource.validator';
     StorageSessions,
     SearchReindexer,
     InteractionExecutor,
+    ResourceTypeHandlers,
     ResourceRepository,
     ResourceValidator,
     CapabilityStatementService,
@@ -59,7 +61,7 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
+  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

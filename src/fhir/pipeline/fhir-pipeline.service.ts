@@ -13,6 +13,7 @@ import { buildInteraction, Interaction, InteractionResult, QueryParams } from '.
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
 import type { Principal } from './principal';
+import { ResourceTypeHandlers } from './resource-type-handler';
 import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
@@ -65,6 +66,7 @@ export class FhirPipeline {
     private readonly sessions: StorageSessions,
     private readonly operations: OperationRegistry,
     private readonly repository: ResourceRepository,
+    private readonly typeHandlers: ResourceTypeHandlers,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -182,7 +184,8 @@ export class FhirPipeline {
     const decision = await this.consent.decide(principal, interaction);
     return issueAccessContext({
       principal,
-      read: [...decision.fragments, ...scope],
+      // Types a module handles (AuditEvent) are read by that module's rule in place of consent.
+      read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope],
       write: writeRuleFragments(principal),
       lookups: this.lookups(principal),
     });

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
-import { AuditEventSearch } from '../../audit/audit-event.search';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
@@ -15,6 +14,7 @@ import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
 import type { AccessAttributes } from '../storage/access-attributes';
 import type { AccessContext } from './access-context';
+import { ResourceTypeHandlers } from './resource-type-handler';
 import type {
   CreateInteraction,
   DeleteInteraction,
@@ -45,7 +45,7 @@ export class InteractionExecutor {
     private readonly search: SearchService,
     private readonly operations: OperationRegistry,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly auditTrail: AuditEventSearch,
+    private readonly handlers: ResourceTypeHandlers,
   ) {}
 
   /** `tx`: the interaction's storage session (a transaction for writes), opened by the pipeline. */
@@ -57,13 +57,11 @@ export class InteractionExecutor {
         return interaction.ifNoneExist !== undefined
           ? this.conditionalCreate(ctx, interaction, interaction.ifNoneExist, tx)
           : this.create(ctx, interaction, tx);
-      case 'read':
-        // Auditors read the server's own trail (docs/audit.md); other AuditEvents are stored resources.
-        if (interaction.resourceType === 'AuditEvent' && ctx.principal.role === 'auditor') {
-          const stored = await this.auditTrail.read(interaction.id!, ctx.principal.scopes);
-          if (stored) return stored;
-        }
-        return this.read(ctx, interaction, tx);
+      case 'read': {
+        // A module's handler may answer reads of its type (the audit trail's records); else storage.
+        const answered = await this.handlers.get(interaction.resourceType)?.read?.(ctx, interaction, tx);
+        return answered ?? this.read(ctx, interaction, tx);
+      }
       case 'vread':
         return this.vread(ctx, interaction, tx);
       case 'update':
@@ -82,11 +80,12 @@ export class InteractionExecutor {
       case 'history-system':
         return this.history(ctx, interaction, tx, { resourceType: interaction.resourceType });
       case 'search-type':
-        // AuditEvent searches (auditors only, see SmartAuthorization) answer from the audit trail.
-        if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction, ctx.principal.scopes);
-        return this.search.search(ctx, interaction, tx);
+      case 'search-compartment': {
+        // A type whose module searches it itself (AuditEvent: the audit trail) is answered there.
+        const handler = this.handlers.get(interaction.resourceType);
+        return handler?.search ? handler.search(ctx, interaction, tx) : this.search.search(ctx, interaction, tx);
+      }
       case 'search-system':
-      case 'search-compartment':
         return this.search.search(ctx, interaction, tx);
       case 'operation':
         return this.operations.execute(ctx, interaction, tx);

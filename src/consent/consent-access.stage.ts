@@ -4,7 +4,7 @@ import type { AccessFragment } from '../fhir/pipeline/access-predicate';
 import type { Interaction } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ConsentDecision, ConsentStage } from '../fhir/pipeline/pipeline.stages';
-import { accessAttributesOf, AccessAttributes } from '../fhir/storage/access-attributes';
+import { AccessAttributesContext, accessAttributesOf, AccessAttributes } from '../fhir/storage/access-attributes';
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
 import { columnsOf, DECIDING_ORDER, matchingProvisions, renderConsentPredicate, Requester } from './consent-sql';
@@ -57,7 +57,7 @@ export class ConsentAccessStage extends ConsentStage {
   private async explainAccess(who: Requester, i: Interaction, judged: AccessAttributes | undefined, tx: EntityManager): Promise<string | undefined> {
     const version = i.kind === 'vread' && /^\d{1,9}$/.test(i.versionId ?? '') ? Number(i.versionId) : undefined;
     // The row the read judged (no statement); a refused access looks its attributes up in the session.
-    const [row] = judged ? [judged] : await accessAttributesOf(tx, [{ resourceType: i.resourceType!, id: i.id!, versionId: version }]);
+    const [row] = judged ? [judged] : await accessAttributesOf(AccessAttributesContext.CONSENT_EXPLANATION, tx, [{ resourceType: i.resourceType!, id: i.id!, versionId: version }]);
     if (!row) return undefined;
     const target = `${row.resourceType}/${row.id}${version ? `/_history/${version}` : ''}`;
     if (who.organization && row.custodianOrg === who.organization) return `${target}: own organization (custodian)`;

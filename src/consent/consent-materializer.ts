@@ -2,7 +2,7 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Consent } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
-import { accessAttributesOf } from '../fhir/storage/access-attributes';
+import { AccessAttributesContext, accessAttributesOf } from '../fhir/storage/access-attributes';
 import { consentPatientId, provisionRows } from './consent-provisions';
 
 /**
@@ -32,7 +32,7 @@ export class ConsentMaterializer implements WriteListener, OnModuleInit {
     if (!after) return;
     const consent = after as Consent;
     const patientId = consentPatientId(consent);
-    const patient = patientId ? await accessAttributesOf(tx, [{ resourceType: 'Patient', id: patientId }]) : [];
+    const patient = patientId ? await accessAttributesOf(AccessAttributesContext.CONSENT_MATERIALIZATION, tx, [{ resourceType: 'Patient', id: patientId }]) : [];
     // The version's written-by organization: the writer's.
     const writer = principal.organization;
     if (!patient[0] || !writer || patient[0].custodianOrg !== writer) {

@@ -6,6 +6,7 @@ import { WriteExtensionsModule } from './pipeline/write-extensions.module';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
 import { InteractionExecutor } from './pipeline/interaction.executor';
+import { ResourceTypeHandlers } from './pipeline/resource-type-handler';
 import { FhirController } from './rest/fhir.controller';
 import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
@@ -35,6 +36,7 @@ import { ResourceValidator } from './validation/resource.validator';
     StorageSessions,
     SearchReindexer,
     InteractionExecutor,
+    ResourceTypeHandlers,
     ResourceRepository,
     ResourceValidator,
     CapabilityStatementService,
@@ -58,7 +60,7 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository],
+  exports: [FhirPipeline, SystemAccess, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

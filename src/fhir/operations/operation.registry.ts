@@ -1,4 +1,6 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { ResourceTypeHandlers } from '../pipeline/resource-type-handler';
 import type { Bundle, CapabilityStatementRest, OperationDefinition } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import type { StorageSession } from '../storage/storage-session';
@@ -35,10 +37,24 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
   private readonly names = new Set<string>();
   private readonly definitionsById = new Map<string, OperationDefinition>();
 
-  constructor(private readonly capabilities: CapabilityStatementService) {}
+  constructor(
+    private readonly capabilities: CapabilityStatementService,
+    private readonly typeHandlers: ResourceTypeHandlers,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+  ) {}
 
   onModuleInit(): void {
     this.capabilities.register(this);
+    // The server's own OperationDefinitions are served from here, not storage; stored ones beside them.
+    this.typeHandlers.register({
+      resourceType: 'OperationDefinition',
+      read: async (_ctx, i) => this.readDefinition(i.id),
+      search: async (_ctx, i) => (i.kind === 'search-type' ? this.searchDefinitions(i.query, this.config.fhirBaseUrl) : undefined),
+      refuseChange: (i) =>
+        i.id !== undefined && this.definition(i.id)
+          ? new FhirError(405, 'not-supported', `OperationDefinition/${i.id} is a definition of this server and cannot be changed`, undefined, { Allow: 'GET' })
+          : undefined,
+    });
   }
 
   /** Called from each operation's `onModuleInit`: a duplicate or an inconsistent declaration throws, so the app does not start. */

@@ -19,6 +19,7 @@ import { defaultDecision } from './write-decision';
 import type { WriteDecision } from './write-decision';
 import { WriteEvents } from './write-events';
 import { WritePolicies } from './write-policy';
+import { ResourceTypeHandlers } from './resource-type-handler';
 import { writeRuleFragments } from './write-rule';
 
 // The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
@@ -74,6 +75,7 @@ export class FhirPipeline {
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly writePolicies: WritePolicies,
     private readonly writeEvents: WriteEvents,
+    private readonly typeHandlers: ResourceTypeHandlers,
   ) {}
 
   async handle(principal: Principal, interaction: Interaction, origin: RequestOrigin = {}): Promise<InteractionResult> {
@@ -216,7 +218,8 @@ export class FhirPipeline {
     const decision = await this.consent.decide(principal, interaction);
     return issueAccessContext({
       principal,
-      read: [...decision.fragments, ...scope],
+      // Types a module handles (AuditEvent) are read by that module's rule in place of consent.
+      read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope],
       write: writeRuleFragments(principal),
       writes: writes ? interactionWrites(this.writePolicies, this.writeEvents, principal, interaction) : undefined,
       lookups: this.lookups(principal),

@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { AuditEntity } from '../../audit/audit-record';
-import { AuditEventSearch } from '../../audit/audit-event.search';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
@@ -16,6 +15,7 @@ import { SearchService } from '../search/search.service';
 import { OperationRegistry } from '../operations/operation.registry';
 import type { AccessAttributes } from '../storage/access-attributes';
 import type { AccessContext } from './access-context';
+import { ResourceTypeHandlers } from './resource-type-handler';
 import type {
   CreateInteraction,
   DeleteInteraction,
@@ -48,14 +48,16 @@ export class InteractionExecutor {
     private readonly search: SearchService,
     private readonly operations: OperationRegistry,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
-    private readonly auditTrail: AuditEventSearch,
+    private readonly handlers: ResourceTypeHandlers,
   ) {}
 
   /** `session`: the interaction's unit of work (a transaction for writes), opened by the pipeline. */
   async execute(ctx: AccessContext, interaction: Interaction, session: StorageSession): Promise<InteractionResult> {
-    // The server's own OperationDefinitions are not stored: their ids cannot be written (a stored one would never be read).
-    if (interaction.resourceType === 'OperationDefinition' && interaction.id !== undefined && CHANGES.has(interaction.kind) && this.operations.definition(interaction.id)) {
-      throw new FhirError(405, 'not-supported', `OperationDefinition/${interaction.id} is a definition of this server and cannot be changed`, undefined, { Allow: 'GET' });
+    const handler = this.handlers.get(interaction.resourceType);
+    // A module may refuse changes of some of its type's ids (the server's own OperationDefinitions).
+    if (CHANGES.has(interaction.kind)) {
+      const refusal = handler?.refuseChange?.(interaction);
+      if (refusal) throw refusal;
     }
     session.access = ctx;
     const tx = session.tx;
@@ -66,15 +68,11 @@ export class InteractionExecutor {
         return interaction.ifNoneExist !== undefined
           ? this.conditionalCreate(ctx, interaction, interaction.ifNoneExist, tx)
           : this.create(ctx, interaction, tx);
-      case 'read':
-        // Auditors read the server's own trail (docs/audit.md); other AuditEvents are stored resources.
-        if (interaction.resourceType === 'AuditEvent' && ctx.principal.role === 'auditor') {
-          const stored = await this.auditTrail.read(interaction.id!, ctx.principal.scopes);
-          if (stored) return stored;
-        }
-        // The server's own OperationDefinitions are served from the operation registry, not storage.
-        if (interaction.resourceType === 'OperationDefinition') return this.operations.readDefinition(interaction.id) ?? this.read(ctx, interaction, tx);
-        return this.read(ctx, interaction, tx);
+      case 'read': {
+        // A module's handler may answer reads of its type (the audit trail's records); else storage.
+        const answered = await handler?.read?.(ctx, interaction, tx);
+        return answered ?? this.read(ctx, interaction, tx);
+      }
       case 'vread':
         return this.vread(ctx, interaction, tx);
       case 'update':
@@ -93,14 +91,13 @@ export class InteractionExecutor {
       case 'history-system':
         return this.history(ctx, interaction, tx, { resourceType: interaction.resourceType });
       case 'search-type':
-        // AuditEvent searches (auditors only, see SmartAuthorization) answer from the audit trail.
-        if (interaction.resourceType === 'AuditEvent') return this.auditTrail.search(interaction, ctx.principal.scopes);
-        if (interaction.resourceType === 'OperationDefinition') {
-          return this.operations.searchDefinitions(interaction.query, this.config.fhirBaseUrl) ?? this.search.search(ctx, interaction, tx);
-        }
-        return this.search.search(ctx, interaction, tx);
+      case 'search-compartment': {
+        // A type whose module searches it itself (AuditEvent: the audit trail) is answered there;
+        // undefined lets the search engine answer.
+        const answered = await handler?.search?.(ctx, interaction, tx);
+        return answered ?? this.search.search(ctx, interaction, tx);
+      }
       case 'search-system':
-      case 'search-compartment':
         return this.search.search(ctx, interaction, tx);
       case 'operation':
         return this.operations.execute(ctx, interaction, session);

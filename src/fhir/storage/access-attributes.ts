@@ -14,14 +14,36 @@ export interface AccessAttributes {
 }
 
 /**
+ * The named, static internal contexts that may look up any row's access attributes (docs/security.md,
+ * "Internal contexts"). Not an AccessContext: it opens no content read, search or write, so it
+ * cannot be handed to storage for anything but this lookup. Static (no per-call `SystemAccess.mint`,
+ * which would write an audit record per lookup): each lookup happens inside an interaction that is
+ * audited itself.
+ */
+export class AccessAttributesContext {
+  private constructor(readonly name: string) {}
+
+  /** The consent module's Consent materializer, in the write's transaction: whose patient a Consent is, which organization wrote both. */
+  static readonly CONSENT_MATERIALIZATION = new AccessAttributesContext('consent-materialization');
+  /** The consent stage's explanation of an access by id (which provision decided), for the audit record. */
+  static readonly CONSENT_EXPLANATION = new AccessAttributesContext('consent-explanation');
+}
+
+const NAMED = new Set<unknown>([AccessAttributesContext.CONSENT_MATERIALIZATION, AccessAttributesContext.CONSENT_EXPLANATION]);
+
+/**
  * The access attributes of current rows (or one version), whatever their visibility. Not a read of
  * resources (no content): used by the consent module inside a write's transaction (whose patient a
- * Consent is, which organization is its custodian) and to explain a decision in the audit record.
+ * Consent is, which organization is its custodian) and to explain a decision in the audit record,
+ * and only under one of the named internal contexts above: a client's AccessContext (or anything
+ * else) is refused.
  */
 export async function accessAttributesOf(
+  context: AccessAttributesContext,
   db: Pick<EntityManager, 'query'>,
   refs: readonly { resourceType: string; id: string; versionId?: number }[],
 ): Promise<AccessAttributes[]> {
+  if (!NAMED.has(context)) throw new Error('accessAttributesOf reads any row: only a named internal context (AccessAttributesContext) may ask');
   if (!refs.length) return [];
   const rows: { resource_type: string; id: string; custodian_org: string | null; author_org: string | null; compartments: string[]; security_labels: string[]; last_updated: Date }[] = await db.query(
     `SELECT r.resource_type, r.id, r.custodian_org, r.author_org, r.compartments, r.security_labels, r.last_updated

@@ -108,4 +108,58 @@ describe('input handling, second pass', () => {
       expect(read.body.name[0].family).toBe('M\u{1F600}ller \u{20BB7} \uFFFD \u{1F600}');
     });
   });
+  describe('item 11: narrative XHTML a browser would run (stored XSS)', () => {
+    const NS = 'xmlns="http://www.w3.org/1999/xhtml"';
+    const narrative = (inner: string) => ({ status: 'generated', div: `<div ${NS}>${inner}</div>` });
+    const SCRIPT = narrative('<p>Anna</p><script>alert(document.cookie)</script>');
+
+    it.each([
+      ['a script element', SCRIPT, 'The element <script> is not allowed in a narrative (R4 txt-1)'],
+      ['an onerror attribute', narrative('<img src="x.png" onerror="alert(1)"/>'), 'The attribute onerror of <img> is not allowed in a narrative (R4 txt-1)'],
+      ['a javascript: URL', narrative('<a href="javascript:alert(1)">chart</a>'), 'The URL in the attribute href of <a> has a scheme that is not allowed (R4 txt-1)'],
+    ])('refuses %s with 422 at Patient.text.div on create, update, transaction and $validate, storing nothing', async (name, text, diagnostics) => {
+      const value = `xss-${name}`;
+      const expected = [{ severity: 'error', code: 'invariant', diagnostics, expression: ['Patient.text.div'] }];
+      const create = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(mrn(value, { text }));
+      expect(create.status).toBe(422);
+      expect(create.body.issue).toEqual(expected);
+
+      const id = await createPatient(`${value}-update`);
+      const update = await t.api.put(`/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send(mrn(`${value}-update`, { id, text }));
+      expect(update.status).toBe(422);
+      expect(update.body.issue).toEqual(expected);
+      expect(await versionOf(id)).toBe(1);
+
+      const transaction = await t.api.post('/fhir').set('Content-Type', FHIR_JSON).send(transactionOf(JSON.stringify(mrn(value, { text }))));
+      expect(transaction.status).toBe(422);
+      expect(transaction.body.issue[0]).toMatchObject({ code: 'invariant', diagnostics: `Bundle.entry[0]: ${diagnostics}`, expression: ['Bundle.entry[0].resource.text.div', 'Bundle.entry[0]'] });
+
+      const validate = await t.api.post('/fhir/Patient/$validate').set('Content-Type', FHIR_JSON).send(mrn(value, { text }));
+      expect(validate.status).toBe(200);
+      expect(validate.body.issue).toEqual(expected);
+      expect(await storedWithMrn(value)).toBe(0);
+    });
+
+    it('refuses a script added by a JSON Patch and one in a contained resource', async () => {
+      const id = await createPatient('xss-patch');
+      const patch = await t.api.patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH).send([{ op: 'add', path: '/text', value: SCRIPT }]);
+      expect(patch.status).toBe(422);
+      expect(patch.body.issue).toEqual([{ severity: 'error', code: 'invariant', diagnostics: 'The element <script> is not allowed in a narrative (R4 txt-1)', expression: ['Patient.text.div'] }]);
+      expect(await versionOf(id)).toBe(1);
+      const contained = await t.api
+        .post('/fhir/Patient')
+        .set('Content-Type', FHIR_JSON)
+        .send(mrn('xss-contained', { contained: [{ resourceType: 'Organization', id: 'o1', name: 'Org', text: SCRIPT }], managingOrganization: { reference: '#o1' } }));
+      expect(contained.status).toBe(422);
+      expect(contained.body.issue[0].expression).toEqual(['Patient.contained[0].text.div']);
+      expect(await storedWithMrn('xss-contained')).toBe(0);
+    });
+
+    it('stores a formatting-only narrative unchanged and serves it back as sent', async () => {
+      const text = narrative('<p>Anna <b>Müller</b></p><table border="1"><tr><td style="color: navy">a</td></tr></table><a href="https://example.org/chart">chart</a>');
+      const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(mrn('xss-none', { text }));
+      expect(res.status).toBe(201);
+      expect((await t.api.get(`/fhir/Patient/${res.body.id}`)).body.text).toEqual(text);
+    });
+  });
 });

@@ -5,6 +5,7 @@ import { FhirError } from '../../common/fhir-error';
 import { numericView } from '../../common/fhir-json';
 import { assertJsonShape } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { narrativeIssues } from './narrative-xhtml';
 import { ProfileRegistry } from './profile.registry';
 import { TerminologyBindingValidator } from './terminology-binding.validator';
 
@@ -55,22 +56,31 @@ export class ResourceValidator {
 
   /**
    * What `validate` checks, as issues instead of a refusal ($validate answers them): `base` (every
-   * severity) and, when the base has no errors, the errors of the required, named and `extraProfiles`.
+   * severity, 400 when one is an error) and `profile`, the 422 refusals: narrative XHTML that breaks
+   * R4's rules and, when the base has no errors, the errors of the required, named and `extraProfiles`.
    */
   issues(received: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
     // Bodies were checked when parsed; this catches what a PATCH put together.
     assertJsonShape(received);
     // The validators expect numbers where decimals kept their text (1.50).
     const resource = numericView(received).view;
-    const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
-    if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: [] };
+    // Narrative XHTML a browser would run (txt-1) is refused with 422 like a profile failure, and
+    // reported by $validate even beside base errors; txt-2 is a warning (narrative-xhtml.ts).
+    const narrative = narrativeIssues(resource);
+    const narrativeErrors = narrative.filter((i) => i.severity === 'error');
+    const base = [
+      ...collect(() => validateResource(resource)),
+      ...this.terminology.validate(resource),
+      ...narrative.filter((i) => i.severity !== 'error'),
+    ];
+    if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: narrativeErrors };
 
     const profileUrls = new Set([
       ...this.profiles.requiredFor(resource.resourceType),
       ...(resource.meta?.profile ?? []).filter((url) => this.profiles.get(url)),
       ...extraProfiles,
     ]);
-    const profileIssues: OperationOutcomeIssue[] = [];
+    const profileIssues: OperationOutcomeIssue[] = [...narrativeErrors];
     for (const url of profileUrls) {
       const profile = this.profiles.get(url)!;
       for (const issue of collect(() => validateResource(resource, { profile }))) {

@@ -21,9 +21,11 @@ export function isPrototypeKey(key: string): boolean {
  * jsonb cannot hold a lone surrogate.
  */
 const LONE_SURROGATE = /\p{Cs}/u;
+/** Any surrogate at all: a plain scan, far faster on long text than the Unicode-aware one. */
+const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 
 function assertUnicode(value: string, at: string): void {
-  if (!LONE_SURROGATE.test(value)) return;
+  if (!ANY_SURROGATE.test(value) || !LONE_SURROGATE.test(value)) return;
   const where = at.slice(0, 200) || '(the root)';
   throw FhirError.badRequest(
     `The text at ${where} is not valid Unicode: it holds an unpaired UTF-16 surrogate (such as \\ud800) or bytes that are not UTF-8`,

@@ -27,6 +27,18 @@ const keyEncryptionKey = z
     'must be 32 random bytes in base64 (openssl rand -base64 32)',
   );
 
+export interface ResourceCostLimits {
+  /** Most elements in any one array of a resource (`Patient.name`, `Provenance.target`). */
+  maxArrayLength: number;
+  /** Most JSON values (objects, arrays, primitives) in one resource: bounds the validation work. */
+  maxElements: number;
+  /** Most search index rows one resource version may have. */
+  maxIndexRows: number;
+}
+
+/** The defaults: above the largest R4 example and Synthea resources (docs/security.md). */
+export const DEFAULT_RESOURCE_COST: ResourceCostLimits = { maxArrayLength: 10_000, maxElements: 100_000, maxIndexRows: 20_000 };
+
 const envSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
   PORT: port(8080),
@@ -70,6 +82,10 @@ const envSchema = z.object({
   FHIR_CONDITIONAL_DELETE_MAX: integer(0, 1000, 0, 'a number of resources'),
   /** A PostgreSQL text search configuration (psql `\dF`) for `_text` / `_content`; a change needs `npm run reindex`. */
   SEARCH_TEXT_LANGUAGE: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a PostgreSQL text search configuration name such as simple or english').default('simple'),
+  /** The cost of one resource (each Bundle entry's on its own), checked before it is validated or indexed. */
+  FHIR_MAX_ARRAY_LENGTH: integer(100, 1_000_000, DEFAULT_RESOURCE_COST.maxArrayLength, 'a number of elements'),
+  FHIR_MAX_RESOURCE_ELEMENTS: integer(1_000, 10_000_000, DEFAULT_RESOURCE_COST.maxElements, 'a number of elements'),
+  FHIR_MAX_INDEX_ROWS: integer(100, 10_000_000, DEFAULT_RESOURCE_COST.maxIndexRows, 'a number of rows'),
   /** `off` only for benchmarks (audit on vs off): records are then only logged, not stored. */
   AUDIT_STORE: z.enum(['on', 'off']).default('on'),
   /** Group commit: how long the audit writer waits to gather records of concurrent requests. */
@@ -124,6 +140,8 @@ export interface AppConfig {
   conditionalDeleteMax: number;
   /** Text search configuration of `_text` / `_content` (index rows and queries alike). */
   searchTextLanguage: string;
+  /** Limits on one resource (docs/security.md): past one, the write is refused `too-costly`. */
+  resourceCost: ResourceCostLimits;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
   audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
 }
@@ -169,6 +187,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     searchTextLanguage: e.SEARCH_TEXT_LANGUAGE,
+    resourceCost: { maxArrayLength: e.FHIR_MAX_ARRAY_LENGTH, maxElements: e.FHIR_MAX_RESOURCE_ELEMENTS, maxIndexRows: e.FHIR_MAX_INDEX_ROWS },
   };
 }
 

@@ -162,4 +162,66 @@ describe('input handling, second pass', () => {
       expect((await t.api.get(`/fhir/Patient/${res.body.id}`)).body.text).toEqual(text);
     });
   });
+  describe('item 12: the cost of one resource is bounded (defaults: docs/security.md)', () => {
+    const names = (n: number, given = 1) => Array.from({ length: n }, (_, i) => ({ family: `F${i}`, given: Array.from({ length: given }, (_, g) => `G${i}x${g}`) }));
+    const tooCostly = (status: number, diagnostics: string, expression: string[]) => ({ status, issue: [{ severity: 'error', code: 'too-costly', diagnostics, expression }] });
+
+    it('refuses 80,000 names (3 MB) at once with 413 naming FHIR_MAX_ARRAY_LENGTH, on create, $validate and in a transaction, storing nothing', async () => {
+      const patient = mrn('cost-80k', { name: names(80_000) });
+      const started = Date.now();
+      const create = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(patient);
+      // Refused by the cheap walk before validation and indexing (13-17 s before).
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect({ status: create.status, issue: create.body.issue }).toEqual(
+        tooCostly(413, 'Patient.name has 80000 elements: at most 10000 per array (FHIR_MAX_ARRAY_LENGTH)', ['Patient.name']),
+      );
+      const validate = await t.api.post('/fhir/Patient/$validate').set('Content-Type', FHIR_JSON).send(patient);
+      expect(validate.status).toBe(413);
+      expect(validate.body.issue[0].diagnostics).toMatch(/FHIR_MAX_ARRAY_LENGTH/);
+      const transaction = await t.api.post('/fhir').set('Content-Type', FHIR_JSON).send(transactionOf(JSON.stringify(patient)));
+      expect(transaction.status).toBe(413);
+      expect(transaction.body.issue[0]).toMatchObject({ code: 'too-costly', expression: ['Bundle.entry[0].resource.name', 'Bundle.entry[0]'] });
+      expect(await storedWithMrn('cost-80k')).toBe(0);
+    });
+
+    it('refuses more than FHIR_MAX_RESOURCE_ELEMENTS values in one resource with 413, each array within its limit', async () => {
+      // 9,000 names of 1 family and 11 given names: 126,000 values, no array above 10,000.
+      const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(mrn('cost-elements', { name: names(9_000, 11) }));
+      expect({ status: res.status, issue: res.body.issue }).toEqual(tooCostly(413, 'The resource has more than 100000 elements (FHIR_MAX_RESOURCE_ELEMENTS)', ['Patient']));
+      expect(await storedWithMrn('cost-elements')).toBe(0);
+    });
+
+    it('refuses a resource with more than FHIR_MAX_INDEX_ROWS search index rows with 422, storing nothing (no index rows either)', async () => {
+      const [{ before }] = await t.db.query(`SELECT count(*)::int AS before FROM search_string`);
+      const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(mrn('cost-rows', { name: names(4_000) }));
+      expect(res.status).toBe(422);
+      expect(res.body.issue).toEqual([
+        { severity: 'error', code: 'too-costly', diagnostics: expect.stringMatching(/^Patient would have \d+ search index rows: at most 20000 per resource \(FHIR_MAX_INDEX_ROWS\)$/), expression: ['Patient'] },
+      ]);
+      expect(await storedWithMrn('cost-rows')).toBe(0);
+      const [{ after }] = await t.db.query(`SELECT count(*)::int AS after FROM search_string`);
+      expect(after).toBe(before);
+    });
+
+    it('judges each Bundle entry on its own: a batch fails only the costly entry', async () => {
+      const ok = mrn('cost-batch-ok');
+      const costly = mrn('cost-batch-costly', { name: names(10_001) });
+      const batch = await t.api
+        .post('/fhir')
+        .set('Content-Type', FHIR_JSON)
+        .send({ resourceType: 'Bundle', type: 'batch', entry: [ok, costly].map((resource) => ({ request: { method: 'POST', url: 'Patient' }, resource })) });
+      expect(batch.status).toBe(200);
+      expect(batch.body.entry.map((e: { response: { status: string } }) => e.response.status)).toEqual(['201 Created', '413']);
+      expect(batch.body.entry[1].response.outcome.issue[0]).toMatchObject({ code: 'too-costly', diagnostics: expect.stringMatching(/10001 elements: at most 10000 per array \(FHIR_MAX_ARRAY_LENGTH\)/) });
+      expect(await storedWithMrn('cost-batch-ok')).toBe(1);
+      expect(await storedWithMrn('cost-batch-costly')).toBe(0);
+    });
+
+    it('accepts a resource just under every limit', async () => {
+      // 3,000 names: 3,000 array elements, about 12,000 values and 18,000 index rows.
+      const res = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(mrn('cost-under', { name: names(3_000) }));
+      expect(res.status).toBe(201);
+      expect(res.body.name).toHaveLength(3_000);
+    });
+  });
 });

@@ -2,7 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { convertToSearchableQuantities, convertToSearchableTokens, evalFhirPathTyped, toTypedValue, TypedValue } from '@medplum/core';
 import type { CodeSystem, CodeSystemConcept, Coding, Period, Range, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
-import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { FhirError } from '../../common/fhir-error';
+import { APP_CONFIG, AppConfig, DEFAULT_RESOURCE_COST } from '../../config/app.config';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { numericView, RawDecimal } from '../../common/fhir-json';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
@@ -56,7 +57,7 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
     if (resource) {
-      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing, this.config.searchTextLanguage);
+      await writeIndexRows(tx, [{ resourceType, id, rows: this.extractForWrite(resource) }], replacing, this.config.searchTextLanguage);
     } else if (replacing) {
       // One round trip: data-modifying CTEs clear the previous version's rows in every table.
       await tx.query(
@@ -68,7 +69,18 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   /** First versions created together: the same rows as `index`, in one statement. */
   override async indexCreated(tx: EntityManager, created: readonly Resource[]): Promise<void> {
-    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false, this.config.searchTextLanguage);
+    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extractForWrite(r) })), false, this.config.searchTextLanguage);
+  }
+
+  /** A write's rows, refused (422 `too-costly`, the write rolls back) past FHIR_MAX_INDEX_ROWS. */
+  private extractForWrite(resource: Resource): IndexRows {
+    const rows = this.extract(resource);
+    const count = Object.values(rows).reduce((n: number, r: unknown) => n + (Array.isArray(r) ? r.length : 0), 0);
+    const max = (this.config.resourceCost ?? DEFAULT_RESOURCE_COST).maxIndexRows;
+    if (count > max) {
+      throw new FhirError(422, 'too-costly', `${resource.resourceType} would have ${count} search index rows: at most ${max} per resource (FHIR_MAX_INDEX_ROWS)`, [resource.resourceType]);
+    }
+    return rows;
   }
 
   /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */

@@ -1,8 +1,10 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, Optional } from '@nestjs/common';
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { numericView } from '../../common/fhir-json';
+import { assertResourceCost } from '../../common/resource-cost';
+import { APP_CONFIG, AppConfig, DEFAULT_RESOURCE_COST, ResourceCostLimits } from '../../config/app.config';
 import { assertJsonShape } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { narrativeIssues } from './narrative-xhtml';
@@ -21,6 +23,11 @@ export class ResourceValidator {
   private readonly definitions = FhirDefinitions.get();
   private readonly profiles = new ProfileRegistry();
   private readonly terminology = new TerminologyBindingValidator();
+  private readonly costLimits: ResourceCostLimits;
+
+  constructor(@Optional() @Inject(APP_CONFIG) config?: AppConfig) {
+    this.costLimits = config?.resourceCost ?? DEFAULT_RESOURCE_COST;
+  }
 
   /** Checks that a request body is a resource of the expected type before anything else. */
   assertResourceBody(body: unknown, expectedType: string | undefined): Resource {
@@ -60,6 +67,8 @@ export class ResourceValidator {
    * R4's rules and, when the base has no errors, the errors of the required, named and `extraProfiles`.
    */
   issues(received: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
+    // First, and cheaply: a resource too large to validate and index is refused before either.
+    assertResourceCost(received, this.costLimits);
     // Bodies were checked when parsed; this catches what a PATCH put together.
     assertJsonShape(received);
     // The validators expect numbers where decimals kept their text (1.50).

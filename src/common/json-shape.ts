@@ -24,13 +24,30 @@ const LONE_SURROGATE = /\p{Cs}/u;
 /** Any surrogate at all: a plain scan, far faster on long text than the Unicode-aware one. */
 const ANY_SURROGATE = /[\uD800-\uDFFF]/;
 
-function assertUnicode(value: string, at: string): void {
+function assertUnicode(value: string, at: () => string): void {
   if (!ANY_SURROGATE.test(value) || !LONE_SURROGATE.test(value)) return;
-  const where = at.slice(0, 200) || '(the root)';
+  const where = at().slice(0, 200) || '(the root)';
   throw FhirError.badRequest(
     `The text at ${where} is not valid Unicode: it holds an unpaired UTF-16 surrogate (such as \\ud800) or bytes that are not UTF-8`,
     [where],
   );
+}
+
+/**
+ * A place in a JSON document, its path built only when an error names it (a body of 100,000
+ * values would otherwise build 100,000 strings).
+ */
+export interface JsonPlace {
+  readonly parent?: JsonPlace;
+  /** `Patient` at the root, `.name` for a member, `[0]` for an array item. */
+  readonly step: string;
+}
+
+export function pathOf(place: JsonPlace): string {
+  const steps: string[] = [];
+  for (let p: JsonPlace | undefined = place; p; p = p.parent) steps.push(p.step);
+  const path = steps.reverse().join('');
+  return path.startsWith('.') ? path.slice(1) : path;
 }
 
 /**
@@ -42,31 +59,32 @@ function assertUnicode(value: string, at: string): void {
 export function assertJsonShape(body: unknown): void {
   if (!body || typeof body !== 'object') return;
   const rootType = (body as { resourceType?: unknown }).resourceType;
-  const stack: { node: object; path: string; depth: number }[] = [
-    { node: body, path: typeof rootType === 'string' && /^[A-Z][A-Za-z]{0,63}$/.test(rootType) ? rootType : '', depth: 1 },
+  const stack: { node: object; place: JsonPlace; depth: number }[] = [
+    { node: body, place: { step: typeof rootType === 'string' && /^[A-Z][A-Za-z]{0,63}$/.test(rootType) ? rootType : '' }, depth: 1 },
   ];
   while (stack.length) {
-    const { node, path, depth } = stack.pop()!;
+    const { node, place, depth } = stack.pop()!;
     if (depth > MAX_JSON_DEPTH) {
-      throw FhirError.badRequest(`The JSON is nested more than ${MAX_JSON_DEPTH} levels deep (at ${path.slice(0, 200)})`, undefined, 'too-costly');
+      throw FhirError.badRequest(`The JSON is nested more than ${MAX_JSON_DEPTH} levels deep (at ${pathOf(place).slice(0, 200)})`, undefined, 'too-costly');
     }
     if (Array.isArray(node)) {
       node.forEach((item, i) => {
-        if (typeof item === 'string') assertUnicode(item, `${path}[${i}]`);
-        else if (item && typeof item === 'object') stack.push({ node: item, path: `${path}[${i}]`, depth: depth + 1 });
+        if (typeof item === 'string') assertUnicode(item, () => pathOf({ parent: place, step: `[${i}]` }));
+        else if (item && typeof item === 'object') stack.push({ node: item, place: { parent: place, step: `[${i}]` }, depth: depth + 1 });
       });
       continue;
     }
     for (const key of Object.keys(node)) {
       // A bad key is named by its parent: the key itself cannot be shown.
-      assertUnicode(key, path);
-      const at = path ? `${path}.${key}` : key;
+      assertUnicode(key, () => pathOf(place));
+      const at: JsonPlace = { parent: place, step: `.${key}` };
       if (PROTOTYPE_KEYS.has(key)) {
-        throw FhirError.badRequest(`Unknown element '${key}' at ${at.slice(0, 200)}`, [at.slice(0, 200)], 'structure');
+        const where = pathOf(at).slice(0, 200);
+        throw FhirError.badRequest(`Unknown element '${key}' at ${where}`, [where], 'structure');
       }
       const value = (node as Record<string, unknown>)[key];
-      if (typeof value === 'string') assertUnicode(value, at);
-      else if (value && typeof value === 'object') stack.push({ node: value, path: at, depth: depth + 1 });
+      if (typeof value === 'string') assertUnicode(value, () => pathOf(at));
+      else if (value && typeof value === 'object') stack.push({ node: value, place: at, depth: depth + 1 });
     }
   }
 }

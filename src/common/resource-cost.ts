@@ -1,40 +1,44 @@
 import type { ResourceCostLimits } from '../config/app.config';
 import { FhirError } from './fhir-error';
+import { JsonPlace, pathOf } from './json-shape';
 
 /**
  * Refuses a resource whose size alone would make validating and indexing it costly (one Patient
  * with 80,000 names held the event loop for seconds and 450 MB), before any of that work starts: one
  * walk that stops at the first limit passed. 413 `too-costly`, naming the limit and its setting.
+ * Returns the number of JSON values, a measure of the validation work.
  */
-export function assertResourceCost(resource: unknown, limits: ResourceCostLimits): void {
-  if (!resource || typeof resource !== 'object') return;
+export function assertResourceCost(resource: unknown, limits: ResourceCostLimits): number {
+  if (!resource || typeof resource !== 'object') return 1;
   const rootType = (resource as { resourceType?: unknown }).resourceType;
   const root = typeof rootType === 'string' ? rootType.slice(0, 64) : '';
   let elements = 0;
-  const stack: { node: unknown; path: string }[] = [{ node: resource, path: root }];
-  while (stack.length) {
-    const { node, path } = stack.pop()!;
+  const count = (): void => {
     if (++elements > limits.maxElements) {
-      throw new FhirError(
-        413,
-        'too-costly',
-        `The resource has more than ${limits.maxElements} elements (FHIR_MAX_RESOURCE_ELEMENTS)`,
-        root ? [root] : undefined,
-      );
+      throw new FhirError(413, 'too-costly', `The resource has more than ${limits.maxElements} elements (FHIR_MAX_RESOURCE_ELEMENTS)`, root ? [root] : undefined);
     }
-    if (!node || typeof node !== 'object') continue;
+  };
+  const stack: { node: object; place: JsonPlace }[] = [{ node: resource, place: { step: root } }];
+  while (stack.length) {
+    const { node, place } = stack.pop()!;
+    count();
     if (Array.isArray(node)) {
       if (node.length > limits.maxArrayLength) {
-        throw new FhirError(
-          413,
-          'too-costly',
-          `${path.slice(0, 200)} has ${node.length} elements: at most ${limits.maxArrayLength} per array (FHIR_MAX_ARRAY_LENGTH)`,
-          [path.slice(0, 200)],
-        );
+        const path = pathOf(place).slice(0, 200);
+        throw new FhirError(413, 'too-costly', `${path} has ${node.length} elements: at most ${limits.maxArrayLength} per array (FHIR_MAX_ARRAY_LENGTH)`, [path]);
       }
-      for (let i = node.length - 1; i >= 0; i--) stack.push({ node: node[i], path: `${path}[${i}]` });
+      for (let i = node.length - 1; i >= 0; i--) {
+        const item: unknown = node[i];
+        if (item && typeof item === 'object') stack.push({ node: item, place: { parent: place, step: `[${i}]` } });
+        else count();
+      }
       continue;
     }
-    for (const [key, value] of Object.entries(node)) stack.push({ node: value, path: path ? `${path}.${key}` : key });
+    for (const key of Object.keys(node)) {
+      const value = (node as Record<string, unknown>)[key];
+      if (value && typeof value === 'object') stack.push({ node: value, place: { parent: place, step: `.${key}` } });
+      else count();
+    }
   }
+  return elements;
 }

@@ -106,7 +106,7 @@ export class InteractionExecutor {
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
     const id = i.assignedId ?? randomUUID();
     const resource = { ...body, id } as Resource;
-    this.validator.validate(resource);
+    await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', resource, id), tx);
     return this.written(201, storedVersion(result));
   }
@@ -212,7 +212,7 @@ export class InteractionExecutor {
         `${resource.resourceType}.id`,
       ]);
     }
-    this.validator.validate(resource);
+    await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, resource.id, parseIfMatch(i.ifMatch)), tx);
     return this.written(result.created ? 201 : 200, storedVersion(result));
   }
@@ -235,7 +235,7 @@ export class InteractionExecutor {
     if (resource.resourceType !== current.resourceType || resource.id !== current.id) {
       throw FhirError.badRequest('A patch may not change resourceType or id', [`${current.resourceType}.id`]);
     }
-    this.validator.validate(resource);
+    await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
     return this.written(200, storedVersion(result));
   }

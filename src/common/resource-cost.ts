@@ -6,14 +6,24 @@ import { JsonPlace, pathOf } from './json-shape';
  * Refuses a resource whose size alone would make validating and indexing it costly (one Patient
  * with 80,000 names held the event loop for seconds and 450 MB), before any of that work starts: one
  * walk that stops at the first limit passed. 413 `too-costly`, naming the limit and its setting.
- * Returns the number of JSON values, a measure of the validation work.
+ * Returns its size: the number of JSON values and the length of its text, measures of the
+ * validation work.
  */
-export function assertResourceCost(resource: unknown, limits: ResourceCostLimits): number {
-  if (!resource || typeof resource !== 'object') return 1;
+export interface ResourceSize {
+  /** JSON values: objects, arrays and primitives. */
+  elements: number;
+  /** Characters in all its strings (a narrative div is parsed as XML). */
+  textLength: number;
+}
+
+export function assertResourceCost(resource: unknown, limits: ResourceCostLimits): ResourceSize {
+  if (!resource || typeof resource !== 'object') return { elements: 1, textLength: typeof resource === 'string' ? resource.length : 0 };
   const rootType = (resource as { resourceType?: unknown }).resourceType;
   const root = typeof rootType === 'string' ? rootType.slice(0, 64) : '';
   let elements = 0;
-  const count = (): void => {
+  let textLength = 0;
+  const count = (value?: unknown): void => {
+    if (typeof value === 'string') textLength += value.length;
     if (++elements > limits.maxElements) {
       throw new FhirError(413, 'too-costly', `The resource has more than ${limits.maxElements} elements (FHIR_MAX_RESOURCE_ELEMENTS)`, root ? [root] : undefined);
     }
@@ -30,15 +40,15 @@ export function assertResourceCost(resource: unknown, limits: ResourceCostLimits
       for (let i = node.length - 1; i >= 0; i--) {
         const item: unknown = node[i];
         if (item && typeof item === 'object') stack.push({ node: item, place: { parent: place, step: `[${i}]` } });
-        else count();
+        else count(item);
       }
       continue;
     }
     for (const key of Object.keys(node)) {
       const value = (node as Record<string, unknown>)[key];
       if (value && typeof value === 'object') stack.push({ node: value, place: { parent: place, step: `.${key}` } });
-      else count();
+      else count(value);
     }
   }
-  return elements;
+  return { elements, textLength };
 }

@@ -243,6 +243,8 @@ describe('input handling, second pass', () => {
       ['FHIR_MAX_RESOURCE_ELEMENTS', () => mrn('cost-at-elements', { name: names(7_600, 10) }), 422],
       // 3,300 names: about 19,800 index rows, just under the index-row limit (stored).
       ['FHIR_MAX_INDEX_ROWS', () => mrn('cost-at-rows', { name: names(3_300) }), 201],
+      // Few values, much text: a narrative of 70,000 paragraphs, just under the 1 MB a FHIR string may hold.
+      ['a 0.9 MB narrative', () => mrn('cost-narrative', { text: { status: 'generated', div: `<div xmlns="http://www.w3.org/1999/xhtml">${'<p>Anna.</p> '.repeat(70_000)}</div>` } }), 201],
     ])('keeps /healthz p99 within 200 ms while a create at %s runs', async (_limit, build, status) => {
       const write = t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(build()).then((res) => res);
       const { p99, samples, status: answered } = await healthzWhile(write);

@@ -58,6 +58,10 @@ describe('narrative XHTML (R4 txt-1, txt-2)', () => {
     expect(narrativeDivIssues(div('<img src="#a"/>'), 'Patient.text.div')).toEqual([]);
   });
 
+  it('checks a div of 300,000 paragraphs without exhausting the stack', () => {
+    expect(narrativeDivIssues(div('<p>Anna.</p> '.repeat(300_000)), 'Patient.text.div')).toEqual([]);
+  });
+
   it('checks the narratives of contained resources and Bundle entries at their paths', () => {
     const bad = { status: 'generated', div: div('<script>x</script>') };
     const issues = narrativeIssues({

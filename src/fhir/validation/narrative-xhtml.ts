@@ -88,7 +88,8 @@ export function narrativeDivIssues(div: string, where: string): OperationOutcome
       const problem = attributeProblem(tag, name, raw);
       if (problem) return refuse(problem);
     }
-    stack.push(...((node[tag] as XmlNode[] | undefined) ?? []));
+    // Not push(...children): a div of 300,000 paragraphs would pass that many arguments.
+    for (const child of (node[tag] as XmlNode[] | undefined) ?? []) stack.push(child);
   }
   // txt-2 is a warning here: R4's own examples (ActivityDefinition/blood-tubes-supply and three
   // more) have whitespace-only narratives, and an empty div carries no risk to a reader.

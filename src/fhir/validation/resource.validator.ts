@@ -18,6 +18,8 @@ const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
  * validators take a few tens of milliseconds (the largest Synthea resource, 6,389 values, ~150 ms).
  */
 const INLINE_VALIDATION_MAX_ELEMENTS = 2_000;
+/** Or more characters of text than this: a long narrative alone takes its time to parse and check. */
+const INLINE_VALIDATION_MAX_TEXT = 256 * 1024;
 
 /**
  * Validation on write: R4 structure, cardinality and formats (@medplum/core), required terminology
@@ -76,11 +78,12 @@ export class ResourceValidator implements OnModuleDestroy {
   }
 
   /**
-   * `issues`, with a resource of more than INLINE_VALIDATION_MAX_ELEMENTS values validated in the
-   * worker thread, so that other requests (and `/healthz`) keep being answered meanwhile.
+   * `issues`, with a resource of more than INLINE_VALIDATION_MAX_ELEMENTS values (or
+   * INLINE_VALIDATION_MAX_TEXT characters) validated in the worker thread, so that other requests (and `/healthz`) keep being answered meanwhile.
    */
   async issuesAsync(received: Resource, extraProfiles: readonly string[] = []): Promise<ValidationIssues> {
-    if (assertResourceCost(received, this.costLimits) <= INLINE_VALIDATION_MAX_ELEMENTS) return this.issues(received, extraProfiles);
+    const size = assertResourceCost(received, this.costLimits);
+    if (size.elements <= INLINE_VALIDATION_MAX_ELEMENTS && size.textLength <= INLINE_VALIDATION_MAX_TEXT) return this.issues(received, extraProfiles);
     this.thread ??= new ResourceValidationThread(this.costLimits);
     return this.thread.issues(JSON.stringify(received), extraProfiles);
   }

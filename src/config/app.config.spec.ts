@@ -27,6 +27,16 @@ describe('loadAppConfig', () => {
     expect(c.databaseUrl).toBeUndefined();
   });
 
+  it('bounds the cost of one resource: documented defaults, overridable, refused out of range', () => {
+    expect(loadAppConfig({}).resourceCost).toEqual({ maxArrayLength: 10_000, maxElements: 100_000, maxIndexRows: 20_000 });
+    expect(loadAppConfig({ FHIR_MAX_ARRAY_LENGTH: '500', FHIR_MAX_RESOURCE_ELEMENTS: '5000', FHIR_MAX_INDEX_ROWS: '2000' }).resourceCost).toEqual({
+      maxArrayLength: 500,
+      maxElements: 5000,
+      maxIndexRows: 2000,
+    });
+    expect(fails({ FHIR_MAX_ARRAY_LENGTH: '0' })).toBe('Invalid configuration: FHIR_MAX_ARRAY_LENGTH: must be a number of elements from 100 to 1000000');
+  });
+
   it('names the bad variable and what is wrong, without echoing the value', () => {
     expect(fails({ PORT: 'abc' })).toBe('Invalid configuration: PORT: must be a port number from 1 to 65535');
     expect(fails({ EMBEDDED_PG_PORT: '70000' })).toBe('Invalid configuration: EMBEDDED_PG_PORT: must be a port number from 1 to 65535');

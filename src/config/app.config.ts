@@ -1,3 +1,4 @@
+import { DEFAULT_RESOURCE_COST, ResourceCostLimits } from '../common/resource-cost';
 import { z } from 'zod';
 
 /**
@@ -72,6 +73,10 @@ const envSchema = z.object({
   FHIR_WRITE_CONFLICT_RETRIES: integer(0, 10, 3, 'a number of retries'),
   /** A PostgreSQL text search configuration (psql `\dF`) for `_text` / `_content`; a change needs `npm run reindex`. */
   SEARCH_TEXT_LANGUAGE: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a PostgreSQL text search configuration name such as simple or english').default('simple'),
+  /** The cost of one resource (each Bundle entry's on its own), checked before it is validated or indexed. */
+  FHIR_MAX_ARRAY_LENGTH: integer(100, 1_000_000, DEFAULT_RESOURCE_COST.maxArrayLength, 'a number of elements'),
+  FHIR_MAX_RESOURCE_ELEMENTS: integer(1_000, 10_000_000, DEFAULT_RESOURCE_COST.maxElements, 'a number of elements'),
+  FHIR_MAX_INDEX_ROWS: integer(100, 10_000_000, DEFAULT_RESOURCE_COST.maxIndexRows, 'a number of rows'),
   /** `off` only for benchmarks (audit on vs off) and tests: records are then only logged, not stored. */
   AUDIT_STORE: z.enum(['on', 'off']).default('on'),
   /** Set by `bench/` (bench-env.ts): this process is a benchmark, the one place AUDIT_STORE=off is allowed besides tests. */
@@ -144,6 +149,8 @@ export interface AppConfig {
   writeConflictRetries: number;
   /** Text search configuration of `_text` / `_content` (index rows and queries alike). */
   searchTextLanguage: string;
+  /** Limits on one resource (docs/security.md): past one, the write is refused `too-costly`. */
+  resourceCost: ResourceCostLimits;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
   audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
   /** The outbox job queue (src/jobs/). */
@@ -193,6 +200,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     writeConflictRetries: e.FHIR_WRITE_CONFLICT_RETRIES,
     searchTextLanguage: e.SEARCH_TEXT_LANGUAGE,
+    resourceCost: { maxArrayLength: e.FHIR_MAX_ARRAY_LENGTH, maxElements: e.FHIR_MAX_RESOURCE_ELEMENTS, maxIndexRows: e.FHIR_MAX_INDEX_ROWS },
   };
 }
 

@@ -193,6 +193,27 @@ const cases: BadInputCase[] = [
     code: 'invalid',
   },
   {
+    name: 'vread of a version id beyond any integer',
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}/_history/99999999999999999999999`),
+    status: 400,
+    code: 'invalid',
+    says: /Version id '99999999999999999999999' is not an integer from 1 to 2147483647/,
+  },
+  {
+    name: 'vread of a version id one past the version column (2^31)',
+    send: (t, id) => t.api.get(`/fhir/Patient/${id}/_history/2147483648`),
+    status: 400,
+    code: 'invalid',
+    says: /2147483648/,
+  },
+  {
+    name: 'history _cursor beyond the bigint sequence',
+    send: (t) => t.api.get('/fhir/Patient/_history?_cursor=9999999999999999999'),
+    status: 400,
+    code: 'invalid',
+    says: /_cursor/,
+  },
+  {
     name: 'invalid _summary on read',
     send: (t, id) => t.api.get(`/fhir/Patient/${id}?_summary=everything`),
     status: 400,

@@ -71,6 +71,49 @@ describe('PATCH', () => {
     expect(await version(id)).toBe(1);
   });
 
+  it('refuses an add past the end of an array (RFC 6902 §4.1) and stores nothing', async () => {
+    const id = await create();
+    // given has 2 elements: index 2 appends (allowed), index 3 is past the end.
+    const res = await t.api
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', JSON_PATCH)
+      .send([
+        { op: 'add', path: '/name/0/given/2', value: 'Marie' },
+        { op: 'add', path: '/name/0/given/4', value: 'Sofie' },
+      ]);
+    expect(res.status).toBe(422);
+    expect(res.body.issue).toEqual([
+      {
+        severity: 'error',
+        code: 'processing',
+        diagnostics: 'JSON Patch operation 1 (add) targets index 4 of an array of 3 elements at /name/0/given/4: at most 3 (RFC 6902 §4.1)',
+        expression: ['[1]'],
+      },
+    ]);
+    expect(await version(id)).toBe(1);
+    const copied = await t.api
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', JSON_PATCH)
+      .send([{ op: 'copy', from: '/name/0/family', path: '/name/0/given/5' }]);
+    expect(copied.status).toBe(422);
+    expect(copied.body.issue[0].expression).toEqual(['[0]']);
+    expect(await version(id)).toBe(1);
+  });
+
+  it('adds at the index equal to the length (the end) and before an existing element', async () => {
+    const id = await create();
+    const res = await t.api
+      .patch(`/fhir/Patient/${id}`)
+      .set('Content-Type', JSON_PATCH)
+      .send([
+        { op: 'add', path: '/name/0/given/2', value: 'Marie' },
+        { op: 'add', path: '/name/0/given/0', value: 'Eva' },
+      ]);
+    expect(res.status).toBe(200);
+    expect(res.body.name[0].given).toEqual(['Eva', 'Anna', 'Lena', 'Marie']);
+    expect(await version(id)).toBe(2);
+  });
+
   it('rejects an invalid FHIRPath Patch operation type with 400', async () => {
     const id = await create();
     const res = await t.api

@@ -34,6 +34,7 @@ describeWithData(title, () => {
     .filter((f) => !f.startsWith('0-'))
     .sort((a, b) => statSync(join(SYNTHEA, a)).size - statSync(join(SYNTHEA, b)).size)
     .slice(0, 3);
+  const largestPatient = files.filter((f) => !f.startsWith('0-')).sort((a, b) => statSync(join(SYNTHEA, b)).size - statSync(join(SYNTHEA, a)).size)[0];
   const read = (f: string): Bundle => JSON.parse(readFileSync(join(SYNTHEA, f), 'utf8')) as Bundle;
 
   /** `Type/id` per entry from the response locations. */
@@ -111,4 +112,13 @@ describeWithData(title, () => {
       expect(n).toBe(new Set(targets).size);
     }
   });
+  it('loads the largest patient Bundle (about 3,200 entries, 6.4 MB) under the default per-resource cost limits (docs/security.md)', async () => {
+    const bundle = read(largestPatient);
+    expect(bundle.entry!.length).toBeGreaterThan(3_000);
+    const res = await t.api.post('/fhir').set('Content-Type', FHIR_JSON).send(bundle);
+    expect({ status: res.status, outcome: res.status === 200 ? undefined : res.body }).toEqual({ status: 200, outcome: undefined });
+    const refs = locations(res.body);
+    expect(refs.filter((r) => r.startsWith('no location'))).toEqual([]);
+    expect(await storedByType(refs)).toEqual(fileCounts(bundle));
+  }, 300_000);
 });

@@ -1,8 +1,10 @@
 import { Inject, Injectable, NestMiddleware } from '@nestjs/common';
+import { isUtf8 } from 'node:buffer';
+import type { IncomingMessage } from 'node:http';
 import express, { NextFunction, Request, Response } from 'express';
 import { FhirError } from '../fhir-error';
 import { parseJsonKeepingDecimals } from '../fhir-json';
-import { assertJsonShape } from '../json-shape';
+import { assertJsonShape, decodeUtf8MarkingInvalid } from '../json-shape';
 import { RequestContext } from '../request-context';
 import { FHIR_HTTP_OPTIONS, FhirHttpOptions } from './fhir-http.options';
 import { requestIdOf } from './request-id';
@@ -33,7 +35,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
     this.fhirBasePath = config.fhirBasePath;
     // Read as text and parsed by parseJsonKeepingDecimals, so decimals keep their precision
     // (`1.50` stays `1.50`, common/fhir-json.ts).
-    this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8' });
+    this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8', verify: keepInvalidUtf8 });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
   }
 
@@ -92,7 +94,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
       (isJson ? this.json : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
     });
     if (isJson) {
-      req.body = parseJsonBody(req.body);
+      req.body = parseJsonBody((req as BodyWithInvalidUtf8).utf8Marked ?? req.body);
       assertJsonShape(req.body);
     }
   }
@@ -109,6 +111,17 @@ export class FhirHttpMiddleware implements NestMiddleware {
     if (req.method === 'POST' && /\/\$[^/]*$/.test(path)) return [...RESOURCE_TYPES, FORM_TYPE];
     return req.method === 'PATCH' ? PATCH_TYPES : RESOURCE_TYPES;
   }
+}
+
+type BodyWithInvalidUtf8 = IncomingMessage & { utf8Marked?: string };
+
+/**
+ * The body parser's decoder turns bytes that are not UTF-8 into U+FFFD, silently. Before it runs,
+ * such a body is decoded again with those bytes marked, and parsed from that text, so the check of
+ * the parsed JSON refuses it naming the element (json-shape.ts). Valid UTF-8 costs one native scan.
+ */
+function keepInvalidUtf8(req: IncomingMessage, _res: unknown, bytes: Buffer, encoding: string): void {
+  if (/^utf-?8$/i.test(encoding) && !isUtf8(bytes)) (req as BodyWithInvalidUtf8).utf8Marked = decodeUtf8MarkingInvalid(bytes);
 }
 
 function parseJsonBody(text: unknown): unknown {

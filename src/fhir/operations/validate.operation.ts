@@ -79,7 +79,7 @@ export class ValidateOperation extends FhirOperation implements OnModuleInit {
       if (this.validator.profileRegistry().get(profile)) profiles.push(profile);
       else issues.push({ severity: 'error', code: 'not-supported', diagnostics: `Profile ${profile.slice(0, 200)} is not known to this server`, expression: ['profile'] });
     }
-    const { base, profile: profileIssues } = this.validator.issues(resource as Resource, profiles);
+    const { base, profile: profileIssues } = await this.validator.issuesAsync(resource as Resource, profiles);
     return this.answer([...base, ...profileIssues, ...issues], stored);
   }
 

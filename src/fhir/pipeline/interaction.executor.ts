@@ -33,6 +33,9 @@ import { applyResourcePatch } from './resource-patch';
 const CHANGES = new Set(['update', 'patch', 'delete']);
 const DEFAULT_HISTORY_COUNT = 50;
 const MAX_HISTORY_COUNT = 1000;
+/** The `version_id` column is a PostgreSQL integer; `_cursor` is a history `seq`, a bigint. */
+const MAX_VERSION_ID = 2_147_483_647;
+const MAX_SEQ = 9_223_372_036_854_775_807n;
 
 /**
  * FHIR semantics of each interaction (http.html), given an AccessContext from the pipeline.
@@ -114,7 +117,7 @@ export class InteractionExecutor {
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
     const id = i.assignedId ?? randomUUID();
     const resource = { ...body, id } as Resource;
-    this.validator.validate(resource);
+    await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', resource, id), tx);
     return { ...this.written(201, storedVersion(result)), writeDecision: result.decision };
   }
@@ -207,9 +210,11 @@ export class InteractionExecutor {
   }
 
   private async vread(ctx: AccessContext, i: VreadInteraction, tx: EntityManager): Promise<InteractionResult> {
-    const versionId = Number(i.versionId);
-    if (!Number.isInteger(versionId) || versionId < 1) {
-      throw FhirError.badRequest(`Version id '${i.versionId}' is not a positive integer`);
+    // Version ids are a PostgreSQL integer: anything beyond it is no version of ours (400, not a
+    // failing statement).
+    const versionId = /^\d{1,10}$/.test(i.versionId) ? Number(i.versionId) : NaN;
+    if (!Number.isInteger(versionId) || versionId < 1 || versionId > MAX_VERSION_ID) {
+      throw FhirError.badRequest(`Version id '${i.versionId.slice(0, 40)}' is not an integer from 1 to ${MAX_VERSION_ID}`);
     }
     const version = await this.repository.readVersion(ctx, i.resourceType, i.id, versionId, tx);
     if (!version) throw FhirError.notFound(`${i.resourceType}/${i.id}/_history/${i.versionId} is not known`);
@@ -231,7 +236,7 @@ export class InteractionExecutor {
       ]);
     }
     resource = await resolveConditionalReferences(ctx, resource, this.matcher, tx);
-    this.validator.validate(resource);
+    await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, id, parseIfMatch(i.ifMatch)), tx);
     return { ...this.written(result.created ? 201 : 200, storedVersion(result)), writeDecision: result.decision };
   }
@@ -256,7 +261,7 @@ export class InteractionExecutor {
     }
     // A patch may put a conditional reference in: resolved like one sent whole.
     const resource = await resolveConditionalReferences(ctx, patched, this.matcher, tx);
-    this.validator.validate(resource);
+    await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PATCH', resource, current.id, expected), tx);
     return { ...this.written(200, storedVersion(result)), writeDecision: result.decision };
   }
@@ -302,7 +307,7 @@ export class InteractionExecutor {
     const atRaw = firstValue(i.query, '_at');
     const at = atRaw !== undefined ? parseInstantParam('_at', atRaw) : undefined;
     const cursor = firstValue(i.query, '_cursor');
-    if (cursor !== undefined && !/^\d{1,19}$/.test(cursor)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
+    if (cursor !== undefined && (!/^\d{1,19}$/.test(cursor) || BigInt(cursor) > MAX_SEQ)) throw FhirError.badRequest(`Invalid _cursor '${cursor}'`, ['_cursor']);
 
     if (target.resourceType && target.id) {
       const exists = await this.repository.readCurrent(ctx, target.resourceType, target.id, tx);

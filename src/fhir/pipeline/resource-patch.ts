@@ -30,16 +30,19 @@ export function applyResourcePatch(current: Resource, received: unknown): Resour
         if (key !== undefined) throw FhirError.badRequest(`JSON Patch operation ${n} names the unknown element '${key}'`, [`[${n}].${member}`], 'structure');
       }
     });
-    let results: ReturnType<typeof applyPatch>;
-    try {
-      results = applyPatch(target, patch as Parameters<typeof applyPatch>[1]);
-    } catch (err) {
-      throw new FhirError(422, 'processing', `JSON Patch could not be applied: ${(err as Error).message}`);
-    }
-    const failed = results.findIndex((r) => r !== null);
-    if (failed >= 0) {
-      throw new FhirError(422, 'processing', `JSON Patch operation ${failed} could not be applied: ${results[failed]!.message}`, [`[${failed}]`]);
-    }
+    // One operation at a time: each is checked against the document the ones before it made.
+    (patch as Parameters<typeof applyPatch>[1]).forEach((op, n) => {
+      assertArrayIndexInRange(target, op, n);
+      let result: ReturnType<typeof applyPatch>[number];
+      try {
+        [result] = applyPatch(target, [op]);
+      } catch (err) {
+        throw new FhirError(422, 'processing', `JSON Patch could not be applied: ${(err as Error).message}`);
+      }
+      if (result !== null) {
+        throw new FhirError(422, 'processing', `JSON Patch operation ${n} could not be applied: ${result.message}`, [`[${n}]`]);
+      }
+    });
   } else if (patch && typeof patch === 'object' && (patch as { resourceType?: unknown }).resourceType === 'Parameters') {
     const params = patch as FhirParameters;
     (params.parameter ?? []).forEach((p, n) => {
@@ -62,4 +65,28 @@ export function applyResourcePatch(current: Resource, received: unknown): Resour
     throw FhirError.badRequest('PATCH needs a JSON Patch array (application/json-patch+json) or a FHIRPath Patch Parameters resource');
   }
   return decodeDecimals(target, marker);
+}
+
+/**
+ * RFC 6902 §4.1: an `add` (and the target of `copy` and `move`, which add) at an array index greater
+ * than the array's length is an error; the patch library would append instead.
+ */
+function assertArrayIndexInRange(document: unknown, op: { op: string; path: string }, n: number): void {
+  if (op.op !== 'add' && op.op !== 'copy' && op.op !== 'move') return;
+  const tokens = op.path.split('/').slice(1).map((t) => t.replace(/~1/g, '/').replace(/~0/g, '~'));
+  const last = tokens.pop();
+  if (last === undefined || !/^\d+$/.test(last)) return;
+  let parent: unknown = document;
+  for (const token of tokens) {
+    if (parent === null || typeof parent !== 'object' || !Object.hasOwn(parent, token)) return; // the library reports a missing path
+    parent = (parent as Record<string, unknown>)[token];
+  }
+  if (Array.isArray(parent) && Number(last) > parent.length) {
+    throw new FhirError(
+      422,
+      'processing',
+      `JSON Patch operation ${n} (${op.op}) targets index ${last.slice(0, 12)} of an array of ${parent.length} elements at ${op.path.slice(0, 200)}: at most ${parent.length} (RFC 6902 §4.1)`,
+      [`[${n}]`],
+    );
+  }
 }

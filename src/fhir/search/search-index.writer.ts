@@ -2,7 +2,9 @@ import { Inject, Injectable } from '@nestjs/common';
 import { convertToSearchableQuantities, convertToSearchableTokens, evalFhirPathTyped, toTypedValue, TypedValue } from '@medplum/core';
 import type { CodeSystem, CodeSystemConcept, Coding, Period, Range, Reference, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
+import { FhirError } from '../../common/fhir-error';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { DEFAULT_RESOURCE_COST } from '../../common/resource-cost';
 import { parseFhirDateRange } from '../../common/fhir-date';
 import { numericView, RawDecimal } from '../../common/fhir-json';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
@@ -38,6 +40,18 @@ type Slot = [system: string | null, code: string | null, number: number | RawDec
 const EMPTY_SLOT: Slot = [null, null, null, null, null];
 /** Bounds the cartesian product of component values per parameter and resource. */
 const MAX_COMPOSITE_ROWS = 1000;
+/** Longest run of index extraction before other requests get the event loop. */
+const EXTRACT_SLICE_MS = 20;
+
+function tooManyIndexRows(resourceType: string, max: number): FhirError {
+  return new FhirError(422, 'too-costly', `${resourceType} would have more than ${max} search index rows: at most ${max} per resource (FHIR_MAX_INDEX_ROWS)`, [resourceType]);
+}
+
+function rowCount(rows: IndexRows): number {
+  let n = 0;
+  for (const value of Object.values(rows)) if (Array.isArray(value)) n += value.length;
+  return n;
+}
 
 const TABLES = ['search_token', 'search_string', 'search_date', 'search_quantity', 'search_reference', 'search_uri', 'search_composite', 'search_concept', 'search_text'] as const;
 const REFERENCE_RE = /^(?:(.*)\/)?([A-Z][A-Za-z]+)\/([A-Za-z0-9\-.]{1,64})(?:\/_history\/[^/]+)?$/;
@@ -56,7 +70,7 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
     if (resource) {
-      await writeIndexRows(tx, [{ resourceType, id, rows: this.extract(resource) }], replacing, this.config.searchTextLanguage);
+      await writeIndexRows(tx, [{ resourceType, id, rows: await this.extractForWrite(resource) }], replacing, this.config.searchTextLanguage);
     } else if (replacing) {
       // One round trip: data-modifying CTEs clear the previous version's rows in every table.
       await tx.query(
@@ -68,19 +82,57 @@ export class SearchIndexWriter extends ResourceIndexer {
 
   /** First versions created together: the same rows as `index`, in one statement. */
   override async indexCreated(tx: EntityManager, created: readonly Resource[]): Promise<void> {
-    await writeIndexRows(tx, created.map((r) => ({ resourceType: r.resourceType, id: r.id!, rows: this.extract(r) })), false, this.config.searchTextLanguage);
+    const items = [];
+    for (const r of created) items.push({ resourceType: r.resourceType, id: r.id!, rows: await this.extractForWrite(r) });
+    await writeIndexRows(tx, items, false, this.config.searchTextLanguage);
+  }
+
+  /**
+   * A write's rows. Refused (422 `too-costly`, the write rolls back) once they pass
+   * FHIR_MAX_INDEX_ROWS, without evaluating the remaining parameters; and the event loop is given
+   * back between parameters whenever one slice has run EXTRACT_SLICE_MS, so a large resource
+   * does not stall other requests.
+   */
+  private async extractForWrite(resource: Resource): Promise<IndexRows> {
+    const max = (this.config.resourceCost ?? DEFAULT_RESOURCE_COST).maxIndexRows;
+    const steps = this.extractSteps(resource, false, max);
+    let slice = Date.now();
+    for (;;) {
+      const step = steps.next();
+      const count = rowCount(step.value);
+      if (count > max) throw tooManyIndexRows(resource.resourceType, max);
+      if (step.done) return step.value;
+      if (Date.now() - slice >= EXTRACT_SLICE_MS) {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        slice = Date.now();
+      }
+    }
   }
 
   /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */
   extract(resource: Resource, everyParameter = false): IndexRows {
+    const steps = this.extractSteps(resource, everyParameter);
+    for (;;) {
+      const step = steps.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /**
+   * The extraction, one search parameter per step; each step yields the rows so far. Past
+   * `maxRows` it may refuse early, before the work of a parameter that would pass it.
+   */
+  private *extractSteps(resource: Resource, everyParameter: boolean, maxRows = Infinity): Generator<IndexRows, IndexRows> {
     const rows: IndexRows = EMPTY_ROWS();
     // FHIRPath needs numbers; each number's text as received goes back into the index rows.
     const { view, decimals } = numericView(resource);
-    this.decimals = decimals;
+    yield rows;
     if (view.resourceType === 'CodeSystem') rows.concept = conceptRows(view);
     const div = (view as { text?: { div?: unknown } }).text?.div;
     rows.text = [typeof div === 'string' ? div.slice(0, MAX_TEXT_CHARS) : null, contentText(view)];
+    yield rows;
     const root = [toTypedValue(localizeReferences(view, `${this.config.fhirBaseUrl}/`))];
+    yield rows;
     const keys = Object.keys(resource);
     for (const def of searchParamsOf(resource.resourceType).values()) {
       if (def.column || def.fullText) continue;
@@ -94,13 +146,19 @@ export class SearchIndexWriter extends ResourceIndexer {
         continue; // An expression the engine cannot evaluate indexes nothing rather than failing the write.
       }
       if (!values.length) continue;
+      // Another extraction may have run while this one was suspended.
+      this.decimals = decimals;
       switch (def.type) {
         case 'token':
           this.tokens(def.code, values, rows);
           break;
-        case 'string':
-          for (const s of strings(values)) rows.string.push([def.code, normalizeString(s), s]);
+        case 'string': {
+          const list = strings(values);
+          // Past the write's row limit already: stop before normalizing them all.
+          if (rowCount(rows) + list.length > maxRows) throw tooManyIndexRows(resource.resourceType, maxRows);
+          for (const s of list) rows.string.push([def.code, normalizeString(s), s]);
           break;
+        }
         case 'date':
           for (const [low, high] of dateRanges(values)) rows.date.push([def.code, low, high]);
           break;
@@ -124,6 +182,7 @@ export class SearchIndexWriter extends ResourceIndexer {
           this.composites(def.code, def.components ?? [], values, root[0], rows);
           break;
       }
+      yield rows;
     }
     return rows;
   }

@@ -1,14 +1,25 @@
-import { Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnModuleDestroy, Optional } from '@nestjs/common';
 import { OperationOutcomeError, validateResource } from '@medplum/core';
 import type { OperationOutcomeIssue, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { numericView } from '../../common/fhir-json';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
+import { assertResourceCost, DEFAULT_RESOURCE_COST, ResourceCostLimits } from '../../common/resource-cost';
 import { assertJsonShape } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { narrativeIssues } from './narrative-xhtml';
+import { ResourceValidationThread, ValidationIssues } from './resource-validation.thread';
 import { ProfileRegistry } from './profile.registry';
 import { TerminologyBindingValidator } from './terminology-binding.validator';
 
 const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
+/**
+ * Resources with more JSON values than this are validated in the worker thread: below it the
+ * validators take a few tens of milliseconds (the largest Synthea resource, 6,389 values, ~150 ms).
+ */
+const INLINE_VALIDATION_MAX_ELEMENTS = 2_000;
+/** Or more characters of text than this: a long narrative alone takes its time to parse and check. */
+const INLINE_VALIDATION_MAX_TEXT = 256 * 1024;
 
 /**
  * Validation on write: R4 structure, cardinality and formats (@medplum/core), required terminology
@@ -16,10 +27,21 @@ const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
  * 400; profile failures are 422 (the resource is valid FHIR but not acceptable to this exchange).
  */
 @Injectable()
-export class ResourceValidator {
+export class ResourceValidator implements OnModuleDestroy {
   private readonly definitions = FhirDefinitions.get();
   private readonly profiles = new ProfileRegistry();
   private readonly terminology = new TerminologyBindingValidator();
+  private readonly costLimits: ResourceCostLimits;
+
+  private thread?: ResourceValidationThread;
+
+  constructor(@Optional() @Inject(APP_CONFIG) config?: AppConfig) {
+    this.costLimits = config?.resourceCost ?? DEFAULT_RESOURCE_COST;
+  }
+
+  async onModuleDestroy(): Promise<void> {
+    await this.thread?.close();
+  }
 
   /** Checks that a request body is a resource of the expected type before anything else. */
   assertResourceBody(body: unknown, expectedType: string | undefined): Resource {
@@ -47,30 +69,54 @@ export class ResourceValidator {
   }
 
   validate(resource: Resource): void {
-    const { base, profile } = this.issues(resource);
-    const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
-    if (errors.length) throw new FhirError(400, errors);
-    if (profile.length) throw new FhirError(422, profile);
+    refuseOn(this.issues(resource));
+  }
+
+  /** `validate` for the request path: a large resource is validated off the event loop. */
+  async validateAsync(resource: Resource): Promise<void> {
+    refuseOn(await this.issuesAsync(resource));
+  }
+
+  /**
+   * `issues`, with a resource of more than INLINE_VALIDATION_MAX_ELEMENTS values (or
+   * INLINE_VALIDATION_MAX_TEXT characters) validated in the worker thread, so that other requests (and `/healthz`) keep being answered meanwhile.
+   */
+  async issuesAsync(received: Resource, extraProfiles: readonly string[] = []): Promise<ValidationIssues> {
+    const size = assertResourceCost(received, this.costLimits);
+    if (size.elements <= INLINE_VALIDATION_MAX_ELEMENTS && size.textLength <= INLINE_VALIDATION_MAX_TEXT) return this.issues(received, extraProfiles);
+    this.thread ??= new ResourceValidationThread(this.costLimits);
+    return this.thread.issues(JSON.stringify(received), extraProfiles);
   }
 
   /**
    * What `validate` checks, as issues instead of a refusal ($validate answers them): `base` (every
-   * severity) and, when the base has no errors, the errors of the required, named and `extraProfiles`.
+   * severity, 400 when one is an error) and `profile`, the 422 refusals: narrative XHTML that breaks
+   * R4's rules and, when the base has no errors, the errors of the required, named and `extraProfiles`.
    */
   issues(received: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
+    // First, and cheaply: a resource too large to validate and index is refused before either.
+    assertResourceCost(received, this.costLimits);
     // Bodies were checked when parsed; this catches what a PATCH put together.
     assertJsonShape(received);
     // The validators expect numbers where decimals kept their text (1.50).
     const resource = numericView(received).view;
-    const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
-    if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: [] };
+    // Narrative XHTML a browser would run (txt-1) is refused with 422 like a profile failure, and
+    // reported by $validate even beside base errors; txt-2 is a warning (narrative-xhtml.ts).
+    const narrative = narrativeIssues(resource);
+    const narrativeErrors = narrative.filter((i) => i.severity === 'error');
+    const base = [
+      ...collect(() => validateResource(resource)),
+      ...this.terminology.validate(resource),
+      ...narrative.filter((i) => i.severity !== 'error'),
+    ];
+    if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: narrativeErrors };
 
     const profileUrls = new Set([
       ...this.profiles.requiredFor(resource.resourceType),
       ...(resource.meta?.profile ?? []).filter((url) => this.profiles.get(url)),
       ...extraProfiles,
     ]);
-    const profileIssues: OperationOutcomeIssue[] = [];
+    const profileIssues: OperationOutcomeIssue[] = [...narrativeErrors];
     for (const url of profileUrls) {
       const profile = this.profiles.get(url)!;
       for (const issue of collect(() => validateResource(resource, { profile }))) {
@@ -95,4 +141,10 @@ function collect(run: () => OperationOutcomeIssue[]): OperationOutcomeIssue[] {
     }
     throw err;
   }
+}
+
+function refuseOn({ base, profile }: ValidationIssues): void {
+  const errors = base.filter((i) => i.severity === 'error' || i.severity === 'fatal');
+  if (errors.length) throw new FhirError(400, errors);
+  if (profile.length) throw new FhirError(422, profile);
 }

@@ -4,10 +4,12 @@ import type { AccessFragment } from '../fhir/pipeline/access-predicate';
 import type { Interaction } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ConsentDecision, ConsentStage } from '../fhir/pipeline/pipeline.stages';
+import { ReadAccessRegistry } from '../fhir/pipeline/read-access';
 import { accessAttributesOf, AccessAttributes } from '../fhir/storage/access-attributes';
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
-import { columnsOf, DECIDING_ORDER, matchingProvisions, renderConsentPredicate, Requester } from './consent-sql';
+import { baseSharesWith, columnsOf, DECIDING_ORDER, matchingProvisions, ReadAccessExtensions, renderConsentPredicate, Requester } from './consent-sql';
+import { restrictedTypes } from './type-access-rules';
 
 /** Interactions on one resource whose decision the audit record explains down to the provision. */
 const BY_ID = new Set(['read', 'vread', 'history-instance']);
@@ -22,6 +24,7 @@ const BY_ID = new Set(['read', 'vread', 'history-instance']);
 export class ConsentAccessStage extends ConsentStage {
   constructor(
     @Inject(CONSENT_POLICY) private readonly policy: ConsentPolicy,
+    private readonly registry: ReadAccessRegistry,
   ) {
     super();
   }
@@ -29,10 +32,11 @@ export class ConsentAccessStage extends ConsentStage {
   async decide(principal: Principal, _interaction: Interaction): Promise<ConsentDecision> {
     const who = requesterOf(principal);
     const policy = this.policy;
+    const extensions = this.extensions();
     const fragment: AccessFragment = {
       basis: 'consent',
-      description: this.describe(who),
-      render: (alias, bind) => renderConsentPredicate(columnsOf(alias), bind, policy, who),
+      description: this.describe(who, extensions),
+      render: (alias, bind) => renderConsentPredicate(columnsOf(alias), bind, policy, who, extensions),
     };
     return { fragments: [fragment], basis: fragment.description };
   }
@@ -42,10 +46,16 @@ export class ConsentAccessStage extends ConsentStage {
     return this.explainAccess(requesterOf(principal), interaction, judged, tx);
   }
 
-  private describe(who: Requester): string {
+  private extensions(): ReadAccessExtensions {
+    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType() };
+  }
+
+  private describe(who: Requester, extensions: ReadAccessExtensions): string {
     const p = this.policy;
-    const shared = p.basePolicy === 'opt-out' && !!who.purpose && p.sharedPurposes.includes(who.purpose);
+    const shared = baseSharesWith(p, who);
     const parts = [`policy ${p.basePolicy} (${who.purpose ?? 'no purpose'} ${shared ? 'shared unless denied' : 'only where a Consent permits'})`];
+    // Contributors matter only where the base policy would not share (see renderPatientFallback).
+    if (!shared && !who.breakGlass && extensions.contributors.length) parts.push(`contributors ${extensions.contributors.map((c) => `${c.basis} (${c.name})`).join(', ')}`);
     if (who.breakGlass) parts.push(`break-the-glass overrides patient denials${p.breakGlassOverridesSensitive ? ' and sensitive labels' : ', not sensitive labels'}`);
     return parts.join(', ');
   }
@@ -61,9 +71,16 @@ export class ConsentAccessStage extends ConsentStage {
     if (!row) return undefined;
     const target = `${row.resourceType}/${row.id}${version ? `/_history/${version}` : ''}`;
     if (who.organization && row.custodianOrg === who.organization) return `${target}: own organization (custodian)`;
-    if (!row.compartments.length) return `${target}: no patient (base policy)`;
+    if (!row.compartments.length) return `${target}: ${this.typeRuleOf(row.resourceType)}`;
     const decided = await this.decidingProvisions(who, row, tx);
     return `${target}: ${decided.join(', ')}`;
+  }
+
+  /** The rule a row in no patient's compartment falls under (docs/consent.md, Types outside the Patient compartment). */
+  private typeRuleOf(resourceType: string): string {
+    if (!restrictedTypes().includes(resourceType)) return 'no patient (shared type)';
+    const rules = this.registry.rulesByType().get(resourceType) ?? [];
+    return rules.length ? `no patient (custodian only, or type rule ${rules.map((r) => r.name).join(' or ')})` : 'no patient (custodian only)';
   }
 
   private async decidingProvisions(who: Requester, row: AccessAttributes, tx: EntityManager): Promise<string[]> {
@@ -78,8 +95,11 @@ export class ConsentAccessStage extends ConsentStage {
       date: `${p.bind(row.lastUpdated)}::timestamptz`,
     };
     const requester = { organization: `${p.bind(who.organization ?? null)}::text`, purpose: `${p.bind(who.purpose ?? null)}::text` };
-    const rows: { patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null }[] = await tx.query(
-      `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit
+    // Contributors are asked only where the base policy would not share: which one opened each patient.
+    const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributors();
+    const contributed = contributors.map((c, i) => `, (${c.render('cns_c.patient', judged, requester, p)}) AS contributor_${i}`).join('');
+    const rows: ({ patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null } & Record<string, unknown>)[] = await tx.query(
+      `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit${contributed}
          FROM unnest(${judged.compartments}) AS cns_c(patient)
          LEFT JOIN LATERAL (
            SELECT cns_p.consent_id, cns_p.consent_version, cns_p.provision_path, cns_p.permit
@@ -88,11 +108,11 @@ export class ConsentAccessStage extends ConsentStage {
         ORDER BY cns_c.patient`,
       p.values,
     );
-    return rows.map((r) =>
-      r.consent_id
-        ? `Patient/${r.patient} by Consent/${r.consent_id}/_history/${r.consent_version}#${r.provision_path} ${r.permit ? 'permit' : 'deny'}`
-        : `Patient/${r.patient} by base policy`,
-    );
+    return rows.map((r) => {
+      if (r.consent_id) return `Patient/${r.patient} by Consent/${r.consent_id}/_history/${r.consent_version}#${r.provision_path} ${r.permit ? 'permit' : 'deny'}`;
+      const opened = contributors.filter((_c, i) => r[`contributor_${i}`] === true);
+      return opened.length ? `Patient/${r.patient} by ${opened.map((c) => `${c.basis} (${c.name})`).join(', ')}` : `Patient/${r.patient} by base policy`;
+    });
   }
 }
 

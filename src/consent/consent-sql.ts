@@ -39,6 +39,8 @@ export function baseSharesWith(policy: ConsentPolicy, who: Requester): boolean {
  * Rows of types outside the Patient compartment (docs/consent.md): a `shared` type (or a type of the
  * compartment) passes; a restricted one only where a module's rule for its type admits the requester
  * (the custodian passed already). Break-the-glass does not change it: it overrides patient choices.
+ * The one place type rules are rendered: a Binary `securityContext` rule joins here as an OR for
+ * Binary rows (or as a registered TypeAccessRule).
  */
 export function renderTypeAccess(row: JudgedRow, bind: SqlBinder, requester: { organization: string; purpose: string }, rules: ReadAccessExtensions['typeRules']): string {
   const byRule = [...rules].map(([type, forType]) => `(${row.resourceType} = ${bind.bind(type)} AND (${forType.map((r) => `(${r.render(row, requester, bind)})`).join(' OR ')}))`);

@@ -1,4 +1,4 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { AccessFragment } from '../fhir/pipeline/access-predicate';
 import type { Interaction } from '../fhir/pipeline/interaction';
@@ -9,7 +9,7 @@ import { accessAttributesOf, AccessAttributes } from '../fhir/storage/access-att
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
 import { baseSharesWith, columnsOf, DECIDING_ORDER, matchingProvisions, ReadAccessExtensions, renderConsentPredicate, Requester } from './consent-sql';
-import { restrictedTypes } from './type-access-rules';
+import { misplacedTypeRules, restrictedTypes } from './type-access-rules';
 
 /** Interactions on one resource whose decision the audit record explains down to the provision. */
 const BY_ID = new Set(['read', 'vread', 'history-instance']);
@@ -21,12 +21,18 @@ const BY_ID = new Set(['read', 'vread', 'history-instance']);
  * chains, _has, history, vread, conditional matches, writes) renders it for its own alias.
  */
 @Injectable()
-export class ConsentAccessStage extends ConsentStage {
+export class ConsentAccessStage extends ConsentStage implements OnApplicationBootstrap {
   constructor(
     @Inject(CONSENT_POLICY) private readonly policy: ConsentPolicy,
     private readonly registry: ReadAccessRegistry,
   ) {
     super();
+  }
+
+  /** After every module's onModuleInit registered: a type rule that could never apply stops the start. */
+  onApplicationBootstrap(): void {
+    const misplaced = misplacedTypeRules(this.registry.rulesByType());
+    if (misplaced.length) throw new Error(`Read-access type rules for types that are not custodian-only: ${misplaced.join('; ')}`);
   }
 
   async decide(principal: Principal, _interaction: Interaction): Promise<ConsentDecision> {

@@ -1,5 +1,5 @@
 import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
-import { restrictedTypes, TYPE_ACCESS, typeAccessOf, typesOutsidePatientCompartment } from './type-access-rules';
+import { misplacedTypeRules, restrictedTypes, TYPE_ACCESS, typeAccessOf, typesOutsidePatientCompartment } from './type-access-rules';
 
 /**
  * Every storable type with no Patient-compartment parameter and the rule it falls under. A new type
@@ -108,5 +108,15 @@ describe('access rules of types outside the Patient compartment', () => {
 
   it('judges a type it does not know as custodian only (default deny)', () => {
     expect(typeAccessOf('SomeFutureType')).toBe('custodian');
+  });
+
+  it('accepts module type rules for custodian-only types only (a rule on a shared or compartment type would never apply)', () => {
+    const rules = new Map([
+      ['Subscription', [{ name: 'subscriptions-owner' }]],
+      ['Organization', [{ name: 'directory-extra' }]],
+      ['Task', [{ name: 'referrals-task' }]],
+    ]);
+    expect(misplacedTypeRules(rules)).toEqual(['directory-extra: Organization is shared', 'referrals-task: Task is not a custodian-only type']);
+    expect(misplacedTypeRules(new Map([['Bundle', [{ name: 'case-reports' }]]]))).toEqual([]);
   });
 });

@@ -120,3 +120,15 @@ export function restrictedTypes(): readonly string[] {
   restricted ??= typesOutsidePatientCompartment().filter((t) => typeAccessOf(t) !== 'shared');
   return restricted;
 }
+
+/**
+ * A module's type rule may only widen a custodian-only type: on a `shared` type it would add
+ * nothing, and on a type of the Patient compartment patient consent decides (a referral's Task is
+ * opened through a read-access contributor). Refused at start rather than silently ignored.
+ */
+export function misplacedTypeRules(rulesByType: ReadonlyMap<string, readonly { name: string }[]>): string[] {
+  const restrictedSet = new Set(restrictedTypes());
+  return [...rulesByType]
+    .filter(([type]) => !restrictedSet.has(type))
+    .flatMap(([type, rules]) => rules.map((r) => `${r.name}: ${type} is ${TYPE_ACCESS.get(type) === 'shared' ? 'shared' : 'not a custodian-only type'}`));
+}

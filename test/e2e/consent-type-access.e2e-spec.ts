@@ -2,7 +2,7 @@ import { Injectable, Module, OnModuleInit } from '@nestjs/common';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
 import type { SqlBinder } from '../../src/fhir/pipeline/access-predicate';
-import { JudgedRow, JudgingRequester, PatientAccessContributor, ReadAccessRegistry } from '../../src/fhir/pipeline/read-access';
+import { JudgedRow, JudgingRequester, PatientAccessContributor, ReadAccessRegistry, TypeAccessRule } from '../../src/fhir/pipeline/read-access';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
@@ -34,8 +34,43 @@ class TestReferralContributor implements PatientAccessContributor, OnModuleInit 
   }
 }
 
-@Module({ providers: [TestReferralContributor] })
+/** A test-only type rule: organization C (say, an accreditation body) reads every VerificationResult. */
+@Injectable()
+class TestVerificationReaderRule implements TypeAccessRule, OnModuleInit {
+  readonly name = 'test-verification-reader';
+  readonly resourceTypes = ['VerificationResult'];
+  constructor(private readonly registry: ReadAccessRegistry) {}
+
+  onModuleInit(): void {
+    this.registry.registerTypeRule(this);
+  }
+
+  render(_row: JudgedRow, requester: JudgingRequester, bind: SqlBinder): string {
+    return `${requester.organization} = ${bind.bind(ORG_C)}`;
+  }
+}
+
+@Module({ providers: [TestReferralContributor, TestVerificationReaderRule] })
 class TestReferralModule {}
+
+/** A type rule on a shared type would never apply: the start is refused. */
+@Injectable()
+class MisplacedRule implements TypeAccessRule, OnModuleInit {
+  readonly name = 'test-misplaced';
+  readonly resourceTypes = ['Organization'];
+  constructor(private readonly registry: ReadAccessRegistry) {}
+
+  onModuleInit(): void {
+    this.registry.registerTypeRule(this);
+  }
+
+  render(): string {
+    return 'TRUE';
+  }
+}
+
+@Module({ providers: [MisplacedRule] })
+class MisplacedRuleModule {}
 
 type Send = (m: 'get' | 'post' | 'put', path: string) => request.Test;
 
@@ -99,7 +134,8 @@ describe('access to types outside the Patient compartment, and read-access contr
         expect({ path, status: res.status, code: res.body.issue?.[0]?.code }).toEqual({ path, status: 404, code: 'not-found' });
       }
       const denied = readRecord(`${type}/${id[type]}`);
-      expect(denied?.accessBasis.some((line) => line.endsWith(`${type}/${id[type]}: no patient (custodian only)`))).toBe(true);
+      const rule = type === 'VerificationResult' ? 'custodian only, or type rule test-verification-reader' : 'custodian only';
+      expect(denied?.accessBasis.at(-1)?.endsWith(`${type}/${id[type]}: no patient (${rule})`)).toBe(true);
     });
 
     it.each(restricted)('%s: another organization finds none by search (page, _total) or type history; the custodian finds it', async (type) => {
@@ -144,6 +180,24 @@ describe('access to types outside the Patient compartment, and read-access contr
       expect([res.status, res.body.issue?.[0]?.code]).toEqual([403, 'forbidden']);
       const stored = await a('get', `/fhir/Subscription/${id.Subscription}`);
       expect([stored.body.meta.versionId, stored.body.channel.endpoint]).toEqual(['1', 'https://hospital-a.example.org/notify']);
+    });
+
+    it('a module\'s type rule widens a custodian-only type for the organization it names, audited with the rule', async () => {
+      const res = await cPayment('get', `/fhir/VerificationResult/${id.VerificationResult}`);
+      expect([res.status, res.body.id]).toEqual([200, id.VerificationResult]);
+      expect(readRecord(`VerificationResult/${id.VerificationResult}`)?.accessBasis.at(-1)).toMatch(
+        new RegExp(`VerificationResult/${id.VerificationResult}: no patient \\(custodian only, or type rule test-verification-reader\\)$`),
+      );
+      expect(ids(await cPayment('get', `/fhir/VerificationResult?_id=${id.VerificationResult}`))).toEqual([`VerificationResult/${id.VerificationResult}`]);
+      expect(ids(await cPayment('get', `/fhir/VerificationResult/${id.VerificationResult}/_history`))).toEqual([`VerificationResult/${id.VerificationResult}`]);
+      // The rule names VerificationResult only: C still cannot see A's Bundle.
+      expect((await cPayment('get', `/fhir/Bundle/${id.Bundle}`)).status).toBe(404);
+    });
+
+    it('a type rule registered for a shared type stops the start', async () => {
+      await expect(createTestApp([MisplacedRuleModule])).rejects.toThrow(
+        'Read-access type rules for types that are not custodian-only: test-misplaced: Organization is shared',
+      );
     });
 
     it('Organization and Practitioner (shared) stay readable and searchable by every organization', async () => {

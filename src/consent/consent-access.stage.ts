@@ -9,7 +9,7 @@ import { accessAttributesOf, AccessAttributes } from '../fhir/storage/access-att
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
 import { baseSharesWith, columnsOf, DECIDING_ORDER, matchingProvisions, ReadAccessExtensions, renderConsentPredicate, Requester } from './consent-sql';
-import { misplacedTypeRules, restrictedTypes } from './type-access-rules';
+import { misplacedTypeRules, restrictedTypes, TYPE_ACCESS } from './type-access-rules';
 
 /** Interactions on one resource whose decision the audit record explains down to the provision. */
 const BY_ID = new Set(['read', 'vread', 'history-instance']);
@@ -84,7 +84,9 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
 
   /** The rule a row in no patient's compartment falls under (docs/consent.md, Types outside the Patient compartment). */
   private typeRuleOf(resourceType: string): string {
-    if (!restrictedTypes().includes(resourceType)) return 'no patient (shared type)';
+    if (TYPE_ACCESS.get(resourceType) === 'shared') return 'no patient (shared type)';
+    // A type of the compartment whose row names no patient: visible as before (docs/consent.md, Not done yet).
+    if (!restrictedTypes().includes(resourceType)) return 'no patient (base policy)';
     const rules = this.registry.rulesByType().get(resourceType) ?? [];
     return rules.length ? `no patient (custodian only, or type rule ${rules.map((r) => r.name).join(' or ')})` : 'no patient (custodian only)';
   }

@@ -104,7 +104,7 @@ describe('access to types outside the Patient compartment, and read-access contr
     t = await createTestApp([TestReferralModule]);
     records = captureAuditRecords(t.app);
     [a, b, bPayment, cPayment] = [await client(ORG_A), await client(ORG_B), await client(ORG_B, 'HPAYMT'), await client(ORG_C, 'HPAYMT')];
-    id.Bundle = await create({ resourceType: 'Bundle', type: 'collection', entry: [{ fullUrl: 'urn:uuid:1', resource: { resourceType: 'Basic', code: { text: 'x' } } }] });
+    id.Bundle = await create({ resourceType: 'Bundle', type: 'collection', identifier: { system: 'urn:test:case-report', value: RUN }, entry: [{ fullUrl: 'urn:uuid:1', resource: { resourceType: 'Basic', code: { text: 'x' } } }] });
     id.Binary = await create({ resourceType: 'Binary', contentType: 'text/plain', data: Buffer.from('case report').toString('base64') });
     id.Subscription = await create({
       resourceType: 'Subscription',
@@ -215,6 +215,15 @@ describe('access to types outside the Patient compartment, and read-access contr
       await expect(createTestApp([MisplacedRuleModule])).rejects.toThrow(
         'Read-access type rules for types that are not custodian-only: test-misplaced: Organization is shared',
       );
+    });
+
+    it('a conditional create by another organization does not match (nor disclose) the custodian-only row', async () => {
+      const body = { resourceType: 'Bundle', type: 'collection', identifier: { system: 'urn:test:case-report', value: RUN } };
+      const res = await b('post', '/fhir/Bundle').set('If-None-Exist', `identifier=urn:test:case-report|${RUN}`).send(body);
+      expect(res.status).toBe(201);
+      expect(res.body.id).not.toBe(id.Bundle);
+      const mine = await a('get', `/fhir/Bundle?identifier=urn:test:case-report|${RUN}`);
+      expect(ids(mine)).toEqual([`Bundle/${id.Bundle}`]);
     });
 
     it('Organization and Practitioner (shared) stay readable and searchable by every organization', async () => {

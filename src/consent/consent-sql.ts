@@ -43,13 +43,15 @@ export function baseSharesWith(policy: ConsentPolicy, who: Requester): boolean {
  * Binary rows (or as a registered TypeAccessRule).
  */
 export function renderTypeAccess(row: JudgedRow, bind: SqlBinder, requester: { organization: string; purpose: string }, rules: ReadAccessExtensions['typeRules']): string {
+  const unrestricted = `${row.resourceType} <> ALL(${bind.bind(restrictedTypes())}::text[])`;
   const byRule = [...rules].map(([type, forType]) => `(${row.resourceType} = ${bind.bind(type)} AND (${forType.map((r) => `(${r.render(row, requester, bind)})`).join(' OR ')}))`);
-  return [`${row.resourceType} <> ALL(${bind.bind(restrictedTypes())}::text[])`, ...byRule].join(' OR ');
+  return [unrestricted, ...byRule].join(' OR ');
 }
 
 /** The per-patient fallback when no provision decides: the base policy, else any contributor. */
 export function renderPatientFallback(patient: string, row: JudgedRow, bind: SqlBinder, requester: { organization: string; purpose: string }, base: boolean, contributors: readonly PatientAccessContributor[]): string {
-  if (base || !contributors.length) return base ? 'TRUE' : 'FALSE';
+  if (base) return 'TRUE';
+  if (!contributors.length) return 'FALSE';
   return `(${contributors.map((c) => `(${c.render(patient, row, requester, bind)})`).join(' OR ')})`;
 }
 

@@ -1,13 +1,15 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, OnApplicationBootstrap } from '@nestjs/common';
 import type { EntityManager } from 'typeorm';
 import type { AccessFragment } from '../fhir/pipeline/access-predicate';
 import type { Interaction } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ConsentDecision, ConsentStage } from '../fhir/pipeline/pipeline.stages';
+import { ReadAccessRegistry } from '../fhir/pipeline/read-access';
 import { AccessAttributesContext, accessAttributesOf, AccessAttributes } from '../fhir/storage/access-attributes';
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
-import { columnsOf, DECIDING_ORDER, matchingProvisions, renderConsentPredicate, Requester } from './consent-sql';
+import { baseSharesWith, columnsOf, DECIDING_ORDER, matchingProvisions, ReadAccessExtensions, renderConsentPredicate, Requester } from './consent-sql';
+import { misplacedTypeRules, restrictedTypes, TYPE_ACCESS } from './type-access-rules';
 
 /** Interactions on one resource whose decision the audit record explains down to the provision. */
 const BY_ID = new Set(['read', 'vread', 'history-instance']);
@@ -19,20 +21,28 @@ const BY_ID = new Set(['read', 'vread', 'history-instance']);
  * chains, _has, history, vread, conditional matches, writes) renders it for its own alias.
  */
 @Injectable()
-export class ConsentAccessStage extends ConsentStage {
+export class ConsentAccessStage extends ConsentStage implements OnApplicationBootstrap {
   constructor(
     @Inject(CONSENT_POLICY) private readonly policy: ConsentPolicy,
+    private readonly registry: ReadAccessRegistry,
   ) {
     super();
+  }
+
+  /** After every module's onModuleInit registered: a type rule that could never apply stops the start. */
+  onApplicationBootstrap(): void {
+    const misplaced = misplacedTypeRules(this.registry.rulesByType());
+    if (misplaced.length) throw new Error(`Read-access type rules for types that are not custodian-only: ${misplaced.join('; ')}`);
   }
 
   async decide(principal: Principal, _interaction: Interaction): Promise<ConsentDecision> {
     const who = requesterOf(principal);
     const policy = this.policy;
+    const extensions = this.extensions();
     const fragment: AccessFragment = {
       basis: 'consent',
-      description: this.describe(who),
-      render: (alias, bind) => renderConsentPredicate(columnsOf(alias), bind, policy, who),
+      description: this.describe(who, extensions),
+      render: (alias, bind) => renderConsentPredicate(columnsOf(alias), bind, policy, who, extensions),
     };
     return { fragments: [fragment], basis: fragment.description };
   }
@@ -42,10 +52,16 @@ export class ConsentAccessStage extends ConsentStage {
     return this.explainAccess(requesterOf(principal), interaction, judged, tx);
   }
 
-  private describe(who: Requester): string {
+  private extensions(): ReadAccessExtensions {
+    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType() };
+  }
+
+  private describe(who: Requester, extensions: ReadAccessExtensions): string {
     const p = this.policy;
-    const shared = p.basePolicy === 'opt-out' && !!who.purpose && p.sharedPurposes.includes(who.purpose);
+    const shared = baseSharesWith(p, who);
     const parts = [`policy ${p.basePolicy} (${who.purpose ?? 'no purpose'} ${shared ? 'shared unless denied' : 'only where a Consent permits'})`];
+    // Contributors matter only where the base policy would not share (see renderPatientFallback).
+    if (!shared && !who.breakGlass && extensions.contributors.length) parts.push(`contributors ${extensions.contributors.map((c) => `${c.basis} (${c.name})`).join(', ')}`);
     if (who.breakGlass) parts.push(`break-the-glass overrides patient denials${p.breakGlassOverridesSensitive ? ' and sensitive labels' : ', not sensitive labels'}`);
     return parts.join(', ');
   }
@@ -61,9 +77,18 @@ export class ConsentAccessStage extends ConsentStage {
     if (!row) return undefined;
     const target = `${row.resourceType}/${row.id}${version ? `/_history/${version}` : ''}`;
     if (who.organization && row.custodianOrg === who.organization) return `${target}: own organization (custodian)`;
-    if (!row.compartments.length) return `${target}: no patient (base policy)`;
+    if (!row.compartments.length) return `${target}: ${this.typeRuleOf(row.resourceType)}`;
     const decided = await this.decidingProvisions(who, row, tx);
     return `${target}: ${decided.join(', ')}`;
+  }
+
+  /** The rule a row in no patient's compartment falls under (docs/consent.md, Types outside the Patient compartment). */
+  private typeRuleOf(resourceType: string): string {
+    if (TYPE_ACCESS.get(resourceType) === 'shared') return 'no patient (shared type)';
+    // A type of the compartment whose row names no patient: visible as before (docs/consent.md, Not done yet).
+    if (!restrictedTypes().includes(resourceType)) return 'no patient (base policy)';
+    const rules = this.registry.rulesByType().get(resourceType) ?? [];
+    return rules.length ? `no patient (custodian only, or type rule ${rules.map((r) => r.name).join(' or ')})` : 'no patient (custodian only)';
   }
 
   private async decidingProvisions(who: Requester, row: AccessAttributes, tx: EntityManager): Promise<string[]> {
@@ -78,8 +103,11 @@ export class ConsentAccessStage extends ConsentStage {
       date: `${p.bind(row.lastUpdated)}::timestamptz`,
     };
     const requester = { organization: `${p.bind(who.organization ?? null)}::text`, purpose: `${p.bind(who.purpose ?? null)}::text` };
-    const rows: { patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null }[] = await tx.query(
-      `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit
+    // Contributors are asked only where the base policy would not share: which one opened each patient.
+    const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributors();
+    const contributed = contributors.map((c, i) => `, (${c.render('cns_c.patient', judged, requester, p)}) AS contributor_${i}`).join('');
+    const rows: ({ patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null } & Record<string, unknown>)[] = await tx.query(
+      `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit${contributed}
          FROM unnest(${judged.compartments}) AS cns_c(patient)
          LEFT JOIN LATERAL (
            SELECT cns_p.consent_id, cns_p.consent_version, cns_p.provision_path, cns_p.permit
@@ -88,11 +116,11 @@ export class ConsentAccessStage extends ConsentStage {
         ORDER BY cns_c.patient`,
       p.values,
     );
-    return rows.map((r) =>
-      r.consent_id
-        ? `Patient/${r.patient} by Consent/${r.consent_id}/_history/${r.consent_version}#${r.provision_path} ${r.permit ? 'permit' : 'deny'}`
-        : `Patient/${r.patient} by base policy`,
-    );
+    return rows.map((r) => {
+      if (r.consent_id) return `Patient/${r.patient} by Consent/${r.consent_id}/_history/${r.consent_version}#${r.provision_path} ${r.permit ? 'permit' : 'deny'}`;
+      const opened = contributors.filter((_c, i) => r[`contributor_${i}`] === true);
+      return opened.length ? `Patient/${r.patient} by ${opened.map((c) => `${c.basis} (${c.name})`).join(', ')}` : `Patient/${r.patient} by base policy`;
+    });
   }
 }
 

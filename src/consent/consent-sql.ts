@@ -1,17 +1,9 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
+import type { JudgedRow, PatientAccessContributor, TypeAccessRule } from '../fhir/pipeline/read-access';
 import type { ConsentPolicy } from './consent-policy';
+import { restrictedTypes } from './type-access-rules';
 
-/** SQL expressions for the attributes of the row being judged (columns at an alias, or bound values). */
-export interface JudgedRow {
-  /** The custodian organization: its own data is visible to it whatever the consents say. */
-  custodianOrg: string;
-  compartments: string;
-  securityLabels: string;
-  resourceType: string;
-  id: string;
-  /** The date a resource has for `dataPeriod`: when this version was recorded (docs/consent.md). */
-  date: string;
-}
+export type { JudgedRow } from '../fhir/pipeline/read-access';
 
 export function columnsOf(alias: string): JudgedRow {
   return {
@@ -28,6 +20,39 @@ export interface Requester {
   organization?: string;
   purpose?: string;
   breakGlass: boolean;
+}
+
+/** What modules registered (`ReadAccessRegistry`), as the consent stage renders it. */
+export interface ReadAccessExtensions {
+  contributors: readonly PatientAccessContributor[];
+  typeRules: ReadonlyMap<string, readonly TypeAccessRule[]>;
+}
+
+export const NO_EXTENSIONS: ReadAccessExtensions = { contributors: [], typeRules: new Map() };
+
+/** Whether the base policy shares other organizations' patient data with this requester. */
+export function baseSharesWith(policy: ConsentPolicy, who: Requester): boolean {
+  return policy.basePolicy === 'opt-out' && !!who.purpose && policy.sharedPurposes.includes(who.purpose);
+}
+
+/**
+ * Rows of types outside the Patient compartment (docs/consent.md): a `shared` type (or a type of the
+ * compartment) passes; a restricted one only where a module's rule for its type admits the requester
+ * (the custodian passed already). Break-the-glass does not change it: it overrides patient choices.
+ * The one place type rules are rendered: a Binary `securityContext` rule joins here as an OR for
+ * Binary rows (or as a registered TypeAccessRule).
+ */
+export function renderTypeAccess(row: JudgedRow, bind: SqlBinder, requester: { organization: string; purpose: string }, rules: ReadAccessExtensions['typeRules']): string {
+  const unrestricted = `${row.resourceType} <> ALL(${bind.bind(restrictedTypes())}::text[])`;
+  const byRule = [...rules].map(([type, forType]) => `(${row.resourceType} = ${bind.bind(type)} AND (${forType.map((r) => `(${r.render(row, requester, bind)})`).join(' OR ')}))`);
+  return [unrestricted, ...byRule].join(' OR ');
+}
+
+/** The per-patient fallback when no provision decides: the base policy, else any contributor. */
+export function renderPatientFallback(patient: string, row: JudgedRow, bind: SqlBinder, requester: { organization: string; purpose: string }, base: boolean, contributors: readonly PatientAccessContributor[]): string {
+  if (base) return 'TRUE';
+  if (!contributors.length) return 'FALSE';
+  return `(${contributors.map((c) => `(${c.render(patient, row, requester, bind)})`).join(' OR ')})`;
 }
 
 /**
@@ -59,19 +84,21 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
  * The consent predicate over one row (docs/consent.md has the rules and the plan):
  *
  *   the requester is the row's custodian organization (own data)
- *   OR ( every patient of the row: the deciding provision permits, else the base policy
+ *   OR ( the row's type is not restricted, or a module's rule for its type admits the requester
+ *        AND every patient of the row: the deciding provision permits, else the base policy or a
+ *            read-access contributor
  *        AND (no sensitive label OR (a patient's row AND for every patient and sensitive label:
  *             the deciding provision among those naming that label or none is a permit naming it)) )
  *
  * Break-the-glass drops the first patient condition (patient denials and opt-in), not the second
  * unless the policy says so.
  */
-export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester): string {
-  const org = bind.bind(who.organization ?? null);
-  const purpose = bind.bind(who.purpose ?? null);
+export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester, extensions: ReadAccessExtensions = NO_EXTENSIONS): string {
+  const org = `${bind.bind(who.organization ?? null)}::text`;
+  const purpose = `${bind.bind(who.purpose ?? null)}::text`;
   const requester = { organization: org, purpose };
   const sensitive = `${bind.bind(policy.sensitiveLabels)}::text[]`;
-  const base = policy.basePolicy === 'opt-out' && !!who.purpose && policy.sharedPurposes.includes(who.purpose) ? 'TRUE' : 'FALSE';
+  const base = renderPatientFallback('cns_c.patient', row, bind, requester, baseSharesWith(policy, who), extensions.contributors);
   const own = who.organization ? `${row.custodianOrg} = ${org}` : 'FALSE';
   // A patient with no provisions and no linked records (not a consent_subject) is decided by the
   // base policy alone: one primary-key probe instead of the link and provision probes. CASE, not
@@ -93,5 +120,5 @@ export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: 
                AND NOT COALESCE((SELECT cns_p.permit AND cns_p.security_label IS NOT NULL
                                    FROM ${matchingProvisions('cns_c.patient', row, requester, '(cns_p.security_label IS NULL OR cns_p.security_label = cns_l.label)')}
                                   ORDER BY ${DECIDING_ORDER} LIMIT 1), FALSE))))`;
-  return `${own} OR (${patients} AND ${labels})`;
+  return `${own} OR ((${renderTypeAccess(row, bind, requester, extensions.typeRules)}) AND ${patients} AND ${labels})`;
 }

@@ -1,5 +1,6 @@
 import { Global, Module } from '@nestjs/common';
 import { ConsentStage } from '../fhir/pipeline/pipeline.stages';
+import { ReadAccessModule } from '../fhir/pipeline/read-access';
 import { WriteExtensionsModule } from '../fhir/pipeline/write-extensions.module';
 import { ConsentAccessStage } from './consent-access.stage';
 import { ConsentMaterializer } from './consent-materializer';
@@ -13,7 +14,7 @@ import { PatientLinkMaterializer } from './patient-link-materializer';
  */
 @Global()
 @Module({
-  imports: [WriteExtensionsModule],
+  imports: [WriteExtensionsModule, ReadAccessModule],
   providers: [
     { provide: CONSENT_POLICY, useFactory: () => loadConsentPolicy() },
     { provide: ConsentStage, useClass: ConsentAccessStage },

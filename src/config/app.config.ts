@@ -72,8 +72,17 @@ const envSchema = z.object({
   SEARCH_TEXT_LANGUAGE: z.string().regex(/^[a-z][a-z0-9_]{0,62}$/, 'must be a PostgreSQL text search configuration name such as simple or english').default('simple'),
   /** `off` only for benchmarks (audit on vs off): records are then only logged, not stored. */
   AUDIT_STORE: z.enum(['on', 'off']).default('on'),
-  /** Group commit: how long the audit writer waits to gather records of concurrent requests. */
-  AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 1, 'a number of milliseconds'),
+  /**
+   * Group commit: how long an idle audit writer waits to gather records of concurrent requests.
+   * 0: none (a batch starts at once; records arriving while it commits form the next).
+   */
+  AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 0, 'a number of milliseconds'),
+  /**
+   * `relaxed`: the records of successful reads and searches commit without waiting for their WAL
+   * flush (PostgreSQL's `synchronous_commit = off` for those commits alone): a PostgreSQL or OS
+   * crash can lose the last few hundred ms of them, an app crash none. Not the default.
+   */
+  AUDIT_READ_COMMIT: z.enum(['durable', 'relaxed']).default('durable'),
   /** Group commit: most records in one INSERT and commit. */
   AUDIT_GROUP_COMMIT_MAX: integer(1, 5000, 500, 'a number of records'),
 }).refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
@@ -125,7 +134,7 @@ export interface AppConfig {
   /** Text search configuration of `_text` / `_content` (index rows and queries alike). */
   searchTextLanguage: string;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
-  audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
+  audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number; relaxedReadCommit: boolean };
 }
 
 export class ConfigurationError extends Error {}
@@ -165,7 +174,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID && e.HIE_BOOTSTRAP_ADMIN_SECRET
         ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }
         : undefined,
-    audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
+    audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX, relaxedReadCommit: e.AUDIT_READ_COMMIT === 'relaxed' },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     searchTextLanguage: e.SEARCH_TEXT_LANGUAGE,

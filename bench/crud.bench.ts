@@ -156,6 +156,7 @@ async function main(): Promise<void> {
         latency: stats,
         walWritesPerRequest: per(after.walWrites - before.walWrites),
         walFlushesPerRequest: per(after.walFsyncs - before.walFsyncs),
+        walFlushesByRequestsPerRequest: per(after.walFsyncsClient - before.walFsyncsClient),
         commitsPerRequest: per(after.commits - before.commits - 3),
         rollbacksPerRequest: per(after.rollbacks - before.rollbacks),
         statementsPerRequest: per(rows.reduce((n, r) => n + r.calls, 0)),
@@ -217,6 +218,7 @@ async function main(): Promise<void> {
         loadAverageAtEnd: loadavg().map((n) => round(n, 2)),
       },
       dataset: { patients: PATIENTS, resources: seeded },
+      auditReadCommit: process.env.AUDIT_READ_COMMIT ?? 'durable',
       seconds: SECONDS,
       maxRequests: MAX_REQUESTS,
       readSequential: readSeq,
@@ -323,6 +325,8 @@ interface SequentialKind {
   latency: Stats;
   walWritesPerRequest: number;
   walFlushesPerRequest: number;
+  /** Flushes a server connection made itself (backend type `client backend`): a commit waiting for its flush. The rest are the WAL writer's, in the background. */
+  walFlushesByRequestsPerRequest: number;
   commitsPerRequest: number;
   rollbacksPerRequest: number;
   statementsPerRequest: number;
@@ -332,16 +336,23 @@ interface SequentialKind {
 }
 
 /** Cluster-wide WAL writes and flushes (every backend type: the walwriter's too) and the database's commits, in one statement. */
-async function counters(db: Client): Promise<{ commits: number; rollbacks: number; walWrites: number; walFsyncs: number }> {
+async function counters(db: Client): Promise<{ commits: number; rollbacks: number; walWrites: number; walFsyncs: number; walFsyncsClient: number }> {
   const [r] = (
     await db.query(
       `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = 'hie')::bigint AS commits,
               (SELECT xact_rollback FROM pg_stat_database WHERE datname = 'hie')::bigint AS rollbacks,
               (SELECT coalesce(sum(writes), 0) FROM pg_stat_io WHERE object = 'wal')::bigint AS wal_writes,
-              (SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal')::bigint AS wal_fsyncs`,
+              (SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal')::bigint AS wal_fsyncs,
+              (SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal' AND backend_type = 'client backend')::bigint AS wal_fsyncs_client`,
     )
-  ).rows as { commits: string; rollbacks: string; wal_writes: string; wal_fsyncs: string }[];
-  return { commits: Number(r.commits), rollbacks: Number(r.rollbacks), walWrites: Number(r.wal_writes), walFsyncs: Number(r.wal_fsyncs) };
+  ).rows as { commits: string; rollbacks: string; wal_writes: string; wal_fsyncs: string; wal_fsyncs_client: string }[];
+  return {
+    commits: Number(r.commits),
+    rollbacks: Number(r.rollbacks),
+    walWrites: Number(r.wal_writes),
+    walFsyncs: Number(r.wal_fsyncs),
+    walFsyncsClient: Number(r.wal_fsyncs_client),
+  };
 }
 
 interface KindStats {
@@ -439,6 +450,7 @@ function originOf(url: string, functionName: string): string {
 function markdown(json: {
   machine: Record<string, unknown> & { loadAverageAtEnd: number[] };
   dataset: { patients: number; resources: number };
+  auditReadCommit: string;
   readSequential: Stats;
   healthzSequential: Stats;
   transactionsPerRead: number;
@@ -461,23 +473,23 @@ function markdown(json: {
   return `# CRUD mix benchmark (${m.date})
 
 Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}. Load average at the end: ${m.loadAverageAtEnd.join(' / ')} (1/5/15 min; 2 cores: anything above ~2 means other work competed, so compare ratios within this run).
-Server: \`dist/main.js\` in its own process, default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production, access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
+Server: \`dist/main.js\` in its own process, default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production (AUDIT_READ_COMMIT=${json.auditReadCommit}), access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
 Load from a worker thread of the bench process (the same cores), at most ${SECONDS} s or ${MAX_REQUESTS} requests per cell; latency send to last byte, ms.
 
 Sequential (1 client): read by id p50 ${json.readSequential.p50} ms (p99 ${json.readSequential.p99}), \`GET /healthz\` p50 ${json.healthzSequential.p50} ms (p99 ${json.healthzSequential.p99}); database transactions per read by id: ${json.transactionsPerRead}.
 
 ## Each kind alone, 1 client (${SEQUENTIAL} requests after 50 of warm-up; counts per request)
 
-| kind | p50 / p95 / p99 ms | WAL flushes | WAL writes | commits | rollbacks | statements | server CPU ms | PostgreSQL CPU ms |
-|---|---|---|---|---|---|---|---|---|
+| kind | p50 / p95 / p99 ms | WAL flushes | of them by the server's connections | WAL writes | commits | rollbacks | statements | server CPU ms | PostgreSQL CPU ms |
+|---|---|---|---|---|---|---|---|---|---|
 ${json.sequential
   .map(
     (s) =>
-      `| ${s.kind} | ${s.latency.p50} / ${s.latency.p95} / ${s.latency.p99} | ${s.walFlushesPerRequest} | ${s.walWritesPerRequest} | ${s.commitsPerRequest} | ${s.rollbacksPerRequest} | ${s.statementsPerRequest} | ${s.serverCpuMsPerRequest} | ${s.postgresCpuMsPerRequest} |`,
+      `| ${s.kind} | ${s.latency.p50} / ${s.latency.p95} / ${s.latency.p99} | ${s.walFlushesPerRequest} | ${s.walFlushesByRequestsPerRequest} | ${s.walWritesPerRequest} | ${s.commitsPerRequest} | ${s.rollbacksPerRequest} | ${s.statementsPerRequest} | ${s.serverCpuMsPerRequest} | ${s.postgresCpuMsPerRequest} |`,
   )
   .join('\n')}
 
-WAL flushes and writes: \`pg_stat_io\` (object \`wal\`, all backend types, the walwriter's included); commits: \`pg_stat_database.xact_commit\` (every committed transaction, implicit single-statement ones included). Statements of the server's role per request (\`pg_stat_statements\`, BEGIN/COMMIT included):
+WAL flushes and writes: \`pg_stat_io\` (object \`wal\`, all backend types, the walwriter's included; \"by the server's connections\": backend type \`client backend\`, i.e. commits that waited for their own flush); commits: \`pg_stat_database.xact_commit\` (every committed transaction, implicit single-statement ones included). Statements of the server's role per request (\`pg_stat_statements\`, BEGIN/COMMIT included):
 
 ${json.sequential
   .map((s) => `**${s.kind}**\n\n| statement | per request |\n|---|---|\n${s.statements.map((q) => `| \`${q.query.replace(/\|/g, '\\|')}\` | ${q.perRequest} |`).join('\n')}`)

@@ -58,9 +58,11 @@ describe('audit group commit (default: durable)', () => {
     const append = jest.spyOn(repository, 'appendAlone');
     const read = await t.api.get(`/fhir/Patient/${patient.body.id}`);
     expect(read.status).toBe(200);
-    expect(append).toHaveBeenCalledTimes(1);
-    expect(append.mock.calls[0][0].map((r) => [r.action, r.outcome, r.entities])).toEqual([['R', '0', [`Patient/${patient.body.id}`]]]);
-    expect(append.mock.calls[0][1]).toBe(false);
+    // (Ignoring a 5 s sweep that may have run meanwhile: a batch without records.)
+    const batches = append.mock.calls.filter(([rows]) => rows.length);
+    expect(batches.map(([rows, relaxed]) => [rows.map((r) => [r.action, r.outcome, r.entities]), relaxed])).toEqual([
+      [[['R', '0', [`Patient/${patient.body.id}`]]], false],
+    ]);
     const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE action = 'R' AND $1 = ANY(entities)`, [`Patient/${patient.body.id}`]);
     expect(n).toBe(1);
   });
@@ -72,7 +74,9 @@ describe('audit group commit (default: durable)', () => {
     const created = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
     expect(created.status).toBe(201);
     expect(pendingInsert.mock.calls.map(([rows]) => rows.map((r) => `${r.action}${r.outcome}`))).toEqual([['C0']]);
-    expect(append.mock.calls.map(([rows, relaxed]) => [rows.length, relaxed])).toEqual([[0, true]]);
+    // The chaining batch (and a sweep's, if one ran meanwhile): no records of its own, relaxed.
+    expect(append.mock.calls.length).toBeGreaterThanOrEqual(1);
+    expect(new Set(append.mock.calls.map(([rows, relaxed]) => `${rows.length} ${relaxed}`))).toEqual(new Set(['0 true']));
     // Chained (not left in audit_pending) by the time the response arrived.
     const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE action = 'C' AND $1 = ANY(entities)`, [`Patient/${created.body.id}`]);
     expect(n).toBe(1);

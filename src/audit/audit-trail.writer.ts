@@ -99,10 +99,7 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
         // would still be in audit_pending and the next batch would chain them, so it need not
         // wait for its flush either (one WAL flush per create instead of two, in every mode).
         const relaxed = batch.every((w) => !w.row || w.relaxed);
-        await this.repository.appendAlone(
-          batch.flatMap((w) => (w.row ? [w.row] : [])),
-          relaxed,
-        );
+        await this.repository.appendAlone(batch.flatMap((w) => (w.row ? [w.row] : [])), relaxed);
         for (const w of batch) w.resolve();
       } catch (err) {
         // Only the error code: a database message can quote the values it refused.

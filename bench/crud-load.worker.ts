@@ -6,10 +6,11 @@ import { Client } from 'pg';
  * last answered, until `maxRequests` or `maxSeconds`. Latency is send to last byte, per kind.
  * - `mix`: 50% read by id, 30% Observation?subject=…&code=…, 20% create (a seeded choice per request);
  * - `get`: one URL (healthz, bare node:http, a read);
- * - `pk`: the raw primary-key SELECT of a read, one PostgreSQL connection per loop (the ceiling).
+ * - `pk`: the raw primary-key SELECT of a read, one PostgreSQL connection per loop (the ceiling);
+ * - `read` / `search` / `create`: only that kind of the mix (single-client latency and counts per kind).
  */
 export interface CrudJob {
-  mode: 'mix' | 'get' | 'pk';
+  mode: 'mix' | 'get' | 'pk' | 'read' | 'search' | 'create';
   baseUrl: string;
   token?: string;
   concurrency: number;
@@ -71,7 +72,7 @@ async function run(job: CrudJob): Promise<CrudResult> {
           await pg!.query({ name: 'pk', text: 'SELECT content FROM resource WHERE resource_type = $1 AND id = $2', values: [type, id] });
           (latencies.pk ??= []).push(performance.now() - t0);
         } else {
-          const r = random();
+          const r = job.mode === 'read' ? 0 : job.mode === 'search' ? 0.5 : job.mode === 'create' ? 0.9 : random();
           if (r < 0.5) await http('read', pick(job.reads!));
           else if (r < 0.8) await http('search', pick(job.searches!));
           else await http('create', '/fhir/Observation', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/fhir+json' }, body: job.createBody }, 201);

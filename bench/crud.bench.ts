@@ -19,11 +19,21 @@ import type { CrudJob, CrudResult } from './crud-load.worker';
  * clients for BENCH_SECONDS each (bounded by BENCH_MAX_REQUESTS), and in the same run the ceilings:
  * a bare node:http JSON responder and the raw primary-key SELECT of a read. Server and PostgreSQL
  * CPU per request come from /proc (PostgreSQL: the postmaster, its children, and its reaped children).
+ * Before the mix, each kind alone at one client (BENCH_SEQUENTIAL requests after a warm-up): its
+ * latency, and per request the WAL writes and flushes (pg_stat_io, object `wal`), the commits
+ * (pg_stat_database) and the server's statements by text (pg_stat_statements), issue 23.
  */
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const MAX_REQUESTS = Number(process.env.BENCH_MAX_REQUESTS ?? 50_000);
 const PATIENTS = Number(process.env.BENCH_PATIENTS ?? 100);
-const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '4,16,64').split(',').map(Number);
+const CONCURRENCY = (process.env.BENCH_CONCURRENCY ?? '4,16,64').split(',').filter(Boolean).map(Number);
+/** Requests per kind of the single-client runs whose WAL flushes, commits and statements are counted. */
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
+/**
+ * A backend flushes its statistics to pg_stat_database / pg_stat_io when it goes idle, but at most
+ * once a second and otherwise within 10 s (PGSTAT_IDLE_INTERVAL): wait that out around each count.
+ */
+const STATS_SETTLE_MS = 11_000;
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 const NAME = process.env.BENCH_NAME ?? 'crud';
 const ROOT = process.cwd();
@@ -118,6 +128,48 @@ async function main(): Promise<void> {
     const transactionsPerRead = Math.round(((await xacts()) - x0 - 1) / readSeq.requests * 100) / 100;
     const healthz = await measure({ baseUrl, mode: 'get', path: '/healthz', concurrency: 1, maxRequests: 5000, maxSeconds: Math.min(SECONDS, 5) });
 
+    // Each kind alone at one client, with what it costs PostgreSQL per request (issue 23).
+    const sequential: SequentialKind[] = [];
+    const serverRole = credentials.app.user as string;
+    for (const kind of ['read', 'search', 'create'] as const) {
+      await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: 50, maxSeconds: 30, reads, searches, createBody });
+      await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
+      const before = await counters(db);
+      await db.query('SELECT pg_stat_statements_reset()');
+      const c0 = cpu();
+      const stats = await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: SEQUENTIAL, maxSeconds: 120, reads, searches, createBody });
+      const c1 = cpu();
+      const rows: { query: string; calls: number }[] = (
+        await db.query(
+          `SELECT query, calls::int FROM pg_stat_statements
+           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'hie') AND userid = (SELECT oid FROM pg_roles WHERE rolname = $1)
+           ORDER BY calls DESC, query`,
+          [serverRole],
+        )
+      ).rows;
+      await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
+      const after = await counters(db);
+      // Not the server's: the bench's first snapshot, the reset and the statements query (a commit each).
+      const per = (n: number): number => round(n / stats.requests, 2);
+      const entry: SequentialKind = {
+        kind,
+        latency: stats,
+        walWritesPerRequest: per(after.walWrites - before.walWrites),
+        walFlushesPerRequest: per(after.walFsyncs - before.walFsyncs),
+        walFlushesByRequestsPerRequest: per(after.walFsyncsClient - before.walFsyncsClient),
+        commitsPerRequest: per(after.commits - before.commits - 3),
+        rollbacksPerRequest: per(after.rollbacks - before.rollbacks),
+        statementsPerRequest: per(rows.reduce((n, r) => n + r.calls, 0)),
+        serverCpuMsPerRequest: per(c1.server - c0.server),
+        postgresCpuMsPerRequest: per(c1.postgres - c0.postgres),
+        statements: rows.map((r) => ({ query: r.query.replace(/\s+/g, ' ').slice(0, 160), calls: r.calls, perRequest: per(r.calls) })),
+      };
+      process.stdout.write(
+        `1 client ${kind}: p50 ${stats.p50} ms; per request ${entry.walFlushesPerRequest} WAL flushes, ${entry.commitsPerRequest} commits, ${entry.statementsPerRequest} statements\n`,
+      );
+      sequential.push(entry);
+    }
+
     const cells = [];
     let statements: { query: string; calls: number; perRequest: number; meanMs: number }[] = [];
     for (const concurrency of CONCURRENCY) {
@@ -166,11 +218,13 @@ async function main(): Promise<void> {
         loadAverageAtEnd: loadavg().map((n) => round(n, 2)),
       },
       dataset: { patients: PATIENTS, resources: seeded },
+      auditReadCommit: process.env.AUDIT_READ_COMMIT ?? 'durable',
       seconds: SECONDS,
       maxRequests: MAX_REQUESTS,
       readSequential: readSeq,
       healthzSequential: healthz,
       transactionsPerRead,
+      sequential,
       cells,
       statementsPerRequestAt16: statements,
     };
@@ -264,6 +318,41 @@ function postgresCpuMs(postmaster: number): number {
     }
   }
   return total;
+}
+
+interface SequentialKind {
+  kind: 'read' | 'search' | 'create';
+  latency: Stats;
+  walWritesPerRequest: number;
+  walFlushesPerRequest: number;
+  /** Flushes a server connection made itself (backend type `client backend`): a commit waiting for its flush. The rest are the WAL writer's, in the background. */
+  walFlushesByRequestsPerRequest: number;
+  commitsPerRequest: number;
+  rollbacksPerRequest: number;
+  statementsPerRequest: number;
+  serverCpuMsPerRequest: number;
+  postgresCpuMsPerRequest: number;
+  statements: { query: string; calls: number; perRequest: number }[];
+}
+
+/** Cluster-wide WAL writes and flushes (every backend type: the walwriter's too) and the database's commits, in one statement. */
+async function counters(db: Client): Promise<{ commits: number; rollbacks: number; walWrites: number; walFsyncs: number; walFsyncsClient: number }> {
+  const [r] = (
+    await db.query(
+      `SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = 'hie')::bigint AS commits,
+              (SELECT xact_rollback FROM pg_stat_database WHERE datname = 'hie')::bigint AS rollbacks,
+              (SELECT coalesce(sum(writes), 0) FROM pg_stat_io WHERE object = 'wal')::bigint AS wal_writes,
+              (SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal')::bigint AS wal_fsyncs,
+              (SELECT coalesce(sum(fsyncs), 0) FROM pg_stat_io WHERE object = 'wal' AND backend_type = 'client backend')::bigint AS wal_fsyncs_client`,
+    )
+  ).rows as { commits: string; rollbacks: string; wal_writes: string; wal_fsyncs: string; wal_fsyncs_client: string }[];
+  return {
+    commits: Number(r.commits),
+    rollbacks: Number(r.rollbacks),
+    walWrites: Number(r.wal_writes),
+    walFsyncs: Number(r.wal_fsyncs),
+    walFsyncsClient: Number(r.wal_fsyncs_client),
+  };
 }
 
 interface KindStats {
@@ -361,9 +450,11 @@ function originOf(url: string, functionName: string): string {
 function markdown(json: {
   machine: Record<string, unknown> & { loadAverageAtEnd: number[] };
   dataset: { patients: number; resources: number };
+  auditReadCommit: string;
   readSequential: Stats;
   healthzSequential: Stats;
   transactionsPerRead: number;
+  sequential: SequentialKind[];
   cells: {
     concurrency: number;
     mix: Stats;
@@ -382,10 +473,29 @@ function markdown(json: {
   return `# CRUD mix benchmark (${m.date})
 
 Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}. Load average at the end: ${m.loadAverageAtEnd.join(' / ')} (1/5/15 min; 2 cores: anything above ~2 means other work competed, so compare ratios within this run).
-Server: \`dist/main.js\` in its own process, default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production, access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
+Server: \`dist/main.js\` in its own process, default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production (AUDIT_READ_COMMIT=${json.auditReadCommit}), access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
 Load from a worker thread of the bench process (the same cores), at most ${SECONDS} s or ${MAX_REQUESTS} requests per cell; latency send to last byte, ms.
 
 Sequential (1 client): read by id p50 ${json.readSequential.p50} ms (p99 ${json.readSequential.p99}), \`GET /healthz\` p50 ${json.healthzSequential.p50} ms (p99 ${json.healthzSequential.p99}); database transactions per read by id: ${json.transactionsPerRead}.
+
+## Each kind alone, 1 client (${SEQUENTIAL} requests after 50 of warm-up; counts per request)
+
+| kind | p50 / p95 / p99 ms | WAL flushes | of them by the server's connections | WAL writes | commits | rollbacks | statements | server CPU ms | PostgreSQL CPU ms |
+|---|---|---|---|---|---|---|---|---|---|
+${json.sequential
+  .map(
+    (s) =>
+      `| ${s.kind} | ${s.latency.p50} / ${s.latency.p95} / ${s.latency.p99} | ${s.walFlushesPerRequest} | ${s.walFlushesByRequestsPerRequest} | ${s.walWritesPerRequest} | ${s.commitsPerRequest} | ${s.rollbacksPerRequest} | ${s.statementsPerRequest} | ${s.serverCpuMsPerRequest} | ${s.postgresCpuMsPerRequest} |`,
+  )
+  .join('\n')}
+
+WAL flushes and writes: \`pg_stat_io\` (object \`wal\`, all backend types, the walwriter's included; \"by the server's connections\": backend type \`client backend\`, i.e. commits that waited for their own flush); commits: \`pg_stat_database.xact_commit\` (every committed transaction, implicit single-statement ones included). Statements of the server's role per request (\`pg_stat_statements\`, BEGIN/COMMIT included):
+
+${json.sequential
+  .map((s) => `**${s.kind}**\n\n| statement | per request |\n|---|---|\n${s.statements.map((q) => `| \`${q.query.replace(/\|/g, '\\|')}\` | ${q.perRequest} |`).join('\n')}`)
+  .join('\n\n')}
+
+## The mix
 
 | clients | mix req/s | errors | read p50/p95/p99 | search p50/p95/p99 | create p50/p95/p99 | server CPU ms/req | PostgreSQL CPU ms/req | bare node:http req/s | ratio | raw PK SELECT/s | ratio | load avg |
 |---|---|---|---|---|---|---|---|---|---|---|---|---|

@@ -87,7 +87,7 @@ export class AuditTrailRepository {
    * Appends on a connection of its own, outside the pool's turn-taking: the requests whose records
    * these are hold pooled connections while they wait, so a full pool must not starve their audit.
    */
-  async appendAlone(rows: readonly AuditEventRow[]): Promise<void> {
+  async appendAlone(rows: readonly AuditEventRow[], relaxed = false): Promise<void> {
     if (!this.writerConnection || this.writerConnection.isReleased) {
       const runner = this.db.createQueryRunner();
       await runner.connect();
@@ -95,7 +95,7 @@ export class AuditTrailRepository {
     }
     const runner = this.writerConnection;
     try {
-      await this.append(rows, runner.manager);
+      await this.append(rows, runner.manager, relaxed);
     } catch (err) {
       // A broken connection is replaced on the next batch.
       this.writerConnection = undefined;
@@ -113,9 +113,14 @@ export class AuditTrailRepository {
   /**
    * Chains rows in one statement (after the write records pending since the last batch); with
    * `tx` inside that transaction, else its own commit. With no rows it chains what is pending.
+   * `relaxed` (outside a transaction only): that statement's own commit does not wait for its WAL
+   * flush (`synchronous_commit` off for this transaction alone, set in the same round trip).
    */
-  async append(rows: readonly AuditEventRow[], tx?: EntityManager): Promise<void> {
-    await (tx ?? this.db).query('SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)', columnsOf(rows));
+  async append(rows: readonly AuditEventRow[], tx?: EntityManager, relaxed = false): Promise<void> {
+    const sql = relaxed
+      ? "SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11), set_config('synchronous_commit', 'off', true)"
+      : 'SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)';
+    await (tx ?? this.db).query(sql, columnsOf(rows));
   }
 
   /**

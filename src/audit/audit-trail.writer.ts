@@ -9,6 +9,8 @@ const SWEEP_MS = 5000;
 interface Waiting {
   /** Absent for a caller that only needs the pending write records chained. */
   row?: AuditEventRow;
+  /** The record may commit without waiting for its WAL flush (AUDIT_READ_COMMIT=relaxed, successful reads). */
+  relaxed?: boolean;
   resolve: () => void;
   reject: (err: unknown) => void;
 }
@@ -16,9 +18,11 @@ interface Waiting {
 /**
  * Group commit for records without a write transaction (reads, searches, denials, token requests):
  * one writer per node gathers the records of requests in flight and appends them with one
- * statement and one commit, so audit does not cost a commit per read. A batch starts when the
- * first record arrives and waits at most `AUDIT_GROUP_COMMIT_WAIT_MS`; records arriving while a
- * batch commits form the next one (up to `AUDIT_GROUP_COMMIT_MAX` each). Each caller's promise
+ * statement and one commit, so audit does not cost a commit per read. An idle writer starts a
+ * batch as soon as a record arrives (with `AUDIT_GROUP_COMMIT_WAIT_MS` > 0 it first waits that
+ * long to gather more); records arriving while a batch commits form the next one (up to
+ * `AUDIT_GROUP_COMMIT_MAX` each), so batches grow with the load and a lone read waits for no
+ * timer, only for its own commit (issue 23). Each caller's promise
  * resolves only after its batch committed, so a read's record is durable before its response.
  * Every batch first chains the write records committed since the last one (`audit_pending`), so
  * this writer is the only holder of the chain head's lock on its node, and holds it only for its
@@ -39,8 +43,11 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
   ) {}
 
   append(row: AuditEventRow): Promise<void> {
+    // AUDIT_READ_COMMIT=relaxed: only successful reads and searches (BALP action R, outcome 0);
+    // refusals, operations and security events stay durable before their response.
+    const relaxed = this.config.audit.relaxedReadCommit && row.action === 'R' && row.outcome === '0';
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ row, resolve, reject });
+      this.queue.push({ row, relaxed, resolve, reject });
       this.schedule();
     });
   }
@@ -66,7 +73,7 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
 
   private schedule(): void {
     if (this.flushing) return; // the running flush takes what queued meanwhile
-    if (this.queue.length >= this.config.audit.groupCommitMax) {
+    if (this.queue.length >= this.config.audit.groupCommitMax || this.config.audit.groupCommitWaitMs === 0) {
       this.start();
       return;
     }
@@ -86,7 +93,13 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
     while (this.queue.length) {
       const batch = this.queue.splice(0, this.config.audit.groupCommitMax);
       try {
-        await this.repository.appendAlone(batch.flatMap((w) => (w.row ? [w.row] : [])));
+        // Relaxed only if every record in it may be: one durable record makes the batch durable.
+        // A batch without records (a write's chaining, the sweep) only moves write records that
+        // committed with their write into the chain: if a PostgreSQL crash undid that move, they
+        // would still be in audit_pending and the next batch would chain them, so it need not
+        // wait for its flush either (one WAL flush per create instead of two, in every mode).
+        const relaxed = batch.every((w) => !w.row || w.relaxed);
+        await this.repository.appendAlone(batch.flatMap((w) => (w.row ? [w.row] : [])), relaxed);
         for (const w of batch) w.resolve();
       } catch (err) {
         // Only the error code: a database message can quote the values it refused.

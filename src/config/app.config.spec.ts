@@ -60,6 +60,13 @@ describe('loadAppConfig', () => {
     expect(loadAppConfig({})).toMatchObject({ keyEncryptionKey: undefined, tokenFailuresPerAddress: 100, tokenFailuresPerClaimedId: 20 });
   });
 
+  it('audit commits: no gathering wait and durable reads by default; AUDIT_READ_COMMIT=relaxed opts in, anything else is refused', () => {
+    expect(loadAppConfig({}).audit).toEqual({ store: true, groupCommitWaitMs: 0, groupCommitMax: 500, relaxedReadCommit: false });
+    expect(loadAppConfig({ AUDIT_READ_COMMIT: 'relaxed', AUDIT_GROUP_COMMIT_WAIT_MS: '2' }).audit).toMatchObject({ groupCommitWaitMs: 2, relaxedReadCommit: true });
+    expect(loadAppConfig({ AUDIT_READ_COMMIT: 'durable' }).audit.relaxedReadCommit).toBe(false);
+    expect(fails({ AUDIT_READ_COMMIT: 'off' })).toMatch(/^Invalid configuration: AUDIT_READ_COMMIT: /);
+  });
+
   it('TRUST_PROXY: off by default; true, a hop count, or proxy addresses', () => {
     expect(loadAppConfig({}).trustProxy).toBe(false);
     expect(loadAppConfig({ TRUST_PROXY: 'true' }).trustProxy).toBe(true);

@@ -81,8 +81,17 @@ const envSchema = z.object({
   AUDIT_STORE: z.enum(['on', 'off']).default('on'),
   /** Set by `bench/` (bench-env.ts): this process is a benchmark, the one place AUDIT_STORE=off is allowed besides tests. */
   HIE_BENCHMARK: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
-  /** Group commit: how long the audit writer waits to gather records of concurrent requests. */
-  AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 1, 'a number of milliseconds'),
+  /**
+   * Group commit: how long an idle audit writer waits to gather records of concurrent requests.
+   * 0: none (a batch starts at once; records arriving while it commits form the next).
+   */
+  AUDIT_GROUP_COMMIT_WAIT_MS: integer(0, 50, 0, 'a number of milliseconds'),
+  /**
+   * `relaxed`: the records of successful reads and searches commit without waiting for their WAL
+   * flush (PostgreSQL's `synchronous_commit = off` for those commits alone): a PostgreSQL or OS
+   * crash can lose the last few hundred ms of them, an app crash none. Not the default.
+   */
+  AUDIT_READ_COMMIT: z.enum(['durable', 'relaxed']).default('durable'),
   /** Group commit: most records in one INSERT and commit. */
   AUDIT_GROUP_COMMIT_MAX: integer(1, 5000, 500, 'a number of records'),
   /** `off`: this node enqueues jobs but runs none (e.g. API-only nodes beside worker nodes). */
@@ -152,7 +161,7 @@ export interface AppConfig {
   /** Limits on one resource (docs/security.md): past one, the write is refused `too-costly`. */
   resourceCost: ResourceCostLimits;
   /** Stored audit trail (docs/audit.md); off only for benchmarks. */
-  audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
+  audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number; relaxedReadCommit: boolean };
   /** The outbox job queue (src/jobs/). */
   jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
 }
@@ -194,7 +203,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID && e.HIE_BOOTSTRAP_ADMIN_SECRET
         ? { clientId: e.HIE_BOOTSTRAP_ADMIN_CLIENT_ID, secret: e.HIE_BOOTSTRAP_ADMIN_SECRET }
         : undefined,
-    audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
+    audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX, relaxedReadCommit: e.AUDIT_READ_COMMIT === 'relaxed' },
     jobs: { workers: e.JOBS_WORKERS === 'on', poolSize: e.JOBS_POOL_SIZE, pollSeconds: e.JOBS_POLL_SECONDS, superviseSeconds: e.JOBS_SUPERVISE_SECONDS },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,

@@ -3,27 +3,36 @@ import express, { NextFunction, Request, Response } from 'express';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../fhir-error';
 import { parseJsonKeepingDecimals } from '../fhir-json';
+import { parseFhirXml } from '../fhir-xml';
 import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
+import { FhirFormat, setFhirFormat } from './fhir-format';
 import { requestIdOf } from './request-id';
 
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', 'application/json-patch+json'];
+/** FHIR XML (xml.html); `application/xml+fhir` is the DSTU2 name some engines still send. */
+const XML_TYPES = ['application/fhir+xml', 'application/xml', 'text/xml', 'application/xml+fhir'];
 const FORM_TYPE = 'application/x-www-form-urlencoded';
-/** FHIR resources (create, update, Bundles, operation Parameters). */
-const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir'];
+/** FHIR resources (create, update, Bundles, operation Parameters), as JSON or XML. */
+const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', ...XML_TYPES];
 /** PATCH: a JSON Patch document or a FHIRPath Patch Parameters resource. */
 const PATCH_TYPES = [...RESOURCE_TYPES, 'application/json-patch+json'];
+/** Outside the FHIR base. */
+const JSON_ACCEPTABLE = ['application/json', 'application/fhir+json'];
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
-const XML_RE = /xml/i;
+const XML_FORMATS = new Set(['xml', ...XML_TYPES]);
+/** What `Accept` may ask for, JSON first so any type (and a tie) gets JSON. */
+const ACCEPTABLE = ['application/fhir+json', 'application/json', 'application/json+fhir', 'text/json', ...XML_TYPES];
 
 /**
- * HTTP concerns in front of the FHIR API: request id and context, content negotiation (JSON only),
- * and body parsing with a size limit. Errors are thrown (not passed to next) so the global
+ * HTTP concerns in front of the FHIR API: request id and context, content negotiation (FHIR JSON
+ * or XML, fhir-format.ts), and body parsing with a size limit. Errors are thrown (not passed to next) so the global
  * OperationOutcome filter answers them.
  */
 @Injectable()
 export class FhirHttpMiddleware implements NestMiddleware {
   private readonly json: express.RequestHandler;
+  private readonly xml: express.RequestHandler;
   private readonly form: express.RequestHandler;
   private readonly fhirBasePath: string;
 
@@ -32,6 +41,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
     // Read as text and parsed by parseJsonKeepingDecimals, so decimals keep their precision
     // (`1.50` stays `1.50`, common/fhir-json.ts).
     this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8' });
+    this.xml = express.text({ limit: config.bodyLimit, type: XML_TYPES, defaultCharset: 'utf-8' });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
   }
 
@@ -39,31 +49,38 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const requestId = requestIdOf(req);
     res.setHeader('X-Request-Id', requestId);
     await RequestContext.run({ requestId }, async () => {
-      this.negotiate(req);
+      setFhirFormat(res, this.negotiate(req));
       await this.parseBody(req, res);
       next();
     });
   }
 
-  private negotiate(req: Request): void {
+  /**
+   * The response format: `_format` wins over `Accept` (http.html#mime-type); `Accept` by its
+   * q-values, JSON on a tie or for any type. Outside the FHIR base (token endpoint, admin API) JSON only.
+   */
+  private negotiate(req: Request): FhirFormat {
     const format = req.query._format;
     if (format !== undefined) {
       const f = String(Array.isArray(format) ? format[0] : format).toLowerCase();
-      if (!JSON_FORMATS.has(f)) {
-        throw new FhirError(406, 'not-supported', `_format '${f}' is not supported: this server speaks JSON only (application/fhir+json)`, ['_format']);
-      }
-      return;
+      if (JSON_FORMATS.has(f)) return 'json';
+      if (XML_FORMATS.has(f) && this.isFhirPath(req)) return 'xml';
+      throw new FhirError(406, 'not-supported', `_format '${f.slice(0, 64)}' is not supported: use json or xml`, ['_format']);
     }
     const accept = req.headers.accept;
-    if (accept && !/(\*\/\*|application\/\*|json)/i.test(accept)) {
-      throw new FhirError(
-        406,
-        'not-supported',
-        XML_RE.test(accept)
-          ? 'XML is not supported: this server speaks JSON only (application/fhir+json)'
-          : `None of the accepted media types (${accept.slice(0, 100)}) is supported; use application/fhir+json`,
-      );
-    }
+    if (!accept) return 'json';
+    const best = preferredType(accept, this.isFhirPath(req) ? ACCEPTABLE : JSON_ACCEPTABLE);
+    if (best) return XML_TYPES.includes(best) ? 'xml' : 'json';
+    throw new FhirError(
+      406,
+      'not-supported',
+      `None of the accepted media types (${accept.slice(0, 100)}) is supported; use application/fhir+json or application/fhir+xml`,
+    );
+  }
+
+  private isFhirPath(req: Request): boolean {
+    const path = req.originalUrl.split('?', 1)[0];
+    return path === this.fhirBasePath || path.startsWith(`${this.fhirBasePath}/`);
   }
 
   private async parseBody(req: Request, res: Response): Promise<void> {
@@ -73,23 +90,22 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     const accepted = this.acceptedTypes(req);
     const isJson = JSON_TYPES.includes(type);
+    const isXml = XML_TYPES.includes(type);
     if (!accepted.includes(type)) {
       throw new FhirError(
         415,
         'not-supported',
-        XML_RE.test(type)
-          ? 'XML request bodies are not supported: send application/fhir+json'
-          : `Content-Type '${type || '(none)'}' is not supported here: send ${accepted.includes('application/fhir+json') ? 'application/fhir+json' : accepted.join(' or ')}`,
+        `Content-Type '${type.slice(0, 100) || '(none)'}' is not supported here: send ${accepted.includes('application/fhir+json') ? 'application/fhir+json or application/fhir+xml' : accepted.join(' or ')}`,
         ['Content-Type'],
       );
     }
     await new Promise<void>((resolve, reject) => {
-      (isJson ? this.json : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
+      (isJson ? this.json : isXml ? this.xml : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
     });
-    if (isJson) {
-      req.body = parseJsonBody(req.body);
-      assertJsonShape(req.body);
-    }
+    if (isJson) req.body = parseJsonBody(req.body);
+    // The XML body becomes FHIR JSON here, so nothing past the middleware knows it was XML.
+    if (isXml) req.body = typeof req.body === 'string' ? parseFhirXml(req.body) : req.body;
+    if (isJson || isXml) assertJsonShape(req.body);
   }
 
   /**
@@ -99,11 +115,36 @@ export class FhirHttpMiddleware implements NestMiddleware {
    */
   private acceptedTypes(req: Request): string[] {
     const path = req.originalUrl.split('?', 1)[0];
-    if (path !== this.fhirBasePath && !path.startsWith(`${this.fhirBasePath}/`)) return [...JSON_TYPES, FORM_TYPE];
+    if (!this.isFhirPath(req)) return [...JSON_TYPES, FORM_TYPE];
     if (req.method === 'POST' && path.endsWith('/_search')) return [FORM_TYPE];
     if (req.method === 'POST' && /\/\$[^/]*$/.test(path)) return [...RESOURCE_TYPES, FORM_TYPE];
     return req.method === 'PATCH' ? PATCH_TYPES : RESOURCE_TYPES;
   }
+}
+
+/**
+ * The candidate `Accept` ranks highest (RFC 9110 §12.5.1: the most specific matching range gives
+ * its q; earlier candidates win ties). Media type parameters other than q are ignored, so
+ * `application/fhir+json; fhirVersion=4.0` (versioning.html) matches.
+ */
+export function preferredType(accept: string, candidates: readonly string[]): string | undefined {
+  const ranges = accept.split(',').map((part) => {
+    const [range, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    const q = params.find((p) => p.startsWith('q='));
+    return { range, q: q === undefined ? 1 : Number(q.slice(2)) || 0 };
+  });
+  let best: string | undefined;
+  let bestQ = 0;
+  for (const candidate of candidates) {
+    let q = -1;
+    let specificity = -1;
+    for (const r of ranges) {
+      const s = r.range === candidate ? 2 : r.range === `${candidate.split('/')[0]}/*` ? 1 : r.range === '*/*' ? 0 : -1;
+      if (s > specificity) [specificity, q] = [s, r.q];
+    }
+    if (q > bestQ) [best, bestQ] = [candidate, q];
+  }
+  return best;
 }
 
 function parseJsonBody(text: unknown): unknown {

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Resource } from '@medplum/fhirtypes';
 import type { Interaction, InteractionResult } from '../pipeline/interaction';
+import { sendFhirBody } from '../../common/http/fhir-format';
 import { firstValue } from '../pipeline/query-params';
 import { parseElements, parseSummary, subsetResource } from '../response/resource-subsetting';
 
@@ -45,7 +46,7 @@ export class FhirResponseWriter {
       res.end();
       return;
     }
-    const pretty = firstValue(interaction.query, '_pretty') === 'true';
-    res.type(FHIR_JSON).send(pretty ? JSON.stringify(body, null, 2) : JSON.stringify(body));
+    // JSON or XML as negotiated by FhirHttpMiddleware.
+    sendFhirBody(res, body, firstValue(interaction.query, '_pretty') === 'true');
   }
 }

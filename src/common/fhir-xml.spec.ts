@@ -131,17 +131,20 @@ describe('FHIR XML <-> JSON (R4 xml.html)', () => {
           },
         },
         { resource: { resourceType: 'Basic', code: { text: 'x' }, extension: [{ url: 'http://example.org/q', valueQuantity: { value: 1, unit: 'mg' } }] } },
+        { response: { status: '404', outcome: { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'not-found' }] } } },
       ],
     };
     const xml = resourceToXml(bundle);
     expect(xml).toContain('<resource><Questionnaire><contained><ValueSet><id value="vs"/><status value="active"/></ValueSet></contained>');
     expect(xml).toContain('<item><linkId value="1.1"/><type value="decimal"/><initial><valueDecimal value="2"/></initial></item>');
     expect(xml).toContain('<valueQuantity><value value="1"/><unit value="mg"/></valueQuantity>');
+    // An element whose type is a resource type (Bundle.entry.response.outcome) wraps it too.
+    expect(xml).toContain('<response><status value="404"/><outcome><OperationOutcome><issue>');
     expect(canonical(parseFhirXml(xml))).toBe(canonical(bundle));
   });
 
   it('escapes attribute values, line breaks included, and reads them back', () => {
-    const json = { resourceType: 'Basic', code: { text: 'a "quoted" <b> & \'x\'\nline 2\ttab\r\n' } };
+    const json = { resourceType: 'Basic', code: { text: ' a "quoted" <b> & \'x\'\nline 2\ttab\r\n\u00a0' } };
     expect(parseFhirXml(resourceToXml(json))).toEqual(json);
   });
 

@@ -27,7 +27,16 @@ interface ElementInfo {
   /** An XML attribute (`Element.id`, `Extension.url`). */
   readonly attribute: boolean;
   /** One entry per allowed type; a choice has several. */
-  readonly types: readonly { code: string; kind: Kind; children?: string }[];
+  readonly types: readonly ElementType[];
+  /** Every XML/JSON name the element takes (`valueQuantity` for `value[x]` of type Quantity) and its type. */
+  readonly names: readonly { name: string; extName: string; type: ElementType }[];
+}
+
+interface ElementType {
+  readonly code: string;
+  readonly kind: Kind;
+  /** Where the children of a complex type are listed: a type name or a backbone path. */
+  readonly children?: string;
 }
 
 const PRIMITIVE_JSON = new Set(['boolean', 'integer', 'positiveInt', 'unsignedInt', 'decimal']);
@@ -36,6 +45,8 @@ const FHIR_TYPE_EXT = 'http://hl7.org/fhir/StructureDefinition/structuredefiniti
 /** Children of each type or backbone path (`Patient`, `HumanName`, `Patient.contact`), in order. */
 class XmlStructures {
   readonly children = new Map<string, ElementInfo[]>();
+  /** Per type or backbone path: each XML name to its element, type and position (for reading). */
+  private readonly names = new Map<string, Map<string, { el: ElementInfo; type: ElementType; order: number }>>();
   readonly resourceTypes = new Set<string>();
   private readonly primitives = new Set<string>();
 
@@ -70,20 +81,37 @@ class XmlStructures {
     const choice = last.endsWith('[x]');
     const array = el.max !== '1' && el.max !== '0';
     const attribute = el.representation?.includes('xmlAttr') ?? false;
-    let types: ElementInfo['types'];
+    let types: ElementType[];
     if (el.contentReference) types = [{ code: 'BackboneElement', kind: 'complex', children: el.contentReference.slice(1) }];
     else if (parents.has(el.path)) types = [{ code: 'BackboneElement', kind: 'complex', children: el.path }];
     else types = (el.type ?? []).map((t) => this.typeOf(t));
-    return { name: choice ? last.slice(0, -3) : last, choice, array, attribute, types };
+    const name = choice ? last.slice(0, -3) : last;
+    const names = (choice ? types.map((type) => ({ name: name + type.code[0].toUpperCase() + type.code.slice(1), type })) : [{ name, type: types[0] }]).map(
+      (n) => ({ ...n, extName: `_${n.name}` }),
+    );
+    return { name, choice, array, attribute, types, names };
   }
 
-  private typeOf(t: ElementDefinitionType): ElementInfo['types'][number] {
+  namesOf(key: string): Map<string, { el: ElementInfo; type: ElementType; order: number }> {
+    let byName = this.names.get(key);
+    if (!byName) {
+      byName = new Map();
+      for (const [order, el] of (this.children.get(key) ?? []).entries()) {
+        for (const n of el.names) byName.set(n.name, { ...n, el, order });
+      }
+      this.names.set(key, byName);
+    }
+    return byName;
+  }
+
+  private typeOf(t: ElementDefinitionType): ElementType {
     const code = t.code.startsWith('http://hl7.org/fhirpath/')
       ? ((t.extension?.find((x) => x.url === FHIR_TYPE_EXT)?.valueUrl as string | undefined) ?? 'string')
       : t.code;
     if (code === 'xhtml') return { code, kind: 'xhtml' };
     if (this.primitives.has(code)) return { code, kind: 'primitive' };
-    if (code === 'Resource' || code === 'DomainResource') return { code, kind: 'resource' };
+    // `Resource` (contained, Bundle.entry.resource) or a resource type (Bundle.entry.response.outcome).
+    if (code === 'Resource' || code === 'DomainResource' || this.resourceTypes.has(code)) return { code, kind: 'resource' };
     return { code, kind: 'complex', children: code === 'SimpleQuantity' || code === 'MoneyQuantity' ? 'Quantity' : code };
   }
 
@@ -92,12 +120,6 @@ class XmlStructures {
   static get(): XmlStructures {
     return (this.instance ??= new XmlStructures());
   }
-}
-
-/** Every XML name an element takes (`valueQuantity` for `value[x]` of type Quantity) and its type. */
-function xmlNames(el: ElementInfo): { name: string; type: ElementInfo['types'][number] }[] {
-  if (!el.choice) return [{ name: el.name, type: el.types[0] }];
-  return el.types.map((type) => ({ name: el.name + type.code[0].toUpperCase() + type.code.slice(1), type }));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -135,30 +157,31 @@ class XmlWriter {
     }
     // Nested resources (contained, Bundle.entry.resource) inherit the namespace.
     this.out.push(`${this.pad(depth)}<${type}${root ? ` xmlns="${FHIR_NS}"` : ''}>`);
-    this.elements(type, res, depth + 1, type, new Set(['resourceType']));
+    this.elements(type, res, depth + 1, type, true);
     this.out.push(`${this.pad(depth)}</${type}>`);
   }
 
   /** The child elements of `obj` in definition order; attributes are written by the caller. */
-  private elements(key: string, obj: Record<string, unknown>, depth: number, path: string, done: Set<string>): void {
-    for (const el of this.s.children.get(key) ?? []) {
-      if (el.attribute) {
-        done.add(el.name);
-        continue;
-      }
-      for (const { name, type } of xmlNames(el)) {
-        const value = obj[name];
-        const ext = obj[`_${name}`];
-        if (value === undefined && ext === undefined) continue;
-        done.add(name).add(`_${name}`);
-        this.element(name, type, value, ext, depth, `${path}.${name}`);
-      }
+  private elements(key: string, obj: Record<string, unknown>, depth: number, path: string, isResource = false): void {
+    // Walks the object's own keys (few) rather than every name the type allows (a choice such as
+    // Extension.value[x] has 50), then writes them in definition order.
+    const names = this.s.namesOf(key);
+    const present: { order: number; name: string; type: ElementType }[] = [];
+    for (const k of Object.keys(obj)) {
+      if (isResource && k === 'resourceType') continue;
+      const name = k.charCodeAt(0) === 95 ? k.slice(1) : k; // `_name`: the primitive's id/extensions
+      const def = names.get(name);
+      if (!def || (def.el.attribute && name !== k)) throw new Error(`Cannot write XML: ${path}.${k.slice(0, 64)} is not an R4 element`);
+      if (def.el.attribute || (name !== k && obj[name] !== undefined)) continue;
+      present.push({ order: def.order, name, type: def.type });
     }
-    const unknown = Object.keys(obj).find((k) => !done.has(k));
-    if (unknown !== undefined) throw new Error(`Cannot write XML: ${path}.${unknown.slice(0, 64)} is not an R4 element`);
+    if (present.length > 1) present.sort((a, b) => a.order - b.order);
+    for (const { name, type } of present) this.element(name, type, obj[name], obj[`_${name}`], depth, `${path}.${name}`);
   }
 
-  private element(name: string, type: ElementInfo['types'][number], value: unknown, ext: unknown, depth: number, path: string): void {
+
+
+  private element(name: string, type: ElementType, value: unknown, ext: unknown, depth: number, path: string): void {
     if (type.kind === 'primitive') {
       const values = Array.isArray(value) ? value : value === undefined ? [] : [value];
       const exts = Array.isArray(ext) ? ext : ext === undefined ? [] : [ext];
@@ -185,7 +208,7 @@ class XmlWriter {
     }
     const start = this.out.length;
     this.out.push(`${this.pad(depth)}<${name}${attrs}>`);
-    this.elements(key, obj, depth + 1, path, new Set());
+    this.elements(key, obj, depth + 1, path);
     if (this.out.length === start + 1) this.out[start] = `${this.pad(depth)}<${name}${attrs}/>`;
     else this.out.push(`${this.pad(depth)}</${name}>`);
   }
@@ -221,7 +244,9 @@ const parser = new XMLParser({
   attributeNamePrefix: '',
   parseTagValue: false,
   parseAttributeValue: false,
-  trimValues: true,
+  // Attribute values are kept as written (a string may end in a space); whitespace-only text
+  // between elements is skipped by the reader.
+  trimValues: false,
   // Narrative XHTML is kept as written, not parsed into elements.
   stopNodes: ['*.div'],
   processEntities: true,
@@ -251,12 +276,17 @@ export function parseFhirXml(text: string): Record<string, unknown> {
   if (valid !== true) {
     throw invalid(`The request body is not well-formed XML (line ${valid.err.line}, column ${valid.err.col})`, 'Resource');
   }
-  const roots = (parser.parse(text) as XmlNode[]).filter((n) => !('#text' in n));
+  const roots = (parser.parse(text) as XmlNode[]).filter((n) => !isWhitespace(n));
   if (roots.length !== 1) throw invalid('The XML body must hold exactly one resource', 'Resource');
   const s = XmlStructures.get();
   const root = roots[0];
   if (root[':@']?.xmlns !== FHIR_NS) throw invalid(`The root element must be in the FHIR namespace ${FHIR_NS}`, tagOf(root));
   return new XmlReader(s).resource(root, tagOf(root), 0);
+}
+
+/** Formatting between elements; other text is not FHIR XML. */
+function isWhitespace(node: XmlNode): boolean {
+  return '#text' in node && /^\s*$/.test(String(node['#text']));
 }
 
 function tagOf(node: XmlNode): string {
@@ -280,11 +310,7 @@ class XmlReader {
   /** The JSON properties of an element from its attributes and children, in definition order. */
   private elements(key: string, nodes: XmlNode[], attrs: Record<string, string>, path: string, depth: number): Record<string, unknown> {
     if (depth > MAX_JSON_DEPTH) throw FhirError.badRequest(`The XML body is nested deeper than ${MAX_JSON_DEPTH} levels`, [path], 'too-costly');
-    const defs = this.s.children.get(key) ?? [];
-    const byName = new Map<string, { el: ElementInfo; type: ElementInfo['types'][number]; order: number }>();
-    defs.forEach((el, order) => {
-      for (const n of xmlNames(el)) byName.set(n.name, { ...n, el, order });
-    });
+    const byName = this.s.namesOf(key);
     const found = new Map<string, { order: number; value: unknown[]; ext: unknown[]; array: boolean; primitive: boolean }>();
     for (const [name, raw] of Object.entries(attrs)) {
       if (name === 'xmlns' && raw === FHIR_NS) continue;
@@ -293,6 +319,7 @@ class XmlReader {
       found.set(name, { order: def.order, value: [raw], ext: [], array: false, primitive: false });
     }
     for (const node of nodes) {
+      if (isWhitespace(node)) continue;
       if ('#text' in node) throw invalid('Unexpected text content', path);
       const name = tagOf(node);
       const def = isPrototypeKey(name) ? undefined : byName.get(name);
@@ -312,7 +339,7 @@ class XmlReader {
       } else if (def.type.kind === 'xhtml') {
         entry.value.push(xhtml(children, nodeAttrs, childPath));
       } else if (def.type.kind === 'resource') {
-        const inner = children.filter((c) => !('#text' in c));
+        const inner = children.filter((c) => !isWhitespace(c));
         if (inner.length !== 1 || Object.keys(nodeAttrs).length) throw invalid(`<${name}> must hold exactly one resource`, childPath);
         entry.value.push(this.resource(inner[0], `${childPath}`, depth + 1));
       } else {

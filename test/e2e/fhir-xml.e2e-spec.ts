@@ -121,6 +121,14 @@ describe('FHIR XML', () => {
     expect(await storedContent('Observation', obsId)).toContain('"value": 72.50');
   });
 
+  it('a batch answered in XML carries a failed entry\'s OperationOutcome wrapped in <outcome>', async () => {
+    const body = `<Bundle xmlns="http://hl7.org/fhir"><type value="batch"/>
+      <entry><request><method value="GET"/><url value="Patient/no-such-patient"/></request></entry></Bundle>`;
+    const res = await t.api.post('/fhir').set('Content-Type', FHIR_XML).set('Accept', FHIR_XML).send(body);
+    expect(res.status).toBe(200);
+    expect(res.text).toMatch(/<response><status value="404[^"]*"\/><outcome><OperationOutcome><issue><severity value="error"\/><code value="not-found"\/>/);
+  });
+
   it('$validate takes an XML resource and answers an XML OperationOutcome', async () => {
     const res = await t.api
       .post('/fhir/Patient/$validate')

@@ -1,4 +1,5 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
+import { referencedResourceWhere } from '../fhir/storage/access-attributes';
 import type { ConsentPolicy } from './consent-policy';
 
 /** SQL expressions for the attributes of the row being judged (columns at an alias, or bound values). */
@@ -10,6 +11,8 @@ export interface JudgedRow {
   id: string;
   /** The date a resource has for `dataPeriod`: when this version was recorded (docs/consent.md). */
   date: string;
+  /** A Binary's `securityContext.reference` (text); absent where the row cannot be a Binary's. */
+  securityContext?: string;
 }
 
 export function columnsOf(alias: string): JudgedRow {
@@ -20,6 +23,7 @@ export function columnsOf(alias: string): JudgedRow {
     resourceType: `${alias}.resource_type`,
     id: `${alias}.id`,
     date: `${alias}.last_updated`,
+    securityContext: `(${alias}.content #>> '{securityContext,reference}')`,
   };
 }
 
@@ -66,6 +70,26 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
  * unless the policy says so.
  */
 export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester): string {
+  const rule = renderResourcePredicate(row, bind, policy, who);
+  if (row.securityContext === undefined) return rule;
+  return `CASE WHEN ${row.resourceType} = 'Binary' THEN ${renderBinaryPredicate(row, row.securityContext, bind, policy, who)} ELSE ${rule} END`;
+}
+
+/**
+ * Binary (docs/consent.md, Binary): a Binary has no patient of its own, so the rule above would
+ * share every one. Instead its custodian (the organization that created it) reads it, and so does
+ * whoever may read the resource its `securityContext` names (R4 Binary.securityContext: that
+ * resource's consent and custodian decide). No securityContext, or one that names no current
+ * resource in `Type/id` form: the custodian only.
+ */
+function renderBinaryPredicate(row: JudgedRow, securityContext: string, bind: SqlBinder, policy: ConsentPolicy, who: Requester): string {
+  const own = who.organization ? `COALESCE(${row.authorOrg} = ${bind.bind(who.organization)}, FALSE)` : 'FALSE';
+  const target = columnsOf('cns_sc');
+  delete target.securityContext;
+  return `(${own} OR ${referencedResourceWhere(securityContext, 'cns_sc', renderResourcePredicate(target, bind, policy, who))})`;
+}
+
+function renderResourcePredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester): string {
   const org = bind.bind(who.organization ?? null);
   const purpose = bind.bind(who.purpose ?? null);
   const requester = { organization: org, purpose };

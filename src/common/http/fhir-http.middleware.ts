@@ -6,6 +6,7 @@ import { parseJsonKeepingDecimals } from '../fhir-json';
 import { parseFhirXml } from '../fhir-xml';
 import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
+import { binaryFromRawBody, rawBinaryWrite } from './binary-body';
 import { FhirFormat, setFhirFormat } from './fhir-format';
 import { requestIdOf } from './request-id';
 
@@ -22,7 +23,7 @@ const JSON_ACCEPTABLE = ['application/json', 'application/fhir+json'];
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
 const XML_FORMATS = new Set(['xml', ...XML_TYPES]);
 /** What `Accept` may ask for, JSON first so any type (and a tie) gets JSON. */
-const ACCEPTABLE = ['application/fhir+json', 'application/json', 'application/json+fhir', 'text/json', ...XML_TYPES];
+export const ACCEPTABLE = ['application/fhir+json', 'application/json', 'application/json+fhir', 'text/json', ...XML_TYPES];
 
 /**
  * HTTP concerns in front of the FHIR API: request id and context, content negotiation (FHIR JSON
@@ -34,6 +35,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
   private readonly json: express.RequestHandler;
   private readonly xml: express.RequestHandler;
   private readonly form: express.RequestHandler;
+  private readonly raw: express.RequestHandler;
   private readonly fhirBasePath: string;
 
   constructor(@Inject(APP_CONFIG) config: AppConfig) {
@@ -43,6 +45,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
     this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8' });
     this.xml = express.text({ limit: config.bodyLimit, type: XML_TYPES, defaultCharset: 'utf-8' });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
+    this.raw = express.raw({ limit: config.binaryLimit, type: () => true });
   }
 
   async use(req: Request, res: Response, next: NextFunction): Promise<void> {
@@ -71,6 +74,9 @@ export class FhirHttpMiddleware implements NestMiddleware {
     if (!accept) return 'json';
     const best = preferredType(accept, this.isFhirPath(req) ? ACCEPTABLE : JSON_ACCEPTABLE);
     if (best) return XML_TYPES.includes(best) ? 'xml' : 'json';
+    // A Binary read may ask for its content type (application/pdf): the response writer decides
+    // once it knows the Binary's contentType (http.html#binary).
+    if (req.method === 'GET' && this.isFhirPath(req) && isBinaryRead(req.originalUrl.split('?', 1)[0].slice(this.fhirBasePath.length))) return 'json';
     throw new FhirError(
       406,
       'not-supported',
@@ -91,6 +97,16 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const accepted = this.acceptedTypes(req);
     const isJson = JSON_TYPES.includes(type);
     const isXml = XML_TYPES.includes(type);
+    const binary = isJson || isXml || !type || type === FORM_TYPE || !this.isFhirPath(req) ? undefined : rawBinaryWrite(req.method, req.originalUrl.split('?', 1)[0], this.fhirBasePath);
+    if (binary) {
+      // A Binary in its native format (http.html#binary): the body is the content, up to BINARY_LIMIT.
+      await new Promise<void>((resolve, reject) => this.raw(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve())));
+      const securityContext = req.headers['x-security-context'];
+      // Already turned into a Binary when the middleware runs again for the same request.
+      if (!Buffer.isBuffer(req.body)) return;
+      req.body = binaryFromRawBody(req.body, req.headers['content-type']!, Array.isArray(securityContext) ? securityContext[0] : securityContext, binary.id);
+      return;
+    }
     if (!accepted.includes(type)) {
       throw new FhirError(
         415,
@@ -122,9 +138,14 @@ export class FhirHttpMiddleware implements NestMiddleware {
   }
 }
 
+/** `Binary/{id}` or `Binary/{id}/_history/{vid}` under the FHIR base. */
+export function isBinaryRead(rest: string): boolean {
+  return /^\/Binary\/[^/$]+(\/_history\/[^/$]+)?$/.test(rest);
+}
+
 /**
  * The candidate `Accept` ranks highest (RFC 9110 §12.5.1: the most specific matching range gives
- * its q; earlier candidates win ties). Media type parameters other than q are ignored, so
+ * its q; on equal q a named type beats a wildcard match, then earlier candidates win). Media type parameters other than q are ignored, so
  * `application/fhir+json; fhirVersion=4.0` (versioning.html) matches.
  */
 export function preferredType(accept: string, candidates: readonly string[]): string | undefined {
@@ -135,6 +156,7 @@ export function preferredType(accept: string, candidates: readonly string[]): st
   });
   let best: string | undefined;
   let bestQ = 0;
+  let bestSpecificity = -1;
   for (const candidate of candidates) {
     let q = -1;
     let specificity = -1;
@@ -142,7 +164,8 @@ export function preferredType(accept: string, candidates: readonly string[]): st
       const s = r.range === candidate ? 2 : r.range === `${candidate.split('/')[0]}/*` ? 1 : r.range === '*/*' ? 0 : -1;
       if (s > specificity) [specificity, q] = [s, r.q];
     }
-    if (q > bestQ) [best, bestQ] = [candidate, q];
+    // Equal q: the type the client named beats one it only allowed by a wildcard.
+    if (q > bestQ || (q === bestQ && q > 0 && specificity > bestSpecificity)) [best, bestQ, bestSpecificity] = [candidate, q, specificity];
   }
   return best;
 }

@@ -1,6 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import type { Resource } from '@medplum/fhirtypes';
+import type { Binary, Resource } from '@medplum/fhirtypes';
+import { FhirError } from '../../common/fhir-error';
+import { binaryRepresentation, sendBinaryContent } from '../../common/http/binary-body';
+import { ACCEPTABLE, preferredType } from '../../common/http/fhir-http.middleware';
 import type { Interaction, InteractionResult } from '../pipeline/interaction';
 import { sendFhirBody } from '../../common/http/fhir-format';
 import { firstValue } from '../pipeline/query-params';
@@ -26,6 +29,15 @@ export class FhirResponseWriter {
     if (result.lastUpdated) res.setHeader('Last-Modified', new Date(result.lastUpdated).toUTCString());
     if (result.location && result.status === 201) res.setHeader('Location', result.location);
 
+    if (result.resource?.resourceType === 'Binary' && (interaction.kind === 'read' || interaction.kind === 'vread')) {
+      // http.html#binary: the content itself when the client asks for its type.
+      const binary = result.resource as Binary;
+      const how = binaryRepresentation(req.headers.accept, req.query._format, binary.contentType, preferredType, ACCEPTABLE);
+      if (how === 'none') {
+        throw new FhirError(406, 'not-supported', `None of the accepted media types is this Binary's (${binary.contentType.slice(0, 100)}) or a FHIR format`);
+      }
+      if (how === 'native') return sendBinaryContent(res, binary);
+    }
     let body: Resource | undefined = result.resource;
     const isWrite = interaction.kind === 'create' || interaction.kind === 'update' || interaction.kind === 'patch';
     if (isWrite && interaction.preferReturn === 'minimal') body = undefined;

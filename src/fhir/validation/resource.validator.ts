@@ -62,7 +62,10 @@ export class ResourceValidator {
     assertJsonShape(received);
     // The validators expect numbers where decimals kept their text (1.50).
     const resource = numericView(received).view;
-    const base = [...collect(() => validateResource(resource)), ...this.terminology.validate(resource)];
+    // A Binary's content is bounded by BINARY_LIMIT / BODY_LIMIT when it arrives, not by the
+    // validator's 1 MiB default, which stays for inline attachments of other resources.
+    const options = resource.resourceType === 'Binary' ? { base64BinaryMaxBytes: Number.MAX_SAFE_INTEGER } : undefined;
+    const base = [...collect(() => validateResource(resource, options)), ...this.terminology.validate(resource)];
     if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: [] };
 
     const profileUrls = new Set([

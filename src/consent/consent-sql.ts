@@ -72,7 +72,10 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
 export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester): string {
   const rule = renderResourcePredicate(row, bind, policy, who);
   if (row.securityContext === undefined) return rule;
-  return `CASE WHEN ${row.resourceType} = 'Binary' THEN ${renderBinaryPredicate(row, row.securityContext, bind, policy, who)} ELSE ${rule} END`;
+  // OR of two guarded branches, not CASE: the planner estimates each branch (a CASE gets a default
+  // selectivity, which skewed `_total=estimate` and plans of every other type).
+  const binary = renderBinaryPredicate(row, row.securityContext, bind, policy, who);
+  return `(${row.resourceType} <> 'Binary' AND (${rule})) OR (${row.resourceType} = 'Binary' AND ${binary})`;
 }
 
 /**

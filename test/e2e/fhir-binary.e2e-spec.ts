@@ -121,8 +121,10 @@ describe('Binary in its native format', () => {
       'not-supported',
       "None of the accepted media types is this Binary's (application/pdf) or a FHIR format",
     ]);
-    // Another resource type is still 406 for a non-FHIR Accept.
-    expect((await a('get', '/fhir/Patient').set('Accept', 'application/pdf')).status).toBe(406);
+    // Only a read or vread of one Binary answers natively: searches, history and other types stay 406.
+    for (const path of ['/fhir/Patient', '/fhir/Binary', '/fhir/Binary/_history', `/fhir/Binary/${id}/_history`]) {
+      expect([path, (await a('get', path).set('Accept', 'application/pdf')).status]).toEqual([path, 406]);
+    }
   });
 
   it('PUT a raw body updates the Binary; a raw body on another type stays 415; a bad X-Security-Context is 400', async () => {

@@ -140,7 +140,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
 
 /** `Binary/{id}` or `Binary/{id}/_history/{vid}` under the FHIR base. */
 export function isBinaryRead(rest: string): boolean {
-  return /^\/Binary\/[^/$]+(\/_history\/[^/$]+)?$/.test(rest);
+  return /^\/Binary\/[A-Za-z0-9\-.]{1,64}(\/_history\/[^/$]+)?$/.test(rest);
 }
 
 /**

@@ -2,6 +2,7 @@ import { Readable } from 'node:stream';
 import type { Binary } from '@medplum/fhirtypes';
 import type { Response } from 'express';
 import { FhirError } from '../fhir-error';
+import { FHIR_ACCEPTABLE, preferredType } from './fhir-format';
 
 /** The only reference form a Binary's security context may take here: a relative `Type/id`. */
 export const SECURITY_CONTEXT_RE = /^[A-Z][A-Za-z]{1,63}\/[A-Za-z0-9\-.]{1,64}$/;
@@ -41,18 +42,12 @@ export function binaryFromRawBody(body: Buffer, contentType: string, securityCon
  * when `_format` is given, there is no Accept, or a FHIR format ranks at least as high; `none`
  * when the client accepts neither (406).
  */
-export function binaryRepresentation(
-  accept: string | undefined,
-  format: unknown,
-  contentType: string | undefined,
-  rank: (accept: string, candidates: readonly string[]) => string | undefined,
-  fhirTypes: readonly string[],
-): 'native' | 'fhir' | 'none' {
+export function binaryRepresentation(accept: string | undefined, format: unknown, contentType: string | undefined): 'native' | 'fhir' | 'none' {
   if (format !== undefined || !accept || !contentType) return 'fhir';
   const own = contentType.split(';', 1)[0].trim().toLowerCase();
-  const best = rank(accept, [...fhirTypes, own]);
+  const best = preferredType(accept, [...FHIR_ACCEPTABLE, own]);
   if (!best) return 'none';
-  return best === own && !fhirTypes.includes(own) ? 'native' : 'fhir';
+  return best === own && !FHIR_ACCEPTABLE.includes(own) ? 'native' : 'fhir';
 }
 
 /** Base64 characters per chunk when a Binary is written out (a multiple of 4: 65,538 bytes). */

@@ -7,28 +7,24 @@ import { parseFhirXml } from '../fhir-xml';
 import { assertJsonShape } from '../json-shape';
 import { RequestContext } from '../request-context';
 import { binaryFromRawBody, rawBinaryWrite } from './binary-body';
-import { FhirFormat, setFhirFormat } from './fhir-format';
+import { FHIR_ACCEPTABLE, FHIR_XML_TYPES, FhirFormat, preferredType, setFhirFormat } from './fhir-format';
 import { requestIdOf } from './request-id';
 
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', 'application/json-patch+json'];
-/** FHIR XML (xml.html); `application/xml+fhir` is the DSTU2 name some engines still send. */
-const XML_TYPES = ['application/fhir+xml', 'application/xml', 'text/xml', 'application/xml+fhir'];
 const FORM_TYPE = 'application/x-www-form-urlencoded';
 /** FHIR resources (create, update, Bundles, operation Parameters), as JSON or XML. */
-const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', ...XML_TYPES];
+const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', ...FHIR_XML_TYPES];
 /** PATCH: a JSON Patch document or a FHIRPath Patch Parameters resource. */
 const PATCH_TYPES = [...RESOURCE_TYPES, 'application/json-patch+json'];
 /** Outside the FHIR base. */
 const JSON_ACCEPTABLE = ['application/json', 'application/fhir+json'];
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
-const XML_FORMATS = new Set(['xml', ...XML_TYPES]);
-/** What `Accept` may ask for, JSON first so any type (and a tie) gets JSON. */
-export const ACCEPTABLE = ['application/fhir+json', 'application/json', 'application/json+fhir', 'text/json', ...XML_TYPES];
+const XML_FORMATS = new Set(['xml', ...FHIR_XML_TYPES]);
 
 /**
  * HTTP concerns in front of the FHIR API: request id and context, content negotiation (FHIR JSON
- * or XML, fhir-format.ts), and body parsing with a size limit. Errors are thrown (not passed to next) so the global
- * OperationOutcome filter answers them.
+ * or XML, fhir-format.ts), and body parsing with a size limit. Errors are thrown (not passed to
+ * next) so the global OperationOutcome filter answers them.
  */
 @Injectable()
 export class FhirHttpMiddleware implements NestMiddleware {
@@ -43,7 +39,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
     // Read as text and parsed by parseJsonKeepingDecimals, so decimals keep their precision
     // (`1.50` stays `1.50`, common/fhir-json.ts).
     this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8' });
-    this.xml = express.text({ limit: config.bodyLimit, type: XML_TYPES, defaultCharset: 'utf-8' });
+    this.xml = express.text({ limit: config.bodyLimit, type: FHIR_XML_TYPES, defaultCharset: 'utf-8' });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
     this.raw = express.raw({ limit: config.binaryLimit, type: () => true });
   }
@@ -72,8 +68,8 @@ export class FhirHttpMiddleware implements NestMiddleware {
     }
     const accept = req.headers.accept;
     if (!accept) return 'json';
-    const best = preferredType(accept, this.isFhirPath(req) ? ACCEPTABLE : JSON_ACCEPTABLE);
-    if (best) return XML_TYPES.includes(best) ? 'xml' : 'json';
+    const best = preferredType(accept, this.isFhirPath(req) ? FHIR_ACCEPTABLE : JSON_ACCEPTABLE);
+    if (best) return FHIR_XML_TYPES.includes(best) ? 'xml' : 'json';
     // A Binary read may ask for its content type (application/pdf): the response writer decides
     // once it knows the Binary's contentType (http.html#binary).
     if (req.method === 'GET' && this.isFhirPath(req) && isBinaryRead(req.originalUrl.split('?', 1)[0].slice(this.fhirBasePath.length))) return 'json';
@@ -96,7 +92,7 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     const accepted = this.acceptedTypes(req);
     const isJson = JSON_TYPES.includes(type);
-    const isXml = XML_TYPES.includes(type);
+    const isXml = FHIR_XML_TYPES.includes(type);
     const binary = isJson || isXml || !type || type === FORM_TYPE || !this.isFhirPath(req) ? undefined : rawBinaryWrite(req.method, req.originalUrl.split('?', 1)[0], this.fhirBasePath);
     if (binary) {
       // A Binary in its native format (http.html#binary): the body is the content, up to BINARY_LIMIT.
@@ -141,33 +137,6 @@ export class FhirHttpMiddleware implements NestMiddleware {
 /** `Binary/{id}` or `Binary/{id}/_history/{vid}` under the FHIR base. */
 export function isBinaryRead(rest: string): boolean {
   return /^\/Binary\/[A-Za-z0-9\-.]{1,64}(\/_history\/[^/$]+)?$/.test(rest);
-}
-
-/**
- * The candidate `Accept` ranks highest (RFC 9110 §12.5.1: the most specific matching range gives
- * its q; on equal q a named type beats a wildcard match, then earlier candidates win). Media type parameters other than q are ignored, so
- * `application/fhir+json; fhirVersion=4.0` (versioning.html) matches.
- */
-export function preferredType(accept: string, candidates: readonly string[]): string | undefined {
-  const ranges = accept.split(',').map((part) => {
-    const [range, ...params] = part.split(';').map((x) => x.trim().toLowerCase());
-    const q = params.find((p) => p.startsWith('q='));
-    return { range, q: q === undefined ? 1 : Number(q.slice(2)) || 0 };
-  });
-  let best: string | undefined;
-  let bestQ = 0;
-  let bestSpecificity = -1;
-  for (const candidate of candidates) {
-    let q = -1;
-    let specificity = -1;
-    for (const r of ranges) {
-      const s = r.range === candidate ? 2 : r.range === `${candidate.split('/')[0]}/*` ? 1 : r.range === '*/*' ? 0 : -1;
-      if (s > specificity) [specificity, q] = [s, r.q];
-    }
-    // Equal q: the type the client named beats one it only allowed by a wildcard.
-    if (q > bestQ || (q === bestQ && q > 0 && specificity > bestSpecificity)) [best, bestQ, bestSpecificity] = [candidate, q, specificity];
-  }
-  return best;
 }
 
 function parseJsonBody(text: unknown): unknown {

@@ -3,9 +3,8 @@ import type { Request, Response } from 'express';
 import type { Binary, Resource } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { binaryRepresentation, sendBinaryContent } from '../../common/http/binary-body';
-import { ACCEPTABLE, preferredType } from '../../common/http/fhir-http.middleware';
-import type { Interaction, InteractionResult } from '../pipeline/interaction';
 import { sendFhirBody } from '../../common/http/fhir-format';
+import type { Interaction, InteractionResult } from '../pipeline/interaction';
 import { firstValue } from '../pipeline/query-params';
 import { parseElements, parseSummary, subsetResource } from '../response/resource-subsetting';
 
@@ -29,10 +28,10 @@ export class FhirResponseWriter {
     if (result.lastUpdated) res.setHeader('Last-Modified', new Date(result.lastUpdated).toUTCString());
     if (result.location && result.status === 201) res.setHeader('Location', result.location);
 
-    if (result.resource?.resourceType === 'Binary' && (interaction.kind === 'read' || interaction.kind === 'vread')) {
+    if (result.status === 200 && result.resource?.resourceType === 'Binary' && (interaction.kind === 'read' || interaction.kind === 'vread')) {
       // http.html#binary: the content itself when the client asks for its type.
       const binary = result.resource as Binary;
-      const how = binaryRepresentation(req.headers.accept, req.query._format, binary.contentType, preferredType, ACCEPTABLE);
+      const how = binaryRepresentation(req.headers.accept, req.query._format, binary.contentType);
       if (how === 'none') {
         throw new FhirError(406, 'not-supported', `None of the accepted media types is this Binary's (${binary.contentType.slice(0, 100)}) or a FHIR format`);
       }

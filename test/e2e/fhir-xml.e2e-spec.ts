@@ -103,6 +103,23 @@ describe('FHIR XML', () => {
     expect(search.text).toContain(`<resource><Patient><id value="${id}"/>`);
   });
 
+  it('FHIRPath Patch Parameters in XML, history and delete answer in XML', async () => {
+    const id = await createPatientXml();
+    const patch = `<Parameters xmlns="http://hl7.org/fhir"><parameter><name value="operation"/>
+      <part><name value="type"/><valueCode value="replace"/></part>
+      <part><name value="path"/><valueString value="Patient.gender"/></part>
+      <part><name value="value"/><valueCode value="male"/></part></parameter></Parameters>`;
+    const patched = await t.api.patch(`/fhir/Patient/${id}`).set('Content-Type', FHIR_XML).set('Accept', FHIR_XML).send(patch);
+    expect([patched.status, patched.headers.etag]).toEqual([200, 'W/"2"']);
+    expect(patched.text).toContain('<gender value="male"/>');
+    const history = await t.api.get(`/fhir/Patient/${id}/_history?_format=xml`);
+    const bundle = parseFhirXml(history.text) as { type: string; entry: { resource: { meta: { versionId: string } } }[] };
+    expect([bundle.type, bundle.entry.map((e) => e.resource.meta.versionId)]).toEqual(['history', ['2', '1']]);
+    const deleted = await t.api.delete(`/fhir/Patient/${id}`).set('Accept', FHIR_XML);
+    expect([deleted.status, deleted.headers['content-type']]).toEqual([200, XML_TYPE]);
+    expect(deleted.text).toContain('<OperationOutcome xmlns="http://hl7.org/fhir"><issue><severity value="information"/>');
+  });
+
   it('a transaction Bundle in XML commits and answers a transaction-response in XML', async () => {
     const body = `<Bundle xmlns="http://hl7.org/fhir"><type value="transaction"/>
       <entry><fullUrl value="urn:uuid:5b0c3e0e-2c1a-4a41-9c8e-9d5c1e7a0001"/><resource>${patientXml().replace(/<\?xml[^>]*>/, '').replace(' xmlns="http://hl7.org/fhir"', '')}</resource>

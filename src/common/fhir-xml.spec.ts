@@ -176,6 +176,10 @@ describe('FHIR XML <-> JSON (R4 xml.html)', () => {
     expect([bool.issues[0].diagnostics, bool.issues[0].expression]).toEqual(["'yes' is not a boolean", ['Patient.active']]);
     const twice = xmlError('<Patient xmlns="http://hl7.org/fhir"><gender value="male"/><gender value="female"/></Patient>');
     expect(twice.issues[0].expression).toEqual(['Patient.gender']);
+    for (const name of ['__proto__', 'constructor']) {
+      const proto = xmlError(`<Patient xmlns="http://hl7.org/fhir"><${name} value="x"/></Patient>`);
+      expect([proto.status, proto.issues[0].code]).toEqual([400, 'structure']);
+    }
     const type = xmlError('<Nonsense xmlns="http://hl7.org/fhir"/>');
     expect(type.issues[0].diagnostics).toBe('<Nonsense> is not an R4 resource type');
   });

@@ -276,7 +276,14 @@ export function parseFhirXml(text: string): Record<string, unknown> {
   if (valid !== true) {
     throw invalid(`The request body is not well-formed XML (line ${valid.err.line}, column ${valid.err.col})`, 'Resource');
   }
-  const roots = (parser.parse(text) as XmlNode[]).filter((n) => !isWhitespace(n));
+  let parsed: XmlNode[];
+  try {
+    parsed = parser.parse(text) as XmlNode[];
+  } catch {
+    // fast-xml-parser refuses names such as `__proto__` and `constructor`: no FHIR element has one.
+    throw invalid('The XML body uses an element or attribute name that no FHIR resource has', 'Resource');
+  }
+  const roots = parsed.filter((n) => !isWhitespace(n));
   if (roots.length !== 1) throw invalid('The XML body must hold exactly one resource', 'Resource');
   const s = XmlStructures.get();
   const root = roots[0];

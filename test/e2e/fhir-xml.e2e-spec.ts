@@ -182,6 +182,8 @@ describe('FHIR XML', () => {
       .set('Content-Type', FHIR_XML)
       .send('<!DOCTYPE p [<!ENTITY e "x">]><Patient xmlns="http://hl7.org/fhir"><gender value="&e;"/></Patient>');
     expect([dtd.status, dtd.body.issue[0].diagnostics]).toEqual([400, 'The XML body has a DOCTYPE; FHIR XML must not use DTDs']);
+    const proto = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_XML).send('<Patient xmlns="http://hl7.org/fhir"><__proto__ value="x"/></Patient>');
+    expect([proto.status, proto.body.issue[0].code]).toEqual([400, 'structure']);
     const wrongType = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_XML).send('<Observation xmlns="http://hl7.org/fhir"><status value="final"/></Observation>');
     expect(wrongType.status).toBe(400);
     const [{ count: after }] = await t.db.query(`SELECT count(*)::int AS count FROM resource WHERE resource_type = 'Patient'`);

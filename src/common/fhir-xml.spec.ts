@@ -180,6 +180,8 @@ describe('FHIR XML <-> JSON (R4 xml.html)', () => {
       const proto = xmlError(`<Patient xmlns="http://hl7.org/fhir"><${name} value="x"/></Patient>`);
       expect([proto.status, proto.issues[0].code]).toEqual([400, 'structure']);
     }
+    const deep = xmlError(`<Patient xmlns="http://hl7.org/fhir">${'<contact>'.repeat(50000)}${'</contact>'.repeat(50000)}</Patient>`);
+    expect([deep.status, deep.issues[0].code]).toEqual([400, 'too-costly']);
     const type = xmlError('<Nonsense xmlns="http://hl7.org/fhir"/>');
     expect(type.issues[0].diagnostics).toBe('<Nonsense> is not an R4 resource type');
   });

@@ -255,6 +255,8 @@ const parser = new XMLParser({
   ignoreDeclaration: true,
   ignorePiTags: true,
   commentPropName: false,
+  // Deeper than any resource (the JSON limit is 100 levels; an XML primitive adds one for its extensions).
+  maxNestedTags: 2 * MAX_JSON_DEPTH,
 });
 
 const DECIMAL_RE = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$/;
@@ -274,12 +276,16 @@ export function parseFhirXml(text: string): Record<string, unknown> {
   if (/<!DOCTYPE/i.test(text)) throw invalid('The XML body has a DOCTYPE; FHIR XML must not use DTDs', 'Resource');
   const valid = XMLValidator.validate(text);
   if (valid !== true) {
-    throw invalid(`The request body is not well-formed XML (line ${valid.err.line}, column ${valid.err.col})`, 'Resource');
+    const where = valid.err.col === undefined ? `line ${valid.err.line}` : `line ${valid.err.line}, column ${valid.err.col}`;
+    throw invalid(`The request body is not well-formed XML (${where})`, 'Resource');
   }
   let parsed: XmlNode[];
   try {
     parsed = parser.parse(text) as XmlNode[];
-  } catch {
+  } catch (err) {
+    if (/nested/i.test((err as Error)?.message ?? '')) {
+      throw FhirError.badRequest(`The XML body is nested deeper than ${2 * MAX_JSON_DEPTH} elements`, ['Resource'], 'too-costly');
+    }
     // fast-xml-parser refuses names such as `__proto__` and `constructor`: no FHIR element has one.
     throw invalid('The XML body uses an element or attribute name that no FHIR resource has', 'Resource');
   }

@@ -56,6 +56,12 @@ export function plainDecimal(text: string): string {
   return /^0(\.0*)?$/.test(out) ? out : sign + out;
 }
 
+/** A decimal from its text (FHIR XML's `value` attribute): a plain number when that keeps the text, else raw. */
+export function decimalFromText(text: string): number | RawDecimal {
+  const n = Number(text);
+  return String(n) === text ? n : JSONS.rawJSON(plainDecimal(text));
+}
+
 function reviveDecimal(_key: string, value: unknown, context?: { source?: string }): unknown {
   if (typeof value !== 'number' || context?.source === undefined || context.source === String(value)) return value;
   return JSONS.rawJSON(plainDecimal(context.source));

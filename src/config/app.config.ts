@@ -50,6 +50,11 @@ const envSchema = z.object({
     .string()
     .regex(/^\d+(b|kb|mb|gb)?$/i, 'must be a size such as 16mb')
     .default('16mb'),
+  /** Largest raw Binary body (`POST /Binary` with a non-FHIR Content-Type); stored base64, 4/3 the size. */
+  BINARY_LIMIT: z
+    .string()
+    .regex(/^\d+(b|kb|mb|gb)?$/i, 'must be a size such as 10mb')
+    .default('10mb'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   DB_POOL_SIZE: integer(1, 500, 20),
   /** 0 turns the limit off. */
@@ -129,6 +134,8 @@ export interface AppConfig {
   /** Absolute base URL of the FHIR endpoint, used in Location, fullUrl and paging links. */
   fhirBaseUrl: string;
   bodyLimit: string;
+  /** Largest raw Binary upload (BINARY_LIMIT). */
+  binaryLimit: string;
   logLevel: Env['LOG_LEVEL'];
   dbPoolSize: number;
   /** Longest a single SQL statement of the server may run (PostgreSQL statement_timeout); 0: no limit. */
@@ -188,6 +195,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     fhirBasePath: e.FHIR_BASE_PATH,
     fhirBaseUrl: publicBaseUrl + e.FHIR_BASE_PATH,
     bodyLimit: e.BODY_LIMIT,
+    binaryLimit: e.BINARY_LIMIT,
     logLevel: e.LOG_LEVEL,
     dbPoolSize: e.DB_POOL_SIZE,
     dbStatementTimeoutMs: e.DB_STATEMENT_TIMEOUT_MS,

@@ -1,5 +1,6 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
 import type { JudgedRow, PatientAccessContributor, TypeAccessRule } from '../fhir/pipeline/read-access';
+import { referencedResourceWhere } from '../fhir/storage/access-attributes';
 import type { ConsentPolicy } from './consent-policy';
 import { restrictedTypes } from './type-access-rules';
 
@@ -13,6 +14,7 @@ export function columnsOf(alias: string): JudgedRow {
     resourceType: `${alias}.resource_type`,
     id: `${alias}.id`,
     date: `${alias}.last_updated`,
+    securityContext: `(${alias}.content #>> '{securityContext,reference}')`,
   };
 }
 
@@ -94,6 +96,28 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
  * unless the policy says so.
  */
 export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester, extensions: ReadAccessExtensions = NO_EXTENSIONS): string {
+  const rule = renderResourcePredicate(row, bind, policy, who, extensions);
+  if (row.securityContext === undefined) return rule;
+  // OR of two guarded branches, not CASE: the planner estimates each branch (a CASE gets a default
+  // selectivity, which skewed `_total=estimate` and plans of every other type).
+  const binary = renderBinaryPredicate(row, row.securityContext, bind, policy, who, extensions);
+  return `(${row.resourceType} <> 'Binary' AND (${rule})) OR (${row.resourceType} = 'Binary' AND ${binary})`;
+}
+
+/**
+ * Binary (docs/consent.md, Binary): a Binary has no patient of its own. Its custodian reads it, and
+ * so does whoever may read the resource its `securityContext` names (R4 Binary.securityContext: that
+ * resource's consent and custodian decide). No securityContext, or one that names no current
+ * resource in `Type/id` form: the custodian only (as the type table says for Binary).
+ */
+function renderBinaryPredicate(row: JudgedRow, securityContext: string, bind: SqlBinder, policy: ConsentPolicy, who: Requester, extensions: ReadAccessExtensions): string {
+  const own = who.organization ? `COALESCE(${row.custodianOrg} = ${bind.bind(who.organization)}::text, FALSE)` : 'FALSE';
+  const target = columnsOf('cns_sc');
+  delete target.securityContext;
+  return `(${own} OR ${referencedResourceWhere(securityContext, 'cns_sc', renderResourcePredicate(target, bind, policy, who, extensions))})`;
+}
+
+function renderResourcePredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester, extensions: ReadAccessExtensions): string {
   const org = `${bind.bind(who.organization ?? null)}::text`;
   const purpose = `${bind.bind(who.purpose ?? null)}::text`;
   const requester = { organization: org, purpose };

@@ -24,7 +24,7 @@ describe('audit records of every request', () => {
   const summary = (r: AuditRecord) => [r.kind, r.subtype, r.action, r.outcome, r.status, r.failureCode, r.patients];
 
   it('refusals before the pipeline: 406, 415 and an unknown route each leave one record', async () => {
-    expect((await t.api.get('/fhir/Patient').set('Accept', 'application/fhir+xml')).status).toBe(406);
+    expect((await t.api.get('/fhir/Patient').set('Accept', 'text/csv')).status).toBe(406);
     expect((await t.api.post('/fhir/Patient').type('form').send({ resourceType: 'Patient' })).status).toBe(415);
     expect((await t.api.get('/nowhere/at/all')).status).toBe(404);
     expect(records.map(summary)).toEqual([

@@ -4,31 +4,38 @@ import type { IncomingMessage } from 'node:http';
 import express, { NextFunction, Request, Response } from 'express';
 import { FhirError } from '../fhir-error';
 import { parseJsonKeepingDecimals } from '../fhir-json';
+import { parseFhirXml } from '../fhir-xml';
 import { assertJsonShape, decodeUtf8MarkingInvalid } from '../json-shape';
 import { RequestContext } from '../request-context';
+import { binaryFromRawBody, rawBinaryWrite } from './binary-body';
+import { FHIR_ACCEPTABLE, FHIR_XML_TYPES, FhirFormat, preferredType, setFhirFormat } from './fhir-format';
 import { FHIR_HTTP_OPTIONS, FhirHttpOptions } from './fhir-http.options';
 import { requestIdOf } from './request-id';
 
 const JSON_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', 'application/json-patch+json'];
 const FORM_TYPE = 'application/x-www-form-urlencoded';
-/** FHIR resources (create, update, Bundles, operation Parameters). */
-const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir'];
+/** FHIR resources (create, update, Bundles, operation Parameters), as JSON or XML. */
+const RESOURCE_TYPES = ['application/fhir+json', 'application/json', 'application/json+fhir', ...FHIR_XML_TYPES];
 /** PATCH: a JSON Patch document or a FHIRPath Patch Parameters resource. */
 const PATCH_TYPES = [...RESOURCE_TYPES, 'application/json-patch+json'];
+/** Outside the FHIR base. */
+const JSON_ACCEPTABLE = ['application/json', 'application/fhir+json'];
 const JSON_FORMATS = new Set(['json', 'application/json', 'application/fhir+json', 'application/json+fhir', 'text/json']);
-const XML_RE = /xml/i;
+const XML_FORMATS = new Set(['xml', ...FHIR_XML_TYPES]);
 /** Longest request target (path and query) served; longer searches go by POST `_search` (docs/security.md). */
 export const MAX_URL_LENGTH = 16 * 1024;
 
 /**
- * HTTP concerns in front of the FHIR API: request id and context, content negotiation (JSON only),
- * and body parsing with a size limit. Errors are thrown (not passed to next) so the global
- * OperationOutcome filter answers them.
+ * HTTP concerns in front of the FHIR API: request id and context, content negotiation (FHIR JSON
+ * or XML, fhir-format.ts), and body parsing with a size limit. Errors are thrown (not passed to
+ * next) so the global OperationOutcome filter answers them.
  */
 @Injectable()
 export class FhirHttpMiddleware implements NestMiddleware {
   private readonly json: express.RequestHandler;
+  private readonly xml: express.RequestHandler;
   private readonly form: express.RequestHandler;
+  private readonly raw: express.RequestHandler;
   private readonly fhirBasePath: string;
 
   constructor(@Inject(FHIR_HTTP_OPTIONS) config: FhirHttpOptions) {
@@ -36,7 +43,9 @@ export class FhirHttpMiddleware implements NestMiddleware {
     // Read as text and parsed by parseJsonKeepingDecimals, so decimals keep their precision
     // (`1.50` stays `1.50`, common/fhir-json.ts).
     this.json = express.text({ limit: config.bodyLimit, type: JSON_TYPES, defaultCharset: 'utf-8', verify: keepInvalidUtf8 });
+    this.xml = express.text({ limit: config.bodyLimit, type: FHIR_XML_TYPES, defaultCharset: 'utf-8', verify: keepInvalidUtf8 });
     this.form = express.urlencoded({ limit: config.bodyLimit, type: FORM_TYPE, extended: false });
+    this.raw = express.raw({ limit: config.binaryLimit, type: () => true });
   }
 
   async use(req: Request, res: Response, next: NextFunction): Promise<void> {
@@ -46,31 +55,41 @@ export class FhirHttpMiddleware implements NestMiddleware {
       if (req.originalUrl.length > MAX_URL_LENGTH) {
         throw new FhirError(414, 'too-long', `The URL is longer than ${MAX_URL_LENGTH} characters; send a long search as POST [type]/_search with a form body`);
       }
-      this.negotiate(req);
+      setFhirFormat(res, this.negotiate(req));
       await this.parseBody(req, res);
       next();
     });
   }
 
-  private negotiate(req: Request): void {
+  /**
+   * The response format: `_format` wins over `Accept` (http.html#mime-type); `Accept` by its
+   * q-values, JSON on a tie or for any type. Outside the FHIR base (token endpoint, admin API) JSON only.
+   */
+  private negotiate(req: Request): FhirFormat {
     const format = req.query._format;
     if (format !== undefined) {
       const f = String(Array.isArray(format) ? format[0] : format).toLowerCase();
-      if (!JSON_FORMATS.has(f)) {
-        throw new FhirError(406, 'not-supported', `_format '${f}' is not supported: this server speaks JSON only (application/fhir+json)`, ['_format']);
-      }
-      return;
+      if (JSON_FORMATS.has(f)) return 'json';
+      if (XML_FORMATS.has(f) && this.isFhirPath(req)) return 'xml';
+      throw new FhirError(406, 'not-supported', `_format '${f.slice(0, 64)}' is not supported: use json or xml`, ['_format']);
     }
     const accept = req.headers.accept;
-    if (accept && !/(\*\/\*|application\/\*|json)/i.test(accept)) {
-      throw new FhirError(
-        406,
-        'not-supported',
-        XML_RE.test(accept)
-          ? 'XML is not supported: this server speaks JSON only (application/fhir+json)'
-          : `None of the accepted media types (${accept.slice(0, 100)}) is supported; use application/fhir+json`,
-      );
-    }
+    if (!accept) return 'json';
+    const best = preferredType(accept, this.isFhirPath(req) ? FHIR_ACCEPTABLE : JSON_ACCEPTABLE);
+    if (best) return FHIR_XML_TYPES.includes(best) ? 'xml' : 'json';
+    // A Binary read may ask for its content type (application/pdf): the response writer decides
+    // once it knows the Binary's contentType (http.html#binary).
+    if (req.method === 'GET' && this.isFhirPath(req) && isBinaryRead(req.originalUrl.split('?', 1)[0].slice(this.fhirBasePath.length))) return 'json';
+    throw new FhirError(
+      406,
+      'not-supported',
+      `None of the accepted media types (${accept.slice(0, 100)}) is supported; use application/fhir+json or application/fhir+xml`,
+    );
+  }
+
+  private isFhirPath(req: Request): boolean {
+    const path = req.originalUrl.split('?', 1)[0];
+    return path === this.fhirBasePath || path.startsWith(`${this.fhirBasePath}/`);
   }
 
   private async parseBody(req: Request, res: Response): Promise<void> {
@@ -80,23 +99,32 @@ export class FhirHttpMiddleware implements NestMiddleware {
     const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
     const accepted = this.acceptedTypes(req);
     const isJson = JSON_TYPES.includes(type);
+    const isXml = FHIR_XML_TYPES.includes(type);
+    const binary = isJson || isXml || !type || type === FORM_TYPE || !this.isFhirPath(req) ? undefined : rawBinaryWrite(req.method, req.originalUrl.split('?', 1)[0], this.fhirBasePath);
+    if (binary) {
+      // A Binary in its native format (http.html#binary): the body is the content, up to BINARY_LIMIT.
+      await new Promise<void>((resolve, reject) => this.raw(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve())));
+      const securityContext = req.headers['x-security-context'];
+      // Already turned into a Binary when the middleware runs again for the same request.
+      if (!Buffer.isBuffer(req.body)) return;
+      req.body = binaryFromRawBody(req.body, req.headers['content-type']!, Array.isArray(securityContext) ? securityContext[0] : securityContext, binary.id);
+      return;
+    }
     if (!accepted.includes(type)) {
       throw new FhirError(
         415,
         'not-supported',
-        XML_RE.test(type)
-          ? 'XML request bodies are not supported: send application/fhir+json'
-          : `Content-Type '${type || '(none)'}' is not supported here: send ${accepted.includes('application/fhir+json') ? 'application/fhir+json' : accepted.join(' or ')}`,
+        `Content-Type '${type.slice(0, 100) || '(none)'}' is not supported here: send ${accepted.includes('application/fhir+json') ? 'application/fhir+json or application/fhir+xml' : accepted.join(' or ')}`,
         ['Content-Type'],
       );
     }
     await new Promise<void>((resolve, reject) => {
-      (isJson ? this.json : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
+      (isJson ? this.json : isXml ? this.xml : this.form)(req, res, (err?: unknown) => (err ? reject(bodyError(err)) : resolve()));
     });
-    if (isJson) {
-      req.body = parseJsonBody((req as BodyWithInvalidUtf8).utf8Marked ?? req.body);
-      assertJsonShape(req.body);
-    }
+    if (isJson) req.body = parseJsonBody((req as BodyWithInvalidUtf8).utf8Marked ?? req.body);
+    // The XML body becomes FHIR JSON here, so nothing past the middleware knows it was XML.
+    if (isXml) req.body = typeof req.body === 'string' ? parseFhirXml((req as BodyWithInvalidUtf8).utf8Marked ?? req.body) : req.body;
+    if (isJson || isXml) assertJsonShape(req.body);
   }
 
   /**
@@ -106,11 +134,16 @@ export class FhirHttpMiddleware implements NestMiddleware {
    */
   private acceptedTypes(req: Request): string[] {
     const path = req.originalUrl.split('?', 1)[0];
-    if (path !== this.fhirBasePath && !path.startsWith(`${this.fhirBasePath}/`)) return [...JSON_TYPES, FORM_TYPE];
+    if (!this.isFhirPath(req)) return [...JSON_TYPES, FORM_TYPE];
     if (req.method === 'POST' && path.endsWith('/_search')) return [FORM_TYPE];
     if (req.method === 'POST' && /\/\$[^/]*$/.test(path)) return [...RESOURCE_TYPES, FORM_TYPE];
     return req.method === 'PATCH' ? PATCH_TYPES : RESOURCE_TYPES;
   }
+}
+
+/** `Binary/{id}` or `Binary/{id}/_history/{vid}` under the FHIR base. */
+export function isBinaryRead(rest: string): boolean {
+  return /^\/Binary\/[A-Za-z0-9\-.]{1,64}(\/_history\/[^/$]+)?$/.test(rest);
 }
 
 type BodyWithInvalidUtf8 = IncomingMessage & { utf8Marked?: string };

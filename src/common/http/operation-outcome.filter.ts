@@ -5,6 +5,7 @@ import { fromDatabaseError } from '../database-error';
 import { FhirError, IssueCode } from '../fhir-error';
 import { RequestContext } from '../request-context';
 import { RefusedRequestAudit } from './refused-request.audit';
+import { sendFhirBody } from './fhir-format';
 import { requestIdOf } from './request-id';
 
 const HTTP_ISSUE: Record<number, IssueCode> = {
@@ -45,7 +46,8 @@ export class OperationOutcomeFilter implements ExceptionFilter {
     if (res.headersSent) return;
     for (const [k, v] of Object.entries(error.headers)) res.setHeader(k, v);
     res.setHeader('X-Request-Id', requestId);
-    res.status(error.status).type('application/fhir+json; charset=utf-8').send(JSON.stringify(error.toOperationOutcome()));
+    // In the negotiated format: an XML client gets its errors in XML too.
+    sendFhirBody(res.status(error.status), error.toOperationOutcome());
   }
 
   private async auditRefusal(req: Request, requestId: string, error: FhirError): Promise<void> {

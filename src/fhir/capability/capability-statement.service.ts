@@ -82,7 +82,7 @@ export class CapabilityStatementService {
       software: { name: 'fhir-hie-server', version: SERVER_VERSION },
       implementation: { description: 'Regional health information exchange', url: this.config.fhirBaseUrl },
       fhirVersion: '4.0.1',
-      format: ['application/fhir+json', 'json'],
+      format: ['application/fhir+json', 'json', 'application/fhir+xml', 'xml'],
       // PATCH takes JSON Patch and FHIRPath Patch (a Parameters resource in FHIR JSON).
       patchFormat: ['application/json-patch+json', 'application/fhir+json'],
       rest: [rest],

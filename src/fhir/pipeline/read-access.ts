@@ -14,6 +14,8 @@ export interface JudgedRow {
   id: string;
   /** The date a resource has for `dataPeriod`: when this version was recorded (docs/consent.md). */
   date: string;
+  /** A Binary's `securityContext.reference` (text); absent where the row cannot be a Binary's. */
+  securityContext?: string;
 }
 
 /** SQL expressions (bound values) for who asks: organization and purpose of use, either may be NULL. */

@@ -1,6 +1,9 @@
 import { Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import type { Resource } from '@medplum/fhirtypes';
+import type { Binary, Resource } from '@medplum/fhirtypes';
+import { FhirError } from '../../common/fhir-error';
+import { binaryRepresentation, sendBinaryContent } from '../../common/http/binary-body';
+import { sendFhirBody } from '../../common/http/fhir-format';
 import type { Interaction, InteractionResult } from '../pipeline/interaction';
 import { firstValue } from '../pipeline/query-params';
 import { parseElements, parseSummary, subsetResource } from '../response/resource-subsetting';
@@ -25,6 +28,15 @@ export class FhirResponseWriter {
     if (result.lastUpdated) res.setHeader('Last-Modified', new Date(result.lastUpdated).toUTCString());
     if (result.location && result.status === 201) res.setHeader('Location', result.location);
 
+    if (result.status === 200 && result.resource?.resourceType === 'Binary' && (interaction.kind === 'read' || interaction.kind === 'vread')) {
+      // http.html#binary: the content itself when the client asks for its type.
+      const binary = result.resource as Binary;
+      const how = binaryRepresentation(req.headers.accept, req.query._format, binary.contentType);
+      if (how === 'none') {
+        throw new FhirError(406, 'not-supported', `None of the accepted media types is this Binary's (${binary.contentType.slice(0, 100)}) or a FHIR format`);
+      }
+      if (how === 'native') return sendBinaryContent(res, binary);
+    }
     let body: Resource | undefined = result.resource;
     const isWrite = interaction.kind === 'create' || interaction.kind === 'update' || interaction.kind === 'patch';
     if (isWrite && interaction.preferReturn === 'minimal') body = undefined;
@@ -45,7 +57,7 @@ export class FhirResponseWriter {
       res.end();
       return;
     }
-    const pretty = firstValue(interaction.query, '_pretty') === 'true';
-    res.type(FHIR_JSON).send(pretty ? JSON.stringify(body, null, 2) : JSON.stringify(body));
+    // JSON or XML as negotiated by FhirHttpMiddleware.
+    sendFhirBody(res, body, firstValue(interaction.query, '_pretty') === 'true');
   }
 }

@@ -67,3 +67,17 @@ export async function accessAttributesOf(
     lastUpdated: new Date(r.last_updated).toISOString(),
   }));
 }
+
+/**
+ * SQL for an access fragment: true when `reference` (an SQL text expression holding `Type/id`)
+ * names a current, undeleted resource other than a Binary for which `predicate` (rendered for
+ * `alias`) holds. Used by the consent rule for Binary.securityContext (consent/consent-sql.ts);
+ * kept here because only storage and search write SQL over the resource table.
+ */
+export function referencedResourceWhere(reference: string, alias: string, predicate: string): string {
+  return `EXISTS (SELECT 1 FROM resource ${alias}
+     WHERE ${reference} ~ '^[A-Z][A-Za-z]{1,63}/[A-Za-z0-9.-]{1,64}$'
+       AND ${alias}.resource_type = split_part(${reference}, '/', 1) AND ${alias}.id = split_part(${reference}, '/', 2)
+       AND ${alias}.resource_type <> 'Binary' AND NOT ${alias}.deleted
+       AND (${predicate}))`;
+}

@@ -100,12 +100,15 @@ export class ResourceValidator implements OnModuleDestroy {
     assertJsonShape(received);
     // The validators expect numbers where decimals kept their text (1.50).
     const resource = numericView(received).view;
+    // A Binary's content is bounded by BINARY_LIMIT / BODY_LIMIT when it arrives, not by the
+    // validator's 1 MiB default, which stays for inline attachments of other resources.
+    const options = resource.resourceType === 'Binary' ? { base64BinaryMaxBytes: Number.MAX_SAFE_INTEGER } : undefined;
     // Narrative XHTML a browser would run (txt-1) is refused with 422 like a profile failure, and
     // reported by $validate even beside base errors; txt-2 is a warning (narrative-xhtml.ts).
     const narrative = narrativeIssues(resource);
     const narrativeErrors = narrative.filter((i) => i.severity === 'error');
     const base = [
-      ...collect(() => validateResource(resource)),
+      ...collect(() => validateResource(resource, options)),
       ...this.terminology.validate(resource),
       ...narrative.filter((i) => i.severity !== 'error'),
     ];

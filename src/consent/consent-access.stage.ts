@@ -75,9 +75,13 @@ export class ConsentAccessStage extends ConsentStage {
       securityLabels: `${p.bind(row.securityLabels)}::text[]`,
       resourceType: `${p.bind(row.resourceType)}::text`,
       id: `${p.bind(row.id)}::text`,
-      date: `${p.bind(row.lastUpdated)}::timestamptz`,
+      clinicalPeriod: `${p.bind(row.clinicalPeriod)}::tstzrange`,
     };
-    const requester = { organization: `${p.bind(who.organization ?? null)}::text`, purpose: `${p.bind(who.purpose ?? null)}::text` };
+    const requester = {
+      organization: `${p.bind(who.organization ?? null)}::text`,
+      purpose: `${p.bind(who.purpose ?? null)}::text`,
+      actors: `${p.bind([...(who.actors ?? [])])}::text[]`,
+    };
     const rows: { patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null }[] = await tx.query(
       `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit
          FROM unnest(${judged.compartments}) AS cns_c(patient)
@@ -102,5 +106,6 @@ function requesterOf(principal: Principal): Requester {
     purpose: principal.purposeOfUse,
     // The authentication stage refuses ETREAT without a reason, so a reason here is a checked one.
     breakGlass: principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
+    actors: principal.onBehalfOf ?? [],
   };
 }

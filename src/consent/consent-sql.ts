@@ -1,4 +1,5 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
+import { tokenIndexHolds } from '../fhir/search/token-index-probe';
 import type { ConsentPolicy } from './consent-policy';
 
 /** SQL expressions for the attributes of the row being judged (columns at an alias, or bound values). */
@@ -8,8 +9,11 @@ export interface JudgedRow {
   securityLabels: string;
   resourceType: string;
   id: string;
-  /** The date a resource has for `dataPeriod`: when this version was recorded (docs/consent.md). */
-  date: string;
+  /**
+   * The period a version is judged on for `dataPeriod` (a tstzrange): its clinical period, or the
+   * instant it was recorded where its type or the version has none (docs/consent.md).
+   */
+  clinicalPeriod: string;
 }
 
 export function columnsOf(alias: string): JudgedRow {
@@ -19,7 +23,7 @@ export function columnsOf(alias: string): JudgedRow {
     securityLabels: `${alias}.security_labels`,
     resourceType: `${alias}.resource_type`,
     id: `${alias}.id`,
-    date: `${alias}.last_updated`,
+    clinicalPeriod: `COALESCE(${alias}.clinical_period, tstzrange(${alias}.last_updated, ${alias}.last_updated, '[]'))`,
   };
 }
 
@@ -27,6 +31,8 @@ export interface Requester {
   organization?: string;
   purpose?: string;
   breakGlass: boolean;
+  /** Individuals and teams the token acts for (`on_behalf_of`: Practitioner, PractitionerRole, CareTeam references). */
+  actors?: readonly string[];
 }
 
 /**
@@ -38,7 +44,7 @@ export interface Requester {
  * organizations) count too, so a denial follows the person; their permits do not (docs/consent.md,
  * Linked records: a link another organization asserts must never open this record's data).
  */
-export function matchingProvisions(patient: string, row: JudgedRow, who: { organization: string; purpose: string }, labelCondition: string): string {
+export function matchingProvisions(patient: string, row: JudgedRow, who: { organization: string; purpose: string; actors: string }, labelCondition: string): string {
   return `consent_provision cns_p
     WHERE cns_p.patient_id = ANY(${patient} || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = ${patient}))
       AND (cns_p.patient_id = ${patient} OR NOT cns_p.permit)
@@ -47,8 +53,30 @@ export function matchingProvisions(patient: string, row: JudgedRow, who: { organ
       AND cns_p.period @> now()
       AND (cns_p.resource_class IS NULL OR cns_p.resource_class = ${row.resourceType})
       AND (cns_p.data_ref IS NULL OR cns_p.data_ref = ${row.resourceType} || '/' || ${row.id})
-      AND cns_p.data_period @> ${row.date}
-      AND ${labelCondition}`;
+      AND ${dataPeriodCondition(row)}
+      AND ${labelCondition}
+      AND ${individualActorAndCodeConditions(row, who.actors)}`;
+}
+
+/**
+ * provision.actor naming a Practitioner, PractitionerRole or CareTeam, and provision.code
+ * (docs/consent.md). An individual actor matches a token acting for it; a *deny* naming individuals
+ * also matches a token that declares no one (the exchange cannot tell it is not that person, so a
+ * denial is not evaded by leaving the declaration out). A code matches a row whose `code` search
+ * index (token rows, param `code`) holds that Coding: one probe of search_token_code_id_idx.
+ */
+export function individualActorAndCodeConditions(row: JudgedRow, actors: string): string {
+  return `(cns_p.actor_ref IS NULL OR cns_p.actor_ref = ANY(${actors}) OR (NOT cns_p.permit AND cardinality(${actors}) = 0))
+      AND (cns_p.code IS NULL OR ${tokenIndexHolds(row, `'code'`, 'cns_p.code_system', 'cns_p.code')})`;
+}
+
+/**
+ * provision.dataPeriod over the version's clinical period: a denial applies when they overlap (any
+ * part of the care falls in the period the patient hides), a permit only when the care lies wholly
+ * inside the period the patient opens.
+ */
+export function dataPeriodCondition(row: JudgedRow): string {
+  return `CASE WHEN cns_p.permit THEN cns_p.data_period @> ${row.clinicalPeriod} ELSE cns_p.data_period && ${row.clinicalPeriod} END`;
 }
 
 /** The deciding provision first: the most nested (an exception overrides its parent); on a tie deny, then a permit naming a label. */
@@ -68,7 +96,7 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
 export function renderConsentPredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester): string {
   const org = bind.bind(who.organization ?? null);
   const purpose = bind.bind(who.purpose ?? null);
-  const requester = { organization: org, purpose };
+  const requester = { organization: org, purpose, actors: `${bind.bind([...(who.actors ?? [])])}::text[]` };
   const sensitive = `${bind.bind(policy.sensitiveLabels)}::text[]`;
   const base = policy.basePolicy === 'opt-out' && !!who.purpose && policy.sharedPurposes.includes(who.purpose) ? 'TRUE' : 'FALSE';
   const own = who.organization ? `${row.authorOrg} = ${org}` : 'FALSE';

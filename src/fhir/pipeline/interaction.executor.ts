@@ -385,5 +385,14 @@ function parseInstantParam(name: string, raw: string): { start: string; end: str
 /** The attributes a read was judged on, when the statement selected them. */
 function judgedOn(v: StoredVersion): AccessAttributes | undefined {
   if (v.authorOrg === undefined) return undefined;
-  return { resourceType: v.resourceType, id: v.id, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
+  return {
+    resourceType: v.resourceType,
+    id: v.id,
+    authorOrg: v.authorOrg,
+    compartments: v.compartments,
+    securityLabels: v.securityLabels ?? [],
+    lastUpdated: v.lastUpdated,
+    // No clinical date: the version is judged on the instant it was recorded (docs/consent.md).
+    clinicalPeriod: v.clinicalPeriod ?? `[${v.lastUpdated},${v.lastUpdated}]`,
+  };
 }

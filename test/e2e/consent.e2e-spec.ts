@@ -446,6 +446,27 @@ describe('consent-checked access', () => {
     expect(periods).toEqual([{ version_id: 1, v1: true, v2: false }, { version_id: 2, v1: false, v2: true }]);
   });
 
+  it('resources created in a transaction Bundle (the bulk path) are judged on their clinical date too', async () => {
+    const entry = (['obs-2019', 'obs-2023'] as const).map((kind, n) => ({
+      fullUrl: `urn:uuid:00000000-0000-4000-8000-${String(900 + n).padStart(12, '0')}`,
+      resource: { ...DATED[kind], subject: { reference: `Patient/${pt.P16}` } },
+      request: { method: 'POST', url: 'Observation' },
+    }));
+    const bundle = await a1('post', '/fhir').set('Content-Type', FHIR_JSON).send({ resourceType: 'Bundle', type: 'transaction', entry });
+    expect(bundle.status).toBe(200);
+    const [in2019, in2023] = bundle.body.entry.map((e: { response: { location: string } }) => /Observation\/([^/]+)/.exec(e.response.location)![1]);
+    const stored = await node1.db.query(
+      `SELECT (SELECT upper(clinical_period) = lower(clinical_period) FROM resource WHERE resource_type = 'Observation' AND id = $1) AS current_row,
+              (SELECT upper(clinical_period) = lower(clinical_period) FROM resource_history WHERE resource_type = 'Observation' AND id = $1 AND version_id = 1) AS history_row`,
+      [in2019],
+    );
+    expect(stored).toEqual([{ current_row: true, history_row: true }]);
+    const b = await as(node2.http, clients.B);
+    expect([(await b('get', `/fhir/Observation/${in2019}`)).status, (await b('get', `/fhir/Observation/${in2023}`)).status]).toEqual([404, 200]);
+    const search = await b('get', `/fhir/Observation?_id=${in2019},${in2023}&_total=accurate`);
+    expect([search.body.total, search.body.entry.map((e: { resource: { id: string } }) => e.resource.id)]).toEqual([1, [in2023]]);
+  });
+
   it('the clinical period of a FHIR date follows its precision; invalid dates and other types have none', async () => {
     const period = async (type: string, body: unknown) =>
       (await node1.db.query(`SELECT to_char(lower(p) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') AS lo, to_char(upper(p) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') AS hi, lower_inc(p) AS li, upper_inc(p) AS ui FROM fhir_clinical_period($1, $2::jsonb) AS p`, [type, JSON.stringify(body)]))[0];

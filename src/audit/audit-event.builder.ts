@@ -28,7 +28,7 @@ export interface AuditEventRow {
   action: string;
   /** AuditEvent.outcome: 0 success, 4 minor failure (4xx), 8 serious failure (5xx). */
   outcome: string;
-  /** Client ids (also a refused token request's claimed id) and `Organization/<id>`. */
+  /** Client ids (also a refused token request's claimed id), `Organization/<id>` and the token's on_behalf_of references. */
   agent: string[];
   /** Patient ids whose data was read, written or asked for. */
   patients: string[];
@@ -88,6 +88,10 @@ export function toAuditEventRow(r: AuditRecord, node: string, id: string = rando
       who: { reference: `Organization/${r.principal.organization}` },
       requestor: false,
     });
+  }
+  for (const individual of r.principal.onBehalfOf ?? []) {
+    // The practitioner or team the organization declared (token on_behalf_of): what a Consent naming them was matched against.
+    agents.push({ who: { reference: individual }, requestor: false, name: 'on behalf of (declared by the organization)' });
   }
   if (r.claimedClientId) {
     // A refused token request: the id it claimed, unverified.
@@ -151,7 +155,7 @@ export function toAuditEventRow(r: AuditRecord, node: string, id: string = rando
       },
     ];
   }
-  const agent = [...(clientId ? [clientId] : []), ...(r.principal.organization ? [`Organization/${r.principal.organization}`] : []), ...(r.claimedClientId ? [r.claimedClientId] : [])];
+  const agent = [...(clientId ? [clientId] : []), ...(r.principal.organization ? [`Organization/${r.principal.organization}`] : []), ...(r.principal.onBehalfOf ?? []), ...(r.claimedClientId ? [r.claimedClientId] : [])];
   return {
     id,
     recorded: r.recorded,

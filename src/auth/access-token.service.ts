@@ -39,6 +39,8 @@ export interface TokenRequest {
   client_assertion_type?: string;
   client_assertion?: string;
   purpose_of_use?: string;
+  /** Space-separated `Practitioner/{id}`, `PractitionerRole/{id}` or `CareTeam/{id}` the request is made for (docs/security.md). */
+  on_behalf_of?: string;
   /** From an `Authorization: Basic` header (client_secret_basic). */
   basic?: { clientId: string; secret: string };
 }
@@ -52,6 +54,7 @@ export interface IssuedToken {
   organization: string;
   role: HieRole;
   purposeOfUse: string;
+  onBehalfOf?: string[];
 }
 
 interface AccessTokenClaims {
@@ -60,6 +63,22 @@ interface AccessTokenClaims {
   role: HieRole;
   scope: string;
   pou: string;
+  /** on_behalf_of, when the request declared it. */
+  obo?: string[];
+}
+
+/** Who a token may act for: an individual or a team of the organization (Consent actors, docs/consent.md). */
+const ON_BEHALF_OF_RE = /^(Practitioner|PractitionerRole|CareTeam)\/[A-Za-z0-9\-.]{1,64}$/;
+const MAX_ON_BEHALF_OF = 5;
+
+/** The token request's on_behalf_of as a list; refuses anything but a few Practitioner/PractitionerRole/CareTeam references. */
+export function parseOnBehalfOf(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const refs = [...new Set(String(value).split(' ').filter(Boolean))];
+  if (!refs.length || refs.length > MAX_ON_BEHALF_OF || !refs.every((r) => ON_BEHALF_OF_RE.test(r))) {
+    throw new OAuthError('invalid_request', `on_behalf_of must be 1 to ${MAX_ON_BEHALF_OF} space-separated references Practitioner/{id}, PractitionerRole/{id} or CareTeam/{id}`);
+  }
+  return refs;
 }
 
 /**
@@ -110,6 +129,7 @@ export class AccessTokenService {
     if (!purposeAllowedForRole(client.role, purpose)) {
       throw new OAuthError('invalid_request', `purpose_of_use '${purpose}' is not allowed for the ${client.role} role`);
     }
+    const onBehalfOf = parseOnBehalfOf(req.on_behalf_of);
     const { kid, key } = await this.keys.signingKey();
     const ttl = this.config.accessTokenTtlSeconds;
     const claims: AccessTokenClaims = {
@@ -118,6 +138,7 @@ export class AccessTokenService {
       role: client.role,
       scope: granted.join(' '),
       pou: purpose,
+      ...(onBehalfOf.length ? { obo: onBehalfOf } : {}),
     };
     const token = await new SignJWT({ ...claims })
       .setProtectedHeader({ alg: ACCESS_TOKEN_ALG, kid, typ: 'at+jwt' })
@@ -137,6 +158,7 @@ export class AccessTokenService {
       organization: client.organization,
       role: client.role,
       purposeOfUse: purpose,
+      ...(onBehalfOf.length ? { onBehalfOf } : {}),
     };
   }
 
@@ -152,6 +174,7 @@ export class AccessTokenService {
       role: claims.role,
       scopes: claims.scope.split(' '),
       purposeOfUse: claims.pou,
+      ...(Array.isArray(claims.obo) && claims.obo.length ? { onBehalfOf: claims.obo } : {}),
       clinicalAccess: client.clinicalAccess,
     };
   }

@@ -65,6 +65,7 @@ export class TokenController {
         role: issued.role,
         scopes: issued.scope.split(' '),
         purposeOfUse: issued.purposeOfUse,
+        ...(issued.onBehalfOf ? { onBehalfOf: issued.onBehalfOf } : {}),
       }, address);
       const { access_token, token_type, expires_in, scope } = issued;
       res.status(200).json({ access_token, token_type, expires_in, scope });

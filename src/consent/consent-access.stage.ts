@@ -100,9 +100,13 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
       securityLabels: `${p.bind(row.securityLabels)}::text[]`,
       resourceType: `${p.bind(row.resourceType)}::text`,
       id: `${p.bind(row.id)}::text`,
-      date: `${p.bind(row.lastUpdated)}::timestamptz`,
+      clinicalPeriod: `${p.bind(row.clinicalPeriod)}::tstzrange`,
     };
-    const requester = { organization: `${p.bind(who.organization ?? null)}::text`, purpose: `${p.bind(who.purpose ?? null)}::text` };
+    const requester = {
+      organization: `${p.bind(who.organization ?? null)}::text`,
+      purpose: `${p.bind(who.purpose ?? null)}::text`,
+      actors: `${p.bind([...(who.actors ?? [])])}::text[]`,
+    };
     // Contributors are asked only where the base policy would not share: which one opened each patient.
     const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributors();
     const contributed = contributors.map((c, i) => `, (${c.render('cns_c.patient', judged, requester, p)}) AS contributor_${i}`).join('');
@@ -131,5 +135,6 @@ function requesterOf(principal: Principal): Requester {
     // The authentication stage refuses ETREAT without a reason, so a reason here is a checked one;
     // break-the-glass is for treating organizations only (docs/security.md), checked here again.
     breakGlass: principal.role === 'hospital' && principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
+    actors: principal.onBehalfOf ?? [],
   };
 }

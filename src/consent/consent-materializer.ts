@@ -42,11 +42,13 @@ export class ConsentMaterializer implements WriteListener, OnModuleInit {
     if (!rows.length) return;
     const range = (r: [string | null, string | null]) => `[${r[0] ?? ''},${r[1] ?? ''})`;
     await tx.query(
-      `INSERT INTO consent_provision (consent_id, consent_version, provision_path, patient_id, depth, permit, actor_org, purpose, resource_class, security_label, data_ref, period, data_period)
+      `INSERT INTO consent_provision (consent_id, consent_version, provision_path, patient_id, depth, permit, actor_org, purpose, resource_class, security_label, data_ref, period, data_period,
+                                      actor_ref, code_system, code)
        SELECT x.consent_id, x.consent_version, x.provision_path, x.patient_id, x.depth, x.permit, x.actor_org, x.purpose, x.resource_class, x.security_label, x.data_ref,
-              x.period::tstzrange, x.data_period::tstzrange
+              x.period::tstzrange, x.data_period::tstzrange, x.actor_ref, x.code_system, x.code
          FROM jsonb_to_recordset($1::jsonb) AS x(consent_id text, consent_version int, provision_path text, patient_id text, depth smallint, permit boolean,
-              actor_org text, purpose text, resource_class text, security_label text, data_ref text, period text, data_period text)`,
+              actor_org text, purpose text, resource_class text, security_label text, data_ref text, period text, data_period text,
+              actor_ref text, code_system text, code text)`,
       [
         JSON.stringify(
           rows.map((r) => ({
@@ -63,6 +65,9 @@ export class ConsentMaterializer implements WriteListener, OnModuleInit {
             data_ref: r.dataRef,
             period: range(r.period),
             data_period: range(r.dataPeriod),
+            actor_ref: r.actorRef,
+            code_system: r.codeSystem,
+            code: r.code,
           })),
         ),
       ],

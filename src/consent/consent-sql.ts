@@ -1,6 +1,7 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
 import type { JudgedRow, PatientAccessContributor, TypeAccessRule } from '../fhir/pipeline/read-access';
 import { referencedResourceWhere } from '../fhir/storage/access-attributes';
+import { tokenIndexHolds } from '../fhir/search/token-index-probe';
 import type { ConsentPolicy } from './consent-policy';
 import { restrictedTypes } from './type-access-rules';
 
@@ -13,7 +14,7 @@ export function columnsOf(alias: string): JudgedRow {
     securityLabels: `${alias}.security_labels`,
     resourceType: `${alias}.resource_type`,
     id: `${alias}.id`,
-    date: `${alias}.last_updated`,
+    clinicalPeriod: `COALESCE(${alias}.clinical_period, tstzrange(${alias}.last_updated, ${alias}.last_updated, '[]'))`,
     securityContext: `(${alias}.content #>> '{securityContext,reference}')`,
   };
 }
@@ -22,6 +23,8 @@ export interface Requester {
   organization?: string;
   purpose?: string;
   breakGlass: boolean;
+  /** Individuals and teams the token acts for (`on_behalf_of`: Practitioner, PractitionerRole, CareTeam references). */
+  actors?: readonly string[];
 }
 
 /** What modules registered (`ReadAccessRegistry`), as the consent stage renders it. */
@@ -66,7 +69,7 @@ export function renderPatientFallback(patient: string, row: JudgedRow, bind: Sql
  * organizations) count too, so a denial follows the person; their permits do not (docs/consent.md,
  * Linked records: a link another organization asserts must never open this record's data).
  */
-export function matchingProvisions(patient: string, row: JudgedRow, who: { organization: string; purpose: string }, labelCondition: string): string {
+export function matchingProvisions(patient: string, row: JudgedRow, who: { organization: string; purpose: string; actors: string }, labelCondition: string): string {
   return `consent_provision cns_p
     WHERE cns_p.patient_id = ANY(${patient} || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = ${patient}))
       AND (cns_p.patient_id = ${patient} OR NOT cns_p.permit)
@@ -75,8 +78,30 @@ export function matchingProvisions(patient: string, row: JudgedRow, who: { organ
       AND cns_p.period @> now()
       AND (cns_p.resource_class IS NULL OR cns_p.resource_class = ${row.resourceType})
       AND (cns_p.data_ref IS NULL OR cns_p.data_ref = ${row.resourceType} || '/' || ${row.id})
-      AND cns_p.data_period @> ${row.date}
-      AND ${labelCondition}`;
+      AND ${dataPeriodCondition(row)}
+      AND ${labelCondition}
+      AND ${individualActorAndCodeConditions(row, who.actors)}`;
+}
+
+/**
+ * provision.actor naming a Practitioner, PractitionerRole or CareTeam, and provision.code
+ * (docs/consent.md). An individual actor matches a token acting for it; a *deny* naming individuals
+ * also matches a token that declares no one (the exchange cannot tell it is not that person, so a
+ * denial is not evaded by leaving the declaration out). A code matches a row whose `code` search
+ * index (token rows, param `code`) holds that Coding: one probe of search_token_code_id_idx.
+ */
+export function individualActorAndCodeConditions(row: JudgedRow, actors: string): string {
+  return `(cns_p.actor_ref IS NULL OR cns_p.actor_ref = ANY(${actors}) OR (NOT cns_p.permit AND cardinality(${actors}) = 0))
+      AND (cns_p.code IS NULL OR ${tokenIndexHolds(row, `'code'`, 'cns_p.code_system', 'cns_p.code')})`;
+}
+
+/**
+ * provision.dataPeriod over the version's clinical period: a denial applies when they overlap (any
+ * part of the care falls in the period the patient hides), a permit only when the care lies wholly
+ * inside the period the patient opens.
+ */
+export function dataPeriodCondition(row: JudgedRow): string {
+  return `CASE WHEN cns_p.permit THEN cns_p.data_period @> ${row.clinicalPeriod} ELSE cns_p.data_period && ${row.clinicalPeriod} END`;
 }
 
 /** The deciding provision first: the most nested (an exception overrides its parent); on a tie deny, then a permit naming a label. */
@@ -120,7 +145,7 @@ function renderBinaryPredicate(row: JudgedRow, securityContext: string, bind: Sq
 function renderResourcePredicate(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester, extensions: ReadAccessExtensions): string {
   const org = `${bind.bind(who.organization ?? null)}::text`;
   const purpose = `${bind.bind(who.purpose ?? null)}::text`;
-  const requester = { organization: org, purpose };
+  const requester = { organization: org, purpose, actors: `${bind.bind([...(who.actors ?? [])])}::text[]` };
   const sensitive = `${bind.bind(policy.sensitiveLabels)}::text[]`;
   const base = renderPatientFallback('cns_c.patient', row, bind, requester, baseSharesWith(policy, who), extensions.contributors);
   const own = who.organization ? `${row.custodianOrg} = ${org}` : 'FALSE';

@@ -4,7 +4,7 @@ import { PgBoss } from 'pg-boss';
 import type { DataSource, EntityManager } from 'typeorm';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 
-/** The schema the job-queue migration builds (migrations/1732402300000-job-queue.ts). */
+/** The schema the job-queue migration builds (migrations/1732402330000-job-queue.ts). */
 export const JOB_SCHEMA = 'pgboss';
 
 /** How a queue retries: at-least-once delivery, the handler must be idempotent. */

@@ -1,6 +1,7 @@
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
 import { captureAuditRecords } from '../support/audit';
+import { toAuditEventRow } from '../../src/audit/audit-event.builder';
 import { registerTestClient, TestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -17,6 +18,10 @@ const iso = (offsetDays: number) => new Date(Date.now() + offsetDays * DAY).toIS
 
 type Provision = Record<string, unknown>;
 const actor = (org: string) => ({ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: `Organization/${org}` } });
+/** An individual or team actor (Practitioner/…, PractitionerRole/…, CareTeam/…), matched against the token's on_behalf_of. */
+const individual = (ref: string) => ({ ...actor('x'), reference: { reference: ref } });
+const LOINC = 'http://loinc.org';
+const SYSTOLIC = { system: LOINC, code: '8480-6' };
 const purpose = (code: string) => ({ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code });
 
 function consent(patient: string, provision: Provision, extra: Record<string, unknown> = {}): Record<string, unknown> {
@@ -33,12 +38,23 @@ function consent(patient: string, provision: Provision, extra: Record<string, un
   };
 }
 
+/** Observations effective at an instant of 2019, in the year 2019 (year precision), in 2023; an Encounter from 30 Dec 2018 to 2 Jan 2019. */
+type Dated = 'obs-2019' | 'obs-year-2019' | 'obs-2023' | 'enc-2018-2019';
+const DATED: Record<Dated, Record<string, unknown>> = {
+  'obs-2019': { resourceType: 'Observation', status: 'final', code: { text: 'dated' }, effectiveDateTime: '2019-06-01T10:00:00+02:00' },
+  'obs-year-2019': { resourceType: 'Observation', status: 'final', code: { text: 'dated' }, effectiveDateTime: '2019' },
+  'obs-2023': { resourceType: 'Observation', status: 'final', code: { text: 'dated' }, effectivePeriod: { start: '2023-03-01', end: '2023-03-02' } },
+  'enc-2018-2019': { resourceType: 'Encounter', status: 'finished', class: { system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'IMP' }, period: { start: '2018-12-30', end: '2019-01-02' } },
+};
+/** "My 2019 records": Period.end is inclusive, so the period runs to the end of 31 Dec 2019. */
+const YEAR_2019 = { start: '2019-01-01', end: '2019-12-31' };
+
 type Http = ReturnType<TestApp['app']['getHttpServer']>;
 type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
 
-/** A client of an organization speaking to one app node, with a token per purpose (ETREAT with a reason). */
-async function as(http: Http, client: TestClient, purposeOfUse = 'TREAT'): Promise<Send> {
-  const token = await client.token('system/*.cruds', purposeOfUse);
+/** A client of an organization speaking to one app node, with a token per purpose (ETREAT with a reason), optionally on behalf of someone. */
+async function as(http: Http, client: TestClient, purposeOfUse = 'TREAT', onBehalfOf?: string): Promise<Send> {
+  const token = await client.token('system/*.cruds', purposeOfUse, onBehalfOf);
   return (m, path) => {
     const r = request(http)[m](path).set('Authorization', `Bearer ${token}`);
     return purposeOfUse === 'ETREAT' ? r.set('X-Break-Glass-Reason', 'unconscious patient in the emergency room') : r;
@@ -60,15 +76,18 @@ describe('consent-checked access', () => {
   const pt: Record<string, string> = {};
   const obs: Record<string, string> = {};
   const hiv: Record<string, string> = {};
+  const coded: Record<string, string> = {}; // an Observation coded LOINC 8480-6 (systolic blood pressure)
+  // Clinically dated data (P16, P17): all uploaded today, about care in 2019, 2023, or across New Year 2019.
+  const dated: Record<string, Record<Dated, string>> = {};
   const consents: Record<string, string> = {};
   const records: AuditRecord[] = [];
 
   const patient = async (name: string) => created(await a1('post', '/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Consent${name}${RUN}` }] })));
-  const observation = async (p: string, security: unknown[] = [], text = 'consent test') =>
+  const observation = async (p: string, security: unknown[] = [], text = 'consent test', coding: unknown[] = []) =>
     created(
       await a1('post', '/fhir/Observation')
         .set('Content-Type', FHIR_JSON)
-        .send({ resourceType: 'Observation', status: 'final', meta: { security }, code: { text }, subject: { reference: `Patient/${p}` } }),
+        .send({ resourceType: 'Observation', status: 'final', meta: { security }, code: { text, coding }, subject: { reference: `Patient/${p}` } }),
     );
   const writeConsent = async (name: string, provision: Provision, extra: Record<string, unknown> = {}) => {
     consents[name] = await created(await a1('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(pt[name], provision, extra)));
@@ -87,10 +106,20 @@ describe('consent-checked access', () => {
       clients[key] = await registerTestClient(node1, { role: 'hospital', organization: org, scopes: ['system/*.cruds'], purposes: ['TREAT', 'HPAYMT', 'ETREAT'] });
     }
     a1 = await as(node1.http, clients.A);
-    for (const name of ['P0', 'P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P11']) {
+    for (const name of ['P16', 'P17']) {
+      pt[name] = await patient(name);
+      dated[name] = {} as Record<Dated, string>;
+      for (const [kind, body] of Object.entries(DATED)) {
+        const subject = { reference: `Patient/${pt[name]}` };
+        dated[name][kind as Dated] = await created(await a1('post', `/fhir/${body.resourceType as string}`).set('Content-Type', FHIR_JSON).send({ ...body, subject }));
+      }
+      obs[name] = await observation(pt[name]);
+    }
+    for (const name of ['P0', 'P1', 'P2', 'P3', 'P4', 'P5', 'P6', 'P7', 'P8', 'P9', 'P10', 'P11', 'P12', 'P13', 'P14', 'P15']) {
       pt[name] = await patient(name);
       obs[name] = await observation(pt[name]);
       hiv[name] = await observation(pt[name], [HIV]);
+      coded[name] = await observation(pt[name], [], 'systolic', [SYSTOLIC]);
     }
     obs.R = await observation(pt.P0, [RESTRICTED]);
     // P1: the patient objects to all sharing.
@@ -113,6 +142,18 @@ describe('consent-checked access', () => {
     await writeConsent('P10', { type: 'deny' });
     const v1 = await a1('get', `/fhir/Consent/${consents.P10}`);
     expect((await a1('put', `/fhir/Consent/${consents.P10}`).set('Content-Type', FHIR_JSON).send({ ...v1.body, provision: { type: 'permit' } })).status).toBe(200);
+    // P12: denies data coded systolic blood pressure (provision.code), for everyone.
+    await writeConsent('P12', { type: 'deny', code: [{ coding: [SYSTOLIC] }] });
+    // P13: denies one clinician (Practitioner, or that clinician's PractitionerRole).
+    await writeConsent('P13', { type: 'deny', actor: [individual('Practitioner/dr-x'), individual('PractitionerRole/dr-x-cardio')] });
+    // P14: permits C only the systolic readings (opt-in).
+    await writeConsent('P14', { type: 'permit', actor: [actor(ORG_C)], code: [{ coding: [{ system: LOINC, code: '8480-6' }, { system: LOINC, code: '2345-7' }] }] });
+    // P15: permits one care team (opt-in), except (nested) its payment requests.
+    await writeConsent('P15', { type: 'permit', actor: [individual('CareTeam/team-1')], provision: [{ type: 'deny', purpose: [purpose('HPAYMT')] }] });
+    // P16: "hide my 2019 records" (a denial with a data period), for everyone.
+    await writeConsent('P16', { type: 'deny', dataPeriod: YEAR_2019 });
+    // P17: permits C only the care of 2019 (opt-in).
+    await writeConsent('P17', { type: 'permit', actor: [actor(ORG_C)], dataPeriod: YEAR_2019 });
     // P11: a denial that was deleted.
     await writeConsent('P11', { type: 'deny' });
     expect((await a1('delete', `/fhir/Consent/${consents.P11}`)).status).toBe(200);
@@ -129,7 +170,7 @@ describe('consent-checked access', () => {
   });
 
   describe('decision matrix', () => {
-    type Case = [policy: 'opt-out' | 'opt-in', requester: 'A' | 'B' | 'C', purpose: string, patient: string, data: 'obs' | 'hiv' | 'R', visible: boolean, why: string];
+    type Case = [policy: 'opt-out' | 'opt-in', requester: 'A' | 'B' | 'C', purpose: string, patient: string, data: 'obs' | 'hiv' | 'R' | 'coded' | Dated, visible: boolean, why: string, onBehalfOf?: string];
     const cases: Case[] = [
       // own organization: always
       ['opt-out', 'A', 'TREAT', 'P1', 'obs', true, 'own data despite a denial'],
@@ -182,19 +223,57 @@ describe('consent-checked access', () => {
       ['opt-out', 'B', 'ETREAT', 'P0', 'R', false, 'nor restricted confidentiality'],
       ['opt-out', 'C', 'ETREAT', 'P6', 'hiv', true, 'break-the-glass with an explicit permit'],
       ['opt-out', 'B', 'ETREAT', 'P2', 'obs', true, 'break-the-glass over a root denial'],
+      // provision.code: only rows whose code index holds the Coding
+      ['opt-out', 'B', 'TREAT', 'P12', 'coded', false, 'denied code'],
+      ['opt-out', 'B', 'TREAT', 'P12', 'obs', true, 'other codes: base policy'],
+      ['opt-out', 'B', 'TREAT', 'P0', 'coded', true, 'the coded row without a Consent'],
+      ['opt-out', 'A', 'TREAT', 'P12', 'coded', true, 'own data despite a code denial'],
+      ['opt-out', 'B', 'ETREAT', 'P12', 'coded', true, 'break-the-glass over a code denial'],
+      ['opt-in', 'C', 'TREAT', 'P14', 'coded', true, 'permitted code (one of two Codings)'],
+      ['opt-in', 'C', 'TREAT', 'P14', 'obs', false, 'the code permit does not cover other data'],
+      ['opt-in', 'B', 'TREAT', 'P14', 'coded', false, 'the code permit is for C only'],
+      // individual actors: matched against the token's on_behalf_of
+      ['opt-out', 'B', 'TREAT', 'P13', 'obs', false, 'denied clinician', 'Practitioner/dr-x'],
+      ['opt-out', 'B', 'TREAT', 'P13', 'obs', false, 'denied clinician through a role', 'PractitionerRole/dr-x-cardio'],
+      ['opt-out', 'B', 'TREAT', 'P13', 'obs', false, 'denied clinician among several declared', 'Practitioner/dr-y Practitioner/dr-x'],
+      ['opt-out', 'B', 'TREAT', 'P13', 'obs', true, 'another clinician', 'Practitioner/dr-y'],
+      ['opt-out', 'B', 'TREAT', 'P13', 'obs', false, 'no one declared: a denial of an individual is not evaded by omission'],
+      ['opt-out', 'A', 'TREAT', 'P13', 'obs', true, 'own data despite an individual denial', 'Practitioner/dr-x'],
+      ['opt-in', 'B', 'TREAT', 'P15', 'obs', true, 'permitted care team', 'CareTeam/team-1'],
+      ['opt-in', 'C', 'TREAT', 'P15', 'obs', true, 'the team permit names no organization', 'CareTeam/team-1'],
+      ['opt-in', 'B', 'TREAT', 'P15', 'obs', false, 'another team', 'CareTeam/team-2'],
+      ['opt-in', 'B', 'TREAT', 'P15', 'obs', false, 'no one declared: a permit of an individual needs the declaration'],
+      ['opt-in', 'B', 'HPAYMT', 'P15', 'obs', false, 'nested denial of the team\'s payment requests', 'CareTeam/team-1'],
+      ['opt-in', 'B', 'TREAT', 'P15', 'hiv', false, 'a team permit without the label does not open sensitive data', 'CareTeam/team-1'],
+      // dataPeriod on the clinical date, not the upload date (everything below was uploaded today)
+      ['opt-out', 'B', 'TREAT', 'P16', 'obs-2019', false, 'care in 2019 is hidden'],
+      ['opt-out', 'B', 'TREAT', 'P16', 'obs-year-2019', false, 'a date of year precision in 2019 is hidden'],
+      ['opt-out', 'B', 'TREAT', 'P16', 'enc-2018-2019', false, 'an encounter overlapping 2019 is hidden'],
+      ['opt-out', 'B', 'TREAT', 'P16', 'obs-2023', true, 'care in 2023 is not'],
+      ['opt-out', 'B', 'TREAT', 'P16', 'obs', true, 'no clinical date: the upload date (today) decides'],
+      ['opt-out', 'A', 'TREAT', 'P16', 'obs-2019', true, 'own data despite the data-period denial'],
+      ['opt-in', 'C', 'TREAT', 'P17', 'obs-2019', true, 'care in 2019 is permitted'],
+      ['opt-in', 'C', 'TREAT', 'P17', 'obs-year-2019', true, 'the whole year 2019 lies inside the permitted period'],
+      ['opt-in', 'C', 'TREAT', 'P17', 'enc-2018-2019', false, 'an encounter reaching into 2018 is not wholly inside the permit'],
+      ['opt-in', 'C', 'TREAT', 'P17', 'obs-2023', false, 'care in 2023 is not permitted'],
+      ['opt-in', 'C', 'TREAT', 'P17', 'obs', false, 'no clinical date: uploaded today, outside the permit'],
     ];
 
     /** Cases that ran against the server and passed, with the status it answered and the decision it audited. */
     const ran = new Map<string, { status: number; basis: string }>();
 
-    it.each(cases)('%s, org %s, %s, %s %s: visible=%s (%s)', async (policy, requester, purposeOfUse, p, data, visible) => {
+    // Every case with 8 arguments (on behalf of no one: '-'); a 7-argument case would make Jest pass `done` as the 8th.
+    const rows = cases.map(([policy, requester, purposeOfUse, p, data, visible, why, onBehalfOf]) => [policy, requester, purposeOfUse, p, data, visible, why, onBehalfOf ?? '-'] as const);
+    it.each(rows)('%s, org %s, %s, %s %s: visible=%s (%s) on behalf of %s', async (policy, requester, purposeOfUse, p, data, visible, _why, declared) => {
+      const onBehalfOf = declared === '-' ? undefined : declared;
       const node = policy === 'opt-in' ? optIn : node2;
-      const send = await as(node.http, clients[requester], purposeOfUse);
-      const id = data === 'obs' ? obs[p] : data === 'hiv' ? hiv[p] : obs.R;
-      const read = await send('get', `/fhir/Observation/${id}`);
+      const send = await as(node.http, clients[requester], purposeOfUse, onBehalfOf);
+      const id = data === 'obs' ? obs[p] : data === 'hiv' ? hiv[p] : data === 'coded' ? coded[p] : data === 'R' ? obs.R : dated[p][data];
+      const type = data === 'enc-2018-2019' ? 'Encounter' : 'Observation';
+      const read = await send('get', `/fhir/${type}/${id}`);
       expect(read.status).toBe(visible ? 200 : 404);
-      if (!visible) expect(read.body.issue[0]).toMatchObject({ code: 'not-found', diagnostics: `Observation/${id} is not known` });
-      const search = await send('get', `/fhir/Observation?_id=${id}&_total=accurate`);
+      if (!visible) expect(read.body.issue[0]).toMatchObject({ code: 'not-found', diagnostics: `${type}/${id} is not known` });
+      const search = await send('get', `/fhir/${type}?_id=${id}&_total=accurate`);
       expect([search.status, search.body.total, (search.body.entry ?? []).length]).toEqual([200, visible ? 1 : 0, visible ? 1 : 0]);
       const record = records.find((r) => r.kind === 'read')!;
       expect(record.accessBasis[0]).toMatch(new RegExp(`^consent: policy ${policy}`));
@@ -234,6 +313,32 @@ describe('consent-checked access', () => {
     const flagged = records.filter((r) => r.kind === 'read').at(-1)!;
     expect(flagged.breakGlassReason).toBe('unconscious patient in the emergency room');
     expect(flagged.accessBasis[0]).toContain('break-the-glass overrides patient denials, not sensitive labels');
+  });
+
+  it('a read on behalf of a denied clinician is explained by that provision and the audit record names the clinician', async () => {
+    const drX = await as(node2.http, clients.B, 'TREAT', 'Practitioner/dr-x');
+    expect((await drX('get', `/fhir/Observation/${obs.P13}`)).status).toBe(404);
+    const read = records.filter((r) => r.kind === 'read').at(-1)!;
+    expect(read.accessBasis).toEqual([
+      `consent: policy opt-out (TREAT shared unless denied); Observation/${obs.P13}: Patient/${pt.P13} by Consent/${consents.P13}/_history/1#provision deny`,
+    ]);
+    expect(read.principal.onBehalfOf).toEqual(['Practitioner/dr-x']);
+    const event = toAuditEventRow(read, 'n1');
+    expect(event.content.agent.filter((a) => a.who?.reference).map((a) => a.who!.reference)).toEqual([`Organization/${ORG_B}`, 'Practitioner/dr-x']);
+    expect(event.agent).toEqual([clients.B.clientId, `Organization/${ORG_B}`, 'Practitioner/dr-x']);
+    const c = await as(node2.http, clients.C);
+    expect((await c('get', `/fhir/Observation/${coded.P12}`)).status).toBe(404);
+    expect(records.filter((r) => r.kind === 'read').at(-1)!.accessBasis[0]).toContain(`Observation/${coded.P12}: Patient/${pt.P12} by Consent/${consents.P12}/_history/1#provision deny`);
+  });
+
+  it('on_behalf_of must name 1 to 5 Practitioner, PractitionerRole or CareTeam references', async () => {
+    for (const value of ['Patient/p1', 'Practitioner/', 'Organization/o1', ' ', 'Practitioner/a Practitioner/b Practitioner/c Practitioner/d Practitioner/e CareTeam/f']) {
+      const res = await request(node1.http)
+        .post('/oauth2/token')
+        .type('form')
+        .send({ grant_type: 'client_credentials', client_id: clients.B.clientId, client_secret: clients.B.secret, scope: 'system/*.rs', on_behalf_of: value });
+      expect([value, res.status, res.body.error]).toEqual([value, 400, 'invalid_request']);
+    }
   });
 
   it('paging: 100 matches of which 37 are denied give full pages of the 63 others and _total=accurate 63', async () => {
@@ -286,14 +391,14 @@ describe('consent-checked access', () => {
     const visibleInclude = await b('get', `/fhir/Observation?_id=${obs.P0}&_include=Observation:subject`);
     expect(ids(visibleInclude, 'include')).toEqual([`Patient/${pt.P0}`]);
     const rev = await b('get', `/fhir/Patient?_id=${pt.P0}&_revinclude=Observation:subject`);
-    expect(ids(rev, 'include')).toEqual([`Observation/${obs.P0}`]); // not the HIV or restricted ones
+    expect(ids(rev, 'include')).toEqual([`Observation/${obs.P0}`, `Observation/${coded.P0}`].sort()); // not the HIV or restricted ones
     const revDenied = await b('get', `/fhir/Patient?_id=${pt.P1}&_revinclude=Observation:subject`);
     expect([ids(revDenied, 'match'), ids(revDenied, 'include')]).toEqual([[], []]);
     // A chain through the denied Patient does not match, even from B's own Observation.
     const chain = await b('get', `/fhir/Observation?subject:Patient.family=ConsentP1${RUN}`);
     expect(ids(chain, 'match')).toEqual([]);
     const chainVisible = await b('get', `/fhir/Observation?subject:Patient.family=ConsentP0${RUN}`);
-    expect(ids(chainVisible, 'match')).toEqual([`Observation/${obs.P0}`]);
+    expect(ids(chainVisible, 'match')).toEqual([`Observation/${obs.P0}`, `Observation/${coded.P0}`].sort());
     // _has on a denied (sensitive) Observation does not match its visible Patient.
     const has = await b('get', `/fhir/Patient?_has:Observation:subject:_security=${ACT}|HIV&_id=${pt.P0}`);
     expect(ids(has, 'match')).toEqual([]);
@@ -325,6 +430,64 @@ describe('consent-checked access', () => {
     // The audit record explains the version asked for.
     const vread = records.filter((r) => r.kind === 'vread' && r.principal.clientId === clients.B.clientId);
     expect(vread[0].accessBasis[0]).toContain(`Observation/${id}/_history/1: Patient/${pt.P0} by base policy`);
+  });
+
+  it('vread and history judge dataPeriod on each version\'s own clinical date', async () => {
+    const b = await as(node2.http, clients.B);
+    // v1 about care in 2019 (hidden under P16's denial), v2 corrected to 2023 (visible).
+    const id = await created(await a1('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send({ ...DATED['obs-2019'], subject: { reference: `Patient/${pt.P16}` } }));
+    const v1 = await a1('get', `/fhir/Observation/${id}`);
+    const { effectiveDateTime: _dropped, ...rest } = v1.body;
+    expect((await a1('put', `/fhir/Observation/${id}`).set('Content-Type', FHIR_JSON).send({ ...rest, effectiveDateTime: '2023-05-01' })).status).toBe(200);
+    expect((await b('get', `/fhir/Observation/${id}`)).status).toBe(200);
+    expect((await b('get', `/fhir/Observation/${id}/_history/1`)).status).toBe(404);
+    expect((await b('get', `/fhir/Observation/${id}/_history/2`)).status).toBe(200);
+    const history = await b('get', `/fhir/Observation/${id}/_history`);
+    expect([history.body.total, history.body.entry.map((e: { response: { etag: string } }) => e.response.etag)]).toEqual([1, ['W/"2"']]);
+    const vread = records.filter((r) => r.kind === 'vread').at(-2)!;
+    expect(vread.accessBasis[0]).toContain(`Observation/${id}/_history/1: Patient/${pt.P16} by Consent/${consents.P16}/_history/1#provision deny`);
+    // Stored per version, computed at write time.
+    const periods = await node1.db.query(`SELECT version_id, clinical_period = $2::tstzrange AS v1, clinical_period = $3::tstzrange AS v2 FROM resource_history WHERE resource_type = 'Observation' AND id = $1 ORDER BY version_id`, [
+      id,
+      '[2019-06-01T08:00:00Z,2019-06-01T08:00:00Z]',
+      '[2023-05-01T00:00:00Z,2023-05-02T00:00:00Z)',
+    ]);
+    expect(periods).toEqual([{ version_id: 1, v1: true, v2: false }, { version_id: 2, v1: false, v2: true }]);
+  });
+
+  it('resources created in a transaction Bundle (the bulk path) are judged on their clinical date too', async () => {
+    const entry = (['obs-2019', 'obs-2023'] as const).map((kind, n) => ({
+      fullUrl: `urn:uuid:00000000-0000-4000-8000-${String(900 + n).padStart(12, '0')}`,
+      resource: { ...DATED[kind], subject: { reference: `Patient/${pt.P16}` } },
+      request: { method: 'POST', url: 'Observation' },
+    }));
+    const bundle = await a1('post', '/fhir').set('Content-Type', FHIR_JSON).send({ resourceType: 'Bundle', type: 'transaction', entry });
+    expect(bundle.status).toBe(200);
+    const [in2019, in2023] = bundle.body.entry.map((e: { response: { location: string } }) => /Observation\/([^/]+)/.exec(e.response.location)![1]);
+    const stored = await node1.db.query(
+      `SELECT (SELECT upper(clinical_period) = lower(clinical_period) FROM resource WHERE resource_type = 'Observation' AND id = $1) AS current_row,
+              (SELECT upper(clinical_period) = lower(clinical_period) FROM resource_history WHERE resource_type = 'Observation' AND id = $1 AND version_id = 1) AS history_row`,
+      [in2019],
+    );
+    expect(stored).toEqual([{ current_row: true, history_row: true }]);
+    const b = await as(node2.http, clients.B);
+    expect([(await b('get', `/fhir/Observation/${in2019}`)).status, (await b('get', `/fhir/Observation/${in2023}`)).status]).toEqual([404, 200]);
+    const search = await b('get', `/fhir/Observation?_id=${in2019},${in2023}&_total=accurate`);
+    expect([search.body.total, search.body.entry.map((e: { resource: { id: string } }) => e.resource.id)]).toEqual([1, [in2023]]);
+  });
+
+  it('the clinical period of a FHIR date follows its precision; invalid dates and other types have none', async () => {
+    const period = async (type: string, body: unknown) =>
+      (await node1.db.query(`SELECT to_char(lower(p) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') AS lo, to_char(upper(p) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS') AS hi, lower_inc(p) AS li, upper_inc(p) AS ui FROM fhir_clinical_period($1, $2::jsonb) AS p`, [type, JSON.stringify(body)]))[0];
+    expect(await period('Observation', { effectiveDateTime: '2019' })).toEqual({ lo: '2019-01-01T00:00:00', hi: '2020-01-01T00:00:00', li: true, ui: false });
+    expect(await period('Observation', { effectiveDateTime: '2019-02' })).toEqual({ lo: '2019-02-01T00:00:00', hi: '2019-03-01T00:00:00', li: true, ui: false });
+    expect(await period('Condition', { onsetDateTime: '2019-02-28', recordedDate: '2020-01-01' })).toEqual({ lo: '2019-02-28T00:00:00', hi: '2019-03-01T00:00:00', li: true, ui: false });
+    expect(await period('Condition', { recordedDate: '2020-01-01' })).toEqual({ lo: '2020-01-01T00:00:00', hi: '2020-01-02T00:00:00', li: true, ui: false });
+    expect(await period('Encounter', { period: { start: '2019-03-05T23:30:00-05:00' } })).toEqual({ lo: '2019-03-06T04:30:00', hi: null, li: true, ui: false });
+    expect(await period('Immunization', { occurrenceDateTime: '2019-02-30' })).toEqual({ lo: null, hi: null, li: null, ui: null });
+    expect(await period('Immunization', { occurrenceString: 'as a child' })).toEqual({ lo: null, hi: null, li: null, ui: null });
+    expect(await period('Encounter', { period: { start: '2020-01-01', end: '2019-01-01' } })).toEqual({ lo: null, hi: null, li: null, ui: null });
+    expect(await period('Patient', { birthDate: '2019-01-01' })).toEqual({ lo: null, hi: null, li: null, ui: null });
   });
 
   it('a Consent written through one node takes effect on the next request to another', async () => {
@@ -408,6 +571,23 @@ describe('consent-checked access', () => {
       expect((await a1('get', `/fhir/Consent/${consents.P1}`)).body.meta.versionId).toBe('1');
     });
 
+    it('materializes individual actors and codes, one row per combination', async () => {
+      const rows = async (id: string) =>
+        node1.db.query(`SELECT provision_path, permit, actor_org, actor_ref, purpose, code_system, code FROM consent_provision WHERE consent_id = $1 ORDER BY provision_path, actor_ref, code`, [id]);
+      expect(await rows(consents.P13)).toEqual([
+        { provision_path: 'provision', permit: false, actor_org: null, actor_ref: 'Practitioner/dr-x', purpose: null, code_system: null, code: null },
+        { provision_path: 'provision', permit: false, actor_org: null, actor_ref: 'PractitionerRole/dr-x-cardio', purpose: null, code_system: null, code: null },
+      ]);
+      expect(await rows(consents.P14)).toEqual([
+        { provision_path: 'provision', permit: true, actor_org: ORG_C, actor_ref: null, purpose: null, code_system: LOINC, code: '2345-7' },
+        { provision_path: 'provision', permit: true, actor_org: ORG_C, actor_ref: null, purpose: null, code_system: LOINC, code: '8480-6' },
+      ]);
+      expect(await rows(consents.P15)).toEqual([
+        { provision_path: 'provision', permit: true, actor_org: null, actor_ref: 'CareTeam/team-1', purpose: null, code_system: null, code: null },
+        { provision_path: 'provision.provision[0]', permit: false, actor_org: null, actor_ref: 'CareTeam/team-1', purpose: 'HPAYMT', code_system: null, code: null },
+      ]);
+    });
+
     it('refuses Consents outside the profile or with criteria the exchange cannot enforce, storing nothing', async () => {
       const before = await provisionCount();
       const post = (body: Record<string, unknown>) => a1('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(body);
@@ -415,10 +595,21 @@ describe('consent-checked access', () => {
       expect([noCategory.status, noCategory.body.issue.map((i: { diagnostics: string }) => i.diagnostics).join(' ')]).toEqual([422, expect.stringContaining('59284-0')]);
       const noType = await post(consent(pt.P0, { type: 'deny', provision: [{ actor: [actor(ORG_C)] }] }));
       expect(noType.status).toBe(422);
-      const practitioner = await post(consent(pt.P0, { type: 'deny', actor: [{ ...actor(ORG_C), reference: { reference: 'Practitioner/x' } }] }));
-      expect([practitioner.status, practitioner.body.issue[0].code, practitioner.body.issue[0].expression]).toEqual([422, 'business-rule', ['Consent.provision.actor[0].reference']]);
-      const code = await post(consent(pt.P0, { type: 'deny', code: [{ coding: [{ system: 'http://loinc.org', code: '1234-5' }] }] }));
-      expect([code.status, code.body.issue[0].diagnostics]).toEqual([422, 'provision.code is not enforced by this exchange; use class or securityLabel']);
+      const relatedPerson = await post(consent(pt.P0, { type: 'deny', actor: [actor(ORG_C), individual('RelatedPerson/x')] }));
+      expect([relatedPerson.status, relatedPerson.body.issue[0].code, relatedPerson.body.issue[0].expression, relatedPerson.body.issue[0].diagnostics]).toEqual([
+        422,
+        'business-rule',
+        ['Consent.provision.actor[1].reference'],
+        'provision.actor[1].reference must reference an Organization, Practitioner, PractitionerRole or CareTeam by id (Type/{id})',
+      ]);
+      const textOnly = await post(consent(pt.P0, { type: 'deny', code: [{ text: 'blood pressure' }] }));
+      expect([textOnly.status, textOnly.body.issue[0].expression, textOnly.body.issue[0].diagnostics]).toEqual([
+        422,
+        ['Consent.provision.code[0]'],
+        'provision.code[0] must have a coding (text alone cannot be matched)',
+      ]);
+      const noCode = await post(consent(pt.P0, { type: 'deny', provision: [{ type: 'permit', code: [{ coding: [{ system: LOINC }] }] }] }));
+      expect([noCode.status, noCode.body.issue[0].expression]).toEqual([422, ['Consent.provision.provision[0].code[0].coding[0].code']]);
       const backwards = await post(consent(pt.P0, { type: 'deny', period: { start: iso(1), end: iso(-1) } }));
       expect([backwards.status, backwards.body.issue[0].diagnostics]).toEqual([422, 'provision.period ends before it starts']);
       expect(await provisionCount()).toBe(before);

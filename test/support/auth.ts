@@ -6,8 +6,8 @@ import type { TestApp } from './test-app';
 export interface TestClient {
   clientId: string;
   secret: string;
-  /** A fresh access token from the real token endpoint (client_secret_post). */
-  token(scope?: string, purpose?: string): Promise<string>;
+  /** A fresh access token from the real token endpoint (client_secret_post); `onBehalfOf`: the token request's on_behalf_of. */
+  token(scope?: string, purpose?: string, onBehalfOf?: string): Promise<string>;
 }
 
 let sequence = 0;
@@ -39,11 +39,11 @@ export async function registerTestClient(
   return {
     clientId,
     secret: secret!,
-    async token(scope = scopes.join(' '), purpose = purposes[0]) {
+    async token(scope = scopes.join(' '), purpose = purposes[0], onBehalfOf?: string) {
       const res = await request(t.http)
         .post('/oauth2/token')
         .type('form')
-        .send({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret, scope, purpose_of_use: purpose });
+        .send({ grant_type: 'client_credentials', client_id: clientId, client_secret: secret, scope, purpose_of_use: purpose, ...(onBehalfOf ? { on_behalf_of: onBehalfOf } : {}) });
       if (res.status !== 200) throw new Error(`token request failed: ${res.status} ${JSON.stringify(res.body)}`);
       return res.body.access_token as string;
     },

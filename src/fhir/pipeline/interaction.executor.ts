@@ -444,5 +444,15 @@ function parseInstantParam(name: string, raw: string): { start: string; end: str
 /** The attributes a read was judged on, when the statement selected them. */
 function judgedOn(v: StoredVersion): AccessAttributes | undefined {
   if (v.authorOrg === undefined) return undefined;
-  return { resourceType: v.resourceType, id: v.id, custodianOrg: v.custodianOrg ?? null, authorOrg: v.authorOrg, compartments: v.compartments, securityLabels: v.securityLabels ?? [], lastUpdated: v.lastUpdated };
+  return {
+    resourceType: v.resourceType,
+    id: v.id,
+    custodianOrg: v.custodianOrg ?? null,
+    authorOrg: v.authorOrg,
+    compartments: v.compartments,
+    securityLabels: v.securityLabels ?? [],
+    lastUpdated: v.lastUpdated,
+    // No clinical date: the version is judged on the instant it was recorded (docs/consent.md).
+    clinicalPeriod: v.clinicalPeriod ?? `[${v.lastUpdated},${v.lastUpdated}]`,
+  };
 }

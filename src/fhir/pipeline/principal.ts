@@ -15,6 +15,12 @@ export interface Principal {
   purposeOfUse?: string;
   /** `X-Break-Glass-Reason` of this request; required when purposeOfUse is ETREAT. */
   breakGlassReason?: string;
+  /**
+   * Token request `on_behalf_of`: the Practitioner, PractitionerRole or CareTeam (`Type/{id}`) the
+   * organization's request is made for, as the organization declares it (docs/security.md).
+   * Consent provisions naming individual actors are matched against it (docs/consent.md).
+   */
+  onBehalfOf?: readonly string[];
   /** Registration flag: a public-health client explicitly granted individual clinical reads. */
   clinicalAccess?: boolean;
 }

@@ -12,8 +12,11 @@ export interface JudgedRow {
   securityLabels: string;
   resourceType: string;
   id: string;
-  /** The date a resource has for `dataPeriod`: when this version was recorded (docs/consent.md). */
-  date: string;
+  /**
+   * The period a version is judged on for `dataPeriod` (a tstzrange): its clinical period, or the
+   * instant it was recorded where its type or the version has none (docs/consent.md).
+   */
+  clinicalPeriod: string;
   /** A Binary's `securityContext.reference` (text); absent where the row cannot be a Binary's. */
   securityContext?: string;
 }

@@ -11,6 +11,8 @@ export interface AccessAttributes {
   compartments: string[];
   securityLabels: string[];
   lastUpdated: string;
+  /** `clinical_period` (tstzrange text), or the recorded instant where there is none (docs/consent.md). */
+  clinicalPeriod: string;
 }
 
 /**
@@ -45,14 +47,15 @@ export async function accessAttributesOf(
 ): Promise<AccessAttributes[]> {
   if (!NAMED.has(context)) throw new Error('accessAttributesOf reads any row: only a named internal context (AccessAttributesContext) may ask');
   if (!refs.length) return [];
-  const rows: { resource_type: string; id: string; custodian_org: string | null; author_org: string | null; compartments: string[]; security_labels: string[]; last_updated: Date }[] = await db.query(
-    `SELECT r.resource_type, r.id, r.custodian_org, r.author_org, r.compartments, r.security_labels, r.last_updated
+  const rows: { resource_type: string; id: string; custodian_org: string | null; author_org: string | null; compartments: string[]; security_labels: string[]; last_updated: Date; clinical_period: string }[] = await db.query(
+    `SELECT r.resource_type, r.id, r.custodian_org, r.author_org, r.compartments, r.security_labels, r.last_updated,
+            COALESCE(r.clinical_period, tstzrange(r.last_updated, r.last_updated, '[]'))::text AS clinical_period
        FROM jsonb_to_recordset($1::jsonb) AS q(resource_type text, id text, version_id int)
        JOIN LATERAL (
-         SELECT h.resource_type, h.id, h.custodian_org, h.author_org, h.compartments, h.security_labels, h.last_updated FROM resource_history h
+         SELECT h.resource_type, h.id, h.custodian_org, h.author_org, h.compartments, h.security_labels, h.last_updated, h.clinical_period FROM resource_history h
           WHERE q.version_id IS NOT NULL AND h.resource_type = q.resource_type AND h.id = q.id AND h.version_id = q.version_id
          UNION ALL
-         SELECT c.resource_type, c.id, c.custodian_org, c.author_org, c.compartments, c.security_labels, c.last_updated FROM resource c
+         SELECT c.resource_type, c.id, c.custodian_org, c.author_org, c.compartments, c.security_labels, c.last_updated, c.clinical_period FROM resource c
           WHERE q.version_id IS NULL AND c.resource_type = q.resource_type AND c.id = q.id
        ) r ON true`,
     [JSON.stringify(refs.map((r) => ({ resource_type: r.resourceType, id: r.id, version_id: r.versionId ?? null })))],
@@ -65,6 +68,7 @@ export async function accessAttributesOf(
     compartments: r.compartments ?? [],
     securityLabels: r.security_labels ?? [],
     lastUpdated: new Date(r.last_updated).toISOString(),
+    clinicalPeriod: r.clinical_period,
   }));
 }
 

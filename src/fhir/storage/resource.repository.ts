@@ -22,6 +22,8 @@ export interface StoredVersion {
   /** Written-by: the organization that wrote this version. */
   authorOrg?: string | null;
   securityLabels?: string[];
+  /** `clinical_period` as tstzrange text (null: none, the recorded instant counts; docs/consent.md). */
+  clinicalPeriod?: string | null;
 }
 
 export interface HistoryEntry extends StoredVersion {
@@ -250,7 +252,7 @@ export class ResourceRepository {
     await this.flushCreates(tx);
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
          FROM resource r
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
       p.values,
@@ -262,7 +264,7 @@ export class ResourceRepository {
   async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
     const p = new SqlParams();
     const rows: RawRow[] = await tx.query(
-      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.custodian_org, h.author_org, h.security_labels, h.content
+      `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.custodian_org, h.author_org, h.security_labels, h.content, h.clinical_period::text
          FROM resource_history h
         WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND h.version_id = ${p.bind(versionId)}
           AND ${ctx.renderRead('h', p, 'version')}`,
@@ -581,6 +583,7 @@ interface RawRow {
   author_org?: string | null;
   security_labels?: string[] | null;
   content: Resource | null;
+  clinical_period?: string | null;
 }
 
 /** The stored version as write policies and listeners see it (content only when they asked for it). */
@@ -604,5 +607,6 @@ function toStored(row: RawRow): StoredVersion {
     resource: row.content ?? undefined,
     compartments: row.compartments ?? [],
     ...(row.author_org !== undefined ? { custodianOrg: row.custodian_org ?? null, authorOrg: row.author_org, securityLabels: row.security_labels ?? [] } : {}),
+    ...(row.clinical_period !== undefined ? { clinicalPeriod: row.clinical_period } : {}),
   };
 }

@@ -10,8 +10,8 @@ import type { MigrationInterface, QueryRunner } from 'typeorm';
  * (`getMigrationPlans`). The plan brings its own BEGIN/COMMIT, so this migration runs outside
  * TypeORM's transaction. Queues are not partitioned, so creating one is DML that `hie_app` may do.
  */
-export class JobQueue1732402300000 implements MigrationInterface {
-  name = 'JobQueue1732402300000';
+export class JobQueue1732402330000 implements MigrationInterface {
+  name = 'JobQueue1732402330000';
   transaction = false as const;
 
   async up(q: QueryRunner): Promise<void> {

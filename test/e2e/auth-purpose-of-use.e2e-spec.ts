@@ -7,6 +7,7 @@ import type { HieRole } from '../../src/fhir/pipeline/principal';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { consentResource } from '../support/consent';
 
 const RUN = Date.now().toString(36);
 const ROLES: HieRole[] = ['hospital', 'public-health', 'auditor', 'admin'];
@@ -110,16 +111,7 @@ describe('purposes of use by role (issue 22, item 6)', () => {
     const consent = await t.api
       .post('/fhir/Consent')
       .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Consent',
-        status: 'active',
-        scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-        category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-        patient: { reference: `Patient/${patientId}` },
-        dateTime: '2026-01-01T00:00:00Z',
-        policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
-        provision: { type: 'deny' },
-      });
+      .send(consentResource(patientId));
     expect(consent.status).toBe(201);
     const agency = await registerTestClient(t, { role: 'public-health', organization: 'org-agency', scopes: ['system/Patient.rs'], clinicalAccess: true });
     const { kid, key } = await t.app.get(SigningKeyStore).signingKey();

@@ -3,6 +3,7 @@ import request from 'supertest';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { consentResource } from '../support/consent';
 
 const RUN = Date.now().toString(36);
 const ORG_A = `binary-a-${RUN}`;
@@ -179,16 +180,7 @@ describe('Binary in its native format', () => {
     await created(
       await a('post', '/fhir/Consent')
         .set('Content-Type', FHIR_JSON)
-        .send({
-          resourceType: 'Consent',
-          status: 'active',
-          scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-          category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-          patient: { reference: `Patient/${patient}` },
-          dateTime: '2026-01-01T00:00:00Z',
-          policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
-          provision: { type: 'deny' },
-        }),
+        .send(consentResource(patient)),
     );
     expect((await b('get', `/fhir/DocumentReference/${document}`)).status).toBe(404);
     expect((await b('get', `/fhir/Binary/${withContext}`).set('Accept', 'application/pdf')).status).toBe(404);

@@ -3,6 +3,7 @@ import request from 'supertest';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { consentResource } from '../support/consent';
 
 const RUN = Date.now().toString(36);
 const SYS = 'urn:test:walk-access';
@@ -57,16 +58,7 @@ describe('walked pages apply the access predicate to the fetch (issue 22, item 7
     const res = await t.api
       .post('/fhir/Consent')
       .set('Content-Type', FHIR_JSON)
-      .send({
-        resourceType: 'Consent',
-        status: 'active',
-        scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-        category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-        patient: { reference: `Patient/${patientId(n)}` },
-        dateTime: '2026-01-01T00:00:00Z',
-        policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
-        provision: { type: 'deny' },
-      });
+      .send(consentResource(patientId(n)));
     expect(res.status).toBe(201);
   };
 

@@ -6,27 +6,15 @@ import { SearchService } from '../../src/fhir/search/search.service';
 import { StorageSessions } from '../../src/fhir/storage/storage-session';
 import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
 import { captureAuditRecords } from '../support/audit';
+import { consentResource } from '../support/consent';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
 const HOSPITAL = `sysaccess-hosp-${RUN}`;
-const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 const PUBHLTH = { system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PUBHLTH' };
 const TYPES = ['Patient', 'Observation', 'Condition', 'Immunization', 'Encounter', 'Coverage', 'Organization', 'Practitioner'];
-
-function consent(patient: string, provision: Record<string, unknown>): Record<string, unknown> {
-  return {
-    resourceType: 'Consent',
-    status: 'active',
-    scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-    category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-    patient: { reference: `Patient/${patient}` },
-    policyRule: { coding: [{ system: ACT, code: 'OPTOUT' }] },
-    provision,
-  };
-}
 
 /**
  * Issue 21: consent-bounded system access. `SystemAccess.mintFor('PUBHLTH')` is the way internal
@@ -53,8 +41,8 @@ describe('system access bounded by purpose (mintFor)', () => {
       resourceType: 'Bundle',
       type: 'transaction',
       entry: [
-        ...permitted.map((p) => consent(p, { type: 'permit', purpose: [PUBHLTH] })),
-        ...[3, 4].map((n) => consent(gen.patientId(n), { type: 'deny' })),
+        ...permitted.map((p) => consentResource(p, { type: 'permit', purpose: [PUBHLTH] })),
+        ...[3, 4].map((n) => consentResource(gen.patientId(n))),
       ].map((resource) => ({ resource: resource as unknown as Resource, request: { method: 'POST' as const, url: 'Consent' } })),
     };
     const res = await request(t.http).post('/fhir').set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON).send(consents);

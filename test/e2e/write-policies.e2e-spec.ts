@@ -11,6 +11,7 @@ import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { consentResource } from '../support/consent';
 
 const RUN = Date.now().toString(36);
 const ORG_A = `wp-a-${RUN}`; // custodian of everything created here
@@ -158,15 +159,7 @@ describe('write policies and the custodian organization', () => {
     // B (the performer) writes the last version under the module policy, while the patient shares.
     expect((await b('put', `/fhir/Observation/${obs}`).send({ ...observation, id: obs, status: 'final' })).status).toBe(200);
     // Then the patient denies every organization (custodians keep their own data).
-    const consent = await a('post', '/fhir/Consent').send({
-      resourceType: 'Consent',
-      status: 'active',
-      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-      patient: { reference: `Patient/${patient}` },
-      policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
-      provision: { type: 'deny' },
-    });
+    const consent = await a('post', '/fhir/Consent').send(consentResource(patient));
     expect(consent.status).toBe(201);
     records.length = 0;
     expect((await a('get', `/fhir/Observation/${obs}`)).status).toBe(200);

@@ -55,6 +55,10 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
       throw new FhirError(422, 'business-rule', `serviceRequest.status ${String(given.status).slice(0, 32)} is refused: a referral is created active (draft ones stay in the sender's own system)`, ['serviceRequest.status']);
     }
     const owner = organizationIdOf(given.performer?.[0]?.reference);
+    // A self-referral would make one organization both parties: its transitions would be nobody's.
+    if (owner === organization) {
+      throw new FhirError(422, 'business-rule', `serviceRequest.performer must be another organization than the requester (Organization/${organization})`, ['serviceRequest.performer']);
+    }
     if (owner) {
       const performer = await this.repository.readCurrent(ctx, 'Organization', owner, tx);
       if (!performer || performer.deleted) throw new FhirError(422, 'not-found', `serviceRequest.performer: there is no Organization/${owner}`, ['serviceRequest.performer']);

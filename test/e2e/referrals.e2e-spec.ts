@@ -160,7 +160,7 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     expect((await a('get', `/fhir/${seen.output?.[0].valueReference?.reference}`)).status).toBe(200);
   });
 
-  it('a referral is created only by $refer, active and requested; a draft request, another requester or a missing performer are refused, nothing stored', async () => {
+  it('a referral is created only by $refer, active and requested; a draft request, another requester, a self-referral or a missing performer are refused, nothing stored', async () => {
     const before = Number((await t.db.query(`SELECT count(*) AS n FROM resource WHERE resource_type IN ('Task', 'ServiceRequest')`))[0].n);
     const draft = await a('post', '/fhir/ServiceRequest/$refer').send({ resourceType: 'Parameters', parameter: [{ name: 'serviceRequest', resource: serviceRequest({ status: 'draft' }) }] });
     expect(draft.status).toBe(422);
@@ -174,6 +174,12 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     });
     expect(nowhere.status).toBe(422);
     expect(nowhere.body.issue[0].code).toBe('not-found');
+    const self = await a('post', '/fhir/ServiceRequest/$refer').send({
+      resourceType: 'Parameters',
+      parameter: [{ name: 'serviceRequest', resource: serviceRequest({ performer: [{ reference: `Organization/${ORG_A}` }] }) }],
+    });
+    expect(self.status).toBe(422);
+    expect(self.body.issue[0]).toMatchObject({ code: 'business-rule', expression: ['serviceRequest.performer'] });
     // The profile: a reason is required.
     const noReason = await a('post', '/fhir/ServiceRequest/$refer').send({ resourceType: 'Parameters', parameter: [{ name: 'serviceRequest', resource: serviceRequest({ reasonCode: undefined }) }] });
     expect(noReason.status).toBe(422);

@@ -64,6 +64,16 @@ describe('referral write rules', () => {
     expect(judged.verdict === 'permit' ? judged.reason : judged.message).toContain(text);
   });
 
+  it('a closed referral (completed, failed, rejected, cancelled) changes only by a transition: no output, businessStatus or note edits', () => {
+    expect(judgeTaskChange(task({ status: 'completed' }), task({ status: 'completed', businessStatus: { text: 'late' } }), 'b', true)).toEqual({
+      verdict: 'business-rule',
+      message: 'the referral is closed; only its status may change. Task/t1 is completed; the owner (Organization/b) may make: no transition',
+    });
+    expect(judgeTaskChange(task({ status: 'cancelled' }), task({ status: 'cancelled', note: [{ text: 'x' }] }), 'a', true).verdict).toBe('business-rule');
+    expect(judgeTaskChange(task({ status: 'completed' }), task({ status: 'entered-in-error', note: [{ text: 'wrong patient' }] }), 'a', true).verdict).toBe('permit');
+    expect(judgeTaskChange(task({ status: 'on-hold' }), task({ status: 'on-hold', businessStatus: { text: 'waiting' } }), 'b', true).verdict).toBe('permit');
+  });
+
   it('no change is permitted without If-Match; any change without it is a precondition naming the state', () => {
     expect(judgeTaskChange(task(), task(), 'b', false)).toEqual({ verdict: 'permit', reason: 'Task/t1 unchanged by the owner' });
     expect(judgeTaskChange(task(), task({ status: 'accepted' }), 'b', false)).toEqual({

@@ -1,6 +1,6 @@
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { organizationIdOf } from './referral-profiles';
-import { allowedTransitions, judgeTransition, ReferralParty, TaskStatus } from './referral-state-machine';
+import { allowedTransitions, isFinal, judgeTransition, ReferralParty, TaskStatus } from './referral-state-machine';
 
 /*
  * Who may change a stored referral and how (docs/referrals.md), as pure functions of the stored
@@ -76,6 +76,9 @@ export function judgeTaskChange(before: Task, after: Task | undefined, organizat
     }
   }
   if (!changed.length) return { verdict: 'permit', reason: `Task/${before.id} unchanged by the ${party}` };
+  // A closed referral changes only by a transition (entered-in-error): its last version dates the
+  // end of the referral-scoped access window (referral-access.ts), which nobody may push back.
+  if (from === to && isFinal(from)) return { verdict: 'business-rule', message: `the referral is closed; only its status may change. ${stateLine(before, party)}` };
   // Every change of a referral is made against the version the writer saw (lost updates are silent otherwise).
   if (!ifMatch) return { verdict: 'precondition', message: `a change of a referral needs If-Match with the version it changes. ${stateLine(before, party)}` };
   const what = from !== to ? `${from} -> ${to}` : changed.join(', ');

@@ -13,7 +13,7 @@ const ORG_C = `ref-c-${RUN}`; // an organization with no part in the referral
 const TASK_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral-task';
 const SR_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral-servicerequest';
 
-type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
+type Send = (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
 
 describe('referrals: ServiceRequest/$refer, the Task state machine and its write policy', () => {
   let t: TestApp;
@@ -302,6 +302,34 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     expect(missing.status).toBe(412);
     // B, the owner, still reads it and accepts.
     expect((await transition(b, task.id!, { status: 'accepted' })).status).toBe(200);
+  });
+
+  it('the same rules on every write path: a JSON Patch and a transaction Bundle entry transition with If-Match; without it 412, a wrong one 422', async () => {
+    const id = await taskIn('requested');
+    const patch = (ops: unknown[], ifMatch?: string) => {
+      const req = b('patch', `/fhir/Task/${id}`).set('Content-Type', 'application/json-patch+json');
+      if (ifMatch) req.set('If-Match', ifMatch);
+      return req.send(JSON.stringify(ops));
+    };
+    expect((await patch([{ op: 'replace', path: '/status', value: 'accepted' }])).status).toBe(412);
+    const wrong = await patch([{ op: 'replace', path: '/status', value: 'completed' }], 'W/"1"');
+    expect(wrong.status).toBe(422);
+    expect(wrong.body.issue[0].diagnostics).toContain(`Task/${id} is requested; the owner (Organization/${ORG_B}) may make: received, accepted, rejected`);
+    expect((await patch([{ op: 'replace', path: '/status', value: 'accepted' }], 'W/"1"')).status).toBe(200);
+
+    const current = (await b('get', `/fhir/Task/${id}`)).body as Task;
+    const bundle = (status: string) => ({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [{ resource: { ...current, status }, request: { method: 'PUT', url: `Task/${id}`, ifMatch: 'W/"2"' } }],
+    });
+    const refused = await b('post', '/fhir').send(bundle('completed'));
+    expect(refused.status).toBe(422);
+    expect(JSON.stringify(refused.body)).toContain(`Task/${id} is accepted; the owner (Organization/${ORG_B}) may make: in-progress`);
+    const started = await b('post', '/fhir').send(bundle('in-progress'));
+    expect(started.status).toBe(200);
+    expect(started.body.entry[0].response.status).toMatch(/^200/);
+    expect(await versions(id)).toBe(3);
   });
 
   it('two concurrent transitions with the same If-Match: one wins, the other gets 412', async () => {

@@ -92,10 +92,11 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
     };
     this.validator.validate(serviceRequest);
     this.validator.validate(task);
-    const written = [
+    const writes = [
       await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', serviceRequest, serviceRequestId), tx),
       await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', task, taskId), tx),
-    ].map((w) => {
+    ];
+    const written = writes.map((w) => {
       if (!w.version) throw new Error('A create stored no version');
       return w.version;
     });
@@ -106,7 +107,8 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
         { name: 'task', resource: written[1].resource },
       ],
     };
-    return { status: 200, resource: parameters, touched: written.map(entityOf) };
+    // Both creates are decided alike (the caller becomes custodian); the record carries that line.
+    return { status: 200, resource: parameters, touched: written.map(entityOf), writeDecision: writes[1].decision };
   }
 }
 

@@ -17,6 +17,7 @@ const task = (extra: Partial<Task> = {}): Task => ({
 const sr = (extra: Partial<ServiceRequest> = {}): ServiceRequest => ({
   resourceType: 'ServiceRequest',
   id: 's1',
+  meta: { profile: ['http://hie.example.org/fhir/StructureDefinition/hie-referral-servicerequest'] },
   status: 'active',
   intent: 'order',
   subject: { reference: 'Patient/p1' },
@@ -72,6 +73,14 @@ describe('referral write rules', () => {
     expect(judgeTaskChange(task({ status: 'cancelled' }), task({ status: 'cancelled', note: [{ text: 'x' }] }), 'a', true).verdict).toBe('business-rule');
     expect(judgeTaskChange(task({ status: 'completed' }), task({ status: 'entered-in-error', note: [{ text: 'wrong patient' }] }), 'a', true).verdict).toBe('permit');
     expect(judgeTaskChange(task({ status: 'on-hold' }), task({ status: 'on-hold', businessStatus: { text: 'waiting' } }), 'b', true).verdict).toBe('permit');
+  });
+
+  it('the referral profile claim stays: dropping it (alone or with a legal change) is 422, so no write takes a referral out of its rules', () => {
+    expect(judgeTaskChange(task(), { ...task({ status: 'accepted' }), meta: { versionId: '1' } }, 'b', true)).toMatchObject({ verdict: 'business-rule', message: expect.stringContaining('Task.meta.profile must keep http://hie.example.org/fhir/StructureDefinition/hie-referral-task') });
+    expect(judgeTaskChange(task(), { ...task(), meta: {} }, 'a', true).verdict).toBe('business-rule');
+    const profiled = sr();
+    expect(judgeServiceRequestChange(profiled, { ...sr(), meta: {} }, 'a', true)).toMatchObject({ verdict: 'business-rule', message: expect.stringContaining('ServiceRequest.meta.profile must keep') });
+    expect(judgeServiceRequestChange(profiled, { ...profiled, note: [{ text: 'x' }] }, 'a', true).verdict).toBe('permit');
   });
 
   it('no change is permitted without If-Match; any change without it is a precondition naming the state', () => {

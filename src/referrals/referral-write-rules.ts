@@ -1,5 +1,5 @@
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
-import { organizationIdOf } from './referral-profiles';
+import { isReferral, organizationIdOf, REFERRAL_SERVICE_REQUEST_PROFILE, REFERRAL_TASK_PROFILE } from './referral-profiles';
 import { allowedTransitions, isFinal, judgeTransition, ReferralParty, TaskStatus } from './referral-state-machine';
 
 /*
@@ -60,6 +60,8 @@ export function judgeTaskChange(before: Task, after: Task | undefined, organizat
   const party = partyOf(organization, before.requester?.reference, before.owner?.reference);
   if (!party) return { verdict: 'forbidden', message: `Organization/${organization ?? '-'} is not a party to this referral: ${stateLine(before, undefined)}` };
   if (!after) return { verdict: 'forbidden', message: `a referral is not deleted; the requester cancels it. ${stateLine(before, party)}` };
+  // Dropping the profile claim would take the Task out of these rules (meta is otherwise not compared).
+  if (!isReferral(after)) return { verdict: 'business-rule', message: `Task.meta.profile must keep ${REFERRAL_TASK_PROFILE}. ${stateLine(before, party)}` };
   const changed = changedElements(before, after);
   const other: ReferralParty = party === 'owner' ? 'requester' : 'owner';
   const notMine = changed.filter((k) => !EDITABLE[party].includes(k));
@@ -91,6 +93,7 @@ export function judgeServiceRequestChange(before: ServiceRequest, after: Service
   const party = partyOf(organization, before.requester?.reference, before.performer?.[0]?.reference);
   if (party !== 'requester') return { verdict: 'forbidden', message: `only the requester changes a referral's ServiceRequest. ${line}` };
   if (!after) return { verdict: 'forbidden', message: `a referral is not deleted; the requester cancels its Task. ${line}` };
+  if (!isReferral(after)) return { verdict: 'business-rule', message: `ServiceRequest.meta.profile must keep ${REFERRAL_SERVICE_REQUEST_PROFILE}. ${line}` };
   const fixed = changedElements(before, after).filter((k) => !SERVICE_REQUEST_EDITABLE.includes(k));
   if (fixed.length) return { verdict: 'business-rule', message: `ServiceRequest.${fixed[0]} cannot change after the referral is created. ${line}` };
   if (!ifMatch && changedElements(before, after).length) return { verdict: 'precondition', message: `a change of a referral needs If-Match with the version it changes. ${line}` };

@@ -117,6 +117,7 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     });
     const audited = records.find((r) => r.kind === 'operation' && r.subtype === 'refer');
     expect(audited?.entities.map((e) => e.reference).sort()).toEqual([`ServiceRequest/${sr.id}`, `Task/${task.id}`].sort());
+    expect(audited?.accessBasis).toContain(`write-policy: custodian-organization: create: Organization/${ORG_A} becomes the custodian`);
     // Custodian of both: A.
     expect(await t.db.query(`SELECT resource_type, custodian_org FROM resource WHERE id = ANY($1) ORDER BY 1`, [[sr.id, task.id]])).toEqual([
       { resource_type: 'ServiceRequest', custodian_org: ORG_A },
@@ -221,6 +222,8 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     { name: 'requester cancels a completed referral', from: 'completed', who: 'a', change: { status: 'cancelled' }, status: 422, code: 'business-rule', names: 'is completed; the requester (Organization/%A) may make: entered-in-error' },
     { name: 'requester cancels a failed referral', from: 'failed', who: 'a', change: { status: 'cancelled' }, status: 422, code: 'business-rule', names: 'is failed; the requester (Organization/%A) may make: entered-in-error' },
     { name: 'owner edits a completed referral', from: 'completed', who: 'b', change: { businessStatus: { text: 'late note' } }, status: 422, code: 'business-rule', names: 'the referral is closed; only its status may change. Task/' },
+    { name: 'requester drops the referral profile (then the custodian would own it)', from: 'requested', who: 'a', change: { meta: { profile: [] } }, status: 422, code: 'business-rule', names: 'Task.meta.profile must keep' },
+    { name: 'owner drops the profile with a legal transition', from: 'requested', who: 'b', change: { status: 'accepted', meta: {} }, status: 422, code: 'business-rule', names: 'Task.meta.profile must keep' },
     { name: 'requester changes the requester', from: 'requested', who: 'a', change: { requester: { reference: `Organization/${ORG_C}` } }, status: 422, code: 'business-rule', names: 'Task.requester cannot change' },
     { name: 'requester accepts for the owner', from: 'requested', who: 'a', change: { status: 'accepted' }, status: 403, code: 'forbidden', names: 'is requested; the requester (Organization/%A) may make: cancelled, entered-in-error' },
     { name: 'requester completes for the owner', from: 'in-progress', who: 'a', change: { status: 'completed' }, status: 403, code: 'forbidden', names: 'is in-progress; the requester (Organization/%A) may make: cancelled, entered-in-error' },

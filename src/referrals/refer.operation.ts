@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { Injectable, OnModuleInit } from '@nestjs/common';
-import type { Parameters, Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Parameters, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
@@ -70,7 +70,7 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
     const serviceRequest = {
       ...given,
       id: serviceRequestId,
-      meta: withProfile(given.meta?.profile, REFERRAL_SERVICE_REQUEST_PROFILE),
+      meta: { ...given.meta, profile: withProfile(given.meta?.profile, REFERRAL_SERVICE_REQUEST_PROFILE) },
       status: 'active',
       authoredOn: given.authoredOn ?? now,
     } as ServiceRequest;
@@ -78,7 +78,8 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
     const task: Task = {
       resourceType: 'Task',
       id: taskId,
-      meta: withProfile(undefined, REFERRAL_TASK_PROFILE),
+      // The Task says who is referred where for what: it carries the request's security labels.
+      meta: { profile: [REFERRAL_TASK_PROFILE], ...(given.meta?.security?.length ? { security: given.meta.security } : {}) },
       status: REFERRAL_INITIAL_STATUS,
       intent: 'order',
       ...(serviceRequest.priority ? { priority: serviceRequest.priority } : {}),
@@ -112,8 +113,8 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
   }
 }
 
-function withProfile(profiles: string[] | undefined, profile: string): Resource['meta'] {
-  return { profile: [...new Set([...(profiles ?? []), profile])] };
+function withProfile(profiles: string[] | undefined, profile: string): string[] {
+  return [...new Set([...(profiles ?? []), profile])];
 }
 
 function entityOf(v: StoredVersion): { reference: string; versionId: string; patients: string[] } {

@@ -161,6 +161,18 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     expect((await a('get', `/fhir/${seen.output?.[0].valueReference?.reference}`)).status).toBe(200);
   });
 
+  it('the request keeps its meta (security labels, tags) and the Task carries its security labels', async () => {
+    const label = { system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R' };
+    const { sr, task } = await refer({ meta: { security: [label], tag: [{ system: 'http://example.org/tags', code: 'cardio' }] } });
+    expect(sr.meta).toMatchObject({ profile: [SR_PROFILE], security: [label], tag: [{ system: 'http://example.org/tags', code: 'cardio' }], versionId: '1' });
+    expect(task.meta).toMatchObject({ profile: [TASK_PROFILE], security: [label], versionId: '1' });
+    expect(task.meta?.tag).toBeUndefined();
+    expect(await t.db.query(`SELECT resource_type, security_labels FROM resource WHERE id = ANY($1) ORDER BY 1`, [[sr.id, task.id]])).toEqual([
+      { resource_type: 'ServiceRequest', security_labels: [`${label.system}|R`] },
+      { resource_type: 'Task', security_labels: [`${label.system}|R`] },
+    ]);
+  });
+
   it('a referral is created only by $refer, active and requested; a draft request, another requester, a self-referral or a missing performer are refused, nothing stored', async () => {
     const before = Number((await t.db.query(`SELECT count(*) AS n FROM resource WHERE resource_type IN ('Task', 'ServiceRequest')`))[0].n);
     const draft = await a('post', '/fhir/ServiceRequest/$refer').send({ resourceType: 'Parameters', parameter: [{ name: 'serviceRequest', resource: serviceRequest({ status: 'draft' }) }] });

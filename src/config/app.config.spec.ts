@@ -102,4 +102,10 @@ describe('loadAppConfig', () => {
   it('turns CORS off unless origins are listed', () => {
     expect(loadAppConfig({ CORS_ORIGINS: 'https://a.example, https://b.example' }).corsOrigins).toEqual(['https://a.example', 'https://b.example']);
   });
+
+  it('REFERRAL_ACCESS_DAYS: 30 days by default, 0 to 3650', () => {
+    expect(loadAppConfig({}).referralAccessDays).toBe(30);
+    expect(loadAppConfig({ REFERRAL_ACCESS_DAYS: '0' }).referralAccessDays).toBe(0);
+    expect(fails({ REFERRAL_ACCESS_DAYS: '3651' })).toBe('Invalid configuration: REFERRAL_ACCESS_DAYS: must be a number of days from 0 to 3650');
+  });
 });

@@ -107,6 +107,8 @@ const envSchema = z.object({
   JOBS_POLL_SECONDS: z.coerce.number().min(0.5, 'must be at least 0.5').max(60, 'must be at most 60').default(2),
   /** How often a node looks for jobs whose worker died (active past their expiry) to retry them. */
   JOBS_SUPERVISE_SECONDS: integer(1, 3600, 30, 'a number of seconds'),
+  /** Days a completed or failed referral keeps its referral-scoped access (docs/referrals.md). */
+  REFERRAL_ACCESS_DAYS: integer(0, 3650, 30, 'a number of days'),
 })
   .refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
     path: ['DATABASE_MIGRATION_URL'],
@@ -171,6 +173,8 @@ export interface AppConfig {
   audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number; relaxedReadCommit: boolean };
   /** The outbox job queue (src/jobs/). */
   jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
+  /** Days a completed or failed referral keeps its referral-scoped access (src/referrals/). */
+  referralAccessDays: number;
 }
 
 export class ConfigurationError extends Error {}
@@ -213,6 +217,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         : undefined,
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX, relaxedReadCommit: e.AUDIT_READ_COMMIT === 'relaxed' },
     jobs: { workers: e.JOBS_WORKERS === 'on', poolSize: e.JOBS_POOL_SIZE, pollSeconds: e.JOBS_POLL_SECONDS, superviseSeconds: e.JOBS_SUPERVISE_SECONDS },
+    referralAccessDays: e.REFERRAL_ACCESS_DAYS,
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     writeConflictRetries: e.FHIR_WRITE_CONFLICT_RETRIES,

@@ -156,7 +156,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const urls = [...new Set([...(rest.operation ?? []), ...rest.resource.flatMap((r) => r.operation ?? [])].map((o) => o.definition))].sort();
     const prefix = 'http://hie.example.org/fhir/OperationDefinition/';
     expect(urls).toEqual(
-      ['access-report', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map((id) => prefix + id),
+      ['access-report', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map((id) => prefix + id),
     );
     for (const url of urls) {
       const id = url.slice(prefix.length);

@@ -3,6 +3,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
+import { CUSTODIAN_POLICY } from '../pipeline/write-decision';
 import type { StoredState, WriteChange, WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
@@ -104,6 +105,17 @@ export function versionWrite(
  */
 export function notWritable(resourceType: string, id: string): FhirError {
   return FhirError.forbidden(`${resourceType}/${id} is not a resource this client may change`);
+}
+
+/**
+ * The 403 of a refused write: the one answer (`notWritable`) when the default policy refused, a
+ * registered policy's reason when it denied — it was asked only about a row the requester may read
+ * (or a create), so its reason (ids and codes: a referral's state and the party's transitions)
+ * discloses nothing the requester could not read.
+ */
+function refusedWrite(req: WriteRequest, decision: WriteDecision): FhirError {
+  if (decision.policy === CUSTODIAN_POLICY) return notWritable(req.resourceType, req.id);
+  return FhirError.forbidden(`${req.resourceType}/${req.id} may not be changed by this client: ${decision.reason}`);
 }
 
 /**
@@ -307,7 +319,7 @@ export class ResourceRepository {
     // verdict, widened or narrowed by module policies for the type (on rows the requester may read).
     const defaultPermits = req.mode === 'create' || (cur ? cur.writable : req.mode !== 'delete');
     const decision = this.permitted(ctx, req, cur, defaultPermits, cur !== undefined);
-    if (!decision.permit) throw Object.assign(notWritable(req.resourceType, req.id), { writeDecision: decision });
+    if (!decision.permit) throw Object.assign(refusedWrite(req, decision), { writeDecision: decision });
     if (req.ifMatch !== undefined && (!cur || cur.deleted || cur.version_id !== req.ifMatch)) {
       throw FhirError.preconditionFailed(
         `If-Match version ${req.ifMatch} does not match the current version of ${req.resourceType}/${req.id}`,

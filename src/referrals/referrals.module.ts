@@ -1,0 +1,18 @@
+import { Module } from '@nestjs/common';
+import { FhirModule } from '../fhir/fhir.module';
+import { ReferOperation } from './refer.operation';
+import { ReferralAccess } from './referral-access.service';
+import { ReferralWritePolicy } from './referral.write-policy';
+import { ReferralTransitionListener } from './referral-transition.listener';
+
+/**
+ * Referrals between organizations (docs/referrals.md): ServiceRequest/$refer, the referral write
+ * policy and the state machine's validate listener, registered on the extension points; the
+ * referral-scoped access rule (ReferralAccess), for the read-access contributor API to render.
+ */
+@Module({
+  imports: [FhirModule],
+  providers: [ReferOperation, ReferralWritePolicy, ReferralTransitionListener, ReferralAccess],
+  exports: [ReferralAccess],
+})
+export class ReferralsModule {}

@@ -43,7 +43,10 @@ describe('consent SQL: types outside the Patient compartment and read-access con
 
   it('puts a contributor in the fallback of the deciding provision and of non-subjects, never in the label condition', () => {
     const p = new SqlParams();
-    const sql = renderConsentPredicate(columnsOf('r'), p, policy('opt-in'), { organization: 'org-b', purpose: 'TREAT', breakGlass: false }, { contributors: [referral], typeRules: new Map() });
+    // A row that cannot be a Binary (no securityContext): the predicate without the Binary branch.
+    const row = columnsOf('r');
+    delete row.securityContext;
+    const sql = renderConsentPredicate(row, p, policy('opt-in'), { organization: 'org-b', purpose: 'TREAT', breakGlass: false }, { contributors: [referral], typeRules: new Map() });
     // Once for COALESCE(<deciding provision>, <fallback>) and once for a patient with no provisions.
     expect(sql.split('FROM referral_test rf').length - 1).toBe(2);
     expect(sql).toContain('ORDER BY cns_p.depth DESC, cns_p.permit ASC, (cns_p.security_label IS NULL) ASC LIMIT 1), ((EXISTS (SELECT 1 FROM referral_test');

@@ -131,7 +131,10 @@ const resources: Record<string, unknown>[] = [
     id: id('vs-huge'),
     url: VS('huge'),
     status: 'active',
-    compose: { include: [{ system: CS, concept: Array.from({ length: 10_001 }, (_, n) => ({ code: `C${n}` })) }] },
+    // Two includes of 5,001 codes: more than the expansion cap, and no array over FHIR_MAX_ARRAY_LENGTH.
+    compose: {
+      include: [0, 1].map((half) => ({ system: CS, concept: Array.from({ length: 5_001 }, (_, n) => ({ code: `C${half * 5_001 + n}` })) })),
+    },
   },
   // Binary extends Resource: the base parameters (_id, _lastUpdated, _tag, _security, _source, _profile) apply.
   { resourceType: 'Binary', id: id('bin1'), meta: { tag: [TAG], security: [HTEST], source: 'http://hospital-a.example.org/scanner' }, contentType: 'text/plain', data: 'aGVsbG8=' },

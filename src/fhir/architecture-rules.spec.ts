@@ -112,4 +112,21 @@ describe('import rules (dependency-cruiser)', () => {
       'common-imports-no-domain src/common/http/filter.ts -> src/config/app.config.ts',
     ]);
   });
+
+  it('keeps the layers: the records core imports no policy module, policy modules no orchestration (their controllers may), nobody an exchange module', () => {
+    expect(
+      cruise({
+        'src/fhir/storage/repo.ts': `import { ConsentStage } from '../../consent/stage';\nexport const r = ConsentStage;\n`,
+        'src/consent/stage.ts': `import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';\nexport const ConsentStage = FhirPipeline;\n`,
+        'src/auth/clients.controller.ts': `import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';\nexport const c = FhirPipeline;\n`,
+        'src/fhir/pipeline/fhir-pipeline.service.ts': `import { Referral } from '../../referrals/referral';\nexport const FhirPipeline = Referral;\n`,
+        'src/referrals/referral.ts': `export const Referral = 1;\n`,
+        'src/app.module.ts': `import { Referral } from './referrals/referral';\nexport const m = Referral;\n`,
+      }),
+    ).toEqual([
+      'exchange-modules-on-top src/fhir/pipeline/fhir-pipeline.service.ts -> src/referrals/referral.ts',
+      'policy-below-orchestration src/consent/stage.ts -> src/fhir/pipeline/fhir-pipeline.service.ts',
+      'records-core-imports-no-policy src/fhir/storage/repo.ts -> src/consent/stage.ts',
+    ]);
+  });
 });

@@ -279,7 +279,7 @@ describe('consent-checked access', () => {
       expect(record.accessBasis[0]).toMatch(new RegExp(`^consent: policy ${policy}`));
       expect(record.purposeOfUse).toBe(purposeOfUse);
       expect(record.breakGlassReason).toBe(purposeOfUse === 'ETREAT' ? 'unconscious patient in the emergency room' : undefined);
-      ran.set([policy, requester, purposeOfUse, p, data].join(' '), { status: read.status, basis: record.accessBasis.join('; ') });
+      ran.set([policy, requester, purposeOfUse, p, data, declared].join(' '), { status: read.status, basis: record.accessBasis.join('; ') });
     });
 
     it('ran at least 40 distinct decision cases against the server, both outcomes among them', () => {

@@ -88,6 +88,16 @@ const envSchema = z.object({
   JOBS_POLL_SECONDS: z.coerce.number().min(0.5, 'must be at least 0.5').max(60, 'must be at most 60').default(2),
   /** How often a node looks for jobs whose worker died (active past their expiry) to retry them. */
   JOBS_SUPERVISE_SECONDS: integer(1, 3600, 30, 'a number of seconds'),
+  /** Bulk Data `$export` (docs/public-health.md): where the NDJSON files are written. */
+  EXPORT_DIR: z.string().min(1).default('./data/exports'),
+  /** Disk quota of every export's files together, in MiB; an export that would exceed it fails. */
+  EXPORT_QUOTA_MB: integer(1, 10_000_000, 10_240, 'a number of MiB'),
+  /** Hours a completed export's files stay downloadable before they are deleted. */
+  EXPORT_EXPIRE_HOURS: integer(1, 720, 24, 'a number of hours'),
+  /** Exports one client may have accepted or running at once (more: 429). */
+  EXPORT_MAX_PER_CLIENT: integer(1, 100, 2, 'a number of exports'),
+  /** Resources per search page of the export job (the memory bound per type). */
+  EXPORT_PAGE_SIZE: integer(10, 1000, 1000, 'a number of resources'),
 })
   .refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
     path: ['DATABASE_MIGRATION_URL'],
@@ -148,6 +158,8 @@ export interface AppConfig {
   audit: { store: boolean; groupCommitWaitMs: number; groupCommitMax: number };
   /** The outbox job queue (src/jobs/). */
   jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
+  /** Bulk Data `$export` (src/public-health/bulk-export*.ts). */
+  bulkExport: { dir: string; quotaBytes: number; expireHours: number; maxPerClient: number; pageSize: number };
 }
 
 export class ConfigurationError extends Error {}
@@ -189,6 +201,13 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
         : undefined,
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX },
     jobs: { workers: e.JOBS_WORKERS === 'on', poolSize: e.JOBS_POOL_SIZE, pollSeconds: e.JOBS_POLL_SECONDS, superviseSeconds: e.JOBS_SUPERVISE_SECONDS },
+    bulkExport: {
+      dir: e.EXPORT_DIR,
+      quotaBytes: e.EXPORT_QUOTA_MB * 1024 * 1024,
+      expireHours: e.EXPORT_EXPIRE_HOURS,
+      maxPerClient: e.EXPORT_MAX_PER_CLIENT,
+      pageSize: e.EXPORT_PAGE_SIZE,
+    },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     writeConflictRetries: e.FHIR_WRITE_CONFLICT_RETRIES,

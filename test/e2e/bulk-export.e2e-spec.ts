@@ -1,0 +1,277 @@
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import request from 'supertest';
+import type { Bundle, Resource } from '@medplum/fhirtypes';
+import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
+import { captureAuditRecords } from '../support/audit';
+import { registerTestClient } from '../support/auth';
+import { FHIR_JSON } from '../support/fixtures';
+import { createTestApp, TestApp } from '../support/test-app';
+
+// Workers poll often so a test waits for its export for a second, not the default two.
+process.env.JOBS_POLL_SECONDS = '0.5';
+const EXPORT_DIR = mkdtempSync(join(tmpdir(), 'bulk-export-'));
+process.env.EXPORT_DIR = EXPORT_DIR;
+// Small pages, so every export in the test spans several pages of the keyset walk.
+process.env.EXPORT_PAGE_SIZE = '10';
+
+const RUN = Date.now().toString(36);
+const HOSPITAL_A = `bx-a-${RUN}`;
+const HOSPITAL_B = `bx-b-${RUN}`;
+const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
+const TYPES = ['Patient', 'Observation', 'Condition', 'Encounter', 'Immunization'];
+const KICK_OFF = { Prefer: 'respond-async', Accept: 'application/fhir+json' };
+
+interface Manifest {
+  transactionTime: string;
+  request: string;
+  requiresAccessToken: boolean;
+  output: { type: string; url: string; count: number }[];
+  error: unknown[];
+}
+
+/**
+ * Bulk Data `$export` (issue 26): kick-off, the job on the outbox, status polling, manifest, file
+ * download and cancel, under the requester's own access. Hospital A holds generated data; two of
+ * its patients deny all sharing in a Consent, so hospital B (opt-out, TREAT) sees the rest: the
+ * exported line counts per type must equal what B counts by search.
+ */
+describe('Bulk Data $export', () => {
+  let t: TestApp;
+  const gen = new SyntheticDataGenerator({ seed: 26, patients: 8, idPrefix: `bx${RUN}` });
+  const resources: Resource[] = [...gen.resources()];
+  const denied = [gen.patientId(0), gen.patientId(1)];
+  let tokenA: string;
+  let tokenB: string;
+  let tokenC: string;
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    tokenA = await (await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_A, scopes: ['system/*.cruds'] })).token();
+    tokenB = await (await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes: ['system/*.cruds'] })).token();
+    tokenC = await (await registerTestClient(t, { role: 'hospital', organization: `bx-c-${RUN}`, scopes: ['system/*.cruds'] })).token();
+    for (const bundle of gen.transactionBundles()) {
+      const res = await request(t.http).post('/fhir').set('Authorization', `Bearer ${tokenA}`).set('Content-Type', FHIR_JSON).send(bundle);
+      if (res.status !== 200) throw new Error(`load: ${res.status} ${JSON.stringify(res.body).slice(0, 500)}`);
+    }
+    for (const patient of denied) {
+      const res = await request(t.http)
+        .post('/fhir/Consent')
+        .set('Authorization', `Bearer ${tokenA}`)
+        .set('Content-Type', FHIR_JSON)
+        .send({
+          resourceType: 'Consent',
+          status: 'active',
+          scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+          category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+          patient: { reference: `Patient/${patient}` },
+          policyRule: { coding: [{ system: ACT, code: 'OPTOUT' }] },
+          provision: { type: 'deny' },
+        });
+      expect(res.status).toBe(201);
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await t.close();
+    rmSync(EXPORT_DIR, { recursive: true, force: true });
+  });
+
+  const get = (path: string, token: string) => request(t.http).get(path).set('Authorization', `Bearer ${token}`);
+
+  async function kickOff(path: string, token = tokenB): Promise<string> {
+    const res = await get(path, token).set(KICK_OFF);
+    expect({ status: res.status, body: res.body }).toMatchObject({ status: 202, body: { resourceType: 'OperationOutcome' } });
+    const location = res.headers['content-location'] as string;
+    expect(location).toMatch(/^http:\/\/localhost:\d+\/bulk-export\/[0-9a-f-]{36}$/);
+    return new URL(location).pathname;
+  }
+
+  async function manifestOf(status: string, token = tokenB): Promise<Manifest> {
+    const started = Date.now();
+    for (;;) {
+      const res = await get(status, token);
+      if (res.status === 200) {
+        expect(res.headers['content-type']).toMatch(/^application\/json/);
+        return res.body as Manifest;
+      }
+      expect({ status: res.status, body: res.body }).toMatchObject({ status: 202 });
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.headers['x-progress']).toEqual(expect.any(String));
+      if (Date.now() - started > 60_000) throw new Error(`export ${status} did not finish: ${res.headers['x-progress']}`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  async function linesOf(url: string, token = tokenB): Promise<Resource[]> {
+    const res = await get(new URL(url).pathname, token).buffer(true).parse((r, cb) => {
+      let text = '';
+      r.on('data', (c: Buffer) => (text += c.toString('utf8')));
+      r.on('end', () => cb(null, text));
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers['content-type']).toMatch(/^application\/fhir\+ndjson/);
+    const text = res.body as string;
+    expect(text.endsWith('\n')).toBe(true);
+    return text.trimEnd().split('\n').map((line) => JSON.parse(line) as Resource);
+  }
+
+  async function searchTotal(query: string, token = tokenB): Promise<number> {
+    const res = await get(`/fhir/${query}${query.includes('?') ? '&' : '?'}_summary=count`, token);
+    expect(res.status).toBe(200);
+    return (res.body as Bundle).total!;
+  }
+
+  it('system level: one file per type whose line count equals the same client’s search count, consent-filtered', async () => {
+    const status = await kickOff(`/fhir/$export?_type=${TYPES.join(',')}`);
+    const manifest = await manifestOf(status);
+    expect(manifest).toMatchObject({ requiresAccessToken: true, error: [], request: expect.stringMatching(/\/fhir\/\$export\?_type=Patient%2CObservation/) });
+    expect(new Date(manifest.transactionTime).toISOString()).toBe(manifest.transactionTime);
+    expect(manifest.output.map((o) => o.type)).toEqual(TYPES);
+    for (const { type, url, count } of manifest.output) {
+      const lines = await linesOf(url);
+      const total = await searchTotal(type);
+      expect({ type, count, lines: lines.length, search: total }).toEqual({ type, count: total, lines: total, search: total });
+      expect(new Set(lines.map((r) => r.id)).size).toBe(lines.length);
+      expect(lines.every((r) => r.resourceType === type)).toBe(true);
+    }
+    // Consent shows: the denied patients and their data are not in B's export, though they exist.
+    const patients = (await linesOf(manifest.output[0].url)).map((r) => r.id);
+    expect(patients.sort()).toEqual([2, 3, 4, 5, 6, 7].map((n) => gen.patientId(n)).sort());
+    const observations = resources.filter((r) => r.resourceType === 'Observation');
+    expect(manifest.output[1].count).toBeLessThan(observations.length);
+    expect(manifest.output[1].count).toBeGreaterThan(0);
+  }, 90_000);
+
+  it('_since exports only what changed at or after it; _typeFilter only what matches its search', async () => {
+    await new Promise((r) => setTimeout(r, 20));
+    const since = new Date().toISOString();
+    const patient = gen.patientId(2);
+    for (const value of [61, 62]) {
+      const res = await request(t.http)
+        .post('/fhir/Observation')
+        .set('Authorization', `Bearer ${tokenA}`)
+        .set('Content-Type', FHIR_JSON)
+        .send({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'http://loinc.org', code: '8867-4' }] }, subject: { reference: `Patient/${patient}` }, valueQuantity: { value, unit: '/min' } });
+      expect(res.status).toBe(201);
+    }
+    const sinceManifest = await manifestOf(await kickOff(`/fhir/$export?_type=Observation,Patient&_since=${encodeURIComponent(since)}`));
+    // Nothing else changed since: only the two new Observations; no Patient file (no Patient changed).
+    expect(sinceManifest.output.map((o) => [o.type, o.count])).toEqual([['Observation', 2]]);
+    expect((await linesOf(sinceManifest.output[0].url)).map((r) => (r as { valueQuantity?: { value?: number } }).valueQuantity?.value).sort()).toEqual([61, 62]);
+
+    const filter = encodeURIComponent('Observation?code=http://loinc.org|8867-4');
+    const filtered = await manifestOf(await kickOff(`/fhir/$export?_type=Observation&_typeFilter=${filter}`));
+    const expected = await searchTotal('Observation?code=http://loinc.org|8867-4');
+    expect(expected).toBeGreaterThan(2);
+    expect(expected).toBeLessThan(await searchTotal('Observation'));
+    expect(filtered.output).toEqual([{ type: 'Observation', url: expect.any(String), count: expected }]);
+    const lines = await linesOf(filtered.output[0].url);
+    expect(lines.every((o) => JSON.stringify((o as { code?: unknown }).code).includes('"8867-4"'))).toBe(true);
+  }, 90_000);
+
+  it('Patient and Group level export the compartment types of the patients the client may see', async () => {
+    const patientLevel = await manifestOf(await kickOff('/fhir/Patient/$export?_type=Patient,Condition'));
+    expect(patientLevel.output.map((o) => [o.type, o.count])).toEqual([
+      ['Patient', 6],
+      ['Condition', await searchTotal('Condition')],
+    ]);
+    // B's Group of three of A's patients, one of whom denies sharing.
+    const members = [gen.patientId(0), gen.patientId(2), gen.patientId(3)];
+    const group = await request(t.http)
+      .post('/fhir/Group')
+      .set('Authorization', `Bearer ${tokenB}`)
+      .set('Content-Type', FHIR_JSON)
+      .send({ resourceType: 'Group', type: 'person', actual: true, member: members.map((m) => ({ entity: { reference: `Patient/${m}` } })) });
+    expect(group.status).toBe(201);
+    const manifest = await manifestOf(await kickOff(`/fhir/Group/${group.body.id}/$export?_type=Patient,Observation`));
+    const observations = (await searchTotal(`Patient/${members[1]}/Observation`)) + (await searchTotal(`Patient/${members[2]}/Observation`));
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([
+      ['Patient', 2],
+      ['Observation', observations],
+    ]);
+    expect((await linesOf(manifest.output[0].url)).map((r) => r.id).sort()).toEqual([members[1], members[2]].sort());
+    // A Group B may not see is one that does not exist.
+    const hidden = await get(`/fhir/Group/${group.body.id}/$export`, tokenC).set(KICK_OFF);
+    expect(hidden.status).toBe(404);
+  }, 90_000);
+
+  it('another client can neither read the status nor download nor cancel; the owner can, and the download is audited', async () => {
+    const status = await kickOff('/fhir/$export?_type=Patient');
+    const manifest = await manifestOf(status);
+    const file = new URL(manifest.output[0].url).pathname;
+    for (const res of [await get(status, tokenC), await get(file, tokenC), await request(t.http).delete(status).set('Authorization', `Bearer ${tokenC}`)]) {
+      expect({ status: res.status, code: res.body.issue?.[0]?.code }).toEqual({ status: 404, code: 'not-found' });
+    }
+    expect((await get(file, tokenA)).status).toBe(404);
+    const records = captureAuditRecords(t.app);
+    expect((await linesOf(manifest.output[0].url)).length).toBe(6);
+    expect(records).toEqual([expect.objectContaining({ kind: 'operation', subtype: 'bulk-export-download', action: 'R', status: 200, outcome: 'success', path: file })]);
+    expect(records[0].principal.organization).toBe(HOSPITAL_B);
+  }, 90_000);
+
+  it('DELETE on the status URL cancels the export and removes its files', async () => {
+    const status = await kickOff(`/fhir/$export?_type=${TYPES.join(',')}`);
+    const manifest = await manifestOf(status);
+    const id = status.split('/').pop()!;
+    expect(existsSync(join(EXPORT_DIR, id, 'Patient.ndjson'))).toBe(true);
+    const cancelled = await request(t.http).delete(status).set('Authorization', `Bearer ${tokenB}`);
+    expect({ status: cancelled.status, code: cancelled.body.issue?.[0]?.code }).toEqual({ status: 202, code: 'informational' });
+    expect(existsSync(join(EXPORT_DIR, id))).toBe(false);
+    expect((await get(status, tokenB)).status).toBe(404);
+    expect((await get(new URL(manifest.output[0].url).pathname, tokenB)).status).toBe(404);
+    expect((await request(t.http).delete(status).set('Authorization', `Bearer ${tokenB}`)).status).toBe(404);
+
+    // Cancelled while it runs: the job stops and leaves nothing behind.
+    const running = await kickOff(`/fhir/$export?_type=${TYPES.join(',')}`);
+    const cancel = await request(t.http).delete(running).set('Authorization', `Bearer ${tokenB}`);
+    expect(cancel.status).toBe(202);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(existsSync(join(EXPORT_DIR, running.split('/').pop()!))).toBe(false);
+    expect((await get(running, tokenB)).status).toBe(404);
+  }, 90_000);
+
+  it('refuses a kick-off without Prefer: respond-async or Accept: application/fhir+json, and bad parameters, with 400 naming them', async () => {
+    const cases: [string, Record<string, string>, string, string][] = [
+      ['/fhir/$export', { Accept: 'application/fhir+json' }, 'Prefer', 'Prefer: respond-async'],
+      ['/fhir/$export', { Prefer: 'respond-async', Accept: 'application/json' }, 'Accept', 'Accept: application/fhir+json'],
+      ['/fhir/$export?_outputFormat=text/csv', KICK_OFF, '_outputFormat', "_outputFormat 'text/csv' is not supported"],
+      ['/fhir/$export?_type=Nope', KICK_OFF, '_type', "'Nope' in _type is not a resource type"],
+      ['/fhir/Patient/$export?_type=Organization', KICK_OFF, '_type', "'Organization' in _type is not a type of the Patient compartment"],
+      ['/fhir/$export?_since=yesterday', KICK_OFF, '_since', "Parameter '_since' of $export must be a FHIR instant"],
+      ['/fhir/$export?_type=Patient&_typeFilter=Observation%3Fcode%3D1', KICK_OFF, '_typeFilter', '_typeFilter names Observation, which this export does not include'],
+      ['/fhir/$export?_type=Observation&_typeFilter=Observation%3F_count%3D5', KICK_OFF, '_typeFilter', '_typeFilter may not use _count'],
+      ['/fhir/$export?_type=Observation&_typeFilter=Observation%3Fnope%3D1', KICK_OFF, '_typeFilter', '_typeFilter for Observation:'],
+    ];
+    const before = await t.db.query(`SELECT count(*)::int AS n FROM bulk_export`);
+    for (const [path, headers, expression, diagnostics] of cases) {
+      const res = await get(path, tokenB).set(headers);
+      expect({ path, status: res.status, code: res.body.issue?.[0]?.code, expression: res.body.issue?.[0]?.expression }).toEqual({ path, status: 400, code: 'invalid', expression: [expression] });
+      expect(res.body.issue[0].diagnostics).toContain(diagnostics);
+    }
+    expect(await t.db.query(`SELECT count(*)::int AS n FROM bulk_export`)).toEqual(before);
+  });
+
+  it('admins, auditors and public health without clinical access may not export; the per-client limit answers 429', async () => {
+    for (const role of ['admin', 'auditor'] as const) {
+      const token = await (await registerTestClient(t, { role, scopes: ['system/*.rs'] })).token();
+      const res = await get('/fhir/$export', token).set(KICK_OFF);
+      expect({ role, status: res.status, code: res.body.issue?.[0]?.code }).toEqual({ role, status: 403, code: 'forbidden' });
+    }
+    const agency = await (await registerTestClient(t, { role: 'public-health', scopes: ['system/*.rs'], purposes: ['PUBHLTH'] })).token();
+    const res = await get('/fhir/$export', agency).set(KICK_OFF);
+    expect({ status: res.status, diagnostics: res.body.issue?.[0]?.diagnostics }).toEqual({ status: 403, diagnostics: 'An identified export needs a public-health client registered with clinical access' });
+
+    // Two exports of this client accepted already (rows as a kick-off stores them, no job to finish them).
+    const client = await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes: ['system/*.rs'] });
+    for (const n of [1, 2]) {
+      await t.db.query(
+        `INSERT INTO bulk_export (id, client_id, principal, request, params, status, transaction_time) VALUES ($1, $2, '{}', 'x', '{}', 'accepted', now())`,
+        [`00000000-0000-4000-8000-00000000000${n}`, client.clientId],
+      );
+    }
+    const third = await get('/fhir/$export?_type=Patient', await client.token()).set(KICK_OFF);
+    expect({ status: third.status, code: third.body.issue?.[0]?.code, retryAfter: third.headers['retry-after'] }).toEqual({ status: 429, code: 'throttled', retryAfter: '60' });
+    expect(third.body.issue[0].diagnostics).toBe('This client has 2 exports accepted or running (at most 2); retry when one has finished');
+  });
+});

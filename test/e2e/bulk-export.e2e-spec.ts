@@ -1,11 +1,13 @@
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
+import { BulkExportJob } from '../../src/public-health/bulk-export.job';
 import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
 import { captureAuditRecords } from '../support/audit';
-import { registerTestClient } from '../support/auth';
+import { registerTestClient, TestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -44,12 +46,14 @@ describe('Bulk Data $export', () => {
   const denied = [gen.patientId(0), gen.patientId(1)];
   let tokenA: string;
   let tokenB: string;
+  let clientB: TestClient;
   let tokenC: string;
 
   beforeAll(async () => {
     t = await createTestApp();
     tokenA = await (await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_A, scopes: ['system/*.cruds'] })).token();
-    tokenB = await (await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes: ['system/*.cruds'] })).token();
+    clientB = await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes: ['system/*.cruds'] });
+    tokenB = await clientB.token();
     tokenC = await (await registerTestClient(t, { role: 'hospital', organization: `bx-c-${RUN}`, scopes: ['system/*.cruds'] })).token();
     for (const bundle of gen.transactionBundles()) {
       const res = await request(t.http).post('/fhir').set('Authorization', `Bearer ${tokenA}`).set('Content-Type', FHIR_JSON).send(bundle);
@@ -230,6 +234,57 @@ describe('Bulk Data $export', () => {
     expect(existsSync(join(EXPORT_DIR, running.split('/').pop()!))).toBe(false);
     expect((await get(running, tokenB)).status).toBe(404);
   }, 90_000);
+
+  it('a job that restarts mid-export keeps the types it finished and rewrites the interrupted one from the start', async () => {
+    // The state a worker leaves when it dies while writing Observation: Patient recorded, Observation half-written.
+    const id = randomUUID();
+    const principal = { kind: 'client', clientId: clientB.clientId, organization: HOSPITAL_B, role: 'hospital', scopes: ['system/*.cruds'], purposeOfUse: 'TREAT' };
+    const params = { level: 'system', types: ['Patient', 'Observation', 'Condition'], typeFilters: {} };
+    const patientLine = '{"resourceType":"Patient","id":"kept-from-the-first-attempt"}\n';
+    await t.db.query(
+      `INSERT INTO bulk_export (id, client_id, principal, request, params, status, progress, transaction_time, output, bytes)
+       VALUES ($1, $2, $3, 'http://localhost/fhir/$export', $4, 'in-progress', 'writing Observation', now(), $5, $6)`,
+      [id, clientB.clientId, JSON.stringify(principal), JSON.stringify(params), JSON.stringify([{ type: 'Patient', file: 'Patient.ndjson', count: 1, bytes: patientLine.length }]), patientLine.length],
+    );
+    mkdirSync(join(EXPORT_DIR, id), { recursive: true });
+    writeFileSync(join(EXPORT_DIR, id, 'Patient.ndjson'), patientLine);
+    writeFileSync(join(EXPORT_DIR, id, 'Observation.ndjson'), '{"resourceType":"Observation","id":"half-writ');
+    // The retry pg-boss delivers after the dead worker's job expired.
+    await t.app.get(BulkExportJob).run({ id: randomUUID(), queue: 'public-health.bulk-export', data: { exportId: id }, retryCount: 1 });
+    const manifest = await manifestOf(`/bulk-export/${id}`);
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([
+      ['Patient', 1],
+      ['Observation', await searchTotal(`Observation?_lastUpdated=le${encodeURIComponent(manifest.transactionTime)}`)],
+      ['Condition', await searchTotal(`Condition?_lastUpdated=le${encodeURIComponent(manifest.transactionTime)}`)],
+    ]);
+    expect(readFileSync(join(EXPORT_DIR, id, 'Patient.ndjson'), 'utf8')).toBe(patientLine);
+    const observations = await linesOf(manifest.output[1].url);
+    expect(observations.length).toBe(manifest.output[1].count);
+    expect(observations.every((o) => o.resourceType === 'Observation' && o.id !== 'half-writ')).toBe(true);
+  }, 90_000);
+
+  it('fails cleanly with the reason when the requesting client was disabled before its job ran', async () => {
+    const client = await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes: ['system/*.rs'] });
+    const id = randomUUID();
+    const principal = { kind: 'client', clientId: client.clientId, organization: HOSPITAL_B, role: 'hospital', scopes: ['system/*.rs'], purposeOfUse: 'TREAT' };
+    await t.db.query(
+      `INSERT INTO bulk_export (id, client_id, principal, request, params, status, transaction_time) VALUES ($1, $2, $3, 'x', $4, 'accepted', now())`,
+      [id, client.clientId, JSON.stringify(principal), JSON.stringify({ level: 'system', types: ['Patient'], typeFilters: {} })],
+    );
+    const token = await client.token();
+    await t.db.query(`UPDATE oauth_client SET disabled = true WHERE client_id = $1`, [client.clientId]);
+    await t.app.get(BulkExportJob).run({ id: randomUUID(), queue: 'public-health.bulk-export', data: { exportId: id }, retryCount: 0 });
+    const [row] = await t.db.query(`SELECT status, error FROM bulk_export WHERE id = $1`, [id]);
+    expect(row).toEqual({ status: 'failed', error: 'The client that asked for this export is no longer registered or is disabled' });
+    expect(existsSync(join(EXPORT_DIR, id))).toBe(false);
+    await t.db.query(`UPDATE oauth_client SET disabled = false WHERE client_id = $1`, [client.clientId]);
+    const status = await get(`/bulk-export/${id}`, token);
+    expect({ status: status.status, code: status.body.issue?.[0]?.code, diagnostics: status.body.issue?.[0]?.diagnostics }).toEqual({
+      status: 500,
+      code: 'exception',
+      diagnostics: 'The client that asked for this export is no longer registered or is disabled',
+    });
+  }, 60_000);
 
   it('refuses a kick-off without Prefer: respond-async or Accept: application/fhir+json, and bad parameters, with 400 naming them', async () => {
     const cases: [string, Record<string, string>, string, string][] = [

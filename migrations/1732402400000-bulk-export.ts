@@ -30,9 +30,20 @@ export class BulkExport1732402400000 implements MigrationInterface {
     // Concurrent exports per client, and the disk quota over the exports whose files exist.
     await q.query(`CREATE INDEX bulk_export_client_status ON bulk_export (client_id, status)`);
     await q.query(`CREATE INDEX bulk_export_status ON bulk_export (status)`);
+    // A de-identified export's pseudonyms: random per export and reference (never derived from the
+    // data, 45 CFR 164.514(c)), here only so a resumed job keeps them consistent; deleted when the
+    // export ends (completed, failed or cancelled), so no key back to the records outlives it.
+    await q.query(`
+      CREATE TABLE bulk_export_pseudonym (
+        export_id uuid NOT NULL REFERENCES bulk_export (id) ON DELETE CASCADE,
+        reference text NOT NULL,
+        pseudonym uuid NOT NULL,
+        PRIMARY KEY (export_id, reference)
+      )`);
   }
 
   async down(q: QueryRunner): Promise<void> {
+    await q.query('DROP TABLE bulk_export_pseudonym');
     await q.query('DROP TABLE bulk_export');
   }
 }

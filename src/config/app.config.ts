@@ -96,6 +96,14 @@ const envSchema = z.object({
   EXPORT_EXPIRE_HOURS: integer(1, 720, 24, 'a number of hours'),
   /** Exports one client may have accepted or running at once (more: 429). */
   EXPORT_MAX_PER_CLIENT: integer(1, 100, 2, 'a number of exports'),
+  /**
+   * De-identified exports keep the first three postal digits only for these prefixes (comma-separated;
+   * Safe Harbor: each must cover more than 20,000 people, per the current census). Empty: state only.
+   */
+  EXPORT_DEID_ZIP3_ALLOWED: z
+    .string()
+    .regex(/^(\d{3}(\s*,\s*\d{3})*)?$/, 'must be comma-separated three-digit postal prefixes')
+    .default(''),
   /** Resources per search page of the export job (the memory bound per type). */
   EXPORT_PAGE_SIZE: integer(10, 1000, 1000, 'a number of resources'),
 })
@@ -159,7 +167,7 @@ export interface AppConfig {
   /** The outbox job queue (src/jobs/). */
   jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
   /** Bulk Data `$export` (src/public-health/bulk-export*.ts). */
-  bulkExport: { dir: string; quotaBytes: number; expireHours: number; maxPerClient: number; pageSize: number };
+  bulkExport: { dir: string; quotaBytes: number; expireHours: number; maxPerClient: number; pageSize: number; zip3Allowed: string[] };
 }
 
 export class ConfigurationError extends Error {}
@@ -207,6 +215,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       expireHours: e.EXPORT_EXPIRE_HOURS,
       maxPerClient: e.EXPORT_MAX_PER_CLIENT,
       pageSize: e.EXPORT_PAGE_SIZE,
+      zip3Allowed: e.EXPORT_DEID_ZIP3_ALLOWED.split(',').map((z) => z.trim()).filter(Boolean),
     },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,

@@ -3,7 +3,7 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
-import type { Bundle } from '@medplum/fhirtypes';
+import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { ClientRegistrationRepository } from '../auth/client-registration.repository';
 import { FhirError } from '../common/fhir-error';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
@@ -15,6 +15,7 @@ import { parseQueryString } from '../fhir/pipeline/query-params';
 import { SearchService } from '../fhir/search/search.service';
 import { StorageSessions } from '../fhir/storage/storage-session';
 import { JobQueue, QueuedJob } from '../jobs/job-queue';
+import { deidentify, referencesOf } from './bulk-export.deidentify';
 import { BULK_EXPORT_EXPIRY_QUEUE, BULK_EXPORT_QUEUE } from './bulk-export.paths';
 import { BulkExportFile, BulkExportRepository, BulkExportRow } from './bulk-export.repository';
 
@@ -103,8 +104,7 @@ export class BulkExportJob implements OnModuleInit {
         continue;
       }
       await this.exports.setProgress(row.id, `${n} of ${types.length} types written; writing ${type}`);
-      // The client's own search of this type, authorized and consent-checked as it would be now.
-      const ctx = await this.system.mintAs(principal, buildInteraction('search-type', { resourceType: type, path: `/${type}` }), 'bulk-export');
+      const ctx = await this.contextFor(principal, row, type);
       const file = await this.writeType(ctx, row, type, used);
       if (!(await this.exports.addFile(row.id, file))) throw new ExportStopped();
       used += file.bytes;
@@ -112,6 +112,7 @@ export class BulkExportJob implements OnModuleInit {
     const expiry = this.config.bulkExport.expireHours * 3600;
     const completed = await this.exports.transaction(async (tx) => {
       if (!(await this.exports.complete(row.id, this.config.bulkExport.expireHours, tx))) return false;
+      await this.exports.forgetPseudonyms(row.id, tx);
       await this.jobs.enqueue(tx, BULK_EXPORT_EXPIRY_QUEUE, { exportId: row.id }, { startAfterSeconds: expiry });
       return true;
     });
@@ -124,6 +125,16 @@ export class BulkExportJob implements OnModuleInit {
     const client = await this.clients.find(row.clientId);
     if (!client || client.disabled) throw FhirError.unauthorized('The client that asked for this export is no longer registered or is disabled');
     return { ...row.principal, clinicalAccess: client.clinicalAccess };
+  }
+
+  /**
+   * The client's own search of this type, authorized and consent-checked as it would be now; for a
+   * public-health agency without clinical access (de-identified export only), the consent-bounded
+   * PUBHLTH view (`mintFor`): what an agency with clinical access would see, never more.
+   */
+  private contextFor(principal: Principal, row: BulkExportRow, type: string): Promise<AccessContext> {
+    if (row.params.deidentified && principal.role === 'public-health' && !principal.clinicalAccess) return this.system.mintFor('PUBHLTH', principal);
+    return this.system.mintAs(principal, buildInteraction('search-type', { resourceType: type, path: `/${type}` }), 'bulk-export');
   }
 
   /** One type's NDJSON file, page by page; answers its line count and size. */
@@ -148,16 +159,18 @@ export class BulkExportJob implements OnModuleInit {
             : buildInteraction('search-type', { resourceType: type, query, path: `/${type}` });
           const result = await this.sessions.run({ transactional: false }, (session) => this.search.search(ctx, interaction, session.tx));
           const bundle = result.resource as Bundle;
-          let chunk = '';
+          const page: Resource[] = [];
           for (const entry of bundle.entry ?? []) {
             if (entry.search?.mode !== 'match' || !entry.resource) continue;
             if (seen) {
               if (seen.has(entry.resource.id!)) continue;
               seen.add(entry.resource.id!);
             }
-            chunk += JSON.stringify(entry.resource) + '\n';
-            count++;
+            page.push(entry.resource);
           }
+          let chunk = '';
+          for (const resource of row.params.deidentified ? await this.deidentified(row, page) : page) chunk += JSON.stringify(resource) + '\n';
+          count += page.length;
           bytes += Buffer.byteLength(chunk);
           if (used + bytes > this.config.bulkExport.quotaBytes) {
             await this.exports.fail(row.id, `The export directory's quota (${this.config.bulkExport.quotaBytes} bytes) would be exceeded`);
@@ -174,6 +187,14 @@ export class BulkExportJob implements OnModuleInit {
       await Promise.race([once(out, 'close'), failed]).catch(() => undefined);
     }
     return { type, file: name, count, bytes };
+  }
+
+  /** A page under Safe Harbor: pseudonyms for every id and reference of the page in one statement. */
+  private async deidentified(row: BulkExportRow, page: Resource[]): Promise<Resource[]> {
+    if (!page.length) return page;
+    const pseudonyms = await this.exports.pseudonyms(row.id, [...new Set(page.flatMap(referencesOf))]);
+    const options = { pseudonyms, zip3Allowed: new Set(this.config.bulkExport.zip3Allowed), currentYear: new Date(row.transactionTime).getUTCFullYear() };
+    return page.map((r) => deidentify(r, options));
   }
 
   /** The searches that make up one type's file: its filters (or none) × the Group's members (or none). */

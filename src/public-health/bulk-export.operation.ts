@@ -23,6 +23,8 @@ import { BulkExportParams, BulkExportRepository } from './bulk-export.repository
 const NDJSON_FORMATS = new Set(['application/fhir+ndjson', 'application/ndjson', 'ndjson']);
 /** Search parameters that shape or page a result: the export pages itself, so a `_typeFilter` may not carry them. */
 const NOT_FILTERS = new Set(['_count', '_cursor', '_sort', '_total', '_summary', '_elements', '_include', '_revinclude', '_include:iterate', '_revinclude:iterate', '_contained', '_containedType', '_format', '_pretty']);
+/** Types a de-identified export under the PUBHLTH view leaves out (no type rule bounds them there). */
+const AGENCY_VIEW_EXCLUDED = new Set(['AuditEvent']);
 /** Members of one Group an export follows (each is one compartment search per type). */
 const MAX_GROUP_MEMBERS = 10_000;
 const PATIENT_REF = /^Patient\/([A-Za-z0-9\-.]{1,64})$/;
@@ -70,19 +72,21 @@ abstract class BulkExportKickOff extends FhirOperation implements OnModuleInit {
     if (format !== undefined && !NDJSON_FORMATS.has(format)) {
       throw FhirError.badRequest(`_outputFormat '${format.slice(0, 64)}' is not supported: this server writes application/fhir+ndjson`, ['_outputFormat']);
     }
-    if (input.text('deidentified') === 'true') throw FhirError.notSupported('A de-identified export is not offered yet (deidentified=true)');
+    const deidentified = input.text('deidentified') === 'true';
     const principal = ctx.principal;
     if (principal.kind !== 'client' || !principal.clientId) throw FhirError.unauthorized('A valid bearer token is required');
     // Break-the-glass opens one patient's record in an emergency, never a bulk copy.
     if (principal.purposeOfUse === 'ETREAT') throw FhirError.forbidden('$export may not be run with break-the-glass (purpose ETREAT)');
-    if (principal.role === 'public-health' && !principal.clinicalAccess) {
-      throw FhirError.forbidden('An identified export needs a public-health client registered with clinical access');
+    // Without clinical access an agency gets only the de-identified export, under the PUBHLTH consent view.
+    const agencyView = principal.role === 'public-health' && !principal.clinicalAccess;
+    if (agencyView && !deidentified) {
+      throw FhirError.forbidden('An identified export needs a public-health client registered with clinical access; ask for deidentified=true');
     }
 
-    const types = this.types(ctx, input);
-    const typeFilters = typeFiltersOf(input, types);
+    const types = this.types(ctx, input, agencyView);
+    const typeFilters = typeFiltersOf(input, types, agencyView);
     const since = input.text('_since');
-    const params: BulkExportParams = { level: this.level, types, typeFilters, ...(since ? { since } : {}) };
+    const params: BulkExportParams = { level: this.level, types, typeFilters, ...(since ? { since } : {}), ...(deidentified ? { deidentified } : {}) };
     if (this.level === 'group') Object.assign(params, await this.group(ctx, i.id!, session));
 
     const { tx } = session;
@@ -102,17 +106,22 @@ abstract class BulkExportKickOff extends FhirOperation implements OnModuleInit {
   }
 
   /** The level's types (every type; the Patient compartment's), narrowed by `_type`, each one the requester may search. */
-  private types(ctx: AccessContext, input: OperationInput): string[] {
+  private types(ctx: AccessContext, input: OperationInput, agencyView: boolean): string[] {
     const defs = FhirDefinitions.get();
-    const all = this.level === 'system' ? [...defs.storableTypes] : ['Patient', ...defs.patientCompartmentTypes()];
+    const all = (this.level === 'system' ? [...defs.storableTypes] : ['Patient', ...defs.patientCompartmentTypes()]).filter(
+      // The PUBHLTH view is consent only: records of access stay with auditors.
+      (t) => !agencyView || !AGENCY_VIEW_EXCLUDED.has(t),
+    );
+    // The agency's own grants read nothing; the PUBHLTH view decides per row.
+    const mayRead = (t: string): boolean => agencyView || ctx.mayRead(t);
     const asked = [...new Set(input.texts('_type').flatMap((v) => v.split(',')).map((t) => t.trim()).filter(Boolean))];
-    if (!asked.length) return all.filter((t) => ctx.mayRead(t));
+    if (!asked.length) return all.filter(mayRead);
     for (const t of asked) {
       if (!all.includes(t)) {
         throw FhirError.badRequest(`'${t.slice(0, 64)}' in _type is not ${this.level === 'system' ? 'a resource type' : 'a type of the Patient compartment'}`, ['_type']);
       }
     }
-    const refused = asked.filter((t) => !ctx.mayRead(t));
+    const refused = asked.filter((t) => !mayRead(t));
     if (refused.length) throw new FhirError(403, 'forbidden', `This client may not search ${refused.join(', ')} (named in _type)`, ['_type']);
     return asked;
   }
@@ -167,7 +176,7 @@ function acceptsFhirJson(accept: string | undefined): boolean {
  * occurrence is one query), checked now with the search parser so a bad one is a 400 at kick-off,
  * not a failed export later.
  */
-function typeFiltersOf(input: OperationInput, types: string[]): Record<string, string[]> {
+function typeFiltersOf(input: OperationInput, types: string[], agencyView: boolean): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const text of input.texts('_typeFilter')) {
     const q = text.indexOf('?');
@@ -177,6 +186,10 @@ function typeFiltersOf(input: OperationInput, types: string[]): Record<string, s
     const query: QueryParams = parseQueryString(text.slice(q + 1));
     for (const name of Object.keys(query)) {
       if (NOT_FILTERS.has(name)) throw FhirError.badRequest(`_typeFilter may not use ${name.slice(0, 64)}: the export pages and shapes its own output`, ['_typeFilter']);
+      // The agency's view has no per-type search rights to bound a chain or _has into other types.
+      if (agencyView && (name.startsWith('_has') || name.split(':')[0].includes('.'))) {
+        throw FhirError.badRequest(`_typeFilter of a de-identified export may not chain or use _has (${name.slice(0, 64)})`, ['_typeFilter']);
+      }
     }
     try {
       parseSearchRequest([type], query, { strict: true });

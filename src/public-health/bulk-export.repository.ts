@@ -16,6 +16,8 @@ export interface BulkExportParams {
   since?: string;
   /** Per type, the `_typeFilter` queries (OR-ed), each as its query string. */
   typeFilters: Record<string, string[]>;
+  /** HIPAA Safe Harbor de-identified output (docs/public-health.md). */
+  deidentified?: boolean;
 }
 
 /** One NDJSON file of a running or finished export. */
@@ -150,20 +152,44 @@ export class BulkExportRepository {
       `UPDATE bulk_export SET status = 'failed', error = $2, progress = NULL, completed_at = now() WHERE id = $1 AND status IN ('accepted', 'in-progress')`,
       [id, error],
     );
+    await this.forgetPseudonyms(id);
   }
 
   /** Cancels an export of this client (any state but expired); false when there is none. */
   async cancel(id: string, clientId: string): Promise<boolean> {
-    return changed(
+    const cancelled = await changed(
       this.db.manager,
       `UPDATE bulk_export SET status = 'cancelled', progress = NULL, output = '[]', bytes = 0, completed_at = coalesce(completed_at, now())
        WHERE id = $1 AND client_id = $2 AND status NOT IN ('cancelled', 'expired') RETURNING id`,
       [id, clientId],
     );
+    if (cancelled) await this.forgetPseudonyms(id);
+    return cancelled;
   }
 
   async expire(id: string): Promise<void> {
     await this.db.query(`UPDATE bulk_export SET status = 'expired', output = '[]', bytes = 0 WHERE id = $1 AND status = 'completed'`, [id]);
+  }
+
+  /** The pseudonym of each `Type/id` of a de-identified export, made (random) on first use. */
+  async pseudonyms(exportId: string, references: string[]): Promise<Map<string, string>> {
+    const rows: { reference: string; pseudonym: string }[] = await this.db.query(
+      `WITH wanted AS (SELECT DISTINCT unnest($2::text[]) AS reference),
+       made AS (
+         INSERT INTO bulk_export_pseudonym (export_id, reference, pseudonym)
+         SELECT $1, reference, gen_random_uuid() FROM wanted ON CONFLICT DO NOTHING RETURNING reference, pseudonym
+       )
+       SELECT reference, pseudonym FROM made
+       UNION ALL
+       SELECT p.reference, p.pseudonym FROM bulk_export_pseudonym p JOIN wanted w USING (reference) WHERE p.export_id = $1`,
+      [exportId, references],
+    );
+    return new Map(rows.map((r) => [r.reference, r.pseudonym]));
+  }
+
+  /** The re-identification key goes when the export ends, whatever the end. */
+  async forgetPseudonyms(exportId: string, tx: EntityManager = this.db.manager): Promise<void> {
+    await tx.query(`DELETE FROM bulk_export_pseudonym WHERE export_id = $1`, [exportId]);
   }
 
   /** Bytes on disk of every other export's files (completed, running or failed part-way): the quota's base. */

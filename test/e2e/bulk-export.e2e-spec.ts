@@ -286,6 +286,77 @@ describe('Bulk Data $export', () => {
     });
   }, 60_000);
 
+  it('de-identified (Safe Harbor): an agency without clinical access gets the PUBHLTH view with no name, identifier, phone, street, id or full date of the generated data', async () => {
+    // Patients 2-4 permit public-health use; the others are outside the PUBHLTH view (opt-out shares PUBHLTH only where permitted).
+    for (const n of [2, 3, 4]) {
+      const res = await request(t.http)
+        .post('/fhir/Consent')
+        .set('Authorization', `Bearer ${tokenA}`)
+        .set('Content-Type', FHIR_JSON)
+        .send({
+          resourceType: 'Consent',
+          status: 'active',
+          scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+          category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+          patient: { reference: `Patient/${gen.patientId(n)}` },
+          policyRule: { coding: [{ system: ACT, code: 'OPTIN' }] },
+          provision: { type: 'permit', purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PUBHLTH' }] },
+        });
+      expect(res.status).toBe(201);
+    }
+    const agency = await (await registerTestClient(t, { role: 'public-health', organization: `bx-agency-${RUN}`, scopes: ['system/*.rs'], purposes: ['PUBHLTH'] })).token();
+    const types = ['Patient', 'Observation', 'Condition', 'Encounter', 'Immunization', 'Coverage'];
+    const manifest = await manifestOf(await kickOff(`/fhir/$export?deidentified=true&_type=${types.join(',')}`, agency), agency);
+    // The counts are what an agency with clinical access sees by search (the PUBHLTH view).
+    const clinical = await (await registerTestClient(t, { role: 'public-health', organization: `bx-agency2-${RUN}`, scopes: ['system/*.rs'], purposes: ['PUBHLTH'], clinicalAccess: true })).token();
+    const expected: [string, number][] = [];
+    for (const type of types) {
+      const total = await searchTotal(type, clinical);
+      if (total) expected.push([type, total]);
+    }
+    expect(expected[0]).toEqual(['Patient', 3]);
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual(expected);
+
+    const files: Record<string, Resource[]> = {};
+    let text = '';
+    for (const o of manifest.output) {
+      files[o.type] = await linesOf(o.url, agency);
+      text += files[o.type].map((r) => JSON.stringify(r)).join('\n');
+    }
+    // Every identifying value of the generated data, searched for in the files.
+    const identifying = new Set<string>();
+    const collect = (v: unknown, key = ''): void => {
+      if (Array.isArray(v)) v.forEach((x) => collect(x, key));
+      else if (v && typeof v === 'object') for (const [k, x] of Object.entries(v)) collect(x, k);
+      else if (typeof v === 'string') {
+        if (['family', 'given', 'value', 'line', 'id', 'reference'].includes(key)) identifying.add(key === 'reference' ? v.split('/')[1] : v);
+        const date = /^\d{4}-\d{2}-\d{2}/.exec(v);
+        if (date) identifying.add(date[0]);
+      }
+    };
+    for (const r of resources) collect(r);
+    expect([...identifying].filter((v) => /^555-\d{4}$/.test(v)).length).toBeGreaterThan(0);
+    expect([...identifying].filter((v) => /Road|Street|Lane|Ave/.test(v)).length).toBeGreaterThan(0);
+    // Short values (a given name like "Jan") are looked for as whole JSON strings, longer ones anywhere.
+    expect([...identifying].filter((v) => (v.length >= 4 ? text.includes(v) : text.includes(JSON.stringify(v))))).toEqual([]);
+    expect(text).not.toMatch(/\d{4}-\d{2}-\d{2}/);
+    // Pseudonyms are consistent across files: each Observation's subject is a Patient of the export.
+    const patientIds = new Set(files.Patient.map((p) => p.id));
+    expect(patientIds.size).toBe(3);
+    const subjects = (files.Observation ?? []).map((o) => (o as { subject?: { reference?: string } }).subject?.reference);
+    expect(subjects.length).toBeGreaterThan(0);
+    expect(subjects.every((s) => !!s && patientIds.has(s.replace('Patient/', '')))).toBe(true);
+    for (const p of files.Patient as { name?: unknown; telecom?: unknown; identifier?: unknown; address?: { line?: unknown; city?: unknown }[]; birthDate?: string }[]) {
+      expect([p.name, p.telecom, p.identifier, p.address?.[0]?.line, p.address?.[0]?.city]).toEqual([undefined, undefined, undefined, undefined, undefined]);
+      expect(p.birthDate === undefined || /^\d{4}$/.test(p.birthDate)).toBe(true);
+    }
+    // The re-identification key is gone with the export's end.
+    expect(await t.db.query(`SELECT count(*)::int AS n FROM bulk_export_pseudonym`)).toEqual([{ n: 0 }]);
+    // An identified export stays closed to this agency.
+    const identified = await get('/fhir/$export', agency).set(KICK_OFF);
+    expect(identified.status).toBe(403);
+  }, 90_000);
+
   it('refuses a kick-off without Prefer: respond-async or Accept: application/fhir+json, and bad parameters, with 400 naming them', async () => {
     const cases: [string, Record<string, string>, string, string][] = [
       ['/fhir/$export', { Accept: 'application/fhir+json' }, 'Prefer', 'Prefer: respond-async'],
@@ -315,7 +386,10 @@ describe('Bulk Data $export', () => {
     }
     const agency = await (await registerTestClient(t, { role: 'public-health', scopes: ['system/*.rs'], purposes: ['PUBHLTH'] })).token();
     const res = await get('/fhir/$export', agency).set(KICK_OFF);
-    expect({ status: res.status, diagnostics: res.body.issue?.[0]?.diagnostics }).toEqual({ status: 403, diagnostics: 'An identified export needs a public-health client registered with clinical access' });
+    expect({ status: res.status, diagnostics: res.body.issue?.[0]?.diagnostics }).toEqual({
+      status: 403,
+      diagnostics: 'An identified export needs a public-health client registered with clinical access; ask for deidentified=true',
+    });
 
     // Two exports of this client accepted already (rows as a kick-off stores them, no job to finish them).
     const client = await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes: ['system/*.rs'] });

@@ -6,6 +6,7 @@ import request from 'supertest';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { BulkExportJob } from '../../src/public-health/bulk-export.job';
 import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
+import type { AuditRecord } from '../../src/audit/audit-record';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient, TestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
@@ -47,6 +48,7 @@ describe('Bulk Data $export', () => {
   let tokenA: string;
   let tokenB: string;
   let clientB: TestClient;
+  let records: AuditRecord[];
   let tokenC: string;
 
   beforeAll(async () => {
@@ -75,6 +77,7 @@ describe('Bulk Data $export', () => {
         });
       expect(res.status).toBe(201);
     }
+    records = captureAuditRecords(t.app);
   }, 120_000);
   afterAll(async () => {
     await t.close();
@@ -127,8 +130,15 @@ describe('Bulk Data $export', () => {
   }
 
   it('system level: one file per type whose line count equals the same client’s search count, consent-filtered', async () => {
+    const from = records.length;
     const status = await kickOff(`/fhir/$export?_type=${TYPES.join(',')}`);
     const manifest = await manifestOf(status);
+    // The kick-off is audited as the operation; the job's access as the client's, once per type, on its behalf.
+    const ours = records.slice(from).filter((r) => r.principal.clientId === clientB.clientId);
+    expect(ours.filter((r) => r.kind === 'operation' && r.subtype === 'export').map((r) => [r.action, r.status])).toEqual([['R', 202]]);
+    const onBehalf = ours.filter((r) => r.kind === 'system-access');
+    expect(onBehalf.map((r) => r.subtype)).toEqual(TYPES.map(() => 'on-behalf-of:bulk-export'));
+    expect(onBehalf[0].accessBasis).toEqual([expect.stringMatching(/^consent: policy opt-out \(TREAT shared unless denied\)/)]);
     expect(manifest).toMatchObject({ requiresAccessToken: true, error: [], request: expect.stringMatching(/\/fhir\/\$export\?_type=Patient%2CObservation/) });
     expect(new Date(manifest.transactionTime).toISOString()).toBe(manifest.transactionTime);
     expect(manifest.output.map((o) => o.type)).toEqual(TYPES);
@@ -208,10 +218,10 @@ describe('Bulk Data $export', () => {
       expect({ status: res.status, code: res.body.issue?.[0]?.code }).toEqual({ status: 404, code: 'not-found' });
     }
     expect((await get(file, tokenA)).status).toBe(404);
-    const records = captureAuditRecords(t.app);
+    const from = records.length;
     expect((await linesOf(manifest.output[0].url)).length).toBe(6);
-    expect(records).toEqual([expect.objectContaining({ kind: 'operation', subtype: 'bulk-export-download', action: 'R', status: 200, outcome: 'success', path: file })]);
-    expect(records[0].principal.organization).toBe(HOSPITAL_B);
+    expect(records.slice(from)).toEqual([expect.objectContaining({ kind: 'operation', subtype: 'bulk-export-download', action: 'R', status: 200, outcome: 'success', path: file })]);
+    expect(records[from].principal.organization).toBe(HOSPITAL_B);
   }, 90_000);
 
   it('DELETE on the status URL cancels the export and removes its files', async () => {
@@ -352,10 +362,27 @@ describe('Bulk Data $export', () => {
     }
     // The re-identification key is gone with the export's end.
     expect(await t.db.query(`SELECT count(*)::int AS n FROM bulk_export_pseudonym`)).toEqual([{ n: 0 }]);
-    // An identified export stays closed to this agency.
+    // An identified export stays closed to this agency; the agency with clinical access gets the permitted patients, identified.
     const identified = await get('/fhir/$export', agency).set(KICK_OFF);
     expect(identified.status).toBe(403);
+    const clinicalExport = await manifestOf(await kickOff('/fhir/Patient/$export?_type=Patient', clinical), clinical);
+    expect(clinicalExport.output.map((o) => [o.type, o.count])).toEqual([['Patient', 3]]);
+    expect((await linesOf(clinicalExport.output[0].url, clinical)).map((p) => p.id).sort()).toEqual([2, 3, 4].map((n) => gen.patientId(n)).sort());
   }, 90_000);
+
+  it('deletes the files when the export expires; the status then answers 404', async () => {
+    const status = await kickOff('/fhir/$export?_type=Patient');
+    const manifest = await manifestOf(status);
+    const id = status.split('/').pop()!;
+    const [{ expires }] = await t.db.query(`SELECT extract(epoch FROM expires_at - completed_at)::int AS expires FROM bulk_export WHERE id = $1`, [id]);
+    expect(expires).toBe(24 * 3600);
+    // The expiry job (enqueued with the completion, due in EXPORT_EXPIRE_HOURS), run now.
+    await t.app.get(BulkExportJob).expire(id);
+    expect(existsSync(join(EXPORT_DIR, id))).toBe(false);
+    const res = await get(status, tokenB);
+    expect({ status: res.status, diagnostics: res.body.issue?.[0]?.diagnostics }).toEqual({ status: 404, diagnostics: `Export ${id} was expired` });
+    expect((await get(new URL(manifest.output[0].url).pathname, tokenB)).status).toBe(404);
+  }, 60_000);
 
   it('refuses a kick-off without Prefer: respond-async or Accept: application/fhir+json, and bad parameters, with 400 naming them', async () => {
     const cases: [string, Record<string, string>, string, string][] = [

@@ -384,6 +384,32 @@ describe('Bulk Data $export', () => {
     expect((await get(new URL(manifest.output[0].url).pathname, tokenB)).status).toBe(404);
   }, 60_000);
 
+  it('POST kick-off with a Parameters body (the bulk-data-client form) gives what the GET form gives', async () => {
+    const res = await request(t.http)
+      .post('/fhir/$export')
+      .set('Authorization', `Bearer ${tokenB}`)
+      .set(KICK_OFF)
+      .set('Content-Type', FHIR_JSON)
+      .send({
+        resourceType: 'Parameters',
+        parameter: [
+          { name: '_type', valueString: 'Condition' },
+          { name: '_outputFormat', valueString: 'application/fhir+ndjson' },
+          { name: '_since', valueInstant: '2000-01-01T00:00:00Z' },
+        ],
+      });
+    expect(res.status).toBe(202);
+    const manifest = await manifestOf(new URL(res.headers['content-location'] as string).pathname);
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([['Condition', await searchTotal('Condition')]]);
+    const wrong = await request(t.http)
+      .post('/fhir/$export')
+      .set('Authorization', `Bearer ${tokenB}`)
+      .set(KICK_OFF)
+      .set('Content-Type', FHIR_JSON)
+      .send({ resourceType: 'Parameters', parameter: [{ name: '_since', valueString: 'last week' }] });
+    expect({ status: wrong.status, expression: wrong.body.issue?.[0]?.expression }).toEqual({ status: 400, expression: ['_since'] });
+  }, 60_000);
+
   it('refuses a kick-off without Prefer: respond-async or Accept: application/fhir+json, and bad parameters, with 400 naming them', async () => {
     const cases: [string, Record<string, string>, string, string][] = [
       ['/fhir/$export', { Accept: 'application/fhir+json' }, 'Prefer', 'Prefer: respond-async'],

@@ -74,7 +74,8 @@ export class BulkExportJob implements OnModuleInit {
       await this.write(row);
     } catch (err) {
       if (err instanceof ExportStopped) {
-        if ((await this.exports.status(id)) !== 'failed') await this.removeFiles(id);
+        // Cancelled or over quota (then failed with the reason): nothing of it stays on disk.
+        await this.removeFiles(id);
         return;
       }
       if (err instanceof FhirError && err.status < 500) {

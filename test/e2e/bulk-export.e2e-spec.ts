@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import request from 'supertest';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
+import { APP_CONFIG, AppConfig } from '../../src/config/app.config';
 import { BulkExportJob } from '../../src/public-health/bulk-export.job';
 import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
 import type { AuditRecord } from '../../src/audit/audit-record';
@@ -408,6 +409,47 @@ describe('Bulk Data $export', () => {
       .set('Content-Type', FHIR_JSON)
       .send({ resourceType: 'Parameters', parameter: [{ name: '_since', valueString: 'last week' }] });
     expect({ status: wrong.status, expression: wrong.body.issue?.[0]?.expression }).toEqual({ status: 400, expression: ['_since'] });
+  }, 60_000);
+
+  it('a client with restricted scopes exports only what its scopes let it search', async () => {
+    const scopes = ['system/Patient.rs', 'system/Observation.rs?category=laboratory'];
+    const token = await (await registerTestClient(t, { role: 'hospital', organization: HOSPITAL_B, scopes })).token();
+    const manifest = await manifestOf(await kickOff('/fhir/$export', token), token);
+    const laboratory = await searchTotal('Observation', token);
+    expect(laboratory).toBe(await searchTotal('Observation?category=laboratory'));
+    expect(laboratory).toBeLessThan(await searchTotal('Observation'));
+    // Without _type: the types its scopes allow, nothing else.
+    expect(manifest.output.map((o) => [o.type, o.count])).toEqual([
+      ['Observation', laboratory],
+      ['Patient', 6],
+    ]);
+    const refused = await get('/fhir/$export?_type=Condition', token).set(KICK_OFF);
+    expect({ status: refused.status, diagnostics: refused.body.issue?.[0]?.diagnostics }).toEqual({ status: 403, diagnostics: 'This client may not search Condition (named in _type)' });
+  }, 60_000);
+
+  it('an export that would exceed the disk quota fails with the reason and leaves no files', async () => {
+    const config = t.app.get<AppConfig>(APP_CONFIG);
+    const quota = config.bulkExport.quotaBytes;
+    // Room for the other exports' files and a few hundred bytes more.
+    const [{ used }] = await t.db.query(`SELECT coalesce(sum(bytes), 0)::int AS used FROM bulk_export WHERE status IN ('in-progress', 'completed')`);
+    config.bulkExport.quotaBytes = used + 300;
+    try {
+      const status = await kickOff('/fhir/$export?_type=Observation');
+      const started = Date.now();
+      let res = await get(status, tokenB);
+      while (res.status === 202 && Date.now() - started < 30_000) {
+        await new Promise((r) => setTimeout(r, 250));
+        res = await get(status, tokenB);
+      }
+      expect({ status: res.status, code: res.body.issue?.[0]?.code, diagnostics: res.body.issue?.[0]?.diagnostics }).toEqual({
+        status: 500,
+        code: 'exception',
+        diagnostics: `The export directory's quota (${used + 300} bytes) would be exceeded`,
+      });
+      expect(existsSync(join(EXPORT_DIR, status.split('/').pop()!))).toBe(false);
+    } finally {
+      config.bulkExport.quotaBytes = quota;
+    }
   }, 60_000);
 
   it('refuses a kick-off without Prefer: respond-async or Accept: application/fhir+json, and bad parameters, with 400 naming them', async () => {

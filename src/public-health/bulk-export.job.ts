@@ -50,8 +50,8 @@ export class BulkExportJob implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    // An export may run long: a worker silent for an hour is taken as dead and the job resumes elsewhere.
-    this.jobs.define(BULK_EXPORT_QUEUE, { retryLimit: RETRY_LIMIT, retryDelaySeconds: 5, retryBackoff: true, expireInSeconds: 3600 });
+    // An export may run for hours; a worker whose heartbeat stops for a minute is taken as dead and the job resumes elsewhere.
+    this.jobs.define(BULK_EXPORT_QUEUE, { retryLimit: RETRY_LIMIT, retryDelaySeconds: 5, retryBackoff: true, expireInSeconds: 12 * 3600, heartbeatSeconds: 60 });
     this.jobs.define(BULK_EXPORT_EXPIRY_QUEUE, { retryLimit: 5, retryDelaySeconds: 60, retryBackoff: true, expireInSeconds: 600 });
     void this.jobs.work<{ exportId: string }>(BULK_EXPORT_QUEUE, (job) => this.run(job));
     void this.jobs.work<{ exportId: string }>(BULK_EXPORT_EXPIRY_QUEUE, (job) => this.expire(job.data.exportId));

@@ -260,7 +260,9 @@ describe('Bulk Data $export', () => {
     mkdirSync(join(EXPORT_DIR, id), { recursive: true });
     writeFileSync(join(EXPORT_DIR, id, 'Patient.ndjson'), patientLine);
     writeFileSync(join(EXPORT_DIR, id, 'Observation.ndjson'), '{"resourceType":"Observation","id":"half-writ');
-    // The retry pg-boss delivers after the dead worker's job expired.
+    // A dead worker is noticed by its missing heartbeat (a minute), not by the job's 12-hour expiry.
+    expect(await t.db.query(`SELECT heartbeat_seconds, expire_seconds FROM pgboss.queue WHERE name = 'public-health.bulk-export'`)).toEqual([{ heartbeat_seconds: 60, expire_seconds: 43200 }]);
+    // The retry pg-boss delivers after the dead worker's heartbeat stopped.
     await t.app.get(BulkExportJob).run({ id: randomUUID(), queue: 'public-health.bulk-export', data: { exportId: id }, retryCount: 1 });
     const manifest = await manifestOf(`/bulk-export/${id}`);
     expect(manifest.output.map((o) => [o.type, o.count])).toEqual([

@@ -87,7 +87,11 @@ abstract class BulkExportKickOff extends FhirOperation implements OnModuleInit {
     const typeFilters = typeFiltersOf(input, types, agencyView);
     const since = input.text('_since');
     const params: BulkExportParams = { level: this.level, types, typeFilters, ...(since ? { since } : {}), ...(deidentified ? { deidentified } : {}) };
-    if (this.level === 'group') Object.assign(params, await this.group(ctx, i.id!, session));
+    if (this.level === 'group') {
+      // The Group is read as the client's own read would be (an agency's view has no per-type rights: consent decides).
+      if (!agencyView && !ctx.mayRead('Group')) throw FhirError.forbidden('This client may not read Group resources');
+      Object.assign(params, await this.group(ctx, i.id!, session));
+    }
 
     const { tx } = session;
     const active = await this.exports.activeCount(tx, principal.clientId);

@@ -427,6 +427,14 @@ describe('Bulk Data $export', () => {
     ]);
     const refused = await get('/fhir/$export?_type=Condition', token).set(KICK_OFF);
     expect({ status: refused.status, diagnostics: refused.body.issue?.[0]?.diagnostics }).toEqual({ status: 403, diagnostics: 'This client may not search Condition (named in _type)' });
+    // A Group export needs the right to read the Group.
+    const group = await request(t.http)
+      .post('/fhir/Group')
+      .set('Authorization', `Bearer ${tokenB}`)
+      .set('Content-Type', FHIR_JSON)
+      .send({ resourceType: 'Group', type: 'person', actual: true, member: [{ entity: { reference: `Patient/${gen.patientId(2)}` } }] });
+    const noGroup = await get(`/fhir/Group/${group.body.id}/$export?_type=Patient`, token).set(KICK_OFF);
+    expect({ status: noGroup.status, diagnostics: noGroup.body.issue?.[0]?.diagnostics }).toEqual({ status: 403, diagnostics: 'This client may not read Group resources' });
   }, 60_000);
 
   it('an export that would exceed the disk quota fails with the reason and leaves no files', async () => {

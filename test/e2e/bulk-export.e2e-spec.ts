@@ -241,8 +241,16 @@ describe('Bulk Data $export', () => {
     const running = await kickOff(`/fhir/$export?_type=${TYPES.join(',')}`);
     const cancel = await request(t.http).delete(running).set('Authorization', `Bearer ${tokenB}`);
     expect(cancel.status).toBe(202);
-    await new Promise((r) => setTimeout(r, 3000));
-    expect(existsSync(join(EXPORT_DIR, running.split('/').pop()!))).toBe(false);
+    // Once its job has ended (whether it had started or not), nothing of the export is on disk.
+    const runningId = running.split('/').pop()!;
+    const started = Date.now();
+    for (;;) {
+      const [job] = await t.db.query(`SELECT state FROM pgboss.job WHERE name = 'public-health.bulk-export' AND data->>'exportId' = $1`, [runningId]);
+      if (job?.state === 'completed') break;
+      if (Date.now() - started > 30_000) throw new Error(`the cancelled export's job did not end: ${job?.state}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(existsSync(join(EXPORT_DIR, runningId))).toBe(false);
     expect((await get(running, tokenB)).status).toBe(404);
   }, 90_000);
 

@@ -17,6 +17,7 @@ import { ConsentModule } from './consent/consent.module';
 import { FhirModule } from './fhir/fhir.module';
 import { HealthModule } from './health/health.module';
 import { JobsModule } from './jobs/jobs.module';
+import { PublicHealthModule } from './public-health/public-health.module';
 import { ReferralsModule } from './referrals/referrals.module';
 
 // The FHIR base path is part of the route table, so it is read when the module is defined.
@@ -35,6 +36,7 @@ const config = loadAppConfig();
     FhirModule,
     AuditToolsModule,
     ReferralsModule,
+    PublicHealthModule,
     RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
   ],
   providers: [

@@ -109,6 +109,24 @@ const envSchema = z.object({
   JOBS_SUPERVISE_SECONDS: integer(1, 3600, 30, 'a number of seconds'),
   /** Days a completed or failed referral keeps its referral-scoped access (docs/referrals.md). */
   REFERRAL_ACCESS_DAYS: integer(0, 3650, 30, 'a number of days'),
+  /** Bulk Data `$export` (docs/public-health.md): where the NDJSON files are written. */
+  EXPORT_DIR: z.string().min(1).default('./data/exports'),
+  /** Disk quota of every export's files together, in MiB; an export that would exceed it fails. */
+  EXPORT_QUOTA_MB: integer(1, 10_000_000, 10_240, 'a number of MiB'),
+  /** Hours a completed export's files stay downloadable before they are deleted. */
+  EXPORT_EXPIRE_HOURS: integer(1, 720, 24, 'a number of hours'),
+  /** Exports one client may have accepted or running at once (more: 429). */
+  EXPORT_MAX_PER_CLIENT: integer(1, 100, 2, 'a number of exports'),
+  /**
+   * De-identified exports keep the first three postal digits only for these prefixes (comma-separated;
+   * Safe Harbor: each must cover more than 20,000 people, per the current census). Empty: state only.
+   */
+  EXPORT_DEID_ZIP3_ALLOWED: z
+    .string()
+    .regex(/^(\d{3}(\s*,\s*\d{3})*)?$/, 'must be comma-separated three-digit postal prefixes')
+    .default(''),
+  /** Resources per search page of the export job (the memory bound per type). */
+  EXPORT_PAGE_SIZE: integer(10, 1000, 1000, 'a number of resources'),
 })
   .refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
     path: ['DATABASE_MIGRATION_URL'],
@@ -175,6 +193,8 @@ export interface AppConfig {
   jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
   /** Days a completed or failed referral keeps its referral-scoped access (src/referrals/). */
   referralAccessDays: number;
+  /** Bulk Data `$export` (src/public-health/bulk-export*.ts). */
+  bulkExport: { dir: string; quotaBytes: number; expireHours: number; maxPerClient: number; pageSize: number; zip3Allowed: string[] };
 }
 
 export class ConfigurationError extends Error {}
@@ -218,6 +238,14 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX, relaxedReadCommit: e.AUDIT_READ_COMMIT === 'relaxed' },
     jobs: { workers: e.JOBS_WORKERS === 'on', poolSize: e.JOBS_POOL_SIZE, pollSeconds: e.JOBS_POLL_SECONDS, superviseSeconds: e.JOBS_SUPERVISE_SECONDS },
     referralAccessDays: e.REFERRAL_ACCESS_DAYS,
+    bulkExport: {
+      dir: e.EXPORT_DIR,
+      quotaBytes: e.EXPORT_QUOTA_MB * 1024 * 1024,
+      expireHours: e.EXPORT_EXPIRE_HOURS,
+      maxPerClient: e.EXPORT_MAX_PER_CLIENT,
+      pageSize: e.EXPORT_PAGE_SIZE,
+      zip3Allowed: e.EXPORT_DEID_ZIP3_ALLOWED.split(',').map((z) => z.trim()).filter(Boolean),
+    },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,
     writeConflictRetries: e.FHIR_WRITE_CONFLICT_RETRIES,

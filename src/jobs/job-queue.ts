@@ -18,6 +18,13 @@ export interface JobQueuePolicy {
   retryDelayMaxSeconds?: number;
   /** A job still active this long is taken as lost (its worker died) and retried. */
   expireInSeconds: number;
+  /**
+   * Long jobs: the worker refreshes the job's heartbeat every half of this (pg-boss does it while
+   * the handler runs), and a job whose heartbeat is this old is taken as lost and retried, so a
+   * dead worker is noticed in seconds while `expireInSeconds` can be hours. Set when the queue is
+   * created (at least 10).
+   */
+  heartbeatSeconds?: number;
 }
 
 export interface QueuedJob<T> {
@@ -144,7 +151,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         expireInSeconds: policy.expireInSeconds,
         notify: true,
       };
-      await boss.createQueue(name, options);
+      await boss.createQueue(name, { ...options, ...(policy.heartbeatSeconds ? { heartbeatSeconds: policy.heartbeatSeconds } : {}) });
       // A policy changed in code applies to the queue created by an earlier version too.
       await boss.updateQueue(name, options);
     }

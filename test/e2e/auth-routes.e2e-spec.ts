@@ -43,6 +43,12 @@ const ROUTES: [method: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string
   ['get', '/audit/export', false],
   ['get', '/fhir/$verify-chain', false],
   ['get', '/fhir/Patient/1/$access-report', false],
+  ['get', '/fhir/$export', false],
+  ['get', '/fhir/Patient/$export', false],
+  ['get', '/fhir/Group/1/$export', false],
+  ['get', '/bulk-export/x', false],
+  ['delete', '/bulk-export/x', false],
+  ['get', '/bulk-export/x/Patient.ndjson', false],
 ];
 
 describe('route inventory', () => {

@@ -156,7 +156,9 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const urls = [...new Set([...(rest.operation ?? []), ...rest.resource.flatMap((r) => r.operation ?? [])].map((o) => o.definition))].sort();
     const prefix = 'http://hie.example.org/fhir/OperationDefinition/';
     expect(urls).toEqual(
-      ['access-report', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map((id) => prefix + id),
+      ['access-report', 'export', 'group-export', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'patient-export', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map(
+        (id) => prefix + id,
+      ),
     );
     for (const url of urls) {
       const id = url.slice(prefix.length);
@@ -178,7 +180,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     }
     // Where one derives from an R4 operation, `base` says which.
     const bases: Record<string, string | undefined> = {};
-    for (const id of ['patient-everything', 'validate', 'meta', 'meta-add', 'meta-delete', 'reindex', 'access-report', 'verify-chain']) {
+    for (const id of ['patient-everything', 'validate', 'meta', 'meta-add', 'meta-delete', 'reindex', 'access-report', 'verify-chain', 'export', 'patient-export', 'group-export']) {
       bases[id] = (await t.api.get(`/fhir/OperationDefinition/${id}`)).body.base;
     }
     expect(bases).toEqual({
@@ -190,6 +192,10 @@ describe('operations keyed by (name, level, type), checked and described by thei
       reindex: undefined,
       'access-report': undefined,
       'verify-chain': undefined,
+      // Bulk Data Access 2.0 (issue 26).
+      export: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export',
+      'patient-export': 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export',
+      'group-export': 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export',
     });
   });
 

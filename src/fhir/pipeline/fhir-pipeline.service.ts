@@ -204,7 +204,8 @@ export class FhirPipeline {
     if (WRITE_KINDS.has(interaction.kind)) return true;
     if (interaction.kind !== 'operation') return false;
     const operation = this.operations.find(interaction);
-    return operation?.transaction === 'interaction' && operation.affectsState;
+    // An asynchronous operation's kick-off stores its job (and enqueues it) in one transaction.
+    return operation?.transaction === 'interaction' && (operation.affectsState || operation.async);
   }
 
   /**
@@ -367,7 +368,40 @@ export class SystemAccess {
     private readonly consent: ConsentStage,
     private readonly writePolicies: WritePolicies,
     private readonly writeEvents: WriteEvents,
+    private readonly authorization: AuthorizationStage,
+    private readonly typeHandlers: ResourceTypeHandlers,
   ) {}
+
+  /**
+   * A read-only context for background work a client asked for (a Bulk Data export): the stored
+   * `principal` is authorized and consent-checked for `interaction` exactly as the same request
+   * would be now (scopes, role, consent, per-type rules), so the job sees what the client would
+   * see by search, no more. Throws the 401/403 the request would get. Audited once per mint as
+   * `on-behalf-of:{work}` with the client as the agent and the access basis of the context.
+   */
+  async mintAs(principal: Principal, interaction: Interaction, work: string): Promise<AccessContext> {
+    if (principal.kind !== 'client') throw new Error('Only a client principal can be acted for');
+    const ctx = await this.readOnlyContextFor(principal, interaction);
+    await this.recordMint(`on-behalf-of:${work}`, principal, principal, basisOf(ctx));
+    return ctx;
+  }
+
+  private async readOnlyContextFor(principal: Principal, interaction: Interaction): Promise<AccessContext> {
+    const scope = this.authorization.authorize(principal, interaction);
+    const decision = await this.consent.decide(principal, interaction);
+    const lookups: AccessLookups = {
+      mayRead: (resourceType) => {
+        try {
+          this.authorization.authorize(principal, buildInteraction('search-type', { resourceType, path: '' }));
+          return true;
+        } catch {
+          return false;
+        }
+      },
+      lookup: (kind, resourceType, query = {}) => this.readOnlyContextFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' })),
+    };
+    return issueAccessContext({ principal, read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope], write: [], lookups });
+  }
 
   async mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal): Promise<AccessContext> {
     if (!Object.hasOwn(UNRESTRICTED_SYSTEM_CONTEXTS, name)) throw new Error(`${String(name)} is not a named unrestricted system context`);

@@ -124,6 +124,10 @@ export interface OperationInteraction extends InteractionCommon {
   operation: string;
   /** HTTP method of the request: state-changing operations refuse GET. */
   method: 'GET' | 'POST';
+  /** `Prefer: respond-async` was sent (an asynchronous operation's kick-off needs it). */
+  preferAsync?: boolean;
+  /** The request's Accept header, for operations whose kick-off checks it (Bulk Data). */
+  accept?: string;
   body?: unknown;
   /** The declaration of the operation invoked, set by the pipeline before authorization. */
   operationDeclaration?: OperationDeclaration;
@@ -159,6 +163,8 @@ export interface InteractionParts extends Omit<InteractionCommon, 'query' | 'pat
   ifNoneMatch?: string;
   ifModifiedSince?: string;
   method?: 'GET' | 'POST';
+  preferAsync?: boolean;
+  accept?: string;
 }
 
 /**
@@ -221,6 +227,8 @@ export function buildInteraction(kind: InteractionKind, parts: InteractionParts)
         ...common,
         operation: parts.operation,
         method: parts.method ?? 'POST',
+        preferAsync: parts.preferAsync,
+        accept: parts.accept,
         body: parts.body,
         resourceType: parts.resourceType,
         id: parts.id,

@@ -61,6 +61,8 @@ export function parseInteraction(
     ifModifiedSince: req.header('if-modified-since') ?? undefined,
     preferReturn: prefer.return,
     preferHandling: prefer.handling,
+    preferAsync: prefer.respondAsync,
+    accept: req.header('accept') ?? undefined,
     path: pathBelowBase(req),
   });
 }
@@ -117,11 +119,12 @@ function mergeQuery(query: QueryParams, body: unknown): QueryParams {
   return out;
 }
 
-function parsePrefer(header: string | undefined): { return?: PreferReturn; handling?: 'strict' | 'lenient' } {
+function parsePrefer(header: string | undefined): { return?: PreferReturn; handling?: 'strict' | 'lenient'; respondAsync?: boolean } {
   if (!header) return {};
   const m = /(?:^|[;,\s])return=(minimal|representation|OperationOutcome)\b/.exec(header);
   const h = /(?:^|[;,\s])handling=(strict|lenient)\b/.exec(header);
-  return { return: m?.[1] as PreferReturn | undefined, handling: h?.[1] as 'strict' | 'lenient' | undefined };
+  const respondAsync = /(?:^|[;,\s])respond-async(?![\w-])/.test(header) || undefined;
+  return { return: m?.[1] as PreferReturn | undefined, handling: h?.[1] as 'strict' | 'lenient' | undefined, respondAsync };
 }
 
 /** The request path after the FHIR base (e.g. `/Patient/1/_history`), without query. */

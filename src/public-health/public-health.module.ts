@@ -1,0 +1,25 @@
+import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { AuthModule } from '../auth/auth.module';
+import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
+import { FhirModule } from '../fhir/fhir.module';
+import { BulkExportController } from './bulk-export.controller';
+import { BulkExportJob } from './bulk-export.job';
+import { GroupExportOperation, PatientExportOperation, SystemExportOperation } from './bulk-export.operation';
+import { BulkExportRepository } from './bulk-export.repository';
+
+/**
+ * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export` so far; statistics
+ * and case reports plug in beside it. Built on the extension points: operations registered with
+ * the OperationRegistry, the outbox job queue, and SystemAccess for work on a client's behalf.
+ */
+@Module({
+  imports: [FhirModule, AuthModule],
+  controllers: [BulkExportController],
+  providers: [BulkExportRepository, BulkExportJob, SystemExportOperation, PatientExportOperation, GroupExportOperation],
+})
+export class PublicHealthModule implements NestModule {
+  configure(consumer: MiddlewareConsumer): void {
+    // Request id and context, content negotiation (JSON and NDJSON) as on the FHIR routes.
+    consumer.apply(FhirHttpMiddleware).forRoutes(BulkExportController);
+  }
+}

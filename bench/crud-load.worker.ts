@@ -45,7 +45,9 @@ async function run(job: CrudJob): Promise<CrudResult> {
   const started = performance.now();
   const deadline = started + job.maxSeconds * 1000;
   let issued = 0;
-  const headers = { Authorization: `Bearer ${job.token ?? ''}`, Accept: 'application/fhir+json' };
+  // Node's fetch asks for gzip/deflate by itself; BENCH_ACCEPT_ENCODING=identity measures the server without compression (issue 24.4).
+  const encoding = process.env.BENCH_ACCEPT_ENCODING;
+  const headers: Record<string, string> = { Authorization: `Bearer ${job.token ?? ''}`, Accept: 'application/fhir+json', ...(encoding ? { 'Accept-Encoding': encoding } : {}) };
 
   const http = async (kind: string, path: string, init: RequestInit = {}, expect = 200): Promise<void> => {
     const t0 = performance.now();

@@ -16,6 +16,7 @@ import { AuthModule } from './auth/auth.module';
 import { ConsentModule } from './consent/consent.module';
 import { FhirModule } from './fhir/fhir.module';
 import { HealthModule } from './health/health.module';
+import { IdentityModule } from './identity/identity.module';
 import { JobsModule } from './jobs/jobs.module';
 
 // The FHIR base path is part of the route table, so it is read when the module is defined.
@@ -33,6 +34,7 @@ const config = loadAppConfig();
     ConsentModule,
     FhirModule,
     AuditToolsModule,
+    IdentityModule,
     RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
   ],
   providers: [

@@ -60,7 +60,7 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, SearchService, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
+  exports: [FhirPipeline, SystemAccess, SearchService, StorageSessions, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
 })
 export class FhirModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

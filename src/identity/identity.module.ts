@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { FhirModule } from '../fhir/fhir.module';
 import { IDENTITY_CONFIG, loadIdentityConfig } from './identity-config';
+import { IdentityMatchingJob } from './identity-matching.job';
 import { MatchOperation } from './match.operation';
 import { PatientDemographicsListener } from './patient-demographics.listener';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
@@ -11,6 +12,6 @@ import { PatientDemographicsRepository } from './patient-demographics.repository
  */
 @Module({
   imports: [FhirModule],
-  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation],
+  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob],
 })
 export class IdentityModule {}

@@ -2,12 +2,14 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Patient } from '@medplum/fhirtypes';
 import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
 import { demographicsOf } from './demographics';
+import { IdentityMatchingJob } from './identity-matching.job';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
 
 /**
  * Keeps `patient_demographics` in step with each Patient write, in its transaction (pre-commit),
  * so matching never sees a Patient that was rolled back, nor misses one that committed. A
- * deleted Patient leaves the index (and so every future match).
+ * deleted Patient leaves the index (and so every future match). Each create and update enqueues
+ * its matching job in the same transaction (the outbox).
  */
 @Injectable()
 export class PatientDemographicsListener implements WriteListener, OnModuleInit {
@@ -20,6 +22,7 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
   constructor(
     private readonly events: WriteEvents,
     private readonly demographics: PatientDemographicsRepository,
+    private readonly matching: IdentityMatchingJob,
   ) {}
 
   onModuleInit(): void {
@@ -34,5 +37,7 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
     // The custodian: kept from the stored version; on create, the writer's organization.
     const custodian = before && !before.deleted ? (before.custodianOrg ?? null) : (principal.organization ?? null);
     await this.demographics.save(tx, id, custodian, demographicsOf(after as Patient));
+    // Matching runs after the commit, from the outbox: the write's response does not wait for it.
+    await this.matching.enqueue(tx, id);
   }
 }

@@ -74,18 +74,32 @@ export class PatientDemographicsRepository {
         LIMIT $6`,
       [d.identifiers, dates, d.family, d.given, excludeId ?? null, CANDIDATE_LIMIT],
     );
-    return rows.map((r) => ({
-      patientId: r.patient_id,
-      custodianOrg: r.custodian_org,
-      family: r.family,
-      given: r.given,
-      birthDate: r.birth_date ?? undefined,
-      sex: r.sex ?? undefined,
-      postalCodes: r.postal_codes,
-      streets: r.streets,
-      phones: r.phones,
-      emails: r.emails,
-      identifiers: r.identifiers,
-    }));
+    return rows.map(toCandidate);
   }
+
+  /** One Patient's row (undefined once it is deleted). */
+  async get(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<CandidateDemographics | undefined> {
+    if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
+    const rows: Row[] = await tx.query(
+      `SELECT patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers FROM patient_demographics WHERE patient_id = $1`,
+      [patientId],
+    );
+    return rows.length ? toCandidate(rows[0]) : undefined;
+  }
+}
+
+function toCandidate(r: Row): CandidateDemographics {
+  return {
+    patientId: r.patient_id,
+    custodianOrg: r.custodian_org,
+    family: r.family,
+    given: r.given,
+    birthDate: r.birth_date ?? undefined,
+    sex: r.sex ?? undefined,
+    postalCodes: r.postal_codes,
+    streets: r.streets,
+    phones: r.phones,
+    emails: r.emails,
+    identifiers: r.identifiers,
+  };
 }

@@ -74,9 +74,10 @@ export class IdentityMatchingJob implements OnModuleInit {
     this.logger.log({ msg: 'identity match', job: job.id, patient: job.data.patientId, ...outcome, ms: Date.now() - started });
   }
 
-  private async match(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<{ linked: number; review: number }> {
+  private async match(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<{ linked: number; review: number; unlinked?: number }> {
     const first = await this.demographics.get(ctx, tx, patientId);
-    if (!first) return { linked: 0, review: 0 };
+    // Deleted (its row went with the delete): it leaves its Person.
+    if (!first) return { linked: 0, review: 0, unlinked: await this.unlinkDeleted(ctx, tx, patientId) };
     await this.lockBlockingKeys(tx, first);
     // Read again under the lock: a concurrent job for this person has committed by now.
     const self = (await this.demographics.get(ctx, tx, patientId))!;
@@ -108,6 +109,7 @@ export class IdentityMatchingJob implements OnModuleInit {
     const existing: PersonLinkRow[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = ANY($1::text[]) ORDER BY linked_at, person_id`, [members]);
     // A Patient already in another Person stays there: joining two Persons is an admin's merge.
     const personId = existing[0]?.person_id ?? randomUUID();
+    await this.lockPerson(tx, personId);
     const taken = new Set(existing.filter((e) => e.person_id !== personId).map((e) => e.patient_id));
     const joining = members.filter((m) => !taken.has(m));
     const scoreOf = new Map(certain.map((x) => [x.c.patientId, x.s.score]));
@@ -129,9 +131,44 @@ export class IdentityMatchingJob implements OnModuleInit {
     if (!changed) return;
     const body: Person = { ...person, id: personId, link: links };
     await this.repository.write(ctx, versionWrite(ctx, current ? 'update' : 'create', current ? 'PUT' : 'POST', body, personId), tx);
-    // Consent's linked records: the Person's first Patient asserts the others (source Person/{id}).
-    const patients = links.map((l) => /^Patient\/(.+)$/.exec(l.target?.reference ?? '')?.[1]).filter((x): x is string => !!x);
-    await relink(tx, `Person/${personId}`, patients[0], patients.slice(1).sort());
+    await this.feedLinkedRecords(tx, personId, person.link ?? [], links);
+  }
+
+  /**
+   * Consent's linked records: the Person's first Patient asserts the others (source Person/{id}).
+   * The old star is withdrawn first, since its centre may be the Patient that left.
+   */
+  private async feedLinkedRecords(tx: EntityManager, personId: string, before: NonNullable<Person['link']>, after: NonNullable<Person['link']>): Promise<void> {
+    const ids = (links: NonNullable<Person['link']>) => links.map((l) => /^Patient\/(.+)$/.exec(l.target?.reference ?? '')?.[1]).filter((x): x is string => !!x);
+    const [oldCentre] = ids(before);
+    const patients = ids(after);
+    if (oldCentre && oldCentre !== patients[0]) await relink(tx, `Person/${personId}`, oldCentre, []);
+    if (patients.length) await relink(tx, `Person/${personId}`, patients[0], patients.slice(1).sort());
+  }
+
+  /** Link and unlink of one Person take turns (its content is read, changed and written). */
+  private async lockPerson(tx: EntityManager, personId: string): Promise<void> {
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-person:${personId}`]);
+  }
+
+  /** A deleted Patient leaves its Person (the Person keeps its other links) and the linked records. */
+  private async unlinkDeleted(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<number> {
+    const [row]: PersonLinkRow[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = $1`, [patientId]);
+    if (!row) return 0;
+    await this.lockPerson(tx, row.person_id);
+    const current = await this.repository.readCurrent(ctx, 'Person', row.person_id, tx);
+    if (current?.resource && !current.deleted) {
+      const person = current.resource as Person;
+      const before = person.link ?? [];
+      const after = before.filter((l) => l.target?.reference !== `Patient/${patientId}`);
+      if (after.length !== before.length) {
+        const body: Person = { ...person, link: after.length ? after : undefined };
+        await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', body, row.person_id), tx);
+        await this.feedLinkedRecords(tx, row.person_id, before, after);
+      }
+    }
+    await tx.query(`DELETE FROM identity_person_link WHERE patient_id = $1`, [patientId]);
+    return 1;
   }
 
   /** A review Task for HIE admins (once per pair, whichever side's job finds it first). */

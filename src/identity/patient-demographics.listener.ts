@@ -8,8 +8,8 @@ import { PatientDemographicsRepository } from './patient-demographics.repository
 /**
  * Keeps `patient_demographics` in step with each Patient write, in its transaction (pre-commit),
  * so matching never sees a Patient that was rolled back, nor misses one that committed. A
- * deleted Patient leaves the index (and so every future match). Each create and update enqueues
- * its matching job in the same transaction (the outbox).
+ * deleted Patient leaves the index (and so every future match). Each create, update and delete
+ * enqueues its matching job in the same transaction (the outbox); for a delete the job unlinks.
  */
 @Injectable()
 export class PatientDemographicsListener implements WriteListener, OnModuleInit {
@@ -32,6 +32,8 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
   async handle({ tx, id, after, before, principal }: WriteEvent): Promise<void> {
     if (!after) {
       await this.demographics.remove(tx, id);
+      // Its job takes it out of its Person (the Person is written under the system context, not the deleter's).
+      await this.matching.enqueue(tx, id);
       return;
     }
     // The custodian: kept from the stored version; on create, the writer's organization.

@@ -103,6 +103,28 @@ describe('identity: matching after write and Person links', () => {
     expect(closure.map((r: { linked_id: string }) => r.linked_id)).toEqual([a, b].sort());
   });
 
+  it('a deleted Patient leaves its Person and the linked records; the others stay linked', async () => {
+    const family = `Lindqvist${LETTERS}`;
+    const a = await create(0, patient(0, family, 'Susan', '1971-09-21'));
+    const b = await create(1, patient(1, family, 'Sue', '1971-09-21'));
+    const c = await create(2, patient(2, family, 'Susan', '1971-09-21'));
+    await settled();
+    const person = await personOf(a);
+    expect([await personOf(b), await personOf(c)]).toEqual([person, person]);
+    // Delete the Person's first-linked record, the centre of its assertions.
+    const [{ content }] = await t.db.query(`SELECT content FROM resource WHERE resource_type = 'Person' AND id = $1`, [person]);
+    const first = /Patient\/(.+)/.exec(content.link[0].target.reference)![1];
+    const org = [a, b, c].indexOf(first);
+    expect((await as[org].delete(`/fhir/Patient/${first}`)).status).toBe(200);
+    await settled();
+    const rest = [a, b, c].filter((x) => x !== first).sort();
+    expect(await personOf(first)).toBeUndefined();
+    const [after] = await t.db.query(`SELECT content FROM resource WHERE resource_type = 'Person' AND id = $1`, [person]);
+    expect(after.content.link.map((l: { target: { reference: string } }) => l.target.reference).sort()).toEqual(rest.map((x) => `Patient/${x}`));
+    expect(await t.db.query(`SELECT patient_id FROM patient_link_assertion WHERE $1 IN (patient_id, linked_id)`, [first])).toEqual([]);
+    expect(await t.db.query(`SELECT linked_id FROM patient_link WHERE patient_id = $1`, [rest[0]])).toEqual([{ linked_id: rest[1] }]);
+  });
+
   it('a probable match (a twin) is not linked; HIE admins get one review Task per pair', async () => {
     const family = `Adeyemi${LETTERS}`;
     const phone = { system: 'phone', value: '555-404-1212' };

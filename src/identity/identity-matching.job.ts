@@ -121,12 +121,20 @@ export class IdentityMatchingJob implements OnModuleInit {
     let changed = !current || current.deleted === true;
     for (const m of joining) {
       if (links.some((l) => l.target?.reference === `Patient/${m}`)) continue;
-      links.push({ target: { reference: `Patient/${m}` }, assurance: 'level3' });
-      changed = true;
-      await tx.query(
-        `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by, score) VALUES ($1, $2, 'level3', 'auto', $3) ON CONFLICT (patient_id) DO NOTHING`,
+      // One Person per Patient: a job that got there first (on other blocking keys) keeps it.
+      const claimed: unknown[] = await tx.query(
+        `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by, score) VALUES ($1, $2, 'level3', 'auto', $3)
+         ON CONFLICT (patient_id) DO NOTHING RETURNING patient_id`,
         [m, personId, scoreOf.get(m) ?? null],
       );
+      if (!claimed.length) continue;
+      links.push({ target: { reference: `Patient/${m}` }, assurance: 'level3' });
+      changed = true;
+    }
+    if (!current && links.length < 2) {
+      // Everyone else was claimed by another Person meanwhile: no Person of one.
+      await tx.query(`DELETE FROM identity_person_link WHERE person_id = $1`, [personId]);
+      return;
     }
     if (!changed) return;
     const body: Person = { ...person, id: personId, link: links };

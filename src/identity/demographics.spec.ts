@@ -65,6 +65,18 @@ describe('demographics', () => {
     expect(d.family).toEqual([]);
   });
 
+  it('ignores values of the wrong JSON type instead of throwing (a stored or $match body may hold them)', () => {
+    const odd = {
+      resourceType: 'Patient',
+      name: [{ family: 42, given: [null, 'Ann'] }],
+      gender: 7,
+      address: [{ line: [1], postalCode: {} }],
+      telecom: [{ system: 'phone', value: 5550102000 }, { system: 'email', value: [] }],
+      identifier: [{ system: 'urn:x', value: 1 }],
+    } as unknown as Parameters<typeof demographicsOf>[0];
+    expect(demographicsOf(odd)).toEqual({ family: [], given: ['anna'], birthDate: undefined, sex: undefined, postalCodes: [], streets: [], phones: [], emails: [], identifiers: [] });
+  });
+
   it('transposes day and month only when the result is another real date', () => {
     expect(transposedBirthDate('1980-04-01')).toBe('1980-01-04');
     expect(transposedBirthDate('1980-04-13')).toBeUndefined();

@@ -51,8 +51,8 @@ export function foldText(text: string): string {
 }
 
 /** Words of a name part: folded, split on hyphens, spaces and apostrophes, letters only. */
-export function nameWords(text: string | undefined): string[] {
-  if (!text) return [];
+export function nameWords(text: unknown): string[] {
+  if (typeof text !== 'string' || !text) return [];
   return foldText(text)
     .split(/[\s\-‐'’.,]+/u)
     .map((w) => w.replace(/[^a-z]/g, ''))
@@ -64,17 +64,20 @@ export function formalName(word: string): string {
   return Object.hasOwn(NICKNAMES, word) ? NICKNAMES[word] : word;
 }
 
-export function normalizePhone(value: string): string | undefined {
+export function normalizePhone(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
   const digits = value.replace(/\D/g, '');
   return digits.length >= 7 ? digits.slice(-10) : undefined;
 }
 
-export function normalizePostalCode(value: string): string | undefined {
+export function normalizePostalCode(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
   const code = value.toUpperCase().replace(/[\s-]/g, '');
   return code.length ? code : undefined;
 }
 
-export function normalizeStreet(value: string): string | undefined {
+export function normalizeStreet(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
   const words = foldText(value)
     .replace(/[^a-z0-9\s]/g, ' ')
     .split(/\s+/)
@@ -99,17 +102,17 @@ export function demographicsOf(patient: Patient): Demographics {
   const telecoms = Array.isArray(patient.telecom) ? patient.telecom : [];
   const identifiers = Array.isArray(patient.identifier) ? patient.identifier : [];
   const birthDate = typeof patient.birthDate === 'string' && FULL_DATE_RE.test(patient.birthDate) ? patient.birthDate : undefined;
-  const sex = patient.gender && patient.gender !== 'unknown' ? patient.gender : undefined;
+  const sex = typeof patient.gender === 'string' && patient.gender !== 'unknown' ? patient.gender : undefined;
   return {
     family: unique(names.flatMap((n) => nameWords(n?.family))),
     given: unique(names.flatMap((n) => (Array.isArray(n?.given) ? n.given : []).flatMap((g) => nameWords(g).map(formalName)))),
     birthDate,
     sex,
-    postalCodes: unique(addresses.map((a) => (a?.postalCode ? normalizePostalCode(a.postalCode) : undefined))),
+    postalCodes: unique(addresses.map((a) => normalizePostalCode(a?.postalCode))),
     streets: unique(addresses.flatMap((a) => (Array.isArray(a?.line) ? a.line : []).map((l) => normalizeStreet(l)))),
-    phones: unique(telecoms.filter((t) => t?.system === 'phone' || t?.system === 'sms').map((t) => (t.value ? normalizePhone(t.value) : undefined))),
-    emails: unique(telecoms.filter((t) => t?.system === 'email').map((t) => t.value?.trim().toLowerCase() || undefined)),
-    identifiers: unique(identifiers.map((i) => (i?.system && i.value ? `${i.system}|${i.value.trim()}` : undefined))),
+    phones: unique(telecoms.filter((t) => t?.system === 'phone' || t?.system === 'sms').map((t) => normalizePhone(t.value))),
+    emails: unique(telecoms.filter((t) => t?.system === 'email').map((t) => (typeof t.value === 'string' ? t.value.trim().toLowerCase() || undefined : undefined))),
+    identifiers: unique(identifiers.map((i) => (typeof i?.system === 'string' && typeof i.value === 'string' && i.value.trim() ? `${i.system}|${i.value.trim()}` : undefined))),
   };
 }
 

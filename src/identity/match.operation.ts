@@ -11,6 +11,7 @@ import { parseOperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { SEARCH_LIMITS } from '../fhir/search/search-limits';
 import { SearchService } from '../fhir/search/search.service';
+import { ResourceValidator } from '../fhir/validation/resource.validator';
 import type { StorageSession } from '../fhir/storage/storage-session';
 import { demographicsOf } from './demographics';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
@@ -43,6 +44,7 @@ export class MatchOperation extends FhirOperation implements OnModuleInit {
     private readonly system: SystemAccess,
     private readonly search: SearchService,
     private readonly demographics: PatientDemographicsRepository,
+    private readonly validator: ResourceValidator,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {
     super();
@@ -57,7 +59,12 @@ export class MatchOperation extends FhirOperation implements OnModuleInit {
     const count = input.integer('count') ?? DEFAULT_COUNT;
     if (count < 1 || count > MAX_COUNT) throw FhirError.badRequest(`count must be between 1 and ${MAX_COUNT}`, ['count']);
     const onlyCertain = input.text('onlyCertainMatches') === 'true';
-    const wanted = demographicsOf(input.resource('resource') as Patient);
+    const given = input.resource('resource') as Patient;
+    // A structurally invalid Patient is refused like a create would be (R4 structure only: the
+    // exchange's Patient profile is for stored records, an input to match need not meet it).
+    const errors = this.validator.issues(given).base.filter((x) => x.severity === 'error' || x.severity === 'fatal');
+    if (errors.length) throw new FhirError(400, errors);
+    const wanted = demographicsOf(given);
     if (!wanted.identifiers.length && !wanted.birthDate && !(wanted.family.length && wanted.given.length)) {
       throw FhirError.badRequest('resource: the Patient needs an identifier with a system, a full birthDate, or a family and a given name to match on', ['resource']);
     }

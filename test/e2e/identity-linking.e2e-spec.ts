@@ -103,6 +103,36 @@ describe('identity: matching after write and Person links', () => {
     expect(closure.map((r: { linked_id: string }) => r.linked_id)).toEqual([a, b].sort());
   });
 
+  it("once linked, a patient's deny Consent at one organization hides the person's other records, in reads and in $match", async () => {
+    const family = `Varga${LETTERS}`;
+    const body = (org: number) => patient(org, family, 'Katalin', '1958-12-19', { identifier: [{ system: 'http://hl7.org/fhir/sid/us-ssn', value: `ssn-${RUN}` }] });
+    const a = await create(0, body(0));
+    const b = await create(1, body(1));
+    await settled();
+    expect(await personOf(b)).toBe(await personOf(a));
+    const input = { resourceType: 'Parameters', parameter: [{ name: 'resource', resource: body(2) }] };
+    const before = await as[2].post('/fhir/Patient/$match').set('Content-Type', FHIR_JSON).send(input);
+    expect(before.body.entry.map((e: { resource: { id: string } }) => e.resource.id).sort()).toEqual([a, b].sort());
+    const consent = {
+      resourceType: 'Consent',
+      status: 'active',
+      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
+      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
+      patient: { reference: `Patient/${a}` },
+      dateTime: '2026-01-01T00:00:00Z',
+      policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
+      provision: { type: 'deny' },
+    };
+    expect((await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent)).status).toBe(201);
+    // B's record (at another organization) is hidden from C by A's denial, through the Person link.
+    expect((await as[2].get(`/fhir/Patient/${b}`)).status).toBe(404);
+    const after = await as[2].post('/fhir/Patient/$match').set('Content-Type', FHIR_JSON).send(input);
+    expect(after.status).toBe(200);
+    expect([after.body.total, after.body.entry]).toEqual([0, undefined]);
+    // B's own organization still sees its record.
+    expect((await as[1].get(`/fhir/Patient/${b}`)).status).toBe(200);
+  });
+
   it('a deleted Patient leaves its Person and the linked records; the others stay linked', async () => {
     const family = `Lindqvist${LETTERS}`;
     const a = await create(0, patient(0, family, 'Susan', '1971-09-21'));

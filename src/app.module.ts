@@ -16,6 +16,7 @@ import { AuthModule } from './auth/auth.module';
 import { ConsentModule } from './consent/consent.module';
 import { FhirModule } from './fhir/fhir.module';
 import { HealthModule } from './health/health.module';
+import { IdentityModule } from './identity/identity.module';
 import { JobsModule } from './jobs/jobs.module';
 import { PublicHealthModule } from './public-health/public-health.module';
 import { ReferralsModule } from './referrals/referrals.module';
@@ -37,6 +38,7 @@ const config = loadAppConfig();
     AuditToolsModule,
     ReferralsModule,
     PublicHealthModule,
+    IdentityModule,
     RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
   ],
   providers: [

@@ -66,7 +66,7 @@ const ENCOUNTER_CLASSES: [string, string][] = [
 ];
 
 /** mulberry32: a small, fast, seedable PRNG; the same seed gives the same data on every machine. */
-class SeededRandom {
+export class SeededRandom {
   private state: number;
   constructor(seed: number) {
     this.state = seed >>> 0;

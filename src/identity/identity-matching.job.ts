@@ -1,0 +1,207 @@
+import { randomUUID } from 'node:crypto';
+import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import type { Person, Task } from '@medplum/fhirtypes';
+import type { EntityManager } from 'typeorm';
+import { relink } from '../consent/patient-link-materializer';
+import type { AccessContext } from '../fhir/pipeline/access-context';
+import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
+import type { Principal } from '../fhir/pipeline/principal';
+import { ResourceRepository, versionWrite } from '../fhir/storage/resource.repository';
+import { StorageSessions } from '../fhir/storage/storage-session';
+import { JobQueue, QueuedJob } from '../jobs/job-queue';
+import { transposedBirthDate } from './demographics';
+import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
+import { MatchScore, scoreMatch } from './match-scorer';
+import { CandidateDemographics, PatientDemographicsRepository } from './patient-demographics.repository';
+
+/** The outbox queue of matching after a Patient write (data: the Patient id only, never demographics). */
+export const IDENTITY_MATCH_QUEUE = 'identity.match';
+export const REVIEW_TASK_CODE = { system: 'http://hie.example.org/fhir/CodeSystem/identity-task', code: 'identity-review' };
+
+export interface IdentityMatchJobData {
+  patientId: string;
+}
+
+interface PersonLinkRow {
+  patient_id: string;
+  person_id: string;
+}
+
+/**
+ * Matching after write (docs/identity.md): one job per Patient write, run in a transaction of its
+ * own under the `identity-matching` system context on behalf of the exchange. Serialized per
+ * person on the Patient's blocking keys (advisory locks on its birth date and their transposition,
+ * taken in sorted order), so two organizations registering one person at once produce one Person.
+ * Certain matches at other organizations are linked into one Person (custodian: the exchange,
+ * assurance level3) whose links feed consent's `patient_link_assertion` (source `Person/{id}`);
+ * probable ones become a review Task for HIE admins (once per pair). Idempotent: a rerun finds the
+ * links and tasks it made.
+ */
+@Injectable()
+export class IdentityMatchingJob implements OnModuleInit {
+  private readonly logger = new Logger('IdentityMatching');
+
+  constructor(
+    private readonly jobs: JobQueue,
+    private readonly sessions: StorageSessions,
+    private readonly system: SystemAccess,
+    private readonly repository: ResourceRepository,
+    private readonly demographics: PatientDemographicsRepository,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {}
+
+  async onModuleInit(): Promise<void> {
+    this.jobs.define(IDENTITY_MATCH_QUEUE, { retryLimit: 5, retryDelaySeconds: 1, retryBackoff: true, retryDelayMaxSeconds: 60, expireInSeconds: 300 });
+    await this.jobs.work<IdentityMatchJobData>(IDENTITY_MATCH_QUEUE, (job) => this.run(job), { concurrency: 4 });
+  }
+
+  /** Enqueues matching of a Patient in the write's transaction (the outbox). */
+  async enqueue(tx: EntityManager, patientId: string): Promise<void> {
+    await this.jobs.enqueue<IdentityMatchJobData>(tx, IDENTITY_MATCH_QUEUE, { patientId });
+  }
+
+  private get exchange(): Principal {
+    return { kind: 'system', clientId: 'system:identity-matching', organization: this.config.exchangeOrganization, scopes: [] };
+  }
+
+  async run(job: QueuedJob<IdentityMatchJobData>): Promise<void> {
+    const started = Date.now();
+    const outcome = await this.sessions.run({ transactional: true }, async ({ tx }) => {
+      const ctx = await this.system.mint('identity-matching', this.exchange);
+      return this.match(ctx, tx, job.data.patientId);
+    });
+    // Ids, counts and timing only: no demographics in logs.
+    this.logger.log({ msg: 'identity match', job: job.id, patient: job.data.patientId, ...outcome, ms: Date.now() - started });
+  }
+
+  private async match(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<{ linked: number; review: number; unlinked?: number }> {
+    const first = await this.demographics.get(ctx, tx, patientId);
+    // Deleted (its row went with the delete): it leaves its Person.
+    if (!first) return { linked: 0, review: 0, unlinked: await this.unlinkDeleted(ctx, tx, patientId) };
+    await this.lockBlockingKeys(tx, first);
+    // Read again under the lock: a concurrent job for this person has committed by now.
+    const self = (await this.demographics.get(ctx, tx, patientId))!;
+    if (!self) return { linked: 0, review: 0 };
+    const certain: { c: CandidateDemographics; s: MatchScore }[] = [];
+    const probable: { c: CandidateDemographics; s: MatchScore }[] = [];
+    for (const c of await this.demographics.candidates(ctx, tx, self, patientId)) {
+      // Only Patients of other organizations: one organization's duplicates are its own to merge.
+      if (c.custodianOrg === self.custodianOrg) continue;
+      const s = scoreMatch(self, c, this.config);
+      if (s.grade === 'certain') certain.push({ c, s });
+      else if (s.grade === 'probable') probable.push({ c, s });
+    }
+    if (certain.length) await this.link(ctx, tx, self, certain);
+    let review = 0;
+    for (const { c, s } of probable) if (await this.requestReview(ctx, tx, self.patientId, c.patientId, s)) review++;
+    return { linked: certain.length, review };
+  }
+
+  /** Advisory locks on the person's blocking keys, in one global order (no deadlock between jobs). */
+  private async lockBlockingKeys(tx: EntityManager, d: CandidateDemographics): Promise<void> {
+    const keys = d.birthDate ? [d.birthDate, transposedBirthDate(d.birthDate)].filter((k): k is string => !!k).sort() : ['no-birth-date'];
+    for (const key of keys) await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-match:${key}`]);
+  }
+
+  /** Joins the Patient and its certain matches in one Person (the first Person any of them has). */
+  private async link(ctx: AccessContext, tx: EntityManager, self: CandidateDemographics, certain: { c: CandidateDemographics; s: MatchScore }[]): Promise<void> {
+    const members = [self.patientId, ...certain.map((x) => x.c.patientId)];
+    const existing: PersonLinkRow[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = ANY($1::text[]) ORDER BY linked_at, person_id`, [members]);
+    // A Patient already in another Person stays there: joining two Persons is an admin's merge.
+    const personId = existing[0]?.person_id ?? randomUUID();
+    await this.lockPerson(tx, personId);
+    const taken = new Set(existing.filter((e) => e.person_id !== personId).map((e) => e.patient_id));
+    const joining = members.filter((m) => !taken.has(m));
+    const scoreOf = new Map(certain.map((x) => [x.c.patientId, x.s.score]));
+    const current = await this.repository.readCurrent(ctx, 'Person', personId, tx);
+    const person: Person = current?.resource && !current.deleted
+      ? (current.resource as Person)
+      : { resourceType: 'Person', id: personId, active: true, managingOrganization: { reference: `Organization/${this.config.exchangeOrganization}` } };
+    const links = [...(person.link ?? [])];
+    let changed = !current || current.deleted === true;
+    for (const m of joining) {
+      if (links.some((l) => l.target?.reference === `Patient/${m}`)) continue;
+      // One Person per Patient: a job that got there first (on other blocking keys) keeps it.
+      const claimed: unknown[] = await tx.query(
+        `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by, score) VALUES ($1, $2, 'level3', 'auto', $3)
+         ON CONFLICT (patient_id) DO NOTHING RETURNING patient_id`,
+        [m, personId, scoreOf.get(m) ?? null],
+      );
+      if (!claimed.length) continue;
+      links.push({ target: { reference: `Patient/${m}` }, assurance: 'level3' });
+      changed = true;
+    }
+    if (!current && links.length < 2) {
+      // Everyone else was claimed by another Person meanwhile: no Person of one.
+      await tx.query(`DELETE FROM identity_person_link WHERE person_id = $1`, [personId]);
+      return;
+    }
+    if (!changed) return;
+    const body: Person = { ...person, id: personId, link: links };
+    await this.repository.write(ctx, versionWrite(ctx, current ? 'update' : 'create', current ? 'PUT' : 'POST', body, personId), tx);
+    await this.feedLinkedRecords(tx, personId, person.link ?? [], links);
+  }
+
+  /**
+   * Consent's linked records: the Person's first Patient asserts the others (source Person/{id}).
+   * The old star is withdrawn first, since its centre may be the Patient that left.
+   */
+  private async feedLinkedRecords(tx: EntityManager, personId: string, before: NonNullable<Person['link']>, after: NonNullable<Person['link']>): Promise<void> {
+    const ids = (links: NonNullable<Person['link']>) => links.map((l) => /^Patient\/(.+)$/.exec(l.target?.reference ?? '')?.[1]).filter((x): x is string => !!x);
+    const [oldCentre] = ids(before);
+    const patients = ids(after);
+    if (oldCentre && oldCentre !== patients[0]) await relink(tx, `Person/${personId}`, oldCentre, []);
+    if (patients.length) await relink(tx, `Person/${personId}`, patients[0], patients.slice(1).sort());
+  }
+
+  /** Link and unlink of one Person take turns (its content is read, changed and written). */
+  private async lockPerson(tx: EntityManager, personId: string): Promise<void> {
+    await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-person:${personId}`]);
+  }
+
+  /** A deleted Patient leaves its Person (the Person keeps its other links) and the linked records. */
+  private async unlinkDeleted(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<number> {
+    const [row]: PersonLinkRow[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = $1`, [patientId]);
+    if (!row) return 0;
+    await this.lockPerson(tx, row.person_id);
+    const current = await this.repository.readCurrent(ctx, 'Person', row.person_id, tx);
+    if (current?.resource && !current.deleted) {
+      const person = current.resource as Person;
+      const before = person.link ?? [];
+      const after = before.filter((l) => l.target?.reference !== `Patient/${patientId}`);
+      if (after.length !== before.length) {
+        const body: Person = { ...person, link: after.length ? after : undefined };
+        await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', body, row.person_id), tx);
+        await this.feedLinkedRecords(tx, row.person_id, before, after);
+      }
+    }
+    await tx.query(`DELETE FROM identity_person_link WHERE patient_id = $1`, [patientId]);
+    return 1;
+  }
+
+  /** A review Task for HIE admins (once per pair, whichever side's job finds it first). */
+  private async requestReview(ctx: AccessContext, tx: EntityManager, patientId: string, candidateId: string, s: MatchScore): Promise<boolean> {
+    const [a, b] = [patientId, candidateId].sort();
+    const known = await tx.query(`SELECT 1 FROM identity_review WHERE patient_id = $1 AND candidate_id = $2`, [a, b]);
+    if (known.length) return false;
+    const id = randomUUID();
+    const task: Task = {
+      resourceType: 'Task',
+      id,
+      status: 'requested',
+      intent: 'proposal',
+      priority: 'routine',
+      code: { coding: [REVIEW_TASK_CODE], text: 'Review a probable patient match' },
+      focus: { reference: `Patient/${a}` },
+      owner: { reference: `Organization/${this.config.exchangeOrganization}` },
+      input: [
+        { type: { text: 'candidate' }, valueReference: { reference: `Patient/${b}` } },
+        { type: { text: 'score' }, valueDecimal: s.score },
+        { type: { text: 'match-grade' }, valueCode: s.grade },
+      ],
+    };
+    await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', task, id), tx);
+    await tx.query(`INSERT INTO identity_review (patient_id, candidate_id, task_id, weight) VALUES ($1, $2, $3, $4)`, [a, b, id, s.weight]);
+    return true;
+  }
+}

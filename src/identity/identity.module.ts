@@ -1,0 +1,17 @@
+import { Module } from '@nestjs/common';
+import { FhirModule } from '../fhir/fhir.module';
+import { IDENTITY_CONFIG, loadIdentityConfig } from './identity-config';
+import { IdentityMatchingJob } from './identity-matching.job';
+import { MatchOperation } from './match.operation';
+import { PatientDemographicsListener } from './patient-demographics.listener';
+import { PatientDemographicsRepository } from './patient-demographics.repository';
+
+/**
+ * Patient identity across organizations (docs/identity.md): the demographics index matching
+ * reads, kept by a pre-commit write listener on Patient writes; `Patient/$match`.
+ */
+@Module({
+  imports: [FhirModule],
+  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob],
+})
+export class IdentityModule {}

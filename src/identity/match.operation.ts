@@ -1,0 +1,132 @@
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import type { Bundle, BundleEntry, Patient } from '@medplum/fhirtypes';
+import { FhirError } from '../common/fhir-error';
+import type { AccessContext } from '../fhir/pipeline/access-context';
+import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
+import { buildInteraction } from '../fhir/pipeline/interaction';
+import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
+import { FhirOperation } from '../fhir/operations/fhir-operation';
+import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
+import { parseOperationInput } from '../fhir/operations/operation-parameters';
+import { OperationRegistry } from '../fhir/operations/operation.registry';
+import { SEARCH_LIMITS } from '../fhir/search/search-limits';
+import { SearchService } from '../fhir/search/search.service';
+import { ResourceValidator } from '../fhir/validation/resource.validator';
+import type { StorageSession } from '../fhir/storage/storage-session';
+import { demographicsOf } from './demographics';
+import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
+import { MatchScore, scoreMatch } from './match-scorer';
+import { PatientDemographicsRepository } from './patient-demographics.repository';
+
+export const MATCH_GRADE_URL = 'http://hl7.org/fhir/StructureDefinition/match-grade';
+const DEFAULT_COUNT = 10;
+const MAX_COUNT = 100;
+
+/**
+ * `Patient/$match` (R4 Patient-match; docs/identity.md): candidates by blocking keys in SQL under the
+ * named system context `identity-matching` (demographics only), scored here, then narrowed in SQL
+ * to the Patients the CALLER may see (a `_id` search under the interaction's AccessContext) before
+ * anything is counted, graded for `onlyCertainMatches`, cut to `count` or audited: a hidden Patient
+ * changes nothing in the answer or the audit record.
+ */
+@Injectable()
+export class MatchOperation extends FhirOperation implements OnModuleInit {
+  readonly name = 'match';
+  readonly definition = shippedOperationDefinition('match');
+  readonly levels = ['type'] as const;
+  override readonly resourceTypes = ['Patient'];
+  readonly affectsState = false;
+  readonly roles = ['hospital'] as const;
+  override readonly scopes = ['Patient.r', 'Patient.s'];
+
+  constructor(
+    private readonly operations: OperationRegistry,
+    private readonly system: SystemAccess,
+    private readonly search: SearchService,
+    private readonly demographics: PatientDemographicsRepository,
+    private readonly validator: ResourceValidator,
+    @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
+  ) {
+    super();
+  }
+
+  onModuleInit(): void {
+    this.operations.register(this);
+  }
+
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
+    const input = parseOperationInput(this.definition, i);
+    const count = input.integer('count') ?? DEFAULT_COUNT;
+    if (count < 1 || count > MAX_COUNT) throw FhirError.badRequest(`count must be between 1 and ${MAX_COUNT}`, ['count']);
+    const onlyCertain = input.text('onlyCertainMatches') === 'true';
+    const given = input.resource('resource') as Patient;
+    // A structurally invalid Patient is refused like a create would be (R4 structure only: the
+    // exchange's Patient profile is for stored records, an input to match need not meet it).
+    const errors = this.validator.issues(given).base.filter((x) => x.severity === 'error' || x.severity === 'fatal');
+    if (errors.length) throw new FhirError(400, errors);
+    const wanted = demographicsOf(given);
+    if (!wanted.identifiers.length && !wanted.birthDate && !(wanted.family.length && wanted.given.length)) {
+      throw FhirError.badRequest('resource: the Patient needs an identifier with a system, a full birthDate, or a family and a given name to match on', ['resource']);
+    }
+
+    // Scoring sees every organization's demographics (named, audited system context) …
+    const matching = await this.system.mint('identity-matching', ctx.principal);
+    const scored = new Map<string, MatchScore>();
+    for (const c of await this.demographics.candidates(matching, tx, wanted)) {
+      const s = scoreMatch(wanted, c, this.config);
+      if (s.grade !== 'certainly-not') scored.set(c.patientId, s);
+    }
+    // … the caller only what its AccessContext lets it read, decided in SQL before anything is counted.
+    const visible = scored.size ? await this.visiblePatients(ctx, [...scored.keys()], i.path, tx) : { entries: [], touched: [] };
+    const ranked = visible.entries
+      .map((e) => ({ entry: e, score: scored.get(e.resource!.id!)! }))
+      .sort((a, b) => b.score.weight - a.score.weight || a.entry.resource!.id!.localeCompare(b.entry.resource!.id!));
+
+    let chosen = ranked;
+    let outcome: BundleEntry | undefined;
+    if (onlyCertain) {
+      chosen = ranked.filter((r) => r.score.grade === 'certain');
+      if (chosen.length > 1) {
+        // R4: with onlyCertainMatches, several certain matches are an error the client must resolve.
+        outcome = {
+          resource: {
+            resourceType: 'OperationOutcome',
+            issue: [
+              {
+                severity: 'warning',
+                code: 'multiple-matches',
+                diagnostics: `${chosen.length} Patients are certain matches; onlyCertainMatches returns a match only when exactly one is`,
+                expression: ['onlyCertainMatches'],
+              },
+            ],
+          },
+          search: { mode: 'outcome' },
+        };
+        chosen = [];
+      }
+    }
+    chosen = chosen.slice(0, count);
+    const entries: BundleEntry[] = chosen.map(({ entry, score }) => ({
+      ...entry,
+      search: { mode: 'match', score: score.score, extension: [{ url: MATCH_GRADE_URL, valueCode: score.grade }] },
+    }));
+    if (outcome) entries.push(outcome);
+    const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', total: chosen.length, ...(entries.length ? { entry: entries } : {}) };
+    const returned = new Set(chosen.map((c) => `Patient/${c.entry.resource!.id}`));
+    return { status: 200, resource: bundle, touched: visible.touched.filter((t) => returned.has(t.reference)) };
+  }
+
+  /** The candidates the caller may read: `_id` searches under its own AccessContext (100 ids each, the search's OR limit). */
+  private async visiblePatients(ctx: AccessContext, ids: string[], path: string, tx: StorageSession['tx']): Promise<{ entries: BundleEntry[]; touched: NonNullable<InteractionResult['touched']> }> {
+    const entries: BundleEntry[] = [];
+    const touched: NonNullable<InteractionResult['touched']> = [];
+    for (let at = 0; at < ids.length; at += SEARCH_LIMITS.orValues) {
+      const chunk = ids.slice(at, at + SEARCH_LIMITS.orValues);
+      const search = buildInteraction('search-type', { resourceType: 'Patient', path, query: { _id: chunk.join(','), _count: String(chunk.length) } });
+      const result = await this.search.search(ctx, search, tx);
+      entries.push(...((result.resource as Bundle).entry ?? []).filter((e) => e.search?.mode === 'match' && e.resource?.resourceType === 'Patient'));
+      touched.push(...(result.touched ?? []));
+    }
+    return { entries, touched };
+  }
+}

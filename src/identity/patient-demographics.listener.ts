@@ -1,0 +1,45 @@
+import { Injectable, OnModuleInit } from '@nestjs/common';
+import type { Patient } from '@medplum/fhirtypes';
+import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
+import { demographicsOf } from './demographics';
+import { IdentityMatchingJob } from './identity-matching.job';
+import { PatientDemographicsRepository } from './patient-demographics.repository';
+
+/**
+ * Keeps `patient_demographics` in step with each Patient write, in its transaction (pre-commit),
+ * so matching never sees a Patient that was rolled back, nor misses one that committed. A
+ * deleted Patient leaves the index (and so every future match). Each create, update and delete
+ * enqueues its matching job in the same transaction (the outbox); for a delete the job unlinks.
+ */
+@Injectable()
+export class PatientDemographicsListener implements WriteListener, OnModuleInit {
+  readonly name = 'identity-demographics';
+  readonly phase = 'pre-commit' as const;
+  // After consent's link materializer (200): independent of it, ordered for a stable sequence.
+  readonly order = 300;
+  readonly resourceTypes = ['Patient'];
+
+  constructor(
+    private readonly events: WriteEvents,
+    private readonly demographics: PatientDemographicsRepository,
+    private readonly matching: IdentityMatchingJob,
+  ) {}
+
+  onModuleInit(): void {
+    this.events.register(this);
+  }
+
+  async handle({ tx, id, after, before, principal }: WriteEvent): Promise<void> {
+    if (!after) {
+      await this.demographics.remove(tx, id);
+      // Its job takes it out of its Person (the Person is written under the system context, not the deleter's).
+      await this.matching.enqueue(tx, id);
+      return;
+    }
+    // The custodian: kept from the stored version; on create, the writer's organization.
+    const custodian = before && !before.deleted ? (before.custodianOrg ?? null) : (principal.organization ?? null);
+    await this.demographics.save(tx, id, custodian, demographicsOf(after as Patient));
+    // Matching runs after the commit, from the outbox: the write's response does not wait for it.
+    await this.matching.enqueue(tx, id);
+  }
+}

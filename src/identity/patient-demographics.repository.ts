@@ -1,0 +1,105 @@
+import { Injectable } from '@nestjs/common';
+import type { EntityManager } from 'typeorm';
+import type { AccessContext } from '../fhir/pipeline/access-context';
+import { Demographics, transposedBirthDate } from './demographics';
+
+/** A stored Patient's demographics as a matching candidate. */
+export interface CandidateDemographics extends Demographics {
+  patientId: string;
+  custodianOrg: string | null;
+}
+
+interface Row {
+  patient_id: string;
+  custodian_org: string | null;
+  family: string[];
+  given: string[];
+  birth_date: string | null;
+  sex: string | null;
+  postal_codes: string[];
+  streets: string[];
+  phones: string[];
+  emails: string[];
+  identifiers: string[];
+}
+
+/** Double Metaphone codes of a text[] parameter's words (fuzzystrmatch), empty codes left out. */
+const CODES = (param: string): string => `ARRAY(SELECT DISTINCT c FROM unnest(${param}::text[]) w, dmetaphone(w) c WHERE c <> '')`;
+
+/** The most candidates one blocking query returns (scored in the app). */
+export const CANDIDATE_LIMIT = 200;
+
+/**
+ * `patient_demographics` (migration 1732402400000): identity matching's own index of normalized
+ * demographics and blocking keys. Written in the transaction of each Patient write; read only
+ * under the named system context `identity-matching` (it holds every organization's patients).
+ */
+@Injectable()
+export class PatientDemographicsRepository {
+  async save(tx: EntityManager, patientId: string, custodianOrg: string | null, d: Demographics): Promise<void> {
+    await tx.query(
+      `INSERT INTO patient_demographics (patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers, family_codes, given_codes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${CODES('$3')}, ${CODES('$4')})
+       ON CONFLICT (patient_id) DO UPDATE SET custodian_org = EXCLUDED.custodian_org, family = EXCLUDED.family, given = EXCLUDED.given,
+         birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex, postal_codes = EXCLUDED.postal_codes, streets = EXCLUDED.streets,
+         phones = EXCLUDED.phones, emails = EXCLUDED.emails, identifiers = EXCLUDED.identifiers,
+         family_codes = EXCLUDED.family_codes, given_codes = EXCLUDED.given_codes`,
+      [patientId, custodianOrg, d.family, d.given, d.birthDate ?? null, d.sex ?? null, d.postalCodes, d.streets, d.phones, d.emails, d.identifiers],
+    );
+  }
+
+  async remove(tx: EntityManager, patientId: string): Promise<void> {
+    await tx.query(`DELETE FROM patient_demographics WHERE patient_id = $1`, [patientId]);
+  }
+
+  /**
+   * Candidates by blocking keys, in SQL (never a scan in the app): a shared identifier, the same
+   * birth date or its day/month transposition, or a shared Double Metaphone code of the family name
+   * together with one of the given name. Each arm is an index probe; at most CANDIDATE_LIMIT rows.
+   */
+  async candidates(ctx: AccessContext, tx: EntityManager, d: Demographics, excludeId?: string): Promise<CandidateDemographics[]> {
+    if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
+    const dates = [d.birthDate, transposedBirthDate(d.birthDate)].filter((x): x is string => !!x);
+    const rows: Row[] = await tx.query(
+      `WITH keys AS (SELECT ${CODES('$3')} AS family_codes, ${CODES('$4')} AS given_codes),
+       ids AS (
+         SELECT patient_id FROM patient_demographics WHERE identifiers && $1::text[]
+         UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY($2::text[])
+         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.family_codes && k.family_codes AND p.given_codes && k.given_codes
+       )
+       SELECT p.patient_id, p.custodian_org, p.family, p.given, p.birth_date, p.sex, p.postal_codes, p.streets, p.phones, p.emails, p.identifiers
+         FROM patient_demographics p JOIN ids USING (patient_id)
+        WHERE p.patient_id IS DISTINCT FROM $5
+        ORDER BY p.patient_id
+        LIMIT $6`,
+      [d.identifiers, dates, d.family, d.given, excludeId ?? null, CANDIDATE_LIMIT],
+    );
+    return rows.map(toCandidate);
+  }
+
+  /** One Patient's row (undefined once it is deleted). */
+  async get(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<CandidateDemographics | undefined> {
+    if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
+    const rows: Row[] = await tx.query(
+      `SELECT patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers FROM patient_demographics WHERE patient_id = $1`,
+      [patientId],
+    );
+    return rows.length ? toCandidate(rows[0]) : undefined;
+  }
+}
+
+function toCandidate(r: Row): CandidateDemographics {
+  return {
+    patientId: r.patient_id,
+    custodianOrg: r.custodian_org,
+    family: r.family,
+    given: r.given,
+    birthDate: r.birth_date ?? undefined,
+    sex: r.sex ?? undefined,
+    postalCodes: r.postal_codes,
+    streets: r.streets,
+    phones: r.phones,
+    emails: r.emails,
+    identifiers: r.identifiers,
+  };
+}

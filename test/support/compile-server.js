@@ -36,3 +36,16 @@ for (const [from, to] of sources) {
   mkdirSync(dirname(to), { recursive: true });
   writeFileSync(to.replace(/\.ts$/, '.js'), outputText);
 }
+// JSON modules the code imports (resolveJsonModule), emitted beside the .js as `npm run build` does.
+function jsonFiles(dir) {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const path = join(dir, e.name);
+    if (e.isDirectory()) return jsonFiles(path);
+    return e.name.endsWith('.json') ? [path] : [];
+  });
+}
+for (const from of jsonFiles(join(ROOT, 'src'))) {
+  const to = join(out, relative(join(ROOT, 'src'), from));
+  mkdirSync(dirname(to), { recursive: true });
+  writeFileSync(to, readFileSync(from));
+}

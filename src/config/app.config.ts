@@ -107,6 +107,8 @@ const envSchema = z.object({
   JOBS_POLL_SECONDS: z.coerce.number().min(0.5, 'must be at least 0.5').max(60, 'must be at most 60').default(2),
   /** How often a node looks for jobs whose worker died (active past their expiry) to retry them. */
   JOBS_SUPERVISE_SECONDS: integer(1, 3600, 30, 'a number of seconds'),
+  /** `off`: Patient writes keep the demographics index but enqueue no matching job (bulk loads; `npm test` unless a file opts in). */
+  IDENTITY_MATCH_ON_WRITE: z.enum(['on', 'off']).default('on'),
   /** Days a completed or failed referral keeps its referral-scoped access (docs/referrals.md). */
   REFERRAL_ACCESS_DAYS: integer(0, 3650, 30, 'a number of days'),
   /** Bulk Data `$export` (docs/public-health.md): where the NDJSON files are written. */
@@ -193,6 +195,8 @@ export interface AppConfig {
   jobs: { workers: boolean; poolSize: number; pollSeconds: number; superviseSeconds: number };
   /** Days a completed or failed referral keeps its referral-scoped access (src/referrals/). */
   referralAccessDays: number;
+  /** Whether a Patient write enqueues its identity matching job (docs/identity.md). */
+  identityMatchOnWrite: boolean;
   /** Bulk Data `$export` (src/public-health/bulk-export*.ts). */
   bulkExport: { dir: string; quotaBytes: number; expireHours: number; maxPerClient: number; pageSize: number; zip3Allowed: string[] };
 }
@@ -238,6 +242,7 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     audit: { store: e.AUDIT_STORE === 'on', groupCommitWaitMs: e.AUDIT_GROUP_COMMIT_WAIT_MS, groupCommitMax: e.AUDIT_GROUP_COMMIT_MAX, relaxedReadCommit: e.AUDIT_READ_COMMIT === 'relaxed' },
     jobs: { workers: e.JOBS_WORKERS === 'on', poolSize: e.JOBS_POOL_SIZE, pollSeconds: e.JOBS_POLL_SECONDS, superviseSeconds: e.JOBS_SUPERVISE_SECONDS },
     referralAccessDays: e.REFERRAL_ACCESS_DAYS,
+    identityMatchOnWrite: e.IDENTITY_MATCH_ON_WRITE === 'on',
     bulkExport: {
       dir: e.EXPORT_DIR,
       quotaBytes: e.EXPORT_QUOTA_MB * 1024 * 1024,

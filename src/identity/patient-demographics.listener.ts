@@ -1,5 +1,6 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import type { Patient } from '@medplum/fhirtypes';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
 import { demographicsOf } from './demographics';
 import { IdentityMatchingJob } from './identity-matching.job';
@@ -23,6 +24,7 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
     private readonly events: WriteEvents,
     private readonly demographics: PatientDemographicsRepository,
     private readonly matching: IdentityMatchingJob,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   onModuleInit(): void {
@@ -33,13 +35,14 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
     if (!after) {
       await this.demographics.remove(tx, id);
       // Its job takes it out of its Person (the Person is written under the system context, not the deleter's).
-      await this.matching.enqueue(tx, id);
+      if (this.config.identityMatchOnWrite) await this.matching.enqueue(tx, id);
       return;
     }
     // The custodian: kept from the stored version; on create, the writer's organization.
     const custodian = before && !before.deleted ? (before.custodianOrg ?? null) : (principal.organization ?? null);
     await this.demographics.save(tx, id, custodian, demographicsOf(after as Patient));
     // Matching runs after the commit, from the outbox: the write's response does not wait for it.
-    await this.matching.enqueue(tx, id);
+    // IDENTITY_MATCH_ON_WRITE=off (bulk loads): the index is kept, matching waits for a batch run.
+    if (this.config.identityMatchOnWrite) await this.matching.enqueue(tx, id);
   }
 }

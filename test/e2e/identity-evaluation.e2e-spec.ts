@@ -6,6 +6,9 @@ import { postTransaction } from '../support/bundles';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
+// Matching after write is what this file tests (test/support turns it off for the others).
+process.env.IDENTITY_MATCH_ON_WRITE = 'on';
+
 const RUN = Date.now().toString(36);
 const ORG = [0, 1, 2].map((n) => `eval-${n}-${RUN}`);
 

@@ -5,6 +5,9 @@ import { hospitalAgent } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
+// Matching after write is what this file tests (test/support turns it off for the others).
+process.env.IDENTITY_MATCH_ON_WRITE = 'on';
+
 const RUN = Date.now().toString(36);
 const LETTERS = RUN.replace(/[0-9]/g, '');
 const ORG = ['a', 'b', 'c'].map((n) => `link-${n}-${RUN}`);

@@ -20,25 +20,20 @@ export class ClinicalPeriod1732402320000 implements MigrationInterface {
     // A FHIR date, dateTime or instant as the range its precision covers (date-only values in UTC,
     // as Consent dataPeriod dates are read). timestamp (not timestamptz) arithmetic: independent of TimeZone.
     await q.query(`
-      CREATE FUNCTION fhir_date_range(v text) RETURNS tstzrange LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
-      DECLARE t timestamp;
-      BEGIN
-        IF v ~ '^\\d{4}$' THEN
-          t := (v || '-01-01')::timestamp;
-          RETURN tstzrange(t AT TIME ZONE 'UTC', (t + interval '1 year') AT TIME ZONE 'UTC', '[)');
-        ELSIF v ~ '^\\d{4}-\\d{2}$' THEN
-          t := (v || '-01')::timestamp;
-          RETURN tstzrange(t AT TIME ZONE 'UTC', (t + interval '1 month') AT TIME ZONE 'UTC', '[)');
-        ELSIF v ~ '^\\d{4}-\\d{2}-\\d{2}$' THEN
-          t := v::timestamp;
-          RETURN tstzrange(t AT TIME ZONE 'UTC', (t + interval '1 day') AT TIME ZONE 'UTC', '[)');
-        ELSIF v ~ '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' THEN
-          RETURN tstzrange(v::timestamptz, v::timestamptz, '[]');
-        END IF;
-        RETURN NULL;
-      EXCEPTION WHEN others THEN
-        RETURN NULL; -- e.g. 2019-02-30: no clinical date rather than a failed write
-      END $$`);
+      CREATE FUNCTION fhir_date_range(v text) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        -- No EXCEPTION block (a subtransaction per call, on every write): an impossible date such as
+        -- 2019-02-30 is caught by pg_input_is_valid and gives no clinical date.
+        SELECT CASE
+          WHEN v ~ '^\\d{4}$' AND pg_input_is_valid(v || '-01-01', 'timestamp')
+            THEN tstzrange((v || '-01-01')::timestamp AT TIME ZONE 'UTC', ((v || '-01-01')::timestamp + interval '1 year') AT TIME ZONE 'UTC', '[)')
+          WHEN v ~ '^\\d{4}-\\d{2}$' AND pg_input_is_valid(v || '-01', 'timestamp')
+            THEN tstzrange((v || '-01')::timestamp AT TIME ZONE 'UTC', ((v || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC', '[)')
+          WHEN v ~ '^\\d{4}-\\d{2}-\\d{2}$' AND pg_input_is_valid(v, 'timestamp')
+            THEN tstzrange(v::timestamp AT TIME ZONE 'UTC', (v::timestamp + interval '1 day') AT TIME ZONE 'UTC', '[)')
+          WHEN v ~ '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' AND pg_input_is_valid(v, 'timestamptz')
+            THEN tstzrange(v::timestamptz, v::timestamptz, '[]')
+        END
+      $$`);
     // A Period: from its start to the end of its end's precision; an open end is unbounded (ongoing care).
     await q.query(`
       CREATE FUNCTION fhir_period_range(p jsonb) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

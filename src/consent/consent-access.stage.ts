@@ -35,14 +35,18 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
     if (misplaced.length) throw new Error(`Read-access type rules for types that are not custodian-only: ${misplaced.join('; ')}`);
   }
 
-  async decide(principal: Principal, _interaction: Interaction): Promise<ConsentDecision> {
+  async decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision> {
     const who = requesterOf(principal);
     const policy = this.policy;
     const extensions = this.extensions();
+    // The Binary securityContext branch doubles the predicate (and its planning) for every row; an
+    // interaction on another type renders it without: a Binary it reaches anyway (an `_include` of
+    // a Resource reference) then falls under the type table's custodian-only rule, never wider.
+    const binaryRows = !interaction.resourceType || interaction.resourceType === 'Binary' || interaction.kind === 'operation';
     const fragment: AccessFragment = {
       basis: 'consent',
       description: this.describe(who, extensions),
-      render: (alias, bind) => renderConsentPredicate(columnsOf(alias), bind, policy, who, extensions),
+      render: (alias, bind) => renderConsentPredicate(binaryRows ? columnsOf(alias) : withoutSecurityContext(columnsOf(alias)), bind, policy, who, extensions),
     };
     return { fragments: [fragment], basis: fragment.description };
   }
@@ -137,4 +141,9 @@ function requesterOf(principal: Principal): Requester {
     breakGlass: principal.role === 'hospital' && principal.purposeOfUse === 'ETREAT' && !!principal.breakGlassReason,
     actors: principal.onBehalfOf ?? [],
   };
+}
+
+function withoutSecurityContext(row: ReturnType<typeof columnsOf>): ReturnType<typeof columnsOf> {
+  const { securityContext: _unused, ...rest } = row;
+  return rest;
 }

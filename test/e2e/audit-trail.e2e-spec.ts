@@ -347,10 +347,12 @@ describe('audit trail', () => {
     const trail = t.app.get(AuditTrailRepository);
     const batches = jest.spyOn(trail, 'appendAlone');
     const results = await Promise.all(sends.map((s) => s.then((r) => r.status)));
-    // Group commit: the 400 records without a write transaction took fewer statements than records.
+    // Every record without a write transaction went through the writer. Whether concurrent ones share
+    // a batch is timing now (an idle writer appends at once, issue 23; on this test cluster without
+    // fsync an append may finish before the next record arrives): audit-group-commit.e2e-spec.ts
+    // proves the batching deterministically.
     const grouped = batches.mock.calls.reduce((n, [rows]) => n + rows.length, 0);
     expect(grouped).toBeGreaterThanOrEqual(400);
-    expect(batches.mock.calls.length).toBeLessThan(grouped);
     batches.mockRestore();
     expect(results.filter((s) => s === 201)).toHaveLength(100);
     expect(results.filter((s) => s === 404)).toHaveLength(100);

@@ -50,7 +50,7 @@ describe('identity population: scorer precision and recall', () => {
     const recall = tp / truePairs;
     const reviewCatch = (truePairs - tp) === 0 ? 1 : missedInReview / (truePairs - tp);
     // Reported in the test output (and docs/identity.md).
-    console.log(JSON.stringify({ records: d.length, truePairs, tp, fp, precision: +precision.toFixed(4), recall: +recall.toFixed(4), missed: truePairs - tp, missedInReview, reviewCatch: +reviewCatch.toFixed(3), falseInReview, fpKinds: fpKinds.slice(0, 10) }));
+    process.stdout.write(`${JSON.stringify({ records: d.length, truePairs, tp, fp, precision: +precision.toFixed(4), recall: +recall.toFixed(4), missed: truePairs - tp, missedInReview, reviewCatch: +reviewCatch.toFixed(3), falseInReview, fpKinds: fpKinds.slice(0, 10) })}\n`);
     expect(precision).toBeGreaterThanOrEqual(0.99);
     expect(recall).toBeGreaterThanOrEqual(0.9);
     expect(reviewCatch).toBeGreaterThanOrEqual(0.5);

@@ -5,6 +5,7 @@ import { hospitalAgent } from '../support/auth';
 import { postTransaction } from '../support/bundles';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { jobsSettled } from '../support/jobs';
 
 // Matching after write is what this file tests (test/support turns it off for the others).
 process.env.IDENTITY_MATCH_ON_WRITE = 'on';
@@ -24,18 +25,8 @@ describe('identity: evaluation on a labelled population', () => {
   const population = identityPopulation({ seed: 2027, persons: 40, twinPairs: 10, parentChildPairs: 10, orgs: 3 });
   const idOf = new Map<number, string>();
 
-  async function settled(): Promise<void> {
-    for (let i = 0; i < 1200; i++) {
-      const [{ open, failed }] = await t.db.query(
-        `SELECT count(*) FILTER (WHERE state NOT IN ('completed', 'failed', 'cancelled'))::int AS open, count(*) FILTER (WHERE state = 'failed')::int AS failed FROM pgboss.job WHERE name = $1`,
-        [IDENTITY_MATCH_QUEUE],
-      );
-      if (failed) throw new Error(`${failed} matching job(s) failed`);
-      if (!open) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error('matching jobs did not finish');
-  }
+  /** Waits until every matching job committed so far is done (none may fail). */
+  const settled = (): Promise<void> => jobsSettled(t.db, IDENTITY_MATCH_QUEUE, 1200);
 
   beforeAll(async () => {
     t = await createTestApp();

@@ -4,6 +4,7 @@ import { loadIdentityConfig } from '../../src/identity/identity-config';
 import { hospitalAgent } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { jobsSettled } from '../support/jobs';
 
 // Matching after write is what this file tests (test/support turns it off for the others).
 process.env.IDENTITY_MATCH_ON_WRITE = 'on';
@@ -42,18 +43,7 @@ describe('identity: matching after write and Person links', () => {
     return res.body.id as string;
   };
   /** Waits until every matching job committed so far is done (none may fail). */
-  async function settled(): Promise<void> {
-    for (let i = 0; i < 300; i++) {
-      const [{ open, failed }] = await t.db.query(
-        `SELECT count(*) FILTER (WHERE state NOT IN ('completed', 'failed', 'cancelled'))::int AS open, count(*) FILTER (WHERE state = 'failed')::int AS failed FROM pgboss.job WHERE name = $1`,
-        [IDENTITY_MATCH_QUEUE],
-      );
-      if (failed) throw new Error(`${failed} matching job(s) failed`);
-      if (!open) return;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-    throw new Error('matching jobs did not finish');
-  }
+  const settled = (): Promise<void> => jobsSettled(t.db, IDENTITY_MATCH_QUEUE);
   const personOf = async (patientId: string): Promise<string | undefined> =>
     ((await t.db.query(`SELECT person_id FROM identity_person_link WHERE patient_id = $1`, [patientId])) as { person_id: string }[])[0]?.person_id;
 

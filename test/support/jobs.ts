@@ -1,0 +1,15 @@
+import type { DataSource } from 'typeorm';
+
+/** Waits until every job of `queue` committed so far is done; a failed one fails the test. Polls every 100 ms. */
+export async function jobsSettled(db: DataSource, queue: string, maxPolls = 300): Promise<void> {
+  for (let i = 0; i < maxPolls; i++) {
+    const [{ open, failed }] = await db.query(
+      `SELECT count(*) FILTER (WHERE state NOT IN ('completed', 'failed', 'cancelled'))::int AS open, count(*) FILTER (WHERE state = 'failed')::int AS failed FROM pgboss.job WHERE name = $1`,
+      [queue],
+    );
+    if (failed) throw new Error(`${failed} job(s) of ${queue} failed`);
+    if (!open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`jobs of ${queue} did not finish`);
+}

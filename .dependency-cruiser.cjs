@@ -4,9 +4,10 @@
 // - src/common/ is the bottom layer: it imports nothing from the other src folders (the domain binds
 //   what common needs through common's own tokens and abstract classes).
 // - the layers (docs/architecture.md, "Layers"): the records core imports no policy module; the
-//   policy modules (auth, consent, audit, jobs) import the pipeline's vocabulary, never its
-//   orchestration (only their HTTP controllers sit above it); the exchange modules (referrals,
-//   public-health, identity) are imported by nobody but the app module.
+//   records core, the vocabulary (src/fhir/pipeline) and the policy modules (auth, consent, audit,
+//   jobs) never import the orchestration (src/pipeline) or the controllers (src/rest); the
+//   orchestration imports neither the controllers nor the exchange modules; the exchange modules
+//   (referrals, public-health, identity) are imported by nobody but the app module.
 // src/fhir/architecture-rules.spec.ts runs the first two on fixture files.
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
@@ -29,22 +30,36 @@ module.exports = {
       name: 'records-core-imports-no-policy',
       comment: 'Storage, search, definitions and validation are the records core: below auth, consent, audit, jobs and the exchange modules.',
       severity: 'error',
-      from: { path: '^src/fhir/(storage|search|definitions|validation|response)/' },
+      from: { path: '^src/fhir/', pathNot: '[.]spec[.]ts$' },
       to: { path: '^src/(auth|consent|audit|jobs|referrals|public-health|identity)/' },
     },
     {
       name: 'records-core-below-orchestration',
-      comment: 'The records core never reaches up to the pipeline orchestration, the REST layer, operations or the Bundle processor.',
+      comment: 'The records core and the vocabulary (src/fhir) never reach up to the orchestration (src/pipeline) or the controllers (src/rest); an operation asks for system access through the vocabulary’s SystemAccess.',
       severity: 'error',
-      from: { path: '^src/fhir/(storage|search|definitions|validation)/' },
-      to: { path: '^src/fhir/(pipeline/(fhir-pipeline[.]service|interaction[.]executor)[.]ts$|rest/|operations/|transaction/)' },
+      from: { path: '^src/fhir/' },
+      to: { path: '^src/(pipeline|rest)/' },
     },
     {
       name: 'policy-below-orchestration',
-      comment: 'auth, consent, audit and jobs speak the pipeline vocabulary; only their HTTP controllers sit above FhirPipeline.',
+      comment: 'auth, consent, audit and jobs speak the pipeline vocabulary (src/fhir/pipeline); their HTTP controllers live in src/rest.',
       severity: 'error',
-      from: { path: '^src/(auth|consent|audit|jobs)/', pathNot: '[.]controller[.]ts$' },
-      to: { path: '^src/fhir/pipeline/(fhir-pipeline[.]service|interaction[.]executor)[.]ts$' },
+      from: { path: '^src/(auth|consent|audit|jobs|common|config|database)/' },
+      to: { path: '^src/(pipeline|rest)/' },
+    },
+    {
+      name: 'orchestration-below-rest-and-modules',
+      comment: 'The pipeline orchestrates; the controllers (src/rest) and the exchange modules sit on it, never under it.',
+      severity: 'error',
+      from: { path: '^src/pipeline/' },
+      to: { path: '^src/(rest|referrals|public-health|identity)/' },
+    },
+    {
+      name: 'access-issuer-in-pipeline-only',
+      comment: 'Only the orchestration creates AccessContexts (the issuer is claimed once, in src/pipeline/access-issuer.ts).',
+      severity: 'error',
+      from: { path: '^src/', pathNot: '^src/pipeline/' },
+      to: { path: '^src/pipeline/access-issuer[.]ts$' },
     },
     {
       name: 'exchange-modules-on-top',

@@ -1,8 +1,9 @@
 // Architecture rules (docs/architecture.md): the safe path is the only path.
 // - Only storage and search (src/fhir/storage, src/fhir/search) run SQL on the resource, history and
 //   search index tables; everything else reaches them through the pipeline's AccessContext.
-// - Nothing else under src/fhir injects the DataSource; other modules reach their own tables
-//   (clients, keys, rate limits, audit) through their own repositories.
+// - Nothing else under src/fhir, nor the orchestration (src/pipeline), the controllers (src/rest)
+//   or the exchange modules outside their *.repository.ts files injects the DataSource; modules
+//   reach their own tables (clients, keys, rate limits, audit, export jobs) through repositories.
 // Lint is syntax-only (no type information): fast enough to run in every `npm test`.
 const tseslint = require('typescript-eslint');
 
@@ -20,8 +21,8 @@ const resourceSqlSelectors = [
 
 const dataSourceImports = {
   paths: [
-    { name: 'typeorm', importNames: ['DataSource'], message: 'Under src/fhir only storage and search hold the DataSource; take an AccessContext and the pipeline’s session instead.' },
-    { name: '@nestjs/typeorm', importNames: ['InjectDataSource', 'getDataSourceToken', 'InjectEntityManager'], message: 'Under src/fhir only storage and search inject the DataSource; take an AccessContext and the pipeline’s session instead.' },
+    { name: 'typeorm', importNames: ['DataSource'], message: 'Only storage and search (and a module’s own *.repository.ts) hold the DataSource; take an AccessContext and the pipeline’s session instead.' },
+    { name: '@nestjs/typeorm', importNames: ['InjectDataSource', 'getDataSourceToken', 'InjectEntityManager'], message: 'Only storage and search (and a module’s own *.repository.ts) inject the DataSource; take an AccessContext and the pipeline’s session instead.' },
   ],
 };
 
@@ -36,10 +37,17 @@ module.exports = [
     },
   },
   {
-    files: ['src/fhir/**/*.ts'],
+    // Everything that must reach storage through an AccessContext: the records core's other
+    // folders, the vocabulary, the orchestration, the controllers and the exchange modules.
+    files: ['src/fhir/**/*.ts', 'src/pipeline/**/*.ts', 'src/rest/**/*.ts', 'src/referrals/**/*.ts', 'src/public-health/**/*.ts', 'src/identity/**/*.ts'],
     rules: {
       'no-restricted-imports': ['error', dataSourceImports],
     },
+  },
+  {
+    // An exchange module's own tables (export jobs, link decisions) are reached by its repositories.
+    files: ['src/referrals/**/*.repository.ts', 'src/public-health/**/*.repository.ts', 'src/identity/**/*.repository.ts'],
+    rules: { 'no-restricted-imports': 'off' },
   },
   {
     // Unit specs assert on the SQL storage and search render.

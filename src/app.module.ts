@@ -20,6 +20,9 @@ import { IdentityModule } from './identity/identity.module';
 import { JobsModule } from './jobs/jobs.module';
 import { PublicHealthModule } from './public-health/public-health.module';
 import { ReferralsModule } from './referrals/referrals.module';
+import { PipelineModule } from './pipeline/pipeline.module';
+import { FhirRestModule } from './rest/fhir-rest.module';
+import { RestModule } from './rest/rest.module';
 
 // The FHIR base path is part of the route table, so it is read when the module is defined.
 const config = loadAppConfig();
@@ -35,11 +38,13 @@ const config = loadAppConfig();
     AuthModule,
     ConsentModule,
     FhirModule,
+    PipelineModule,
     AuditToolsModule,
     ReferralsModule,
     PublicHealthModule,
     IdentityModule,
-    RouterModule.register([{ path: config.fhirBasePath, module: FhirModule }]),
+    RestModule,
+    RouterModule.register([{ path: config.fhirBasePath, module: FhirRestModule }]),
   ],
   providers: [
     { provide: APP_FILTER, useClass: OperationOutcomeFilter },

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { AuditEvent, AuditEventAgent, AuditEventEntity, Coding } from '@medplum/fhirtypes';
-import type { AuditEventKind, AuditRecord } from './audit-record';
+import type { AuditEventKind, AuditRecord } from '../fhir/pipeline/audit-record';
 
 export const AUDIT_EVENT_TYPE = 'http://terminology.hl7.org/CodeSystem/audit-event-type';
 export const RESTFUL_INTERACTION = 'http://hl7.org/fhir/restful-interaction';

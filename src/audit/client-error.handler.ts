@@ -3,7 +3,7 @@ import { STATUS_CODES, type Server } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { Logger } from '@nestjs/common';
-import { auditRecord } from './audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 import type { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
 import { FhirError } from '../common/fhir-error';

@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import type { AuditRecord } from './audit-record';
+import type { AuditRecord } from '../fhir/pipeline/audit-record';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 
 /**

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { RefusedRequest, RefusedRequestAudit } from '../common/http/refused-request.audit';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
-import { auditRecord } from './audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 
 /** A request refused before the pipeline, as one `request` audit record (the error filter calls it). */
 @Injectable()

@@ -3,7 +3,7 @@ import { Injectable } from '@nestjs/common';
 import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { FhirError } from '../common/fhir-error';
 import type { StorageSession } from '../fhir/storage/storage-session';
-import type { AuditRecord } from './audit-record';
+import type { AuditRecord } from '../fhir/pipeline/audit-record';
 import { AuditEventRow, toAuditEventRow } from './audit-event.builder';
 import { AuditTrailRepository } from './audit-trail.repository';
 import { AuditTrailWriter } from './audit-trail.writer';

@@ -1,15 +1,13 @@
-import { Global, MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
+import { Global, Module } from '@nestjs/common';
 import { APP_GUARD } from '@nestjs/core';
 import { PassportModule } from '@nestjs/passport';
 import { ThrottlerModule } from '@nestjs/throttler';
 import { getDataSourceToken } from '@nestjs/typeorm';
 import type { DataSource } from 'typeorm';
-import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirModule } from '../fhir/fhir.module';
 import { AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
 import { AccessTokenService } from './access-token.service';
-import { AdminClientsController } from './admin-clients.controller';
 import { BearerAuthGuard } from './bearer-auth.guard';
 import { BearerTokenStrategy } from './bearer-token.strategy';
 import { ClientRegistrationCache } from './client-registration.cache';
@@ -22,7 +20,6 @@ import { FirstAdminBootstrap } from './first-admin.bootstrap';
 import { SigningKeyStore } from './signing-key.store';
 import { SmartAuthorization } from './smart.authorization';
 import { SmartSecurityContributor } from './smart-security.contributor';
-import { TokenController } from './token.controller';
 import { TokenEndpointThrottle } from './token-endpoint.throttle';
 
 /**
@@ -43,7 +40,6 @@ import { TokenEndpointThrottle } from './token-endpoint.throttle';
       }),
     }),
   ],
-  controllers: [TokenController, AdminClientsController],
   providers: [
     AccessTokenService,
     ClientRegistrationRepository,
@@ -60,10 +56,6 @@ import { TokenEndpointThrottle } from './token-endpoint.throttle';
     { provide: APP_GUARD, useClass: BearerAuthGuard },
     { provide: APP_GUARD, useClass: ClientThrottlerGuard },
   ],
-  exports: [AuthorizationStage, ClientRegistrationRepository, AccessTokenService, SigningKeyStore],
+  exports: [AuthorizationStage, ClientRegistrationRepository, AccessTokenService, SigningKeyStore, TokenEndpointThrottle],
 })
-export class AuthModule implements NestModule {
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(FhirHttpMiddleware).forRoutes(TokenController, AdminClientsController);
-  }
-}
+export class AuthModule {}

@@ -4,7 +4,7 @@ import { AuthGuard } from '@nestjs/passport';
 import type { Request } from 'express';
 import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { FhirError } from '../common/fhir-error';
-import { auditRecord } from '../audit/audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';

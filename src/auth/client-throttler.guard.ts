@@ -2,12 +2,12 @@ import { createHash } from 'node:crypto';
 import { ExecutionContext, Injectable } from '@nestjs/common';
 import { Reflector } from '@nestjs/core';
 import { InjectThrottlerOptions, InjectThrottlerStorage, ThrottlerGuard, ThrottlerLimitDetail, ThrottlerModuleOptions, ThrottlerStorage } from '@nestjs/throttler';
-import { auditRecord } from '../audit/audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
 import { LeasedThrottlerStorage, PostgresThrottlerStorage } from './rate-limit.storage';
-import { TokenController } from './token.controller';
+import { RATE_LIMIT_AREA } from './rate-limit-area.decorator';
 
 /**
  * Rate limit per client across all routes (per IP before authentication). Counters live in
@@ -28,10 +28,6 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
     super(options, storage instanceof PostgresThrottlerStorage ? new LeasedThrottlerStorage(storage) : storage, reflector);
   }
 
-  protected override async shouldSkip(context: ExecutionContext): Promise<boolean> {
-    return context.getHandler() === TokenController.prototype.token || super.shouldSkip(context);
-  }
-
   /** The authenticated client, else the IP (never a client id the request merely claims). */
   protected override async getTracker(req: Record<string, unknown>): Promise<string> {
     const user = req.user as { clientId?: string } | undefined;
@@ -43,7 +39,7 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
    * (the library's default key includes the handler). Hashed: the store holds no client ids or IPs.
    */
   protected override generateKey(context: ExecutionContext, tracker: string, throttlerName: string): string {
-    const area = context.getClass() === TokenController ? 'token' : 'api';
+    const area = this.reflector.getAllAndOverride<string>(RATE_LIMIT_AREA, [context.getHandler(), context.getClass()]) ?? 'api';
     return createHash('sha256').update(`${throttlerName}-${area}-${tracker}`).digest('hex');
   }
 

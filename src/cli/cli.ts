@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Logger } from '@nestjs/common';
 import { DataSource } from 'typeorm';
-import { validateRegistration } from '../auth/admin-clients.controller';
+import { validateRegistration } from '../auth/client-registration.input';
 import { ClientRegistrationRepository } from '../auth/client-registration.repository';
 import { ClientSecretHasher } from '../auth/client-secret.hasher';
 import { KeyEncryption } from '../auth/key-encryption';

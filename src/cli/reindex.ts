@@ -3,7 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import { AppModule } from '../app.module';
 import { stopEmbeddedDatabase } from '../database/database.module';
 import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
-import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
+import { SystemAccess } from '../fhir/pipeline/system-access';
 import { DEFAULT_REINDEX_BATCH, SearchReindexer } from '../fhir/search/search-reindexer';
 
 const BATCH = Number(process.env.REINDEX_BATCH ?? DEFAULT_REINDEX_BATCH);

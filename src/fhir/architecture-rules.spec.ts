@@ -30,20 +30,24 @@ export const history = 'select * from resource_history h join resource r on true
 
 /** The architecture rules (docs/architecture.md): only storage and search reach the resource tables. */
 describe('architecture lint rules', () => {
-  it('refuses a DataSource injection anywhere under src/fhir outside storage and search', () => {
-    expect(lint('src/fhir/rest/sneaky.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
+  it('refuses a DataSource injection under src/fhir outside storage and search, in the orchestration, the controllers and the exchange modules', () => {
+    expect(lint('src/rest/sneaky.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
+    expect(lint('src/pipeline/sneaky.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
+    expect(lint('src/referrals/sneaky.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
+    expect(lint('src/identity/sneaky.job.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
     expect(lint('src/fhir/pipeline/sneaky.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
     expect(lint('src/fhir/operations/sneaky.ts', INJECTS_DATASOURCE)).toEqual(['2:no-restricted-imports', '3:no-restricted-imports']);
   });
 
-  it('allows it in storage and search, and other modules for their own tables', () => {
+  it('allows it in storage and search, in the policy modules and in an exchange module’s repository for its own tables', () => {
     expect(lint('src/fhir/storage/ok.ts', INJECTS_DATASOURCE)).toEqual([]);
+    expect(lint('src/public-health/bulk-export.repository.ts', INJECTS_DATASOURCE)).toEqual([]);
     expect(lint('src/fhir/search/ok.ts', INJECTS_DATASOURCE)).toEqual([]);
     expect(lint('src/auth/ok.ts', INJECTS_DATASOURCE)).toEqual([]);
   });
 
   it('refuses SQL on the resource, history and index tables outside storage and search', () => {
-    expect(lint('src/fhir/transaction/sneaky.ts', RUNS_RESOURCE_SQL)).toEqual(['3:no-restricted-syntax', '5:no-restricted-syntax', '6:no-restricted-syntax']);
+    expect(lint('src/pipeline/sneaky.ts', RUNS_RESOURCE_SQL)).toEqual(['3:no-restricted-syntax', '5:no-restricted-syntax', '6:no-restricted-syntax']);
     expect(lint('src/audit/sneaky.ts', RUNS_RESOURCE_SQL)).toEqual(['3:no-restricted-syntax', '5:no-restricted-syntax', '6:no-restricted-syntax']);
     expect(lint('src/fhir/storage/ok.ts', RUNS_RESOURCE_SQL)).toEqual([]);
     expect(lint('src/auth/ok.ts', 'export const q = "SELECT * FROM oauth_client WHERE resource_type = 1";')).toEqual([]);
@@ -113,19 +117,30 @@ describe('import rules (dependency-cruiser)', () => {
     ]);
   });
 
-  it('keeps the layers: the records core imports no policy module, policy modules no orchestration (their controllers may), nobody an exchange module', () => {
+  it('keeps the layers: records core and vocabulary below policy, policy below the orchestration, the orchestration below controllers and modules', () => {
     expect(
       cruise({
         'src/fhir/storage/repo.ts': `import { ConsentStage } from '../../consent/stage';\nexport const r = ConsentStage;\n`,
-        'src/consent/stage.ts': `import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';\nexport const ConsentStage = FhirPipeline;\n`,
-        'src/auth/clients.controller.ts': `import { FhirPipeline } from '../fhir/pipeline/fhir-pipeline.service';\nexport const c = FhirPipeline;\n`,
-        'src/fhir/pipeline/fhir-pipeline.service.ts': `import { Referral } from '../../referrals/referral';\nexport const FhirPipeline = Referral;\n`,
+        'src/consent/stage.ts': `import { FhirPipeline } from '../pipeline/fhir-pipeline.service';\nexport const ConsentStage = FhirPipeline;\n`,
+        // A controller left in a policy module is below the pipeline it calls: it belongs in src/rest.
+        'src/auth/clients.controller.ts': `import { FhirPipeline } from '../pipeline/fhir-pipeline.service';\nexport const c = FhirPipeline;\n`,
+        'src/fhir/operations/op.ts': `import { FhirPipeline } from '../../pipeline/fhir-pipeline.service';\nexport const o = FhirPipeline;\n`,
+        'src/pipeline/fhir-pipeline.service.ts': `import { Referral } from '../referrals/referral';\nimport { writer } from '../rest/writer';\nexport const FhirPipeline = [Referral, writer];\n`,
+        'src/pipeline/access-issuer.ts': `export const issueAccessContext = 1;\n`,
+        'src/rest/writer.ts': `export const writer = 1;\n`,
+        'src/rest/fhir.controller.ts': `import { FhirPipeline } from '../pipeline/fhir-pipeline.service';\nexport const f = FhirPipeline;\n`,
         'src/referrals/referral.ts': `export const Referral = 1;\n`,
+        'src/identity/matching.job.ts': `import { FhirPipeline } from '../pipeline/fhir-pipeline.service';\nimport { issueAccessContext } from '../pipeline/access-issuer';\nexport const j = [FhirPipeline, issueAccessContext];\n`,
         'src/app.module.ts': `import { Referral } from './referrals/referral';\nexport const m = Referral;\n`,
       }),
     ).toEqual([
-      'exchange-modules-on-top src/fhir/pipeline/fhir-pipeline.service.ts -> src/referrals/referral.ts',
-      'policy-below-orchestration src/consent/stage.ts -> src/fhir/pipeline/fhir-pipeline.service.ts',
+      'access-issuer-in-pipeline-only src/identity/matching.job.ts -> src/pipeline/access-issuer.ts',
+      'exchange-modules-on-top src/pipeline/fhir-pipeline.service.ts -> src/referrals/referral.ts',
+      'orchestration-below-rest-and-modules src/pipeline/fhir-pipeline.service.ts -> src/referrals/referral.ts',
+      'orchestration-below-rest-and-modules src/pipeline/fhir-pipeline.service.ts -> src/rest/writer.ts',
+      'policy-below-orchestration src/auth/clients.controller.ts -> src/pipeline/fhir-pipeline.service.ts',
+      'policy-below-orchestration src/consent/stage.ts -> src/pipeline/fhir-pipeline.service.ts',
+      'records-core-below-orchestration src/fhir/operations/op.ts -> src/pipeline/fhir-pipeline.service.ts',
       'records-core-imports-no-policy src/fhir/storage/repo.ts -> src/consent/stage.ts',
     ]);
   });

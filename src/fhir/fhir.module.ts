@@ -1,14 +1,9 @@
-import { MiddlewareConsumer, Module, NestModule } from '@nestjs/common';
-import { FhirHttpMiddleware } from '../common/http/fhir-http.middleware';
+import { Module } from '@nestjs/common';
 import { CapabilityStatementService } from './capability/capability-statement.service';
-import { FhirPipeline, SystemAccess } from './pipeline/fhir-pipeline.service';
 import { WriteExtensionsModule } from './pipeline/write-extensions.module';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
-import { InteractionExecutor } from './pipeline/interaction.executor';
 import { ResourceTypeHandlers } from './pipeline/resource-type-handler';
-import { FhirController } from './rest/fhir.controller';
-import { FhirResponseWriter } from './rest/fhir-response.writer';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
 import { ResourceMatcher } from './storage/resource-matcher';
 import { EverythingOperation } from './operations/everything.operation';
@@ -24,24 +19,17 @@ import { OperationRegistry } from './operations/operation.registry';
 import { ReindexOperation } from './operations/reindex.operation';
 import { SearchResourceMatcher } from './search/search-resource.matcher';
 import { SearchService } from './search/search.service';
-import { BundleProcessor } from './transaction/bundle.processor';
 import { ResourceValidator } from './validation/resource.validator';
 
 @Module({
   imports: [WriteExtensionsModule],
-  controllers: [FhirController],
   providers: [
-    FhirPipeline,
-    SystemAccess,
     StorageSessions,
     SearchReindexer,
-    InteractionExecutor,
     ResourceTypeHandlers,
     ResourceRepository,
     ResourceValidator,
     CapabilityStatementService,
-    FhirResponseWriter,
-    BundleProcessor,
     SearchService,
     SearchCapabilityContributor,
     SearchIndexWriter,
@@ -60,10 +48,6 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [FhirPipeline, SystemAccess, SearchService, StorageSessions, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
+  exports: [ResourceMatcher, SearchService, StorageSessions, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
 })
-export class FhirModule implements NestModule {
-  configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(FhirHttpMiddleware).forRoutes(FhirController);
-  }
-}
+export class FhirModule {}

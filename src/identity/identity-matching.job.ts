@@ -4,7 +4,7 @@ import type { Person, Task } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
 import { relink } from '../consent/patient-link-materializer';
 import type { AccessContext } from '../fhir/pipeline/access-context';
-import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
+import { SystemAccess } from '../fhir/pipeline/system-access';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ResourceRepository, versionWrite } from '../fhir/storage/resource.repository';
 import { StorageSessions } from '../fhir/storage/storage-session';

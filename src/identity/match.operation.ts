@@ -2,7 +2,7 @@ import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import type { Bundle, BundleEntry, Patient } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import type { AccessContext } from '../fhir/pipeline/access-context';
-import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
+import { SystemAccess } from '../fhir/pipeline/system-access';
 import { buildInteraction } from '../fhir/pipeline/interaction';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation } from '../fhir/operations/fhir-operation';

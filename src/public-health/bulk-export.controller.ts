@@ -3,7 +3,7 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Controller, Delete, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { auditRecord } from '../audit/audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 import { FhirError } from '../common/fhir-error';
 import { RequestContext } from '../common/request-context';
 import { APP_CONFIG, AppConfig } from '../config/app.config';

@@ -8,7 +8,7 @@ import { ClientRegistrationRepository } from '../auth/client-registration.reposi
 import { FhirError } from '../common/fhir-error';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import type { AccessContext } from '../fhir/pipeline/access-context';
-import { SystemAccess } from '../fhir/pipeline/fhir-pipeline.service';
+import { SystemAccess } from '../fhir/pipeline/system-access';
 import { buildInteraction, Interaction, QueryParams } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 import { parseQueryString } from '../fhir/pipeline/query-params';

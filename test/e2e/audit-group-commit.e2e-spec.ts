@@ -1,4 +1,4 @@
-import { auditRecord } from '../../src/audit/audit-record';
+import { auditRecord } from '../../src/fhir/pipeline/audit-record';
 import { AuditEventRow, toAuditEventRow } from '../../src/audit/audit-event.builder';
 import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
 import { AuditTrailWriter } from '../../src/audit/audit-trail.writer';

@@ -1,4 +1,4 @@
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { captureAuditRecords } from '../support/audit';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import request from 'supertest';
 import type { AuditEvent, Bundle } from '@medplum/fhirtypes';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { toAuditEventRow } from '../../src/audit/audit-event.builder';
 import { AuditTrailWriter } from '../../src/audit/audit-trail.writer';
 import { registerTestClient } from '../support/auth';

@@ -1,7 +1,7 @@
 import { ThrottlerStorage } from '@nestjs/throttler';
 import { PostgresThrottlerStorage } from '../../src/auth/rate-limit.storage';
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import * as logAudit from '../../src/audit/log-audit.stage';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';

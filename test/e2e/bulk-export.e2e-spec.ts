@@ -7,7 +7,7 @@ import type { Bundle, Resource } from '@medplum/fhirtypes';
 import { APP_CONFIG, AppConfig } from '../../src/config/app.config';
 import { BulkExportJob } from '../../src/public-health/bulk-export.job';
 import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient, TestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';

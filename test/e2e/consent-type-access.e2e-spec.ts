@@ -1,6 +1,6 @@
 import { Injectable, Module, OnModuleInit } from '@nestjs/common';
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import type { SqlBinder } from '../../src/fhir/pipeline/access-predicate';
 import { JudgedRow, JudgingRequester, PatientAccessContributor, ReadAccessRegistry, TypeAccessRule } from '../../src/fhir/pipeline/read-access';
 import { captureAuditRecords } from '../support/audit';

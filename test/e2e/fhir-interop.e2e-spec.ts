@@ -4,7 +4,7 @@ import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 
 /** Issue 24 (interoperability, second pass) items 1-4, 8-11 and issue 22 items 14, 15 (URL length). */
 const ORIGIN = 'https://app.example.org';

@@ -1,4 +1,4 @@
-import { InteractionExecutor } from '../../src/fhir/pipeline/interaction.executor';
+import { InteractionExecutor } from '../../src/pipeline/interaction.executor';
 import { postTransaction } from '../support/bundles';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';

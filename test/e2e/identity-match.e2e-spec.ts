@@ -1,5 +1,5 @@
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { MATCH_GRADE_URL } from '../../src/identity/match.operation';
 import { captureAuditRecords } from '../support/audit';
 import { hospitalAgent } from '../support/auth';

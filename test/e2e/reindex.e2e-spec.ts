@@ -1,5 +1,5 @@
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';

@@ -1,6 +1,6 @@
 import request from 'supertest';
 import type { Bundle, Resource } from '@medplum/fhirtypes';
-import { SystemAccess, UNRESTRICTED_SYSTEM_CONTEXTS } from '../../src/fhir/pipeline/fhir-pipeline.service';
+import { SystemAccess, UNRESTRICTED_SYSTEM_CONTEXTS } from '../../src/fhir/pipeline/system-access';
 import { buildInteraction } from '../../src/fhir/pipeline/interaction';
 import { SearchService } from '../../src/fhir/search/search.service';
 import { StorageSessions } from '../../src/fhir/storage/storage-session';

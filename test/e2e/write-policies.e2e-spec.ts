@@ -1,7 +1,7 @@
 import { Injectable, Module, OnModuleInit } from '@nestjs/common';
 import type { Observation, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { Logger } from '@nestjs/common';
 import type { QueryRunner } from 'typeorm';
 import { ResourceCustodian1732402300000 } from '../../migrations/1732402300000-resource-custodian';

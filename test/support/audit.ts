@@ -1,5 +1,5 @@
 import type { INestApplication } from '@nestjs/common';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { AuditStage } from '../../src/fhir/pipeline/pipeline.stages';
 
 /**

@@ -6,7 +6,7 @@ import type { AccessContext } from '../pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import { SearchParameterSync } from '../search/search-parameter.sync';
 import { DEFAULT_REINDEX_BATCH, ReindexPosition, SearchReindexer } from '../search/search-reindexer';
-import { SystemAccess } from '../pipeline/fhir-pipeline.service';
+import { SystemAccess } from '../pipeline/system-access';
 import { FhirOperation } from './fhir-operation';
 import { shippedOperationDefinition } from './operation-definitions';
 import { parseOperationInput } from './operation-parameters';

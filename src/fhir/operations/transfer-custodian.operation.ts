@@ -3,7 +3,7 @@ import type { Parameters } from '@medplum/fhirtypes';
 import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import type { AccessContext } from '../pipeline/access-context';
-import { SystemAccess } from '../pipeline/fhir-pipeline.service';
+import { SystemAccess } from '../pipeline/system-access';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import { ResourceRepository } from '../storage/resource.repository';
 import { FhirOperation } from './fhir-operation';

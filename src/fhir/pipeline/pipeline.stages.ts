@@ -1,6 +1,6 @@
 import type { AccessFragment } from './access-predicate';
 import type { EntityManager } from 'typeorm';
-import type { AuditRecord } from '../../audit/audit-record';
+import type { AuditRecord } from './audit-record';
 import type { Interaction } from './interaction';
 import type { Principal } from './principal';
 import type { AccessAttributes } from '../storage/access-attributes';

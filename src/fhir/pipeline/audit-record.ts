@@ -1,6 +1,6 @@
-import { RequestContext } from '../common/request-context';
-import type { AuditEntity, InteractionKind } from '../fhir/pipeline/interaction';
-import type { Principal } from '../fhir/pipeline/principal';
+import { RequestContext } from '../../common/request-context';
+import type { AuditEntity, InteractionKind } from './interaction';
+import type { Principal } from './principal';
 
 /**
  * The one audit model (shaped after IHE BALP): every request that reaches the server produces
@@ -28,7 +28,7 @@ export type AuditEventKind =
 export type AuditAction = 'C' | 'R' | 'U' | 'D' | 'E';
 
 // Defined with the interaction vocabulary (an InteractionResult lists what it touched), below audit.
-export type { AuditEntity } from '../fhir/pipeline/interaction';
+export type { AuditEntity } from './interaction';
 
 export interface AuditRecord {
   kind: AuditEventKind;

@@ -1,4 +1,4 @@
-import { FhirError } from '../../common/fhir-error';
+import { FhirError } from '../common/fhir-error';
 import { isWriteConflict, retryWriteConflicts } from './write-conflict-retry';
 
 /** How pg (through TypeORM's QueryFailedError) reports a failed statement. */

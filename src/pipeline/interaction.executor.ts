@@ -1,21 +1,21 @@
 import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/fhirtypes';
-import type { AuditEntity } from '../../audit/audit-record';
-import { APP_CONFIG, AppConfig } from '../../config/app.config';
-import { FhirError } from '../../common/fhir-error';
-import { parseFhirDateRange, plusInZoneHint } from '../../common/fhir-date';
-import { CapabilityStatementService } from '../capability/capability-statement.service';
+import type { AuditEntity } from '../fhir/pipeline/audit-record';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { FhirError } from '../common/fhir-error';
+import { parseFhirDateRange, plusInZoneHint } from '../common/fhir-date';
+import { CapabilityStatementService } from '../fhir/capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
-import type { StorageSession } from '../storage/storage-session';
-import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../storage/resource.repository';
-import { ResourceMatcher } from '../storage/resource-matcher';
-import { ResourceValidator } from '../validation/resource.validator';
-import { SearchService } from '../search/search.service';
-import { OperationRegistry } from '../operations/operation.registry';
-import type { AccessAttributes } from '../storage/access-attributes';
-import type { AccessContext } from './access-context';
-import { ResourceTypeHandlers } from './resource-type-handler';
+import type { StorageSession } from '../fhir/storage/storage-session';
+import { HistoryEntry, notWritable, ResourceRepository, StoredVersion, versionWrite, WriteResult } from '../fhir/storage/resource.repository';
+import { ResourceMatcher } from '../fhir/storage/resource-matcher';
+import { ResourceValidator } from '../fhir/validation/resource.validator';
+import { SearchService } from '../fhir/search/search.service';
+import { OperationRegistry } from '../fhir/operations/operation.registry';
+import type { AccessAttributes } from '../fhir/storage/access-attributes';
+import type { AccessContext } from '../fhir/pipeline/access-context';
+import { ResourceTypeHandlers } from '../fhir/pipeline/resource-type-handler';
 import type {
   CreateInteraction,
   DeleteInteraction,
@@ -25,10 +25,10 @@ import type {
   ReadInteraction,
   UpdateInteraction,
   VreadInteraction,
-} from './interaction';
-import { resolveConditionalReferences } from './conditional-references';
-import { firstValue, parseQueryString } from './query-params';
-import { applyResourcePatch } from './resource-patch';
+} from '../fhir/pipeline/interaction';
+import { resolveConditionalReferences } from '../fhir/pipeline/conditional-references';
+import { firstValue, parseQueryString } from '../fhir/pipeline/query-params';
+import { applyResourcePatch } from '../fhir/pipeline/resource-patch';
 
 const CHANGES = new Set(['update', 'patch', 'delete']);
 const DEFAULT_HISTORY_COUNT = 50;

@@ -1,12 +1,12 @@
 import { Injectable } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import type { Binary, Resource } from '@medplum/fhirtypes';
-import { FhirError } from '../../common/fhir-error';
-import { binaryRepresentation, sendBinaryContent } from '../../common/http/binary-body';
-import { sendFhirBody } from '../../common/http/fhir-format';
-import type { Interaction, InteractionResult } from '../pipeline/interaction';
-import { firstValue } from '../pipeline/query-params';
-import { parseElements, parseSummary, subsetResource } from '../response/resource-subsetting';
+import { FhirError } from '../common/fhir-error';
+import { binaryRepresentation, sendBinaryContent } from '../common/http/binary-body';
+import { sendFhirBody } from '../common/http/fhir-format';
+import type { Interaction, InteractionResult } from '../fhir/pipeline/interaction';
+import { firstValue } from '../fhir/pipeline/query-params';
+import { parseElements, parseSummary, subsetResource } from '../fhir/response/resource-subsetting';
 
 export const FHIR_JSON = 'application/fhir+json; charset=utf-8';
 

@@ -1,4 +1,4 @@
-import { FhirError } from '../../common/fhir-error';
+import { FhirError } from '../common/fhir-error';
 import { notModified } from './interaction.executor';
 
 /** RFC 9110 §13.2.2 evaluation order for read and vread (interaction.executor.ts `notModified`). */

@@ -1,17 +1,19 @@
 import { Body, Controller, Get, Headers, HttpCode, Inject, Post, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
+import { SkipThrottle } from '@nestjs/throttler';
 import { decodeJwt } from 'jose';
 import { APP_CONFIG, AppConfig, loadAppConfig } from '../config/app.config';
-import { auditRecord } from '../audit/audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 import { FhirError } from '../common/fhir-error';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS } from '../fhir/pipeline/principal';
-import { AccessTokenService, CLIENT_ASSERTION_ALGS, OAuthError, TokenRequest } from './access-token.service';
-import { parseBasicCredentials } from './basic-credentials';
-import { Public } from './public.decorator';
-import { SigningKeyStore } from './signing-key.store';
-import { TokenEndpointThrottle } from './token-endpoint.throttle';
+import { AccessTokenService, CLIENT_ASSERTION_ALGS, OAuthError, TokenRequest } from '../auth/access-token.service';
+import { parseBasicCredentials } from '../auth/basic-credentials';
+import { Public } from '../auth/public.decorator';
+import { RateLimitArea } from '../auth/rate-limit-area.decorator';
+import { SigningKeyStore } from '../auth/signing-key.store';
+import { TokenEndpointThrottle } from '../auth/token-endpoint.throttle';
 
 /**
  * SMART App Launch 2.x discovery is at the FHIR base + `/.well-known/smart-configuration` (where
@@ -21,6 +23,8 @@ import { TokenEndpointThrottle } from './token-endpoint.throttle';
 const SMART_CONFIGURATION_PATHS = ['.well-known/smart-configuration', `${loadAppConfig().fhirBasePath.replace(/^\/+/, '')}/.well-known/smart-configuration`];
 
 /** OAuth 2.0 token endpoint and the discovery documents (SMART App Launch 2.x, Backend Services). */
+// POST /oauth2/token limits itself by source address (TokenEndpointThrottle), so the client guard skips it.
+@RateLimitArea('token')
 @Controller()
 export class TokenController {
   constructor(
@@ -32,6 +36,7 @@ export class TokenController {
   ) {}
 
   @Post('oauth2/token')
+  @SkipThrottle()
   @HttpCode(200)
   @Public('OAuth token endpoint: clients authenticate in the request itself')
   async token(

@@ -1,36 +1,30 @@
 import { Inject, Injectable } from '@nestjs/common';
-import { AuditRecord, AuditRecordInput, auditRecord } from '../../audit/audit-record';
-import { RequestContext } from '../../common/request-context';
-import { APP_CONFIG, AppConfig } from '../../config/app.config';
-import { databaseFailure } from '../../common/database-error';
-import { FhirError } from '../../common/fhir-error';
-import { cloneJson } from '../../common/fhir-json';
-import { OperationRegistry } from '../operations/operation.registry';
-import { ResourceRepository } from '../storage/resource.repository';
-import { StorageSession, StorageSessions } from '../storage/storage-session';
-import { BundleProcessor } from '../transaction/bundle.processor';
-import { AccessContext, AccessLookups, InteractionWrites } from './access-context';
-import { buildInteraction, Interaction, InteractionResult, QueryParams } from './interaction';
+import { AuditRecord, AuditRecordInput, auditRecord } from '../fhir/pipeline/audit-record';
+import { RequestContext } from '../common/request-context';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { databaseFailure } from '../common/database-error';
+import { FhirError } from '../common/fhir-error';
+import { cloneJson } from '../common/fhir-json';
+import { OperationRegistry } from '../fhir/operations/operation.registry';
+import { ResourceRepository } from '../fhir/storage/resource.repository';
+import { StorageSession, StorageSessions } from '../fhir/storage/storage-session';
+import { BundleProcessor } from './bundle.processor';
+import { AccessContext, AccessLookups, InteractionWrites } from '../fhir/pipeline/access-context';
+import { buildInteraction, Interaction, InteractionResult, QueryParams } from '../fhir/pipeline/interaction';
 import { InteractionExecutor } from './interaction.executor';
-import { AuditStage, AuthorizationStage, ConsentStage } from './pipeline.stages';
-import type { Principal } from './principal';
+import { AuditStage, AuthorizationStage, ConsentStage } from '../fhir/pipeline/pipeline.stages';
+import type { Principal } from '../fhir/pipeline/principal';
 import { retryWriteConflicts } from './write-conflict-retry';
-import { defaultDecision } from './write-decision';
-import type { WriteDecision } from './write-decision';
-import { WriteEvents } from './write-events';
-import { WritePolicies } from './write-policy';
-import { ResourceTypeHandlers } from './resource-type-handler';
+import { defaultDecision } from '../fhir/pipeline/write-decision';
+import type { WriteDecision } from '../fhir/pipeline/write-decision';
+import { WriteEvents } from '../fhir/pipeline/write-events';
+import { WritePolicies } from '../fhir/pipeline/write-policy';
+import { ResourceTypeHandlers } from '../fhir/pipeline/resource-type-handler';
 import { writeRuleFragments } from './write-rule';
-
-// The pipeline is the only holder of the AccessContext issuer: storage cannot be reached around it.
-const issueAccessContext = AccessContext.claimIssuer();
+import { basisOf, interactionWrites, issueAccessContext, NO_LOOKUPS } from './access-issuer';
 
 const WRITE_KINDS = new Set(['create', 'update', 'patch', 'delete']);
 
-const NO_LOOKUPS: AccessLookups = {
-  mayRead: () => true,
-  lookup: () => Promise.reject(new Error('A system context makes no lookups on behalf of a client')),
-};
 /** Reads the compartments of a refused request's target for its audit record (part of auditing itself). */
 const AUDIT_SUBJECT_CONTEXT = issueAccessContext({
   principal: { kind: 'system', clientId: 'system:audit-subject', scopes: [] },
@@ -302,145 +296,3 @@ function writePolicyLine(result: InteractionResult | undefined, failure: unknown
   return decision ? [`write-policy: ${decision.policy}: ${decision.reason}`] : [];
 }
 
-function basisOf(ctx: AccessContext): string[] {
-  const fragments = ctx.readFragments;
-  return fragments.length ? fragments.map((f) => `${f.basis}: ${f.description}`) : ['policy: unrestricted by scope or consent'];
-}
-
-/**
- * The write policies and listeners of one interaction (or of a system context's work, with no
- * interaction). Post-commit listeners are queued on the transaction and run right after COMMIT,
- * so they never run for a write that rolled back.
- */
-function interactionWrites(policies: WritePolicies, events: WriteEvents, principal: Principal, interaction?: Interaction): InteractionWrites {
-  return {
-    judges: (resourceType) => policies.judges(resourceType),
-    decide: (change, defaultPermits, existed) =>
-      interaction ? policies.decide({ ...change, principal, interaction }, defaultPermits, existed) : defaultDecision(principal, existed, defaultPermits),
-    wantsBeforeContent: (resourceType) => events.wantsBeforeContent(resourceType),
-    fire: async (phase, change, tx) => {
-      if (!events.listening(phase, change.resourceType)) return;
-      const session = StorageSession.of(tx);
-      // Writes happen only in the pipeline's sessions; a write outside one could not honour post-commit.
-      if (!session) throw new Error('A write outside a storage session');
-      const event = { ...change, principal, interaction, tx, session };
-      if (phase === 'post-commit') session.afterCommit(() => events.fire(phase, event));
-      else await events.fire(phase, event);
-    },
-  };
-}
-
-/**
- * The unrestricted system contexts, each for one kind of internal work (docs/architecture.md,
- * "System contexts"); nothing else reads across organizations without a bound. Each is minted once
- * per job (never per row) and audited by name.
- */
-export const UNRESTRICTED_SYSTEM_CONTEXTS = {
-  /** `$reindex`: re-extracts index rows of every resource (content is read, nothing is disclosed). */
-  reindex: 'reindex',
-  /** `npm run reindex`: the same from the command line. */
-  'reindex-cli': 'reindex-cli',
-  /** Identity matching: the demographics of Patients of every organization, for scoring only. */
-  'identity-matching': 'identity-matching',
-  /** Aggregate statistics: counts over every organization's data, never rows (small cells suppressed). */
-  'aggregate-statistics': 'aggregate-statistics',
-  /** `$transfer-custodian` (admins): looks up the new custodian Organization and moves the custodian columns. */
-  'custodian-transfer': 'custodian-transfer',
-} as const;
-export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
-
-/** Purposes of use a consent-bounded system context may act for, and the role whose view it takes. */
-const PURPOSE_VIEWS: Record<string, Pick<Principal, 'role' | 'clinicalAccess'>> = {
-  // A public-health agency's individual-level view: what a client registered with clinical access sees.
-  PUBHLTH: { role: 'public-health', clinicalAccess: true },
-};
-
-/**
- * Internal work asks for its access here: minted by the pipeline's issuer, audited, and never a raw
- * database connection. `mintFor(purpose)` is the way internal work reads resource content: the
- * consent stage's predicate for that purpose under the region's policy, exactly as a client with
- * that purpose and `system/*.rs` would see. `mint(name)` is for the short list above only.
- */
-@Injectable()
-export class SystemAccess {
-  constructor(
-    private readonly audit: AuditStage,
-    private readonly consent: ConsentStage,
-    private readonly writePolicies: WritePolicies,
-    private readonly writeEvents: WriteEvents,
-    private readonly authorization: AuthorizationStage,
-    private readonly typeHandlers: ResourceTypeHandlers,
-  ) {}
-
-  /**
-   * A read-only context for background work a client asked for (a Bulk Data export): the stored
-   * `principal` is authorized and consent-checked for `interaction` exactly as the same request
-   * would be now (scopes, role, consent, per-type rules), so the job sees what the client would
-   * see by search, no more. Throws the 401/403 the request would get. Audited once per mint as
-   * `on-behalf-of:{work}` with the client as the agent and the access basis of the context.
-   */
-  async mintAs(principal: Principal, interaction: Interaction, work: string): Promise<AccessContext> {
-    if (principal.kind !== 'client') throw new Error('Only a client principal can be acted for');
-    const ctx = await this.readOnlyContextFor(principal, interaction);
-    await this.recordMint(`on-behalf-of:${work}`, principal, principal, basisOf(ctx));
-    return ctx;
-  }
-
-  private async readOnlyContextFor(principal: Principal, interaction: Interaction): Promise<AccessContext> {
-    const scope = this.authorization.authorize(principal, interaction);
-    const decision = await this.consent.decide(principal, interaction);
-    const lookups: AccessLookups = {
-      mayRead: (resourceType) => {
-        try {
-          this.authorization.authorize(principal, buildInteraction('search-type', { resourceType, path: '' }));
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      lookup: (kind, resourceType, query = {}) => this.readOnlyContextFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' })),
-    };
-    return issueAccessContext({ principal, read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope], write: [], lookups });
-  }
-
-  async mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal): Promise<AccessContext> {
-    if (!Object.hasOwn(UNRESTRICTED_SYSTEM_CONTEXTS, name)) throw new Error(`${String(name)} is not a named unrestricted system context`);
-    const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: [], ...(onBehalfOf ? { organization: onBehalfOf.organization } : {}) };
-    await this.recordMint(name, principal, onBehalfOf, [`system: ${name}`]);
-    // Its writes (if any) fire the same write events as a client's: a Consent is materialized whoever writes it.
-    return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name, writes: interactionWrites(this.writePolicies, this.writeEvents, principal) });
-  }
-
-  /**
-   * A read-only context bounded by consent for `purpose` (e.g. PUBHLTH): the fragments the consent
-   * stage gives a client of that purpose's role with unrestricted read and search scopes and no
-   * organization of its own (so no "own data" bypass). It is not a system context in the storage
-   * sense (`ctx.system` unset): cross-organization maintenance (reindex) refuses it.
-   */
-  async mintFor(purpose: string, onBehalfOf?: Principal): Promise<AccessContext> {
-    const view = Object.hasOwn(PURPOSE_VIEWS, purpose) ? PURPOSE_VIEWS[purpose] : undefined;
-    if (!view) throw new Error(`No consent-bounded system view is defined for purpose ${purpose}`);
-    const name = `purpose-${purpose}`;
-    const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: ['system/*.rs'], purposeOfUse: purpose, ...view };
-    const search = buildInteraction('search-system', { path: '' });
-    const decision = await this.consent.decide(principal, search);
-    await this.recordMint(name, principal, onBehalfOf, decision.fragments.map((f) => `${f.basis}: ${f.description}`));
-    return issueAccessContext({ principal, read: decision.fragments, write: [], lookups: NO_LOOKUPS });
-  }
-
-  private async recordMint(name: string, principal: Principal, onBehalfOf: Principal | undefined, basis: string[]): Promise<void> {
-    await this.audit.record(
-      auditRecord({
-        kind: 'system-access',
-        subtype: name,
-        requestId: RequestContext.requestId(),
-        principal: onBehalfOf ?? principal,
-        outcome: 'success',
-        status: 200,
-        system: name,
-        accessBasis: basis,
-        durationMs: 0,
-      }),
-    );
-  }
-}

@@ -2,20 +2,20 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, BundleEntryResponse, OperationOutcome, Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
-import { APP_CONFIG, AppConfig } from '../../config/app.config';
-import { databaseFailure } from '../../common/database-error';
-import { FhirError } from '../../common/fhir-error';
-import { parseJsonKeepingDecimals } from '../../common/fhir-json';
-import { FhirDefinitions } from '../definitions/fhir-definitions';
-import type { AccessContext } from '../pipeline/access-context';
-import { referencePath } from '../pipeline/conditional-references';
-import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../pipeline/interaction';
-import { parseQueryString } from '../pipeline/query-params';
-import { checkTarget, InteractionTarget, parseReadPath } from '../rest/interaction.parser';
-import { MAX_BUNDLE_ENTRIES } from '../search/search-limits';
-import { ResourceRepository, versionWrite } from '../storage/resource.repository';
-import { lockConditionalCreates, ResourceMatcher } from '../storage/resource-matcher';
-import type { StorageSession } from '../storage/storage-session';
+import { APP_CONFIG, AppConfig } from '../config/app.config';
+import { databaseFailure } from '../common/database-error';
+import { FhirError } from '../common/fhir-error';
+import { parseJsonKeepingDecimals } from '../common/fhir-json';
+import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
+import type { AccessContext } from '../fhir/pipeline/access-context';
+import { referencePath } from '../fhir/pipeline/conditional-references';
+import { buildInteraction, Interaction, InteractionKind, InteractionResult, QueryParams } from '../fhir/pipeline/interaction';
+import { parseQueryString } from '../fhir/pipeline/query-params';
+import { checkTarget, InteractionTarget, parseReadPath } from '../fhir/pipeline/interaction.parser';
+import { MAX_BUNDLE_ENTRIES } from '../fhir/search/search-limits';
+import { ResourceRepository, versionWrite } from '../fhir/storage/resource.repository';
+import { lockConditionalCreates, ResourceMatcher } from '../fhir/storage/resource-matcher';
+import type { StorageSession } from '../fhir/storage/storage-session';
 
 /**
  * What the pipeline lends the processor: the storage session of a transaction Bundle, running one

@@ -1,6 +1,6 @@
-import type { AccessFragment } from './access-predicate';
-import { denyAll } from './access-predicate';
-import type { Principal } from './principal';
+import type { AccessFragment } from '../fhir/pipeline/access-predicate';
+import { denyAll } from '../fhir/pipeline/access-predicate';
+import type { Principal } from '../fhir/pipeline/principal';
 
 /**
  * The default write policy in SQL (`custodian-organization`, write-policy.ts), judged with the row

@@ -1,7 +1,7 @@
 import type { Request } from 'express';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
-import { buildInteraction, Interaction, InteractionKind, PreferReturn, QueryParams } from '../pipeline/interaction';
+import { buildInteraction, Interaction, InteractionKind, PreferReturn, QueryParams } from './interaction';
 
 const ID_RE = /^[A-Za-z0-9\-.]{1,64}$/;
 const OPERATION_RE = /^[A-Za-z][A-Za-z0-9\-]{0,63}$/;

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { FhirError } from '../../common/fhir-error';
+import { FhirError } from '../common/fhir-error';
 
 /** SQLSTATEs of a transaction PostgreSQL rolled back for a concurrent one: serialization_failure, deadlock_detected. */
 const WRITE_CONFLICT_CODES = new Set(['40001', '40P01']);

@@ -1,16 +1,16 @@
 import { All, Controller, Delete, Get, Param, Patch, Post, Put, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { Public } from '../../auth/public.decorator';
-import { FhirError } from '../../common/fhir-error';
-import type { InteractionKind } from '../pipeline/interaction';
+import { Public } from '../auth/public.decorator';
+import { FhirError } from '../common/fhir-error';
+import type { InteractionKind } from '../fhir/pipeline/interaction';
 import { FhirPipeline } from '../pipeline/fhir-pipeline.service';
-import { ANONYMOUS, Principal } from '../pipeline/principal';
+import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
 import { FhirResponseWriter } from './fhir-response.writer';
-import { InteractionTarget, parseInteraction } from './interaction.parser';
+import { InteractionTarget, parseInteraction } from '../fhir/pipeline/interaction.parser';
 
 /**
  * FHIR RESTful API (http.html). Thin: each route names the interaction, the pipeline does the rest.
- * Mounted under the configured base path (default /fhir) by FhirModule.
+ * Mounted under the configured base path (default /fhir) by FhirRestModule (app.module.ts).
  */
 @Controller()
 export class FhirController {

@@ -1,13 +1,13 @@
 import { Controller, Get, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { auditRecord } from './audit-record';
+import { auditRecord } from '../fhir/pipeline/audit-record';
 import { FhirError } from '../common/fhir-error';
 import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { parseFhirDateRange } from '../common/fhir-date';
 import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
 import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
-import { AuditExportRange, AuditTrailRepository } from './audit-trail.repository';
+import { AuditExportRange, AuditTrailRepository } from '../audit/audit-trail.repository';
 
 /** Headers stating what an export holds, so an auditor can check it (and `$verify-chain` over it). */
 export const AUDIT_EXPORT_HEADERS = {

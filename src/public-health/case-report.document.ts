@@ -70,11 +70,17 @@ export function caseReportBundle(c: CaseReportContents): Bundle {
   };
 }
 
-/** The agency's work item for one report: `focus` the Bundle, `owner` the agency. */
+/**
+ * The agency's work item for one report: `focus` the Bundle, `owner` the agency. Task is in the
+ * Patient compartment (`for`), so under an opt-out policy any hospital treating the patient could
+ * read it and learn that a report was made: labelled restricted (a sensitive label of the consent
+ * policy), it stays the agency's own data only (custodian), like the Bundle.
+ */
 export function caseReportTask(taskId: string, c: CaseReportContents): Task {
   return {
     resourceType: 'Task',
     id: taskId,
+    meta: { security: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-Confidentiality', code: 'R', display: 'restricted' }] },
     status: 'requested',
     intent: 'order',
     priority: 'routine',

@@ -141,7 +141,7 @@ describe('Case reports (issue 26)', () => {
     expect(record?.patients).toEqual([p]);
   });
 
-  it('the report Bundle is readable by the reporting organization, not by a third hospital', async () => {
+  it('the report Bundle is readable by the reporting organization, not by a third hospital; its Task by the agency only', async () => {
     const p = await patient('CR-2');
     await created('/fhir/Condition', condition(p, '2026-03-02T10:00:00Z'));
     await settled();
@@ -149,6 +149,10 @@ describe('Case reports (issue 26)', () => {
     expect((await hospitalA.get(`/fhir/Bundle/${report.id}`)).status).toBe(200);
     const third = await hospitalC.get(`/fhir/Bundle/${report.id}`);
     expect(third.status).toBe(404);
+    // The Task names the patient (Patient compartment) but is labelled restricted: the agency's only.
+    expect((await hospitalC.get(`/fhir/Task/${report.task_id}`)).status).toBe(404);
+    expect((await hospitalC.get(`/fhir/Task?patient=${p}`)).body.entry ?? []).toEqual([]);
+    expect((await asAgency(`/fhir/Task/${report.task_id}`)).status).toBe(200);
     const search = await hospitalC.get(`/fhir/Bundle?_id=${report.id}`);
     expect(search.status).toBe(200);
     expect(search.body.total ?? search.body.entry?.length ?? 0).toBe(0);

@@ -6,16 +6,33 @@ import { BulkExportController } from './bulk-export.controller';
 import { BulkExportJob } from './bulk-export.job';
 import { GroupExportOperation, PatientExportOperation, SystemExportOperation } from './bulk-export.operation';
 import { BulkExportRepository } from './bulk-export.repository';
+import { CaseReportReadAccess } from './case-report.access';
+import { CASE_REPORT_CONFIG, loadCaseReportConfig } from './case-report.config';
+import { CaseReportJob } from './case-report.job';
+import { CaseReportListener } from './case-report.listener';
+import { CaseReportRepository } from './case-report.repository';
 
 /**
- * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export` so far; statistics
- * and case reports plug in beside it. Built on the extension points: operations registered with
+ * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export` and
+ * reportable-condition case reports; statistics plug in beside them. Built on the extension points: operations registered with
  * the OperationRegistry, the outbox job queue, and SystemAccess for work on a client's behalf.
  */
 @Module({
   imports: [FhirModule, AuthModule],
   controllers: [BulkExportController],
-  providers: [BulkExportRepository, BulkExportJob, SystemExportOperation, PatientExportOperation, GroupExportOperation],
+  providers: [
+    BulkExportRepository,
+    BulkExportJob,
+    SystemExportOperation,
+    PatientExportOperation,
+    GroupExportOperation,
+    // Reportable-condition case reports.
+    { provide: CASE_REPORT_CONFIG, useFactory: () => loadCaseReportConfig() },
+    CaseReportRepository,
+    CaseReportListener,
+    CaseReportJob,
+    CaseReportReadAccess,
+  ],
 })
 export class PublicHealthModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -18,6 +18,12 @@ export const UNRESTRICTED_SYSTEM_CONTEXTS = {
   'aggregate-statistics': 'aggregate-statistics',
   /** `$transfer-custodian` (admins): looks up the new custodian Organization and moves the custodian columns. */
   'custodian-transfer': 'custodian-transfer',
+  /**
+   * Reportable-condition case reports (public health, docs/public-health.md): writes each report
+   * Bundle and Task as the agency and, where mandated reporting overrides opt-out (the default),
+   * reads the report's Patient, trigger, Encounter and Organization by id.
+   */
+  'case-reporting': 'case-reporting',
 } as const;
 export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
 

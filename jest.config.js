@@ -10,7 +10,16 @@
 const fs = require('node:fs');
 const path = require('node:path');
 
-function esmPackages(dir = path.join(__dirname, 'node_modules'), prefix = '') {
+// The nearest node_modules up from here: a Stryker sandbox (.stryker-tmp/sandbox-*) has none of its
+// own when the project's node_modules is a symlink, and resolves packages from the project's.
+function nearestNodeModules(from = __dirname) {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const candidate = path.join(dir, 'node_modules');
+    if (fs.existsSync(candidate) || path.dirname(dir) === dir) return candidate;
+  }
+}
+
+function esmPackages(dir = nearestNodeModules(), prefix = '') {
   const names = [];
   for (const name of fs.existsSync(dir) ? fs.readdirSync(dir) : []) {
     if (name.startsWith('.')) continue;

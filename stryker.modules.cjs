@@ -9,4 +9,7 @@ module.exports = {
   'access-predicate': { mutate: 'src/fhir/pipeline/access-predicate.ts', specs: ['src/fhir/pipeline/access-predicate.spec.ts'] },
   'search-request': { mutate: 'src/fhir/search/search-request.ts', specs: ['src/fhir/search/search-request.spec.ts'] },
   'search-sql': { mutate: 'src/fhir/search/search-sql.compiler.ts', specs: ['src/fhir/search/search-sql.compiler.spec.ts'] },
+  'referral-state-machine': { mutate: 'src/referrals/referral-state-machine.ts', specs: ['src/referrals/referral-state-machine.spec.ts'] },
+  'referral-write-rules': { mutate: 'src/referrals/referral-write-rules.ts', specs: ['src/referrals/referral-write-rules.spec.ts'] },
+  'referral-write-policy': { mutate: 'src/referrals/referral.write-policy.ts', specs: ['src/referrals/referral.write-policy.spec.ts'] },
 };

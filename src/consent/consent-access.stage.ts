@@ -4,7 +4,7 @@ import type { AccessFragment } from '../fhir/pipeline/access-predicate';
 import type { Interaction } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ConsentDecision, ConsentStage } from '../fhir/pipeline/pipeline.stages';
-import { ReadAccessRegistry } from '../fhir/pipeline/read-access';
+import { JudgedRow, ReadAccessRegistry } from '../fhir/pipeline/read-access';
 import { AccessAttributesContext, accessAttributesOf, AccessAttributes } from '../fhir/storage/access-attributes';
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
@@ -57,7 +57,7 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
   }
 
   private extensions(): ReadAccessExtensions {
-    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType() };
+    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType(), restrictions: this.registry.restrictions() };
   }
 
   private describe(who: Requester, extensions: ReadAccessExtensions): string {
@@ -82,8 +82,34 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
     const target = `${row.resourceType}/${row.id}${version ? `/_history/${version}` : ''}`;
     if (who.organization && row.custodianOrg === who.organization) return `${target}: own organization (custodian)`;
     if (!row.compartments.length) return `${target}: ${this.typeRuleOf(row.resourceType)}`;
+    const restricted = await this.restrictionsHiding(who, row, tx);
     const decided = await this.decidingProvisions(who, row, tx);
-    return `${target}: ${decided.join(', ')}`;
+    return `${target}: ${decided.join(', ')}${restricted.length ? `; hidden by read restriction ${restricted.join(', ')}` : ''}`;
+  }
+
+  /** The read restrictions (docs/consent.md) for the row's type that do not let this requester pass. */
+  private async restrictionsHiding(who: Requester, row: AccessAttributes, tx: EntityManager): Promise<string[]> {
+    const restrictions = this.registry.restrictions().filter((r) => r.resourceTypes.includes(row.resourceType));
+    if (!restrictions.length) return [];
+    const p = new SqlParams();
+    // Bound on first use only: a value bound but not used by the statement fails it.
+    const bound = new Map<string, string>();
+    const once = (name: string, value: unknown, type: string): string => bound.get(name) ?? (bound.set(name, `${p.bind(value)}::${type}`), bound.get(name)!);
+    const judged: JudgedRow = {
+      get custodianOrg() { return once('custodianOrg', row.custodianOrg ?? null, 'text'); },
+      get compartments() { return once('compartments', row.compartments, 'text[]'); },
+      get securityLabels() { return once('securityLabels', row.securityLabels, 'text[]'); },
+      get resourceType() { return once('resourceType', row.resourceType, 'text'); },
+      get id() { return once('id', row.id, 'text'); },
+      get clinicalPeriod() { return once('clinicalPeriod', row.clinicalPeriod, 'tstzrange'); },
+    };
+    const requester = {
+      get organization() { return once('organization', who.organization ?? null, 'text'); },
+      get purpose() { return once('purpose', who.purpose ?? null, 'text'); },
+    };
+    const passes = restrictions.map((r, i) => `(${r.render(judged, requester, p)}) AS r${i}`).join(', ');
+    const [result]: Record<string, boolean>[] = await tx.query(`SELECT ${passes}`, p.values);
+    return restrictions.filter((_r, i) => result?.[`r${i}`] !== true).map((r) => r.name);
   }
 
   /** The rule a row in no patient's compartment falls under (docs/consent.md, Types outside the Patient compartment). */
@@ -97,9 +123,12 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
 
   private async decidingProvisions(who: Requester, row: AccessAttributes, tx: EntityManager): Promise<string[]> {
     const p = new SqlParams();
+    // Contributors are asked only where the base policy would not share: which one opened each patient.
+    const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributors();
     const judged = {
-      // Own-organization rows were answered above; the organization is not part of this query.
-      custodianOrg: 'NULL',
+      // Own-organization rows were answered above; only a contributor compares it (a referral opens
+      // the referring organization's own records), and a value bound but unused fails the statement.
+      custodianOrg: contributors.length ? `${p.bind(row.custodianOrg ?? null)}::text` : 'NULL',
       compartments: `${p.bind(row.compartments)}::text[]`,
       securityLabels: `${p.bind(row.securityLabels)}::text[]`,
       resourceType: `${p.bind(row.resourceType)}::text`,
@@ -111,9 +140,9 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
       purpose: `${p.bind(who.purpose ?? null)}::text`,
       actors: `${p.bind([...(who.actors ?? [])])}::text[]`,
     };
-    // Contributors are asked only where the base policy would not share: which one opened each patient.
-    const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributors();
-    const contributed = contributors.map((c, i) => `, (${c.render('cns_c.patient', judged, requester, p)}) AS contributor_${i}`).join('');
+    const contributed = contributors
+      .map((c, i) => `, (${c.render('cns_c.patient', judged, requester, p)}) AS contributor_${i}${c.renderGrant ? `, (${c.renderGrant('cns_c.patient', judged, requester, p)}) AS grant_${i}` : ''}`)
+      .join('');
     const rows: ({ patient: string; consent_id: string | null; consent_version: number | null; provision_path: string | null; permit: boolean | null } & Record<string, unknown>)[] = await tx.query(
       `SELECT cns_c.patient, d.consent_id, d.consent_version, d.provision_path, d.permit${contributed}
          FROM unnest(${judged.compartments}) AS cns_c(patient)
@@ -126,8 +155,8 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
     );
     return rows.map((r) => {
       if (r.consent_id) return `Patient/${r.patient} by Consent/${r.consent_id}/_history/${r.consent_version}#${r.provision_path} ${r.permit ? 'permit' : 'deny'}`;
-      const opened = contributors.filter((_c, i) => r[`contributor_${i}`] === true);
-      return opened.length ? `Patient/${r.patient} by ${opened.map((c) => `${c.basis} (${c.name})`).join(', ')}` : `Patient/${r.patient} by base policy`;
+      const opened = contributors.flatMap((c, i) => (r[`contributor_${i}`] === true ? [`${c.basis} (${c.name})${typeof r[`grant_${i}`] === 'string' ? ` ${r[`grant_${i}`] as string}` : ''}`] : []));
+      return opened.length ? `Patient/${r.patient} by ${opened.join(', ')}` : `Patient/${r.patient} by base policy`;
     });
   }
 }

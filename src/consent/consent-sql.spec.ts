@@ -1,5 +1,5 @@
 import { SqlParams } from '../fhir/storage/sql-params';
-import type { PatientAccessContributor, TypeAccessRule } from '../fhir/pipeline/read-access';
+import type { PatientAccessContributor, ReadRestriction, TypeAccessRule } from '../fhir/pipeline/read-access';
 import type { ConsentPolicy } from './consent-policy';
 import { columnsOf, renderConsentPredicate, renderPatientFallback, renderTypeAccess } from './consent-sql';
 import { restrictedTypes } from './type-access-rules';
@@ -64,5 +64,28 @@ describe('consent SQL: types outside the Patient compartment and read-access con
     expect(shared).not.toContain('referral_test');
     // The type rule still applies under break-the-glass.
     expect(glass).toContain('r.resource_type <> ALL(');
+  });
+
+  it('binds no value a break-the-glass statement does not use (a contributor binds values; a value bound but unused fails the statement)', () => {
+    const p = new SqlParams();
+    const row = columnsOf('r');
+    delete row.securityContext;
+    const sql = renderConsentPredicate(row, p, policy('opt-in'), { organization: 'org-b', purpose: 'ETREAT', breakGlass: true }, { contributors: [referral], typeRules: new Map() });
+    const used = new Set([...sql.matchAll(/\$(\d+)/g)].map((m) => Number(m[1])));
+    expect(p.values.map((_v, i) => used.has(i + 1))).toEqual(p.values.map(() => true));
+  });
+
+  it('ANDs a read restriction beside the type rule, for every requester but the custodian, break-the-glass too', () => {
+    const parties: ReadRestriction = { name: 'test-parties', resourceTypes: ['Task'], render: (row, requester) => `(${row.resourceType} <> 'Task' OR ${row.id} = ${requester.organization})` };
+    const row = columnsOf('r');
+    delete row.securityContext;
+    for (const who of [
+      { organization: 'org-c', purpose: 'TREAT', breakGlass: false },
+      { organization: 'org-c', purpose: 'ETREAT', breakGlass: true },
+    ]) {
+      const p = new SqlParams();
+      const sql = renderConsentPredicate(row, p, policy('opt-out'), who, { contributors: [], typeRules: new Map(), restrictions: [parties] });
+      expect(sql.startsWith(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND ((r.resource_type <> 'Task' OR r.id = $1::text)) AND `)).toBe(true);
+    }
   });
 });

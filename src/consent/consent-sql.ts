@@ -1,5 +1,5 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
-import type { JudgedRow, PatientAccessContributor, TypeAccessRule } from '../fhir/pipeline/read-access';
+import type { JudgedRow, PatientAccessContributor, ReadRestriction, TypeAccessRule } from '../fhir/pipeline/read-access';
 import { referencedResourceWhere } from '../fhir/storage/access-attributes';
 import { tokenIndexHolds } from '../fhir/search/token-index-probe';
 import type { ConsentPolicy } from './consent-policy';
@@ -31,6 +31,8 @@ export interface Requester {
 export interface ReadAccessExtensions {
   contributors: readonly PatientAccessContributor[];
   typeRules: ReadonlyMap<string, readonly TypeAccessRule[]>;
+  /** Narrowing rules, ANDed for every requester but the row's custodian (absent: none). */
+  restrictions?: readonly ReadRestriction[];
 }
 
 export const NO_EXTENSIONS: ReadAccessExtensions = { contributors: [], typeRules: new Map() };
@@ -112,6 +114,7 @@ export const DECIDING_ORDER = 'cns_p.depth DESC, cns_p.permit ASC, (cns_p.securi
  *
  *   the requester is the row's custodian organization (own data)
  *   OR ( the row's type is not restricted, or a module's rule for its type admits the requester
+ *        AND every module's read restriction lets the row pass (a referral's parties only)
  *        AND every patient of the row: the deciding provision permits, else the base policy or a
  *            read-access contributor
  *        AND (no sensitive label OR (a patient's row AND for every patient and sensitive label:
@@ -147,18 +150,12 @@ function renderResourcePredicate(row: JudgedRow, bind: SqlBinder, policy: Consen
   const purpose = `${bind.bind(who.purpose ?? null)}::text`;
   const requester = { organization: org, purpose, actors: `${bind.bind([...(who.actors ?? [])])}::text[]` };
   const sensitive = `${bind.bind(policy.sensitiveLabels)}::text[]`;
-  const base = renderPatientFallback('cns_c.patient', row, bind, requester, baseSharesWith(policy, who), extensions.contributors);
   const own = who.organization ? `${row.custodianOrg} = ${org}` : 'FALSE';
   // A patient with no provisions and no linked records (not a consent_subject) is decided by the
   // base policy alone: one primary-key probe instead of the link and provision probes. CASE, not
   // AND: the planner would turn the EXISTS into a join evaluated after the provision probe.
   const subject = `EXISTS (SELECT 1 FROM consent_subject cns_s WHERE cns_s.patient_id = cns_c.patient)`;
-  const decided = `COALESCE((SELECT cns_p.permit FROM ${matchingProvisions('cns_c.patient', row, requester, `(cns_p.security_label IS NULL OR cns_p.security_label = ANY(${row.securityLabels}))`)}
-                             ORDER BY ${DECIDING_ORDER} LIMIT 1), ${base})`;
-  const patients = who.breakGlass
-    ? 'TRUE'
-    : `NOT EXISTS (SELECT 1 FROM unnest(${row.compartments}) AS cns_c(patient)
-         WHERE CASE WHEN ${subject} THEN NOT ${decided} ELSE NOT ${base} END)`;
+  const patients = who.breakGlass ? 'TRUE' : renderPatientsDecided(row, bind, policy, who, requester, extensions, subject);
   const labels =
     who.breakGlass && policy.breakGlassOverridesSensitive
       ? 'TRUE'
@@ -169,5 +166,19 @@ function renderResourcePredicate(row: JudgedRow, bind: SqlBinder, policy: Consen
                AND NOT COALESCE((SELECT cns_p.permit AND cns_p.security_label IS NOT NULL
                                    FROM ${matchingProvisions('cns_c.patient', row, requester, '(cns_p.security_label IS NULL OR cns_p.security_label = cns_l.label)')}
                                   ORDER BY ${DECIDING_ORDER} LIMIT 1), FALSE))))`;
-  return `${own} OR ((${renderTypeAccess(row, bind, requester, extensions.typeRules)}) AND ${patients} AND ${labels})`;
+  const restricted = (extensions.restrictions ?? []).map((r) => ` AND (${r.render(row, requester, bind)})`).join('');
+  return `${own} OR ((${renderTypeAccess(row, bind, requester, extensions.typeRules)})${restricted} AND ${patients} AND ${labels})`;
+}
+
+/**
+ * Every patient of the row: the deciding provision permits, else the base policy or a contributor.
+ * Rendered only where it is used (not under break-the-glass): a contributor binds values, and a
+ * value bound into a statement that does not use it fails the statement.
+ */
+function renderPatientsDecided(row: JudgedRow, bind: SqlBinder, policy: ConsentPolicy, who: Requester, requester: { organization: string; purpose: string; actors: string }, extensions: ReadAccessExtensions, subject: string): string {
+  const base = renderPatientFallback('cns_c.patient', row, bind, requester, baseSharesWith(policy, who), extensions.contributors);
+  const decided = `COALESCE((SELECT cns_p.permit FROM ${matchingProvisions('cns_c.patient', row, requester, `(cns_p.security_label IS NULL OR cns_p.security_label = ANY(${row.securityLabels}))`)}
+                             ORDER BY ${DECIDING_ORDER} LIMIT 1), ${base})`;
+  return `NOT EXISTS (SELECT 1 FROM unnest(${row.compartments}) AS cns_c(patient)
+         WHERE CASE WHEN ${subject} THEN NOT ${decided} ELSE NOT ${base} END)`;
 }

@@ -5,7 +5,7 @@ import { ReferralAccessGrant, referralAccessGrants, ReferralAccessRule, referral
 
 /**
  * The referral-scoped access rule with this server's configured window (`REFERRAL_ACCESS_DAYS`),
- * for the read-access contributor that will render it (referral-access.ts; not wired yet).
+ * which `ReferralAccessContributor` renders (referral-access.ts).
  */
 @Injectable()
 export class ReferralAccess {

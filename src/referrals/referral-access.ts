@@ -4,10 +4,9 @@ import type { TaskStatus } from './referral-state-machine';
 
 /*
  * Referral-scoped access (docs/referrals.md, "Referral-scoped access"): what a referral lets its
- * parties read beyond the base consent policy, and for how long. Not wired into the consent
- * decision yet: the read-access contributor API (fragments with a basis, ORed into the consent
- * decision, rendered in SQL by storage) is being built apart; at merge a contributor renders
- * `ReferralAccessRule` and names `referralAccessGrants`' referral in the audit record.
+ * parties read beyond the base consent policy, and for how long. `ReferralAccessContributor`
+ * renders this rule in SQL (through src/fhir/search/task-access-probe.ts) for the consent stage;
+ * `referralAccessGrants` evaluates the same rule on one referral in memory.
  */
 
 /** Statuses in which the referral is open: the owner reads its supporting data. */
@@ -22,7 +21,9 @@ export const REFERRAL_GRACE_STATUSES: readonly TaskStatus[] = ['completed', 'fai
  * (demographics); the requester may read what the Task names in `output`. Rejected, cancelled and
  * entered-in-error end it at once. It only widens the base policy: a patient's deny that matches
  * the reader (or any actor) for TREAT, and a sensitive label not permitted to the reader, still
- * win — the contributor's fragment must be ANDed with the consent stage's deny and label terms.
+ * win (the consent stage ANDs the contributor with its deny and label terms). In SQL the reader
+ * also reads only the other party's own records (custodian: the requester for supportingInfo, the
+ * owner for output), which this in-memory form cannot see.
  */
 export interface ReferralAccessRule {
   readonly basis: 'referral';

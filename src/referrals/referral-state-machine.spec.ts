@@ -1,4 +1,4 @@
-import { allowedTransitions, isFinal, judgeTransition, TaskStatus } from './referral-state-machine';
+import { allowedTransitions, isFinal, judgeTransition, OWNER_STATUSES, REFERRAL_INITIAL_STATUS, REQUESTER_STATUSES, TaskStatus } from './referral-state-machine';
 
 const ALL: TaskStatus[] = ['draft', 'requested', 'received', 'accepted', 'rejected', 'ready', 'cancelled', 'in-progress', 'on-hold', 'failed', 'completed', 'entered-in-error'];
 
@@ -79,5 +79,28 @@ describe('referral Task state machine', () => {
 
   it('final states are rejected, cancelled, completed, failed, entered-in-error (and the never-created draft and ready)', () => {
     expect(ALL.filter(isFinal)).toEqual(['draft', 'rejected', 'ready', 'cancelled', 'failed', 'completed', 'entered-in-error']);
+  });
+
+  it('a referral starts requested', () => {
+    expect(REFERRAL_INITIAL_STATUS).toBe('requested');
+  });
+
+  it('every owner status is a wrong party for the requester, every requester status for the owner; the rest is nobody\'s (422)', () => {
+    expect(OWNER_STATUSES).toEqual(['received', 'accepted', 'rejected', 'in-progress', 'on-hold', 'completed', 'failed']);
+    expect(REQUESTER_STATUSES).toEqual(['cancelled', 'entered-in-error']);
+    // From a state where neither party may make it, so only the party decides the refusal.
+    const refusal = (to: TaskStatus, party: 'owner' | 'requester') => {
+      const j = judgeTransition('entered-in-error', to, party);
+      return j.allowed ? 'allowed' : j.refusal;
+    };
+    expect(ALL.map((s) => [s, refusal(s, 'requester')])).toEqual(ALL.map((s) => [s, OWNER_STATUSES.includes(s) ? 'wrong-party' : 'not-a-transition']));
+    expect(ALL.map((s) => [s, refusal(s, 'owner')])).toEqual(ALL.map((s) => [s, REQUESTER_STATUSES.includes(s) ? 'wrong-party' : 'not-a-transition']));
+  });
+
+  it('a state is open (not final) exactly when the owner can move on from it and the requester can cancel it', () => {
+    for (const s of ALL) {
+      expect([s, isFinal(s)]).toEqual([s, allowedTransitions(s, 'owner').length === 0]);
+      expect([s, isFinal(s)]).toEqual([s, !allowedTransitions(s, 'requester').includes('cancelled')]);
+    }
   });
 });

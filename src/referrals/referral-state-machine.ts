@@ -63,7 +63,10 @@ export function judgeTransition(from: TaskStatus, to: TaskStatus, party: Referra
   return { allowed: false, refusal: others.includes(to) ? 'wrong-party' : 'not-a-transition', allowedTransitions: allowed };
 }
 
-/** Final states: no transition of either party leads out of them except entered-in-error. */
+/**
+ * Final states: no transition of either party leads out of them except entered-in-error. The
+ * cancellable states are exactly those the owner can move on from (a unit test holds them equal).
+ */
 export function isFinal(status: TaskStatus): boolean {
-  return allowedTransitions(status, 'owner').length === 0 && !CANCELLABLE.includes(status);
+  return !CANCELLABLE.includes(status);
 }

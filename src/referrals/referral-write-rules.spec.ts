@@ -108,4 +108,37 @@ describe('referral write rules', () => {
     expect(judgeServiceRequestChange(sr(), sr({ note: [{ text: 'x' }] }), 'c', true).verdict).toBe('forbidden');
     expect(judgeServiceRequestChange(sr(), undefined, 'a', true)).toMatchObject({ verdict: 'forbidden', message: expect.stringContaining('a referral is not deleted') });
   });
+
+  it('edges the mutation run found unpinned: each editable element of each party, multi-element reasons, missing parties, exact ServiceRequest messages', () => {
+    // Every element the owner may change alone, and the requester's lastModified.
+    for (const [org, change] of [
+      ['b', { statusReason: { text: 'r' } }],
+      ['b', { executionPeriod: { start: '2026-01-02' } }],
+      ['b', { lastModified: '2026-01-02T00:00:00Z' }],
+      ['a', { lastModified: '2026-01-02T00:00:00Z' }],
+    ] as const) {
+      expect(judgeTaskChange(task(), task(change as Partial<Task>), org, true).verdict).toBe('permit');
+    }
+    expect(judgeTaskChange(task(), task({ businessStatus: { text: 's' }, statusReason: { text: 'r' } }), 'b', true)).toEqual({
+      verdict: 'permit',
+      reason: 'Task/t1 businessStatus, statusReason by the owner Organization/b',
+    });
+    // No organization is no party, even where the referral names none either.
+    expect(partyOf(undefined, undefined, undefined)).toBeUndefined();
+    expect(judgeTaskChange(task(), task({ status: 'accepted' }), undefined, true)).toEqual({
+      verdict: 'forbidden',
+      message: 'Organization/- is not a party to this referral: Task/t1 is requested; this organization may make: no transition',
+    });
+    // A stored referral missing a party reference is judged, not thrown on.
+    expect(judgeTaskChange(task({ requester: undefined }), task({ requester: undefined, status: 'accepted' }), 'b', true).verdict).toBe('permit');
+    expect(judgeTaskChange(task({ owner: undefined }), task({ owner: undefined, status: 'cancelled' }), 'a', true).verdict).toBe('permit');
+    expect(stateLine(task({ owner: undefined }), 'owner')).toBe('Task/t1 is requested; the owner (Organization/undefined) may make: received, accepted, rejected');
+    expect(stateLine(task({ requester: undefined }), 'requester')).toBe('Task/t1 is requested; the requester (Organization/undefined) may make: cancelled, entered-in-error');
+    expect(judgeServiceRequestChange(sr({ requester: undefined }), sr({ requester: undefined }), 'a', true).verdict).toBe('forbidden');
+    expect(judgeServiceRequestChange(sr({ performer: undefined }), sr({ performer: undefined, note: [{ text: 'x' }] }), 'a', true).verdict).toBe('permit');
+    expect(judgeServiceRequestChange(sr({ performer: [] }), sr({ performer: [] }), 'b', true).verdict).toBe('forbidden');
+    const line = 'ServiceRequest/s1 is active; the requester may change its note, the workflow is on its Task';
+    expect(judgeServiceRequestChange(sr(), sr({ note: [{ text: 'x' }] }), 'b', true)).toEqual({ verdict: 'forbidden', message: `only the requester changes a referral's ServiceRequest. ${line}` });
+    expect(judgeServiceRequestChange(sr(), sr({ note: [{ text: 'x' }] }), 'a', false)).toEqual({ verdict: 'precondition', message: `a change of a referral needs If-Match with the version it changes. ${line}` });
+  });
 });

@@ -13,6 +13,9 @@ const ORG_C = `ref-c-${RUN}`; // an organization with no part in the referral
 const TASK_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral-task';
 const SR_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral-servicerequest';
 
+/** The answer to a write of a resource the writer cannot read (nothing about the referral). */
+const HIDDEN = 'hidden';
+
 type Send = (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
 
 describe('referrals: ServiceRequest/$refer, the Task state machine and its write policy', () => {
@@ -243,8 +246,9 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     { name: 'owner cancels', from: 'accepted', who: 'b', change: { status: 'cancelled' }, status: 403, code: 'forbidden', names: 'is accepted; the owner (Organization/%B) may make: in-progress' },
     { name: 'owner marks entered-in-error', from: 'completed', who: 'b', change: { status: 'entered-in-error' }, status: 403, code: 'forbidden', names: 'is completed; the owner (Organization/%B) may make: no transition' },
     { name: 'owner edits the note', from: 'requested', who: 'b', change: { note: [{ text: 'mine' }] }, status: 403, code: 'forbidden', names: "Task.note is the requester's to change" },
-    { name: 'a third organization accepts', from: 'requested', who: 'c', change: { status: 'accepted' }, status: 403, code: 'forbidden', names: `Organization/%C is not a party to this referral` },
-    { name: 'a third organization cancels', from: 'in-progress', who: 'c', change: { status: 'cancelled' }, status: 403, code: 'forbidden', names: 'this organization may make: no transition' },
+    // A third organization cannot read a referral (its parties only): the one answer of any hidden resource.
+    { name: 'a third organization accepts', from: 'requested', who: 'c', change: { status: 'accepted' }, status: 403, code: 'forbidden', names: HIDDEN },
+    { name: 'a third organization cancels', from: 'in-progress', who: 'c', change: { status: 'cancelled' }, status: 403, code: 'forbidden', names: HIDDEN },
   ];
 
   it.each(cases)('$name ($from): $status $code', async ({ from, who, change, status, code, names }) => {
@@ -253,9 +257,12 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     const res = await transition({ a, b, c }[who], id, change);
     expect(res.status).toBe(status);
     expect(res.body.issue[0].code).toBe(code);
-    const expected = names.replace('%A', ORG_A).replace('%B', ORG_B).replace('%C', ORG_C);
-    expect(res.body.issue[0].diagnostics).toContain(expected);
-    if (code === 'business-rule' || code === 'forbidden') expect(res.body.issue[0].diagnostics).toContain(`Task/${id} is ${from}`);
+    if (names === HIDDEN) {
+      expect(res.body.issue[0].diagnostics).toBe(`Task/${id} is not a resource this client may change`);
+    } else {
+      expect(res.body.issue[0].diagnostics).toContain(names.replace('%A', ORG_A).replace('%B', ORG_B).replace('%C', ORG_C));
+      expect(res.body.issue[0].diagnostics).toContain(`Task/${id} is ${from}`);
+    }
     expect(await versions(id)).toBe(count);
   });
 
@@ -356,6 +363,32 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
     const winner = results.find((r) => r.status === 200)?.body as Task;
     expect(((await b('get', `/fhir/Task/${id}`)).body as Task).status).toBe(winner.status);
     expect(await versions(id)).toBe(2);
+  });
+
+  it('who reads a referral: its Task and ServiceRequest by A (custodian) and B (owner) only; a third hospital with TREAT in this opt-out region by no path', async () => {
+    const { sr, task } = await refer();
+    const refs = (res: request.Response): string[] => ((res.body as Bundle).entry ?? []).map((e) => `${e.resource?.resourceType}/${e.resource?.id}`).sort();
+    const reads = async (who: Send) => ({
+      task: (await who('get', `/fhir/Task/${task.id}`)).status,
+      serviceRequest: (await who('get', `/fhir/ServiceRequest/${sr.id}`)).status,
+      vread: (await who('get', `/fhir/Task/${task.id}/_history/1`)).status,
+      history: refs(await who('get', `/fhir/Task/${task.id}/_history`)),
+      search: refs(await who('get', `/fhir/Task?patient=Patient/${patient}&_id=${task.id}&_include=Task:focus`)),
+      requests: refs(await who('get', `/fhir/ServiceRequest?subject=Patient/${patient}&_id=${sr.id}`)),
+      revinclude: refs(await who('get', `/fhir/Patient?_id=${patient}&_revinclude=Task:patient`)).filter((r) => r === `Task/${task.id}`),
+    });
+    const party = { task: 200, serviceRequest: 200, vread: 200, history: [`Task/${task.id}`], search: [`ServiceRequest/${sr.id}`, `Task/${task.id}`], requests: [`ServiceRequest/${sr.id}`], revinclude: [`Task/${task.id}`] };
+    expect(await reads(a)).toEqual(party);
+    expect(await reads(b)).toEqual(party);
+    expect(await reads(c)).toEqual({ task: 404, serviceRequest: 404, vread: 404, history: [], search: [], requests: [], revinclude: [] });
+    // The audit record of C's refused read says why (the response does not).
+    const refused = records.filter((r) => r.kind === 'read' && r.entities.some((e) => e.reference === `Task/${task.id}`)).at(-1);
+    expect(refused?.accessBasis.at(-1)).toBe(
+      `consent: policy opt-out (TREAT shared unless denied); Task/${task.id}: Patient/${patient} by base policy; hidden by read restriction referral-parties`,
+    );
+    // Only the referral is limited to its parties: C still reads the patient's other data (opt-out, TREAT).
+    expect((await c('get', `/fhir/Condition/${condition}`)).status).toBe(200);
+    expect((await c('get', `/fhir/Patient/${patient}`)).status).toBe(200);
   });
 
   it('worklists: Tasks by owner, requester, status, priority, authored-on, patient and business status, with _include=Task:focus', async () => {

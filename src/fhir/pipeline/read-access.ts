@@ -44,6 +44,23 @@ export interface PatientAccessContributor {
    * only the attributes in `row`, which both tables have).
    */
   render(patient: string, row: JudgedRow, requester: JudgingRequester, bind: SqlBinder): string;
+  /**
+   * Optional: a text SQL expression naming what opened `patient`'s data of `row` (e.g. the referral
+   * `Task/{id}`), NULL where nothing did. The audit record of a read by id names it beside the basis.
+   */
+  renderGrant?(patient: string, row: JudgedRow, requester: JudgingRequester, bind: SqlBinder): string;
+}
+
+/**
+ * A module's narrowing rule (referrals: a referral's Task and ServiceRequest are read by their
+ * parties only): a boolean SQL condition ANDed with the consent decision of every row a requester
+ * other than its custodian reads, so it can hide what patient consent would show, never show more.
+ * It must let pass every row it is not about (cheaply: test `row.resourceType` first).
+ */
+export interface ReadRestriction {
+  readonly name: string;
+  readonly resourceTypes: readonly string[];
+  render(row: JudgedRow, requester: JudgingRequester, bind: SqlBinder): string;
 }
 
 /**
@@ -66,6 +83,7 @@ export interface TypeAccessRule {
 export class ReadAccessRegistry {
   private readonly patientContributors: PatientAccessContributor[] = [];
   private readonly typeRules = new Map<string, TypeAccessRule[]>();
+  private readonly readRestrictions: ReadRestriction[] = [];
   private readonly names = new Set<string>();
 
   registerContributor(contributor: PatientAccessContributor): void {
@@ -76,6 +94,15 @@ export class ReadAccessRegistry {
   registerTypeRule(rule: TypeAccessRule): void {
     this.claim(rule.name);
     for (const type of rule.resourceTypes) this.typeRules.set(type, [...(this.typeRules.get(type) ?? []), rule]);
+  }
+
+  registerRestriction(restriction: ReadRestriction): void {
+    this.claim(restriction.name);
+    this.readRestrictions.push(restriction);
+  }
+
+  restrictions(): readonly ReadRestriction[] {
+    return this.readRestrictions;
   }
 
   contributors(): readonly PatientAccessContributor[] {

@@ -1,6 +1,6 @@
 import type { Bundle, Parameters, ServiceRequest, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
-import type { AuditRecord } from '../../src/audit/audit-record';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';

@@ -9,4 +9,11 @@ module.exports = {
   'access-predicate': { mutate: 'src/fhir/pipeline/access-predicate.ts', specs: ['src/fhir/pipeline/access-predicate.spec.ts'] },
   'search-request': { mutate: 'src/fhir/search/search-request.ts', specs: ['src/fhir/search/search-request.spec.ts'] },
   'search-sql': { mutate: 'src/fhir/search/search-sql.compiler.ts', specs: ['src/fhir/search/search-sql.compiler.spec.ts'] },
+  'consent-sql': { mutate: 'src/consent/consent-sql.ts', specs: ['src/consent/consent-sql.spec.ts'] },
+  'consent-provisions': { mutate: 'src/consent/consent-provisions.ts', specs: ['src/consent/consent-provisions.spec.ts'] },
+  // The default write policy ("the custodian organization may write"), rendered in SQL.
+  'default-write-policy': { mutate: 'src/fhir/pipeline/write-rule.ts', specs: ['src/fhir/pipeline/write-rule.spec.ts'] },
+  'scope-restriction': { mutate: 'src/auth/scope-restriction.ts', specs: ['src/auth/scope-restriction.spec.ts'] },
+  'audit-event-builder': { mutate: 'src/audit/audit-event.builder.ts', specs: ['src/audit/audit-event.builder.spec.ts'] },
+  'fhir-json': { mutate: 'src/common/fhir-json.ts', specs: ['src/common/fhir-json.spec.ts'] },
 };

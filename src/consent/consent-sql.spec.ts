@@ -144,8 +144,8 @@ describe('consent SQL: the pieces of the predicate', () => {
 describe('consent SQL: the predicate over one row', () => {
   const provisions = (labelCondition: string) =>
     oneLine(matchingProvisions('cns_c.patient', plainRow(), { organization: '$1::text', purpose: '$2::text', actors: '$3::text[]' }, labelCondition));
-  /** The sensitive-label condition, bound at $4: a sensitive row needs a permit naming each of its sensitive labels. */
-  const labels =
+  /** The sensitive-label condition, bound at $4: a sensitive row needs a permit naming each of its sensitive labels. (Built inside the tests, so a mutant that breaks it fails a test, not the file.) */
+  const labels = () =>
     "(NOT (r.security_labels && $4::text[]) OR (r.compartments <> '{}' AND NOT EXISTS ( SELECT 1 FROM unnest(r.compartments) AS cns_c(patient), unnest(r.security_labels) AS cns_l(label)" +
     ' WHERE cns_l.label = ANY($4::text[]) AND NOT COALESCE((SELECT cns_p.permit AND cns_p.security_label IS NOT NULL FROM ' +
     provisions('(cns_p.security_label IS NULL OR cns_p.security_label = cns_l.label)') +
@@ -159,24 +159,24 @@ describe('consent SQL: the predicate over one row', () => {
     const p = new SqlParams();
     const sql = renderConsentPredicate(plainRow(), p, policy('opt-out'), { organization: 'org-b', purpose: 'TREAT', breakGlass: false, actors: ['Practitioner/dr-x'] });
     // opt-out and a shared purpose: a patient without a deciding provision shares (TRUE).
-    expect(oneLine(sql)).toBe(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND ${patients('TRUE')} AND ${labels})`);
+    expect(oneLine(sql)).toBe(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND ${patients('TRUE')} AND ${labels()})`);
     expect(p.values).toEqual(['org-b', 'TREAT', ['Practitioner/dr-x'], [HIV], restrictedTypes()]);
   });
 
   it('opt-in: a patient without a deciding permit shares nothing (FALSE); no actors bind an empty list', () => {
     const p = new SqlParams();
     const sql = renderConsentPredicate(plainRow(), p, policy('opt-in'), { organization: 'org-b', purpose: 'TREAT', breakGlass: false });
-    expect(oneLine(sql)).toBe(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND ${patients('FALSE')} AND ${labels})`);
+    expect(oneLine(sql)).toBe(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND ${patients('FALSE')} AND ${labels()})`);
     expect(p.values).toEqual(['org-b', 'TREAT', [], [HIV], restrictedTypes()]);
   });
 
   it('break-the-glass drops the patient condition, not the sensitive labels unless the policy says so', () => {
     const glass = { organization: 'org-b', purpose: 'ETREAT', breakGlass: true };
-    expect(oneLine(renderConsentPredicate(plainRow(), new SqlParams(), policy('opt-in'), glass))).toBe(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND TRUE AND ${labels})`);
+    expect(oneLine(renderConsentPredicate(plainRow(), new SqlParams(), policy('opt-in'), glass))).toBe(`r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND TRUE AND ${labels()})`);
     const overriding = { ...policy('opt-in'), breakGlassOverridesSensitive: true };
     expect(oneLine(renderConsentPredicate(plainRow(), new SqlParams(), overriding, glass))).toBe('r.custodian_org = $1::text OR ((r.resource_type <> ALL($5::text[])) AND TRUE AND TRUE)');
     // The override is for break-the-glass only.
-    expect(oneLine(renderConsentPredicate(plainRow(), new SqlParams(), overriding, { ...glass, purpose: 'TREAT', breakGlass: false }))).toContain(labels);
+    expect(oneLine(renderConsentPredicate(plainRow(), new SqlParams(), overriding, { ...glass, purpose: 'TREAT', breakGlass: false }))).toContain(labels());
   });
 
   it('a requester without an organization owns nothing; its organization and purpose bind as NULL', () => {

@@ -12,4 +12,11 @@ module.exports = {
   'referral-state-machine': { mutate: 'src/referrals/referral-state-machine.ts', specs: ['src/referrals/referral-state-machine.spec.ts'] },
   'referral-write-rules': { mutate: 'src/referrals/referral-write-rules.ts', specs: ['src/referrals/referral-write-rules.spec.ts'] },
   'referral-write-policy': { mutate: 'src/referrals/referral.write-policy.ts', specs: ['src/referrals/referral.write-policy.spec.ts'] },
+  'consent-sql': { mutate: 'src/consent/consent-sql.ts', specs: ['src/consent/consent-sql.spec.ts'] },
+  'consent-provisions': { mutate: 'src/consent/consent-provisions.ts', specs: ['src/consent/consent-provisions.spec.ts'] },
+  // The default write policy ("the custodian organization may write"), rendered in SQL.
+  'default-write-policy': { mutate: 'src/pipeline/write-rule.ts', specs: ['src/pipeline/write-rule.spec.ts'] },
+  'scope-restriction': { mutate: 'src/auth/scope-restriction.ts', specs: ['src/auth/scope-restriction.spec.ts'] },
+  'audit-event-builder': { mutate: 'src/audit/audit-event.builder.ts', specs: ['src/audit/audit-event.builder.spec.ts'] },
+  'fhir-json': { mutate: 'src/common/fhir-json.ts', specs: ['src/common/fhir-json.spec.ts'] },
 };

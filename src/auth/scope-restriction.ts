@@ -15,7 +15,8 @@ export function restrictionClauses(scope: SmartScope): Clause[] {
     if (name.includes('.') || name.startsWith('_has')) throw FhirError.badRequest(`scope ${scope.raw}: '${name}' chains; only plain search parameters may restrict a scope`, ['scopes']);
     (query[name] ??= []).push(value);
   }
-  const clauses = parseSearchRequest([scope.resourceType], query, { strict: true }).clauses.get(scope.resourceType) ?? [];
+  // parseSearchRequest has an entry for every type it is given.
+  const clauses = parseSearchRequest([scope.resourceType], query, { strict: true }).clauses.get(scope.resourceType)!;
   // Full text and code sets need a per-request step before compiling (and are no scope of data).
   const unsupported = clauses.find((c) => c.kind === 'param' && (c.def.fullText || ['in', 'not-in', 'above', 'below'].includes(c.modifier ?? '')));
   if (unsupported?.kind === 'param') {

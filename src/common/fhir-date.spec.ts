@@ -1,4 +1,4 @@
-import { parseFhirDateRange } from './fhir-date';
+import { parseFhirDateRange, plusInZoneHint } from './fhir-date';
 
 describe('FHIR date precision: the instant range a value covers', () => {
   it.each([
@@ -51,5 +51,33 @@ describe('FHIR date precision: the instant range a value covers', () => {
     expect(parseFhirDateRange('2020-04-30')?.start).toBe('2020-04-30T00:00:00.000Z');
     expect(parseFhirDateRange('2020-12-01T23:59:59Z')?.start).toBe('2020-12-01T23:59:59.000Z');
     expect(parseFhirDateRange('2020-01-01T00:00:00.123456789Z')?.start).toBe('2020-01-01T00:00:00.123Z');
+  });
+});
+
+describe('plusInZoneHint: a raw + in a time zone, decoded to a space', () => {
+  const hint = "; a '+' in the time zone must be sent as %2B (a raw '+' in a URL query means a space)";
+
+  it.each([
+    ['minutes', '2016-05-25T23:14 00:00'],
+    ['seconds', '2016-05-25T23:14:15 00:00'],
+    ['a fraction', '2016-05-25T23:14:15.123 05:30'],
+  ])('explains a time with %s followed by a space and an offset', (_name, value) => {
+    expect(plusInZoneHint(value)).toBe(hint);
+  });
+
+  it.each([
+    ['a valid + offset', '2016-05-25T23:14:15+00:00'],
+    ['a date without a time', '2016-05-25 00:00'],
+    ['an offset without a colon', '2016-05-25T23:14:15 0000'],
+    ['a one-digit hour in the offset', '2016-05-25T23:14:15 0:00'],
+    ['text after the offset', '2016-05-25T23:14:15 00:00x'],
+    ['a fraction point without digits', '2016-05-25T23:14:15. 00:00'],
+    ['seconds of one digit', '2016-05-25T23:14:1 00:00'],
+    ['a minute of one digit', '2016-05-25T23:1 00:00'],
+    ['an hour of one digit', '2016-05-25T2:14 00:00'],
+    ['two spaces', '2016-05-25T23:14:15  00:00'],
+    ['an offset with one-digit minutes', '2016-05-25T23:14:15 00:0'],
+  ])('says nothing for %s', (_name, value) => {
+    expect(plusInZoneHint(value)).toBe('');
   });
 });

@@ -1,6 +1,8 @@
 import request from 'supertest';
+import type { AuditRecord } from '../../src/audit/audit-record';
 import { IDENTITY_MATCH_QUEUE } from '../../src/identity/identity-matching.job';
-import { hospitalAgent } from '../support/auth';
+import { captureAuditRecords } from '../support/audit';
+import { hospitalAgent, registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
 import { jobsSettled } from '../support/jobs';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -52,6 +54,8 @@ const ids = (bundle: { entry?: { resource: { resourceType: string; id: string } 
 describe('identity: Person links as linked records, and their administration', () => {
   let t: TestApp;
   const as: Agent[] = [];
+  let admin: Agent;
+  const records: AuditRecord[] = [];
 
   const created = (res: request.Response): string => {
     if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
@@ -79,6 +83,10 @@ describe('identity: Person links as linked records, and their administration', (
   beforeAll(async () => {
     t = await createTestApp();
     for (const org of ORG) as.push(await hospitalAgent(t, org));
+    const adminClient = await registerTestClient(t, { role: 'admin', organization: `idadm-hie-${RUN}`, scopes: ['system/Person.cruds'], purposes: ['HSYSADMIN'] });
+    admin = request.agent(t.http);
+    admin.set('Authorization', `Bearer ${await adminClient.token()}`);
+    captureAuditRecords(t.app, records);
   });
   afterAll(async () => t?.close());
 
@@ -135,5 +143,106 @@ describe('identity: Person links as linked records, and their administration', (
     // B's organization is not denied: it sees the whole person from its own record.
     const fromB = await as[1].get(`/fhir/Patient/${b}/Observation`);
     expect(ids(fromB.body)).toEqual([`Observation/${a1}`, `Observation/${b1}`, `Observation/${c1}`].sort());
+  });
+
+  const refs = (name: string, ...targets: string[]) => ({ resourceType: 'Parameters', parameter: targets.map((x) => ({ name, valueReference: { reference: x } })) });
+  const op = (path: string, body: object, who: Agent = admin) => who.post(path).set('Content-Type', FHIR_JSON).send(body);
+  const linksOf = (person: { link?: { target: { reference: string }; assurance: string }[] }) =>
+    (person.link ?? []).map((l) => `${l.target.reference}:${l.assurance}`).sort();
+  const stored = async (personId: string) =>
+    ((await t.db.query(`SELECT content FROM resource WHERE resource_type = 'Person' AND id = $1`, [personId])) as { content: { active?: boolean; link?: { target: { reference: string }; assurance: string }[] } }[])[0].content;
+  const noMatches = async (patients: string[]) =>
+    ((await t.db.query(`SELECT patient_id || '~' || candidate_id AS pair FROM identity_no_match WHERE patient_id = ANY($1) OR candidate_id = ANY($1) ORDER BY 1`, [patients])) as { pair: string }[]).map((r) => r.pair);
+  const pair = (x: string, y: string) => [x, y].sort().join('~');
+
+  it('$unlink undoes a wrong automatic link at once and without data loss; the NO_MATCH decision keeps matching from relinking', async () => {
+    const [a, b] = await person([0, 1], `Unlink${LETTERS}`);
+    const personId = (await personOf(a))!;
+    const b1 = await observation(1, b);
+    const before = await as[0].get(`/fhir/Patient/${a}/$everything`);
+    expect(ids(before.body)).toContain(`Observation/${b1}`);
+
+    // Only an HIE admin; a hospital is refused.
+    expect((await op(`/fhir/Person/${personId}/$unlink`, refs('patient', `Patient/${b}`), as[0])).status).toBe(403);
+    expect((await op(`/fhir/Person/${personId}/$unlink`, refs('patient', `Patient/nope-${RUN}`))).status).toBe(422);
+    const res = await op(`/fhir/Person/${personId}/$unlink`, refs('patient', `Patient/${b}`));
+    expect(res.status).toBe(200);
+    expect(res.body.parameter.map((x: { name: string; resource: { id: string } }) => [x.name, x.resource.id])).toEqual([['person', personId]]);
+    expect(linksOf(res.body.parameter[0].resource)).toEqual([`Patient/${a}:level3`]);
+
+    // At once: the next request no longer sees B's record through A, and the closure is gone.
+    const after = await as[0].get(`/fhir/Patient/${a}/$everything`);
+    expect(ids(after.body).filter((r) => !r.startsWith('Person/'))).toEqual([`Patient/${a}`]);
+    expect(await t.db.query(`SELECT linked_id FROM patient_link WHERE patient_id = $1`, [a])).toEqual([]);
+    expect(await personOf(b)).toBeUndefined();
+    expect(await noMatches([a, b])).toEqual([pair(a, b)]);
+    // Nothing lost: B's data is still B's, and the Person's history keeps the link that was undone.
+    expect((await as[1].get(`/fhir/Observation/${b1}`)).status).toBe(200);
+    const versions: { content: { link?: unknown[] } }[] = await t.db.query(`SELECT content FROM resource_history WHERE resource_type = 'Person' AND id = $1 ORDER BY version_id`, [personId]);
+    expect(versions.map((v) => (v.content.link ?? []).length)).toEqual([2, 1]);
+
+    // B's next write is matched again, and the decision holds: no relink, no review Task.
+    const current = await as[1].get(`/fhir/Patient/${b}`);
+    expect((await as[1].put(`/fhir/Patient/${b}`).set('Content-Type', FHIR_JSON).send(current.body)).status).toBe(200);
+    await settled();
+    expect(await personOf(b)).toBeUndefined();
+    expect(linksOf(await stored(personId))).toEqual([`Patient/${a}:level3`]);
+
+    // Audited as an update naming the Person and the Patient that left.
+    const audited = records.find((r) => r.kind === 'operation' && r.subtype === 'unlink' && r.status === 200);
+    expect(audited?.entities?.map((e) => e.reference)).toEqual([`Person/${personId}`, `Patient/${b}`]);
+  });
+
+  it('$link confirms at level4, $merge joins two Persons, $split separates them again with NO_MATCH kept', async () => {
+    const [x0, x1] = await person([0, 1], `Merge${LETTERS}`);
+    const [y2, y3] = await person([2, 3], `Other${LETTERS}`);
+    const px = (await personOf(x0))!;
+    const py = (await personOf(y2))!;
+    expect(px).not.toBe(py);
+
+    // Confirm X's automatic link: level4, decided by the admin.
+    const confirmed = await op(`/fhir/Person/${px}/$link`, refs('patient', `Patient/${x1}`));
+    expect(confirmed.status).toBe(200);
+    expect(linksOf(confirmed.body.parameter[0].resource)).toEqual([`Patient/${x0}:level3`, `Patient/${x1}:level4`].sort());
+    // A Patient of another Person is not linked over it: 422 naming $merge.
+    const taken = await op(`/fhir/Person/${px}/$link`, refs('patient', `Patient/${y2}`));
+    expect([taken.status, taken.body.issue[0].code, taken.body.issue[0].expression]).toEqual([422, 'business-rule', ['patient']]);
+
+    const merged = await op(`/fhir/Person/${px}/$merge`, refs('source', `Person/${py}`));
+    expect(merged.status).toBe(200);
+    expect(linksOf(merged.body.parameter[0].resource)).toEqual([`Patient/${x0}:level3`, `Patient/${x1}:level4`, `Patient/${y2}:level4`, `Patient/${y3}:level4`].sort());
+    expect(await stored(py)).toMatchObject({ active: false, link: [{ target: { reference: `Person/${px}` }, assurance: 'level4' }] });
+    expect(await personOf(y3)).toBe(px);
+    const closure = await t.db.query(`SELECT linked_id FROM patient_link WHERE patient_id = $1 AND via_person ORDER BY linked_id`, [x0]);
+    expect(closure.map((r: { linked_id: string }) => r.linked_id)).toEqual([x1, y2, y3].sort());
+
+    const split = await op(`/fhir/Person/${px}/$split`, refs('patient', `Patient/${y2}`, `Patient/${y3}`));
+    expect(split.status).toBe(200);
+    const [kept, made] = split.body.parameter.map((x: { resource: { id: string } }) => x.resource);
+    expect([kept.id, linksOf(kept)]).toEqual([px, [`Patient/${x0}:level3`, `Patient/${x1}:level4`].sort()]);
+    expect(linksOf(made)).toEqual([`Patient/${y2}:level4`, `Patient/${y3}:level4`]);
+    expect(await personOf(y2)).toBe(made.id);
+    expect(await noMatches([x0, x1])).toEqual([pair(x0, y2), pair(x0, y3), pair(x1, y2), pair(x1, y3)].sort());
+    expect(await t.db.query(`SELECT linked_id FROM patient_link WHERE patient_id = $1`, [y2])).toEqual([{ linked_id: y3 }]);
+
+    // Merging them back withdraws those decisions; an inactive (merged) Person takes no more changes.
+    expect((await op(`/fhir/Person/${px}/$merge`, refs('source', `Person/${made.id}`))).status).toBe(200);
+    expect(await noMatches([x0, x1])).toEqual([]);
+    expect((await op(`/fhir/Person/${py}/$link`, refs('patient', `Patient/${x0}`))).status).toBe(422);
+  });
+
+  it('$link at type level makes a new Person of Patients matching did not link', async () => {
+    const p0 = await create(0, patient(0, `Typelink${LETTERS}`, { birthDate: '1933-03-03' }));
+    const p1 = await create(1, patient(1, `Distinct${LETTERS}`, { name: [{ family: `Distinct${LETTERS}`, given: ['Una'] }], gender: 'male', birthDate: '1944-04-04' }));
+    await settled();
+    expect(await personOf(p1)).toBeUndefined();
+    expect((await op('/fhir/Person/$link', refs('patient', `Patient/${p0}`))).status).toBe(400);
+    const res = await op('/fhir/Person/$link', refs('patient', `Patient/${p0}`, `Patient/${p1}`));
+    expect(res.status).toBe(200);
+    const made = res.body.parameter[0].resource;
+    expect(linksOf(made)).toEqual([`Patient/${p0}:level4`, `Patient/${p1}:level4`].sort());
+    expect(made.managingOrganization).toEqual({ reference: 'Organization/hie-exchange' });
+    expect(await t.db.query(`SELECT custodian_org FROM resource WHERE resource_type = 'Person' AND id = $1`, [made.id])).toEqual([{ custodian_org: 'hie-exchange' }]);
+    expect(await personOf(p1)).toBe(made.id);
   });
 });

@@ -1,7 +1,9 @@
 import { Module } from '@nestjs/common';
 import { FhirModule } from '../fhir/fhir.module';
 import { IDENTITY_CONFIG, loadIdentityConfig } from './identity-config';
+import { IhePixOperation } from './ihe-pix.operation';
 import { IdentityMatchingJob } from './identity-matching.job';
+import { IdentityRematchJob, PersonRematchOperation } from './identity-rematch.job';
 import { MatchOperation } from './match.operation';
 import { PatientDemographicsListener } from './patient-demographics.listener';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
@@ -14,6 +16,6 @@ import { PersonLinks } from './person-links';
  */
 @Module({
   imports: [FhirModule],
-  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, PersonLinks, PersonLinkOperation, PersonUnlinkOperation, PersonSplitOperation, PersonMergeOperation],
+  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, PersonLinks, PersonLinkOperation, PersonUnlinkOperation, PersonSplitOperation, PersonMergeOperation, IdentityRematchJob, PersonRematchOperation, IhePixOperation],
 })
 export class IdentityModule {}

@@ -1,6 +1,10 @@
 import request from 'supertest';
 import type { AuditRecord } from '../../src/audit/audit-record';
+import type { WriteEvent } from '../../src/fhir/pipeline/write-events';
+import { WriteEvents } from '../../src/fhir/pipeline/write-events';
+import { IDENTITY_CONFIG, IdentityConfig } from '../../src/identity/identity-config';
 import { IDENTITY_MATCH_QUEUE } from '../../src/identity/identity-matching.job';
+import { IDENTITY_REMATCH_QUEUE } from '../../src/identity/identity-rematch.job';
 import { captureAuditRecords } from '../support/audit';
 import { hospitalAgent, registerTestClient } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
@@ -56,6 +60,8 @@ describe('identity: Person links as linked records, and their administration', (
   const as: Agent[] = [];
   let admin: Agent;
   const records: AuditRecord[] = [];
+  /** Person writes as the write events report them after commit (what a Subscription is notified by). */
+  const personEvents: { id: string; links: string[] }[] = [];
 
   const created = (res: request.Response): string => {
     if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
@@ -87,6 +93,15 @@ describe('identity: Person links as linked records, and their administration', (
     admin = request.agent(t.http);
     admin.set('Authorization', `Bearer ${await adminClient.token()}`);
     captureAuditRecords(t.app, records);
+    t.app.get(WriteEvents).register({
+      name: 'test-person-writes',
+      phase: 'post-commit',
+      order: 900,
+      resourceTypes: ['Person'],
+      handle: async (e: WriteEvent) => {
+        personEvents.push({ id: e.id, links: (((e.after ?? {}) as { link?: { target: { reference: string } }[] }).link ?? []).map((l) => l.target.reference).sort() });
+      },
+    });
   });
   afterAll(async () => t?.close());
 
@@ -244,5 +259,86 @@ describe('identity: Person links as linked records, and their administration', (
     expect(made.managingOrganization).toEqual({ reference: 'Organization/hie-exchange' });
     expect(await t.db.query(`SELECT custodian_org FROM resource WHERE resource_type = 'Person' AND id = $1`, [made.id])).toEqual([{ custodian_org: 'hie-exchange' }]);
     expect(await personOf(p1)).toBe(made.id);
+    // The Person write went through the normal write events (post-commit), and a hospital finds it
+    // by the criteria a Subscription would use (docs/identity.md, Learning that a Patient was linked).
+    expect(personEvents.filter((e) => e.id === made.id)).toEqual([{ id: made.id, links: [`Patient/${p0}`, `Patient/${p1}`].sort() }]);
+    const found = await as[0].get(`/fhir/Person?link=Patient/${p0}`);
+    expect([found.status, ids(found.body)]).toEqual([200, [`Person/${made.id}`]]);
+  });
+
+  it('a threshold change and $rematch unlink automatic links no longer certain (a review instead) and relink when it is changed back; admin links stay', async () => {
+    const config = t.app.get<IdentityConfig>(IDENTITY_CONFIG);
+    // Demographics alone (no trusted id): family, given, birth date and sex weigh about 26 (upper: 24).
+    const body = (org: number) => patient(org, `Rematch${LETTERS}`, { name: [{ family: `Rematch${LETTERS}`, given: ['Solveig'] }], birthDate: '1962-08-14' });
+    const a = await create(0, body(0));
+    const b = await create(1, body(1));
+    const [c, d] = await person([2, 3], `Confirmed${LETTERS}`);
+    await settled();
+    const first = (await personOf(a))!;
+    expect(await personOf(b)).toBe(first);
+    const pc = (await personOf(c))!;
+    expect((await op(`/fhir/Person/${pc}/$link`, refs('patient', `Patient/${c}`, `Patient/${d}`))).status).toBe(200);
+    const rematch = async () => {
+      const res = await op('/fhir/Person/$rematch', { resourceType: 'Parameters' });
+      expect([res.status, res.body.parameter[0].name]).toEqual([202, 'job']);
+      await jobsSettled(t.db, IDENTITY_REMATCH_QUEUE);
+      await settled();
+    };
+    expect((await op('/fhir/Person/$rematch', { resourceType: 'Parameters' }, as[0])).status).toBe(403);
+
+    const upper = config.thresholds.upper;
+    config.thresholds.upper = 30;
+    try {
+      await rematch();
+      expect([await personOf(a), await personOf(b)]).toEqual([undefined, undefined]);
+      expect(await stored(first)).toMatchObject({ active: false });
+      expect(linksOf(await stored(first))).toEqual([]);
+      expect(await t.db.query(`SELECT count(*)::int AS n FROM identity_review WHERE patient_id = $1 AND candidate_id = $2`, [...[a, b].sort()])).toEqual([{ n: 1 }]);
+      // Confirmed by an admin: a threshold does not undo it.
+      expect([await personOf(c), await personOf(d)]).toEqual([pc, pc]);
+    } finally {
+      config.thresholds.upper = upper;
+    }
+    await rematch();
+    const again = await personOf(a);
+    expect(again).toBeDefined();
+    expect(await personOf(b)).toBe(again);
+  });
+
+  it('$ihe-pix returns the identifiers and ids of the person at every organization the caller may see', async () => {
+    const family = `Pix${LETTERS}`;
+    const mrn = (org: number) => ({ system: `http://${ORG[org]}.example.org/mrn`, value: `${family}-${org}` });
+    const ssn = { system: SSN, value: `${family}-ssn` };
+    const [a, b, c] = [await create(0, patient(0, family, { identifier: [mrn(0), ssn] })), await create(1, patient(1, family, { identifier: [mrn(1), ssn] })), await create(2, patient(2, family, { identifier: [mrn(2), ssn] }))];
+    await settled();
+    expect(await personOf(c)).toBe(await personOf(a));
+    // At C the person denies organization B: it follows the person to A's record.
+    created(await as[2].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(c, { type: 'deny', actor: recipient(1) })));
+    const pix = (org: number, query: string) => as[org].get(`/fhir/Patient/$ihe-pix?${query}`);
+    const answer = (res: request.Response) => ({
+      status: res.status,
+      targetId: (res.body.parameter ?? []).filter((x: { name: string }) => x.name === 'targetId').map((x: { valueReference: { reference: string } }) => x.valueReference.reference),
+      targetIdentifier: (res.body.parameter ?? []).filter((x: { name: string }) => x.name === 'targetIdentifier').map((x: { valueIdentifier: { system: string; value: string } }) => `${x.valueIdentifier.system}|${x.valueIdentifier.value}`).sort(),
+    });
+    const token = (x: { system: string; value: string }) => `${x.system}|${x.value}`;
+
+    expect(answer(await pix(0, `sourceIdentifier=${encodeURIComponent(token(mrn(0)))}`))).toEqual({
+      status: 200,
+      targetId: [a, b, c].sort().map((x) => `Patient/${x}`),
+      targetIdentifier: [token(ssn), token(mrn(1)), token(ssn), token(mrn(2)), token(ssn)].sort(),
+    });
+    expect(answer(await pix(0, `sourceIdentifier=${encodeURIComponent(token(mrn(0)))}&targetSystem=${encodeURIComponent(mrn(2).system)}`))).toEqual({
+      status: 200,
+      targetId: [`Patient/${c}`],
+      targetIdentifier: [token(mrn(2))],
+    });
+    // Organization B sees only its own record of the person: the others are neither returned nor audited.
+    const fromB = await pix(1, `sourceIdentifier=${encodeURIComponent(token(mrn(1)))}`);
+    expect(answer(fromB)).toEqual({ status: 200, targetId: [`Patient/${b}`], targetIdentifier: [token(ssn)] });
+    const audited = records.filter((r) => r.kind === 'operation' && r.subtype === 'ihe-pix' && r.principal.organization === ORG[1]);
+    expect(audited.map((r) => r.entities?.map((e) => e.reference))).toEqual([[`Patient/${b}`]]);
+    expect((await pix(1, `sourceIdentifier=${encodeURIComponent(token(mrn(0)))}`)).status).toBe(404);
+    const bad = await pix(0, 'sourceIdentifier=no-system');
+    expect([bad.status, bad.body.issue[0].code, bad.body.issue[0].expression]).toEqual([400, 'invalid', ['sourceIdentifier']]);
   });
 });

@@ -57,7 +57,7 @@ export class SearchSqlCompiler {
    * Patients joined to it by Person links alone (`patient_link.via_person`: MPI-certain or
    * admin-confirmed, docs/identity.md, Linked records), never by a hospital's own Patient.link.
    * Their rows still pass the access predicate (consent) like any other. One uncorrelated
-   * sub-select (an InitPlan) keeps the GIN index on compartments usable.
+   * sub-select (an InitPlan, evaluated once) keeps the bound an index condition for the GIN index.
    */
   private compartment({ type, id }: { type: string; id: string }): string {
     const p = this.params.bind(id);

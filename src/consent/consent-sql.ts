@@ -68,13 +68,16 @@ export function renderPatientFallback(patient: string, row: JudgedRow, bind: Sql
  * condition. Aliases start with `cns_` so they never shadow the compiler's.
  *
  * Denials of the patient's linked records (table patient_link: the same person's records at other
- * organizations) count too, so a denial follows the person; their permits do not (docs/consent.md,
- * Linked records: a link another organization asserts must never open this record's data).
+ * organizations) count too, so a denial follows the person. Their permits count only where Person
+ * links alone join the records (`via_person`: MPI-certain or admin-confirmed), never through a
+ * hospital's own Patient.link (docs/consent.md, Linked records: a link another organization
+ * asserts must never open this record's data). The probe runs only for a linked record's permit.
  */
 export function matchingProvisions(patient: string, row: JudgedRow, who: { organization: string; purpose: string; actors: string }, labelCondition: string): string {
   return `consent_provision cns_p
     WHERE cns_p.patient_id = ANY(${patient} || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = ${patient}))
-      AND (cns_p.patient_id = ${patient} OR NOT cns_p.permit)
+      AND (cns_p.patient_id = ${patient} OR NOT cns_p.permit
+           OR EXISTS (SELECT 1 FROM patient_link cns_v WHERE cns_v.patient_id = ${patient} AND cns_v.linked_id = cns_p.patient_id AND cns_v.via_person))
       AND (cns_p.actor_org IS NULL OR cns_p.actor_org = ${who.organization})
       AND (cns_p.purpose IS NULL OR cns_p.purpose = ${who.purpose})
       AND cns_p.period @> now()

@@ -90,13 +90,21 @@ export async function relink(tx: EntityManager, source: string, patientId: strin
   );
   if (Number(n) > PATIENT_LINK_MAX + 1) throw tooManyLinks(patientId);
   await tx.query(`DELETE FROM patient_link WHERE patient_id = ANY($1::text[])`, [affected]);
+  // via_person: the pair is joined by Person links alone (MPI-certain or admin-confirmed), so
+  // permits follow it too; a path through a hospital's own Patient.link carries denials only.
   await tx.query(
     `WITH RECURSIVE reach(origin, node) AS (
        SELECT x, x FROM unnest($1::text[]) AS x
        UNION
        SELECT r.origin, a.linked_id FROM reach r JOIN patient_link_assertion a ON a.patient_id = r.node
+     ), person_reach(origin, node) AS (
+       SELECT x, x FROM unnest($1::text[]) AS x
+       UNION
+       SELECT r.origin, a.linked_id FROM person_reach r JOIN patient_link_assertion a ON a.patient_id = r.node AND a.source LIKE 'Person/%'
      )
-     INSERT INTO patient_link (patient_id, linked_id) SELECT origin, node FROM reach WHERE origin <> node`,
+     INSERT INTO patient_link (patient_id, linked_id, via_person)
+     SELECT r.origin, r.node, EXISTS (SELECT 1 FROM person_reach p WHERE p.origin = r.origin AND p.node = r.node)
+       FROM reach r WHERE r.origin <> r.node`,
     [affected],
   );
 }

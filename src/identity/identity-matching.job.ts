@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { Person, Task } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
-import { relink } from '../consent/patient-link-materializer';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { SystemAccess } from '../fhir/pipeline/system-access';
 import type { Principal } from '../fhir/pipeline/principal';
@@ -13,6 +12,7 @@ import { transposedBirthDate } from './demographics';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
 import { MatchScore, scoreMatch } from './match-scorer';
 import { CandidateDemographics, PatientDemographicsRepository } from './patient-demographics.repository';
+import { linkedPatientsOf, PersonLinks } from './person-links';
 
 /** The outbox queue of matching after a Patient write (data: the Patient id only, never demographics). */
 export const IDENTITY_MATCH_QUEUE = 'identity.match';
@@ -47,6 +47,7 @@ export class IdentityMatchingJob implements OnModuleInit {
     private readonly system: SystemAccess,
     private readonly repository: ResourceRepository,
     private readonly demographics: PatientDemographicsRepository,
+    private readonly persons: PersonLinks,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
@@ -121,6 +122,8 @@ export class IdentityMatchingJob implements OnModuleInit {
     let changed = !current || current.deleted === true;
     for (const m of joining) {
       if (links.some((l) => l.target?.reference === `Patient/${m}`)) continue;
+      // An HIE admin's NO_MATCH with anyone already in the Person is kept: matching never overrides it.
+      if (await this.persons.noMatchWithAny(tx, m, linkedPatientsOf({ link: links }))) continue;
       // One Person per Patient: a job that got there first (on other blocking keys) keeps it.
       const claimed: unknown[] = await tx.query(
         `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by, score) VALUES ($1, $2, 'level3', 'auto', $3)
@@ -139,24 +142,11 @@ export class IdentityMatchingJob implements OnModuleInit {
     if (!changed) return;
     const body: Person = { ...person, id: personId, link: links };
     await this.repository.write(ctx, versionWrite(ctx, current ? 'update' : 'create', current ? 'PUT' : 'POST', body, personId), tx);
-    await this.feedLinkedRecords(tx, personId, person.link ?? [], links);
+    await this.persons.feedLinkedRecords(tx, personId, linkedPatientsOf(person), linkedPatientsOf(body));
   }
 
-  /**
-   * Consent's linked records: the Person's first Patient asserts the others (source Person/{id}).
-   * The old star is withdrawn first, since its centre may be the Patient that left.
-   */
-  private async feedLinkedRecords(tx: EntityManager, personId: string, before: NonNullable<Person['link']>, after: NonNullable<Person['link']>): Promise<void> {
-    const ids = (links: NonNullable<Person['link']>) => links.map((l) => /^Patient\/(.+)$/.exec(l.target?.reference ?? '')?.[1]).filter((x): x is string => !!x);
-    const [oldCentre] = ids(before);
-    const patients = ids(after);
-    if (oldCentre && oldCentre !== patients[0]) await relink(tx, `Person/${personId}`, oldCentre, []);
-    if (patients.length) await relink(tx, `Person/${personId}`, patients[0], patients.slice(1).sort());
-  }
-
-  /** Link and unlink of one Person take turns (its content is read, changed and written). */
-  private async lockPerson(tx: EntityManager, personId: string): Promise<void> {
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-person:${personId}`]);
+  private lockPerson(tx: EntityManager, personId: string): Promise<void> {
+    return this.persons.lock(tx, personId);
   }
 
   /** A deleted Patient leaves its Person (the Person keeps its other links) and the linked records. */
@@ -172,7 +162,7 @@ export class IdentityMatchingJob implements OnModuleInit {
       if (after.length !== before.length) {
         const body: Person = { ...person, link: after.length ? after : undefined };
         await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', body, row.person_id), tx);
-        await this.feedLinkedRecords(tx, row.person_id, before, after);
+        await this.persons.feedLinkedRecords(tx, row.person_id, linkedPatientsOf({ link: before }), linkedPatientsOf({ link: after }));
       }
     }
     await tx.query(`DELETE FROM identity_person_link WHERE patient_id = $1`, [patientId]);
@@ -183,7 +173,8 @@ export class IdentityMatchingJob implements OnModuleInit {
   private async requestReview(ctx: AccessContext, tx: EntityManager, patientId: string, candidateId: string, s: MatchScore): Promise<boolean> {
     const [a, b] = [patientId, candidateId].sort();
     const known = await tx.query(`SELECT 1 FROM identity_review WHERE patient_id = $1 AND candidate_id = $2`, [a, b]);
-    if (known.length) return false;
+    // Asked already, or decided: an admin's NO_MATCH is not asked again.
+    if (known.length || (await this.persons.noMatchWithAny(tx, a, [b]))) return false;
     const id = randomUUID();
     const task: Task = {
       resourceType: 'Task',

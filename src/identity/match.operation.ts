@@ -3,13 +3,11 @@ import type { Bundle, BundleEntry, Patient } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { SystemAccess } from '../fhir/pipeline/system-access';
-import { buildInteraction } from '../fhir/pipeline/interaction';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
 import { parseOperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
-import { SEARCH_LIMITS } from '../fhir/search/search-limits';
 import { SearchService } from '../fhir/search/search.service';
 import { ResourceValidator } from '../fhir/validation/resource.validator';
 import type { StorageSession } from '../fhir/storage/storage-session';
@@ -17,6 +15,7 @@ import { demographicsOf } from './demographics';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
 import { MatchScore, scoreMatch } from './match-scorer';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
+import { visiblePatients } from './visible-patients';
 
 export const MATCH_GRADE_URL = 'http://hl7.org/fhir/StructureDefinition/match-grade';
 const DEFAULT_COUNT = 10;
@@ -77,7 +76,7 @@ export class MatchOperation extends FhirOperation implements OnModuleInit {
       if (s.grade !== 'certainly-not') scored.set(c.patientId, s);
     }
     // … the caller only what its AccessContext lets it read, decided in SQL before anything is counted.
-    const visible = scored.size ? await this.visiblePatients(ctx, [...scored.keys()], i.path, tx) : { entries: [], touched: [] };
+    const visible = scored.size ? await visiblePatients(this.search, ctx, [...scored.keys()], i.path, tx) : { entries: [], touched: [] };
     const ranked = visible.entries
       .map((e) => ({ entry: e, score: scored.get(e.resource!.id!)! }))
       .sort((a, b) => b.score.weight - a.score.weight || a.entry.resource!.id!.localeCompare(b.entry.resource!.id!));
@@ -114,19 +113,5 @@ export class MatchOperation extends FhirOperation implements OnModuleInit {
     const bundle: Bundle = { resourceType: 'Bundle', type: 'searchset', total: chosen.length, ...(entries.length ? { entry: entries } : {}) };
     const returned = new Set(chosen.map((c) => `Patient/${c.entry.resource!.id}`));
     return { status: 200, resource: bundle, touched: visible.touched.filter((t) => returned.has(t.reference)) };
-  }
-
-  /** The candidates the caller may read: `_id` searches under its own AccessContext (100 ids each, the search's OR limit). */
-  private async visiblePatients(ctx: AccessContext, ids: string[], path: string, tx: StorageSession['tx']): Promise<{ entries: BundleEntry[]; touched: NonNullable<InteractionResult['touched']> }> {
-    const entries: BundleEntry[] = [];
-    const touched: NonNullable<InteractionResult['touched']> = [];
-    for (let at = 0; at < ids.length; at += SEARCH_LIMITS.orValues) {
-      const chunk = ids.slice(at, at + SEARCH_LIMITS.orValues);
-      const search = buildInteraction('search-type', { resourceType: 'Patient', path, query: { _id: chunk.join(','), _count: String(chunk.length) } });
-      const result = await this.search.search(ctx, search, tx);
-      entries.push(...((result.resource as Bundle).entry ?? []).filter((e) => e.search?.mode === 'match' && e.resource?.resourceType === 'Patient'));
-      touched.push(...(result.touched ?? []));
-    }
-    return { entries, touched };
   }
 }

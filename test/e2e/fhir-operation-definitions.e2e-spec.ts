@@ -156,7 +156,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const urls = [...new Set([...(rest.operation ?? []), ...rest.resource.flatMap((r) => r.operation ?? [])].map((o) => o.definition))].sort();
     const prefix = 'http://hie.example.org/fhir/OperationDefinition/';
     expect(urls).toEqual(
-      ['access-report', 'export', 'group-export', 'match', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'patient-export', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map(
+      ['access-report', 'export', 'group-export', 'ihe-pix', 'match', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'patient-export', 'person-link', 'person-merge', 'person-rematch', 'person-split', 'person-unlink', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map(
         (id) => prefix + id,
       ),
     );

@@ -371,12 +371,12 @@ describe('search SQL compiler: the whole WHERE condition', () => {
     expect(compiler.params.values).toEqual(['Patient', 'Patient', 'gender', 'female', 'Patient', 'birthdate', '2000-01-01T00:00:00.000Z', 'p9']);
   });
 
-  it('ORs the types of a system search, each with its own clauses, and bounds a compartment search', () => {
+  it("ORs the types of a system search, each with its own clauses, and bounds a Patient compartment search to the person's Person-linked records", () => {
     const ast = parseSearchRequest(['Observation', 'Condition'], { _id: 'a' }, { strict: true, compartment: { type: 'Patient', id: 'p1' } });
     const compiler = new SearchSqlCompiler(context(), BASE);
     expect(oneLine(compiler.where(ast))).toBe(
       '((r.resource_type = $1 AND r.id = ANY($2::text[])) OR (r.resource_type = $3 AND r.id = ANY($4::text[])))' +
-        ' AND NOT r.deleted AND (TRUE) AND r.compartments @> ARRAY[$5]::text[]',
+        ' AND NOT r.deleted AND (TRUE) AND r.compartments && (ARRAY[$5]::text[] || ARRAY(SELECT cl.linked_id FROM patient_link cl WHERE cl.patient_id = $5 AND cl.via_person))',
     );
     expect(compiler.params.values).toEqual(['Observation', ['a'], 'Condition', ['a'], 'p1']);
   });

@@ -48,8 +48,21 @@ export class SearchSqlCompiler {
       return `(${parts.join(' AND ')})`;
     });
     const conditions = [perType.length === 1 ? perType[0] : `(${perType.join(' OR ')})`, 'NOT r.deleted', this.access('r')];
-    if (ast.compartment) conditions.push(`r.compartments @> ARRAY[${this.params.bind(ast.compartment.id)}]::text[]`);
+    if (ast.compartment) conditions.push(this.compartment(ast.compartment));
     return conditions.join(' AND ');
+  }
+
+  /**
+   * A compartment bound. A Patient's compartment holds the person's linked records too: the other
+   * Patients joined to it by Person links alone (`patient_link.via_person`: MPI-certain or
+   * admin-confirmed, docs/identity.md, Linked records), never by a hospital's own Patient.link.
+   * Their rows still pass the access predicate (consent) like any other. One uncorrelated
+   * sub-select (an InitPlan, evaluated once) keeps the bound an index condition for the GIN index.
+   */
+  private compartment({ type, id }: { type: string; id: string }): string {
+    const p = this.params.bind(id);
+    if (type !== 'Patient') return `r.compartments @> ARRAY[${p}]::text[]`;
+    return `r.compartments && (ARRAY[${p}]::text[] || ARRAY(SELECT cl.linked_id FROM patient_link cl WHERE cl.patient_id = ${p} AND cl.via_person))`;
   }
 
   /** The AccessContext predicate rendered for the row at `alias`, bound into this statement. */

@@ -1,3 +1,7 @@
+import { SystemAccess } from '../../src/fhir/pipeline/fhir-pipeline.service';
+import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
+import { StorageSessions } from '../../src/fhir/storage/storage-session';
+import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 /**
@@ -5,7 +9,7 @@ import { createTestApp, TestApp } from '../support/test-app';
  * version costs PostgreSQL beyond its row. Measured inside one backend as a ratio against the
  * same INSERT without the column, so the machine's load drops out.
  */
-describe('the cost of storing a version', () => {
+describe('what a stored version and a read by key cost PostgreSQL', () => {
   let t: TestApp;
   beforeAll(async () => {
     t = await createTestApp();
@@ -44,6 +48,25 @@ describe('the cost of storing a version', () => {
       expect([n, dated]).toEqual([220, 220]);
       // Measured: about 5x as a cached plpgsql expression, about 1,000x when re-inlined per statement.
       expect(clinical / plain).toBeLessThan(50);
+    });
+  });
+
+  it('a read by id under the consent predicate is a prepared statement: planned 5 times per connection, then its generic plan', async () => {
+    const created = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
+    expect(created.status).toBe(201);
+    const ctx = await t.app.get(SystemAccess).mintFor('PUBHLTH');
+    const repository = t.app.get(ResourceRepository);
+    await t.app.get(StorageSessions).run({ transactional: false }, async (session) => {
+      const answers: (string | undefined)[] = [];
+      for (let i = 0; i < 8; i++) answers.push((await repository.readCurrent(ctx, 'Patient', created.body.id, session.tx))?.id);
+      // The same answer from the custom and the generic plans (the base policy does not share a hospital's data for PUBHLTH).
+      expect(answers).toEqual(Array(8).fill(undefined));
+      // Unnamed (every call planned), the connection holds no such statement.
+      const plans: { custom: number; generic: number; consent: boolean }[] = await session.tx.query(
+        `SELECT custom_plans::int AS custom, generic_plans::int AS generic, statement LIKE '%consent_provision%' AS consent
+           FROM pg_prepared_statements WHERE statement LIKE '%FROM resource r%' AND statement LIKE '%r.id = $2%'`,
+      );
+      expect(plans).toEqual([{ custom: 5, generic: 3, consent: true }]);
     });
   });
 });

@@ -2,7 +2,7 @@
 # npm run bench:ab -- <base-commit> [crud|ingest] [pairs]   (docs/performance.md, "A/B against a parent")
 #
 # Alternating A/B of this checkout against a base commit, in the same session: the base is checked
-# out once as a detached worktree beside this one (../perf-ab-<commit>, node_modules linked to this
+# out once as a detached worktree beside this one (../perf-ab-<commit>, or BENCH_AB_DIR; node_modules linked to this
 # checkout's), then `pairs` times (default 3) the base's bench and this checkout's bench run back to
 # back at `nice -n 19`, each with its own results name. Ends with one line per pair (load average at
 # the start of each run, the rate of each side and the ratio) and the median ratio, also written to
@@ -14,7 +14,7 @@ pairs=${3:-3}
 case "$kind" in crud | ingest) ;; *) echo "kind must be crud or ingest" >&2; exit 2 ;; esac
 here=$(pwd)
 short=$(git rev-parse --short "$base")
-dir="$here/../perf-ab-$short"
+dir=${BENCH_AB_DIR:-"$here/../perf-ab-$short"}
 if [ ! -d "$dir" ]; then
   git worktree add --detach "$dir" "$base" >/dev/null
   ln -s "$(readlink -f "$here/node_modules")" "$dir/node_modules"

@@ -7,7 +7,7 @@ interface PgClient {
 
 /** Statement names by SQL text: the few texts of the by-key statements (one per access-predicate shape). */
 const names = new Map<string, string>();
-const MAX_NAMES = 1000;
+const MAX_NAMES = 200;
 
 /**
  * A statement by primary key as a named prepared statement of the session's connection
@@ -22,9 +22,11 @@ export async function queryByKey<T>(tx: EntityManager, text: string, values: unk
   if (!client) return tx.query(text, values);
   let name = names.get(text);
   if (!name) {
-    // Bounded: a new text beyond it is still prepared, under a name computed again next time.
+    // Each name is a statement kept by every connection that ran it: past the bound (a renderer
+    // that put a value into the text instead of binding it), a new text runs unnamed.
+    if (names.size >= MAX_NAMES) return tx.query(text, values);
     name = `by_key_${createHash('sha256').update(text).digest('base64url').slice(0, 32)}`;
-    if (names.size < MAX_NAMES) names.set(text, name);
+    names.set(text, name);
   }
   try {
     return (await client.query({ name, text, values })).rows as T[];

@@ -1,3 +1,4 @@
+import { ClinicalPeriodPlpgsql1732402400300 } from '../../migrations/1732402400300-clinical-period-plpgsql';
 import { SystemAccess } from '../../src/fhir/pipeline/fhir-pipeline.service';
 import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
 import { StorageSessions } from '../../src/fhir/storage/storage-session';
@@ -69,5 +70,29 @@ describe('what a stored version and a read by key cost PostgreSQL', () => {
       );
       expect(plans).toEqual([{ custom: 5, generic: 3, consent: true }]);
     });
+  });
+
+  it('the clinical-period migration is reversible: down gives the SQL function back, up the plpgsql one, with the same periods', async () => {
+    const runner = t.db.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      const state = async (): Promise<{ language: string; period: string }> =>
+        (
+          await runner.query(
+            `SELECT (SELECT l.lanname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.oid = 'fhir_clinical_period(text, jsonb)'::regprocedure) AS language,
+                    fhir_clinical_period('Encounter', '{"period":{"start":"2024-03","end":"2024-03-05"}}')::text AS period`,
+          )
+        )[0];
+      const migration = new ClinicalPeriodPlpgsql1732402400300();
+      const period = '["2024-03-01 00:00:00+00","2024-03-06 00:00:00+00")';
+      expect(await state()).toEqual({ language: 'plpgsql', period });
+      await migration.down(runner);
+      expect(await state()).toEqual({ language: 'sql', period });
+      await migration.up(runner);
+      expect(await state()).toEqual({ language: 'plpgsql', period });
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
   });
 });

@@ -7,6 +7,7 @@ import { CUSTODIAN_POLICY } from '../pipeline/write-decision';
 import type { StoredState, WriteChange, WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
+import { queryByKey } from './prepared-statement';
 import { CreateQueue, StorageSession } from './storage-session';
 
 export interface StoredVersion {
@@ -263,7 +264,8 @@ export class ResourceRepository {
   async readCurrent(ctx: AccessContext, resourceType: string, id: string, tx: EntityManager): Promise<StoredVersion | undefined> {
     await this.flushCreates(tx);
     const p = new SqlParams();
-    const rows: RawRow[] = await tx.query(
+    const rows = await queryByKey<RawRow>(
+      tx,
       `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
          FROM resource r
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
@@ -275,7 +277,8 @@ export class ResourceRepository {
   /** One version, judged on that version's own compartments, labels and authoring organization. */
   async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
     const p = new SqlParams();
-    const rows: RawRow[] = await tx.query(
+    const rows = await queryByKey<RawRow>(
+      tx,
       `SELECT h.resource_type, h.id, h.version_id, h.last_updated, h.deleted, h.compartments, h.custodian_org, h.author_org, h.security_labels, h.content, h.clinical_period::text
          FROM resource_history h
         WHERE h.resource_type = ${p.bind(resourceType)} AND h.id = ${p.bind(id)} AND h.version_id = ${p.bind(versionId)}
@@ -446,7 +449,8 @@ export class ResourceRepository {
     const forPolicies =
       (judges ? `, ${ctx.renderRead('r', p)} AS readable` : '') +
       (judges || ctx.wantsBeforeContent(req.resourceType) ? `, CASE WHEN ${ctx.renderRead('r', p)} THEN r.content END AS content` : '');
-    const rows: CurrentRow[] = await tx.query(
+    const rows = await queryByKey<CurrentRow>(
+      tx,
       `SELECT r.version_id, r.deleted, r.compartments, r.security_labels, r.custodian_org, r.author_org, ${ctx.renderWrite('r', p)} AS writable${forPolicies}
          FROM resource r WHERE r.resource_type = ${p.bind(req.resourceType)} AND r.id = ${p.bind(req.id)} FOR UPDATE`,
       p.values,

@@ -146,10 +146,10 @@ describe('consent SQL: the pieces of the predicate', () => {
     expect(dataPeriodCondition(columnsOf('r'))).toBe(`CASE WHEN cns_p.permit THEN cns_p.data_period @> ${CLINICAL_PERIOD} ELSE cns_p.data_period && ${CLINICAL_PERIOD} END`);
   });
 
-  it('matches provisions of the patient and the denials of linked records, on every criterion of a provision row', () => {
+  it('matches provisions of the patient, the denials of linked records and the permits of Person-linked ones, on every criterion of a provision row', () => {
     expect(oneLine(matchingProvisions('$P', columnsOf('r'), { organization: '$O', purpose: '$U', actors: '$A' }, 'LABEL_CONDITION'))).toBe(
       'consent_provision cns_p WHERE cns_p.patient_id = ANY($P || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = $P))' +
-        ' AND (cns_p.patient_id = $P OR NOT cns_p.permit)' +
+        ' AND (cns_p.patient_id = $P OR NOT cns_p.permit OR EXISTS (SELECT 1 FROM patient_link cns_v WHERE cns_v.patient_id = $P AND cns_v.linked_id = cns_p.patient_id AND cns_v.via_person))' +
         ' AND (cns_p.actor_org IS NULL OR cns_p.actor_org = $O)' +
         ' AND (cns_p.purpose IS NULL OR cns_p.purpose = $U)' +
         ' AND cns_p.period @> now()' +

@@ -1,5 +1,6 @@
 import { AccessContext, AccessLookups, InteractionWrites } from '../fhir/pipeline/access-context';
-import type { Interaction } from '../fhir/pipeline/interaction';
+import { buildInteraction, Interaction, InteractionKind, QueryParams } from '../fhir/pipeline/interaction';
+import type { AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
 import type { Principal } from '../fhir/pipeline/principal';
 import { defaultDecision } from '../fhir/pipeline/write-decision';
 import { WriteEvents } from '../fhir/pipeline/write-events';
@@ -18,6 +19,25 @@ export const NO_LOOKUPS: AccessLookups = {
   mayRead: () => true,
   lookup: () => Promise.reject(new Error('A system context makes no lookups on behalf of a client')),
 };
+
+/**
+ * A client's look-ups (its conditional references, its scope queries' searches): may it read a
+ * type at all, and the context of a search it makes. The right to read or search a type does not
+ * depend on which resource, so no id is needed. `contextFor` builds the context of the look-up.
+ */
+export function clientLookups(authorization: AuthorizationStage, principal: Principal, contextFor: (interaction: Interaction) => Promise<AccessContext>): AccessLookups {
+  return {
+    mayRead: (resourceType) => {
+      try {
+        authorization.authorize(principal, buildInteraction('search-type', { resourceType, path: '' }));
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    lookup: (kind: InteractionKind, resourceType: string, query: QueryParams = {}) => contextFor(buildInteraction(kind, { resourceType, id: '', query, path: '' })),
+  };
+}
 
 /** The access basis lines of a context, as its audit record carries them. */
 export function basisOf(ctx: AccessContext): string[] {

@@ -9,19 +9,18 @@ import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { ResourceRepository } from '../fhir/storage/resource.repository';
 import { StorageSession, StorageSessions } from '../fhir/storage/storage-session';
 import { BundleProcessor } from './bundle.processor';
-import { AccessContext, AccessLookups, InteractionWrites } from '../fhir/pipeline/access-context';
-import { buildInteraction, Interaction, InteractionResult, QueryParams } from '../fhir/pipeline/interaction';
+import { AccessContext, AccessLookups } from '../fhir/pipeline/access-context';
+import { Interaction, InteractionResult, QueryParams } from '../fhir/pipeline/interaction';
 import { InteractionExecutor } from './interaction.executor';
 import { AuditStage, AuthorizationStage, ConsentStage } from '../fhir/pipeline/pipeline.stages';
 import type { Principal } from '../fhir/pipeline/principal';
 import { retryWriteConflicts } from './write-conflict-retry';
-import { defaultDecision } from '../fhir/pipeline/write-decision';
 import type { WriteDecision } from '../fhir/pipeline/write-decision';
 import { WriteEvents } from '../fhir/pipeline/write-events';
 import { WritePolicies } from '../fhir/pipeline/write-policy';
 import { ResourceTypeHandlers } from '../fhir/pipeline/resource-type-handler';
 import { writeRuleFragments } from './write-rule';
-import { basisOf, interactionWrites, issueAccessContext, NO_LOOKUPS } from './access-issuer';
+import { basisOf, clientLookups, interactionWrites, issueAccessContext, NO_LOOKUPS } from './access-issuer';
 
 const WRITE_KINDS = new Set(['create', 'update', 'patch', 'delete']);
 
@@ -168,7 +167,7 @@ export class FhirPipeline {
           }
         },
         runAlone,
-        lookup: (kind, resourceType, query) => this.lookups(principal).lookup(kind, resourceType, query),
+        lookup: (kind, resourceType, query) => this.lookupsOf(principal).lookup(kind, resourceType, query),
       });
     };
     try {
@@ -217,25 +216,13 @@ export class FhirPipeline {
       read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope],
       write: writeRuleFragments(principal),
       writes: writes ? interactionWrites(this.writePolicies, this.writeEvents, principal, interaction) : undefined,
-      lookups: this.lookups(principal),
+      lookups: this.lookupsOf(principal),
     });
   }
 
-  private lookups(principal: Principal): AccessLookups {
-    const lookups: AccessLookups = {
-      mayRead: (resourceType) => {
-        try {
-          this.authorization.authorize(principal, buildInteraction('search-type', { resourceType, path: '' }));
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      // The right to read or search a type does not depend on which resource: no id is needed.
-      lookup: async (kind, resourceType, query: QueryParams = {}) =>
-        this.accessFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' }), false),
-    };
-    return lookups;
+  /** A look-up's context has no module policy and fires no write event (`writes` false). */
+  private lookupsOf(principal: Principal): AccessLookups {
+    return clientLookups(this.authorization, principal, (lookup) => this.accessFor(principal, lookup, false));
   }
 
   private record(

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { auditRecord } from '../fhir/pipeline/audit-record';
 import { RequestContext } from '../common/request-context';
-import type { AccessContext, AccessLookups } from '../fhir/pipeline/access-context';
+import type { AccessContext } from '../fhir/pipeline/access-context';
 import { buildInteraction, Interaction } from '../fhir/pipeline/interaction';
 import { AuditStage, AuthorizationStage, ConsentStage } from '../fhir/pipeline/pipeline.stages';
 import type { Principal } from '../fhir/pipeline/principal';
@@ -9,7 +9,7 @@ import { ResourceTypeHandlers } from '../fhir/pipeline/resource-type-handler';
 import { SystemAccess, UNRESTRICTED_SYSTEM_CONTEXTS, UnrestrictedSystemContext } from '../fhir/pipeline/system-access';
 import { WriteEvents } from '../fhir/pipeline/write-events';
 import { WritePolicies } from '../fhir/pipeline/write-policy';
-import { basisOf, interactionWrites, issueAccessContext, NO_LOOKUPS } from './access-issuer';
+import { basisOf, clientLookups, interactionWrites, issueAccessContext, NO_LOOKUPS } from './access-issuer';
 
 /** Purposes of use a consent-bounded system context may act for, and the role whose view it takes. */
 const PURPOSE_VIEWS: Record<string, Pick<Principal, 'role' | 'clinicalAccess'>> = {
@@ -53,17 +53,7 @@ export class PipelineSystemAccess extends SystemAccess {
   private async readOnlyContextFor(principal: Principal, interaction: Interaction): Promise<AccessContext> {
     const scope = this.authorization.authorize(principal, interaction);
     const decision = await this.consent.decide(principal, interaction);
-    const lookups: AccessLookups = {
-      mayRead: (resourceType) => {
-        try {
-          this.authorization.authorize(principal, buildInteraction('search-type', { resourceType, path: '' }));
-          return true;
-        } catch {
-          return false;
-        }
-      },
-      lookup: (kind, resourceType, query = {}) => this.readOnlyContextFor(principal, buildInteraction(kind, { resourceType, id: '', query, path: '' })),
-    };
+    const lookups = clientLookups(this.authorization, principal, (lookup) => this.readOnlyContextFor(principal, lookup));
     return issueAccessContext({ principal, read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope], write: [], lookups });
   }
 

@@ -1,5 +1,4 @@
 import type { OperationDefinition } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
 import type { StorageSession } from '../storage/storage-session';
 import type { AccessContext } from '../pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';

@@ -2,7 +2,6 @@ import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { ResourceTypeHandlers } from '../pipeline/resource-type-handler';
 import type { Bundle, CapabilityStatementRest, OperationDefinition } from '@medplum/fhirtypes';
-import type { EntityManager } from 'typeorm';
 import type { StorageSession } from '../storage/storage-session';
 import { FhirError } from '../../common/fhir-error';
 import { CapabilityContributor, CapabilityStatementService } from '../capability/capability-statement.service';

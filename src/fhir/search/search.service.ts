@@ -5,7 +5,7 @@ import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
-import type { Interaction, InteractionResult, QueryParams } from '../pipeline/interaction';
+import type { Interaction, InteractionResult } from '../pipeline/interaction';
 import { parseQueryString } from '../pipeline/query-params';
 import { subsetResource } from '../response/resource-subsetting';
 import { searchParamsOf } from './search-parameter.registry';

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { FhirModule } from '../fhir/fhir.module';
 import { IDENTITY_CONFIG, loadIdentityConfig } from './identity-config';
+import { IdentityBatchMatchJob } from './identity-batch-match.job';
 import { IdentityMatchingJob } from './identity-matching.job';
 import { MatchOperation } from './match.operation';
 import { PatientDemographicsListener } from './patient-demographics.listener';
@@ -12,6 +13,6 @@ import { PatientDemographicsRepository } from './patient-demographics.repository
  */
 @Module({
   imports: [FhirModule],
-  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob],
+  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, IdentityBatchMatchJob],
 })
 export class IdentityModule {}

@@ -46,10 +46,10 @@ describe('identity: evaluation on the labelled acceptance population', () => {
       }
     }
     const registered = Date.now();
-    await jobsSettled(t.db, IDENTITY_MATCH_QUEUE, 3000);
+    await jobsSettled(t.db, IDENTITY_MATCH_QUEUE, 6000);
     for (const [i, id] of idOf) recordOf.set(id, i);
     report({ records: population.length, registerMs: registered - started, matchJobsMs: Date.now() - registered });
-  }, 400_000);
+  }, 900_000);
   afterAll(async () => t?.close());
 
   it('automatic links: precision >= 0.99, recall >= 0.90; the review band holds most missed pairs', async () => {

@@ -39,6 +39,8 @@ const MATCHES = Number(process.env.BENCH_MATCHES ?? 300);
 /** The batch match is timed up to this long; past it the rate so far is reported (its pages keep running). */
 const BATCH_MAX_SECONDS = Number(process.env.BENCH_BATCH_MAX_SECONDS ?? 3600);
 const ORGS = ['match-org-0', 'match-org-1', 'match-org-2'];
+/** The create-latency step's organizations: not the load's, whose count is where a load resumes. */
+const CREATE_ORGS = ['match-create-0', 'match-create-1'];
 const SYLLABLES = ['ka', 'lo', 'mi', 'ne', 'ru', 'sa', 'te', 'vo', 'ber', 'dan', 'fel', 'gor', 'hal', 'jor', 'kin', 'lan', 'mor', 'nor', 'pel', 'quin', 'ros', 'sten', 'tor', 'ul', 'var', 'wen', 'yor', 'zel', 'bri', 'cor'];
 
 /**
@@ -75,9 +77,9 @@ async function main(): Promise<void> {
   // $match and creates first: they need no Persons, and the batch match may be cut at BENCH_BATCH_MAX_SECONDS.
   const match = await matchLatency(server);
   const creates = await createLatency(server);
-  const batch = await batchMatch(server);
+  const batch: BatchResult = server.app.get<AppConfig>(APP_CONFIG).jobs.workers ? await batchMatch(server) : { skipped: true, links: 0 };
   const machine = { ...(await machineInfo(server.db)), loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100) };
-  const json: MatchBench = { machine, patients, load, batch, creates, match: { latency: match.latency, withMatch: match.withMatch } };
+  const json: MatchBench = { machine, patients, jobsWorkers: server.app.get<AppConfig>(APP_CONFIG).jobs.workers, load, batch, creates, match: { latency: match.latency, withMatch: match.withMatch } };
   writeResults(RESULTS_NAME, json, markdown(json, match.plan));
   await server.close();
 }
@@ -100,7 +102,7 @@ async function post(server: BenchServer, token: string, body: unknown, path = '/
 
 /** Chunks of the population until TARGET records; resumes after the last whole chunk stored. */
 async function loadPatients(server: BenchServer): Promise<{ loaded: number; seconds: number; patientsPerSecond: number }> {
-  const [{ n: present }] = await server.db.query(`SELECT count(*)::int AS n FROM patient_demographics`);
+  const [{ n: present }] = await server.db.query(`SELECT count(*)::int AS n FROM patient_demographics WHERE custodian_org = ANY($1::text[])`, [ORGS]);
   const tokens = await Promise.all(ORGS.map((o) => server.tokenFor(o)));
   const started = performance.now();
   let loaded = 0;
@@ -209,7 +211,7 @@ interface CreateResult {
 
 async function createLatency(server: BenchServer): Promise<CreateResult> {
   const config = server.app.get<AppConfig>(APP_CONFIG);
-  const tokens = await Promise.all(ORGS.slice(0, 2).map((o) => server.tokenFor(o)));
+  const tokens = await Promise.all(CREATE_ORGS.map((o) => server.tokenFor(o)));
   // People no loaded record matches: a seed of their own and family names no chunk uses.
   const people = identityPopulation({ seed: 777, persons: CREATE_BLOCKS * CREATES_PER_BLOCK * 2 + 20, twinPairs: 0, parentChildPairs: 0, orgs: 2 });
   people.forEach((r) => r.patient.name?.forEach((n) => (n.family = `${n.family}xq${r.person.replace(/\D/g, '')}`)));
@@ -232,7 +234,8 @@ async function createLatency(server: BenchServer): Promise<CreateResult> {
     config.identityMatchOnWrite = on;
     const from = p;
     for (let i = 0; i < CREATES_PER_BLOCK && p < first.length; i++) samples[on ? 'on' : 'off'].push(await create(0, first[p++].patient));
-    if (on) {
+    // JOBS_WORKERS=off (matching on other nodes): the "on" creates enqueue only; nothing links here.
+    if (on && config.jobs.workers) {
       await settled(server, IDENTITY_MATCH_QUEUE);
       // The same people at the second organization: each create's job links it.
       for (let i = from; i < p; i++) samples.onLinking.push(await create(1, second[i].patient));
@@ -275,6 +278,7 @@ async function matchLatency(server: BenchServer): Promise<{ latency: Latency; wi
 interface MatchBench {
   machine: Record<string, unknown> & { loadAverageAtEnd: number[] };
   patients: number;
+  jobsWorkers: boolean;
   load: { loaded: number; seconds: number; patientsPerSecond: number };
   batch: BatchResult;
   creates: CreateResult;
@@ -289,15 +293,17 @@ function markdown(json: MatchBench, plan: string): string {
 
 Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, ${m.node}, ${m.postgres}; load average at the end ${m.loadAverageAtEnd.join(' ')} (a machine shared with other work: wall-clock times are inflated).
 
+Job workers on this node: ${json.jobsWorkers ? 'on' : 'off (matching jobs are only enqueued)'}.
+
 Patients: **${json.patients}** at three organizations (labelled population, ${CHUNK_PERSONS}-person chunks; target BENCH_PATIENTS=${TARGET}).
 
 | step | result |
 |---|---|
 | load, matching off (this run) | ${json.load.loaded} Patients in ${json.load.seconds} s (${json.load.patientsPerSecond}/s) |
-| batch match (Persons built) | ${b.skipped ? `skipped: ${b.links} links from an earlier run` : `${b.cutAfterPatients !== undefined ? `cut after ${b.cutAfterPatients} Patients: ` : ''}${b.seconds} s (${b.patientsPerSecond} Patients/s): ${b.persons} Persons, ${b.links} links, ${b.reviews} review Tasks`} |
+| batch match (Persons built) | ${!json.jobsWorkers ? 'not run (job workers off)' : b.skipped ? `skipped: ${b.links} links from an earlier run` : `${b.cutAfterPatients !== undefined ? `cut after ${b.cutAfterPatients} Patients: ` : ''}${b.seconds} s (${b.patientsPerSecond} Patients/s): ${b.persons} Persons, ${b.links} links, ${b.reviews} review Tasks`} |
 | create at one client, matching off | p50 ${c.off.p50} ms, p95 ${c.off.p95} ms, mean ${c.off.mean} ms (n ${c.off.n}) |
 | create at one client, matching on, links nothing | p50 ${c.onLinksNothing.p50} ms, p95 ${c.onLinksNothing.p95} ms, mean ${c.onLinksNothing.mean} ms (n ${c.onLinksNothing.n}): **${c.ratioP50}x** off at p50, ${c.ratioMean}x mean |
-| create at one client, matching on, linking | p50 ${c.onLinking.p50} ms, p95 ${c.onLinking.p95} ms, mean ${c.onLinking.mean} ms (n ${c.onLinking.n}) |
+| create at one client, matching on, linking | ${c.onLinking.n ? `p50 ${c.onLinking.p50} ms, p95 ${c.onLinking.p95} ms, mean ${c.onLinking.mean} ms (n ${c.onLinking.n})` : 'not run (job workers off: nothing links on this node)'} |
 | \`Patient/$match\` at one client | **p50 ${json.match.latency.p50} ms**, p95 ${json.match.latency.p95} ms (n ${json.match.latency.n}; ${json.match.withMatch} with a match) |
 
 ## EXPLAIN (ANALYZE, BUFFERS) of the blocking query

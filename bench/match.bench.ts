@@ -74,6 +74,7 @@ async function main(): Promise<void> {
   await server.close();
   server = await startBenchServer({ persistentPgDir: PG_DIR });
   const [{ n: patients }] = await server.db.query(`SELECT count(*)::int AS n FROM patient_demographics`);
+  await cancelLeftoverPages(server);
   // $match and creates first: they need no Persons, and the batch match may be cut at BENCH_BATCH_MAX_SECONDS.
   const match = await matchLatency(server);
   const creates = await createLatency(server);
@@ -137,6 +138,19 @@ async function queueOpen(server: BenchServer, queue: string): Promise<{ open: nu
     [queue],
   );
   return row;
+}
+
+/**
+ * The pages an earlier run's cut batch match left queued would run beside the measurements: they are
+ * cancelled (the ones already running finish first, and the next pages they enqueue are cancelled too).
+ */
+async function cancelLeftoverPages(server: BenchServer): Promise<void> {
+  for (;;) {
+    await asSuperuser(`UPDATE pgboss.job SET state = 'cancelled' WHERE name = '${IDENTITY_BATCH_MATCH_QUEUE}' AND state IN ('created', 'retry')`);
+    const [{ n }] = await server.db.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'active'`, [IDENTITY_BATCH_MATCH_QUEUE]);
+    if (!n) return;
+    await new Promise((r) => setTimeout(r, 1000));
+  }
 }
 
 /** Waits for a queue to have no open job (true), or up to `maxMs` (false). */

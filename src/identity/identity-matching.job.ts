@@ -75,7 +75,8 @@ export class IdentityMatchingJob implements OnModuleInit {
     this.logger.log({ msg: 'identity match', job: job.id, patient: job.data.patientId, ...outcome, ms: Date.now() - started });
   }
 
-  private async match(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<{ linked: number; review: number; unlinked?: number }> {
+  /** Matches one Patient in `tx` (the batch match runs it for each Patient of a page). */
+  async match(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<{ linked: number; review: number; unlinked?: number }> {
     const first = await this.demographics.get(ctx, tx, patientId);
     // Deleted (its row went with the delete): it leaves its Person.
     if (!first) return { linked: 0, review: 0, unlinked: await this.unlinkDeleted(ctx, tx, patientId) };

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { FhirModule } from '../fhir/fhir.module';
 import { IDENTITY_CONFIG, loadIdentityConfig } from './identity-config';
 import { IhePixOperation } from './ihe-pix.operation';
+import { IdentityBatchMatchJob } from './identity-batch-match.job';
 import { IdentityMatchingJob } from './identity-matching.job';
 import { IdentityRematchJob, PersonRematchOperation } from './identity-rematch.job';
 import { MatchOperation } from './match.operation';
@@ -16,6 +17,6 @@ import { PersonLinks } from './person-links';
  */
 @Module({
   imports: [FhirModule],
-  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, PersonLinks, PersonLinkOperation, PersonUnlinkOperation, PersonSplitOperation, PersonMergeOperation, IdentityRematchJob, PersonRematchOperation, IhePixOperation],
+  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, PersonLinks, PersonLinkOperation, PersonUnlinkOperation, PersonSplitOperation, PersonMergeOperation, IdentityRematchJob, PersonRematchOperation, IhePixOperation, IdentityBatchMatchJob],
 })
 export class IdentityModule {}

@@ -59,22 +59,19 @@ export class PatientDemographicsRepository {
    */
   async candidates(ctx: AccessContext, tx: EntityManager, d: Demographics, excludeId?: string): Promise<CandidateDemographics[]> {
     if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
-    const dates = [d.birthDate, transposedBirthDate(d.birthDate)].filter((x): x is string => !!x);
-    const rows: Row[] = await tx.query(
-      `WITH keys AS (SELECT ${CODES('$3')} AS family_codes, ${CODES('$4')} AS given_codes),
-       ids AS (
-         SELECT patient_id FROM patient_demographics WHERE identifiers && $1::text[]
-         UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY($2::text[])
-         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.family_codes && k.family_codes AND p.given_codes && k.given_codes
-       )
-       SELECT p.patient_id, p.custodian_org, p.family, p.given, p.birth_date, p.sex, p.postal_codes, p.streets, p.phones, p.emails, p.identifiers
-         FROM patient_demographics p JOIN ids USING (patient_id)
-        WHERE p.patient_id IS DISTINCT FROM $5
-        ORDER BY p.patient_id
-        LIMIT $6`,
-      [d.identifiers, dates, d.family, d.given, excludeId ?? null, CANDIDATE_LIMIT],
-    );
+    const [sql, params] = candidatesQuery(d, excludeId);
+    const rows: Row[] = await tx.query(sql, params);
     return rows.map(toCandidate);
+  }
+
+  /** The indexed Patients' ids after `after`, in id order (the batch match's pages: a primary-key walk). */
+  async patientIdsAfter(ctx: AccessContext, tx: EntityManager, after: string | null, limit: number): Promise<string[]> {
+    if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
+    const rows: { patient_id: string }[] = await tx.query(
+      `SELECT patient_id FROM patient_demographics WHERE patient_id > $1 ORDER BY patient_id LIMIT $2`,
+      [after ?? '', limit],
+    );
+    return rows.map((r) => r.patient_id);
   }
 
   /** One Patient's row (undefined once it is deleted). */
@@ -86,6 +83,25 @@ export class PatientDemographicsRepository {
     );
     return rows.length ? toCandidate(rows[0]) : undefined;
   }
+}
+
+/** The blocking query of `candidates` (exported for the benchmark's EXPLAIN of exactly this SQL). */
+export function candidatesQuery(d: Demographics, excludeId?: string): [string, unknown[]] {
+  const dates = [d.birthDate, transposedBirthDate(d.birthDate)].filter((x): x is string => !!x);
+  return [
+    `WITH keys AS (SELECT ${CODES('$3')} AS family_codes, ${CODES('$4')} AS given_codes),
+       ids AS (
+         SELECT patient_id FROM patient_demographics WHERE identifiers && $1::text[]
+         UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY($2::text[])
+         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.family_codes && k.family_codes AND p.given_codes && k.given_codes
+       )
+       SELECT p.patient_id, p.custodian_org, p.family, p.given, p.birth_date, p.sex, p.postal_codes, p.streets, p.phones, p.emails, p.identifiers
+         FROM patient_demographics p JOIN ids USING (patient_id)
+        WHERE p.patient_id IS DISTINCT FROM $5
+        ORDER BY p.patient_id
+        LIMIT $6`,
+    [d.identifiers, dates, d.family, d.given, excludeId ?? null, CANDIDATE_LIMIT],
+  ];
 }
 
 function toCandidate(r: Row): CandidateDemographics {

@@ -159,13 +159,24 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     for (const [name, reg] of this.queues) if (reg.handler) await this.startWorker(boss, name, reg);
   }
 
+  /**
+   * `concurrency` fetch loops of one job each. A loop that finished a job fetches again at once
+   * (`notifyWorker`): pg-boss otherwise waits its poll interval after every job of a batch size of
+   * one, which capped a backlog at concurrency / JOBS_POLL_SECONDS jobs a second (2/s for identity
+   * matching). An empty fetch still waits the interval.
+   */
   private async startWorker(boss: PgBoss, name: string, reg: Registration): Promise<void> {
+    for (let i = 0; i < reg.concurrency; i++) await this.startFetchLoop(boss, name, reg);
+  }
+
+  private async startFetchLoop(boss: PgBoss, name: string, reg: Registration): Promise<void> {
     const handler = reg.handler!;
-    await boss.work<unknown>(
+    let workerId: string | undefined;
+    workerId = await boss.work<unknown>(
       name,
       {
         batchSize: 1,
-        localConcurrency: reg.concurrency,
+        localConcurrency: 1,
         pollingIntervalSeconds: this.config.jobs.pollSeconds,
         // A retry coming due sends no NOTIFY: the backstop poll is what finds it, so not pg-boss's 30 s.
         notifyPollingIntervalSeconds: this.config.jobs.pollSeconds,
@@ -179,6 +190,9 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         } catch (err) {
           this.logger.warn({ msg: 'job failed', queue: name, job: job.id, attempt: job.retryCount + 1, code: (err as { code?: string }).code ?? 'error' });
           throw err;
+        } finally {
+          // There may be more: look again without waiting the poll interval.
+          if (workerId) boss.notifyWorker(workerId);
         }
       },
     );

@@ -184,7 +184,8 @@ describe('identity: matching after write and Person links', () => {
     }));
     const ids = await Promise.all(pairs.flatMap((p) => [create(0, patient(0, p.family, p.given, p.birthDate)), create(1, patient(1, p.family, p.given, p.birthDate))]));
     // Besides the queue's own workers, every job at once (as 40 nodes would): both records of a pair
-    // are matched concurrently, each seeing the other.
+    // are matched concurrently, each seeing the other. Without the blocking-key lock in the job this
+    // fails (jobs deadlock on each other's link rows, or race into two Persons).
     const job = t.app.get(IdentityMatchingJob);
     await Promise.all(ids.map((patientId, i) => job.run({ id: `direct-${i}`, queue: IDENTITY_MATCH_QUEUE, data: { patientId }, retryCount: 0 })));
     await settled();
@@ -199,5 +200,13 @@ describe('identity: matching after write and Person links', () => {
     expect(persons.size).toBe(20);
     const [{ n }] = await t.db.query(`SELECT count(DISTINCT person_id)::int AS n FROM identity_person_link WHERE patient_id = ANY($1::text[])`, [ids]);
     expect(n).toBe(20);
+    // One Person resource per person, not one per job that raced (checked on the stored Persons too).
+    const stored: { links: number }[] = await t.db.query(
+      `SELECT jsonb_array_length(content->'link')::int AS links FROM resource
+        WHERE resource_type = 'Person' AND NOT deleted
+          AND EXISTS (SELECT 1 FROM jsonb_array_elements(content->'link') l WHERE l->'target'->>'reference' = ANY($1::text[]))`,
+      [ids.map((id) => `Patient/${id}`)],
+    );
+    expect(stored).toEqual(Array.from({ length: 20 }, () => ({ links: 2 })));
   });
 });

@@ -4,6 +4,7 @@ import { ReferOperation } from './refer.operation';
 import { ReferralAccess } from './referral-access.service';
 import { ReferralWritePolicy } from './referral.write-policy';
 import { ReferralTransitionListener } from './referral-transition.listener';
+import { SubscriptionsModule } from './subscriptions/subscriptions.module';
 
 /**
  * Referrals between organizations (docs/referrals.md): ServiceRequest/$refer, the referral write
@@ -11,7 +12,7 @@ import { ReferralTransitionListener } from './referral-transition.listener';
  * referral-scoped access rule (ReferralAccess), for the read-access contributor API to render.
  */
 @Module({
-  imports: [FhirModule],
+  imports: [FhirModule, SubscriptionsModule],
   providers: [ReferOperation, ReferralWritePolicy, ReferralTransitionListener, ReferralAccess],
   exports: [ReferralAccess],
 })

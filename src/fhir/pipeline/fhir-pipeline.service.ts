@@ -346,6 +346,8 @@ export const UNRESTRICTED_SYSTEM_CONTEXTS = {
   'aggregate-statistics': 'aggregate-statistics',
   /** `$transfer-custodian` (admins): looks up the new custodian Organization and moves the custodian columns. */
   'custodian-transfer': 'custodian-transfer',
+  /** Rest-hook delivery: sets a Subscription's status (`error` after failures, `active` again), content unchanged otherwise. */
+  'subscription-status': 'subscription-status',
 } as const;
 export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
 

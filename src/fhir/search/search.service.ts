@@ -189,6 +189,35 @@ export class SearchService {
     return rows.map((r) => r.id);
   }
 
+  /**
+   * Which of `candidates` (each a search of `resourceType` under its own AccessContext) match the
+   * current resource `resourceType/id`, in one statement: each candidate's WHERE restricted to that
+   * id, UNION ALL-ed (rest-hook Subscription matching, docs/referrals.md). A candidate whose
+   * criteria no longer compile (a SearchParameter removed, a chain it may no longer read) matches
+   * nothing. Answers the keys of the matches.
+   */
+  async matchEach(resourceType: string, id: string, candidates: readonly { key: string; ctx: AccessContext; query: string }[], tx: EntityManager): Promise<string[]> {
+    const params = new SqlParams();
+    const branches: string[] = [];
+    for (const c of candidates) {
+      let where: string;
+      try {
+        const ast = parseSearchRequest([resourceType], parseQueryString(c.query), { strict: true });
+        this.assertReadable(c.ctx, ast);
+        await expandValueSetClauses(ast, c.ctx, this.config.fhirBaseUrl, tx);
+        await expandSubsumptionClauses(ast, c.ctx, this.config.fhirBaseUrl, tx);
+        where = new SearchSqlCompiler(c.ctx, this.config.fhirBaseUrl, params, this.config.searchTextLanguage).where(ast);
+      } catch (err) {
+        if (err instanceof FhirError) continue;
+        throw err;
+      }
+      branches.push(`SELECT ${params.bind(c.key)}::text AS key FROM resource r WHERE r.id = ${params.bind(id)} AND ${where}`);
+    }
+    if (!branches.length) return [];
+    const rows: { key: string }[] = await tx.query(branches.join('\n UNION ALL '), params.values);
+    return rows.map((r) => r.key);
+  }
+
   private typesOf(interaction: Interaction): string[] {
     if (interaction.kind !== 'search-system') {
       if (!interaction.resourceType) throw FhirError.badRequest('A type or compartment search needs a resource type');

@@ -1,4 +1,4 @@
-import { ChildProcess, fork } from 'node:child_process';
+import { ChildProcess, spawn } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -73,7 +73,7 @@ const r2 = (n: number): number => Math.round(n * 100) / 100;
 async function main(): Promise<void> {
   process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '16';
   const server = await startBenchServer();
-  const receiver = fork('-e', [], { execArgv: ['-e', RECEIVER], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const receiver = spawn(process.execPath, ['-e', RECEIVER], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { port } = await new Promise<{ port: number }>((resolve) => receiver.once('message', (m) => resolve(m as { port: number })));
     const endpoint = `http://127.0.0.1:${port}/hook`;

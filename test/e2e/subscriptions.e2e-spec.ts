@@ -111,8 +111,12 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect(read.body.status).toBe('active');
       expect((search.body as Bundle).total ?? search.body.entry.length).toBe(1);
       expect(JSON.stringify(records)).not.toContain(SECRET);
-      const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE content::text LIKE $1`, [`%${SECRET}%`]).catch(() => [{ n: 0 }]);
+      const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE content::text LIKE $1`, [`%${SECRET}%`]);
       expect(n).toBe(0);
+      const [{ stored }] = await t.db.query(`SELECT count(*)::int AS stored FROM resource_history WHERE resource_type = 'Subscription' AND content::text LIKE $1`, [`%${SECRET}%`]);
+      expect(stored).toBe(0);
+      // Kept where only the worker reads it.
+      expect(await t.db.query(`SELECT secret FROM subscription_registration WHERE id = $1`, [subscription.id])).toEqual([{ secret: SECRET }]);
     });
 
     it('lists failing Subscriptions to admins only (GET /admin/subscriptions), without criteria or secret', async () => {
@@ -139,6 +143,15 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ channel: { type: 'rest-hook', endpoint: bad } }));
       expect(res.status).toBe(422);
       expect(res.body.issue[0]).toMatchObject({ code, expression: [where] });
+      expect((await b('get', '/fhir/Subscription?_summary=count')).body.total).toBe(before);
+    });
+
+    it('refuses a Subscription written with break-the-glass (403), storing nothing', async () => {
+      const glass = await (await registerTestClient(t, { role: 'hospital', organization: ORG_B, purposes: ['TREAT', 'ETREAT'] })).token('system/*.cruds', 'ETREAT');
+      const before = (await b('get', '/fhir/Subscription?_summary=count')).body.total;
+      const res = await request(t.http).post('/fhir/Subscription').set('Authorization', `Bearer ${glass}`).set('X-Break-Glass-Reason', 'unconscious patient').set('Content-Type', FHIR_JSON).send(subscriptionBody());
+      expect(res.status).toBe(403);
+      expect(res.body.issue[0]).toMatchObject({ code: 'forbidden', diagnostics: 'A Subscription may not be written with break-the-glass (purpose ETREAT)' });
       expect((await b('get', '/fhir/Subscription?_summary=count')).body.total).toBe(before);
     });
 

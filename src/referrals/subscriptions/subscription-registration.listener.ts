@@ -50,6 +50,8 @@ export class SubscriptionRegistrationListener implements WriteListener, OnModule
       return;
     }
     if (principal.kind === 'system') return;
+    // Break-the-glass is one request's emergency access, not a standing feed.
+    if (principal.purposeOfUse === 'ETREAT') throw FhirError.forbidden('A Subscription may not be written with break-the-glass (purpose ETREAT)');
     const sub = after as Subscription;
     if (sub.channel?.type !== 'rest-hook') throw new FhirError(422, 'not-supported', `Subscription.channel.type ${sub.channel?.type ?? '(none)'}: this server delivers rest-hook only`, ['Subscription.channel.type']);
     const payload = sub.channel.payload;

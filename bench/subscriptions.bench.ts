@@ -23,6 +23,7 @@ const SUBSCRIPTIONS = Number(process.env.BENCH_SUBSCRIPTIONS ?? 100);
 const MATCHING = Number(process.env.BENCH_MATCHING ?? 10);
 const DRAIN_SECONDS = Number(process.env.BENCH_DRAIN_SECONDS ?? 300);
 const OWNERS = 10;
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 100);
 const CODE = 'bench-watched';
 
 /** The receiver: answers 204, keeps receipt lag per notification id, reports its own CPU. */
@@ -71,7 +72,7 @@ function ask(child: ChildProcess): Promise<ReceiverReport> {
 const r2 = (n: number): number => Math.round(n * 100) / 100;
 
 async function main(): Promise<void> {
-  process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '16';
+  process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '8';
   const server = await startBenchServer();
   const receiver = spawn(process.execPath, ['-e', RECEIVER], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
@@ -130,6 +131,11 @@ async function main(): Promise<void> {
       }
     };
     await drained();
+    // Matching cost without queueing for the CPU: one client, BENCH_SEQUENTIAL creates.
+    matchMs.length = 0;
+    await load({ ...job(60), concurrency: 1, maxRequests: SEQUENTIAL });
+    const sequentialMatch = [...matchMs].sort((a, b) => a - b);
+    await drained();
     matchMs.length = 0;
     const before = await ask(receiver);
     const cpu1 = process.cpuUsage();
@@ -156,6 +162,7 @@ async function main(): Promise<void> {
       baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)) },
       withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)) },
       ratio: r2(rate(withSubs) / rate(baseline)),
+      matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
       matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
       notifications: {
         expected: expected * MATCHING,
@@ -181,7 +188,7 @@ async function main(): Promise<void> {
       '',
       `**Ratio ${result.ratio}** (target >= 0.8).`,
       '',
-      `Matching (the pre-commit listener, one statement for all candidates plus the jobs' insert) per write: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes.`,
+      `Matching (the pre-commit listener: one statement for all candidates, plus the jobs' insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes.`,
       '',
       `Notifications: ${result.notifications.expected} expected, ${result.notifications.receivedDuringWindow} received during the window, ${result.notifications.receivedAfterDrain} after draining (${result.notifications.drainSeconds} s); lag from meta.lastUpdated to receipt p50 ${result.notifications.lagP50Ms} ms, p99 ${result.notifications.lagP99Ms} ms.`,
       `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,

@@ -96,7 +96,9 @@ export class SubscriptionDeliveryJob implements OnModuleInit {
     await this.recordDisclosure(reg, stored.resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started);
     this.logger.log({ msg: 'subscription notification', subscription: reg.id, job: job.id, attempt: job.retryCount + 1, status, ms: Date.now() - started });
     if (ok) {
-      await this.settle(reg, 'delivered');
+      // The usual case (no failures counted when the job started) needs no transaction; a count a
+      // concurrent failure adds meanwhile is reset by the next success.
+      if (reg.failureCount > 0 || reg.status === 'error') await this.settle(reg, 'delivered');
       return;
     }
     await this.settle(reg, status ? `the endpoint answered HTTP ${status}` : 'the endpoint could not be reached or timed out');

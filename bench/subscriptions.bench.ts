@@ -16,6 +16,9 @@ import { SubscriptionMatchingListener } from '../src/referrals/subscriptions/sub
  * the two throughputs (target >= 0.8), the matching listener's time per write, and the lag from
  * the version's meta.lastUpdated (set in the write's transaction) to receipt, p50/p99, over every
  * notification of the window (the queue is drained after it, up to BENCH_DRAIN_SECONDS).
+ * BENCH_WORKER_NODE=1: the API server enqueues only (JOBS_WORKERS=off) and a second process, a
+ * worker node on the same database (subscriptions-worker.ts), delivers; results then go to
+ * bench/results/subscriptions-worker-node.{json,md}.
  */
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 16);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -23,6 +26,7 @@ const SUBSCRIPTIONS = Number(process.env.BENCH_SUBSCRIPTIONS ?? 100);
 const MATCHING = Number(process.env.BENCH_MATCHING ?? 10);
 const DRAIN_SECONDS = Number(process.env.BENCH_DRAIN_SECONDS ?? 300);
 const OWNERS = 10;
+const WORKER_NODE = process.env.BENCH_WORKER_NODE === '1';
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 100);
 const CODE = 'bench-watched';
 
@@ -73,7 +77,18 @@ const r2 = (n: number): number => Math.round(n * 100) / 100;
 
 async function main(): Promise<void> {
   process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '8';
+  // BENCH_WORKER_NODE=1: the API server enqueues only, a second process (a worker node) delivers.
+  if (WORKER_NODE) process.env.JOBS_WORKERS = 'off';
   const server = await startBenchServer();
+  let workerNode: ChildProcess | undefined;
+  if (WORKER_NODE) {
+    const url = (server.db.options as { url?: string }).url!;
+    workerNode = spawn(process.execPath, [join(__dirname, 'subscriptions-worker.js')], { env: { ...process.env, DATABASE_URL: url, JOBS_WORKERS: 'on' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    await new Promise<void>((resolve, reject) => {
+      workerNode!.once('message', () => resolve());
+      workerNode!.once('exit', (code) => reject(new Error(`the worker node exited (${code})`)));
+    });
+  }
   const receiver = spawn(process.execPath, ['-e', RECEIVER], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   try {
     const { port } = await new Promise<{ port: number }>((resolve) => receiver.once('message', (m) => resolve(m as { port: number })));
@@ -158,7 +173,7 @@ async function main(): Promise<void> {
     const p = (r: CrudResult, q: number) => r2(percentile([...(r.latencies.create ?? [])].sort((a, b) => a - b), q));
     const result = {
       machine: { ...((await machineInfo(server.db)) as { date: string; cores: number; cpu: string; memoryGiB: number; node: string; postgres: string }), loadavg: loadavg().map(r2) },
-      settings: { clients: CLIENTS, seconds: SECONDS, subscriptions: SUBSCRIPTIONS, matchingPerWrite: MATCHING, owners: OWNERS, deliveryConcurrency: Number(process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY) },
+      settings: { workerNode: WORKER_NODE, clients: CLIENTS, seconds: SECONDS, subscriptions: SUBSCRIPTIONS, matchingPerWrite: MATCHING, owners: OWNERS, deliveryConcurrency: Number(process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY) },
       baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)) },
       withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)) },
       ratio: r2(rate(withSubs) / rate(baseline)),
@@ -179,7 +194,7 @@ async function main(): Promise<void> {
       `# bench:subscriptions (${result.machine.date})`,
       '',
       `Machine: ${result.machine.cores} cores (${result.machine.cpu}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node}, ${result.machine.postgres}; load average at the end ${result.machine.loadavg.join(' / ')}.`,
-      `${CLIENTS} clients creating Observations for ${SECONDS} s each; ${SUBSCRIPTIONS} active rest-hook Subscriptions of ${OWNERS} clients, ${MATCHING} matching every create (payload FHIR JSON, signed), delivered during the window to a receiver process on this machine (delivery concurrency ${result.settings.deliveryConcurrency}).`,
+      `${CLIENTS} clients creating Observations for ${SECONDS} s each; ${SUBSCRIPTIONS} active rest-hook Subscriptions of ${OWNERS} clients, ${MATCHING} matching every create (payload FHIR JSON, signed), delivered during the window to a receiver process on this machine (delivery concurrency ${result.settings.deliveryConcurrency}${WORKER_NODE ? ', by a separate worker node process; the API server enqueues only' : ', by the API server itself'}).`,
       '',
       '| run | creates | creates/s | p50 ms | p99 ms | errors | bench process CPU ms/create |',
       '|---|---|---|---|---|---|---|',
@@ -194,8 +209,9 @@ async function main(): Promise<void> {
       `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,
       '',
     ].join('\n');
-    writeResults('subscriptions', result, md);
+    writeResults(WORKER_NODE ? 'subscriptions-worker-node' : 'subscriptions', result, md);
   } finally {
+    workerNode?.kill('SIGTERM');
     receiver.kill('SIGTERM');
     await server.close();
   }

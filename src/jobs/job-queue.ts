@@ -107,6 +107,20 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     });
   }
 
+  /** Enqueues several jobs of one queue in `tx` in one statement (a write that causes many, e.g. notifications). */
+  async enqueueMany<T extends object>(tx: EntityManager, name: string, data: readonly T[]): Promise<void> {
+    this.registration(name);
+    if (!data.length) return;
+    const runner = tx.queryRunner;
+    if (!runner?.isTransactionActive) throw new Error(`jobs ${name} enqueued outside a transaction`);
+    const boss = await this.ready();
+    await boss.insert(
+      name,
+      data.map((d) => ({ data: d })),
+      { db: { executeSql: async (text: string, values?: unknown[]) => ({ rows: (await runner.query(text, values as unknown[], true)).records }) } },
+    );
+  }
+
   /** State of one job, for tests and admin views: `created`, `retry`, `active`, `completed`, `failed`, `cancelled`. */
   async state(name: string, id: string): Promise<{ state: string; retryCount: number } | undefined> {
     const boss = await this.ready();

@@ -5,6 +5,7 @@ import { ReferralAccess } from './referral-access.service';
 import { ReferralAccessContributor } from './referral-access.contributor';
 import { ReferralWritePolicy } from './referral.write-policy';
 import { ReferralTransitionListener } from './referral-transition.listener';
+import { SubscriptionsModule } from './subscriptions/subscriptions.module';
 
 /**
  * Referrals between organizations (docs/referrals.md): ServiceRequest/$refer, the referral write
@@ -13,7 +14,7 @@ import { ReferralTransitionListener } from './referral-transition.listener';
  * referral's Task and ServiceRequest, registered on the read-access registry.
  */
 @Module({
-  imports: [FhirModule],
+  imports: [FhirModule, SubscriptionsModule],
   providers: [ReferOperation, ReferralWritePolicy, ReferralTransitionListener, ReferralAccess, ReferralAccessContributor],
   exports: [ReferralAccess],
 })

@@ -40,6 +40,7 @@ const ROUTES: [method: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string
   ['post', '/admin/clients/x/disable', false],
   ['post', '/admin/clients/x/enable', false],
   ['post', '/admin/clients/x/rotate-secret', false],
+  ['get', '/admin/subscriptions', false],
   ['get', '/audit/export', false],
   ['get', '/fhir/$verify-chain', false],
   ['get', '/fhir/Patient/1/$access-report', false],

@@ -91,6 +91,6 @@ describe('system access bounded by purpose (mintFor)', () => {
     const system = t.app.get(SystemAccess);
     await expect(system.mintFor('HPAYMT')).rejects.toThrow('No consent-bounded system view is defined for purpose HPAYMT');
     await expect(system.mint('export' as never)).rejects.toThrow('export is not a named unrestricted system context');
-    expect(Object.keys(UNRESTRICTED_SYSTEM_CONTEXTS).sort()).toEqual(['aggregate-statistics', 'case-reporting', 'custodian-transfer', 'identity-matching', 'reindex', 'reindex-cli']);
+    expect(Object.keys(UNRESTRICTED_SYSTEM_CONTEXTS).sort()).toEqual(['aggregate-statistics', 'case-reporting', 'custodian-transfer', 'identity-matching', 'reindex', 'reindex-cli', 'subscription-status']);
   });
 });

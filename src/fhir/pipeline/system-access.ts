@@ -24,6 +24,8 @@ export const UNRESTRICTED_SYSTEM_CONTEXTS = {
    * reads the report's Patient, trigger, Encounter and Organization by id.
    */
   'case-reporting': 'case-reporting',
+  /** Rest-hook delivery: sets a Subscription's status (`error` after failures, `active` again), content unchanged otherwise. */
+  'subscription-status': 'subscription-status',
 } as const;
 export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
 

@@ -65,6 +65,15 @@ export class SearchSqlCompiler {
     return `r.compartments && (ARRAY[${p}]::text[] || ARRAY(SELECT cl.linked_id FROM patient_link cl WHERE cl.patient_id = ${p} AND cl.via_person))`;
   }
 
+  /**
+   * The clauses of `type` over alias `r`, without the type, deleted and access conditions: for a
+   * row already selected under its access (rest-hook matching tests many criteria on one row).
+   */
+  clauses(ast: SearchRequestAst, type: string): string {
+    const parts = (ast.clauses.get(type) ?? []).map((clause) => this.clause(clause, 'r'));
+    return parts.length ? parts.join(' AND ') : 'TRUE';
+  }
+
   /** The AccessContext predicate rendered for the row at `alias`, bound into this statement. */
   access(alias: string): string {
     if (!this.ctx) throw new Error('Chained and _has clauses need an access context');

@@ -189,6 +189,45 @@ export class SearchService {
     return rows.map((r) => r.id);
   }
 
+  /**
+   * Which of `candidates` (each a search of `resourceType` under its own AccessContext) match the
+   * current resource `resourceType/id`, in one statement (rest-hook Subscription matching,
+   * docs/referrals.md): per AccessContext one branch that selects the row under that access and
+   * tests each of its candidates' criteria on it (a CASE per candidate), the branches joined by
+   * UNION ALL; so the access predicate is rendered once per subscriber, not once per Subscription.
+   * A candidate whose criteria no longer compile (a SearchParameter removed, a chain it may no
+   * longer read) matches nothing. Answers the keys of the matches.
+   */
+  async matchEach(resourceType: string, id: string, candidates: readonly { key: string; ctx: AccessContext; query: string }[], tx: EntityManager): Promise<string[]> {
+    const params = new SqlParams();
+    const byAccess = new Map<AccessContext, string[]>();
+    for (const c of candidates) {
+      let criteria: string;
+      try {
+        const ast = parseSearchRequest([resourceType], parseQueryString(c.query), { strict: true });
+        this.assertReadable(c.ctx, ast);
+        await expandValueSetClauses(ast, c.ctx, this.config.fhirBaseUrl, tx);
+        await expandSubsumptionClauses(ast, c.ctx, this.config.fhirBaseUrl, tx);
+        criteria = new SearchSqlCompiler(c.ctx, this.config.fhirBaseUrl, params, this.config.searchTextLanguage).clauses(ast, resourceType);
+      } catch (err) {
+        if (err instanceof FhirError) continue;
+        throw err;
+      }
+      const tests = byAccess.get(c.ctx) ?? [];
+      tests.push(`(CASE WHEN ${criteria} THEN ${params.bind(c.key)}::text END)`);
+      byAccess.set(c.ctx, tests);
+    }
+    if (!byAccess.size) return [];
+    const branches = [...byAccess].map(
+      ([ctx, tests]) =>
+        `SELECT m.key FROM resource r CROSS JOIN LATERAL (VALUES ${tests.join(', ')}) AS m(key)
+          WHERE r.resource_type = ${params.bind(resourceType)} AND r.id = ${params.bind(id)} AND NOT r.deleted
+            AND ${new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, params, this.config.searchTextLanguage).access('r')} AND m.key IS NOT NULL`,
+    );
+    const rows: { key: string }[] = await tx.query(branches.join('\n UNION ALL '), params.values);
+    return rows.map((r) => r.key);
+  }
+
   private typesOf(interaction: Interaction): string[] {
     if (interaction.kind !== 'search-system') {
       if (!interaction.resourceType) throw FhirError.badRequest('A type or compartment search needs a resource type');

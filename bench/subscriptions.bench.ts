@@ -1,0 +1,226 @@
+import { ChildProcess, spawn } from 'node:child_process';
+import { loadavg } from 'node:os';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
+import type { CrudJob, CrudResult } from './crud-load.worker';
+import { SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
+
+/**
+ * npm run bench:subscriptions — create throughput with rest-hook Subscriptions (issue 25). One
+ * in-process server on a fresh embedded PostgreSQL; BENCH_CLIENTS (16) clients create Observations
+ * for BENCH_SECONDS (20) from a worker thread. First without any Subscription (the baseline), then
+ * with BENCH_SUBSCRIPTIONS (100) active ones of 10 hospital clients, BENCH_MATCHING (10) of them
+ * (one per client) matching every create, payload application/fhir+json, delivered during the
+ * window to a receiver in a child process on this machine (its CPU reported). Reports the ratio of
+ * the two throughputs (target >= 0.8), the matching listener's time per write, and the lag from
+ * the version's meta.lastUpdated (set in the write's transaction) to receipt, p50/p99, over every
+ * notification of the window (the queue is drained after it, up to BENCH_DRAIN_SECONDS).
+ * BENCH_WORKER_NODE=1: the API server enqueues only (JOBS_WORKERS=off) and a second process, a
+ * worker node on the same database (subscriptions-worker.ts), delivers; results then go to
+ * bench/results/subscriptions-worker-node.{json,md}.
+ */
+const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 16);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
+const SUBSCRIPTIONS = Number(process.env.BENCH_SUBSCRIPTIONS ?? 100);
+const MATCHING = Number(process.env.BENCH_MATCHING ?? 10);
+const DRAIN_SECONDS = Number(process.env.BENCH_DRAIN_SECONDS ?? 300);
+const OWNERS = 10;
+const WORKER_NODE = process.env.BENCH_WORKER_NODE === '1';
+const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 100);
+const CODE = 'bench-watched';
+
+/** The receiver: answers 204, keeps receipt lag per notification id, reports its own CPU. */
+const RECEIVER = `
+const http = require('node:http');
+const lags = new Map();
+let posts = 0;
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const at = Date.now();
+    posts++;
+    try {
+      const r = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+      lags.set(String(req.headers['x-notification-id']), at - Date.parse(r.meta.lastUpdated));
+    } catch {}
+    res.writeHead(204).end();
+  });
+});
+server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }));
+process.on('message', () => process.send({ posts, lags: [...lags.values()], cpu: process.cpuUsage() }));
+`;
+
+interface ReceiverReport {
+  posts: number;
+  lags: number[];
+  cpu: NodeJS.CpuUsage;
+}
+
+function load(job: CrudJob): Promise<CrudResult> {
+  return new Promise<CrudResult>((resolve, reject) => {
+    const worker = new Worker(join(__dirname, 'crud-load.worker.js'), { workerData: job });
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+}
+
+function ask(child: ChildProcess): Promise<ReceiverReport> {
+  return new Promise((resolve) => {
+    child.once('message', (m) => resolve(m as ReceiverReport));
+    child.send('report');
+  });
+}
+
+const r2 = (n: number): number => Math.round(n * 100) / 100;
+
+async function main(): Promise<void> {
+  process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '8';
+  // BENCH_WORKER_NODE=1: the API server enqueues only, a second process (a worker node) delivers.
+  if (WORKER_NODE) process.env.JOBS_WORKERS = 'off';
+  const server = await startBenchServer();
+  let workerNode: ChildProcess | undefined;
+  if (WORKER_NODE) {
+    const url = (server.db.options as { url?: string }).url!;
+    workerNode = spawn(process.execPath, [join(__dirname, 'subscriptions-worker.js')], { env: { ...process.env, DATABASE_URL: url, JOBS_WORKERS: 'on' }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    await new Promise<void>((resolve, reject) => {
+      workerNode!.once('message', () => resolve());
+      workerNode!.once('exit', (code) => reject(new Error(`the worker node exited (${code})`)));
+    });
+  }
+  const receiver = spawn(process.execPath, ['-e', RECEIVER], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  try {
+    const { port } = await new Promise<{ port: number }>((resolve) => receiver.once('message', (m) => resolve(m as { port: number })));
+    const endpoint = `http://127.0.0.1:${port}/hook`;
+    const headers = { Authorization: `Bearer ${server.token}`, 'Content-Type': 'application/fhir+json' };
+    const patient = (await (await fetch(`${server.baseUrl}/fhir/Patient`, { method: 'POST', headers, body: JSON.stringify({ resourceType: 'Patient', name: [{ family: 'Bench' }], gender: 'female' }) })).json()) as { id: string };
+    const createBody = JSON.stringify({
+      resourceType: 'Observation',
+      status: 'final',
+      code: { coding: [{ system: 'urn:bench', code: CODE }] },
+      subject: { reference: `Patient/${patient.id}` },
+      valueQuantity: { value: 120, unit: 'mm[Hg]' },
+    });
+    const job = (maxSeconds: number): CrudJob => ({ mode: 'create', baseUrl: server.baseUrl, token: server.token, concurrency: CLIENTS, maxRequests: 10_000_000, maxSeconds, createBody });
+    // Warm-up (JIT, pools, plans), then the baseline without Subscriptions.
+    await load(job(3));
+    const cpu0 = process.cpuUsage();
+    const baseline = await load(job(SECONDS));
+    const baselineCpu = process.cpuUsage(cpu0);
+
+    // 100 Subscriptions of 10 clients; one per client (10 in all) matches every create.
+    const owners = await Promise.all(Array.from({ length: OWNERS }, (_, i) => server.tokenFor(`org-sub-${i}`)));
+    for (let n = 0; n < SUBSCRIPTIONS; n++) {
+      const owner = owners[n % OWNERS];
+      const matching = n < MATCHING;
+      const res = await fetch(`${server.baseUrl}/fhir/Subscription`, {
+        method: 'POST',
+        headers: { Authorization: `Bearer ${owner}`, 'Content-Type': 'application/fhir+json' },
+        body: JSON.stringify({
+          resourceType: 'Subscription',
+          status: 'requested',
+          reason: 'bench',
+          criteria: `Observation?code=urn:bench|${matching ? CODE : `other-${n}`}`,
+          channel: { type: 'rest-hook', endpoint, payload: 'application/fhir+json', extension: [{ url: 'http://hie.example.org/fhir/StructureDefinition/subscription-secret', valueString: `bench-secret-${n}-0123456789` }] },
+        }),
+      });
+      if (res.status !== 201) throw new Error(`Subscription ${n}: ${res.status} ${await res.text()}`);
+    }
+    // The matching listener's own time per write (in the write's transaction).
+    const listener = server.app.get(SubscriptionMatchingListener);
+    const matchMs: number[] = [];
+    const handle = listener.handle.bind(listener);
+    listener.handle = async (event) => {
+      const t0 = performance.now();
+      await handle(event);
+      if (event.resourceType === 'Observation') matchMs.push(performance.now() - t0);
+    };
+    await load(job(3));
+    // The warm-up's notifications are delivered before the window starts.
+    const drained = async (): Promise<void> => {
+      for (let i = 0; i < DRAIN_SECONDS * 2; i++) {
+        const [{ open }] = await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = 'subscription.notify' AND state NOT IN ('completed', 'failed', 'cancelled')`);
+        if (!open) return;
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    };
+    await drained();
+    // Matching cost without queueing for the CPU: one client, BENCH_SEQUENTIAL creates.
+    matchMs.length = 0;
+    await load({ ...job(60), concurrency: 1, maxRequests: SEQUENTIAL });
+    const sequentialMatch = [...matchMs].sort((a, b) => a - b);
+    await drained();
+    matchMs.length = 0;
+    const before = await ask(receiver);
+    const cpu1 = process.cpuUsage();
+    const withSubs = await load(job(SECONDS));
+    const withSubsCpu = process.cpuUsage(cpu1);
+    const during = await ask(receiver);
+    const expected = withSubs.latencies.create?.length ?? 0;
+    const drainStart = Date.now();
+    let after = during;
+    while (Date.now() - drainStart < DRAIN_SECONDS * 1000) {
+      const [{ open }] = await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = 'subscription.notify' AND state NOT IN ('completed', 'failed', 'cancelled')`);
+      after = await ask(receiver);
+      if (!open) break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const drainSeconds = (Date.now() - drainStart) / 1000;
+    const lags = after.lags.slice(before.lags.length).sort((a, b) => a - b);
+    const sortedMatch = [...matchMs].sort((a, b) => a - b);
+    const rate = (r: CrudResult) => (r.latencies.create?.length ?? 0) / r.seconds;
+    const p = (r: CrudResult, q: number) => r2(percentile([...(r.latencies.create ?? [])].sort((a, b) => a - b), q));
+    const result = {
+      machine: { ...((await machineInfo(server.db)) as { date: string; cores: number; cpu: string; memoryGiB: number; node: string; postgres: string }), loadavg: loadavg().map(r2) },
+      settings: { workerNode: WORKER_NODE, clients: CLIENTS, seconds: SECONDS, subscriptions: SUBSCRIPTIONS, matchingPerWrite: MATCHING, owners: OWNERS, deliveryConcurrency: Number(process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY) },
+      baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)) },
+      withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)) },
+      ratio: r2(rate(withSubs) / rate(baseline)),
+      matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
+      matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
+      notifications: {
+        expected: expected * MATCHING,
+        receivedDuringWindow: during.lags.length - before.lags.length,
+        receivedAfterDrain: lags.length,
+        drainSeconds: r2(drainSeconds),
+        lagP50Ms: r2(percentile(lags, 50)),
+        lagP99Ms: r2(percentile(lags, 99)),
+      },
+      receiverCpuMs: r2((after.cpu.user + after.cpu.system) / 1000),
+      receiverCpuMsPerNotification: r2((after.cpu.user + after.cpu.system) / 1000 / (after.posts || 1)),
+    };
+    const md = [
+      `# bench:subscriptions (${result.machine.date})`,
+      '',
+      `Machine: ${result.machine.cores} cores (${result.machine.cpu}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node}, ${result.machine.postgres}; load average at the end ${result.machine.loadavg.join(' / ')}.`,
+      `${CLIENTS} clients creating Observations for ${SECONDS} s each; ${SUBSCRIPTIONS} active rest-hook Subscriptions of ${OWNERS} clients, ${MATCHING} matching every create (payload FHIR JSON, signed), delivered during the window to a receiver process on this machine (delivery concurrency ${result.settings.deliveryConcurrency}${WORKER_NODE ? ', by a separate worker node process; the API server enqueues only' : ', by the API server itself'}).`,
+      '',
+      '| run | creates | creates/s | p50 ms | p99 ms | errors | bench process CPU ms/create |',
+      '|---|---|---|---|---|---|---|',
+      `| no Subscriptions | ${result.baseline.creates} | ${result.baseline.perSecond} | ${result.baseline.p50} | ${result.baseline.p99} | ${result.baseline.errors} | ${result.baseline.benchProcessCpuMsPerCreate} |`,
+      `| ${SUBSCRIPTIONS} Subscriptions, ${MATCHING} matching | ${result.withSubscriptions.creates} | ${result.withSubscriptions.perSecond} | ${result.withSubscriptions.p50} | ${result.withSubscriptions.p99} | ${result.withSubscriptions.errors} | ${result.withSubscriptions.benchProcessCpuMsPerCreate} |`,
+      '',
+      `**Ratio ${result.ratio}** (target >= 0.8).`,
+      '',
+      `Matching (the pre-commit listener: one statement for all candidates, plus the jobs' insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes.`,
+      '',
+      `Notifications: ${result.notifications.expected} expected, ${result.notifications.receivedDuringWindow} received during the window, ${result.notifications.receivedAfterDrain} after draining (${result.notifications.drainSeconds} s); lag from meta.lastUpdated to receipt p50 ${result.notifications.lagP50Ms} ms, p99 ${result.notifications.lagP99Ms} ms.`,
+      `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,
+      '',
+    ].join('\n');
+    writeResults(WORKER_NODE ? 'subscriptions-worker-node' : 'subscriptions', result, md);
+  } finally {
+    workerNode?.kill('SIGTERM');
+    receiver.kill('SIGTERM');
+    await server.close();
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

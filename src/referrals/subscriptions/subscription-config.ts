@@ -1,0 +1,60 @@
+import { ConfigurationError } from '../../config/app.config';
+
+/** Rest-hook delivery settings (environment; docs/referrals.md, Subscriptions). */
+export interface SubscriptionConfig {
+  /** URL prefixes a Subscription's channel.endpoint must start with (SUBSCRIPTION_ENDPOINT_ALLOW, comma-separated). */
+  endpointAllow: readonly string[];
+  /** Loopback endpoints (127.0.0.0/8, ::1, localhost): development and test only. */
+  allowLoopback: boolean;
+  /** Failed deliveries in a row after which the Subscription becomes `error`. */
+  errorAfterFailures: number;
+  /** Retries of one notification after its first attempt (then it is dropped, `failed` in the queue). */
+  retryLimit: number;
+  /** Seconds before the first retry; doubled per attempt (pg-boss retryBackoff), capped by retryDelayMaxSeconds. */
+  retryDelaySeconds: number;
+  retryDelayMaxSeconds: number;
+  /** One POST's time limit. */
+  timeoutMs: number;
+  /** Notifications sent at once per node. */
+  concurrency: number;
+  /** How long a node reuses the list of a type's Subscriptions and a subscriber's access context. */
+  cacheMs: number;
+}
+
+export const SUBSCRIPTION_CONFIG = Symbol('SUBSCRIPTION_CONFIG');
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigurationError(`${name} must be an integer from ${min} to ${max}`);
+  return n;
+}
+
+export function loadSubscriptionConfig(env: NodeJS.ProcessEnv = process.env): SubscriptionConfig {
+  const endpointAllow = (env.SUBSCRIPTION_ENDPOINT_ALLOW ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const prefix of endpointAllow) {
+    let url: URL;
+    try {
+      url = new URL(prefix);
+    } catch {
+      throw new ConfigurationError(`SUBSCRIPTION_ENDPOINT_ALLOW: ${prefix} is not an absolute URL`);
+    }
+    // A prefix must end its host part, or https://hospital.example would allow https://hospital.example.evil.
+    if (!['https:', 'http:'].includes(url.protocol) || !/^https?:\/\/[^/]+\//.test(prefix)) {
+      throw new ConfigurationError(`SUBSCRIPTION_ENDPOINT_ALLOW: ${prefix} must be an http(s) URL ending its host with /`);
+    }
+  }
+  const nodeEnv = env.NODE_ENV ?? 'development';
+  return {
+    endpointAllow,
+    allowLoopback: nodeEnv === 'development' || nodeEnv === 'test',
+    errorAfterFailures: int(env, 'SUBSCRIPTION_ERROR_AFTER_FAILURES', 5, 1, 1000),
+    retryLimit: int(env, 'SUBSCRIPTION_RETRY_LIMIT', 10, 0, 100),
+    retryDelaySeconds: int(env, 'SUBSCRIPTION_RETRY_DELAY_SECONDS', 5, 1, 3600),
+    retryDelayMaxSeconds: int(env, 'SUBSCRIPTION_RETRY_DELAY_MAX_SECONDS', 3600, 1, 86_400),
+    timeoutMs: int(env, 'SUBSCRIPTION_TIMEOUT_MS', 10_000, 100, 120_000),
+    concurrency: int(env, 'SUBSCRIPTION_DELIVERY_CONCURRENCY', 8, 1, 256),
+    cacheMs: int(env, 'SUBSCRIPTION_CACHE_MS', 1000, 0, 60_000),
+  };
+}

@@ -1,0 +1,274 @@
+import type { Bundle, Subscription, Task } from '@medplum/fhirtypes';
+import request from 'supertest';
+import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
+import { SUBSCRIPTION_NOTIFY_QUEUE } from '../../src/referrals/subscriptions/subscription-matching.listener';
+import { SUBSCRIPTION_SECRET_URL } from '../../src/referrals/subscriptions/subscription-registration.listener';
+import { captureAuditRecords } from '../support/audit';
+import { registerTestClient } from '../support/auth';
+import { consentResource } from '../support/consent';
+import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { jobsSettled } from '../support/jobs';
+import { NotificationReceiver, signatureValid } from '../support/notification-receiver';
+import { createTestApp, TestApp } from '../support/test-app';
+
+// Small backoff so a receiver down for three attempts is served within seconds.
+process.env.JOBS_POLL_SECONDS = '0.5';
+process.env.SUBSCRIPTION_RETRY_DELAY_SECONDS = '1';
+process.env.SUBSCRIPTION_RETRY_DELAY_MAX_SECONDS = '2';
+process.env.SUBSCRIPTION_ERROR_AFTER_FAILURES = '3';
+process.env.SUBSCRIPTION_ENDPOINT_ALLOW = 'https://hooks.allowed.example/fhir/';
+
+const RUN = Date.now().toString(36);
+const ORG_A = `sub-a-${RUN}`; // writes Tasks
+const ORG_B = `sub-b-${RUN}`; // subscribes
+const ORG_C = `sub-c-${RUN}`; // neither
+const SECRET = `s3cret-${RUN}-0123456789abcdef`;
+
+type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
+
+describe('rest-hook Subscriptions: registration, matching under the subscriber\'s access, delivery', () => {
+  let t: TestApp;
+  let a: Send;
+  let b: Send;
+  let c: Send;
+  let receiver: NotificationReceiver;
+  let endpoint: string;
+  let records: AuditRecord[];
+  let patient: string;
+  let subscription: Subscription;
+
+  const client = async (organization: string): Promise<Send> => {
+    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
+    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
+  };
+  const subscriptionBody = (extra: Partial<Subscription> = {}, secret: string | undefined = SECRET): Subscription => ({
+    resourceType: 'Subscription',
+    status: 'requested',
+    reason: 'new referrals for us',
+    criteria: `Task?owner=Organization/${ORG_B}&status=requested`,
+    channel: {
+      type: 'rest-hook',
+      endpoint,
+      payload: 'application/fhir+json',
+      header: ['X-Tenant: b'],
+      ...(secret ? { extension: [{ url: SUBSCRIPTION_SECRET_URL, valueString: secret }] } : {}),
+    },
+    ...extra,
+  });
+  const task = (owner: string, forPatient = patient, extra: Partial<Task> = {}): Task => ({
+    resourceType: 'Task',
+    status: 'requested',
+    intent: 'order',
+    description: 'please review',
+    owner: { reference: `Organization/${owner}` },
+    for: { reference: `Patient/${forPatient}` },
+    ...extra,
+  });
+  const created = async (res: request.Response): Promise<string> => {
+    expect(res.status).toBe(201);
+    return res.body.id as string;
+  };
+  /** The subscription as its owner reads it, once `ready` holds (or after 10 s, for the assertion to fail on). */
+  const subscriptionWhen = async (ready: (s: Subscription) => boolean): Promise<Subscription> => {
+    for (let i = 0; ; i++) {
+      const s = (await b('get', `/fhir/Subscription/${subscription.id}`)).body as Subscription;
+      if (ready(s) || i >= 100) return s;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+  const settled = () => jobsSettled(t.db, SUBSCRIPTION_NOTIFY_QUEUE, 600);
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    records = captureAuditRecords(t.app);
+    receiver = new NotificationReceiver();
+    endpoint = await receiver.start();
+    [a, b, c] = await Promise.all([client(ORG_A), client(ORG_B), client(ORG_C)]);
+    patient = await created(await a('post', '/fhir/Patient').send(hiePatient()));
+    const res = await b('post', '/fhir/Subscription').send(subscriptionBody());
+    expect(res.status).toBe(201);
+    subscription = res.body as Subscription;
+  }, 120_000);
+
+  afterAll(async () => {
+    await receiver?.stop();
+    await t?.close();
+  });
+
+  describe('registration', () => {
+    it('sets a requested Subscription active and never returns its secret (read, search, _history, audit)', async () => {
+      expect(subscription.status).toBe('active');
+      expect(subscription.channel.extension).toBeUndefined();
+      expect(subscription.channel.header).toEqual(['X-Tenant: b']);
+      const read = await b('get', `/fhir/Subscription/${subscription.id}`);
+      const search = await b('get', `/fhir/Subscription?_id=${subscription.id}`);
+      const history = await b('get', `/fhir/Subscription/${subscription.id}/_history`);
+      const vread = await b('get', `/fhir/Subscription/${subscription.id}/_history/1`);
+      for (const res of [read, search, history, vread]) {
+        expect(res.status).toBe(200);
+        expect(JSON.stringify(res.body)).not.toContain(SECRET);
+      }
+      expect(read.body.status).toBe('active');
+      expect((search.body as Bundle).total ?? search.body.entry.length).toBe(1);
+      expect(JSON.stringify(records)).not.toContain(SECRET);
+      const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE content::text LIKE $1`, [`%${SECRET}%`]);
+      expect(n).toBe(0);
+      const [{ stored }] = await t.db.query(`SELECT count(*)::int AS stored FROM resource_history WHERE resource_type = 'Subscription' AND content::text LIKE $1`, [`%${SECRET}%`]);
+      expect(stored).toBe(0);
+      // Kept where only the worker reads it.
+      expect(await t.db.query(`SELECT secret FROM subscription_registration WHERE id = $1`, [subscription.id])).toEqual([{ secret: SECRET }]);
+    });
+
+    it('lists failing Subscriptions to admins only (GET /admin/subscriptions), without criteria or secret', async () => {
+      const admin = await (await registerTestClient(t, { role: 'admin', organization: ORG_C })).token();
+      const res = await request(t.http).get('/admin/subscriptions').set('Authorization', `Bearer ${admin}`);
+      expect(res.status).toBe(200);
+      expect(Array.isArray(res.body.subscriptions)).toBe(true);
+      const refused = await b('get', '/admin/subscriptions');
+      expect(refused.status).toBe(403);
+      expect(refused.body.issue[0].code).toBe('forbidden');
+    });
+
+    it('is readable by its owning organization only', async () => {
+      expect((await c('get', `/fhir/Subscription/${subscription.id}`)).status).toBe(404);
+      expect((await a('get', `/fhir/Subscription?_id=${subscription.id}`)).body.entry).toBeUndefined();
+    });
+
+    it.each([
+      ['https://hooks.elsewhere.example/fhir/x', 'Subscription.channel.endpoint', 'business-rule'],
+      ['https://hooks.allowed.example.evil/fhir/x', 'Subscription.channel.endpoint', 'business-rule'],
+      ['http://169.254.169.254/latest/meta-data', 'Subscription.channel.endpoint', 'business-rule'],
+    ])('refuses the endpoint %s (422 naming %s), storing nothing', async (bad, where, code) => {
+      const before = (await b('get', '/fhir/Subscription?_summary=count')).body.total;
+      const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ channel: { type: 'rest-hook', endpoint: bad } }));
+      expect(res.status).toBe(422);
+      expect(res.body.issue[0]).toMatchObject({ code, expression: [where] });
+      expect((await b('get', '/fhir/Subscription?_summary=count')).body.total).toBe(before);
+    });
+
+    it('refuses a Subscription written with break-the-glass (403), storing nothing', async () => {
+      const glass = await (await registerTestClient(t, { role: 'hospital', organization: ORG_B, purposes: ['TREAT', 'ETREAT'] })).token('system/*.cruds', 'ETREAT');
+      const before = (await b('get', '/fhir/Subscription?_summary=count')).body.total;
+      const res = await request(t.http).post('/fhir/Subscription').set('Authorization', `Bearer ${glass}`).set('X-Break-Glass-Reason', 'unconscious patient').set('Content-Type', FHIR_JSON).send(subscriptionBody());
+      expect(res.status).toBe(403);
+      expect(res.body.issue[0]).toMatchObject({ code: 'forbidden', diagnostics: 'A Subscription may not be written with break-the-glass (purpose ETREAT)' });
+      expect((await b('get', '/fhir/Subscription?_summary=count')).body.total).toBe(before);
+    });
+
+    it('accepts an allow-listed endpoint', async () => {
+      const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ status: 'off', channel: { type: 'rest-hook', endpoint: 'https://hooks.allowed.example/fhir/b' } }, undefined));
+      expect(res.status).toBe(201);
+      expect(res.body.status).toBe('off');
+    });
+
+    it.each([
+      [{ criteria: 'NotAType?x=1' }, 'Subscription.criteria'],
+      [{ criteria: 'Task?no-such-param=1' }, 'Subscription.criteria'],
+      [{ channel: { type: 'websocket' as const } }, 'Subscription.channel.type'],
+    ])('refuses %j with 422 naming %s', async (extra, where) => {
+      const res = await b('post', '/fhir/Subscription').send(subscriptionBody(extra as Partial<Subscription>));
+      expect(res.status).toBe(422);
+      expect(res.body.issue[0].expression).toEqual([where]);
+    });
+  });
+
+  describe('delivery', () => {
+    it('notifies the owner of a matching Task create and update, signed and with a stable id, audited as a disclosure', async () => {
+      const id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
+      await created(await a('post', '/fhir/Task').send(task(ORG_C))); // another owner: no match
+      await receiver.waitFor(() => receiver.delivered(subscription.id).length >= 1);
+      const current = (await a('get', `/fhir/Task/${id}`)).body as Task;
+      expect((await a('put', `/fhir/Task/${id}`).send({ ...current, description: 'please review soon' })).status).toBe(200);
+      await receiver.waitFor(() => receiver.delivered(subscription.id).length >= 2);
+      await settled();
+      const got = receiver.delivered(subscription.id);
+      expect(got).toHaveLength(2);
+      expect(got.map((n) => JSON.parse(n.body) as Task).map((x) => [x.id, x.description])).toEqual([
+        [id, expect.stringMatching(/^please review/)],
+        [id, 'please review soon'],
+      ]);
+      expect(new Set(got.map((n) => n.id)).size).toBe(2);
+      for (const n of got) {
+        expect(n.headers['content-type']).toBe('application/fhir+json');
+        expect(n.headers['x-tenant']).toBe('b');
+        expect(signatureValid(SECRET, n.headers['x-signature'] as string, n.body)).toBe(true);
+        expect(signatureValid('another-secret-0123456789', n.headers['x-signature'] as string, n.body)).toBe(false);
+      }
+      const disclosures = records.filter((r) => r.subtype === 'subscription-notification' && r.entities[0]?.reference === `Task/${id}`);
+      expect(disclosures.length).toBeGreaterThanOrEqual(2);
+      expect(disclosures[0]).toMatchObject({ outcome: 'success', principal: expect.objectContaining({ organization: ORG_B }), patients: [patient] });
+      expect(disclosures[0].accessBasis[0]).toContain(`Subscription/${subscription.id}`);
+    });
+
+    it('sends a notification without body when the Subscription has no payload', async () => {
+      const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=headers-only`, channel: { type: 'rest-hook', endpoint } }, undefined));
+      expect(res.status).toBe(201);
+      const sub = res.body as Subscription;
+      const id = await created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { code: { coding: [{ code: 'headers-only' }] } })));
+      await receiver.waitFor(() => receiver.delivered(sub.id).length >= 1);
+      const [n] = receiver.delivered(sub.id);
+      expect(n.body).toBe('');
+      expect(n.headers['content-type']).toBeUndefined();
+      expect(n.headers['x-signature']).toBeUndefined();
+      expect(n.headers['x-subscription-id']).toBe(sub.id);
+      expect(id).toBeTruthy();
+    });
+
+    it('never sends a resource the subscriber may not read (a patient deny Consent)', async () => {
+      const denied = await created(await a('post', '/fhir/Patient').send(hiePatient()));
+      await created(await a('post', '/fhir/Consent').send(consentResource(denied)));
+      const hidden = await created(await a('post', '/fhir/Task').send(task(ORG_B, denied)));
+      expect((await b('get', `/fhir/Task/${hidden}`)).status).toBe(404);
+      const visible = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
+      await receiver.waitFor(() => receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === visible));
+      await settled();
+      expect(receiver.attempts.filter((n) => n.body.includes(hidden))).toEqual([]);
+      const [{ jobs }] = await t.db.query(`SELECT count(*)::int AS jobs FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_NOTIFY_QUEUE, hidden]);
+      expect(jobs).toBe(0);
+    });
+
+    it('sends nothing on delete', async () => {
+      const id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
+      await receiver.waitFor(() => receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
+      await settled();
+      const before = receiver.attempts.length;
+      expect((await a('delete', `/fhir/Task/${id}`)).status).toBe(200);
+      await settled();
+      expect(receiver.attempts.length).toBe(before);
+    });
+
+    it('retries a receiver down for its first attempts with backoff: writes commit meanwhile, the Subscription goes error then active, each notification arrives once by id', async () => {
+      receiver.down = true;
+      const ids = [await created(await a('post', '/fhir/Task').send(task(ORG_B))), await created(await a('post', '/fhir/Task').send(task(ORG_B)))];
+      // The writes committed while the receiver was down.
+      for (const id of ids) expect((await a('get', `/fhir/Task/${id}`)).status).toBe(200);
+      const attemptsOf = (taskId: string) => receiver.attempts.filter((n) => n.body.includes(`"id":"${taskId}"`));
+      await receiver.waitFor(() => ids.every((id) => attemptsOf(id).length >= 3), 60_000);
+      // The worker writes the status after the attempt it counts (the receiver has seen it by then).
+      const failing = await subscriptionWhen((s) => s.status === 'error');
+      expect(failing.status).toBe('error');
+      expect(failing.error).toMatch(/^3 deliveries in a row failed; last: the endpoint answered HTTP 503$/);
+      const admin = await (await registerTestClient(t, { role: 'admin', organization: ORG_C })).token();
+      const listed = (await request(t.http).get('/admin/subscriptions').set('Authorization', `Bearer ${admin}`)).body.subscriptions as { id: string; status: string; custodianOrg: string; failureCount: number }[];
+      expect(listed.find((x) => x.id === subscription.id)).toMatchObject({ status: 'error', custodianOrg: ORG_B, failureCount: expect.any(Number) });
+      expect(JSON.stringify(listed)).not.toContain(SECRET);
+      receiver.down = false;
+      await receiver.waitFor(() => ids.every((id) => attemptsOf(id).some((n) => n.answered === 204)), 60_000);
+      await settled();
+      for (const id of ids) {
+        const attempts = attemptsOf(id);
+        expect(attempts.filter((n) => n.answered === 503).length).toBeGreaterThanOrEqual(3);
+        // One notification id across its retries.
+        expect(new Set(attempts.map((n) => n.id)).size).toBe(1);
+        // Backoff: each retry waited longer than the one before (1 s, then about 2 s).
+        const gaps = attempts.slice(1).map((n, i) => n.at - attempts[i].at);
+        expect(gaps[0]).toBeGreaterThanOrEqual(900);
+        expect(receiver.delivered(subscription.id).filter((n) => n.id === attempts[0].id)).toHaveLength(1);
+      }
+      const recovered = await subscriptionWhen((s) => s.status === 'active');
+      expect(recovered.status).toBe('active');
+      expect(recovered.error).toBeUndefined();
+      expect(JSON.stringify(recovered)).not.toContain(SECRET);
+    }, 120_000);
+  });
+});

@@ -1,5 +1,6 @@
 import './bench-env';
 import { cpus, totalmem } from 'node:os';
+import { ChildProcess, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -122,4 +123,34 @@ export function writeResults(name: string, json: unknown, markdown: string): voi
   writeFileSync(join(target, `${name}.json`), `${JSON.stringify(json, null, 2)}\n`);
   writeFileSync(join(target, `${name}.md`), markdown);
   process.stdout.write(`${markdown}\nwritten to ${join(target, `${name}.md`)}\n`);
+}
+
+/** The built server (dist/main.js) as a child process, for benches that measure it from outside. */
+export interface ServerProcess {
+  child: ChildProcess;
+  exited: Promise<unknown>;
+  baseUrl: string;
+}
+
+/** Starts dist/main.js with `env` (PORT among it) and `nodeFlags`; resolves once it listens, rejects if it exits first. */
+export async function startServerProcess(env: Record<string, string>, nodeFlags: string[] = []): Promise<ServerProcess> {
+  const root = process.cwd();
+  const child = spawn(process.execPath, [...nodeFlags, join(root, 'dist', 'main.js')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  let err = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stderr!.on('data', (chunk: Buffer) => {
+      err += chunk.toString('utf8');
+      if (err.includes('FHIR server listening')) resolve();
+    });
+    void exited.then(() => reject(new Error(`server exited during start: ${err.slice(-2000)}`)));
+  });
+  return { child, exited, baseUrl: `http://127.0.0.1:${env.PORT}` };
+}
+
+/** SIGTERM to a server still running, then waits for it to exit. */
+export async function stopServerProcess(server: ServerProcess): Promise<void> {
+  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
+  server.child.kill('SIGTERM');
+  await server.exited;
 }

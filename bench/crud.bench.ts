@@ -1,4 +1,4 @@
-import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { createServer } from 'node:http';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir, totalmem } from 'node:os';
@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
 import { Client } from 'pg';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { percentile, writeResults } from './bench-support';
+import { percentile, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
 
 /**
@@ -39,11 +39,6 @@ const NAME = process.env.BENCH_NAME ?? 'crud';
 const ROOT = process.cwd();
 const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
 
-interface Server {
-  child: ChildProcess;
-  exited: Promise<unknown>;
-}
-
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-crud-'));
   chmodSync(dir, 0o755);
@@ -60,7 +55,7 @@ async function main(): Promise<void> {
   };
   const baseUrl = `http://127.0.0.1:${port}`;
   const profileDir = join(dir, 'profile');
-  let server = await startServer(env, []);
+  let server = await startServerProcess(env, []);
   try {
     const credentials = JSON.parse(readFileSync(join(pgDir, 'hie-credentials.json'), 'utf8'));
     const superUrl = `postgres://${credentials.superuser.user}:${encodeURIComponent(credentials.superuser.password)}@127.0.0.1:${pgPort}/hie`;
@@ -80,10 +75,10 @@ async function main(): Promise<void> {
     await su.query(`ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'`);
     await su.query('VACUUM ANALYZE');
     await su.end();
-    await stopServer(server);
+    await stopServerProcess(server);
     process.stdout.write('restarting with pg_stat_statements\n');
     // Restarted: pg_stat_statements loaded; the profile (if asked) covers the measurements, not the seeding.
-    server = await startServer(env, CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
+    server = await startServerProcess(env, CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
     token = await getToken(baseUrl, secret);
     const db = new Client({ connectionString: superUrl });
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
@@ -228,7 +223,7 @@ async function main(): Promise<void> {
       cells,
       statementsPerRequestAt16: statements,
     };
-    await stopServer(server);
+    await stopServerProcess(server);
     let profile = '';
     if (CPU_PROF) {
       const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
@@ -242,28 +237,9 @@ async function main(): Promise<void> {
     process.stderr.write(`bench:crud failed: ${err instanceof Error ? err.stack : String(err)}\n`);
     process.exitCode = 1;
   } finally {
-    if (server.child.exitCode === null) await stopServer(server);
+    if (server.child.exitCode === null) await stopServerProcess(server);
     rmSync(dir, { recursive: true, force: true });
   }
-}
-
-async function startServer(env: Record<string, string>, nodeFlags: string[]): Promise<Server> {
-  const child = spawn(process.execPath, [...nodeFlags, join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (chunk: Buffer) => {
-      err += chunk.toString('utf8');
-      if (err.includes('FHIR server listening')) resolve();
-    });
-    void exited.then(() => reject(new Error(`server exited during start: ${err.slice(-2000)}`)));
-  });
-  return { child, exited };
-}
-
-async function stopServer(server: Server): Promise<void> {
-  server.child.kill('SIGTERM');
-  await server.exited;
 }
 
 async function getToken(baseUrl: string, secret: string): Promise<string> {

@@ -1,4 +1,4 @@
-import { ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
+import { execFileSync, fork } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
 import { CREDENTIALS_FILE } from '../src/database/embedded-postgres';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { machineInfo, percentile, writeResults } from './bench-support';
+import { machineInfo, percentile, ServerProcess, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { ClientOutcome } from './ingest-client';
 
 /**
@@ -33,12 +33,6 @@ const NAME = process.env.BENCH_RESULTS_NAME ?? 'export';
 const CLIENT_FILE = join(PG_DIR, 'bench-export-client.json');
 const SAMPLE_MS = 250;
 
-interface Server {
-  child: ChildProcess;
-  exited: Promise<unknown>;
-  baseUrl: string;
-}
-
 async function main(): Promise<void> {
   if (!existsSync(join(ROOT, 'dist', 'main.js'))) throw new Error('dist/main.js is missing: npm run build');
   mkdirSync(PG_DIR, { recursive: true });
@@ -53,14 +47,14 @@ async function main(): Promise<void> {
     EXPORT_DIR: exportDir,
     NODE_ENV: 'production',
   };
-  let server = await startServer(env);
+  let server = await startServerProcess(env);
   try {
     const secret = clientSecret(env);
     const loaded = await load(server, await token(server, secret));
     if (process.env.BENCH_LOAD_ONLY === '1') return;
     // Measure a server that did not just load (its heap and caches would count as "idle").
-    await stopServer(server);
-    server = await startServer(env);
+    await stopServerProcess(server);
+    server = await startServerProcess(env);
     const pid = server.child.pid!;
     const bearer = await token(server, secret);
     await fetch(`${server.baseUrl}/fhir/Patient?_count=10`, { headers: { Authorization: `Bearer ${bearer}` } });
@@ -119,13 +113,13 @@ async function main(): Promise<void> {
     };
     writeResults(NAME, json, markdown(json));
   } finally {
-    await stopServer(server);
+    await stopServerProcess(server);
     rmSync(exportDir, { recursive: true, force: true });
   }
 }
 
 /** Generated patients' transaction Bundles until the target; a stored Patient means its Bundle was stored (resume). */
-async function load(server: Server, bearer: string): Promise<{ loaded: number; seconds: number; resourcesPerSecond: number }> {
+async function load(server: ServerProcess, bearer: string): Promise<{ loaded: number; seconds: number; resourcesPerSecond: number }> {
   const su = await superuser();
   const stored = new Set<string>((await su.query(`SELECT id FROM resource WHERE resource_type = 'Patient'`)).rows.map((r: { id: string }) => r.id));
   const [{ n: present }] = (await su.query(`SELECT count(*)::int AS n FROM resource WHERE NOT deleted`)).rows;
@@ -199,7 +193,7 @@ function clientSecret(env: Record<string, string>): string {
   return secret;
 }
 
-async function token(server: Server, secret: string): Promise<string> {
+async function token(server: ServerProcess, secret: string): Promise<string> {
   const res = await fetch(`${server.baseUrl}/oauth2/token`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
@@ -214,26 +208,6 @@ async function superuser(env: Record<string, string> = { EMBEDDED_PG_PORT: proce
   const client = new Client({ connectionString: `postgres://${credentials.superuser.user}:${encodeURIComponent(credentials.superuser.password)}@127.0.0.1:${env.EMBEDDED_PG_PORT}/hie` });
   await client.connect();
   return client;
-}
-
-async function startServer(env: Record<string, string>): Promise<Server> {
-  const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  let err = '';
-  await new Promise<void>((resolve, reject) => {
-    child.stderr!.on('data', (chunk: Buffer) => {
-      err += chunk.toString('utf8');
-      if (err.includes('FHIR server listening')) resolve();
-    });
-    void exited.then(() => reject(new Error(`server exited during start: ${err.slice(-2000)}`)));
-  });
-  return { child, exited, baseUrl: `http://127.0.0.1:${env.PORT}` };
-}
-
-async function stopServer(server: Server): Promise<void> {
-  if (server.child.exitCode !== null || server.child.signalCode !== null) return;
-  server.child.kill('SIGTERM');
-  await server.exited;
 }
 
 /** Resident set of the server process (VmRSS), MiB. */

@@ -1,20 +1,9 @@
-import { FhirError } from '../common/fhir-error';
+import { refusal } from '../common/fhir-error.testing';
 import { SqlParams } from '../fhir/storage/sql-params';
 import { parseSmartScope, SmartScope } from './smart-scope';
 import { restrictionClauses, scopeRestrictionFragment } from './scope-restriction';
 
 const scope = (raw: string): SmartScope => parseSmartScope(raw) as SmartScope;
-
-/** The 400 a bad restriction throws: status, issue code, diagnostics and expression. */
-function refusal(fn: () => unknown): [number, string, string | undefined, string[] | undefined] {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof FhirError)) throw e;
-    return [e.status, e.issues[0].code, e.issues[0].diagnostics, e.issues[0].expression];
-  }
-  throw new Error('expected a FhirError');
-}
 
 describe('SMART v2 scope restrictions (?param=value) as search clauses', () => {
   it('parses each plain parameter into a clause on the scope type, a repeated parameter into one clause each', () => {

@@ -1,15 +1,15 @@
-import { Injectable, OnModuleInit } from '@nestjs/common';
+import { Injectable } from '@nestjs/common';
 import type { Bundle, Identifier, Parameters, ParametersParameter, Patient } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { buildInteraction } from '../fhir/pipeline/interaction';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
-import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
 import { parseOperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { SearchService } from '../fhir/search/search.service';
 import type { StorageSession } from '../fhir/storage/storage-session';
+import { PatientLookupOperation } from './patient-lookup.operation';
 import { visiblePatients } from './visible-patients';
 
 /**
@@ -21,24 +21,15 @@ import { visiblePatients } from './visible-patients';
  * search under its AccessContext, so a record hidden by consent is neither returned nor audited.
  */
 @Injectable()
-export class IhePixOperation extends FhirOperation implements OnModuleInit {
+export class IhePixOperation extends PatientLookupOperation {
   readonly name = 'ihe-pix';
   readonly definition = shippedOperationDefinition('ihe-pix');
-  readonly levels = ['type'] as const;
-  override readonly resourceTypes = ['Patient'];
-  readonly affectsState = false;
-  readonly roles = ['hospital'] as const;
-  override readonly scopes = ['Patient.r', 'Patient.s'];
 
   constructor(
-    private readonly operations: OperationRegistry,
+    operations: OperationRegistry,
     private readonly search: SearchService,
   ) {
-    super();
-  }
-
-  onModuleInit(): void {
-    this.operations.register(this);
+    super(operations);
   }
 
   async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {

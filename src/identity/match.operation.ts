@@ -1,10 +1,9 @@
-import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
+import { Inject, Injectable } from '@nestjs/common';
 import type { Bundle, BundleEntry, Patient } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { SystemAccess } from '../fhir/pipeline/system-access';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
-import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
 import { parseOperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
@@ -15,6 +14,7 @@ import { demographicsOf } from './demographics';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
 import { MatchScore, scoreMatch } from './match-scorer';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
+import { PatientLookupOperation } from './patient-lookup.operation';
 import { visiblePatients } from './visible-patients';
 
 export const MATCH_GRADE_URL = 'http://hl7.org/fhir/StructureDefinition/match-grade';
@@ -29,28 +29,19 @@ const MAX_COUNT = 100;
  * changes nothing in the answer or the audit record.
  */
 @Injectable()
-export class MatchOperation extends FhirOperation implements OnModuleInit {
+export class MatchOperation extends PatientLookupOperation {
   readonly name = 'match';
   readonly definition = shippedOperationDefinition('match');
-  readonly levels = ['type'] as const;
-  override readonly resourceTypes = ['Patient'];
-  readonly affectsState = false;
-  readonly roles = ['hospital'] as const;
-  override readonly scopes = ['Patient.r', 'Patient.s'];
 
   constructor(
-    private readonly operations: OperationRegistry,
+    operations: OperationRegistry,
     private readonly system: SystemAccess,
     private readonly search: SearchService,
     private readonly demographics: PatientDemographicsRepository,
     private readonly validator: ResourceValidator,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {
-    super();
-  }
-
-  onModuleInit(): void {
-    this.operations.register(this);
+    super(operations);
   }
 
   async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {

@@ -32,6 +32,8 @@ interface Changed {
  * links stay readable; no Patient is ever rewritten, so an undone link loses no data) and is
  * audited as an update naming the Persons and Patients it changed.
  */
+// Injectable so its constructor's parameter types are emitted: the operations below inherit it.
+@Injectable()
 abstract class PersonAdminOperation extends FhirOperation implements OnModuleInit {
   override readonly resourceTypes = ['Person'];
   readonly affectsState = true;
@@ -43,7 +45,7 @@ abstract class PersonAdminOperation extends FhirOperation implements OnModuleIni
     protected readonly system: SystemAccess,
     protected readonly repository: ResourceRepository,
     protected readonly persons: PersonLinks,
-    protected readonly config: IdentityConfig,
+    @Inject(IDENTITY_CONFIG) protected readonly config: IdentityConfig,
   ) {
     super();
   }
@@ -92,6 +94,19 @@ abstract class PersonAdminOperation extends FhirOperation implements OnModuleIni
     return state;
   }
 
+  /**
+   * The Person `id` (locked), its Patients that stay and the given ones that leave, with NO_MATCH
+   * kept between the two groups (`$unlink`, `$split`); `keepOne`: 422 when none would stay.
+   */
+  protected async separate(sys: AccessContext, tx: EntityManager, id: string, input: OperationInput, decidedBy: string, keepOne = false): Promise<{ state: PersonState; stay: string[]; leave: string[] }> {
+    const patients = await this.patients(sys, tx, input);
+    const state = await this.target(sys, tx, id);
+    const { stay, leave } = partition(state, patients);
+    if (keepOne && !stay.length) throw new FhirError(422, 'business-rule', `patient: splitting every Patient out leaves Person/${state.id} empty; use $unlink`, ['patient']);
+    await this.persons.recordNoMatch(tx, leave, stay, decidedBy);
+    return { state, stay, leave };
+  }
+
   /** Each Patient's Person, from the bookkeeping (one Person per Patient). */
   protected async personsOf(tx: EntityManager, patients: readonly string[]): Promise<Map<string, string>> {
     const rows: { patient_id: string; person_id: string }[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = ANY($1::text[])`, [patients]);
@@ -133,10 +148,6 @@ export class PersonLinkOperation extends PersonAdminOperation {
   readonly definition: OperationDefinition = shippedOperationDefinition('person-link');
   readonly levels: readonly OperationLevel[] = ['type', 'instance'];
 
-  constructor(operations: OperationRegistry, system: SystemAccess, repository: ResourceRepository, persons: PersonLinks, @Inject(IDENTITY_CONFIG) config: IdentityConfig) {
-    super(operations, system, repository, persons, config);
-  }
-
   protected async change(sys: AccessContext, tx: EntityManager, i: OperationInteraction, input: OperationInput, decidedBy: string): Promise<Changed> {
     const patients = await this.patients(sys, tx, input);
     const current = await this.personsOf(tx, patients);
@@ -174,15 +185,8 @@ export class PersonUnlinkOperation extends PersonAdminOperation {
   readonly definition: OperationDefinition = shippedOperationDefinition('person-unlink');
   readonly levels: readonly OperationLevel[] = ['instance'];
 
-  constructor(operations: OperationRegistry, system: SystemAccess, repository: ResourceRepository, persons: PersonLinks, @Inject(IDENTITY_CONFIG) config: IdentityConfig) {
-    super(operations, system, repository, persons, config);
-  }
-
   protected async change(sys: AccessContext, tx: EntityManager, i: OperationInteraction, input: OperationInput, decidedBy: string): Promise<Changed> {
-    const patients = await this.patients(sys, tx, input);
-    const state = await this.target(sys, tx, i.id!);
-    const { stay, leave } = partition(state, patients);
-    await this.persons.recordNoMatch(tx, leave, stay, decidedBy);
+    const { state, stay, leave } = await this.separate(sys, tx, i.id!, input, decidedBy);
     const saved = await this.save(sys, tx, state, keep(state, stay), decidedBy, [], stay.length ? {} : { active: false });
     return { persons: [saved], patients: leave, reason: `admin unlinked ${leave.map((p) => `Patient/${p}`).join(', ')} from Person/${state.id} (no match kept)` };
   }
@@ -198,16 +202,8 @@ export class PersonSplitOperation extends PersonAdminOperation {
   readonly definition: OperationDefinition = shippedOperationDefinition('person-split');
   readonly levels: readonly OperationLevel[] = ['instance'];
 
-  constructor(operations: OperationRegistry, system: SystemAccess, repository: ResourceRepository, persons: PersonLinks, @Inject(IDENTITY_CONFIG) config: IdentityConfig) {
-    super(operations, system, repository, persons, config);
-  }
-
   protected async change(sys: AccessContext, tx: EntityManager, i: OperationInteraction, input: OperationInput, decidedBy: string): Promise<Changed> {
-    const patients = await this.patients(sys, tx, input);
-    const state = await this.target(sys, tx, i.id!);
-    const { stay, leave } = partition(state, patients);
-    if (!stay.length) throw new FhirError(422, 'business-rule', `patient: splitting every Patient out leaves Person/${state.id} empty; use $unlink`, ['patient']);
-    await this.persons.recordNoMatch(tx, leave, stay, decidedBy);
+    const { state, stay, leave } = await this.separate(sys, tx, i.id!, input, decidedBy, true);
     const kept = await this.save(sys, tx, state, keep(state, stay), decidedBy, []);
     const fresh = await this.persons.read(sys, tx);
     await this.persons.lock(tx, fresh.id);
@@ -226,10 +222,6 @@ export class PersonMergeOperation extends PersonAdminOperation {
   readonly name = 'merge';
   readonly definition: OperationDefinition = shippedOperationDefinition('person-merge');
   readonly levels: readonly OperationLevel[] = ['instance'];
-
-  constructor(operations: OperationRegistry, system: SystemAccess, repository: ResourceRepository, persons: PersonLinks, @Inject(IDENTITY_CONFIG) config: IdentityConfig) {
-    super(operations, system, repository, persons, config);
-  }
 
   protected async change(sys: AccessContext, tx: EntityManager, i: OperationInteraction, input: OperationInput, decidedBy: string): Promise<Changed> {
     const m = REF_RE('Person').exec(input.all('source')[0]?.valueReference?.reference ?? '');

@@ -1,6 +1,7 @@
 import type { ServiceRequest, Task } from '@medplum/fhirtypes';
 import { REFERRAL_TASK_PROFILE } from './referral-profiles';
 import { referralAccessGrants, referralAccessRule } from './referral-access';
+import { referralTask } from './referral-fixtures';
 
 const NOW = new Date('2026-03-01T12:00:00Z');
 const sr: ServiceRequest = {
@@ -11,18 +12,8 @@ const sr: ServiceRequest = {
   subject: { reference: 'Patient/p1' },
   supportingInfo: [{ reference: 'Condition/c1' }, { reference: 'Observation/o1' }, { reference: 'https://elsewhere.example/Observation/x' }, { reference: 'Condition/c1' }],
 };
-const task = (status: Task['status'], lastUpdated = '2026-02-20T12:00:00Z', extra: Partial<Task> = {}): Task => ({
-  resourceType: 'Task',
-  id: 't1',
-  meta: { profile: [REFERRAL_TASK_PROFILE], lastUpdated },
-  status,
-  intent: 'order',
-  focus: { reference: 'ServiceRequest/s1' },
-  for: { reference: 'Patient/p1' },
-  requester: { reference: 'Organization/a' },
-  owner: { reference: 'Organization/b' },
-  ...extra,
-});
+const task = (status: Task['status'], lastUpdated = '2026-02-20T12:00:00Z', extra: Partial<Task> = {}): Task =>
+  referralTask({ meta: { profile: [REFERRAL_TASK_PROFILE], lastUpdated }, status, ...extra });
 const owner = { basis: 'referral', referral: 'Task/t1', organization: 'b', purpose: 'TREAT', resources: ['Condition/c1', 'Observation/o1', 'Patient/p1'] };
 
 describe('referral-scoped access', () => {

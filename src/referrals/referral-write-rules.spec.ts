@@ -1,30 +1,9 @@
-import type { ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Task } from '@medplum/fhirtypes';
+import { referralServiceRequest, referralTask } from './referral-fixtures';
 import { changedElements, judgeServiceRequestChange, judgeTaskChange, partyOf, stateLine } from './referral-write-rules';
 
-const task = (extra: Partial<Task> = {}): Task => ({
-  resourceType: 'Task',
-  id: 't1',
-  meta: { versionId: '1', profile: ['http://hie.example.org/fhir/StructureDefinition/hie-referral-task'] },
-  status: 'requested',
-  intent: 'order',
-  focus: { reference: 'ServiceRequest/s1' },
-  for: { reference: 'Patient/p1' },
-  requester: { reference: 'Organization/a' },
-  owner: { reference: 'Organization/b' },
-  authoredOn: '2026-01-01T00:00:00Z',
-  ...extra,
-});
-const sr = (extra: Partial<ServiceRequest> = {}): ServiceRequest => ({
-  resourceType: 'ServiceRequest',
-  id: 's1',
-  meta: { profile: ['http://hie.example.org/fhir/StructureDefinition/hie-referral-servicerequest'] },
-  status: 'active',
-  intent: 'order',
-  subject: { reference: 'Patient/p1' },
-  requester: { reference: 'Organization/a' },
-  performer: [{ reference: 'Organization/b' }],
-  ...extra,
-});
+const task = (extra: Partial<Task> = {}): Task => referralTask({ authoredOn: '2026-01-01T00:00:00Z', ...extra });
+const sr = referralServiceRequest;
 
 describe('referral write rules', () => {
   it('parties: requester first, then owner; none without an organization or a match', () => {

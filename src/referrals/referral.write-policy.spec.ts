@@ -1,35 +1,12 @@
-import type { Resource, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Resource } from '@medplum/fhirtypes';
 import type { Interaction } from '../fhir/pipeline/interaction';
 import type { Principal } from '../fhir/pipeline/principal';
 import { WritePolicies, WriteProposal } from '../fhir/pipeline/write-policy';
+import { referralServiceRequest, referralTask } from './referral-fixtures';
 import { ReferralWritePolicy } from './referral.write-policy';
 
-const TASK_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral-task';
-const SR_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral-servicerequest';
-
-const task = (extra: Partial<Task> = {}): Task => ({
-  resourceType: 'Task',
-  id: 't1',
-  meta: { versionId: '1', profile: [TASK_PROFILE] },
-  status: 'requested',
-  intent: 'order',
-  focus: { reference: 'ServiceRequest/s1' },
-  for: { reference: 'Patient/p1' },
-  requester: { reference: 'Organization/a' },
-  owner: { reference: 'Organization/b' },
-  ...extra,
-});
-const sr = (extra: Partial<ServiceRequest> = {}): ServiceRequest => ({
-  resourceType: 'ServiceRequest',
-  id: 's1',
-  meta: { profile: [SR_PROFILE] },
-  status: 'active',
-  intent: 'order',
-  subject: { reference: 'Patient/p1' },
-  requester: { reference: 'Organization/a' },
-  performer: [{ reference: 'Organization/b' }],
-  ...extra,
-});
+const task = referralTask;
+const sr = referralServiceRequest;
 
 /** A proposal as the write path builds it (no I/O: the policy judges only what it is given). */
 const proposal = (organization: string | undefined, mode: WriteProposal['mode'], before: Resource | undefined, after: Resource | undefined): WriteProposal => ({

@@ -1,9 +1,9 @@
-import type { Bundle, Parameters, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { captureAuditRecords } from '../support/audit';
-import { registerTestClient } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { hiePatient } from '../support/fixtures';
+import { referByOperation, ReferralParty, referralParties, referralServiceRequest } from '../support/referrals';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
@@ -12,7 +12,7 @@ const ORG_B = `rfa-b-${RUN}`; // the receiving clinic (owner)
 const ORG_C = `rfa-c-${RUN}`; // a hospital with no part in the referrals
 const ACT = 'http://terminology.hl7.org/CodeSystem/v3-ActCode';
 
-type Send = (m: 'get' | 'post' | 'put', path: string) => request.Test;
+type Send = ReferralParty;
 
 /**
  * Referral-scoped access (docs/referrals.md) in an opt-in region, where the base policy alone shares
@@ -27,10 +27,6 @@ describe('referral-scoped access (opt-in region): basis referral', () => {
   let b: Send;
   let c: Send;
 
-  const client = async (organization: string): Promise<Send> => {
-    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-  };
   const create = async (who: Send, body: Record<string, unknown>): Promise<string> => {
     const res = await who('post', `/fhir/${body.resourceType as string}`).send(body);
     if (res.status !== 201) throw new Error(`create ${body.resourceType as string}: ${res.status} ${JSON.stringify(res.body)}`);
@@ -43,31 +39,8 @@ describe('referral-scoped access (opt-in region): basis referral', () => {
     clinicalStatus: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/condition-clinical', code: 'active' }] },
     ...extra,
   });
-  const refer = async (patient: string, supportingInfo: string[]): Promise<{ sr: ServiceRequest; task: Task }> => {
-    const res = await a('post', '/fhir/ServiceRequest/$refer').send({
-      resourceType: 'Parameters',
-      parameter: [
-        {
-          name: 'serviceRequest',
-          resource: {
-            resourceType: 'ServiceRequest',
-            status: 'active',
-            intent: 'order',
-            priority: 'routine',
-            code: { text: 'cardiology consult' },
-            subject: { reference: `Patient/${patient}` },
-            requester: { reference: `Organization/${ORG_A}` },
-            performer: [{ reference: `Organization/${ORG_B}` }],
-            reasonCode: [{ text: 'chest pain on exertion' }],
-            supportingInfo: supportingInfo.map((reference) => ({ reference })),
-          },
-        },
-      ],
-    });
-    expect(res.status).toBe(200);
-    const out = (res.body as Parameters).parameter ?? [];
-    return { sr: out.find((p) => p.name === 'serviceRequest')?.resource as ServiceRequest, task: out.find((p) => p.name === 'task')?.resource as Task };
-  };
+  const refer = (patient: string, supportingInfo: string[]) =>
+    referByOperation(a, referralServiceRequest(patient, ORG_A, ORG_B, { supportingInfo: supportingInfo.map((reference) => ({ reference })) }));
   /** `who` moves the Task (read by itself) with If-Match of the version it read. */
   const transition = async (who: Send, id: string, change: Partial<Task>): Promise<request.Response> => {
     const current = await who('get', `/fhir/Task/${id}`);
@@ -97,12 +70,7 @@ describe('referral-scoped access (opt-in region): basis referral', () => {
       delete process.env.CONSENT_BASE_POLICY;
     }
     records = captureAuditRecords(t.app);
-    [a, b, c] = [await client(ORG_A), await client(ORG_B), await client(ORG_C)];
-    const adminToken = await (await registerTestClient(t, { role: 'admin', organization: ORG_A, scopes: ['system/Organization.cruds'], purposes: ['HSYSADMIN'] })).token();
-    for (const org of [ORG_A, ORG_B, ORG_C]) {
-      const put = await request(t.http).put(`/fhir/Organization/${org}`).set('Authorization', `Bearer ${adminToken}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Organization', id: org, name: org });
-      expect(put.status).toBe(201);
-    }
+    [a, b, c] = await referralParties(t, [ORG_A, ORG_B, ORG_C]);
     patient = await create(a, hiePatient({ name: [{ family: `Referred${RUN}` }] }));
     supporting = await create(a, condition(patient));
     unshared = await create(a, condition(patient, { code: { text: 'not part of the referral' } }));

@@ -1,9 +1,9 @@
-import type { Bundle, Parameters, ServiceRequest, Task } from '@medplum/fhirtypes';
+import type { Bundle, ServiceRequest, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { captureAuditRecords } from '../support/audit';
-import { registerTestClient } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { hiePatient } from '../support/fixtures';
+import { referByOperation, ReferralParty, referralParties, referralServiceRequest } from '../support/referrals';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
@@ -16,7 +16,7 @@ const SR_PROFILE = 'http://hie.example.org/fhir/StructureDefinition/hie-referral
 /** The answer to a write of a resource the writer cannot read (nothing about the referral). */
 const HIDDEN = 'hidden';
 
-type Send = (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
+type Send = ReferralParty;
 
 describe('referrals: ServiceRequest/$refer, the Task state machine and its write policy', () => {
   let t: TestApp;
@@ -27,32 +27,9 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
   let patient: string;
   let condition: string;
 
-  const client = async (organization: string): Promise<Send> => {
-    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-  };
-  const serviceRequest = (extra: Partial<ServiceRequest> = {}): ServiceRequest => ({
-    resourceType: 'ServiceRequest',
-    status: 'active',
-    intent: 'order',
-    priority: 'urgent',
-    code: { text: 'cardiology consult' },
-    subject: { reference: `Patient/${patient}` },
-    requester: { reference: `Organization/${ORG_A}` },
-    performer: [{ reference: `Organization/${ORG_B}` }],
-    reasonCode: [{ text: 'chest pain on exertion' }],
-    supportingInfo: [{ reference: `Condition/${condition}` }],
-    ...extra,
-  });
-  const refer = async (extra: Partial<ServiceRequest> = {}, note?: string): Promise<{ sr: ServiceRequest; task: Task }> => {
-    const res = await a('post', '/fhir/ServiceRequest/$refer').send({
-      resourceType: 'Parameters',
-      parameter: [{ name: 'serviceRequest', resource: serviceRequest(extra) }, ...(note ? [{ name: 'note', valueString: note }] : [])],
-    });
-    expect(res.status).toBe(200);
-    const out = (res.body as Parameters).parameter ?? [];
-    return { sr: out.find((p) => p.name === 'serviceRequest')?.resource as ServiceRequest, task: out.find((p) => p.name === 'task')?.resource as Task };
-  };
+  const serviceRequest = (extra: Partial<ServiceRequest> = {}): ServiceRequest =>
+    referralServiceRequest(patient, ORG_A, ORG_B, { priority: 'urgent', supportingInfo: [{ reference: `Condition/${condition}` }], ...extra });
+  const refer = (extra: Partial<ServiceRequest> = {}, note?: string) => referByOperation(a, serviceRequest(extra), note);
   /** The stored Task, then a PUT of it changed by `change`, with If-Match of its version unless told otherwise. */
   const transition = async (who: Send, id: string, change: Partial<Task>, ifMatch: string | null = 'current'): Promise<request.Response> => {
     const current = (await a('get', `/fhir/Task/${id}`)).body as Task;
@@ -84,12 +61,7 @@ describe('referrals: ServiceRequest/$refer, the Task state machine and its write
   beforeAll(async () => {
     t = await createTestApp();
     records = captureAuditRecords(t.app);
-    [a, b, c] = [await client(ORG_A), await client(ORG_B), await client(ORG_C)];
-    const adminToken = await (await registerTestClient(t, { role: 'admin', organization: ORG_A, scopes: ['system/Organization.cruds'], purposes: ['HSYSADMIN'] })).token();
-    for (const org of [ORG_A, ORG_B, ORG_C]) {
-      const put = await request(t.http).put(`/fhir/Organization/${org}`).set('Authorization', `Bearer ${adminToken}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Organization', id: org, name: org });
-      expect(put.status).toBe(201);
-    }
+    [a, b, c] = await referralParties(t, [ORG_A, ORG_B, ORG_C]);
     patient = (await a('post', '/fhir/Patient').send(hiePatient({ name: [{ family: `Referral${RUN}` }] }))).body.id as string;
     condition = (
       await a('post', '/fhir/Condition').send({

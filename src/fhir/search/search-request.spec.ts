@@ -1,4 +1,4 @@
-import { FhirError } from '../../common/fhir-error';
+import { refusal } from '../../common/fhir-error.testing';
 import type { QueryParams } from '../pipeline/interaction';
 import { Clause, encodeCursor, MAX_COUNT, ParamClause, parseSearchRequest, splitPrefix, splitValues } from './search-request';
 import { SEARCH_LIMITS } from './search-limits';
@@ -12,17 +12,6 @@ function summarize(c: Clause): unknown {
   if (c.kind === 'chain') return { chain: c.def.code, target: c.targetType, inner: summarize(c.inner) };
   if (c.kind === 'untyped-chain') return { untyped: c.def.code, chains: c.chains.map(summarize) };
   return { has: c.sourceType, via: c.referenceParam, inner: summarize(c.inner) };
-}
-
-/** The FhirError `fn` throws, as [status, code, diagnostics, expression]. */
-function refusal(fn: () => unknown): [number, string, string | undefined, string[] | undefined] {
-  try {
-    fn();
-  } catch (e) {
-    if (!(e instanceof FhirError)) throw e;
-    return [e.status, e.issues[0].code, e.issues[0].diagnostics, e.issues[0].expression];
-  }
-  throw new Error('expected a FhirError');
 }
 
 describe('search request parser: clauses', () => {

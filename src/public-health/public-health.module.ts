@@ -6,16 +6,17 @@ import { BulkExportController } from './bulk-export.controller';
 import { BulkExportJob } from './bulk-export.job';
 import { GroupExportOperation, PatientExportOperation, SystemExportOperation } from './bulk-export.operation';
 import { BulkExportRepository } from './bulk-export.repository';
+import { EvaluateMeasureOperation } from './measure-evaluation.operation';
 
 /**
- * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export` so far; statistics
- * and case reports plug in beside it. Built on the extension points: operations registered with
+ * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export` and coverage
+ * statistics (`$evaluate-measure`); case reports plug in beside them. Built on the extension points: operations registered with
  * the OperationRegistry, the outbox job queue, and SystemAccess for work on a client's behalf.
  */
 @Module({
   imports: [FhirModule, AuthModule],
   controllers: [BulkExportController],
-  providers: [BulkExportRepository, BulkExportJob, SystemExportOperation, PatientExportOperation, GroupExportOperation],
+  providers: [BulkExportRepository, BulkExportJob, SystemExportOperation, PatientExportOperation, GroupExportOperation, EvaluateMeasureOperation],
 })
 export class PublicHealthModule implements NestModule {
   configure(consumer: MiddlewareConsumer): void {

@@ -1,5 +1,5 @@
 import type { CodeableConcept, Extension, MeasureReport, MeasureReportGroupPopulation, MeasureReportGroupStratifierStratum, Quantity } from '@medplum/fhirtypes';
-import type { PatientAggregateRow } from '../fhir/search/patient-aggregate.query';
+import { NONE, type PatientAggregateRow } from '../fhir/search/patient-aggregate.query';
 import { STRATIFIER_SYSTEM, type MeasureSpec, type StratifierCode } from './measure-definitions';
 import { suppress, type SuppressionCell, type SuppressionLine } from './suppression';
 
@@ -7,6 +7,8 @@ const POPULATION_SYSTEM = 'http://terminology.hl7.org/CodeSystem/measure-populat
 /** FHIR's data-absent-reason extension and the code for a value withheld for privacy. */
 export const DATA_ABSENT_REASON = 'http://hl7.org/fhir/StructureDefinition/data-absent-reason';
 const MASKED: Extension = { url: DATA_ABSENT_REASON, valueCode: 'masked' };
+/** Characteristics of the qualifying resource, whose value `none` means "not in the numerator". */
+const EVENT_CODES: readonly StratifierCode[] = ['payer-type', 'payer', 'month'];
 
 export interface MeasureReportInput {
   spec: MeasureSpec;
@@ -64,6 +66,14 @@ export function buildMeasureReport(input: MeasureReportInput): MeasureReport {
       const present = (va: string, vb: string): boolean => byKey.has(pairKey(va, vb));
       for (const va of valuesOf(a)) lines.push({ total: cell(`${a}=${va}`), parts: valuesOf(b).filter((vb) => present(va, vb)).map((vb) => cell(pairKey(va, vb))) });
       for (const vb of valuesOf(b)) lines.push({ total: cell(`${b}=${vb}`), parts: valuesOf(a).filter((va) => present(va, vb)).map((va) => cell(pairKey(va, vb))) });
+    }
+  }
+  // Patients without a qualifying resource (stratum `none` of a payer characteristic) are the
+  // denominator less the numerator: that relation is public, so it is a line too.
+  if (spec.scoring === 'proportion') {
+    for (const code of EVENT_CODES) {
+      const none = `${code}=${NONE}`;
+      if (byKey.has(none)) lines.push({ total: 'denominator|', parts: [`denominator|${none}`, 'numerator|'] });
     }
   }
   const withheld = suppress({ cells, lines, atMost }, threshold);

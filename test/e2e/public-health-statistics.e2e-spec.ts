@@ -1,6 +1,7 @@
 import request from 'supertest';
 import type { Condition, Coverage, MeasureReport, MeasureReportGroupPopulation, MeasureReportGroupStratifierStratum, Patient, Resource } from '@medplum/fhirtypes';
 import type { AuditRecord } from '../../src/audit/audit-record';
+import { feasibleRanges, SuppressionCell, SuppressionLine } from '../../src/public-health/suppression';
 import { SyntheticDataGenerator } from '../../src/synthetic/synthetic-data.generator';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
@@ -124,6 +125,47 @@ describe('$evaluate-measure: coverage statistics with small-cell suppression', (
   const keyOf = (s: MeasureReportGroupStratifierStratum): string => s.value?.text ?? s.component!.map((c) => c.value!.text).join('|');
 
   /**
+   * What a reader of the report knows, rebuilt from the published document only: every shown count,
+   * the strata of each single stratifier adding up to the group, each pair's rows and columns adding
+   * up to the single strata (absent combinations are 0), a numerator at most its denominator, and
+   * the uninsured = denominator − numerator. Each withheld cell's range over that system, by linear
+   * programming, given the true counts of the test.
+   */
+  function rangesFromPublished(report: MeasureReport, truth: Map<string, number>): Map<string, { min: number; max: number }> {
+    const group = report.group![0];
+    const cells: SuppressionCell[] = [];
+    const lines: SuppressionLine[] = [];
+    const withheld = new Set<string>();
+    const add = (key: string, p: MeasureReportGroupPopulation): void => {
+      if (masked(p)) withheld.add(key);
+      cells.push({ key, value: masked(p) ? truth.get(key)! : p.count!, shown: true });
+    };
+    for (const code of ['denominator', 'numerator']) {
+      add(`${code}|`, pop(group, code));
+      const single = new Map<string, string[]>();
+      for (const st of group.stratifier!) {
+        const dims = st.code!.map((c) => c.coding![0].code!);
+        if (dims.length === 1) {
+          for (const s of st.stratum!) add(`${code}|${dims[0]}=${keyOf(s)}`, pop(s, code));
+          single.set(dims[0], st.stratum!.map(keyOf));
+          lines.push({ total: `${code}|`, parts: st.stratum!.map((s) => `${code}|${dims[0]}=${keyOf(s)}`) });
+        }
+      }
+      for (const st of group.stratifier!.filter((x) => x.code!.length === 2)) {
+        const [a, b] = st.code!.map((c) => c.coding![0].code!);
+        const pairKey = (va: string, vb: string): string => `${code}|${a}=${va}&${b}=${vb}`;
+        for (const s of st.stratum!) add(pairKey(s.component![0].value!.text!, s.component![1].value!.text!), pop(s, code));
+        const present = new Set(st.stratum!.map((s) => pairKey(s.component![0].value!.text!, s.component![1].value!.text!)));
+        for (const va of single.get(a)!) lines.push({ total: `${code}|${a}=${va}`, parts: single.get(b)!.map((vb) => pairKey(va, vb)).filter((k) => present.has(k)) });
+        for (const vb of single.get(b)!) lines.push({ total: `${code}|${b}=${vb}`, parts: single.get(a)!.map((va) => pairKey(va, vb)).filter((k) => present.has(k)) });
+      }
+    }
+    for (const dim of ['payer-type', 'payer']) lines.push({ total: 'denominator|', parts: [`denominator|${dim}=none`, 'numerator|'] });
+    const atMost = cells.filter((c) => c.key.startsWith('numerator|')).map((c): [string, string] => [c.key, c.key.replace('numerator|', 'denominator|')]);
+    return feasibleRanges({ cells, lines, atMost }, withheld);
+  }
+
+  /**
    * Checks one stratifier of a report against the independent counts: the same strata; each count
    * shown equals the expected one; each expected 1..T-1 is masked; returns the complementary
    * (masked although 0 or ≥ T) cells. Each line (the strata of one population with the group's
@@ -196,6 +238,28 @@ describe('$evaluate-measure: coverage statistics with small-cell suppression', (
     ];
     // The generated data has small cells (the uninsured, pairs) whose complements are larger counts.
     expect(complementary.length).toBeGreaterThan(0);
+    // Every withheld cell, given everything the report publishes, still ranges over at least T values (and holds its true count).
+    const truth = new Map<string, number>();
+    const put = (key: string, want: Counts): void => {
+      for (const [k, c] of want) {
+        truth.set(`denominator|${k ? `${key}=${k}` : ''}`.replace(/\|=/, '|'), c.den);
+        truth.set(`numerator|${k ? `${key}=${k}` : ''}`.replace(/\|=/, '|'), c.num);
+      }
+    };
+    put('payer-type', expected(people, [(p) => p.payerType], covered));
+    put('payer', expected(people, [(p) => p.payer], covered));
+    put('region', expected(people, [(p) => p.district], covered));
+    for (const [k, c] of expected(people, [(p) => p.payerType, (p) => p.district], covered)) {
+      if (!k) continue;
+      const [pt, d] = k.split('|');
+      truth.set(`denominator|payer-type=${pt}&region=${d}`, c.den);
+      truth.set(`numerator|payer-type=${pt}&region=${d}`, c.num);
+    }
+    const ranges = rangesFromPublished(report, truth);
+    expect(ranges.size).toBeGreaterThan(10);
+    for (const [key, r] of ranges) {
+      expect({ key, wide: r.max - r.min + 1 >= T, holdsTruth: r.min <= truth.get(key)! && truth.get(key)! <= r.max }).toEqual({ key, wide: true, holdsTruth: true });
+    }
     // A stratum whose numerator or denominator is withheld has no score, and says why.
     for (const s of report.group![0].stratifier!.flatMap((x) => x.stratum!)) {
       if (masked(pop(s, 'numerator')) || masked(pop(s, 'denominator'))) expect(s.measureScore).toEqual({ extension: [{ url: 'http://hl7.org/fhir/StructureDefinition/data-absent-reason', valueCode: 'masked' }] });

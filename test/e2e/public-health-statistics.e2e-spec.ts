@@ -298,6 +298,47 @@ describe('$evaluate-measure: coverage statistics with small-cell suppression', (
     expect(report.group![0].measureScore).toBeUndefined();
   });
 
+  it('immunization coverage of a cohort by age: COVID-19 at 65 and over, MMR by 24 months', async () => {
+    const patients = resources.filter((r): r is Patient => r.resourceType === 'Patient');
+    const immunized = (id: string, codes: string[], before: string): boolean =>
+      resources.some(
+        (r) =>
+          r.resourceType === 'Immunization' &&
+          r.patient.reference === `Patient/${id}` &&
+          r.status === 'completed' &&
+          codes.includes(r.vaccineCode.coding![0].code!) &&
+          r.occurrenceDateTime! < before,
+      );
+    /** Whole months of age on 2024-12-31. */
+    const months = (birth: string): number => {
+      const [y, m, d] = birth.split('-').map(Number);
+      return (2024 - y) * 12 + (12 - m) - (31 < d ? 1 : 0);
+    };
+    const addMonths = (birth: string, n: number): string => {
+      const [y, m, d] = birth.split('-').map(Number);
+      const t = new Date(Date.UTC(y, m - 1 + n, d));
+      return t.toISOString();
+    };
+    const cases: [string, (p: Patient) => boolean, (p: Patient) => boolean][] = [
+      ['immunization-covid19-65-plus', (p) => months(p.birthDate!) >= 780, (p) => immunized(p.id!, ['207', '208'], '2025-01-01')],
+      ['immunization-mmr-24-months', (p) => months(p.birthDate!) >= 24 && months(p.birthDate!) < 36, (p) => immunized(p.id!, ['03', '94'], addMonths(p.birthDate!, 24) < '2025-01-01' ? addMonths(p.birthDate!, 24) : '2025-01-01')],
+    ];
+    for (const [measure, inCohort, qualifies] of cases) {
+      const res = await evaluate(measure, YEAR);
+      expect(res.status).toBe(200);
+      const group = (res.body as MeasureReport).group![0];
+      const cohort = patients.filter(inCohort);
+      for (const [code, n] of [
+        ['denominator', cohort.length],
+        ['numerator', cohort.filter(qualifies).length],
+      ] as const) {
+        const p = pop(group, code);
+        if (n >= 1 && n < T) expect({ measure, code, masked: masked(p) }).toEqual({ measure, code, masked: true });
+        else if (!masked(p)) expect({ measure, code, count: p.count }).toEqual({ measure, code, count: n });
+      }
+    }
+  });
+
   it('refuses periods that are not one whole calendar month, quarter or year (400 naming the parameter), and individual-level reports', async () => {
     const cases: [Record<string, string>, string[]][] = [
       [{ periodStart: '2024-01-02', periodEnd: '2024-12-31' }, ['periodStart']],

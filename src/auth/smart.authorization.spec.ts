@@ -68,6 +68,7 @@ describe('SMART authorization: role AND scope, default deny', () => {
     ['admin writes a SearchParameter', client('admin', ALL), interaction('create', 'SearchParameter'), 'allowed'],
     ['admin may not read a Patient', client('admin', ALL), interaction('read', 'Patient'), [403, 'forbidden', 'The admin role may not read Patient']],
     ['public health without clinical access reads nothing', client('public-health', ALL), interaction('read', 'Patient'), [403, 'forbidden', 'The public-health role may not read Patient']],
+    ['public health without clinical access reads the statistics Measures', client('public-health', ALL), interaction('read', 'Measure'), 'allowed'],
     ['public health with clinical access reads a Patient', client('public-health', ALL, { clinicalAccess: true }), interaction('read', 'Patient'), 'allowed'],
     ['public health with clinical access searches all types', client('public-health', ALL, { clinicalAccess: true }), interaction('search-system'), 'allowed'],
     ['public health never writes', client('public-health', ALL, { clinicalAccess: true }), interaction('create', 'Observation'), [403, 'forbidden', 'The public-health role may not create Observation']],

@@ -12,7 +12,8 @@ import { parseSmartScope, scopeAllows, SmartScope } from './smart-scope';
 const ROLE_TYPES: Record<Exclude<HieRole, 'hospital'>, ReadonlySet<string>> = {
   auditor: new Set(['AuditEvent']),
   admin: new Set(['Organization', 'SearchParameter']),
-  'public-health': new Set(),
+  // The statistics' Measure definitions ($evaluate-measure, docs/public-health.md); patient data only with clinical access.
+  'public-health': new Set(['Measure']),
 };
 /** Verbs each non-clinical role may use on its types. */
 const ROLE_VERBS: Record<Exclude<HieRole, 'hospital'>, string> = { auditor: 'rs', admin: 'cruds', 'public-health': 'rs' };

@@ -129,6 +129,19 @@ const envSchema = z.object({
     .default(''),
   /** Resources per search page of the export job (the memory bound per type). */
   EXPORT_PAGE_SIZE: integer(10, 1000, 1000, 'a number of resources'),
+  /** `$evaluate-measure` (docs/public-health.md): `true` counts only patients whose consent admits PUBHLTH. */
+  STATISTICS_RESPECT_OPT_OUT: z.enum(['true', 'false'], { error: 'must be true or false' }).default('false'),
+  /** Small-cell threshold: counts 1..threshold-1 are withheld (never below 5). */
+  STATISTICS_SUPPRESSION_THRESHOLD: integer(5, 1000, 11, 'a count'),
+  /** The `region` stratifier: the home address's district, state, or the first STATISTICS_POSTAL_PREFIX_DIGITS of its postal code. */
+  STATISTICS_REGION: z.enum(['district', 'state', 'postal-prefix']).default('district'),
+  STATISTICS_POSTAL_PREFIX_DIGITS: integer(1, 5, 3, 'a number of digits'),
+  /** Lower bounds (years) of the `age-band` stratifier's bands, ascending, starting at 0. */
+  STATISTICS_AGE_BANDS: z
+    .string()
+    .regex(/^0(\s*,\s*\d{1,3})*$/, 'must be ascending comma-separated ages in years starting at 0')
+    .refine((v) => v.split(',').map(Number).every((n, i, a) => i === 0 || n > a[i - 1]), 'must be ascending')
+    .default('0,5,18,45,65'),
 })
   .refine((env) => !env.DATABASE_MIGRATION_URL || env.DATABASE_URL, {
     path: ['DATABASE_MIGRATION_URL'],
@@ -199,6 +212,8 @@ export interface AppConfig {
   identityMatchOnWrite: boolean;
   /** Bulk Data `$export` (src/public-health/bulk-export*.ts). */
   bulkExport: { dir: string; quotaBytes: number; expireHours: number; maxPerClient: number; pageSize: number; zip3Allowed: string[] };
+  /** Coverage statistics, `$evaluate-measure` (src/public-health/measure-*.ts). */
+  statistics: { respectOptOut: boolean; threshold: number; region: 'district' | 'state' | 'postal-prefix'; postalPrefixDigits: number; ageBands: number[] };
 }
 
 export class ConfigurationError extends Error {}
@@ -250,6 +265,13 @@ export function loadAppConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
       maxPerClient: e.EXPORT_MAX_PER_CLIENT,
       pageSize: e.EXPORT_PAGE_SIZE,
       zip3Allowed: e.EXPORT_DEID_ZIP3_ALLOWED.split(',').map((z) => z.trim()).filter(Boolean),
+    },
+    statistics: {
+      respectOptOut: e.STATISTICS_RESPECT_OPT_OUT === 'true',
+      threshold: e.STATISTICS_SUPPRESSION_THRESHOLD,
+      region: e.STATISTICS_REGION,
+      postalPrefixDigits: e.STATISTICS_POSTAL_PREFIX_DIGITS,
+      ageBands: e.STATISTICS_AGE_BANDS.split(',').map(Number),
     },
     tokenUrl: `${publicBaseUrl}/oauth2/token`,
     conditionalDeleteMax: e.FHIR_CONDITIONAL_DELETE_MAX,

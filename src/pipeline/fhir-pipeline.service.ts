@@ -244,7 +244,7 @@ export class FhirPipeline {
       address: origin.address,
       resourceType: interaction.resourceType,
       path: interaction.path,
-      query: SEARCH_KINDS.has(interaction.kind) ? queryStringOf(interaction.query) : undefined,
+      query: SEARCH_KINDS.has(interaction.kind) ? queryStringOf(interaction.query) : result?.auditQuery,
       outcome: failure ? 'failure' : 'success',
       status: result?.status ?? error?.status ?? 500,
       failureCode: failure ? (error?.issues[0]?.code ?? 'exception') : undefined,

@@ -11,10 +11,11 @@ import { CASE_REPORT_CONFIG, loadCaseReportConfig } from './case-report.config';
 import { CaseReportJob } from './case-report.job';
 import { CaseReportListener } from './case-report.listener';
 import { CaseReportRepository } from './case-report.repository';
+import { EvaluateMeasureOperation } from './measure-evaluation.operation';
 
 /**
- * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export` and
- * reportable-condition case reports; statistics plug in beside them. Built on the extension points: operations registered with
+ * Public-health reporting (issue 26, docs/public-health.md): Bulk Data `$export`, coverage
+ * statistics (`$evaluate-measure`) and reportable-condition case reports. Built on the extension points: operations registered with
  * the OperationRegistry, the outbox job queue, and SystemAccess for work on a client's behalf.
  */
 @Module({
@@ -26,6 +27,8 @@ import { CaseReportRepository } from './case-report.repository';
     SystemExportOperation,
     PatientExportOperation,
     GroupExportOperation,
+    // Coverage statistics.
+    EvaluateMeasureOperation,
     // Reportable-condition case reports.
     { provide: CASE_REPORT_CONFIG, useFactory: () => loadCaseReportConfig() },
     CaseReportRepository,

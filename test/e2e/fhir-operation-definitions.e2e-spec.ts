@@ -156,7 +156,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const urls = [...new Set([...(rest.operation ?? []), ...rest.resource.flatMap((r) => r.operation ?? [])].map((o) => o.definition))].sort();
     const prefix = 'http://hie.example.org/fhir/OperationDefinition/';
     expect(urls).toEqual(
-      ['access-report', 'export', 'group-export', 'ihe-pix', 'match', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'patient-export', 'person-link', 'person-merge', 'person-rematch', 'person-split', 'person-unlink', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map(
+      ['access-report', 'evaluate-measure', 'export', 'group-export', 'ihe-pix', 'match', 'meta', 'meta-add', 'meta-delete', 'patient-everything', 'patient-export', 'person-link', 'person-merge', 'person-rematch', 'person-split', 'person-unlink', 'refer', 'reindex', 'test-encounter-everything', 'transfer-custodian', 'validate', 'verify-chain'].map(
         (id) => prefix + id,
       ),
     );
@@ -180,7 +180,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     }
     // Where one derives from an R4 operation, `base` says which.
     const bases: Record<string, string | undefined> = {};
-    for (const id of ['patient-everything', 'match', 'validate', 'meta', 'meta-add', 'meta-delete', 'reindex', 'access-report', 'verify-chain', 'export', 'patient-export', 'group-export']) {
+    for (const id of ['patient-everything', 'match', 'validate', 'meta', 'meta-add', 'meta-delete', 'reindex', 'access-report', 'verify-chain', 'export', 'patient-export', 'group-export', 'evaluate-measure']) {
       bases[id] = (await t.api.get(`/fhir/OperationDefinition/${id}`)).body.base;
     }
     expect(bases).toEqual({
@@ -197,6 +197,8 @@ describe('operations keyed by (name, level, type), checked and described by thei
       export: 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export',
       'patient-export': 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export',
       'group-export': 'http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export',
+      // Coverage statistics (issue 26).
+      'evaluate-measure': 'http://hl7.org/fhir/OperationDefinition/Measure-evaluate-measure',
     });
   });
 

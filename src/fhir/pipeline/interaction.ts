@@ -263,6 +263,8 @@ export interface InteractionResult {
   judged?: AccessAttributes;
   /** Writes: the write policy that permitted the change and its reason (audit record). */
   writeDecision?: WriteDecision;
+  /** Operations: the parameters for the audit record's query entity, when the operation vouches they hold no PHI ($evaluate-measure's period). */
+  auditQuery?: string;
 }
 
 /** The interaction class used by scopes and audit: c r u d s (SMART v2). */

@@ -145,7 +145,8 @@ describe('access to types outside the Patient compartment, and read-access contr
         expect({ path, status: res.status, code: res.body.issue?.[0]?.code }).toEqual({ path, status: 404, code: 'not-found' });
       }
       const denied = readRecord(`${type}/${id[type]}`);
-      const rule = type === 'VerificationResult' ? 'custodian only, or type rule test-verification-reader' : 'custodian only';
+      // Bundle: the public-health module's rule for case reports' reporting organization (docs/public-health.md).
+      const rule = { VerificationResult: 'custodian only, or type rule test-verification-reader', Bundle: 'custodian only, or type rule case-report-reporting-organization' }[type] ?? 'custodian only';
       expect(denied?.accessBasis.at(-1)?.endsWith(`${type}/${id[type]}: no patient (${rule})`)).toBe(true);
     });
 

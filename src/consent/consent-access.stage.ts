@@ -9,6 +9,7 @@ import { AccessAttributesContext, accessAttributesOf, AccessAttributes } from '.
 import { SqlParams } from '../fhir/storage/sql-params';
 import { CONSENT_POLICY, ConsentPolicy } from './consent-policy';
 import { baseSharesWith, columnsOf, DECIDING_ORDER, matchingProvisions, ReadAccessExtensions, renderConsentPredicate, Requester } from './consent-sql';
+import { interactionMayReach } from './restriction-scope';
 import { misplacedTypeRules, restrictedTypes, TYPE_ACCESS } from './type-access-rules';
 
 /** Interactions on one resource whose decision the audit record explains down to the provision. */
@@ -38,7 +39,7 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
   async decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision> {
     const who = requesterOf(principal);
     const policy = this.policy;
-    const extensions = this.extensions();
+    const extensions = this.extensions(interaction);
     // The Binary securityContext branch doubles the predicate (and its planning) for every row; an
     // interaction on another type renders it without: a Binary it reaches anyway (an `_include` of
     // a Resource reference) then falls under the type table's custodian-only rule, never wider.
@@ -56,8 +57,10 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
     return this.explainAccess(requesterOf(principal), interaction, judged, tx);
   }
 
-  private extensions(): ReadAccessExtensions {
-    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType(), restrictions: this.registry.restrictions() };
+  /** The registered extensions; a read restriction only where the interaction can reach its types. */
+  private extensions(interaction: Interaction): ReadAccessExtensions {
+    const restrictions = this.registry.restrictions().filter((r) => interactionMayReach(interaction, r.resourceTypes));
+    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType(), restrictions };
   }
 
   private describe(who: Requester, extensions: ReadAccessExtensions): string {

@@ -2,21 +2,23 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirError } from '../common/fhir-error';
 import { Interaction, InteractionKind, interactionVerb } from '../fhir/pipeline/interaction';
-import type { AccessFragment } from '../fhir/pipeline/access-predicate';
+import { AccessFragment, denyAll } from '../fhir/pipeline/access-predicate';
 import { AuthorizationStage } from '../fhir/pipeline/pipeline.stages';
 import type { HieRole, Principal } from '../fhir/pipeline/principal';
 import { scopeRestrictionFragment } from './scope-restriction';
 import { parseSmartScope, scopeAllows, SmartScope } from './smart-scope';
 
-/** Resource types each non-clinical role may touch at all; everything else is denied to it. */
-const ROLE_TYPES: Record<Exclude<HieRole, 'hospital'>, ReadonlySet<string>> = {
-  auditor: new Set(['AuditEvent']),
-  admin: new Set(['Organization', 'SearchParameter']),
-  // The statistics' Measure definitions ($evaluate-measure, docs/public-health.md); patient data only with clinical access.
-  'public-health': new Set(['Measure']),
+/** Resource types each non-clinical role may touch at all, with the verbs it may use on each; everything else is denied to it. */
+const ROLE_TYPES: Record<Exclude<HieRole, 'hospital'>, ReadonlyMap<string, string>> = {
+  auditor: new Map([['AuditEvent', 'rs']]),
+  admin: new Map([['Organization', 'cruds'], ['SearchParameter', 'cruds']]),
+  // The statistics' Measure definitions ($evaluate-measure); the agency's own work items (case-report
+  // Tasks, of which it is custodian: the write policy and AGENCY_OWN_TASKS bound them) and its
+  // Subscriptions to them (docs/public-health.md). Patient data only with clinical access.
+  'public-health': new Map([['Measure', 'rs'], ['Task', 'rsu'], ['Subscription', 'cruds']]),
 };
-/** Verbs each non-clinical role may use on its types. */
-const ROLE_VERBS: Record<Exclude<HieRole, 'hospital'>, string> = { auditor: 'rs', admin: 'cruds', 'public-health': 'rs' };
+/** What a public-health client with clinical access may do besides reading and searching patient data. */
+const PUBLIC_HEALTH_WORK = new Map([['Task', 'u'], ['Subscription', 'cud']]);
 /**
  * Records of access: only auditors search them. A hospital may submit AuditEvents of its own
  * systems (IHE ATNA style) and work with them by id, but cannot discover others' by search.
@@ -83,7 +85,7 @@ export class SmartAuthorization extends AuthorizationStage {
       throw new FhirError(403, 'forbidden', `Granted scope ${allowing[0].raw.slice(0, 120)} limits ${type} to matching resources and allows only read and search, not ${interaction.kind}`);
     }
     const restriction = verb === 'r' || verb === 's' ? this.restriction(scopes, verb) : undefined;
-    return restriction ? [restriction] : [];
+    return [...(restriction ? [restriction] : []), ...agencyOwnTasks(principal, type)];
   }
 
   /** Types this principal may read or search only through restricted scopes, as one fragment. */
@@ -100,13 +102,28 @@ export class SmartAuthorization extends AuthorizationStage {
   private roleAllows(principal: Principal, type: string | undefined, verb: string): boolean {
     const role = principal.role!;
     if (role === 'hospital') return !type || ((!AUDIT_TYPES.has(type) || 'cr'.includes(verb)) && (!ADMIN_WRITTEN_TYPES.has(type) || 'rs'.includes(verb)));
-    if (role === 'public-health' && principal.clinicalAccess) return (verb === 'r' || verb === 's') && (!type || !AUDIT_TYPES.has(type));
-    return !!type && ROLE_TYPES[role].has(type) && ROLE_VERBS[role].includes(verb);
+    if (role === 'public-health' && principal.clinicalAccess) {
+      if (verb === 'r' || verb === 's') return !type || !AUDIT_TYPES.has(type);
+      return !!type && !!PUBLIC_HEALTH_WORK.get(type)?.includes(verb);
+    }
+    return !!type && !!ROLE_TYPES[role].get(type)?.includes(verb);
   }
 
   private denied(principal: Principal, what: string): FhirError {
     return FhirError.forbidden(`The ${principal.role} role may not ${what}`);
   }
+}
+
+/**
+ * A public-health client without clinical access reads Tasks (a patient-compartment type) only
+ * where its organization is the custodian: the case-report Tasks it works, never a hospital's.
+ * Writes are bounded by the default write policy (the custodian) already.
+ */
+function agencyOwnTasks(principal: Principal, type: string | undefined): AccessFragment[] {
+  if (principal.role !== 'public-health' || principal.clinicalAccess || type !== 'Task') return [];
+  const organization = principal.organization;
+  if (!organization) return [denyAll('policy', 'public health without clinical access: no organization')];
+  return [{ basis: 'policy', description: 'public health without clinical access: its own Tasks', render: (alias, bind) => `${alias}.custodian_org = ${bind.bind(organization)}` }];
 }
 
 function describe(verb: string): string {

@@ -158,6 +158,37 @@ describe('Case reports (issue 26)', () => {
     expect(search.body.total ?? search.body.entry?.length ?? 0).toBe(0);
   });
 
+  it('the agency works its report Tasks (accept, complete, with If-Match) and may subscribe; without clinical access it reads its own Tasks only', async () => {
+    const p = await patient('CR-W');
+    await created('/fhir/Condition', condition(p, '2026-03-04T10:00:00Z'));
+    await settled();
+    const [report] = await reportsOf(p);
+    const worker = await registerTestClient(t, { role: 'public-health', organization: AGENCY, scopes: ['system/Task.rus', 'system/Subscription.cruds'], purposes: ['PUBHLTH'] });
+    const token = await worker.token();
+    const as = (m: 'get' | 'put' | 'post', path: string) => t.api[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
+    const read = await as('get', `/fhir/Task/${report.task_id}`);
+    expect(read.status).toBe(200);
+    for (const status of ['accepted', 'completed']) {
+      const current = await as('get', `/fhir/Task/${report.task_id}`);
+      const res = await as('put', `/fhir/Task/${report.task_id}`).set('If-Match', current.headers.etag as string).send({ ...current.body, status });
+      expect([res.status, res.body.status]).toEqual([200, status]);
+    }
+    // Its worklist: its own Tasks only; a hospital's Task about the same patient stays out and unread.
+    const hospitalTask = await created('/fhir/Task', { resourceType: 'Task', status: 'requested', intent: 'order', for: { reference: `Patient/${p}` } });
+    const list = await as('get', `/fhir/Task?patient=${p}`);
+    expect(list.status).toBe(200);
+    expect((list.body.entry ?? []).map((e: { resource: { id: string } }) => e.resource.id)).toEqual([report.task_id]);
+    expect((await as('get', `/fhir/Task/${hospitalTask}`)).status).toBe(404);
+    const foreign = await as('get', `/fhir/Task/${hospitalTask}`);
+    expect(foreign.body.issue?.[0]?.code).toBe('not-found');
+    // It may subscribe to its worklist (rest-hook; loopback endpoints are allowed in test only).
+    const sub = await as('post', '/fhir/Subscription').send({ resourceType: 'Subscription', status: 'requested', reason: 'case reports', criteria: `Task?owner=Organization/${AGENCY}`, channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:9/hook' } });
+    expect([sub.status, sub.body.status]).toEqual([201, 'active']);
+    // Nor may it change a hospital's Task, or read patient data without clinical access.
+    expect((await as('put', `/fhir/Task/${hospitalTask}`).send({ resourceType: 'Task', id: hospitalTask, status: 'cancelled', intent: 'order' })).status).toBe(403);
+    expect((await as('get', `/fhir/Patient/${p}`)).status).toBe(403);
+  });
+
   it('an update, a repeated lab result and a redelivered job produce no second report; a new episode after the gap does', async () => {
     const p = await patient('CR-3');
     const c = await created('/fhir/Condition', condition(p, '2026-03-01T10:00:00Z'));

@@ -146,9 +146,11 @@ describe('audit durability and logs of a real server process', () => {
     expect(one('bundle')).toMatchObject({ ...common, res: { status: 200 }, route: '/fhir',
       audit: { ...agent, interaction: 'transaction', outcome: 'success', patients: 1, resources: 2, auditRecords: 3 } });
     expect(one('anonymous')).toMatchObject({ ...common, res: { status: 401 }, audit: { interaction: 'authenticate', outcome: 'failure', auditRecords: 1 } });
-    // No separate audit line any more, and nothing of the query, the body or the patient's id.
-    expect(logs).not.toMatch(/"msg":"audit"/);
+    // No separate audit line for a request any more (internal work of no request, such as the
+    // statistics' context minted at start, still has its own), and nothing of the query, the body
+    // or the patient's id.
     const ours = logs.split('\n').filter((l) => l.includes(tag)).join('\n');
+    expect(ours).not.toMatch(/"msg":"audit"/);
     for (const value of ['ONE-LINE-CODE', 'Onelinefamily', 'ONE-LINE-MRN', 'one-line 1', id, 'subject=', '"url"', '"query"', '"headers"']) expect(ours).not.toContain(value);
   }, 60_000);
 

@@ -8,6 +8,9 @@ import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
+// The fixture Subscription's endpoint (rest-hook endpoints must be allow-listed, docs/referrals.md).
+process.env.SUBSCRIPTION_ENDPOINT_ALLOW = 'https://hospital-a.example.org/';
+
 const RUN = Date.now().toString(36);
 const ORG_A = `ta-a-${RUN}`; // custodian of everything created here
 const ORG_B = `ta-b-${RUN}`; // another organization; the referrals' receiver

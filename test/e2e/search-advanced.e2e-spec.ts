@@ -441,7 +441,7 @@ function expectedSearchParams(types: string[]): string[] {
   const bundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
   const r4 = (bundle.entry ?? []).map((e) => e.resource as SearchParameter);
   const byUrl = new Map(r4.map((sp) => [sp.url, sp]));
-  const shipped = ['searchparameter-coverage-period.json', 'searchparameter-observation-code-effective.json', 'searchparameter-patient-person-id.json'].map((f) => JSON.parse(readFileSync(join(__dirname, '../../fhir-profiles', f), 'utf8')) as SearchParameter);
+  const shipped = ['searchparameter-coverage-period.json', 'searchparameter-observation-code-effective.json', 'searchparameter-patient-person-id.json', 'searchparameter-servicerequest-supporting-info.json', 'searchparameter-task-output-reference.json'].map((f) => JSON.parse(readFileSync(join(__dirname, '../../fhir-profiles', f), 'utf8')) as SearchParameter);
   const out: string[] = [];
   for (const type of types) {
     for (const sp of [...r4, ...shipped]) {

@@ -222,6 +222,9 @@ describe('the real server process (dist/main.js, embedded PostgreSQL)', () => {
   });
 
   it('creates the bootstrap admin from HIE_BOOTSTRAP_ADMIN_*: it gets a token and may register a hospital', async () => {
+    // The JSON log is written asynchronously (pino): on a loaded machine its lines may follow the
+    // "listening" line by a moment, so wait for them (the assertions below are unchanged).
+    for (const deadline = Date.now() + 30_000; !log.includes('created bootstrap admin client') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 100));
     expect(log).toContain(`"clientId":"${admin.id}"`);
     expect(log).toContain('created bootstrap admin client');
     const adminToken = await token(admin.id, admin.secret, 'system/Organization.cruds');

@@ -79,12 +79,10 @@ export const AGGREGATE_WORK_MEM = '64MB';
  * The statement for a query (exported for the plan in docs/public-health.md and the bench). Shaped
  * so the planner can hash, not probe (docs/public-health.md, "Computed in PostgreSQL"):
  * - `p`: the counted Patients (ids, birth date, age, gender from index rows), the cohort applied;
- * - `k0`, `k1`…: each token parameter's matching ids, materialized from the code index (a coding
- *   list becomes `code = ANY(...)` per system, which the planner estimates from its statistics, not
- *   a join against an unnested array, which it estimated at one row and answered with nested loops
- *   over 200,000 rows);
  * - `q`: the qualifying resources from index rows only (patient reference joined to `p`, date in
- *   the window, a hash semi-join on each `k`);
+ *   the window, each token parameter a semi-join: a coding list becomes `code = ANY(...)` per
+ *   system, which the planner estimates from its statistics, not a join against an unnested array,
+ *   which it estimated at one row and answered with nested loops over 200,000 rows);
  * - `e`: one per patient, the AccessContext judging only these candidates' `resource` rows;
  * - per counted patient one row with its dimension values (the custodian and home address from the
  *   Patient's stored row, read for these patients only), aggregated first by the full combination
@@ -129,12 +127,11 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
   const to = `${p.bind(ev.date.to.toISOString())}::timestamptz`;
   const dateMatch = ev.date.match === 'overlaps' ? `d.low < ${to} AND d.high >= ${from}` : `d.low >= ${from} AND d.low < ${to}`;
   const ageLimit = ev.beforeAgeMonths !== undefined ? `AND d.low < p.birth + make_interval(months => ${p.bind(ev.beforeAgeMonths)}::int)` : '';
-  // Each token parameter's matching ids, materialized from the code index (an index-only range scan
-  // per code): the candidates semi-join them by hash instead of probing the token table per candidate.
-  const tokenSets = ev.tokens.map(
-    (t, i) => `k${i} AS MATERIALIZED (SELECT t${i}.id FROM search_token t${i} WHERE t${i}.resource_type = ${type} AND t${i}.param = ${p.bind(t.param)} AND ${codingMatch(`t${i}`, t.codings, p)})`,
+  // Each token parameter as a semi-join the planner costs from the code statistics (not materialized:
+  // a materialized id set was estimated blind and semi-joined by nested loop, past the statement timeout).
+  const tokenMatches = ev.tokens.map(
+    (t, i) => `EXISTS (SELECT FROM search_token t${i} WHERE t${i}.resource_type = ${type} AND t${i}.param = ${p.bind(t.param)} AND t${i}.id = ref.id AND ${codingMatch(`t${i}`, t.codings, p)})`,
   );
-  const tokenMatches = ev.tokens.map((_, i) => `ref.id IN (SELECT id FROM k${i})`);
   const candidates = `SELECT ref.id, ref.target_id AS patient, d.low AS at
     FROM search_reference ref
     JOIN p ON p.id = ref.target_id
@@ -192,7 +189,6 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
   const grouping = dims.length ? `GROUPING(${dims.join(', ')})` : '0';
   const sets = q.groupingSets.map((s) => `(${s.map((i) => `d${i}`).join(', ')})`).join(', ');
   const sql = `WITH p AS MATERIALIZED (${patients}),
-    ${tokenSets.map((k) => `${k},`).join('\n    ')}
     q AS MATERIALIZED (${candidates}),
     e AS MATERIALIZED (${events}),
     u AS (${counted})

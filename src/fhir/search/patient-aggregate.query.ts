@@ -78,15 +78,15 @@ export const AGGREGATE_WORK_MEM = '64MB';
 /**
  * The statement for a query (exported for the plan in docs/public-health.md and the bench). Shaped
  * so the planner can hash, not probe (docs/public-health.md, "Computed in PostgreSQL"):
- * - `p`: the counted Patients (ids, birth date, age, gender from index rows), the cohort applied;
- * - `q`: the qualifying resources from index rows only (patient reference joined to `p`, date in
- *   the window, each token parameter a semi-join: a coding list becomes `code = ANY(...)` per
- *   system, which the planner estimates from its statistics, not a join against an unnested array,
- *   which it estimated at one row and answered with nested loops over 200,000 rows);
+ * - `p`: the counted Patients with every characteristic, the cohort applied (so the region, read
+ *   from the stored address, is read only for counted patients);
+ * - `q`: the qualifying resources from index rows only (patient reference joined to `p` by hash,
+ *   date, each token as a semi-join whose codes the planner estimates from its statistics: a
+ *   coding list becomes `code = ANY(...)` per system, not a join against an unnested array, which
+ *   the planner estimated at one row and answered with nested loops over 200,000 rows);
  * - `e`: one per patient, the AccessContext judging only these candidates' `resource` rows;
- * - per counted patient one row with its dimension values (the custodian and home address from the
- *   Patient's stored row, read for these patients only), aggregated first by the full combination
- *   of values (a few hundred rows) and only then by GROUPING SETS.
+ * - per patient one row with its dimension values, aggregated first by the full combination of
+ *   values (a few hundred rows) and only then by GROUPING SETS.
  */
 export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQuery): { sql: string; values: unknown[] } {
   if (!q.dimensions.length && q.groupingSets.some((s) => s.length)) throw new Error('Grouping sets name dimensions that are not defined');
@@ -97,10 +97,11 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
   let asOfDateParam: string | undefined;
   const asOfDate = (): string => (asOfDateParam ??= `${p.bind(q.asOf.toISOString().slice(0, 10))}::text`);
   const needsBirth = !!q.cohortAgeMonths || ev.beforeAgeMonths !== undefined || q.dimensions.some((d) => d.kind === 'age-band');
+  const region = q.dimensions.find((d): d is Extract<PatientDimension, { kind: 'region' }> => d.kind === 'region');
   const needsSex = q.dimensions.some((d) => d.kind === 'sex');
 
   // The Patients counted: live, admitted by the AccessContext (consent or the counts-only system context), in the cohort.
-  const patientCols = ['r.id'];
+  const patientCols = ['r.id', 'r.custodian_org AS custodian'];
   const patientJoins: string[] = [];
   const patientWhere: string[] = [];
   if (needsBirth) {
@@ -119,6 +120,16 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
     patientCols.push('g.sex');
     patientJoins.push(`LEFT JOIN (SELECT id, min(code) AS sex FROM search_token WHERE resource_type = 'Patient' AND param = 'gender' GROUP BY id) g ON g.id = r.id`);
   }
+  if (region) {
+    const field = region.by === 'district' ? `a->>'district'` : region.by === 'state' ? `a->>'state'` : `left(a->>'postalCode', ${p.bind(region.digits)}::int)`;
+    // The home address current at asOf (FHIR dates compare as text at their own precision). From the
+    // stored content: index rows keep no address's use or period (docs/public-health.md, "Open").
+    patientCols.push(
+      `(SELECT ${field} FROM jsonb_array_elements(CASE WHEN jsonb_typeof(r.content->'address') = 'array' THEN r.content->'address' ELSE '[]'::jsonb END) a
+         WHERE coalesce(a->>'use', 'home') = 'home' AND coalesce(a->'period'->>'start', '') <= ${asOfDate()} AND coalesce(a->'period'->>'end', '9999') >= ${asOfDate()}
+         LIMIT 1) AS region`,
+    );
+  }
   const patients = `SELECT ${patientCols.join(', ')} FROM resource r ${patientJoins.join(' ')}
     WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ${ctx.renderRead('r', p)} ${patientWhere.map((w) => `AND ${w}`).join(' ')}`;
 
@@ -127,8 +138,6 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
   const to = `${p.bind(ev.date.to.toISOString())}::timestamptz`;
   const dateMatch = ev.date.match === 'overlaps' ? `d.low < ${to} AND d.high >= ${from}` : `d.low >= ${from} AND d.low < ${to}`;
   const ageLimit = ev.beforeAgeMonths !== undefined ? `AND d.low < p.birth + make_interval(months => ${p.bind(ev.beforeAgeMonths)}::int)` : '';
-  // Each token parameter as a semi-join the planner costs from the code statistics (not materialized:
-  // a materialized id set was estimated blind and semi-joined by nested loop, past the statement timeout).
   const tokenMatches = ev.tokens.map(
     (t, i) => `EXISTS (SELECT FROM search_token t${i} WHERE t${i}.resource_type = ${type} AND t${i}.param = ${p.bind(t.param)} AND t${i}.id = ref.id AND ${codingMatch(`t${i}`, t.codings, p)})`,
   );
@@ -144,10 +153,7 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
     WHERE NOT x.deleted AND ${ctx.renderRead('x', p)}
     ORDER BY q.patient, q.at ${ev.pick === 'earliest' ? 'ASC' : 'DESC'}, q.id`;
 
-  // One row per counted patient with its dimension values. The Patient's stored row (custodian,
-  // home address) is read here, for counted patients only: a cohort or the cases of a case count
-  // are a few thousand index probes, where reading it in p read every Patient's row.
-  const needsPatientRow = q.dimensions.some((d) => d.kind === 'region' || d.kind === 'custodian');
+  // One row per counted patient with its dimension values.
   const eventJoins: string[] = [];
   const dimCols = q.dimensions.map((d, i) => {
     let expr: string;
@@ -156,14 +162,8 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
       const bands = `${p.bind(d.bands)}::int[]`;
       expr = `(${bands})[width_bucket(p.age_years, ${bands})]::text`;
     } else if (d.kind === 'sex') expr = 'p.sex';
-    else if (d.kind === 'region') {
-      const field = d.by === 'district' ? `a->>'district'` : d.by === 'state' ? `a->>'state'` : `left(a->>'postalCode', ${p.bind(d.digits)}::int)`;
-      // The home address current at asOf (FHIR dates compare as text at their own precision). From the
-      // stored content: index rows keep no address's use or period (docs/public-health.md).
-      expr = `(SELECT ${field} FROM jsonb_array_elements(CASE WHEN jsonb_typeof(pr.content->'address') = 'array' THEN pr.content->'address' ELSE '[]'::jsonb END) a
-         WHERE coalesce(a->>'use', 'home') = 'home' AND coalesce(a->'period'->>'start', '') <= ${asOfDate()} AND coalesce(a->'period'->>'end', '9999') >= ${asOfDate()}
-         LIMIT 1)`;
-    } else if (d.kind === 'custodian') expr = `'Organization/' || pr.custodian_org`;
+    else if (d.kind === 'region') expr = 'p.region';
+    else if (d.kind === 'custodian') expr = `'Organization/' || p.custodian`;
     else if (d.kind === 'event-month') expr = `to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM')`;
     else {
       // The counted resource's smallest code or target, hashed from the index rows of all its type's resources.
@@ -181,11 +181,9 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
     return `coalesce(${expr}, ${missing})`;
   });
   const dims = q.dimensions.map((_, i) => `d${i}`);
-  const perPatient = `SELECT ${[...dimCols.map((c, i) => `${c} AS d${i}`), 'e.patient AS qualified'].join(', ')}
-    FROM p ${q.mode === 'cases' ? 'JOIN' : 'LEFT JOIN'} e ON e.patient = p.id
-    ${needsPatientRow ? `JOIN resource pr ON pr.resource_type = 'Patient' AND pr.id = p.id` : ''} ${eventJoins.join(' ')}`;
-  const counted = `SELECT ${[...dims, 'count(*) AS population', 'count(qualified) AS numerator'].join(', ')}
-    FROM (${perPatient}) c ${dims.length ? `GROUP BY ${dims.join(', ')}` : ''}`;
+  const counted = `SELECT ${[...dimCols.map((c, i) => `${c} AS d${i}`), 'count(*) AS population', 'count(e.patient) AS numerator'].join(', ')}
+    FROM p ${q.mode === 'cases' ? 'JOIN' : 'LEFT JOIN'} e ON e.patient = p.id ${eventJoins.join(' ')}
+    ${dims.length ? `GROUP BY ${dimCols.map((_, i) => String(i + 1)).join(', ')}` : ''}`;
   const grouping = dims.length ? `GROUPING(${dims.join(', ')})` : '0';
   const sets = q.groupingSets.map((s) => `(${s.map((i) => `d${i}`).join(', ')})`).join(', ');
   const sql = `WITH p AS MATERIALIZED (${patients}),

@@ -1,5 +1,6 @@
 import { Inject, Injectable, OnApplicationBootstrap, OnModuleInit } from '@nestjs/common';
-import type { Bundle, Measure } from '@medplum/fhirtypes';
+import type { Bundle, Measure, MeasureReport } from '@medplum/fhirtypes';
+import type { EntityManager } from 'typeorm';
 import { FhirError } from '../common/fhir-error';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
@@ -13,7 +14,7 @@ import { ResourceTypeHandlers } from '../fhir/pipeline/resource-type-handler';
 import { aggregatePatients, PatientAggregateQuery, PatientDimension } from '../fhir/search/patient-aggregate.query';
 import type { StorageSession } from '../fhir/storage/storage-session';
 import { loadShippedMeasures, MeasureSpec, StratifierCode } from './measure-definitions';
-import { reportingPeriod } from './measure-period';
+import { ReportingPeriod, reportingPeriod } from './measure-period';
 import { buildMeasureReport } from './measure-report.builder';
 
 /**
@@ -79,13 +80,23 @@ export class EvaluateMeasureOperation extends FhirOperation implements OnModuleI
     if (reportType !== 'summary') throw FhirError.badRequest(`reportType '${reportType.slice(0, 32)}' is not known (summary)`, ['reportType']);
     const period = reportingPeriod(input.text('periodStart')!, input.text('periodEnd')!);
     const counting = await (this.counting ??= this.config.statistics.respectOptOut ? this.system.mintFor('PUBHLTH') : this.system.mint('aggregate-statistics'));
+    const report = await this.report(spec, period, counting, tx);
+    return {
+      status: 200,
+      resource: report,
+      touched: [{ reference: `Measure/${spec.measure.id}`, patients: [] }],
+      auditQuery: new URLSearchParams({ periodStart: period.start, periodEnd: period.end, reportType }).toString(),
+    };
+  }
 
+  /** The suppressed summary report of `spec` over `period`, counted under `counting` (also what bench:stats times for its two-stratifier variants). */
+  async report(spec: MeasureSpec, period: ReportingPeriod, counting: AccessContext, tx: EntityManager): Promise<MeasureReport> {
     const dimensionCodes = [...new Set(spec.stratifiers.flat())];
     const q = aggregateQuery(spec, dimensionCodes, period, this.config.statistics);
     const asOf = new Date().toISOString();
     const rows = await aggregatePatients(counting, tx, q);
     const bands = this.config.statistics.ageBands;
-    const report = buildMeasureReport({
+    return buildMeasureReport({
       spec,
       dimensions: dimensionCodes,
       rows,
@@ -94,12 +105,6 @@ export class EvaluateMeasureOperation extends FhirOperation implements OnModuleI
       threshold: this.config.statistics.threshold,
       label: (code, value) => (code === 'age-band' && value !== 'unknown' ? ageBandLabel(bands, Number(value)) : value),
     });
-    return {
-      status: 200,
-      resource: report,
-      touched: [{ reference: `Measure/${spec.measure.id}`, patients: [] }],
-      auditQuery: new URLSearchParams({ periodStart: period.start, periodEnd: period.end, reportType }).toString(),
-    };
   }
 
   private readMeasure(id: string): InteractionResult | undefined {

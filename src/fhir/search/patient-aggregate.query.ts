@@ -72,36 +72,58 @@ export const NO_VALUE = 'unknown';
 /** The value of a qualifying resource's characteristic for a patient without one (no active Coverage: payer type `none`). */
 export const NONE = 'none';
 
-/** The statement for a query (exported for the plan in docs/public-health.md and the bench). */
+/** `work_mem` of the statement (transaction-local): its hashes and sorts of ~100k patients stay in memory instead of spilling. */
+export const AGGREGATE_WORK_MEM = '64MB';
+
+/**
+ * The statement for a query (exported for the plan in docs/public-health.md and the bench). Shaped
+ * so the planner can hash, not probe (docs/public-health.md, "Computed in PostgreSQL"):
+ * - `p`: the counted Patients with every characteristic, the cohort applied (so the region, read
+ *   from the stored address, is read only for counted patients);
+ * - `q`: the qualifying resources from index rows only (patient reference joined to `p` by hash,
+ *   date, each token as a semi-join whose codes the planner estimates from its statistics: a
+ *   coding list becomes `code = ANY(...)` per system, not a join against an unnested array, which
+ *   the planner estimated at one row and answered with nested loops over 200,000 rows);
+ * - `e`: one per patient, the AccessContext judging only these candidates' `resource` rows;
+ * - per patient one row with its dimension values, aggregated first by the full combination of
+ *   values (a few hundred rows) and only then by GROUPING SETS.
+ */
 export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQuery): { sql: string; values: unknown[] } {
   if (!q.dimensions.length && q.groupingSets.some((s) => s.length)) throw new Error('Grouping sets name dimensions that are not defined');
   const p = new SqlParams();
   const ev = q.qualifying;
   const type = `${p.bind(ev.resourceType)}::text`;
   // Bound only where used (an unused parameter has no type PostgreSQL can infer).
-  let asOfParam: string | undefined;
   let asOfDateParam: string | undefined;
-  const asOf = (): string => (asOfParam ??= `${p.bind(q.asOf.toISOString())}::timestamptz`);
   const asOfDate = (): string => (asOfDateParam ??= `${p.bind(q.asOf.toISOString().slice(0, 10))}::text`);
   const needsBirth = !!q.cohortAgeMonths || ev.beforeAgeMonths !== undefined || q.dimensions.some((d) => d.kind === 'age-band');
   const region = q.dimensions.find((d): d is Extract<PatientDimension, { kind: 'region' }> => d.kind === 'region');
   const needsSex = q.dimensions.some((d) => d.kind === 'sex');
-  const ageAt = (): string => `age((${asOf()} AT TIME ZONE 'UTC')::date, (p.birth AT TIME ZONE 'UTC')::date)`;
 
-  // The Patients counted: live and admitted by the AccessContext (consent or the counts-only system context).
+  // The Patients counted: live, admitted by the AccessContext (consent or the counts-only system context), in the cohort.
   const patientCols = ['r.id', 'r.custodian_org AS custodian'];
   const patientJoins: string[] = [];
+  const patientWhere: string[] = [];
   if (needsBirth) {
-    patientCols.push('b.birth');
-    patientJoins.push(`LEFT JOIN (SELECT id, min(low) AS birth FROM search_date WHERE resource_type = 'Patient' AND param = 'birthdate' GROUP BY id) b ON b.id = r.id`);
+    patientCols.push('b.birth', 'extract(year FROM ag.span)::int AS age_years');
+    patientJoins.push(
+      `LEFT JOIN (SELECT id, min(low) AS birth FROM search_date WHERE resource_type = 'Patient' AND param = 'birthdate' GROUP BY id) b ON b.id = r.id`,
+      `CROSS JOIN LATERAL (SELECT age((${p.bind(q.asOf.toISOString())}::timestamptz AT TIME ZONE 'UTC')::date, (b.birth AT TIME ZONE 'UTC')::date) AS span) ag`,
+    );
+    if (q.cohortAgeMonths) {
+      const months = `(extract(year FROM ag.span) * 12 + extract(month FROM ag.span))`;
+      patientWhere.push(`${months} >= ${p.bind(q.cohortAgeMonths.min)}`, `${months} < ${p.bind(q.cohortAgeMonths.max)}`);
+    }
   }
   if (needsSex) {
+    // The smallest code, like the old DISTINCT ON; an aggregate hashes where DISTINCT ON sorted (on disk).
     patientCols.push('g.sex');
-    patientJoins.push(`LEFT JOIN (SELECT DISTINCT ON (id) id, code AS sex FROM search_token WHERE resource_type = 'Patient' AND param = 'gender' ORDER BY id, code) g ON g.id = r.id`);
+    patientJoins.push(`LEFT JOIN (SELECT id, min(code) AS sex FROM search_token WHERE resource_type = 'Patient' AND param = 'gender' GROUP BY id) g ON g.id = r.id`);
   }
   if (region) {
     const field = region.by === 'district' ? `a->>'district'` : region.by === 'state' ? `a->>'state'` : `left(a->>'postalCode', ${p.bind(region.digits)}::int)`;
-    // The home address current at asOf (FHIR dates compare as text at their own precision).
+    // The home address current at asOf (FHIR dates compare as text at their own precision). From the
+    // stored content: index rows keep no address's use or period (docs/public-health.md, "Open").
     patientCols.push(
       `(SELECT ${field} FROM jsonb_array_elements(CASE WHEN jsonb_typeof(r.content->'address') = 'array' THEN r.content->'address' ELSE '[]'::jsonb END) a
          WHERE coalesce(a->>'use', 'home') = 'home' AND coalesce(a->'period'->>'start', '') <= ${asOfDate()} AND coalesce(a->'period'->>'end', '9999') >= ${asOfDate()}
@@ -109,78 +131,96 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
     );
   }
   const patients = `SELECT ${patientCols.join(', ')} FROM resource r ${patientJoins.join(' ')}
-    WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ${ctx.renderRead('r', p)}`;
+    WHERE r.resource_type = 'Patient' AND NOT r.deleted AND ${ctx.renderRead('r', p)} ${patientWhere.map((w) => `AND ${w}`).join(' ')}`;
 
-  // The qualifying resources: live, admitted, matching every token, dated in the period; one per patient.
-  const eventCols = ['ref.target_id AS patient', 'd.low AS at'];
-  q.dimensions.forEach((d, i) => {
-    if (d.kind === 'event-token') {
-      eventCols.push(`(SELECT min(t.code) FROM search_token t WHERE t.resource_type = ${type} AND t.param = ${p.bind(d.param)} AND t.id = x.id) AS e${i}`);
-    } else if (d.kind === 'event-reference') {
-      eventCols.push(
-        `(SELECT min(t.target_type || '/' || t.target_id) FROM search_reference t WHERE t.resource_type = ${type} AND t.param = ${p.bind(d.param)} AND t.id = x.id) AS e${i}`,
-      );
-    } else if (d.kind === 'event-month') {
-      eventCols.push(`to_char(d.low AT TIME ZONE 'UTC', 'YYYY-MM') AS e${i}`);
-    }
-  });
+  // The qualifying resources' candidates, from index rows only: the patient (a counted one), the date in the period, every token.
   const from = `${p.bind(ev.date.from.toISOString())}::timestamptz`;
   const to = `${p.bind(ev.date.to.toISOString())}::timestamptz`;
   const dateMatch = ev.date.match === 'overlaps' ? `d.low < ${to} AND d.high >= ${from}` : `d.low >= ${from} AND d.low < ${to}`;
-  // Each token parameter: one of its codings (a coding without a system matches the code in any system).
+  const ageLimit = ev.beforeAgeMonths !== undefined ? `AND d.low < p.birth + make_interval(months => ${p.bind(ev.beforeAgeMonths)}::int)` : '';
   const tokenMatches = ev.tokens.map(
-    (t, i) => `x.id IN (SELECT t${i}.id FROM search_token t${i} JOIN unnest(${p.bind(t.codings.map((c) => c.system ?? null))}::text[], ${p.bind(t.codings.map((c) => c.code))}::text[]) c${i}(system, code)
-        ON t${i}.code = c${i}.code AND (c${i}.system IS NULL OR t${i}.system = c${i}.system)
-      WHERE t${i}.resource_type = ${type} AND t${i}.param = ${p.bind(t.param)})`,
+    (t, i) => `EXISTS (SELECT FROM search_token t${i} WHERE t${i}.resource_type = ${type} AND t${i}.param = ${p.bind(t.param)} AND t${i}.id = ref.id AND ${codingMatch(`t${i}`, t.codings, p)})`,
   );
-  const ageLimit = ev.beforeAgeMonths !== undefined ? `JOIN p ON p.id = ref.target_id AND d.low < p.birth + make_interval(months => ${p.bind(ev.beforeAgeMonths)}::int)` : '';
-  const events = `SELECT DISTINCT ON (ref.target_id) ${eventCols.join(', ')}
-    FROM resource x
-    JOIN search_reference ref ON ref.resource_type = ${type} AND ref.param = ${p.bind(ev.patientParam)} AND ref.id = x.id AND ref.target_type = 'Patient'
-    JOIN search_date d ON d.resource_type = ${type} AND d.param = ${p.bind(ev.date.param)} AND d.id = x.id AND ${dateMatch}
-    ${ageLimit}
-    WHERE x.resource_type = ${type} AND NOT x.deleted AND ${ctx.renderRead('x', p)}
-      ${tokenMatches.map((m) => `AND ${m}`).join(' ')}
-    ORDER BY ref.target_id, d.low ${ev.pick === 'earliest' ? 'ASC' : 'DESC'}, x.id`;
+  const candidates = `SELECT ref.id, ref.target_id AS patient, d.low AS at
+    FROM search_reference ref
+    JOIN p ON p.id = ref.target_id
+    JOIN search_date d ON d.resource_type = ${type} AND d.param = ${p.bind(ev.date.param)} AND d.id = ref.id AND ${dateMatch} ${ageLimit}
+    WHERE ref.resource_type = ${type} AND ref.param = ${p.bind(ev.patientParam)} AND ref.target_type = 'Patient'
+      ${tokenMatches.map((m) => `AND ${m}`).join(' ')}`;
+  // One per patient, live and admitted by the AccessContext.
+  const events = `SELECT DISTINCT ON (q.patient) q.patient, q.id, q.at
+    FROM q JOIN resource x ON x.resource_type = ${type} AND x.id = q.id
+    WHERE NOT x.deleted AND ${ctx.renderRead('x', p)}
+    ORDER BY q.patient, q.at ${ev.pick === 'earliest' ? 'ASC' : 'DESC'}, q.id`;
 
   // One row per counted patient with its dimension values.
+  const eventJoins: string[] = [];
   const dimCols = q.dimensions.map((d, i) => {
-    const expr =
-      d.kind === 'age-band'
-        ? `(SELECT max(band) FROM unnest(${p.bind(d.bands)}::int[]) band WHERE band <= extract(year FROM ${ageAt()}))::text`
-        : d.kind === 'sex'
-          ? 'p.sex'
-          : d.kind === 'region'
-            ? 'p.region'
-            : d.kind === 'custodian'
-              ? `'Organization/' || p.custodian`
-              : `e.e${i}`;
+    let expr: string;
+    if (d.kind === 'age-band') {
+      // The band's lower bound: width_bucket counts the (ascending) bounds at or below the age; 0 (below the first) indexes no element.
+      const bands = `${p.bind(d.bands)}::int[]`;
+      expr = `(${bands})[width_bucket(p.age_years, ${bands})]::text`;
+    } else if (d.kind === 'sex') expr = 'p.sex';
+    else if (d.kind === 'region') expr = 'p.region';
+    else if (d.kind === 'custodian') expr = `'Organization/' || p.custodian`;
+    else if (d.kind === 'event-month') expr = `to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM')`;
+    else {
+      // The counted resource's smallest code or target, hashed from the index rows of all its type's resources.
+      const param = p.bind(d.param);
+      eventJoins.push(
+        d.kind === 'event-token'
+          ? `LEFT JOIN (SELECT id, min(code) AS v FROM search_token WHERE resource_type = ${type} AND param = ${param} GROUP BY id) e${i} ON e${i}.id = e.id`
+          : `LEFT JOIN (SELECT id, min(target_type || '/' || target_id) AS v FROM search_reference WHERE resource_type = ${type} AND param = ${param} GROUP BY id) e${i} ON e${i}.id = e.id`,
+      );
+      expr = `e${i}.v`;
+    }
     // A characteristic of the qualifying resource, for a patient without one: NONE.
-    const missing = expr.startsWith('e.') ? `CASE WHEN e.patient IS NULL THEN ${p.bind(NONE)}::text ELSE ${p.bind(NO_VALUE)}::text END` : `${p.bind(NO_VALUE)}::text`;
-    return `coalesce(${expr}, ${missing}) AS d${i}`;
+    const ofEvent = d.kind === 'event-token' || d.kind === 'event-reference' || d.kind === 'event-month';
+    const missing = ofEvent ? `CASE WHEN e.patient IS NULL THEN ${p.bind(NONE)}::text ELSE ${p.bind(NO_VALUE)}::text END` : `${p.bind(NO_VALUE)}::text`;
+    return `coalesce(${expr}, ${missing})`;
   });
-  const cohort = q.cohortAgeMonths
-    ? `AND (extract(year FROM ${ageAt()}) * 12 + extract(month FROM ${ageAt()})) >= ${p.bind(q.cohortAgeMonths.min)}
-       AND (extract(year FROM ${ageAt()}) * 12 + extract(month FROM ${ageAt()})) < ${p.bind(q.cohortAgeMonths.max)}`
-    : '';
-  const counted = `SELECT ${['e.patient IS NOT NULL AS qualifies', ...dimCols].join(', ')}
-    FROM p ${q.mode === 'cases' ? 'JOIN' : 'LEFT JOIN'} e ON e.patient = p.id
-    WHERE TRUE ${cohort}`;
   const dims = q.dimensions.map((_, i) => `d${i}`);
+  const counted = `SELECT ${[...dimCols.map((c, i) => `${c} AS d${i}`), 'count(*) AS population', 'count(e.patient) AS numerator'].join(', ')}
+    FROM p ${q.mode === 'cases' ? 'JOIN' : 'LEFT JOIN'} e ON e.patient = p.id ${eventJoins.join(' ')}
+    ${dims.length ? `GROUP BY ${dimCols.map((_, i) => String(i + 1)).join(', ')}` : ''}`;
   const grouping = dims.length ? `GROUPING(${dims.join(', ')})` : '0';
   const sets = q.groupingSets.map((s) => `(${s.map((i) => `d${i}`).join(', ')})`).join(', ');
   const sql = `WITH p AS MATERIALIZED (${patients}),
-    e AS (${events}),
+    q AS MATERIALIZED (${candidates}),
+    e AS MATERIALIZED (${events}),
     u AS (${counted})
-    SELECT ${grouping} AS grouping, ${[...dims, 'count(*)::int AS population', 'count(*) FILTER (WHERE qualifies)::int AS numerator'].join(', ')}
+    SELECT ${grouping} AS grouping, ${[...dims, 'sum(population)::int AS population', 'sum(numerator)::int AS numerator'].join(', ')}
     FROM u GROUP BY GROUPING SETS (${sets || '()'})`;
   return { sql, values: p.values };
+}
+
+/**
+ * A token index row at `alias` matching one of the codings (a coding without a system matches its
+ * code in any system): per system one `system = $s AND code = ANY($codes)`, which the planner
+ * estimates from the column statistics (the extended statistics on search_token include the pair).
+ */
+function codingMatch(alias: string, codings: AggregateCoding[], p: SqlParams): string {
+  const bySystem = new Map<string | undefined, string[]>();
+  for (const c of codings) bySystem.set(c.system, [...(bySystem.get(c.system) ?? []), c.code]);
+  const terms = [...bySystem].map(([system, codes]) =>
+    system === undefined ? `${alias}.code = ANY(${p.bind(codes)}::text[])` : `(${alias}.system = ${p.bind(system)} AND ${alias}.code = ANY(${p.bind(codes)}::text[]))`,
+  );
+  return terms.length ? `(${terms.join(' OR ')})` : 'FALSE';
+}
+
+/** Runs `work` in a transaction (a savepoint inside one) with the statement's settings, transaction-local. */
+export async function withAggregateSettings<T>(tx: EntityManager, work: (tx: EntityManager) => Promise<T>): Promise<T> {
+  return tx.transaction(async (inner) => {
+    await inner.query(`SELECT set_config('work_mem', $1, true)`, [AGGREGATE_WORK_MEM]);
+    return work(inner);
+  });
 }
 
 /** Runs the statement: rows of counts only (no id ever leaves the database). */
 export async function aggregatePatients(ctx: AccessContext, tx: EntityManager, q: PatientAggregateQuery): Promise<PatientAggregateRow[]> {
   const { sql, values } = compilePatientAggregate(ctx, q);
-  const rows: Record<string, unknown>[] = await tx.query(sql, values);
+  const rows: Record<string, unknown>[] = await withAggregateSettings(tx, (inner) => inner.query(sql, values));
   const n = q.dimensions.length;
   return rows.map((row) => {
     const mask = Number(row.grouping);
@@ -191,4 +231,11 @@ export async function aggregatePatients(ctx: AccessContext, tx: EntityManager, q
       numerator: Number(row.numerator),
     };
   });
+}
+
+/** EXPLAIN (ANALYZE, BUFFERS) of the statement under its settings, as text (bench:stats records it in docs/public-health.md). */
+export async function explainPatientAggregate(ctx: AccessContext, tx: EntityManager, q: PatientAggregateQuery): Promise<string> {
+  const { sql, values } = compilePatientAggregate(ctx, q);
+  const rows: Record<string, string>[] = await withAggregateSettings(tx, (inner) => inner.query(`EXPLAIN (ANALYZE, BUFFERS) ${sql}`, values));
+  return rows.map((r) => r['QUERY PLAN']).join('\n');
 }

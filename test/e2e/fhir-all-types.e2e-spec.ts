@@ -23,6 +23,13 @@ const HIE_PROFILE_ADDITIONS: Record<string, Record<string, unknown>> = {
     category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
     provision: { type: 'permit' },
   },
+  // Registration checks a Subscription (docs/referrals.md): a search of a stored type, a rest-hook
+  // channel to an allowed endpoint (loopback in test only), and `requested` becomes `active`.
+  Subscription: {
+    status: 'active',
+    criteria: 'Observation?code=http://loinc.org|8867-4',
+    channel: { type: 'rest-hook', endpoint: 'http://127.0.0.1:9/hook' },
+  },
 };
 
 /**

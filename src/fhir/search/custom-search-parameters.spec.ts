@@ -22,15 +22,16 @@ function sp(id: string, extra: Partial<SearchParameter> = {}): SearchParameter {
 describe('custom search parameter layer', () => {
   afterEach(() => setCustomSearchParams(new Map()));
 
-  it('ships the regional person-id parameter for Patient, the code-effective composite for Observation and the referral references', () => {
+  it('ships the regional person-id parameter for Patient, the code-effective composite for Observation, the Coverage period and the referral references', () => {
     const shipped = loadShippedSearchParameters();
     expect(shipped.map((s) => [s.id, s.code, s.base, s.type])).toEqual([
+      ['hie-coverage-period', 'period', ['Coverage'], 'date'],
       ['hie-observation-code-effective', 'code-effective', ['Observation'], 'composite'],
       ['hie-patient-person-id', 'person-id', ['Patient'], 'token'],
       ['hie-servicerequest-supporting-info', 'supporting-info', ['ServiceRequest'], 'reference'],
       ['hie-task-output-reference', 'output-reference', ['Task'], 'reference'],
     ]);
-    expect(shipped.map((s) => searchParameterProblem(s, []))).toEqual([undefined, undefined, undefined, undefined]);
+    expect(shipped.map((s) => searchParameterProblem(s, []))).toEqual([undefined, undefined, undefined, undefined, undefined]);
     const layer = buildCustomSearchParams(shipped, [], () => undefined);
     expect(layer.get('Observation')!.get('code-effective')).toEqual({
       code: 'code-effective',

@@ -3,12 +3,11 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Controller, Delete, Get, Inject, Param, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { auditRecord } from '../fhir/pipeline/audit-record';
 import { FhirError } from '../common/fhir-error';
-import { RequestContext } from '../common/request-context';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
-import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import type { Principal } from '../fhir/pipeline/principal';
+import { AuditedCall } from '../pipeline/audited-call';
 import { BulkExportJob } from './bulk-export.job';
 import { bulkExportFileUrl, BULK_EXPORT_ROUTE } from './bulk-export.paths';
 import { BulkExportRepository, BulkExportRow } from './bulk-export.repository';
@@ -120,25 +119,8 @@ export class BulkExportController {
     answer: (row: BulkExportRow, principal: Principal) => Promise<{ status: number; send: () => void | Promise<void> }>,
     id: string,
   ): Promise<void> {
-    const started = performance.now();
-    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
-    const record = (status: number, failureCode?: string) =>
-      this.audit.record({
-        ...auditRecord({
-          kind: 'operation',
-          subtype,
-          principal,
-          address: req.ip,
-          path: req.path,
-          outcome: failureCode ? 'failure' : 'success',
-          status,
-          failureCode,
-          accessBasis: ['policy: the client that requested the export'],
-          durationMs: Math.round(performance.now() - started),
-          requestId: RequestContext.requestId(),
-        }),
-        action,
-      });
+    const call = new AuditedCall(this.audit, req, { kind: 'operation', subtype, action, accessBasis: ['policy: the client that requested the export'] });
+    const principal = call.principal;
     let result: { status: number; send: () => void | Promise<void> };
     try {
       if (principal.kind !== 'client' || !principal.clientId) throw FhirError.unauthorized('A valid bearer token is required');
@@ -147,10 +129,10 @@ export class BulkExportController {
       if (!row || row.clientId !== principal.clientId) throw FhirError.notFound(`Export ${id.slice(0, 64)} is not known`);
       result = await answer(row, principal);
     } catch (err) {
-      await record(err instanceof FhirError ? err.status : 500, err instanceof FhirError ? (err.issues[0]?.code ?? 'exception') : 'exception');
+      await call.failed(err);
       throw err;
     }
-    await record(result.status);
+    await call.succeeded(result.status);
     await result.send();
   }
 }

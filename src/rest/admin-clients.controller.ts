@@ -1,11 +1,9 @@
 import { Body, Controller, Get, HttpCode, Param, Post, Req } from '@nestjs/common';
 import type { Request } from 'express';
 import { FhirError } from '../common/fhir-error';
-import { auditRecord } from '../fhir/pipeline/audit-record';
-import { RequestContext } from '../common/request-context';
 import { FhirPipeline } from '../pipeline/fhir-pipeline.service';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
-import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { AuditedCall, callerOf } from '../pipeline/audited-call';
 import { ClientConflictError, ClientRegistrationRepository } from '../auth/client-registration.repository';
 import { validateRegistration } from '../auth/client-registration.input';
 
@@ -78,9 +76,8 @@ export class AdminClientsController {
 
   /** A client belongs to an Organization resource: read through the pipeline, as the admin. */
   private async assertOrganizationExists(req: Request, id: string): Promise<void> {
-    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
     try {
-      await this.pipeline.handle(principal, { kind: 'read', resourceType: 'Organization', id, query: {}, path: `/Organization/${id}` });
+      await this.pipeline.handle(callerOf(req), { kind: 'read', resourceType: 'Organization', id, query: {}, path: `/Organization/${id}` });
     } catch (err) {
       if (err instanceof FhirError && (err.status === 404 || err.status === 410)) {
         throw new FhirError(422, 'not-found', `organization: there is no Organization/${id}; create it first (PUT /fhir/Organization/${id})`, ['organization']);
@@ -91,34 +88,16 @@ export class AdminClientsController {
 
   /** Admin role only (default deny); every call, allowed or denied, goes to the audit stage. */
   private async audited<T>(req: Request, operation: string, status: number, work: () => Promise<T>): Promise<T> {
-    const started = performance.now();
-    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
-    const record = (outcome: 'success' | 'failure', code: number, clientId?: string, failureCode?: string) =>
-      this.audit.record(
-        auditRecord({
-          kind: 'admin',
-          subtype: operation,
-          principal,
-          address: req.ip,
-          path: req.path,
-          outcome,
-          status: code,
-          failureCode,
-          // The registration touched is named by id; it is no patient's data.
-          entities: clientId ? [{ reference: `client/${clientId}`, patients: [] }] : [],
-          accessBasis: ['policy: admin role'],
-          durationMs: Math.round(performance.now() - started),
-          requestId: RequestContext.requestId(),
-        }),
-      );
+    const call = new AuditedCall(this.audit, req, { kind: 'admin', subtype: operation, accessBasis: ['policy: admin role'] });
     try {
-      if (principal.role !== 'admin') throw FhirError.forbidden('Client registration needs the admin role');
+      if (call.principal.role !== 'admin') throw FhirError.forbidden('Client registration needs the admin role');
       const result = await work();
       const clientId = (result as { clientId?: unknown } | undefined)?.clientId;
-      await record('success', status, typeof clientId === 'string' ? clientId : undefined);
+      // The registration touched is named by id; it is no patient's data.
+      await call.succeeded(status, typeof clientId === 'string' ? [{ reference: `client/${clientId}`, patients: [] }] : []);
       return result;
     } catch (err) {
-      await record('failure', err instanceof FhirError ? err.status : 500, undefined, err instanceof FhirError ? err.issues[0]?.code : 'exception');
+      await call.failed(err);
       throw err;
     }
   }

@@ -1,12 +1,10 @@
 import { Controller, Get, Query, Req, Res } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { auditRecord } from '../fhir/pipeline/audit-record';
 import { FhirError } from '../common/fhir-error';
 import { databaseUnavailable, isDatabaseUnavailable } from '../common/database-unavailable';
 import { parseFhirDateRange } from '../common/fhir-date';
-import { RequestContext } from '../common/request-context';
 import { AuditStage } from '../fhir/pipeline/pipeline.stages';
-import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { AuditedCall } from '../pipeline/audited-call';
 import { AuditExportRange, AuditTrailRepository } from '../audit/audit-trail.repository';
 
 /** Headers stating what an export holds, so an auditor can check it (and `$verify-chain` over it). */
@@ -33,35 +31,18 @@ export class AuditExportController {
 
   @Get('export')
   async export(@Req() req: Request, @Res() res: Response, @Query('since') since?: unknown, @Query('until') until?: unknown): Promise<void> {
-    const started = performance.now();
-    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
-    const record = (outcome: 'success' | 'failure', status: number, failureCode?: string) =>
-      this.audit.record(
-        auditRecord({
-          kind: 'operation',
-          subtype: 'audit-export',
-          principal,
-          address: req.ip,
-          path: req.path,
-          outcome,
-          status,
-          failureCode,
-          accessBasis: ['policy: auditor role'],
-          durationMs: Math.round(performance.now() - started),
-          requestId: RequestContext.requestId(),
-        }),
-      );
+    const call = new AuditedCall(this.audit, req, { kind: 'operation', subtype: 'audit-export', accessBasis: ['policy: auditor role'] });
     let range: AuditExportRange;
     try {
-      if (principal.role !== 'auditor') throw FhirError.forbidden('The audit export needs the auditor role');
+      if (call.principal.role !== 'auditor') throw FhirError.forbidden('The audit export needs the auditor role');
       range = await this.trail.exportRange(instant(since, 'since'), instant(until, 'until'));
     } catch (caught) {
       // The range is counted before any byte is sent, so a database outage here is still a 503.
       const err = isDatabaseUnavailable(caught) ? databaseUnavailable() : caught;
-      await record('failure', err instanceof FhirError ? err.status : 500, err instanceof FhirError ? err.issues[0]?.code : 'exception');
+      await call.failed(err);
       throw err;
     }
-    await record('success', 200);
+    await call.succeeded(200);
     res.status(200).type('application/fhir+ndjson');
     res.setHeader(AUDIT_EXPORT_HEADERS.count, String(range.count));
     if (range.firstSeq !== undefined) res.setHeader(AUDIT_EXPORT_HEADERS.firstSeq, range.firstSeq);

@@ -4,7 +4,7 @@ import { Public } from '../auth/public.decorator';
 import { FhirError } from '../common/fhir-error';
 import type { InteractionKind } from '../fhir/pipeline/interaction';
 import { FhirPipeline } from '../pipeline/fhir-pipeline.service';
-import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
+import { callerOf } from '../pipeline/audited-call';
 import { FhirResponseWriter } from './fhir-response.writer';
 import { InteractionTarget, parseInteraction } from '../fhir/pipeline/interaction.parser';
 
@@ -181,7 +181,7 @@ export class FhirController {
     }
     const interaction = parseInteraction(req, kind, parts);
     this.writer.validateShaping(interaction);
-    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
+    const principal = callerOf(req);
     // A client that goes away mid-request cancels its running statement (docs/security.md).
     const gone = new AbortController();
     res.on('close', () => {

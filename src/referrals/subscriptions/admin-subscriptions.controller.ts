@@ -1,10 +1,8 @@
 import { Controller, Get, Req } from '@nestjs/common';
 import type { Request } from 'express';
-import { auditRecord } from '../../fhir/pipeline/audit-record';
 import { FhirError } from '../../common/fhir-error';
-import { RequestContext } from '../../common/request-context';
 import { AuditStage } from '../../fhir/pipeline/pipeline.stages';
-import { ANONYMOUS, Principal } from '../../fhir/pipeline/principal';
+import { AuditedCall } from '../../pipeline/audited-call';
 import { SubscriptionRegistrations } from './subscription-registration.repository';
 
 /**
@@ -22,30 +20,14 @@ export class AdminSubscriptionsController {
 
   @Get()
   async failing(@Req() req: Request) {
-    const started = performance.now();
-    const principal = (req as Request & { user?: Principal }).user ?? ANONYMOUS;
-    const record = (outcome: 'success' | 'failure', status: number, failureCode?: string) =>
-      this.audit.record(
-        auditRecord({
-          kind: 'admin',
-          subtype: 'subscription-list-failing',
-          principal,
-          address: req.ip,
-          path: req.path,
-          outcome,
-          status,
-          failureCode,
-          accessBasis: ['policy: admin role'],
-          durationMs: Math.round(performance.now() - started),
-          requestId: RequestContext.requestId(),
-        }),
-      );
-    if (principal.role !== 'admin') {
-      await record('failure', 403, 'forbidden');
-      throw FhirError.forbidden('Listing failing Subscriptions needs the admin role');
+    const call = new AuditedCall(this.audit, req, { kind: 'admin', subtype: 'subscription-list-failing', accessBasis: ['policy: admin role'] });
+    if (call.principal.role !== 'admin') {
+      const refused = FhirError.forbidden('Listing failing Subscriptions needs the admin role');
+      await call.failed(refused);
+      throw refused;
     }
     const subscriptions = await this.registrations.failing();
-    await record('success', 200);
+    await call.succeeded(200);
     return { subscriptions };
   }
 }

@@ -15,6 +15,8 @@ describe('PATCH', () => {
     expect(res.status).toBe(201);
     return res.body.id;
   }
+  /** A JSON Patch request for Patient/{id}; the caller adds headers and sends the operations. */
+  const jsonPatch = (id: string) => t.api.patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH);
   async function version(id: string): Promise<number> {
     const [{ version_id }] = await t.db.query(`SELECT version_id FROM resource WHERE resource_type = 'Patient' AND id = $1`, [id]);
     return version_id;
@@ -22,14 +24,11 @@ describe('PATCH', () => {
 
   it('applies a JSON Patch and stores a new version', async () => {
     const id = await create();
-    const res = await t.api
-      .patch(`/fhir/Patient/${id}`)
-      .set('Content-Type', JSON_PATCH)
-      .send([
-        { op: 'test', path: '/gender', value: 'female' },
-        { op: 'replace', path: '/birthDate', value: '1981-05-06' },
-        { op: 'add', path: '/name/0/given/-', value: 'Marie' },
-      ]);
+    const res = await jsonPatch(id).send([
+      { op: 'test', path: '/gender', value: 'female' },
+      { op: 'replace', path: '/birthDate', value: '1981-05-06' },
+      { op: 'add', path: '/name/0/given/-', value: 'Marie' },
+    ]);
     expect(res.status).toBe(200);
     expect(res.headers.etag).toBe('W/"2"');
     expect(res.body.birthDate).toBe('1981-05-06');
@@ -65,7 +64,7 @@ describe('PATCH', () => {
     ['a change of id', [{ op: 'replace', path: '/id', value: 'other' }], 400, 'invalid'],
   ])('rejects %s and stores nothing', async (_name, patch, status, code) => {
     const id = await create();
-    const res = await t.api.patch(`/fhir/Patient/${id}`).set('Content-Type', JSON_PATCH).send(patch);
+    const res = await jsonPatch(id).send(patch);
     expect(res.status).toBe(status);
     expect(res.body.issue.map((i: { code: string }) => i.code)).toContain(code);
     expect(await version(id)).toBe(1);
@@ -74,13 +73,10 @@ describe('PATCH', () => {
   it('refuses an add past the end of an array (RFC 6902 §4.1) and stores nothing', async () => {
     const id = await create();
     // given has 2 elements: index 2 appends (allowed), index 3 is past the end.
-    const res = await t.api
-      .patch(`/fhir/Patient/${id}`)
-      .set('Content-Type', JSON_PATCH)
-      .send([
-        { op: 'add', path: '/name/0/given/2', value: 'Marie' },
-        { op: 'add', path: '/name/0/given/4', value: 'Sofie' },
-      ]);
+    const res = await jsonPatch(id).send([
+      { op: 'add', path: '/name/0/given/2', value: 'Marie' },
+      { op: 'add', path: '/name/0/given/4', value: 'Sofie' },
+    ]);
     expect(res.status).toBe(422);
     expect(res.body.issue).toEqual([
       {
@@ -91,10 +87,7 @@ describe('PATCH', () => {
       },
     ]);
     expect(await version(id)).toBe(1);
-    const copied = await t.api
-      .patch(`/fhir/Patient/${id}`)
-      .set('Content-Type', JSON_PATCH)
-      .send([{ op: 'copy', from: '/name/0/family', path: '/name/0/given/5' }]);
+    const copied = await jsonPatch(id).send([{ op: 'copy', from: '/name/0/family', path: '/name/0/given/5' }]);
     expect(copied.status).toBe(422);
     expect(copied.body.issue[0].expression).toEqual(['[0]']);
     expect(await version(id)).toBe(1);
@@ -102,13 +95,10 @@ describe('PATCH', () => {
 
   it('adds at the index equal to the length (the end) and before an existing element', async () => {
     const id = await create();
-    const res = await t.api
-      .patch(`/fhir/Patient/${id}`)
-      .set('Content-Type', JSON_PATCH)
-      .send([
-        { op: 'add', path: '/name/0/given/2', value: 'Marie' },
-        { op: 'add', path: '/name/0/given/0', value: 'Eva' },
-      ]);
+    const res = await jsonPatch(id).send([
+      { op: 'add', path: '/name/0/given/2', value: 'Marie' },
+      { op: 'add', path: '/name/0/given/0', value: 'Eva' },
+    ]);
     expect(res.status).toBe(200);
     expect(res.body.name[0].given).toEqual(['Eva', 'Anna', 'Lena', 'Marie']);
     expect(await version(id)).toBe(2);
@@ -127,17 +117,9 @@ describe('PATCH', () => {
 
   it('honours If-Match', async () => {
     const id = await create();
-    const stale = await t.api
-      .patch(`/fhir/Patient/${id}`)
-      .set('Content-Type', JSON_PATCH)
-      .set('If-Match', 'W/"7"')
-      .send([{ op: 'replace', path: '/gender', value: 'male' }]);
+    const stale = await jsonPatch(id).set('If-Match', 'W/"7"').send([{ op: 'replace', path: '/gender', value: 'male' }]);
     expect(stale.status).toBe(412);
-    const ok = await t.api
-      .patch(`/fhir/Patient/${id}`)
-      .set('Content-Type', JSON_PATCH)
-      .set('If-Match', 'W/"1"')
-      .send([{ op: 'replace', path: '/gender', value: 'male' }]);
+    const ok = await jsonPatch(id).set('If-Match', 'W/"1"').send([{ op: 'replace', path: '/gender', value: 'male' }]);
     expect(ok.status).toBe(200);
     expect(await version(id)).toBe(2);
   });

@@ -1,3 +1,4 @@
+import { consentResource } from '../support/consent';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { randomUUID } from 'node:crypto';
 import { tmpdir } from 'node:os';
@@ -67,15 +68,7 @@ describe('Bulk Data $export', () => {
         .post('/fhir/Consent')
         .set('Authorization', `Bearer ${tokenA}`)
         .set('Content-Type', FHIR_JSON)
-        .send({
-          resourceType: 'Consent',
-          status: 'active',
-          scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-          category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-          patient: { reference: `Patient/${patient}` },
-          policyRule: { coding: [{ system: ACT, code: 'OPTOUT' }] },
-          provision: { type: 'deny' },
-        });
+        .send(consentResource(patient));
       expect(res.status).toBe(201);
     }
     records = captureAuditRecords(t.app);
@@ -314,15 +307,13 @@ describe('Bulk Data $export', () => {
         .post('/fhir/Consent')
         .set('Authorization', `Bearer ${tokenA}`)
         .set('Content-Type', FHIR_JSON)
-        .send({
-          resourceType: 'Consent',
-          status: 'active',
-          scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-          category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-          patient: { reference: `Patient/${gen.patientId(n)}` },
-          policyRule: { coding: [{ system: ACT, code: 'OPTIN' }] },
-          provision: { type: 'permit', purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PUBHLTH' }] },
-        });
+        .send(
+          consentResource(
+            gen.patientId(n),
+            { type: 'permit', purpose: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PUBHLTH' }] },
+            { policyRule: { coding: [{ system: ACT, code: 'OPTIN' }] } },
+          ),
+        );
       expect(res.status).toBe(201);
     }
     const agency = await (await registerTestClient(t, { role: 'public-health', organization: `bx-agency-${RUN}`, scopes: ['system/*.rs'], purposes: ['PUBHLTH'] })).token();

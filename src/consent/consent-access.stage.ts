@@ -39,7 +39,7 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
   async decide(principal: Principal, interaction: Interaction): Promise<ConsentDecision> {
     const who = requesterOf(principal);
     const policy = this.policy;
-    const extensions = this.extensions(interaction);
+    const extensions = this.extensions(interaction, who);
     // The Binary securityContext branch doubles the predicate (and its planning) for every row; an
     // interaction on another type renders it without: a Binary it reaches anyway (an `_include` of
     // a Resource reference) then falls under the type table's custodian-only rule, never wider.
@@ -58,9 +58,9 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
   }
 
   /** The registered extensions; a read restriction only where the interaction can reach its types. */
-  private extensions(interaction: Interaction): ReadAccessExtensions {
+  private extensions(interaction: Interaction, who: Requester): ReadAccessExtensions {
     const restrictions = this.registry.restrictions().filter((r) => interactionMayReach(interaction, r.resourceTypes));
-    return { contributors: this.registry.contributors(), typeRules: this.registry.rulesByType(), restrictions };
+    return { contributors: this.registry.contributorsFor(who.purpose), typeRules: this.registry.rulesByType(), restrictions };
   }
 
   private describe(who: Requester, extensions: ReadAccessExtensions): string {
@@ -127,11 +127,14 @@ export class ConsentAccessStage extends ConsentStage implements OnApplicationBoo
   private async decidingProvisions(who: Requester, row: AccessAttributes, tx: EntityManager): Promise<string[]> {
     const p = new SqlParams();
     // Contributors are asked only where the base policy would not share: which one opened each patient.
-    const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributors();
+    const contributors = baseSharesWith(this.policy, who) || who.breakGlass ? [] : this.registry.contributorsFor(who.purpose);
+    let custodianOrg: string | undefined;
     const judged = {
-      // Own-organization rows were answered above; only a contributor compares it (a referral opens
-      // the referring organization's own records), and a value bound but unused fails the statement.
-      custodianOrg: contributors.length ? `${p.bind(row.custodianOrg ?? null)}::text` : 'NULL',
+      // Own-organization rows were answered above; only a contributor may compare it (a referral opens
+      // the referring organization's own records): bound on first use, as a value bound but unused fails the statement.
+      get custodianOrg() {
+        return (custodianOrg ??= `${p.bind(row.custodianOrg ?? null)}::text`);
+      },
       compartments: `${p.bind(row.compartments)}::text[]`,
       securityLabels: `${p.bind(row.securityLabels)}::text[]`,
       resourceType: `${p.bind(row.resourceType)}::text`,

@@ -149,7 +149,8 @@ describe('consent SQL: the pieces of the predicate', () => {
   it('matches provisions of the patient, the denials of linked records and the permits of Person-linked ones, on every criterion of a provision row', () => {
     expect(oneLine(matchingProvisions('$P', columnsOf('r'), { organization: '$O', purpose: '$U', actors: '$A' }, 'LABEL_CONDITION'))).toBe(
       'consent_provision cns_p WHERE cns_p.patient_id = ANY($P || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = $P))' +
-        ' AND (cns_p.patient_id = $P OR NOT cns_p.permit OR EXISTS (SELECT 1 FROM patient_link cns_v WHERE cns_v.patient_id = $P AND cns_v.linked_id = cns_p.patient_id AND cns_v.via_person))' +
+        // The two probes are plpgsql functions (planned once per connection), not sub-selects planned in every statement.
+        ' AND (cns_p.patient_id = $P OR NOT cns_p.permit OR consent_linked_via_person($P, cns_p.patient_id))' +
         ' AND (cns_p.actor_org IS NULL OR cns_p.actor_org = $O)' +
         ' AND (cns_p.purpose IS NULL OR cns_p.purpose = $U)' +
         ' AND cns_p.period @> now()' +
@@ -159,7 +160,7 @@ describe('consent SQL: the pieces of the predicate', () => {
         ' AND LABEL_CONDITION' +
         // An individual actor matches a token acting for it; a denial naming individuals also matches a token that declares no one.
         ' AND (cns_p.actor_ref IS NULL OR cns_p.actor_ref = ANY($A) OR (NOT cns_p.permit AND cardinality($A) = 0))' +
-        " AND (cns_p.code IS NULL OR EXISTS (SELECT 1 FROM search_token cns_t WHERE cns_t.resource_type = r.resource_type AND cns_t.param = 'code' AND cns_t.code = cns_p.code AND cns_t.id = r.id AND (cns_p.code_system IS NULL OR cns_t.system = cns_p.code_system)))",
+        ' AND (cns_p.code IS NULL OR consent_code_indexed(r.resource_type, r.id, cns_p.code_system, cns_p.code))',
     );
   });
 });

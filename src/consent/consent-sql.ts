@@ -1,7 +1,6 @@
 import type { SqlBinder } from '../fhir/pipeline/access-predicate';
 import type { JudgedRow, PatientAccessContributor, ReadRestriction, TypeAccessRule } from '../fhir/pipeline/read-access';
 import { referencedResourceWhere } from '../fhir/storage/access-attributes';
-import { tokenIndexHolds } from '../fhir/search/token-index-probe';
 import type { ConsentPolicy } from './consent-policy';
 import { restrictedTypes } from './type-access-rules';
 
@@ -77,7 +76,7 @@ export function matchingProvisions(patient: string, row: JudgedRow, who: { organ
   return `consent_provision cns_p
     WHERE cns_p.patient_id = ANY(${patient} || ARRAY(SELECT cns_k.linked_id FROM patient_link cns_k WHERE cns_k.patient_id = ${patient}))
       AND (cns_p.patient_id = ${patient} OR NOT cns_p.permit
-           OR EXISTS (SELECT 1 FROM patient_link cns_v WHERE cns_v.patient_id = ${patient} AND cns_v.linked_id = cns_p.patient_id AND cns_v.via_person))
+           OR consent_linked_via_person(${patient}, cns_p.patient_id))
       AND (cns_p.actor_org IS NULL OR cns_p.actor_org = ${who.organization})
       AND (cns_p.purpose IS NULL OR cns_p.purpose = ${who.purpose})
       AND cns_p.period @> now()
@@ -94,10 +93,12 @@ export function matchingProvisions(patient: string, row: JudgedRow, who: { organ
  * also matches a token that declares no one (the exchange cannot tell it is not that person, so a
  * denial is not evaded by leaving the declaration out). A code matches a row whose `code` search
  * index (token rows, param `code`) holds that Coding: one probe of search_token_code_id_idx.
+ * Both probes are plpgsql functions (migration 1732402400370): planned once per connection, not in
+ * every statement that carries the predicate (docs/performance.md, "Mix CPU back to the parent").
  */
 export function individualActorAndCodeConditions(row: JudgedRow, actors: string): string {
   return `(cns_p.actor_ref IS NULL OR cns_p.actor_ref = ANY(${actors}) OR (NOT cns_p.permit AND cardinality(${actors}) = 0))
-      AND (cns_p.code IS NULL OR ${tokenIndexHolds(row, `'code'`, 'cns_p.code_system', 'cns_p.code')})`;
+      AND (cns_p.code IS NULL OR consent_code_indexed(${row.resourceType}, ${row.id}, cns_p.code_system, cns_p.code))`;
 }
 
 /**

@@ -16,7 +16,7 @@ export class ReferralAccessContributor implements PatientAccessContributor, OnMo
   readonly name = 'referral';
   readonly basis = 'referral';
   private readonly shape: TaskGrantShape;
-  private readonly purposes: readonly string[];
+  readonly purposes: readonly string[];
   /** The party rule: a referral's Task and ServiceRequest, beyond their custodian, for the owner only. */
   readonly parties: ReadRestriction = {
     name: 'referral-parties',

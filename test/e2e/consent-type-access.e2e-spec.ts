@@ -270,8 +270,8 @@ describe('access to types outside the Patient compartment, and read-access contr
       const res = await bPayment('get', `/fhir/Observation/${obs.referred}`);
       expect([res.status, res.body.id]).toEqual([200, obs.referred]);
       const basis = readRecord(`Observation/${obs.referred}`)?.accessBasis ?? [];
-      // The referrals module's own contributor is registered in every app beside the test's.
-      expect(basis).toContain(`consent: policy opt-out (HPAYMT only where a Consent permits), contributors referral (referral), referral (test-referral); Observation/${obs.referred}: Patient/${pt.referred} by referral (test-referral)`);
+      // The referrals module's own contributor (registered in every app beside the test's) serves TREAT only: not listed for HPAYMT.
+      expect(basis).toContain(`consent: policy opt-out (HPAYMT only where a Consent permits), contributors referral (test-referral); Observation/${obs.referred}: Patient/${pt.referred} by referral (test-referral)`);
       const search = await bPayment('get', `/fhir/Observation?subject=Patient/${pt.referred},Patient/${pt.notReferred}&_total=accurate`);
       expect([search.body.total, ids(search)]).toEqual([1, [`Observation/${obs.referred}`]]);
       expect(ids(await bPayment('get', `/fhir/Patient?_id=${pt.referred},${pt.notReferred}`))).toEqual([`Patient/${pt.referred}`]);

@@ -39,6 +39,13 @@ export interface PatientAccessContributor {
   /** The basis recorded in audit when it opened a patient's data (e.g. `referral`). */
   readonly basis: string;
   /**
+   * Optional: the purposes of use it may open data for (referrals: TREAT); absent, any. A requester
+   * of another purpose (or none) gets a predicate without it: decided in the text, not by a bound
+   * value, so a prepared statement's generic plan does not carry subqueries that can never match
+   * (docs/performance.md, "Mix CPU back to the parent"). `render` must still check the purpose.
+   */
+  readonly purposes?: readonly string[];
+  /**
    * A boolean SQL condition: the requester may see `patient`'s data of `row`. Values only through
    * `bind`; aliases it introduces start with its own prefix. Must judge history rows too (it sees
    * only the attributes in `row`, which both tables have).
@@ -107,6 +114,11 @@ export class ReadAccessRegistry {
 
   contributors(): readonly PatientAccessContributor[] {
     return this.patientContributors;
+  }
+
+  /** The contributors that may open data for a requester of this purpose of use. */
+  contributorsFor(purpose: string | undefined): readonly PatientAccessContributor[] {
+    return this.patientContributors.filter((c) => !c.purposes || (purpose !== undefined && c.purposes.includes(purpose)));
   }
 
   /** Registered rules by type. */

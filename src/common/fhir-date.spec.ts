@@ -20,6 +20,15 @@ describe('FHIR date precision: the instant range a value covers', () => {
     ['2020-05-01T00:00:00+00:00', '2020-05-01T00:00:00.000Z', '2020-05-01T00:00:01.000Z'],
     ['2020-05-01T23:59:59Z', '2020-05-01T23:59:59.000Z', '2020-05-02T00:00:00.000Z'],
     ['2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.000Z', '2020-01-01T00:00:00.001Z'],
+    // The ends of FHIR's years: past 9999 a range is open (year 10000 is no ISO instant PostgreSQL reads).
+    ['9999', '9999-01-01T00:00:00.000Z', 'infinity'],
+    ['9999-12-31', '9999-12-31T00:00:00.000Z', 'infinity'],
+    ['9999-12-31T23:30:00-05:00', '9999-12-31T23:59:59.999Z', 'infinity'],
+    ['0001-01-01T00:00:00+01:00', '-infinity', '0001-01-01T00:00:00.000Z'],
+    // Years below 100 are themselves, not 1900 + the year.
+    ['0050', '0050-01-01T00:00:00.000Z', '0051-01-01T00:00:00.000Z'],
+    ['0004-02-29', '0004-02-29T00:00:00.000Z', '0004-03-01T00:00:00.000Z'],
+    ['0099-12-31T10:00Z', '0099-12-31T10:00:00.000Z', '0099-12-31T10:01:00.000Z'],
   ])('%s covers [%s, %s)', (value, start, end) => {
     expect(parseFhirDateRange(value)).toEqual({ start, end });
   });
@@ -36,6 +45,8 @@ describe('FHIR date precision: the instant range a value covers', () => {
     ['second 60', '2020-01-01T10:00:60Z'],
     ['an hour without minutes', '2020-01-01T10'],
     ['a two-digit year', '20'],
+    ['year 0000', '0000'],
+    ['29 February of year 0100 (not a leap year)', '0100-02-29'],
     ['a prefix left on', 'ge2020'],
     ['trailing text', '2020-01-01x'],
     ['leading text', 'x2020'],

@@ -1,5 +1,5 @@
 import { FhirError } from '../../common/fhir-error';
-import { parseFhirDateRange } from '../../common/fhir-date';
+import { instantText, parseFhirDateRange } from '../../common/fhir-date';
 import type { AccessContext } from '../pipeline/access-context';
 import { SqlParams } from '../storage/sql-params';
 import { DEFAULT_TEXT_LANGUAGE, SearchParamDef } from './search-parameter.registry';
@@ -359,8 +359,8 @@ export function dateCondition(low: string, high: string, raw: string, b: (v: unk
       // ap: within 10% of the distance between now and the value, at least a day.
       const now = Date.now();
       const spread = Math.max(Math.abs(now - Date.parse(range.start)) * 0.1, 86_400_000);
-      const s2 = `${b(new Date(Date.parse(range.start) - spread).toISOString())}::timestamptz`;
-      const e2 = `${b(new Date(Date.parse(range.end) + spread).toISOString())}::timestamptz`;
+      const s2 = `${b(instantText(Date.parse(range.start) - spread, 'start'))}::timestamptz`;
+      const e2 = `${b(instantText(Date.parse(range.end) + spread, 'end'))}::timestamptz`;
       return `(${low} < ${e2} AND ${hi} > ${s2})`;
     }
   }

@@ -441,7 +441,9 @@ function expectedSearchParams(types: string[]): string[] {
   const bundle = readJson('fhir/r4/search-parameters.json') as Bundle<SearchParameter>;
   const r4 = (bundle.entry ?? []).map((e) => e.resource as SearchParameter);
   const byUrl = new Map(r4.map((sp) => [sp.url, sp]));
-  const shipped = ['searchparameter-coverage-period.json', 'searchparameter-observation-code-effective.json', 'searchparameter-patient-person-id.json', 'searchparameter-servicerequest-supporting-info.json', 'searchparameter-task-output-reference.json'].map((f) => JSON.parse(readFileSync(join(__dirname, '../../fhir-profiles', f), 'utf8')) as SearchParameter);
+  const shipped = ['searchparameter-coverage-period.json', 'searchparameter-observation-code-effective.json', ...['district', 'state', 'postalcode', 'period'].map((p) => `searchparameter-patient-home-${p}.json`), ...['district', 'state', 'postalcode'].map((p) => `searchparameter-patient-home-${p}-period.json`), 'searchparameter-patient-person-id.json', 'searchparameter-servicerequest-supporting-info.json', 'searchparameter-task-output-reference.json'].map((f) => JSON.parse(readFileSync(join(__dirname, '../../fhir-profiles', f), 'utf8')) as SearchParameter);
+  // A shipped composite may name shipped components (the home-address composites).
+  for (const sp of shipped) byUrl.set(sp.url, sp);
   const out: string[] = [];
   for (const type of types) {
     for (const sp of [...r4, ...shipped]) {

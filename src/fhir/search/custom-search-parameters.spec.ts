@@ -22,16 +22,24 @@ function sp(id: string, extra: Partial<SearchParameter> = {}): SearchParameter {
 describe('custom search parameter layer', () => {
   afterEach(() => setCustomSearchParams(new Map()));
 
-  it('ships the regional person-id parameter for Patient, the code-effective composite for Observation, the Coverage period and the referral references', () => {
+  it('ships the regional person-id parameter for Patient, the code-effective composite for Observation, the Coverage period, the home-address parts and the referral references', () => {
     const shipped = loadShippedSearchParameters();
     expect(shipped.map((s) => [s.id, s.code, s.base, s.type])).toEqual([
       ['hie-coverage-period', 'period', ['Coverage'], 'date'],
       ['hie-observation-code-effective', 'code-effective', ['Observation'], 'composite'],
+      ['hie-patient-home-district-period', 'home-district-period', ['Patient'], 'composite'],
+      ['hie-patient-home-district', 'home-district', ['Patient'], 'token'],
+      ['hie-patient-home-period', 'home-period', ['Patient'], 'date'],
+      ['hie-patient-home-postalcode-period', 'home-postalcode-period', ['Patient'], 'composite'],
+      ['hie-patient-home-postalcode', 'home-postalcode', ['Patient'], 'token'],
+      ['hie-patient-home-state-period', 'home-state-period', ['Patient'], 'composite'],
+      ['hie-patient-home-state', 'home-state', ['Patient'], 'token'],
       ['hie-patient-person-id', 'person-id', ['Patient'], 'token'],
       ['hie-servicerequest-supporting-info', 'supporting-info', ['ServiceRequest'], 'reference'],
       ['hie-task-output-reference', 'output-reference', ['Task'], 'reference'],
     ]);
-    expect(shipped.map((s) => searchParameterProblem(s, []))).toEqual([undefined, undefined, undefined, undefined, undefined]);
+    // The home-address composites name the shipped parts as their components.
+    expect(shipped.map((s) => searchParameterProblem(s, shipped.filter((o) => o !== s)))).toEqual(shipped.map(() => undefined));
     const layer = buildCustomSearchParams(shipped, [], () => undefined);
     expect(layer.get('Observation')!.get('code-effective')).toEqual({
       code: 'code-effective',
@@ -44,6 +52,12 @@ describe('custom search parameter layer', () => {
         { type: 'date', expression: 'effective' },
       ],
     });
+    // The statistics' region: a home address's part (exact, a token) with its period's bounds.
+    expect(layer.get('Patient')!.get('home-district-period')!.components).toEqual([
+      { type: 'token', expression: 'district' },
+      { type: 'date', expression: "iif(period.start.exists(), period.start, '1000')" },
+      { type: 'date', expression: "iif(period.end.exists(), period.end, '9000')" },
+    ]);
   });
 
   it('a composite may name a custom component stored after it; one naming an unknown parameter is skipped', () => {

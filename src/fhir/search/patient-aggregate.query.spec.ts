@@ -55,8 +55,22 @@ describe('compilePatientAggregate (the statement behind $evaluate-measure)', () 
     const line = oneLine(compilePatientAggregate(context, mmr).sql);
     expect(line).toMatch(/^WITH p AS MATERIALIZED \(.*\), q AS MATERIALIZED \(.*\), e AS MATERIALIZED \(SELECT DISTINCT ON \(q\.patient\).*\), u AS \(SELECT .* GROUP BY 1, 2, 3, 4\) SELECT GROUPING\(d0, d1, d2, d3\) AS grouping/);
     expect(line).toContain('GROUP BY GROUPING SETS ((), (d0), (d1), (d2), (d3), (d0, d1))');
-    // The cohort is applied inside p, so the stored address is read only for patients counted.
+    // The cohort is applied inside p, before the region and the qualifying resources are joined.
     expect(line).toMatch(/p AS MATERIALIZED \(SELECT [^)]*.* WHERE r\.resource_type = 'Patient' AND NOT r\.deleted AND .* AND \(extract\(year FROM ag\.span\) \* 12/);
+  });
+
+  it('reads index rows only: no stored content; the region from the home-address composite in use on the day of asOf', () => {
+    const { sql, values } = compilePatientAggregate(context, mmr);
+    const line = oneLine(sql);
+    expect(line).not.toMatch(/content/);
+    // No custodian dimension: the Patient's row is not read for its custodian column either.
+    expect(line).not.toMatch(/custodian_org/);
+    const n = (v: unknown): number => values.findIndex((x) => JSON.stringify(x) === JSON.stringify(v)) + 1;
+    expect(line).toContain(
+      `SELECT c.id, min(left(c.c1_code, $${n(3)}::int)) AS region FROM search_composite c WHERE c.resource_type = 'Patient' AND c.param = $${n('home-postalcode-period')} AND c.c2_low < $${n('2025-01-01T00:00:00.000Z')}::timestamptz AND c.c3_high > $${n('2024-12-31T00:00:00.000Z')}::timestamptz GROUP BY c.id`,
+    );
+    const withCustodian = oneLine(compilePatientAggregate(context, { ...mmr, dimensions: [{ kind: 'custodian' }], groupingSets: [[], [0]] }).sql);
+    expect(withCustodian).toContain('r.custodian_org AS custodian');
   });
 
   it('a query without dimensions is one total row', () => {

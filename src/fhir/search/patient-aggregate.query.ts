@@ -72,14 +72,20 @@ export const NO_VALUE = 'unknown';
 /** The value of a qualifying resource's characteristic for a patient without one (no active Coverage: payer type `none`). */
 export const NONE = 'none';
 
+/**
+ * The shipped composite SearchParameter (fhir-profiles/searchparameter-patient-home-*-period.json)
+ * per region kind: a home address's district, state or postal code with its period's start and end.
+ */
+export const HOME_ADDRESS_PARAM = { district: 'home-district-period', state: 'home-state-period', 'postal-prefix': 'home-postalcode-period' } as const;
+
 /** `work_mem` of the statement (transaction-local): its hashes and sorts of ~100k patients stay in memory instead of spilling. */
 export const AGGREGATE_WORK_MEM = '64MB';
 
 /**
  * The statement for a query (exported for the plan in docs/public-health.md and the bench). Shaped
  * so the planner can hash, not probe (docs/public-health.md, "Computed in PostgreSQL"):
- * - `p`: the counted Patients with every characteristic, the cohort applied (so the region, read
- *   from the stored address, is read only for counted patients);
+ * - `p`: the counted Patients with every characteristic from index rows (birth date, gender, the
+ *   home address's region from a shipped composite), the cohort applied; no Patient content is read;
  * - `q`: the qualifying resources from index rows only (patient reference joined to `p` by hash,
  *   date, each token as a semi-join whose codes the planner estimates from its statistics: a
  *   coding list becomes `code = ANY(...)` per system, not a join against an unnested array, which
@@ -93,15 +99,14 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
   const p = new SqlParams();
   const ev = q.qualifying;
   const type = `${p.bind(ev.resourceType)}::text`;
-  // Bound only where used (an unused parameter has no type PostgreSQL can infer).
-  let asOfDateParam: string | undefined;
-  const asOfDate = (): string => (asOfDateParam ??= `${p.bind(q.asOf.toISOString().slice(0, 10))}::text`);
   const needsBirth = !!q.cohortAgeMonths || ev.beforeAgeMonths !== undefined || q.dimensions.some((d) => d.kind === 'age-band');
   const region = q.dimensions.find((d): d is Extract<PatientDimension, { kind: 'region' }> => d.kind === 'region');
   const needsSex = q.dimensions.some((d) => d.kind === 'sex');
 
   // The Patients counted: live, admitted by the AccessContext (consent or the counts-only system context), in the cohort.
-  const patientCols = ['r.id', 'r.custodian_org AS custodian'];
+  // The custodian column only when counted by it: without it (and under a context whose predicate
+  // reads no column) the Patients come from the live-resource index alone.
+  const patientCols = ['r.id', ...(q.dimensions.some((d) => d.kind === 'custodian') ? ['r.custodian_org AS custodian'] : [])];
   const patientJoins: string[] = [];
   const patientWhere: string[] = [];
   if (needsBirth) {
@@ -121,13 +126,18 @@ export function compilePatientAggregate(ctx: AccessContext, q: PatientAggregateQ
     patientJoins.push(`LEFT JOIN (SELECT id, min(code) AS sex FROM search_token WHERE resource_type = 'Patient' AND param = 'gender' GROUP BY id) g ON g.id = r.id`);
   }
   if (region) {
-    const field = region.by === 'district' ? `a->>'district'` : region.by === 'state' ? `a->>'state'` : `left(a->>'postalCode', ${p.bind(region.digits)}::int)`;
-    // The home address current at asOf (FHIR dates compare as text at their own precision). From the
-    // stored content: index rows keep no address's use or period (docs/public-health.md, "Open").
-    patientCols.push(
-      `(SELECT ${field} FROM jsonb_array_elements(CASE WHEN jsonb_typeof(r.content->'address') = 'array' THEN r.content->'address' ELSE '[]'::jsonb END) a
-         WHERE coalesce(a->>'use', 'home') = 'home' AND coalesce(a->'period'->>'start', '') <= ${asOfDate()} AND coalesce(a->'period'->>'end', '9999') >= ${asOfDate()}
-         LIMIT 1) AS region`,
+    // The home address current at asOf, from index rows only (no Patient content is read): the shipped
+    // composite `home-{part}-period` pairs each home address's part with its period's start and end
+    // (docs/public-health.md, "Region from index rows"). In use on the day of asOf: it starts by the
+    // end of that day and ends after its start; of several such addresses, the smallest value.
+    const day = Date.UTC(q.asOf.getUTCFullYear(), q.asOf.getUTCMonth(), q.asOf.getUTCDate());
+    const value = region.by === 'postal-prefix' ? `left(c.c1_code, ${p.bind(region.digits)}::int)` : 'c.c1_code';
+    patientCols.push('h.region');
+    patientJoins.push(
+      `LEFT JOIN (SELECT c.id, min(${value}) AS region FROM search_composite c
+         WHERE c.resource_type = 'Patient' AND c.param = ${p.bind(HOME_ADDRESS_PARAM[region.by])}
+           AND c.c2_low < ${p.bind(new Date(day + 86_400_000).toISOString())}::timestamptz AND c.c3_high > ${p.bind(new Date(day).toISOString())}::timestamptz
+         GROUP BY c.id) h ON h.id = r.id`,
     );
   }
   const patients = `SELECT ${patientCols.join(', ')} FROM resource r ${patientJoins.join(' ')}

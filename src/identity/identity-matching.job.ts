@@ -22,6 +22,17 @@ export interface IdentityMatchJobData {
   patientId: string;
 }
 
+/** Counts of one matching run (ids and numbers only: what the logs carry). */
+export interface MatchOutcome {
+  linked: number;
+  review: number;
+  unlinked: number;
+  /** Patients that went through the locked `match`. */
+  matched: number;
+  /** Patients whose bulk read showed nothing to change. */
+  skipped: number;
+}
+
 interface PersonLinkRow {
   patient_id: string;
   person_id: string;
@@ -67,12 +78,74 @@ export class IdentityMatchingJob implements OnModuleInit {
 
   async run(job: QueuedJob<IdentityMatchJobData>): Promise<void> {
     const started = Date.now();
-    const outcome = await this.sessions.run({ transactional: true }, async ({ tx }) => {
-      const ctx = await this.system.mint('identity-matching', this.exchange);
-      return this.match(ctx, tx, job.data.patientId);
-    });
+    const ctx = await this.system.mint('identity-matching', this.exchange);
+    const outcome = await this.matchMany(ctx, [job.data.patientId]);
     // Ids, counts and timing only: no demographics in logs.
     this.logger.log({ msg: 'identity match', job: job.id, patient: job.data.patientId, ...outcome, ms: Date.now() - started });
+  }
+
+  /**
+   * Matches many Patients (the job after write, a batch page): one read of their rows and one
+   * statement for all their blocking candidates, scored here; only a Patient whose match would change
+   * something goes through `match` (its blocking-key locks, a transaction of its own). One that
+   * links nothing costs no lock and no write. Skipping without the lock is safe: a concurrent
+   * registration this read did not see commits later, and its own job then sees this Patient.
+   */
+  async matchMany(ctx: AccessContext, patientIds: readonly string[]): Promise<MatchOutcome> {
+    const ids = [...new Set(patientIds)];
+    const pending = await this.sessions.run({ transactional: false }, ({ tx }) => this.withWork(ctx, tx, ids));
+    const total: MatchOutcome = { linked: 0, review: 0, unlinked: 0, matched: pending.length, skipped: ids.length - pending.length };
+    for (const patientId of pending) {
+      // One transaction per Patient: its blocking-key locks are held no longer than its own match.
+      const outcome = await this.sessions.run({ transactional: true }, ({ tx }) => this.match(ctx, tx, patientId));
+      total.linked += outcome.linked;
+      total.review += outcome.review;
+      total.unlinked += outcome.unlinked ?? 0;
+    }
+    return total;
+  }
+
+  /**
+   * The Patients of `ids` whose `match` would change something: a deleted one (it leaves its
+   * Person), one with a certain match when it or a match has no Person yet, one with a probable match
+   * not yet asked about. Read in bulk; `match` decides again under its locks.
+   */
+  private async withWork(ctx: AccessContext, tx: EntityManager, ids: readonly string[]): Promise<string[]> {
+    const found = await this.demographics.candidatesOfMany(ctx, tx, ids);
+    const scored = new Map<string, { certain: string[]; probable: string[] }>();
+    for (const [id, { self, candidates }] of found) {
+      const certain: string[] = [];
+      const probable: string[] = [];
+      for (const c of candidates) {
+        const grade = scoreMatch(self, c, this.config).grade;
+        if (grade === 'certain') certain.push(c.patientId);
+        else if (grade === 'probable') probable.push(c.patientId);
+      }
+      if (certain.length || probable.length) scored.set(id, { certain, probable });
+    }
+    const members = [...new Set([...scored].flatMap(([id, s]) => (s.certain.length ? [id, ...s.certain] : [])))];
+    const linked = new Set<string>(
+      members.length ? (await tx.query(`SELECT patient_id FROM identity_person_link WHERE patient_id = ANY($1::text[])`, [members])).map((r: { patient_id: string }) => r.patient_id) : [],
+    );
+    const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c].sort()));
+    const asked = new Set<string>(
+      pairs.length
+        ? (
+            await tx.query(`SELECT r.patient_id || '|' || r.candidate_id AS pair FROM identity_review r JOIN unnest($1::text[], $2::text[]) AS q(a, b) ON r.patient_id = q.a AND r.candidate_id = q.b`, [
+              pairs.map((p) => p[0]),
+              pairs.map((p) => p[1]),
+            ])
+          ).map((r: { pair: string }) => r.pair)
+        : [],
+    );
+    return ids.filter((id) => {
+      if (!found.has(id)) return true;
+      const s = scored.get(id);
+      if (!s) return false;
+      // A certain match where everyone already has a Person: `link` would change nothing.
+      if (s.certain.length && [id, ...s.certain].some((m) => !linked.has(m))) return true;
+      return s.probable.some((c) => !asked.has([id, c].sort().join('|')));
+    });
   }
 
   /** Matches one Patient in `tx` (the batch match runs it for each Patient of a page). */

@@ -26,6 +26,9 @@ interface Row {
 /** Double Metaphone codes of a text[] parameter's words (fuzzystrmatch), empty codes left out. */
 const CODES = (param: string): string => `ARRAY(SELECT DISTINCT c FROM unnest(${param}::text[]) w, dmetaphone(w) c WHERE c <> '')`;
 
+const COLUMNS = (alias: string): string =>
+  ['patient_id', 'custodian_org', 'family', 'given', 'birth_date', 'sex', 'postal_codes', 'streets', 'phones', 'emails', 'identifiers'].map((c) => `${alias}.${c}`).join(', ');
+
 /** The most candidates one blocking query returns (scored in the app). */
 export const CANDIDATE_LIMIT = 200;
 
@@ -62,6 +65,26 @@ export class PatientDemographicsRepository {
     const [sql, params] = candidatesQuery(d, excludeId);
     const rows: Row[] = await tx.query(sql, params);
     return rows.map(toCandidate);
+  }
+
+  /**
+   * Matching of many Patients at once (the job after write and the batch match): their own rows,
+   * then ONE statement for every Patient's blocking candidates at other organizations, found per
+   * Patient by exactly the probes of `candidates` (the same arms, the same cut at CANDIDATE_LIMIT by
+   * patient id before the organization filter), so scoring them gives what one Patient's match
+   * sees. Patients no longer indexed (deleted) are absent from the answer.
+   */
+  async candidatesOfMany(ctx: AccessContext, tx: EntityManager, patientIds: readonly string[]): Promise<Map<string, { self: CandidateDemographics; candidates: CandidateDemographics[] }>> {
+    if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
+    const out = new Map<string, { self: CandidateDemographics; candidates: CandidateDemographics[] }>();
+    if (!patientIds.length) return out;
+    const selves: Row[] = await tx.query(`SELECT ${COLUMNS('d')} FROM patient_demographics d WHERE d.patient_id = ANY($1::text[])`, [[...new Set(patientIds)]]);
+    if (!selves.length) return out;
+    for (const r of selves) out.set(r.patient_id, { self: toCandidate(r), candidates: [] });
+    const [sql, params] = candidatesOfManyQuery([...out.values()].map(({ self }) => self));
+    const rows: (Row & { self_id: string })[] = await tx.query(sql, params);
+    for (const r of rows) out.get(r.self_id)!.candidates.push(toCandidate(r));
+    return out;
   }
 
   /** The indexed Patients' ids after `after`, in id order (the batch match's pages: a primary-key walk). */
@@ -101,6 +124,31 @@ export function candidatesQuery(d: Demographics, excludeId?: string): [string, u
         ORDER BY p.patient_id
         LIMIT $6`,
     [d.identifiers, dates, d.family, d.given, excludeId ?? null, CANDIDATE_LIMIT],
+  ];
+}
+
+/**
+ * The candidates statement of `candidatesOfMany`: per Patient a LATERAL union of the three index
+ * probes keyed on its stored blocking keys (identifiers, Double Metaphone codes) and its birth date
+ * with the day/month transposition bound beside its id (computed by `transposedBirthDate`), cut like
+ * `candidatesQuery`, kept when the candidate's custodian differs from the Patient's.
+ */
+export function candidatesOfManyQuery(selves: readonly CandidateDemographics[]): [string, unknown[]] {
+  return [
+    `SELECT s.patient_id AS self_id, ${COLUMNS('c')}
+       FROM unnest($1::text[], $2::text[]) AS t(patient_id, transposed)
+       JOIN patient_demographics s USING (patient_id)
+       CROSS JOIN LATERAL (
+         SELECT p.* FROM patient_demographics p
+          WHERE p.patient_id IN (
+                  SELECT patient_id FROM patient_demographics WHERE identifiers && s.identifiers
+                  UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY(ARRAY[s.birth_date, t.transposed])
+                  UNION SELECT patient_id FROM patient_demographics WHERE family_codes && s.family_codes AND given_codes && s.given_codes)
+            AND p.patient_id <> s.patient_id
+          ORDER BY p.patient_id
+          LIMIT $3) c
+      WHERE c.custodian_org IS DISTINCT FROM s.custodian_org`,
+    [selves.map((s) => s.patientId), selves.map((s) => transposedBirthDate(s.birthDate) ?? null), CANDIDATE_LIMIT],
   ];
 }
 

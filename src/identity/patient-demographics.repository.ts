@@ -26,6 +26,9 @@ interface Row {
 /** Double Metaphone codes of a text[] parameter's words (fuzzystrmatch), empty codes left out. */
 const CODES = (param: string): string => `ARRAY(SELECT DISTINCT c FROM unnest(${param}::text[]) w, dmetaphone(w) c WHERE c <> '')`;
 
+/** `family code:given code` for every pair of the two name parts' codes (the composite name key). */
+const NAME_CODES = (family: string, given: string): string => `ARRAY(SELECT f || ':' || g FROM unnest(${CODES(family)}) f, unnest(${CODES(given)}) g)`;
+
 const COLUMNS = (alias: string): string =>
   ['patient_id', 'custodian_org', 'family', 'given', 'birth_date', 'sex', 'postal_codes', 'streets', 'phones', 'emails', 'identifiers'].map((c) => `${alias}.${c}`).join(', ');
 
@@ -41,12 +44,12 @@ export const CANDIDATE_LIMIT = 200;
 export class PatientDemographicsRepository {
   async save(tx: EntityManager, patientId: string, custodianOrg: string | null, d: Demographics): Promise<void> {
     await tx.query(
-      `INSERT INTO patient_demographics (patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers, family_codes, given_codes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${CODES('$3')}, ${CODES('$4')})
+      `INSERT INTO patient_demographics (patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers, family_codes, given_codes, name_codes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${CODES('$3')}, ${CODES('$4')}, ${NAME_CODES('$3', '$4')})
        ON CONFLICT (patient_id) DO UPDATE SET custodian_org = EXCLUDED.custodian_org, family = EXCLUDED.family, given = EXCLUDED.given,
          birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex, postal_codes = EXCLUDED.postal_codes, streets = EXCLUDED.streets,
          phones = EXCLUDED.phones, emails = EXCLUDED.emails, identifiers = EXCLUDED.identifiers,
-         family_codes = EXCLUDED.family_codes, given_codes = EXCLUDED.given_codes`,
+         family_codes = EXCLUDED.family_codes, given_codes = EXCLUDED.given_codes, name_codes = EXCLUDED.name_codes`,
       [patientId, custodianOrg, d.family, d.given, d.birthDate ?? null, d.sex ?? null, d.postalCodes, d.streets, d.phones, d.emails, d.identifiers],
     );
   }
@@ -112,11 +115,11 @@ export class PatientDemographicsRepository {
 export function candidatesQuery(d: Demographics, excludeId?: string): [string, unknown[]] {
   const dates = [d.birthDate, transposedBirthDate(d.birthDate)].filter((x): x is string => !!x);
   return [
-    `WITH keys AS (SELECT ${CODES('$3')} AS family_codes, ${CODES('$4')} AS given_codes),
+    `WITH keys AS (SELECT ${NAME_CODES('$3', '$4')} AS name_codes),
        ids AS (
          SELECT patient_id FROM patient_demographics WHERE identifiers && $1::text[]
          UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY($2::text[])
-         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.family_codes && k.family_codes AND p.given_codes && k.given_codes
+         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.name_codes && k.name_codes
        )
        SELECT p.patient_id, p.custodian_org, p.family, p.given, p.birth_date, p.sex, p.postal_codes, p.streets, p.phones, p.emails, p.identifiers
          FROM patient_demographics p JOIN ids USING (patient_id)
@@ -143,7 +146,7 @@ export function candidatesOfManyQuery(selves: readonly CandidateDemographics[]):
           WHERE p.patient_id IN (
                   SELECT patient_id FROM patient_demographics WHERE identifiers && s.identifiers
                   UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY(ARRAY[s.birth_date, t.transposed])
-                  UNION SELECT patient_id FROM patient_demographics WHERE family_codes && s.family_codes AND given_codes && s.given_codes)
+                  UNION SELECT patient_id FROM patient_demographics WHERE name_codes && s.name_codes)
             AND p.patient_id <> s.patient_id
           ORDER BY p.patient_id
           LIMIT $3) c

@@ -68,15 +68,10 @@ export class IdentityBatchMatchJob implements OnModuleInit {
       if (ids.length === pageSize) await this.jobs.enqueue<IdentityBatchMatchJobData>(tx, IDENTITY_BATCH_MATCH_QUEUE, { after: ids[ids.length - 1], pageSize });
       return ids;
     });
-    let linked = 0;
-    let review = 0;
-    for (const patientId of page) {
-      // One transaction per Patient: its blocking-key locks are held no longer than its own match.
-      const outcome = await this.sessions.run({ transactional: true }, ({ tx }) => this.matching.match(ctx!, tx, patientId));
-      linked += outcome.linked;
-      review += outcome.review;
-    }
+    // Set-based: the page's blocking candidates in one statement, scored in bulk; the locked
+    // per-Patient match only for the Patients it would change.
+    const outcome = await this.matching.matchMany(ctx!, page);
     // Ids, counts and timing only.
-    this.logger.log({ msg: 'identity batch match page', job: job.id, patients: page.length, linked, review, ms: Date.now() - started });
+    this.logger.log({ msg: 'identity batch match page', job: job.id, patients: page.length, ...outcome, ms: Date.now() - started });
   }
 }

@@ -16,10 +16,25 @@ import { linkedPatientsOf, PersonLinks } from './person-links';
 
 /** The outbox queue of matching after a Patient write (data: the Patient id only, never demographics). */
 export const IDENTITY_MATCH_QUEUE = 'identity.match';
+/** Matching jobs taken together at most (one fetch); a full batch fetches again at once. */
+export const MATCH_BATCH_SIZE = 100;
+/** How long a committed matching job waits at most for the next poll, idle queue (matching's added latency). */
+export const MATCH_BATCH_POLL_SECONDS = 1;
 export const REVIEW_TASK_CODE = { system: 'http://hie.example.org/fhir/CodeSystem/identity-task', code: 'identity-review' };
 
 export interface IdentityMatchJobData {
   patientId: string;
+}
+
+/** Counts of one matching run (ids and numbers only: what the logs carry). */
+export interface MatchOutcome {
+  linked: number;
+  review: number;
+  unlinked: number;
+  /** Patients that went through the locked `match`. */
+  matched: number;
+  /** Patients whose bulk read showed nothing to change. */
+  skipped: number;
 }
 
 interface PersonLinkRow {
@@ -52,8 +67,14 @@ export class IdentityMatchingJob implements OnModuleInit {
   ) {}
 
   async onModuleInit(): Promise<void> {
-    this.jobs.define(IDENTITY_MATCH_QUEUE, { retryLimit: 5, retryDelaySeconds: 1, retryBackoff: true, retryDelayMaxSeconds: 60, expireInSeconds: 300 });
-    await this.jobs.work<IdentityMatchJobData>(IDENTITY_MATCH_QUEUE, (job) => this.run(job), { concurrency: 4 });
+    // No NOTIFY: the jobs of the writes committed between two polls are matched together (one
+    // mint, one blocking statement), which keeps matching's CPU per Patient small beside the API.
+    this.jobs.define(IDENTITY_MATCH_QUEUE, { retryLimit: 5, retryDelaySeconds: 1, retryBackoff: true, retryDelayMaxSeconds: 60, expireInSeconds: 300, notify: false });
+    await this.jobs.workBatch<IdentityMatchJobData>(IDENTITY_MATCH_QUEUE, (jobs) => this.runBatch(jobs), {
+      concurrency: 2,
+      batchSize: MATCH_BATCH_SIZE,
+      pollSeconds: MATCH_BATCH_POLL_SECONDS,
+    });
   }
 
   /** Enqueues matching of a Patient in the write's transaction (the outbox). */
@@ -67,12 +88,86 @@ export class IdentityMatchingJob implements OnModuleInit {
 
   async run(job: QueuedJob<IdentityMatchJobData>): Promise<void> {
     const started = Date.now();
-    const outcome = await this.sessions.run({ transactional: true }, async ({ tx }) => {
-      const ctx = await this.system.mint('identity-matching', this.exchange);
-      return this.match(ctx, tx, job.data.patientId);
-    });
+    const ctx = await this.system.mint('identity-matching', this.exchange);
+    const outcome = await this.matchMany(ctx, [job.data.patientId]);
     // Ids, counts and timing only: no demographics in logs.
     this.logger.log({ msg: 'identity match', job: job.id, patient: job.data.patientId, ...outcome, ms: Date.now() - started });
+  }
+
+  /** The jobs of one fetch: one mint (one system-access audit record) and one `matchMany` for all. */
+  async runBatch(jobs: QueuedJob<IdentityMatchJobData>[]): Promise<void> {
+    const started = Date.now();
+    const ctx = await this.system.mint('identity-matching', this.exchange);
+    const outcome = await this.matchMany(
+      ctx,
+      jobs.map((j) => j.data.patientId),
+    );
+    // Ids, counts and timing only: no demographics in logs.
+    this.logger.log({ msg: 'identity match batch', jobs: jobs.length, first: jobs[0]?.id, ...outcome, ms: Date.now() - started });
+  }
+
+  /**
+   * Matches many Patients (the job after write, a batch page): one read of their rows and one
+   * statement for all their blocking candidates, scored here; only a Patient whose match would change
+   * something goes through `match` (its blocking-key locks, a transaction of its own). One that
+   * links nothing costs no lock and no write. Skipping without the lock is safe: a concurrent
+   * registration this read did not see commits later, and its own job then sees this Patient.
+   */
+  async matchMany(ctx: AccessContext, patientIds: readonly string[]): Promise<MatchOutcome> {
+    const ids = [...new Set(patientIds)];
+    const pending = await this.sessions.run({ transactional: false }, ({ tx }) => this.withWork(ctx, tx, ids));
+    const total: MatchOutcome = { linked: 0, review: 0, unlinked: 0, matched: pending.length, skipped: ids.length - pending.length };
+    for (const patientId of pending) {
+      // One transaction per Patient: its blocking-key locks are held no longer than its own match.
+      const outcome = await this.sessions.run({ transactional: true }, ({ tx }) => this.match(ctx, tx, patientId));
+      total.linked += outcome.linked;
+      total.review += outcome.review;
+      total.unlinked += outcome.unlinked ?? 0;
+    }
+    return total;
+  }
+
+  /**
+   * The Patients of `ids` whose `match` would change something: a deleted one (it leaves its
+   * Person), one with a certain match when it or a match has no Person yet, one with a probable match
+   * not yet asked about. Read in bulk; `match` decides again under its locks.
+   */
+  private async withWork(ctx: AccessContext, tx: EntityManager, ids: readonly string[]): Promise<string[]> {
+    const found = await this.demographics.candidatesOfMany(ctx, tx, ids);
+    const scored = new Map<string, { certain: string[]; probable: string[] }>();
+    for (const [id, { self, candidates }] of found) {
+      const certain: string[] = [];
+      const probable: string[] = [];
+      for (const c of candidates) {
+        const grade = scoreMatch(self, c, this.config).grade;
+        if (grade === 'certain') certain.push(c.patientId);
+        else if (grade === 'probable') probable.push(c.patientId);
+      }
+      if (certain.length || probable.length) scored.set(id, { certain, probable });
+    }
+    const members = [...new Set([...scored].flatMap(([id, s]) => (s.certain.length ? [id, ...s.certain] : [])))];
+    const linked = new Set<string>(
+      members.length ? (await tx.query(`SELECT patient_id FROM identity_person_link WHERE patient_id = ANY($1::text[])`, [members])).map((r: { patient_id: string }) => r.patient_id) : [],
+    );
+    const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c].sort()));
+    const asked = new Set<string>(
+      pairs.length
+        ? (
+            await tx.query(`SELECT r.patient_id || '|' || r.candidate_id AS pair FROM identity_review r JOIN unnest($1::text[], $2::text[]) AS q(a, b) ON r.patient_id = q.a AND r.candidate_id = q.b`, [
+              pairs.map((p) => p[0]),
+              pairs.map((p) => p[1]),
+            ])
+          ).map((r: { pair: string }) => r.pair)
+        : [],
+    );
+    return ids.filter((id) => {
+      if (!found.has(id)) return true;
+      const s = scored.get(id);
+      if (!s) return false;
+      // A certain match where everyone already has a Person: `link` would change nothing.
+      if (s.certain.length && [id, ...s.certain].some((m) => !linked.has(m))) return true;
+      return s.probable.some((c) => !asked.has([id, c].sort().join('|')));
+    });
   }
 
   /** Matches one Patient in `tx` (the batch match runs it for each Patient of a page). */

@@ -26,6 +26,12 @@ interface Row {
 /** Double Metaphone codes of a text[] parameter's words (fuzzystrmatch), empty codes left out. */
 const CODES = (param: string): string => `ARRAY(SELECT DISTINCT c FROM unnest(${param}::text[]) w, dmetaphone(w) c WHERE c <> '')`;
 
+/** `family code:given code` for every pair of the two name parts' codes (the composite name key). */
+const NAME_CODES = (family: string, given: string): string => `ARRAY(SELECT f || ':' || g FROM unnest(${CODES(family)}) f, unnest(${CODES(given)}) g)`;
+
+const COLUMNS = (alias: string): string =>
+  ['patient_id', 'custodian_org', 'family', 'given', 'birth_date', 'sex', 'postal_codes', 'streets', 'phones', 'emails', 'identifiers'].map((c) => `${alias}.${c}`).join(', ');
+
 /** The most candidates one blocking query returns (scored in the app). */
 export const CANDIDATE_LIMIT = 200;
 
@@ -38,12 +44,12 @@ export const CANDIDATE_LIMIT = 200;
 export class PatientDemographicsRepository {
   async save(tx: EntityManager, patientId: string, custodianOrg: string | null, d: Demographics): Promise<void> {
     await tx.query(
-      `INSERT INTO patient_demographics (patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers, family_codes, given_codes)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${CODES('$3')}, ${CODES('$4')})
+      `INSERT INTO patient_demographics (patient_id, custodian_org, family, given, birth_date, sex, postal_codes, streets, phones, emails, identifiers, family_codes, given_codes, name_codes)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, ${CODES('$3')}, ${CODES('$4')}, ${NAME_CODES('$3', '$4')})
        ON CONFLICT (patient_id) DO UPDATE SET custodian_org = EXCLUDED.custodian_org, family = EXCLUDED.family, given = EXCLUDED.given,
          birth_date = EXCLUDED.birth_date, sex = EXCLUDED.sex, postal_codes = EXCLUDED.postal_codes, streets = EXCLUDED.streets,
          phones = EXCLUDED.phones, emails = EXCLUDED.emails, identifiers = EXCLUDED.identifiers,
-         family_codes = EXCLUDED.family_codes, given_codes = EXCLUDED.given_codes`,
+         family_codes = EXCLUDED.family_codes, given_codes = EXCLUDED.given_codes, name_codes = EXCLUDED.name_codes`,
       [patientId, custodianOrg, d.family, d.given, d.birthDate ?? null, d.sex ?? null, d.postalCodes, d.streets, d.phones, d.emails, d.identifiers],
     );
   }
@@ -62,6 +68,26 @@ export class PatientDemographicsRepository {
     const [sql, params] = candidatesQuery(d, excludeId);
     const rows: Row[] = await tx.query(sql, params);
     return rows.map(toCandidate);
+  }
+
+  /**
+   * Matching of many Patients at once (the job after write and the batch match): their own rows,
+   * then ONE statement for every Patient's blocking candidates at other organizations, found per
+   * Patient by exactly the probes of `candidates` (the same arms, the same cut at CANDIDATE_LIMIT by
+   * patient id before the organization filter), so scoring them gives what one Patient's match
+   * sees. Patients no longer indexed (deleted) are absent from the answer.
+   */
+  async candidatesOfMany(ctx: AccessContext, tx: EntityManager, patientIds: readonly string[]): Promise<Map<string, { self: CandidateDemographics; candidates: CandidateDemographics[] }>> {
+    if (ctx.system !== 'identity-matching') throw new Error('patient demographics are read under the identity-matching system context only');
+    const out = new Map<string, { self: CandidateDemographics; candidates: CandidateDemographics[] }>();
+    if (!patientIds.length) return out;
+    const selves: Row[] = await tx.query(`SELECT ${COLUMNS('d')} FROM patient_demographics d WHERE d.patient_id = ANY($1::text[])`, [[...new Set(patientIds)]]);
+    if (!selves.length) return out;
+    for (const r of selves) out.set(r.patient_id, { self: toCandidate(r), candidates: [] });
+    const [sql, params] = candidatesOfManyQuery([...out.values()].map(({ self }) => self));
+    const rows: (Row & { self_id: string })[] = await tx.query(sql, params);
+    for (const r of rows) out.get(r.self_id)!.candidates.push(toCandidate(r));
+    return out;
   }
 
   /** The indexed Patients' ids after `after`, in id order (the batch match's pages: a primary-key walk). */
@@ -89,11 +115,11 @@ export class PatientDemographicsRepository {
 export function candidatesQuery(d: Demographics, excludeId?: string): [string, unknown[]] {
   const dates = [d.birthDate, transposedBirthDate(d.birthDate)].filter((x): x is string => !!x);
   return [
-    `WITH keys AS (SELECT ${CODES('$3')} AS family_codes, ${CODES('$4')} AS given_codes),
+    `WITH keys AS (SELECT ${NAME_CODES('$3', '$4')} AS name_codes),
        ids AS (
          SELECT patient_id FROM patient_demographics WHERE identifiers && $1::text[]
          UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY($2::text[])
-         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.family_codes && k.family_codes AND p.given_codes && k.given_codes
+         UNION SELECT p.patient_id FROM patient_demographics p, keys k WHERE p.name_codes && k.name_codes
        )
        SELECT p.patient_id, p.custodian_org, p.family, p.given, p.birth_date, p.sex, p.postal_codes, p.streets, p.phones, p.emails, p.identifiers
          FROM patient_demographics p JOIN ids USING (patient_id)
@@ -101,6 +127,31 @@ export function candidatesQuery(d: Demographics, excludeId?: string): [string, u
         ORDER BY p.patient_id
         LIMIT $6`,
     [d.identifiers, dates, d.family, d.given, excludeId ?? null, CANDIDATE_LIMIT],
+  ];
+}
+
+/**
+ * The candidates statement of `candidatesOfMany`: per Patient a LATERAL union of the three index
+ * probes keyed on its stored blocking keys (identifiers, Double Metaphone codes) and its birth date
+ * with the day/month transposition bound beside its id (computed by `transposedBirthDate`), cut like
+ * `candidatesQuery`, kept when the candidate's custodian differs from the Patient's.
+ */
+export function candidatesOfManyQuery(selves: readonly CandidateDemographics[]): [string, unknown[]] {
+  return [
+    `SELECT s.patient_id AS self_id, ${COLUMNS('c')}
+       FROM unnest($1::text[], $2::text[]) AS t(patient_id, transposed)
+       JOIN patient_demographics s USING (patient_id)
+       CROSS JOIN LATERAL (
+         SELECT p.* FROM patient_demographics p
+          WHERE p.patient_id IN (
+                  SELECT patient_id FROM patient_demographics WHERE identifiers && s.identifiers
+                  UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY(ARRAY[s.birth_date, t.transposed])
+                  UNION SELECT patient_id FROM patient_demographics WHERE name_codes && s.name_codes)
+            AND p.patient_id <> s.patient_id
+          ORDER BY p.patient_id
+          LIMIT $3) c
+      WHERE c.custodian_org IS DISTINCT FROM s.custodian_org`,
+    [selves.map((s) => s.patientId), selves.map((s) => transposedBirthDate(s.birthDate) ?? null), CANDIDATE_LIMIT],
   ];
 }
 

@@ -25,6 +25,11 @@ export interface JobQueuePolicy {
    * created (at least 10).
    */
   heartbeatSeconds?: number;
+  /**
+   * Whether a committed job wakes the workers at once (LISTEN/NOTIFY; default true). False for a
+   * queue worked in batches: its jobs wait for the worker's poll and are taken together.
+   */
+  notify?: boolean;
 }
 
 export interface QueuedJob<T> {
@@ -37,6 +42,9 @@ export interface QueuedJob<T> {
 
 export type JobHandler<T> = (job: QueuedJob<T>) => Promise<void>;
 
+/** Handles the jobs fetched together; a throw retries every one of them (handlers are idempotent). */
+export type JobBatchHandler<T> = (jobs: QueuedJob<T>[]) => Promise<void>;
+
 export interface EnqueueOptions {
   /** At most one queued job per key and queue (pg-boss singletonKey): idempotent enqueue. */
   singletonKey?: string;
@@ -48,6 +56,8 @@ export interface EnqueueOptions {
 interface Registration {
   policy: JobQueuePolicy;
   handler?: JobHandler<unknown>;
+  /** Set by `workBatch`: up to `size` jobs per fetch, fetched every `pollSeconds`. */
+  batch?: { handler: JobBatchHandler<unknown>; size: number; pollSeconds: number };
   concurrency: number;
 }
 
@@ -85,8 +95,22 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    */
   async work<T>(name: string, handler: JobHandler<T>, options: { concurrency?: number } = {}): Promise<void> {
     const reg = this.registration(name);
-    if (reg.handler) throw new Error(`job queue ${name} has a handler already`);
+    if (reg.handler || reg.batch) throw new Error(`job queue ${name} has a handler already`);
     reg.handler = handler as JobHandler<unknown>;
+    reg.concurrency = options.concurrency ?? 1;
+    if (this.boss && this.config.jobs.workers) await this.startWorker(this.boss, name, reg);
+  }
+
+  /**
+   * Handles a defined queue's jobs in batches (when `JOBS_WORKERS` is on): each fetch takes up to
+   * `batchSize` jobs, every `pollSeconds` while the queue is idle and at once after a full batch.
+   * With the queue's `notify` off, jobs committed between two polls are coalesced into one handler
+   * call (work that costs per call, not per job, is paid once per batch).
+   */
+  async workBatch<T>(name: string, handler: JobBatchHandler<T>, options: { concurrency?: number; batchSize: number; pollSeconds: number }): Promise<void> {
+    const reg = this.registration(name);
+    if (reg.handler || reg.batch) throw new Error(`job queue ${name} has a handler already`);
+    reg.batch = { handler: handler as JobBatchHandler<unknown>, size: options.batchSize, pollSeconds: options.pollSeconds };
     reg.concurrency = options.concurrency ?? 1;
     if (this.boss && this.config.jobs.workers) await this.startWorker(this.boss, name, reg);
   }
@@ -163,14 +187,14 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         retryBackoff: policy.retryBackoff,
         ...(policy.retryDelayMaxSeconds ? { retryDelayMax: policy.retryDelayMaxSeconds } : {}),
         expireInSeconds: policy.expireInSeconds,
-        notify: true,
+        notify: policy.notify ?? true,
       };
       await boss.createQueue(name, { ...options, ...(policy.heartbeatSeconds ? { heartbeatSeconds: policy.heartbeatSeconds } : {}) });
       // A policy changed in code applies to the queue created by an earlier version too.
       await boss.updateQueue(name, options);
     }
     if (!this.config.jobs.workers) return;
-    for (const [name, reg] of this.queues) if (reg.handler) await this.startWorker(boss, name, reg);
+    for (const [name, reg] of this.queues) if (reg.handler || reg.batch) await this.startWorker(boss, name, reg);
   }
 
   /**
@@ -184,6 +208,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
   }
 
   private async startFetchLoop(boss: PgBoss, name: string, reg: Registration): Promise<void> {
+    if (reg.batch) return this.startBatchFetchLoop(boss, name, reg.batch);
     const handler = reg.handler!;
     let workerId: string | undefined;
     workerId = await boss.work<unknown>(
@@ -207,6 +232,24 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         } finally {
           // There may be more: look again without waiting the poll interval.
           if (workerId) boss.notifyWorker(workerId);
+        }
+      },
+    );
+  }
+
+  private async startBatchFetchLoop(boss: PgBoss, name: string, batch: NonNullable<Registration['batch']>): Promise<void> {
+    await boss.work<unknown>(
+      name,
+      // A full batch means a backlog: fetch again at once (burstWhenBatchFull) rather than after the poll.
+      { batchSize: batch.size, localConcurrency: 1, pollingIntervalSeconds: batch.pollSeconds, notifyPollingIntervalSeconds: batch.pollSeconds, burstWhenBatchFull: true, includeMetadata: true },
+      async (jobs) => {
+        const started = Date.now();
+        try {
+          await batch.handler(jobs.map((job) => ({ id: job.id, queue: name, data: job.data, retryCount: job.retryCount })));
+          this.logger.debug({ msg: 'job batch done', queue: name, jobs: jobs.length, ms: Date.now() - started });
+        } catch (err) {
+          this.logger.warn({ msg: 'job batch failed', queue: name, jobs: jobs.length, code: (err as { code?: string }).code ?? 'error' });
+          throw err;
         }
       },
     );

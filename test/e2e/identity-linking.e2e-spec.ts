@@ -1,7 +1,9 @@
 import request from 'supertest';
 import { IDENTITY_MATCH_QUEUE, IdentityMatchingJob, REVIEW_TASK_CODE } from '../../src/identity/identity-matching.job';
 import { loadIdentityConfig } from '../../src/identity/identity-config';
+import { captureAuditRecords } from '../support/audit';
 import { hospitalAgent } from '../support/auth';
+import { postTransaction } from '../support/bundles';
 import { FHIR_JSON } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 import { jobsSettled } from '../support/jobs';
@@ -208,5 +210,23 @@ describe('identity: matching after write and Person links', () => {
       [ids.map((id) => `Patient/${id}`)],
     );
     expect(stored).toEqual(Array.from({ length: 20 }, () => ({ links: 2 })));
+  });
+
+  it('the matching jobs of writes committed together run as one batch: one system-access mint for all, nothing linked', async () => {
+    const records = captureAuditRecords(t.app);
+    await settled();
+    const before = ((await t.db.query(`SELECT count(*)::int AS n FROM identity_person_link`)) as { n: number }[])[0].n;
+    // Five new people (nobody else has their names or birth dates) in one transaction: five jobs, one commit.
+    const family = `Quarrington${LETTERS}`;
+    records.length = 0;
+    const res = await postTransaction(
+      as[2],
+      ['Ann', 'Bea', 'Cleo', 'Dora', 'Edie'].map((given, i) => ({ resource: patient(2, family, given, `190${i}-0${i + 1}-1${i}`), request: { method: 'POST', url: 'Patient' } })),
+    );
+    expect(res.status).toBe(200);
+    await settled();
+    // One fetch took all five (before batching: five mints, five transactions with blocking-key locks).
+    expect(records.filter((r) => r.kind === 'system-access' && r.subtype === 'identity-matching')).toHaveLength(1);
+    expect(((await t.db.query(`SELECT count(*)::int AS n FROM identity_person_link`)) as { n: number }[])[0].n).toBe(before);
   });
 });

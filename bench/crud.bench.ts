@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
 import { Client } from 'pg';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { percentile, startServerProcess, stopServerProcess, writeResults } from './bench-support';
+import { percentile, postgresCpuMs, processCpuMs, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
 
 /**
@@ -37,7 +37,6 @@ const STATS_SETTLE_MS = 11_000;
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 const NAME = process.env.BENCH_NAME ?? 'crud';
 const ROOT = process.cwd();
-const TICK_MS = 1000 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim() || 100);
 
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hie-bench-crud-'));
@@ -268,34 +267,6 @@ async function seed(baseUrl: string, token: string): Promise<number> {
 }
 
 /** utime + stime of a process (all its threads), in ms. */
-function processCpuMs(pid: number, withChildren = false): number {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    // fields[0] is state (field 3): utime is field 14, stime 15, cutime 16, cstime 17.
-    const ticks = Number(fields[11]) + Number(fields[12]) + (withChildren ? Number(fields[13]) + Number(fields[14]) : 0);
-    return ticks * TICK_MS;
-  } catch {
-    return 0;
-  }
-}
-
-/** The postmaster, its live children, and the children it has reaped (cutime/cstime). */
-function postgresCpuMs(postmaster: number): number {
-  let total = processCpuMs(postmaster, true);
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === postmaster) total += processCpuMs(Number(entry));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return total;
-}
-
 interface SequentialKind {
   kind: 'read' | 'search' | 'create';
   latency: Stats;

@@ -11,7 +11,7 @@ import { ResourceValidator } from '../src/fhir/validation/resource.validator';
 import { SearchIndexWriter } from '../src/fhir/search/search-index.writer';
 import { patientCompartmentsOf } from '../src/fhir/storage/patient-compartment';
 import { loadAppConfig } from '../src/config/app.config';
-import { machineInfo, startBenchServer, writeResults } from './bench-support';
+import { machineInfo, postgresCpuMs, startBenchServer, writeResults } from './bench-support';
 
 /**
  * npm run bench:ingest — loads the Synthea transaction Bundles (../shared/data/synthea; the
@@ -40,10 +40,10 @@ async function main(): Promise<void> {
   client.send({ baseUrl: server.baseUrl, token: server.token, info: info.map(textOf), patients: patients.map(textOf), clients: CLIENTS });
   await ready;
   const done = message<ClientOutcome>();
-  const cpuBefore = await cpuSeconds(server.db);
+  const cpuBefore = cpuSeconds();
   client.send('go');
   const outcome = await done;
-  const cpuAfter = await cpuSeconds(server.db);
+  const cpuAfter = cpuSeconds();
   const { errors, infoSeconds, seconds } = outcome;
   const cpu = { node: cpuAfter.node - cpuBefore.node, postgres: cpuAfter.postgres - cpuBefore.postgres };
 
@@ -299,21 +299,18 @@ function profileStages(bundles: Bundle[]): Record<string, number> {
   };
 }
 
-/** CPU seconds used so far by this process and by the database's processes (backends and background workers). */
-async function cpuSeconds(db: { query(sql: string): Promise<{ pid: number }[]> }): Promise<{ node: number; postgres: number }> {
+/**
+ * CPU seconds used so far by this process and by PostgreSQL: the postmaster, its live children and
+ * the children it has reaped (`postgresCpuMs`). Summing only the backends listed in
+ * pg_stat_activity lost every connection that closed during the load (the pool drops idle ones
+ * after 10 s) and counted whole every one that opened (docs/performance.md, issue 21).
+ */
+function cpuSeconds(): { node: number; postgres: number } {
   const usage = process.cpuUsage();
-  const pids = (await db.query(`SELECT pid FROM pg_stat_activity`)).map((r) => r.pid);
-  let ticks = 0;
-  for (const pid of pids) {
-    try {
-      // Fields after the command name: utime and stime are the 12th and 13th.
-      const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
-      ticks += Number(fields[11]) + Number(fields[12]);
-    } catch {
-      /* another host or an exited process: not counted */
-    }
-  }
-  return { node: (usage.user + usage.system) / 1e6, postgres: ticks / 100 };
+  const pidFile = process.env.DATABASE_URL ? undefined : join(process.env.EMBEDDED_PG_DIR ?? '', 'postmaster.pid');
+  // DATABASE_URL: PostgreSQL may be on another host, its CPU is not counted.
+  const postmaster = pidFile && existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : undefined;
+  return { node: (usage.user + usage.system) / 1e6, postgres: postmaster ? postgresCpuMs(postmaster) / 1000 : 0 };
 }
 
 function round(n: number, digits = 1): number {

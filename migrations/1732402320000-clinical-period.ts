@@ -1,5 +1,27 @@
 import type { MigrationInterface, QueryRunner } from 'typeorm';
 
+/** The first (SQL) bodies of the date helpers; 1732402400340 replaces them with plpgsql and gives them back on down. */
+export const FHIR_DATE_RANGE_SQL = `
+        -- No EXCEPTION block (a subtransaction per call, on every write): an impossible date such as
+        -- 2019-02-30 is caught by pg_input_is_valid and gives no clinical date.
+        SELECT CASE
+          WHEN v ~ '^\\d{4}$' AND pg_input_is_valid(v || '-01-01', 'timestamp')
+            THEN tstzrange((v || '-01-01')::timestamp AT TIME ZONE 'UTC', ((v || '-01-01')::timestamp + interval '1 year') AT TIME ZONE 'UTC', '[)')
+          WHEN v ~ '^\\d{4}-\\d{2}$' AND pg_input_is_valid(v || '-01', 'timestamp')
+            THEN tstzrange((v || '-01')::timestamp AT TIME ZONE 'UTC', ((v || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC', '[)')
+          WHEN v ~ '^\\d{4}-\\d{2}-\\d{2}$' AND pg_input_is_valid(v, 'timestamp')
+            THEN tstzrange(v::timestamp AT TIME ZONE 'UTC', (v::timestamp + interval '1 day') AT TIME ZONE 'UTC', '[)')
+          WHEN v ~ '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' AND pg_input_is_valid(v, 'timestamptz')
+            THEN tstzrange(v::timestamptz, v::timestamptz, '[]')
+        END
+      `;
+export const FHIR_PERIOD_RANGE_SQL = `
+        SELECT CASE WHEN s IS NULL AND e IS NULL THEN NULL
+                    WHEN COALESCE(lower(s), '-infinity') > COALESCE(upper(e), 'infinity') THEN NULL
+                    ELSE tstzrange(COALESCE(lower(s), '-infinity'), COALESCE(upper(e), 'infinity'), CASE WHEN upper_inc(e) THEN '[]' ELSE '[)' END) END
+          FROM (SELECT fhir_date_range(p->>'start') AS s, fhir_date_range(p->>'end') AS e) x
+      `;
+
 /**
  * The clinical period of every stored version (issue 22.16, docs/consent.md "The date of a
  * resource"): when the care a resource records happened, judged by Consent `provision.dataPeriod`
@@ -19,29 +41,11 @@ export class ClinicalPeriod1732402320000 implements MigrationInterface {
   async up(q: QueryRunner): Promise<void> {
     // A FHIR date, dateTime or instant as the range its precision covers (date-only values in UTC,
     // as Consent dataPeriod dates are read). timestamp (not timestamptz) arithmetic: independent of TimeZone.
-    await q.query(`
-      CREATE FUNCTION fhir_date_range(v text) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        -- No EXCEPTION block (a subtransaction per call, on every write): an impossible date such as
-        -- 2019-02-30 is caught by pg_input_is_valid and gives no clinical date.
-        SELECT CASE
-          WHEN v ~ '^\\d{4}$' AND pg_input_is_valid(v || '-01-01', 'timestamp')
-            THEN tstzrange((v || '-01-01')::timestamp AT TIME ZONE 'UTC', ((v || '-01-01')::timestamp + interval '1 year') AT TIME ZONE 'UTC', '[)')
-          WHEN v ~ '^\\d{4}-\\d{2}$' AND pg_input_is_valid(v || '-01', 'timestamp')
-            THEN tstzrange((v || '-01')::timestamp AT TIME ZONE 'UTC', ((v || '-01')::timestamp + interval '1 month') AT TIME ZONE 'UTC', '[)')
-          WHEN v ~ '^\\d{4}-\\d{2}-\\d{2}$' AND pg_input_is_valid(v, 'timestamp')
-            THEN tstzrange(v::timestamp AT TIME ZONE 'UTC', (v::timestamp + interval '1 day') AT TIME ZONE 'UTC', '[)')
-          WHEN v ~ '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2})$' AND pg_input_is_valid(v, 'timestamptz')
-            THEN tstzrange(v::timestamptz, v::timestamptz, '[]')
-        END
-      $$`);
+    // A FHIR date, dateTime or instant as the range its precision covers (date-only values in UTC,
+    // as Consent dataPeriod dates are read). timestamp (not timestamptz) arithmetic: independent of TimeZone.
+    await q.query(`CREATE FUNCTION fhir_date_range(v text) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$${FHIR_DATE_RANGE_SQL}$$`);
     // A Period: from its start to the end of its end's precision; an open end is unbounded (ongoing care).
-    await q.query(`
-      CREATE FUNCTION fhir_period_range(p jsonb) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-        SELECT CASE WHEN s IS NULL AND e IS NULL THEN NULL
-                    WHEN COALESCE(lower(s), '-infinity') > COALESCE(upper(e), 'infinity') THEN NULL
-                    ELSE tstzrange(COALESCE(lower(s), '-infinity'), COALESCE(upper(e), 'infinity'), CASE WHEN upper_inc(e) THEN '[]' ELSE '[)' END) END
-          FROM (SELECT fhir_date_range(p->>'start') AS s, fhir_date_range(p->>'end') AS e) x
-      $$`);
+    await q.query(`CREATE FUNCTION fhir_period_range(p jsonb) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$${FHIR_PERIOD_RANGE_SQL}$$`);
     // The mapping (docs/consent.md): R4 clinical-date's expressions, then the types' own date parameters.
     await q.query(`
       CREATE FUNCTION fhir_clinical_period(resource_type text, c jsonb) RETURNS tstzrange LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$

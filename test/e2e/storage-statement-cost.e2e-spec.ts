@@ -1,4 +1,5 @@
 import { ClinicalPeriodPlpgsql1732402400300 } from '../../migrations/1732402400300-clinical-period-plpgsql';
+import { ClinicalPeriodDateHelpersPlpgsql1732402400340 } from '../../migrations/1732402400340-clinical-period-date-helpers-plpgsql';
 import type { AccessContext } from '../../src/fhir/pipeline/access-context';
 import { buildInteraction } from '../../src/fhir/pipeline/interaction';
 import type { Principal } from '../../src/fhir/pipeline/principal';
@@ -86,6 +87,41 @@ describe('what a stored version and a read by key cost PostgreSQL', () => {
     // hospital's data for PUBHLTH, and shares it for TREAT (opt-out, no Consent on file).
     expect(await plansAfterEightReads(publicHealth)).toEqual({ answers: Array(8).fill(undefined), plans: [{ custom: 5, generic: 3, consent: true }] });
     expect(await plansAfterEightReads(treating)).toEqual({ answers: [0, 1, 0, 1, 0, 1, 0, 1].map((i) => ids[i]), plans: [{ custom: 5, generic: 3, consent: true }] });
+  });
+
+  it('the clinical_period date helpers are plpgsql (an SQL function with FROM runs uninlined, ~150 µs a Period) and give the SQL versions\' exact ranges, NULLs included', async () => {
+    const dates = [null, '', '2024', '2024-02', '2024-02-29', '2023-02-29', '2019-02-30', '2024-13', '12345', 'abcd', '2024-3-05', '2024-03-05T10:00:00Z',
+      '2024-03-05T10:00Z', '2024-03-05T10:00:00.123+05:30', '2024-03-05T10:00:00', '2024-03-05T25:00:00Z', '2024-03-05 10:00:00Z', '\uff12\uff10\uff12\uff14'];
+    const periods = [null, '{}', '{"start":"2024"}', '{"end":"2024-03"}', '{"start":"2024-05","end":"2024-03"}', '{"start":"2024-03-05T10:00:00Z","end":"2024-03-05T10:00:00Z"}',
+      '{"start":"2024-03-05T10:00:00Z","end":"2024-03-05"}', '{"start":"bad","end":"2024"}', '{"start":5}', '"2024"', '[{"start":"2024"}]'];
+    const runner = t.db.createQueryRunner();
+    await runner.startTransaction();
+    try {
+      const state = async (): Promise<{ languages: string[]; dates: (string | null)[]; periods: (string | null)[] }> => {
+        const [row] = await runner.query(
+          `SELECT (SELECT array_agg(l.lanname::text ORDER BY p.proname) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang WHERE p.proname IN ('fhir_date_range', 'fhir_period_range')) AS languages,
+                  (SELECT array_agg(fhir_date_range(d)::text ORDER BY n) FROM unnest($1::text[]) WITH ORDINALITY AS x(d, n)) AS dates,
+                  (SELECT array_agg(fhir_period_range(p::jsonb)::text ORDER BY n) FROM unnest($2::text[]) WITH ORDINALITY AS x(p, n)) AS periods`,
+          [dates, periods],
+        );
+        return row;
+      };
+      const migration = new ClinicalPeriodDateHelpersPlpgsql1732402400340();
+      const now = await state();
+      expect(now.languages).toEqual(['plpgsql', 'plpgsql']);
+      expect(now.dates.slice(2, 5)).toEqual(['["2024-01-01 00:00:00+00","2025-01-01 00:00:00+00")', '["2024-02-01 00:00:00+00","2024-03-01 00:00:00+00")', '["2024-02-29 00:00:00+00","2024-03-01 00:00:00+00")']);
+      expect(now.dates[13]).toBe('["2024-03-05 04:30:00.123+00","2024-03-05 04:30:00.123+00"]');
+      expect(now.periods.filter((p) => p !== null)).toHaveLength(5);
+      await migration.down(runner);
+      const before = await state();
+      expect(before.languages).toEqual(['sql', 'sql']);
+      expect({ dates: before.dates, periods: before.periods }).toEqual({ dates: now.dates, periods: now.periods });
+      await migration.up(runner);
+      expect(await state()).toEqual(now);
+    } finally {
+      await runner.rollbackTransaction();
+      await runner.release();
+    }
   });
 
   it('the clinical-period migration is reversible: down gives the SQL function back, up the plpgsql one, with the same periods', async () => {

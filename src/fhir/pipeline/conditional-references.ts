@@ -91,7 +91,9 @@ export function referencePath(resource: unknown, reference: string): string | un
 function hasConditionalReference(node: unknown): boolean {
   if (Array.isArray(node)) return node.some(hasConditionalReference);
   if (!node || typeof node !== 'object') return false;
-  for (const [key, value] of Object.entries(node)) {
+  // for-in, not Object.entries: no array per object of every entry of every Bundle.
+  for (const key in node) {
+    const value = (node as Record<string, unknown>)[key];
     if (key === 'reference' ? typeof value === 'string' && CONDITIONAL_REFERENCE_RE.test(value) : typeof value === 'object' && hasConditionalReference(value)) return true;
   }
   return false;

@@ -25,14 +25,6 @@ export interface JobQueuePolicy {
    * created (at least 10).
    */
   heartbeatSeconds?: number;
-  /**
-   * False: an enqueue sends no PostgreSQL NOTIFY. PostgreSQL serializes the commits of notifying
-   * transactions behind one lock held through the commit's WAL flush, so a queue filled by most
-   * writes (rest-hook notifications) would make concurrent writes commit one at a time. Its
-   * producer then calls `wake` after the commit: this node's workers look at once, other nodes at
-   * their next poll (JOBS_POLL_SECONDS). Default true.
-   */
-  notify?: boolean;
 }
 
 export interface QueuedJob<T> {
@@ -57,8 +49,6 @@ interface Registration {
   policy: JobQueuePolicy;
   handler?: JobHandler<unknown>;
   concurrency: number;
-  /** This node's fetch loops (pg-boss worker ids), for `wake`. */
-  workerIds: string[];
 }
 
 /**
@@ -86,7 +76,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     if (this.boss) throw new Error(`job queue ${name} defined after start`);
     if (this.queues.has(name)) throw new Error(`job queue ${name} is defined twice`);
     if (!/^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$/.test(name)) throw new Error(`job queue name ${name} must be lower-case words joined by - and .`);
-    this.queues.set(name, { policy, concurrency: 1, workerIds: [] });
+    this.queues.set(name, { policy, concurrency: 1 });
   }
 
   /**
@@ -131,13 +121,6 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
     );
   }
 
-  /** Lets this node's workers of `name` look for jobs now (after a commit that enqueued some on a queue without `notify`). */
-  wake(name: string): void {
-    const boss = this.boss;
-    if (!boss) return;
-    for (const id of this.registration(name).workerIds) boss.notifyWorker(id);
-  }
-
   /** State of one job, for tests and admin views: `created`, `retry`, `active`, `completed`, `failed`, `cancelled`. */
   async state(name: string, id: string): Promise<{ state: string; retryCount: number } | undefined> {
     const boss = await this.ready();
@@ -180,7 +163,7 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         retryBackoff: policy.retryBackoff,
         ...(policy.retryDelayMaxSeconds ? { retryDelayMax: policy.retryDelayMaxSeconds } : {}),
         expireInSeconds: policy.expireInSeconds,
-        notify: policy.notify ?? true,
+        notify: true,
       };
       await boss.createQueue(name, { ...options, ...(policy.heartbeatSeconds ? { heartbeatSeconds: policy.heartbeatSeconds } : {}) });
       // A policy changed in code applies to the queue created by an earlier version too.
@@ -227,7 +210,6 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
         }
       },
     );
-    reg.workerIds.push(workerId);
   }
 
   private registration(name: string): Registration {

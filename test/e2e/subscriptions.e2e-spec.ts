@@ -1,7 +1,6 @@
 import type { Bundle, Subscription, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
-import { JobQueue } from '../../src/jobs/job-queue';
 import { MatchOutcome, SearchService } from '../../src/fhir/search/search.service';
 import { SUBSCRIPTION_NOTIFY_QUEUE } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { SUBSCRIPTION_SECRET_URL } from '../../src/referrals/subscriptions/subscription-registration.listener';
@@ -258,21 +257,6 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
         spy.mockRestore();
         await b('delete', `/fhir/Subscription/${rejected.id}`);
         await b('delete', `/fhir/Subscription/${undecided.id}`);
-      }
-    });
-
-    it('sends no NOTIFY from a matching write (the queue is notify=false) and wakes this node\'s delivery workers after its commit; a write that matched nothing wakes none', async () => {
-      const [{ notify }] = await t.db.query(`SELECT notify FROM pgboss.queue WHERE name = $1`, [SUBSCRIPTION_NOTIFY_QUEUE]);
-      expect(notify).toBe(false);
-      const wake = jest.spyOn(t.app.get(JobQueue), 'wake');
-      try {
-        await created(await a('post', '/fhir/Task').send(task(ORG_C)));
-        expect(wake).not.toHaveBeenCalled();
-        const id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
-        await receiver.waitFor(() => receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
-        expect(wake.mock.calls).toEqual([[SUBSCRIPTION_NOTIFY_QUEUE]]);
-      } finally {
-        wake.mockRestore();
       }
     });
 

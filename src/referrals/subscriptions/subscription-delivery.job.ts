@@ -59,8 +59,6 @@ export class SubscriptionDeliveryJob implements OnModuleInit {
       retryBackoff: true,
       retryDelayMaxSeconds: c.retryDelayMaxSeconds,
       expireInSeconds: Math.max(30, Math.ceil((c.timeoutMs * 3) / 1000)),
-      // Most writes enqueue here: no NOTIFY, the matching listener wakes this node's workers after commit.
-      notify: false,
     });
     await this.jobs.work<NotificationJobData>(SUBSCRIPTION_NOTIFY_QUEUE, (job) => this.run(job), { concurrency: c.concurrency });
   }

@@ -77,9 +77,6 @@ export class SubscriptionMatchingListener implements WriteListener, OnModuleInit
     );
     const versionId = (after as Resource).meta?.versionId ?? '';
     await this.jobs.enqueueMany<NotificationJobData>(tx, SUBSCRIPTION_NOTIFY_QUEUE, outcome.matched.map((subscriptionId) => ({ subscriptionId, resourceType, id, versionId })));
-    // The queue sends no NOTIFY (it would serialize the commits of writes that matched): this node's
-    // workers are woken once the write committed, other nodes poll.
-    if (outcome.matched.length) session.afterCommit(async () => this.jobs.wake(SUBSCRIPTION_NOTIFY_QUEUE));
     this.logger.debug({ msg: 'subscription match', type: resourceType, candidates: candidates.length, accessOnly: outcome.accessOnly.length, inSql: outcome.inSql.length, matched: outcome.matched.length, us: Number((process.hrtime.bigint() - started) / 1000n) });
   }
 

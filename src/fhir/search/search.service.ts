@@ -283,7 +283,13 @@ export class SearchService {
     const p = new SqlParams();
     const key = `r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)}`;
     const columns = distinct.map((ctx, i) => `(${ctx.renderRead('r', p)}) AS a${i}`);
+    // A lookup by key has one plan whatever the values, but PostgreSQL keeps custom plans for
+    // consent predicates (docs/performance.md, issue 23) and would plan all of them per write: the
+    // generic plan is forced for this statement only (SET LOCAL: an error rolls it back with the
+    // write) and the setting reset before the write goes on.
+    await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
     const [row] = await queryByKey<Record<string, boolean | null>>(tx, `SELECT ${columns.join(', ')} FROM resource r WHERE ${key} AND NOT r.deleted`, p.values);
+    await tx.query(`RESET plan_cache_mode`);
     // NULL (an unknown term) reads as not readable, as in a WHERE clause.
     return new Set(row ? distinct.filter((_, i) => row[`a${i}`] === true) : []);
   }

@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
-import { SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
+import { SearchService } from '../src/fhir/search/search.service';
+import { JobQueue } from '../src/jobs/job-queue';
+import { SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
 
 /**
  * npm run bench:subscriptions — create throughput with rest-hook Subscriptions (issue 25). One
@@ -19,6 +21,7 @@ import { SubscriptionMatchingListener } from '../src/referrals/subscriptions/sub
  * BENCH_WORKER_NODE=1: the API server enqueues only (JOBS_WORKERS=off) and a second process, a
  * worker node on the same database (subscriptions-worker.ts), delivers; results then go to
  * bench/results/subscriptions-worker-node.{json,md}.
+ * BENCH_RESULT_NAME: another results file name (an A/B run).
  */
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 16);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -136,6 +139,33 @@ async function main(): Promise<void> {
       await handle(event);
       if (event.resourceType === 'Observation') matchMs.push(performance.now() - t0);
     };
+    // How the candidates reaching SearchService.matchEach were decided, and its time within the listener's.
+    const search = server.app.get(SearchService);
+    const steps = { writes: 0, accessOnly: 0, inSql: 0, matched: 0 };
+    const matchEachMs: number[] = [];
+    const matchEach = search.matchEach.bind(search);
+    search.matchEach = async (written, id, candidates, tx) => {
+      const t0 = performance.now();
+      const outcome = await matchEach(written, id, candidates, tx);
+      if (written.resourceType === 'Observation') {
+        matchEachMs.push(performance.now() - t0);
+        steps.writes++;
+        steps.accessOnly += outcome.accessOnly.length;
+        steps.inSql += outcome.inSql.length;
+        steps.matched += outcome.matched.length;
+      }
+      return outcome;
+    };
+    // The outbox insert of the matches (pg-boss), within the listener's time.
+    const jobQueue = server.app.get(JobQueue);
+    const enqueueMs: number[] = [];
+    const enqueueMany = jobQueue.enqueueMany.bind(jobQueue);
+    jobQueue.enqueueMany = async (tx, name, data) => {
+      const t0 = performance.now();
+      await enqueueMany(tx, name, data);
+      if (name === SUBSCRIPTION_NOTIFY_QUEUE) enqueueMs.push(performance.now() - t0);
+    };
+    const mean = (list: number[]): number => r2(list.reduce((a, b) => a + b, 0) / (list.length || 1));
     await load(job(3));
     // The warm-up's notifications are delivered before the window starts.
     const drained = async (): Promise<void> => {
@@ -148,10 +178,16 @@ async function main(): Promise<void> {
     await drained();
     // Matching cost without queueing for the CPU: one client, BENCH_SEQUENTIAL creates.
     matchMs.length = 0;
+    matchEachMs.length = 0;
+    enqueueMs.length = 0;
     await load({ ...job(60), concurrency: 1, maxRequests: SEQUENTIAL });
+    const oneClientSteps = { matchEachMeanMs: mean(matchEachMs), enqueueMeanMs: mean(enqueueMs) };
     const sequentialMatch = [...matchMs].sort((a, b) => a - b);
     await drained();
     matchMs.length = 0;
+    matchEachMs.length = 0;
+    enqueueMs.length = 0;
+    Object.assign(steps, { writes: 0, accessOnly: 0, inSql: 0, matched: 0 });
     const before = await ask(receiver);
     const cpu1 = process.cpuUsage();
     const withSubs = await load(job(SECONDS));
@@ -179,6 +215,8 @@ async function main(): Promise<void> {
       ratio: r2(rate(withSubs) / rate(baseline)),
       matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
       matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
+      // Per write at 16 clients: candidates whose criteria were decided in memory (only the access checked in SQL), tested by the matching statement, matched.
+      perWrite: { accessOnly: r2(steps.accessOnly / (steps.writes || 1)), inSql: r2(steps.inSql / (steps.writes || 1)), matched: r2(steps.matched / (steps.writes || 1)), of: SUBSCRIPTIONS, matchEachMeanMs: mean(matchEachMs), enqueueMeanMs: mean(enqueueMs), oneClient: oneClientSteps },
       notifications: {
         expected: expected * MATCHING,
         receivedDuringWindow: during.lags.length - before.lags.length,
@@ -203,13 +241,13 @@ async function main(): Promise<void> {
       '',
       `**Ratio ${result.ratio}** (target >= 0.8).`,
       '',
-      `Matching (the pre-commit listener: one statement for all candidates, plus the jobs' insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes.`,
+      `Matching (the pre-commit listener: the in-memory prefilter, the access checks or the matching statement, plus the jobs' insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessOnly} decided in memory (only the subscriber's access checked in SQL), ${result.perWrite.inSql} tested by the matching statement, ${result.perWrite.matched} matched; of the listener's time, SearchService.matchEach took ${result.perWrite.matchEachMeanMs} ms and the outbox insert ${result.perWrite.enqueueMeanMs} ms on average (at one client: ${result.perWrite.oneClient.matchEachMeanMs} ms and ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
       '',
       `Notifications: ${result.notifications.expected} expected, ${result.notifications.receivedDuringWindow} received during the window, ${result.notifications.receivedAfterDrain} after draining (${result.notifications.drainSeconds} s); lag from meta.lastUpdated to receipt p50 ${result.notifications.lagP50Ms} ms, p99 ${result.notifications.lagP99Ms} ms.`,
       `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,
       '',
     ].join('\n');
-    writeResults(WORKER_NODE ? 'subscriptions-worker-node' : 'subscriptions', result, md);
+    writeResults(process.env.BENCH_RESULT_NAME ?? (WORKER_NODE ? 'subscriptions-worker-node' : 'subscriptions'), result, md);
   } finally {
     workerNode?.kill('SIGTERM');
     receiver.kill('SIGTERM');

@@ -1,6 +1,9 @@
-import type { Bundle, Subscription, Task } from '@medplum/fhirtypes';
+import type { Bundle, Patient, Subscription, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
+import { SystemAccess } from '../../src/fhir/pipeline/system-access';
+import { MatchOutcome, SearchService } from '../../src/fhir/search/search.service';
+import { StorageSessions } from '../../src/fhir/storage/storage-session';
 import { SUBSCRIPTION_NOTIFY_QUEUE } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { SUBSCRIPTION_SECRET_URL } from '../../src/referrals/subscriptions/subscription-registration.listener';
 import { captureAuditRecords } from '../support/audit';
@@ -225,6 +228,63 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect(receiver.attempts.filter((n) => n.body.includes(hidden))).toEqual([]);
       const [{ jobs }] = await t.db.query(`SELECT count(*)::int AS jobs FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_NOTIFY_QUEUE, hidden]);
       expect(jobs).toBe(0);
+    });
+
+    it('decides what it can before SQL: criteria the written Task cannot satisfy are left out; criteria decided in memory need only the access check; the rest go to the matching statement', async () => {
+      const rejected = (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=prefilter-other` }))).body as Subscription;
+      const undecided = (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&authored-on=2001-02-03` }))).body as Subscription;
+      expect([rejected.status, undecided.status]).toEqual(['active', 'active']);
+      const outcomes: MatchOutcome[] = [];
+      const search = t.app.get(SearchService);
+      const matchEach = search.matchEach.bind(search);
+      const spy = jest.spyOn(search, 'matchEach').mockImplementation(async (written, id, candidates, tx) => {
+        const outcome = await matchEach(written, id, candidates, tx);
+        if (written.resourceType === 'Task') outcomes.push(outcome);
+        return outcome;
+      });
+      try {
+        const id = await created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { authoredOn: '2001-02-03', code: { coding: [{ code: 'prefilter-this' }] } })));
+        await receiver.waitFor(() => receiver.delivered(undecided.id).length >= 1 && receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
+        await settled();
+        expect(outcomes).toHaveLength(1);
+        const [outcome] = outcomes;
+        expect(outcome.inSql).toEqual([undecided.id]); // authored-on is not decided in memory
+        expect(outcome.accessOnly).toEqual([subscription.id]); // owner and status decided: only B's access checked
+        // Left out in memory (the listener's prefilter) before its owner's access is even minted.
+        expect([...outcome.rejected, ...outcome.accessOnly, ...outcome.inSql, ...outcome.matched]).not.toContain(rejected.id);
+        expect([...outcome.matched].sort()).toEqual([subscription.id, undecided.id].sort());
+        expect(receiver.delivered(rejected.id)).toEqual([]);
+        expect(receiver.delivered(undecided.id).map((n) => (JSON.parse(n.body) as Task).id)).toEqual([id]);
+      } finally {
+        spy.mockRestore();
+        await b('delete', `/fhir/Subscription/${rejected.id}`);
+        await b('delete', `/fhir/Subscription/${undecided.id}`);
+      }
+    });
+
+    it('checks the subscribers\' access with a generic plan: planned once per connection, not per write, and plan_cache_mode back to auto for the rest of the write', async () => {
+      const written = (await a('get', `/fhir/Patient/${patient}`)).body as Patient;
+      const search = t.app.get(SearchService);
+      const ctx = await t.app.get(SystemAccess).mintFor('PUBHLTH');
+      const criteria = search.prepareCriteria('Patient', 'gender=female');
+      await t.app.get(StorageSessions).run({ transactional: true }, async ({ tx }) => {
+        // This connection's access statements of matching (other shapes may be there from earlier writes).
+        const plans = async (): Promise<{ custom: number; generic: number }> =>
+          (
+            await tx.query(
+              `SELECT coalesce(sum(custom_plans), 0)::int AS custom, coalesce(sum(generic_plans), 0)::int AS generic FROM pg_prepared_statements WHERE statement LIKE 'SELECT (%AS a0 FROM resource r WHERE%'`,
+            )
+          )[0];
+        const before = await plans();
+        const outcomes: MatchOutcome[] = [];
+        for (let i = 0; i < 8; i++) outcomes.push(await search.matchEach(written, patient, [{ key: 'k', ctx, criteria }], tx));
+        // Only the access is checked (the criteria are decided in memory); PUBHLTH may not read a hospital's patient here.
+        expect(outcomes.map((o) => [o.accessOnly, o.matched])).toEqual(Array(8).fill([['k'], []]));
+        const after = await plans();
+        expect({ custom: after.custom - before.custom, generic: after.generic - before.generic }).toEqual({ custom: 0, generic: 8 });
+        const [{ plan_cache_mode }] = await tx.query(`SHOW plan_cache_mode`);
+        expect(plan_cache_mode).toBe('auto');
+      });
     });
 
     it('sends nothing on delete', async () => {

@@ -63,8 +63,19 @@ const MAX_INSTANT = 'infinity';
  */
 @Injectable()
 export class SearchIndexWriter extends ResourceIndexer {
+  /**
+   * The rows last written for each version object still in use (weakly held: gone with the write),
+   * so a pre-commit listener reads the very rows SQL matches on without extracting again.
+   */
+  private readonly written = new WeakMap<Resource, IndexRows>();
+
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {
     super();
+  }
+
+  /** The index rows of `resource` as this write stored them (extracted again when it was not written here). */
+  rowsOf(resource: Resource): IndexRows {
+    return this.written.get(resource) ?? this.extract(resource);
   }
 
   async index(tx: EntityManager, resourceType: string, id: string, resource: Resource | undefined, replacing = true): Promise<void> {
@@ -100,7 +111,10 @@ export class SearchIndexWriter extends ResourceIndexer {
       const step = steps.next();
       const count = rowCount(step.value);
       if (count > max) throw tooManyIndexRows(resource.resourceType, max);
-      if (step.done) return step.value;
+      if (step.done) {
+        this.written.set(resource, step.value);
+        return step.value;
+      }
       if (Date.now() - slice >= EXTRACT_SLICE_MS) {
         await new Promise<void>((resolve) => setImmediate(resolve));
         slice = Date.now();

@@ -389,3 +389,22 @@ function parseCursor(raw: string | undefined): SearchRequestAst['cursor'] {
 export function encodeCursor(direction: 'next' | 'prev', values: (string | null)[], id: string): string {
   return Buffer.from(JSON.stringify({ d: direction === 'next' ? 'n' : 'p', v: values, i: id })).toString('base64url');
 }
+
+/**
+ * A parsed search to compile once more: the clauses copied (the expanders fill in `valueSet`, and
+ * access checks narrow an untyped chain's `chains`, per use), the parameter definitions shared.
+ */
+export function copySearchRequest(ast: SearchRequestAst): SearchRequestAst {
+  const copy = (c: Clause): Clause => {
+    switch (c.kind) {
+      case 'param':
+        return { ...c, values: [...c.values] };
+      case 'chain':
+      case 'has':
+        return { ...c, inner: copy(c.inner) };
+      case 'untyped-chain':
+        return { ...c, chains: c.chains.map((chain) => copy(chain) as ChainClause) };
+    }
+  };
+  return { ...ast, clauses: new Map([...ast.clauses].map(([type, list]) => [type, list.map(copy)])) };
+}

@@ -495,11 +495,13 @@ function escapeLike(s: string): string {
   return s.replace(/[\\%_]/g, (c) => `\\${c}`);
 }
 
-function unescape(s: string): string {
+/** A search value with its escapes (a backslash before a comma, bar, dollar or backslash) resolved, as bound to SQL. */
+export function unescape(s: string): string {
   return s.replace(/\\([,|$\\])/g, '$1');
 }
 
-function indexOfUnescaped(s: string, ch: string): number {
+/** The first `ch` not escaped by a backslash, or -1. */
+export function indexOfUnescaped(s: string, ch: string): number {
   for (let i = 0; i < s.length; i++) {
     if (s[i] === '\\') i++;
     else if (s[i] === ch) return i;

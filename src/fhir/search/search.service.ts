@@ -10,7 +10,10 @@ import { parseQueryString } from '../pipeline/query-params';
 import { subsetResource } from '../response/resource-subsetting';
 import { searchParamsOf } from './search-parameter.registry';
 import { SEARCH_LIMITS } from './search-limits';
-import { Clause, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
+import { CriteriaPrefilter } from './search-criteria.prefilter';
+import { queryByKey } from '../storage/prepared-statement';
+import { SearchIndexWriter } from './search-index.writer';
+import { Clause, copySearchRequest, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
 import { expandSubsumptionClauses } from './search-subsumption.expander';
 import { expandValueSetClauses } from './search-value-set.expander';
@@ -30,13 +33,42 @@ interface Row {
 /** A page's edge for its paging cursors: id and sort keys. */
 type PageAnchor = Pick<Row, 'id' | `s${number}`>;
 
+/** A candidate of `SearchService.matchEach`: a prepared search under its subscriber's access. */
+export interface MatchCandidate {
+  key: string;
+  ctx: AccessContext;
+  criteria: PreparedCriteria;
+}
+
+/** The keys `matchEach` matched, and how many candidates each of its steps decided. */
+export interface MatchOutcome {
+  matched: string[];
+  /** Left out in memory: the written version's index rows cannot satisfy the criteria. */
+  rejected: string[];
+  /** Criteria decided in memory; only the subscriber's access was checked in SQL. */
+  accessOnly: string[];
+  /** Criteria and access tested in the one matching statement. */
+  inSql: string[];
+}
+
+/** A search parsed once and matched many times (`SearchService.prepareCriteria`). */
+export interface PreparedCriteria {
+  resourceType: string;
+  query: string;
+  ast: SearchRequestAst;
+  prefilter: CriteriaPrefilter;
+}
+
 /**
  * FHIR search: one SQL statement for the page of matches (keyset-paged), one per include level,
  * and a count only when `_total` asks for it. Every statement carries the AccessContext predicate.
  */
 @Injectable()
 export class SearchService {
-  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly indexRows: SearchIndexWriter,
+  ) {}
 
   async search(ctx: AccessContext, interaction: Interaction, tx: EntityManager): Promise<InteractionResult> {
     const types = this.typesOf(interaction);
@@ -190,21 +222,85 @@ export class SearchService {
   }
 
   /**
-   * Which of `candidates` (each a search of `resourceType` under its own AccessContext) match the
-   * current resource `resourceType/id`, in one statement (rest-hook Subscription matching,
-   * docs/referrals.md): per AccessContext one branch that selects the row under that access and
-   * tests each of its candidates' criteria on it (a CASE per candidate), the branches joined by
-   * UNION ALL; so the access predicate is rendered once per subscriber, not once per Subscription.
-   * A candidate whose criteria no longer compile (a SearchParameter removed, a chain it may no
-   * longer read) matches nothing. Answers the keys of the matches.
+   * A search of `resourceType` parsed once for many later `matchEach` calls (a Subscription's
+   * criteria, kept per node): strict parsing, and the clauses the in-memory prefilter decides.
+   * Throws the parse's FhirError (400) for criteria that are not a valid search.
    */
-  async matchEach(resourceType: string, id: string, candidates: readonly { key: string; ctx: AccessContext; query: string }[], tx: EntityManager): Promise<string[]> {
+  prepareCriteria(resourceType: string, query: string): PreparedCriteria {
+    const ast = parseSearchRequest([resourceType], parseQueryString(query), { strict: true });
+    return { resourceType, query, ast, prefilter: CriteriaPrefilter.of(ast, resourceType, this.config.fhirBaseUrl) };
+  }
+
+  /**
+   * The candidates whose criteria the written version may satisfy: a candidate whose prefilter
+   * rejects the index rows this write stored for `written` cannot match it under any access and
+   * is left out, in memory (before a subscriber's access is even minted).
+   */
+  mayMatch<T extends { criteria: PreparedCriteria }>(written: Resource, candidates: readonly T[]): T[] {
+    if (!candidates.some((c) => c.criteria.prefilter.decided)) return [...candidates];
+    const rows = this.indexRows.rowsOf(written);
+    return candidates.filter((c) => !c.criteria.prefilter.rejects(rows));
+  }
+
+  /**
+   * Which of `candidates` (each a prepared search of the written type under its own AccessContext)
+   * match the version `written` just stored as the current row (rest-hook Subscription matching,
+   * docs/referrals.md), in three steps, cheapest first:
+   * 1. in memory, a candidate whose prefilter rejects the index rows this write stored cannot match
+   *    under any access and is left out;
+   * 2. a candidate whose criteria the prefilter decides entirely (only the row's own token,
+   *    reference and string index rows) matches exactly when its subscriber may read the row: one
+   *    read by key per distinct AccessContext (`readableBy`, a prepared statement with a generic
+   *    plan), no criteria SQL;
+   * 3. the rest (chains, `_has`, dates, modifiers, ...) in one statement: per AccessContext one
+   *    branch that selects the row under that access and tests each of its candidates' criteria on
+   *    it (a CASE per candidate), the branches joined by UNION ALL.
+   * A candidate whose criteria no longer compile (a SearchParameter removed, a chain it may no
+   * longer read) matches nothing. Answers the keys of the matches and how each step was used.
+   */
+  async matchEach(written: Resource, id: string, candidates: readonly MatchCandidate[], tx: EntityManager): Promise<MatchOutcome> {
+    const resourceType = written.resourceType;
+    const own = candidates.filter((c) => c.criteria.resourceType === resourceType);
+    const remaining = this.mayMatch(written, own);
+    const decided = remaining.filter((c) => c.criteria.prefilter.decidesAll);
+    const inSql = remaining.filter((c) => !c.criteria.prefilter.decidesAll);
+    const readable = await this.readableBy(resourceType, id, decided.map((c) => c.ctx), tx);
+    const matched = decided.filter((c) => readable.has(c.ctx)).map((c) => c.key);
+    if (inSql.length) matched.push(...(await this.matchInSql(resourceType, id, inSql, tx)));
+    const keys = (list: readonly MatchCandidate[]): string[] => list.map((c) => c.key);
+    return { matched, rejected: keys(own.filter((c) => !remaining.includes(c))), accessOnly: keys(decided), inSql: keys(inSql) };
+  }
+
+  /**
+   * Which of `contexts` may read the current row `resourceType/id`, in one statement by key: one
+   * boolean column per distinct context's read predicate. Its text depends only on the predicates'
+   * shapes (their values are bound: subscribers of one role and purpose render the same text), so
+   * it runs as a named prepared statement (`queryByKey`) and a node keeps few of them.
+   */
+  private async readableBy(resourceType: string, id: string, contexts: readonly AccessContext[], tx: EntityManager): Promise<Set<AccessContext>> {
+    const distinct = [...new Set(contexts)];
+    if (!distinct.length) return new Set();
+    const p = new SqlParams();
+    const key = `r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)}`;
+    const columns = distinct.map((ctx, i) => `(${ctx.renderRead('r', p)}) AS a${i}`);
+    // A lookup by key has one plan whatever the values, but PostgreSQL keeps custom plans for
+    // consent predicates (docs/performance.md, issue 23) and would plan all of them per write: the
+    // generic plan is forced for this statement only (SET LOCAL: an error rolls it back with the
+    // write) and the setting reset before the write goes on.
+    await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
+    const [row] = await queryByKey<Record<string, boolean | null>>(tx, `SELECT ${columns.join(', ')} FROM resource r WHERE ${key} AND NOT r.deleted`, p.values);
+    await tx.query(`RESET plan_cache_mode`);
+    // NULL (an unknown term) reads as not readable, as in a WHERE clause.
+    return new Set(row ? distinct.filter((_, i) => row[`a${i}`] === true) : []);
+  }
+
+  private async matchInSql(resourceType: string, id: string, candidates: readonly MatchCandidate[], tx: EntityManager): Promise<string[]> {
     const params = new SqlParams();
     const byAccess = new Map<AccessContext, string[]>();
     for (const c of candidates) {
       let criteria: string;
       try {
-        const ast = parseSearchRequest([resourceType], parseQueryString(c.query), { strict: true });
+        const ast = copySearchRequest(c.criteria.ast);
         this.assertReadable(c.ctx, ast);
         await expandValueSetClauses(ast, c.ctx, this.config.fhirBaseUrl, tx);
         await expandSubsumptionClauses(ast, c.ctx, this.config.fhirBaseUrl, tx);

@@ -7,6 +7,7 @@ import type { Principal } from '../../fhir/pipeline/principal';
 export interface SubscriptionRegistration {
   id: string;
   resourceType: string;
+  /** The search after `Type?` (`owner=Organization/b&status=requested`). */
   criteria: string;
   status: 'active' | 'error' | 'off';
   endpoint: string;
@@ -21,6 +22,7 @@ export interface SubscriptionRegistration {
 interface Row {
   id: string;
   resource_type: string;
+  /** The search after `Type?` (`owner=Organization/b&status=requested`). */
   criteria: string;
   status: SubscriptionRegistration['status'];
   endpoint: string;

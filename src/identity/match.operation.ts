@@ -52,7 +52,8 @@ export class MatchOperation extends PatientLookupOperation {
     const given = input.resource('resource') as Patient;
     // A structurally invalid Patient is refused like a create would be (R4 structure only: the
     // exchange's Patient profile is for stored records, an input to match need not meet it).
-    const errors = this.validator.issues(given).base.filter((x) => x.severity === 'error' || x.severity === 'fatal');
+    // Base only: profile validation here was a second full validation whose result was dropped.
+    const errors = this.validator.baseIssues(given).filter((x) => x.severity === 'error' || x.severity === 'fatal');
     if (errors.length) throw new FhirError(400, errors);
     const wanted = demographicsOf(given);
     if (!wanted.identifiers.length && !wanted.birthDate && !(wanted.family.length && wanted.given.length)) {

@@ -61,7 +61,8 @@ export class MatchOperation extends PatientLookupOperation {
     }
 
     // Scoring sees every organization's demographics (named, audited system context) …
-    const matching = await this.system.mint('identity-matching', ctx.principal);
+    // Its audit record commits with this call's own record (one commit per call, both before the response).
+    const matching = await this.system.mint('identity-matching', ctx.principal, { auditWithRequest: true });
     const scored = new Map<string, MatchScore>();
     for (const c of await this.demographics.candidates(matching, tx, wanted)) {
       const s = scoreMatch(wanted, c, this.config);

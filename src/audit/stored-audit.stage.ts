@@ -43,9 +43,16 @@ export class StoredAuditStage extends LogAuditStage {
     const written = this.writer.append(toAuditEventRow(r, AUDIT_NODE), { withNext: true }).catch((err: unknown) => {
       throw unavailable(err);
     });
-    // Awaited by the request's next record; handled here so an early failure is not "unhandled".
-    written.catch(() => undefined);
-    this.withRequest.set(r.requestId, [...(this.withRequest.get(r.requestId) ?? []), written]);
+    const requestId = r.requestId;
+    this.withRequest.set(requestId, [...(this.withRequest.get(requestId) ?? []), written]);
+    // Awaited by the request's next record. Forgotten once written (nothing kept per request);
+    // a failure stays for that record to fail on, and is handled here so it is not "unhandled".
+    const forget = (): void => {
+      const left = (this.withRequest.get(requestId) ?? []).filter((p) => p !== written);
+      if (left.length) this.withRequest.set(requestId, left);
+      else this.withRequest.delete(requestId);
+    };
+    written.then(forget, () => undefined);
   }
 
   override async record(r: AuditRecord, session?: StorageSession): Promise<void> {

@@ -145,6 +145,19 @@ describe('identity: Patient/$match', () => {
     }
   });
 
+  it('fails closed: when the batch holding the system-access record cannot be written, the call is a 503 with no match', async () => {
+    const append = jest.spyOn(t.app.get(AuditTrailRepository), 'appendAlone').mockRejectedValueOnce(new Error('audit trail unavailable'));
+    try {
+      const res = await match(0, params(patient(0, surname, 'John', '1980-04-02', { identifier: undefined, telecom: [phone] })));
+      expect(res.status).toBe(503);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+      expect(res.body.issue[0].code).toBe('transient');
+      expect(append.mock.calls[0][0].map((row) => row.subtype.join(' '))).toEqual(['system-access identity-matching', 'operation match']);
+    } finally {
+      append.mockRestore();
+    }
+  });
+
   it('onlyCertainMatches with several visible certain matches returns none and an OperationOutcome', async () => {
     const res = await match(0, params(patient(0, surname, 'John', '1980-04-02', { identifier: undefined, telecom: [phone] }), [{ name: 'onlyCertainMatches', valueBoolean: true }]));
     expect(res.status).toBe(200);

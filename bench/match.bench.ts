@@ -24,7 +24,8 @@ import { BenchServer, machineInfo, percentile, startBenchServer, writeResults } 
  * Persons with the batch match (timed on its own), measures a Patient create at one client with
  * matching after write on and off (alternating blocks: creates that link nothing, and linking
  * creates reported apart), then `Patient/$match` latency at one client, with the EXPLAIN of its
- * blocking query.
+ * blocking query. BENCH_MATCH_ONLY=1 measures `$match` alone (no creates, no batch match) on a
+ * database loaded before (with BENCH_PATIENTS at most what it holds, nothing is loaded).
  */
 const TARGET = Number(process.env.BENCH_PATIENTS ?? 1_000_000);
 const PG_DIR = process.env.BENCH_PG_DIR ?? join(process.cwd(), 'data', 'bench-match-postgres');
@@ -79,8 +80,10 @@ async function main(): Promise<void> {
   await cancelLeftoverPages(server);
   // $match and creates first: they need no Persons, and the batch match may be cut at BENCH_BATCH_MAX_SECONDS.
   const match = await matchLatency(server);
-  const creates = await createLatency(server);
-  const batch: BatchResult = server.app.get<AppConfig>(APP_CONFIG).jobs.workers ? await batchMatch(server) : { skipped: true, links: 0 };
+  // BENCH_MATCH_ONLY=1: `$match` latency only, on a database loaded (and batch-matched) before.
+  const matchOnly = process.env.BENCH_MATCH_ONLY === '1';
+  const creates = matchOnly ? SKIPPED_CREATES : await createLatency(server);
+  const batch: BatchResult = !matchOnly && server.app.get<AppConfig>(APP_CONFIG).jobs.workers ? await batchMatch(server) : { skipped: true, links: 0 };
   const machine = { ...(await machineInfo(server.db)), loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100) };
   const json: MatchBench = { machine, patients, jobsWorkers: server.app.get<AppConfig>(APP_CONFIG).jobs.workers, load, batch, creates, match: { latency: match.latency, withMatch: match.withMatch } };
   writeResults(RESULTS_NAME, json, markdown(json, match.plan, match.pagePlan));
@@ -225,6 +228,9 @@ interface CreateResult {
   ratioMean: number;
 }
 
+const NOT_RUN: Latency = { n: 0, p50: 0, p95: 0, mean: 0 };
+const SKIPPED_CREATES: CreateResult = { off: NOT_RUN, onLinksNothing: NOT_RUN, onLinking: NOT_RUN, ratioP50: 0, ratioMean: 0 };
+
 async function createLatency(server: BenchServer): Promise<CreateResult> {
   const config = server.app.get<AppConfig>(APP_CONFIG);
   const tokens = await Promise.all(CREATE_ORGS.map((o) => server.tokenFor(o)));
@@ -321,10 +327,14 @@ Patients: **${json.patients}** at three organizations (labelled population, ${CH
 |---|---|
 | load, matching off (this run) | ${json.load.loaded} Patients in ${json.load.seconds} s (${json.load.patientsPerSecond}/s) |
 | batch match (Persons built) | ${!json.jobsWorkers ? 'not run (job workers off)' : b.skipped ? `skipped: ${b.links} links from an earlier run` : `${b.cutAfterPatients !== undefined ? `cut after ${b.cutAfterPatients} Patients: ` : ''}${b.seconds} s (${b.patientsPerSecond} Patients/s): ${b.persons} Persons, ${b.links} links, ${b.reviews} review Tasks`} |
-| create at one client, matching off | p50 ${c.off.p50} ms, p95 ${c.off.p95} ms, mean ${c.off.mean} ms (n ${c.off.n}) |
+${
+  !c.off.n
+    ? '| creates at one client | not run (BENCH_MATCH_ONLY=1) |\n'
+    : `| create at one client, matching off | p50 ${c.off.p50} ms, p95 ${c.off.p95} ms, mean ${c.off.mean} ms (n ${c.off.n}) |
 | create at one client, matching on, links nothing | p50 ${c.onLinksNothing.p50} ms, p95 ${c.onLinksNothing.p95} ms, mean ${c.onLinksNothing.mean} ms (n ${c.onLinksNothing.n}): **${c.ratioP50}x** off at p50, ${c.ratioMean}x mean |
 | create at one client, matching on, linking | ${c.onLinking.n ? `p50 ${c.onLinking.p50} ms, p95 ${c.onLinking.p95} ms, mean ${c.onLinking.mean} ms (n ${c.onLinking.n})` : 'not run (job workers off: nothing links on this node)'} |
-| \`Patient/$match\` at one client | **p50 ${json.match.latency.p50} ms**, p95 ${json.match.latency.p95} ms (n ${json.match.latency.n}; ${json.match.withMatch} with a match) |
+`
+}| \`Patient/$match\` at one client | **p50 ${json.match.latency.p50} ms**, p95 ${json.match.latency.p95} ms (n ${json.match.latency.n}; ${json.match.withMatch} with a match) |
 
 ## EXPLAIN (ANALYZE, BUFFERS) of the blocking query
 

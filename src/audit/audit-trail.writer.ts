@@ -5,6 +5,8 @@ import { AuditTrailRepository } from './audit-trail.repository';
 
 /** How often a node chains write records another node left pending (it stopped before chaining them). */
 const SWEEP_MS = 5000;
+/** The longest a `withNext` row waits for the record it rides with. */
+const WITH_NEXT_MAX_MS = 200;
 
 interface Waiting {
   /** Absent for a caller that only needs the pending write records chained. */
@@ -34,6 +36,8 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
   private readonly logger = new Logger('AuditTrail');
   private queue: Waiting[] = [];
   private timer?: NodeJS.Timeout;
+  /** Starts the batch of `withNext` rows whose next record did not come. */
+  private heldTimer?: NodeJS.Timeout;
   private sweep?: NodeJS.Timeout;
   private flushing?: Promise<void>;
 
@@ -42,14 +46,24 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
-  append(row: AuditEventRow): Promise<void> {
+  /**
+   * `withNext`: the row starts no batch; it joins the next record's (its request's own record,
+   * right after), so both take one commit. Should none come, it is written after WITH_NEXT_MAX_MS.
+   */
+  append(row: AuditEventRow, { withNext = false }: { withNext?: boolean } = {}): Promise<void> {
     // AUDIT_READ_COMMIT=relaxed: only successful reads and searches (BALP action R, outcome 0);
     // refusals, operations and security events stay durable before their response.
     const relaxed = this.config.audit.relaxedReadCommit && row.action === 'R' && row.outcome === '0';
     return new Promise<void>((resolve, reject) => {
       this.queue.push({ row, relaxed, resolve, reject });
-      this.schedule();
+      if (!withNext) this.schedule();
+      else if (!this.flushing) this.heldTimer ??= setTimeout(() => this.start(), WITH_NEXT_MAX_MS);
     });
+  }
+
+  /** Starts a batch now with what is queued (rows waiting for a next record that will not come here). */
+  startNow(): void {
+    if (this.queue.length && !this.flushing) this.start();
   }
 
   /**
@@ -82,7 +96,9 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
 
   private start(): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.heldTimer) clearTimeout(this.heldTimer);
     this.timer = undefined;
+    this.heldTimer = undefined;
     this.flushing ??= this.flush().finally(() => {
       this.flushing = undefined;
       if (this.queue.length) this.schedule();

@@ -34,7 +34,39 @@ export class StoredAuditStage extends LogAuditStage {
     super();
   }
 
+  /** Records of a request waiting for its next record (recordWithRequest), by request id. */
+  private readonly withRequest = new Map<string, Promise<void>[]>();
+
+  override async recordWithRequest(r: AuditRecord): Promise<void> {
+    if (!r.requestId) return this.recordNow(r, undefined, false);
+    await super.record(r);
+    const written = this.writer.append(toAuditEventRow(r, AUDIT_NODE), { withNext: true }).catch((err: unknown) => {
+      throw unavailable(err);
+    });
+    const requestId = r.requestId;
+    this.withRequest.set(requestId, [...(this.withRequest.get(requestId) ?? []), written]);
+    // Awaited by the request's next record. Forgotten once written (nothing kept per request);
+    // a failure stays for that record to fail on, and is handled here so it is not "unhandled".
+    const forget = (): void => {
+      const left = (this.withRequest.get(requestId) ?? []).filter((p) => p !== written);
+      if (left.length) this.withRequest.set(requestId, left);
+      else this.withRequest.delete(requestId);
+    };
+    written.then(forget, () => undefined);
+  }
+
   override async record(r: AuditRecord, session?: StorageSession): Promise<void> {
+    const earlier = r.requestId ? (this.withRequest.get(r.requestId) ?? []) : [];
+    if (earlier.length) this.withRequest.delete(r.requestId!);
+    try {
+      await this.recordNow(r, session, earlier.length > 0);
+    } finally {
+      // The request's earlier records: in this record's batch (a read's), or started now (a write's).
+      await Promise.all(earlier);
+    }
+  }
+
+  private async recordNow(r: AuditRecord, session: StorageSession | undefined, earlier: boolean): Promise<void> {
     await super.record(r);
     const row = toAuditEventRow(r, AUDIT_NODE);
     if (session?.tx.queryRunner?.isTransactionActive) {
@@ -53,6 +85,8 @@ export class StoredAuditStage extends LogAuditStage {
       // Committed with the write, chained right after by the group-commit writer (no chain lock
       // held across the write's commit); the response waits for it so auditors see it at once.
       session.afterCommit(() => this.writer.chainPending());
+      // Earlier records of the request waiting in the writer are not held until the commit.
+      if (earlier) this.writer.startNow();
       return;
     }
     try {

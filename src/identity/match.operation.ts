@@ -52,7 +52,8 @@ export class MatchOperation extends PatientLookupOperation {
     const given = input.resource('resource') as Patient;
     // A structurally invalid Patient is refused like a create would be (R4 structure only: the
     // exchange's Patient profile is for stored records, an input to match need not meet it).
-    const errors = this.validator.issues(given).base.filter((x) => x.severity === 'error' || x.severity === 'fatal');
+    // Base only: profile validation here was a second full validation whose result was dropped.
+    const errors = this.validator.baseIssues(given).filter((x) => x.severity === 'error' || x.severity === 'fatal');
     if (errors.length) throw new FhirError(400, errors);
     const wanted = demographicsOf(given);
     if (!wanted.identifiers.length && !wanted.birthDate && !(wanted.family.length && wanted.given.length)) {
@@ -60,7 +61,8 @@ export class MatchOperation extends PatientLookupOperation {
     }
 
     // Scoring sees every organization's demographics (named, audited system context) …
-    const matching = await this.system.mint('identity-matching', ctx.principal);
+    // Its audit record commits with this call's own record (one commit per call, both before the response).
+    const matching = await this.system.mint('identity-matching', ctx.principal, { auditWithRequest: true });
     const scored = new Map<string, MatchScore>();
     for (const c of await this.demographics.candidates(matching, tx, wanted)) {
       const s = scoreMatch(wanted, c, this.config);

@@ -6,7 +6,7 @@ import { buildInteraction, Interaction } from '../fhir/pipeline/interaction';
 import { AuditStage, AuthorizationStage, ConsentStage } from '../fhir/pipeline/pipeline.stages';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ResourceTypeHandlers } from '../fhir/pipeline/resource-type-handler';
-import { SystemAccess, UNRESTRICTED_SYSTEM_CONTEXTS, UnrestrictedSystemContext } from '../fhir/pipeline/system-access';
+import { MintOptions, SystemAccess, UNRESTRICTED_SYSTEM_CONTEXTS, UnrestrictedSystemContext } from '../fhir/pipeline/system-access';
 import { WriteEvents } from '../fhir/pipeline/write-events';
 import { WritePolicies } from '../fhir/pipeline/write-policy';
 import { basisOf, clientLookups, interactionWrites, issueAccessContext, NO_LOOKUPS } from './access-issuer';
@@ -57,10 +57,10 @@ export class PipelineSystemAccess extends SystemAccess {
     return issueAccessContext({ principal, read: [...this.typeHandlers.withTypeRules(principal, interaction, decision.fragments), ...scope], write: [], lookups });
   }
 
-  async mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal): Promise<AccessContext> {
+  async mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal, options: MintOptions = {}): Promise<AccessContext> {
     if (!Object.hasOwn(UNRESTRICTED_SYSTEM_CONTEXTS, name)) throw new Error(`${String(name)} is not a named unrestricted system context`);
     const principal: Principal = { kind: 'system', clientId: `system:${name}`, scopes: [], ...(onBehalfOf ? { organization: onBehalfOf.organization } : {}) };
-    await this.recordMint(name, principal, onBehalfOf, [`system: ${name}`]);
+    await this.recordMint(name, principal, onBehalfOf, [`system: ${name}`], options.auditWithRequest);
     // Its writes (if any) fire the same write events as a client's: a Consent is materialized whoever writes it.
     return issueAccessContext({ principal, read: [], write: [], lookups: NO_LOOKUPS, system: name, writes: interactionWrites(this.writePolicies, this.writeEvents, principal) });
   }
@@ -82,9 +82,8 @@ export class PipelineSystemAccess extends SystemAccess {
     return issueAccessContext({ principal, read: decision.fragments, write: [], lookups: NO_LOOKUPS });
   }
 
-  private async recordMint(name: string, principal: Principal, onBehalfOf: Principal | undefined, basis: string[]): Promise<void> {
-    await this.audit.record(
-      auditRecord({
+  private async recordMint(name: string, principal: Principal, onBehalfOf: Principal | undefined, basis: string[], withRequest = false): Promise<void> {
+    const record = auditRecord({
         kind: 'system-access',
         subtype: name,
         requestId: RequestContext.requestId(),
@@ -94,7 +93,7 @@ export class PipelineSystemAccess extends SystemAccess {
         system: name,
         accessBasis: basis,
         durationMs: 0,
-      }),
-    );
+    });
+    await (withRequest ? this.audit.recordWithRequest(record) : this.audit.record(record));
   }
 }

@@ -1,5 +1,6 @@
 import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
+import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
 import { MATCH_GRADE_URL } from '../../src/identity/match.operation';
 import { captureAuditRecords } from '../support/audit';
 import { hospitalAgent } from '../support/auth';
@@ -126,6 +127,35 @@ describe('identity: Patient/$match', () => {
     const mints = records.filter((r) => r.kind === 'system-access');
     expect(mints.map((r) => r.subtype)).toEqual(['identity-matching']);
     expect(JSON.stringify(records)).not.toContain(ids.c);
+  });
+
+  it('the system-access record and the call\'s own record are durable in one commit, before the response', async () => {
+    const repository = t.app.get(AuditTrailRepository);
+    const append = jest.spyOn(repository, 'appendAlone');
+    try {
+      const res = await match(0, params(patient(0, surname, 'John', '1980-04-02', { identifier: undefined, telecom: [phone] })));
+      expect(res.status).toBe(200);
+      // One group-commit batch (one commit, one WAL flush) holding both records; two batches before.
+      const batches = append.mock.calls.map(([rows]) => rows.map((row) => row.subtype.join(' ')));
+      expect(batches).toEqual([['system-access identity-matching', 'operation match']]);
+      const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE id = ANY($1::uuid[])`, [append.mock.calls[0][0].map((row) => row.id)]);
+      expect(n).toBe(2);
+    } finally {
+      append.mockRestore();
+    }
+  });
+
+  it('fails closed: when the batch holding the system-access record cannot be written, the call is a 503 with no match', async () => {
+    const append = jest.spyOn(t.app.get(AuditTrailRepository), 'appendAlone').mockRejectedValueOnce(new Error('audit trail unavailable'));
+    try {
+      const res = await match(0, params(patient(0, surname, 'John', '1980-04-02', { identifier: undefined, telecom: [phone] })));
+      expect(res.status).toBe(503);
+      expect(res.body.resourceType).toBe('OperationOutcome');
+      expect(res.body.issue[0].code).toBe('transient');
+      expect(append.mock.calls[0][0].map((row) => row.subtype.join(' '))).toEqual(['system-access identity-matching', 'operation match']);
+    } finally {
+      append.mockRestore();
+    }
   });
 
   it('onlyCertainMatches with several visible certain matches returns none and an OperationOutcome', async () => {

@@ -15,5 +15,11 @@ export function captureAuditRecords(app: INestApplication, into: AuditRecord[] =
     records.push(r);
     return record(r, tx);
   });
+  // A record that commits with its request's next one (a system-access mint inside an operation).
+  const withRequest = audit.recordWithRequest.bind(audit);
+  jest.spyOn(audit, 'recordWithRequest').mockImplementation(async (r) => {
+    records.push(r);
+    return withRequest(r);
+  });
   return records;
 }

@@ -45,4 +45,14 @@ export abstract class AuditStage {
    * request. `session`: the interaction's unit of work, for a record that must commit with the write.
    */
   abstract record(record: AuditRecord, session?: StorageSession): Promise<void>;
+
+  /**
+   * A record of work inside a request whose own record follows (a system-access mint by an
+   * operation): made durable together with the request's next record, in the same commit, and that
+   * record's `record()` fails if this one could not be written, so no response leaves without it.
+   * Records of no request are recorded at once. Default: recorded at once.
+   */
+  recordWithRequest(record: AuditRecord): Promise<void> {
+    return this.record(record);
+  }
 }

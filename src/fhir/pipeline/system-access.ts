@@ -29,6 +29,15 @@ export const UNRESTRICTED_SYSTEM_CONTEXTS = {
 } as const;
 export type UnrestrictedSystemContext = keyof typeof UNRESTRICTED_SYSTEM_CONTEXTS;
 
+export interface MintOptions {
+  /**
+   * For a mint inside a request (an operation's): its audit record is made durable in one commit
+   * with the request's own record, before the response (AuditStage.recordWithRequest), instead of
+   * a commit of its own before the context is returned.
+   */
+  auditWithRequest?: boolean;
+}
+
 /**
  * How internal work asks for its access (GUIDE §1b): the pipeline implements it (src/pipeline),
  * operations and modules inject this abstract class, so nothing below the pipeline imports it.
@@ -42,7 +51,7 @@ export abstract class SystemAccess {
    */
   abstract mintAs(principal: Principal, interaction: Interaction, work: string): Promise<AccessContext>;
   /** One of the named unrestricted contexts above, minted once per job (never per row). */
-  abstract mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal): Promise<AccessContext>;
+  abstract mint(name: UnrestrictedSystemContext, onBehalfOf?: Principal, options?: MintOptions): Promise<AccessContext>;
   /** A read-only context bounded by consent for `purpose` (e.g. PUBHLTH) under the region's policy. */
   abstract mintFor(purpose: string, onBehalfOf?: Principal): Promise<AccessContext>;
 }

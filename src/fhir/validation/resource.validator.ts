@@ -94,24 +94,7 @@ export class ResourceValidator implements OnModuleDestroy {
    * R4's rules and, when the base has no errors, the errors of the required, named and `extraProfiles`.
    */
   issues(received: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
-    // First, and cheaply: a resource too large to validate and index is refused before either.
-    assertResourceCost(received, this.costLimits);
-    // Bodies were checked when parsed; this catches what a PATCH put together.
-    assertJsonShape(received);
-    // The validators expect numbers where decimals kept their text (1.50).
-    const resource = numericView(received).view;
-    // A Binary's content is bounded by BINARY_LIMIT / BODY_LIMIT when it arrives, not by the
-    // validator's 1 MiB default, which stays for inline attachments of other resources.
-    const options = resource.resourceType === 'Binary' ? { base64BinaryMaxBytes: Number.MAX_SAFE_INTEGER } : undefined;
-    // Narrative XHTML a browser would run (txt-1) is refused with 422 like a profile failure, and
-    // reported by $validate even beside base errors; txt-2 is a warning (narrative-xhtml.ts).
-    const narrative = narrativeIssues(resource);
-    const narrativeErrors = narrative.filter((i) => i.severity === 'error');
-    const base = [
-      ...collect(() => validateResource(resource, options)),
-      ...this.terminology.validate(resource),
-      ...narrative.filter((i) => i.severity !== 'error'),
-    ];
+    const { resource, base, narrativeErrors } = this.baseValidation(received);
     if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: narrativeErrors };
 
     const profileUrls = new Set([
@@ -128,6 +111,36 @@ export class ResourceValidator implements OnModuleDestroy {
       }
     }
     return { base, profile: profileIssues };
+  }
+
+  /**
+   * The R4 base issues of `issues` alone (structure, bindings, narrative warnings), without the
+   * profiles: for a resource that is an operation's input, never stored (`Patient/$match`), whose
+   * profile validation would be a second full validation thrown away.
+   */
+  baseIssues(received: Resource): OperationOutcomeIssue[] {
+    return this.baseValidation(received).base;
+  }
+
+  private baseValidation(received: Resource): { resource: Resource; base: OperationOutcomeIssue[]; narrativeErrors: OperationOutcomeIssue[] } {
+    // First, and cheaply: a resource too large to validate and index is refused before either.
+    assertResourceCost(received, this.costLimits);
+    // Bodies were checked when parsed; this catches what a PATCH put together.
+    assertJsonShape(received);
+    // The validators expect numbers where decimals kept their text (1.50).
+    const resource = numericView(received).view;
+    // A Binary's content is bounded by BINARY_LIMIT / BODY_LIMIT when it arrives, not by the
+    // validator's 1 MiB default, which stays for inline attachments of other resources.
+    const options = resource.resourceType === 'Binary' ? { base64BinaryMaxBytes: Number.MAX_SAFE_INTEGER } : undefined;
+    // Narrative XHTML a browser would run (txt-1) is refused with 422 like a profile failure, and
+    // reported by $validate even beside base errors; txt-2 is a warning (narrative-xhtml.ts).
+    const narrative = narrativeIssues(resource);
+    const base = [
+      ...collect(() => validateResource(resource, options)),
+      ...this.terminology.validate(resource),
+      ...narrative.filter((i) => i.severity !== 'error'),
+    ];
+    return { resource, base, narrativeErrors: narrative.filter((i) => i.severity === 'error') };
   }
 
   profileRegistry(): ProfileRegistry {

@@ -51,6 +51,19 @@ export function pathOf(place: JsonPlace): string {
 }
 
 /**
+ * The resources (objects with a `resourceType`) inside bodies `assertJsonShape` has passed: a
+ * transaction's entries were checked with the Bundle when it was parsed, and validation need not
+ * walk each of them again. Only the check adds to it; a resource built or changed in code is not in
+ * it and is checked on validation.
+ */
+const shapeChecked = new WeakSet<object>();
+
+/** Whether `assertJsonShape` has passed this resource, on its own or inside the body it came in. */
+export function isShapeChecked(resource: unknown): boolean {
+  return !!resource && typeof resource === 'object' && shapeChecked.has(resource);
+}
+
+/**
  * Checks a parsed JSON body (or a resource) before anything interprets it: nesting depth,
  * prototype keys and text that is not Unicode, anywhere. Iterative, so a body nested 10,000 deep
  * cannot exhaust the stack. Paths read like FHIRPath from the root resource
@@ -62,6 +75,7 @@ export function assertJsonShape(body: unknown): void {
   const stack: { node: object; place: JsonPlace; depth: number }[] = [
     { node: body, place: { step: typeof rootType === 'string' && /^[A-Z][A-Za-z]{0,63}$/.test(rootType) ? rootType : '' }, depth: 1 },
   ];
+  const resources: object[] = [];
   while (stack.length) {
     const { node, place, depth } = stack.pop()!;
     if (depth > MAX_JSON_DEPTH) {
@@ -74,6 +88,7 @@ export function assertJsonShape(body: unknown): void {
       });
       continue;
     }
+    if (typeof (node as { resourceType?: unknown }).resourceType === 'string') resources.push(node);
     for (const key of Object.keys(node)) {
       // A bad key is named by its parent: the key itself cannot be shown.
       assertUnicode(key, () => pathOf(place));
@@ -87,6 +102,8 @@ export function assertJsonShape(body: unknown): void {
       else if (value && typeof value === 'object') stack.push({ node: value, place: at, depth: depth + 1 });
     }
   }
+  // Only once the whole body has passed: a resource is never marked by a walk that failed.
+  for (const resource of resources) shapeChecked.add(resource);
 }
 
 /**

@@ -95,11 +95,29 @@ export class BundleProcessor {
   private async transaction(planned: PlannedEntry[], runner: EntryRunner): Promise<InteractionResult> {
     this.rejectDuplicates(planned);
     const responses: BundleEntry[] = new Array(planned.length);
+    // References are rewritten in the body as sent, and put back when the transaction fails: a rerun
+    // on a write conflict plans afresh from the body as sent, with no copy of it made for every run.
+    const rewritten: RewrittenReference[] = [];
+    try {
+      await this.runTransaction(planned, runner, responses, rewritten);
+    } catch (err) {
+      for (let k = rewritten.length - 1; k >= 0; k--) rewritten[k].holder.reference = rewritten[k].reference;
+      throw err;
+    }
+    return { status: 200, resource: { resourceType: 'Bundle', type: 'transaction-response', entry: responses } };
+  }
+
+  private async runTransaction(planned: PlannedEntry[], runner: EntryRunner, responses: BundleEntry[], rewritten: RewrittenReference[]): Promise<void> {
     await runner.transaction(async (session) => {
       const tx = session.tx;
       const references = await this.assignIdentities(planned, runner, tx);
-      await this.resolveConditionalReferences(planned, references, runner, tx);
-      for (const p of planned) rewriteReferences(p.interaction.body, references);
+      const hadConditional = await this.resolveConditionalReferences(planned, references, runner, tx);
+      for (const { interaction: i } of planned) {
+        const conditionalLeft = rewriteReferences(i.body, references, rewritten);
+        // The Bundle's conditional references are resolved above and rewritten here (the rewrite's
+        // walk sees that none is left): the executor need not search the entry for them again.
+        if ((!hadConditional || !conditionalLeft) && (i.kind === 'create' || i.kind === 'update')) i.noConditionalReferences = true;
+      }
       const ordered = [...planned].sort((a, b) => ORDER[a.method] - ORDER[b.method] || a.index - b.index);
       // Plain creates (new ids, server-assigned or PUT to an id nobody has) are written together;
       // anything else first writes what is queued.
@@ -119,7 +137,6 @@ export class BundleProcessor {
         throw atEntry(err, entryNamedBy(err, planned) ?? ordered[ordered.length - 1].index);
       }
     });
-    return { status: 200, resource: { resourceType: 'Bundle', type: 'transaction-response', entry: responses } };
   }
 
   /**
@@ -309,20 +326,23 @@ export class BundleProcessor {
    * see, counting both this Bundle's resources and stored ones (0 or several: 412 naming the
    * entry). Both are matched by the same SQL search: the Bundle's candidates of the referenced
    * types are written under a savepoint (indexed by the same extractor as any write), searched,
-   * and rolled back before the entries run.
+   * and rolled back before the entries run. Answers whether any entry held a conditional reference.
    */
   private async resolveConditionalReferences(
     planned: PlannedEntry[],
     references: Map<string, string>,
     runner: EntryRunner,
     tx: EntityManager,
-  ): Promise<void> {
+  ): Promise<boolean> {
     const wanted: { p: PlannedEntry; reference: string; type: string; criteria: string }[] = [];
     const seen = new Set<string>();
+    let any = false;
     for (const p of planned) {
       for (const reference of collectReferences(p.interaction.body)) {
+        if (!CONDITIONAL_REFERENCE_RE.test(reference)) continue;
+        any = true;
         // Each distinct reference string is resolved once per Bundle.
-        if (!CONDITIONAL_REFERENCE_RE.test(reference) || references.has(reference) || seen.has(reference)) continue;
+        if (references.has(reference) || seen.has(reference)) continue;
         seen.add(reference);
         const [type, criteria] = reference.split('?', 2);
         if (!FhirDefinitions.get().isStorable(type)) {
@@ -331,7 +351,7 @@ export class BundleProcessor {
         wanted.push({ p, reference, type, criteria });
       }
     }
-    if (!wanted.length) return;
+    if (!wanted.length) return any;
     const types = new Set(wanted.map((w) => w.type));
     const candidates = planned.filter(
       (p) => p.interaction.body && (p.method === 'POST' || p.method === 'PUT') && types.has(p.interaction.resourceType ?? ''),
@@ -355,6 +375,7 @@ export class BundleProcessor {
     } finally {
       if (candidates.length) await tx.query('ROLLBACK TO SAVEPOINT bundle_candidates');
     }
+    return true;
   }
 
   /** A Bundle resource as a search candidate: stored (under the caller's savepoint) with its index rows. */
@@ -453,13 +474,28 @@ function collectReferences(body: unknown): string[] {
   return found;
 }
 
-/** Rewrites every Reference.reference in the resource (nested elements, extensions, contained). */
-function rewriteReferences(body: unknown, references: Map<string, string>): void {
-  if (references.size === 0) return;
+/** A Reference.reference rewritten in place, with the value it had. */
+interface RewrittenReference {
+  holder: { reference: string };
+  reference: string;
+}
+
+/**
+ * Rewrites every Reference.reference in the resource (nested elements, extensions, contained),
+ * noting each in `rewritten`. Answers whether a conditional reference (`Type?criteria`) is left
+ * (none to rewrite: false, the Bundle then had none to resolve).
+ */
+function rewriteReferences(body: unknown, references: Map<string, string>, rewritten: RewrittenReference[]): boolean {
+  if (references.size === 0) return false;
+  let conditionalLeft = false;
   walkReferences(body, (holder) => {
     const target = references.get(holder.reference);
-    if (target) holder.reference = target;
+    if (target) {
+      rewritten.push({ holder, reference: holder.reference });
+      holder.reference = target;
+    } else if (CONDITIONAL_REFERENCE_RE.test(holder.reference)) conditionalLeft = true;
   });
+  return conditionalLeft;
 }
 
 function containsUrnReference(body: unknown): boolean {

@@ -4,7 +4,6 @@ import { RequestContext } from '../common/request-context';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { databaseFailure } from '../common/database-error';
 import { FhirError } from '../common/fhir-error';
-import { cloneJson } from '../common/fhir-json';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { ResourceRepository } from '../fhir/storage/resource.repository';
 import { StorageSession, StorageSessions } from '../fhir/storage/storage-session';
@@ -152,10 +151,10 @@ export class FhirPipeline {
       }
     };
     // A transaction Bundle is rerun whole on a write conflict: each run plans it afresh from the body as sent
-    // (the processor rewrites references in place; cloneJson keeps raw decimals).
+    // (the processor puts back the references it rewrote in place when a run fails).
     const processBundle = (): Promise<InteractionResult> => {
       failedInTransaction = undefined;
-      return this.bundles.process(bundle.kind === 'transaction' ? { ...bundle, body: cloneJson(bundle.body) } : bundle, {
+      return this.bundles.process(bundle, {
         transaction: (work) => this.sessions.run({ transactional: true, signal: origin.signal }, work),
         runInTransaction: async (entry, index, session) => {
           const run: EntryRun = { interaction: entry, index, started: performance.now() };

@@ -4,6 +4,7 @@ import type { Bundle, BundleEntry, OperationOutcome, Resource } from '@medplum/f
 import type { AuditEntity } from '../fhir/pipeline/audit-record';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirError } from '../common/fhir-error';
+import { isShapeChecked } from '../common/json-shape';
 import { parseFhirDateRange, plusInZoneHint } from '../common/fhir-date';
 import { CapabilityStatementService } from '../fhir/capability/capability-statement.service';
 import type { EntityManager } from 'typeorm';
@@ -112,12 +113,14 @@ export class InteractionExecutor {
   }
 
   private async create(ctx: AccessContext, i: CreateInteraction, tx: EntityManager): Promise<InteractionResult> {
-    const body = await resolveConditionalReferences(ctx, this.validator.assertResourceBody(i.body, i.resourceType), this.matcher, tx);
+    const received = this.validator.assertResourceBody(i.body, i.resourceType);
+    const body = i.noConditionalReferences ? received : await resolveConditionalReferences(ctx, received, this.matcher, tx);
     // R4 http.html#create: a client-supplied id is ignored; the server assigns one (a transaction
     // assigns it up front so references to the entry's urn:uuid can be rewritten).
     const id = i.assignedId ?? randomUUID();
     const resource = { ...body, id } as Resource;
-    await this.validator.validateAsync(resource);
+    // A copy of the parsed body with a server id: what the body's check passed, it passes.
+    await this.validator.validateAsync(resource, { shapeChecked: isShapeChecked(body) });
     const result = await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', resource, id), tx);
     return { ...this.written(201, storedVersion(result)), writeDecision: result.decision };
   }
@@ -235,7 +238,7 @@ export class InteractionExecutor {
         `${resource.resourceType}.id`,
       ]);
     }
-    resource = await resolveConditionalReferences(ctx, resource, this.matcher, tx);
+    if (!i.noConditionalReferences) resource = await resolveConditionalReferences(ctx, resource, this.matcher, tx);
     await this.validator.validateAsync(resource);
     const result = await this.repository.write(ctx, versionWrite(ctx, 'update', 'PUT', resource, id, parseIfMatch(i.ifMatch)), tx);
     return { ...this.written(result.created ? 201 : 200, storedVersion(result)), writeDecision: result.decision };

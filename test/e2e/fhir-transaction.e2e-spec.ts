@@ -1,12 +1,14 @@
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
+import { writeConflictOnce } from '../support/write-conflict';
 
 const SYS = 'http://hospital-tx.example.org/mrn';
 
 describe('batch and transaction Bundles, conditional operations', () => {
   let t: TestApp;
+  const conflict = writeConflictOnce(['Observation']);
   beforeAll(async () => {
-    t = await createTestApp();
+    t = await createTestApp([conflict.module]);
   });
   afterAll(() => t.close());
 
@@ -139,6 +141,42 @@ describe('batch and transaction Bundles, conditional operations', () => {
     const patientId = /Patient\/([^/]+)\//.exec(res.body.entry[0].response.location)![1];
     const obsId = /Observation\/([^/]+)\//.exec(res.body.entry[1].response.location)![1];
     expect((await t.api.get(`/fhir/Observation/${obsId}`)).body.subject.reference).toBe(`Patient/${patientId}`);
+  });
+
+  it('a rerun after a write conflict plans afresh from the body as sent: its references point at the rerun\'s ids', async () => {
+    // The first run fails at the Observation's pre-commit after its references were rewritten in
+    // place to that run's Patient id; the rerun must see the urn:uuid and the conditional reference again.
+    conflict.control.armed = 1;
+    conflict.control.fired = 0;
+    const patientUrn = 'urn:uuid:0e7b0f4a-2222-4c59-9a3c-000000000002';
+    const res = await post({
+      resourceType: 'Bundle',
+      type: 'transaction',
+      entry: [
+        { fullUrl: patientUrn, resource: hiePatient({ identifier: [{ system: SYS, value: 'rerun' }] }), request: { method: 'POST', url: 'Patient' } },
+        {
+          resource: {
+            resourceType: 'Observation',
+            status: 'final',
+            code: { text: 'x' },
+            subject: { reference: patientUrn },
+            performer: [{ reference: `Patient?identifier=${SYS}|rerun` }],
+          },
+          request: { method: 'POST', url: 'Observation' },
+        },
+      ],
+    });
+    expect(res.status).toBe(200);
+    expect(conflict.control.fired).toBe(1);
+    const patientId = /Patient\/([^/]+)\//.exec(res.body.entry[0].response.location)![1];
+    const obsId = /Observation\/([^/]+)\//.exec(res.body.entry[1].response.location)![1];
+    const obs = (await t.api.get(`/fhir/Observation/${obsId}`)).body;
+    expect(obs.subject.reference).toBe(`Patient/${patientId}`);
+    expect(obs.performer[0].reference).toBe(`Patient/${patientId}`);
+    const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM resource WHERE resource_type = 'Patient' AND content->'identifier' @> $1::jsonb`, [
+      JSON.stringify([{ system: SYS, value: 'rerun' }]),
+    ]);
+    expect(n).toBe(1);
   });
 
   it('ifNoneExist in a transaction reuses the existing resource and points references at it', async () => {

@@ -55,6 +55,8 @@ export interface CreateInteraction extends InteractionCommon {
   ifNoneExist?: string;
   /** Id a transaction assigned up front, so references to the entry's fullUrl can be rewritten. */
   assignedId?: string;
+  /** Set by a transaction that resolved and rewrote the entry's conditional references (`Type?criteria`) up front: none to resolve here. */
+  noConditionalReferences?: boolean;
 }
 
 export interface ReadInteraction extends InteractionCommon {
@@ -82,6 +84,8 @@ export type UpdateInteraction = InteractionCommon & {
   ifMatch?: string;
   /** Id a transaction assigned up front (conditional update that creates). */
   assignedId?: string;
+  /** Set by a transaction that resolved and rewrote the entry's conditional references (`Type?criteria`) up front: none to resolve here. */
+  noConditionalReferences?: boolean;
 } & ({ id: string; conditional?: undefined } | { conditional: string; id?: undefined });
 
 export interface PatchInteraction extends InteractionCommon {

@@ -10,7 +10,7 @@ import { numericView, RawDecimal } from '../../common/fhir-json';
 import { fhirPathCache } from '../definitions/fhirpath-cache';
 import { ResourceIndexer } from '../storage/resource.repository';
 import { MAX_COMPONENTS } from './search-composite';
-import { CompositeComponentDef, DEFAULT_TEXT_LANGUAGE, searchParamsOf } from './search-parameter.registry';
+import { CompositeComponentDef, DEFAULT_TEXT_LANGUAGE, SearchParamDef, searchParamsOf } from './search-parameter.registry';
 import { normalizeString } from './search-normalize';
 import { hasAnyElement, rootElementsRead } from './search-index.reads';
 
@@ -105,52 +105,45 @@ export class SearchIndexWriter extends ResourceIndexer {
    */
   private async extractForWrite(resource: Resource): Promise<IndexRows> {
     const max = (this.config.resourceCost ?? DEFAULT_RESOURCE_COST).maxIndexRows;
-    const steps = this.extractSteps(resource, false, max);
-    let slice = Date.now();
-    for (;;) {
-      const step = steps.next();
-      const count = rowCount(step.value);
-      if (count > max) throw tooManyIndexRows(resource.resourceType, max);
-      if (step.done) {
-        this.written.set(resource, step.value);
-        return step.value;
-      }
-      if (Date.now() - slice >= EXTRACT_SLICE_MS) {
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        slice = Date.now();
-      }
-    }
+    const extraction = this.startExtraction(resource, false);
+    while (!this.continueExtraction(extraction, max, Date.now() + EXTRACT_SLICE_MS)) await new Promise<void>((resolve) => setImmediate(resolve));
+    this.written.set(resource, extraction.rows);
+    return extraction.rows;
   }
 
   /** `everyParameter`: evaluate even parameters whose root elements are absent (the reference the skip is tested against). */
   extract(resource: Resource, everyParameter = false): IndexRows {
-    const steps = this.extractSteps(resource, everyParameter);
-    for (;;) {
-      const step = steps.next();
-      if (step.done) return step.value;
-    }
+    const extraction = this.startExtraction(resource, everyParameter);
+    this.continueExtraction(extraction, Infinity, Infinity);
+    return extraction.rows;
   }
 
-  /**
-   * The extraction, one search parameter per step; each step yields the rows so far. Past
-   * `maxRows` it may refuse early, before the work of a parameter that would pass it.
-   */
-  private *extractSteps(resource: Resource, everyParameter: boolean, maxRows = Infinity): Generator<IndexRows, IndexRows> {
+  /** The rows that need no search parameter (text, CodeSystem concepts), and where the parameters start. */
+  private startExtraction(resource: Resource, everyParameter: boolean): Extraction {
     const rows: IndexRows = EMPTY_ROWS();
     // FHIRPath needs numbers; each number's text as received goes back into the index rows.
     const { view, decimals } = numericView(resource);
-    yield rows;
     if (view.resourceType === 'CodeSystem') rows.concept = conceptRows(view);
     const div = (view as { text?: { div?: unknown } }).text?.div;
     rows.text = [typeof div === 'string' ? div.slice(0, MAX_TEXT_CHARS) : null, contentText(view)];
-    yield rows;
     const root = [toTypedValue(localizeReferences(view, `${this.config.fhirBaseUrl}/`))];
-    yield rows;
-    const keys = Object.keys(resource);
-    for (const def of searchParamsOf(resource.resourceType).values()) {
+    return { resource, everyParameter, rows, decimals, root, keys: Object.keys(resource), parameters: searchParamsOf(resource.resourceType).values() };
+  }
+
+  /**
+   * Evaluates the search parameters in a plain loop until all are done (true) or `deadline`
+   * (`Date.now()`) has passed between two of them (false: call again to go on, after giving the
+   * event loop back). Refused (`too-costly`) once the rows pass `maxRows`, before the remaining
+   * parameters are evaluated.
+   */
+  private continueExtraction(x: Extraction, maxRows: number, deadline: number): boolean {
+    const { resource, rows, root, keys } = x;
+    if (rowCount(rows) > maxRows) throw tooManyIndexRows(resource.resourceType, maxRows);
+    for (let next = x.parameters.next(); !next.done; next = x.parameters.next()) {
+      const def = next.value;
       if (def.column || def.fullText) continue;
       // Most parameters of a type read elements a given resource does not have: nothing to evaluate.
-      const reads = everyParameter ? null : rootElementsRead(def, resource.resourceType);
+      const reads = x.everyParameter ? null : rootElementsRead(def, resource.resourceType);
       if (reads && !hasAnyElement(keys, reads)) continue;
       let values: TypedValue[];
       try {
@@ -160,7 +153,7 @@ export class SearchIndexWriter extends ResourceIndexer {
       }
       if (!values.length) continue;
       // Another extraction may have run while this one was suspended.
-      this.decimals = decimals;
+      this.decimals = x.decimals;
       switch (def.type) {
         case 'token':
           this.tokens(def.code, values, rows);
@@ -195,9 +188,10 @@ export class SearchIndexWriter extends ResourceIndexer {
           this.composites(def.code, def.components ?? [], values, root[0], rows);
           break;
       }
-      yield rows;
+      if (rowCount(rows) > maxRows) throw tooManyIndexRows(resource.resourceType, maxRows);
+      if (Date.now() >= deadline) return false;
     }
-    return rows;
+    return true;
   }
 
   /** Range values (@medplum/core's searchable conversions skip them): one row with both bounds. */
@@ -312,6 +306,17 @@ const TEXT_SYSTEM = '\u0000text';
 /** system|code tokens of Coding, CodeableConcept, Identifier, ContactPoint, code, boolean, string. */
 function searchableTokens(values: TypedValue[]): { system?: string; value?: string }[] {
   return convertToSearchableTokens(values, { textSearchSystem: TEXT_SYSTEM }).filter((t) => t.system !== TEXT_SYSTEM);
+}
+
+/** One resource's extraction, resumable between search parameters. */
+interface Extraction {
+  resource: Resource;
+  everyParameter: boolean;
+  rows: IndexRows;
+  decimals: Map<number, RawDecimal>;
+  root: TypedValue[];
+  keys: string[];
+  parameters: Iterator<SearchParamDef>;
 }
 
 const EMPTY_ROWS = (): IndexRows => ({ token: [], string: [], date: [], quantity: [], reference: [], uri: [], composite: [], concept: [] });

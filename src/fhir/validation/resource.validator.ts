@@ -5,12 +5,20 @@ import { FhirError } from '../../common/fhir-error';
 import { numericView } from '../../common/fhir-json';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { assertResourceCost, DEFAULT_RESOURCE_COST, ResourceCostLimits } from '../../common/resource-cost';
-import { assertJsonShape } from '../../common/json-shape';
+import { assertJsonShape, isShapeChecked } from '../../common/json-shape';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import { narrativeIssues } from './narrative-xhtml';
 import { ResourceValidationThread, ValidationIssues } from './resource-validation.thread';
 import { ProfileRegistry } from './profile.registry';
 import { TerminologyBindingValidator } from './terminology-binding.validator';
+
+/**
+ * `shapeChecked`: the resource is a parsed body `assertJsonShape` passed (`isShapeChecked`), or a
+ * shallow copy of one with a server-assigned id, so its shape is not walked again.
+ */
+export interface CheckedBody {
+  shapeChecked?: boolean;
+}
 
 const ID_PATTERN = /^[A-Za-z0-9\-.]{1,64}$/;
 /**
@@ -73,17 +81,18 @@ export class ResourceValidator implements OnModuleDestroy {
   }
 
   /** `validate` for the request path: a large resource is validated off the event loop. */
-  async validateAsync(resource: Resource): Promise<void> {
-    refuseOn(await this.issuesAsync(resource));
+  async validateAsync(resource: Resource, options?: CheckedBody): Promise<void> {
+    refuseOn(await this.issuesAsync(resource, [], options));
   }
 
   /**
    * `issues`, with a resource of more than INLINE_VALIDATION_MAX_ELEMENTS values (or
    * INLINE_VALIDATION_MAX_TEXT characters) validated in the worker thread, so that other requests (and `/healthz`) keep being answered meanwhile.
    */
-  async issuesAsync(received: Resource, extraProfiles: readonly string[] = []): Promise<ValidationIssues> {
+  async issuesAsync(received: Resource, extraProfiles: readonly string[] = [], options?: CheckedBody): Promise<ValidationIssues> {
     const size = assertResourceCost(received, this.costLimits);
-    if (size.elements <= INLINE_VALIDATION_MAX_ELEMENTS && size.textLength <= INLINE_VALIDATION_MAX_TEXT) return this.issues(received, extraProfiles);
+    // Its cost is checked: the inline validation does not walk the resource for it again.
+    if (size.elements <= INLINE_VALIDATION_MAX_ELEMENTS && size.textLength <= INLINE_VALIDATION_MAX_TEXT) return this.checkedIssues(received, extraProfiles, options);
     this.thread ??= new ResourceValidationThread(this.costLimits);
     return this.thread.issues(JSON.stringify(received), extraProfiles);
   }
@@ -93,8 +102,15 @@ export class ResourceValidator implements OnModuleDestroy {
    * severity, 400 when one is an error) and `profile`, the 422 refusals: narrative XHTML that breaks
    * R4's rules and, when the base has no errors, the errors of the required, named and `extraProfiles`.
    */
-  issues(received: Resource, extraProfiles: readonly string[] = []): { base: OperationOutcomeIssue[]; profile: OperationOutcomeIssue[] } {
-    const { resource, base, narrativeErrors } = this.baseValidation(received);
+  issues(received: Resource, extraProfiles: readonly string[] = []): ValidationIssues {
+    // First, and cheaply: a resource too large to validate and index is refused before either.
+    assertResourceCost(received, this.costLimits);
+    return this.checkedIssues(received, extraProfiles);
+  }
+
+  /** `issues` of a resource whose cost `assertResourceCost` has already allowed. */
+  private checkedIssues(received: Resource, extraProfiles: readonly string[], body?: CheckedBody): ValidationIssues {
+    const { resource, base, narrativeErrors } = this.baseValidation(received, body);
     if (base.some((i) => i.severity === 'error' || i.severity === 'fatal')) return { base, profile: narrativeErrors };
 
     const profileUrls = new Set([
@@ -119,14 +135,15 @@ export class ResourceValidator implements OnModuleDestroy {
    * profile validation would be a second full validation thrown away.
    */
   baseIssues(received: Resource): OperationOutcomeIssue[] {
+    // First, and cheaply: a resource too large to validate is refused before it is.
+    assertResourceCost(received, this.costLimits);
     return this.baseValidation(received).base;
   }
 
-  private baseValidation(received: Resource): { resource: Resource; base: OperationOutcomeIssue[]; narrativeErrors: OperationOutcomeIssue[] } {
-    // First, and cheaply: a resource too large to validate and index is refused before either.
-    assertResourceCost(received, this.costLimits);
-    // Bodies were checked when parsed; this catches what a PATCH put together.
-    assertJsonShape(received);
+  /** R4 validation of a resource whose cost is allowed: the base issues and the narrative's errors. */
+  private baseValidation(received: Resource, body?: CheckedBody): { resource: Resource; base: OperationOutcomeIssue[]; narrativeErrors: OperationOutcomeIssue[] } {
+    // Bodies were checked when parsed; this catches what a PATCH or other code put together.
+    if (!body?.shapeChecked && !isShapeChecked(received)) assertJsonShape(received);
     // The validators expect numbers where decimals kept their text (1.50).
     const resource = numericView(received).view;
     // A Binary's content is bounded by BINARY_LIMIT / BODY_LIMIT when it arrives, not by the

@@ -1,7 +1,5 @@
-import { Injectable, Module, OnModuleInit } from '@nestjs/common';
 import type { Bundle, Composition, Task } from '@medplum/fhirtypes';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
-import { WriteEvents } from '../../src/fhir/pipeline/write-events';
 import { CASE_REPORT_CONFIG, CaseReportConfig } from '../../src/public-health/case-report.config';
 import { CaseReportJob } from '../../src/public-health/case-report.job';
 import { CASE_REPORT_QUEUE } from '../../src/public-health/case-report.listener';
@@ -11,6 +9,7 @@ import { consentResource } from '../support/consent';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { jobsSettled } from '../support/jobs';
 import { createTestApp, TestApp } from '../support/test-app';
+import { writeConflictOnce } from '../support/write-conflict';
 
 /**
  * Issue 26, reportable-condition case reports (docs/public-health.md, Case reports): a Condition or
@@ -22,29 +21,8 @@ const COVID_SNOMED = { system: 'http://snomed.info/sct', code: '840539006', disp
 const COVID_PCR = { system: 'http://loinc.org', code: '94500-6' };
 const PUBHLTH = { system: 'http://terminology.hl7.org/CodeSystem/v3-ActReason', code: 'PUBHLTH' };
 
-/** Fails the armed number of Condition writes with a serialization failure after the report job was enqueued (the pipeline reruns the write). */
-@Injectable()
-class ConflictOnce implements OnModuleInit {
-  static armed = 0;
-  static fired = 0;
-  constructor(private readonly events: WriteEvents) {}
-  onModuleInit(): void {
-    this.events.register({
-      name: 'test-conflict-once',
-      phase: 'pre-commit',
-      order: 900,
-      resourceTypes: ['Condition'],
-      handle: async () => {
-        if (ConflictOnce.armed <= 0) return;
-        ConflictOnce.armed--;
-        ConflictOnce.fired++;
-        throw Object.assign(new Error('could not serialize access (test)'), { code: '40001' });
-      },
-    });
-  }
-}
-@Module({ providers: [ConflictOnce] })
-class ConflictOnceModule {}
+/** Condition writes failed with a serialization failure after the report job was enqueued (the pipeline reruns the write). */
+const conflict = writeConflictOnce(['Condition']);
 
 describe('Case reports (issue 26)', () => {
   let t: TestApp;
@@ -55,7 +33,7 @@ describe('Case reports (issue 26)', () => {
   const audit: AuditRecord[] = [];
 
   beforeAll(async () => {
-    t = await createTestApp([ConflictOnceModule]);
+    t = await createTestApp([conflict.module]);
     captureAuditRecords(t.app, audit);
     config = t.app.get<CaseReportConfig>(CASE_REPORT_CONFIG);
     hospitalA = await hospitalAgent(t, 'org-a');
@@ -220,10 +198,10 @@ describe('Case reports (issue 26)', () => {
 
   it('a write transaction the pipeline reruns after a serialization failure produces one report', async () => {
     const p = await patient('CR-4');
-    ConflictOnce.armed = 1;
-    ConflictOnce.fired = 0;
+    conflict.control.armed = 1;
+    conflict.control.fired = 0;
     const c = await created('/fhir/Condition', condition(p, '2026-03-01T10:00:00Z'));
-    expect(ConflictOnce.fired).toBe(1);
+    expect(conflict.control.fired).toBe(1);
     await settled();
     const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [CASE_REPORT_QUEUE, c]);
     expect(n).toBe(1);

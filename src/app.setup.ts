@@ -6,6 +6,7 @@ import type { NextFunction, Request, Response } from 'express';
 import helmet from 'helmet';
 import { Logger } from 'nestjs-pino';
 import { APP_CONFIG, AppConfig } from './config/app.config';
+import { COMPRESSION_THRESHOLD_BYTES } from './common/http/one-shot-compression';
 import { handleClientErrors } from './audit/client-error.handler';
 import { AuditStage } from './fhir/pipeline/pipeline.stages';
 
@@ -17,8 +18,6 @@ const LIVENESS_BODY = JSON.stringify({ status: 'ok', info: {}, error: {}, detail
  * server's clientError handler (below) answers.
  */
 export const MAX_HEADER_BYTES = 64 * 1024;
-/** Responses smaller than this are sent as they are: compressing them costs more than it saves. */
-const COMPRESSION_THRESHOLD_BYTES = 1024;
 /** CORS preflight results a browser may reuse (Chromium caps it at 2 h); short, so a changed CORS_ORIGINS applies soon. */
 const CORS_MAX_AGE_SECONDS = 600;
 
@@ -49,7 +48,9 @@ export function configureApp(app: INestApplication): void {
     next();
   });
   // gzip or br as the client accepts, for bodies of 1 KiB or more (a 3 MB search page shrinks
-  // about tenfold). NDJSON exports stream through the compressor; event streams are never buffered by one.
+  // about tenfold). FHIR bodies up to 256 KiB arrive already compressed in one call (sendText,
+  // one-shot-compression.ts) and pass through; larger pages and NDJSON exports stream through
+  // the compressor; event streams are never buffered by one.
   const compress = compression({
     threshold: COMPRESSION_THRESHOLD_BYTES,
     filter: (req, res) => {

@@ -343,6 +343,22 @@ describe('interoperability at the edges (issue 24)', () => {
       expect([body.total, body.entry.length]).toEqual([8, 8]);
     });
 
+    it('compresses a page in one call (a Content-Length, not chunked), the client’s order deciding a tie', async () => {
+      const url = `/fhir/Patient?_tag=urn:test|${tag}`;
+      const res = await request(t.http).get(url).set('Authorization', `Bearer ${token}`).set('Accept-Encoding', 'gzip, br');
+      expect(res.status).toBe(200);
+      expect(res.headers['content-encoding']).toBe('gzip');
+      expect(res.headers['transfer-encoding']).toBeUndefined();
+      expect(Number(res.headers['content-length'])).toBeGreaterThan(0);
+      expect((res.body as { entry: unknown[] }).entry).toHaveLength(8);
+      const br = await request(t.http).get(url).set('Authorization', `Bearer ${token}`).set('Accept-Encoding', 'br;q=1, gzip;q=0.5');
+      expect(br.headers['content-encoding']).toBe('br');
+      // deflate alone is left to the streaming middleware.
+      const deflate = await request(t.http).get(url).set('Authorization', `Bearer ${token}`).set('Accept-Encoding', 'deflate');
+      expect([deflate.status, deflate.headers['content-encoding'], deflate.headers['transfer-encoding']]).toEqual([200, 'deflate', 'chunked']);
+      expect((deflate.body as { entry: unknown[] }).entry).toHaveLength(8);
+    });
+
     it('sends small bodies and clients without Accept-Encoding uncompressed', async () => {
       const small = await fetch(`${base}/fhir/Patient/missing-${RUN}`, { headers: { Authorization: `Bearer ${token}`, 'Accept-Encoding': 'gzip' } });
       expect(small.status).toBe(404);

@@ -1,5 +1,6 @@
 import type { Response } from 'express';
 import { resourceToXml } from '../fhir-xml';
+import { sendText } from './one-shot-compression';
 
 /** The representation a FHIR response is written in, negotiated once per request (FhirHttpMiddleware). */
 export type FhirFormat = 'json' | 'xml';
@@ -26,8 +27,8 @@ export function fhirFormatOf(res: Response): FhirFormat {
 /** Writes a resource (or OperationOutcome) in the negotiated format; the answer varies by Accept. */
 export function sendFhirBody(res: Response, body: object, pretty = false): void {
   res.vary('Accept');
-  if (fhirFormatOf(res) === 'xml') res.type(FHIR_XML_TYPE).send(resourceToXml(body, pretty));
-  else res.type(FHIR_JSON_TYPE).send(pretty ? JSON.stringify(body, null, 2) : JSON.stringify(body));
+  if (fhirFormatOf(res) === 'xml') sendText(res, FHIR_XML_TYPE, resourceToXml(body, pretty));
+  else sendText(res, FHIR_JSON_TYPE, pretty ? JSON.stringify(body, null, 2) : JSON.stringify(body));
 }
 
 /**

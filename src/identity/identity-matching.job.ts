@@ -10,6 +10,7 @@ import { StorageSessions } from '../fhir/storage/storage-session';
 import { JobQueue, QueuedJob } from '../jobs/job-queue';
 import { transposedBirthDate } from './demographics';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
+import { IdentityLinkRepository } from './identity-link.repository';
 import { MatchScore, scoreMatch } from './match-scorer';
 import { CandidateDemographics, PatientDemographicsRepository } from './patient-demographics.repository';
 import { linkedPatientsOf, PersonLinks } from './person-links';
@@ -37,11 +38,6 @@ export interface MatchOutcome {
   skipped: number;
 }
 
-interface PersonLinkRow {
-  patient_id: string;
-  person_id: string;
-}
-
 /**
  * Matching after write (docs/identity.md): one job per Patient write, run in a transaction of its
  * own under the `identity-matching` system context on behalf of the exchange. Serialized per
@@ -63,6 +59,7 @@ export class IdentityMatchingJob implements OnModuleInit {
     private readonly repository: ResourceRepository,
     private readonly demographics: PatientDemographicsRepository,
     private readonly persons: PersonLinks,
+    private readonly links: IdentityLinkRepository,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
@@ -146,20 +143,9 @@ export class IdentityMatchingJob implements OnModuleInit {
       if (certain.length || probable.length) scored.set(id, { certain, probable });
     }
     const members = [...new Set([...scored].flatMap(([id, s]) => (s.certain.length ? [id, ...s.certain] : [])))];
-    const linked = new Set<string>(
-      members.length ? (await tx.query(`SELECT patient_id FROM identity_person_link WHERE patient_id = ANY($1::text[])`, [members])).map((r: { patient_id: string }) => r.patient_id) : [],
-    );
-    const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c].sort()));
-    const asked = new Set<string>(
-      pairs.length
-        ? (
-            await tx.query(`SELECT r.patient_id || '|' || r.candidate_id AS pair FROM identity_review r JOIN unnest($1::text[], $2::text[]) AS q(a, b) ON r.patient_id = q.a AND r.candidate_id = q.b`, [
-              pairs.map((p) => p[0]),
-              pairs.map((p) => p[1]),
-            ])
-          ).map((r: { pair: string }) => r.pair)
-        : [],
-    );
+    const linked = new Set((await this.links.linksOf(tx, members)).map((r) => r.patient_id));
+    const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c].sort() as [string, string]));
+    const asked = await this.links.reviewedPairs(tx, pairs);
     return ids.filter((id) => {
       if (!found.has(id)) return true;
       const s = scored.get(id);
@@ -197,13 +183,13 @@ export class IdentityMatchingJob implements OnModuleInit {
   /** Advisory locks on the person's blocking keys, in one global order (no deadlock between jobs). */
   private async lockBlockingKeys(tx: EntityManager, d: CandidateDemographics): Promise<void> {
     const keys = d.birthDate ? [d.birthDate, transposedBirthDate(d.birthDate)].filter((k): k is string => !!k).sort() : ['no-birth-date'];
-    for (const key of keys) await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-match:${key}`]);
+    for (const key of keys) await this.links.lockBlockingKey(tx, key);
   }
 
   /** Joins the Patient and its certain matches in one Person (the first Person any of them has). */
   private async link(ctx: AccessContext, tx: EntityManager, self: CandidateDemographics, certain: { c: CandidateDemographics; s: MatchScore }[]): Promise<void> {
     const members = [self.patientId, ...certain.map((x) => x.c.patientId)];
-    const existing: PersonLinkRow[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = ANY($1::text[]) ORDER BY linked_at, person_id`, [members]);
+    const existing = await this.links.linksOf(tx, members);
     // A Patient already in another Person stays there: joining two Persons is an admin's merge.
     const personId = existing[0]?.person_id ?? randomUUID();
     await this.lockPerson(tx, personId);
@@ -219,20 +205,15 @@ export class IdentityMatchingJob implements OnModuleInit {
     for (const m of joining) {
       if (links.some((l) => l.target?.reference === `Patient/${m}`)) continue;
       // An HIE admin's NO_MATCH with anyone already in the Person is kept: matching never overrides it.
-      if (await this.persons.noMatchWithAny(tx, m, linkedPatientsOf({ link: links }))) continue;
+      if (await this.links.noMatchWithAny(tx, m, linkedPatientsOf({ link: links }))) continue;
       // One Person per Patient: a job that got there first (on other blocking keys) keeps it.
-      const claimed: unknown[] = await tx.query(
-        `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by, score) VALUES ($1, $2, 'level3', 'auto', $3)
-         ON CONFLICT (patient_id) DO NOTHING RETURNING patient_id`,
-        [m, personId, scoreOf.get(m) ?? null],
-      );
-      if (!claimed.length) continue;
+      if (!(await this.links.claimAutomatic(tx, m, personId, scoreOf.get(m) ?? null))) continue;
       links.push({ target: { reference: `Patient/${m}` }, assurance: 'level3' });
       changed = true;
     }
     if (!current && links.length < 2) {
       // Everyone else was claimed by another Person meanwhile: no Person of one.
-      await tx.query(`DELETE FROM identity_person_link WHERE person_id = $1`, [personId]);
+      await this.links.keepOnly(tx, personId, []);
       return;
     }
     if (!changed) return;
@@ -247,7 +228,7 @@ export class IdentityMatchingJob implements OnModuleInit {
 
   /** A deleted Patient leaves its Person (the Person keeps its other links) and the linked records. */
   private async unlinkDeleted(ctx: AccessContext, tx: EntityManager, patientId: string): Promise<number> {
-    const [row]: PersonLinkRow[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = $1`, [patientId]);
+    const row = await this.links.linkOf(tx, patientId);
     if (!row) return 0;
     await this.lockPerson(tx, row.person_id);
     const current = await this.repository.readCurrent(ctx, 'Person', row.person_id, tx);
@@ -261,16 +242,15 @@ export class IdentityMatchingJob implements OnModuleInit {
         await this.persons.feedLinkedRecords(tx, row.person_id, linkedPatientsOf({ link: before }), linkedPatientsOf({ link: after }));
       }
     }
-    await tx.query(`DELETE FROM identity_person_link WHERE patient_id = $1`, [patientId]);
+    await this.links.unlinkPatient(tx, patientId);
     return 1;
   }
 
   /** A review Task for HIE admins (once per pair, whichever side's job finds it first). */
   private async requestReview(ctx: AccessContext, tx: EntityManager, patientId: string, candidateId: string, s: MatchScore): Promise<boolean> {
     const [a, b] = [patientId, candidateId].sort();
-    const known = await tx.query(`SELECT 1 FROM identity_review WHERE patient_id = $1 AND candidate_id = $2`, [a, b]);
     // Asked already, or decided: an admin's NO_MATCH is not asked again.
-    if (known.length || (await this.persons.noMatchWithAny(tx, a, [b]))) return false;
+    if ((await this.links.reviewedPairs(tx, [[a, b]])).size || (await this.links.noMatchWithAny(tx, a, [b]))) return false;
     const id = randomUUID();
     const task: Task = {
       resourceType: 'Task',
@@ -288,7 +268,7 @@ export class IdentityMatchingJob implements OnModuleInit {
       ],
     };
     await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', task, id), tx);
-    await tx.query(`INSERT INTO identity_review (patient_id, candidate_id, task_id, weight) VALUES ($1, $2, $3, $4)`, [a, b, id, s.weight]);
+    await this.links.recordReview(tx, a, b, id, s.weight);
     return true;
   }
 }

@@ -11,6 +11,7 @@ import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { StorageSession, StorageSessions } from '../fhir/storage/storage-session';
 import { JobQueue, QueuedJob } from '../jobs/job-queue';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
+import { IdentityLinkRepository } from './identity-link.repository';
 import { IdentityMatchingJob } from './identity-matching.job';
 import { scoreMatch } from './match-scorer';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
@@ -49,6 +50,7 @@ export class IdentityRematchJob implements OnModuleInit {
     private readonly system: SystemAccess,
     private readonly demographics: PatientDemographicsRepository,
     private readonly persons: PersonLinks,
+    private readonly links: IdentityLinkRepository,
     private readonly matching: IdentityMatchingJob,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
@@ -71,7 +73,7 @@ export class IdentityRematchJob implements OnModuleInit {
     const started = Date.now();
     const outcome = await this.sessions.run({ transactional: true }, async ({ tx }) => {
       const ctx = await this.system.mint('identity-matching', this.exchange);
-      const page = job.data.phase === 'links' ? await this.recheckLinks(ctx, tx, job.data.after) : await this.matchAgain(tx, job.data.after);
+      const page = job.data.phase === 'links' ? await this.recheckLinks(ctx, tx, job.data.after) : await this.matchAgain(ctx, tx, job.data.after);
       // The next page (or phase) in the same transaction: a crash repeats this page, never skips one.
       const next: IdentityRematchJobData | undefined = page.last ? { phase: job.data.phase, after: page.last } : job.data.phase === 'links' ? { phase: 'patients' } : undefined;
       if (next) await this.jobs.enqueue<IdentityRematchJobData>(tx, IDENTITY_REMATCH_QUEUE, next);
@@ -81,10 +83,7 @@ export class IdentityRematchJob implements OnModuleInit {
   }
 
   private async recheckLinks(ctx: AccessContext, tx: EntityManager, after = ''): Promise<{ seen: number; unlinked: number; last?: string }> {
-    const rows: { patient_id: string; person_id: string }[] = await tx.query(
-      `SELECT patient_id, person_id FROM identity_person_link WHERE decided_by = 'auto' AND patient_id > $1 ORDER BY patient_id LIMIT $2`,
-      [after, REMATCH_PAGE],
-    );
+    const rows = await this.links.automaticLinksAfter(tx, after, REMATCH_PAGE);
     let unlinked = 0;
     for (const row of rows) if (await this.recheck(ctx, tx, row.patient_id, row.person_id)) unlinked++;
     return { seen: rows.length, unlinked, last: rows.length === REMATCH_PAGE ? rows[rows.length - 1].patient_id : undefined };
@@ -104,14 +103,14 @@ export class IdentityRematchJob implements OnModuleInit {
     const link: Person['link'] = (state.person.link ?? []).filter((l) => l.target?.reference !== `Patient/${patientId}`);
     // A Person left without links is kept (its history), inactive, as after an admin's $unlink.
     await this.persons.write(ctx, tx, state, { ...state.person, link, ...(link.length ? {} : { active: false }) });
-    await tx.query(`DELETE FROM identity_person_link WHERE patient_id = $1 AND person_id = $2`, [patientId, personId]);
+    await this.links.unlinkPatient(tx, patientId, personId);
     return true;
   }
 
-  private async matchAgain(tx: EntityManager, after = ''): Promise<{ seen: number; unlinked: number; last?: string }> {
-    const rows: { patient_id: string }[] = await tx.query(`SELECT patient_id FROM patient_demographics WHERE patient_id > $1 ORDER BY patient_id LIMIT $2`, [after, REMATCH_PAGE]);
-    for (const row of rows) await this.matching.enqueue(tx, row.patient_id);
-    return { seen: rows.length, unlinked: 0, last: rows.length === REMATCH_PAGE ? rows[rows.length - 1].patient_id : undefined };
+  private async matchAgain(ctx: AccessContext, tx: EntityManager, after = ''): Promise<{ seen: number; unlinked: number; last?: string }> {
+    const ids = await this.demographics.patientIdsAfter(ctx, tx, after, REMATCH_PAGE);
+    for (const id of ids) await this.matching.enqueue(tx, id);
+    return { seen: ids.length, unlinked: 0, last: ids.length === REMATCH_PAGE ? ids[ids.length - 1] : undefined };
   }
 }
 

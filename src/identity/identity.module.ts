@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { FhirModule } from '../fhir/fhir.module';
 import { IDENTITY_CONFIG, loadIdentityConfig } from './identity-config';
 import { IhePixOperation } from './ihe-pix.operation';
+import { IdentityLinkRepository } from './identity-link.repository';
 import { IdentityBatchMatchJob } from './identity-batch-match.job';
 import { IdentityMatchingJob } from './identity-matching.job';
 import { IdentityRematchJob, PersonRematchOperation } from './identity-rematch.job';
@@ -17,6 +18,6 @@ import { PersonLinks } from './person-links';
  */
 @Module({
   imports: [FhirModule],
-  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, PersonLinks, PersonLinkOperation, PersonUnlinkOperation, PersonSplitOperation, PersonMergeOperation, IdentityRematchJob, PersonRematchOperation, IhePixOperation, IdentityBatchMatchJob],
+  providers: [{ provide: IDENTITY_CONFIG, useFactory: () => loadIdentityConfig() }, PatientDemographicsRepository, PatientDemographicsListener, MatchOperation, IdentityMatchingJob, PersonLinks, IdentityLinkRepository, PersonLinkOperation, PersonUnlinkOperation, PersonSplitOperation, PersonMergeOperation, IdentityRematchJob, PersonRematchOperation, IhePixOperation, IdentityBatchMatchJob],
 })
 export class IdentityModule {}

@@ -11,6 +11,7 @@ import { SearchService } from '../fhir/search/search.service';
 import type { StorageSession } from '../fhir/storage/storage-session';
 import { PatientLookupOperation } from './patient-lookup.operation';
 import { visiblePatients } from './visible-patients';
+import { IdentityLinkRepository } from './identity-link.repository';
 
 /**
  * IHE PIXm `Patient/$ihe-pix` (ITI-83, docs/identity.md): given one identifier (`sourceIdentifier`,
@@ -28,6 +29,7 @@ export class IhePixOperation extends PatientLookupOperation {
   constructor(
     operations: OperationRegistry,
     private readonly search: SearchService,
+    private readonly links: IdentityLinkRepository,
   ) {
     super(operations);
   }
@@ -47,11 +49,7 @@ export class IhePixOperation extends PatientLookupOperation {
     // PIXm: an identifier no visible Patient carries is 404 (not-found), the same whether it is unknown or hidden.
     if (!sources.length) throw FhirError.notFound(`sourceIdentifier: no Patient with identifier ${system}|${value.slice(0, 64)} is known`);
 
-    const rows: { patient_id: string }[] = await tx.query(
-      `SELECT DISTINCT l.patient_id FROM identity_person_link s JOIN identity_person_link l ON l.person_id = s.person_id WHERE s.patient_id = ANY($1::text[])`,
-      [sources],
-    );
-    const person = [...new Set([...sources, ...rows.map((r) => r.patient_id)])].sort();
+    const person = [...new Set([...sources, ...(await this.links.samePersonAs(tx, sources))])].sort();
     const visible = await visiblePatients(this.search, ctx, person, i.path, tx);
 
     const parameter: ParametersParameter[] = [];

@@ -12,6 +12,7 @@ import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { ResourceRepository, StoredVersion } from '../fhir/storage/resource.repository';
 import type { StorageSession } from '../fhir/storage/storage-session';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
+import { IdentityLinkRepository } from './identity-link.repository';
 import { linkedPatientsOf, PersonLinks, PersonState } from './person-links';
 
 const REF_RE = (type: string) => new RegExp(`^${type}/([A-Za-z0-9\\-.]{1,64})$`);
@@ -45,6 +46,7 @@ abstract class PersonAdminOperation extends FhirOperation implements OnModuleIni
     protected readonly system: SystemAccess,
     protected readonly repository: ResourceRepository,
     protected readonly persons: PersonLinks,
+    protected readonly links: IdentityLinkRepository,
     @Inject(IDENTITY_CONFIG) protected readonly config: IdentityConfig,
   ) {
     super();
@@ -103,29 +105,21 @@ abstract class PersonAdminOperation extends FhirOperation implements OnModuleIni
     const state = await this.target(sys, tx, id);
     const { stay, leave } = partition(state, patients);
     if (keepOne && !stay.length) throw new FhirError(422, 'business-rule', `patient: splitting every Patient out leaves Person/${state.id} empty; use $unlink`, ['patient']);
-    await this.persons.recordNoMatch(tx, leave, stay, decidedBy);
+    await this.links.recordNoMatch(tx, leave, stay, decidedBy);
     return { state, stay, leave };
   }
 
   /** Each Patient's Person, from the bookkeeping (one Person per Patient). */
   protected async personsOf(tx: EntityManager, patients: readonly string[]): Promise<Map<string, string>> {
-    const rows: { patient_id: string; person_id: string }[] = await tx.query(`SELECT patient_id, person_id FROM identity_person_link WHERE patient_id = ANY($1::text[])`, [patients]);
-    return new Map(rows.map((r) => [r.patient_id, r.person_id]));
+    return new Map((await this.links.linksOf(tx, patients)).map((r) => [r.patient_id, r.person_id]));
   }
 
   /** Sets the Person's links (admin-confirmed ones level4), writes it and keeps the bookkeeping. */
   protected async save(sys: AccessContext, tx: EntityManager, state: PersonState, links: NonNullable<Person['link']>, decidedBy: string, confirmed: readonly string[], extra: Partial<Person> = {}): Promise<{ state: PersonState; version?: StoredVersion }> {
     const version = await this.persons.write(sys, tx, state, { ...state.person, ...extra, link: links });
     const members = linkedPatientsOf({ link: links });
-    await tx.query(`DELETE FROM identity_person_link WHERE person_id = $1 AND patient_id <> ALL($2::text[])`, [state.id, members]);
-    if (confirmed.length) {
-      await tx.query(
-        `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by)
-         SELECT p, $2, 'level4', $3 FROM unnest($1::text[]) AS p
-         ON CONFLICT (patient_id) DO UPDATE SET person_id = EXCLUDED.person_id, assurance = 'level4', decided_by = EXCLUDED.decided_by, score = NULL, linked_at = now()`,
-        [confirmed, state.id, decidedBy],
-      );
-    }
+    await this.links.keepOnly(tx, state.id, members);
+    await this.links.confirm(tx, confirmed, state.id, decidedBy);
     return { state, version };
   }
 }
@@ -162,7 +156,7 @@ export class PersonLinkOperation extends PersonAdminOperation {
     const elsewhere = patients.filter((p) => current.has(p) && current.get(p) !== state.id);
     if (elsewhere.length) throw new FhirError(422, 'business-rule', `patient: Patient/${elsewhere[0]} is linked to Person/${current.get(elsewhere[0])}; join the Persons with $merge`, ['patient']);
     const members = [...new Set([...linkedPatientsOf(state.person), ...patients])];
-    await this.persons.forgetNoMatch(tx, members);
+    await this.links.forgetNoMatch(tx, members);
     const saved = await this.save(sys, tx, state, withConfirmed(state.person.link ?? [], patients), decidedBy, patients);
     return { persons: [saved], patients, reason: `admin confirmed ${patients.map((p) => `Patient/${p}`).join(', ')} as Person/${state.id} (level4)` };
   }
@@ -236,7 +230,7 @@ export class PersonMergeOperation extends PersonAdminOperation {
     if (!source.current || source.current.deleted || source.person.active === false) throw new FhirError(422, 'not-found', `source: there is no active Person/${m[1]}`, ['source']);
     const moved = linkedPatientsOf(source.person);
     const members = [...new Set([...linkedPatientsOf(survivor.person), ...moved])];
-    await this.persons.forgetNoMatch(tx, members);
+    await this.links.forgetNoMatch(tx, members);
     // The source first: its Patients leave its linked records before they join the survivor's.
     const retired = await this.save(sys, tx, source, [{ target: { reference: `Person/${survivor.id}` }, assurance: 'level4' }], decidedBy, [], { active: false });
     const kept = await this.save(sys, tx, survivor, withConfirmed(survivor.person.link ?? [], moved), decidedBy, moved);

@@ -6,6 +6,7 @@ import { relink } from '../consent/patient-link-materializer';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { ResourceRepository, StoredVersion, versionWrite } from '../fhir/storage/resource.repository';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
+import { IdentityLinkRepository } from './identity-link.repository';
 
 export type PersonLink = NonNullable<Person['link']>[number];
 
@@ -34,12 +35,13 @@ export interface PersonState {
 export class PersonLinks {
   constructor(
     private readonly repository: ResourceRepository,
+    private readonly links: IdentityLinkRepository,
     @Inject(IDENTITY_CONFIG) private readonly config: IdentityConfig,
   ) {}
 
   /** Changes of one Person take turns (its content is read, changed and written). */
-  async lock(tx: EntityManager, personId: string): Promise<void> {
-    await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-person:${personId}`]);
+  lock(tx: EntityManager, personId: string): Promise<void> {
+    return this.links.lockPerson(tx, personId);
   }
 
   /** The Person to change (after `lock`); a new, empty one when `personId` names none. */
@@ -71,32 +73,5 @@ export class PersonLinks {
     const [oldCentre] = before;
     if (oldCentre && oldCentre !== after[0]) await relink(tx, `Person/${personId}`, oldCentre, []);
     if (after.length) await relink(tx, `Person/${personId}`, after[0], after.slice(1).sort());
-  }
-
-  /** Whether an HIE admin declared `patientId` a different person from any of `others` (NO_MATCH). */
-  async noMatchWithAny(tx: EntityManager, patientId: string, others: readonly string[]): Promise<boolean> {
-    if (!others.length) return false;
-    const rows: unknown[] = await tx.query(
-      `SELECT 1 FROM identity_no_match
-        WHERE (patient_id = $1 AND candidate_id = ANY($2::text[])) OR (candidate_id = $1 AND patient_id = ANY($2::text[])) LIMIT 1`,
-      [patientId, others],
-    );
-    return rows.length > 0;
-  }
-
-  /** Keeps "these are NOT the same person" for every pair across the two groups (idempotent). */
-  async recordNoMatch(tx: EntityManager, left: readonly string[], right: readonly string[], decidedBy: string): Promise<void> {
-    if (!left.length || !right.length) return;
-    await tx.query(
-      `INSERT INTO identity_no_match (patient_id, candidate_id, decided_by)
-       SELECT DISTINCT least(l, r), greatest(l, r), $3 FROM unnest($1::text[]) AS a(l), unnest($2::text[]) AS b(r) WHERE l <> r
-       ON CONFLICT DO NOTHING`,
-      [left, right, decidedBy],
-    );
-  }
-
-  /** Withdraws NO_MATCH decisions among these Patients (an admin confirmed they are one person). */
-  async forgetNoMatch(tx: EntityManager, patients: readonly string[]): Promise<void> {
-    await tx.query(`DELETE FROM identity_no_match WHERE patient_id = ANY($1::text[]) AND candidate_id = ANY($1::text[])`, [patients]);
   }
 }

@@ -6,7 +6,8 @@ import { machineInfo, percentile, startBenchServer, writeResults } from './bench
 import type { CrudJob, CrudResult } from './crud-load.worker';
 import { SearchService } from '../src/fhir/search/search.service';
 import { JobQueue } from '../src/jobs/job-queue';
-import { SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
+import { SubscriptionMatchJob } from '../src/referrals/subscriptions/subscription-match.job';
+import { MatchJobData, SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
 
 /**
  * npm run bench:subscriptions — create throughput with rest-hook Subscriptions (issue 25). One
@@ -139,55 +140,100 @@ async function main(): Promise<void> {
       await handle(event);
       if (event.resourceType === 'Observation') matchMs.push(performance.now() - t0);
     };
-    // How the candidates reaching SearchService.matchEach were decided, and its time within the listener's.
+    // The write path's steps: the one match job's insert (and the matching statement, for criteria not decided in memory).
     const search = server.app.get(SearchService);
-    const steps = { writes: 0, accessOnly: 0, inSql: 0, matched: 0 };
-    const matchEachMs: number[] = [];
-    const matchEach = search.matchEach.bind(search);
-    search.matchEach = async (written, id, candidates, tx) => {
-      const t0 = performance.now();
-      const outcome = await matchEach(written, id, candidates, tx);
-      if (written.resourceType === 'Observation') {
-        matchEachMs.push(performance.now() - t0);
-        steps.writes++;
-        steps.accessOnly += outcome.accessOnly.length;
-        steps.inSql += outcome.inSql.length;
-        steps.matched += outcome.matched.length;
-      }
-      return outcome;
-    };
-    // The outbox insert of the matches (pg-boss), within the listener's time.
     const jobQueue = server.app.get(JobQueue);
-    const enqueueMs: number[] = [];
-    const enqueueMany = jobQueue.enqueueMany.bind(jobQueue);
-    jobQueue.enqueueMany = async (tx, name, data) => {
+    const steps = { writes: 0, candidates: 0, inSql: 0, jobs: 0, batches: 0, notifications: 0, versionsJudged: 0 };
+    const writeEnqueueMs: number[] = [];
+    const matchCriteriaMs: number[] = [];
+    const enqueue = jobQueue.enqueue.bind(jobQueue);
+    jobQueue.enqueue = async (tx, name, data, options) => {
       const t0 = performance.now();
-      await enqueueMany(tx, name, data);
-      if (name === SUBSCRIPTION_NOTIFY_QUEUE) enqueueMs.push(performance.now() - t0);
+      const id = await enqueue(tx, name, data, options);
+      if (name === SUBSCRIPTION_MATCH_QUEUE && (data as MatchJobData).resourceType === 'Observation') {
+        writeEnqueueMs.push(performance.now() - t0);
+        steps.writes++;
+        steps.candidates += (data as MatchJobData).candidates.length;
+      }
+      return id;
     };
+    const matchCriteria = search.matchCriteria.bind(search);
+    search.matchCriteria = async (resourceType, id, candidates, tx) => {
+      const t0 = performance.now();
+      const matched = await matchCriteria(resourceType, id, candidates, tx);
+      if (resourceType === 'Observation') {
+        matchCriteriaMs.push(performance.now() - t0);
+        steps.inSql += candidates.length;
+      }
+      return matched;
+    };
+    // The match job (off the write path): its time per batch, and within it the one access statement and the notifications' insert.
+    const matchJob = server.app.get(SubscriptionMatchJob);
+    const batchMs: number[] = [];
+    const readableMs: number[] = [];
+    const notifyEnqueueMs: number[] = [];
+    const runBatch = matchJob.runBatch.bind(matchJob);
+    matchJob.runBatch = async (jobs) => {
+      const t0 = performance.now();
+      await runBatch(jobs);
+      batchMs.push(performance.now() - t0);
+      steps.batches++;
+      steps.jobs += jobs.length;
+    };
+    const readableVersions = search.readableVersions.bind(search);
+    search.readableVersions = async (versions, tx) => {
+      const t0 = performance.now();
+      const out = await readableVersions(versions, tx);
+      readableMs.push(performance.now() - t0);
+      steps.versionsJudged += versions.length;
+      return out;
+    };
+    const enqueueMany = jobQueue.enqueueMany.bind(jobQueue);
+    jobQueue.enqueueMany = async (tx, name, data, options) => {
+      const t0 = performance.now();
+      await enqueueMany(tx, name, data, options);
+      if (name === SUBSCRIPTION_NOTIFY_QUEUE) {
+        notifyEnqueueMs.push(performance.now() - t0);
+        steps.notifications += data.length;
+      }
+    };
+    const sum = (list: number[]): number => list.reduce((a, b) => a + b, 0);
+    const resetSteps = (): void => {
+      for (const list of [matchMs, writeEnqueueMs, matchCriteriaMs, batchMs, readableMs, notifyEnqueueMs]) list.length = 0;
+      for (const k of Object.keys(steps) as (keyof typeof steps)[]) steps[k] = 0;
+    };
+    /** The match job's cost, per batch and per write it served. */
+    const matchJobCost = () => ({
+      batches: steps.batches,
+      jobsPerBatch: r2(steps.jobs / (steps.batches || 1)),
+      batchMeanMs: mean(batchMs),
+      perWriteMs: r2(sum(batchMs) / (steps.jobs || 1)),
+      accessStatementMeanMs: mean(readableMs),
+      accessStatementPerWriteMs: r2(sum(readableMs) / (steps.versionsJudged || 1)),
+      notificationsInsertMeanMs: mean(notifyEnqueueMs),
+      notificationsPerWrite: r2(steps.notifications / (steps.jobs || 1)),
+    });
     const mean = (list: number[]): number => r2(list.reduce((a, b) => a + b, 0) / (list.length || 1));
     await load(job(3));
+    /** Match and notification jobs not yet done. */
+    const open = async (): Promise<number> =>
+      (await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name IN ($1, $2) AND state NOT IN ('completed', 'failed', 'cancelled')`, [SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE]))[0].open as number;
     // The warm-up's notifications are delivered before the window starts.
     const drained = async (): Promise<void> => {
       for (let i = 0; i < DRAIN_SECONDS * 2; i++) {
-        const [{ open }] = await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = 'subscription.notify' AND state NOT IN ('completed', 'failed', 'cancelled')`);
-        if (!open) return;
+        if (!(await open())) return;
         await new Promise((r) => setTimeout(r, 500));
       }
     };
     await drained();
     // Matching cost without queueing for the CPU: one client, BENCH_SEQUENTIAL creates.
-    matchMs.length = 0;
-    matchEachMs.length = 0;
-    enqueueMs.length = 0;
+    resetSteps();
     await load({ ...job(60), concurrency: 1, maxRequests: SEQUENTIAL });
-    const oneClientSteps = { matchEachMeanMs: mean(matchEachMs), enqueueMeanMs: mean(enqueueMs) };
     const sequentialMatch = [...matchMs].sort((a, b) => a - b);
+    const oneClientSteps = { enqueueMeanMs: mean(writeEnqueueMs) };
     await drained();
-    matchMs.length = 0;
-    matchEachMs.length = 0;
-    enqueueMs.length = 0;
-    Object.assign(steps, { writes: 0, accessOnly: 0, inSql: 0, matched: 0 });
+    const oneClientJob = matchJobCost();
+    resetSteps();
     const before = await ask(receiver);
     const cpu1 = process.cpuUsage();
     const withSubs = await load(job(SECONDS));
@@ -197,9 +243,9 @@ async function main(): Promise<void> {
     const drainStart = Date.now();
     let after = during;
     while (Date.now() - drainStart < DRAIN_SECONDS * 1000) {
-      const [{ open }] = await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = 'subscription.notify' AND state NOT IN ('completed', 'failed', 'cancelled')`);
+      const pending = await open();
       after = await ask(receiver);
-      if (!open) break;
+      if (!pending) break;
       await new Promise((r) => setTimeout(r, 500));
     }
     const drainSeconds = (Date.now() - drainStart) / 1000;
@@ -215,8 +261,10 @@ async function main(): Promise<void> {
       ratio: r2(rate(withSubs) / rate(baseline)),
       matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
       matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
-      // Per write at 16 clients: candidates whose criteria were decided in memory (only the access checked in SQL), tested by the matching statement, matched.
-      perWrite: { accessOnly: r2(steps.accessOnly / (steps.writes || 1)), inSql: r2(steps.inSql / (steps.writes || 1)), matched: r2(steps.matched / (steps.writes || 1)), of: SUBSCRIPTIONS, matchEachMeanMs: mean(matchEachMs), enqueueMeanMs: mean(enqueueMs), oneClient: oneClientSteps },
+      // The write path per write at 16 clients: candidates whose criteria were decided in memory (their access left to the match job), tested by the matching statement in the write, and the match job's insert.
+      perWrite: { accessLeftToJob: r2(steps.candidates / (steps.writes || 1)), inSql: r2(steps.inSql / (steps.writes || 1)), of: SUBSCRIPTIONS, matchCriteriaMeanMs: mean(matchCriteriaMs), enqueueMeanMs: mean(writeEnqueueMs), oneClient: oneClientSteps },
+      // The match job (off the write path), during the window and the drain after it / at one client.
+      matchJob: { ...matchJobCost(), oneClient: oneClientJob },
       notifications: {
         expected: expected * MATCHING,
         receivedDuringWindow: during.lags.length - before.lags.length,
@@ -241,7 +289,9 @@ async function main(): Promise<void> {
       '',
       `**Ratio ${result.ratio}** (target >= 0.8).`,
       '',
-      `Matching (the pre-commit listener: the in-memory prefilter, the access checks or the matching statement, plus the jobs' insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessOnly} decided in memory (only the subscriber's access checked in SQL), ${result.perWrite.inSql} tested by the matching statement, ${result.perWrite.matched} matched; of the listener's time, SearchService.matchEach took ${result.perWrite.matchEachMeanMs} ms and the outbox insert ${result.perWrite.enqueueMeanMs} ms on average (at one client: ${result.perWrite.oneClient.matchEachMeanMs} ms and ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
+      `Matching on the write path (the pre-commit listener: the in-memory prefilter, the matching statement for criteria it cannot decide, the one match job's insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessLeftToJob} decided in memory (access left to the match job), ${result.perWrite.inSql} tested by the matching statement in the write (${result.perWrite.matchCriteriaMeanMs} ms); the match job's insert ${result.perWrite.enqueueMeanMs} ms on average (at one client ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
+      '',
+      `Match job (off the write path; window and drain): ${result.matchJob.batches} batches of ${result.matchJob.jobsPerBatch} writes on average, ${result.matchJob.batchMeanMs} ms per batch, ${result.matchJob.perWriteMs} ms per write served; the one access statement ${result.matchJob.accessStatementMeanMs} ms per batch (${result.matchJob.accessStatementPerWriteMs} ms per write), the notifications' insert ${result.matchJob.notificationsInsertMeanMs} ms per batch, ${result.matchJob.notificationsPerWrite} notifications per write. At one client: ${result.matchJob.oneClient.batches} batches of ${result.matchJob.oneClient.jobsPerBatch}, ${result.matchJob.oneClient.perWriteMs} ms per write served, access statement ${result.matchJob.oneClient.accessStatementMeanMs} ms per batch.`,
       '',
       `Notifications: ${result.notifications.expected} expected, ${result.notifications.receivedDuringWindow} received during the window, ${result.notifications.receivedAfterDrain} after draining (${result.notifications.drainSeconds} s); lag from meta.lastUpdated to receipt p50 ${result.notifications.lagP50Ms} ms, p99 ${result.notifications.lagP99Ms} ms.`,
       `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,

@@ -16,7 +16,9 @@ import { MatchJobData, SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE, Subs
  * with BENCH_SUBSCRIPTIONS (100) active ones of 10 hospital clients, BENCH_MATCHING (10) of them
  * (one per client) matching every create, payload application/fhir+json, delivered during the
  * window to a receiver in a child process on this machine (its CPU reported). Reports the ratio of
- * the two throughputs (target >= 0.8), the matching listener's time per write, and the lag from
+ * the two throughputs (target >= 0.8), the matching listener's time per write (the write path: the
+ * in-memory decision and the one match job's insert), the match job's time (off the write path: the
+ * batched access statement and the notifications' insert) per batch and per write, and the lag from
  * the version's meta.lastUpdated (set in the write's transaction) to receipt, p50/p99, over every
  * notification of the window (the queue is drained after it, up to BENCH_DRAIN_SECONDS).
  * BENCH_WORKER_NODE=1: the API server enqueues only (JOBS_WORKERS=off) and a second process, a
@@ -131,7 +133,7 @@ async function main(): Promise<void> {
       });
       if (res.status !== 201) throw new Error(`Subscription ${n}: ${res.status} ${await res.text()}`);
     }
-    // The matching listener's own time per write (in the write's transaction).
+    // The matching listener's own time per write (in the write's transaction: the write path's share).
     const listener = server.app.get(SubscriptionMatchingListener);
     const matchMs: number[] = [];
     const handle = listener.handle.bind(listener);

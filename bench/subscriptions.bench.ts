@@ -1,4 +1,5 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -81,6 +82,34 @@ function ask(child: ChildProcess): Promise<ReceiverReport> {
 
 const r2 = (n: number): number => Math.round(n * 100) / 100;
 
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/**
+ * CPU (ms) the embedded PostgreSQL used so far: the postmaster's own and its reaped backends'
+ * (cutime, cstime), plus its live children's. Undefined on a server not started by the bench.
+ */
+function postgresCpuMs(): number | undefined {
+  const dir = process.env.DATABASE_URL ? undefined : process.env.EMBEDDED_PG_DIR;
+  if (!dir) return undefined;
+  const ticks = (pid: string, withChildren: boolean): { ppid: string; ticks: number } | undefined => {
+    try {
+      // Fields after the command (which may hold spaces): state ppid ... utime(14) stime(15) cutime(16) cstime(17).
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return { ppid: f[1], ticks: Number(f[11]) + Number(f[12]) + (withChildren ? Number(f[13]) + Number(f[14]) : 0) };
+    } catch {
+      return undefined;
+    }
+  };
+  const postmaster = readFileSync(`${dir}/postmaster.pid`, 'utf8').split('\n')[0].trim();
+  let total = ticks(postmaster, true)?.ticks ?? 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || pid === postmaster) continue;
+    const t = ticks(pid, false);
+    if (t?.ppid === postmaster) total += t.ticks;
+  }
+  return (total * 1000) / CLOCK_TICKS;
+}
+
 async function main(): Promise<void> {
   process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '8';
   // BENCH_WORKER_NODE=1: the API server enqueues only, a second process (a worker node) delivers.
@@ -112,8 +141,10 @@ async function main(): Promise<void> {
     // Warm-up (JIT, pools, plans), then the baseline without Subscriptions.
     await load(job(3));
     const cpu0 = process.cpuUsage();
+    const pg0 = postgresCpuMs();
     const baseline = await load(job(SECONDS));
     const baselineCpu = process.cpuUsage(cpu0);
+    const baselinePgMs = (postgresCpuMs() ?? 0) - (pg0 ?? 0);
 
     // 100 Subscriptions of 10 clients; one per client (10 in all) matches every create.
     const owners = await Promise.all(Array.from({ length: OWNERS }, (_, i) => server.tokenFor(`org-sub-${i}`)));
@@ -238,8 +269,10 @@ async function main(): Promise<void> {
     resetSteps();
     const before = await ask(receiver);
     const cpu1 = process.cpuUsage();
+    const pg1 = postgresCpuMs();
     const withSubs = await load(job(SECONDS));
     const withSubsCpu = process.cpuUsage(cpu1);
+    const withSubsPgMs = (postgresCpuMs() ?? 0) - (pg1 ?? 0);
     const during = await ask(receiver);
     const expected = withSubs.latencies.create?.length ?? 0;
     const drainStart = Date.now();
@@ -258,8 +291,8 @@ async function main(): Promise<void> {
     const result = {
       machine: { ...((await machineInfo(server.db)) as { date: string; cores: number; cpu: string; memoryGiB: number; node: string; postgres: string }), loadavg: loadavg().map(r2) },
       settings: { workerNode: WORKER_NODE, clients: CLIENTS, seconds: SECONDS, subscriptions: SUBSCRIPTIONS, matchingPerWrite: MATCHING, owners: OWNERS, deliveryConcurrency: Number(process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY) },
-      baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)) },
-      withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)) },
+      baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)), postgresCpuMsPerCreate: r2(baselinePgMs / (baseline.latencies.create?.length || 1)) },
+      withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)), postgresCpuMsPerCreate: r2(withSubsPgMs / (expected || 1)) },
       ratio: r2(rate(withSubs) / rate(baseline)),
       matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
       matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
@@ -284,10 +317,10 @@ async function main(): Promise<void> {
       `Machine: ${result.machine.cores} cores (${result.machine.cpu}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node}, ${result.machine.postgres}; load average at the end ${result.machine.loadavg.join(' / ')}.`,
       `${CLIENTS} clients creating Observations for ${SECONDS} s each; ${SUBSCRIPTIONS} active rest-hook Subscriptions of ${OWNERS} clients, ${MATCHING} matching every create (payload FHIR JSON, signed), delivered during the window to a receiver process on this machine (delivery concurrency ${result.settings.deliveryConcurrency}${WORKER_NODE ? ', by a separate worker node process; the API server enqueues only' : ', by the API server itself'}).`,
       '',
-      '| run | creates | creates/s | p50 ms | p99 ms | errors | bench process CPU ms/create |',
-      '|---|---|---|---|---|---|---|',
-      `| no Subscriptions | ${result.baseline.creates} | ${result.baseline.perSecond} | ${result.baseline.p50} | ${result.baseline.p99} | ${result.baseline.errors} | ${result.baseline.benchProcessCpuMsPerCreate} |`,
-      `| ${SUBSCRIPTIONS} Subscriptions, ${MATCHING} matching | ${result.withSubscriptions.creates} | ${result.withSubscriptions.perSecond} | ${result.withSubscriptions.p50} | ${result.withSubscriptions.p99} | ${result.withSubscriptions.errors} | ${result.withSubscriptions.benchProcessCpuMsPerCreate} |`,
+      '| run | creates | creates/s | p50 ms | p99 ms | errors | bench process CPU ms/create | PostgreSQL CPU ms/create |',
+      '|---|---|---|---|---|---|---|---|',
+      `| no Subscriptions | ${result.baseline.creates} | ${result.baseline.perSecond} | ${result.baseline.p50} | ${result.baseline.p99} | ${result.baseline.errors} | ${result.baseline.benchProcessCpuMsPerCreate} | ${result.baseline.postgresCpuMsPerCreate} |`,
+      `| ${SUBSCRIPTIONS} Subscriptions, ${MATCHING} matching | ${result.withSubscriptions.creates} | ${result.withSubscriptions.perSecond} | ${result.withSubscriptions.p50} | ${result.withSubscriptions.p99} | ${result.withSubscriptions.errors} | ${result.withSubscriptions.benchProcessCpuMsPerCreate} | ${result.withSubscriptions.postgresCpuMsPerCreate} |`,
       '',
       `**Ratio ${result.ratio}** (target >= 0.8).`,
       '',

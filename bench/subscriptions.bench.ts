@@ -1,4 +1,5 @@
-import { ChildProcess, spawn } from 'node:child_process';
+import { ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -6,7 +7,8 @@ import { machineInfo, percentile, startBenchServer, writeResults } from './bench
 import type { CrudJob, CrudResult } from './crud-load.worker';
 import { SearchService } from '../src/fhir/search/search.service';
 import { JobQueue } from '../src/jobs/job-queue';
-import { SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
+import { SubscriptionMatchJob } from '../src/referrals/subscriptions/subscription-match.job';
+import { MatchJobData, SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
 
 /**
  * npm run bench:subscriptions — create throughput with rest-hook Subscriptions (issue 25). One
@@ -15,7 +17,9 @@ import { SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../src/
  * with BENCH_SUBSCRIPTIONS (100) active ones of 10 hospital clients, BENCH_MATCHING (10) of them
  * (one per client) matching every create, payload application/fhir+json, delivered during the
  * window to a receiver in a child process on this machine (its CPU reported). Reports the ratio of
- * the two throughputs (target >= 0.8), the matching listener's time per write, and the lag from
+ * the two throughputs (target >= 0.8), the matching listener's time per write (the write path: the
+ * in-memory decision and the one match job's insert), the match job's time (off the write path: the
+ * batched access statement and the notifications' insert) per batch and per write, and the lag from
  * the version's meta.lastUpdated (set in the write's transaction) to receipt, p50/p99, over every
  * notification of the window (the queue is drained after it, up to BENCH_DRAIN_SECONDS).
  * BENCH_WORKER_NODE=1: the API server enqueues only (JOBS_WORKERS=off) and a second process, a
@@ -78,6 +82,34 @@ function ask(child: ChildProcess): Promise<ReceiverReport> {
 
 const r2 = (n: number): number => Math.round(n * 100) / 100;
 
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK']).toString().trim()) || 100;
+
+/**
+ * CPU (ms) the embedded PostgreSQL used so far: the postmaster's own and its reaped backends'
+ * (cutime, cstime), plus its live children's. Undefined on a server not started by the bench.
+ */
+function postgresCpuMs(): number | undefined {
+  const dir = process.env.DATABASE_URL ? undefined : process.env.EMBEDDED_PG_DIR;
+  if (!dir) return undefined;
+  const ticks = (pid: string, withChildren: boolean): { ppid: string; ticks: number } | undefined => {
+    try {
+      // Fields after the command (which may hold spaces): state ppid ... utime(14) stime(15) cutime(16) cstime(17).
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+      return { ppid: f[1], ticks: Number(f[11]) + Number(f[12]) + (withChildren ? Number(f[13]) + Number(f[14]) : 0) };
+    } catch {
+      return undefined;
+    }
+  };
+  const postmaster = readFileSync(`${dir}/postmaster.pid`, 'utf8').split('\n')[0].trim();
+  let total = ticks(postmaster, true)?.ticks ?? 0;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || pid === postmaster) continue;
+    const t = ticks(pid, false);
+    if (t?.ppid === postmaster) total += t.ticks;
+  }
+  return (total * 1000) / CLOCK_TICKS;
+}
+
 async function main(): Promise<void> {
   process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY ??= '8';
   // BENCH_WORKER_NODE=1: the API server enqueues only, a second process (a worker node) delivers.
@@ -109,8 +141,10 @@ async function main(): Promise<void> {
     // Warm-up (JIT, pools, plans), then the baseline without Subscriptions.
     await load(job(3));
     const cpu0 = process.cpuUsage();
+    const pg0 = postgresCpuMs();
     const baseline = await load(job(SECONDS));
     const baselineCpu = process.cpuUsage(cpu0);
+    const baselinePgMs = (postgresCpuMs() ?? 0) - (pg0 ?? 0);
 
     // 100 Subscriptions of 10 clients; one per client (10 in all) matches every create.
     const owners = await Promise.all(Array.from({ length: OWNERS }, (_, i) => server.tokenFor(`org-sub-${i}`)));
@@ -130,7 +164,7 @@ async function main(): Promise<void> {
       });
       if (res.status !== 201) throw new Error(`Subscription ${n}: ${res.status} ${await res.text()}`);
     }
-    // The matching listener's own time per write (in the write's transaction).
+    // The matching listener's own time per write (in the write's transaction: the write path's share).
     const listener = server.app.get(SubscriptionMatchingListener);
     const matchMs: number[] = [];
     const handle = listener.handle.bind(listener);
@@ -139,67 +173,114 @@ async function main(): Promise<void> {
       await handle(event);
       if (event.resourceType === 'Observation') matchMs.push(performance.now() - t0);
     };
-    // How the candidates reaching SearchService.matchEach were decided, and its time within the listener's.
+    // The write path's steps: the one match job's insert (and the matching statement, for criteria not decided in memory).
     const search = server.app.get(SearchService);
-    const steps = { writes: 0, accessOnly: 0, inSql: 0, matched: 0 };
-    const matchEachMs: number[] = [];
-    const matchEach = search.matchEach.bind(search);
-    search.matchEach = async (written, id, candidates, tx) => {
-      const t0 = performance.now();
-      const outcome = await matchEach(written, id, candidates, tx);
-      if (written.resourceType === 'Observation') {
-        matchEachMs.push(performance.now() - t0);
-        steps.writes++;
-        steps.accessOnly += outcome.accessOnly.length;
-        steps.inSql += outcome.inSql.length;
-        steps.matched += outcome.matched.length;
-      }
-      return outcome;
-    };
-    // The outbox insert of the matches (pg-boss), within the listener's time.
     const jobQueue = server.app.get(JobQueue);
-    const enqueueMs: number[] = [];
-    const enqueueMany = jobQueue.enqueueMany.bind(jobQueue);
-    jobQueue.enqueueMany = async (tx, name, data) => {
+    const steps = { writes: 0, candidates: 0, inSql: 0, jobs: 0, batches: 0, notifications: 0, versionsJudged: 0 };
+    const writeEnqueueMs: number[] = [];
+    const matchCriteriaMs: number[] = [];
+    const enqueue = jobQueue.enqueue.bind(jobQueue);
+    jobQueue.enqueue = async (tx, name, data, options) => {
       const t0 = performance.now();
-      await enqueueMany(tx, name, data);
-      if (name === SUBSCRIPTION_NOTIFY_QUEUE) enqueueMs.push(performance.now() - t0);
+      const id = await enqueue(tx, name, data, options);
+      if (name === SUBSCRIPTION_MATCH_QUEUE && (data as MatchJobData).resourceType === 'Observation') {
+        writeEnqueueMs.push(performance.now() - t0);
+        steps.writes++;
+        steps.candidates += (data as MatchJobData).candidates.length;
+      }
+      return id;
     };
+    const matchCriteria = search.matchCriteria.bind(search);
+    search.matchCriteria = async (resourceType, id, candidates, tx) => {
+      const t0 = performance.now();
+      const matched = await matchCriteria(resourceType, id, candidates, tx);
+      if (resourceType === 'Observation') {
+        matchCriteriaMs.push(performance.now() - t0);
+        steps.inSql += candidates.length;
+      }
+      return matched;
+    };
+    // The match job (off the write path): its time per batch, and within it the one access statement and the notifications' insert.
+    const matchJob = server.app.get(SubscriptionMatchJob);
+    const batchMs: number[] = [];
+    const readableMs: number[] = [];
+    const notifyEnqueueMs: number[] = [];
+    const runBatch = matchJob.runBatch.bind(matchJob);
+    matchJob.runBatch = async (jobs) => {
+      const t0 = performance.now();
+      await runBatch(jobs);
+      batchMs.push(performance.now() - t0);
+      steps.batches++;
+      steps.jobs += jobs.length;
+    };
+    const readableVersions = search.readableVersions.bind(search);
+    search.readableVersions = async (versions, tx) => {
+      const t0 = performance.now();
+      const out = await readableVersions(versions, tx);
+      readableMs.push(performance.now() - t0);
+      steps.versionsJudged += versions.length;
+      return out;
+    };
+    const enqueueMany = jobQueue.enqueueMany.bind(jobQueue);
+    jobQueue.enqueueMany = async (tx, name, data, options) => {
+      const t0 = performance.now();
+      await enqueueMany(tx, name, data, options);
+      if (name === SUBSCRIPTION_NOTIFY_QUEUE) {
+        notifyEnqueueMs.push(performance.now() - t0);
+        steps.notifications += data.length;
+      }
+    };
+    const sum = (list: number[]): number => list.reduce((a, b) => a + b, 0);
+    const resetSteps = (): void => {
+      for (const list of [matchMs, writeEnqueueMs, matchCriteriaMs, batchMs, readableMs, notifyEnqueueMs]) list.length = 0;
+      for (const k of Object.keys(steps) as (keyof typeof steps)[]) steps[k] = 0;
+    };
+    /** The match job's cost, per batch and per write it served. */
+    const matchJobCost = () => ({
+      batches: steps.batches,
+      jobsPerBatch: r2(steps.jobs / (steps.batches || 1)),
+      batchMeanMs: mean(batchMs),
+      perWriteMs: r2(sum(batchMs) / (steps.jobs || 1)),
+      accessStatementMeanMs: mean(readableMs),
+      accessStatementPerWriteMs: r2(sum(readableMs) / (steps.versionsJudged || 1)),
+      notificationsInsertMeanMs: mean(notifyEnqueueMs),
+      notificationsPerWrite: r2(steps.notifications / (steps.jobs || 1)),
+    });
     const mean = (list: number[]): number => r2(list.reduce((a, b) => a + b, 0) / (list.length || 1));
     await load(job(3));
+    /** Match and notification jobs not yet done. */
+    const open = async (): Promise<number> =>
+      (await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name IN ($1, $2) AND state NOT IN ('completed', 'failed', 'cancelled')`, [SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE]))[0].open as number;
     // The warm-up's notifications are delivered before the window starts.
     const drained = async (): Promise<void> => {
       for (let i = 0; i < DRAIN_SECONDS * 2; i++) {
-        const [{ open }] = await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = 'subscription.notify' AND state NOT IN ('completed', 'failed', 'cancelled')`);
-        if (!open) return;
+        if (!(await open())) return;
         await new Promise((r) => setTimeout(r, 500));
       }
     };
     await drained();
     // Matching cost without queueing for the CPU: one client, BENCH_SEQUENTIAL creates.
-    matchMs.length = 0;
-    matchEachMs.length = 0;
-    enqueueMs.length = 0;
+    resetSteps();
     await load({ ...job(60), concurrency: 1, maxRequests: SEQUENTIAL });
-    const oneClientSteps = { matchEachMeanMs: mean(matchEachMs), enqueueMeanMs: mean(enqueueMs) };
     const sequentialMatch = [...matchMs].sort((a, b) => a - b);
+    const oneClientSteps = { enqueueMeanMs: mean(writeEnqueueMs) };
     await drained();
-    matchMs.length = 0;
-    matchEachMs.length = 0;
-    enqueueMs.length = 0;
-    Object.assign(steps, { writes: 0, accessOnly: 0, inSql: 0, matched: 0 });
+    const oneClientJob = matchJobCost();
+    resetSteps();
     const before = await ask(receiver);
     const cpu1 = process.cpuUsage();
+    const pg1 = postgresCpuMs();
     const withSubs = await load(job(SECONDS));
     const withSubsCpu = process.cpuUsage(cpu1);
+    const withSubsPgMs = (postgresCpuMs() ?? 0) - (pg1 ?? 0);
     const during = await ask(receiver);
     const expected = withSubs.latencies.create?.length ?? 0;
     const drainStart = Date.now();
     let after = during;
     while (Date.now() - drainStart < DRAIN_SECONDS * 1000) {
-      const [{ open }] = await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = 'subscription.notify' AND state NOT IN ('completed', 'failed', 'cancelled')`);
+      const pending = await open();
       after = await ask(receiver);
-      if (!open) break;
+      if (!pending) break;
       await new Promise((r) => setTimeout(r, 500));
     }
     const drainSeconds = (Date.now() - drainStart) / 1000;
@@ -210,13 +291,15 @@ async function main(): Promise<void> {
     const result = {
       machine: { ...((await machineInfo(server.db)) as { date: string; cores: number; cpu: string; memoryGiB: number; node: string; postgres: string }), loadavg: loadavg().map(r2) },
       settings: { workerNode: WORKER_NODE, clients: CLIENTS, seconds: SECONDS, subscriptions: SUBSCRIPTIONS, matchingPerWrite: MATCHING, owners: OWNERS, deliveryConcurrency: Number(process.env.SUBSCRIPTION_DELIVERY_CONCURRENCY) },
-      baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)) },
-      withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)) },
+      baseline: { creates: baseline.latencies.create?.length ?? 0, perSecond: r2(rate(baseline)), p50: p(baseline, 50), p99: p(baseline, 99), errors: baseline.errors.length, benchProcessCpuMsPerCreate: r2((baselineCpu.user + baselineCpu.system) / 1000 / (baseline.latencies.create?.length || 1)), postgresCpuMsPerCreate: r2(baselinePgMs / (baseline.latencies.create?.length || 1)) },
+      withSubscriptions: { creates: expected, perSecond: r2(rate(withSubs)), p50: p(withSubs, 50), p99: p(withSubs, 99), errors: withSubs.errors.length, benchProcessCpuMsPerCreate: r2((withSubsCpu.user + withSubsCpu.system) / 1000 / (expected || 1)), postgresCpuMsPerCreate: r2(withSubsPgMs / (expected || 1)) },
       ratio: r2(rate(withSubs) / rate(baseline)),
       matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
       matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
-      // Per write at 16 clients: candidates whose criteria were decided in memory (only the access checked in SQL), tested by the matching statement, matched.
-      perWrite: { accessOnly: r2(steps.accessOnly / (steps.writes || 1)), inSql: r2(steps.inSql / (steps.writes || 1)), matched: r2(steps.matched / (steps.writes || 1)), of: SUBSCRIPTIONS, matchEachMeanMs: mean(matchEachMs), enqueueMeanMs: mean(enqueueMs), oneClient: oneClientSteps },
+      // The write path per write at 16 clients: candidates whose criteria were decided in memory (their access left to the match job), tested by the matching statement in the write, and the match job's insert.
+      perWrite: { accessLeftToJob: r2(steps.candidates / (steps.writes || 1)), inSql: r2(steps.inSql / (steps.writes || 1)), of: SUBSCRIPTIONS, matchCriteriaMeanMs: mean(matchCriteriaMs), enqueueMeanMs: mean(writeEnqueueMs), oneClient: oneClientSteps },
+      // The match job (off the write path), during the window and the drain after it / at one client.
+      matchJob: { ...matchJobCost(), oneClient: oneClientJob },
       notifications: {
         expected: expected * MATCHING,
         receivedDuringWindow: during.lags.length - before.lags.length,
@@ -234,14 +317,16 @@ async function main(): Promise<void> {
       `Machine: ${result.machine.cores} cores (${result.machine.cpu}), ${result.machine.memoryGiB} GiB, Node ${result.machine.node}, ${result.machine.postgres}; load average at the end ${result.machine.loadavg.join(' / ')}.`,
       `${CLIENTS} clients creating Observations for ${SECONDS} s each; ${SUBSCRIPTIONS} active rest-hook Subscriptions of ${OWNERS} clients, ${MATCHING} matching every create (payload FHIR JSON, signed), delivered during the window to a receiver process on this machine (delivery concurrency ${result.settings.deliveryConcurrency}${WORKER_NODE ? ', by a separate worker node process; the API server enqueues only' : ', by the API server itself'}).`,
       '',
-      '| run | creates | creates/s | p50 ms | p99 ms | errors | bench process CPU ms/create |',
-      '|---|---|---|---|---|---|---|',
-      `| no Subscriptions | ${result.baseline.creates} | ${result.baseline.perSecond} | ${result.baseline.p50} | ${result.baseline.p99} | ${result.baseline.errors} | ${result.baseline.benchProcessCpuMsPerCreate} |`,
-      `| ${SUBSCRIPTIONS} Subscriptions, ${MATCHING} matching | ${result.withSubscriptions.creates} | ${result.withSubscriptions.perSecond} | ${result.withSubscriptions.p50} | ${result.withSubscriptions.p99} | ${result.withSubscriptions.errors} | ${result.withSubscriptions.benchProcessCpuMsPerCreate} |`,
+      '| run | creates | creates/s | p50 ms | p99 ms | errors | bench process CPU ms/create | PostgreSQL CPU ms/create |',
+      '|---|---|---|---|---|---|---|---|',
+      `| no Subscriptions | ${result.baseline.creates} | ${result.baseline.perSecond} | ${result.baseline.p50} | ${result.baseline.p99} | ${result.baseline.errors} | ${result.baseline.benchProcessCpuMsPerCreate} | ${result.baseline.postgresCpuMsPerCreate} |`,
+      `| ${SUBSCRIPTIONS} Subscriptions, ${MATCHING} matching | ${result.withSubscriptions.creates} | ${result.withSubscriptions.perSecond} | ${result.withSubscriptions.p50} | ${result.withSubscriptions.p99} | ${result.withSubscriptions.errors} | ${result.withSubscriptions.benchProcessCpuMsPerCreate} | ${result.withSubscriptions.postgresCpuMsPerCreate} |`,
       '',
       `**Ratio ${result.ratio}** (target >= 0.8).`,
       '',
-      `Matching (the pre-commit listener: the in-memory prefilter, the access checks or the matching statement, plus the jobs' insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessOnly} decided in memory (only the subscriber's access checked in SQL), ${result.perWrite.inSql} tested by the matching statement, ${result.perWrite.matched} matched; of the listener's time, SearchService.matchEach took ${result.perWrite.matchEachMeanMs} ms and the outbox insert ${result.perWrite.enqueueMeanMs} ms on average (at one client: ${result.perWrite.oneClient.matchEachMeanMs} ms and ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
+      `Matching on the write path (the pre-commit listener: the in-memory prefilter, the matching statement for criteria it cannot decide, the one match job's insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessLeftToJob} decided in memory (access left to the match job), ${result.perWrite.inSql} tested by the matching statement in the write (${result.perWrite.matchCriteriaMeanMs} ms); the match job's insert ${result.perWrite.enqueueMeanMs} ms on average (at one client ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
+      '',
+      `Match job (off the write path; window and drain): ${result.matchJob.batches} batches of ${result.matchJob.jobsPerBatch} writes on average, ${result.matchJob.batchMeanMs} ms per batch, ${result.matchJob.perWriteMs} ms per write served; the one access statement ${result.matchJob.accessStatementMeanMs} ms per batch (${result.matchJob.accessStatementPerWriteMs} ms per write), the notifications' insert ${result.matchJob.notificationsInsertMeanMs} ms per batch, ${result.matchJob.notificationsPerWrite} notifications per write. At one client: ${result.matchJob.oneClient.batches} batches of ${result.matchJob.oneClient.jobsPerBatch}, ${result.matchJob.oneClient.perWriteMs} ms per write served, access statement ${result.matchJob.oneClient.accessStatementMeanMs} ms per batch.`,
       '',
       `Notifications: ${result.notifications.expected} expected, ${result.notifications.receivedDuringWindow} received during the window, ${result.notifications.receivedAfterDrain} after draining (${result.notifications.drainSeconds} s); lag from meta.lastUpdated to receipt p50 ${result.notifications.lagP50Ms} ms, p99 ${result.notifications.lagP99Ms} ms.`,
       `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,

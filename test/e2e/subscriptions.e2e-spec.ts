@@ -1,10 +1,12 @@
-import type { Bundle, Patient, Subscription, Task } from '@medplum/fhirtypes';
+import type { Bundle, Subscription, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { SystemAccess } from '../../src/fhir/pipeline/system-access';
-import { MatchOutcome, SearchService } from '../../src/fhir/search/search.service';
+import { SearchService } from '../../src/fhir/search/search.service';
 import { StorageSessions } from '../../src/fhir/storage/storage-session';
-import { SUBSCRIPTION_NOTIFY_QUEUE } from '../../src/referrals/subscriptions/subscription-matching.listener';
+import { JobQueue } from '../../src/jobs/job-queue';
+import { MatchJobData, notificationId, SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE, SubscriptionMatchingListener } from '../../src/referrals/subscriptions/subscription-matching.listener';
+import { SubscriptionMatchJob } from '../../src/referrals/subscriptions/subscription-match.job';
 import { SUBSCRIPTION_SECRET_URL } from '../../src/referrals/subscriptions/subscription-registration.listener';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
@@ -79,7 +81,47 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  const settled = () => jobsSettled(t.db, SUBSCRIPTION_NOTIFY_QUEUE, 600);
+  /** Every match job committed so far is done, then every notification it enqueued. */
+  const settled = async (): Promise<void> => {
+    await jobsSettled(t.db, SUBSCRIPTION_MATCH_QUEUE, 600);
+    await jobsSettled(t.db, SUBSCRIPTION_NOTIFY_QUEUE, 600);
+  };
+  /**
+   * The jobs the matching listener enqueued in the write's own transaction while `write` ran (the
+   * match job's later enqueues are not counted: only calls made inside the listener's handle).
+   */
+  const enqueuedInWrite = async <T>(write: () => Promise<T>): Promise<{ result: T; jobs: { queue: string; data: object[] }[] }> => {
+    const listener = t.app.get(SubscriptionMatchingListener);
+    const queue = t.app.get(JobQueue);
+    const jobs: { queue: string; data: object[] }[] = [];
+    let inListener = 0;
+    const handle = listener.handle.bind(listener);
+    const enqueue = queue.enqueue.bind(queue);
+    const enqueueMany = queue.enqueueMany.bind(queue);
+    const spies = [
+      jest.spyOn(listener, 'handle').mockImplementation(async (event) => {
+        inListener++;
+        try {
+          return await handle(event);
+        } finally {
+          inListener--;
+        }
+      }),
+      jest.spyOn(queue, 'enqueue').mockImplementation(async (tx, name, data, options) => {
+        if (inListener) jobs.push({ queue: name, data: [data] });
+        return enqueue(tx, name, data, options);
+      }),
+      jest.spyOn(queue, 'enqueueMany').mockImplementation(async (tx, name, data, options) => {
+        if (inListener) jobs.push({ queue: name, data: [...data] });
+        return enqueueMany(tx, name, data, options);
+      }),
+    ];
+    try {
+      return { result: await write(), jobs };
+    } finally {
+      for (const spy of spies) spy.mockRestore();
+    }
+  };
 
   beforeAll(async () => {
     t = await createTestApp();
@@ -230,56 +272,94 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect(jobs).toBe(0);
     });
 
-    it('decides what it can before SQL: criteria the written Task cannot satisfy are left out; criteria decided in memory need only the access check; the rest go to the matching statement', async () => {
+    it('decides what it can in the write: criteria the written Task cannot satisfy are left out; criteria decided in memory leave only the access to the match job; the rest go to the matching statement in the write', async () => {
       const rejected = (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=prefilter-other` }))).body as Subscription;
       const undecided = (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&authored-on=2001-02-03` }))).body as Subscription;
       expect([rejected.status, undecided.status]).toEqual(['active', 'active']);
-      const outcomes: MatchOutcome[] = [];
-      const search = t.app.get(SearchService);
-      const matchEach = search.matchEach.bind(search);
-      const spy = jest.spyOn(search, 'matchEach').mockImplementation(async (written, id, candidates, tx) => {
-        const outcome = await matchEach(written, id, candidates, tx);
-        if (written.resourceType === 'Task') outcomes.push(outcome);
-        return outcome;
-      });
       try {
-        const id = await created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { authoredOn: '2001-02-03', code: { coding: [{ code: 'prefilter-this' }] } })));
+        await settled();
+        const { result: id, jobs } = await enqueuedInWrite(async () => created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { authoredOn: '2001-02-03', code: { coding: [{ code: 'prefilter-this' }] } }))));
+        // One match job; owner and status decided in memory (only B's access left to the job);
+        // authored-on is not decided in memory: tested (with B's access) by the statement in the write.
+        expect(jobs).toEqual([{ queue: SUBSCRIPTION_MATCH_QUEUE, data: [{ resourceType: 'Task', id, versionId: '1', candidates: [subscription.id!], matched: [undecided.id!] } satisfies MatchJobData] }]);
         await receiver.waitFor(() => receiver.delivered(undecided.id).length >= 1 && receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
         await settled();
-        expect(outcomes).toHaveLength(1);
-        const [outcome] = outcomes;
-        expect(outcome.inSql).toEqual([undecided.id]); // authored-on is not decided in memory
-        expect(outcome.accessOnly).toEqual([subscription.id]); // owner and status decided: only B's access checked
-        // Left out in memory (the listener's prefilter) before its owner's access is even minted.
-        expect([...outcome.rejected, ...outcome.accessOnly, ...outcome.inSql, ...outcome.matched]).not.toContain(rejected.id);
-        expect([...outcome.matched].sort()).toEqual([subscription.id, undecided.id].sort());
         expect(receiver.delivered(rejected.id)).toEqual([]);
         expect(receiver.delivered(undecided.id).map((n) => (JSON.parse(n.body) as Task).id)).toEqual([id]);
       } finally {
-        spy.mockRestore();
         await b('delete', `/fhir/Subscription/${rejected.id}`);
         await b('delete', `/fhir/Subscription/${undecided.id}`);
       }
     });
 
-    it('checks the subscribers\' access with a generic plan: planned once per connection, not per write, and plan_cache_mode back to auto for the rest of the write', async () => {
-      const written = (await a('get', `/fhir/Patient/${patient}`)).body as Patient;
+    it('commits a write with exactly one match job (not a notification per Subscription); the job enqueues one notification per subscriber that may read the version, none for one that may not', async () => {
+      // Two more of B's Subscriptions and one of C's, all matching the Task below in memory.
+      const more = [
+        (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=fan-out` }))).body as Subscription,
+        (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?code=fan-out` }))).body as Subscription,
+      ];
+      const ofC = (await c('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?code=fan-out` }))).body as Subscription;
+      expect([...more, ofC].map((x) => x.status)).toEqual(['active', 'active', 'active']);
+      // The patient denies C (any purpose): C may not read the Task, B may.
+      const deniesC = await created(await a('post', '/fhir/Patient').send(hiePatient()));
+      await created(await a('post', '/fhir/Consent').send(consentResource(deniesC, { type: 'deny', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: `Organization/${ORG_C}` } }] })));
+      try {
+        await settled();
+        const { result: id, jobs } = await enqueuedInWrite(async () => created(await a('post', '/fhir/Task').send(task(ORG_B, deniesC, { code: { coding: [{ code: 'fan-out' }] } }))));
+        expect((await b('get', `/fhir/Task/${id}`)).status).toBe(200);
+        expect((await c('get', `/fhir/Task/${id}`)).status).toBe(404);
+        // The write's transaction enqueued one job, the match job, and no notification.
+        expect(jobs).toHaveLength(1);
+        expect(jobs[0].queue).toBe(SUBSCRIPTION_MATCH_QUEUE);
+        expect((jobs[0].data[0] as MatchJobData).candidates.sort()).toEqual([subscription.id, ...more.map((x) => x.id), ofC.id].sort());
+        await settled();
+        const [{ matchJobs }] = await t.db.query(`SELECT count(*)::int AS "matchJobs" FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_MATCH_QUEUE, id]);
+        expect(matchJobs).toBe(1);
+        // The match job's notifications: B's three Subscriptions, each with its stable id; none for C.
+        const notified: { id: string; subscription: string }[] = await t.db.query(`SELECT id::text, data->>'subscriptionId' AS subscription FROM pgboss.job WHERE name = $1 AND data->>'id' = $2 ORDER BY 2`, [SUBSCRIPTION_NOTIFY_QUEUE, id]);
+        const expected = [subscription.id!, ...more.map((x) => x.id!)].sort().map((sub) => ({ id: notificationId({ subscriptionId: sub, resourceType: 'Task', id, versionId: '1' }), subscription: sub }));
+        expect(notified).toEqual(expected);
+        await receiver.waitFor(() => more.every((x) => receiver.delivered(x.id).length === 1));
+        expect(receiver.delivered(ofC.id)).toEqual([]);
+        expect(receiver.delivered(more[0].id).map((n) => n.id)).toEqual([notificationId({ subscriptionId: more[0].id!, resourceType: 'Task', id, versionId: '1' })]);
+      } finally {
+        for (const x of more) await b('delete', `/fhir/Subscription/${x.id}`);
+        await c('delete', `/fhir/Subscription/${ofC.id}`);
+      }
+    });
+
+    it('enqueues nothing when no criterion matches the write', async () => {
+      await settled();
+      const { jobs } = await enqueuedInWrite(async () => created(await a('post', '/fhir/Task').send(task(ORG_C))));
+      expect(jobs).toEqual([]);
+    });
+
+    it('runs a match job twice without a second notification: the notification id is stable per Subscription and version', async () => {
+      await settled();
+      const id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
+      await receiver.waitFor(() => receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
+      await settled();
+      const [job] = await t.db.query(`SELECT id::text, data, retry_count AS "retryCount" FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_MATCH_QUEUE, id]);
+      // As if its node died after its transaction committed and the job were taken again.
+      await t.app.get(SubscriptionMatchJob).runBatch([{ id: job.id, queue: SUBSCRIPTION_MATCH_QUEUE, data: job.data as MatchJobData, retryCount: job.retryCount as number }]);
+      await settled();
+      const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_NOTIFY_QUEUE, id]);
+      expect(n).toBe(1);
+      expect(receiver.attempts.filter((x) => x.body.includes(`"id":"${id}"`))).toHaveLength(1);
+    });
+
+    it('checks the subscribers\' access in the match job with a generic plan: planned once per connection, not per batch, and plan_cache_mode back to auto after it', async () => {
       const search = t.app.get(SearchService);
       const ctx = await t.app.get(SystemAccess).mintFor('PUBHLTH');
-      const criteria = search.prepareCriteria('Patient', 'gender=female');
       await t.app.get(StorageSessions).run({ transactional: true }, async ({ tx }) => {
-        // This connection's access statements of matching (other shapes may be there from earlier writes).
+        // This connection's access statements of the match job (other shapes may be there from earlier batches).
         const plans = async (): Promise<{ custom: number; generic: number }> =>
-          (
-            await tx.query(
-              `SELECT coalesce(sum(custom_plans), 0)::int AS custom, coalesce(sum(generic_plans), 0)::int AS generic FROM pg_prepared_statements WHERE statement LIKE 'SELECT (%AS a0 FROM resource r WHERE%'`,
-            )
-          )[0];
+          (await tx.query(`SELECT coalesce(sum(custom_plans), 0)::int AS custom, coalesce(sum(generic_plans), 0)::int AS generic FROM pg_prepared_statements WHERE statement LIKE 'SELECT k.i, k.c, CASE k.c %'`))[0];
         const before = await plans();
-        const outcomes: MatchOutcome[] = [];
-        for (let i = 0; i < 8; i++) outcomes.push(await search.matchEach(written, patient, [{ key: 'k', ctx, criteria }], tx));
-        // Only the access is checked (the criteria are decided in memory); PUBHLTH may not read a hospital's patient here.
-        expect(outcomes.map((o) => [o.accessOnly, o.matched])).toEqual(Array(8).fill([['k'], []]));
+        const answers: number[][] = [];
+        for (let i = 0; i < 8; i++) answers.push((await search.readableVersions([{ resourceType: 'Patient', id: patient, versionId: 1, contexts: [ctx] }], tx)).map((set) => set.size));
+        // PUBHLTH may not read a hospital's patient here.
+        expect(answers).toEqual(Array(8).fill([0]));
         const after = await plans();
         expect({ custom: after.custom - before.custom, generic: after.generic - before.generic }).toEqual({ custom: 0, generic: 8 });
         const [{ plan_cache_mode }] = await tx.query(`SHOW plan_cache_mode`);

@@ -33,22 +33,19 @@ interface Row {
 /** A page's edge for its paging cursors: id and sort keys. */
 type PageAnchor = Pick<Row, 'id' | `s${number}`>;
 
-/** A candidate of `SearchService.matchEach`: a prepared search under its subscriber's access. */
+/** A candidate of `SearchService.matchCriteria`: a prepared search under its subscriber's access. */
 export interface MatchCandidate {
   key: string;
   ctx: AccessContext;
   criteria: PreparedCriteria;
 }
 
-/** The keys `matchEach` matched, and how many candidates each of its steps decided. */
-export interface MatchOutcome {
-  matched: string[];
-  /** Left out in memory: the written version's index rows cannot satisfy the criteria. */
-  rejected: string[];
-  /** Criteria decided in memory; only the subscriber's access was checked in SQL. */
-  accessOnly: string[];
-  /** Criteria and access tested in the one matching statement. */
-  inSql: string[];
+/** A stored version and the contexts to judge it for (`SearchService.readableVersions`). */
+export interface VersionReaders {
+  resourceType: string;
+  id: string;
+  versionId: number;
+  contexts: readonly AccessContext[];
 }
 
 /** A search parsed once and matched many times (`SearchService.prepareCriteria`). */
@@ -222,7 +219,7 @@ export class SearchService {
   }
 
   /**
-   * A search of `resourceType` parsed once for many later `matchEach` calls (a Subscription's
+   * A search of `resourceType` parsed once for many later matches (a Subscription's
    * criteria, kept per node): strict parsing, and the clauses the in-memory prefilter decides.
    * Throws the parse's FhirError (400) for criteria that are not a valid search.
    */
@@ -244,57 +241,15 @@ export class SearchService {
 
   /**
    * Which of `candidates` (each a prepared search of the written type under its own AccessContext)
-   * match the version `written` just stored as the current row (rest-hook Subscription matching,
-   * docs/referrals.md), in three steps, cheapest first:
-   * 1. in memory, a candidate whose prefilter rejects the index rows this write stored cannot match
-   *    under any access and is left out;
-   * 2. a candidate whose criteria the prefilter decides entirely (only the row's own token,
-   *    reference and string index rows) matches exactly when its subscriber may read the row: one
-   *    read by key per distinct AccessContext (`readableBy`, a prepared statement with a generic
-   *    plan), no criteria SQL;
-   * 3. the rest (chains, `_has`, dates, modifiers, ...) in one statement: per AccessContext one
-   *    branch that selects the row under that access and tests each of its candidates' criteria on
-   *    it (a CASE per candidate), the branches joined by UNION ALL.
-   * A candidate whose criteria no longer compile (a SearchParameter removed, a chain it may no
-   * longer read) matches nothing. Answers the keys of the matches and how each step was used.
+   * match the row `resourceType/id` as this transaction sees it (rest-hook Subscription matching,
+   * docs/referrals.md): for criteria the in-memory prefilter cannot decide alone (chains, `_has`,
+   * dates, modifiers, ...), in one statement, run in the write's transaction on the version it just
+   * stored: per AccessContext one branch that selects the row under that access and tests each of
+   * its candidates' criteria on it (a CASE per candidate), the branches joined by UNION ALL. A
+   * candidate whose criteria no longer compile (a SearchParameter removed, a chain it may no longer
+   * read) matches nothing. Answers the keys of the matches.
    */
-  async matchEach(written: Resource, id: string, candidates: readonly MatchCandidate[], tx: EntityManager): Promise<MatchOutcome> {
-    const resourceType = written.resourceType;
-    const own = candidates.filter((c) => c.criteria.resourceType === resourceType);
-    const remaining = this.mayMatch(written, own);
-    const decided = remaining.filter((c) => c.criteria.prefilter.decidesAll);
-    const inSql = remaining.filter((c) => !c.criteria.prefilter.decidesAll);
-    const readable = await this.readableBy(resourceType, id, decided.map((c) => c.ctx), tx);
-    const matched = decided.filter((c) => readable.has(c.ctx)).map((c) => c.key);
-    if (inSql.length) matched.push(...(await this.matchInSql(resourceType, id, inSql, tx)));
-    const keys = (list: readonly MatchCandidate[]): string[] => list.map((c) => c.key);
-    return { matched, rejected: keys(own.filter((c) => !remaining.includes(c))), accessOnly: keys(decided), inSql: keys(inSql) };
-  }
-
-  /**
-   * Which of `contexts` may read the current row `resourceType/id`, in one statement by key: one
-   * boolean column per distinct context's read predicate. Its text depends only on the predicates'
-   * shapes (their values are bound: subscribers of one role and purpose render the same text), so
-   * it runs as a named prepared statement (`queryByKey`) and a node keeps few of them.
-   */
-  private async readableBy(resourceType: string, id: string, contexts: readonly AccessContext[], tx: EntityManager): Promise<Set<AccessContext>> {
-    const distinct = [...new Set(contexts)];
-    if (!distinct.length) return new Set();
-    const p = new SqlParams();
-    const key = `r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)}`;
-    const columns = distinct.map((ctx, i) => `(${ctx.renderRead('r', p)}) AS a${i}`);
-    // A lookup by key has one plan whatever the values, but PostgreSQL keeps custom plans for
-    // consent predicates (docs/performance.md, issue 23) and would plan all of them per write: the
-    // generic plan is forced for this statement only (SET LOCAL: an error rolls it back with the
-    // write) and the setting reset before the write goes on.
-    await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
-    const [row] = await queryByKey<Record<string, boolean | null>>(tx, `SELECT ${columns.join(', ')} FROM resource r WHERE ${key} AND NOT r.deleted`, p.values);
-    await tx.query(`RESET plan_cache_mode`);
-    // NULL (an unknown term) reads as not readable, as in a WHERE clause.
-    return new Set(row ? distinct.filter((_, i) => row[`a${i}`] === true) : []);
-  }
-
-  private async matchInSql(resourceType: string, id: string, candidates: readonly MatchCandidate[], tx: EntityManager): Promise<string[]> {
+  async matchCriteria(resourceType: string, id: string, candidates: readonly MatchCandidate[], tx: EntityManager): Promise<string[]> {
     const params = new SqlParams();
     const byAccess = new Map<AccessContext, string[]>();
     for (const c of candidates) {
@@ -322,6 +277,55 @@ export class SearchService {
     );
     const rows: { key: string }[] = await tx.query(branches.join('\n UNION ALL '), params.values);
     return rows.map((r) => r.key);
+  }
+
+  /**
+   * For each of `versions` (a stored version and contexts), the contexts that may read that version,
+   * in one statement for all of them (the rest-hook match job: the subscribers of many writes at
+   * once). A version is judged on its own history row (its compartments, labels, custodian), as a
+   * vread is; a context with a fragment that can judge current rows only (a SMART scope query reads
+   * the index tables) is judged on the current row instead, and a deleted resource is readable by
+   * none of those. One row per (version, context) pair, each pair evaluating its own context's
+   * predicate only (`CASE` on the context's number). Its text depends only on the contexts'
+   * predicate shapes, so it runs as a named prepared statement (`queryByKey`) with a forced generic
+   * plan (a join by primary key has one plan whatever the values; PostgreSQL would otherwise keep
+   * planning the consent predicates per call, docs/performance.md, issue 23). Run it in a
+   * transaction: the plan setting is `SET LOCAL` and reset right after.
+   */
+  async readableVersions(versions: readonly VersionReaders[], tx: EntityManager): Promise<Set<AccessContext>[]> {
+    const answer = versions.map(() => new Set<AccessContext>());
+    const contexts = [...new Set(versions.flatMap((v) => v.contexts))];
+    if (!contexts.length) return answer;
+    const number = new Map(contexts.map((ctx, i) => [ctx, i]));
+    const types: string[] = [];
+    const ids: string[] = [];
+    const versionIds: number[] = [];
+    const rowOf: number[] = [];
+    const contextOf: number[] = [];
+    versions.forEach((v, i) => {
+      for (const ctx of new Set(v.contexts)) {
+        types.push(v.resourceType);
+        ids.push(v.id);
+        versionIds.push(v.versionId);
+        rowOf.push(i);
+        contextOf.push(number.get(ctx)!);
+      }
+    });
+    const p = new SqlParams();
+    const keys = `unnest(${p.bind(types)}::text[], ${p.bind(ids)}::text[], ${p.bind(versionIds)}::int[], ${p.bind(rowOf)}::int[], ${p.bind(contextOf)}::int[]) AS k(resource_type, id, version_id, i, c)`;
+    const versionRows = (ctx: AccessContext): boolean => ctx.readFragments.every((f) => !f.rows || f.rows.includes('version'));
+    const currentOnly = contexts.some((ctx) => !versionRows(ctx));
+    const cases = contexts.map((ctx, i) => `WHEN ${i} THEN ${versionRows(ctx) ? `(${ctx.renderRead('h', p, 'version')})` : `(r.id IS NOT NULL AND ${ctx.renderRead('r', p)})`}`);
+    const text = `SELECT k.i, k.c, CASE k.c ${cases.join(' ')} END AS readable
+       FROM ${keys}
+       JOIN resource_history h ON h.resource_type = k.resource_type AND h.id = k.id AND h.version_id = k.version_id
+       ${currentOnly ? 'LEFT JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id AND NOT r.deleted' : ''}`;
+    await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
+    const rows = await queryByKey<{ i: number; c: number; readable: boolean | null }>(tx, text, p.values);
+    await tx.query(`RESET plan_cache_mode`);
+    // NULL (an unknown term) reads as not readable, as in a WHERE clause.
+    for (const row of rows) if (row.readable === true) answer[row.i].add(contexts[row.c]);
+    return answer;
   }
 
   private typesOf(interaction: Interaction): string[] {

@@ -20,6 +20,13 @@ describe('loadSubscriptionConfig', () => {
     expect(() => loadSubscriptionConfig({ SUBSCRIPTION_ENDPOINT_ALLOW: prefix })).toThrow(why);
   });
 
+  it('reads the match job settings: 200 writes per batch and a 500 ms poll by default, pg-boss\'s 500 ms the shortest poll', () => {
+    expect(loadSubscriptionConfig({})).toMatchObject({ matchBatchSize: 200, matchPollMs: 500 });
+    expect(loadSubscriptionConfig({ SUBSCRIPTION_MATCH_BATCH_SIZE: '50', SUBSCRIPTION_MATCH_POLL_MS: '2000' })).toMatchObject({ matchBatchSize: 50, matchPollMs: 2000 });
+    expect(() => loadSubscriptionConfig({ SUBSCRIPTION_MATCH_POLL_MS: '100' })).toThrow('SUBSCRIPTION_MATCH_POLL_MS must be an integer from 500 to 60000');
+    expect(() => loadSubscriptionConfig({ SUBSCRIPTION_MATCH_BATCH_SIZE: '0' })).toThrow('SUBSCRIPTION_MATCH_BATCH_SIZE must be an integer from 1 to 1000');
+  });
+
   it('refuses a failure count out of range', () => {
     expect(() => loadSubscriptionConfig({ SUBSCRIPTION_ERROR_AFTER_FAILURES: '0' })).toThrow('SUBSCRIPTION_ERROR_AFTER_FAILURES must be an integer from 1 to 1000');
   });

@@ -19,6 +19,10 @@ export interface SubscriptionConfig {
   concurrency: number;
   /** How long a node reuses the list of a type's Subscriptions and a subscriber's access context. */
   cacheMs: number;
+  /** Match jobs (one per write that may notify) taken together by one run of the match job. */
+  matchBatchSize: number;
+  /** How often an idle node looks for match jobs (they send no NOTIFY: the writes' commits stay free of it). */
+  matchPollMs: number;
 }
 
 export const SUBSCRIPTION_CONFIG = Symbol('SUBSCRIPTION_CONFIG');
@@ -56,5 +60,8 @@ export function loadSubscriptionConfig(env: NodeJS.ProcessEnv = process.env): Su
     timeoutMs: int(env, 'SUBSCRIPTION_TIMEOUT_MS', 10_000, 100, 120_000),
     concurrency: int(env, 'SUBSCRIPTION_DELIVERY_CONCURRENCY', 8, 1, 256),
     cacheMs: int(env, 'SUBSCRIPTION_CACHE_MS', 1000, 0, 60_000),
+    matchBatchSize: int(env, 'SUBSCRIPTION_MATCH_BATCH_SIZE', 200, 1, 1000),
+    // pg-boss polls no more often than every 500 ms.
+    matchPollMs: int(env, 'SUBSCRIPTION_MATCH_POLL_MS', 500, 500, 60_000),
   };
 }

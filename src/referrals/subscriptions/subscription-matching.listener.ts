@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
 import type { Resource } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
@@ -12,6 +13,9 @@ import { SubscriptionRegistration, SubscriptionRegistrations } from './subscript
 /** The outbox queue of rest-hook notifications (data: ids only). */
 export const SUBSCRIPTION_NOTIFY_QUEUE = 'subscription.notify';
 
+/** The outbox queue of matches to finish off the write path (data: ids only), one job per write that may notify. */
+export const SUBSCRIPTION_MATCH_QUEUE = 'subscription.match';
+
 export interface NotificationJobData {
   subscriptionId: string;
   resourceType: string;
@@ -19,17 +23,43 @@ export interface NotificationJobData {
   versionId: string;
 }
 
+/** One write's match job (`SubscriptionMatchJob`): the version and the Subscriptions it may notify. */
+export interface MatchJobData {
+  resourceType: string;
+  id: string;
+  versionId: string;
+  /** Criteria decided in memory on the written version; the subscriber's access is left to the job. */
+  candidates: string[];
+  /** Criteria and access already tested in the write's transaction (the matching statement). */
+  matched: string[];
+}
+
 /**
- * Matches every committed create and update against the active rest-hook Subscriptions of its
- * type, in the write's transaction (pre-commit), each under its owning client's own access, in one
- * statement for all of them (`SearchService.matchEach`), and enqueues one notification job per
- * match in the same transaction (the outbox): a notification exists exactly when the write
- * committed. Deletes notify nothing (R4 rest-hook has no delete event). A node keeps a type's
- * candidate list for SUBSCRIPTION_CACHE_MS (its own Subscription writes refresh it at once) and
- * each Subscription's parsed criteria for as long as its criteria stay the same, so no criteria is
- * parsed per write; candidates whose criteria the written resource's own index rows cannot
- * satisfy are dropped in memory before SQL (`CriteriaPrefilter`, exact clauses only). The worker
- * drops a notification whose Subscription is gone or off by the time it runs.
+ * The notification's id (`X-Notification-Id`, the delivery job's id): one per (Subscription,
+ * resource, version), so a match job run twice (retried after its transaction committed, a node
+ * that died before pg-boss saw it complete) enqueues the same notification, not a second one. A
+ * UUID (RFC 9562 version 8, name-based on SHA-256), as pg-boss's job ids are UUIDs.
+ */
+export function notificationId(n: NotificationJobData): string {
+  const hex = createHash('sha256').update(`${n.subscriptionId}\n${n.resourceType}\n${n.id}\n${n.versionId}`).digest('hex');
+  const variant = ((parseInt(hex[16], 16) & 0x3) | 0x8).toString(16);
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
+}
+
+/**
+ * Starts matching every committed create and update against the active rest-hook Subscriptions of
+ * its type, in the write's transaction (pre-commit), keeping there only what needs the written
+ * version and is cheap: the in-memory decision on the version's own index rows (`mayMatch`; the
+ * criteria it decides entirely are settled without SQL) and, only for criteria it cannot decide
+ * (chains, dates, ...), the matching statement on the written row under each subscriber's access
+ * (`SearchService.matchCriteria`). Then it enqueues ONE job per write (queue `subscription.match`,
+ * ids only) in the same transaction, the outbox: the subscribers' access check and the fan-out to
+ * one notification per Subscription run off the write's critical path, in `SubscriptionMatchJob`
+ * (as HAPI's SubscriptionMatcherInterceptor only submits a message). A write no criterion may
+ * match enqueues nothing. Deletes notify nothing (R4 rest-hook has no delete event). A node keeps a
+ * type's candidate list for SUBSCRIPTION_CACHE_MS (its own Subscription writes refresh it at once)
+ * and each Subscription's parsed criteria for as long as its criteria stay the same, so no
+ * criteria is parsed per write.
  */
 @Injectable()
 export class SubscriptionMatchingListener implements WriteListener, OnModuleInit {
@@ -68,16 +98,26 @@ export class SubscriptionMatchingListener implements WriteListener, OnModuleInit
     // Those the written version cannot satisfy are left out before any access is minted or SQL runs.
     const remaining = this.search.mayMatch(after as Resource, candidates);
     if (!remaining.length) return;
-    const withAccess = await Promise.all(remaining.map(async (c) => ({ key: c.registration.id, criteria: c.criteria, ctx: await this.access.contextOf(c.registration.principal, resourceType) })));
-    const outcome = await this.search.matchEach(
-      after as Resource,
+    const decided = remaining.filter((c) => c.criteria.prefilter.decidesAll);
+    const undecided = remaining.filter((c) => !c.criteria.prefilter.decidesAll);
+    // Criteria on more than the version's own index rows are tested here, on the version just
+    // stored (the index holds current versions only, so the job could not test them later).
+    const matched = undecided.length ? await this.matchInSql(tx, resourceType, id, undecided) : [];
+    if (!decided.length && !matched.length) return;
+    const versionId = (after as Resource).meta?.versionId ?? '';
+    await this.jobs.enqueue<MatchJobData>(tx, SUBSCRIPTION_MATCH_QUEUE, { resourceType, id, versionId, candidates: decided.map((c) => c.registration.id), matched });
+    this.logger.debug({ msg: 'subscription match enqueued', type: resourceType, candidates: candidates.length, accessLeft: decided.length, inSql: undecided.length, matched: matched.length, us: Number((process.hrtime.bigint() - started) / 1000n) });
+  }
+
+  /** The matching statement for `undecided`, each under its subscriber's access (a client that may no longer search the type matches nothing). */
+  private async matchInSql(tx: EntityManager, resourceType: string, id: string, undecided: readonly Candidate[]): Promise<string[]> {
+    const withAccess = await Promise.all(undecided.map(async (c) => ({ key: c.registration.id, criteria: c.criteria, ctx: await this.access.contextOf(c.registration.principal, resourceType) })));
+    return this.search.matchCriteria(
+      resourceType,
       id,
       withAccess.filter((c): c is typeof c & { ctx: NonNullable<typeof c.ctx> } => c.ctx !== undefined),
       tx,
     );
-    const versionId = (after as Resource).meta?.versionId ?? '';
-    await this.jobs.enqueueMany<NotificationJobData>(tx, SUBSCRIPTION_NOTIFY_QUEUE, outcome.matched.map((subscriptionId) => ({ subscriptionId, resourceType, id, versionId })));
-    this.logger.debug({ msg: 'subscription match', type: resourceType, candidates: candidates.length, accessOnly: outcome.accessOnly.length, inSql: outcome.inSql.length, matched: outcome.matched.length, us: Number((process.hrtime.bigint() - started) / 1000n) });
   }
 
   private candidates(tx: EntityManager, resourceType: string): Promise<Candidate[]> {

@@ -76,6 +76,13 @@ export class SubscriptionRegistrations {
     return rows.map(toRegistration);
   }
 
+  /** Several by id in one statement (the match job's candidates); missing ids are left out. */
+  async byIds(ids: readonly string[]): Promise<SubscriptionRegistration[]> {
+    if (!ids.length) return [];
+    const rows: Row[] = await this.db.query(`SELECT * FROM subscription_registration WHERE id = ANY($1::text[])`, [ids]);
+    return rows.map(toRegistration);
+  }
+
   async get(id: string): Promise<SubscriptionRegistration | undefined> {
     const rows: Row[] = await this.db.query(`SELECT * FROM subscription_registration WHERE id = $1`, [id]);
     return rows[0] ? toRegistration(rows[0]) : undefined;

@@ -5,6 +5,7 @@ import { AdminSubscriptionsController } from './admin-subscriptions.controller';
 import { SubscriberAccess } from './subscriber-access';
 import { loadSubscriptionConfig, SUBSCRIPTION_CONFIG } from './subscription-config';
 import { SubscriptionDeliveryJob } from './subscription-delivery.job';
+import { SubscriptionMatchJob } from './subscription-match.job';
 import { SubscriptionMatchingListener } from './subscription-matching.listener';
 import { SubscriptionRegistrationListener } from './subscription-registration.listener';
 import { SubscriptionRegistrations } from './subscription-registration.repository';
@@ -22,6 +23,7 @@ import { SubscriptionRegistrations } from './subscription-registration.repositor
     SubscriberAccess,
     SubscriptionRegistrationListener,
     SubscriptionMatchingListener,
+    SubscriptionMatchJob,
     SubscriptionDeliveryJob,
   ],
 })

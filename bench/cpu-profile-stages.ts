@@ -3,9 +3,11 @@
  * kind of request ran alone (docs/performance.md, "Node CPU per request, fourth pass").
  *
  * Each sample goes to the stage of the innermost frame that names one (walking from the leaf to the
- * root): Node's own frames (sockets, timers, streams) are charged to whichever of our stages or
- * libraries called them, so a socket write issued by `pg` counts as the driver's. Samples with no
- * such frame keep their origin (`node:http`, GC, `(program)`). Idle time is left out.
+ * root): Node's own frames (timers, streams) are charged to whichever of our stages or libraries
+ * called them. Native socket writes are a stage of their own, by peer: V8 samples wall time, and a
+ * write on loopback runs the peer's TCP receive and often yields the core to the woken peer, so
+ * they are not all this process's CPU. Samples with no such frame keep their origin (`node:http`,
+ * GC, `(program)`). Idle time is left out.
  */
 export interface ProfileNode {
   id: number;
@@ -50,6 +52,9 @@ const STAGES: [RegExp, string][] = [
   [/node_modules\//, 'other packages'],
 ];
 
+/** Native socket writes: the kernel's loopback TCP work (and the peer it wakes), apart by peer. */
+const SOCKET_WRITES = new Set(['writev', 'writeBuffer', 'writeUtf8String', 'writeLatin1String', 'writeAsciiString']);
+
 function stageOf(url: string): string | undefined {
   for (const [re, stage] of STAGES) if (re.test(url)) return stage;
   return undefined;
@@ -78,6 +83,11 @@ export function stagesIn(profile: CpuProfile, window: ProfileWindow): { rows: St
     const cached = stageCache.get(id);
     if (cached) return cached;
     let stage: string | undefined;
+    if (SOCKET_WRITES.has(byId.get(id)!.callFrame.functionName)) {
+      let toDatabase = false;
+      for (let at: number | undefined = id; at !== undefined && !toDatabase; at = parent.get(at)) toDatabase = /node_modules\/pg\//.test(byId.get(at)!.callFrame.url);
+      stage = toDatabase ? 'socket writes to PostgreSQL (syscall)' : 'socket writes to the HTTP client (syscall)';
+    }
     for (let at: number | undefined = id; at !== undefined && !stage; at = parent.get(at)) stage = stageOf(byId.get(at)!.callFrame.url);
     stage ??= originOf(byId.get(id)!.callFrame);
     stageCache.set(id, stage);

@@ -9,6 +9,7 @@ import { Client } from 'pg';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
 import { percentile, postgresCpuMs, processCpuMs, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
+import { CpuProfile, ProfileWindow, stagesMarkdown } from './cpu-profile-stages';
 
 /**
  * npm run bench:crud — the request hot path (issue 11). Starts the compiled server (`dist/main.js`,
@@ -35,6 +36,8 @@ const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 300);
  */
 const STATS_SETTLE_MS = 11_000;
 const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
+/** The kinds run alone at one client (BENCH_KINDS=read,search to profile those only). */
+const KINDS = (process.env.BENCH_KINDS ?? 'read,search,create').split(',').filter((k): k is 'read' | 'search' | 'create' => ['read', 'search', 'create'].includes(k));
 const NAME = process.env.BENCH_NAME ?? 'crud';
 const ROOT = process.cwd();
 
@@ -125,13 +128,17 @@ async function main(): Promise<void> {
     // Each kind alone at one client, with what it costs PostgreSQL per request (issue 23).
     const sequential: SequentialKind[] = [];
     const serverRole = credentials.app.user as string;
-    for (const kind of ['read', 'search', 'create'] as const) {
+    // Each kind's measured run on the monotonic clock (µs), which V8's profile timestamps use too: the profile per kind.
+    const windows: { kind: string; fromUs: number; toUs: number; requests: number }[] = [];
+    for (const kind of KINDS) {
       await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: 50, maxSeconds: 30, reads, searches, createBody });
       await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
       const before = await counters(db);
       await db.query('SELECT pg_stat_statements_reset()');
       const c0 = cpu();
+      const fromUs = Number(process.hrtime.bigint() / 1000n);
       const stats = await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: SEQUENTIAL, maxSeconds: 120, reads, searches, createBody });
+      windows.push({ kind, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), requests: stats.requests });
       const c1 = cpu();
       const rows: { query: string; calls: number }[] = (
         await db.query(
@@ -219,6 +226,7 @@ async function main(): Promise<void> {
       healthzSequential: healthz,
       transactionsPerRead,
       sequential,
+      profileWindows: windows,
       cells,
       statementsPerRequestAt16: statements,
     };
@@ -226,7 +234,7 @@ async function main(): Promise<void> {
     let profile = '';
     if (CPU_PROF) {
       const file = readdirSync(profileDir).find((f) => f.endsWith('.cpuprofile'));
-      if (file) profile = summarizeProfile(JSON.parse(readFileSync(join(profileDir, file), 'utf8')));
+      if (file) profile = summarizeProfile(JSON.parse(readFileSync(join(profileDir, file), 'utf8')), windows);
       // The raw profile too, for a flame graph (BENCH_PROFILE_OUT).
       if (file && process.env.BENCH_PROFILE_OUT) writeFileSync(process.env.BENCH_PROFILE_OUT, readFileSync(join(profileDir, file)));
       writeFileSync(join(ROOT, 'bench', 'results', `${NAME}-profile.md`), profile);
@@ -339,14 +347,8 @@ function round(n: number, digits: number): number {
   return Math.round(n * f) / f;
 }
 
-interface ProfileNode {
-  id: number;
-  callFrame: { functionName: string; url: string; lineNumber: number };
-  children?: number[];
-}
-
 /** Self time by function and by origin (package, node internals, our code) from a .cpuprofile. */
-function summarizeProfile(profile: { nodes: ProfileNode[]; samples: number[]; timeDeltas: number[] }): string {
+function summarizeProfile(profile: CpuProfile, windows: ProfileWindow[]): string {
   const byId = new Map(profile.nodes.map((n) => [n.id, n]));
   const self = new Map<number, number>();
   profile.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
@@ -382,7 +384,10 @@ ${top(byOrigin, 30)}
 | function | self ms | % |
 |---|---|---|
 ${top(byFunction, 40)}
-`;
+
+# By stage, each kind alone at one client (bench/cpu-profile-stages.ts)
+
+${stagesMarkdown(profile, windows)}`;
 }
 
 function originOf(url: string, functionName: string): string {

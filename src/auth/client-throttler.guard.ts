@@ -9,6 +9,9 @@ import { ANONYMOUS, Principal } from '../fhir/pipeline/principal';
 import { LeasedThrottlerStorage, PostgresThrottlerStorage } from './rate-limit.storage';
 import { RATE_LIMIT_AREA } from './rate-limit-area.decorator';
 
+/** Counter keys by their unhashed text, bounded (cleared when full): one per client and area, or per address. */
+const MAX_KEYS = 10_000;
+
 /**
  * Rate limit per client across all routes (per IP before authentication). Counters live in
  * PostgreSQL (PostgresThrottlerStorage), so all app nodes share them; each node leases budget from
@@ -18,6 +21,8 @@ import { RATE_LIMIT_AREA } from './rate-limit-area.decorator';
  */
 @Injectable()
 export class ClientThrottlerGuard extends ThrottlerGuard {
+  private readonly keys = new Map<string, string>();
+
   constructor(
     @InjectThrottlerOptions() options: ThrottlerModuleOptions,
     @InjectThrottlerStorage() storage: ThrottlerStorage,
@@ -40,7 +45,15 @@ export class ClientThrottlerGuard extends ThrottlerGuard {
    */
   protected override generateKey(context: ExecutionContext, tracker: string, throttlerName: string): string {
     const area = this.reflector.getAllAndOverride<string>(RATE_LIMIT_AREA, [context.getHandler(), context.getClass()]) ?? 'api';
-    return createHash('sha256').update(`${throttlerName}-${area}-${tracker}`).digest('hex');
+    const text = `${throttlerName}-${area}-${tracker}`;
+    // The same few keys on every request: hashed once (a pure function of the text; the counters stay shared in PostgreSQL).
+    let key = this.keys.get(text);
+    if (key === undefined) {
+      key = createHash('sha256').update(text).digest('hex');
+      if (this.keys.size >= MAX_KEYS) this.keys.clear();
+      this.keys.set(text, key);
+    }
+    return key;
   }
 
   protected override async throwThrottlingException(context: ExecutionContext, detail: ThrottlerLimitDetail): Promise<void> {

@@ -13,6 +13,22 @@ describe('SMART scopes', () => {
     expect(parseSmartScope('openid')).toBeUndefined();
   });
 
+  it('parses each scope text once: the same frozen result for every request that holds it', () => {
+    const first = parseSmartScope('system/Observation.rs?category=vital-signs')!;
+    const again = parseSmartScope(['system', 'Observation.rs?category=vital-signs'].join('/'))!;
+    expect(again).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(Object.isFrozen(first.restrictions)).toBe(true);
+    expect(() => (first.restrictions as [string, string][]).push(['code', 'x'])).toThrow(TypeError);
+    expect(first.restrictions).toEqual([['category', 'vital-signs']]);
+    // A text that is no scope is remembered as none, and stays none.
+    expect(parseSmartScope('system/Patient.sr')).toBeUndefined();
+    expect(parseSmartScope('system/Patient.sr')).toBeUndefined();
+    // A granted overlap builds its own restrictions; the shared ones are unchanged by it.
+    expect(grantScopes(['system/Observation.rs?category=vital-signs'], ['system/Observation.r?code=x'])).toEqual(['system/Observation.r?category=vital-signs&code=x']);
+    expect(first.restrictions).toEqual([['category', 'vital-signs']]);
+  });
+
   it('checks type and verb', () => {
     const s = parseSmartScope('system/Patient.rs')!;
     expect(scopeAllows(s, 'Patient', 'r')).toBe(true);

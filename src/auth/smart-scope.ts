@@ -4,19 +4,37 @@
  * verbs and optional query restrictions.
  */
 export interface SmartScope {
-  raw: string;
-  resourceType: string;
-  verbs: Set<string>;
+  readonly raw: string;
+  readonly resourceType: string;
+  readonly verbs: ReadonlySet<string>;
   /**
    * v2 `?param=value` restrictions (AND-ed). Enforced in SQL for read and search (scope-restriction.ts);
    * a restricted scope grants no other interaction.
    */
-  restrictions: [string, string][];
+  readonly restrictions: readonly (readonly [string, string])[];
 }
 
 const SCOPE_RE = /^system\/(\*|[A-Z][A-Za-z]+)\.(\*|read|write|[cruds]+)(?:\?(.+))?$/;
 
+/**
+ * Parsed scopes by their text (a pure function of it): every request of a client authorizes with
+ * the same few scope strings, and parsing them was ~20 µs of a read by id (docs/performance.md,
+ * "Node CPU per request, fourth pass"). Bounded, cleared when full: the texts come from tokens and
+ * token requests.
+ */
+const parsedScopes = new Map<string, SmartScope | undefined>();
+const MAX_PARSED_SCOPES = 1000;
+
+/** The scope `raw` denotes, or undefined when it is none this server grants. Shared by every caller: read-only. */
 export function parseSmartScope(raw: string): SmartScope | undefined {
+  if (parsedScopes.has(raw)) return parsedScopes.get(raw);
+  const scope = parseScopeText(raw);
+  if (parsedScopes.size >= MAX_PARSED_SCOPES) parsedScopes.clear();
+  parsedScopes.set(raw, scope);
+  return scope;
+}
+
+function parseScopeText(raw: string): SmartScope | undefined {
   const m = SCOPE_RE.exec(raw);
   if (!m) return undefined;
   const [, resourceType, access, query] = m;
@@ -31,13 +49,14 @@ export function parseSmartScope(raw: string): SmartScope | undefined {
     if (!/^c?r?u?d?s?$/.test(access)) return undefined;
     verbs = access;
   }
-  return {
+  return Object.freeze({
     raw,
     resourceType,
     verbs: new Set(verbs),
-    restrictions: query ? [...new URLSearchParams(query)] : [],
-  };
+    restrictions: Object.freeze(query ? [...new URLSearchParams(query)].map((pair) => Object.freeze(pair)) : []),
+  });
 }
+
 
 /** True when `scope` grants `verb` on `resourceType` (`*` for a system-wide interaction). */
 export function scopeAllows(scope: SmartScope, resourceType: string | undefined, verb: string): boolean {
@@ -66,7 +85,7 @@ export function grantScopes(requested: string[], registered: string[]): string[]
       const verbs = [...'cruds'].filter((v) => want.verbs.has(v) && have.verbs.has(v)).join('');
       if (!verbs) continue;
       const type = want.resourceType === '*' ? have.resourceType : want.resourceType;
-      const restrictions = [...want.restrictions];
+      const restrictions: [string, string][] = want.restrictions.map(([k, v]) => [k, v]);
       for (const [k, v] of have.restrictions) if (!restrictions.some(([k2, v2]) => k === k2 && v === v2)) restrictions.push([k, v]);
       granted.add(`system/${type}.${verbs}${restrictions.length ? `?${new URLSearchParams(restrictions)}` : ''}`);
     }

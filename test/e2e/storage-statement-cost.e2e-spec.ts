@@ -4,7 +4,6 @@ import type { AccessContext } from '../../src/fhir/pipeline/access-context';
 import { buildInteraction } from '../../src/fhir/pipeline/interaction';
 import type { Principal } from '../../src/fhir/pipeline/principal';
 import { SystemAccess } from '../../src/fhir/pipeline/system-access';
-import { ResourceMatcher } from '../../src/fhir/storage/resource-matcher';
 import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
 import { StorageSessions } from '../../src/fhir/storage/storage-session';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
@@ -88,33 +87,6 @@ describe('what a stored version and a read by key cost PostgreSQL', () => {
     // hospital's data for PUBHLTH, and shares it for TREAT (opt-out, no Consent on file).
     expect(await plansAfterEightReads(publicHealth)).toEqual({ answers: Array(8).fill(undefined), plans: [{ custom: 5, generic: 3, consent: true }] });
     expect(await plansAfterEightReads(treating)).toEqual({ answers: [0, 1, 0, 1, 0, 1, 0, 1].map((i) => ids[i]), plans: [{ custom: 5, generic: 3, consent: true }] });
-  });
-
-  // Ingest (docs/performance.md, "Ingest CPU, fifth step"): a Synthea patient Bundle resolves ~22
-  // conditional references `Practitioner?identifier=…`; each was planned anew (~1 ms under the
-  // consent predicate, against ~0.05 ms of execution).
-  it('a conditional match by identifier alone is a prepared statement: planned 5 times per connection, then its generic plan, with the same ids', async () => {
-    const mrns = ['STMT-ID-1', 'STMT-ID-2'];
-    const created = await Promise.all(
-      mrns.map((value) => t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ identifier: [{ system: 'urn:statement-cost', value }] }))),
-    );
-    expect(created.map((c) => c.status)).toEqual([201, 201]);
-    const system = t.app.get(SystemAccess);
-    const hospital: Principal = { kind: 'client', clientId: 'statement-cost-matcher', organization: 'org-statement-cost', role: 'hospital', scopes: ['system/*.rs'], purposeOfUse: 'TREAT' };
-    const ctx = await system.mintAs(hospital, buildInteraction('search-type', { resourceType: 'Patient', path: '/Patient' }), 'statement-cost');
-    const matcher = t.app.get(ResourceMatcher);
-    const { answers, plans } = await t.app.get(StorageSessions).run({ transactional: false }, async (session) => {
-      const answers: string[][] = [];
-      for (let i = 0; i < 8; i++) answers.push(await matcher.matchIds(ctx, 'Patient', `identifier=urn:statement-cost|${mrns[i % 2]}`, session.tx));
-      // Other criteria stay unnamed (their plan may depend on the values): no statement for them.
-      await matcher.matchIds(ctx, 'Patient', 'identifier=urn:statement-cost|STMT-ID-1&gender=female', session.tx);
-      const plans: { custom: number; generic: number }[] = await session.tx.query(
-        `SELECT custom_plans::int AS custom, generic_plans::int AS generic FROM pg_prepared_statements WHERE statement LIKE 'SELECT r.id FROM resource r WHERE %'`,
-      );
-      return { answers, plans };
-    });
-    expect(answers).toEqual([0, 1, 0, 1, 0, 1, 0, 1].map((i) => [created[i].body.id]));
-    expect(plans).toEqual([{ custom: 5, generic: 3 }]);
   });
 
   it('the clinical_period date helpers are plpgsql (an SQL function with FROM runs uninlined, ~150 µs a Period) and give the SQL versions\' exact ranges, NULLs included', async () => {

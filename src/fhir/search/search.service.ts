@@ -217,8 +217,7 @@ export class SearchService {
     await expandSubsumptionClauses(ast, ctx, this.config.fhirBaseUrl, tx);
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, undefined, this.config.searchTextLanguage);
     const where = compiler.where(ast);
-    const sql = `SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`;
-    const rows: { id: string }[] = isIdentifierLookup(ast, resourceType) ? await queryByKey(tx, sql, compiler.params.values) : await tx.query(sql, compiler.params.values);
+    const rows: { id: string }[] = await tx.query(`SELECT r.id FROM resource r WHERE ${where} LIMIT 1001`, compiler.params.values);
     return rows.map((r) => r.id);
   }
 
@@ -496,18 +495,4 @@ function keysetCondition(
   };
   const alternatives = keys.map((k, i) => `(${[...keys.slice(0, i).map(equal), beyond(k, i)].join(' AND ')})`);
   return `(${alternatives.join(' OR ')})`;
-}
-
-/**
- * `identifier=system|value` and nothing else: a lookup by business key (a Bundle's conditional
- * references, e.g. Synthea's `Practitioner?identifier=…`, ~22 per patient Bundle), whose plan does
- * not depend on the value. It runs as a named prepared statement (prepared-statement.ts), so a
- * connection plans it a few times instead of on every call (~1 ms of planning under the consent
- * predicate against ~0.05 ms of execution: docs/performance.md, "Ingest CPU, fifth step").
- */
-function isIdentifierLookup(ast: SearchRequestAst, resourceType: string): boolean {
-  const clauses = ast.clauses.get(resourceType) ?? [];
-  if (clauses.length !== 1 || ast.clauses.size !== 1) return false;
-  const [c] = clauses;
-  return c.kind === 'param' && c.def.code === 'identifier' && !c.modifier && c.values.length === 1 && /^[^|]+\|[^|]+$/.test(c.values[0]);
 }

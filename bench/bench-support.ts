@@ -1,7 +1,7 @@
 import './bench-env';
 import { cpus, totalmem } from 'node:os';
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { INestApplication } from '@nestjs/common';
@@ -31,6 +31,8 @@ export interface BenchServer {
  */
 export async function startBenchServer(options: { persistentPgDir?: string } = {}): Promise<BenchServer> {
   linkProjectAssets();
+  /** The temp directory of a fresh cluster made here: removed by close(). */
+  let scratchDir: string | undefined;
   process.env.LOG_LEVEL ??= 'warn';
   process.env.RATE_LIMIT_PER_MINUTE ??= '1000000';
   process.env.ACCESS_TOKEN_TTL_SECONDS ??= '3600';
@@ -40,6 +42,7 @@ export async function startBenchServer(options: { persistentPgDir?: string } = {
     process.env.EMBEDDED_PG_PORT ??= '56990';
   } else if (!process.env.DATABASE_URL) {
     const dir = mkdtempSync(join(tmpdir(), 'hie-bench-'));
+    scratchDir = dir;
     chmodSync(dir, 0o755);
     process.env.EMBEDDED_PG_DIR = join(dir, 'pg');
     process.env.EMBEDDED_PG_PORT ??= String(56000 + Math.floor(Math.random() * 1000));
@@ -81,6 +84,8 @@ export async function startBenchServer(options: { persistentPgDir?: string } = {
     close: async () => {
       await app.close();
       await stopEmbeddedDatabase();
+      // A fresh cluster of a full Synthea load is ~2 GB: left behind, a day of runs filled the disk.
+      if (scratchDir) rmSync(scratchDir, { recursive: true, force: true });
     },
   };
 }

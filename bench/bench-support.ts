@@ -137,10 +137,16 @@ export interface ServerProcess {
   baseUrl: string;
 }
 
-/** Starts dist/main.js with `env` (PORT among it) and `nodeFlags`; resolves once it listens, rejects if it exits first. */
+/**
+ * The V8 flags `npm start` and the Dockerfile run the server with (package.json `start`), so a
+ * bench measures the server as it is deployed.
+ */
+export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64'];
+
+/** Starts dist/main.js with `env` (PORT among it), the server's flags and `nodeFlags`; resolves once it listens, rejects if it exits first. */
 export async function startServerProcess(env: Record<string, string>, nodeFlags: string[] = []): Promise<ServerProcess> {
   const root = process.cwd();
-  const child = spawn(process.execPath, [...nodeFlags, join(root, 'dist', 'main.js')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeFlags, join(root, 'dist', 'main.js')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   let err = '';
   await new Promise<void>((resolve, reject) => {

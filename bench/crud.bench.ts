@@ -7,7 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
 import { Client } from 'pg';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { percentile, postgresCpuMs, processCpuMs, startServerProcess, stopServerProcess, writeResults } from './bench-support';
+import { percentile, postgresCpuMs, processCpuMs, SERVER_NODE_FLAGS, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
 import { CpuProfile, ProfileWindow, stagesMarkdown } from './cpu-profile-stages';
 
@@ -425,7 +425,7 @@ function markdown(json: {
   return `# CRUD mix benchmark (${m.date})
 
 Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}. Load average at the end: ${m.loadAverageAtEnd.join(' / ')} (1/5/15 min; 2 cores: anything above ~2 means other work competed, so compare ratios within this run).
-Server: \`dist/main.js\` in its own process, default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production (AUDIT_READ_COMMIT=${json.auditReadCommit}), access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
+Server: \`node ${SERVER_NODE_FLAGS.join(' ')} dist/main.js\` in its own process (as \`npm start\`), default configuration except RATE_LIMIT_PER_MINUTE=1000000 and NODE_ENV=production (AUDIT_READ_COMMIT=${json.auditReadCommit}), access log to /dev/null; fresh embedded PostgreSQL; ${json.dataset.resources} resources (${json.dataset.patients} generated patients) seeded through the API.
 Load from a worker thread of the bench process (the same cores), at most ${SECONDS} s or ${MAX_REQUESTS} requests per cell; latency send to last byte, ms.
 
 Sequential (1 client): read by id p50 ${json.readSequential.p50} ms (p99 ${json.readSequential.p99}), \`GET /healthz\` p50 ${json.healthzSequential.p50} ms (p99 ${json.healthzSequential.p99}); database transactions per read by id: ${json.transactionsPerRead}.

@@ -7,7 +7,7 @@ import { Client } from 'pg';
 import type { DataSource } from 'typeorm';
 import { CREDENTIALS_FILE } from '../src/database/embedded-postgres';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
-import { machineInfo, percentile, ServerProcess, startServerProcess, stopServerProcess, writeResults } from './bench-support';
+import { machineInfo, percentile, SERVER_NODE_FLAGS, ServerProcess, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { ClientOutcome } from './ingest-client';
 
 /**
@@ -233,7 +233,7 @@ function markdown(json: {
   return `# bench:export (${m.date})
 
 Machine: ${m.cores} cores (${m.cpu}), ${m.memoryGiB} GiB, Node ${m.node}, ${m.postgres}; load average (1 min) ${m.loadAverage1mBefore} before, ${m.loadAverage1mAfter} after.
-Server: \`dist/main.js\` in its own process (NODE_ENV=production, EXPORT_PAGE_SIZE default), embedded PostgreSQL; ${json.dataset.storedResources} stored resources (generated, loaded through the API${json.dataset.load.loaded ? `: ${json.dataset.load.loaded} in ${json.dataset.load.seconds} s, ${json.dataset.load.resourcesPerSecond}/s` : ', earlier run'}).
+Server: \`node ${SERVER_NODE_FLAGS.join(' ')} dist/main.js\` in its own process (as \`npm start\`; NODE_ENV=production, EXPORT_PAGE_SIZE default), embedded PostgreSQL; ${json.dataset.storedResources} stored resources (generated, loaded through the API${json.dataset.load.loaded ? `: ${json.dataset.load.loaded} in ${json.dataset.load.seconds} s, ${json.dataset.load.resourcesPerSecond}/s` : ', earlier run'}).
 One system-level \`$export\` (every type) by the loading organization's hospital client; RSS of the server process from /proc every ${SAMPLE_MS} ms.
 
 | exported resources | files | seconds | resources/s | idle RSS MiB | peak RSS MiB | peak − idle MiB (target ≤ ${e.targetMiB}) | peak 1st half | peak 2nd half |

@@ -265,32 +265,37 @@ export class BundleProcessor {
   private async assignIdentities(planned: PlannedEntry[], runner: EntryRunner, tx: EntityManager): Promise<Map<string, string>> {
     const references = new Map<string, string>();
     const deleted = await this.deletedByTransaction(planned, runner, tx);
+    const assign = (p: PlannedEntry, ids: string[]): void => {
+      if (ids.length > 1) throw atEntry(new FhirError(412, 'multiple-matches', `ifNoneExist criteria match ${ids.length} resources`), p.index);
+      const i = p.interaction;
+      if (i.kind !== 'create') return;
+      i.assignedId = ids[0] ?? randomUUID();
+      if (p.fullUrl) references.set(p.fullUrl, `${i.resourceType}/${i.assignedId}`);
+    };
+    // Conditional creates that matched nothing yet, matched again once their types' turns are held.
+    const waiting: { p: PlannedEntry; type: string; match: () => Promise<string[]> }[] = [];
     for (const p of planned) {
       const i = p.interaction;
-      if (i.kind === 'create') {
-        let id: string = randomUUID();
-        if (i.ifNoneExist) {
-          const ctx = await runner.lookup('search-type', i.resourceType, parseQueryString(i.ifNoneExist));
-          // Deletes run before creates (http.html#trules): what this Bundle deletes matches nothing.
-          const match = async (): Promise<string[]> =>
-            (await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist!, tx)).filter((m) => !deleted.has(`${i.resourceType}/${m}`));
-          let ids = await match();
-          if (!ids.length) {
-            // About to create: wait for the type's other conditional creates, held until commit (resource-matcher.ts).
-            await lockConditionalCreates(tx, i.resourceType);
-            ids = await match();
-          }
-          if (ids.length > 1) {
-            throw atEntry(new FhirError(412, 'multiple-matches', `ifNoneExist criteria match ${ids.length} resources`), p.index);
-          }
-          if (ids.length === 1) id = ids[0];
-        }
-        i.assignedId = id;
-        if (p.fullUrl) references.set(p.fullUrl, `${i.resourceType}/${id}`);
+      if (i.kind === 'create' && i.ifNoneExist) {
+        const ctx = await runner.lookup('search-type', i.resourceType, parseQueryString(i.ifNoneExist));
+        // Deletes run before creates (http.html#trules): what this Bundle deletes matches nothing.
+        const match = async (): Promise<string[]> =>
+          (await this.matcher.matchIds(ctx, i.resourceType, i.ifNoneExist!, tx)).filter((m) => !deleted.has(`${i.resourceType}/${m}`));
+        const ids = await match();
+        if (ids.length) assign(p, ids);
+        else waiting.push({ p, type: i.resourceType, match });
+      } else if (i.kind === 'create') {
+        assign(p, []);
       } else if (i.kind === 'update' && i.id && p.fullUrl) {
         references.set(p.fullUrl, `${i.resourceType}/${i.id}`);
       }
     }
+    // About to create: wait for the types' other conditional creates, held until commit
+    // (resource-matcher.ts). All of this Bundle's types, in one order for every Bundle, so two
+    // Bundles naming the same types in opposite entry order wait for each other instead of
+    // deadlocking (each deadlock was a rolled-back run, and under load a 503 after the retries).
+    for (const type of [...new Set(waiting.map((w) => w.type))].sort()) await lockConditionalCreates(tx, type);
+    for (const w of waiting) assign(w.p, await w.match());
     return references;
   }
 

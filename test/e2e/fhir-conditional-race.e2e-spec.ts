@@ -29,6 +29,39 @@ function person(n: number): Record<string, unknown> {
   });
 }
 
+const storedPatients = async (t: TestApp, n: number): Promise<string[]> =>
+  (
+    await t.db.query<{ id: string }[]>(
+      `SELECT r.id FROM resource r WHERE r.resource_type = 'Patient' AND NOT r.deleted AND r.content -> 'identifier' @> $1::jsonb ORDER BY r.id`,
+      [JSON.stringify([{ system: SYS, value: `person-${n}` }])],
+    )
+  ).map((r) => r.id);
+
+/**
+ * 16 transaction Bundles at once, each creating person `n` and a Practitioner by ifNoneExist, half
+ * naming the Patient first and half the Practitioner: every Bundle must answer 200. Returns the
+ * stored ids of both.
+ */
+async function racingOppositeOrders(t: TestApp, n: number): Promise<{ patients: string[]; practitioners: string[] }> {
+  const practitioner = { resourceType: 'Practitioner', identifier: [{ system: SYS, value: `pract-${n}` }], name: [{ family: 'Raceprac' }] };
+  const entries = {
+    patient: { resource: person(n), request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${SYS}|person-${n}` } },
+    practitioner: { resource: practitioner, request: { method: 'POST', url: 'Practitioner', ifNoneExist: `identifier=${SYS}|pract-${n}` } },
+  };
+  const bundles = Array.from({ length: 16 }, (_, k) => ({
+    resourceType: 'Bundle',
+    type: 'transaction',
+    entry: k % 2 ? [entries.patient, entries.practitioner] : [entries.practitioner, entries.patient],
+  }));
+  const results = await Promise.all(bundles.map((b) => t.api.post('/fhir').set('Content-Type', FHIR_JSON).send(b)));
+  expect(results.map((r) => r.status)).toEqual(Array(16).fill(200));
+  const practitioners: { id: string }[] = await t.db.query(
+    `SELECT id FROM resource WHERE resource_type = 'Practitioner' AND NOT deleted AND content -> 'identifier' @> $1::jsonb`,
+    [JSON.stringify([{ system: SYS, value: `pract-${n}` }])],
+  );
+  return { patients: await storedPatients(t, n), practitioners: practitioners.map((p) => p.id) };
+}
+
 /**
  * Conditional writes whose differently-worded criteria match the same resource (issue 21 item 7):
  * the criteria text used to be the only lock, so 40 racing conditional creates stored 3 to 7
@@ -41,13 +74,7 @@ describe('conditional writes racing under different criteria', () => {
   }, 60_000);
   afterAll(() => t.close());
 
-  const stored = async (n: number): Promise<string[]> =>
-    (
-      await t.db.query<{ id: string }[]>(
-        `SELECT r.id FROM resource r WHERE r.resource_type = 'Patient' AND NOT r.deleted AND r.content -> 'identifier' @> $1::jsonb ORDER BY r.id`,
-        [JSON.stringify([{ system: SYS, value: `person-${n}` }])],
-      )
-    ).map((r) => r.id);
+  const stored = (n: number): Promise<string[]> => storedPatients(t, n);
 
   it('40 concurrent If-None-Exist creates under 8 wordings store exactly 1 Patient; 39 answer 200 with it', async () => {
     const criteria = criteriaFor(1);
@@ -108,28 +135,36 @@ describe('conditional writes racing under different criteria', () => {
   }, 120_000);
 
   it('transaction Bundles taking conditional-create turns of two types in opposite order all succeed, each audited once', async () => {
-    const practitioner = { resourceType: 'Practitioner', identifier: [{ system: SYS, value: 'pract-4' }], name: [{ family: 'Raceprac' }] };
-    const entries = {
-      patient: { resource: person(4), request: { method: 'POST', url: 'Patient', ifNoneExist: `identifier=${SYS}|person-4` } },
-      practitioner: { resource: practitioner, request: { method: 'POST', url: 'Practitioner', ifNoneExist: `identifier=${SYS}|pract-4` } },
-    };
-    // Half take the Patient turn first, half the Practitioner turn: PostgreSQL may find deadlocks (40P01) and roll one back; it is rerun.
-    const bundles = Array.from({ length: 16 }, (_, k) => ({
-      resourceType: 'Bundle',
-      type: 'transaction',
-      entry: k % 2 ? [entries.patient, entries.practitioner] : [entries.practitioner, entries.patient],
-    }));
-    const results = await Promise.all(bundles.map((b) => t.api.post('/fhir').set('Content-Type', FHIR_JSON).send(b)));
-    expect(results.map((r) => r.status)).toEqual(Array(16).fill(200));
-    const patients = await stored(4);
-    const practitioners: { id: string }[] = await t.db.query(
-      `SELECT id FROM resource WHERE resource_type = 'Practitioner' AND NOT deleted AND content -> 'identifier' @> $1::jsonb`,
-      [JSON.stringify([{ system: SYS, value: 'pract-4' }])],
-    );
+    const { patients, practitioners } = await racingOppositeOrders(t, 4);
     expect([patients.length, practitioners.length]).toEqual([1, 1]);
     // A rolled-back run's entry records went with its transaction: one committed record per entry per Bundle.
     const audited = async (reference: string): Promise<number> =>
       (await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE $1::text = ANY(entities)`, [reference]))[0].n;
-    expect([await audited(`Patient/${patients[0]}`), await audited(`Practitioner/${practitioners[0].id}`)]).toEqual([16, 16]);
+    expect([await audited(`Patient/${patients[0]}`), await audited(`Practitioner/${practitioners[0]}`)]).toEqual([16, 16]);
+  }, 120_000);
+});
+
+/**
+ * The same race with no rerun to fall back on: a Bundle takes its types' conditional-create turns
+ * in one order (sorted by type), so Bundles naming the types in opposite entry order wait for each
+ * other instead of deadlocking. Before, PostgreSQL rolled some back (40P01), which the reruns hid
+ * until the full suite's load exhausted them (503).
+ */
+describe('conditional-create turns of a transaction Bundle, without write-conflict reruns', () => {
+  let t: TestApp;
+  const previous = process.env.FHIR_WRITE_CONFLICT_RETRIES;
+  beforeAll(async () => {
+    process.env.FHIR_WRITE_CONFLICT_RETRIES = '0';
+    t = await createTestApp();
+  }, 60_000);
+  afterAll(async () => {
+    await t.close();
+    if (previous === undefined) delete process.env.FHIR_WRITE_CONFLICT_RETRIES;
+    else process.env.FHIR_WRITE_CONFLICT_RETRIES = previous;
+  });
+
+  it.each([5, 6, 7])('16 Bundles with the Patient and Practitioner turns in opposite entry orders all answer 200 (person %i)', async (n) => {
+    const { patients, practitioners } = await racingOppositeOrders(t, n);
+    expect([patients.length, practitioners.length]).toEqual([1, 1]);
   }, 120_000);
 });

@@ -53,42 +53,72 @@ export class PatientLinkMaterializer implements WriteListener, OnModuleInit {
  * PATIENT_LINK_MAX + 1 records (422 otherwise), so each rebuild visits at most a few hundred rows.
  */
 export async function relink(tx: EntityManager, source: string, patientId: string, linked: readonly string[]): Promise<void> {
-  const current: { linked_id: string }[] = await tx.query(
-    `SELECT linked_id FROM patient_link_assertion WHERE source = $1 AND patient_id = $2`,
-    [source, patientId],
+  await relinkMany(tx, [{ source, patientId, linked }]);
+}
+
+/** What one source asserts about one Patient: the other records of its person. */
+export interface LinkStar {
+  source: string;
+  patientId: string;
+  linked: readonly string[];
+}
+
+/**
+ * `relink` for many sources at once (the identity module's batch match writes a page's new Persons
+ * together): one read of what they asserted, one delete, one insert and one closure rebuild for all
+ * of them, instead of seven statements each. No two stars share a (source, patient) pair.
+ */
+export async function relinkMany(tx: EntityManager, stars: readonly LinkStar[]): Promise<void> {
+  if (!stars.length) return;
+  const current: { source: string; patient_id: string; linked_id: string }[] = await tx.query(
+    `SELECT a.source, a.patient_id, a.linked_id FROM patient_link_assertion a
+       JOIN unnest($1::text[], $2::text[]) AS s(source, patient_id) USING (source, patient_id)`,
+    [stars.map((s) => s.source), stars.map((s) => s.patientId)],
   );
-  const before = current.map((c) => c.linked_id).sort();
-  if (before.length === linked.length && before.every((b, i) => b === linked[i])) return;
+  const before = new Map<string, string[]>();
+  for (const c of current) before.set(`${c.source}|${c.patient_id}`, [...(before.get(`${c.source}|${c.patient_id}`) ?? []), c.linked_id]);
+  const changed = stars
+    .map((s) => ({ ...s, linked: [...s.linked].sort(), before: (before.get(`${s.source}|${s.patientId}`) ?? []).sort() }))
+    .filter((s) => s.before.length !== s.linked.length || s.before.some((b, i) => b !== s.linked[i]));
+  if (!changed.length) return;
   // Link changes are rare; one at a time, so two transactions rebuilding one linked set never race.
   await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended('patient_link', 0))`);
-  await tx.query(`DELETE FROM patient_link_assertion WHERE source = $1 AND $2 IN (patient_id, linked_id)`, [source, patientId]);
-  if (linked.length) {
+  await tx.query(
+    `DELETE FROM patient_link_assertion a USING unnest($1::text[], $2::text[]) AS s(source, patient_id)
+      WHERE a.source = s.source AND s.patient_id IN (a.patient_id, a.linked_id)`,
+    [changed.map((s) => s.source), changed.map((s) => s.patientId)],
+  );
+  const pairs = changed.flatMap((s) => s.linked.map((l) => [s.source, s.patientId, l] as const));
+  if (pairs.length) {
     // Both directions: a link is symmetric (the same person), so the closure walks one index.
     await tx.query(
       `INSERT INTO patient_link_assertion (source, patient_id, linked_id)
-       SELECT $1, d.p, d.l FROM unnest($3::text[]) AS x(l), LATERAL (VALUES ($2::text, x.l), (x.l, $2::text)) AS d(p, l)
+       SELECT x.source, d.p, d.l FROM unnest($1::text[], $2::text[], $3::text[]) AS x(source, centre, l),
+              LATERAL (VALUES (x.centre, x.l), (x.l, x.centre)) AS d(p, l)
        ON CONFLICT DO NOTHING`,
-      [source, patientId, linked],
+      [pairs.map((p) => p[0]), pairs.map((p) => p[1]), pairs.map((p) => p[2])],
     );
   }
-  // Every linked set the change may split or join: those of the patient and of its old and new links.
+  // Every linked set the change may split or join: those of the patients and of their old and new links.
+  const touched = [...new Set(changed.flatMap((s) => [s.patientId, ...s.before, ...s.linked]))];
   const [{ affected }]: { affected: string[] }[] = await tx.query(
     `SELECT array_agg(DISTINCT x) AS affected FROM (
        SELECT unnest($1::text[]) AS x
        UNION SELECT l.linked_id FROM patient_link l WHERE l.patient_id = ANY($1::text[])) s`,
-    [[patientId, ...before, ...linked]],
+    [touched],
   );
-  // The patient's new linked set, counted without walking further than the bound.
-  const [{ n }]: { n: string }[] = await tx.query(
-    `WITH RECURSIVE reach(node) AS (
-       SELECT $1::text
-       UNION
-       SELECT a.linked_id FROM reach r JOIN patient_link_assertion a ON a.patient_id = r.node
-     )
-     SELECT count(*) AS n FROM (SELECT node FROM reach LIMIT $2) s`,
-    [patientId, PATIENT_LINK_MAX + 2],
+  // Each patient's new linked set, counted without walking further than the bound.
+  const over: { patient_id: string }[] = await tx.query(
+    `SELECT c.patient_id FROM unnest($1::text[]) AS c(patient_id)
+      WHERE (WITH RECURSIVE reach(node) AS (
+               SELECT c.patient_id
+               UNION
+               SELECT a.linked_id FROM reach r JOIN patient_link_assertion a ON a.patient_id = r.node
+             )
+             SELECT count(*) FROM (SELECT node FROM reach LIMIT $2) s) > $3`,
+    [changed.map((s) => s.patientId), PATIENT_LINK_MAX + 2, PATIENT_LINK_MAX + 1],
   );
-  if (Number(n) > PATIENT_LINK_MAX + 1) throw tooManyLinks(patientId);
+  if (over.length) throw tooManyLinks(over[0].patient_id);
   await tx.query(`DELETE FROM patient_link WHERE patient_id = ANY($1::text[])`, [affected]);
   // via_person: the pair is joined by Person links alone (MPI-certain or admin-confirmed), so
   // permits follow it too; a path through a hospital's own Patient.link carries denials only.

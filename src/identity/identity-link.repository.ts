@@ -21,6 +21,20 @@ export class IdentityLinkRepository {
     await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-match:${key}`]);
   }
 
+  /**
+   * Many blocking keys in one statement, taken in sorted order (the global order `lockBlockingKey`'s
+   * callers keep), so a page of the batch match and a job after write cannot deadlock on them.
+   */
+  async lockBlockingKeys(tx: EntityManager, keys: readonly string[]): Promise<void> {
+    const sorted = [...new Set(keys)].sort();
+    if (!sorted.length) return;
+    // The subquery's ORDER BY fixes the order in which the aggregate calls the lock function.
+    await tx.query(
+      `SELECT count(pg_advisory_xact_lock(hashtextextended('identity-match:' || k, 0))) FROM (SELECT k FROM unnest($1::text[]) AS k ORDER BY k COLLATE "C") s`,
+      [sorted],
+    );
+  }
+
   /** Changes of one Person take turns (its content is read, changed and written). */
   async lockPerson(tx: EntityManager, personId: string): Promise<void> {
     await tx.query(`SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`, [`identity-person:${personId}`]);
@@ -59,6 +73,23 @@ export class IdentityLinkRepository {
       [patientId, personId, score],
     );
     return claimed.length > 0;
+  }
+
+  /** `claimAutomatic` for many Patients in one statement: the Patients it linked (the others already had a Person). */
+  async claimAutomaticMany(tx: EntityManager, claims: readonly { patientId: string; personId: string; score: number | null }[]): Promise<Set<string>> {
+    if (!claims.length) return new Set();
+    const rows: { patient_id: string }[] = await tx.query(
+      `INSERT INTO identity_person_link (patient_id, person_id, assurance, decided_by, score)
+       SELECT p, s, 'level3', 'auto', sc FROM unnest($1::text[], $2::text[], $3::numeric[]) AS c(p, s, sc)
+       ON CONFLICT (patient_id) DO NOTHING RETURNING patient_id`,
+      [claims.map((c) => c.patientId), claims.map((c) => c.personId), claims.map((c) => c.score)],
+    );
+    return new Set(rows.map((r) => r.patient_id));
+  }
+
+  /** Drops every link to these Persons (claims of Persons that are not written after all). */
+  async releasePersons(tx: EntityManager, personIds: readonly string[]): Promise<void> {
+    if (personIds.length) await tx.query(`DELETE FROM identity_person_link WHERE person_id = ANY($1::text[])`, [personIds]);
   }
 
   /** Admin-confirmed (level4) links, taking the Patients from any Person they were in. */
@@ -107,6 +138,16 @@ export class IdentityLinkRepository {
       [patientId, others],
     );
     return rows.length > 0;
+  }
+
+  /** The NO_MATCH pairs (`a|b`, a < b) among these Patients. */
+  async noMatchPairsAmong(tx: EntityManager, patients: readonly string[]): Promise<Set<string>> {
+    if (patients.length < 2) return new Set();
+    const rows: { pair: string }[] = await tx.query(
+      `SELECT patient_id || '|' || candidate_id AS pair FROM identity_no_match WHERE patient_id = ANY($1::text[]) AND candidate_id = ANY($1::text[])`,
+      [patients],
+    );
+    return new Set(rows.map((r) => r.pair));
   }
 
   /** Keeps "these are NOT the same person" for every pair across the two groups (idempotent). */

@@ -6,7 +6,8 @@ import type { AccessContext } from '../fhir/pipeline/access-context';
 import { SystemAccess } from '../fhir/pipeline/system-access';
 import type { Principal } from '../fhir/pipeline/principal';
 import { ResourceRepository, versionWrite } from '../fhir/storage/resource.repository';
-import { StorageSessions } from '../fhir/storage/storage-session';
+import { StorageSession, StorageSessions } from '../fhir/storage/storage-session';
+import { PATIENT_LINK_MAX } from '../consent/patient-link-materializer';
 import { JobQueue, QueuedJob } from '../jobs/job-queue';
 import { transposedBirthDate } from './demographics';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
@@ -22,6 +23,21 @@ export const MATCH_BATCH_SIZE = 100;
 /** How long a committed matching job waits at most for the next poll, idle queue (matching's added latency). */
 export const MATCH_BATCH_POLL_SECONDS = 1;
 export const REVIEW_TASK_CODE = { system: 'http://hie.example.org/fhir/CodeSystem/identity-task', code: 'identity-review' };
+
+/** Patients whose new Persons `linkNewPersons` writes in one transaction. */
+export const NEW_PERSON_CHUNK = 250;
+
+/** A Patient whose certain matches had no Person when read: the members of its new Person. */
+interface NewPersonPlan {
+  self: CandidateDemographics;
+  /** In patient id order. */
+  certain: { patientId: string; score: number }[];
+}
+
+/** A person's blocking keys (its birth date and their transposition), sorted: the locks' global order. */
+function blockingKeysOf(d: CandidateDemographics): string[] {
+  return d.birthDate ? [d.birthDate, transposedBirthDate(d.birthDate)].filter((k): k is string => !!k).sort() : ['no-birth-date'];
+}
 
 export interface IdentityMatchJobData {
   patientId: string;
@@ -106,15 +122,33 @@ export class IdentityMatchingJob implements OnModuleInit {
   /**
    * Matches many Patients (the job after write, a batch page): one read of their rows and one
    * statement for all their blocking candidates, scored here; only a Patient whose match would change
-   * something goes through `match` (its blocking-key locks, a transaction of its own). One that
-   * links nothing costs no lock and no write. Skipping without the lock is safe: a concurrent
-   * registration this read did not see commits later, and its own job then sees this Patient.
+   * something goes further. One that links nothing costs no lock and no write. Skipping without the
+   * lock is safe: a concurrent registration this read did not see commits later, and its own job
+   * then sees this Patient. Patients whose certain matches nobody has linked yet (a bulk load's
+   * batch match is nearly all of them) get their new Persons set-based, NEW_PERSON_CHUNK at a time
+   * in one transaction (`linkNewPersons`); every other one goes through `match` (its blocking-key
+   * locks, a transaction of its own).
    */
   async matchMany(ctx: AccessContext, patientIds: readonly string[]): Promise<MatchOutcome> {
     const ids = [...new Set(patientIds)];
-    const pending = await this.sessions.run({ transactional: false }, ({ tx }) => this.withWork(ctx, tx, ids));
-    const total: MatchOutcome = { linked: 0, review: 0, unlinked: 0, matched: pending.length, skipped: ids.length - pending.length };
-    for (const patientId of pending) {
+    const work = await this.sessions.run({ transactional: false }, ({ tx }) => this.withWork(ctx, tx, ids));
+    const total: MatchOutcome = { linked: 0, review: 0, unlinked: 0, matched: work.pending.length, skipped: ids.length - work.pending.length };
+    const oneByOne = work.pending.filter((id) => !work.newPersons.has(id));
+    const plans = [...work.newPersons.values()];
+    for (let i = 0; i < plans.length; i += NEW_PERSON_CHUNK) {
+      const chunk = plans.slice(i, i + NEW_PERSON_CHUNK);
+      try {
+        const done = await this.sessions.run({ transactional: true }, (session) => this.linkNewPersons(ctx, session, chunk));
+        total.linked += done.linked;
+        oneByOne.push(...done.rest);
+      } catch (e) {
+        // Rolled back (a linked set over its bound, a deadlock): these take the one-by-one path,
+        // which decides and reports each Patient on its own.
+        this.logger.warn({ msg: 'identity new-person chunk fell back to one by one', patients: chunk.length, error: (e as Error).name });
+        oneByOne.push(...chunk.map((p) => p.self.patientId));
+      }
+    }
+    for (const patientId of oneByOne) {
       // One transaction per Patient: its blocking-key locks are held no longer than its own match.
       const outcome = await this.sessions.run({ transactional: true }, ({ tx }) => this.match(ctx, tx, patientId));
       total.linked += outcome.linked;
@@ -127,33 +161,102 @@ export class IdentityMatchingJob implements OnModuleInit {
   /**
    * The Patients of `ids` whose `match` would change something: a deleted one (it leaves its
    * Person), one with a certain match when it or a match has no Person yet, one with a probable match
-   * not yet asked about. Read in bulk; `match` decides again under its locks.
+   * not yet asked about. Read in bulk; `match` (or `linkNewPersons`) decides again under its locks.
+   * `newPersons`: those whose certain group has no Person at all and who have nothing to ask about.
    */
-  private async withWork(ctx: AccessContext, tx: EntityManager, ids: readonly string[]): Promise<string[]> {
+  private async withWork(ctx: AccessContext, tx: EntityManager, ids: readonly string[]): Promise<{ pending: string[]; newPersons: Map<string, NewPersonPlan> }> {
     const found = await this.demographics.candidatesOfMany(ctx, tx, ids);
-    const scored = new Map<string, { certain: string[]; probable: string[] }>();
+    const scored = new Map<string, { self: CandidateDemographics; certain: { patientId: string; score: number }[]; probable: string[] }>();
     for (const [id, { self, candidates }] of found) {
-      const certain: string[] = [];
+      const certain: { patientId: string; score: number }[] = [];
       const probable: string[] = [];
       for (const c of candidates) {
-        const grade = scoreMatch(self, c, this.config).grade;
-        if (grade === 'certain') certain.push(c.patientId);
-        else if (grade === 'probable') probable.push(c.patientId);
+        const s = scoreMatch(self, c, this.config);
+        if (s.grade === 'certain') certain.push({ patientId: c.patientId, score: s.score });
+        else if (s.grade === 'probable') probable.push(c.patientId);
       }
-      if (certain.length || probable.length) scored.set(id, { certain, probable });
+      // In patient id order, as `candidates` returns them to `match`.
+      certain.sort((a, b) => (a.patientId < b.patientId ? -1 : a.patientId > b.patientId ? 1 : 0));
+      if (certain.length || probable.length) scored.set(id, { self, certain, probable });
     }
-    const members = [...new Set([...scored].flatMap(([id, s]) => (s.certain.length ? [id, ...s.certain] : [])))];
+    const members = [...new Set([...scored].flatMap(([id, s]) => (s.certain.length ? [id, ...s.certain.map((c) => c.patientId)] : [])))];
     const linked = new Set((await this.links.linksOf(tx, members)).map((r) => r.patient_id));
     const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c].sort() as [string, string]));
     const asked = await this.links.reviewedPairs(tx, pairs);
-    return ids.filter((id) => {
+    const newPersons = new Map<string, NewPersonPlan>();
+    const pending = ids.filter((id) => {
       if (!found.has(id)) return true;
       const s = scored.get(id);
       if (!s) return false;
+      const group = [id, ...s.certain.map((c) => c.patientId)];
+      const toAsk = s.probable.some((c) => !asked.has([id, c].sort().join('|')));
+      if (s.certain.length && !toAsk && group.length <= PATIENT_LINK_MAX + 1 && group.every((m) => !linked.has(m))) newPersons.set(id, { self: s.self, certain: s.certain });
       // A certain match where everyone already has a Person: `link` would change nothing.
-      if (s.certain.length && [id, ...s.certain].some((m) => !linked.has(m))) return true;
-      return s.probable.some((c) => !asked.has([id, c].sort().join('|')));
+      if (s.certain.length && group.some((m) => !linked.has(m))) return true;
+      return toAsk;
     });
+    return { pending, newPersons };
+  }
+
+  /**
+   * New Persons for a chunk of Patients whose certain matches had no Person when read, in the
+   * session's one transaction: the chunk's blocking keys locked in one statement (the order `match`
+   * keeps), their links read again under the locks, then the Persons planned exactly as `link` makes
+   * a new one (members in id order after the Patient, an HIE admin's NO_MATCH with anyone already in
+   * kept), claimed with one statement, created in bulk (one statement per CREATE_CHUNK, the same
+   * write events) and fed to consent's linked records with one `relinkMany`. A Patient whose group
+   * meets a Person here (claimed meanwhile, or by an earlier plan of the chunk) is returned in
+   * `rest` for `match`, which joins it under the Person's lock.
+   */
+  private async linkNewPersons(ctx: AccessContext, session: StorageSession, chunk: readonly NewPersonPlan[]): Promise<{ linked: number; rest: string[] }> {
+    const tx = session.tx;
+    await this.links.lockBlockingKeys(tx, chunk.flatMap((p) => blockingKeysOf(p.self)));
+    const members = [...new Set(chunk.flatMap((p) => [p.self.patientId, ...p.certain.map((c) => c.patientId)]))];
+    const taken = new Set((await this.links.linksOf(tx, members)).map((r) => r.patient_id));
+    const noMatch = await this.links.noMatchPairsAmong(tx, members);
+    const rest: string[] = [];
+    const persons: { personId: string; joined: string[]; score: Map<string, number> }[] = [];
+    let linked = 0;
+    for (const p of chunk) {
+      const group = [p.self.patientId, ...p.certain.map((c) => c.patientId)];
+      if (group.some((m) => taken.has(m))) {
+        rest.push(p.self.patientId);
+        continue;
+      }
+      linked += p.certain.length;
+      const joined: string[] = [];
+      for (const m of group) if (!joined.some((j) => noMatch.has([m, j].sort().join('|')))) joined.push(m);
+      // NO_MATCH left fewer than two: no Person of one (as `link` drops it).
+      if (joined.length < 2) continue;
+      for (const m of joined) taken.add(m);
+      persons.push({ personId: randomUUID(), joined, score: new Map(p.certain.map((c) => [c.patientId, c.score])) });
+    }
+    const claimed = await this.links.claimAutomaticMany(
+      tx,
+      persons.flatMap((x) => x.joined.map((m) => ({ patientId: m, personId: x.personId, score: x.score.get(m) ?? null }))),
+    );
+    // A member linked by a job holding other blocking keys (an identifier match): that one goes one by one.
+    const lost = persons.filter((x) => x.joined.some((m) => !claimed.has(m)));
+    await this.links.releasePersons(tx, lost.map((x) => x.personId));
+    for (const x of lost) {
+      rest.push(x.joined[0]);
+      linked -= x.score.size;
+    }
+    const written = persons.filter((x) => !lost.includes(x));
+    this.repository.deferCreates(session);
+    for (const x of written) {
+      const body: Person = {
+        resourceType: 'Person',
+        id: x.personId,
+        active: true,
+        managingOrganization: { reference: `Organization/${this.config.exchangeOrganization}` },
+        link: x.joined.map((m) => ({ target: { reference: `Patient/${m}` }, assurance: 'level3' as const })),
+      };
+      await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', body, x.personId), tx);
+    }
+    await this.repository.flushCreates(tx);
+    await this.persons.feedNewPersons(tx, written.map((x) => ({ personId: x.personId, linked: x.joined })));
+    return { linked, rest };
   }
 
   /** Matches one Patient in `tx` (the batch match runs it for each Patient of a page). */
@@ -182,8 +285,7 @@ export class IdentityMatchingJob implements OnModuleInit {
 
   /** Advisory locks on the person's blocking keys, in one global order (no deadlock between jobs). */
   private async lockBlockingKeys(tx: EntityManager, d: CandidateDemographics): Promise<void> {
-    const keys = d.birthDate ? [d.birthDate, transposedBirthDate(d.birthDate)].filter((k): k is string => !!k).sort() : ['no-birth-date'];
-    for (const key of keys) await this.links.lockBlockingKey(tx, key);
+    for (const key of blockingKeysOf(d)) await this.links.lockBlockingKey(tx, key);
   }
 
   /** Joins the Patient and its certain matches in one Person (the first Person any of them has). */

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Inject, Injectable } from '@nestjs/common';
 import type { Person } from '@medplum/fhirtypes';
 import type { EntityManager } from 'typeorm';
-import { relink } from '../consent/patient-link-materializer';
+import { relink, relinkMany } from '../consent/patient-link-materializer';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { ResourceRepository, StoredVersion, versionWrite } from '../fhir/storage/resource.repository';
 import { IDENTITY_CONFIG, IdentityConfig } from './identity-config';
@@ -73,5 +73,13 @@ export class PersonLinks {
     const [oldCentre] = before;
     if (oldCentre && oldCentre !== after[0]) await relink(tx, `Person/${personId}`, oldCentre, []);
     if (after.length) await relink(tx, `Person/${personId}`, after[0], after.slice(1).sort());
+  }
+
+  /** Consent's linked records of new Persons (their first Patient asserts the others), in one `relinkMany`. */
+  async feedNewPersons(tx: EntityManager, persons: readonly { personId: string; linked: readonly string[] }[]): Promise<void> {
+    await relinkMany(
+      tx,
+      persons.map((p) => ({ source: `Person/${p.personId}`, patientId: p.linked[0], linked: p.linked.slice(1) })),
+    );
   }
 }

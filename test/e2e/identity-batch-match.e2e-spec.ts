@@ -59,6 +59,21 @@ describe('identity: batch match after a bulk load', () => {
     // Every labelled person is exactly one Person (no record left out), and no two share one.
     expect([...groups.values()].map((s) => [...s].every((p) => p !== undefined) && s.size)).toEqual(Array.from({ length: 14 }, () => 1));
     expect(new Set([...groups.values()].map((s) => [...s][0])).size).toBe(14);
+    // Set-based: each page writes its new Persons in one transaction (not one per Person) and
+    // feeds consent's linked records once: every record reaches the others of its person.
+    const [{ persons, transactions }] = await t.db.query(
+      `SELECT count(*)::int AS persons, count(DISTINCT xmin::text)::int AS transactions FROM resource_history WHERE resource_type = 'Person'`,
+    );
+    expect(persons).toBe(14);
+    // A person with a probable match to ask about (the twins) is matched one by one, in a transaction of its own.
+    const [{ asking }] = await t.db.query(
+      `SELECT count(DISTINCT l.person_id)::int AS asking FROM identity_person_link l JOIN identity_review r ON l.patient_id IN (r.patient_id, r.candidate_id)`,
+    );
+    expect(transactions).toBeLessThanOrEqual(6 + asking);
+    expect(transactions).toBeLessThan(14);
+    const sizes = [...population.reduce((m, r) => m.set(r.person, (m.get(r.person) ?? 0) + 1), new Map<string, number>()).values()];
+    const [{ pairs }] = await t.db.query(`SELECT count(*)::int AS pairs FROM patient_link WHERE via_person AND patient_id = ANY($1::text[])`, [[...idOf.values()]]);
+    expect(pairs).toBe(sizes.reduce((n, k) => n + k * (k - 1), 0));
   });
 
   it('a second run finds the links it made and changes nothing', async () => {

@@ -142,14 +142,17 @@ export function candidatesOfManyQuery(selves: readonly CandidateDemographics[]):
        FROM unnest($1::text[], $2::text[]) AS t(patient_id, transposed)
        JOIN patient_demographics s USING (patient_id)
        CROSS JOIN LATERAL (
-         SELECT p.* FROM patient_demographics p
-          WHERE p.patient_id IN (
-                  SELECT patient_id FROM patient_demographics WHERE identifiers && s.identifiers
-                  UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY(ARRAY[s.birth_date, t.transposed])
-                  UNION SELECT patient_id FROM patient_demographics WHERE name_codes && s.name_codes)
-            AND p.patient_id <> s.patient_id
-          ORDER BY p.patient_id
-          LIMIT $3) c
+         -- The ids are cut first and their rows fetched by primary key: a plan that cannot turn
+         -- into a scan of every row per Patient when the table is small.
+         SELECT p.* FROM (
+                  SELECT u.patient_id FROM (
+                           SELECT patient_id FROM patient_demographics WHERE identifiers && s.identifiers
+                           UNION SELECT patient_id FROM patient_demographics WHERE birth_date = ANY(ARRAY[s.birth_date, t.transposed])
+                           UNION SELECT patient_id FROM patient_demographics WHERE name_codes && s.name_codes) u
+                   WHERE u.patient_id <> s.patient_id
+                   ORDER BY u.patient_id
+                   LIMIT $3) ids
+           JOIN patient_demographics p ON p.patient_id = ids.patient_id) c
       WHERE c.custodian_org IS DISTINCT FROM s.custodian_org`,
     [selves.map((s) => s.patientId), selves.map((s) => transposedBirthDate(s.birthDate) ?? null), CANDIDATE_LIMIT],
   ];

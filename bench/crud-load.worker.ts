@@ -18,10 +18,11 @@ export interface CrudJob {
   maxSeconds: number;
   /** get: the path. */
   path?: string;
-  /** mix: paths of stored resources to read, searches, and the body of a create (POST /fhir/Observation). */
+  /** mix: paths of stored resources to read, searches, and the body of a create (POST to createPath, /fhir/Observation unless said). */
   reads?: string[];
   searches?: string[];
   createBody?: string;
+  createPath?: string;
   /** pk: connection URL and [type, id] pairs. */
   databaseUrl?: string;
   keys?: [string, string][];
@@ -77,7 +78,7 @@ async function run(job: CrudJob): Promise<CrudResult> {
           const r = job.mode === 'read' ? 0 : job.mode === 'search' ? 0.5 : job.mode === 'create' ? 0.9 : random();
           if (r < 0.5) await http('read', pick(job.reads!));
           else if (r < 0.8) await http('search', pick(job.searches!));
-          else await http('create', '/fhir/Observation', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/fhir+json' }, body: job.createBody }, 201);
+          else await http('create', job.createPath ?? '/fhir/Observation', { method: 'POST', headers: { ...headers, 'Content-Type': 'application/fhir+json' }, body: job.createBody }, 201);
         }
       }
     } finally {

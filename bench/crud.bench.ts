@@ -39,6 +39,8 @@ const CPU_PROF = process.env.BENCH_CPU_PROF === '1';
 /** The kinds run alone at one client (BENCH_KINDS=read,search to profile those only). */
 const KINDS = (process.env.BENCH_KINDS ?? 'read,search,create').split(',').filter((k): k is 'read' | 'search' | 'create' => ['read', 'search', 'create'].includes(k));
 const NAME = process.env.BENCH_NAME ?? 'crud';
+/** The type a create posts (BENCH_CREATE_TYPE=Patient: a seeded Patient's body, validated against hie-patient; issue 23's profile parsing). */
+const CREATE_TYPE = process.env.BENCH_CREATE_TYPE === 'Patient' ? 'Patient' : 'Observation';
 const ROOT = process.cwd();
 
 async function main(): Promise<void> {
@@ -101,8 +103,11 @@ async function main(): Promise<void> {
         return subject && coding?.code ? `/fhir/Observation?subject=${encodeURIComponent(subject)}&code=${encodeURIComponent(`${coding.system ?? ''}|${coding.code}`)}` : undefined;
       })
       .filter((s): s is string => !!s);
-    const { id: _id, meta: _meta, ...template } = observations[0].content;
+    const createSource =
+      CREATE_TYPE === 'Patient' ? (await db.query(`SELECT content FROM resource WHERE resource_type = 'Patient' AND NOT deleted ORDER BY md5(id) LIMIT 1`)).rows[0] : observations[0];
+    const { id: _id, meta: _meta, ...template } = createSource.content;
     const createBody = JSON.stringify(template);
+    const createPath = `/fhir/${CREATE_TYPE}`;
 
     // Ceiling 1: a bare node:http JSON responder in this process (the load runs in a worker thread).
     const bare = createServer((_req, res) => {
@@ -112,7 +117,7 @@ async function main(): Promise<void> {
     await new Promise<void>((resolve) => bare.listen(0, '127.0.0.1', resolve));
     const bareUrl = `http://127.0.0.1:${(bare.address() as { port: number }).port}`;
 
-    const warm = (job: Partial<CrudJob>) => measure({ baseUrl, token, concurrency: 4, maxRequests: 200, maxSeconds: 5, mode: 'mix', reads, searches, createBody, ...job });
+    const warm = (job: Partial<CrudJob>) => measure({ baseUrl, token, concurrency: 4, maxRequests: 200, maxSeconds: 5, mode: 'mix', reads, searches, createBody, createPath, ...job });
     await warm({});
 
     // Sequential singles: a read by id, /healthz (and the database transactions per read).
@@ -131,13 +136,13 @@ async function main(): Promise<void> {
     // Each kind's measured run on the monotonic clock (µs), which V8's profile timestamps use too: the profile per kind.
     const windows: { kind: string; fromUs: number; toUs: number; requests: number }[] = [];
     for (const kind of KINDS) {
-      await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: 50, maxSeconds: 30, reads, searches, createBody });
+      await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: 50, maxSeconds: 30, reads, searches, createBody, createPath });
       await new Promise((r) => setTimeout(r, STATS_SETTLE_MS));
       const before = await counters(db);
       await db.query('SELECT pg_stat_statements_reset()');
       const c0 = cpu();
       const fromUs = Number(process.hrtime.bigint() / 1000n);
-      const stats = await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: SEQUENTIAL, maxSeconds: 120, reads, searches, createBody });
+      const stats = await measure({ baseUrl, token, mode: kind, concurrency: 1, maxRequests: SEQUENTIAL, maxSeconds: 120, reads, searches, createBody, createPath });
       windows.push({ kind, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), requests: stats.requests });
       const c1 = cpu();
       const rows: { query: string; calls: number }[] = (
@@ -176,7 +181,7 @@ async function main(): Promise<void> {
     for (const concurrency of CONCURRENCY) {
       if (concurrency === 16 || (!CONCURRENCY.includes(16) && concurrency === CONCURRENCY[0])) await db.query('SELECT pg_stat_statements_reset()');
       const c0 = cpu();
-      const mix = await measure({ baseUrl, token, mode: 'mix', concurrency, maxRequests: MAX_REQUESTS, maxSeconds: SECONDS, reads, searches, createBody });
+      const mix = await measure({ baseUrl, token, mode: 'mix', concurrency, maxRequests: MAX_REQUESTS, maxSeconds: SECONDS, reads, searches, createBody, createPath });
       const c1 = cpu();
       if (concurrency === 16 || (!CONCURRENCY.includes(16) && concurrency === CONCURRENCY[0])) {
         const rows = (await db.query(`SELECT query, calls::int, mean_exec_time FROM pg_stat_statements WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'hie') ORDER BY calls DESC LIMIT 25`)).rows;
@@ -219,6 +224,7 @@ async function main(): Promise<void> {
         loadAverageAtEnd: loadavg().map((n) => round(n, 2)),
       },
       dataset: { patients: PATIENTS, resources: seeded },
+      createType: CREATE_TYPE,
       auditReadCommit: process.env.AUDIT_READ_COMMIT ?? 'durable',
       seconds: SECONDS,
       maxRequests: MAX_REQUESTS,

@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { ElementDefinition, StructureDefinition } from '@medplum/fhirtypes';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
+import { ProfileSchema } from './profile-schema';
 
 // src/fhir/validation and dist/fhir/validation are both three levels below the project root.
 const PROJECT_ROOT = resolve(__dirname, '..', '..', '..');
@@ -12,10 +13,11 @@ interface ProfileConfig {
 
 /**
  * The conformance profiles of this HIE: StructureDefinitions shipped in fhir-profiles/ and the
- * per-type requirements in config/hie-profiles.json. Loaded once at start; immutable afterwards.
+ * per-type requirements in config/hie-profiles.json. Loaded once at start, each profile parsed
+ * into its validation schema then (ProfileSchema); immutable afterwards.
  */
 export class ProfileRegistry {
-  private readonly byUrl = new Map<string, StructureDefinition>();
+  private readonly byUrl = new Map<string, ProfileSchema>();
   private readonly required = new Map<string, string[]>();
 
   constructor(profileDir = join(PROJECT_ROOT, 'fhir-profiles'), configFile = join(PROJECT_ROOT, 'config', 'hie-profiles.json')) {
@@ -23,7 +25,7 @@ export class ProfileRegistry {
     for (const file of readdirSync(profileDir).filter((f) => f.endsWith('.json')).sort()) {
       const sd = JSON.parse(readFileSync(join(profileDir, file), 'utf8')) as StructureDefinition;
       if (sd.resourceType !== 'StructureDefinition') continue;
-      this.byUrl.set(sd.url, withSnapshot(sd));
+      this.byUrl.set(sd.url, new ProfileSchema(withSnapshot(sd)));
     }
     const config = JSON.parse(readFileSync(configFile, 'utf8')) as ProfileConfig;
     for (const [type, urls] of Object.entries(config.requiredProfiles ?? {})) {
@@ -35,6 +37,11 @@ export class ProfileRegistry {
   }
 
   get(url: string): StructureDefinition | undefined {
+    return this.schema(url)?.definition;
+  }
+
+  /** The profile parsed for validation (a version suffix `|x` is ignored, as by `get`). */
+  schema(url: string): ProfileSchema | undefined {
     return this.byUrl.get(url.split('|')[0]);
   }
 
@@ -43,7 +50,7 @@ export class ProfileRegistry {
   }
 
   all(): StructureDefinition[] {
-    return [...this.byUrl.values()];
+    return [...this.byUrl.values()].map((p) => p.definition);
   }
 }
 

@@ -120,8 +120,9 @@ export class ResourceValidator implements OnModuleDestroy {
     ]);
     const profileIssues: OperationOutcomeIssue[] = [...narrativeErrors];
     for (const url of profileUrls) {
-      const profile = this.profiles.get(url)!;
-      for (const issue of collect(() => validateResource(resource, { profile }))) {
+      // Parsed once at load: validateResource(resource, { profile }) would parse it per call.
+      const profile = this.profiles.schema(url)!;
+      for (const issue of collect(() => profile.validate(resource))) {
         if (issue.severity !== 'error' && issue.severity !== 'fatal') continue;
         profileIssues.push({ ...issue, diagnostics: `${issue.diagnostics ?? issue.details?.text ?? 'invalid'} (profile ${url})` });
       }

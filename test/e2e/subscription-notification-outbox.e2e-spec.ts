@@ -3,6 +3,7 @@ import request from 'supertest';
 import { notificationId, NotificationJobData } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { SubscriptionDeliveryJob } from '../../src/referrals/subscriptions/subscription-delivery.job';
 import { SubscriptionNotifications } from '../../src/referrals/subscriptions/subscription-notification.repository';
+import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
 import { registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { notificationsSettled } from '../support/jobs';
@@ -142,5 +143,33 @@ describe('rest-hook notification outbox', () => {
     await receiver.waitFor(() => receiver.delivered().length === 1, 30_000);
     await notificationsSettled(t.db);
     expect(receiver.attempts.map((x) => [x.id, x.answered])).toEqual([[id, 503], [id, 204]]);
+  }, 60_000);
+
+  it('reads a batch\'s resources with one statement per subscriber and type, under its access: a resource it may no longer read is dropped', async () => {
+    const { subscription, receiver } = await subscribe('batch-read');
+    const kept = await createTask('batch-read');
+    const gone = await createTask('batch-read');
+    await receiver.waitFor(() => receiver.delivered().length === 2);
+    await notificationsSettled(t.db);
+    expect((await a('delete', `/fhir/Task/${gone}`)).status).toBe(200);
+    // One batch (SUBSCRIPTION_DELIVERY_BATCH_SIZE 4): two notifications of each Task.
+    const backlog: NotificationJobData[] = [kept, gone].flatMap((id) => ['200', '201'].map((versionId) => ({ subscriptionId: subscription.id!, resourceType: 'Task', id, versionId })));
+    const repository = t.app.get(ResourceRepository);
+    const many = jest.spyOn(repository, 'readCurrentMany');
+    const one = jest.spyOn(repository, 'readCurrent');
+    try {
+      await t.db.transaction((tx) => t.app.get(SubscriptionNotifications).insertMany(tx, backlog));
+      await notificationsSettled(t.db);
+      const taskReads = many.mock.calls.filter(([, type]) => type === 'Task');
+      expect(taskReads).toHaveLength(1);
+      expect([...taskReads[0][2]].sort()).toEqual([kept, kept, gone, gone].sort());
+      expect(one.mock.calls.filter(([, type]) => type === 'Task')).toEqual([]);
+    } finally {
+      many.mockRestore();
+      one.mockRestore();
+    }
+    const sent = receiver.attempts.filter((x) => backlog.map(notificationId).includes(x.id));
+    expect(sent.map((x) => x.id).sort()).toEqual(backlog.filter((n) => n.id === kept).map(notificationId).sort());
+    expect(sent.every((x) => (JSON.parse(x.body) as Task).id === kept && x.answered === 204)).toBe(true);
   }, 60_000);
 });

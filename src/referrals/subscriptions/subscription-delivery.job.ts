@@ -5,7 +5,8 @@ import { auditRecord } from '../../fhir/pipeline/audit-record';
 import { ClientRegistrationRepository } from '../../auth/client-registration.repository';
 import { SystemAccess } from '../../fhir/pipeline/system-access';
 import { AuditStage } from '../../fhir/pipeline/pipeline.stages';
-import { ResourceRepository, versionWrite } from '../../fhir/storage/resource.repository';
+import { ResourceRepository, StoredVersion, versionWrite } from '../../fhir/storage/resource.repository';
+import type { AccessContext } from '../../fhir/pipeline/access-context';
 import { StorageSessions } from '../../fhir/storage/storage-session';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { SubscriberAccess } from './subscriber-access';
@@ -21,6 +22,13 @@ export function signature(secret: string, timestamp: number, body: string): stri
 
 /** What became of one claimed notification. */
 type Outcome = 'delivered' | 'dropped' | 'failed';
+
+/** A notification with what it sends: its registration and the resource as its subscriber may read it now. */
+interface Ready {
+  n: ClaimedNotification;
+  reg: SubscriptionRegistration;
+  stored: StoredVersion;
+}
 
 /**
  * Sends rest-hook notifications from the outbox table (docs/referrals.md, Delivery): each node's
@@ -109,37 +117,76 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
   async runBatch(): Promise<number> {
     const batch = await this.notifications.claim(this.config.deliveryBatchSize, this.leaseSeconds);
     if (!batch) return 0;
-    const registrations = new Map((await this.registrations.byIds([...new Set(batch.notifications.map((n) => n.subscriptionId))])).map((r) => [r.id, r]));
     const outcomes = new Map<ClaimedNotification, Outcome>();
+    const ready = await this.readBatch(batch.notifications, outcomes);
     let next = 0;
     const lane = async (): Promise<void> => {
-      while (next < batch.notifications.length) {
-        const n = batch.notifications[next++];
-        outcomes.set(n, await this.deliver(n, registrations.get(n.subscriptionId)).catch((err: unknown) => {
-          this.logger.warn({ msg: 'subscription notification error', subscription: n.subscriptionId, notification: n.notificationId, code: (err as { code?: string }).code ?? 'error' });
+      while (next < ready.length) {
+        const r = ready[next++];
+        outcomes.set(r.n, await this.send(r).catch((err: unknown) => {
+          this.logger.warn({ msg: 'subscription notification error', subscription: r.n.subscriptionId, notification: r.n.notificationId, code: (err as { code?: string }).code ?? 'error' });
           return 'failed' as const;
         }));
       }
     };
-    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, batch.notifications.length) }, lane));
+    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, ready.length) }, lane));
     const ids = (o: Outcome) => [...outcomes].filter(([, v]) => v === o).map(([n]) => n.notificationId);
     const givenUp = await this.notifications.settle(batch.lease, [...ids('delivered'), ...ids('dropped')], ids('failed'), this.config);
     for (const id of givenUp) this.logger.warn({ msg: 'subscription notification given up', notification: id, retries: this.config.retryLimit });
     return batch.notifications.length;
   }
 
-  private async deliver(n: ClaimedNotification, reg: SubscriptionRegistration | undefined): Promise<Outcome> {
-    const { resourceType, id } = n;
-    // Deleted or turned off since the match: nothing to send (logged with ids only).
-    if (!reg || reg.status === 'off') return this.dropped(n, 'subscription gone or off');
-    const client = reg.principal.clientId ? await this.clients.find(reg.principal.clientId) : undefined;
-    if (!client || client.disabled) return this.dropped(n, 'owning client disabled or deleted');
-    const ctx = await this.access.contextOf(reg.principal, resourceType);
-    if (!ctx) return this.dropped(n, 'owning client may no longer search the type');
-    const stored = await this.sessions.run({ transactional: false }, ({ tx }) => this.repository.readCurrent(ctx, resourceType, id, tx));
-    // Not readable (consent withdrawn, deleted since): the subscriber learns nothing of it.
-    if (!stored || stored.deleted || !stored.resource) return this.dropped(n, 'resource no longer readable by the subscriber');
-    const body = reg.payload === FHIR_JSON_PAYLOAD ? JSON.stringify(stored.resource) : '';
+  /**
+   * The batch's registrations (one statement), owning clients (one look-up each) and resources:
+   * one read per subscriber and type, under that subscriber's access (`readCurrentMany`), instead
+   * of one per notification. Those with nothing to send are recorded as dropped in `outcomes`.
+   */
+  private async readBatch(batch: readonly ClaimedNotification[], outcomes: Map<ClaimedNotification, Outcome>): Promise<Ready[]> {
+    const registrations = new Map((await this.registrations.byIds([...new Set(batch.map((n) => n.subscriptionId))])).map((r) => [r.id, r]));
+    const clients = new Map<string, Promise<boolean>>();
+    const live = (clientId: string): Promise<boolean> => {
+      if (!clients.has(clientId)) clients.set(clientId, this.clients.find(clientId).then((c) => !!c && !c.disabled));
+      return clients.get(clientId)!;
+    };
+    const pending: { n: ClaimedNotification; reg: SubscriptionRegistration; ctx: AccessContext }[] = [];
+    for (const n of batch) {
+      const reg = registrations.get(n.subscriptionId);
+      // Deleted or turned off since the match: nothing to send (logged with ids only).
+      if (!reg || reg.status === 'off') outcomes.set(n, this.dropped(n, 'subscription gone or off'));
+      else if (!reg.principal.clientId || !(await live(reg.principal.clientId))) outcomes.set(n, this.dropped(n, 'owning client disabled or deleted'));
+      else {
+        const ctx = await this.access.contextOf(reg.principal, n.resourceType);
+        if (!ctx) outcomes.set(n, this.dropped(n, 'owning client may no longer search the type'));
+        else pending.push({ n, reg, ctx });
+      }
+    }
+    // A context is one subscriber's access to one type: one statement per context.
+    const byContext = new Map<AccessContext, { resourceType: string; ids: string[] }>();
+    for (const { n, ctx } of pending) {
+      const group = byContext.get(ctx) ?? { resourceType: n.resourceType, ids: [] };
+      group.ids.push(n.id);
+      byContext.set(ctx, group);
+    }
+    const read = new Map<AccessContext, Map<string, StoredVersion>>();
+    if (byContext.size) {
+      await this.sessions.run({ transactional: false }, async ({ tx }) => {
+        for (const [ctx, { resourceType, ids }] of byContext) read.set(ctx, await this.repository.readCurrentMany(ctx, resourceType, ids, tx));
+      });
+    }
+    const ready: Ready[] = [];
+    for (const p of pending) {
+      const stored = read.get(p.ctx)?.get(p.n.id);
+      // Not readable (consent withdrawn, deleted since): the subscriber learns nothing of it.
+      if (!stored || stored.deleted || !stored.resource) outcomes.set(p.n, this.dropped(p.n, 'resource no longer readable by the subscriber'));
+      else ready.push({ n: p.n, reg: p.reg, stored });
+    }
+    return ready;
+  }
+
+  private async send({ n, reg, stored }: Ready): Promise<Outcome> {
+    const id = n.id;
+    const resource = stored.resource!;
+    const body = reg.payload === FHIR_JSON_PAYLOAD ? JSON.stringify(resource) : '';
     const headers: Record<string, string> = { 'X-Notification-Id': n.notificationId, 'X-Subscription-Id': reg.id };
     for (const line of reg.headers) {
       const colon = line.indexOf(':');
@@ -157,7 +204,7 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
       status = 0;
     }
     const ok = status >= 200 && status < 300;
-    await this.recordDisclosure(reg, stored.resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started);
+    await this.recordDisclosure(reg, resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started);
     this.logger.log({ msg: 'subscription notification', subscription: reg.id, notification: n.notificationId, attempt: n.attempts + 1, status, ms: Date.now() - started });
     if (ok) {
       // The usual case (no failures counted when the batch started) needs no transaction; a count a

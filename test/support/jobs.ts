@@ -13,3 +13,13 @@ export async function jobsSettled(db: DataSource, queue: string, maxPolls = 300)
   }
   throw new Error(`jobs of ${queue} did not finish`);
 }
+
+/** Waits until no rest-hook notification is left in the outbox table (all delivered, dropped or given up). Polls every 100 ms. */
+export async function notificationsSettled(db: DataSource, maxPolls = 300): Promise<void> {
+  for (let i = 0; i < maxPolls; i++) {
+    const [{ n }] = await db.query(`SELECT count(*)::int AS n FROM subscription_notification`);
+    if (!n) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('rest-hook notifications were not delivered');
+}

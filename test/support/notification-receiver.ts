@@ -19,6 +19,8 @@ export interface ReceivedNotification {
 export class NotificationReceiver {
   readonly attempts: ReceivedNotification[] = [];
   down = false;
+  /** While true, a POST is recorded (answered 0) and never answered: a delivery in flight. */
+  hold = false;
   private server?: Server;
 
   async start(): Promise<string> {
@@ -26,6 +28,10 @@ export class NotificationReceiver {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
+        if (this.hold) {
+          this.attempts.push({ id: String(req.headers['x-notification-id']), subscription: String(req.headers['x-subscription-id']), headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered: 0, at: Date.now() });
+          return;
+        }
         const answered = this.down ? 503 : 204;
         this.attempts.push({ id: String(req.headers['x-notification-id']), subscription: String(req.headers['x-subscription-id']), headers: req.headers, body: Buffer.concat(chunks).toString('utf8'), answered, at: Date.now() });
         res.writeHead(answered).end();
@@ -38,7 +44,7 @@ export class NotificationReceiver {
   /** The delivered notifications (answered 2xx), one per notification id: duplicates dropped by id. */
   delivered(subscription?: string): ReceivedNotification[] {
     const seen = new Map<string, ReceivedNotification>();
-    for (const a of this.attempts) if (a.answered < 300 && (!subscription || a.subscription === subscription) && !seen.has(a.id)) seen.set(a.id, a);
+    for (const a of this.attempts) if (a.answered >= 200 && a.answered < 300 && (!subscription || a.subscription === subscription) && !seen.has(a.id)) seen.set(a.id, a);
     return [...seen.values()];
   }
 
@@ -51,6 +57,7 @@ export class NotificationReceiver {
   }
 
   async stop(): Promise<void> {
+    this.server?.closeAllConnections();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
 }

@@ -274,6 +274,25 @@ export class ResourceRepository {
     return rows[0] ? toStored(rows[0]) : undefined;
   }
 
+  /**
+   * Several current resources of one type under one AccessContext, in one statement (a rest-hook
+   * delivery batch's resources for one subscriber): the same rows and judgement as `readCurrent`
+   * for each id; ids it may not read, or that do not exist, are absent from the answer.
+   */
+  async readCurrentMany(ctx: AccessContext, resourceType: string, ids: readonly string[], tx: EntityManager): Promise<Map<string, StoredVersion>> {
+    if (!ids.length) return new Map();
+    await this.flushCreates(tx);
+    const p = new SqlParams();
+    const rows = await queryByKey<RawRow>(
+      tx,
+      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
+         FROM resource r
+        WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ANY(${p.bind([...new Set(ids)])}::text[]) AND ${ctx.renderRead('r', p)}`,
+      p.values,
+    );
+    return new Map(rows.map((row) => [row.id, toStored(row)]));
+  }
+
   /** One version, judged on that version's own compartments, labels and authoring organization. */
   async readVersion(ctx: AccessContext, resourceType: string, id: string, versionId: number, tx: EntityManager): Promise<StoredVersion | undefined> {
     const p = new SqlParams();

@@ -8,15 +8,21 @@ export interface SubscriptionConfig {
   allowLoopback: boolean;
   /** Failed deliveries in a row after which the Subscription becomes `error`. */
   errorAfterFailures: number;
-  /** Retries of one notification after its first attempt (then it is dropped, `failed` in the queue). */
+  /** Retries of one notification after its first attempt (then it is given up: deleted, logged with ids). */
   retryLimit: number;
-  /** Seconds before the first retry; doubled per attempt (pg-boss retryBackoff), capped by retryDelayMaxSeconds. */
+  /** Seconds before the first retry; doubled per attempt with jitter, capped by retryDelayMaxSeconds. */
   retryDelaySeconds: number;
   retryDelayMaxSeconds: number;
   /** One POST's time limit. */
   timeoutMs: number;
   /** Notifications sent at once per node. */
   concurrency: number;
+  /** Notifications a node's worker claims together (one claim, one settle statement per batch). */
+  deliveryBatchSize: number;
+  /** How often an idle worker looks for due notifications (this node's match job wakes it at once). */
+  deliveryPollMs: number;
+  /** The least lease of a claimed batch (longer when the batch's POSTs could take longer): a batch whose worker died is sent again after it. */
+  deliveryLeaseMinSeconds: number;
   /** How long a node reuses the list of a type's Subscriptions and a subscriber's access context. */
   cacheMs: number;
   /** Match jobs (one per write that may notify) taken together by one run of the match job. */
@@ -59,6 +65,9 @@ export function loadSubscriptionConfig(env: NodeJS.ProcessEnv = process.env): Su
     retryDelayMaxSeconds: int(env, 'SUBSCRIPTION_RETRY_DELAY_MAX_SECONDS', 3600, 1, 86_400),
     timeoutMs: int(env, 'SUBSCRIPTION_TIMEOUT_MS', 10_000, 100, 120_000),
     concurrency: int(env, 'SUBSCRIPTION_DELIVERY_CONCURRENCY', 8, 1, 256),
+    deliveryBatchSize: int(env, 'SUBSCRIPTION_DELIVERY_BATCH_SIZE', 32, 1, 1000),
+    deliveryPollMs: int(env, 'SUBSCRIPTION_DELIVERY_POLL_MS', 500, 50, 60_000),
+    deliveryLeaseMinSeconds: int(env, 'SUBSCRIPTION_DELIVERY_LEASE_SECONDS', 30, 2, 3600),
     cacheMs: int(env, 'SUBSCRIPTION_CACHE_MS', 1000, 0, 60_000),
     matchBatchSize: int(env, 'SUBSCRIPTION_MATCH_BATCH_SIZE', 200, 1, 1000),
     // pg-boss polls no more often than every 500 ms.

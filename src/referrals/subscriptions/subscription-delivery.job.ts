@@ -1,46 +1,59 @@
 import { createHmac } from 'node:crypto';
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { Subscription } from '@medplum/fhirtypes';
 import { auditRecord } from '../../fhir/pipeline/audit-record';
 import { ClientRegistrationRepository } from '../../auth/client-registration.repository';
 import { SystemAccess } from '../../fhir/pipeline/system-access';
 import { AuditStage } from '../../fhir/pipeline/pipeline.stages';
-import { ResourceRepository, versionWrite } from '../../fhir/storage/resource.repository';
+import { ResourceRepository, StoredVersion, versionWrite } from '../../fhir/storage/resource.repository';
+import type { AccessContext } from '../../fhir/pipeline/access-context';
 import { StorageSessions } from '../../fhir/storage/storage-session';
-import { JobQueue, QueuedJob } from '../../jobs/job-queue';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import { SubscriberAccess } from './subscriber-access';
 import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
-import { NotificationJobData, SUBSCRIPTION_NOTIFY_QUEUE } from './subscription-matching.listener';
+import { ClaimedNotification, SubscriptionNotifications } from './subscription-notification.repository';
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
 import { FHIR_JSON_PAYLOAD } from './subscription-registration.listener';
-
-/** A delivery attempt that did not reach a 2xx: the job is retried with backoff. */
-class DeliveryFailed extends Error {
-  readonly code = 'subscription-delivery-failed';
-}
 
 /** `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (body empty without payload). */
 export function signature(secret: string, timestamp: number, body: string): string {
   return `t=${timestamp},v1=${createHmac('sha256', secret).update(`${timestamp}.${body}`).digest('hex')}`;
 }
 
+/** What became of one claimed notification. */
+type Outcome = 'delivered' | 'dropped' | 'failed';
+
+/** A notification with what it sends: its registration and the resource as its subscriber may read it now. */
+interface Ready {
+  n: ClaimedNotification;
+  reg: SubscriptionRegistration;
+  stored: StoredVersion;
+}
+
 /**
- * Sends rest-hook notifications from the outbox (docs/referrals.md, Subscriptions): a POST to the
- * Subscription's endpoint with `X-Notification-Id` (the job id: the same on every retry, so the
- * receiver drops duplicates), `X-Subscription-Id`, the Subscription's `channel.header` lines, and
- * `X-Signature` when it has a secret. With payload `application/fhir+json` the body is the
+ * Sends rest-hook notifications from the outbox table (docs/referrals.md, Delivery): each node's
+ * worker claims a batch of due notifications (`SubscriptionNotifications.claim`: SKIP LOCKED and a
+ * lease, so several nodes never send one row at the same time, and a row whose worker died is sent
+ * again once its lease passed), sends them SUBSCRIPTION_DELIVERY_CONCURRENCY at once, and settles
+ * the batch in one statement (sent and dropped rows deleted, failed ones retried with backoff).
+ * A POST carries `X-Notification-Id` (stable per Subscription and version: the same on every retry,
+ * so the receiver drops duplicates), `X-Subscription-Id`, the Subscription's `channel.header` lines,
+ * and `X-Signature` when it has a secret. With payload `application/fhir+json` the body is the
  * resource as the owning client may read it now (re-read under its access: a resource it may no
  * longer read is not sent at all); without payload there is no body. Each attempt that reached
- * the endpoint is audited as a disclosure to the owning organization. A failure is retried by the
- * queue with exponential backoff; SUBSCRIPTION_ERROR_AFTER_FAILURES failures in a row set the
- * Subscription to `error` (with the reason in `error`), a success sets it `active` again.
+ * the endpoint is audited as a disclosure to the owning organization. SUBSCRIPTION_ERROR_AFTER_FAILURES
+ * failures in a row set the Subscription to `error` (with the reason in `error`), a success sets it
+ * `active` again; after SUBSCRIPTION_RETRY_LIMIT retries a notification is given up.
  */
 @Injectable()
-export class SubscriptionDeliveryJob implements OnModuleInit {
+export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('SubscriptionDelivery');
+  private running?: Promise<void>;
+  private stopping = false;
+  private wake?: () => void;
 
   constructor(
-    private readonly jobs: JobQueue,
+    private readonly notifications: SubscriptionNotifications,
     private readonly registrations: SubscriptionRegistrations,
     private readonly access: SubscriberAccess,
     private readonly sessions: StorageSessions,
@@ -49,34 +62,132 @@ export class SubscriptionDeliveryJob implements OnModuleInit {
     private readonly audit: AuditStage,
     private readonly clients: ClientRegistrationRepository,
     @Inject(SUBSCRIPTION_CONFIG) private readonly config: SubscriptionConfig,
+    @Inject(APP_CONFIG) private readonly app: AppConfig,
   ) {}
 
-  async onModuleInit(): Promise<void> {
+  /** A lease long enough for a whole batch whose endpoints all time out, at the configured concurrency. */
+  get leaseSeconds(): number {
     const c = this.config;
-    this.jobs.define(SUBSCRIPTION_NOTIFY_QUEUE, {
-      retryLimit: c.retryLimit,
-      retryDelaySeconds: c.retryDelaySeconds,
-      retryBackoff: true,
-      retryDelayMaxSeconds: c.retryDelayMaxSeconds,
-      expireInSeconds: Math.max(30, Math.ceil((c.timeoutMs * 3) / 1000)),
-    });
-    await this.jobs.work<NotificationJobData>(SUBSCRIPTION_NOTIFY_QUEUE, (job) => this.run(job), { concurrency: c.concurrency });
+    return Math.max(c.deliveryLeaseMinSeconds, Math.ceil(((Math.ceil(c.deliveryBatchSize / c.concurrency) + 1) * c.timeoutMs) / 1000));
   }
 
-  async run(job: QueuedJob<NotificationJobData>): Promise<void> {
-    const { subscriptionId, resourceType, id } = job.data;
-    const reg = await this.registrations.get(subscriptionId);
-    // Deleted or turned off since the match: nothing to send (logged with ids only).
-    if (!reg || reg.status === 'off') return this.dropped(job, 'subscription gone or off');
-    const client = reg.principal.clientId ? await this.clients.find(reg.principal.clientId) : undefined;
-    if (!client || client.disabled) return this.dropped(job, 'owning client disabled or deleted');
-    const ctx = await this.access.contextOf(reg.principal, resourceType);
-    if (!ctx) return this.dropped(job, 'owning client may no longer search the type');
-    const stored = await this.sessions.run({ transactional: false }, ({ tx }) => this.repository.readCurrent(ctx, resourceType, id, tx));
-    // Not readable (consent withdrawn, deleted since): the subscriber learns nothing of it.
-    if (!stored || stored.deleted || !stored.resource) return this.dropped(job, 'resource no longer readable by the subscriber');
-    const body = reg.payload === FHIR_JSON_PAYLOAD ? JSON.stringify(stored.resource) : '';
-    const headers: Record<string, string> = { 'X-Notification-Id': job.id, 'X-Subscription-Id': reg.id };
+  onApplicationBootstrap(): void {
+    // JOBS_WORKERS=off: this node only inserts (the match job does not run here either).
+    if (!this.app.jobs.workers) return;
+    this.notifications.onInserted(() => this.wake?.());
+    this.running = this.loop();
+  }
+
+  /** Lets the batch in flight finish (its POSTs are bounded by the timeout) before the database closes. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.running;
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      let claimed = 0;
+      try {
+        claimed = await this.runBatch();
+      } catch (err) {
+        this.logger.warn({ msg: 'subscription delivery batch failed', code: (err as { code?: string }).code ?? 'error' });
+      }
+      // A full batch means a backlog: claim again at once.
+      if (claimed < this.config.deliveryBatchSize && !this.stopping) await this.idle();
+    }
+  }
+
+  /** Waits the poll interval, or less when this node's match job inserted notifications. */
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.config.deliveryPollMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
+    });
+  }
+
+  /** Claims, sends and settles one batch; answers how many were claimed. */
+  async runBatch(): Promise<number> {
+    const batch = await this.notifications.claim(this.config.deliveryBatchSize, this.leaseSeconds);
+    if (!batch) return 0;
+    const outcomes = new Map<ClaimedNotification, Outcome>();
+    const ready = await this.readBatch(batch.notifications, outcomes);
+    let next = 0;
+    const lane = async (): Promise<void> => {
+      while (next < ready.length) {
+        const r = ready[next++];
+        outcomes.set(r.n, await this.send(r).catch((err: unknown) => {
+          this.logger.warn({ msg: 'subscription notification error', subscription: r.n.subscriptionId, notification: r.n.notificationId, code: (err as { code?: string }).code ?? 'error' });
+          return 'failed' as const;
+        }));
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(this.config.concurrency, ready.length) }, lane));
+    const ids = (o: Outcome) => [...outcomes].filter(([, v]) => v === o).map(([n]) => n.notificationId);
+    const givenUp = await this.notifications.settle(batch.lease, [...ids('delivered'), ...ids('dropped')], ids('failed'), this.config);
+    for (const id of givenUp) this.logger.warn({ msg: 'subscription notification given up', notification: id, retries: this.config.retryLimit });
+    return batch.notifications.length;
+  }
+
+  /**
+   * The batch's registrations (one statement), owning clients (one look-up each) and resources:
+   * one read per subscriber and type, under that subscriber's access (`readCurrentMany`), instead
+   * of one per notification. Those with nothing to send are recorded as dropped in `outcomes`.
+   */
+  private async readBatch(batch: readonly ClaimedNotification[], outcomes: Map<ClaimedNotification, Outcome>): Promise<Ready[]> {
+    const registrations = new Map((await this.registrations.byIds([...new Set(batch.map((n) => n.subscriptionId))])).map((r) => [r.id, r]));
+    const clients = new Map<string, Promise<boolean>>();
+    const live = (clientId: string): Promise<boolean> => {
+      if (!clients.has(clientId)) clients.set(clientId, this.clients.find(clientId).then((c) => !!c && !c.disabled));
+      return clients.get(clientId)!;
+    };
+    const pending: { n: ClaimedNotification; reg: SubscriptionRegistration; ctx: AccessContext }[] = [];
+    for (const n of batch) {
+      const reg = registrations.get(n.subscriptionId);
+      // Deleted or turned off since the match: nothing to send (logged with ids only).
+      if (!reg || reg.status === 'off') outcomes.set(n, this.dropped(n, 'subscription gone or off'));
+      else if (!reg.principal.clientId || !(await live(reg.principal.clientId))) outcomes.set(n, this.dropped(n, 'owning client disabled or deleted'));
+      else {
+        const ctx = await this.access.contextOf(reg.principal, n.resourceType);
+        if (!ctx) outcomes.set(n, this.dropped(n, 'owning client may no longer search the type'));
+        else pending.push({ n, reg, ctx });
+      }
+    }
+    // A context is one subscriber's access to one type: one statement per context.
+    const byContext = new Map<AccessContext, { resourceType: string; ids: string[] }>();
+    for (const { n, ctx } of pending) {
+      const group = byContext.get(ctx) ?? { resourceType: n.resourceType, ids: [] };
+      group.ids.push(n.id);
+      byContext.set(ctx, group);
+    }
+    const read = new Map<AccessContext, Map<string, StoredVersion>>();
+    if (byContext.size) {
+      await this.sessions.run({ transactional: false }, async ({ tx }) => {
+        for (const [ctx, { resourceType, ids }] of byContext) read.set(ctx, await this.repository.readCurrentMany(ctx, resourceType, ids, tx));
+      });
+    }
+    const ready: Ready[] = [];
+    for (const p of pending) {
+      const stored = read.get(p.ctx)?.get(p.n.id);
+      // Not readable (consent withdrawn, deleted since): the subscriber learns nothing of it.
+      if (!stored || stored.deleted || !stored.resource) outcomes.set(p.n, this.dropped(p.n, 'resource no longer readable by the subscriber'));
+      else ready.push({ n: p.n, reg: p.reg, stored });
+    }
+    return ready;
+  }
+
+  private async send({ n, reg, stored }: Ready): Promise<Outcome> {
+    const id = n.id;
+    const resource = stored.resource!;
+    const body = reg.payload === FHIR_JSON_PAYLOAD ? JSON.stringify(resource) : '';
+    const headers: Record<string, string> = { 'X-Notification-Id': n.notificationId, 'X-Subscription-Id': reg.id };
     for (const line of reg.headers) {
       const colon = line.indexOf(':');
       if (colon > 0) headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
@@ -93,20 +204,23 @@ export class SubscriptionDeliveryJob implements OnModuleInit {
       status = 0;
     }
     const ok = status >= 200 && status < 300;
-    await this.recordDisclosure(reg, stored.resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started);
-    this.logger.log({ msg: 'subscription notification', subscription: reg.id, job: job.id, attempt: job.retryCount + 1, status, ms: Date.now() - started });
+    await this.recordDisclosure(reg, resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started);
+    this.logger.log({ msg: 'subscription notification', subscription: reg.id, notification: n.notificationId, attempt: n.attempts + 1, status, ms: Date.now() - started });
     if (ok) {
-      // The usual case (no failures counted when the job started) needs no transaction; a count a
+      // The usual case (no failures counted when the batch started) needs no transaction; a count a
       // concurrent failure adds meanwhile is reset by the next success.
       if (reg.failureCount > 0 || reg.status === 'error') await this.settle(reg, 'delivered');
-      return;
+      return 'delivered';
     }
     await this.settle(reg, status ? `the endpoint answered HTTP ${status}` : 'the endpoint could not be reached or timed out');
-    throw new DeliveryFailed(`notification ${job.id} not delivered`);
+    // The batch shares `reg`: a later success of this batch must reset the count this failure added.
+    reg.failureCount++;
+    return 'failed';
   }
 
-  private dropped(job: QueuedJob<NotificationJobData>, why: string): void {
-    this.logger.log({ msg: 'subscription notification dropped', subscription: job.data.subscriptionId, job: job.id, why });
+  private dropped(n: ClaimedNotification, why: string): Outcome {
+    this.logger.log({ msg: 'subscription notification dropped', subscription: n.subscriptionId, notification: n.notificationId, why });
+    return 'dropped';
   }
 
   /** Counts the outcome; on a change of status (active <-> error) writes the Subscription's new version. */

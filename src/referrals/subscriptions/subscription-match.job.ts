@@ -5,18 +5,25 @@ import { StorageSessions } from '../../fhir/storage/storage-session';
 import { JobQueue, QueuedJob } from '../../jobs/job-queue';
 import { SubscriberAccess } from './subscriber-access';
 import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
-import { MatchJobData, notificationId, NotificationJobData, SUBSCRIPTION_MATCH_QUEUE, SUBSCRIPTION_NOTIFY_QUEUE } from './subscription-matching.listener';
+import { MatchJobData, NotificationJobData, SUBSCRIPTION_MATCH_QUEUE } from './subscription-matching.listener';
+import { SubscriptionNotifications } from './subscription-notification.repository';
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
+
+/** Part of a batch's match jobs were taken again elsewhere: the batch rolls back and is retried. */
+class MatchBatchClaimLapsed extends Error {
+  readonly code = 'subscription-match-claim-lapsed';
+}
 
 /**
  * The second half of rest-hook matching (docs/referrals.md, Matching), off the write's critical
  * path: the jobs of queue `subscription.match` (one per write whose version some criteria matched
  * in memory) are taken in batches; for all of a batch's versions and candidate subscribers, ONE
  * statement tells which subscriber may read which version (`SearchService.readableVersions`, each
- * under the owning client's own access), and one notification job per subscriber that may read it
- * is enqueued in the same transaction that completes the match jobs. A notification's job id is
- * stable per (Subscription, resource, version) (`notificationId`), so a match job that runs again
- * after its transaction committed enqueues nothing twice while the notification is still queued,
+ * under the owning client's own access), and one notification per subscriber that may read it is
+ * inserted (one statement for the batch, table `subscription_notification`) in the same transaction
+ * that completes the match jobs. A notification's id is stable per (Subscription, resource,
+ * version) (`notificationId`), so a match job that runs again after its transaction committed
+ * inserts nothing twice while the notification is still queued,
  * and a receiver that dedups by `X-Notification-Id` never sees it twice later either. Subscriptions
  * deleted or turned off since the write, and clients that may no longer search the type, get nothing.
  */
@@ -27,6 +34,7 @@ export class SubscriptionMatchJob implements OnModuleInit {
   constructor(
     private readonly jobs: JobQueue,
     private readonly registrations: SubscriptionRegistrations,
+    private readonly notifications: SubscriptionNotifications,
     private readonly access: SubscriberAccess,
     private readonly search: SearchService,
     private readonly sessions: StorageSessions,
@@ -73,11 +81,19 @@ export class SubscriptionMatchJob implements OnModuleInit {
         const { resourceType, id, versionId } = job.data;
         for (const s of subscribers) if (readable[i].has(s.ctx)) notifications.push({ subscriptionId: s.id, resourceType, id, versionId });
       });
-      await this.jobs.enqueueMany<NotificationJobData>(tx, SUBSCRIPTION_NOTIFY_QUEUE, notifications, { idOf: notificationId });
-      // Completed with the notifications they caused: both or neither.
-      return this.jobs.completeIn(tx, SUBSCRIPTION_MATCH_QUEUE, jobs);
+      // Completed with the notifications they caused: both or neither. Fenced to the attempt
+      // fetched: jobs no longer ours (completed already, taken again after their claim lapsed) add
+      // nothing, so a match job run twice yields one notification even after it was delivered
+      // (the notification row is gone by then, so its id alone could not tell).
+      const done = await this.jobs.completeIn(tx, SUBSCRIPTION_MATCH_QUEUE, jobs);
+      if (done === 0) return 0;
+      // Some lost their claim, some not: roll back; pg-boss retries ours, the others run elsewhere.
+      if (done < jobs.length) throw new MatchBatchClaimLapsed(`${jobs.length - done} of ${jobs.length} match jobs lost their claim`);
+      await this.notifications.insertMany(tx, notifications);
+      return done;
     });
-    // Ids and counts only. A job not completed here lost its claim meanwhile and runs again: its notifications keep their ids.
-    this.logger.debug({ msg: 'subscription match batch', jobs: jobs.length, completed, versions: versions.length, notifications: notifications.length, ms: Date.now() - started });
+    if (completed && notifications.length) this.notifications.inserted();
+    // Ids and counts only.
+    this.logger.debug({ msg: 'subscription match batch', jobs: jobs.length, completed, versions: versions.length, notifications: completed ? notifications.length : 0, ms: Date.now() - started });
   }
 }

@@ -10,12 +10,10 @@ import { SubscriberAccess } from './subscriber-access';
 import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
 
-/** The outbox queue of rest-hook notifications (data: ids only). */
-export const SUBSCRIPTION_NOTIFY_QUEUE = 'subscription.notify';
-
 /** The outbox queue of matches to finish off the write path (data: ids only), one job per write that may notify. */
 export const SUBSCRIPTION_MATCH_QUEUE = 'subscription.match';
 
+/** One rest-hook notification: ids only. */
 export interface NotificationJobData {
   subscriptionId: string;
   resourceType: string;
@@ -35,10 +33,10 @@ export interface MatchJobData {
 }
 
 /**
- * The notification's id (`X-Notification-Id`, the delivery job's id): one per (Subscription,
- * resource, version), so a match job run twice (retried after its transaction committed, a node
- * that died before pg-boss saw it complete) enqueues the same notification, not a second one. A
- * UUID (RFC 9562 version 8, name-based on SHA-256), as pg-boss's job ids are UUIDs.
+ * The notification's id (`X-Notification-Id`, its row's key in `subscription_notification`): one
+ * per (Subscription, resource, version), so a match job run twice (retried after its transaction
+ * committed, a node that died before pg-boss saw it complete) inserts the same notification, not a
+ * second one. A UUID (RFC 9562 version 8, name-based on SHA-256).
  */
 export function notificationId(n: NotificationJobData): string {
   const hex = createHash('sha256').update(`${n.subscriptionId}\n${n.resourceType}\n${n.id}\n${n.versionId}`).digest('hex');

@@ -7,6 +7,7 @@ import { loadSubscriptionConfig, SUBSCRIPTION_CONFIG } from './subscription-conf
 import { SubscriptionDeliveryJob } from './subscription-delivery.job';
 import { SubscriptionMatchJob } from './subscription-match.job';
 import { SubscriptionMatchingListener } from './subscription-matching.listener';
+import { SubscriptionNotifications } from './subscription-notification.repository';
 import { SubscriptionRegistrationListener } from './subscription-registration.listener';
 import { SubscriptionRegistrations } from './subscription-registration.repository';
 
@@ -20,6 +21,7 @@ import { SubscriptionRegistrations } from './subscription-registration.repositor
   providers: [
     { provide: SUBSCRIPTION_CONFIG, useFactory: () => loadSubscriptionConfig() },
     SubscriptionRegistrations,
+    SubscriptionNotifications,
     SubscriberAccess,
     SubscriptionRegistrationListener,
     SubscriptionMatchingListener,

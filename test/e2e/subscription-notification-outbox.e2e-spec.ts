@@ -1,0 +1,175 @@
+import type { Subscription, Task } from '@medplum/fhirtypes';
+import request from 'supertest';
+import { notificationId, NotificationJobData } from '../../src/referrals/subscriptions/subscription-matching.listener';
+import { SubscriptionDeliveryJob } from '../../src/referrals/subscriptions/subscription-delivery.job';
+import { SubscriptionNotifications } from '../../src/referrals/subscriptions/subscription-notification.repository';
+import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
+import { registerTestClient } from '../support/auth';
+import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { notificationsSettled } from '../support/jobs';
+import { NotificationReceiver } from '../support/notification-receiver';
+import { createTestApp, TestApp } from '../support/test-app';
+
+// Two retries, 1 s then 2 s apart; small claimed batches so several workers share a backlog.
+process.env.SUBSCRIPTION_RETRY_LIMIT = '2';
+process.env.SUBSCRIPTION_RETRY_DELAY_SECONDS = '1';
+process.env.SUBSCRIPTION_RETRY_DELAY_MAX_SECONDS = '2';
+process.env.SUBSCRIPTION_ERROR_AFTER_FAILURES = '3';
+process.env.SUBSCRIPTION_DELIVERY_BATCH_SIZE = '4';
+process.env.SUBSCRIPTION_DELIVERY_POLL_MS = '200';
+
+const RUN = Date.now().toString(36);
+const ORG_A = `outbox-a-${RUN}`;
+const ORG_B = `outbox-b-${RUN}`;
+
+type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
+
+/** The rest-hook outbox table (subscription_notification): claims, retries, the retry limit. */
+describe('rest-hook notification outbox', () => {
+  let t: TestApp;
+  let a: Send;
+  let b: Send;
+  let patient: string;
+  const receivers: NotificationReceiver[] = [];
+
+  const client = async (organization: string): Promise<Send> => {
+    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
+    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
+  };
+  /** B's Subscription to Tasks it owns with `code`, sent to a receiver of its own. */
+  const subscribe = async (code: string): Promise<{ subscription: Subscription; receiver: NotificationReceiver }> => {
+    const receiver = new NotificationReceiver();
+    receivers.push(receiver);
+    const endpoint = await receiver.start();
+    const res = await b('post', '/fhir/Subscription').send({
+      resourceType: 'Subscription',
+      status: 'requested',
+      reason: 'outbox test',
+      criteria: `Task?owner=Organization/${ORG_B}&code=${code}`,
+      channel: { type: 'rest-hook', endpoint, payload: 'application/fhir+json' },
+    } satisfies Subscription);
+    expect(res.status).toBe(201);
+    return { subscription: res.body as Subscription, receiver };
+  };
+  const createTask = async (code: string): Promise<string> => {
+    const res = await a('post', '/fhir/Task').send({ resourceType: 'Task', status: 'requested', intent: 'order', code: { coding: [{ code }] }, owner: { reference: `Organization/${ORG_B}` }, for: { reference: `Patient/${patient}` } } satisfies Task);
+    expect(res.status).toBe(201);
+    return res.body.id as string;
+  };
+  const rowsOf = async (subscription: string): Promise<{ id: string; attempts: number; claimed: boolean }[]> =>
+    t.db.query(`SELECT id::text, attempts, claimed_until IS NOT NULL AS claimed FROM subscription_notification WHERE subscription_id = $1 ORDER BY id`, [subscription]);
+
+  beforeAll(async () => {
+    t = await createTestApp();
+    [a, b] = await Promise.all([client(ORG_A), client(ORG_B)]);
+    const res = await a('post', '/fhir/Patient').send(hiePatient());
+    expect(res.status).toBe(201);
+    patient = res.body.id as string;
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const r of receivers) await r.stop();
+    await t?.close();
+  });
+
+  it('never lets two workers send one row at the same time: concurrent claims are disjoint, each notification is sent once', async () => {
+    const { subscription, receiver } = await subscribe('claim');
+    const task = await createTask('claim');
+    await receiver.waitFor(() => receiver.delivered().length === 1);
+    await notificationsSettled(t.db);
+    // A backlog of 24 notifications (versions the match job did not make: delivery re-reads the current one).
+    const backlog: NotificationJobData[] = Array.from({ length: 24 }, (_, i) => ({ subscriptionId: subscription.id!, resourceType: 'Task', id: task, versionId: String(100 + i) }));
+    const outbox = t.app.get(SubscriptionNotifications);
+    const claims: string[][] = [];
+    const claim = outbox.claim.bind(outbox);
+    const spy = jest.spyOn(outbox, 'claim').mockImplementation(async (limit, lease) => {
+      const batch = await claim(limit, lease);
+      if (batch) claims.push(batch.notifications.map((n) => n.notificationId));
+      return batch;
+    });
+    try {
+      await t.db.transaction((tx) => outbox.insertMany(tx, backlog));
+      // Three more workers (as other nodes would run) beside this node's own loop, until the table is empty.
+      const delivery = t.app.get(SubscriptionDeliveryJob);
+      const worker = async (): Promise<void> => {
+        while ((await delivery.runBatch()) > 0);
+      };
+      await Promise.all([worker(), worker(), worker()]);
+      await notificationsSettled(t.db);
+    } finally {
+      spy.mockRestore();
+    }
+    const expected = backlog.map(notificationId).sort();
+    const claimed = claims.flat();
+    // Batches of at most 4, no row in two of them, all 24 claimed.
+    expect(Math.max(...claims.map((c) => c.length))).toBeLessThanOrEqual(4);
+    expect(claimed.length).toBe(24);
+    expect([...claimed].sort()).toEqual(expected);
+    const sent = receiver.attempts.filter((x) => expected.includes(x.id));
+    expect(sent.map((x) => x.id).sort()).toEqual(expected);
+    expect(sent.every((x) => x.answered === 204)).toBe(true);
+  }, 120_000);
+
+  it('retries a failing endpoint with backoff, then gives the notification up after SUBSCRIPTION_RETRY_LIMIT retries; the Subscription is in error', async () => {
+    const { subscription, receiver } = await subscribe('give-up');
+    receiver.down = true;
+    const task = await createTask('give-up');
+    const id = notificationId({ subscriptionId: subscription.id!, resourceType: 'Task', id: task, versionId: '1' });
+    await receiver.waitFor(() => receiver.attempts.length === 3, 30_000);
+    // Gone from the outbox after the third failed attempt (the first and two retries).
+    for (let i = 0; i < 50 && (await rowsOf(subscription.id!)).length; i++) await new Promise((r) => setTimeout(r, 100));
+    expect(await rowsOf(subscription.id!)).toEqual([]);
+    await new Promise((r) => setTimeout(r, 3_000));
+    expect(receiver.attempts.map((x) => [x.id, x.answered])).toEqual([[id, 503], [id, 503], [id, 503]]);
+    // Backoff: 1-2 s before the first retry, then 2 s (2-4 s capped by SUBSCRIPTION_RETRY_DELAY_MAX_SECONDS).
+    const [first, second, third] = receiver.attempts.map((x) => x.at);
+    expect(second - first).toBeGreaterThanOrEqual(950);
+    expect(third - second).toBeGreaterThanOrEqual(1_950);
+    const stored = (await b('get', `/fhir/Subscription/${subscription.id}`)).body as Subscription;
+    expect(stored.status).toBe('error');
+    expect(stored.error).toBe('3 deliveries in a row failed; last: the endpoint answered HTTP 503');
+  }, 60_000);
+
+  it('keeps a failed notification in the outbox with its attempts counted and unclaimed while it waits its backoff', async () => {
+    const { subscription, receiver } = await subscribe('waiting');
+    receiver.down = true;
+    const task = await createTask('waiting');
+    await receiver.waitFor(() => receiver.attempts.length === 1, 30_000);
+    const id = notificationId({ subscriptionId: subscription.id!, resourceType: 'Task', id: task, versionId: '1' });
+    let rows = await rowsOf(subscription.id!);
+    for (let i = 0; i < 50 && rows[0]?.attempts !== 1; i++) rows = await new Promise((r) => setTimeout(r, 50)).then(() => rowsOf(subscription.id!));
+    expect(rows).toEqual([{ id, attempts: 1, claimed: false }]);
+    receiver.down = false;
+    await receiver.waitFor(() => receiver.delivered().length === 1, 30_000);
+    await notificationsSettled(t.db);
+    expect(receiver.attempts.map((x) => [x.id, x.answered])).toEqual([[id, 503], [id, 204]]);
+  }, 60_000);
+
+  it('reads a batch\'s resources with one statement per subscriber and type, under its access: a resource it may no longer read is dropped', async () => {
+    const { subscription, receiver } = await subscribe('batch-read');
+    const kept = await createTask('batch-read');
+    const gone = await createTask('batch-read');
+    await receiver.waitFor(() => receiver.delivered().length === 2);
+    await notificationsSettled(t.db);
+    expect((await a('delete', `/fhir/Task/${gone}`)).status).toBe(200);
+    // One batch (SUBSCRIPTION_DELIVERY_BATCH_SIZE 4): two notifications of each Task.
+    const backlog: NotificationJobData[] = [kept, gone].flatMap((id) => ['200', '201'].map((versionId) => ({ subscriptionId: subscription.id!, resourceType: 'Task', id, versionId })));
+    const repository = t.app.get(ResourceRepository);
+    const many = jest.spyOn(repository, 'readCurrentMany');
+    const one = jest.spyOn(repository, 'readCurrent');
+    try {
+      await t.db.transaction((tx) => t.app.get(SubscriptionNotifications).insertMany(tx, backlog));
+      await notificationsSettled(t.db);
+      const taskReads = many.mock.calls.filter(([, type]) => type === 'Task');
+      expect(taskReads).toHaveLength(1);
+      expect([...taskReads[0][2]].sort()).toEqual([kept, kept, gone, gone].sort());
+      expect(one.mock.calls.filter(([, type]) => type === 'Task')).toEqual([]);
+    } finally {
+      many.mockRestore();
+      one.mockRestore();
+    }
+    const sent = receiver.attempts.filter((x) => backlog.map(notificationId).includes(x.id));
+    expect(sent.map((x) => x.id).sort()).toEqual(backlog.filter((n) => n.id === kept).map(notificationId).sort());
+    expect(sent.every((x) => (JSON.parse(x.body) as Task).id === kept && x.answered === 204)).toBe(true);
+  }, 60_000);
+});

@@ -2,6 +2,8 @@ import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
 import { MATCH_GRADE_URL } from '../../src/identity/match.operation';
+import { CANDIDATE_LIMIT } from '../../src/identity/patient-demographics.repository';
+import { postTransaction } from '../support/bundles';
 import { captureAuditRecords } from '../support/audit';
 import { hospitalAgent } from '../support/auth';
 import { FHIR_JSON } from '../support/fixtures';
@@ -206,6 +208,26 @@ describe('identity: Patient/$match', () => {
     expect(res.status).toBe(400);
     expect(res.body.resourceType).toBe('OperationOutcome');
     expect(res.body.issue[0]).toMatchObject({ code, expression: [expression] });
+  });
+
+  it('past the candidate limit, keeps the records sharing more blocking keys: a common name\'s look-alikes do not push the person out', async () => {
+    // More look-alikes (same family and given name, other birth dates) than the limit, all with ids
+    // sorting before the person's own record at B, which also shares the birth date and the SSN.
+    const family = `Cutler${RUN.replace(/[0-9]/g, '')}`;
+    const lookalikes = Array.from({ length: CANDIDATE_LIMIT + 5 }, (_, i) => ({
+      ...patient(1, family, 'Samuel', `19${String(20 + (i % 60)).padStart(2, '0')}-0${1 + (i % 9)}-1${i % 10}`),
+      id: `aaa-${RUN}-${i}`,
+      identifier: [{ system: `http://${ORG[1]}.example.org/mrn`, value: `cut-${RUN}-${i}` }],
+    }));
+    const own = { ...patient(1, family, 'Samuel', '1981-06-25'), id: `zzz-${RUN}-own`, identifier: [{ system: SSN, value: `555-${RUN}` }] };
+    const put = await postTransaction(as[1], [...lookalikes, own].map((r) => ({ resource: r, request: { method: 'PUT', url: `Patient/${r.id}` } })));
+    expect(put.status).toBe(200);
+    const res = await match(0, params(patient(0, family, 'Samuel', '1981-06-25', { identifier: [{ system: SSN, value: `555-${RUN}` }] })));
+    expect(res.status).toBe(200);
+    const entries = res.body.entry as Entry[];
+    // Cut by id alone, the limit kept only look-alikes and the person's record was not a candidate.
+    expect(entries[0].resource.id).toBe(own.id);
+    expect(entries[0].search.extension).toEqual([{ url: MATCH_GRADE_URL, valueCode: 'certain' }]);
   });
 
   it('GET without a resource is a 400; the instance level is not defined (404)', async () => {

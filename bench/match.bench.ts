@@ -112,7 +112,8 @@ async function loadPatients(server: BenchServer): Promise<{ loaded: number; seco
   const tokens = await Promise.all(ORGS.map((o) => server.tokenFor(o)));
   const started = performance.now();
   let loaded = 0;
-  for (let k = Math.floor(present / CHUNK_RECORDS); k * CHUNK_RECORDS < TARGET; k++) {
+  // A database holding the target already loads nothing (a last, partial chunk would be loaded again).
+  for (let k = Math.floor(present / CHUNK_RECORDS); present < TARGET && k * CHUNK_RECORDS < TARGET; k++) {
     const records = chunk(k).slice(0, TARGET - k * CHUNK_RECORDS);
     const bundles: { org: number; entries: Patient[] }[] = [];
     for (let org = 0; org < ORGS.length; org++) {

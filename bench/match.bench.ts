@@ -77,13 +77,16 @@ async function main(): Promise<void> {
   // Statistics of the blocking keys as this version's migrations left them (a new key column is filled by its migration).
   await asSuperuser('ANALYZE patient_demographics');
   const [{ n: patients }] = await server.db.query(`SELECT count(*)::int AS n FROM patient_demographics`);
-  await cancelLeftoverPages(server);
+  // BENCH_BATCH_RESUME=1: a batch match cut by an earlier run (its pages stay queued) goes on here.
+  const resume = process.env.BENCH_BATCH_RESUME === '1';
+  if (!resume) await cancelLeftoverPages(server);
   // $match and creates first: they need no Persons, and the batch match may be cut at BENCH_BATCH_MAX_SECONDS.
   const match = await matchLatency(server);
   // BENCH_MATCH_ONLY=1: `$match` latency only, on a database loaded (and batch-matched) before.
   const matchOnly = process.env.BENCH_MATCH_ONLY === '1';
   const creates = matchOnly ? SKIPPED_CREATES : await createLatency(server);
-  const batch: BatchResult = !matchOnly && server.app.get<AppConfig>(APP_CONFIG).jobs.workers ? await batchMatch(server) : { skipped: true, links: 0 };
+  const workers = server.app.get<AppConfig>(APP_CONFIG).jobs.workers;
+  const batch: BatchResult = resume ? await resumedBatch(server) : !matchOnly && workers ? await batchMatch(server) : { skipped: true, links: 0 };
   const machine = { ...(await machineInfo(server.db)), loadAverageAtEnd: loadavg().map((n) => Math.round(n * 100) / 100) };
   const json: MatchBench = { machine, patients, jobsWorkers: server.app.get<AppConfig>(APP_CONFIG).jobs.workers, load, batch, creates, match: { latency: match.latency, withMatch: match.withMatch } };
   writeResults(RESULTS_NAME, json, markdown(json, match.plan, match.pagePlan));
@@ -200,6 +203,26 @@ async function batchMatch(server: BenchServer): Promise<BatchResult> {
   const [{ n: all }] = await server.db.query(`SELECT count(*)::int AS n FROM patient_demographics`);
   const patients = done ? all : pages * BATCH_PAGE_SIZE;
   process.stdout.write(`batch match: ${patients} of ${all} patients in ${seconds} s${done ? '' : ' (cut)'}: ${persons} Persons, ${links} links, ${reviews} review tasks\n`);
+  return { ...(done ? {} : { cutAfterPatients: patients }), seconds, patientsPerSecond: Math.round(patients / seconds), persons, links, reviews };
+}
+
+/**
+ * The rest of a cut batch match (BENCH_BATCH_RESUME=1): its queued pages run on (pages whose worker
+ * was stopped are retried once their job expires), timed from this start to the last page, or cut
+ * again at BENCH_BATCH_MAX_SECONDS; the rate counts the pages completed in this run.
+ */
+async function resumedBatch(server: BenchServer): Promise<BatchResult> {
+  const completed = async (): Promise<number> =>
+    (await server.db.query(`SELECT count(*)::int AS n FROM pgboss.job WHERE name = $1 AND state = 'completed'`, [IDENTITY_BATCH_MATCH_QUEUE]))[0].n;
+  const before = await completed();
+  const started = performance.now();
+  const done = await settled(server, IDENTITY_BATCH_MATCH_QUEUE, BATCH_MAX_SECONDS * 1000);
+  const seconds = Math.round((performance.now() - started) / 100) / 10;
+  const pages = (await completed()) - before;
+  const [{ links, persons }] = await server.db.query(`SELECT count(*)::int AS links, count(DISTINCT person_id)::int AS persons FROM identity_person_link`);
+  const [{ reviews }] = await server.db.query(`SELECT count(*)::int AS reviews FROM identity_review`);
+  const patients = pages * BATCH_PAGE_SIZE;
+  process.stdout.write(`batch match resumed: ${pages} pages (about ${patients} patients) in ${seconds} s${done ? ', done' : ' (cut)'}: ${persons} Persons, ${links} links, ${reviews} review tasks\n`);
   return { ...(done ? {} : { cutAfterPatients: patients }), seconds, patientsPerSecond: Math.round(patients / seconds), persons, links, reviews };
 }
 

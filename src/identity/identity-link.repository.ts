@@ -129,6 +129,18 @@ export class IdentityLinkRepository {
     await tx.query(`INSERT INTO identity_review (patient_id, candidate_id, task_id, weight) VALUES ($1, $2, $3, $4)`, [a, b, taskId, weight]);
   }
 
+  /** `recordReview` for many pairs (a < b) in one statement: the pairs it recorded (`a|b`; one asked meanwhile is skipped). */
+  async recordReviews(tx: EntityManager, reviews: readonly { a: string; b: string; taskId: string; weight: number }[]): Promise<Set<string>> {
+    if (!reviews.length) return new Set();
+    const rows: { pair: string }[] = await tx.query(
+      `INSERT INTO identity_review (patient_id, candidate_id, task_id, weight)
+       SELECT a, b, t, w FROM unnest($1::text[], $2::text[], $3::text[], $4::numeric[]) AS r(a, b, t, w)
+       ON CONFLICT DO NOTHING RETURNING patient_id || '|' || candidate_id AS pair`,
+      [reviews.map((r) => r.a), reviews.map((r) => r.b), reviews.map((r) => r.taskId), reviews.map((r) => r.weight)],
+    );
+    return new Set(rows.map((r) => r.pair));
+  }
+
   /** Whether an HIE admin declared `patientId` a different person from any of `others` (NO_MATCH). */
   async noMatchWithAny(tx: EntityManager, patientId: string, others: readonly string[]): Promise<boolean> {
     if (!others.length) return false;

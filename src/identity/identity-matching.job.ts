@@ -24,14 +24,24 @@ export const MATCH_BATCH_SIZE = 100;
 export const MATCH_BATCH_POLL_SECONDS = 1;
 export const REVIEW_TASK_CODE = { system: 'http://hie.example.org/fhir/CodeSystem/identity-task', code: 'identity-review' };
 
-/** Patients whose new Persons `linkNewPersons` writes in one transaction. */
+/** Patients `matchChunk` matches in one transaction. */
 export const NEW_PERSON_CHUNK = 250;
 
-/** A Patient whose certain matches had no Person when read: the members of its new Person. */
-interface NewPersonPlan {
+/**
+ * A Patient `matchChunk` can match set-based: its certain matches either all have a Person already
+ * or none has one yet (`newPerson`: then it gets one), and its probable matches are asked about.
+ */
+interface ChunkPlan {
   self: CandidateDemographics;
   /** In patient id order. */
   certain: { patientId: string; score: number }[];
+  probable: { patientId: string; s: MatchScore }[];
+  newPerson: boolean;
+}
+
+/** The key of a pair of Patients, in the order identity_review and identity_no_match keep it. */
+function pairKey(x: string, y: string): string {
+  return x < y ? `${x}|${y}` : `${y}|${x}`;
 }
 
 /** A person's blocking keys (its birth date and their transposition), sorted: the locks' global order. */
@@ -124,27 +134,28 @@ export class IdentityMatchingJob implements OnModuleInit {
    * statement for all their blocking candidates, scored here; only a Patient whose match would change
    * something goes further. One that links nothing costs no lock and no write. Skipping without the
    * lock is safe: a concurrent registration this read did not see commits later, and its own job
-   * then sees this Patient. Patients whose certain matches nobody has linked yet (a bulk load's
-   * batch match is nearly all of them) get their new Persons set-based, NEW_PERSON_CHUNK at a time
-   * in one transaction (`linkNewPersons`); every other one goes through `match` (its blocking-key
-   * locks, a transaction of its own).
+   * then sees this Patient. The Patients that get a new Person or only have probable matches to ask
+   * about (a bulk load's batch match is nearly all of them) are matched set-based, NEW_PERSON_CHUNK
+   * at a time in one transaction (`matchChunk`); one joining an existing Person, or deleted, goes
+   * through `match` (its blocking-key locks, a transaction of its own).
    */
   async matchMany(ctx: AccessContext, patientIds: readonly string[]): Promise<MatchOutcome> {
     const ids = [...new Set(patientIds)];
     const work = await this.sessions.run({ transactional: false }, ({ tx }) => this.withWork(ctx, tx, ids));
     const total: MatchOutcome = { linked: 0, review: 0, unlinked: 0, matched: work.pending.length, skipped: ids.length - work.pending.length };
-    const oneByOne = work.pending.filter((id) => !work.newPersons.has(id));
-    const plans = [...work.newPersons.values()];
+    const oneByOne = work.pending.filter((id) => !work.chunked.has(id));
+    const plans = [...work.chunked.values()];
     for (let i = 0; i < plans.length; i += NEW_PERSON_CHUNK) {
       const chunk = plans.slice(i, i + NEW_PERSON_CHUNK);
       try {
-        const done = await this.sessions.run({ transactional: true }, (session) => this.linkNewPersons(ctx, session, chunk));
+        const done = await this.sessions.run({ transactional: true }, (session) => this.matchChunk(ctx, session, chunk));
         total.linked += done.linked;
+        total.review += done.review;
         oneByOne.push(...done.rest);
       } catch (e) {
         // Rolled back (a linked set over its bound, a deadlock): these take the one-by-one path,
         // which decides and reports each Patient on its own.
-        this.logger.warn({ msg: 'identity new-person chunk fell back to one by one', patients: chunk.length, error: (e as Error).name });
+        this.logger.warn({ msg: 'identity match chunk fell back to one by one', patients: chunk.length, error: (e as Error).name });
         oneByOne.push(...chunk.map((p) => p.self.patientId));
       }
     }
@@ -161,71 +172,82 @@ export class IdentityMatchingJob implements OnModuleInit {
   /**
    * The Patients of `ids` whose `match` would change something: a deleted one (it leaves its
    * Person), one with a certain match when it or a match has no Person yet, one with a probable match
-   * not yet asked about. Read in bulk; `match` (or `linkNewPersons`) decides again under its locks.
-   * `newPersons`: those whose certain group has no Person at all and who have nothing to ask about.
+   * not yet asked about. Read in bulk; `match` (or `matchChunk`) decides again under its locks.
+   * `chunked`: those `matchChunk` can take (not joining a Person that exists).
    */
-  private async withWork(ctx: AccessContext, tx: EntityManager, ids: readonly string[]): Promise<{ pending: string[]; newPersons: Map<string, NewPersonPlan> }> {
+  private async withWork(ctx: AccessContext, tx: EntityManager, ids: readonly string[]): Promise<{ pending: string[]; chunked: Map<string, ChunkPlan> }> {
     const found = await this.demographics.candidatesOfMany(ctx, tx, ids);
-    const scored = new Map<string, { self: CandidateDemographics; certain: { patientId: string; score: number }[]; probable: string[] }>();
+    const scored = new Map<string, { self: CandidateDemographics; certain: ChunkPlan['certain']; probable: ChunkPlan['probable'] }>();
     for (const [id, { self, candidates }] of found) {
-      const certain: { patientId: string; score: number }[] = [];
-      const probable: string[] = [];
+      const certain: ChunkPlan['certain'] = [];
+      const probable: ChunkPlan['probable'] = [];
       for (const c of candidates) {
         const s = scoreMatch(self, c, this.config);
         if (s.grade === 'certain') certain.push({ patientId: c.patientId, score: s.score });
-        else if (s.grade === 'probable') probable.push(c.patientId);
+        else if (s.grade === 'probable') probable.push({ patientId: c.patientId, s });
       }
-      // In patient id order, as `candidates` returns them to `match`.
-      certain.sort((a, b) => (a.patientId < b.patientId ? -1 : a.patientId > b.patientId ? 1 : 0));
+      // In patient id order, as `match` takes them.
+      const byId = (a: { patientId: string }, b: { patientId: string }): number => (a.patientId < b.patientId ? -1 : a.patientId > b.patientId ? 1 : 0);
+      certain.sort(byId);
+      probable.sort(byId);
       if (certain.length || probable.length) scored.set(id, { self, certain, probable });
     }
     const members = [...new Set([...scored].flatMap(([id, s]) => (s.certain.length ? [id, ...s.certain.map((c) => c.patientId)] : [])))];
     const linked = new Set((await this.links.linksOf(tx, members)).map((r) => r.patient_id));
-    const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c].sort() as [string, string]));
+    const pairs = [...scored].flatMap(([id, s]) => s.probable.map((c) => [id, c.patientId].sort() as [string, string]));
     const asked = await this.links.reviewedPairs(tx, pairs);
-    const newPersons = new Map<string, NewPersonPlan>();
+    const chunked = new Map<string, ChunkPlan>();
     const pending = ids.filter((id) => {
       if (!found.has(id)) return true;
       const s = scored.get(id);
       if (!s) return false;
       const group = [id, ...s.certain.map((c) => c.patientId)];
-      const toAsk = s.probable.some((c) => !asked.has([id, c].sort().join('|')));
-      if (s.certain.length && !toAsk && group.length <= PATIENT_LINK_MAX + 1 && group.every((m) => !linked.has(m))) newPersons.set(id, { self: s.self, certain: s.certain });
+      const unlinked = group.filter((m) => !linked.has(m)).length;
       // A certain match where everyone already has a Person: `link` would change nothing.
-      if (s.certain.length && group.some((m) => !linked.has(m))) return true;
-      return toAsk;
+      const linkWork = s.certain.length > 0 && unlinked > 0;
+      const toAsk = s.probable.some((c) => !asked.has(pairKey(id, c.patientId)));
+      if (!linkWork && !toAsk) return false;
+      // Joining a Person that exists (some of the group has one) is `match`'s, under the Person's lock.
+      const joinsPerson = linkWork && unlinked < group.length;
+      if (!joinsPerson && group.length <= PATIENT_LINK_MAX + 1) chunked.set(id, { self: s.self, certain: s.certain, probable: s.probable, newPerson: linkWork });
+      return true;
     });
-    return { pending, newPersons };
+    return { pending, chunked };
   }
 
   /**
-   * New Persons for a chunk of Patients whose certain matches had no Person when read, in the
-   * session's one transaction: the chunk's blocking keys locked in one statement (the order `match`
-   * keeps), their links read again under the locks, then the Persons planned exactly as `link` makes
-   * a new one (members in id order after the Patient, an HIE admin's NO_MATCH with anyone already in
-   * kept), claimed with one statement, created in bulk (one statement per CREATE_CHUNK, the same
-   * write events) and fed to consent's linked records with one `relinkMany`. A Patient whose group
-   * meets a Person here (claimed meanwhile, or by an earlier plan of the chunk) is returned in
-   * `rest` for `match`, which joins it under the Person's lock.
+   * A chunk of Patients matched set-based in the session's one transaction, with the outcome `match`
+   * gives each: the chunk's blocking keys locked in one statement (the order `match` keeps), links,
+   * NO_MATCH decisions and asked pairs read again under the locks; new Persons planned exactly as
+   * `link` makes one (members in id order after the Patient, an HIE admin's NO_MATCH with anyone
+   * already in kept, no Person of one) and claimed with one statement; review Tasks for the probable
+   * pairs not yet asked (once per pair, not after a NO_MATCH), recorded with one statement; Persons
+   * and Tasks created in bulk (one statement per CREATE_CHUNK, the same write events); consent's
+   * linked records fed with one `relinkMany`. A Patient whose group meets a Person here (claimed
+   * meanwhile by a job holding other keys, or by an earlier plan of the chunk) is returned in `rest`
+   * for `match`, which joins it under the Person's lock and asks its questions.
    */
-  private async linkNewPersons(ctx: AccessContext, session: StorageSession, chunk: readonly NewPersonPlan[]): Promise<{ linked: number; rest: string[] }> {
+  private async matchChunk(ctx: AccessContext, session: StorageSession, chunk: readonly ChunkPlan[]): Promise<{ linked: number; review: number; rest: string[] }> {
     const tx = session.tx;
     await this.links.lockBlockingKeys(tx, chunk.flatMap((p) => blockingKeysOf(p.self)));
-    const members = [...new Set(chunk.flatMap((p) => [p.self.patientId, ...p.certain.map((c) => c.patientId)]))];
+    const grouped = chunk.filter((p) => p.newPerson);
+    const members = [...new Set(grouped.flatMap((p) => [p.self.patientId, ...p.certain.map((c) => c.patientId)]))];
     const taken = new Set((await this.links.linksOf(tx, members)).map((r) => r.patient_id));
-    const noMatch = await this.links.noMatchPairsAmong(tx, members);
-    const rest: string[] = [];
+    const involved = [...new Set([...members, ...chunk.flatMap((p) => [p.self.patientId, ...p.probable.map((c) => c.patientId)])])];
+    const noMatch = await this.links.noMatchPairsAmong(tx, involved);
+    const rest = new Set<string>();
     const persons: { personId: string; joined: string[]; score: Map<string, number> }[] = [];
     let linked = 0;
     for (const p of chunk) {
+      linked += p.certain.length;
+      if (!p.newPerson) continue;
       const group = [p.self.patientId, ...p.certain.map((c) => c.patientId)];
       if (group.some((m) => taken.has(m))) {
-        rest.push(p.self.patientId);
+        rest.add(p.self.patientId);
         continue;
       }
-      linked += p.certain.length;
       const joined: string[] = [];
-      for (const m of group) if (!joined.some((j) => noMatch.has([m, j].sort().join('|')))) joined.push(m);
+      for (const m of group) if (!joined.some((j) => noMatch.has(pairKey(m, j)))) joined.push(m);
       // NO_MATCH left fewer than two: no Person of one (as `link` drops it).
       if (joined.length < 2) continue;
       for (const m of joined) taken.add(m);
@@ -238,11 +260,21 @@ export class IdentityMatchingJob implements OnModuleInit {
     // A member linked by a job holding other blocking keys (an identifier match): that one goes one by one.
     const lost = persons.filter((x) => x.joined.some((m) => !claimed.has(m)));
     await this.links.releasePersons(tx, lost.map((x) => x.personId));
-    for (const x of lost) {
-      rest.push(x.joined[0]);
-      linked -= x.score.size;
-    }
+    for (const x of lost) rest.add(x.joined[0]);
+    for (const p of chunk) if (rest.has(p.self.patientId)) linked -= p.certain.length;
     const written = persons.filter((x) => !lost.includes(x));
+    // The probable pairs to ask about, once each, of the Patients decided here.
+    const questions = new Map<string, { a: string; b: string; s: MatchScore }>();
+    for (const p of chunk) {
+      if (rest.has(p.self.patientId)) continue;
+      for (const c of p.probable) {
+        const key = pairKey(p.self.patientId, c.patientId);
+        if (!questions.has(key) && !noMatch.has(key)) questions.set(key, { a: key.split('|')[0], b: key.split('|')[1], s: c.s });
+      }
+    }
+    const asked = await this.links.reviewedPairs(tx, [...questions.values()].map((q) => [q.a, q.b] as [string, string]));
+    const reviews = [...questions].filter(([key]) => !asked.has(key)).map(([, q]) => ({ ...q, taskId: randomUUID() }));
+    const recorded = await this.links.recordReviews(tx, reviews.map((r) => ({ a: r.a, b: r.b, taskId: r.taskId, weight: r.s.weight })));
     this.repository.deferCreates(session);
     for (const x of written) {
       const body: Person = {
@@ -254,9 +286,13 @@ export class IdentityMatchingJob implements OnModuleInit {
       };
       await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', body, x.personId), tx);
     }
+    for (const r of reviews) {
+      if (!recorded.has(pairKey(r.a, r.b))) continue;
+      await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', this.reviewTask(r.taskId, r.a, r.b, r.s), r.taskId), tx);
+    }
     await this.repository.flushCreates(tx);
     await this.persons.feedNewPersons(tx, written.map((x) => ({ personId: x.personId, linked: x.joined })));
-    return { linked, rest };
+    return { linked, review: recorded.size, rest: [...rest] };
   }
 
   /** Matches one Patient in `tx` (the batch match runs it for each Patient of a page). */
@@ -354,7 +390,15 @@ export class IdentityMatchingJob implements OnModuleInit {
     // Asked already, or decided: an admin's NO_MATCH is not asked again.
     if ((await this.links.reviewedPairs(tx, [[a, b]])).size || (await this.links.noMatchWithAny(tx, a, [b]))) return false;
     const id = randomUUID();
-    const task: Task = {
+    const task = this.reviewTask(id, a, b, s);
+    await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', task, id), tx);
+    await this.links.recordReview(tx, a, b, id, s.weight);
+    return true;
+  }
+
+  /** The review Task of the probable pair a < b, for HIE admins. */
+  private reviewTask(id: string, a: string, b: string, s: MatchScore): Task {
+    return {
       resourceType: 'Task',
       id,
       status: 'requested',
@@ -369,8 +413,5 @@ export class IdentityMatchingJob implements OnModuleInit {
         { type: { text: 'match-grade' }, valueCode: s.grade },
       ],
     };
-    await this.repository.write(ctx, versionWrite(ctx, 'create', 'POST', task, id), tx);
-    await this.links.recordReview(tx, a, b, id, s.weight);
-    return true;
   }
 }

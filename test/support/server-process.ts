@@ -3,12 +3,17 @@ import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 
 const ROOT = join(__dirname, '..', '..');
-/** One level below the checkout, like dist/: the code finds config/ and fhir-profiles/ from there. */
-const OUT = join(ROOT, 'dist-e2e');
+/**
+ * One level below the checkout, like dist/: the code finds config/ and fhir-profiles/ from there.
+ * One directory per Jest worker process: files running in parallel compile, start and remove their
+ * own (a shared dist-e2e/ was removed by one file's afterAll while another's server was starting).
+ */
+export const COMPILED_SERVER_DIR = join(ROOT, `dist-e2e-${process.pid}`);
+const OUT = COMPILED_SERVER_DIR;
 
 /**
  * Compiles the server as `npm run build` lays it out, without type-checking (see
- * compile-server.js), into dist-e2e/: never a stale dist/. Answers the path of main.js.
+ * compile-server.js), into this worker's dist-e2e-<pid>/: never a stale dist/. Answers the path of main.js.
  */
 export function compileServer(): string {
   execFileSync(process.execPath, [join(__dirname, 'compile-server.js'), OUT], { stdio: 'inherit' });

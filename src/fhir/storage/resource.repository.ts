@@ -150,6 +150,10 @@ interface PendingCreate {
   lastUpdated: string;
 }
 
+/** The current row as `toStored` reads it (`readCurrent`, `readCurrentMany`). */
+const CURRENT_ROW = `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
+         FROM resource r`;
+
 /** Queued creates are written in chunks of this many: bounded statements, linear cost per entry. */
 const CREATE_CHUNK = 500;
 
@@ -266,8 +270,7 @@ export class ResourceRepository {
     const p = new SqlParams();
     const rows = await queryByKey<RawRow>(
       tx,
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
-         FROM resource r
+      `${CURRENT_ROW}
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ${p.bind(id)} AND ${ctx.renderRead('r', p)}`,
       p.values,
     );
@@ -285,8 +288,7 @@ export class ResourceRepository {
     const p = new SqlParams();
     const rows = await queryByKey<RawRow>(
       tx,
-      `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
-         FROM resource r
+      `${CURRENT_ROW}
         WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ANY(${p.bind([...new Set(ids)])}::text[]) AND ${ctx.renderRead('r', p)}`,
       p.values,
     );

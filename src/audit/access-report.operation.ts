@@ -7,7 +7,7 @@ import type { AccessContext } from '../fhir/pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { ResourceRepository } from '../fhir/storage/resource.repository';
 import { AuditTrailRepository } from './audit-trail.repository';
@@ -43,9 +43,9 @@ export class AccessReportOperation extends FhirOperation implements OnModuleInit
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const patientId = i.id!;
-    const sinceText = parseOperationInput(this.definition, i).text('_since');
+    const sinceText = input.text('_since');
     // The parser checked it is a dateTime; its range's start is where the report begins.
     const since = sinceText === undefined ? undefined : parseFhirDateRange(sinceText)!.start;
     if (ctx.principal.role !== 'auditor') {

@@ -2,10 +2,11 @@ import { Injectable, OnModuleInit } from '@nestjs/common';
 import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import type { AccessContext } from '../fhir/pipeline/access-context';
+import type { StorageSession } from '../fhir/storage/storage-session';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { OperationInput, parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { AuditTrailRepository } from './audit-trail.repository';
 
@@ -38,8 +39,7 @@ export class VerifyChainOperation extends FhirOperation implements OnModuleInit 
     this.operations.register(this);
   }
 
-  async execute(_ctx: AccessContext, i: OperationInteraction): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(_ctx: AccessContext, i: OperationInteraction, _session: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const from = seqParam(input, 'from');
     const to = seqParam(input, 'to');
     if (from && to && BigInt(from) > BigInt(to)) throw FhirError.badRequest('from must not be after to', ['from']);

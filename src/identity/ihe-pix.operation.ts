@@ -5,7 +5,7 @@ import type { AccessContext } from '../fhir/pipeline/access-context';
 import { buildInteraction } from '../fhir/pipeline/interaction';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { SearchService } from '../fhir/search/search.service';
 import type { StorageSession } from '../fhir/storage/storage-session';
@@ -34,8 +34,7 @@ export class IhePixOperation extends PatientLookupOperation {
     super(operations);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const source = input.text('sourceIdentifier') ?? '';
     const bar = source.indexOf('|');
     if (bar <= 0 || bar === source.length - 1) throw FhirError.badRequest('sourceIdentifier must be system|value (both given)', ['sourceIdentifier']);

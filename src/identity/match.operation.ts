@@ -5,7 +5,7 @@ import type { AccessContext } from '../fhir/pipeline/access-context';
 import { SystemAccess } from '../fhir/pipeline/system-access';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { SearchService } from '../fhir/search/search.service';
 import { ResourceValidator } from '../fhir/validation/resource.validator';
@@ -44,8 +44,7 @@ export class MatchOperation extends PatientLookupOperation {
     super(operations);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const count = input.integer('count') ?? DEFAULT_COUNT;
     if (count < 1 || count > MAX_COUNT) throw FhirError.badRequest(`count must be between 1 and ${MAX_COUNT}`, ['count']);
     const onlyCertain = input.text('onlyCertainMatches') === 'true';

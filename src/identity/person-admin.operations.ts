@@ -7,7 +7,7 @@ import { SystemAccess } from '../fhir/pipeline/system-access';
 import type { AuditEntity, InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
 import { FhirOperation, OperationLevel } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { OperationInput, parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import { ResourceRepository, StoredVersion } from '../fhir/storage/resource.repository';
 import type { StorageSession } from '../fhir/storage/storage-session';
@@ -58,8 +58,7 @@ abstract class PersonAdminOperation extends FhirOperation implements OnModuleIni
 
   protected abstract change(sys: AccessContext, tx: EntityManager, i: OperationInteraction, input: OperationInput, decidedBy: string): Promise<Changed>;
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     // Persons are the exchange's records: written as its organization, on behalf of the admin (audited).
     const sys = await this.system.mint('identity-matching', { ...ctx.principal, organization: this.config.exchangeOrganization });
     const changed = await this.change(sys, tx, i, input, `admin:${ctx.principal.clientId ?? 'unknown'}`);

@@ -6,7 +6,7 @@ import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirDefinitions } from '../fhir/definitions/fhir-definitions';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { OperationInput, parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import type { InteractionResult, OperationInteraction, QueryParams } from '../fhir/pipeline/interaction';
@@ -64,10 +64,9 @@ abstract class BulkExportKickOff extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, session: StorageSession): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, session: StorageSession, input: OperationInput): Promise<InteractionResult> {
     if (!i.preferAsync) throw FhirError.badRequest('$export runs asynchronously: send the header Prefer: respond-async', ['Prefer']);
     if (!acceptsFhirJson(i.accept)) throw FhirError.badRequest('$export answers its kick-off in FHIR JSON: send the header Accept: application/fhir+json', ['Accept']);
-    const input = parseOperationInput(this.definition, i);
     const format = input.text('_outputFormat');
     if (format !== undefined && !NDJSON_FORMATS.has(format)) {
       throw FhirError.badRequest(`_outputFormat '${format.slice(0, 64)}' is not supported: this server writes application/fhir+ndjson`, ['_outputFormat']);

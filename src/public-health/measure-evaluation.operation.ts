@@ -5,7 +5,7 @@ import { FhirError } from '../common/fhir-error';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import { SystemAccess } from '../fhir/pipeline/system-access';
@@ -68,10 +68,9 @@ export class EvaluateMeasureOperation extends FhirOperation implements OnModuleI
     this.counting.catch(() => undefined);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const spec = this.measures.get(i.id!);
     if (!spec) throw FhirError.notFound(`Measure/${i.id} is not a measure this server evaluates`);
-    const input = parseOperationInput(this.definition, i);
     const reportType = input.text('reportType') ?? 'summary';
     if (reportType === 'subject' || reportType === 'subject-list' || reportType === 'individual' || reportType === 'patient-list') {
       // Individual-level data goes through a clinical-access client's own consent-checked searches, never here.

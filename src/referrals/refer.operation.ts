@@ -4,7 +4,7 @@ import type { Parameters, ServiceRequest, Task } from '@medplum/fhirtypes';
 import { FhirError } from '../common/fhir-error';
 import { FhirOperation } from '../fhir/operations/fhir-operation';
 import { shippedOperationDefinition } from '../fhir/operations/operation-definitions';
-import { parseOperationInput } from '../fhir/operations/operation-parameters';
+import type { OperationInput } from '../fhir/operations/operation-parameters';
 import { OperationRegistry } from '../fhir/operations/operation.registry';
 import type { AccessContext } from '../fhir/pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../fhir/pipeline/interaction';
@@ -43,8 +43,7 @@ export class ReferOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const given = input.resource('serviceRequest') as ServiceRequest;
     const organization = ctx.principal.organization;
     if (!organization || organizationIdOf(given.requester?.reference) !== organization) {

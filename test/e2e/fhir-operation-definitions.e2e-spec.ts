@@ -258,6 +258,46 @@ describe('operations keyed by (name, level, type), checked and described by thei
     expect(after.body).toEqual(before.body);
   });
 
+  it('every advertised operation, at each level and type, refuses an undeclared parameter before it runs (nothing enqueued or written)', async () => {
+    // The registry checks the input against the definition, so an operation cannot forget to
+    // ($rematch did not: an admin's typo started a rematch pass). One agent per role; the first
+    // the operation does not refuse (403) is the one whose answer counts.
+    const agent = async (opts: Parameters<typeof registerTestClient>[1]): Promise<Agent> =>
+      request.agent(t.http).set('Authorization', `Bearer ${await (await registerTestClient(t, opts)).token()}`);
+    const agents = [
+      t.api,
+      await agent({ role: 'admin', scopes: ['system/*.*'], purposes: ['HSYSADMIN'] }),
+      await agent({ role: 'public-health', scopes: ['system/*.rs'], purposes: ['PUBHLTH'], clinicalAccess: true }),
+      await agent({ role: 'auditor', scopes: ['system/AuditEvent.rs'], purposes: ['HOPERAT'] }),
+    ];
+    const count = async (): Promise<unknown> =>
+      (await t.db.query(`SELECT (SELECT count(*)::int FROM pgboss.job) AS jobs, (SELECT count(*)::int FROM resource_history) AS versions`))[0];
+    const before = await count();
+    const cs = await request(t.http).get('/fhir/metadata');
+    const rest = cs.body.rest[0] as { operation?: { definition: string }[]; resource: { type: string; operation?: { definition: string }[] }[] };
+    const urls = new Set([...(rest.operation ?? []), ...rest.resource.flatMap((r) => r.operation ?? [])].map((o) => o.definition));
+    const paths: string[] = [];
+    for (const url of urls) {
+      const d = (await t.api.get(`/fhir/OperationDefinition?url=${encodeURIComponent(url)}`)).body.entry[0].resource as OperationDefinition;
+      const types = (d.resource ?? []).map((r) => (r === 'Resource' ? 'Patient' : r));
+      if (d.system) paths.push(`/fhir/$${d.code}`);
+      for (const type of d.type ? types : []) paths.push(`/fhir/${type}/$${d.code}`);
+      for (const type of d.instance ? types : []) paths.push(`/fhir/${type}/${type === 'Patient' ? patientId : 'any-1'}/$${d.code}`);
+    }
+    const answers: Record<string, unknown> = {};
+    for (const path of paths) {
+      for (const who of agents) {
+        const res = await who.post(`${path}?zz-undeclared=1`).set('Content-Type', FHIR_JSON).set('Prefer', 'respond-async').send({ resourceType: 'Parameters' });
+        if (res.status === 403 && who !== agents[agents.length - 1]) continue;
+        answers[path] = [res.status, res.body.issue?.[0]?.code, res.body.issue?.[0]?.expression];
+        break;
+      }
+    }
+    expect(paths.length).toBeGreaterThanOrEqual(25);
+    expect(answers).toEqual(Object.fromEntries(paths.map((p) => [p, [400, 'invalid', ['zz-undeclared']]])));
+    expect(await count()).toEqual(before);
+  });
+
   it('a duplicate registration fails start with a message naming the operation, level, type and both classes', async () => {
     await expect(startApp([PatientEverythingAgain])).rejects.toThrow(
       /^Operation \$everything is registered twice at instance level for Patient: (EverythingOperation and PatientEverythingAgain|PatientEverythingAgain and EverythingOperation)$/,

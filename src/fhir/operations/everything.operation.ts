@@ -9,7 +9,7 @@ import { ResourceRepository } from '../storage/resource.repository';
 import { SearchService } from '../search/search.service';
 import { FhirOperation } from './fhir-operation';
 import { shippedOperationDefinition } from './operation-definitions';
-import { OperationInput, parseOperationInput } from './operation-parameters';
+import type { OperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 /** Parameters a paging link carries on (the rest of the definition's are the caller's filters). */
@@ -48,8 +48,7 @@ export class EverythingOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     // A Patient the requester may not see is answered as one that does not exist.
     const patient = await this.repository.readCurrent(ctx, 'Patient', i.id!, tx);
     if (!patient || patient.deleted) throw FhirError.notFound(`Patient/${i.id} is not known`);

@@ -4,6 +4,7 @@ import type { AccessContext } from '../pipeline/access-context';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import type { HieRole } from '../pipeline/principal';
 import type { OperationDeclaration, OperationLevel } from '../pipeline/operation-declaration';
+import { OperationInput, parseOperationInput } from './operation-parameters';
 
 export type { OperationDeclaration, OperationLevel } from '../pipeline/operation-declaration';
 
@@ -11,7 +12,8 @@ export type { OperationDeclaration, OperationLevel } from '../pipeline/operation
  * A FHIR operation (`$name`, operations.html) the server executes. Operations register with the
  * OperationRegistry, keyed by (name, level, resource type); the pipeline authorizes and audits them
  * like any interaction. Its input parameters are checked against its own `definition`
- * (`parseOperationInput`), which the server serves at `OperationDefinition/{id}`.
+ * (`parseOperationInput`, called by the registry before `execute`, so no operation can skip it),
+ * which the server serves at `OperationDefinition/{id}`.
  */
 export abstract class FhirOperation implements OperationDeclaration {
   /** Name without `$` (the definition's `code`). */
@@ -30,6 +32,18 @@ export abstract class FhirOperation implements OperationDeclaration {
   readonly versionLevel: boolean = false;
   readonly auditAction?: 'R' | 'U';
 
-  /** `session`: the interaction's unit of work (its transaction when `transaction` is `interaction`). */
-  abstract execute(ctx: AccessContext, interaction: OperationInteraction, session: StorageSession): Promise<InteractionResult>;
+  /**
+   * The invocation's input checked against `definition`: an undeclared name, a wrong type or
+   * cardinality is a 400 before `execute` runs. An operation whose body need not be a Parameters
+   * (`$validate`) overrides it.
+   */
+  input(interaction: OperationInteraction): OperationInput {
+    return parseOperationInput(this.definition, interaction);
+  }
+
+  /**
+   * `session`: the interaction's unit of work (its transaction when `transaction` is `interaction`);
+   * `input`: what `input()` returned for this invocation.
+   */
+  abstract execute(ctx: AccessContext, interaction: OperationInteraction, session: StorageSession, input: OperationInput): Promise<InteractionResult>;
 }

@@ -10,7 +10,7 @@ import { ResourceRepository, StoredVersion } from '../storage/resource.repositor
 import { ResourceValidator } from '../validation/resource.validator';
 import { FhirOperation } from './fhir-operation';
 import { shippedOperationDefinition } from './operation-definitions';
-import { parseOperationInput } from './operation-parameters';
+import type { OperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 /** The answer of every meta operation: `return` with a Meta (Resource-meta, -meta-add, -meta-delete). */
@@ -56,7 +56,6 @@ export class MetaOperation extends FhirOperation implements OnModuleInit {
   }
 
   async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    parseOperationInput(this.definition, i);
     if (i.id === undefined) {
       // Values in use over a type are a search of it: the type's search right (an auditor-only AuditEvent search stays so).
       if (i.resourceType && !ctx.mayRead(i.resourceType)) throw FhirError.forbidden(`$meta on ${i.resourceType} needs the right to search it`);
@@ -107,8 +106,8 @@ abstract class MetaChangeOperation extends FhirOperation {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
-    const change = metaChange(parseOperationInput(this.definition, i).all('meta')[0].valueMeta);
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
+    const change = metaChange(input.all('meta')[0].valueMeta);
     const stored = await this.meta.updateMeta(
       ctx,
       i.resourceType!,

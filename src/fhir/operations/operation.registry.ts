@@ -120,7 +120,7 @@ export class OperationRegistry implements CapabilityContributor, OnModuleInit {
     if (operation.affectsState && i.method === 'GET') {
       throw new FhirError(405, 'not-supported', `Operation $${name} changes state and must be invoked with POST`, undefined, { Allow: 'POST' });
     }
-    return operation.execute(ctx, i, session);
+    return operation.execute(ctx, i, session, operation.input(i));
   }
 
   /** The server's own OperationDefinitions (served at `OperationDefinition/{id}`), by id. */

@@ -3,13 +3,14 @@ import type { Parameters, ParametersParameter } from '@medplum/fhirtypes';
 import { FhirError } from '../../common/fhir-error';
 import { FhirDefinitions } from '../definitions/fhir-definitions';
 import type { AccessContext } from '../pipeline/access-context';
+import type { StorageSession } from '../storage/storage-session';
 import type { InteractionResult, OperationInteraction } from '../pipeline/interaction';
 import { SearchParameterSync } from '../search/search-parameter.sync';
 import { DEFAULT_REINDEX_BATCH, ReindexPosition, SearchReindexer } from '../search/search-reindexer';
 import { SystemAccess } from '../pipeline/system-access';
 import { FhirOperation } from './fhir-operation';
 import { shippedOperationDefinition } from './operation-definitions';
-import { parseOperationInput } from './operation-parameters';
+import type { OperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 export const REINDEX_DEFAULT_MAX = 10_000;
@@ -49,8 +50,7 @@ export class ReindexOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction): Promise<InteractionResult> {
-    const input = parseOperationInput(this.definition, i);
+  async execute(ctx: AccessContext, i: OperationInteraction, _session: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const types = i.resourceType ? [i.resourceType] : typesOf(input.texts('type'));
     if (i.resourceType && input.has('type')) throw FhirError.badRequest('type is only allowed on the system-level $reindex', ['type']);
     const maxResources = input.integer('maxResources') ?? REINDEX_DEFAULT_MAX;

@@ -8,7 +8,7 @@ import type { InteractionResult, OperationInteraction } from '../pipeline/intera
 import { ResourceRepository } from '../storage/resource.repository';
 import { FhirOperation } from './fhir-operation';
 import { shippedOperationDefinition } from './operation-definitions';
-import { parseOperationInput } from './operation-parameters';
+import type { OperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 const ORGANIZATION_REF_RE = /^Organization\/([A-Za-z0-9\-.]{1,64})$/;
@@ -44,9 +44,9 @@ export class TransferCustodianOperation extends FhirOperation implements OnModul
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     // The definition makes organization a required Reference, given once.
-    const given = parseOperationInput(this.definition, i).all('organization');
+    const given = input.all('organization');
     const m = ORGANIZATION_REF_RE.exec(given[0].valueReference?.reference ?? '');
     if (!m) throw FhirError.badRequest('organization needs a valueReference to Organization/{id}', ['organization']);
     const custodian = m[1];

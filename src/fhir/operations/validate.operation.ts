@@ -10,7 +10,7 @@ import { ResourceRepository, StoredVersion } from '../storage/resource.repositor
 import { ResourceValidator } from '../validation/resource.validator';
 import { FhirOperation } from './fhir-operation';
 import { shippedOperationDefinition } from './operation-definitions';
-import { isEmpty, isParameters, parseOperationInput } from './operation-parameters';
+import { isEmpty, isParameters, OperationInput, parseOperationInput } from './operation-parameters';
 import { OperationRegistry } from './operation.registry';
 
 const MODES = ['create', 'update', 'delete'] as const;
@@ -48,15 +48,17 @@ export class ValidateOperation extends FhirOperation implements OnModuleInit {
     this.operations.register(this);
   }
 
-  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession): Promise<InteractionResult> {
+  /** The body is a Parameters, or the resource to validate itself (a Parameters validated as one is `resource` in a Parameters). */
+  override input(i: OperationInteraction): OperationInput {
+    return parseOperationInput(this.definition, i, { body: wrapped(i) });
+  }
+
+  async execute(ctx: AccessContext, i: OperationInteraction, { tx }: StorageSession, input: OperationInput): Promise<InteractionResult> {
     const resourceType = i.resourceType!;
-    // The body is a Parameters, or the resource to validate itself (a Parameters validated as one is `resource` in a Parameters).
-    const wrapped = isParameters(i.body) && resourceType !== 'Parameters';
-    const input = parseOperationInput(this.definition, i, { body: wrapped });
     const mode = input.text('mode');
     if (mode !== undefined && !MODES.includes(mode as Mode)) throw FhirError.badRequest(`mode must be create, update or delete, not '${mode.slice(0, 40)}'`, ['mode']);
     const profile = input.text('profile');
-    let body: unknown = wrapped ? input.resource('resource') : isEmpty(i.body) ? undefined : i.body;
+    let body: unknown = wrapped(i) ? input.resource('resource') : isEmpty(i.body) ? undefined : i.body;
 
     const issues: OperationOutcomeIssue[] = [];
     let stored: StoredVersion | undefined;
@@ -115,4 +117,8 @@ export class ValidateOperation extends FhirOperation implements OnModuleInit {
       touched: stored ? [{ reference: `${stored.resourceType}/${stored.id}`, versionId: String(stored.versionId), patients: stored.compartments }] : [],
     };
   }
+}
+
+function wrapped(i: OperationInteraction): boolean {
+  return isParameters(i.body) && i.resourceType !== 'Parameters';
 }

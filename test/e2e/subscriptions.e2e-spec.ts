@@ -204,6 +204,19 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect((await b('get', '/fhir/Subscription?_summary=count')).body.total).toBe(before);
     });
 
+    it.each([
+      [['X-Tenant: b\r\nHost: internal.example'], 0],
+      [['X-Tenant: b', 'no colon here'], 1],
+      [['X-Notification-Id: forged'], 0],
+    ])('refuses the channel.header lines %j (422 naming the line), storing nothing', async (header, line) => {
+      const before = (await b('get', '/fhir/Subscription?_summary=count')).body.total;
+      const body = subscriptionBody();
+      const res = await b('post', '/fhir/Subscription').send({ ...body, channel: { ...body.channel, header } });
+      expect(res.status).toBe(422);
+      expect(res.body.issue[0]).toMatchObject({ code: 'invalid', expression: [`Subscription.channel.header[${line}]`] });
+      expect((await b('get', '/fhir/Subscription?_summary=count')).body.total).toBe(before);
+    });
+
     it('refuses a Subscription written with break-the-glass (403), storing nothing', async () => {
       const glass = await (await registerTestClient(t, { role: 'hospital', organization: ORG_B, purposes: ['TREAT', 'ETREAT'] })).token('system/*.cruds', 'ETREAT');
       const before = (await b('get', '/fhir/Subscription?_summary=count')).body.total;

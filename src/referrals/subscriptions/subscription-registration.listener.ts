@@ -5,7 +5,7 @@ import type { Principal } from '../../fhir/pipeline/principal';
 import { WriteEvent, WriteEvents, WriteListener } from '../../fhir/pipeline/write-events';
 import { parseCriteria } from './subscription-criteria';
 import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
-import { endpointRefusal } from './subscription-endpoint';
+import { endpointRefusal, headerRefusal } from './subscription-endpoint';
 import { SubscriptionRegistrations } from './subscription-registration.repository';
 
 /** The write-only HMAC secret, on `Subscription.channel` (docs/referrals.md): stored apart, never in the resource. */
@@ -61,6 +61,8 @@ export class SubscriptionRegistrationListener implements WriteListener, OnModule
     const { resourceType, query } = parseCriteria(sub.criteria);
     const refusal = endpointRefusal(sub.channel.endpoint, this.config);
     if (refusal) throw new FhirError(422, 'business-rule', refusal, ['Subscription.channel.endpoint']);
+    const badHeader = headerRefusal(sub.channel.header);
+    if (badHeader) throw new FhirError(422, 'invalid', badHeader[0], [`Subscription.channel.header[${badHeader[1]}]`]);
     const secret = this.takeSecret(sub);
     if (sub.status === 'error' || sub.status === 'requested' || sub.status === 'active') sub.status = 'active';
     // A client's write restarts the count: the server says why it failed in `error`, the client may try again.

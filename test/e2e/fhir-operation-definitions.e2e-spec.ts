@@ -11,6 +11,7 @@ import { FhirOperation, OperationLevel } from '../../src/fhir/operations/fhir-op
 import { parseOperationInput } from '../../src/fhir/operations/operation-parameters';
 import { OperationRegistry } from '../../src/fhir/operations/operation.registry';
 import type { InteractionResult, OperationInteraction } from '../../src/fhir/pipeline/interaction';
+import type { HieRole } from '../../src/fhir/pipeline/principal';
 import { hospitalAgent, registerTestClient } from '../support/auth';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import type { TestApp } from '../support/test-app';
@@ -262,7 +263,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     // The registry checks the input against the definition, so an operation cannot forget to
     // ($rematch did not: an admin's typo started a rematch pass). One agent per role; the first
     // the operation does not refuse (403) is the one whose answer counts.
-    const agent = async (opts: Parameters<typeof registerTestClient>[1]): Promise<Agent> =>
+    const agent = async (opts: { role: HieRole; scopes: string[]; purposes: string[]; clinicalAccess?: boolean }): Promise<Agent> =>
       request.agent(t.http).set('Authorization', `Bearer ${await (await registerTestClient(t, opts)).token()}`);
     const agents = [
       t.api,
@@ -279,7 +280,7 @@ describe('operations keyed by (name, level, type), checked and described by thei
     const paths: string[] = [];
     for (const url of urls) {
       const d = (await t.api.get(`/fhir/OperationDefinition?url=${encodeURIComponent(url)}`)).body.entry[0].resource as OperationDefinition;
-      const types = (d.resource ?? []).map((r) => (r === 'Resource' ? 'Patient' : r));
+      const types = (d.resource ?? []).map((r): string => ((r as string) === 'Resource' ? 'Patient' : r));
       if (d.system) paths.push(`/fhir/$${d.code}`);
       for (const type of d.type ? types : []) paths.push(`/fhir/${type}/$${d.code}`);
       for (const type of d.instance ? types : []) paths.push(`/fhir/${type}/${type === 'Patient' ? patientId : 'any-1'}/$${d.code}`);

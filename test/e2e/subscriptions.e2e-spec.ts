@@ -271,6 +271,21 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect(disclosures[0].accessBasis[0]).toContain(`Subscription/${subscription.id}`);
     });
 
+    it('turns a Subscription off at its end: one written past its end is stored off, one whose end has passed matches nothing', async () => {
+      const withCode = (code: string, end?: string) => subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=${code}`, ...(end ? { end } : {}) });
+      const past = await b('post', '/fhir/Subscription').send(withCode('ended-past', '2020-01-01T00:00:00Z'));
+      expect([past.status, past.body.status]).toEqual([201, 'off']);
+      const soon = await b('post', '/fhir/Subscription').send(withCode('ended-soon', new Date(Date.now() + 1500).toISOString()));
+      expect([soon.status, soon.body.status]).toEqual([201, 'active']);
+      const open = await b('post', '/fhir/Subscription').send(withCode('ended-never'));
+      expect([open.status, open.body.status]).toEqual([201, 'active']);
+      await new Promise((r) => setTimeout(r, 1600));
+      for (const code of ['ended-past', 'ended-soon', 'ended-never']) await created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { code: { coding: [{ code }] } })));
+      await receiver.waitFor(() => receiver.delivered(open.body.id).length >= 1);
+      await settled();
+      expect([receiver.delivered(past.body.id).length, receiver.delivered(soon.body.id).length, receiver.delivered(open.body.id).length]).toEqual([0, 0, 1]);
+    });
+
     it('sends a notification without body when the Subscription has no payload', async () => {
       const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=headers-only`, channel: { type: 'rest-hook', endpoint } }, undefined));
       expect(res.status).toBe(201);

@@ -90,7 +90,9 @@ export class SubscriptionMatchingListener implements WriteListener, OnModuleInit
       return;
     }
     if (!after) return;
-    const candidates = await this.candidates(tx, resourceType);
+    // The cached list may hold a Subscription whose `end` has passed since it was read.
+    const now = Date.now();
+    const candidates = (await this.candidates(tx, resourceType)).filter((c) => !c.registration.endsAt || c.registration.endsAt.getTime() > now);
     if (!candidates.length) return;
     const started = process.hrtime.bigint();
     // Those the written version cannot satisfy are left out before any access is minted or SQL runs.

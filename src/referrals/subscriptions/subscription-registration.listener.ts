@@ -64,7 +64,10 @@ export class SubscriptionRegistrationListener implements WriteListener, OnModule
     const badHeader = headerRefusal(sub.channel.header);
     if (badHeader) throw new FhirError(422, 'invalid', badHeader[0], [`Subscription.channel.header[${badHeader[1]}]`]);
     const secret = this.takeSecret(sub);
-    if (sub.status === 'error' || sub.status === 'requested' || sub.status === 'active') sub.status = 'active';
+    const endsAt = sub.end ? new Date(sub.end) : null;
+    // R4 `end`: the server turns the Subscription off then. One written already past it is off at once.
+    if (endsAt && endsAt.getTime() <= Date.now()) sub.status = 'off';
+    else if (sub.status === 'error' || sub.status === 'requested' || sub.status === 'active') sub.status = 'active';
     // A client's write restarts the count: the server says why it failed in `error`, the client may try again.
     delete sub.error;
     await this.registrations.save(tx, {
@@ -78,6 +81,7 @@ export class SubscriptionRegistrationListener implements WriteListener, OnModule
       secret,
       principal: storedPrincipal(principal),
       custodianOrg: before && !before.deleted ? (before.custodianOrg ?? null) : (principal.organization ?? null),
+      endsAt,
     });
   }
 

@@ -16,6 +16,8 @@ export interface SubscriptionRegistration {
   secret: string | null;
   principal: Principal;
   custodianOrg: string | null;
+  /** `Subscription.end`: from then on the Subscription matches nothing (null: no end). */
+  endsAt: Date | null;
   failureCount: number;
 }
 
@@ -31,6 +33,7 @@ interface Row {
   secret: string | null;
   principal: Principal;
   custodian_org: string | null;
+  ends_at: Date | null;
   failure_count: number;
 }
 
@@ -45,6 +48,7 @@ const toRegistration = (r: Row): SubscriptionRegistration => ({
   secret: r.secret,
   principal: r.principal,
   custodianOrg: r.custodian_org,
+  endsAt: r.ends_at,
   failureCount: r.failure_count,
 });
 
@@ -56,13 +60,13 @@ export class SubscriptionRegistrations {
   /** Written in the Subscription write's transaction; a write without a secret keeps the stored one (it is write-only). */
   async save(tx: EntityManager, r: Omit<SubscriptionRegistration, 'failureCount'>): Promise<void> {
     await tx.query(
-      `INSERT INTO subscription_registration (id, resource_type, criteria, status, endpoint, payload, headers, secret, principal, custodian_org)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+      `INSERT INTO subscription_registration (id, resource_type, criteria, status, endpoint, payload, headers, secret, principal, custodian_org, ends_at)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
        ON CONFLICT (id) DO UPDATE SET resource_type = EXCLUDED.resource_type, criteria = EXCLUDED.criteria, status = EXCLUDED.status,
-         endpoint = EXCLUDED.endpoint, payload = EXCLUDED.payload, headers = EXCLUDED.headers,
+         endpoint = EXCLUDED.endpoint, payload = EXCLUDED.payload, headers = EXCLUDED.headers, ends_at = EXCLUDED.ends_at,
          secret = COALESCE(EXCLUDED.secret, subscription_registration.secret), principal = EXCLUDED.principal,
          failure_count = 0, last_error = NULL, last_failure_at = NULL, updated_at = now()`,
-      [r.id, r.resourceType, r.criteria, r.status, r.endpoint, r.payload, r.headers, r.secret, JSON.stringify(r.principal), r.custodianOrg],
+      [r.id, r.resourceType, r.criteria, r.status, r.endpoint, r.payload, r.headers, r.secret, JSON.stringify(r.principal), r.custodianOrg, r.endsAt],
     );
   }
 
@@ -70,9 +74,15 @@ export class SubscriptionRegistrations {
     await tx.query(`DELETE FROM subscription_registration WHERE id = $1`, [id]);
   }
 
-  /** The Subscriptions that may match a write of the type (`error` ones too: a success makes them active again). */
+  /**
+   * The Subscriptions that may match a write of the type (`error` ones too: a success makes them
+   * active again), not those past their `end` (the caller's cache checks `endsAt` again).
+   */
   async candidates(tx: EntityManager, resourceType: string): Promise<SubscriptionRegistration[]> {
-    const rows: Row[] = await tx.query(`SELECT * FROM subscription_registration WHERE resource_type = $1 AND status IN ('active', 'error') ORDER BY id`, [resourceType]);
+    const rows: Row[] = await tx.query(
+      `SELECT * FROM subscription_registration WHERE resource_type = $1 AND status IN ('active', 'error') AND (ends_at IS NULL OR ends_at > now()) ORDER BY id`,
+      [resourceType],
+    );
     return rows.map(toRegistration);
   }
 

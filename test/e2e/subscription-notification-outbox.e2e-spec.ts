@@ -1,11 +1,10 @@
 import type { Subscription, Task } from '@medplum/fhirtypes';
-import request from 'supertest';
 import { notificationId, NotificationJobData } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { SubscriptionDeliveryJob } from '../../src/referrals/subscriptions/subscription-delivery.job';
 import { SubscriptionNotifications } from '../../src/referrals/subscriptions/subscription-notification.repository';
 import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
-import { registerTestClient } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { HospitalSend, hospitalSender } from '../support/auth';
+import { hiePatient } from '../support/fixtures';
 import { notificationsSettled } from '../support/jobs';
 import { NotificationReceiver } from '../support/notification-receiver';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -22,20 +21,14 @@ const RUN = Date.now().toString(36);
 const ORG_A = `outbox-a-${RUN}`;
 const ORG_B = `outbox-b-${RUN}`;
 
-type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
-
 /** The rest-hook outbox table (subscription_notification): claims, retries, the retry limit. */
 describe('rest-hook notification outbox', () => {
   let t: TestApp;
-  let a: Send;
-  let b: Send;
+  let a: HospitalSend;
+  let b: HospitalSend;
   let patient: string;
   const receivers: NotificationReceiver[] = [];
 
-  const client = async (organization: string): Promise<Send> => {
-    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-  };
   /** B's Subscription to Tasks it owns with `code`, sent to a receiver of its own. */
   const subscribe = async (code: string): Promise<{ subscription: Subscription; receiver: NotificationReceiver }> => {
     const receiver = new NotificationReceiver();
@@ -61,7 +54,7 @@ describe('rest-hook notification outbox', () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    [a, b] = await Promise.all([client(ORG_A), client(ORG_B)]);
+    [a, b] = await Promise.all([hospitalSender(t, ORG_A), hospitalSender(t, ORG_B)]);
     const res = await a('post', '/fhir/Patient').send(hiePatient());
     expect(res.status).toBe(201);
     patient = res.body.id as string;

@@ -10,7 +10,7 @@ import { SubscriptionNotifications } from '../../src/referrals/subscriptions/sub
 import { SubscriptionMatchJob } from '../../src/referrals/subscriptions/subscription-match.job';
 import { SUBSCRIPTION_SECRET_URL } from '../../src/referrals/subscriptions/subscription-registration.listener';
 import { captureAuditRecords } from '../support/audit';
-import { registerTestClient } from '../support/auth';
+import { HospitalSend, hospitalSender, registerTestClient } from '../support/auth';
 import { consentResource } from '../support/consent';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { jobsSettled, notificationsSettled } from '../support/jobs';
@@ -30,13 +30,11 @@ const ORG_B = `sub-b-${RUN}`; // subscribes
 const ORG_C = `sub-c-${RUN}`; // neither
 const SECRET = `s3cret-${RUN}-0123456789abcdef`;
 
-type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
-
 describe('rest-hook Subscriptions: registration, matching under the subscriber\'s access, delivery', () => {
   let t: TestApp;
-  let a: Send;
-  let b: Send;
-  let c: Send;
+  let a: HospitalSend;
+  let b: HospitalSend;
+  let c: HospitalSend;
   let receiver: NotificationReceiver;
   let endpoint: string;
   let records: AuditRecord[];
@@ -48,10 +46,6 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
   let inListener = 0;
   let inWrite: { queue: string; data: object[] }[] = [];
 
-  const client = async (organization: string): Promise<Send> => {
-    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-  };
   const subscriptionBody = (extra: Partial<Subscription> = {}, secret: string | undefined = SECRET): Subscription => ({
     resourceType: 'Subscription',
     status: 'requested',
@@ -141,7 +135,7 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
     });
     receiver = new NotificationReceiver();
     endpoint = await receiver.start();
-    [a, b, c] = await Promise.all([client(ORG_A), client(ORG_B), client(ORG_C)]);
+    [a, b, c] = await Promise.all([hospitalSender(t, ORG_A), hospitalSender(t, ORG_B), hospitalSender(t, ORG_C)]);
     patient = await created(await a('post', '/fhir/Patient').send(hiePatient()));
     const res = await b('post', '/fhir/Subscription').send(subscriptionBody());
     expect(res.status).toBe(201);

@@ -6,9 +6,9 @@ import { Worker } from 'node:worker_threads';
 import { machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
 import { SearchService } from '../src/fhir/search/search.service';
-import { JobQueue } from '../src/jobs/job-queue';
 import { SubscriptionMatchJob } from '../src/referrals/subscriptions/subscription-match.job';
-import { MatchJobData, SUBSCRIPTION_MATCH_QUEUE, SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
+import { SubscriptionMatchesPending } from '../src/referrals/subscriptions/subscription-match-pending.repository';
+import { SubscriptionMatchingListener } from '../src/referrals/subscriptions/subscription-matching.listener';
 import { SubscriptionNotifications } from '../src/referrals/subscriptions/subscription-notification.repository';
 
 /**
@@ -19,7 +19,7 @@ import { SubscriptionNotifications } from '../src/referrals/subscriptions/subscr
  * (one per client) matching every create, payload application/fhir+json, delivered during the
  * window to a receiver in a child process on this machine (its CPU reported). Reports the ratio of
  * the two throughputs (target >= 0.8), the matching listener's time per write (the write path: the
- * in-memory decision and the one match job's insert), the match job's time (off the write path: the
+ * in-memory decision and the one pending match's insert), the match job's time (off the write path: the
  * batched access statement and the notifications' insert) per batch and per write, and the lag from
  * the version's meta.lastUpdated (set in the write's transaction) to receipt, p50/p99, over every
  * notification of the window (the queue is drained after it, up to BENCH_DRAIN_SECONDS).
@@ -174,22 +174,21 @@ async function main(): Promise<void> {
       await handle(event);
       if (event.resourceType === 'Observation') matchMs.push(performance.now() - t0);
     };
-    // The write path's steps: the one match job's insert (and the matching statement, for criteria not decided in memory).
+    // The write path's steps: the one pending match's insert (and the matching statement, for criteria not decided in memory).
     const search = server.app.get(SearchService);
-    const jobQueue = server.app.get(JobQueue);
+    const pending = server.app.get(SubscriptionMatchesPending);
     const steps = { writes: 0, candidates: 0, inSql: 0, jobs: 0, batches: 0, notifications: 0, versionsJudged: 0 };
     const writeEnqueueMs: number[] = [];
     const matchCriteriaMs: number[] = [];
-    const enqueue = jobQueue.enqueue.bind(jobQueue);
-    jobQueue.enqueue = async (tx, name, data, options) => {
+    const add = pending.add.bind(pending);
+    pending.add = async (tx, match) => {
       const t0 = performance.now();
-      const id = await enqueue(tx, name, data, options);
-      if (name === SUBSCRIPTION_MATCH_QUEUE && (data as MatchJobData).resourceType === 'Observation') {
+      await add(tx, match);
+      if (match.resourceType === 'Observation') {
         writeEnqueueMs.push(performance.now() - t0);
         steps.writes++;
-        steps.candidates += (data as MatchJobData).candidates.length;
+        steps.candidates += match.candidates.length;
       }
-      return id;
     };
     const matchCriteria = search.matchCriteria.bind(search);
     search.matchCriteria = async (resourceType, id, candidates, tx) => {
@@ -207,12 +206,12 @@ async function main(): Promise<void> {
     const readableMs: number[] = [];
     const notifyEnqueueMs: number[] = [];
     const runBatch = matchJob.runBatch.bind(matchJob);
-    matchJob.runBatch = async (jobs) => {
+    matchJob.runBatch = async (batch) => {
       const t0 = performance.now();
-      await runBatch(jobs);
+      await runBatch(batch);
       batchMs.push(performance.now() - t0);
       steps.batches++;
-      steps.jobs += jobs.length;
+      steps.jobs += batch.matches.length;
     };
     const readableVersions = search.readableVersions.bind(search);
     search.readableVersions = async (versions, tx) => {
@@ -248,9 +247,8 @@ async function main(): Promise<void> {
     });
     const mean = (list: number[]): number => r2(list.reduce((a, b) => a + b, 0) / (list.length || 1));
     await load(job(3));
-    /** Match jobs not yet done and notifications not yet delivered. */
-    const open = async (): Promise<number> =>
-      ((await server.db.query(`SELECT count(*)::int AS open FROM pgboss.job WHERE name = $1 AND state NOT IN ('completed', 'failed', 'cancelled')`, [SUBSCRIPTION_MATCH_QUEUE]))[0].open as number) + (await outbox.pending());
+    /** Pending matches not yet judged and notifications not yet delivered. */
+    const open = async (): Promise<number> => (await pending.pending()).open + (await outbox.pending());
     // The warm-up's notifications are delivered before the window starts.
     const drained = async (): Promise<void> => {
       for (let i = 0; i < DRAIN_SECONDS * 2; i++) {
@@ -296,7 +294,7 @@ async function main(): Promise<void> {
       ratio: r2(rate(withSubs) / rate(baseline)),
       matchingOneClient: { writes: sequentialMatch.length, meanMs: r2(sequentialMatch.reduce((a, b) => a + b, 0) / (sequentialMatch.length || 1)), p50Ms: r2(percentile(sequentialMatch, 50)), p99Ms: r2(percentile(sequentialMatch, 99)) },
       matching: { writes: sortedMatch.length, meanMs: r2(sortedMatch.reduce((a, b) => a + b, 0) / (sortedMatch.length || 1)), p50Ms: r2(percentile(sortedMatch, 50)), p99Ms: r2(percentile(sortedMatch, 99)) },
-      // The write path per write at 16 clients: candidates whose criteria were decided in memory (their access left to the match job), tested by the matching statement in the write, and the match job's insert.
+      // The write path per write at 16 clients: candidates whose criteria were decided in memory (their access left to the match job), tested by the matching statement in the write, and the pending match's insert.
       perWrite: { accessLeftToJob: r2(steps.candidates / (steps.writes || 1)), inSql: r2(steps.inSql / (steps.writes || 1)), of: SUBSCRIPTIONS, matchCriteriaMeanMs: mean(matchCriteriaMs), enqueueMeanMs: mean(writeEnqueueMs), oneClient: oneClientSteps },
       // The match job (off the write path), during the window and the drain after it / at one client.
       matchJob: { ...matchJobCost(), oneClient: oneClientJob },
@@ -324,7 +322,7 @@ async function main(): Promise<void> {
       '',
       `**Ratio ${result.ratio}** (target >= 0.8).`,
       '',
-      `Matching on the write path (the pre-commit listener: the in-memory prefilter, the matching statement for criteria it cannot decide, the one match job's insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessLeftToJob} decided in memory (access left to the match job), ${result.perWrite.inSql} tested by the matching statement in the write (${result.perWrite.matchCriteriaMeanMs} ms); the match job's insert ${result.perWrite.enqueueMeanMs} ms on average (at one client ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
+      `Matching on the write path (the pre-commit listener: the in-memory prefilter, the matching statement for criteria it cannot decide, the one pending match's insert) per write, at ${CLIENTS} clients: mean ${result.matching.meanMs} ms, p50 ${result.matching.p50Ms} ms, p99 ${result.matching.p99Ms} ms over ${result.matching.writes} writes; at one client (no queueing for the CPU): mean ${result.matchingOneClient.meanMs} ms, p50 ${result.matchingOneClient.p50Ms} ms, p99 ${result.matchingOneClient.p99Ms} ms over ${result.matchingOneClient.writes} writes. Per write at ${CLIENTS} clients, of ${SUBSCRIPTIONS} candidates: ${result.perWrite.accessLeftToJob} decided in memory (access left to the match job), ${result.perWrite.inSql} tested by the matching statement in the write (${result.perWrite.matchCriteriaMeanMs} ms); the pending match's insert ${result.perWrite.enqueueMeanMs} ms on average (at one client ${result.perWrite.oneClient.enqueueMeanMs} ms).`,
       '',
       `Match job (off the write path; window and drain): ${result.matchJob.batches} batches of ${result.matchJob.jobsPerBatch} writes on average, ${result.matchJob.batchMeanMs} ms per batch, ${result.matchJob.perWriteMs} ms per write served; the one access statement ${result.matchJob.accessStatementMeanMs} ms per batch (${result.matchJob.accessStatementPerWriteMs} ms per write), the notifications' insert ${result.matchJob.notificationsInsertMeanMs} ms per batch, ${result.matchJob.notificationsPerWrite} notifications per write. At one client: ${result.matchJob.oneClient.batches} batches of ${result.matchJob.oneClient.jobsPerBatch}, ${result.matchJob.oneClient.perWriteMs} ms per write served, access statement ${result.matchJob.oneClient.accessStatementMeanMs} ms per batch.`,
       '',

@@ -51,14 +51,30 @@ export class AuditTrailWriter implements OnApplicationBootstrap, OnApplicationSh
    * right after), so both take one commit. Should none come, it is written after WITH_NEXT_MAX_MS.
    */
   append(row: AuditEventRow, { withNext = false }: { withNext?: boolean } = {}): Promise<void> {
-    // AUDIT_READ_COMMIT=relaxed: only successful reads and searches (BALP action R, outcome 0);
-    // refusals, operations and security events stay durable before their response.
-    const relaxed = this.config.audit.relaxedReadCommit && row.action === 'R' && row.outcome === '0';
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ row, relaxed, resolve, reject });
+      this.queue.push({ row, relaxed: this.relaxed(row), resolve, reject });
       if (!withNext) this.schedule();
       else if (!this.flushing) this.heldTimer ??= setTimeout(() => this.start(), WITH_NEXT_MAX_MS);
     });
+  }
+
+  /**
+   * Several rows queued at once, so they go into one batch (unless it reaches AUDIT_GROUP_COMMIT_MAX):
+   * `append` called row by row would start a batch with the first row alone.
+   */
+  appendMany(rows: readonly AuditEventRow[]): Promise<void> {
+    if (!rows.length) return Promise.resolve();
+    const written = rows.map((row) => new Promise<void>((resolve, reject) => this.queue.push({ row, relaxed: this.relaxed(row), resolve, reject })));
+    this.schedule();
+    return Promise.all(written).then(() => undefined);
+  }
+
+  /**
+   * AUDIT_READ_COMMIT=relaxed: only successful reads and searches (BALP action R, outcome 0);
+   * refusals, operations and security events stay durable before their response.
+   */
+  private relaxed(row: AuditEventRow): boolean {
+    return this.config.audit.relaxedReadCommit && row.action === 'R' && row.outcome === '0';
   }
 
   /** Starts a batch now with what is queued (rows waiting for a next record that will not come here). */

@@ -66,6 +66,17 @@ export class StoredAuditStage extends LogAuditStage {
     }
   }
 
+  /** One append for all of `records` (the group-commit writer takes them into one batch): one commit, chained in order. */
+  override async recordMany(records: readonly AuditRecord[]): Promise<void> {
+    if (!records.length) return;
+    for (const r of records) await super.record(r);
+    try {
+      await this.writer.appendMany(records.map((r) => toAuditEventRow(r, AUDIT_NODE)));
+    } catch (err) {
+      throw unavailable(err);
+    }
+  }
+
   private async recordNow(r: AuditRecord, session: StorageSession | undefined, earlier: boolean): Promise<void> {
     await super.record(r);
     const row = toAuditEventRow(r, AUDIT_NODE);

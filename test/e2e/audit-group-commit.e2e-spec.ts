@@ -51,6 +51,18 @@ describe('audit group commit (default: durable)', () => {
     expect(stored.map((r) => r.id)).toEqual(rows.map((r) => r.id));
   });
 
+  it('appendMany queues its rows together: an idle writer appends them in one statement, chained in order (append row by row starts a batch with the first alone)', async () => {
+    await idle(writer);
+    const append = jest.spyOn(repository, 'appendAlone');
+    const rows = [tokenRecord(), tokenRecord(), tokenRecord(), tokenRecord()];
+    await writer.appendMany(rows);
+    expect(append.mock.calls.map(([batch, relaxed]) => [batch.map((r) => r.id), relaxed])).toEqual([[rows.map((r) => r.id), false]]);
+    const stored: { id: string }[] = await t.db.query(`SELECT id::text AS id FROM audit_event WHERE id = ANY($1::uuid[]) ORDER BY seq`, [rows.map((r) => r.id)]);
+    expect(stored.map((r) => r.id)).toEqual(rows.map((r) => r.id));
+    await writer.appendMany([]);
+    expect(append).toHaveBeenCalledTimes(1);
+  });
+
   it('a read by id appends its record alone, durably, and the record is stored when the body arrives', async () => {
     const patient = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
     expect(patient.status).toBe(201);

@@ -1,11 +1,13 @@
 import type { Subscription, Task } from '@medplum/fhirtypes';
-import request from 'supertest';
 import { notificationId, NotificationJobData } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { SubscriptionDeliveryJob } from '../../src/referrals/subscriptions/subscription-delivery.job';
 import { SubscriptionNotifications } from '../../src/referrals/subscriptions/subscription-notification.repository';
 import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
-import { registerTestClient } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import type { AuditEventRow } from '../../src/audit/audit-event.builder';
+import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
+import { AuditTrailWriter } from '../../src/audit/audit-trail.writer';
+import { HospitalSend, hospitalSender } from '../support/auth';
+import { hiePatient } from '../support/fixtures';
 import { notificationsSettled } from '../support/jobs';
 import { NotificationReceiver } from '../support/notification-receiver';
 import { createTestApp, TestApp } from '../support/test-app';
@@ -22,20 +24,14 @@ const RUN = Date.now().toString(36);
 const ORG_A = `outbox-a-${RUN}`;
 const ORG_B = `outbox-b-${RUN}`;
 
-type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
-
 /** The rest-hook outbox table (subscription_notification): claims, retries, the retry limit. */
 describe('rest-hook notification outbox', () => {
   let t: TestApp;
-  let a: Send;
-  let b: Send;
+  let a: HospitalSend;
+  let b: HospitalSend;
   let patient: string;
   const receivers: NotificationReceiver[] = [];
 
-  const client = async (organization: string): Promise<Send> => {
-    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-  };
   /** B's Subscription to Tasks it owns with `code`, sent to a receiver of its own. */
   const subscribe = async (code: string): Promise<{ subscription: Subscription; receiver: NotificationReceiver }> => {
     const receiver = new NotificationReceiver();
@@ -61,7 +57,7 @@ describe('rest-hook notification outbox', () => {
 
   beforeAll(async () => {
     t = await createTestApp();
-    [a, b] = await Promise.all([client(ORG_A), client(ORG_B)]);
+    [a, b] = await Promise.all([hospitalSender(t, ORG_A), hospitalSender(t, ORG_B)]);
     const res = await a('post', '/fhir/Patient').send(hiePatient());
     expect(res.status).toBe(201);
     patient = res.body.id as string;
@@ -171,5 +167,59 @@ describe('rest-hook notification outbox', () => {
     const sent = receiver.attempts.filter((x) => backlog.map(notificationId).includes(x.id));
     expect(sent.map((x) => x.id).sort()).toEqual(backlog.filter((n) => n.id === kept).map(notificationId).sort());
     expect(sent.every((x) => (JSON.parse(x.body) as Task).id === kept && x.answered === 204)).toBe(true);
+  }, 60_000);
+
+  it('appends the disclosure records of a claimed batch together: one append per batch, in one commit, one record per delivery', async () => {
+    const { subscription, receiver } = await subscribe('audit-batch');
+    const task = await createTask('audit-batch');
+    await receiver.waitFor(() => receiver.delivered().length === 1);
+    await notificationsSettled(t.db);
+    // Eight notifications committed together: two claimed batches of 4.
+    const backlog: NotificationJobData[] = Array.from({ length: 8 }, (_, i) => ({ subscriptionId: subscription.id!, resourceType: 'Task', id: task, versionId: String(300 + i) }));
+    const outbox = t.app.get(SubscriptionNotifications);
+    const writer = t.app.get(AuditTrailWriter);
+    const claims: number[] = [];
+    const claim = outbox.claim.bind(outbox);
+    const claimed = jest.spyOn(outbox, 'claim').mockImplementation(async (limit, lease) => {
+      const batch = await claim(limit, lease);
+      if (batch?.notifications.some((n) => n.subscriptionId === subscription.id)) claims.push(batch.notifications.length);
+      return batch;
+    });
+    const appendMany = jest.spyOn(writer, 'appendMany');
+    const appendAlone = jest.spyOn(t.app.get(AuditTrailRepository), 'appendAlone');
+    const ofTask = (rows: readonly AuditEventRow[]) => rows.filter((r) => r.entities.includes(`Task/${task}`));
+    let appends: AuditEventRow[][];
+    let statements: (readonly AuditEventRow[])[];
+    try {
+      await t.db.transaction((tx) => outbox.insertMany(tx, backlog));
+      await notificationsSettled(t.db);
+      // Read before the spies are restored (restoring clears their calls).
+      appends = appendMany.mock.calls.map(([rows]) => ofTask(rows)).filter((rows) => rows.length);
+      statements = appendAlone.mock.calls.map(([rows]) => rows);
+    } finally {
+      claimed.mockRestore();
+      appendMany.mockRestore();
+      appendAlone.mockRestore();
+    }
+    // One append per claimed batch, of one record per delivery in it.
+    expect(claims).toEqual([4, 4]);
+    expect(appends.map((rows) => rows.length)).toEqual([4, 4]);
+    // Each batch's records in one statement (one commit of the chain).
+    for (const rows of appends) {
+      const ids = rows.map((r) => r.id);
+      expect(statements.filter((batch) => ids.every((id) => batch.some((r) => r.id === id)))).toHaveLength(1);
+    }
+    // Stored as before: a successful read disclosed to B, naming the Task and the Subscription.
+    const stored: { content: { outcome: string; entity: { what?: { reference?: string } }[] } }[] = await t.db.query(
+      `SELECT content FROM audit_event WHERE id = ANY($1::uuid[]) ORDER BY seq`,
+      [appends.flat().map((r) => r.id)],
+    );
+    expect(stored).toHaveLength(8);
+    for (const { content } of stored) {
+      expect(content.outcome).toBe('0');
+      // The version delivery read (the current one, 1), and its patient.
+      expect(content.entity.map((e) => e.what?.reference)).toEqual(expect.arrayContaining([`Task/${task}/_history/1`, `Patient/${patient}`]));
+    }
+    expect(receiver.attempts.filter((x) => backlog.map(notificationId).includes(x.id)).map((x) => x.answered)).toEqual(Array(8).fill(204));
   }, 60_000);
 });

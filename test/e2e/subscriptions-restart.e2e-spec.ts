@@ -1,6 +1,7 @@
 import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Client } from 'pg';
 import request from 'supertest';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { NotificationReceiver } from '../support/notification-receiver';
@@ -11,7 +12,8 @@ const ADMIN = { id: 'subs-admin', secret: 'subs-admin-secret-0123456789' };
 
 /**
  * The compiled server with rest-hook notifications pending (the receiver down): stopped with
- * SIGTERM and started again on the same database, every notification arrives (the outbox).
+ * SIGTERM and started again on the same database, every notification arrives (the outbox); a
+ * write's pending match survives SIGKILL.
  */
 describe('rest-hook notifications survive a server restart', () => {
   let main: string;
@@ -155,6 +157,43 @@ describe('rest-hook notifications survive a server restart', () => {
       expect(killedAt).toBeGreaterThanOrEqual(held.at);
       expect(await stop(server)).toBe(0);
     } finally {
+      await Promise.all(running.map(stop));
+      await receiver.stop();
+      await pg.destroy();
+    }
+  }, 400_000);
+
+  it('judges a write\'s pending match committed before a SIGKILL after the next start, and delivers it once', async () => {
+    const pg: ScratchPostgres = await startScratchPostgres();
+    await Promise.all(running.map(stop));
+    const receiver = new NotificationReceiver();
+    const sql = new Client({ connectionString: pg.url() });
+    try {
+      const db = { DATABASE_URL: pg.url() };
+      const endpoint = await receiver.start();
+      // No job workers: the write commits its pending match and no one judges it yet.
+      let server = start(db, { JOBS_WORKERS: 'off' });
+      await server.waitFor('FHIR server listening', 150_000);
+      const { a, b } = await parties(endpoint);
+      const patient = await a.send('/fhir/Patient', hiePatient());
+      expect(patient.status).toBe(201);
+      const task = await a.send('/fhir/Task', { resourceType: 'Task', status: 'requested', intent: 'order', owner: { reference: `Organization/${b.org}` }, for: { reference: `Patient/${patient.body.id}` } });
+      expect(task.status).toBe(201);
+      await sql.connect();
+      const pendingOf = async (): Promise<number> => (await sql.query(`SELECT count(*)::int AS n FROM subscription_match_pending WHERE resource_id = $1`, [task.body.id])).rows[0].n as number;
+      expect(await pendingOf()).toBe(1);
+      server.child.kill('SIGKILL');
+      expect(await server.exited).toBe('SIGKILL');
+
+      server = start(db);
+      await server.waitFor('FHIR server listening', 150_000);
+      await receiver.waitFor(() => receiver.delivered().length === 1, 60_000);
+      expect(JSON.parse(receiver.delivered()[0].body).id).toBe(task.body.id);
+      expect(await pendingOf()).toBe(0);
+      expect(await stop(server)).toBe(0);
+      expect(receiver.attempts).toHaveLength(1);
+    } finally {
+      await sql.end().catch(() => undefined);
       await Promise.all(running.map(stop));
       await receiver.stop();
       await pg.destroy();

@@ -5,15 +5,16 @@ import { SystemAccess } from '../../src/fhir/pipeline/system-access';
 import { SearchService } from '../../src/fhir/search/search.service';
 import { StorageSessions } from '../../src/fhir/storage/storage-session';
 import { JobQueue } from '../../src/jobs/job-queue';
-import { MatchJobData, notificationId, NotificationJobData, SUBSCRIPTION_MATCH_QUEUE, SubscriptionMatchingListener } from '../../src/referrals/subscriptions/subscription-matching.listener';
+import { notificationId, NotificationJobData, SubscriptionMatchingListener } from '../../src/referrals/subscriptions/subscription-matching.listener';
+import { ClaimedMatches, MatchJobData, SubscriptionMatchesPending } from '../../src/referrals/subscriptions/subscription-match-pending.repository';
 import { SubscriptionNotifications } from '../../src/referrals/subscriptions/subscription-notification.repository';
 import { SubscriptionMatchJob } from '../../src/referrals/subscriptions/subscription-match.job';
 import { SUBSCRIPTION_SECRET_URL } from '../../src/referrals/subscriptions/subscription-registration.listener';
 import { captureAuditRecords } from '../support/audit';
-import { registerTestClient } from '../support/auth';
+import { HospitalSend, hospitalSender, registerTestClient } from '../support/auth';
 import { consentResource } from '../support/consent';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
-import { jobsSettled, notificationsSettled } from '../support/jobs';
+import { subscriptionsSettled } from '../support/jobs';
 import { NotificationReceiver, signatureValid } from '../support/notification-receiver';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -30,13 +31,11 @@ const ORG_B = `sub-b-${RUN}`; // subscribes
 const ORG_C = `sub-c-${RUN}`; // neither
 const SECRET = `s3cret-${RUN}-0123456789abcdef`;
 
-type Send = (m: 'get' | 'post' | 'put' | 'delete', path: string) => request.Test;
-
 describe('rest-hook Subscriptions: registration, matching under the subscriber\'s access, delivery', () => {
   let t: TestApp;
-  let a: Send;
-  let b: Send;
-  let c: Send;
+  let a: HospitalSend;
+  let b: HospitalSend;
+  let c: HospitalSend;
   let receiver: NotificationReceiver;
   let endpoint: string;
   let records: AuditRecord[];
@@ -44,14 +43,14 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
   let subscription: Subscription;
   /** Every notification the match job inserted into the outbox table (rows are deleted once delivered). */
   const inserted: NotificationJobData[] = [];
+  /** Every pending match a write inserted (rows are deleted once judged). */
+  const added: MatchJobData[] = [];
+  /** Every batch of pending matches a worker claimed. */
+  const claimed: ClaimedMatches[] = [];
   /** While the matching listener handles a write: where `enqueuedInWrite` collects what it enqueues. */
   let inListener = 0;
   let inWrite: { queue: string; data: object[] }[] = [];
 
-  const client = async (organization: string): Promise<Send> => {
-    const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-    return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-  };
   const subscriptionBody = (extra: Partial<Subscription> = {}, secret: string | undefined = SECRET): Subscription => ({
     resourceType: 'Subscription',
     status: 'requested',
@@ -87,14 +86,12 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       await new Promise((r) => setTimeout(r, 100));
     }
   };
-  /** Every match job committed so far is done, then every notification it enqueued. */
-  const settled = async (): Promise<void> => {
-    await jobsSettled(t.db, SUBSCRIPTION_MATCH_QUEUE, 600);
-    await notificationsSettled(t.db, 600);
-  };
+  /** Every pending match committed so far is judged, then every notification it made is delivered. */
+  const settled = (): Promise<void> => subscriptionsSettled(t.db, 600);
   /**
-   * The jobs the matching listener enqueued in the write's own transaction while `write` ran (the
-   * match job's later enqueues are not counted: only calls made inside the listener's handle).
+   * What the matching listener queued in the write's own transaction while `write` ran: pending
+   * matches, notifications, pg-boss jobs (the match job's later inserts are not counted: only calls
+   * made inside the listener's handle).
    */
   const enqueuedInWrite = async <T>(write: () => Promise<T>): Promise<{ result: T; jobs: { queue: string; data: object[] }[] }> => {
     const listener = t.app.get(SubscriptionMatchingListener);
@@ -139,9 +136,22 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       if (inListener) inWrite.push({ queue: 'subscription_notification', data: [...data] });
       return insertMany(tx, data);
     });
+    const pending = t.app.get(SubscriptionMatchesPending);
+    const add = pending.add.bind(pending);
+    jest.spyOn(pending, 'add').mockImplementation(async (tx, match) => {
+      added.push(match);
+      if (inListener) inWrite.push({ queue: 'subscription_match_pending', data: [match] });
+      return add(tx, match);
+    });
+    const claim = pending.claim.bind(pending);
+    jest.spyOn(pending, 'claim').mockImplementation(async (limit, lease) => {
+      const batch = await claim(limit, lease);
+      if (batch) claimed.push(batch);
+      return batch;
+    });
     receiver = new NotificationReceiver();
     endpoint = await receiver.start();
-    [a, b, c] = await Promise.all([client(ORG_A), client(ORG_B), client(ORG_C)]);
+    [a, b, c] = await Promise.all([hospitalSender(t, ORG_A), hospitalSender(t, ORG_B), hospitalSender(t, ORG_C)]);
     patient = await created(await a('post', '/fhir/Patient').send(hiePatient()));
     const res = await b('post', '/fhir/Subscription').send(subscriptionBody());
     expect(res.status).toBe(201);
@@ -319,9 +329,9 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       try {
         await settled();
         const { result: id, jobs } = await enqueuedInWrite(async () => created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { authoredOn: '2001-02-03', code: { coding: [{ code: 'prefilter-this' }] } }))));
-        // One match job; owner and status decided in memory (only B's access left to the job);
-        // authored-on is not decided in memory: tested (with B's access) by the statement in the write.
-        expect(jobs).toEqual([{ queue: SUBSCRIPTION_MATCH_QUEUE, data: [{ resourceType: 'Task', id, versionId: '1', candidates: [subscription.id!], matched: [undecided.id!] } satisfies MatchJobData] }]);
+        // One pending match; owner and status decided in memory (only B's access left to the match
+        // job); authored-on is not decided in memory: tested (with B's access) by the statement in the write.
+        expect(jobs).toEqual([{ queue: 'subscription_match_pending', data: [{ resourceType: 'Task', id, versionId: '1', candidates: [subscription.id!], matched: [undecided.id!] } satisfies MatchJobData] }]);
         await receiver.waitFor(() => receiver.delivered(undecided.id).length >= 1 && receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
         await settled();
         expect(receiver.delivered(rejected.id)).toEqual([]);
@@ -332,7 +342,7 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       }
     });
 
-    it('commits a write with exactly one match job (not a notification per Subscription); the job enqueues one notification per subscriber that may read the version, none for one that may not', async () => {
+    it('commits a write with exactly one pending match (not a notification per Subscription); the match job inserts one notification per subscriber that may read the version, none for one that may not', async () => {
       // Two more of B's Subscriptions and one of C's, all matching the Task below in memory.
       const more = [
         (await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=fan-out` }))).body as Subscription,
@@ -348,13 +358,16 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
         const { result: id, jobs } = await enqueuedInWrite(async () => created(await a('post', '/fhir/Task').send(task(ORG_B, deniesC, { code: { coding: [{ code: 'fan-out' }] } }))));
         expect((await b('get', `/fhir/Task/${id}`)).status).toBe(200);
         expect((await c('get', `/fhir/Task/${id}`)).status).toBe(404);
-        // The write's transaction enqueued one job, the match job, and no notification.
+        // The write's transaction inserted one pending match, and no notification.
         expect(jobs).toHaveLength(1);
-        expect(jobs[0].queue).toBe(SUBSCRIPTION_MATCH_QUEUE);
+        expect(jobs[0].queue).toBe('subscription_match_pending');
         expect((jobs[0].data[0] as MatchJobData).candidates.sort()).toEqual([subscription.id, ...more.map((x) => x.id), ofC.id].sort());
         await settled();
-        const [{ matchJobs }] = await t.db.query(`SELECT count(*)::int AS "matchJobs" FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_MATCH_QUEUE, id]);
-        expect(matchJobs).toBe(1);
+        // One pending match for the write, judged in one claimed batch, and gone once judged.
+        expect(added.filter((m) => m.id === id)).toHaveLength(1);
+        expect(claimed.flatMap((batch) => batch.matches).filter((m) => m.id === id)).toHaveLength(1);
+        const [{ left }] = await t.db.query(`SELECT count(*)::int AS left FROM subscription_match_pending WHERE resource_id = $1`, [id]);
+        expect(left).toBe(0);
         // The match job's notifications: B's three Subscriptions, each with its stable id; none for C.
         const notified = inserted.filter((n) => n.id === id).map((n) => ({ id: notificationId(n), subscription: n.subscriptionId })).sort((x, y) => (x.subscription < y.subscription ? -1 : 1));
         const expected = [subscription.id!, ...more.map((x) => x.id!)].sort().map((sub) => ({ id: notificationId({ subscriptionId: sub, resourceType: 'Task', id, versionId: '1' }), subscription: sub }));
@@ -374,16 +387,17 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect(jobs).toEqual([]);
     });
 
-    it('runs a match job twice without a second notification: the notification id is stable per Subscription and version', async () => {
+    it('judges a claimed batch twice without a second notification: its rows were deleted with the first run, fenced to the lease', async () => {
       await settled();
       const id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
       await receiver.waitFor(() => receiver.delivered(subscription.id).some((n) => (JSON.parse(n.body) as Task).id === id));
       await settled();
-      const [job] = await t.db.query(`SELECT id::text, data, retry_count AS "retryCount" FROM pgboss.job WHERE name = $1 AND data->>'id' = $2`, [SUBSCRIPTION_MATCH_QUEUE, id]);
-      // As if its node died after its transaction committed and the job were taken again.
-      await t.app.get(SubscriptionMatchJob).runBatch([{ id: job.id, queue: SUBSCRIPTION_MATCH_QUEUE, data: job.data as MatchJobData, retryCount: job.retryCount as number }]);
+      const batch = claimed.find((x) => x.matches.some((m) => m.id === id))!;
+      expect(batch.matches.filter((m) => m.id === id)).toHaveLength(1);
+      // As if its worker ran it again after its transaction committed.
+      await t.app.get(SubscriptionMatchJob).runBatch(batch);
       await settled();
-      // Its job was completed already: the second run inserts nothing (the delivered row is gone, so ON CONFLICT alone could not tell).
+      // Its rows were deleted already: the second run inserts nothing (the delivered row is gone, so ON CONFLICT alone could not tell).
       expect(inserted.filter((n) => n.id === id)).toHaveLength(1);
       expect(receiver.attempts.filter((x) => x.body.includes(`"id":"${id}"`))).toHaveLength(1);
     });

@@ -21,5 +21,11 @@ export function captureAuditRecords(app: INestApplication, into: AuditRecord[] =
     records.push(r);
     return withRequest(r);
   });
+  // Records of background work appended together (a batch of rest-hook deliveries' disclosures).
+  const recordMany = audit.recordMany.bind(audit);
+  jest.spyOn(audit, 'recordMany').mockImplementation(async (rs) => {
+    records.push(...rs);
+    return recordMany(rs);
+  });
   return records;
 }

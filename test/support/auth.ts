@@ -1,6 +1,7 @@
 import request from 'supertest';
 import type { HieRole } from '../../src/fhir/pipeline/principal';
 import { ClientRegistrationRepository } from '../../src/auth/client-registration.repository';
+import { FHIR_JSON } from './fixtures';
 import type { TestApp } from './test-app';
 
 export interface TestClient {
@@ -56,4 +57,13 @@ export async function hospitalAgent(t: TestApp, organization = 'org-test'): Prom
   const agent = request.agent(t.http);
   agent.set('Authorization', `Bearer ${await client.token()}`);
   return agent;
+}
+
+/** A request as one organization's hospital client (TREAT, system/*.cruds), FHIR JSON body. */
+export type HospitalSend = (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
+
+/** A hospital client of `organization` (TREAT, system/*.cruds) registered with one token, sending FHIR JSON. */
+export async function hospitalSender(t: TestApp, organization: string): Promise<HospitalSend> {
+  const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
+  return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
 }

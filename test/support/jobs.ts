@@ -23,3 +23,25 @@ export async function notificationsSettled(db: DataSource, maxPolls = 300): Prom
   }
   throw new Error('rest-hook notifications were not delivered');
 }
+
+/**
+ * Waits until every pending rest-hook match committed so far (`subscription_match_pending`) is
+ * judged; one given up after its retries fails the test, as a failed job does. Polls every 100 ms.
+ */
+export async function subscriptionMatchesSettled(db: DataSource, maxPolls = 300): Promise<void> {
+  for (let i = 0; i < maxPolls; i++) {
+    const [{ open, givenUp }] = await db.query(
+      `SELECT count(*) FILTER (WHERE next_attempt_at <> 'infinity')::int AS open, count(*) FILTER (WHERE next_attempt_at = 'infinity')::int AS "givenUp" FROM subscription_match_pending`,
+    );
+    if (givenUp) throw new Error(`${givenUp} pending subscription match(es) given up`);
+    if (!open) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('pending subscription matches were not judged');
+}
+
+/** Waits until every pending rest-hook match is judged, then every notification they made is delivered (or dropped, given up). */
+export async function subscriptionsSettled(db: DataSource, maxPolls = 300): Promise<void> {
+  await subscriptionMatchesSettled(db, maxPolls);
+  await notificationsSettled(db, maxPolls);
+}

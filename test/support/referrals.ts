@@ -1,17 +1,11 @@
 import type { Parameters, ServiceRequest, Task } from '@medplum/fhirtypes';
 import request from 'supertest';
-import { registerTestClient } from './auth';
+import { HospitalSend, hospitalSender, registerTestClient } from './auth';
 import { FHIR_JSON } from './fixtures';
 import type { TestApp } from './test-app';
 
-/** A request as one organization's hospital client (TREAT, system/*.cruds), FHIR JSON body. */
-export type ReferralParty = (m: 'get' | 'post' | 'put' | 'patch' | 'delete', path: string) => request.Test;
-
-/** A hospital client of `organization` that can take part in referrals (as requester or owner). */
-async function referralParty(t: TestApp, organization: string): Promise<ReferralParty> {
-  const token = await (await registerTestClient(t, { role: 'hospital', organization })).token('system/*.cruds', 'TREAT');
-  return (m, path) => request(t.http)[m](path).set('Authorization', `Bearer ${token}`).set('Content-Type', FHIR_JSON);
-}
+/** A request as one organization's hospital client (a referral's requester or owner). */
+export type ReferralParty = HospitalSend;
 
 /**
  * The organizations as Organization resources (PUT by an HIE admin of the first: `$refer` checks
@@ -19,7 +13,7 @@ async function referralParty(t: TestApp, organization: string): Promise<Referral
  */
 export async function referralParties(t: TestApp, organizations: string[]): Promise<ReferralParty[]> {
   const parties = [];
-  for (const organization of organizations) parties.push(await referralParty(t, organization));
+  for (const organization of organizations) parties.push(await hospitalSender(t, organization));
   const adminToken = await (await registerTestClient(t, { role: 'admin', organization: organizations[0], scopes: ['system/Organization.cruds'], purposes: ['HSYSADMIN'] })).token();
   for (const org of organizations) {
     const put = await request(t.http).put(`/fhir/Organization/${org}`).set('Authorization', `Bearer ${adminToken}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Organization', id: org, name: org });

@@ -55,4 +55,14 @@ export abstract class AuditStage {
   recordWithRequest(record: AuditRecord): Promise<void> {
     return this.record(record);
   }
+
+  /**
+   * Records of one piece of background work that are made durable together (a batch of rest-hook
+   * deliveries' disclosures): still one record each, with the same content as `record` would store,
+   * appended with one statement and one commit where the stage can. Not for records of a request.
+   * Default: each recorded at once.
+   */
+  async recordMany(records: readonly AuditRecord[]): Promise<void> {
+    await Promise.all(records.map((r) => this.record(r)));
+  }
 }

@@ -20,10 +20,11 @@ describe('loadSubscriptionConfig', () => {
     expect(() => loadSubscriptionConfig({ SUBSCRIPTION_ENDPOINT_ALLOW: prefix })).toThrow(why);
   });
 
-  it('reads the match job settings: 200 writes per batch and a 500 ms poll by default, pg-boss\'s 500 ms the shortest poll', () => {
-    expect(loadSubscriptionConfig({})).toMatchObject({ matchBatchSize: 200, matchPollMs: 500 });
-    expect(loadSubscriptionConfig({ SUBSCRIPTION_MATCH_BATCH_SIZE: '50', SUBSCRIPTION_MATCH_POLL_MS: '2000' })).toMatchObject({ matchBatchSize: 50, matchPollMs: 2000 });
-    expect(() => loadSubscriptionConfig({ SUBSCRIPTION_MATCH_POLL_MS: '100' })).toThrow('SUBSCRIPTION_MATCH_POLL_MS must be an integer from 500 to 60000');
+  it('reads the match job settings: 200 writes per batch, a 500 ms poll (50 ms the shortest) and a 60 s lease by default', () => {
+    expect(loadSubscriptionConfig({})).toMatchObject({ matchBatchSize: 200, matchPollMs: 500, matchLeaseSeconds: 60 });
+    expect(loadSubscriptionConfig({ SUBSCRIPTION_MATCH_BATCH_SIZE: '50', SUBSCRIPTION_MATCH_POLL_MS: '100', SUBSCRIPTION_MATCH_LEASE_SECONDS: '5' })).toMatchObject({ matchBatchSize: 50, matchPollMs: 100, matchLeaseSeconds: 5 });
+    expect(() => loadSubscriptionConfig({ SUBSCRIPTION_MATCH_POLL_MS: '10' })).toThrow('SUBSCRIPTION_MATCH_POLL_MS must be an integer from 50 to 60000');
+    expect(() => loadSubscriptionConfig({ SUBSCRIPTION_MATCH_LEASE_SECONDS: '1' })).toThrow('SUBSCRIPTION_MATCH_LEASE_SECONDS must be an integer from 2 to 3600');
     expect(() => loadSubscriptionConfig({ SUBSCRIPTION_MATCH_BATCH_SIZE: '0' })).toThrow('SUBSCRIPTION_MATCH_BATCH_SIZE must be an integer from 1 to 1000');
   });
 

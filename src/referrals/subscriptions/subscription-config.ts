@@ -25,10 +25,19 @@ export interface SubscriptionConfig {
   deliveryLeaseMinSeconds: number;
   /** How long a node reuses the list of a type's Subscriptions and a subscriber's access context. */
   cacheMs: number;
-  /** Match jobs (one per write that may notify) taken together by one run of the match job. */
+  /** Pending matches (one per write that may notify) a node's match job claims together (one access statement per batch). */
   matchBatchSize: number;
-  /** How often an idle node looks for match jobs (they send no NOTIFY: the writes' commits stay free of it). */
+  /** How often an idle node looks for pending matches (a write's commit wakes no one: the matches committed between two polls are judged together). */
   matchPollMs: number;
+  /** A claimed batch of pending matches is this node's for this long: a batch whose worker died is judged again after it. */
+  matchLeaseSeconds: number;
+}
+
+/** How a failed notification or match batch is retried (as pg-boss's retryBackoff did): `delay * 2^attempts * (1 + random)`, capped; given up after `retryLimit` retries. */
+export interface RetryPolicy {
+  retryLimit: number;
+  retryDelaySeconds: number;
+  retryDelayMaxSeconds: number;
 }
 
 export const SUBSCRIPTION_CONFIG = Symbol('SUBSCRIPTION_CONFIG');
@@ -70,7 +79,7 @@ export function loadSubscriptionConfig(env: NodeJS.ProcessEnv = process.env): Su
     deliveryLeaseMinSeconds: int(env, 'SUBSCRIPTION_DELIVERY_LEASE_SECONDS', 30, 2, 3600),
     cacheMs: int(env, 'SUBSCRIPTION_CACHE_MS', 1000, 0, 60_000),
     matchBatchSize: int(env, 'SUBSCRIPTION_MATCH_BATCH_SIZE', 200, 1, 1000),
-    // pg-boss polls no more often than every 500 ms.
-    matchPollMs: int(env, 'SUBSCRIPTION_MATCH_POLL_MS', 500, 500, 60_000),
+    matchPollMs: int(env, 'SUBSCRIPTION_MATCH_POLL_MS', 500, 50, 60_000),
+    matchLeaseSeconds: int(env, 'SUBSCRIPTION_MATCH_LEASE_SECONDS', 60, 2, 3600),
   };
 }

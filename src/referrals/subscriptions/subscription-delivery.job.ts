@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
 import type { Subscription } from '@medplum/fhirtypes';
-import { auditRecord } from '../../fhir/pipeline/audit-record';
+import { AuditRecord, auditRecord } from '../../fhir/pipeline/audit-record';
 import { ClientRegistrationRepository } from '../../auth/client-registration.repository';
 import { SystemAccess } from '../../fhir/pipeline/system-access';
 import { AuditStage } from '../../fhir/pipeline/pipeline.stages';
@@ -41,7 +41,8 @@ interface Ready {
  * and `X-Signature` when it has a secret. With payload `application/fhir+json` the body is the
  * resource as the owning client may read it now (re-read under its access: a resource it may no
  * longer read is not sent at all); without payload there is no body. Each attempt that reached
- * the endpoint is audited as a disclosure to the owning organization. SUBSCRIPTION_ERROR_AFTER_FAILURES
+ * the endpoint is audited as a disclosure to the owning organization; a batch's records are
+ * appended together (one commit) after its POSTs, before it is settled. SUBSCRIPTION_ERROR_AFTER_FAILURES
  * failures in a row set the Subscription to `error` (with the reason in `error`), a success sets it
  * `active` again; after SUBSCRIPTION_RETRY_LIMIT retries a notification is given up.
  */
@@ -119,17 +120,22 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
     if (!batch) return 0;
     const outcomes = new Map<ClaimedNotification, Outcome>();
     const ready = await this.readBatch(batch.notifications, outcomes);
+    /** One disclosure record per attempt that was made, appended together after the batch's POSTs. */
+    const disclosures: AuditRecord[] = [];
     let next = 0;
     const lane = async (): Promise<void> => {
       while (next < ready.length) {
         const r = ready[next++];
-        outcomes.set(r.n, await this.send(r).catch((err: unknown) => {
+        outcomes.set(r.n, await this.send(r, disclosures).catch((err: unknown) => {
           this.logger.warn({ msg: 'subscription notification error', subscription: r.n.subscriptionId, notification: r.n.notificationId, code: (err as { code?: string }).code ?? 'error' });
           return 'failed' as const;
         }));
       }
     };
     await Promise.all(Array.from({ length: Math.min(this.config.concurrency, ready.length) }, lane));
+    // Before the settle: should the append fail, the batch is not settled and is sent again (same
+    // ids) once its lease passed, so no delivery stays without its record.
+    await this.audit.recordMany(disclosures);
     const ids = (o: Outcome) => [...outcomes].filter(([, v]) => v === o).map(([n]) => n.notificationId);
     const givenUp = await this.notifications.settle(batch.lease, [...ids('delivered'), ...ids('dropped')], ids('failed'), this.config);
     for (const id of givenUp) this.logger.warn({ msg: 'subscription notification given up', notification: id, retries: this.config.retryLimit });
@@ -183,7 +189,7 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
     return ready;
   }
 
-  private async send({ n, reg, stored }: Ready): Promise<Outcome> {
+  private async send({ n, reg, stored }: Ready, disclosures: AuditRecord[]): Promise<Outcome> {
     const id = n.id;
     const resource = stored.resource!;
     const body = reg.payload === FHIR_JSON_PAYLOAD ? JSON.stringify(resource) : '';
@@ -204,7 +210,7 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
       status = 0;
     }
     const ok = status >= 200 && status < 300;
-    await this.recordDisclosure(reg, resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started);
+    disclosures.push(this.disclosure(reg, resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started));
     this.logger.log({ msg: 'subscription notification', subscription: reg.id, notification: n.notificationId, attempt: n.attempts + 1, status, ms: Date.now() - started });
     if (ok) {
       // The usual case (no failures counted when the batch started) needs no transaction; a count a
@@ -244,21 +250,19 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
   }
 
   /** A notification is a disclosure to the owning organization (BALP: the resource, its patients, the Subscription as basis). */
-  private async recordDisclosure(reg: SubscriptionRegistration, resourceType: string, id: string, versionId: number, compartments: readonly string[], ok: boolean, status: number, ms: number): Promise<void> {
-    await this.audit.record(
-      auditRecord({
-        kind: 'read',
-        subtype: 'subscription-notification',
-        principal: reg.principal,
-        outcome: ok ? 'success' : 'failure',
-        status: ok ? 200 : 502,
-        ...(ok ? {} : { failureCode: 'transient' }),
-        resourceType,
-        path: `/${resourceType}/${id}`,
-        entities: [{ reference: `${resourceType}/${id}`, versionId: String(versionId), patients: compartments }],
-        accessBasis: [`subscription: Subscription/${reg.id} rest-hook to ${new URL(reg.endpoint).origin}${reg.payload ? '' : ' (no payload)'}`],
-        durationMs: ms,
-      }),
-    );
+  private disclosure(reg: SubscriptionRegistration, resourceType: string, id: string, versionId: number, compartments: readonly string[], ok: boolean, status: number, ms: number): AuditRecord {
+    return auditRecord({
+      kind: 'read',
+      subtype: 'subscription-notification',
+      principal: reg.principal,
+      outcome: ok ? 'success' : 'failure',
+      status: ok ? 200 : 502,
+      ...(ok ? {} : { failureCode: 'transient' }),
+      resourceType,
+      path: `/${resourceType}/${id}`,
+      entities: [{ reference: `${resourceType}/${id}`, versionId: String(versionId), patients: compartments }],
+      accessBasis: [`subscription: Subscription/${reg.id} rest-hook to ${new URL(reg.endpoint).origin}${reg.payload ? '' : ' (no payload)'}`],
+      durationMs: ms,
+    });
   }
 }

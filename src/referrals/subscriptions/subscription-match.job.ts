@@ -1,99 +1,159 @@
-import { Inject, Injectable, Logger, OnModuleInit } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import type { AccessContext } from '../../fhir/pipeline/access-context';
 import { SearchService, VersionReaders } from '../../fhir/search/search.service';
 import { StorageSessions } from '../../fhir/storage/storage-session';
-import { JobQueue, QueuedJob } from '../../jobs/job-queue';
 import { SubscriberAccess } from './subscriber-access';
-import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
-import { MatchJobData, NotificationJobData, SUBSCRIPTION_MATCH_QUEUE } from './subscription-matching.listener';
+import { RetryPolicy, SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
+import { ClaimedMatches, PendingMatch, SubscriptionMatchesPending } from './subscription-match-pending.repository';
+import { NotificationJobData } from './subscription-matching.listener';
 import { SubscriptionNotifications } from './subscription-notification.repository';
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
 
-/** Part of a batch's match jobs were taken again elsewhere: the batch rolls back and is retried. */
+/** Retries of a failed match batch, as the pg-boss queue `subscription.match` had them: 1 s doubled with jitter, at most 60 s, 10 retries. */
+export const MATCH_RETRY_POLICY: RetryPolicy = { retryLimit: 10, retryDelaySeconds: 1, retryDelayMaxSeconds: 60 };
+
+/** Part of a batch's pending matches were claimed again elsewhere: the batch rolls back and is retried. */
 class MatchBatchClaimLapsed extends Error {
   readonly code = 'subscription-match-claim-lapsed';
 }
 
 /**
  * The second half of rest-hook matching (docs/referrals.md, Matching), off the write's critical
- * path: the jobs of queue `subscription.match` (one per write whose version some criteria matched
- * in memory) are taken in batches; for all of a batch's versions and candidate subscribers, ONE
- * statement tells which subscriber may read which version (`SearchService.readableVersions`, each
- * under the owning client's own access), and one notification per subscriber that may read it is
- * inserted (one statement for the batch, table `subscription_notification`) in the same transaction
- * that completes the match jobs. A notification's id is stable per (Subscription, resource,
- * version) (`notificationId`), so a match job that runs again after its transaction committed
- * inserts nothing twice while the notification is still queued,
- * and a receiver that dedups by `X-Notification-Id` never sees it twice later either. Subscriptions
- * deleted or turned off since the write, and clients that may no longer search the type, get nothing.
+ * path: each node with job workers claims batches of the writes' pending matches
+ * (`subscription_match_pending`, one row per write whose version some criteria matched in memory;
+ * SKIP LOCKED and a lease, so several nodes never judge one row at the same time); for all of a
+ * batch's versions and candidate subscribers, ONE statement tells which subscriber may read which
+ * version (`SearchService.readableVersions`, each under the owning client's own access), and one
+ * notification per subscriber that may read it is inserted (one statement for the batch, table
+ * `subscription_notification`) in the same transaction that deletes the batch's rows, fenced to its
+ * lease. A crash before that commit leaves the rows to be claimed again once the lease passed; a
+ * notification's id is stable per (Subscription, resource, version) (`notificationId`), so a batch
+ * judged twice inserts nothing twice while the notification is still queued. Subscriptions deleted
+ * or turned off since the write, and clients that may no longer search the type, get nothing. A
+ * failed batch is retried with backoff (MATCH_RETRY_POLICY), then given up.
  */
 @Injectable()
-export class SubscriptionMatchJob implements OnModuleInit {
+export class SubscriptionMatchJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('SubscriptionMatch');
+  private running?: Promise<void>;
+  private stopping = false;
+  private wake?: () => void;
 
   constructor(
-    private readonly jobs: JobQueue,
+    private readonly pending: SubscriptionMatchesPending,
     private readonly registrations: SubscriptionRegistrations,
     private readonly notifications: SubscriptionNotifications,
     private readonly access: SubscriberAccess,
     private readonly search: SearchService,
     private readonly sessions: StorageSessions,
     @Inject(SUBSCRIPTION_CONFIG) private readonly config: SubscriptionConfig,
+    @Inject(APP_CONFIG) private readonly app: AppConfig,
   ) {}
 
-  async onModuleInit(): Promise<void> {
-    // No NOTIFY: the writes' commits stay free of it, and the jobs committed between two polls are
-    // matched together (one access statement for all of them).
-    this.jobs.define(SUBSCRIPTION_MATCH_QUEUE, { retryLimit: 10, retryDelaySeconds: 1, retryBackoff: true, retryDelayMaxSeconds: 60, expireInSeconds: 300, notify: false });
-    await this.jobs.workBatch<MatchJobData>(SUBSCRIPTION_MATCH_QUEUE, (jobs) => this.runBatch(jobs), {
-      batchSize: this.config.matchBatchSize,
-      pollSeconds: this.config.matchPollMs / 1000,
+  onApplicationBootstrap(): void {
+    // JOBS_WORKERS=off: this node only inserts pending matches.
+    if (!this.app.jobs.workers) return;
+    this.running = this.loop();
+  }
+
+  /** Lets the batch in flight finish before the database closes. */
+  async beforeApplicationShutdown(): Promise<void> {
+    this.stopping = true;
+    this.wake?.();
+    await this.running;
+  }
+
+  /**
+   * Claims and judges batches. No wake-up on a write's commit: the matches committed between two
+   * polls are judged together (one access statement for all of them); a full batch means a
+   * backlog, claimed again at once.
+   */
+  private async loop(): Promise<void> {
+    while (!this.stopping) {
+      let claimed = 0;
+      try {
+        claimed = await this.runOnce();
+      } catch (err) {
+        this.logger.warn({ msg: 'subscription match claim failed', code: (err as { code?: string }).code ?? 'error' });
+      }
+      if (claimed < this.config.matchBatchSize && !this.stopping) await this.idle();
+    }
+  }
+
+  private idle(): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, this.config.matchPollMs);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake = () => {
+        this.wake = undefined;
+        done();
+      };
     });
   }
 
-  async runBatch(jobs: readonly QueuedJob<MatchJobData>[]): Promise<void> {
+  /** Claims one batch and judges it; a failed batch counts an attempt on each row still ours. Answers how many were claimed. */
+  async runOnce(): Promise<number> {
+    const batch = await this.pending.claim(this.config.matchBatchSize, this.config.matchLeaseSeconds);
+    if (!batch) return 0;
+    try {
+      await this.runBatch(batch);
+    } catch (err) {
+      const givenUp = await this.pending.failed(batch, MATCH_RETRY_POLICY);
+      this.logger.warn({ msg: 'subscription match batch failed', matches: batch.matches.length, attempt: Math.max(...batch.matches.map((m) => m.attempts)) + 1, code: (err as { code?: string }).code ?? 'error' });
+      for (const key of givenUp) this.logger.warn({ msg: 'subscription match given up', match: key, retries: MATCH_RETRY_POLICY.retryLimit });
+    }
+    return batch.matches.length;
+  }
+
+  /** Judges a claimed batch; throws when it failed (nothing committed). */
+  async runBatch(batch: ClaimedMatches): Promise<void> {
+    const matches = batch.matches;
     const started = Date.now();
-    const registrations = new Map((await this.registrations.byIds([...new Set(jobs.flatMap((j) => [...j.data.candidates, ...j.data.matched]))])).map((r) => [r.id, r]));
+    const registrations = new Map((await this.registrations.byIds([...new Set(matches.flatMap((m) => [...m.candidates, ...m.matched]))])).map((r) => [r.id, r]));
     const live = (id: string): SubscriptionRegistration | undefined => {
       const reg = registrations.get(id);
       return reg && reg.status !== 'off' ? reg : undefined;
     };
     const notifications: NotificationJobData[] = [];
     const versions: VersionReaders[] = [];
-    const askedFor: { job: QueuedJob<MatchJobData>; subscribers: { id: string; ctx: AccessContext }[] }[] = [];
-    for (const job of jobs) {
-      const { resourceType, id, versionId } = job.data;
+    const askedFor: { match: PendingMatch; subscribers: { id: string; ctx: AccessContext }[] }[] = [];
+    for (const match of matches) {
+      const { resourceType, id, versionId } = match;
       // Criteria and access tested in the write's transaction already.
-      for (const subscriptionId of job.data.matched) if (live(subscriptionId)) notifications.push({ subscriptionId, resourceType, id, versionId });
+      for (const subscriptionId of match.matched) if (live(subscriptionId)) notifications.push({ subscriptionId, resourceType, id, versionId });
       const subscribers: { id: string; ctx: AccessContext }[] = [];
-      for (const subscriptionId of job.data.candidates) {
+      for (const subscriptionId of match.candidates) {
         const reg = live(subscriptionId);
         const ctx = reg && (await this.access.contextOf(reg.principal, resourceType));
         if (ctx) subscribers.push({ id: subscriptionId, ctx });
       }
       if (!subscribers.length || !Number.isInteger(Number(versionId))) continue;
-      askedFor.push({ job, subscribers });
+      askedFor.push({ match, subscribers });
       versions.push({ resourceType, id, versionId: Number(versionId), contexts: subscribers.map((s) => s.ctx) });
     }
     const completed = await this.sessions.run({ transactional: true }, async ({ tx }) => {
       const readable = await this.search.readableVersions(versions, tx);
-      askedFor.forEach(({ job, subscribers }, i) => {
-        const { resourceType, id, versionId } = job.data;
+      askedFor.forEach(({ match, subscribers }, i) => {
+        const { resourceType, id, versionId } = match;
         for (const s of subscribers) if (readable[i].has(s.ctx)) notifications.push({ subscriptionId: s.id, resourceType, id, versionId });
       });
-      // Completed with the notifications they caused: both or neither. Fenced to the attempt
-      // fetched: jobs no longer ours (completed already, taken again after their claim lapsed) add
-      // nothing, so a match job run twice yields one notification even after it was delivered
-      // (the notification row is gone by then, so its id alone could not tell).
-      const done = await this.jobs.completeIn(tx, SUBSCRIPTION_MATCH_QUEUE, jobs);
+      // Deleted with the notifications they caused: both or neither. Fenced to the lease: rows no
+      // longer ours (judged already, claimed again after the lease lapsed) add nothing, so a match
+      // judged twice yields one notification even after it was delivered (the notification row is
+      // gone by then, so its id alone could not tell).
+      const done = await this.pending.completeIn(tx, batch);
       if (done === 0) return 0;
-      // Some lost their claim, some not: roll back; pg-boss retries ours, the others run elsewhere.
-      if (done < jobs.length) throw new MatchBatchClaimLapsed(`${jobs.length - done} of ${jobs.length} match jobs lost their claim`);
+      // Some lost their claim, some not: roll back; ours are retried, the others are judged elsewhere.
+      if (done < matches.length) throw new MatchBatchClaimLapsed(`${matches.length - done} of ${matches.length} pending matches lost their claim`);
       await this.notifications.insertMany(tx, notifications);
       return done;
     });
     if (completed && notifications.length) this.notifications.inserted();
     // Ids and counts only.
-    this.logger.debug({ msg: 'subscription match batch', jobs: jobs.length, completed, versions: versions.length, notifications: completed ? notifications.length : 0, ms: Date.now() - started });
+    this.logger.debug({ msg: 'subscription match batch', matches: matches.length, completed, versions: versions.length, notifications: completed ? notifications.length : 0, ms: Date.now() - started });
   }
 }

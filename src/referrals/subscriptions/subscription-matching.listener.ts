@@ -5,13 +5,10 @@ import type { EntityManager } from 'typeorm';
 import { FhirError } from '../../common/fhir-error';
 import { WriteEvent, WriteEvents, WriteListener } from '../../fhir/pipeline/write-events';
 import { PreparedCriteria, SearchService } from '../../fhir/search/search.service';
-import { JobQueue } from '../../jobs/job-queue';
 import { SubscriberAccess } from './subscriber-access';
 import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
+import { SubscriptionMatchesPending } from './subscription-match-pending.repository';
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
-
-/** The outbox queue of matches to finish off the write path (data: ids only), one job per write that may notify. */
-export const SUBSCRIPTION_MATCH_QUEUE = 'subscription.match';
 
 /** One rest-hook notification: ids only. */
 export interface NotificationJobData {
@@ -21,22 +18,10 @@ export interface NotificationJobData {
   versionId: string;
 }
 
-/** One write's match job (`SubscriptionMatchJob`): the version and the Subscriptions it may notify. */
-export interface MatchJobData {
-  resourceType: string;
-  id: string;
-  versionId: string;
-  /** Criteria decided in memory on the written version; the subscriber's access is left to the job. */
-  candidates: string[];
-  /** Criteria and access already tested in the write's transaction (the matching statement). */
-  matched: string[];
-}
-
 /**
  * The notification's id (`X-Notification-Id`, its row's key in `subscription_notification`): one
- * per (Subscription, resource, version), so a match job run twice (retried after its transaction
- * committed, a node that died before pg-boss saw it complete) inserts the same notification, not a
- * second one. A UUID (RFC 9562 version 8, name-based on SHA-256).
+ * per (Subscription, resource, version), so a pending match judged twice (a node that died after
+ * its batch's transaction committed) inserts the same notification, not a second one. A UUID (RFC 9562 version 8, name-based on SHA-256).
  */
 export function notificationId(n: NotificationJobData): string {
   const hex = createHash('sha256').update(`${n.subscriptionId}\n${n.resourceType}\n${n.id}\n${n.versionId}`).digest('hex');
@@ -50,11 +35,11 @@ export function notificationId(n: NotificationJobData): string {
  * version and is cheap: the in-memory decision on the version's own index rows (`mayMatch`; the
  * criteria it decides entirely are settled without SQL) and, only for criteria it cannot decide
  * (chains, dates, ...), the matching statement on the written row under each subscriber's access
- * (`SearchService.matchCriteria`). Then it enqueues ONE job per write (queue `subscription.match`,
- * ids only) in the same transaction, the outbox: the subscribers' access check and the fan-out to
+ * (`SearchService.matchCriteria`). Then it inserts ONE pending match per write (a narrow row of
+ * `subscription_match_pending`, ids only) in the same transaction, the outbox: the subscribers' access check and the fan-out to
  * one notification per Subscription run off the write's critical path, in `SubscriptionMatchJob`
  * (as HAPI's SubscriptionMatcherInterceptor only submits a message). A write no criterion may
- * match enqueues nothing. Deletes notify nothing (R4 rest-hook has no delete event). A node keeps a
+ * match inserts nothing. Deletes notify nothing (R4 rest-hook has no delete event). A node keeps a
  * type's candidate list for SUBSCRIPTION_CACHE_MS (its own Subscription writes refresh it at once)
  * and each Subscription's parsed criteria for as long as its criteria stay the same, so no
  * criteria is parsed per write.
@@ -75,7 +60,7 @@ export class SubscriptionMatchingListener implements WriteListener, OnModuleInit
     private readonly registrations: SubscriptionRegistrations,
     private readonly access: SubscriberAccess,
     private readonly search: SearchService,
-    private readonly jobs: JobQueue,
+    private readonly pending: SubscriptionMatchesPending,
     @Inject(SUBSCRIPTION_CONFIG) private readonly config: SubscriptionConfig,
   ) {}
 
@@ -105,7 +90,7 @@ export class SubscriptionMatchingListener implements WriteListener, OnModuleInit
     const matched = undecided.length ? await this.matchInSql(tx, resourceType, id, undecided) : [];
     if (!decided.length && !matched.length) return;
     const versionId = (after as Resource).meta?.versionId ?? '';
-    await this.jobs.enqueue<MatchJobData>(tx, SUBSCRIPTION_MATCH_QUEUE, { resourceType, id, versionId, candidates: decided.map((c) => c.registration.id), matched });
+    await this.pending.add(tx, { resourceType, id, versionId, candidates: decided.map((c) => c.registration.id), matched });
     this.logger.debug({ msg: 'subscription match enqueued', type: resourceType, candidates: candidates.length, accessLeft: decided.length, inSql: undecided.length, matched: matched.length, us: Number((process.hrtime.bigint() - started) / 1000n) });
   }
 

@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager } from 'typeorm';
+import type { RetryPolicy } from './subscription-config';
 import { notificationId, NotificationJobData } from './subscription-matching.listener';
 
 /** A notification a worker claimed (migration 1732402400400): ids only. */
@@ -16,13 +17,6 @@ export interface ClaimedBatch {
   notifications: ClaimedNotification[];
   /** `claimed_until` as PostgreSQL wrote it (full precision): a row reclaimed by another worker after it lapsed no longer carries it. */
   lease: string;
-}
-
-/** How a failed notification is retried (as pg-boss's retryBackoff did): `delay * 2^attempts * (1 + random)`, capped; given up after `retryLimit` retries. */
-export interface RetryPolicy {
-  retryLimit: number;
-  retryDelaySeconds: number;
-  retryDelayMaxSeconds: number;
 }
 
 interface ClaimedRow {

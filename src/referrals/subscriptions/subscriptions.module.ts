@@ -6,6 +6,7 @@ import { SubscriberAccess } from './subscriber-access';
 import { loadSubscriptionConfig, SUBSCRIPTION_CONFIG } from './subscription-config';
 import { SubscriptionDeliveryJob } from './subscription-delivery.job';
 import { SubscriptionMatchJob } from './subscription-match.job';
+import { SubscriptionMatchesPending } from './subscription-match-pending.repository';
 import { SubscriptionMatchingListener } from './subscription-matching.listener';
 import { SubscriptionNotifications } from './subscription-notification.repository';
 import { SubscriptionRegistrationListener } from './subscription-registration.listener';
@@ -22,6 +23,7 @@ import { SubscriptionRegistrations } from './subscription-registration.repositor
     { provide: SUBSCRIPTION_CONFIG, useFactory: () => loadSubscriptionConfig() },
     SubscriptionRegistrations,
     SubscriptionNotifications,
+    SubscriptionMatchesPending,
     SubscriberAccess,
     SubscriptionRegistrationListener,
     SubscriptionMatchingListener,

@@ -296,6 +296,16 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       expect([receiver.delivered(past.body.id).length, receiver.delivered(soon.body.id).length, receiver.delivered(open.body.id).length]).toEqual([0, 0, 1]);
     });
 
+    it('leaves out a stored channel.header line the write check refuses (a registration stored before the check): X-Notification-Id stays the server\'s', async () => {
+      const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=old-headers` }));
+      expect(res.status).toBe(201);
+      await t.db.query(`UPDATE subscription_registration SET headers = $2 WHERE id = $1`, [res.body.id, ['X-Notification-Id: forged', 'no colon', 'X-Tenant: b']]);
+      await created(await a('post', '/fhir/Task').send(task(ORG_B, patient, { code: { coding: [{ code: 'old-headers' }] } })));
+      await receiver.waitFor(() => receiver.delivered(res.body.id).length >= 1);
+      const [n] = receiver.delivered(res.body.id);
+      expect([n.headers['x-notification-id'], n.headers['x-tenant']]).toEqual([expect.stringMatching(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/), 'b']);
+    });
+
     it('sends a notification without body when the Subscription has no payload', async () => {
       const res = await b('post', '/fhir/Subscription').send(subscriptionBody({ criteria: `Task?owner=Organization/${ORG_B}&code=headers-only`, channel: { type: 'rest-hook', endpoint } }, undefined));
       expect(res.status).toBe(201);

@@ -14,6 +14,7 @@ import { SUBSCRIPTION_CONFIG, SubscriptionConfig } from './subscription-config';
 import { ClaimedNotification, SubscriptionNotifications } from './subscription-notification.repository';
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
 import { FHIR_JSON_PAYLOAD } from './subscription-registration.listener';
+import { channelHeader } from './subscription-endpoint';
 
 /** `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (body empty without payload). */
 export function signature(secret: string, timestamp: number, body: string): string {
@@ -195,8 +196,8 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
     const body = reg.payload === FHIR_JSON_PAYLOAD ? JSON.stringify(resource) : '';
     const headers: Record<string, string> = { 'X-Notification-Id': n.notificationId, 'X-Subscription-Id': reg.id };
     for (const line of reg.headers) {
-      const colon = line.indexOf(':');
-      if (colon > 0) headers[line.slice(0, colon).trim()] = line.slice(colon + 1).trim();
+      const header = channelHeader(line);
+      if (header) headers[header[0]] = header[1];
     }
     if (body) headers['Content-Type'] = FHIR_JSON_PAYLOAD;
     if (reg.secret) headers['X-Signature'] = signature(reg.secret, Math.floor(Date.now() / 1000), body);

@@ -1,4 +1,4 @@
-import { endpointRefusal, headerRefusal, MAX_CHANNEL_HEADER_LENGTH, MAX_CHANNEL_HEADERS } from './subscription-endpoint';
+import { channelHeader, endpointRefusal, headerRefusal, MAX_CHANNEL_HEADER_LENGTH, MAX_CHANNEL_HEADERS } from './subscription-endpoint';
 
 describe('endpointRefusal', () => {
   const prod = { endpointAllow: ['https://hooks.hospital-b.example/fhir/'], allowLoopback: false };
@@ -52,5 +52,17 @@ describe('headerRefusal', () => {
     const refusal = headerRefusal(headers as unknown[]);
     expect(refusal?.[1]).toBe(index);
     expect(refusal?.[0]).toContain(why);
+  });
+});
+
+describe('channelHeader', () => {
+  it.each([
+    ['X-Tenant: clinic-b', ['X-Tenant', 'clinic-b']],
+    ['X-Empty:', ['X-Empty', '']],
+    ['X-Notification-Id: forged', undefined],
+    ['no colon', undefined],
+    ['X-A: b\r\nHost: evil', undefined],
+  ])('reads %j as %j', (line, expected) => {
+    expect(channelHeader(line)).toEqual(expected);
   });
 });

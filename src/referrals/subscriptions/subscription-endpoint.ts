@@ -74,3 +74,12 @@ export function headerRefusal(headers: readonly unknown[] | undefined): [string,
   }
   return undefined;
 }
+
+/**
+ * A stored `channel.header` line as [name, value] for a delivery, or undefined for a line the
+ * write check refuses (one stored before that check existed is left out, not sent).
+ */
+export function channelHeader(line: string): [string, string] | undefined {
+  const m = line.length <= MAX_CHANNEL_HEADER_LENGTH ? HEADER_LINE.exec(line) : null;
+  return m && !RESERVED_HEADERS.has(m[1].toLowerCase()) ? [m[1], m[2].trim()] : undefined;
+}

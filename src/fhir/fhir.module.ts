@@ -3,6 +3,7 @@ import { CapabilityStatementService } from './capability/capability-statement.se
 import { WriteExtensionsModule } from './pipeline/write-extensions.module';
 import { StorageSessions } from './storage/storage-session';
 import { SearchReindexer } from './search/search-reindexer';
+import { ReindexContributors } from './search/reindex-contributors';
 import { ResourceTypeHandlers } from './pipeline/resource-type-handler';
 import { ResourceIndexer, ResourceRepository } from './storage/resource.repository';
 import { ResourceMatcher } from './storage/resource-matcher';
@@ -26,6 +27,7 @@ import { ResourceValidator } from './validation/resource.validator';
   providers: [
     StorageSessions,
     SearchReindexer,
+    ReindexContributors,
     ResourceTypeHandlers,
     ResourceRepository,
     ResourceValidator,
@@ -48,6 +50,6 @@ import { ResourceValidator } from './validation/resource.validator';
     ResourceMetaRepository,
     { provide: ResourceMatcher, useClass: SearchResourceMatcher },
   ],
-  exports: [ResourceMatcher, SearchService, StorageSessions, SearchReindexer, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
+  exports: [ResourceMatcher, SearchService, StorageSessions, SearchReindexer, ReindexContributors, CapabilityStatementService, ResourceValidator, ResourceIndexer, OperationRegistry, ResourceRepository, ResourceTypeHandlers],
 })
 export class FhirModule {}

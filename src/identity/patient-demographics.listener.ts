@@ -1,7 +1,9 @@
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import type { Patient } from '@medplum/fhirtypes';
 import { APP_CONFIG, AppConfig } from '../config/app.config';
+import type { EntityManager } from 'typeorm';
 import { WriteEvent, WriteEvents, WriteListener } from '../fhir/pipeline/write-events';
+import { ReindexContributor, ReindexContributors, ReindexedResource } from '../fhir/search/reindex-contributors';
 import { demographicsOf } from './demographics';
 import { IdentityMatchingJob } from './identity-matching.job';
 import { PatientDemographicsRepository } from './patient-demographics.repository';
@@ -11,9 +13,12 @@ import { PatientDemographicsRepository } from './patient-demographics.repository
  * so matching never sees a Patient that was rolled back, nor misses one that committed. A
  * deleted Patient leaves the index (and so every future match). Each create, update and delete
  * enqueues its matching job in the same transaction (the outbox); for a delete the job unlinks.
+ * `$reindex` / `npm run reindex` of Patients rebuilds the rows too (a ReindexContributor): Patients
+ * stored before the identity module's migration enter the index that way, then a batch match
+ * (`Person/$rematch`) links them.
  */
 @Injectable()
-export class PatientDemographicsListener implements WriteListener, OnModuleInit {
+export class PatientDemographicsListener implements WriteListener, ReindexContributor, OnModuleInit {
   readonly name = 'identity-demographics';
   readonly phase = 'pre-commit' as const;
   // After consent's link materializer (200): independent of it, ordered for a stable sequence.
@@ -22,6 +27,7 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
 
   constructor(
     private readonly events: WriteEvents,
+    private readonly reindexing: ReindexContributors,
     private readonly demographics: PatientDemographicsRepository,
     private readonly matching: IdentityMatchingJob,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -29,6 +35,12 @@ export class PatientDemographicsListener implements WriteListener, OnModuleInit 
 
   onModuleInit(): void {
     this.events.register(this);
+    this.reindexing.register(this);
+  }
+
+  /** Rebuilt from the stored current version, under its custodian; no matching job (a batch match or rematch follows). */
+  async reindex(tx: EntityManager, _resourceType: string, resources: readonly ReindexedResource[]): Promise<void> {
+    for (const r of resources) await this.demographics.save(tx, r.id, r.custodianOrg, demographicsOf(r.content as Patient));
   }
 
   async handle({ tx, id, after, before, principal }: WriteEvent): Promise<void> {

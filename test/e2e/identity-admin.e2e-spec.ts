@@ -2,6 +2,7 @@ import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import type { WriteEvent } from '../../src/fhir/pipeline/write-events';
 import { WriteEvents } from '../../src/fhir/pipeline/write-events';
+import { APP_CONFIG, AppConfig } from '../../src/config/app.config';
 import { IDENTITY_CONFIG, IdentityConfig } from '../../src/identity/identity-config';
 import { IDENTITY_MATCH_QUEUE } from '../../src/identity/identity-matching.job';
 import { IDENTITY_REMATCH_QUEUE } from '../../src/identity/identity-rematch.job';
@@ -291,6 +292,37 @@ describe('identity: Person links as linked records, and their administration', (
     const again = await personOf(a);
     expect(again).toBeDefined();
     expect(await personOf(b)).toBe(again);
+  });
+
+  it('$reindex of Patients rebuilds the demographics index (Patients stored before the identity migration), and $rematch then links them', async () => {
+    const family = `Backfill${LETTERS}`;
+    const body = (org: number) => patient(org, family, { name: [{ family, given: ['Henrike'] }], birthDate: '1971-05-17', identifier: [{ system: SSN, value: `${family}-ssn` }] });
+    const config = t.app.get<AppConfig>(APP_CONFIG);
+    // As before the migration: stored without index rows and never matched.
+    config.identityMatchOnWrite = false;
+    const [a, b] = await (async () => {
+      try {
+        return [await create(0, body(0)), await create(1, body(1))];
+      } finally {
+        config.identityMatchOnWrite = true;
+      }
+    })();
+    await t.db.query(`DELETE FROM patient_demographics WHERE patient_id = ANY($1)`, [[a, b]]);
+    const reindexer = await registerTestClient(t, { role: 'admin', organization: `idadm-hie-${RUN}`, scopes: ['system/*.*'], purposes: ['HSYSADMIN'] });
+    const res = await request(t.http).post('/fhir/Patient/$reindex').set('Authorization', `Bearer ${await reindexer.token()}`).set('Content-Type', FHIR_JSON).send({ resourceType: 'Parameters' });
+    expect(res.status).toBe(200);
+    const rows = await t.db.query(`SELECT patient_id, custodian_org, family, birth_date FROM patient_demographics WHERE patient_id = ANY($1) ORDER BY custodian_org`, [[a, b]]);
+    expect(rows).toEqual([
+      { patient_id: a, custodian_org: ORG[0], family: [family.toLowerCase()], birth_date: '1971-05-17' },
+      { patient_id: b, custodian_org: ORG[1], family: [family.toLowerCase()], birth_date: '1971-05-17' },
+    ]);
+    expect([await personOf(a), await personOf(b)]).toEqual([undefined, undefined]);
+    expect((await op('/fhir/Person/$rematch', { resourceType: 'Parameters' })).status).toBe(202);
+    await jobsSettled(t.db, IDENTITY_REMATCH_QUEUE);
+    await settled();
+    const p = await personOf(a);
+    expect(p).toBeDefined();
+    expect(await personOf(b)).toBe(p);
   });
 
   it('$ihe-pix returns the identifiers and ids of the person at every organization the caller may see', async () => {

@@ -4,6 +4,7 @@ import type { Resource } from '@medplum/fhirtypes';
 import { DataSource } from 'typeorm';
 import type { AccessContext } from '../pipeline/access-context';
 import { SearchIndexWriter } from './search-index.writer';
+import { ReindexContributors, ReindexedResource } from './reindex-contributors';
 
 /** Position in the (resource_type, id) order of current resources. */
 export interface ReindexPosition {
@@ -34,7 +35,7 @@ export const DEFAULT_REINDEX_BATCH = 500;
 
 /**
  * Rebuilds the search index rows of current resources, keyset-paged in (resource_type, id) order,
- * one transaction per batch. Used by `npm run reindex` and the `$reindex` operation alike.
+ * one transaction per batch, and the modules' derived rows (ReindexContributors) in the same batch. Used by `npm run reindex` and the `$reindex` operation alike.
  *
  * A batch reads its resources `FOR SHARE` inside its transaction, so a concurrent write of one of
  * them waits (or is waited for) and an older version can never overwrite a newer one's rows.
@@ -45,6 +46,8 @@ export class SearchReindexer {
     @InjectDataSource() private readonly db: DataSource,
     /** The plain SearchIndexWriter: rebuilding rows must not re-judge stored SearchParameters. */
     private readonly indexer: SearchIndexWriter,
+    /** Modules' own derived rows (identity's demographics), rebuilt in the same batch. */
+    private readonly contributors: ReindexContributors,
   ) {}
 
   /** Reindexing reads every organization's resources: only under a named system context. */
@@ -83,12 +86,17 @@ export class SearchReindexer {
       try {
         return await this.db.transaction(async (tx) => {
           const rows = (await tx.query(
-            `SELECT resource_type, id, content FROM resource
+            `SELECT resource_type, id, content, custodian_org FROM resource
               WHERE NOT deleted AND (resource_type, id) > ($1, $2) AND ($3::text[] IS NULL OR resource_type = ANY($3))
               ORDER BY resource_type, id LIMIT $4 FOR SHARE`,
             [after.resourceType, after.id, types.length ? types : null, size],
-          )) as { resource_type: string; id: string; content: Resource }[];
-          for (const row of rows) await this.indexer.index(tx, row.resource_type, row.id, row.content, true);
+          )) as { resource_type: string; id: string; content: Resource; custodian_org: string | null }[];
+          const byType = new Map<string, ReindexedResource[]>();
+          for (const row of rows) {
+            await this.indexer.index(tx, row.resource_type, row.id, row.content, true);
+            byType.set(row.resource_type, [...(byType.get(row.resource_type) ?? []), { id: row.id, content: row.content, custodianOrg: row.custodian_org }]);
+          }
+          for (const [type, resources] of byType) await this.contributors.reindex(tx, type, resources);
           const lastRow = rows[rows.length - 1];
           return lastRow ? { count: rows.length, position: { resourceType: lastRow.resource_type, id: lastRow.id } } : undefined;
         });

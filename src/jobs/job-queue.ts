@@ -121,58 +121,18 @@ export class JobQueue implements OnApplicationBootstrap, OnApplicationShutdown {
    */
   async enqueue<T extends object>(tx: EntityManager, name: string, data: T, options: EnqueueOptions = {}): Promise<string | null> {
     this.registration(name);
-    const runner = tx.queryRunner;
-    if (!runner?.isTransactionActive) throw new Error(`job ${name} enqueued outside a transaction`);
+    const runner = this.transactionOf(tx, name);
     const boss = await this.ready();
     return boss.send(name, data, {
-      db: { executeSql: async (text: string, values?: unknown[]) => ({ rows: (await runner.query(text, values as unknown[], true)).records }) },
+      db: this.executorOf(runner),
       ...(options.singletonKey ? { singletonKey: options.singletonKey } : {}),
       ...(options.startAfterSeconds ? { startAfter: options.startAfterSeconds } : {}),
     });
   }
 
-  /**
-   * Enqueues several jobs of one queue in `tx` in one statement (a write that causes many, e.g.
-   * notifications). With `idOf`, each job gets that id (a UUID): a job whose id is already queued
-   * (in any state, until pg-boss deletes it) is not inserted again, so a retried producer enqueues
-   * each job once.
-   */
-  async enqueueMany<T extends object>(tx: EntityManager, name: string, data: readonly T[], options: { idOf?: (data: T) => string } = {}): Promise<void> {
-    this.registration(name);
-    if (!data.length) return;
-    const runner = this.transactionOf(tx, name);
-    const boss = await this.ready();
-    const { idOf } = options;
-    await boss.insert(
-      name,
-      data.map((d) => (idOf ? { id: idOf(d), data: d } : { data: d })),
-      { db: this.executorOf(runner) },
-    );
-  }
-
-  /**
-   * Completes jobs a batch handler was given, in `tx`, so the job's completion commits with the
-   * work it did (the outbox jobs it enqueued in the same `tx`). Fenced to the attempt fetched: a
-   * job whose claim lapsed meanwhile (expired, retried elsewhere) is not completed. Answers how
-   * many were. pg-boss's own completion after the handler then finds nothing left to complete.
-   */
-  async completeIn(tx: EntityManager, name: string, jobs: readonly QueuedJob<unknown>[]): Promise<number> {
-    this.registration(name);
-    if (!jobs.length) return 0;
-    const runner = this.transactionOf(tx, name);
-    const boss = await this.ready();
-    const result = await boss.complete(
-      name,
-      jobs.map((j) => ({ id: j.id, retryCount: j.retryCount })),
-      null,
-      { db: this.executorOf(runner) },
-    );
-    return (result as { affected?: number }).affected ?? 0;
-  }
-
   private transactionOf(tx: EntityManager, name: string): NonNullable<EntityManager['queryRunner']> {
     const runner = tx.queryRunner;
-    if (!runner?.isTransactionActive) throw new Error(`jobs ${name} enqueued or completed outside a transaction`);
+    if (!runner?.isTransactionActive) throw new Error(`job ${name} enqueued outside a transaction`);
     return runner;
   }
 

@@ -100,7 +100,6 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
     inWrite = jobs;
     const handle = listener.handle.bind(listener);
     const enqueue = queue.enqueue.bind(queue);
-    const enqueueMany = queue.enqueueMany.bind(queue);
     const spies = [
       jest.spyOn(listener, 'handle').mockImplementation(async (event) => {
         inListener++;
@@ -113,10 +112,6 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       jest.spyOn(queue, 'enqueue').mockImplementation(async (tx, name, data, options) => {
         if (inListener) jobs.push({ queue: name, data: [data] });
         return enqueue(tx, name, data, options);
-      }),
-      jest.spyOn(queue, 'enqueueMany').mockImplementation(async (tx, name, data, options) => {
-        if (inListener) jobs.push({ queue: name, data: [...data] });
-        return enqueueMany(tx, name, data, options);
       }),
     ];
     try {

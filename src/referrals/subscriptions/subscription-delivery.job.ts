@@ -1,5 +1,6 @@
 import { createHmac } from 'node:crypto';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { PollingWorker } from '../../jobs/polling-worker';
 import type { Subscription } from '@medplum/fhirtypes';
 import { AuditRecord, auditRecord } from '../../fhir/pipeline/audit-record';
 import { ClientRegistrationRepository } from '../../auth/client-registration.repository';
@@ -50,9 +51,14 @@ interface Ready {
 @Injectable()
 export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('SubscriptionDelivery');
-  private running?: Promise<void>;
-  private stopping = false;
-  private wake?: () => void;
+  /** Waits the poll interval between batches, or less when this node's match job inserted notifications. */
+  private readonly worker = new PollingWorker({
+    runOnce: () => this.runBatch(),
+    batchSize: () => this.config.deliveryBatchSize,
+    pollMs: () => this.config.deliveryPollMs,
+    logger: this.logger,
+    failure: 'subscription delivery batch failed',
+  });
 
   constructor(
     private readonly notifications: SubscriptionNotifications,
@@ -76,43 +82,13 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
   onApplicationBootstrap(): void {
     // JOBS_WORKERS=off: this node only inserts (the match job does not run here either).
     if (!this.app.jobs.workers) return;
-    this.notifications.onInserted(() => this.wake?.());
-    this.running = this.loop();
+    this.notifications.onInserted(() => this.worker.wake());
+    this.worker.start();
   }
 
   /** Lets the batch in flight finish (its POSTs are bounded by the timeout) before the database closes. */
   async beforeApplicationShutdown(): Promise<void> {
-    this.stopping = true;
-    this.wake?.();
-    await this.running;
-  }
-
-  private async loop(): Promise<void> {
-    while (!this.stopping) {
-      let claimed = 0;
-      try {
-        claimed = await this.runBatch();
-      } catch (err) {
-        this.logger.warn({ msg: 'subscription delivery batch failed', code: (err as { code?: string }).code ?? 'error' });
-      }
-      // A full batch means a backlog: claim again at once.
-      if (claimed < this.config.deliveryBatchSize && !this.stopping) await this.idle();
-    }
-  }
-
-  /** Waits the poll interval, or less when this node's match job inserted notifications. */
-  private idle(): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, this.config.deliveryPollMs);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
+    await this.worker.stop();
   }
 
   /** Claims, sends and settles one batch; answers how many were claimed. */

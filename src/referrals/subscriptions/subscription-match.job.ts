@@ -1,4 +1,5 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap } from '@nestjs/common';
+import { PollingWorker } from '../../jobs/polling-worker';
 import { APP_CONFIG, AppConfig } from '../../config/app.config';
 import type { AccessContext } from '../../fhir/pipeline/access-context';
 import { SearchService, VersionReaders } from '../../fhir/search/search.service';
@@ -36,9 +37,18 @@ class MatchBatchClaimLapsed extends Error {
 @Injectable()
 export class SubscriptionMatchJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger('SubscriptionMatch');
-  private running?: Promise<void>;
-  private stopping = false;
-  private wake?: () => void;
+  /**
+   * Claims and judges batches. No wake-up on a write's commit: the matches committed between two
+   * polls are judged together (one access statement for all of them); a full batch means a
+   * backlog, claimed again at once.
+   */
+  private readonly worker = new PollingWorker({
+    runOnce: () => this.runOnce(),
+    batchSize: () => this.config.matchBatchSize,
+    pollMs: () => this.config.matchPollMs,
+    logger: this.logger,
+    failure: 'subscription match claim failed',
+  });
 
   constructor(
     private readonly pending: SubscriptionMatchesPending,
@@ -54,45 +64,12 @@ export class SubscriptionMatchJob implements OnApplicationBootstrap, BeforeAppli
   onApplicationBootstrap(): void {
     // JOBS_WORKERS=off: this node only inserts pending matches.
     if (!this.app.jobs.workers) return;
-    this.running = this.loop();
+    this.worker.start();
   }
 
   /** Lets the batch in flight finish before the database closes. */
   async beforeApplicationShutdown(): Promise<void> {
-    this.stopping = true;
-    this.wake?.();
-    await this.running;
-  }
-
-  /**
-   * Claims and judges batches. No wake-up on a write's commit: the matches committed between two
-   * polls are judged together (one access statement for all of them); a full batch means a
-   * backlog, claimed again at once.
-   */
-  private async loop(): Promise<void> {
-    while (!this.stopping) {
-      let claimed = 0;
-      try {
-        claimed = await this.runOnce();
-      } catch (err) {
-        this.logger.warn({ msg: 'subscription match claim failed', code: (err as { code?: string }).code ?? 'error' });
-      }
-      if (claimed < this.config.matchBatchSize && !this.stopping) await this.idle();
-    }
-  }
-
-  private idle(): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(done, this.config.matchPollMs);
-      function done(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.wake = () => {
-        this.wake = undefined;
-        done();
-      };
-    });
+    await this.worker.stop();
   }
 
   /** Claims one batch and judges it; a failed batch counts an attempt on each row still ours. Answers how many were claimed. */

@@ -3,10 +3,13 @@ import { notificationId, NotificationJobData } from '../../src/referrals/subscri
 import { SubscriptionDeliveryJob } from '../../src/referrals/subscriptions/subscription-delivery.job';
 import { SubscriptionNotifications } from '../../src/referrals/subscriptions/subscription-notification.repository';
 import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
+import { StorageSessions } from '../../src/fhir/storage/storage-session';
+import { SystemAccess } from '../../src/fhir/pipeline/system-access';
 import type { AuditEventRow } from '../../src/audit/audit-event.builder';
 import { AuditTrailRepository } from '../../src/audit/audit-trail.repository';
 import { AuditTrailWriter } from '../../src/audit/audit-trail.writer';
 import { HospitalSend, hospitalSender } from '../support/auth';
+import { consentResource } from '../support/consent';
 import { hiePatient } from '../support/fixtures';
 import { notificationsSettled } from '../support/jobs';
 import { NotificationReceiver } from '../support/notification-receiver';
@@ -141,7 +144,7 @@ describe('rest-hook notification outbox', () => {
     expect(receiver.attempts.map((x) => [x.id, x.answered])).toEqual([[id, 503], [id, 204]]);
   }, 60_000);
 
-  it('reads a batch\'s resources with one statement per subscriber and type, under its access: a resource it may no longer read is dropped', async () => {
+  it('reads a batch\'s resources with one statement, each under its subscriber\'s access: a resource it may no longer read is dropped', async () => {
     const { subscription, receiver } = await subscribe('batch-read');
     const kept = await createTask('batch-read');
     const gone = await createTask('batch-read');
@@ -151,14 +154,14 @@ describe('rest-hook notification outbox', () => {
     // One batch (SUBSCRIPTION_DELIVERY_BATCH_SIZE 4): two notifications of each Task.
     const backlog: NotificationJobData[] = [kept, gone].flatMap((id) => ['200', '201'].map((versionId) => ({ subscriptionId: subscription.id!, resourceType: 'Task', id, versionId })));
     const repository = t.app.get(ResourceRepository);
-    const many = jest.spyOn(repository, 'readCurrentMany');
+    const many = jest.spyOn(repository, 'readCurrentForReaders');
     const one = jest.spyOn(repository, 'readCurrent');
     try {
       await t.db.transaction((tx) => t.app.get(SubscriptionNotifications).insertMany(tx, backlog));
       await notificationsSettled(t.db);
-      const taskReads = many.mock.calls.filter(([, type]) => type === 'Task');
-      expect(taskReads).toHaveLength(1);
-      expect([...taskReads[0][2]].sort()).toEqual([kept, kept, gone, gone].sort());
+      expect(many.mock.calls).toHaveLength(1);
+      const [reads] = many.mock.calls[0];
+      expect(reads.map((r) => [r.resourceType, [...r.ids].sort()])).toEqual([['Task', [kept, kept, gone, gone].sort()]]);
       expect(one.mock.calls.filter(([, type]) => type === 'Task')).toEqual([]);
     } finally {
       many.mockRestore();
@@ -168,6 +171,61 @@ describe('rest-hook notification outbox', () => {
     expect(sent.map((x) => x.id).sort()).toEqual(backlog.filter((n) => n.id === kept).map(notificationId).sort());
     expect(sent.every((x) => (JSON.parse(x.body) as Task).id === kept && x.answered === 204)).toBe(true);
   }, 60_000);
+
+  it('judges each notification of one batch under its own subscriber\'s access, in the one statement: a stranger\'s Subscription is sent nothing', async () => {
+    const { subscription: owner, receiver: ownerReceiver } = await subscribe('two-readers');
+    // The patient denies C (any purpose): C may not read the Task, B may.
+    const orgC = `outbox-c-${RUN}`;
+    const c = await hospitalSender(t, orgC);
+    const deniesC = await a('post', '/fhir/Patient').send(hiePatient());
+    const consent = await a('post', '/fhir/Consent').send(consentResource(deniesC.body.id as string, { type: 'deny', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: `Organization/${orgC}` } }] }));
+    expect([deniesC.status, consent.status]).toEqual([201, 201]);
+    const created = await a('post', '/fhir/Task').send({ resourceType: 'Task', status: 'requested', intent: 'order', code: { coding: [{ code: 'two-readers' }] }, owner: { reference: `Organization/${ORG_B}` }, for: { reference: `Patient/${deniesC.body.id}` } } satisfies Task);
+    expect(created.status).toBe(201);
+    const task = created.body.id as string;
+    await ownerReceiver.waitFor(() => ownerReceiver.delivered().length === 1);
+    const strangerReceiver = new NotificationReceiver();
+    receivers.push(strangerReceiver);
+    const res = await c('post', '/fhir/Subscription').send({
+      resourceType: 'Subscription',
+      status: 'requested',
+      reason: 'outbox test',
+      criteria: 'Task?code=two-readers',
+      channel: { type: 'rest-hook', endpoint: await strangerReceiver.start(), payload: 'application/fhir+json' },
+    } satisfies Subscription);
+    expect(res.status).toBe(201);
+    expect((await c('get', `/fhir/Task/${task}`)).status).toBe(404);
+    expect((await b('get', `/fhir/Task/${task}`)).status).toBe(200);
+    await notificationsSettled(t.db);
+    // One batch (SUBSCRIPTION_DELIVERY_BATCH_SIZE 4): two notifications for each Subscription, rows the match job did not make.
+    const backlog: NotificationJobData[] = [owner.id!, res.body.id as string].flatMap((subscriptionId) => ['300', '301'].map((versionId) => ({ subscriptionId, resourceType: 'Task', id: task, versionId })));
+    const repository = t.app.get(ResourceRepository);
+    const many = jest.spyOn(repository, 'readCurrentForReaders');
+    try {
+      await t.db.transaction((tx) => t.app.get(SubscriptionNotifications).insertMany(tx, backlog));
+      await notificationsSettled(t.db);
+      expect(many.mock.calls).toHaveLength(1);
+      expect(many.mock.calls[0][0].map((r) => [...r.ids])).toEqual([[task, task], [task, task]]);
+    } finally {
+      many.mockRestore();
+    }
+    expect(ownerReceiver.attempts.filter((x) => backlog.slice(0, 2).map(notificationId).includes(x.id)).map((x) => [(JSON.parse(x.body) as Task).id, x.answered])).toEqual([[task, 204], [task, 204]]);
+    expect(strangerReceiver.attempts).toEqual([]);
+  }, 60_000);
+
+  it('reads a batch\'s resources with a generic plan that probes each key: no scan of the resource table', async () => {
+    const task = await createTask('readers-plan');
+    const readers = await Promise.all(['PUBHLTH', 'PUBHLTH'].map((purpose) => t.app.get(SystemAccess).mintFor(purpose)));
+    await t.app.get(StorageSessions).run({ transactional: true }, async ({ tx }) => {
+      const read = await t.app.get(ResourceRepository).readCurrentForReaders(readers.map((ctx) => ({ ctx, resourceType: 'Task', ids: [task] })), tx);
+      // PUBHLTH may not read a hospital's Task: judged per reader, nothing readable.
+      expect([...read.values()].map((m) => m.size)).toEqual([0, 0]);
+      const [{ statement }] = await tx.query(`SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'SELECT k.c, x.* FROM %' ORDER BY prepare_time DESC LIMIT 1`);
+      const plan = ((await tx.query(`EXPLAIN (GENERIC_PLAN) ${statement}`)) as { 'QUERY PLAN': string }[]).map((r) => r['QUERY PLAN']).join('\n');
+      expect(plan).toMatch(/^Nested Loop .*\n\s+->  Function Scan on k .*\n\s+->  Limit .*\n\s+->  Index (Only )?Scan using \w+ on resource r/);
+      expect(plan).not.toMatch(/Seq Scan on resource |Hash Join|Merge Join/);
+    });
+  });
 
   it('appends the disclosure records of a claimed batch together: one append per batch, in one commit, one record per delivery', async () => {
     const { subscription, receiver } = await subscribe('audit-batch');

@@ -413,7 +413,7 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
       await t.app.get(StorageSessions).run({ transactional: true }, async ({ tx }) => {
         // This connection's access statements of the match job (other shapes may be there from earlier batches).
         const plans = async (): Promise<{ custom: number; generic: number }> =>
-          (await tx.query(`SELECT coalesce(sum(custom_plans), 0)::int AS custom, coalesce(sum(generic_plans), 0)::int AS generic FROM pg_prepared_statements WHERE statement LIKE 'SELECT k.i, k.c, CASE k.c %'`))[0];
+          (await tx.query(`SELECT coalesce(sum(custom_plans), 0)::int AS custom, coalesce(sum(generic_plans), 0)::int AS generic FROM pg_prepared_statements WHERE statement LIKE 'SELECT k.i, k.c, x.readable FROM %'`))[0];
         const before = await plans();
         const answers: number[][] = [];
         for (let i = 0; i < 8; i++) answers.push((await search.readableVersions([{ resourceType: 'Patient', id: patient, versionId: 1, contexts: [ctx] }], tx)).map((set) => set.size));
@@ -423,6 +423,12 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
         expect({ custom: after.custom - before.custom, generic: after.generic - before.generic }).toEqual({ custom: 0, generic: 8 });
         const [{ plan_cache_mode }] = await tx.query(`SHOW plan_cache_mode`);
         expect(plan_cache_mode).toBe('auto');
+        // The generic plan probes the history by primary key per key: a plain join of the unnested
+        // keys was planned as a hash of the whole history table (a sequential scan per batch).
+        const [{ statement }] = await tx.query(`SELECT statement FROM pg_prepared_statements WHERE statement LIKE 'SELECT k.i, k.c, x.readable FROM %' ORDER BY prepare_time DESC LIMIT 1`);
+        const plan = ((await tx.query(`EXPLAIN (GENERIC_PLAN) ${statement}`)) as { 'QUERY PLAN': string }[]).map((r) => r['QUERY PLAN']).join('\n');
+        expect(plan).toMatch(/^Nested Loop .*\n\s+->  Function Scan on k .*\n\s+->  Limit .*\n\s+->  Index (Only )?Scan using \w+ on resource_history h/);
+        expect(plan).not.toMatch(/Seq Scan on resource_history|Hash Join|Merge Join/);
       });
     });
 

@@ -316,10 +316,13 @@ export class SearchService {
     const versionRows = (ctx: AccessContext): boolean => ctx.readFragments.every((f) => !f.rows || f.rows.includes('version'));
     const currentOnly = contexts.some((ctx) => !versionRows(ctx));
     const cases = contexts.map((ctx, i) => `WHEN ${i} THEN ${versionRows(ctx) ? `(${ctx.renderRead('h', p, 'version')})` : `(r.id IS NOT NULL AND ${ctx.renderRead('r', p)})`}`);
-    const text = `SELECT k.i, k.c, CASE k.c ${cases.join(' ')} END AS readable
-       FROM ${keys}
-       JOIN resource_history h ON h.resource_type = k.resource_type AND h.id = k.id AND h.version_id = k.version_id
-       ${currentOnly ? 'LEFT JOIN resource r ON r.resource_type = k.resource_type AND r.id = k.id AND NOT r.deleted' : ''}`;
+    // LATERAL ... LIMIT 1 keeps it a primary-key probe per key: as a plain join, the generic plan
+    // (which cannot know the array's length) may hash the whole history table instead.
+    const text = `SELECT k.i, k.c, x.readable FROM ${keys}
+       CROSS JOIN LATERAL (SELECT CASE k.c ${cases.join(' ')} END AS readable
+          FROM resource_history h
+          ${currentOnly ? 'LEFT JOIN resource r ON r.resource_type = h.resource_type AND r.id = h.id AND NOT r.deleted' : ''}
+         WHERE h.resource_type = k.resource_type AND h.id = k.id AND h.version_id = k.version_id LIMIT 1) x`;
     await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
     const rows = await queryByKey<{ i: number; c: number; readable: boolean | null }>(tx, text, p.values);
     await tx.query(`RESET plan_cache_mode`);

@@ -150,8 +150,9 @@ interface PendingCreate {
   lastUpdated: string;
 }
 
-/** The current row as `toStored` reads it (`readCurrent`, `readCurrentMany`). */
-const CURRENT_ROW = `SELECT r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text
+/** The current row's columns as `toStored` reads them (`readCurrent`, `readCurrentForReaders`). */
+const CURRENT_COLUMNS = `r.resource_type, r.id, r.version_id, r.last_updated, r.deleted, r.compartments, r.custodian_org, r.author_org, r.security_labels, r.content, r.clinical_period::text`;
+const CURRENT_ROW = `SELECT ${CURRENT_COLUMNS}
          FROM resource r`;
 
 /** Queued creates are written in chunks of this many: bounded statements, linear cost per entry. */
@@ -278,21 +279,32 @@ export class ResourceRepository {
   }
 
   /**
-   * Several current resources of one type under one AccessContext, in one statement (a rest-hook
-   * delivery batch's resources for one subscriber): the same rows and judgement as `readCurrent`
-   * for each id; ids it may not read, or that do not exist, are absent from the answer.
+   * The current resources of several readers at once, in one statement (a rest-hook delivery
+   * batch: each notification's resource as its subscriber may read it now): one row per readable
+   * (reader, id) pair, each pair judged by its own reader's predicate only (`CASE` on the reader's
+   * number), the same judgement as `readCurrent`. Ids a reader may not read, or that do not exist,
+   * are absent from its map. As `SearchService.readableVersions`, a named prepared statement with a
+   * forced generic plan (found by primary key whatever the values; PostgreSQL would otherwise plan
+   * every reader's consent predicate on each call): run it in a transaction.
    */
-  async readCurrentMany(ctx: AccessContext, resourceType: string, ids: readonly string[], tx: EntityManager): Promise<Map<string, StoredVersion>> {
-    if (!ids.length) return new Map();
+  async readCurrentForReaders(reads: readonly { ctx: AccessContext; resourceType: string; ids: readonly string[] }[], tx: EntityManager): Promise<Map<AccessContext, Map<string, StoredVersion>>> {
+    const answer = new Map<AccessContext, Map<string, StoredVersion>>(reads.map((r) => [r.ctx, new Map()]));
+    const keys = reads.flatMap((r, c) => [...new Set(r.ids)].map((id) => ({ c, resourceType: r.resourceType, id })));
+    if (!keys.length) return answer;
     await this.flushCreates(tx);
     const p = new SqlParams();
-    const rows = await queryByKey<RawRow>(
-      tx,
-      `${CURRENT_ROW}
-        WHERE r.resource_type = ${p.bind(resourceType)} AND r.id = ANY(${p.bind([...new Set(ids)])}::text[]) AND ${ctx.renderRead('r', p)}`,
-      p.values,
-    );
-    return new Map(rows.map((row) => [row.id, toStored(row)]));
+    const unnest = `unnest(${p.bind(keys.map((k) => k.resourceType))}::text[], ${p.bind(keys.map((k) => k.id))}::text[], ${p.bind(keys.map((k) => k.c))}::int[]) AS k(resource_type, id, c)`;
+    const cases = reads.map((r, c) => `WHEN ${c} THEN (${r.ctx.renderRead('r', p)})`);
+    // LATERAL ... LIMIT 1 keeps it a primary-key probe per key: as a plain join, the generic plan
+    // (which cannot know the array's length) may hash the whole table instead.
+    const text = `SELECT k.c, x.* FROM ${unnest}
+        CROSS JOIN LATERAL (SELECT ${CURRENT_COLUMNS} FROM resource r
+                             WHERE r.resource_type = k.resource_type AND r.id = k.id AND CASE k.c ${cases.join(' ')} END LIMIT 1) x`;
+    await tx.query(`SET LOCAL plan_cache_mode = force_generic_plan`);
+    const rows = await queryByKey<RawRow & { c: number }>(tx, text, p.values);
+    await tx.query(`RESET plan_cache_mode`);
+    for (const row of rows) answer.get(reads[row.c].ctx)!.set(row.id, toStored(row));
+    return answer;
   }
 
   /** One version, judged on that version's own compartments, labels and authoring organization. */

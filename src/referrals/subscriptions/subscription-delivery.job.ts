@@ -121,8 +121,8 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
 
   /**
    * The batch's registrations (one statement), owning clients (one look-up each) and resources:
-   * one read per subscriber and type, under that subscriber's access (`readCurrentMany`), instead
-   * of one per notification. Those with nothing to send are recorded as dropped in `outcomes`.
+   * one statement for all, each resource judged under its subscriber's access
+   * (`readCurrentForReaders`), instead of one per notification or per subscriber. Those with nothing to send are recorded as dropped in `outcomes`.
    */
   private async readBatch(batch: readonly ClaimedNotification[], outcomes: Map<ClaimedNotification, Outcome>): Promise<Ready[]> {
     const registrations = new Map((await this.registrations.byIds([...new Set(batch.map((n) => n.subscriptionId))])).map((r) => [r.id, r]));
@@ -143,17 +143,18 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
         else pending.push({ n, reg, ctx });
       }
     }
-    // A context is one subscriber's access to one type: one statement per context.
-    const byContext = new Map<AccessContext, { resourceType: string; ids: string[] }>();
+    // A context is one subscriber's access to one type; every context's reads go in one statement.
+    const byContext = new Map<AccessContext, { ctx: AccessContext; resourceType: string; ids: string[] }>();
     for (const { n, ctx } of pending) {
-      const group = byContext.get(ctx) ?? { resourceType: n.resourceType, ids: [] };
+      const group = byContext.get(ctx) ?? { ctx, resourceType: n.resourceType, ids: [] };
       group.ids.push(n.id);
       byContext.set(ctx, group);
     }
-    const read = new Map<AccessContext, Map<string, StoredVersion>>();
+    let read = new Map<AccessContext, Map<string, StoredVersion>>();
     if (byContext.size) {
-      await this.sessions.run({ transactional: false }, async ({ tx }) => {
-        for (const [ctx, { resourceType, ids }] of byContext) read.set(ctx, await this.repository.readCurrentMany(ctx, resourceType, ids, tx));
+      // A read-only transaction: the statement's plan setting is SET LOCAL.
+      await this.sessions.run({ transactional: true }, async ({ tx }) => {
+        read = await this.repository.readCurrentForReaders([...byContext.values()], tx);
       });
     }
     const ready: Ready[] = [];

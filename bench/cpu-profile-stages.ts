@@ -39,16 +39,19 @@ const STAGES: [RegExp, string][] = [
   [/node_modules\/(rxjs|nestjs-cls)\//, 'Nest (router, guards, interceptors, pipes)'],
   [/node_modules\/@medplum\//, '@medplum/core (FHIRPath, search parsing)'],
   [/node_modules\/pg-boss\//, 'pg-boss pollers'],
-  [/\/dist\/src\/auth\/|\/dist\/auth\//, 'auth (token, client status, rate limit)'],
-  [/\/dist\/(src\/)?consent\//, 'consent predicate'],
-  [/\/dist\/(src\/)?audit\//, 'audit record (build, chain append)'],
-  [/\/dist\/(src\/)?fhir\/search\//, 'search (parse, SQL building)'],
-  [/\/dist\/(src\/)?fhir\/storage\//, 'storage (SQL, rows)'],
-  [/\/dist\/(src\/)?fhir\//, 'records core (vocabulary, validation, operations)'],
-  [/\/dist\/(src\/)?pipeline\//, 'pipeline (authorize, access issuing, execute)'],
-  [/\/dist\/(src\/)?rest\//, 'REST controller and response writer'],
-  [/\/dist\/(src\/)?common\//, 'common (request context, JSON, HTTP middleware)'],
-  [/\/dist\//, 'server (other)'],
+  [/\/dist(-bench)?\/(src\/)?auth\//, 'auth (token, client status, rate limit)'],
+  [/\/dist(-bench)?\/(src\/)?consent\//, 'consent predicate'],
+  [/\/dist(-bench)?\/(src\/)?audit\//, 'audit record (build, chain append)'],
+  [/\/dist(-bench)?\/(src\/)?fhir\/search\//, 'search (parse, SQL building)'],
+  [/\/dist(-bench)?\/(src\/)?fhir\/storage\//, 'storage (SQL, rows)'],
+  [/\/dist(-bench)?\/(src\/)?fhir\//, 'records core (vocabulary, validation, operations)'],
+  [/\/dist(-bench)?\/(src\/)?pipeline\//, 'pipeline (authorize, access issuing, execute)'],
+  [/\/dist(-bench)?\/(src\/)?rest\//, 'REST controller and response writer'],
+  [/\/dist(-bench)?\/(src\/)?common\//, 'common (request context, JSON, HTTP middleware)'],
+  [/\/dist(-bench)?\/(src\/)?referrals\/subscriptions\//, 'subscriptions (matching, delivery)'],
+  [/\/dist(-bench)?\/(src\/)?jobs\//, 'jobs (polling workers, queue)'],
+  [/\/dist-bench\/bench\//, 'bench harness (in-process wrappers)'],
+  [/\/dist(-bench)?\//, 'server (other)'],
   [/node_modules\//, 'other packages'],
 ];
 
@@ -131,12 +134,12 @@ export function functionsIn(profile: CpuProfile, window: ProfileWindow, n: numbe
 }
 
 /** Markdown: one stage table and one function table per window. */
-export function stagesMarkdown(profile: CpuProfile, windows: ProfileWindow[]): string {
+export function stagesMarkdown(profile: CpuProfile, windows: ProfileWindow[], where = ' at one client'): string {
   return windows
     .map((w) => {
       const { rows, cpuMsPerRequest } = stagesIn(profile, w);
       const fns = functionsIn(profile, w, 25);
-      return `## ${w.kind} at one client: ${w.requests} requests, ${cpuMsPerRequest.toFixed(3)} ms of sampled server CPU per request
+      return `## ${w.kind}${where}: ${w.requests} requests, ${cpuMsPerRequest.toFixed(3)} ms of sampled server CPU per request
 
 | stage | µs per request | % |
 |---|---|---|

@@ -2,7 +2,10 @@ import { ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
+import { Session } from 'node:inspector/promises';
 import { Worker } from 'node:worker_threads';
+import { Client } from 'pg';
+import { CpuProfile, ProfileWindow, stagesMarkdown } from './cpu-profile-stages';
 import { machineInfo, percentile, startBenchServer, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
 import { SearchService } from '../src/fhir/search/search.service';
@@ -27,6 +30,9 @@ import { SubscriptionNotifications } from '../src/referrals/subscriptions/subscr
  * worker node on the same database (subscriptions-worker.ts), delivers; results then go to
  * bench/results/subscriptions-worker-node.{json,md}.
  * BENCH_RESULT_NAME: another results file name (an A/B run).
+ * BENCH_PROFILE=1: a V8 CPU profile of the bench process's main thread (the server, its match and
+ * delivery workers; not the load thread) by stage in each window, and PostgreSQL's active
+ * statements and wait events sampled every 50 ms (pg_stat_activity), appended to the Markdown.
  */
 const CLIENTS = Number(process.env.BENCH_CLIENTS ?? 16);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -37,6 +43,41 @@ const OWNERS = 10;
 const WORKER_NODE = process.env.BENCH_WORKER_NODE === '1';
 const SEQUENTIAL = Number(process.env.BENCH_SEQUENTIAL ?? 100);
 const CODE = 'bench-watched';
+const PROFILE = process.env.BENCH_PROFILE === '1';
+const nowUs = (): number => Number(process.hrtime.bigint() / 1000n);
+
+/** Samples PostgreSQL's active statements of the bench database every 50 ms while `on`. */
+class ActivitySampler {
+  private readonly counts = new Map<string, number>();
+  private samples = 0;
+  private timer?: NodeJS.Timeout;
+  private busy = false;
+  constructor(readonly client: Client) {}
+  start(): void {
+    this.counts.clear();
+    this.samples = 0;
+    this.timer = setInterval(() => void this.sample(), 50);
+  }
+  stop(): { samples: number; top: { what: string; perSample: number }[] } {
+    clearInterval(this.timer);
+    const top = [...this.counts.entries()].sort((a, b) => b[1] - a[1]).slice(0, 20).map(([what, n]) => ({ what, perSample: r2(n / (this.samples || 1)) }));
+    return { samples: this.samples, top };
+  }
+  private async sample(): Promise<void> {
+    if (this.busy) return;
+    this.busy = true;
+    try {
+      const { rows } = await this.client.query<{ w: string; q: string }>(
+        `SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS w, left(regexp_replace(query, '\\s+', ' ', 'g'), 90) AS q
+           FROM pg_stat_activity WHERE datname = current_database() AND state = 'active' AND pid <> pg_backend_pid()`,
+      );
+      this.samples++;
+      for (const r of rows) this.counts.set(`${r.w} | ${r.q}`, (this.counts.get(`${r.w} | ${r.q}`) ?? 0) + 1);
+    } finally {
+      this.busy = false;
+    }
+  }
+}
 
 /** The receiver: answers 204, keeps receipt lag per notification id, reports its own CPU. */
 const RECEIVER = `
@@ -141,9 +182,31 @@ async function main(): Promise<void> {
     const job = (maxSeconds: number): CrudJob => ({ mode: 'create', baseUrl: server.baseUrl, token: server.token, concurrency: CLIENTS, maxRequests: 10_000_000, maxSeconds, createBody });
     // Warm-up (JIT, pools, plans), then the baseline without Subscriptions.
     await load(job(3));
+    // BENCH_PROFILE=1: the main thread's CPU profile and PostgreSQL's activity, per window.
+    const windows: ProfileWindow[] = [];
+    const activity: Record<string, ReturnType<ActivitySampler['stop']>> = {};
+    let session: Session | undefined;
+    let sampler: ActivitySampler | undefined;
+    if (PROFILE) {
+      session = new Session();
+      session.connect();
+      await session.post('Profiler.enable');
+      await session.post('Profiler.start');
+      const client = new Client({ connectionString: (server.db.options as { url?: string }).url });
+      await client.connect();
+      sampler = new ActivitySampler(client);
+    }
+    const profiled = async <T extends CrudResult>(kind: string, run: () => Promise<T>): Promise<T> => {
+      sampler?.start();
+      const fromUs = nowUs();
+      const out = await run();
+      windows.push({ kind, fromUs, toUs: nowUs(), requests: out.latencies.create?.length || 1 });
+      if (sampler) activity[kind] = sampler.stop();
+      return out;
+    };
     const cpu0 = process.cpuUsage();
     const pg0 = postgresCpuMs();
-    const baseline = await load(job(SECONDS));
+    const baseline = await profiled('creates without Subscriptions', () => load(job(SECONDS)));
     const baselineCpu = process.cpuUsage(cpu0);
     const baselinePgMs = (postgresCpuMs() ?? 0) - (pg0 ?? 0);
 
@@ -268,19 +331,31 @@ async function main(): Promise<void> {
     const before = await ask(receiver);
     const cpu1 = process.cpuUsage();
     const pg1 = postgresCpuMs();
-    const withSubs = await load(job(SECONDS));
+    const withSubs = await profiled(`creates with ${SUBSCRIPTIONS} Subscriptions, ${MATCHING} matching`, () => load(job(SECONDS)));
     const withSubsCpu = process.cpuUsage(cpu1);
     const withSubsPgMs = (postgresCpuMs() ?? 0) - (pg1 ?? 0);
     const during = await ask(receiver);
     const expected = withSubs.latencies.create?.length ?? 0;
     const drainStart = Date.now();
     let after = during;
+    // The drain alone (no creates): per notification delivered, in the profile's third window.
+    sampler?.start();
+    const drainFromUs = nowUs();
+    const drainCpu0 = process.cpuUsage();
+    const drainPg0 = postgresCpuMs();
     while (Date.now() - drainStart < DRAIN_SECONDS * 1000) {
       const pending = await open();
       after = await ask(receiver);
       if (!pending) break;
       await new Promise((r) => setTimeout(r, 500));
     }
+    const drainCpu = process.cpuUsage(drainCpu0);
+    const drainPgMs = (postgresCpuMs() ?? 0) - (drainPg0 ?? 0);
+    const drainReceiverMs = (after.cpu.user + after.cpu.system - during.cpu.user - during.cpu.system) / 1000;
+    const drainDelivered = after.posts - during.posts;
+    const drainKind = 'the drain after the window (per notification delivered)';
+    windows.push({ kind: drainKind, fromUs: drainFromUs, toUs: nowUs(), requests: after.posts - during.posts || 1 });
+    if (sampler) activity[drainKind] = sampler.stop();
     const drainSeconds = (Date.now() - drainStart) / 1000;
     const lags = after.lags.slice(before.lags.length).sort((a, b) => a - b);
     const sortedMatch = [...matchMs].sort((a, b) => a - b);
@@ -306,6 +381,8 @@ async function main(): Promise<void> {
         lagP50Ms: r2(percentile(lags, 50)),
         lagP99Ms: r2(percentile(lags, 99)),
       },
+      // The drain alone (no creates): CPU per notification delivered.
+      drainCpuMsPerNotification: { delivered: drainDelivered, benchProcess: r2((drainCpu.user + drainCpu.system) / 1000 / (drainDelivered || 1)), postgres: r2(drainPgMs / (drainDelivered || 1)), receiver: r2(drainReceiverMs / (drainDelivered || 1)) },
       receiverCpuMs: r2((after.cpu.user + after.cpu.system) / 1000),
       receiverCpuMsPerNotification: r2((after.cpu.user + after.cpu.system) / 1000 / (after.posts || 1)),
     };
@@ -327,10 +404,26 @@ async function main(): Promise<void> {
       `Match job (off the write path; window and drain): ${result.matchJob.batches} batches of ${result.matchJob.jobsPerBatch} writes on average, ${result.matchJob.batchMeanMs} ms per batch, ${result.matchJob.perWriteMs} ms per write served; the one access statement ${result.matchJob.accessStatementMeanMs} ms per batch (${result.matchJob.accessStatementPerWriteMs} ms per write), the notifications' insert ${result.matchJob.notificationsInsertMeanMs} ms per batch, ${result.matchJob.notificationsPerWrite} notifications per write. At one client: ${result.matchJob.oneClient.batches} batches of ${result.matchJob.oneClient.jobsPerBatch}, ${result.matchJob.oneClient.perWriteMs} ms per write served, access statement ${result.matchJob.oneClient.accessStatementMeanMs} ms per batch.`,
       '',
       `Notifications: ${result.notifications.expected} expected, ${result.notifications.receivedDuringWindow} received during the window, ${result.notifications.receivedAfterDrain} after draining (${result.notifications.drainSeconds} s); lag from meta.lastUpdated to receipt p50 ${result.notifications.lagP50Ms} ms, p99 ${result.notifications.lagP99Ms} ms.`,
+      `The drain alone (no creates), CPU per notification delivered (${result.drainCpuMsPerNotification.delivered}): bench process ${result.drainCpuMsPerNotification.benchProcess} ms, PostgreSQL ${result.drainCpuMsPerNotification.postgres} ms, receiver ${result.drainCpuMsPerNotification.receiver} ms.`,
       `Receiver CPU: ${result.receiverCpuMs} ms in all, ${result.receiverCpuMsPerNotification} ms per notification. The bench process CPU is the server and the load thread together.`,
       '',
-    ].join('\n');
-    writeResults(process.env.BENCH_RESULT_NAME ?? (WORKER_NODE ? 'subscriptions-worker-node' : 'subscriptions'), result, md);
+    ];
+    if (session) {
+      const { profile } = (await session.post('Profiler.stop')) as { profile: CpuProfile };
+      session.disconnect();
+      await sampler?.client.end();
+      md.push(
+        '# Where the CPU went (BENCH_PROFILE=1)',
+        '',
+        "V8 samples of the bench process's main thread (the server and its match and delivery workers; the load thread not included), per create of each window (per notification in the drain), by stage and by function (self time).",
+        '',
+        stagesMarkdown(profile, windows, ''),
+        '## PostgreSQL activity (pg_stat_activity every 50 ms; active backends per sample, by wait event and statement)',
+        '',
+        ...Object.entries(activity).flatMap(([kind, a]) => [`### ${kind} (${a.samples} samples)`, '', '| backends per sample | wait | statement |', '|---|---|---|', ...a.top.map((t) => `| ${t.perSample} | ${t.what.split(' | ')[0]} | \`${t.what.slice(t.what.indexOf(' | ') + 3).replace(/\|/g, '\\|').replace(/`/g, "'")}\` |`), '']),
+      );
+    }
+    writeResults(process.env.BENCH_RESULT_NAME ?? (WORKER_NODE ? 'subscriptions-worker-node' : 'subscriptions'), result, md.join('\n'));
   } finally {
     workerNode?.kill('SIGTERM');
     receiver.kill('SIGTERM');

@@ -16,6 +16,7 @@ import { ClaimedNotification, SubscriptionNotifications } from './subscription-n
 import { SubscriptionRegistration, SubscriptionRegistrations } from './subscription-registration.repository';
 import { FHIR_JSON_PAYLOAD } from './subscription-registration.listener';
 import { channelHeader } from './subscription-endpoint';
+import { RestHookClient } from './rest-hook-client';
 
 /** `X-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">` (body empty without payload). */
 export function signature(secret: string, timestamp: number, body: string): string {
@@ -59,6 +60,8 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
     logger: this.logger,
     failure: 'subscription delivery batch failed',
   });
+  /** Keep-alive connections, at most one per lane to an endpoint. */
+  private readonly client: RestHookClient;
 
   constructor(
     private readonly notifications: SubscriptionNotifications,
@@ -71,7 +74,9 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
     private readonly clients: ClientRegistrationRepository,
     @Inject(SUBSCRIPTION_CONFIG) private readonly config: SubscriptionConfig,
     @Inject(APP_CONFIG) private readonly app: AppConfig,
-  ) {}
+  ) {
+    this.client = new RestHookClient(config.concurrency);
+  }
 
   /** A lease long enough for a whole batch whose endpoints all time out, at the configured concurrency. */
   get leaseSeconds(): number {
@@ -89,6 +94,7 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
   /** Lets the batch in flight finish (its POSTs are bounded by the timeout) before the database closes. */
   async beforeApplicationShutdown(): Promise<void> {
     await this.worker.stop();
+    this.client.close();
   }
 
   /** Claims, sends and settles one batch; answers how many were claimed. */
@@ -179,14 +185,7 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
     if (body) headers['Content-Type'] = FHIR_JSON_PAYLOAD;
     if (reg.secret) headers['X-Signature'] = signature(reg.secret, Math.floor(Date.now() / 1000), body);
     const started = Date.now();
-    let status = 0;
-    try {
-      const res = await fetch(reg.endpoint, { method: 'POST', headers, body: body || undefined, redirect: 'error', signal: AbortSignal.timeout(this.config.timeoutMs) });
-      status = res.status;
-      await res.body?.cancel();
-    } catch {
-      status = 0;
-    }
+    const status = await this.client.post(reg.endpoint, headers, body, this.config.timeoutMs);
     const ok = status >= 200 && status < 300;
     disclosures.push(this.disclosure(reg, resource.resourceType, id, stored.versionId, stored.compartments, ok, status, Date.now() - started));
     this.logger.log({ msg: 'subscription notification', subscription: reg.id, notification: n.notificationId, attempt: n.attempts + 1, status, ms: Date.now() - started });

@@ -124,16 +124,16 @@ export class AuditTrailRepository {
   }
 
   /**
-   * A write's records, in the write's transaction, without the chain head's lock: the group-commit
+   * The insert of a write's records, for the write's transaction (its session writes it with the
+   * other deferred inserts right before COMMIT), without the chain head's lock: the group-commit
    * writer chains them after the commit (`audit_append` moves pending rows first).
    */
-  async appendPending(rows: readonly AuditEventRow[], tx: EntityManager): Promise<void> {
-    if (!rows.length) return;
-    await tx.query(
-      `INSERT INTO audit_pending (id, recorded, type, subtype, action, outcome, agent, patients, entities, purpose, content)
+  pendingInsert(rows: readonly AuditEventRow[]): { text: string; values: unknown[] } {
+    return {
+      text: `INSERT INTO audit_pending (id, recorded, type, subtype, action, outcome, agent, patients, entities, purpose, content)
        SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[])`,
-      columnsOf(rows),
-    );
+      values: columnsOf(rows),
+    };
   }
 
   async ensurePartitions(monthsAhead: number): Promise<void> {

@@ -85,13 +85,10 @@ export class StoredAuditStage extends LogAuditStage {
       const rows = session.auditRows as AuditEventRow[];
       rows.push(row);
       if (rows.length > 1) return;
+      // Written with the session's other deferred inserts (e.g. a Subscription match row) in one statement.
       session.beforeCommit(async () => {
         const all = rows.splice(0, rows.length);
-        try {
-          await this.repository.appendPending(all, session.tx);
-        } catch (err) {
-          throw unavailable(err);
-        }
+        if (all.length) session.deferInsert({ ...this.repository.pendingInsert(all), onError: unavailable });
       });
       // Committed with the write, chained right after by the group-commit writer (no chain lock
       // held across the write's commit); the response waits for it so auditors see it at once.

@@ -81,7 +81,7 @@ describe('audit group commit (default: durable)', () => {
 
   it('a create’s record commits durably with the write; chaining it afterwards (no new record) does not wait for a flush', async () => {
     await idle(writer);
-    const pendingInsert = jest.spyOn(repository, 'appendPending');
+    const pendingInsert = jest.spyOn(repository, 'pendingInsert');
     const append = jest.spyOn(repository, 'appendAlone');
     const created = await t.api.post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient());
     expect(created.status).toBe(201);

@@ -3,7 +3,7 @@ import request from 'supertest';
 import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { SystemAccess } from '../../src/fhir/pipeline/system-access';
 import { SearchService } from '../../src/fhir/search/search.service';
-import { StorageSessions } from '../../src/fhir/storage/storage-session';
+import { StorageSession, StorageSessions } from '../../src/fhir/storage/storage-session';
 import { JobQueue } from '../../src/jobs/job-queue';
 import { notificationId, NotificationJobData, SubscriptionMatchingListener } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { ClaimedMatches, MatchJobData, SubscriptionMatchesPending } from '../../src/referrals/subscriptions/subscription-match-pending.repository';
@@ -345,6 +345,35 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
         await b('delete', `/fhir/Subscription/${rejected.id}`);
         await b('delete', `/fhir/Subscription/${undecided.id}`);
       }
+    });
+
+    it('writes the pending match row in the same statement as the write\'s audit rows, right before COMMIT: a matching Subscription costs a write no round trip of its own', async () => {
+      await settled();
+      const statements: string[][] = [];
+      const prepare = StorageSession.prototype.prepareCommit;
+      const spy = jest.spyOn(StorageSession.prototype, 'prepareCommit').mockImplementation(async function (this: StorageSession) {
+        const query = jest.spyOn(this.tx, 'query');
+        try {
+          return await prepare.call(this);
+        } finally {
+          statements.push(query.mock.calls.map(([text]) => text));
+          query.mockRestore();
+        }
+      });
+      let id: string;
+      try {
+        id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
+      } finally {
+        spy.mockRestore();
+      }
+      // The create's session: one statement before COMMIT, carrying both inserts.
+      const carrying = statements.filter((list) => list.some((text) => text.includes('subscription_match_pending')));
+      expect(carrying).toHaveLength(1);
+      expect(carrying[0]).toHaveLength(1);
+      expect(carrying[0][0]).toMatch(/^WITH d0 AS \(INSERT INTO subscription_match_pending .*\),\nd1 AS \(INSERT INTO audit_pending /s);
+      const [{ n }] = await t.db.query(`SELECT count(*)::int AS n FROM audit_event WHERE action = 'C' AND $1 = ANY(entities)`, [`Task/${id}`]);
+      expect(n).toBe(1);
+      await receiver.waitFor(() => receiver.delivered(subscription.id).some((x) => (JSON.parse(x.body) as Task).id === id));
     });
 
     it('commits a write with exactly one pending match (not a notification per Subscription); the match job inserts one notification per subscriber that may read the version, none for one that may not', async () => {

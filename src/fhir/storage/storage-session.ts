@@ -16,6 +16,27 @@ export interface CreateQueue {
   flush(): Promise<void>;
 }
 
+/** A row insert that only has to be in the commit (`StorageSession.deferInsert`). */
+export interface DeferredInsert {
+  /** One INSERT without RETURNING, its parameters numbered from $1 (never `$n` inside a literal). */
+  text: string;
+  values: unknown[];
+  /** The error to report when the statement carrying it fails (the first part's that has one). */
+  onError?: (cause: unknown) => Error;
+}
+
+/** Several inserts as one statement: each a data-modifying CTE, parameters renumbered in turn. */
+export function combinedInsert(inserts: readonly DeferredInsert[]): { text: string; values: unknown[] } {
+  if (inserts.length === 1) return { text: inserts[0].text, values: inserts[0].values };
+  const values: unknown[] = [];
+  const parts = inserts.map((insert, i) => {
+    const offset = values.length;
+    values.push(...insert.values);
+    return `d${i} AS (${insert.text.replace(/\$(\d+)/g, (_, n: string) => `$${Number(n) + offset}`)})`;
+  });
+  return { text: `WITH ${parts.join(',\n')}\nSELECT 1`, values };
+}
+
 /** Where a session sits on its QueryRunner (TypeORM's per-runner `data`), for code handed only the manager. */
 const SESSION = Symbol('StorageSession');
 
@@ -35,6 +56,7 @@ export class StorageSession {
   readonly auditRows: unknown[] = [];
   private beforeCommitWork: Array<() => Promise<void>> = [];
   private afterCommitWork: Array<() => Promise<void>> = [];
+  private deferredInserts: DeferredInsert[] = [];
 
   constructor(
     /** The connection's EntityManager: every statement of the unit of work goes through it. */
@@ -58,6 +80,17 @@ export class StorageSession {
   }
 
   /**
+   * Rows that only have to commit with the unit of work (the audit records of its writes, a
+   * module's outbox row): written after the before-commit work, all in one statement, so the
+   * modules that add rows to a write cost it one round trip together, not one each. A failure rolls
+   * the transaction back as any statement's would. Only in a transaction.
+   */
+  deferInsert(insert: DeferredInsert): void {
+    if (!this.transactional) throw new Error('a deferred insert needs a transaction');
+    this.deferredInserts.push(insert);
+  }
+
+  /**
    * Work that needs the commit visible to other connections (chaining audit rows, post-commit write
    * listeners), right after COMMIT and before the response. It cannot undo the commit; each piece
    * runs even if an earlier one failed. Never run for a rolled-back transaction.
@@ -72,6 +105,16 @@ export class StorageSession {
     const work = this.beforeCommitWork;
     this.beforeCommitWork = [];
     for (const w of work) await w();
+    const inserts = this.deferredInserts;
+    this.deferredInserts = [];
+    if (!inserts.length) return;
+    const { text, values } = combinedInsert(inserts);
+    try {
+      await this.tx.query(text, values);
+    } catch (err) {
+      const report = inserts.find((i) => i.onError)?.onError;
+      throw report ? report(err) : err;
+    }
   }
 
   async committed(): Promise<void> {
@@ -92,6 +135,7 @@ export class StorageSession {
   discard(): void {
     this.beforeCommitWork = [];
     this.afterCommitWork = [];
+    this.deferredInserts = [];
     this.createQueue = undefined;
     this.auditRows.length = 0;
   }

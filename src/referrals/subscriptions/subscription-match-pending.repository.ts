@@ -1,6 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { InjectDataSource } from '@nestjs/typeorm';
 import type { DataSource, EntityManager } from 'typeorm';
+import { StorageSession } from '../../fhir/storage/storage-session';
 import type { RetryPolicy } from './subscription-config';
 
 /** One write's pending match (a row of `subscription_match_pending`, judged by `SubscriptionMatchJob`): the version and the Subscriptions it may notify. */
@@ -55,10 +56,14 @@ export class SubscriptionMatchesPending {
   /** One write's pending match, in `tx`, the write's transaction (the outbox). */
   async add(tx: EntityManager, match: MatchJobData): Promise<void> {
     if (!tx.queryRunner?.isTransactionActive) throw new Error('subscription match added outside a transaction');
-    await tx.query(
-      `INSERT INTO subscription_match_pending (resource_type, resource_id, version_id, candidates, matched) VALUES ($1, $2, $3, $4::text[], $5::text[])`,
-      [match.resourceType, match.id, match.versionId, match.candidates, match.matched],
-    );
+    const insert = {
+      text: `INSERT INTO subscription_match_pending (resource_type, resource_id, version_id, candidates, matched) VALUES ($1, $2, $3, $4::text[], $5::text[])`,
+      values: [match.resourceType, match.id, match.versionId, match.candidates, match.matched],
+    };
+    // In a write's session: with its audit rows, in one statement right before COMMIT.
+    const session = StorageSession.of(tx);
+    if (session?.transactional) session.deferInsert(insert);
+    else await tx.query(insert.text, insert.values);
   }
 
   /**

@@ -5,7 +5,7 @@ import { ClaimedMatches, SubscriptionMatchesPending } from '../../src/referrals/
 import { notificationId } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { HospitalSend, hospitalSender } from '../support/auth';
 import { hiePatient } from '../support/fixtures';
-import { subscriptionsSettled } from '../support/jobs';
+import { notificationsSettled, subscriptionsSettled } from '../support/jobs';
 import { NotificationReceiver } from '../support/notification-receiver';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -122,6 +122,39 @@ describe('rest-hook pending matches', () => {
     await subscriptionsSettled(t.db);
     expect(receiver.attempts.filter((x) => x.id === notified(task))).toHaveLength(1);
   });
+
+  it('judges a failed batch again row by row: one row that cannot be judged does not hold back the others; it alone counts an attempt', async () => {
+    const tasks = [await createTask('poison'), await createTask('poison'), await createTask('poison')];
+    const poison = tasks[1];
+    const search = t.app.get(SearchService);
+    const readable = search.readableVersions.bind(search);
+    const judged: string[][] = [];
+    const spy = jest.spyOn(search, 'readableVersions').mockImplementation(async (versions, tx) => {
+      judged.push(versions.map((v) => v.id));
+      if (versions.some((v) => v.id === poison)) throw Object.assign(new Error('cannot judge this row'), { code: '22P02' });
+      return readable(versions, tx);
+    });
+    try {
+      // One claimed batch of the three (SUBSCRIPTION_MATCH_BATCH_SIZE 4).
+      expect(await matchJob.runOnce()).toBe(3);
+    } finally {
+      spy.mockRestore();
+    }
+    // The batch, then each row alone.
+    expect(judged).toEqual([tasks, [tasks[0]], [poison], [tasks[2]]]);
+    const [row] = await rowsOf([poison]);
+    expect(await rowsOf(tasks)).toEqual([{ resourceId: poison, attempts: 1, claimed: false, dueInSeconds: expect.any(Number) }]);
+    expect(row.dueInSeconds).toBeGreaterThan(0.5);
+    // (The poison row still waits: only the notifications are settled here.)
+    await notificationsSettled(t.db);
+    expect([tasks[0], tasks[2]].map((task) => receiver.delivered(subscription.id).filter((n) => n.id === notified(task)).length)).toEqual([1, 1]);
+    expect(receiver.attempts.filter((x) => x.id === notified(poison))).toEqual([]);
+    // Judged once it can be, after its backoff.
+    await new Promise((r) => setTimeout(r, (row.dueInSeconds! + 0.1) * 1000));
+    expect(await matchJob.runOnce()).toBe(1);
+    await subscriptionsSettled(t.db);
+    expect(receiver.delivered(subscription.id).filter((n) => n.id === notified(poison))).toHaveLength(1);
+  }, 60_000);
 
   it('retries a failed batch with backoff (attempts counted, unclaimed), then gives a row up after the retry limit, kept and never due', async () => {
     const search = t.app.get(SearchService);

@@ -32,7 +32,8 @@ class MatchBatchClaimLapsed extends Error {
  * notification's id is stable per (Subscription, resource, version) (`notificationId`), so a batch
  * judged twice inserts nothing twice while the notification is still queued. Subscriptions deleted
  * or turned off since the write, and clients that may no longer search the type, get nothing. A
- * failed batch is retried with backoff (MATCH_RETRY_POLICY), then given up.
+ * failed batch is judged again row by row; a row that fails alone is retried with backoff
+ * (MATCH_RETRY_POLICY), then given up.
  */
 @Injectable()
 export class SubscriptionMatchJob implements OnApplicationBootstrap, BeforeApplicationShutdown {
@@ -72,18 +73,37 @@ export class SubscriptionMatchJob implements OnApplicationBootstrap, BeforeAppli
     await this.worker.stop();
   }
 
-  /** Claims one batch and judges it; a failed batch counts an attempt on each row still ours. Answers how many were claimed. */
+  /**
+   * Claims one batch and judges it. A failed batch of several rows is judged again row by row (each
+   * its own transaction, under the same lease), so one row that cannot be judged does not hold back
+   * or give up the others with it; the rows that fail alone count an attempt (backoff, then given
+   * up). Answers how many were claimed.
+   */
   async runOnce(): Promise<number> {
     const batch = await this.pending.claim(this.config.matchBatchSize, this.config.matchLeaseSeconds);
     if (!batch) return 0;
     try {
       await this.runBatch(batch);
     } catch (err) {
-      const givenUp = await this.pending.failed(batch, MATCH_RETRY_POLICY);
-      this.logger.warn({ msg: 'subscription match batch failed', matches: batch.matches.length, attempt: Math.max(...batch.matches.map((m) => m.attempts)) + 1, code: (err as { code?: string }).code ?? 'error' });
+      const failed = batch.matches.length > 1 ? await this.oneByOne(batch) : batch.matches;
+      const givenUp = await this.pending.failed({ ...batch, matches: failed }, MATCH_RETRY_POLICY);
+      this.logger.warn({ msg: 'subscription match batch failed', matches: batch.matches.length, failedAlone: failed.length, attempt: Math.max(...failed.map((m) => m.attempts)) + 1, code: (err as { code?: string }).code ?? 'error' });
       for (const key of givenUp) this.logger.warn({ msg: 'subscription match given up', match: key, retries: MATCH_RETRY_POLICY.retryLimit });
     }
     return batch.matches.length;
+  }
+
+  /** The rows of a failed batch judged one at a time; answers those that failed alone too. */
+  private async oneByOne(batch: ClaimedMatches): Promise<PendingMatch[]> {
+    const failed: PendingMatch[] = [];
+    for (const match of batch.matches) {
+      try {
+        await this.runBatch({ ...batch, matches: [match] });
+      } catch {
+        failed.push(match);
+      }
+    }
+    return failed;
   }
 
   /** Judges a claimed batch; throws when it failed (nothing committed). */

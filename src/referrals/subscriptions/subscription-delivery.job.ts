@@ -128,7 +128,8 @@ export class SubscriptionDeliveryJob implements OnApplicationBootstrap, BeforeAp
   /**
    * The batch's registrations (one statement), owning clients (one look-up each) and resources:
    * one statement for all, each resource judged under its subscriber's access
-   * (`readCurrentForReaders`), instead of one per notification or per subscriber. Those with nothing to send are recorded as dropped in `outcomes`.
+   * (`readCurrentForReaders`), instead of one per notification or per subscriber. Those with
+   * nothing to send are recorded as dropped in `outcomes`.
    */
   private async readBatch(batch: readonly ClaimedNotification[], outcomes: Map<ClaimedNotification, Outcome>): Promise<Ready[]> {
     const registrations = new Map((await this.registrations.byIds([...new Set(batch.map((n) => n.subscriptionId))])).map((r) => [r.id, r]));

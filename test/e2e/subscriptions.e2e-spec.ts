@@ -4,6 +4,10 @@ import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { SystemAccess } from '../../src/fhir/pipeline/system-access';
 import { SearchService } from '../../src/fhir/search/search.service';
 import { StorageSession, StorageSessions } from '../../src/fhir/storage/storage-session';
+import { READERS_PER_STATEMENT } from '../../src/fhir/storage/prepared-statement';
+import { ResourceRepository } from '../../src/fhir/storage/resource.repository';
+import { SubscriberAccess } from '../../src/referrals/subscriptions/subscriber-access';
+import { SubscriptionRegistrations } from '../../src/referrals/subscriptions/subscription-registration.repository';
 import { JobQueue } from '../../src/jobs/job-queue';
 import { notificationId, NotificationJobData, SubscriptionMatchingListener } from '../../src/referrals/subscriptions/subscription-matching.listener';
 import { ClaimedMatches, MatchJobData, SubscriptionMatchesPending } from '../../src/referrals/subscriptions/subscription-match-pending.repository';
@@ -458,6 +462,28 @@ describe('rest-hook Subscriptions: registration, matching under the subscriber\'
         const plan = ((await tx.query(`EXPLAIN (GENERIC_PLAN) ${statement}`)) as { 'QUERY PLAN': string }[]).map((r) => r['QUERY PLAN']).join('\n');
         expect(plan).toMatch(/^Nested Loop .*\n\s+->  Function Scan on k .*\n\s+->  Limit .*\n\s+->  Index (Only )?Scan using \w+ on resource_history h/);
         expect(plan).not.toMatch(/Seq Scan on resource_history|Hash Join|Merge Join/);
+      });
+    });
+
+    it('judges more subscribers than one statement holds in groups of READERS_PER_STATEMENT, the answers merged (match job and delivery read)', async () => {
+      const id = await created(await a('post', '/fhir/Task').send(task(ORG_B)));
+      const [reg] = await t.app.get(SubscriptionRegistrations).byIds([subscription.id!]);
+      const owner = (await t.app.get(SubscriberAccess).contextOf(reg.principal, 'Task'))!;
+      const strangers = await Promise.all(Array.from({ length: READERS_PER_STATEMENT + 8 }, () => t.app.get(SystemAccess).mintFor('PUBHLTH')));
+      // The one reader that may read the Task sits in the second group.
+      const contexts = [...strangers.slice(0, READERS_PER_STATEMENT + 3), owner, ...strangers.slice(READERS_PER_STATEMENT + 3)];
+      await t.app.get(StorageSessions).run({ transactional: true }, async ({ tx }) => {
+        const executions = async (prefix: string): Promise<number> =>
+          (await tx.query(`SELECT coalesce(sum(generic_plans + custom_plans), 0)::int AS n FROM pg_prepared_statements WHERE statement LIKE $1`, [`${prefix}%`]))[0].n;
+        const before = await executions('SELECT k.i, k.c, x.readable FROM ');
+        const [readers] = await t.app.get(SearchService).readableVersions([{ resourceType: 'Task', id, versionId: 1, contexts }], tx);
+        expect([...readers]).toEqual([owner]);
+        expect((await executions('SELECT k.i, k.c, x.readable FROM ')) - before).toBe(2);
+        const beforeRead = await executions('SELECT k.c, x.* FROM ');
+        const read = await t.app.get(ResourceRepository).readCurrentForReaders(contexts.map((ctx) => ({ ctx, resourceType: 'Task', ids: [id] })), tx);
+        expect((await executions('SELECT k.c, x.* FROM ')) - beforeRead).toBe(2);
+        expect(read.size).toBe(contexts.length);
+        expect([...read].filter(([, found]) => found.size).map(([ctx, found]) => [ctx === owner, [...found.keys()]])).toEqual([[true, [id]]]);
       });
     });
 

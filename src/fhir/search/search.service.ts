@@ -11,7 +11,7 @@ import { subsetResource } from '../response/resource-subsetting';
 import { searchParamsOf } from './search-parameter.registry';
 import { SEARCH_LIMITS } from './search-limits';
 import { CriteriaPrefilter } from './search-criteria.prefilter';
-import { queryByKey } from '../storage/prepared-statement';
+import { queryByKey, READERS_PER_STATEMENT } from '../storage/prepared-statement';
 import { SearchIndexWriter } from './search-index.writer';
 import { Clause, copySearchRequest, encodeCursor, IncludeSpec, parseSearchRequest, SearchRequestAst } from './search-request';
 import { SearchSqlCompiler, SqlParams } from './search-sql.compiler';
@@ -296,6 +296,15 @@ export class SearchService {
     const answer = versions.map(() => new Set<AccessContext>());
     const contexts = [...new Set(versions.flatMap((v) => v.contexts))];
     if (!contexts.length) return answer;
+    if (contexts.length > READERS_PER_STATEMENT) {
+      // A statement per group of readers: each plan holds its readers' predicates only.
+      for (let from = 0; from < contexts.length; from += READERS_PER_STATEMENT) {
+        const group = new Set(contexts.slice(from, from + READERS_PER_STATEMENT));
+        const part = await this.readableVersions(versions.map((v) => ({ ...v, contexts: v.contexts.filter((ctx) => group.has(ctx)) })), tx);
+        part.forEach((readers, i) => readers.forEach((ctx) => answer[i].add(ctx)));
+      }
+      return answer;
+    }
     const number = new Map(contexts.map((ctx, i) => [ctx, i]));
     const types: string[] = [];
     const ids: string[] = [];

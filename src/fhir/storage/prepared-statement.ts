@@ -5,6 +5,13 @@ interface PgClient {
   query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows: unknown[] }>;
 }
 
+/**
+ * At most this many readers' predicates in one statement judging several readers at once
+ * (`readableVersions`, `readCurrentForReaders`): its plan holds every reader's subplans, so a batch
+ * with more readers (hundreds of Subscriptions matching one write) runs as several statements.
+ */
+export const READERS_PER_STATEMENT = 32;
+
 /** Statement names by SQL text: the few texts of the by-key statements (one per access-predicate shape). */
 const names = new Map<string, string>();
 const MAX_NAMES = 200;

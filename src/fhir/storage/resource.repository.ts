@@ -7,7 +7,7 @@ import { CUSTODIAN_POLICY } from '../pipeline/write-decision';
 import type { StoredState, WriteChange, WriteDecision } from '../pipeline/write-decision';
 import { patientCompartmentsOf, securityLabelsOf } from './patient-compartment';
 import { SqlParams } from './sql-params';
-import { queryByKey } from './prepared-statement';
+import { queryByKey, READERS_PER_STATEMENT } from './prepared-statement';
 import { CreateQueue, StorageSession } from './storage-session';
 
 export interface StoredVersion {
@@ -288,6 +288,14 @@ export class ResourceRepository {
    * every reader's consent predicate on each call): run it in a transaction.
    */
   async readCurrentForReaders(reads: readonly { ctx: AccessContext; resourceType: string; ids: readonly string[] }[], tx: EntityManager): Promise<Map<AccessContext, Map<string, StoredVersion>>> {
+    if (reads.length > READERS_PER_STATEMENT) {
+      // A statement per group of readers: each plan holds its readers' predicates only.
+      const answer = new Map<AccessContext, Map<string, StoredVersion>>();
+      for (let from = 0; from < reads.length; from += READERS_PER_STATEMENT) {
+        for (const [ctx, found] of await this.readCurrentForReaders(reads.slice(from, from + READERS_PER_STATEMENT), tx)) answer.set(ctx, found);
+      }
+      return answer;
+    }
     const answer = new Map<AccessContext, Map<string, StoredVersion>>(reads.map((r) => [r.ctx, new Map()]));
     const keys = reads.flatMap((r, c) => [...new Set(r.ids)].map((id) => ({ c, resourceType: r.resourceType, id })));
     if (!keys.length) return answer;

@@ -42,14 +42,31 @@ export class SearchSqlCompiler {
 
   /** The WHERE condition over alias `r` for the whole request (types, compartment, clauses, access). */
   where(ast: SearchRequestAst): string {
+    const { types, access, compartment } = this.parts(ast);
+    return [types, 'NOT r.deleted', access, ...compartment].join(' AND ');
+  }
+
+  /**
+   * The same condition in two parts: what the request matches (types, clauses, not deleted,
+   * compartment) and the access predicate over `r`. A count uses them apart (`_total=accurate`:
+   * `count(*) FILTER (WHERE access)`), so the predicate is judged on the matches only, after the
+   * join, and the join can be a merge of two index-only scans (docs/search.md).
+   */
+  matchesAndAccess(ast: SearchRequestAst): { matches: string; access: string } {
+    const { types, access, compartment } = this.parts(ast);
+    return { matches: [types, 'NOT r.deleted', ...compartment].join(' AND '), access };
+  }
+
+  /** Bound in this order (types, access, compartment) whichever way they are joined. */
+  private parts(ast: SearchRequestAst): { types: string; access: string; compartment: string[] } {
     const perType = ast.resourceTypes.map((type) => {
       const parts = [`r.resource_type = ${this.params.bind(type)}`];
       for (const clause of ast.clauses.get(type) ?? []) parts.push(this.clause(clause, 'r'));
       return `(${parts.join(' AND ')})`;
     });
-    const conditions = [perType.length === 1 ? perType[0] : `(${perType.join(' OR ')})`, 'NOT r.deleted', this.access('r')];
-    if (ast.compartment) conditions.push(this.compartment(ast.compartment));
-    return conditions.join(' AND ');
+    const types = perType.length === 1 ? perType[0] : `(${perType.join(' OR ')})`;
+    const access = this.access('r');
+    return { types, access, compartment: ast.compartment ? [this.compartment(ast.compartment)] : [] };
   }
 
   /**

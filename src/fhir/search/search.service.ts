@@ -381,12 +381,15 @@ export class SearchService {
 
   private async total(ctx: AccessContext, ast: SearchRequestAst, runner: EntityManager): Promise<number> {
     const compiler = new SearchSqlCompiler(ctx, this.config.fhirBaseUrl, new SqlParams(), this.config.searchTextLanguage);
-    const where = compiler.where(ast);
+    const { matches, access } = compiler.matchesAndAccess(ast);
     if (ast.total === 'estimate') {
-      const [plan] = await runner.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${where}`, compiler.params.values);
+      const [plan] = await runner.query(`EXPLAIN (FORMAT JSON) SELECT 1 FROM resource r WHERE ${matches} AND ${access}`, compiler.params.values);
       return Math.round(Number(plan['QUERY PLAN'][0].Plan['Plan Rows']));
     }
-    const [{ n }] = await runner.query(`SELECT count(*)::int AS n FROM resource r WHERE ${where}`, compiler.params.values);
+    // The access predicate as the aggregate's FILTER, not in WHERE: judged on each match after the
+    // join (the same rows counted), so the planner can join the matches to the live rows by a merge
+    // of two index-only scans instead of one probe of the table per match (docs/search.md, _total).
+    const [{ n }] = await runner.query(`SELECT (count(*) FILTER (WHERE ${access}))::int AS n FROM resource r WHERE ${matches}`, compiler.params.values);
     return n;
   }
 

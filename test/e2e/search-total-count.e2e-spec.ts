@@ -1,6 +1,7 @@
 import { Client } from 'pg';
 import request from 'supertest';
 import { hospitalAgent } from '../support/auth';
+import { consentResource } from '../support/consent';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
@@ -59,16 +60,7 @@ describe('_total=accurate: exact under consent, and answerable from indexes alon
     const gone = await as[0].post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation(patients[1])).then(created);
     expect((await as[0].delete(`/fhir/Observation/${gone}`)).status).toBe(200);
     // Patient 0 denies all sharing: organization B sees 8 of the 12.
-    const consent = {
-      resourceType: 'Consent',
-      status: 'active',
-      scope: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/consentscope', code: 'patient-privacy' }] },
-      category: [{ coding: [{ system: 'http://loinc.org', code: '59284-0' }] }],
-      patient: { reference: `Patient/${patients[0]}` },
-      policyRule: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ActCode', code: 'OPTOUT' }] },
-      provision: { type: 'deny' },
-    };
-    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent).then(created);
+    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(consentResource(patients[0])).then(created);
   }, 60_000);
   afterAll(() => t.close());
 

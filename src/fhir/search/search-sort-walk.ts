@@ -174,7 +174,7 @@ export const ID_WALK_SELECTIVE = 20;
 
 /**
  * The default order (by id) of a search with a chain or `_has` clause, walked the same way: the
- * type's live rows in id order (`resource_live_idx`), at most WALK_BUDGET of them, each checked by
+ * type's live rows in id order (`resource_live_access_idx`), at most WALK_BUDGET of them, each checked by
  * a sub-plan that is not pulled up (the clauses and the access predicate as probes of that one
  * row), stopping after the page. Left to itself PostgreSQL estimates such a sub-search at a few
  * rows and collects every match before the first page (a broad chain: all its 60k matches at 1M,

@@ -67,9 +67,10 @@ export async function startEmbeddedPostgres(
     }
   }
   let credentials = fresh ? undefined : readCredentials(credentialsPath);
+  // Looked up when the URLs are made, i.e. once the cluster runs (its socket exists from then on).
   const urlsOf = (c: EmbeddedCredentials) => ({
-    url: postgresUrl(c.app, port),
-    migrationUrl: postgresUrl(c.superuser, port),
+    url: postgresUrl(c.app, port, socketDirectory(port)),
+    migrationUrl: postgresUrl(c.superuser, port, socketDirectory(port)),
   });
 
   if (!fresh) {
@@ -147,7 +148,8 @@ export async function startEmbeddedPostgres(
     await pg.stop().catch(() => undefined);
     throw err;
   }
-  log(`embedded PostgreSQL listening on 127.0.0.1:${port}; the app connects as ${APP_ROLE}`);
+  const socketDir = socketDirectory(port);
+  log(`embedded PostgreSQL listening on 127.0.0.1:${port}; the app connects as ${APP_ROLE} ${socketDir ? `through the Unix socket in ${socketDir}` : 'over TCP'}`);
   return { ...urlsOf(credentials), stop: superviseCluster(pg, start, port, log) };
 }
 
@@ -258,8 +260,21 @@ function randomPassword(): string {
   return randomBytes(24).toString('base64url');
 }
 
-function postgresUrl(role: { user: string; password: string }, port: number): string {
-  return `postgres://${role.user}:${encodeURIComponent(role.password)}@127.0.0.1:${port}/${DATABASE}`;
+function postgresUrl(role: { user: string; password: string }, port: number, socketDir: string | undefined): string {
+  // `host` in the query names the socket's directory to node-postgres (pg-connection-string).
+  const viaSocket = socketDir ? `?host=${encodeURIComponent(socketDir)}` : '';
+  return `postgres://${role.user}:${encodeURIComponent(role.password)}@127.0.0.1:${port}/${DATABASE}${viaSocket}`;
+}
+
+/**
+ * The directory of the cluster's Unix-domain socket, where PostgreSQL's default puts it (`/tmp`; not
+ * on Windows), once it is there. The app connects through it rather than over loopback TCP: a round
+ * trip costs the client about a quarter less CPU and the kernel less work on both sides
+ * (docs/performance.md, "Unix socket"). Authentication is the same (scram-sha-256 for `local` too,
+ * set by initdb); loopback TCP is the fallback when there is no socket.
+ */
+export function socketDirectory(port: number, dir = '/tmp'): string | undefined {
+  return process.platform !== 'win32' && existsSync(join(dir, `.s.PGSQL.${port}`)) ? dir : undefined;
 }
 
 function readCredentials(path: string): EmbeddedCredentials | undefined {

@@ -212,7 +212,8 @@ describe('embedded PostgreSQL: generated credentials and a least-privileged app 
       );
       await expect(asRole(legacy.port, 'postgres', 'hie-embedded', 'SELECT 1')).rejects.toThrow('password authentication failed');
       expect(await asRole(legacy.port, 'hie_app', c.app.password, 'SELECT rolsuper FROM pg_roles WHERE rolname = current_user')).toEqual([{ rolsuper: false }]);
-      expect(handle.url).toBe(`postgres://hie_app:${c.app.password}@127.0.0.1:${legacy.port}/hie`);
+      // Through the cluster's Unix socket (docs/performance.md, "Unix socket"), with the generated password.
+      expect(handle.url).toBe(`postgres://hie_app:${c.app.password}@127.0.0.1:${legacy.port}/hie?host=%2Ftmp`);
     } finally {
       await handle.stop();
       await legacy.destroy();

@@ -8,6 +8,7 @@ import { Client } from 'pg';
 import { FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 import { createTestDatabase } from '../support/test-database';
+import { APP_ROLE, CREDENTIALS_FILE } from '../../src/database/embedded-postgres';
 
 /**
  * The compiled entry points as an operator runs them, each in a child process: `npm run
@@ -265,6 +266,21 @@ describe('the real server process (dist/main.js, embedded PostgreSQL)', () => {
     // A refused write echoes PHI in its body: the log must still hold only ids and codes.
     expect((await call('POST', '/fhir/Patient', { token: hospital, body: { resourceType: 'Patient', name: [{ family: phi.family }], birthDate: 'not-a-date' } })).status).toBe(400);
     expect((await call('GET', `/fhir/Patient?telecom=${encodeURIComponent(phi.phone)}&_sort=${phi.given}`, { token: hospital })).status).toBe(400);
+  });
+
+  it('connects to its embedded PostgreSQL through the Unix socket, not loopback TCP, as the app role', async () => {
+    expect(log).toContain(`the app connects as ${APP_ROLE} through the Unix socket in /tmp`);
+    const { superuser } = JSON.parse(readFileSync(join(pgDir, CREDENTIALS_FILE), 'utf8')) as { superuser: { user: string; password: string } };
+    const su = new Client({ host: '127.0.0.1', port: pgPort, user: superuser.user, password: superuser.password, database: 'postgres' });
+    await su.connect();
+    try {
+      // client_port is -1 for a Unix-socket connection, the peer's port for TCP.
+      const { rows } = await su.query(`SELECT client_port FROM pg_stat_activity WHERE usename = $1 AND backend_type = 'client backend'`, [APP_ROLE]);
+      expect(rows.length).toBeGreaterThanOrEqual(1);
+      expect([...new Set(rows.map((r: { client_port: number }) => r.client_port))]).toEqual([-1]);
+    } finally {
+      await su.end();
+    }
   });
 
   it('on SIGTERM finishes the request in flight, refuses new connections, stops its PostgreSQL and exits 0', async () => {

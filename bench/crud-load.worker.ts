@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Client } from 'pg';
 
@@ -7,10 +8,12 @@ import { Client } from 'pg';
  * - `mix`: 50% read by id, 30% Observation?subject=…&code=…, 20% create (a seeded choice per request);
  * - `get`: one URL (healthz, bare node:http, a read);
  * - `pk`: the raw primary-key SELECT of a read, one PostgreSQL connection per loop (the ceiling);
+ * - `floor`: that SELECT, then an audit record appended and committed on a second connection: what a
+ *   read waits for under the audit guarantee, without HTTP, auth or the framework (issue 23's bound);
  * - `read` / `search` / `create`: only that kind of the mix (single-client latency and counts per kind).
  */
 export interface CrudJob {
-  mode: 'mix' | 'get' | 'pk' | 'read' | 'search' | 'create';
+  mode: 'mix' | 'get' | 'pk' | 'floor' | 'read' | 'search' | 'create';
   baseUrl: string;
   token?: string;
   concurrency: number;
@@ -23,9 +26,11 @@ export interface CrudJob {
   searches?: string[];
   createBody?: string;
   createPath?: string;
-  /** pk: connection URL and [type, id] pairs. */
+  /** pk and floor: connection URL and [type, id] pairs. */
   databaseUrl?: string;
   keys?: [string, string][];
+  /** floor: a stored read's audit record as `audit_append`'s last nine arguments (id and time are made per call). */
+  auditRecord?: unknown[];
 }
 
 export interface CrudResult {
@@ -60,9 +65,15 @@ async function run(job: CrudJob): Promise<CrudResult> {
 
   const loop = async (): Promise<void> => {
     let pg: Client | undefined;
-    if (job.mode === 'pk') {
+    /** floor: the audit writer's connection of its own, as the server has. */
+    let writer: Client | undefined;
+    if (job.mode === 'pk' || job.mode === 'floor') {
       pg = new Client({ connectionString: job.databaseUrl });
       await pg.connect();
+    }
+    if (job.mode === 'floor') {
+      writer = new Client({ connectionString: job.databaseUrl });
+      await writer.connect();
     }
     try {
       while (issued < job.maxRequests && performance.now() < deadline) {
@@ -74,6 +85,18 @@ async function run(job: CrudJob): Promise<CrudResult> {
           const t0 = performance.now();
           await pg!.query({ name: 'pk', text: 'SELECT content FROM resource WHERE resource_type = $1 AND id = $2', values: [type, id] });
           (latencies.pk ??= []).push(performance.now() - t0);
+        } else if (job.mode === 'floor') {
+          // What a read by id must wait for under the audit guarantee, with no HTTP, auth or framework:
+          // its key lookup, then its record appended, chained and committed (a WAL flush) on the writer's connection.
+          const [type, id] = pick(job.keys!);
+          const t0 = performance.now();
+          await pg!.query({ name: 'pk', text: 'SELECT content FROM resource WHERE resource_type = $1 AND id = $2', values: [type, id] });
+          await writer!.query({
+            name: 'append',
+            text: 'SELECT audit_append($1::uuid[], $2::timestamptz[], $3, $4, $5, $6, $7, $8, $9, $10, $11)',
+            values: [[randomUUID()], [new Date().toISOString()], ...job.auditRecord!],
+          });
+          (latencies.floor ??= []).push(performance.now() - t0);
         } else {
           const r = job.mode === 'read' ? 0 : job.mode === 'search' ? 0.5 : job.mode === 'create' ? 0.9 : random();
           if (r < 0.5) await http('read', pick(job.reads!));
@@ -83,6 +106,7 @@ async function run(job: CrudJob): Promise<CrudResult> {
       }
     } finally {
       await pg?.end();
+      await writer?.end();
     }
   };
   await Promise.all(Array.from({ length: job.concurrency }, loop));

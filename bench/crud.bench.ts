@@ -7,6 +7,7 @@ import { Worker } from 'node:worker_threads';
 import type { Bundle } from '@medplum/fhirtypes';
 import { Client } from 'pg';
 import { SyntheticDataGenerator } from '../src/synthetic/synthetic-data.generator';
+import { socketDirectory } from '../src/database/embedded-postgres';
 import { percentile, postgresCpuMs, processCpuMs, SERVER_NODE_FLAGS, startServerProcess, stopServerProcess, writeResults } from './bench-support';
 import type { CrudJob, CrudResult } from './crud-load.worker';
 import { CpuProfile, ProfileWindow, stagesMarkdown } from './cpu-profile-stages';
@@ -176,6 +177,24 @@ async function main(): Promise<void> {
       sequential.push(entry);
     }
 
+    // The guarantee's floor at one client (issue 23): the read's key lookup, then a read's audit
+    // record (the last one stored, with a new id and time) appended and committed on a second
+    // connection, from a bare pg client over the transport the server uses. A read by id through
+    // the server cannot be faster than this plus what /healthz costs the HTTP stack.
+    const [stored] = (
+      await db.query(
+        `SELECT type, array_to_string(subtype, E'\\x1e') AS subtype, action, outcome, array_to_string(agent, E'\\x1e') AS agent,
+                array_to_string(patients, E'\\x1e') AS patients, array_to_string(entities, E'\\x1e') AS entities, purpose, content::text AS content
+         FROM audit_event WHERE 'read' = ANY (subtype) AND outcome = '0' ORDER BY seq DESC LIMIT 1`,
+      )
+    ).rows;
+    const auditRecord = ['type', 'subtype', 'action', 'outcome', 'agent', 'patients', 'entities', 'purpose', 'content'].map((c) => [stored[c]]);
+    const floorUrl = socketDirectory(pgPort) ? `${appUrl}?host=${encodeURIComponent(socketDirectory(pgPort)!)}` : appUrl;
+    const floorJob = { baseUrl, mode: 'floor' as const, databaseUrl: floorUrl, keys, auditRecord, concurrency: 1, maxSeconds: 120 };
+    await measure({ ...floorJob, maxRequests: 50 });
+    const floor = await measure({ ...floorJob, maxRequests: SEQUENTIAL });
+    process.stdout.write(`1 client floor (key lookup + audit append and commit, bare pg): p50 ${floor.p50} ms\n`);
+
     const cells = [];
     let statements: { query: string; calls: number; perRequest: number; meanMs: number }[] = [];
     for (const concurrency of CONCURRENCY) {
@@ -230,6 +249,7 @@ async function main(): Promise<void> {
       maxRequests: MAX_REQUESTS,
       readSequential: readSeq,
       healthzSequential: healthz,
+      floorSequential: floor,
       transactionsPerRead,
       sequential,
       profileWindows: windows,
@@ -411,6 +431,7 @@ function markdown(json: {
   auditReadCommit: string;
   readSequential: Stats;
   healthzSequential: Stats;
+  floorSequential: Stats;
   transactionsPerRead: number;
   sequential: SequentialKind[];
   cells: {
@@ -435,6 +456,8 @@ Server: \`node ${SERVER_NODE_FLAGS.join(' ')} dist/main.js\` in its own process 
 Load from a worker thread of the bench process (the same cores), at most ${SECONDS} s or ${MAX_REQUESTS} requests per cell; latency send to last byte, ms.
 
 Sequential (1 client): read by id p50 ${json.readSequential.p50} ms (p99 ${json.readSequential.p99}), \`GET /healthz\` p50 ${json.healthzSequential.p50} ms (p99 ${json.healthzSequential.p99}); database transactions per read by id: ${json.transactionsPerRead}.
+
+The audit guarantee's floor at one client (no HTTP, auth or framework: a bare \`pg\` client sends the read's key lookup, then a read's audit record through \`audit_append\` on a second connection, committed with its WAL flush; ${json.floorSequential.requests} after 50 of warm-up): p50 ${json.floorSequential.p50} ms (p95 ${json.floorSequential.p95}). A read by id through the server costs at least this plus \`/healthz\`'s p50 (${round(json.floorSequential.p50 + json.healthzSequential.p50, 2)} ms here).
 
 ## Each kind alone, 1 client (${SEQUENTIAL} requests after 50 of warm-up; counts per request)
 

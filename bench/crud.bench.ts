@@ -195,6 +195,12 @@ async function main(): Promise<void> {
     const floor = await measure({ ...floorJob, maxRequests: SEQUENTIAL });
     process.stdout.write(`1 client floor (key lookup + audit append and commit, bare pg): p50 ${floor.p50} ms\n`);
 
+    // The transport the server uses to PostgreSQL, measured alone: the read's key lookup from this
+    // thread over loopback TCP and over the cluster's Unix socket, alternating, wall and this
+    // process's CPU per round trip (the server itself is another process; the load thread is idle).
+    const transport = await measureTransport(appUrl, floorUrl, keys);
+    process.stdout.write(`key lookup per round trip, tcp / unix: wall ${transport.tcp.wallUs} / ${transport.unix.wallUs} µs, client CPU ${transport.tcp.cpuUs} / ${transport.unix.cpuUs} µs\n`);
+
     const cells = [];
     let statements: { query: string; calls: number; perRequest: number; meanMs: number }[] = [];
     for (const concurrency of CONCURRENCY) {
@@ -250,6 +256,7 @@ async function main(): Promise<void> {
       readSequential: readSeq,
       healthzSequential: healthz,
       floorSequential: floor,
+      transport,
       transactionsPerRead,
       sequential,
       profileWindows: windows,
@@ -368,6 +375,45 @@ async function measure(job: CrudJob): Promise<Stats> {
   };
 }
 
+const TRANSPORT_ROUNDS = 4;
+const TRANSPORT_QUERIES = 2000;
+
+interface Transport {
+  tcp: { wallUs: number; cpuUs: number };
+  unix: { host?: string; wallUs: number; cpuUs: number };
+}
+
+/** Sequential key lookups over each transport, alternating rounds; the median round of each. */
+async function measureTransport(tcpUrl: string, socketUrl: string, keys: [string, string][]): Promise<Transport> {
+  const lanes = [{ name: 'tcp', url: tcpUrl }, ...(socketUrl !== tcpUrl ? [{ name: 'unix', url: socketUrl }] : [])];
+  const clients = await Promise.all(lanes.map(async (l) => {
+    const c = new Client({ connectionString: l.url });
+    await c.connect();
+    return c;
+  }));
+  const samples: Record<string, { wallUs: number; cpuUs: number }[]> = { tcp: [], unix: [] };
+  try {
+    const lookup = (c: Client, i: number) => c.query({ name: 'pk', text: 'SELECT content FROM resource WHERE resource_type = $1 AND id = $2', values: keys[i % keys.length] });
+    for (let round = 0; round < TRANSPORT_ROUNDS; round++) {
+      for (let l = 0; l < lanes.length; l++) {
+        for (let i = 0; i < 200; i++) await lookup(clients[l], i);
+        const cpu0 = process.cpuUsage();
+        const t0 = performance.now();
+        for (let i = 0; i < TRANSPORT_QUERIES; i++) await lookup(clients[l], i);
+        const cpu = process.cpuUsage(cpu0);
+        samples[lanes[l].name].push({ wallUs: ((performance.now() - t0) * 1000) / TRANSPORT_QUERIES, cpuUs: (cpu.user + cpu.system) / TRANSPORT_QUERIES });
+      }
+    }
+  } finally {
+    await Promise.all(clients.map((c) => c.end()));
+  }
+  const median = (list: { wallUs: number; cpuUs: number }[]) => ({
+    wallUs: round(percentile(list.map((x) => x.wallUs).sort((a, b) => a - b), 50), 1),
+    cpuUs: round(percentile(list.map((x) => x.cpuUs).sort((a, b) => a - b), 50), 1),
+  });
+  return { tcp: median(samples.tcp), unix: samples.unix.length ? { host: new URL(socketUrl).searchParams.get('host')!, ...median(samples.unix) } : { wallUs: 0, cpuUs: 0 } };
+}
+
 function round(n: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(n * f) / f;
@@ -432,6 +478,7 @@ function markdown(json: {
   readSequential: Stats;
   healthzSequential: Stats;
   floorSequential: Stats;
+  transport: Transport;
   transactionsPerRead: number;
   sequential: SequentialKind[];
   cells: {
@@ -458,6 +505,8 @@ Load from a worker thread of the bench process (the same cores), at most ${SECON
 Sequential (1 client): read by id p50 ${json.readSequential.p50} ms (p99 ${json.readSequential.p99}), \`GET /healthz\` p50 ${json.healthzSequential.p50} ms (p99 ${json.healthzSequential.p99}); database transactions per read by id: ${json.transactionsPerRead}.
 
 The audit guarantee's floor at one client (no HTTP, auth or framework: a bare \`pg\` client sends the read's key lookup, then a read's audit record through \`audit_append\` on a second connection, committed with its WAL flush; ${json.floorSequential.requests} after 50 of warm-up): p50 ${json.floorSequential.p50} ms (p95 ${json.floorSequential.p95}). A read by id through the server costs at least this plus \`/healthz\`'s p50 (${round(json.floorSequential.p50 + json.healthzSequential.p50, 2)} ms here).
+
+The read's key lookup alone from a bare \`pg\` client, per round trip (${TRANSPORT_ROUNDS} × ${TRANSPORT_QUERIES} alternating, medians): loopback TCP ${json.transport.tcp.wallUs} µs wall, ${json.transport.tcp.cpuUs} µs client CPU; ${json.transport.unix.host === undefined ? 'no Unix socket' : `Unix socket ${json.transport.unix.wallUs} µs wall, ${json.transport.unix.cpuUs} µs client CPU`}.
 
 ## Each kind alone, 1 client (${SEQUENTIAL} requests after 50 of warm-up; counts per request)
 

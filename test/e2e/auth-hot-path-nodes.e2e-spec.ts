@@ -32,6 +32,22 @@ describe('hot-path caches across two app nodes on one database', () => {
 
   const read = (t: TestApp, token: string) => request(t.http).get('/fhir/Patient/none').set('Authorization', `Bearer ${token}`);
 
+  it('each node authenticates its own requests (its own client-status cache is asked, not the other node\'s)', async () => {
+    // Otherwise "refused on both nodes" below would be one node's cache answering for both.
+    const client = await registerTestClient(a, { role: 'hospital' });
+    const token = await client.token();
+    const [onA, onB] = [a, b].map((t) => jest.spyOn(t.app.get(ClientRegistrationCache), 'status'));
+    try {
+      expect((await read(a, token)).status).toBe(404);
+      expect([onA.mock.calls.length, onB.mock.calls.length]).toEqual([1, 0]);
+      expect((await read(b, token)).status).toBe(404);
+      expect([onA.mock.calls.length, onB.mock.calls.length]).toEqual([1, 1]);
+    } finally {
+      onA.mockRestore();
+      onB.mockRestore();
+    }
+  });
+
   it('a client disabled through one node is refused on the next request on both nodes', async () => {
     const client = await registerTestClient(a, { role: 'hospital' });
     const token = await client.token();

@@ -1,5 +1,4 @@
 import type { INestApplication, ModuleMetadata } from '@nestjs/common';
-import passport, { type Strategy } from 'passport';
 import request from 'supertest';
 import { Test } from '@nestjs/testing';
 import { getDataSourceToken } from '@nestjs/typeorm';
@@ -23,10 +22,6 @@ export interface TestApp {
  */
 export async function createTestApp(opts: NonNullable<ModuleMetadata['imports']> | { imports?: ModuleMetadata['imports'] } = []): Promise<TestApp> {
   const imports = Array.isArray(opts) ? opts : (opts.imports ?? []);
-  // passport keeps strategies in one process-wide registry, and each app registers its own
-  // 'bearer' strategy over the previous one (two apps in one test share the last one's).
-  const registry = passport as unknown as { _strategy(name: string): Strategy | undefined };
-  const bearerBefore = registry._strategy('bearer');
   const moduleRef = await Test.createTestingModule({ imports: [AppModule, ...imports] }).compile();
   const app = moduleRef.createNestApplication({ bodyParser: false, bufferLogs: true });
   configureApp(app);
@@ -35,10 +30,8 @@ export async function createTestApp(opts: NonNullable<ModuleMetadata['imports']>
   } catch (err) {
     // A start that fails part-way (a module's check in onApplicationBootstrap) has already started
     // what earlier hooks start (the job queue's pollers): close them, or they poll on after the
-    // file's tests and keep its jest worker from exiting (main.ts exits the process instead). The
-    // failed app's bearer strategy goes with it: the apps already running get theirs back.
+    // file's tests and keep its jest worker from exiting (main.ts exits the process instead).
     await app.close().catch(() => undefined);
-    if (bearerBefore) passport.use('bearer', bearerBefore);
     throw err;
   }
   const partial = { app, http: app.getHttpServer(), db: app.get<DataSource>(getDataSourceToken()), close: () => app.close() };

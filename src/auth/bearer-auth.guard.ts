@@ -57,8 +57,12 @@ export class BearerAuthGuard implements CanActivate {
     const http = context.switchToHttp();
     const request = http.getRequest<Request>();
     const response = http.getResponse<Response>();
+    // passport attaches this request's callbacks (success, fail, error) to the strategy object it
+    // is given, so each request gets a fresh object whose prototype is the strategy (as passport
+    // does for a named one): concurrent requests must not overwrite each other's callbacks.
+    const strategy = Object.create(this.strategy) as BearerTokenStrategy;
     const user = await new Promise<Express.User | undefined>((resolve, reject) =>
-      passport.authenticate(this.strategy, { session: false }, (err: unknown, found: Express.User | false, info: Express.AuthInfo | undefined) => {
+      passport.authenticate(strategy, { session: false }, (err: unknown, found: Express.User | false, info: Express.AuthInfo | undefined) => {
         try {
           request.authInfo = info;
           resolve(this.handleRequest(err, found));

@@ -48,6 +48,19 @@ describe('hot-path caches across two app nodes on one database', () => {
     }
   });
 
+  it('concurrent requests on one node each get their own answer (valid and invalid tokens at once)', async () => {
+    // passport attaches each request's callbacks to the strategy object it is handed: one shared
+    // object let a concurrent request's answer go to another and leave the first waiting forever.
+    const client = await registerTestClient(a, { role: 'hospital' });
+    const token = await client.token();
+    const tokens = Array.from({ length: 16 }, (_, i) => (i % 4 === 3 ? `${token}x` : token));
+    const statuses = await Promise.race([
+      Promise.all(tokens.map((tk) => read(a, tk).then((r) => r.status))),
+      new Promise<string>((resolve) => setTimeout(() => resolve('some requests got no answer within 15 s'), 15_000)),
+    ]);
+    expect(statuses).toEqual(tokens.map((tk) => (tk === token ? 404 : 401)));
+  }, 30_000);
+
   it('a client disabled through one node is refused on the next request on both nodes', async () => {
     const client = await registerTestClient(a, { role: 'hospital' });
     const token = await client.token();

@@ -3,7 +3,7 @@ import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { PATIENT_LINK_MAX } from '../../src/consent/patient-link-materializer';
 import { captureAuditRecords } from '../support/audit';
 import { registerTestClient } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { createdId, FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
@@ -39,14 +39,10 @@ describe('consent over linked Patient records', () => {
   const as: Send[] = [];
   const records: AuditRecord[] = [];
 
-  async function created(res: request.Response): Promise<string> {
-    if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
-    return res.body.id as string;
-  }
   const patient = (org: number, name: string, extra: Record<string, unknown> = {}) =>
-    as[org]('post', '/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Link${name}${RUN}` }], ...extra })).then(created);
+    as[org]('post', '/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Link${name}${RUN}` }], ...extra })).then(createdId);
   const observation = (org: number, p: string, security: unknown[] = []) =>
-    as[org]('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation', status: 'final', meta: { security }, code: { text: 'link test' }, subject: { reference: `Patient/${p}` } }).then(created);
+    as[org]('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation', status: 'final', meta: { security }, code: { text: 'link test' }, subject: { reference: `Patient/${p}` } }).then(createdId);
   const relinkPatient = async (org: number, id: string, links: string[]) => {
     const current = await as[org]('get', `/fhir/Patient/${id}`);
     const res = await as[org]('put', `/fhir/Patient/${id}`).set('Content-Type', FHIR_JSON).send({ ...current.body, link: links.length ? link(...links) : undefined });
@@ -83,7 +79,7 @@ describe('consent over linked Patient records', () => {
     expect(await closure([a, b])).toEqual(pairsOf([a, b]));
     expect(await visible(2, [a, b])).toEqual({ total: 3, ids: [obsA, ...obsB].sort() });
 
-    const c = await created(await as[0]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(`Patient/${a}`, { type: 'deny' })));
+    const c = await createdId(await as[0]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(`Patient/${a}`, { type: 'deny' })));
     expect(await visible(2, [a, b])).toEqual({ total: 0, ids: [] });
     records.length = 0;
     expect((await as[2]('get', `/fhir/Observation/${obsB[0]}`)).status).toBe(404);
@@ -118,7 +114,7 @@ describe('consent over linked Patient records', () => {
     const o2 = await observation(1, d2);
     const o3 = await observation(3, d3);
     expect(await visible(2, [d2, d3])).toEqual({ total: 2, ids: [o2, o3].sort() });
-    await created(await as[0]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(`Patient/${d1}`, { type: 'deny' })));
+    await createdId(await as[0]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(`Patient/${d1}`, { type: 'deny' })));
     expect(await visible(2, [d2, d3])).toEqual({ total: 0, ids: [] });
 
     // D2 drops its link to D1: D3 -> D2 and D1 -> D3 still join all three.
@@ -140,7 +136,7 @@ describe('consent over linked Patient records', () => {
     const hivE1 = await observation(0, e1, [HIV]);
     const hivE2 = await observation(1, e2, [HIV]);
     // Organization 2 permits organization 3 HIV data on its record E2: E2's own data opens, E1's does not.
-    await created(
+    await createdId(
       await as[1]('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(
         consent(`Patient/${e2}`, { type: 'permit', actor: [{ role: { coding: [{ system: 'http://terminology.hl7.org/CodeSystem/v3-ParticipationType', code: 'IRCP' }] }, reference: { reference: `Organization/${ORG[2]}` } }], securityLabel: [HIV] }),
       ),

@@ -1,7 +1,7 @@
 import { Client } from 'pg';
 import request from 'supertest';
 import { hospitalAgent } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { createdId, FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
@@ -21,10 +21,6 @@ describe('consent subjects: probes only where a provision or link can decide', (
   const patients: string[] = [];
   const observations = new Map<string, string[]>();
 
-  async function created(res: request.Response): Promise<string> {
-    if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
-    return res.body.id as string;
-  }
   const denyAll = (patient: string) => ({
     resourceType: 'Consent',
     status: 'active',
@@ -67,7 +63,7 @@ describe('consent subjects: probes only where a provision or link can decide', (
     t = await createTestApp();
     for (const org of ORG) as.push(await hospitalAgent(t, org));
     for (let p = 0; p < 3; p++) {
-      const id = await as[0].post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Subj${p}${RUN}` }] })).then(created);
+      const id = await as[0].post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Subj${p}${RUN}` }] })).then(createdId);
       patients.push(id);
       const obs: string[] = [];
       for (let n = 0; n < 5; n++) {
@@ -75,7 +71,7 @@ describe('consent subjects: probes only where a provision or link can decide', (
           await as[0].post('/fhir/Observation')
             .set('Content-Type', FHIR_JSON)
             .send({ resourceType: 'Observation', status: 'final', code: { coding: [{ system: 'urn:example:subj', code: CODE }] }, subject: { reference: `Patient/${id}` } })
-            .then(created),
+            .then(createdId),
         );
       }
       observations.set(id, obs.sort());
@@ -92,7 +88,7 @@ describe('consent subjects: probes only where a provision or link can decide', (
   });
 
   it('a Consent makes its patient a subject in the same transaction: its rows are probed and hidden, the others still are not', async () => {
-    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(denyAll(patients[0])).then(created);
+    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(denyAll(patients[0])).then(createdId);
     expect(await subjects()).toEqual([patients[0]]);
     expect(ids(await as[1].get(search))).toEqual([...observations.get(patients[1])!, ...observations.get(patients[2])!].sort());
     expect(await probesOf('consent_provision')).toBe(5);

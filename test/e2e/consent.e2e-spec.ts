@@ -3,7 +3,7 @@ import type { AuditRecord } from '../../src/fhir/pipeline/audit-record';
 import { captureAuditRecords } from '../support/audit';
 import { toAuditEventRow } from '../../src/audit/audit-event.builder';
 import { registerTestClient, TestClient } from '../support/auth';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { createdId, FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
@@ -61,11 +61,6 @@ async function as(http: Http, client: TestClient, purposeOfUse = 'TREAT', onBeha
   };
 }
 
-async function created(res: request.Response): Promise<string> {
-  if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body.id as string;
-}
-
 describe('consent-checked access', () => {
   // Two nodes with the default opt-out policy on one database, and one with opt-in.
   let node1: TestApp;
@@ -82,15 +77,15 @@ describe('consent-checked access', () => {
   const consents: Record<string, string> = {};
   const records: AuditRecord[] = [];
 
-  const patient = async (name: string) => created(await a1('post', '/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Consent${name}${RUN}` }] })));
+  const patient = async (name: string) => createdId(await a1('post', '/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Consent${name}${RUN}` }] })));
   const observation = async (p: string, security: unknown[] = [], text = 'consent test', coding: unknown[] = []) =>
-    created(
+    createdId(
       await a1('post', '/fhir/Observation')
         .set('Content-Type', FHIR_JSON)
         .send({ resourceType: 'Observation', status: 'final', meta: { security }, code: { text, coding }, subject: { reference: `Patient/${p}` } }),
     );
   const writeConsent = async (name: string, provision: Provision, extra: Record<string, unknown> = {}) => {
-    consents[name] = await created(await a1('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(pt[name], provision, extra)));
+    consents[name] = await createdId(await a1('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(pt[name], provision, extra)));
   };
 
   beforeAll(async () => {
@@ -111,7 +106,7 @@ describe('consent-checked access', () => {
       dated[name] = {} as Record<Dated, string>;
       for (const [kind, body] of Object.entries(DATED)) {
         const subject = { reference: `Patient/${pt[name]}` };
-        dated[name][kind as Dated] = await created(await a1('post', `/fhir/${body.resourceType as string}`).set('Content-Type', FHIR_JSON).send({ ...body, subject }));
+        dated[name][kind as Dated] = await createdId(await a1('post', `/fhir/${body.resourceType as string}`).set('Content-Type', FHIR_JSON).send({ ...body, subject }));
       }
       obs[name] = await observation(pt[name]);
     }
@@ -382,7 +377,7 @@ describe('consent-checked access', () => {
   it('_include, _revinclude, chains and _has never return or match a denied resource', async () => {
     const b = await as(node2.http, clients.B);
     // B's own Observation about P1 (who denied sharing): B sees its own data, never P1's.
-    const own = await created(
+    const own = await createdId(
       await b('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send({ resourceType: 'Observation', status: 'final', code: { text: 'b own' }, subject: { reference: `Patient/${pt.P1}` } }),
     );
     const ids = (res: request.Response, mode: string) => (res.body.entry ?? []).filter((e: { search: { mode: string } }) => e.search.mode === mode).map((e: { resource: { resourceType: string; id: string } }) => `${e.resource.resourceType}/${e.resource.id}`).sort();
@@ -435,7 +430,7 @@ describe('consent-checked access', () => {
   it('vread and history judge dataPeriod on each version\'s own clinical date', async () => {
     const b = await as(node2.http, clients.B);
     // v1 about care in 2019 (hidden under P16's denial), v2 corrected to 2023 (visible).
-    const id = await created(await a1('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send({ ...DATED['obs-2019'], subject: { reference: `Patient/${pt.P16}` } }));
+    const id = await createdId(await a1('post', '/fhir/Observation').set('Content-Type', FHIR_JSON).send({ ...DATED['obs-2019'], subject: { reference: `Patient/${pt.P16}` } }));
     const v1 = await a1('get', `/fhir/Observation/${id}`);
     const { effectiveDateTime: _dropped, ...rest } = v1.body;
     expect((await a1('put', `/fhir/Observation/${id}`).set('Content-Type', FHIR_JSON).send({ ...rest, effectiveDateTime: '2023-05-01' })).status).toBe(200);
@@ -495,7 +490,7 @@ describe('consent-checked access', () => {
     const o = await observation(p);
     const b2 = await as(node2.http, clients.B);
     expect((await b2('get', `/fhir/Observation/${o}`)).status).toBe(200);
-    const id = await created(await a1('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(p, { type: 'deny' })));
+    const id = await createdId(await a1('post', '/fhir/Consent').set('Content-Type', FHIR_JSON).send(consent(p, { type: 'deny' })));
     expect((await b2('get', `/fhir/Observation/${o}`)).status).toBe(404);
     expect((await b2('get', `/fhir/Observation?subject=Patient/${p}`)).body.entry ?? []).toEqual([]);
     // Withdrawn through node 1 (status inactive): visible again on node 2 at once.

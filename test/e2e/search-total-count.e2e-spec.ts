@@ -2,7 +2,7 @@ import { Client } from 'pg';
 import request from 'supertest';
 import { hospitalAgent } from '../support/auth';
 import { consentResource } from '../support/consent';
-import { FHIR_JSON, hiePatient } from '../support/fixtures';
+import { createdId, FHIR_JSON, hiePatient } from '../support/fixtures';
 import { createTestApp, TestApp } from '../support/test-app';
 
 const RUN = Date.now().toString(36);
@@ -22,10 +22,6 @@ describe('_total=accurate: exact under consent, and answerable from indexes alon
   const patients: string[] = [];
   const search = (count: number) => `/fhir/Observation?code=${encodeURIComponent(`${SYSTEM}|${CODE}`)}&_total=accurate&_count=${count}`;
 
-  async function created(res: request.Response): Promise<string> {
-    if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
-    return res.body.id as string;
-  }
   const observation = (patient: string) => ({
     resourceType: 'Observation',
     status: 'final',
@@ -52,15 +48,15 @@ describe('_total=accurate: exact under consent, and answerable from indexes alon
     t = await createTestApp();
     for (const org of ORG) as.push(await hospitalAgent(t, org));
     for (let p = 0; p < 3; p++) {
-      const id = await as[0].post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Total${p}${RUN}` }] })).then(created);
+      const id = await as[0].post('/fhir/Patient').set('Content-Type', FHIR_JSON).send(hiePatient({ name: [{ family: `Total${p}${RUN}` }] })).then(createdId);
       patients.push(id);
-      for (let n = 0; n < 4; n++) await as[0].post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation(id)).then(created);
+      for (let n = 0; n < 4; n++) await as[0].post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation(id)).then(createdId);
     }
     // A deleted match is not counted.
-    const gone = await as[0].post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation(patients[1])).then(created);
+    const gone = await as[0].post('/fhir/Observation').set('Content-Type', FHIR_JSON).send(observation(patients[1])).then(createdId);
     expect((await as[0].delete(`/fhir/Observation/${gone}`)).status).toBe(200);
     // Patient 0 denies all sharing: organization B sees 8 of the 12.
-    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(consentResource(patients[0])).then(created);
+    await as[0].post('/fhir/Consent').set('Content-Type', FHIR_JSON).send(consentResource(patients[0])).then(createdId);
   }, 60_000);
   afterAll(() => t.close());
 

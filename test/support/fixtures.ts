@@ -11,3 +11,9 @@ export function hiePatient(extra: Record<string, unknown> = {}): Record<string, 
 }
 
 export const FHIR_JSON = 'application/fhir+json';
+
+/** The id of a resource a create answered with 201; anything else fails the set-up, saying why. */
+export async function createdId(res: { status: number; body: { id?: unknown } }): Promise<string> {
+  if (res.status !== 201) throw new Error(`create: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body.id as string;
+}

@@ -189,7 +189,8 @@ async function main(): Promise<void> {
       )
     ).rows;
     const auditRecord = ['type', 'subtype', 'action', 'outcome', 'agent', 'patients', 'entities', 'purpose', 'content'].map((c) => [stored[c]]);
-    const floorUrl = socketDirectory(pgPort) ? `${appUrl}?host=${encodeURIComponent(socketDirectory(pgPort)!)}` : appUrl;
+    const socketDir = socketDirectory(pgPort);
+    const floorUrl = socketDir ? `${appUrl}?host=${encodeURIComponent(socketDir)}` : appUrl;
     const floorJob = { baseUrl, mode: 'floor' as const, databaseUrl: floorUrl, keys, auditRecord, concurrency: 1, maxSeconds: 120 };
     await measure({ ...floorJob, maxRequests: 50 });
     const floor = await measure({ ...floorJob, maxRequests: SEQUENTIAL });

@@ -68,10 +68,10 @@ export async function startEmbeddedPostgres(
   }
   let credentials = fresh ? undefined : readCredentials(credentialsPath);
   // Looked up when the URLs are made, i.e. once the cluster runs (its socket exists from then on).
-  const urlsOf = (c: EmbeddedCredentials) => ({
-    url: postgresUrl(c.app, port, socketDirectory(port)),
-    migrationUrl: postgresUrl(c.superuser, port, socketDirectory(port)),
-  });
+  const urlsOf = (c: EmbeddedCredentials) => {
+    const socketDir = socketDirectory(port);
+    return { url: postgresUrl(c.app, port, socketDir), migrationUrl: postgresUrl(c.superuser, port, socketDir) };
+  };
 
   if (!fresh) {
     const lock = postmasterLock(databaseDir);

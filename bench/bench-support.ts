@@ -143,10 +143,10 @@ export interface ServerProcess {
  */
 export const SERVER_NODE_FLAGS = ['--max-semi-space-size=64'];
 
-/** Starts dist/main.js with `env` (PORT among it), the server's flags and `nodeFlags`; resolves once it listens, rejects if it exits first. */
-export async function startServerProcess(env: Record<string, string>, nodeFlags: string[] = []): Promise<ServerProcess> {
+/** Starts dist/main.js (or `entry`, relative to the project) with `env` (PORT among it), the server's flags and `nodeFlags`; resolves once it listens, rejects if it exits first. */
+export async function startServerProcess(env: Record<string, string>, nodeFlags: string[] = [], entry = join('dist', 'main.js')): Promise<ServerProcess> {
   const root = process.cwd();
-  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeFlags, join(root, 'dist', 'main.js')], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn(process.execPath, [...SERVER_NODE_FLAGS, ...nodeFlags, join(root, entry)], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise((resolve) => child.once('exit', resolve));
   let err = '';
   await new Promise<void>((resolve, reject) => {

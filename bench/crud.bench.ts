@@ -42,6 +42,14 @@ const KINDS = (process.env.BENCH_KINDS ?? 'read,search,create').split(',').filte
 const NAME = process.env.BENCH_NAME ?? 'crud';
 /** The type a create posts (BENCH_CREATE_TYPE=Patient: a seeded Patient's body, validated against hie-patient; issue 23's profile parsing). */
 const CREATE_TYPE = process.env.BENCH_CREATE_TYPE === 'Patient' ? 'Patient' : 'Observation';
+/**
+ * BENCH_DIRECT=1: the server runs from bench/direct-server.ts, which also serves the same app's
+ * pipeline behind a bare node:http handler; after the cells, BENCH_DIRECT_ROUNDS alternating rounds
+ * of the read at one client and the mix at 16 clients through the full stack and through that
+ * handler (issue 23: what the code costs without a framework).
+ */
+const DIRECT = process.env.BENCH_DIRECT === '1';
+const DIRECT_ROUNDS = Number(process.env.BENCH_DIRECT_ROUNDS ?? 3);
 const ROOT = process.cwd();
 
 async function main(): Promise<void> {
@@ -50,8 +58,10 @@ async function main(): Promise<void> {
   const pgDir = join(dir, 'pg');
   const port = 57000 + Math.floor(Math.random() * 1000);
   const pgPort = 58000 + Math.floor(Math.random() * 1000);
+  const directPort = port + 1000;
   const env = {
     PORT: String(port),
+    ...(DIRECT ? { DIRECT_PORT: String(directPort) } : {}),
     EMBEDDED_PG_DIR: pgDir,
     EMBEDDED_PG_PORT: String(pgPort),
     RATE_LIMIT_PER_MINUTE: '1000000',
@@ -60,7 +70,8 @@ async function main(): Promise<void> {
   };
   const baseUrl = `http://127.0.0.1:${port}`;
   const profileDir = join(dir, 'profile');
-  let server = await startServerProcess(env, []);
+  const entry = DIRECT ? join('dist-bench', 'bench', 'direct-server.js') : undefined;
+  let server = await startServerProcess(env, [], entry);
   try {
     const credentials = JSON.parse(readFileSync(join(pgDir, 'hie-credentials.json'), 'utf8'));
     const superUrl = `postgres://${credentials.superuser.user}:${encodeURIComponent(credentials.superuser.password)}@127.0.0.1:${pgPort}/hie`;
@@ -83,7 +94,7 @@ async function main(): Promise<void> {
     await stopServerProcess(server);
     process.stdout.write('restarting with pg_stat_statements\n');
     // Restarted: pg_stat_statements loaded; the profile (if asked) covers the measurements, not the seeding.
-    server = await startServerProcess(env, CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []);
+    server = await startServerProcess(env, CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [], entry);
     token = await getToken(baseUrl, secret);
     const db = new Client({ connectionString: superUrl });
     db.on('error', (err) => process.stderr.write(`bench connection: ${err.message}\n`));
@@ -237,6 +248,37 @@ async function main(): Promise<void> {
       cells.push(cell);
     }
     bare.close();
+
+    // The same app with and without the HTTP framework in front of its pipeline, alternating.
+    const direct: DirectRound[] = [];
+    if (DIRECT) {
+      const lanes = [
+        { path: 'stack' as const, url: baseUrl },
+        { path: 'direct' as const, url: `http://127.0.0.1:${directPort}` },
+      ];
+      for (let r = 1; r <= DIRECT_ROUNDS; r++) {
+        for (const lane of r % 2 ? lanes : [...lanes].reverse()) {
+          await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 200, maxSeconds: 5 });
+          const c0 = cpu();
+          const read = await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 2000, maxSeconds: Math.min(SECONDS, 5) });
+          const c1 = cpu();
+          const mix = await measure({ baseUrl: lane.url, token, mode: 'mix', concurrency: 16, maxRequests: MAX_REQUESTS, maxSeconds: SECONDS, reads, searches, createBody, createPath });
+          const c2 = cpu();
+          direct.push({
+            round: r,
+            path: lane.path,
+            read,
+            readServerCpuMs: round((c1.server - c0.server) / read.requests, 3),
+            readPostgresCpuMs: round((c1.postgres - c0.postgres) / read.requests, 3),
+            mix,
+            mixServerCpuMs: round((c2.server - c1.server) / mix.requests, 2),
+            mixPostgresCpuMs: round((c2.postgres - c1.postgres) / mix.requests, 2),
+            loadAverage: loadavg().map((n) => round(n, 2)),
+          });
+          process.stdout.write(`direct round ${r} ${lane.path}: read p50 ${read.p50} ms (${read.errors} errors), mix c16 ${mix.rps} req/s (${mix.errors} errors)\n`);
+        }
+      }
+    }
     const [{ version }] = (await db.query('SELECT version()')).rows;
     await db.end();
     const json = {
@@ -263,6 +305,7 @@ async function main(): Promise<void> {
       profileWindows: windows,
       cells,
       statementsPerRequestAt16: statements,
+      direct,
     };
     await stopServerProcess(server);
     let profile = '';
@@ -306,6 +349,19 @@ async function seed(baseUrl: string, token: string): Promise<number> {
     n += b.entry?.length ?? 0;
   }
   return n;
+}
+
+/** One lane of a BENCH_DIRECT round: the full HTTP stack or the bare handler in front of the same pipeline. */
+interface DirectRound {
+  round: number;
+  path: 'stack' | 'direct';
+  read: Stats;
+  readServerCpuMs: number;
+  readPostgresCpuMs: number;
+  mix: Stats;
+  mixServerCpuMs: number;
+  mixPostgresCpuMs: number;
+  loadAverage: number[];
 }
 
 /** utime + stime of a process (all its threads), in ms. */
@@ -494,6 +550,7 @@ function markdown(json: {
     loadAverage: number[];
   }[];
   statementsPerRequestAt16: { query: string; calls: number; perRequest: number; meanMs: number }[];
+  direct: DirectRound[];
 }): string {
   const m = json.machine;
   const k = (s: Stats, kind: string) => (s.kinds[kind] ? `${s.kinds[kind].p50} / ${s.kinds[kind].p95} / ${s.kinds[kind].p99}` : '–');
@@ -544,6 +601,27 @@ CPU per request is all the process's (server) or cluster's (PostgreSQL) CPU duri
 | statement | calls | per request | mean ms |
 |---|---|---|---|
 ${json.statementsPerRequestAt16.map((s) => `| \`${s.query.replace(/\|/g, '\\|')}\` | ${s.calls} | ${s.perRequest} | ${s.meanMs} |`).join('\n')}
+${json.direct.length ? directMarkdown(json.direct) : ''}`;
+}
+
+function directMarkdown(rounds: DirectRound[]): string {
+  const median = (list: number[]) => percentile([...list].sort((a, b) => a - b), 50);
+  const of = (path: DirectRound['path'], pick: (r: DirectRound) => number) => round(median(rounds.filter((r) => r.path === path).map(pick)), 3);
+  return `
+## The pipeline with and without the HTTP framework (BENCH_DIRECT=1)
+
+The same process and app: \`stack\` is the full server (Express, Nest's router, guards and interceptors, helmet, compression, request log, rate limit); \`direct\` is bench/direct-server.ts's bare \`node:http\` handler calling the same \`FhirPipeline\` after verifying the same token (authorization, consent, execution and the audit record committed before the answer). Alternating rounds; the read is 2,000 sequential reads of one resource after 200 of warm-up, the mix 16 clients for ${SECONDS} s.
+
+| round | path | read p50 / p99 ms | server CPU ms per read | PostgreSQL CPU ms per read | mix c16 req/s | errors | server CPU ms per mix request | PostgreSQL CPU ms per mix request | load avg |
+|---|---|---|---|---|---|---|---|---|---|
+${rounds
+  .map(
+    (r) =>
+      `| ${r.round} | ${r.path} | ${r.read.p50} / ${r.read.p99} | ${r.readServerCpuMs} | ${r.readPostgresCpuMs} | ${r.mix.rps} | ${r.read.errors + r.mix.errors} | ${r.mixServerCpuMs} | ${r.mixPostgresCpuMs} | ${r.loadAverage.join(' ')} |`,
+  )
+  .join('\n')}
+| **median** | stack | ${of('stack', (r) => r.read.p50)} | ${of('stack', (r) => r.readServerCpuMs)} | ${of('stack', (r) => r.readPostgresCpuMs)} | ${of('stack', (r) => r.mix.rps)} | | ${of('stack', (r) => r.mixServerCpuMs)} | ${of('stack', (r) => r.mixPostgresCpuMs)} | |
+| **median** | direct | ${of('direct', (r) => r.read.p50)} | ${of('direct', (r) => r.readServerCpuMs)} | ${of('direct', (r) => r.readPostgresCpuMs)} | ${of('direct', (r) => r.mix.rps)} | | ${of('direct', (r) => r.mixServerCpuMs)} | ${of('direct', (r) => r.mixPostgresCpuMs)} | |
 `;
 }
 

@@ -260,7 +260,10 @@ async function main(): Promise<void> {
         for (const lane of r % 2 ? lanes : [...lanes].reverse()) {
           await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 200, maxSeconds: 5 });
           const c0 = cpu();
+          const fromUs = Number(process.hrtime.bigint() / 1000n);
           const read = await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 2000, maxSeconds: Math.min(SECONDS, 5) });
+          // With BENCH_CPU_PROF=1 the profile's stages per read, through each path.
+          windows.push({ kind: `read, ${lane.path}, round ${r}`, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), requests: read.requests });
           const c1 = cpu();
           const mix = await measure({ baseUrl: lane.url, token, mode: 'mix', concurrency: 16, maxRequests: MAX_REQUESTS, maxSeconds: SECONDS, reads, searches, createBody, createPath });
           const c2 = cpu();

@@ -259,12 +259,16 @@ async function main(): Promise<void> {
       for (let r = 1; r <= DIRECT_ROUNDS; r++) {
         for (const lane of r % 2 ? lanes : [...lanes].reverse()) {
           await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 200, maxSeconds: 5 });
+          // Every read's record is stored, through either path: the records the run added, beside its reads.
+          const auditRecords = async (): Promise<number> => Number((await db.query('SELECT max(seq) AS n FROM audit_event')).rows[0].n ?? 0);
+          const a0 = await auditRecords();
           const c0 = cpu();
           const fromUs = Number(process.hrtime.bigint() / 1000n);
           const read = await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 2000, maxSeconds: Math.min(SECONDS, 5) });
           // With BENCH_CPU_PROF=1 the profile's stages per read, through each path.
           windows.push({ kind: `read, ${lane.path}, round ${r}`, fromUs, toUs: Number(process.hrtime.bigint() / 1000n), requests: read.requests });
           const c1 = cpu();
+          const readAuditRecords = (await auditRecords()) - a0;
           const mix = await measure({ baseUrl: lane.url, token, mode: 'mix', concurrency: 16, maxRequests: MAX_REQUESTS, maxSeconds: SECONDS, reads, searches, createBody, createPath });
           const c2 = cpu();
           direct.push({
@@ -273,6 +277,7 @@ async function main(): Promise<void> {
             read,
             readServerCpuMs: round((c1.server - c0.server) / read.requests, 3),
             readPostgresCpuMs: round((c1.postgres - c0.postgres) / read.requests, 3),
+            readAuditRecords,
             mix,
             mixServerCpuMs: round((c2.server - c1.server) / mix.requests, 2),
             mixPostgresCpuMs: round((c2.postgres - c1.postgres) / mix.requests, 2),
@@ -361,6 +366,8 @@ interface DirectRound {
   read: Stats;
   readServerCpuMs: number;
   readPostgresCpuMs: number;
+  /** Audit records stored during the read run (its requests and nothing else run then). */
+  readAuditRecords: number;
   mix: Stats;
   mixServerCpuMs: number;
   mixPostgresCpuMs: number;
@@ -615,16 +622,16 @@ function directMarkdown(rounds: DirectRound[]): string {
 
 The same process and app: \`stack\` is the full server (Express, Nest's router, guards and interceptors, helmet, compression, request log, rate limit); \`direct\` is bench/direct-server.ts's bare \`node:http\` handler calling the same \`FhirPipeline\` after verifying the same token (authorization, consent, execution and the audit record committed before the answer). Alternating rounds; the read is 2,000 sequential reads of one resource after 200 of warm-up, the mix 16 clients for ${SECONDS} s.
 
-| round | path | read p50 / p99 ms | server CPU ms per read | PostgreSQL CPU ms per read | mix c16 req/s | errors | server CPU ms per mix request | PostgreSQL CPU ms per mix request | load avg |
-|---|---|---|---|---|---|---|---|---|---|
+| round | path | read p50 / p99 ms | reads / audit records stored | server CPU ms per read | PostgreSQL CPU ms per read | mix c16 req/s | errors | server CPU ms per mix request | PostgreSQL CPU ms per mix request | load avg |
+|---|---|---|---|---|---|---|---|---|---|---|
 ${rounds
   .map(
     (r) =>
-      `| ${r.round} | ${r.path} | ${r.read.p50} / ${r.read.p99} | ${r.readServerCpuMs} | ${r.readPostgresCpuMs} | ${r.mix.rps} | ${r.read.errors + r.mix.errors} | ${r.mixServerCpuMs} | ${r.mixPostgresCpuMs} | ${r.loadAverage.join(' ')} |`,
+      `| ${r.round} | ${r.path} | ${r.read.p50} / ${r.read.p99} | ${r.read.requests} / ${r.readAuditRecords} | ${r.readServerCpuMs} | ${r.readPostgresCpuMs} | ${r.mix.rps} | ${r.read.errors + r.mix.errors} | ${r.mixServerCpuMs} | ${r.mixPostgresCpuMs} | ${r.loadAverage.join(' ')} |`,
   )
   .join('\n')}
-| **median** | stack | ${of('stack', (r) => r.read.p50)} | ${of('stack', (r) => r.readServerCpuMs)} | ${of('stack', (r) => r.readPostgresCpuMs)} | ${of('stack', (r) => r.mix.rps)} | | ${of('stack', (r) => r.mixServerCpuMs)} | ${of('stack', (r) => r.mixPostgresCpuMs)} | |
-| **median** | direct | ${of('direct', (r) => r.read.p50)} | ${of('direct', (r) => r.readServerCpuMs)} | ${of('direct', (r) => r.readPostgresCpuMs)} | ${of('direct', (r) => r.mix.rps)} | | ${of('direct', (r) => r.mixServerCpuMs)} | ${of('direct', (r) => r.mixPostgresCpuMs)} | |
+| **median** | stack | ${of('stack', (r) => r.read.p50)} | | ${of('stack', (r) => r.readServerCpuMs)} | ${of('stack', (r) => r.readPostgresCpuMs)} | ${of('stack', (r) => r.mix.rps)} | | ${of('stack', (r) => r.mixServerCpuMs)} | ${of('stack', (r) => r.mixPostgresCpuMs)} | |
+| **median** | direct | ${of('direct', (r) => r.read.p50)} | | ${of('direct', (r) => r.readServerCpuMs)} | ${of('direct', (r) => r.readPostgresCpuMs)} | ${of('direct', (r) => r.mix.rps)} | | ${of('direct', (r) => r.mixServerCpuMs)} | ${of('direct', (r) => r.mixPostgresCpuMs)} | |
 `;
 }
 

@@ -256,11 +256,11 @@ async function main(): Promise<void> {
         { path: 'stack' as const, url: baseUrl },
         { path: 'direct' as const, url: `http://127.0.0.1:${directPort}` },
       ];
+      // Every read's record is stored, through either path: the records a read run added, beside its reads.
+      const auditRecords = async (): Promise<number> => Number((await db.query('SELECT max(seq) AS n FROM audit_event')).rows[0].n ?? 0);
       for (let r = 1; r <= DIRECT_ROUNDS; r++) {
         for (const lane of r % 2 ? lanes : [...lanes].reverse()) {
           await measure({ baseUrl: lane.url, token, mode: 'get', path: reads[0], concurrency: 1, maxRequests: 200, maxSeconds: 5 });
-          // Every read's record is stored, through either path: the records the run added, beside its reads.
-          const auditRecords = async (): Promise<number> => Number((await db.query('SELECT max(seq) AS n FROM audit_event')).rows[0].n ?? 0);
           const a0 = await auditRecords();
           const c0 = cpu();
           const fromUs = Number(process.hrtime.bigint() / 1000n);
